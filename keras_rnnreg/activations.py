@@ -1,0 +1,53 @@
+"""Activations used by the recurrent layers, beyond Keras' own.
+
+``"trec"`` is the thresholded rectifier of Konda, Memisevic & Krueger (2014), "Zero-bias
+autoencoders": f(x) = x where x > θ, else 0. With θ = 0 (the norm-stabilizer paper, Sec. 2.1: "the
+zero-bias ReLU (i.e. TRec with threshold 0)") its values are those of ReLU; what makes a TRec layer
+is that it has no hidden bias, so the recurrent layers drop their bias when given ``"trec"``.
+"""
+
+import keras
+from keras import ops
+
+from keras_rnnreg._api import serializable
+
+
+@serializable
+def trec(x, threshold=0.0):
+    """Thresholded rectifier: ``x`` where ``x > threshold``, else 0."""
+    x = ops.convert_to_tensor(x)
+    return ops.where(x > threshold, x, ops.zeros_like(x))
+
+
+_EXTRA = {"trec": trec}
+
+
+def get(identifier, argument="activation"):
+    """Resolve an activation name or callable; ``None`` means linear.
+
+    Raises ValueError naming ``argument`` and the value when the name is unknown.
+    """
+    if identifier is None:
+        return keras.activations.linear
+    if isinstance(identifier, str) and identifier in _EXTRA:
+        return _EXTRA[identifier]
+    if callable(identifier):
+        return identifier
+    try:
+        fn = keras.activations.get(identifier)
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"Unknown {argument}={identifier!r}: expected a Keras activation name "
+            f"(e.g. 'tanh', 'relu', 'sigmoid'), 'trec', or a callable."
+        ) from err
+    if fn is None:
+        raise ValueError(f"Unknown {argument}={identifier!r}.")
+    return fn
+
+
+def serialize(fn):
+    """Name of an activation for get_config (Keras' names, or 'trec')."""
+    for name, extra in _EXTRA.items():
+        if fn is extra:
+            return name
+    return keras.activations.serialize(fn)

@@ -1,0 +1,1 @@
+"""Data pipelines for the papers' four benchmark families (see the submodules)."""

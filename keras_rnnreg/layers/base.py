@@ -1,0 +1,425 @@
+"""The fused recurrent loop shared by SimpleRNN, LSTM and GRU.
+
+Design (DESIGN.md, "Principles"):
+
+* the input projection ``x_t W + b`` for every timestep is one matmul before the loop; the loop
+  (``keras.ops.scan``) does only the recurrent part ``h_{t-1} U`` and the nonlinearity;
+* nothing random inside the loop: dropout masks and the weight perturbations of
+  :mod:`keras_rnnreg.perturbations` are drawn before it, per-timestep ones as tensors with a time
+  axis that the loop reads like an input;
+* penalties on the state sequence (:mod:`keras_rnnreg.regularizers`) are computed after the loop
+  and added with ``add_loss`` from the layer's ``call``, never from inside the loop;
+* weights are named and shaped like ``keras.layers.SimpleRNN`` / ``LSTM`` / ``GRU`` so that
+  ``ours.set_weights(theirs.get_weights())`` gives the same function.
+"""
+
+import keras
+from keras import ops
+
+from keras_rnnreg import activations as activations_lib
+
+_KERAS_ONLY_ARGS = ("stateful", "implementation", "use_cudnn", "time_major")
+
+
+class FusedRNN(keras.layers.Layer):
+    """Base class of the fused recurrent layers; not used directly.
+
+    Subclasses define ``_gates`` (how many ``units``-wide blocks the kernels have),
+    ``state_size`` and ``_step``, and may override ``_bias_initializer_value``.
+    """
+
+    _gates = 1
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        zero_output_for_mask=True,
+        unroll=False,
+        perturbations=None,
+        state_regularizer=None,
+        **kwargs,
+    ):
+        for name in _KERAS_ONLY_ARGS:
+            if name in kwargs:
+                value = kwargs.pop(name)
+                if name == "stateful" and value:
+                    raise ValueError(
+                        f"{type(self).__name__} does not support stateful=True; "
+                        "pass initial_state= to call() instead."
+                    )
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+            raise ValueError(
+                f"Invalid value for argument units={units!r}: expected a positive integer."
+            )
+        for arg, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+            if not 0.0 <= float(value) < 1.0:
+                raise ValueError(f"Invalid value for argument {arg}={value!r}: expected 0 <= {arg} < 1.")
+        if not (isinstance(unroll, bool) or (isinstance(unroll, int) and unroll >= 1)):
+            raise ValueError(
+                f"Invalid value for argument unroll={unroll!r}: expected a bool or a positive int."
+            )
+        self.units = units
+        self.activation_name = activation
+        self.activation = activations_lib.get(activation, "activation")
+        # "trec" is the *zero-bias* thresholded rectifier: the layer has no hidden bias.
+        self.use_bias = bool(use_bias) and activation != "trec"
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = keras.regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.recurrent_constraint = keras.constraints.get(recurrent_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.dropout = float(dropout)
+        self.recurrent_dropout = float(recurrent_dropout)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.unroll = unroll
+        self.perturbations = _deserialize_list(perturbations, "perturbations")
+        self.state_regularizer = _deserialize_one(state_regularizer)
+        self._check_state_regularizer()
+        self.supports_masking = True
+        self.input_spec = keras.InputSpec(ndim=3)
+
+    # ----------------------------------------------------------------------------------- config
+    @property
+    def state_size(self):
+        return [self.units]
+
+    @property
+    def output_size(self):
+        return self.units
+
+    def _check_state_regularizer(self):
+        reg = self.state_regularizer
+        if reg is not None and getattr(reg, "on", "hidden") == "cell" and "cell" not in self._sequences_available:
+            raise ValueError(
+                f"state_regularizer on='cell' needs memory cells, which {type(self).__name__} "
+                "does not have; use on='hidden'."
+            )
+
+    _sequences_available = ("hidden",)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "activation": self.activation_name
+                if isinstance(self.activation_name, str) or self.activation_name is None
+                else activations_lib.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+                "recurrent_regularizer": keras.regularizers.serialize(self.recurrent_regularizer),
+                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+                "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+                "recurrent_constraint": keras.constraints.serialize(self.recurrent_constraint),
+                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+                "dropout": self.dropout,
+                "recurrent_dropout": self.recurrent_dropout,
+                "seed": self.seed,
+                "return_sequences": self.return_sequences,
+                "return_state": self.return_state,
+                "go_backwards": self.go_backwards,
+                "zero_output_for_mask": self.zero_output_for_mask,
+                "unroll": self.unroll,
+                "perturbations": [keras.saving.serialize_keras_object(p) for p in self.perturbations],
+                "state_regularizer": keras.saving.serialize_keras_object(self.state_regularizer)
+                if self.state_regularizer is not None
+                else None,
+            }
+        )
+        config.pop("activity_regularizer", None)
+        config["activity_regularizer"] = keras.regularizers.serialize(self.activity_regularizer)
+        return config
+
+    # ------------------------------------------------------------------------------------ build
+    def build(self, sequences_shape, initial_state_shape=None):
+        sequences_shape = tuple(sequences_shape)
+        if len(sequences_shape) != 3:
+            raise ValueError(
+                f"{type(self).__name__} expects inputs of rank 3 (batch, timesteps, features); "
+                f"received inputs with shape {sequences_shape}."
+            )
+        input_dim = sequences_shape[-1]
+        if input_dim is None:
+            raise ValueError(
+                f"{type(self).__name__}: the last axis of the inputs (features) must be known; "
+                f"received inputs with shape {sequences_shape}."
+            )
+        width = self._gates * self.units
+        self.kernel = self.add_weight(
+            shape=(input_dim, width),
+            name="kernel",
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.units, width),
+            name="recurrent_kernel",
+            initializer=self.recurrent_initializer,
+            regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                shape=self._bias_shape(),
+                name="bias",
+                initializer=self._bias_initializer_value(),
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+        else:
+            self.bias = None
+        for perturbation in self.perturbations:
+            perturbation.check_layer(self)
+
+    def _bias_shape(self):
+        return (self._gates * self.units,)
+
+    def _bias_initializer_value(self):
+        return self.bias_initializer
+
+    # ------------------------------------------------------------------------------------- call
+    def get_initial_state(self, batch_size):
+        return [ops.zeros((batch_size, size), dtype=self.compute_dtype) for size in self.state_size]
+
+    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
+        batch, length = sequences_shape[0], sequences_shape[1]
+        if self.return_sequences:
+            outputs = [(batch, length, self.output_size)]
+        else:
+            outputs = [(batch, self.output_size)]
+        outputs += [(batch, length, self.units) for _ in self._extra_sequence_outputs()]
+        if self.return_state:
+            outputs += [(batch, size) for size in self.state_size]
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def compute_mask(self, inputs, mask=None):
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        output_mask = mask if self.return_sequences else None
+        n_outputs = 1 + len(self._extra_sequence_outputs()) + (
+            len(self.state_size) if self.return_state else 0
+        )
+        if n_outputs == 1:
+            return output_mask
+        extra = [mask for _ in self._extra_sequence_outputs()]
+        return [output_mask, *extra] + [None] * (n_outputs - 1 - len(extra))
+
+    def _extra_sequence_outputs(self):
+        """Names of sequences returned after the main output (LSTM's memory cells)."""
+        return ()
+
+    def call(self, sequences, initial_state=None, mask=None, training=None):
+        if len(sequences.shape) != 3:
+            raise ValueError(
+                f"{type(self).__name__} expects inputs of rank 3 (batch, timesteps, features); "
+                f"received inputs with shape {tuple(sequences.shape)}."
+            )
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        batch_size = ops.shape(sequences)[0]
+        if initial_state is None:
+            states = self.get_initial_state(batch_size)
+        else:
+            if not isinstance(initial_state, (list, tuple)):
+                initial_state = [initial_state]
+            if len(initial_state) != len(self.state_size):
+                raise ValueError(
+                    f"{type(self).__name__} expects {len(self.state_size)} initial state tensor(s); "
+                    f"received initial_state with {len(initial_state)}."
+                )
+            states = [ops.cast(s, self.compute_dtype) for s in initial_state]
+
+        x = sequences
+        if self.go_backwards:
+            x = ops.flip(x, axis=1)
+            if mask is not None:
+                mask = ops.flip(mask, axis=1)
+        if training and self.dropout > 0:
+            keep = keras.random.dropout(
+                ops.ones((batch_size, 1, ops.shape(x)[-1]), dtype=x.dtype),
+                self.dropout,
+                seed=self.seed_generator,
+            )
+            x = x * keep
+        # Time-major from here on: (T, B, ...).
+        x = ops.transpose(x, (1, 0, 2))
+        time_steps = ops.shape(x)[0]
+
+        kernel = self.kernel
+        recurrent_kernel = self.recurrent_kernel
+        bias = self.bias
+        perturbations = self.perturbations if training else []
+
+        # ---- Everything random is drawn here, before the loop.
+        step_inputs = {}
+        recurrent_noise = []
+        for p in perturbations:
+            if p.applies_to("input"):
+                kernel = p.perturb_input(kernel, time_steps, self.seed_generator)
+            if p.applies_to("recurrent"):
+                recurrent_noise.append(
+                    p.prepare_recurrent(recurrent_kernel, time_steps, batch_size, self.seed_generator)
+                )
+
+        # ---- The input projection for all timesteps: one matmul (or one batched matmul when the
+        # input kernel carries a time axis: per-timestep feed-forward weight noise).
+        projected = _project(x, kernel, perturbations, self.seed_generator)
+        if bias is not None:
+            projected = projected + bias
+
+        recurrent_keep = None
+        if training and self.recurrent_dropout > 0:
+            recurrent_keep = keras.random.dropout(
+                ops.ones((batch_size, self.units), dtype=self.compute_dtype),
+                self.recurrent_dropout,
+                seed=self.seed_generator,
+            )
+
+        step_inputs["projected"] = projected
+        recurrent_kernel, loop_noise = _compose_recurrent(recurrent_kernel, recurrent_noise, step_inputs)
+        if mask is not None:
+            step_inputs["mask"] = ops.expand_dims(ops.transpose(ops.cast(mask, "bool"), (1, 0)), -1)
+
+        def body(carry, inputs):
+            u = inputs.get("recurrent_kernel", recurrent_kernel)
+            h_prev = carry[0]
+            if recurrent_keep is not None:
+                h_in = h_prev * recurrent_keep
+            else:
+                h_in = h_prev
+            recurrent = ops.matmul(h_in, u)
+            for noise in loop_noise:
+                recurrent = noise.add_to(recurrent, h_in, u, inputs)
+            new_carry, seqs = self._step(inputs["projected"], recurrent, carry)
+            outs = [seqs[name] for name in self._sequences_available]
+            if "mask" in inputs:
+                m = inputs["mask"]
+                new_carry = [ops.where(m, n, o) for n, o in zip(new_carry, carry)]
+                if self.zero_output_for_mask:
+                    outs = [ops.where(m, v, ops.zeros_like(v)) for v in outs]
+                else:
+                    outs = new_carry
+            # keras.ops.scan on TensorFlow requires the per-step outputs to have the structure of
+            # the carry, so the loop emits one sequence per state (hidden, and cell for the LSTM).
+            return new_carry, outs
+
+        final_states, ys = ops.scan(body, list(states), step_inputs, unroll=self.unroll)
+        # Back to batch-major.
+        needed = set(self._extra_sequence_outputs())
+        if self.return_sequences:
+            needed.add("hidden")
+        if self.state_regularizer is not None:
+            needed.add(getattr(self.state_regularizer, "on", "hidden"))
+        ys = {
+            name: ops.transpose(v, (1, 0, 2))
+            for name, v in zip(self._sequences_available, ys)
+            if name in needed
+        }
+
+        if self.state_regularizer is not None:
+            on = getattr(self.state_regularizer, "on", "hidden")
+            seq_mask = None if mask is None else ops.cast(mask, ys[on].dtype)
+            self.add_loss(self.state_regularizer(ys[on], mask=seq_mask))
+
+        output = ys["hidden"] if self.return_sequences else final_states[0]
+        outputs = [output] + [ys[name] for name in self._extra_sequence_outputs()]
+        if self.return_state:
+            outputs += list(final_states)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def _step(self, projected, recurrent, carry):
+        """One timestep given ``projected = x_t W + b`` and ``recurrent = h_{t-1} U``.
+
+        Returns ``(new_carry, sequences)`` where ``sequences`` maps "hidden" (and, for the LSTM,
+        "cell") to this timestep's values.
+        """
+        raise NotImplementedError
+
+
+def _project(x, kernel, perturbations, seed_generator):
+    """``x @ kernel`` for time-major ``x`` (T, B, F); ``kernel`` may be (F, G) or (T, F, G)."""
+    if len(kernel.shape) == 3:
+        return ops.matmul(x, kernel)
+    projected = ops.matmul(x, kernel)
+    for p in perturbations:
+        if p.applies_to("input") and getattr(p, "sampling", "weight") == "local":
+            projected = p.add_local_input_noise(projected, x, kernel, seed_generator)
+    return projected
+
+
+def _compose_recurrent(recurrent_kernel, prepared, step_inputs):
+    """Fold prepared recurrent perturbations into the loop's inputs.
+
+    Each prepared perturbation is either a replacement kernel (per-sequence: (U, G)), a kernel
+    sequence (per-timestep: (T, U, G), fed to the loop), or a local-noise object whose ``add_to``
+    runs in the loop on pre-drawn noise.
+    """
+    loop_noise = []
+    for item in prepared:
+        kind, value = item
+        if kind == "kernel":
+            recurrent_kernel = value
+        elif kind == "kernel_sequence":
+            step_inputs["recurrent_kernel"] = value
+        elif kind == "local":
+            step_inputs.update(value.step_inputs)
+            loop_noise.append(value)
+        else:  # pragma: no cover - guarded by the perturbation classes
+            raise ValueError(f"Unknown prepared perturbation kind {kind!r}.")
+    return recurrent_kernel, loop_noise
+
+
+def _deserialize_list(values, argument):
+    if values is None:
+        return []
+    if not isinstance(values, (list, tuple)):
+        values = [values]
+    out = []
+    for value in values:
+        if isinstance(value, dict):
+            value = keras.saving.deserialize_keras_object(value)
+        if not hasattr(value, "applies_to"):
+            raise ValueError(
+                f"Invalid entry in {argument}: {value!r}; expected keras_rnnreg.perturbations "
+                "objects such as WeightNoise or DropConnect."
+            )
+        out.append(value)
+    return out
+
+
+def _deserialize_one(value):
+    if isinstance(value, dict):
+        return keras.saving.deserialize_keras_object(value)
+    return value

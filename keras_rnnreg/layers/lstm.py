@@ -1,0 +1,105 @@
+"""Fused LSTM, weight-compatible with ``keras.layers.LSTM``."""
+
+import keras
+from keras import ops
+
+from keras_rnnreg import activations as activations_lib
+from keras_rnnreg._api import serializable
+from keras_rnnreg.layers.base import FusedRNN
+
+
+@serializable
+class LSTM(FusedRNN):
+    """Long short-term memory with the gate order and weight layout of ``keras.layers.LSTM``.
+
+    ``z = x_t W + h_{t-1} U + b`` split into blocks (i, f, c, o);
+    ``c_t = σ(z_f) c_{t-1} + σ(z_i) g(z_c)``, ``h_t = σ(z_o) g_out(c_t)`` with ``g = activation``
+    and ``σ = recurrent_activation`` (Hochreiter & Schmidhuber 1997, with forget gate; no peepholes).
+
+    Beyond Keras:
+
+    * ``output_activation``: ``"same"`` (default, Keras' behaviour: ``g_out = activation``) or
+      ``None`` to remove the output tanh, ``h_t = σ(z_o) c_t``, as the norm-stabilizer paper does
+      when it penalizes hidden states (Sec. 2.1, after Gers & Schmidhuber 2000);
+    * ``return_cell_sequence=True`` also returns the memory-cell sequence (B, T, units), right
+      after the main output, for probes and penalties on the cells;
+    * ``state_regularizer`` with ``on="cell"`` penalizes the memory cells;
+    * ``perturbations``, masks and speed as :class:`keras_rnnreg.layers.SimpleRNN`.
+    """
+
+    _gates = 4
+    _sequences_available = ("hidden", "cell")
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        output_activation="same",
+        unit_forget_bias=True,
+        return_cell_sequence=False,
+        **kwargs,
+    ):
+        super().__init__(units, activation=activation, **kwargs)
+        self.recurrent_activation_name = recurrent_activation
+        self.recurrent_activation = activations_lib.get(recurrent_activation, "recurrent_activation")
+        self.output_activation_name = output_activation
+        if output_activation == "same":
+            self.output_activation = self.activation
+        elif output_activation is None:
+            self.output_activation = None
+        else:
+            self.output_activation = activations_lib.get(output_activation, "output_activation")
+        self.unit_forget_bias = bool(unit_forget_bias)
+        self.return_cell_sequence = bool(return_cell_sequence)
+
+    @property
+    def state_size(self):
+        return [self.units, self.units]
+
+    def _extra_sequence_outputs(self):
+        return ("cell",) if self.return_cell_sequence else ()
+
+    def _bias_initializer_value(self):
+        if not self.unit_forget_bias:
+            return self.bias_initializer
+        base = self.bias_initializer
+        units = self.units
+
+        def initializer(shape, dtype=None):
+            return ops.concatenate(
+                [
+                    base((units,), dtype=dtype),
+                    keras.initializers.get("ones")((units,), dtype=dtype),
+                    base((units * 2,), dtype=dtype),
+                ]
+            )
+
+        return initializer
+
+    def _step(self, projected, recurrent, carry):
+        _, c_prev = carry
+        z = projected + recurrent
+        zi, zf, zc, zo = ops.split(z, 4, axis=-1)
+        i = self.recurrent_activation(zi)
+        f = self.recurrent_activation(zf)
+        c = f * c_prev + i * self.activation(zc)
+        o = self.recurrent_activation(zo)
+        h = o * c if self.output_activation is None else o * self.output_activation(c)
+        return [h, c], {"hidden": h, "cell": c}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "recurrent_activation": self.recurrent_activation_name
+                if isinstance(self.recurrent_activation_name, str)
+                else activations_lib.serialize(self.recurrent_activation),
+                "output_activation": self.output_activation_name
+                if isinstance(self.output_activation_name, str) or self.output_activation_name is None
+                else activations_lib.serialize(self.output_activation),
+                "unit_forget_bias": self.unit_forget_bias,
+                "return_cell_sequence": self.return_cell_sequence,
+            }
+        )
+        return config

@@ -1,0 +1,31 @@
+"""Fused fully-connected RNN, weight-compatible with ``keras.layers.SimpleRNN``."""
+
+from keras_rnnreg._api import serializable
+from keras_rnnreg.layers.base import FusedRNN
+
+
+@serializable
+class SimpleRNN(FusedRNN):
+    """Fully-connected RNN: ``h_t = f(x_t W + h_{t-1} U + b)``.
+
+    This is the plain RNN of both papers (noise study Eqs. 1-2, hidden part; the SRNNs of the
+    norm-stabilizer paper, Sec. 2.1). Same arguments, weight names and shapes as
+    ``keras.layers.SimpleRNN`` (``kernel`` (F, units), ``recurrent_kernel`` (units, units),
+    ``bias`` (units,)), so ``set_weights`` moves weights both ways. Beyond Keras:
+
+    * ``activation="relu"`` (IRNN with ``recurrent_initializer="identity"``) or ``"trec"`` (the
+      zero-bias thresholded ReLU of Konda et al.; the layer then has no bias);
+    * ``perturbations=[...]``: weight noise / DropConnect (:mod:`keras_rnnreg.perturbations`),
+      active in training only;
+    * ``state_regularizer=``: a penalty on the hidden-state sequence, e.g.
+      :class:`keras_rnnreg.regularizers.NormStabilizer`, added with ``add_loss`` after the loop;
+    * masked timesteps keep the previous state and output zeros (``zero_output_for_mask=True``,
+      what Keras does inside ``Bidirectional``).
+
+    The input projection of all timesteps is one matmul before the loop; the loop does only
+    ``h_{t-1} U`` and the nonlinearity.
+    """
+
+    def _step(self, projected, recurrent, carry):
+        h = self.activation(projected + recurrent)
+        return [h], {"hidden": h}
