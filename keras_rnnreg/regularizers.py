@@ -1,0 +1,232 @@
+"""Penalties on the state sequence of a recurrent network: the norm-stabilizer and its alternatives.
+
+Krueger & Memisevic, "Regularizing RNNs by Stabilizing Activations" (norm_stabilizer.txt), Sec. 1:
+
+    β · (1/T) Σ_t (‖h_t‖₂ − ‖h_{t−1}‖₂)²
+
+and the alternative costs of Sec. 2.1.1 / Table 3. How the passages are read here:
+
+* **Which pairs.** The authors' code averages over the T−1 differences of the *output* states
+  h_1 … h_T (the initial state is not part of the sequence), so the cost is a mean over the batch
+  and over the T−1 consecutive pairs (h_{t−1}, h_t), t = 2 … T.
+* **Masks.** ``mask`` is a (batch, time) tensor of 1 (valid) / 0 (padding), left- or
+  right-padded. A pair counts only if *both* its steps are valid; per-step costs count valid steps;
+  ``"first_last"`` uses the first and the last *valid* step of each sequence. The mean is pooled
+  over everything that counts in the batch (Σ cost · weight / Σ weight), so each valid pair (or
+  step, or sequence) weighs the same and an unmasked batch gives exactly the formula above. When
+  nothing counts (e.g. T = 1) the penalty is 0.
+* **Costs** (``cost=``), with Δ‖h_t‖ = ‖h_t‖ − ‖h_{t−1}‖:
+
+  =================  ========================================  ===================================
+  ``cost``           per-pair / per-step value                  paper
+  =================  ========================================  ===================================
+  "norm_diff"        (Δ‖h_t‖₂)²                                 the norm-stabilizer, Sec. 1
+  "state_diff"       ‖h_t − h_{t−1}‖₂²                          Table 3, (Δh_t)²
+  "relative"         (Δ‖h_t‖₂ / ‖h_t‖₂)²                        Table 3; denominator: the norm of
+                                                                the *later* step h_t, as written
+  "l1_norm_diff"     (Δ‖h_t‖₁)²                                 Table 3, (Δ‖h_t‖₁)²
+  "target"           (‖h_t‖₂ − target)², every valid step       Table 3, (‖h‖₂ − 5)²
+  "first_last"       (‖h_first‖₂ − ‖h_last‖₂)², per sequence    Table 3, (‖h_0‖₂ − ‖h_T‖₂)²
+  "abs_norm_diff"    |Δ‖h_t‖₂|                                  text of 2.1.1 ("performed very
+                                                                poorly")
+  "squared_norm"     ‖h_t‖₂², every valid step                  text of 2.1.1 ("performed very
+                                                                poorly")
+  =================  ========================================  ===================================
+
+  For "first_last", h_0 of the paper is read as the first state of the given sequence (the
+  first output state, as for the pairs above), under masks the first valid one; the mean is over
+  the sequences with at least one valid step.
+
+* **Safe norms.** ‖h‖₂ is computed as sqrt(Σh²) with the gradient at h = 0 set to 0 (a
+  "double-where" safe square root), so an all-zero state — the initial state, or padded steps
+  with ``zero_output_for_mask`` — never produces a NaN gradient, and the value is exact. The
+  denominator of "relative" is max(‖h_t‖₂, 1e-6).
+
+``NormStabilizer`` is both the ``state_regularizer=`` of :mod:`keras_rnnreg.layers` (which call
+:meth:`NormStabilizer.penalty` on the state sequence after the loop and ``add_loss`` the result)
+and a standalone Keras layer: ``NormStabilizer(500.0)(sequence)`` inside any model adds the
+penalty with ``add_loss`` and returns its input unchanged, with its mask.
+"""
+
+import numbers
+
+import keras
+from keras import ops
+
+from keras_rnnreg._api import serializable
+
+COSTS = (
+    "norm_diff",
+    "state_diff",
+    "relative",
+    "l1_norm_diff",
+    "target",
+    "first_last",
+    "abs_norm_diff",
+    "squared_norm",
+)
+_PAIR_COSTS = ("norm_diff", "state_diff", "relative", "l1_norm_diff", "abs_norm_diff")
+_STEP_COSTS = ("target", "squared_norm")
+ON = ("hidden", "cell")
+_RELATIVE_EPSILON = 1e-6
+
+
+def _check_cost(cost):
+    if cost not in COSTS:
+        raise ValueError(f"Unknown cost={cost!r}: expected one of {', '.join(map(repr, COSTS))}.")
+
+
+def _check_real(name, value, minimum=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"Invalid value for argument {name}={value!r}: expected a real number.")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"Invalid value for argument {name}={value!r}: expected a finite number.")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"Invalid value for argument {name}={value!r}: expected {name} >= {minimum}.")
+    return value
+
+
+def safe_l2_norm(x, axis=-1):
+    """‖x‖₂ along ``axis`` whose gradient at x = 0 is 0 instead of NaN (the value is exact)."""
+    squared = ops.sum(ops.square(x), axis=axis)
+    positive = squared > 0
+    return ops.where(positive, ops.sqrt(ops.where(positive, squared, ops.ones_like(squared))), 0.0)
+
+
+def _weighted_mean(values, weights):
+    """Σ values·weights / Σ weights, and 0 when the weights sum to 0."""
+    total = ops.sum(values * weights)
+    count = ops.sum(weights)
+    safe_count = ops.where(count > 0, count, ops.ones_like(count))
+    return ops.where(count > 0, total / safe_count, ops.zeros_like(total))
+
+
+def state_penalty(sequence, cost="norm_diff", mask=None, target=5.0):
+    """The unscaled mean cost of a state sequence (see the module docstring for each ``cost``).
+
+    Args:
+        sequence: (batch, time, units) hidden states or memory cells.
+        cost: one of :data:`COSTS`.
+        mask: None, or (batch, time) with 1 for valid and 0 for padded steps (bool or float).
+        target: the target norm of ``cost="target"`` (Table 3 uses 5).
+
+    Returns:
+        A scalar float tensor (float32 when the sequence is float16/bfloat16).
+    """
+    _check_cost(cost)
+    sequence = ops.convert_to_tensor(sequence)
+    if len(sequence.shape) != 3:
+        raise ValueError(
+            "state_penalty expects a sequence of rank 3 (batch, time, units); received shape "
+            f"{tuple(sequence.shape)}."
+        )
+    dtype = keras.backend.standardize_dtype(sequence.dtype)
+    if dtype in ("float16", "bfloat16") or not dtype.startswith("float"):
+        dtype = "float32"
+        sequence = ops.cast(sequence, dtype)
+    if mask is None:
+        mask = ops.ones(ops.shape(sequence)[:2], dtype=dtype)
+    else:
+        mask = ops.cast(mask, dtype)
+        if len(mask.shape) != 2:
+            raise ValueError(
+                f"state_penalty expects a mask of rank 2 (batch, time); received shape "
+                f"{tuple(mask.shape)}."
+            )
+
+    if cost == "state_diff":
+        diff = sequence[:, 1:] - sequence[:, :-1]
+        values = ops.sum(ops.square(diff), axis=-1)
+        return _weighted_mean(values, mask[:, 1:] * mask[:, :-1])
+
+    if cost == "l1_norm_diff":
+        norms = ops.sum(ops.abs(sequence), axis=-1)
+    else:
+        norms = safe_l2_norm(sequence)  # (batch, time)
+
+    if cost in _PAIR_COSTS:
+        pair_weights = mask[:, 1:] * mask[:, :-1]
+        delta = norms[:, 1:] - norms[:, :-1]
+        if cost in ("norm_diff", "l1_norm_diff"):
+            values = ops.square(delta)
+        elif cost == "relative":
+            values = ops.square(delta / ops.maximum(norms[:, 1:], _RELATIVE_EPSILON))
+        else:  # abs_norm_diff
+            values = ops.abs(delta)
+        return _weighted_mean(values, pair_weights)
+
+    if cost == "target":
+        return _weighted_mean(ops.square(norms - ops.cast(target, dtype)), mask)
+    if cost == "squared_norm":
+        return _weighted_mean(ops.sum(ops.square(sequence), axis=-1), mask)
+
+    # first_last: one-hot of the first / last valid step of each sequence via cumulative counts.
+    counts = ops.cumsum(mask, axis=1)
+    totals = counts[:, -1:]
+    first = mask * ops.cast(ops.equal(counts, 1.0), dtype)
+    last = mask * ops.cast(ops.equal(counts, totals), dtype)
+    first_norm = ops.sum(norms * first, axis=1)
+    last_norm = ops.sum(norms * last, axis=1)
+    has_steps = ops.cast(totals[:, 0] > 0, dtype)
+    return _weighted_mean(ops.square(first_norm - last_norm), has_steps)
+
+
+@serializable
+class NormStabilizer(keras.layers.Layer):
+    """Norm-stabilizer penalty β · mean(Δ‖h_t‖₂)² (Krueger & Memisevic, Sec. 1) or an alternative.
+
+    Two uses:
+
+    * ``keras_rnnreg.layers.SimpleRNN(..., state_regularizer=NormStabilizer(500.0))`` /
+      ``LSTM(..., state_regularizer=NormStabilizer(500.0, on="cell"))``: the recurrent layer calls
+      :meth:`penalty` on its hidden (``on="hidden"``) or memory-cell (``on="cell"``) sequence after
+      the loop, with its mask, and adds the result with ``add_loss``.
+    * As a layer on any sequence: ``y = NormStabilizer(50.0)(h_seq)`` adds the penalty with
+      ``add_loss`` (in training and inference, like Keras' activity regularizers) and returns
+      ``h_seq`` unchanged, passing its mask on.
+
+    Args:
+        beta: β ≥ 0, the weight of the penalty (the paper uses 50, 500, up to 1500; 1 for the
+            adding task).
+        cost: which cost (module docstring): "norm_diff" (default, the norm-stabilizer),
+            "state_diff", "relative", "l1_norm_diff", "target", "first_last", "abs_norm_diff",
+            "squared_norm".
+        on: "hidden" or "cell": which state sequence a recurrent layer hands to :meth:`penalty`.
+            Ignored by the standalone layer, which penalizes whatever it is given.
+        target: the target norm of ``cost="target"`` (5.0 as in Table 3).
+    """
+
+    def __init__(self, beta, cost="norm_diff", on="hidden", target=5.0, **kwargs):
+        super().__init__(**kwargs)
+        self.beta = _check_real("beta", beta, minimum=0.0)
+        _check_cost(cost)
+        if on not in ON:
+            raise ValueError(f"Unknown on={on!r}: expected 'hidden' or 'cell'.")
+        self.cost = cost
+        self.on = on
+        self.target = _check_real("target", target)
+        self.supports_masking = True
+
+    def penalty(self, sequence, mask=None):
+        """β · :func:`state_penalty`: a scalar tensor, ready for ``add_loss``."""
+        value = state_penalty(sequence, self.cost, mask=mask, target=self.target)
+        return ops.cast(self.beta, value.dtype) * value
+
+    def call(self, inputs, mask=None):
+        self.add_loss(self.penalty(inputs, mask=mask))
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"beta": self.beta, "cost": self.cost, "on": self.on, "target": self.target})
+        return config
+
+
+__all__ = ["COSTS", "NormStabilizer", "safe_l2_norm", "state_penalty"]
