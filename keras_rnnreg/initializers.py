@@ -1,0 +1,188 @@
+"""Initializers of the "well-initialised plain RNN" (noise study Sec. 6.1, 6.2 and Appendix B).
+
+* :class:`Sparse` — the sparse initialization of Martens (2010) as used for RNNs by Sutskever et
+  al. (2013): every unit has exactly ``connections`` nonzero incoming weights drawn from
+  N(0, stddev²), the rest are zero (noise study Sec. 6.1: "all but 15 (or some) connection weights
+  are set to zero, and the rest are sampled from a Gaussian"; Appendix B's "Sparsify" ∈
+  {15, 25, 50} and the σ of W_in / W_hh).
+* :class:`SpectralRadius` — any initializer, rescaled so the recurrent matrix has a given spectral
+  radius (largest |eigenvalue|): Sec. 6.1 "the spectral radius is kept close to 1", Sec. 6.2
+  "restricted to be close to 1 (1.1, 0.9 etc.)", Appendix B's "ρ limit" ∈ {0.9, 1.0, 1.1}. The
+  usual recipe is ``SpectralRadius(Sparse(15, stddev=...), radius=1.1)``.
+
+Two initializations of the norm-stabilizer paper are Keras' own and are not re-implemented:
+
+* IRNN (Le et al. 2015; norm-stabilizer paper footnote 1: "we initialize W_hh to be an identity
+  matrix"): ``recurrent_initializer=keras.initializers.Identity()`` (or ``"identity"``);
+* the adding task's "uniform initialization in [−.01, .01]" (Sec. 2.3):
+  ``keras.initializers.RandomUniform(-0.01, 0.01)``.
+
+These initializers run eagerly when a layer builds its weights, on every backend; ``Sparse`` uses
+``keras.random`` and ``keras.ops`` (so it also works where Keras defers initialization), and
+``SpectralRadius`` computes eigenvalues with NumPy on the base initializer's output.
+"""
+
+import numbers
+import random as python_random
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_rnnreg._api import serializable
+
+
+def _check_seed(seed):
+    if seed is None or isinstance(seed, keras.random.SeedGenerator):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(
+            f"Invalid value for argument seed={seed!r}: expected None, an int or a "
+            "keras.random.SeedGenerator."
+        )
+    return int(seed)
+
+
+def _check_matrix_shape(shape, name):
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 2:
+        raise ValueError(
+            f"{name} initializes 2-D kernels (fan_in, units); received shape={shape}."
+        )
+    return shape
+
+
+@serializable
+class Sparse(keras.initializers.Initializer):
+    """Sparse initialization (Martens 2010; Sutskever et al. 2013; noise study Sec. 6.1).
+
+    For a kernel of shape (fan_in, width), each of the ``width`` columns — one unit's incoming
+    weights — gets exactly ``connections`` nonzero entries at positions drawn uniformly without
+    replacement, with values from N(0, stddev²). Gate-stacked kernels (an LSTM's (F, 4·units))
+    are treated column by column, so every gate of every unit has ``connections`` inputs. When
+    ``fan_in < connections`` every incoming weight is nonzero (the column is dense Gaussian).
+
+    Args:
+        connections: nonzero incoming weights per unit (15 in Martens 2010; Appendix B: 15, 25, 50).
+        stddev: standard deviation σ of the nonzero weights (Martens and Sutskever et al. draw
+            from a unit Gaussian and then rescale the spectral radius; Appendix B tunes σ).
+        seed: None, an int, or a ``keras.random.SeedGenerator``. As with Keras' initializers, an
+            int or None gives the same matrix on every call (None draws one seed at construction,
+            from the generator that ``keras.utils.set_random_seed`` seeds); a SeedGenerator gives
+            a new matrix on each call.
+    """
+
+    def __init__(self, connections=15, stddev=1.0, seed=None):
+        if isinstance(connections, bool) or not isinstance(connections, numbers.Integral) or connections < 1:
+            raise ValueError(
+                f"Invalid value for argument connections={connections!r}: expected a positive int."
+            )
+        if isinstance(stddev, bool) or not isinstance(stddev, numbers.Real) or not stddev > 0:
+            raise ValueError(
+                f"Invalid value for argument stddev={stddev!r}: expected a positive number."
+            )
+        self.connections = int(connections)
+        self.stddev = float(stddev)
+        self._init_seed = _check_seed(seed)
+        self.seed = python_random.randint(1, int(1e9)) if seed is None else self._init_seed
+
+    def _seeds(self):
+        if isinstance(self.seed, keras.random.SeedGenerator):
+            return self.seed, self.seed
+        # Two different int seeds for the two draws (positions, values).
+        return self.seed, self.seed + 1
+
+    def __call__(self, shape, dtype=None):
+        fan_in, width = _check_matrix_shape(shape, "Sparse")
+        dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
+        position_seed, value_seed = self._seeds()
+        values = keras.random.normal((fan_in, width), stddev=self.stddev, seed=value_seed, dtype=dtype)
+        if fan_in <= self.connections:
+            return values
+        # Rank of uniform noise within each column: the `connections` smallest ranks stay.
+        noise = keras.random.uniform((fan_in, width), seed=position_seed)
+        ranks = ops.argsort(ops.argsort(noise, axis=0), axis=0)
+        keep = ops.cast(ranks < self.connections, dtype)
+        return values * keep
+
+    def get_config(self):
+        seed = self._init_seed
+        if isinstance(seed, keras.random.SeedGenerator):
+            seed = keras.saving.serialize_keras_object(seed)
+        return {"connections": self.connections, "stddev": self.stddev, "seed": seed}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("seed"), dict):
+            config["seed"] = keras.saving.deserialize_keras_object(config["seed"])
+        return cls(**config)
+
+
+def spectral_radius(matrix):
+    """Largest |eigenvalue| of a square NumPy-convertible matrix (float64 NumPy)."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    return float(np.max(np.abs(np.linalg.eigvals(matrix)))) if matrix.size else 0.0
+
+
+def square_blocks(shape):
+    """Number of (n, n) blocks of an (n, k·n) kernel; ValueError for other shapes."""
+    rows, cols = shape
+    if rows == 0 or cols % rows:
+        raise ValueError(
+            f"Expected a square recurrent kernel (n, n) or a gate-stacked one (n, k*n); received "
+            f"shape={tuple(shape)}."
+        )
+    return cols // rows
+
+
+@serializable
+class SpectralRadius(keras.initializers.Initializer):
+    """Any initializer, rescaled to a spectral radius (noise study Sec. 6.1, 6.2; Appendix B).
+
+    Calls ``base`` and multiplies the (n, n) result by ``radius / ρ`` where ρ is its largest
+    |eigenvalue| (computed with NumPy in float64 at initialization time). A gate-stacked recurrent
+    kernel (n, k·n) — an LSTM's (units, 4·units) — is rescaled block by block: each (n, n) gate
+    block ``[:, j·n:(j+1)·n]`` gets spectral radius ``radius``.
+
+    Args:
+        base: a Keras initializer, or its name or config (e.g. ``Sparse(15)``, ``"orthogonal"``).
+        radius: the target spectral radius, > 0 (Appendix B: 0.9, 1.0, 1.1).
+
+    Raises ValueError if a block has spectral radius 0 (e.g. all zeros, or nilpotent), which no
+    rescaling can fix.
+    """
+
+    def __init__(self, base="glorot_uniform", radius=1.1):
+        if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not radius > 0:
+            raise ValueError(f"Invalid value for argument radius={radius!r}: expected a positive number.")
+        try:
+            self.base = keras.initializers.get(base)
+        except (ValueError, TypeError) as err:
+            raise ValueError(
+                f"Invalid value for argument base={base!r}: expected a Keras initializer, its "
+                "name or its config."
+            ) from err
+        self.radius = float(radius)
+
+    def __call__(self, shape, dtype=None):
+        rows, cols = _check_matrix_shape(shape, "SpectralRadius")
+        blocks = square_blocks((rows, cols))
+        dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
+        matrix = np.array(ops.convert_to_numpy(self.base((rows, cols), dtype=dtype)), dtype=np.float64)
+        for j in range(blocks):
+            block = matrix[:, j * rows : (j + 1) * rows]
+            rho = spectral_radius(block)
+            if not rho > 0:
+                raise ValueError(
+                    f"SpectralRadius: the base initializer {self.base!r} gave a block with "
+                    "spectral radius 0, which cannot be rescaled; use a denser or different base."
+                )
+            matrix[:, j * rows : (j + 1) * rows] = block * (self.radius / rho)
+        return ops.convert_to_tensor(matrix, dtype=dtype)
+
+    def get_config(self):
+        return {"base": keras.initializers.serialize(self.base), "radius": self.radius}
+
+
+__all__ = ["Sparse", "SpectralRadius", "spectral_radius", "square_blocks"]
