@@ -1,1 +1,26 @@
-"""Data pipelines for the papers' four benchmark families (see the submodules)."""
+"""Data pipelines for the papers' four benchmark families.
+
+* :mod:`~keras_rnnreg.data.polyphonic` — JSB Chorales, Nottingham, MuseData, Piano-midi.de
+  (noise study, section 10.1); embedded default ``"music21-chorales"``.
+* :mod:`~keras_rnnreg.data.ptb` — character-level Penn Treebank (norm-stabilizer paper, 2.1).
+* :mod:`~keras_rnnreg.data.timit` — TIMIT phoneme recognition (norm-stabilizer paper, 2.2).
+* :mod:`~keras_rnnreg.data.adding` — the adding problem (norm-stabilizer paper, 2.3).
+
+Every pipeline is a ``keras.utils.PyDataset`` that ``model.fit`` / ``evaluate`` take on
+TensorFlow, JAX and PyTorch. Parsed corpora and features are cached under :func:`cache_dir`
+(``$RNNREG_CACHE`` or ``~/.cache/keras-rnnreg``). Submodules are imported on first use.
+"""
+
+import importlib
+
+from keras_rnnreg.data._cache import cache_dir
+
+_SUBMODULES = ("adding", "polyphonic", "ptb", "timit")
+
+__all__ = ["cache_dir", *_SUBMODULES]
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'keras_rnnreg.data' has no attribute {name!r}")

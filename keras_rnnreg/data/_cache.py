@@ -1,0 +1,72 @@
+"""The on-disk cache of parsed corpora and computed features.
+
+The cache folder is ``$RNNREG_CACHE`` when set, else ``~/.cache/keras-rnnreg``. Every file is
+written atomically: the content goes to a temporary file in the same folder, which is then moved
+over the target with ``os.replace``, so an interrupted build leaves no half-written cache behind
+(at worst a ``*.tmp`` file that is removed on the way out).
+"""
+
+import hashlib
+import os
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+ENV_VAR = "RNNREG_CACHE"
+
+
+def cache_dir(create=True):
+    """The cache folder: ``$RNNREG_CACHE`` or ``~/.cache/keras-rnnreg``."""
+    path = Path(os.environ.get(ENV_VAR) or Path.home() / ".cache" / "keras-rnnreg").expanduser()
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def fingerprint(*parts):
+    """A short stable hash of ``parts`` (strings or numbers), used in cache file names."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(repr(part).encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def atomic_save_npz(path, **arrays):
+    """Write ``arrays`` to ``path`` (.npz) atomically: temporary file, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def load_npz(path):
+    """The arrays of the cache file ``path`` as a dict, or None when it is absent or unreadable.
+
+    An unreadable (corrupt, truncated) cache file is reported with a warning and treated as
+    absent, so the caller rebuilds it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        warnings.warn(f"cache file {path} is unreadable ({err}); rebuilding it", stacklevel=3)
+        return None

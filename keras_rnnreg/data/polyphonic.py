@@ -1,0 +1,566 @@
+"""Polyphonic music: the four benchmarks of the noise study (section 10.1) and their metrics.
+
+JSB Chorales, Nottingham, MuseData and Piano-midi.de (Boulanger-Lewandowski et al. 2012) as
+88-wide binary piano rolls: column 0 is MIDI pitch 21 (A0), column 87 is MIDI 108 (C8).
+:func:`load` reads
+
+* the original pickles: a dict ``train`` / ``valid`` / ``test``, each a list of sequences, each
+  timestep a list or tuple of the sounding MIDI pitches (read with a restricted unpickler that
+  only rebuilds lists, tuples, dicts, sets, numbers and NumPy scalars / arrays);
+* the ``.mat`` copies (TCN repository): ``traindata`` / ``validdata`` / ``testdata``, 1×N cell
+  arrays of T×88 rolls;
+* a folder of MIDI files (through pretty_midi), either with ``train/``, ``valid/``, ``test/``
+  subfolders or flat (then split 60/20/20 by a fixed permutation of the sorted file names). Each
+  file is sampled on a beat grid — quarter notes for chorales, eighth notes otherwise: the roll
+  at grid point ``k`` holds the notes sounding at that instant (``start <= t_k < end``), not
+  every note that sounds somewhere in the interval;
+* ``"music21-chorales"``: a JSB-like default built from the Bach chorales bundled with music21
+  (350 distinct pieces), sampled the same way on the quarter-note grid, with a fixed 60/20/20
+  split (210 / 70 / 70). It is *not* the benchmark's JSB split and its numbers are not Table 1's.
+
+Preprocessing (section 10.1): "we split the training and validation samples into chunks of 100
+timesteps each ... For samples that are smaller than 100 steps long, we pad them with zeros at
+the front. We do no such splitting or prefixing for the test dataset". Our reading: the model
+predicts the next timestep, so a sequence ``s`` of length T gives T - 1 (input, target) pairs
+``(s[t], s[t + 1])``; those pairs are cut into consecutive chunks of 100; a shorter chunk (a
+short sequence, or the remainder at a sequence's end) is padded with zeros at the front, and the
+padded timesteps carry sample weight 0. Test sequences are run whole (:func:`evaluate`).
+The first timestep of every sequence is never a target (no prediction from an empty past).
+"""
+
+import math
+import operator
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from keras_rnnreg import metrics as metrics_lib
+from keras_rnnreg.data import _batching, _cache
+
+N_NOTES = 88
+LOWEST_PITCH = 21
+HIGHEST_PITCH = 108
+SPLITS = ("train", "valid", "test")
+CHORALES = "music21-chorales"
+GRIDS = {"quarter": 1.0, "eighth": 0.5}  # grid step in quarter notes
+CHUNK = 100
+_MIDI_SUFFIXES = (".mid", ".midi", ".kar")
+_SPLIT_SEED = 0
+_CHORALES_VERSION = 1
+
+__all__ = [
+    "CHORALES",
+    "evaluate",
+    "load",
+    "make_chunks",
+    "make_dataset",
+    "music21_chorales",
+    "next_step",
+    "read_mat",
+    "read_midi",
+    "read_midi_folder",
+    "read_pickle",
+    "roll_from_pitches",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Readers
+
+
+def load(source, *, grid=None, limit=None, cache=True):
+    """Read a polyphonic-music dataset as ``{"train": [...], "valid": [...], "test": [...]}``.
+
+    Each split is a list of (T, 88) uint8 piano rolls. ``source`` is a ``.pickle`` / ``.pkl``
+    file, a ``.mat`` file, a folder of MIDI files, or ``"music21-chorales"`` (the embedded
+    default; not the benchmark's split). ``grid`` (MIDI only): ``"quarter"`` or ``"eighth"``;
+    by default quarter notes when the folder's name mentions chorales or JSB, else eighth notes.
+    ``limit`` (``"music21-chorales"`` only): parse just that many chorales, for quick tests.
+    ``cache`` (``"music21-chorales"`` only): reuse / write the parsed rolls in the cache folder.
+    """
+    if isinstance(source, str) and source == CHORALES:
+        return music21_chorales(limit=limit, cache=cache)
+    if limit is not None:
+        raise ValueError(f"`limit` applies to {CHORALES!r} only; got source {str(source)!r}")
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"polyphonic-music source {str(path)!r} does not exist; expected a .pickle file, "
+            f"a .mat file, a folder of MIDI files, or {CHORALES!r}"
+        )
+    if path.is_dir():
+        return read_midi_folder(path, grid=grid)
+    suffix = path.suffix.lower()
+    if suffix in (".pickle", ".pkl"):
+        return read_pickle(path)
+    if suffix == ".mat":
+        return read_mat(path)
+    if suffix in _MIDI_SUFFIXES:
+        raise ValueError(
+            f"{path}: a single MIDI file is not a dataset; pass a folder of MIDI files (with "
+            "train/, valid/, test/ subfolders, or flat for a fixed 60/20/20 split)"
+        )
+    raise ValueError(
+        f"{path}: unknown kind of file {suffix or '(no suffix)'!r}; expected .pickle / .pkl, "
+        f".mat, a folder of MIDI files, or {CHORALES!r}"
+    )
+
+
+def roll_from_pitches(steps, where="sequence"):
+    """A (T, 88) uint8 roll from T timesteps, each an iterable of MIDI pitches in 21..108."""
+    roll = np.zeros((len(steps), N_NOTES), dtype=np.uint8)
+    for t, notes in enumerate(steps):
+        try:
+            pitches = [operator.index(p) for p in notes]
+        except TypeError as err:
+            raise ValueError(
+                f"{where}, timestep {t}: expected a list or tuple of integer MIDI pitches; "
+                f"got {notes!r}"
+            ) from err
+        for p in pitches:
+            if not LOWEST_PITCH <= p <= HIGHEST_PITCH:
+                raise ValueError(
+                    f"{where}, timestep {t}: MIDI pitch {p} is outside the piano range "
+                    f"{LOWEST_PITCH}..{HIGHEST_PITCH}"
+                )
+        if pitches:
+            roll[t, np.asarray(pitches) - LOWEST_PITCH] = 1
+    return roll
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Rebuilds only plain containers, numbers and NumPy arrays / scalars: a pickle that asks
+    for anything else is refused rather than allowed to run code."""
+
+    _ALLOWED = (
+        {
+            ("builtins", name)
+            for name in ("list", "tuple", "dict", "set", "frozenset", "int", "float")
+        }
+        | {
+            (module, name)
+            for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+            for name in ("scalar", "_reconstruct")
+        }
+        | {("numpy", "dtype"), ("numpy", "ndarray")}
+    )
+
+    def find_class(self, module, name):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(
+                f"refusing to load {module}.{name}: a piano-roll pickle holds only lists, "
+                "tuples, dicts and numbers"
+            )
+        return super().find_class(module, name)
+
+
+def read_pickle(path):
+    """Read an original Boulanger-Lewandowski pickle (Python 2 or 3) into 88-wide rolls."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pickle file {str(path)!r} does not exist")
+    try:
+        with open(path, "rb") as f:
+            data = _RestrictedUnpickler(f, encoding="latin1").load()
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable piano-roll pickle ({err})") from err
+    if not isinstance(data, dict) or not all(split in data for split in SPLITS):
+        found = sorted(map(str, data)) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(
+            f"{path}: expected a dict with keys 'train', 'valid', 'test' (lists of sequences); "
+            f"found {found}"
+        )
+    out = {}
+    for split in SPLITS:
+        sequences = data[split]
+        if not isinstance(sequences, (list, tuple)):
+            raise ValueError(
+                f"{path}: {split!r} must be a list of sequences; got {type(sequences).__name__}"
+            )
+        rolls = []
+        for i, steps in enumerate(sequences):
+            if not isinstance(steps, (list, tuple)):
+                raise ValueError(
+                    f"{path}: {split}[{i}] must be a list of timesteps; got {type(steps).__name__}"
+                )
+            rolls.append(roll_from_pitches(steps, where=f"{path}: {split}[{i}]"))
+        out[split] = rolls
+    return out
+
+
+def read_mat(path):
+    """Read a ``.mat`` copy (keys ``traindata`` / ``validdata`` / ``testdata``) into rolls."""
+    import scipy.io
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f".mat file {str(path)!r} does not exist")
+    try:
+        contents = scipy.io.loadmat(str(path))
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable MATLAB .mat file ({err})") from err
+    keys = {split: f"{split}data" for split in SPLITS}
+    missing = [key for key in keys.values() if key not in contents]
+    if missing:
+        found = sorted(k for k in contents if not k.startswith("__"))
+        raise ValueError(
+            f"{path}: expected the variables traindata, validdata, testdata (1xN cell arrays of "
+            f"Tx88 piano rolls); missing {missing}, found {found}"
+        )
+    out = {}
+    for split, key in keys.items():
+        cells = np.asarray(contents[key])
+        if cells.dtype != object:
+            raise ValueError(f"{path}: {key} must be a cell array of Tx88 rolls; got {cells.dtype}")
+        rolls = []
+        for i, cell in enumerate(cells.ravel()):
+            roll = np.asarray(cell)
+            if roll.ndim != 2 or roll.shape[1] != N_NOTES:
+                raise ValueError(f"{path}: {key}[{i}] has shape {roll.shape}; expected (T, 88)")
+            if roll.size and not np.isin(roll, (0, 1)).all():
+                raise ValueError(f"{path}: {key}[{i}] is not a binary (0/1) piano roll")
+            rolls.append(roll.astype(np.uint8))
+        out[split] = rolls
+    return out
+
+
+def _grid_step(grid, where):
+    if grid not in GRIDS:
+        raise ValueError(f"{where}: `grid` must be one of {sorted(GRIDS)}; got {grid!r}")
+    return GRIDS[grid]
+
+
+def _sample_notes(intervals, grid_times, where):
+    """Roll of the notes sounding at each grid time; ``intervals``: (pitch, start, end)."""
+    roll = np.zeros((len(grid_times), N_NOTES), dtype=np.uint8)
+    tolerance = 1e-6
+    for pitch, start, end in intervals:
+        if not LOWEST_PITCH <= pitch <= HIGHEST_PITCH:
+            continue  # outside the piano's range: dropped
+        first = np.searchsorted(grid_times, start - tolerance, side="left")
+        stop = np.searchsorted(grid_times, end - tolerance, side="left")
+        roll[first:stop, pitch - LOWEST_PITCH] = 1
+    if not roll.any():
+        raise ValueError(f"{where}: no note in MIDI range 21..108 sounds at any grid point")
+    return roll
+
+
+def read_midi(path, grid="eighth"):
+    """One MIDI file as a (T, 88) roll sampled every quarter (``grid="quarter"``) or eighth note.
+
+    Grid points are whole multiples of the step in MIDI ticks from the file's start, converted
+    to seconds through the file's tempo map; drum tracks and pitches outside 21..108 are dropped.
+    """
+    import pretty_midi
+
+    path = Path(path)
+    step = _grid_step(grid, path)
+    if not path.is_file():
+        raise FileNotFoundError(f"MIDI file {str(path)!r} does not exist")
+    try:
+        midi = pretty_midi.PrettyMIDI(str(path))
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable MIDI file ({type(err).__name__}: {err})") from err
+    notes = [n for inst in midi.instruments if not inst.is_drum for n in inst.notes]
+    if not notes:
+        raise ValueError(f"{path}: the MIDI file has no notes (drum tracks are ignored)")
+    ticks_per_step = midi.resolution * step
+    end_tick = max(midi.time_to_tick(n.end) for n in notes)
+    n_steps = max(1, math.ceil(end_tick / ticks_per_step))
+    times = np.array([midi.tick_to_time(round(k * ticks_per_step)) for k in range(n_steps)])
+    intervals = [(n.pitch, n.start, n.end) for n in notes]
+    return _sample_notes(intervals, times, path)
+
+
+def _midi_files(folder):
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _MIDI_SUFFIXES)
+
+
+def read_midi_folder(path, grid=None):
+    """A folder of MIDI files as rolls: ``train/ valid/ test/`` subfolders, or flat (60/20/20).
+
+    The flat split is a fixed permutation of the sorted file names (seed 0): the first 60% for
+    training, the next 20% for validation, the rest for test.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"MIDI folder {str(path)!r} does not exist")
+    if grid is None:
+        name = str(path.resolve()).lower()
+        grid = "quarter" if ("chorale" in name or "jsb" in name) else "eighth"
+    _grid_step(grid, path)
+    subfolders = {p.name.lower(): p for p in path.iterdir() if p.is_dir()}
+    aliases = {"train": ("train",), "valid": ("valid", "validation", "val"), "test": ("test",)}
+    found = {
+        split: next((subfolders[a] for a in names if a in subfolders), None)
+        for split, names in aliases.items()
+    }
+    if all(found.values()):
+        files = {}
+        for split, folder in found.items():
+            files[split] = _midi_files(folder)
+            if not files[split]:
+                raise FileNotFoundError(f"{folder}: no MIDI files (.mid, .midi) in this split")
+    else:
+        flat = _midi_files(path)
+        if not flat:
+            raise FileNotFoundError(
+                f"{path}: no MIDI files (.mid, .midi) and no train/, valid/, test/ subfolders"
+            )
+        files = _fixed_split(flat)
+    return {split: [read_midi(f, grid=grid) for f in files[split]] for split in SPLITS}
+
+
+def _split_counts(n):
+    n_train, n_valid = round(0.6 * n), round(0.2 * n)
+    return n_train, n_valid, n - n_train - n_valid
+
+
+def _fixed_split(items):
+    """60/20/20 split of ``items`` by a fixed permutation (seed 0)."""
+    items = list(items)
+    order = np.random.default_rng(_SPLIT_SEED).permutation(len(items))
+    n_train, n_valid, _ = _split_counts(len(items))
+    ranked = [items[i] for i in order]
+    return {
+        "train": ranked[:n_train],
+        "valid": ranked[n_train : n_train + n_valid],
+        "test": ranked[n_train + n_valid :],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The embedded default: Bach chorales bundled with music21
+
+
+def _chorale_names():
+    from music21 import corpus
+
+    names = list(dict.fromkeys(corpus.chorales.Iterator(returnType="filename")))
+    if not names:
+        raise FileNotFoundError(
+            "music21's corpus has no Bach chorales (music21.corpus.chorales.Iterator is empty); "
+            "install the full music21 package, which bundles them"
+        )
+    return sorted(names)
+
+
+def chorale_split(limit=None):
+    """The fixed split of the chorale names: ``{"train": [...], "valid": [...], "test": [...]}``.
+
+    The full split is 60/20/20 of a fixed permutation (seed 0) of the sorted distinct names.
+    With ``limit``, the first ``round(.6 limit)`` / ``round(.2 limit)`` / rest names of each
+    split are kept, so a limited set is a subset of the same split.
+    """
+    full = _fixed_split(_chorale_names())
+    if limit is None:
+        return full
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 3:
+        raise ValueError(f"`limit` must be an integer >= 3 (one chorale a split); got {limit!r}")
+    counts = _split_counts(limit)
+    return {split: full[split][:k] for split, k in zip(SPLITS, counts)}
+
+
+def _chorale_roll(name):
+    from music21 import corpus
+
+    score = corpus.parse(name)
+    flat = score.flatten()
+    intervals = []
+    for element in flat.notes:
+        start = float(element.offset)
+        end = start + float(element.quarterLength)
+        for pitch in element.pitches:
+            intervals.append((int(round(pitch.ps)), start, end))
+    # Align the quarter-note grid with the beats: an anacrusis of half a beat shifts it by 0.5.
+    shift = 0.0
+    parts = getattr(score, "parts", None)
+    if parts:
+        measures = parts[0].getElementsByClass("Measure")
+        if len(measures):
+            shift = (-float(measures[0].paddingLeft)) % 1.0
+    end = max(e for _, _, e in intervals) if intervals else 0.0
+    times = np.arange(shift, end, GRIDS["quarter"])
+    return _sample_notes(intervals, times, f"music21 chorale {name}")
+
+
+def music21_chorales(limit=None, cache=True):
+    """JSB-like rolls from music21's bundled Bach chorales, quarter-note grid, split 60/20/20.
+
+    Parsing all 350 takes minutes, so the rolls are cached (``.npz``, written atomically) in the
+    cache folder and reused. A chorale music21 cannot parse is skipped with a warning.
+    """
+    import music21
+
+    names = chorale_split(limit)
+    path = _cache.cache_dir() / (
+        "music21-chorales-"
+        + _cache.fingerprint(_CHORALES_VERSION, music21.__version__, sorted(names.items()))
+        + ".npz"
+    )
+    if cache:
+        stored = _cache.load_npz(path)
+        if stored is not None:
+            return _unpack_rolls(stored)
+    rolls, skipped = {}, []
+    for split in SPLITS:
+        rolls[split] = []
+        for name in names[split]:
+            try:
+                rolls[split].append(_chorale_roll(name))
+            except Exception as err:  # music21 raises many kinds of errors on odd files
+                skipped.append(f"{name} ({type(err).__name__}: {err})")
+    if skipped:
+        warnings.warn(
+            f"skipped {len(skipped)} chorale(s) music21 could not turn into a roll: "
+            + "; ".join(skipped),
+            stacklevel=2,
+        )
+    if cache:
+        _cache.atomic_save_npz(path, **_pack_rolls(rolls))
+    return rolls
+
+
+def _pack_rolls(splits):
+    packed = {}
+    for split in SPLITS:
+        seqs = splits[split]
+        packed[f"{split}_lengths"] = np.array([len(s) for s in seqs], dtype=np.int64)
+        packed[f"{split}_rolls"] = (
+            np.concatenate(seqs).astype(np.uint8) if seqs else np.zeros((0, N_NOTES), np.uint8)
+        )
+    return packed
+
+
+def _unpack_rolls(packed):
+    out = {}
+    for split in SPLITS:
+        lengths = packed[f"{split}_lengths"]
+        rolls = packed[f"{split}_rolls"]
+        out[split] = list(np.split(rolls, np.cumsum(lengths)[:-1])) if len(lengths) else []
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Preprocessing and pipelines
+
+
+def _as_roll(sequence, i):
+    roll = np.asarray(sequence)
+    if roll.ndim != 2 or roll.shape[1] != N_NOTES:
+        raise ValueError(f"sequence {i} has shape {roll.shape}; expected (T, 88)")
+    return roll
+
+
+def next_step(sequence):
+    """``(inputs, targets) = (s[:-1], s[1:])`` as float32: predict each next timestep."""
+    roll = np.asarray(sequence, dtype=np.float32)
+    return roll[:-1], roll[1:]
+
+
+def make_chunks(sequences, length=CHUNK):
+    """Cut sequences into next-step chunks of ``length`` (section 10.1).
+
+    Returns ``(inputs, targets, weights)`` of shapes (N, length, 88), (N, length, 88),
+    (N, length): a chunk shorter than ``length`` is zero-padded at the front, where ``weights``
+    is 0. Sequences of fewer than two timesteps give no chunk.
+    """
+    length = _batching._check_positive_int(length, "chunk")
+    xs, ys, ws = [], [], []
+    for i, seq in enumerate(sequences):
+        x, y = next_step(_as_roll(seq, i))
+        for start in range(0, len(x), length):
+            xc, yc = x[start : start + length], y[start : start + length]
+            pad = length - len(xc)
+            xs.append(np.pad(xc, ((pad, 0), (0, 0))))
+            ys.append(np.pad(yc, ((pad, 0), (0, 0))))
+            ws.append(np.concatenate([np.zeros(pad, np.float32), np.ones(len(xc), np.float32)]))
+    if not xs:
+        raise ValueError("no sequence has two or more timesteps: nothing to predict")
+    return np.stack(xs), np.stack(ys), np.stack(ws)
+
+
+def make_dataset(sequences, batch_size, chunk=CHUNK, shuffle=True, seed=0, **kwargs):
+    """A ``keras.utils.PyDataset`` of ``(inputs, targets, sample_weight)`` batches for ``fit``.
+
+    ``chunk=100`` (training and validation, section 10.1): fixed-length chunks, front-padded.
+    ``chunk=None``: whole sequences (test), padded at the *end* to the longest in the batch —
+    exact for a causal (left-to-right) model, whose outputs never depend on later padding.
+    Shuffling is seeded (``seed``), reshuffled every epoch; with ``chunk=None`` and shuffling,
+    sequences of similar length are batched together. ``kwargs`` go to ``PyDataset``
+    (``workers``, ``use_multiprocessing``, ``max_queue_size``).
+    """
+    if chunk is not None:
+        arrays = make_chunks(sequences, chunk)
+        return _batching.ArrayBatches(arrays, batch_size, shuffle=shuffle, seed=seed, **kwargs)
+    pairs = [next_step(_as_roll(s, i)) for i, s in enumerate(sequences)]
+    pairs = [p for p in pairs if len(p[0])]
+    if not pairs:
+        raise ValueError("no sequence has two or more timesteps: nothing to predict")
+
+    def make_batch(indices, length):
+        x = _batching.pad_stack([pairs[i][0] for i in indices], length)
+        y = _batching.pad_stack([pairs[i][1] for i in indices], length)
+        w = _batching.pad_stack([np.ones(len(pairs[i][0]), np.float32) for i in indices], length)
+        return x, y, w
+
+    return _batching.PaddedBatches(
+        [len(p[0]) for p in pairs], make_batch, batch_size, shuffle=shuffle, seed=seed, **kwargs
+    )
+
+
+def evaluate(model, sequences, batch_size=32, causal=True, from_logits=False, pad_multiple=64):
+    """Whole-split NLL per timestep (nats) and frame accuracy, test sequences run whole.
+
+    Every sequence is fed entire (no chunking, no front padding) and its T - 1 next-step
+    predictions are scored; the NLL is averaged over all predicted timesteps of the split, each
+    weighted equally (the number of the noise study's Table 1). With ``causal=True`` sequences
+    are batched by length and padded at the end (to a multiple of ``pad_multiple``), which
+    cannot change a left-to-right model's outputs; with ``causal=False`` only sequences of
+    identical length share a batch. The model must accept inputs of shape (batch, None, 88) and
+    output probabilities (``from_logits=True``: logits) of the same shape.
+
+    Returns ``{"nll": ..., "frame_accuracy": ..., "timesteps": ...}``.
+    """
+    batch_size = _batching._check_positive_int(batch_size, "batch_size")
+    pad_multiple = _batching._check_positive_int(pad_multiple, "pad_multiple")
+    pairs = [next_step(_as_roll(s, i)) for i, s in enumerate(sequences)]
+    pairs = [p for p in pairs if len(p[0])]
+    if not pairs:
+        raise ValueError("no sequence has two or more timesteps: nothing to evaluate")
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))
+    batches = []
+    for i in order:
+        if (
+            batches
+            and len(batches[-1]) < batch_size
+            and (causal or len(pairs[batches[-1][0]][0]) == len(pairs[i][0]))
+        ):
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    nll_total = count = tp = fp = fn = 0.0
+    for batch in batches:
+        longest = max(len(pairs[i][0]) for i in batch)
+        length = -(-longest // pad_multiple) * pad_multiple if causal else longest
+        x = _batching.pad_stack([pairs[i][0] for i in batch], length)
+        y = _batching.pad_stack([pairs[i][1] for i in batch], length)
+        mask = _batching.pad_stack([np.ones(len(pairs[i][0])) for i in batch], length)
+        prob = _batching.predict_batch(model, x)
+        if prob.shape != x.shape:
+            raise ValueError(
+                f"the model's output has shape {prob.shape} for inputs of shape {x.shape}; "
+                "expected one 88-wide prediction per timestep (return_sequences=True)"
+            )
+        total, n = metrics_lib.nll_sums(y, prob, mask, from_logits=from_logits)
+        counts = metrics_lib.frame_counts(y, prob, mask, from_logits=from_logits)
+        nll_total, count = nll_total + total, count + n
+        tp, fp, fn = tp + counts[0], fp + counts[1], fn + counts[2]
+    denominator = tp + fp + fn
+    return {
+        "nll": nll_total / count,
+        "frame_accuracy": tp / denominator if denominator else 0.0,
+        "timesteps": int(count),
+    }
