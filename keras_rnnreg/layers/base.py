@@ -17,6 +17,7 @@ import keras
 from keras import ops
 
 from keras_rnnreg import activations as activations_lib
+from keras_rnnreg._backend import plain_tensor
 
 _KERAS_ONLY_ARGS = ("stateful", "implementation", "use_cudnn", "time_major")
 
@@ -103,8 +104,8 @@ class FusedRNN(keras.layers.Layer):
         self.perturbations = _deserialize_list(perturbations, "perturbations")
         self.state_regularizer = _deserialize_one(state_regularizer)
         self._check_state_regularizer()
+        self.stateful = False  # read by keras.layers.Bidirectional
         self.supports_masking = True
-        self.input_spec = keras.InputSpec(ndim=3)
 
     # ----------------------------------------------------------------------------------- config
     @property
@@ -117,12 +118,13 @@ class FusedRNN(keras.layers.Layer):
 
     def _check_state_regularizer(self):
         reg = self.state_regularizer
-        if reg is not None and getattr(reg, "on", "hidden") == "cell" and "cell" not in self._sequences_available:
+        if reg is not None and reg.on == "cell" and "cell" not in self._sequences_available:
             raise ValueError(
                 f"state_regularizer on='cell' needs memory cells, which {type(self).__name__} "
                 "does not have; use on='hidden'."
             )
 
+    # Names of the carried states, in carry order ("hidden" first).
     _sequences_available = ("hidden",)
 
     def get_config(self):
@@ -277,9 +279,10 @@ class FusedRNN(keras.layers.Layer):
         x = ops.transpose(x, (1, 0, 2))
         time_steps = ops.shape(x)[0]
 
-        kernel = self.kernel
-        recurrent_kernel = self.recurrent_kernel
-        bias = self.bias
+        # Plain tensors from here on (autocast to the compute dtype under mixed precision).
+        kernel = plain_tensor(self.kernel)
+        recurrent_kernel = plain_tensor(self.recurrent_kernel)
+        bias = None if self.bias is None else plain_tensor(self.bias)
         perturbations = self.perturbations if training else []
 
         # ---- Everything random is drawn here, before the loop.
@@ -309,49 +312,55 @@ class FusedRNN(keras.layers.Layer):
 
         step_inputs["projected"] = projected
         recurrent_kernel, loop_noise = _compose_recurrent(recurrent_kernel, recurrent_noise, step_inputs)
+        float_mask = None
         if mask is not None:
-            step_inputs["mask"] = ops.expand_dims(ops.transpose(ops.cast(mask, "bool"), (1, 0)), -1)
+            float_mask = ops.expand_dims(
+                ops.transpose(ops.cast(mask, projected.dtype), (1, 0)), -1
+            )
 
-        def body(carry, inputs):
-            u = inputs.get("recurrent_kernel", recurrent_kernel)
-            h_prev = carry[0]
-            if recurrent_keep is not None:
-                h_in = h_prev * recurrent_keep
-            else:
-                h_in = h_prev
-            recurrent = ops.matmul(h_in, u)
-            for noise in loop_noise:
-                recurrent = noise.add_to(recurrent, h_in, u, inputs)
-            new_carry, seqs = self._step(inputs["projected"], recurrent, carry)
-            outs = [seqs[name] for name in self._sequences_available]
-            if "mask" in inputs:
-                m = inputs["mask"]
-                new_carry = [ops.where(m, n, o) for n, o in zip(new_carry, carry)]
-                if self.zero_output_for_mask:
-                    outs = [ops.where(m, v, ops.zeros_like(v)) for v in outs]
-                else:
-                    outs = new_carry
-            # keras.ops.scan on TensorFlow requires the per-step outputs to have the structure of
-            # the carry, so the loop emits one sequence per state (hidden, and cell for the LSTM).
-            return new_carry, outs
+        if recurrent_keep is None and not loop_noise and self._use_fused():
+            # Fast path: hand-written backward pass (layers/_fused.py).
+            state_seqs = self._fused_states(
+                projected, step_inputs.get("recurrent_kernel", recurrent_kernel), states, float_mask
+            )
+        else:
+            if float_mask is not None:
+                step_inputs["mask"] = float_mask
 
-        final_states, ys = ops.scan(body, list(states), step_inputs, unroll=self.unroll)
-        # Back to batch-major.
+            def body(carry, inputs):
+                u = inputs.get("recurrent_kernel", recurrent_kernel)
+                h_in = carry[0] if recurrent_keep is None else carry[0] * recurrent_keep
+                recurrent = ops.matmul(h_in, u)
+                for noise in loop_noise:
+                    recurrent = noise.add_to(recurrent, h_in, u, inputs)
+                new_carry = self._step(inputs["projected"], recurrent, carry)
+                if "mask" in inputs:  # masked steps keep the previous state
+                    m = inputs["mask"]
+                    new_carry = [o + m * (n - o) for n, o in zip(new_carry, carry)]
+                # The loop emits the carried states themselves (keras.ops.scan on TensorFlow needs
+                # per-step outputs shaped like the carry); outputs are formed after the loop.
+                return new_carry, new_carry
+
+            _, state_seqs = ops.scan(body, list(states), step_inputs, unroll=self.unroll)
+
+        final_states = [seq[-1] for seq in state_seqs]
         needed = set(self._extra_sequence_outputs())
         if self.return_sequences:
             needed.add("hidden")
         if self.state_regularizer is not None:
-            needed.add(getattr(self.state_regularizer, "on", "hidden"))
-        ys = {
-            name: ops.transpose(v, (1, 0, 2))
-            for name, v in zip(self._sequences_available, ys)
-            if name in needed
-        }
+            needed.add(self.state_regularizer.on)
+        ys = {}
+        for name, seq in zip(self._sequences_available, state_seqs):
+            if name not in needed:
+                continue
+            if float_mask is not None and self.zero_output_for_mask:
+                seq = seq * float_mask  # masked steps output zeros
+            ys[name] = ops.transpose(seq, (1, 0, 2))  # back to batch-major
 
         if self.state_regularizer is not None:
-            on = getattr(self.state_regularizer, "on", "hidden")
+            on = self.state_regularizer.on
             seq_mask = None if mask is None else ops.cast(mask, ys[on].dtype)
-            self.add_loss(self.state_regularizer(ys[on], mask=seq_mask))
+            self.add_loss(self.state_regularizer.penalty(ys[on], mask=seq_mask))
 
         output = ys["hidden"] if self.return_sequences else final_states[0]
         outputs = [output] + [ys[name] for name in self._extra_sequence_outputs()]
@@ -359,11 +368,18 @@ class FusedRNN(keras.layers.Layer):
             outputs += list(final_states)
         return outputs[0] if len(outputs) == 1 else outputs
 
+    def _use_fused(self):
+        """Whether the hand-written backward pass covers this configuration."""
+        return False
+
+    def _fused_states(self, projected, recurrent_kernel, states, float_mask):
+        """State sequences (T, B, units) from the fused implementation."""
+        raise NotImplementedError
+
     def _step(self, projected, recurrent, carry):
         """One timestep given ``projected = x_t W + b`` and ``recurrent = h_{t-1} U``.
 
-        Returns ``(new_carry, sequences)`` where ``sequences`` maps "hidden" (and, for the LSTM,
-        "cell") to this timestep's values.
+        Returns the new carried states: ``[h]``, or ``[h, c]`` for the LSTM.
         """
         raise NotImplementedError
 

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_rnnreg import activations as activations_lib
 from keras_rnnreg._api import serializable
+from keras_rnnreg.layers import _fused
 from keras_rnnreg.layers.base import FusedRNN
 
 
@@ -86,7 +87,26 @@ class LSTM(FusedRNN):
         c = f * c_prev + i * self.activation(zc)
         o = self.recurrent_activation(zo)
         h = o * c if self.output_activation is None else o * self.output_activation(c)
-        return [h, c], {"hidden": h, "cell": c}
+        return [h, c]
+
+    def _output_activation_key(self):
+        return self.activation_name if self.output_activation_name == "same" else self.output_activation_name
+
+    def _use_fused(self):
+        return all(
+            _fused.fusable(name)
+            for name in (self.activation_name, self.recurrent_activation_name, self._output_activation_key())
+        )
+
+    def _fused_states(self, projected, recurrent_kernel, states, float_mask):
+        both = _fused.lstm(
+            projected, recurrent_kernel, states[0], states[1], float_mask,
+            activation=self.activation_name,
+            recurrent_activation=self.recurrent_activation_name,
+            output_activation=self._output_activation_key(),
+            unroll=self.unroll,
+        )
+        return ops.split(both, 2, axis=-1)
 
     def get_config(self):
         config = super().get_config()

@@ -1,6 +1,7 @@
 """Fused fully-connected RNN, weight-compatible with ``keras.layers.SimpleRNN``."""
 
 from keras_rnnreg._api import serializable
+from keras_rnnreg.layers import _fused
 from keras_rnnreg.layers.base import FusedRNN
 
 
@@ -27,5 +28,15 @@ class SimpleRNN(FusedRNN):
     """
 
     def _step(self, projected, recurrent, carry):
-        h = self.activation(projected + recurrent)
-        return [h], {"hidden": h}
+        return [self.activation(projected + recurrent)]
+
+    def _use_fused(self):
+        return _fused.fusable(self.activation_name)
+
+    def _fused_states(self, projected, recurrent_kernel, states, float_mask):
+        return [
+            _fused.simple_rnn(
+                projected, recurrent_kernel, states[0], float_mask,
+                activation=self.activation_name, unroll=self.unroll,
+            )
+        ]
