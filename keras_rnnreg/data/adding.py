@@ -1,0 +1,94 @@
+"""The adding problem (norm-stabilizer paper, section 2.3; Le, Jaitly & Hinton 2015).
+
+Each input sequence has two channels: channel 0 a value drawn from U[0, 1], channel 1 a marker,
+0 everywhere but at two positions, where it is 1. The target is the sum of the two marked
+values; the paper uses length 400.
+
+Marker placement (Le et al. 2015, section 4.1): the first marker is placed uniformly at random in
+the first half of the sequence (positions ``0 .. length // 2 - 1``), the second uniformly in the
+second half (``length // 2 .. length - 1``).
+
+Baselines for reports (mean squared error), with U, V independent U[0, 1] marked values:
+
+* predicting the constant 1 (the target's mean): ``Var(U + V) = 2 / 12 = 1/6``;
+* "short-sighted", remembering one number (the paper's 1/12): predict the second marked value
+  plus 0.5 (the first's mean); the error is ``Var(U) = 1/12``.
+
+:func:`baselines` computes both on a generated set, beside the expected values.
+"""
+
+import numpy as np
+
+from keras_rnnreg.data import _batching
+
+LENGTH = 400
+CONSTANT_BASELINE_MSE = 1.0 / 6.0
+SHORT_SIGHTED_BASELINE_MSE = 1.0 / 12.0
+
+__all__ = [
+    "CONSTANT_BASELINE_MSE",
+    "SHORT_SIGHTED_BASELINE_MSE",
+    "baselines",
+    "generate",
+    "make_dataset",
+]
+
+
+def generate(n, length=LENGTH, seed=0):
+    """``n`` adding-problem sequences: inputs (n, length, 2) and targets (n, 1), float32.
+
+    Deterministic for a given ``seed`` (NumPy ``default_rng``).
+    """
+    n = _batching._check_positive_int(n, "n")
+    length = _batching._check_positive_int(length, "length")
+    if length < 2:
+        raise ValueError(f"`length` must be at least 2 (two marked positions); got {length}")
+    rng = np.random.default_rng(seed)
+    values = rng.uniform(0.0, 1.0, size=(n, length))
+    half = length // 2
+    first = rng.integers(0, half, size=n)
+    second = rng.integers(half, length, size=n)
+    markers = np.zeros((n, length))
+    rows = np.arange(n)
+    markers[rows, first] = 1.0
+    markers[rows, second] = 1.0
+    inputs = np.stack([values, markers], axis=-1).astype(np.float32)
+    targets = (values[rows, first] + values[rows, second])[:, None].astype(np.float32)
+    return inputs, targets
+
+
+def _marked_values(inputs):
+    inputs = np.asarray(inputs, dtype=np.float64)
+    if inputs.ndim != 3 or inputs.shape[-1] != 2:
+        raise ValueError(f"`inputs` must have shape (n, length, 2); got {inputs.shape}")
+    marked = inputs[..., 1] > 0.5
+    if not (marked.sum(axis=1) == 2).all():
+        raise ValueError("every sequence must have exactly two marked positions (channel 1)")
+    order = np.argsort(~marked, axis=1, kind="stable")[:, :2]
+    return np.take_along_axis(inputs[..., 0], order, axis=1)
+
+
+def baselines(inputs, targets):
+    """The two reference errors on a generated set, beside their expected values.
+
+    Returns ``{"constant": MSE of predicting 1, "short_sighted": MSE of predicting the second
+    marked value + 0.5, "expected_constant": 1/6, "expected_short_sighted": 1/12}``.
+    """
+    targets = np.asarray(targets, dtype=np.float64).reshape(-1)
+    marked = _marked_values(inputs)
+    if len(marked) != len(targets):
+        raise ValueError(f"got {len(marked)} input sequences but {len(targets)} targets")
+    return {
+        "constant": float(np.mean((targets - 1.0) ** 2)),
+        "short_sighted": float(np.mean((targets - (marked[:, 1] + 0.5)) ** 2)),
+        "expected_constant": CONSTANT_BASELINE_MSE,
+        "expected_short_sighted": SHORT_SIGHTED_BASELINE_MSE,
+    }
+
+
+def make_dataset(n, batch_size, length=LENGTH, seed=0, shuffle=True, **kwargs):
+    """A ``keras.utils.PyDataset`` of ``(inputs, targets)`` batches of :func:`generate` data."""
+    inputs, targets = generate(n, length=length, seed=seed)
+    return _batching.ArrayBatches(
+        (inputs, targets), batch_size, shuffle=shuffle, seed=seed, **kwargs
+    )
