@@ -331,16 +331,31 @@ def _compute(splits):
         feats, labels, ids = [], [], []
         for utt_id, wav, phn in splits[split]:
             audio, rate = read_sphere(wav)
-            feats.append(filterbank_features(audio, rate))
+            feats.append(filterbank_features(audio, rate).astype(np.float32))
             labels.append(_phone_ids(read_phn(phn)))
             ids.append(utt_id)
         raw[split] = (feats, labels, ids)
-    stacked = np.concatenate(raw["train"][0])
-    mean = stacked.mean(axis=0)
-    std = np.maximum(stacked.std(axis=0), 1e-8)
+    # Training-set mean and standard deviation, accumulated in float64 around a shift (the
+    # first utterance's mean) so that no second copy of the whole training set is needed.
+    shift = raw["train"][0][0].mean(axis=0, dtype=np.float64)
+    total = np.zeros(FEATURE_DIM)
+    squares = np.zeros(FEATURE_DIM)
+    count = 0
+    for f in raw["train"][0]:
+        centred = f - shift
+        total += centred.sum(axis=0)
+        squares += (centred.astype(np.float64) ** 2).sum(axis=0)
+        count += len(f)
+    mean = shift + total / count
+    std = np.sqrt(np.maximum(squares / count - (total / count) ** 2, 0.0))
+    std = np.maximum(std, 1e-8)
     packed = {"mean": mean.astype(np.float32), "std": std.astype(np.float32)}
+    scale = (1.0 / std).astype(np.float32)
     for split, (feats, labels, ids) in raw.items():
-        packed[f"{split}_features"] = ((np.concatenate(feats) - mean) / std).astype(np.float32)
+        normalised = np.concatenate(feats)
+        normalised -= mean.astype(np.float32)
+        normalised *= scale
+        packed[f"{split}_features"] = normalised
         packed[f"{split}_frames"] = np.array([len(f) for f in feats], dtype=np.int64)
         packed[f"{split}_labels"] = np.concatenate(labels).astype(np.int16)
         packed[f"{split}_label_lengths"] = np.array([len(a) for a in labels], dtype=np.int64)
