@@ -18,6 +18,7 @@ from keras import ops
 
 from keras_rnnreg import activations as activations_lib
 from keras_rnnreg._backend import plain_tensor
+from keras_rnnreg.perturbations import split_by_target
 
 _KERAS_ONLY_ARGS = ("stateful", "implementation", "use_cudnn", "time_major")
 
@@ -102,6 +103,8 @@ class FusedRNN(keras.layers.Layer):
         self.zero_output_for_mask = bool(zero_output_for_mask)
         self.unroll = unroll
         self.perturbations = _deserialize_list(perturbations, "perturbations")
+        for target in ("input", "recurrent"):
+            split_by_target(self.perturbations, target)  # raises on an invalid combination
         self.state_regularizer = _deserialize_one(state_regularizer)
         self._check_state_regularizer()
         self.stateful = False  # read by keras.layers.Bidirectional
@@ -202,8 +205,6 @@ class FusedRNN(keras.layers.Layer):
             )
         else:
             self.bias = None
-        for perturbation in self.perturbations:
-            perturbation.check_layer(self)
 
     def _bias_shape(self):
         return (self._gates * self.units,)
@@ -285,20 +286,23 @@ class FusedRNN(keras.layers.Layer):
         bias = None if self.bias is None else plain_tensor(self.bias)
         perturbations = self.perturbations if training else []
 
-        # ---- Everything random is drawn here, before the loop.
-        step_inputs = {}
-        recurrent_noise = []
-        for p in perturbations:
-            if p.applies_to("input"):
-                kernel = p.perturb_input(kernel, time_steps, self.seed_generator)
-            if p.applies_to("recurrent"):
-                recurrent_noise.append(
-                    p.prepare_recurrent(recurrent_kernel, time_steps, batch_size, self.seed_generator)
-                )
+        # ---- Everything random is drawn here, before the loop (per-timestep draws carry a time
+        # axis). Weight-level perturbations replace a kernel by a perturbed copy, (rows, cols) or
+        # (T, rows, cols); a local one adds pre-activation noise (perturbations.py).
+        input_weight_level, input_local = split_by_target(perturbations, "input")
+        recurrent_weight_level, recurrent_local = split_by_target(perturbations, "recurrent")
+        for p in input_weight_level:
+            kernel = p.perturb(kernel, time_steps, self.seed_generator)
+        for p in recurrent_weight_level:
+            recurrent_kernel = p.perturb(recurrent_kernel, time_steps, self.seed_generator)
 
-        # ---- The input projection for all timesteps: one matmul (or one batched matmul when the
-        # input kernel carries a time axis: per-timestep feed-forward weight noise).
-        projected = _project(x, kernel, perturbations, self.seed_generator)
+        # ---- The input projection for all timesteps: one matmul ((T, B, F) @ (F, G), or a batched
+        # (T, B, F) @ (T, F, G) under per-timestep input-weight noise).
+        projected = ops.matmul(x, kernel)
+        if input_local is not None:
+            projected = projected + input_local.local_noise(
+                x, input_local.variance_factors(kernel), self._normal(ops.shape(projected))
+            )
         if bias is not None:
             projected = projected + bias
 
@@ -310,29 +314,33 @@ class FusedRNN(keras.layers.Layer):
                 seed=self.seed_generator,
             )
 
-        step_inputs["projected"] = projected
-        recurrent_kernel, loop_noise = _compose_recurrent(recurrent_kernel, recurrent_noise, step_inputs)
         float_mask = None
         if mask is not None:
             float_mask = ops.expand_dims(
                 ops.transpose(ops.cast(mask, projected.dtype), (1, 0)), -1
             )
 
-        if recurrent_keep is None and not loop_noise and self._use_fused():
+        if recurrent_keep is None and recurrent_local is None and self._use_fused():
             # Fast path: hand-written backward pass (layers/_fused.py).
-            state_seqs = self._fused_states(
-                projected, step_inputs.get("recurrent_kernel", recurrent_kernel), states, float_mask
-            )
+            state_seqs = self._fused_states(projected, recurrent_kernel, states, float_mask)
         else:
+            step_inputs = {"projected": projected}
             if float_mask is not None:
                 step_inputs["mask"] = float_mask
+            if len(recurrent_kernel.shape) == 3:
+                step_inputs["recurrent_kernel"] = recurrent_kernel
+            if recurrent_local is not None:
+                local_factors = recurrent_local.variance_factors(recurrent_kernel)
+                step_inputs["local_normal"] = self._normal(ops.shape(projected))
 
             def body(carry, inputs):
                 u = inputs.get("recurrent_kernel", recurrent_kernel)
                 h_in = carry[0] if recurrent_keep is None else carry[0] * recurrent_keep
                 recurrent = ops.matmul(h_in, u)
-                for noise in loop_noise:
-                    recurrent = noise.add_to(recurrent, h_in, u, inputs)
+                if recurrent_local is not None:
+                    recurrent = recurrent + recurrent_local.local_noise(
+                        h_in, local_factors, inputs["local_normal"]
+                    )
                 new_carry = self._step(inputs["projected"], recurrent, carry)
                 if "mask" in inputs:  # masked steps keep the previous state
                     m = inputs["mask"]
@@ -368,6 +376,9 @@ class FusedRNN(keras.layers.Layer):
             outputs += list(final_states)
         return outputs[0] if len(outputs) == 1 else outputs
 
+    def _normal(self, shape):
+        return keras.random.normal(shape, dtype=self.compute_dtype, seed=self.seed_generator)
+
     def _use_fused(self):
         """Whether the hand-written backward pass covers this configuration."""
         return False
@@ -382,39 +393,6 @@ class FusedRNN(keras.layers.Layer):
         Returns the new carried states: ``[h]``, or ``[h, c]`` for the LSTM.
         """
         raise NotImplementedError
-
-
-def _project(x, kernel, perturbations, seed_generator):
-    """``x @ kernel`` for time-major ``x`` (T, B, F); ``kernel`` may be (F, G) or (T, F, G)."""
-    if len(kernel.shape) == 3:
-        return ops.matmul(x, kernel)
-    projected = ops.matmul(x, kernel)
-    for p in perturbations:
-        if p.applies_to("input") and getattr(p, "sampling", "weight") == "local":
-            projected = p.add_local_input_noise(projected, x, kernel, seed_generator)
-    return projected
-
-
-def _compose_recurrent(recurrent_kernel, prepared, step_inputs):
-    """Fold prepared recurrent perturbations into the loop's inputs.
-
-    Each prepared perturbation is either a replacement kernel (per-sequence: (U, G)), a kernel
-    sequence (per-timestep: (T, U, G), fed to the loop), or a local-noise object whose ``add_to``
-    runs in the loop on pre-drawn noise.
-    """
-    loop_noise = []
-    for item in prepared:
-        kind, value = item
-        if kind == "kernel":
-            recurrent_kernel = value
-        elif kind == "kernel_sequence":
-            step_inputs["recurrent_kernel"] = value
-        elif kind == "local":
-            step_inputs.update(value.step_inputs)
-            loop_noise.append(value)
-        else:  # pragma: no cover - guarded by the perturbation classes
-            raise ValueError(f"Unknown prepared perturbation kind {kind!r}.")
-    return recurrent_kernel, loop_noise
 
 
 def _deserialize_list(values, argument):

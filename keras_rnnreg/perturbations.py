@@ -1,0 +1,206 @@
+"""Weight perturbations of the noise study: Gaussian weight noise and DropConnect.
+
+"Regularizing Recurrent Networks" (../shared/papers/noise_study.txt), Secs. 8-9:
+
+* additive noise ``W̃ = W + σ ε`` (Eq. 11; Eq. 13 for the input weights),
+* multiplicative noise ``W̃ = W ⊙ (1 + σ ε)`` (Eq. 12; Eq. 14), ``ε ~ N(0, 1)`` elementwise,
+* DropConnect (Wan et al. 2013): each weight zeroed with probability ``rate``.
+
+The models RNN-N / RNN-NS (additive, per timestep / per sequence), RNN-MN / RNN-MNS
+(multiplicative), RNN-DO / RNN-DOS (DropConnect on the recurrent weights) and RNN-FF (noise on the
+input weights, "we only work with per-timestep noise model for feed-forward layers") are these
+objects given to a layer as ``perturbations=[...]``.
+
+Semantics (Sec. 8.1: "the perturbation of the weight matrix is done only during the optimization
+period... the original values of the weight matrices are preserved"):
+
+* active only when the layer is called with ``training=True``; inference and evaluation use the
+  clean weights, and the stored weights are never modified;
+* ``per="sequence"``: one draw per training step, shared by every timestep and every sequence of
+  the batch; ``per="timestep"``: a fresh draw for every timestep of the unrolled net (shared by the
+  sequences of the batch, as one weight matrix per timestep). Per-timestep draws are made *before*
+  the recurrent loop as a tensor with a time axis, ``(T, rows, cols)``, which the loop reads;
+* ``target``: ``"recurrent"`` (the recurrent kernel U), ``"input"`` (the input kernel W: RNN-FF) or
+  ``"both"``. Several perturbations on one target compose in list order.
+
+``sampling="local"`` (per-timestep only) is the local reparameterization trick (Kingma, Salimans &
+Welling 2015): instead of a (T, rows, cols) weight draw it samples the noise that the weight noise
+induces on each pre-activation, independently per example. For a pre-activation
+``a_j = Σ_i h_i W̃_ij`` the weight noise adds ``Σ_i h_i (W̃_ij − W_ij)``, whose distribution given h
+is exactly ``N(0, Σ_i h_i² v_ij)`` with ``v = σ²`` (additive) or ``σ² W²`` (multiplicative), and
+independent across units j. Drawing ``sqrt(h² @ v) ⊙ z`` with ``z ~ N(0, 1)`` therefore reproduces
+each example's marginal distribution exactly. What differs from the weight-level version: the
+weight-level draw is shared by the sequences of a batch (their noise is correlated), the local draw
+is independent per example (lower-variance gradients). For DropConnect the induced noise is not
+Gaussian; ``sampling="local"`` then uses the Gaussian with the same mean and variance,
+``v = W² rate / (1 − rate)`` (scaled) — an approximation, as in Wang & Manning's fast dropout.
+Memory: a (T, B, cols) draw instead of (T, rows, cols), e.g. 700×32×4000 instead of 700×1000×4000
+for a 1000-unit LSTM over 700 TIMIT frames.
+"""
+
+import keras
+from keras import ops
+
+from keras_rnnreg._api import serializable
+
+_PER = ("timestep", "sequence")
+_TARGETS = ("recurrent", "input", "both")
+_SAMPLING = ("weight", "local")
+
+
+class Perturbation:
+    """Base class: a random transformation of a weight matrix, used in training only."""
+
+    def __init__(self, per="timestep", target="recurrent", sampling="weight"):
+        _check_choice("per", per, _PER)
+        _check_choice("target", target, _TARGETS)
+        _check_choice("sampling", sampling, _SAMPLING)
+        if sampling == "local" and per != "timestep":
+            raise ValueError(
+                f"sampling='local' needs per='timestep' (received per={per!r}): a per-sequence "
+                "draw correlates the noise of all timesteps, which per-example pre-activation "
+                "noise cannot reproduce."
+            )
+        self.per = per
+        self.target = target
+        self.sampling = sampling
+
+    def applies_to(self, target):
+        return self.target in (target, "both")
+
+    # -- weight-level sampling -------------------------------------------------------------------
+    def perturb(self, weight, time_steps, seed_generator):
+        """A perturbed copy of ``weight`` ((rows, cols) or (T, rows, cols)).
+
+        ``per="timestep"`` returns (T, rows, cols); ``per="sequence"`` keeps ``weight``'s shape.
+        """
+        rows, cols = weight.shape[-2], weight.shape[-1]
+        if self.per == "timestep":
+            shape = (time_steps, rows, cols)
+        else:
+            shape = (rows, cols)
+        return self._apply(weight, shape, seed_generator)
+
+    def _apply(self, weight, shape, seed_generator):
+        raise NotImplementedError
+
+    # -- local reparameterization ----------------------------------------------------------------
+    def variance_factors(self, weight):
+        """``v`` with ``Var[noise on Σ_i h_i W̃_ij] = Σ_i h_i² v_ij``."""
+        raise NotImplementedError
+
+    def local_noise(self, inputs, variance_factors, normal):
+        """Pre-activation noise ``sqrt(inputs² @ v) ⊙ normal``."""
+        variance = ops.matmul(ops.square(inputs), variance_factors)
+        return ops.sqrt(ops.maximum(variance, 1e-12)) * normal
+
+    def get_config(self):
+        return {"per": self.per, "target": self.target, "sampling": self.sampling}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+@serializable
+class WeightNoise(Perturbation):
+    """Gaussian weight noise, additive ``W + σε`` (Eqs. 11, 13) or multiplicative
+    ``W ⊙ (1 + σε)`` (Eqs. 12, 14), ``ε ~ N(0, 1)``.
+
+    Args:
+        stddev: σ (≥ 0). The noise study's Appendix B uses 0.01-0.09; the norm-stabilizer paper's
+            TIMIT runs use σ = 0.05 (additive).
+        mode: ``"additive"`` or ``"multiplicative"``.
+        per: ``"timestep"`` (RNN-N, RNN-MN, RNN-FF) or ``"sequence"`` (RNN-NS, RNN-MNS).
+        target: ``"recurrent"``, ``"input"`` (feed-forward noise, RNN-FF) or ``"both"``.
+        sampling: ``"weight"`` (draw the weights) or ``"local"`` (the local reparameterization
+            trick, see the module docstring; exact marginals, per-example draws).
+    """
+
+    def __init__(self, stddev, mode="additive", per="timestep", target="recurrent", sampling="weight"):
+        super().__init__(per=per, target=target, sampling=sampling)
+        if isinstance(stddev, bool) or not isinstance(stddev, (int, float)) or stddev < 0:
+            raise ValueError(f"Invalid value for argument stddev={stddev!r}: expected a number >= 0.")
+        _check_choice("mode", mode, ("additive", "multiplicative"))
+        self.stddev = float(stddev)
+        self.mode = mode
+
+    def _apply(self, weight, shape, seed_generator):
+        noise = keras.random.normal(shape, stddev=self.stddev, dtype=weight.dtype, seed=seed_generator)
+        if self.mode == "additive":
+            return weight + noise
+        return weight * (1.0 + noise)
+
+    def variance_factors(self, weight):
+        if self.mode == "additive":
+            return ops.full(ops.shape(weight), self.stddev**2, dtype=weight.dtype)
+        return self.stddev**2 * ops.square(weight)
+
+    def get_config(self):
+        return {"stddev": self.stddev, "mode": self.mode, **super().get_config()}
+
+
+@serializable
+class DropConnect(Perturbation):
+    """DropConnect (Wan et al. 2013; noise study Sec. 9): each weight is zeroed with probability
+    ``rate`` and, with ``scale=True`` (default), the kept ones are multiplied by 1/(1 − rate) so that
+    the expected weight matrix is W and inference with the clean weights is the matching
+    deterministic net. ``scale=False`` gives the unscaled masks ``W ⊙ m`` (the expected matrix is
+    then (1 − rate) W while inference uses W).
+
+    Args:
+        rate: drop probability, in [0, 1).
+        per: ``"timestep"`` (RNN-DO) or ``"sequence"`` (RNN-DOS).
+        target: ``"recurrent"`` (the paper's use), ``"input"`` or ``"both"``.
+        sampling: ``"weight"`` (Bernoulli masks) or ``"local"`` (Gaussian with the same moments).
+    """
+
+    def __init__(self, rate, per="timestep", target="recurrent", scale=True, sampling="weight"):
+        super().__init__(per=per, target=target, sampling=sampling)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+            raise ValueError(f"Invalid value for argument rate={rate!r}: expected 0 <= rate < 1.")
+        self.rate = float(rate)
+        self.scale = bool(scale)
+        if sampling == "local" and not self.scale:
+            raise ValueError(
+                "DropConnect(sampling='local') needs scale=True: the unscaled masks change the "
+                "mean pre-activation, which the zero-mean local noise does not model."
+            )
+
+    def _apply(self, weight, shape, seed_generator):
+        keep = ops.cast(
+            keras.random.uniform(shape, dtype=weight.dtype, seed=seed_generator) >= self.rate,
+            weight.dtype,
+        )
+        if self.scale and self.rate > 0:
+            keep = keep / (1.0 - self.rate)
+        return weight * keep
+
+    def variance_factors(self, weight):
+        return ops.square(weight) * (self.rate / (1.0 - self.rate))
+
+    def get_config(self):
+        return {"rate": self.rate, "scale": self.scale, **super().get_config()}
+
+
+def _check_choice(argument, value, choices):
+    if value not in choices:
+        raise ValueError(
+            f"Invalid value for argument {argument}={value!r}: expected one of {', '.join(map(repr, choices))}."
+        )
+
+
+def split_by_target(perturbations, target):
+    """The weight-level perturbations and the (at most one) local one acting on ``target``."""
+    chosen = [p for p in perturbations if p.applies_to(target)]
+    local = [p for p in chosen if p.sampling == "local"]
+    if local and len(chosen) > 1:
+        raise ValueError(
+            f"A perturbation with sampling='local' must be the only one on the {target} kernel; "
+            f"received {chosen}."
+        )
+    return [p for p in chosen if p.sampling == "weight"], (local[0] if local else None)
