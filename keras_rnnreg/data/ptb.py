@@ -9,8 +9,8 @@ the word file.
 Our reading of the paper ("sequences of length 50 taken without overlap"):
 
 * each line (sentence) ends with an end-of-sentence symbol, written ``"\\n"`` in the vocabulary,
-  so the model also predicts sentence ends (``eos=False`` drops it); with it the vocabulary of
-  the standard training split has 50 symbols;
+  so the model also predicts sentence ends (``eos=False`` drops it); with it the vocabulary
+  built from the validation split has 50 symbols;
 * the vocabulary is the sorted set of symbols of the training split; a symbol of another split
   outside it is an error (there is no unknown-character symbol; ``<unk>`` is five characters);
 * a split is one stream of symbols cut into consecutive, non-overlapping sequences of 50
