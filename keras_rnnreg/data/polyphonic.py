@@ -144,6 +144,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
             for module in ("numpy.core.multiarray", "numpy._core.multiarray")
             for name in ("scalar", "_reconstruct")
         }
+        | {(module, "_frombuffer") for module in ("numpy.core.numeric", "numpy._core.numeric")}
         | {("numpy", "dtype"), ("numpy", "ndarray")}
     )
 

@@ -55,14 +55,15 @@ def test_pickle_and_mat_readers_agree(shared_data, tmp_path, protocol):
 
 def test_pickle_with_lists_and_numpy_pitches(tmp_path):
     data = {
-        "train": [[[60, 64], [], (np.int64(21), 108)]],
+        "train": [[[60, 64], [], (np.int64(21), 108), np.array([61, 62])]],
         "valid": [[[61]]],
         "test": [[[62], [62]]],
     }
     path = tmp_path / "small.pkl"
-    path.write_bytes(pickle.dumps(data))
+    path.write_bytes(pickle.dumps(data, protocol=5))
     rolls = polyphonic.load(path)
-    assert rolls["train"][0].shape == (3, 88)
+    assert rolls["train"][0].shape == (4, 88)
+    assert list(np.flatnonzero(rolls["train"][0][3])) == [61 - 21, 62 - 21]
     assert list(np.flatnonzero(rolls["train"][0][0])) == [60 - 21, 64 - 21]
     assert not rolls["train"][0][1].any()
     assert list(np.flatnonzero(rolls["train"][0][2])) == [0, 87]
