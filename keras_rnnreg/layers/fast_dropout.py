@@ -1,0 +1,566 @@
+"""Fast dropout for recurrent networks (noise study Sec. 6.5: RNN-FD of Table 1).
+
+Wang & Manning (2013), "Fast dropout training", replace the sampled dropout of a unit's incoming
+connections by a Gaussian approximation of the pre-activation; Bayer et al. (2013), "On fast dropout
+and its applicability to recurrent networks", apply it to RNNs "by concatenating the input-to-hidden
+and hidden-to-hidden weights into a single array, and applying the same approximation to the
+incoming connections" (noise study Sec. 6.5). What is computed here, and how each choice was made:
+
+**Pre-activation.** Unit k receives ``a_k = Σ_j (d_j / p) w_jk z_j + b_k`` over the concatenated
+incoming vector z = [x_t, h_{t−1}], with d_j ~ Bernoulli(p), p = 1 − rate (``recurrent_rate`` for
+the h part). The 1/p scaling is applied during training ("inverted" dropout, as
+``keras.layers.Dropout``), which is the same model as Wang & Manning's unscaled training with
+weights scaled by p at test time: the trained weights are directly those of the deterministic
+inference network. The input x_t is deterministic; h_{t−1} has mean μ and variance s² (carried
+through time). With the d_j independent of each other and of z, and the z_j treated as
+independent (the usual fast-dropout assumption; units of h_{t−1} are in fact correlated),
+
+    E[a_k]   = Σ_j w_jk μ_j + b_k
+    Var[a_k] = Σ_j w_jk² (s_j² + (1 − p) μ_j²) / p            (s_j = 0, μ_j = x_j for the input)
+
+exact for these two moments; a_k is then taken to be Gaussian N(E, Var) (central limit over the
+fan-in). The input parts — ``x W + b`` and ``((1 − p)/p) x² W²`` — are computed for all timesteps
+before the loop, one matmul each; the loop adds ``μ U`` and ``((s² + (1 − q) μ²)/q) U²``. Nothing is
+random anywhere: the layer draws no samples.
+
+**Through the nonlinearity** (``moments=``), h = f(a) with a ~ N(m, v):
+
+* ``"quadrature"`` (default): E[f(a)] and Var[f(a)] by K-point Gauss–Hermite quadrature
+  (K = ``quadrature_points``, 16 by default; nodes computed in plain Python). Exact for the
+  Gaussian up to the rule's error, which grows with v (tanh becomes step-like on the scale of the
+  nodes): with K = 16, for m ∈ [−4, 4], the variance error is < 1e-3 for v ≤ 1, 0.004 at v = 2,
+  0.02 at v = 4, 0.1 at v = 16 (K = 32: < 1e-3 up to v = 2, 0.04 at v = 16).
+* ``"probit"``: closed forms from σ(x) ≈ Φ(√(π/8) x) (MacKay 1992; used by Wang & Manning), with
+  tanh(x) = 2σ(2x) − 1: E[σ(a)] ≈ σ(κ m), κ = (1 + π v / 8)^(−1/2); E[tanh(a)] ≈ tanh(κ' m),
+  κ' = (1 + π v / 2)^(−1/2). The variance uses the Gaussian identity E[f'(a)] = ∂E[f(a)]/∂m applied
+  to those approximations, with σ' = σ − σ² and tanh' = 1 − tanh²:
+  Var[σ(a)] ≈ (1 − κ) σ(κm)(1 − σ(κm)), Var[tanh(a)] ≈ (1 − κ') (1 − tanh²(κ'm)). Errors against the
+  exact Gaussian expectations (m ∈ [−4, 4], v ≤ 16): tanh mean ≤ 0.03, variance ≤ 0.055;
+  sigmoid mean ≤ 0.009, variance ≤ 0.011.
+* ``activation="linear"``: (m, v) unchanged, exactly.
+
+**The output and the loss.** :class:`FastDropoutRNN` returns the hidden *mean* sequence, and with
+``return_variance=True`` also the variance sequence. :class:`FastDropoutDense` is the companion
+output layer: fast dropout on its incoming connections (taking ``[mean, variance]`` or a
+deterministic input), and in training it returns E[σ(a)] — the predictive probability with the
+dropout noise integrated out. Plain binary cross-entropy on that probability is then
+−log E_d[p(y | x, d)] exactly (a Bernoulli likelihood is linear in σ(a)), i.e. the negative log
+*marginal* likelihood of the dropout-noise model under the Gaussian approximation, one output unit
+at a time (the "integrate, then take the log" objective; not the expected log-likelihood
+E_d[−log p], which is larger by Jensen's inequality). So RNN-FD on the polyphonic-music data is
+``FastDropoutRNN(..., return_variance=True)`` → ``FastDropoutDense(88)`` with
+``loss="binary_crossentropy"``.
+
+**Inference** (``training=False``, i.e. ``predict`` / ``evaluate``): the deterministic mean
+network, h_t = f(x_t W + h_{t−1} U + b), output σ(h W_o + b_o) — Wang & Manning's weight-scaled
+net (the scaling is already in the weights, see above). The variance outputs are then zeros.
+With ``activation="tanh"`` this is exactly ``keras.layers.SimpleRNN`` with the same weights: the
+weights (``kernel`` (F, units), ``recurrent_kernel`` (units, units), ``bias`` (units,)) have the
+names, shapes and order of ``keras.layers.SimpleRNN`` and ``keras_rnnreg.layers.SimpleRNN``, so
+``set_weights`` moves them both ways.
+
+Masks: masked timesteps keep the previous (mean, variance) state and output zeros.
+"""
+
+import math
+import numbers
+
+import keras
+from keras import ops
+
+from keras_rnnreg._api import serializable
+
+ACTIVATIONS = ("tanh", "sigmoid", "linear")
+MOMENTS = ("quadrature", "probit")
+
+
+# ----------------------------------------------------------------------------- moment helpers
+def hermite_gauss(points):
+    """Nodes and weights of the ``points``-point Gauss–Hermite rule, ∫ e^{−x²} f(x) dx ≈ Σ wᵢ f(xᵢ).
+
+    Plain-Python Newton iteration on the orthonormal Hermite recurrence (Numerical Recipes,
+    ``gauher``), so no NumPy is needed by the layers. Returns two lists of floats.
+    """
+    n = int(points)
+    nodes, weights = [0.0] * n, [0.0] * n
+    pim4 = math.pi ** -0.25
+    z = 0.0
+    for i in range((n + 1) // 2):
+        if i == 0:
+            z = math.sqrt(2 * n + 1) - 1.85575 * (2 * n + 1) ** (-0.16667)
+        elif i == 1:
+            z -= 1.14 * n**0.426 / z
+        elif i == 2:
+            z = 1.86 * z - 0.86 * nodes[0]
+        elif i == 3:
+            z = 1.91 * z - 0.91 * nodes[1]
+        else:
+            z = 2.0 * z - nodes[i - 2]
+        pp = 1.0
+        for _ in range(200):
+            p1, p2 = pim4, 0.0
+            for j in range(1, n + 1):
+                p3, p2 = p2, p1
+                p1 = z * math.sqrt(2.0 / j) * p2 - math.sqrt((j - 1) / j) * p3
+            pp = math.sqrt(2.0 * n) * p2
+            z_old, z = z, z - p1 / pp
+            if abs(z - z_old) <= 1e-14 * max(1.0, abs(z)):
+                break
+        nodes[i], nodes[n - 1 - i] = z, -z
+        weights[i] = weights[n - 1 - i] = 2.0 / (pp * pp)
+    return nodes, weights
+
+
+def _safe_sqrt(x):
+    """sqrt(max(x, 0)) with gradient 0 (not inf/NaN) at x = 0."""
+    positive = x > 0
+    return ops.where(positive, ops.sqrt(ops.where(positive, x, ops.ones_like(x))), ops.zeros_like(x))
+
+
+def _activation_fn(name):
+    return {"tanh": ops.tanh, "sigmoid": ops.sigmoid, "linear": lambda a: a}[name]
+
+
+def gaussian_moments(mean, variance, activation="tanh", moments="quadrature", quadrature_points=16):
+    """Mean and variance of f(a) for a ~ N(mean, variance), f = tanh, sigmoid or linear.
+
+    See the module docstring for the two approximations (``moments="quadrature"`` / ``"probit"``).
+    """
+    if activation == "linear":
+        return mean, variance
+    if moments == "probit":
+        if activation == "tanh":
+            kappa = ops.rsqrt(1.0 + (math.pi / 2.0) * variance)
+            out = ops.tanh(kappa * mean)
+            return out, (1.0 - kappa) * (1.0 - ops.square(out))
+        kappa = ops.rsqrt(1.0 + (math.pi / 8.0) * variance)
+        out = ops.sigmoid(kappa * mean)
+        return out, (1.0 - kappa) * out * (1.0 - out)
+    nodes, weights = hermite_gauss(quadrature_points)
+    dtype = mean.dtype
+    nodes = ops.convert_to_tensor([math.sqrt(2.0) * x for x in nodes], dtype=dtype)
+    weights = ops.convert_to_tensor([w / math.sqrt(math.pi) for w in weights], dtype=dtype)
+    points = ops.expand_dims(mean, -1) + ops.expand_dims(_safe_sqrt(variance), -1) * nodes
+    values = _activation_fn(activation)(points)
+    out = ops.sum(values * weights, axis=-1)
+    var = ops.sum(ops.square(values - ops.expand_dims(out, -1)) * weights, axis=-1)
+    return out, var
+
+
+def dropout_moments(mean, variance, kernel, keep):
+    """Mean and variance of ``(d / keep · z) @ kernel`` with d ~ Bernoulli(keep) per incoming unit.
+
+    ``z`` has independent entries with the given ``mean`` and ``variance`` (None: deterministic).
+    Returns (mean @ kernel, ((variance + (1 − keep) mean²) / keep) @ kernel²).
+    """
+    out_mean = ops.matmul(mean, kernel)
+    spread = (1.0 - keep) * ops.square(mean)
+    if variance is not None:
+        spread = spread + variance
+    if keep != 1.0:
+        spread = spread / keep
+    return out_mean, ops.matmul(spread, ops.square(kernel))
+
+
+# ------------------------------------------------------------------------------ argument checks
+def _check_rate(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
+        raise ValueError(f"Invalid value for argument {name}={value!r}: expected 0 <= {name} < 1.")
+    return float(value)
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(
+            f"Unknown {name}={value!r}: expected one of {', '.join(map(repr, choices))}."
+        )
+    return value
+
+
+def _check_units(units):
+    if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units <= 0:
+        raise ValueError(f"Invalid value for argument units={units!r}: expected a positive integer.")
+    return int(units)
+
+
+def _check_points(points):
+    if isinstance(points, bool) or not isinstance(points, numbers.Integral) or not 2 <= points <= 100:
+        raise ValueError(
+            f"Invalid value for argument quadrature_points={points!r}: expected an int in [2, 100]."
+        )
+    return int(points)
+
+
+def _activation_name(activation):
+    return "linear" if activation is None else activation
+
+
+class _FastDropoutBase(keras.layers.Layer):
+    """Shared arguments, weights bookkeeping and config of the two fast-dropout layers."""
+
+    def __init__(
+        self,
+        units,
+        rate=0.5,
+        activation="tanh",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        moments="quadrature",
+        quadrature_points=16,
+        return_variance=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = _check_units(units)
+        self.rate = _check_rate("rate", rate)
+        self.activation = _check_choice("activation", _activation_name(activation), ACTIVATIONS)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.moments = _check_choice("moments", moments, MOMENTS)
+        self.quadrature_points = _check_points(quadrature_points)
+        self.return_variance = bool(return_variance)
+        self.supports_masking = True
+
+    def _moments(self, mean, variance):
+        return gaussian_moments(mean, variance, self.activation, self.moments, self.quadrature_points)
+
+    def _add_kernel(self, input_dim):
+        self.kernel = self.add_weight(
+            shape=(input_dim, self.units),
+            name="kernel",
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+
+    def _add_bias(self):
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                shape=(self.units,),
+                name="bias",
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "rate": self.rate,
+                "activation": self.activation,
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+                "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+                "moments": self.moments,
+                "quadrature_points": self.quadrature_points,
+                "return_variance": self.return_variance,
+            }
+        )
+        return config
+
+
+@serializable
+class FastDropoutRNN(_FastDropoutBase):
+    """Fast-dropout RNN (Bayer et al. 2013 after Wang & Manning 2013; noise study Sec. 6.5, RNN-FD).
+
+    ``h_t = f(x_t W + h_{t−1} U + b)`` with dropout on the concatenated incoming connections
+    [x_t, h_{t−1}] replaced, in training, by the propagation of each unit's mean and variance
+    through time (module docstring: formulas, assumptions, approximations). In inference
+    (``training=False``) it is the deterministic mean network — with ``activation="tanh"``
+    exactly ``keras.layers.SimpleRNN`` with the same weights.
+
+    Args:
+        units: number of hidden units.
+        rate: dropout rate of the input connections (probability of dropping x_j), 0 ≤ rate < 1.
+        recurrent_rate: dropout rate of the recurrent connections (h_{t−1, j}); None: ``rate``.
+        activation: "tanh" (the noise study's hidden units), "sigmoid" or "linear".
+        moments: "quadrature" (Gauss–Hermite, default) or "probit" (closed forms).
+        quadrature_points: points of the Gauss–Hermite rule (2–100; 16 by default).
+        return_sequences: return the whole mean sequence (B, T, units), not only the last step.
+        return_variance: also return the variance (same shape as the mean output), as a second
+            output: ``[mean, variance]`` — feed both to :class:`FastDropoutDense`.
+        go_backwards: process the sequence in reverse (outputs in processing order, as Keras).
+        unroll: passed to ``keras.ops.scan``.
+        kernel_initializer, recurrent_initializer, bias_initializer, *_regularizer,
+        *_constraint: as ``keras.layers.SimpleRNN`` (e.g. ``keras_rnnreg.initializers.Sparse``,
+        ``SpectralRadius``, ``keras_rnnreg.constraints.SpectralRadiusLimit``).
+
+    Call arguments: ``sequences`` (B, T, F); ``initial_state``: None, ``h0`` or ``[h0_mean,
+    h0_variance]``; ``mask`` (B, T); ``training``.
+    """
+
+    def __init__(
+        self,
+        units,
+        rate=0.5,
+        recurrent_rate=None,
+        activation="tanh",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        moments="quadrature",
+        quadrature_points=16,
+        return_sequences=False,
+        return_variance=False,
+        go_backwards=False,
+        unroll=False,
+        **kwargs,
+    ):
+        super().__init__(
+            units,
+            rate=rate,
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+            moments=moments,
+            quadrature_points=quadrature_points,
+            return_variance=return_variance,
+            **kwargs,
+        )
+        self.recurrent_rate = self.rate if recurrent_rate is None else _check_rate("recurrent_rate", recurrent_rate)
+        self._recurrent_rate_arg = recurrent_rate
+        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
+        self.recurrent_regularizer = keras.regularizers.get(recurrent_regularizer)
+        self.recurrent_constraint = keras.constraints.get(recurrent_constraint)
+        self.return_sequences = bool(return_sequences)
+        self.go_backwards = bool(go_backwards)
+        if not (isinstance(unroll, bool) or (isinstance(unroll, int) and unroll >= 1)):
+            raise ValueError(f"Invalid value for argument unroll={unroll!r}: expected a bool or a positive int.")
+        self.unroll = unroll
+        self.input_spec = keras.InputSpec(ndim=3)
+
+    def build(self, sequences_shape, initial_state_shape=None):
+        sequences_shape = tuple(sequences_shape)
+        if len(sequences_shape) != 3 or sequences_shape[-1] is None:
+            raise ValueError(
+                "FastDropoutRNN expects inputs of shape (batch, timesteps, features) with known "
+                f"features; received shape {sequences_shape}."
+            )
+        # Keras' weight order: kernel, recurrent_kernel, bias.
+        self._add_kernel(sequences_shape[-1])
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.units, self.units),
+            name="recurrent_kernel",
+            initializer=self.recurrent_initializer,
+            regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
+        )
+        self._add_bias()
+
+    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
+        batch, length = sequences_shape[0], sequences_shape[1]
+        shape = (batch, length, self.units) if self.return_sequences else (batch, self.units)
+        return (shape, shape) if self.return_variance else shape
+
+    def compute_mask(self, inputs, mask=None):
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        out = mask if self.return_sequences else None
+        return [out, out] if self.return_variance else out
+
+    def call(self, sequences, initial_state=None, mask=None, training=None):
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        dtype = self.compute_dtype
+        x = ops.cast(sequences, dtype)
+        batch = ops.shape(x)[0]
+        mean0 = ops.zeros((batch, self.units), dtype=dtype)
+        var0 = ops.zeros((batch, self.units), dtype=dtype)
+        if initial_state is not None:
+            states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+            if len(states) not in (1, 2):
+                raise ValueError(
+                    "FastDropoutRNN: initial_state is h0 or [h0_mean, h0_variance]; received "
+                    f"{len(states)} tensors."
+                )
+            mean0 = ops.cast(states[0], dtype)
+            if len(states) == 2:
+                var0 = ops.cast(states[1], dtype)
+        if self.go_backwards:
+            x = ops.flip(x, axis=1)
+            if mask is not None:
+                mask = ops.flip(mask, axis=1)
+        x = ops.transpose(x, (1, 0, 2))  # time-major (T, B, F)
+
+        kernel = ops.convert_to_tensor(self.kernel)
+        recurrent_kernel = ops.convert_to_tensor(self.recurrent_kernel)
+        # ---- Input projections for all timesteps, before the loop: one matmul each.
+        step_inputs = {"mean": ops.matmul(x, kernel)}
+        if self.bias is not None:
+            step_inputs["mean"] = step_inputs["mean"] + ops.convert_to_tensor(self.bias)
+        if mask is not None:
+            step_inputs["mask"] = ops.expand_dims(ops.transpose(ops.cast(mask, dtype), (1, 0)), -1)
+
+        if training:
+            keep_in = 1.0 - self.rate
+            keep_rec = 1.0 - self.recurrent_rate
+            step_inputs["variance"] = ops.matmul(ops.square(x), ops.square(kernel)) * ((1.0 - keep_in) / keep_in)
+
+            def body(carry, inputs):
+                mu, s2 = carry
+                rec_mean, rec_var = dropout_moments(mu, s2, recurrent_kernel, keep_rec)
+                new = list(self._moments(inputs["mean"] + rec_mean, inputs["variance"] + rec_var))
+                if "mask" in inputs:
+                    m = inputs["mask"]
+                    new = [o + m * (n - o) for n, o in zip(new, carry)]
+                return new, new
+
+            carry = [mean0, var0]
+        else:
+            activation = _activation_fn(self.activation)
+
+            def body(carry, inputs):
+                new = [activation(inputs["mean"] + ops.matmul(carry[0], recurrent_kernel))]
+                if "mask" in inputs:
+                    m = inputs["mask"]
+                    new = [carry[0] + m * (new[0] - carry[0])]
+                return new, new
+
+            carry = [mean0]
+
+        final, sequences_out = ops.scan(body, carry, step_inputs, unroll=self.unroll)
+        if not training:
+            final = [final[0], ops.zeros_like(final[0])]
+            sequences_out = [sequences_out[0], ops.zeros_like(sequences_out[0])]
+        if self.return_sequences:
+            outs = []
+            for seq in sequences_out:
+                if mask is not None:
+                    seq = seq * step_inputs["mask"]  # masked steps output zeros
+                outs.append(ops.transpose(seq, (1, 0, 2)))
+        else:
+            outs = list(final)
+        return outs if self.return_variance else outs[0]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "recurrent_rate": self._recurrent_rate_arg,
+                "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
+                "recurrent_regularizer": keras.regularizers.serialize(self.recurrent_regularizer),
+                "recurrent_constraint": keras.constraints.serialize(self.recurrent_constraint),
+                "return_sequences": self.return_sequences,
+                "go_backwards": self.go_backwards,
+                "unroll": self.unroll,
+            }
+        )
+        return config
+
+
+@serializable
+class FastDropoutDense(_FastDropoutBase):
+    """Fast-dropout output layer: y = f(z W + b) with dropout on z, integrated out in training.
+
+    Input: ``[mean, variance]`` (e.g. from ``FastDropoutRNN(return_variance=True)``) or a single
+    deterministic tensor; any rank ≥ 2, the last axis is the features. In training the
+    pre-activation's mean and variance follow the module docstring's formulas (with dropout rate
+    ``rate`` on the incoming connections; the input variance included), and the output is
+    E[f(a)] — for ``activation="sigmoid"`` the marginal probability of a 1, so that
+    ``binary_crossentropy`` on it is −log of the dropout-marginal likelihood (module docstring).
+    ``return_variance=True`` also returns Var[f(a)] (for stacking fast-dropout layers). In
+    inference: f(mean W + b), the deterministic mean network (variance output zeros).
+
+    ``activation="linear"``: the mean output is unaffected by the noise; train a regression head
+    with ``return_variance=True`` and a loss that adds the variance ((y − m)² + v is the expected
+    squared error).
+
+    Args:
+        units, rate, activation ("sigmoid" default, "tanh", "linear"), use_bias, initializers,
+        regularizers, constraints, moments, quadrature_points, return_variance: as
+        :class:`FastDropoutRNN`.
+    """
+
+    def __init__(self, units, rate=0.5, activation="sigmoid", **kwargs):
+        super().__init__(units, rate=rate, activation=activation, **kwargs)
+
+    def build(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(input_shape[0], (list, tuple)):
+            input_shape = input_shape[0]
+        input_shape = tuple(input_shape)
+        if len(input_shape) < 2 or input_shape[-1] is None:
+            raise ValueError(
+                "FastDropoutDense expects inputs of rank >= 2 with a known last axis; received "
+                f"shape {input_shape}."
+            )
+        self._add_kernel(input_shape[-1])
+        self._add_bias()
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(input_shape[0], (list, tuple)):
+            input_shape = input_shape[0]
+        shape = tuple(input_shape[:-1]) + (self.units,)
+        return (shape, shape) if self.return_variance else shape
+
+    def compute_mask(self, inputs, mask=None):
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        return [mask, mask] if self.return_variance else mask
+
+    def call(self, inputs, training=None):
+        if isinstance(inputs, (list, tuple)):
+            if len(inputs) != 2:
+                raise ValueError(
+                    f"FastDropoutDense takes a tensor or [mean, variance]; received {len(inputs)} tensors."
+                )
+            mean, variance = inputs
+        else:
+            mean, variance = inputs, None
+        dtype = self.compute_dtype
+        mean = ops.cast(mean, dtype)
+        kernel = ops.convert_to_tensor(self.kernel)
+        bias = None if self.bias is None else ops.convert_to_tensor(self.bias)
+        if training:
+            keep = 1.0 - self.rate
+            variance = None if variance is None else ops.cast(variance, dtype)
+            a_mean, a_var = dropout_moments(mean, variance, kernel, keep)
+            if bias is not None:
+                a_mean = a_mean + bias
+            out, out_var = self._moments(a_mean, a_var)
+        else:
+            a_mean = ops.matmul(mean, kernel)
+            if bias is not None:
+                a_mean = a_mean + bias
+            out = _activation_fn(self.activation)(a_mean)
+            out_var = ops.zeros_like(out)
+        return [out, out_var] if self.return_variance else out
+
+
+__all__ = [
+    "ACTIVATIONS",
+    "FastDropoutDense",
+    "FastDropoutRNN",
+    "MOMENTS",
+    "dropout_moments",
+    "gaussian_moments",
+    "hermite_gauss",
+]
