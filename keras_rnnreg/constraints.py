@@ -23,7 +23,8 @@ class SpectralRadiusLimit(keras.constraints.Constraint):
     After every update, W is replaced by ``W · max_radius / ρ(W)`` when ``ρ(W) > max_radius``
     and left exactly unchanged otherwise (noise study Sec. 6.2: the spectral radius "restricted to
     be close to 1 (1.1, 0.9 etc.)"; Appendix B's ρ limit ∈ {0.9, 1.0, 1.1}). Since ρ(cW) = c·ρ(W),
-    the rescaled matrix sits exactly at the limit.
+    the rescaled matrix sits exactly at the limit. ``method="power"`` was also checked under
+    ``jit_compile=True`` on TensorFlow (XLA) and PyTorch (``torch.compile``), on CPU.
 
     Methods for ρ:
 
@@ -36,7 +37,8 @@ class SpectralRadiusLimit(keras.constraints.Constraint):
       start vector is fixed and dense (not random, so nothing random is drawn in the train step).
     * ``"exact"``: the largest |eigenvalue| by ``keras.ops.eig``. Checked on CPU: works eagerly
       and compiled on JAX (``jax.jit``), TensorFlow (``tf.function`` without XLA, which is what
-      ``jit_compile="auto"`` picks on CPU-only machines) and PyTorch. TensorFlow's XLA has no
+      ``jit_compile="auto"`` picks on CPU-only machines) and PyTorch (eager, and
+      ``jit_compile=True``, i.e. ``torch.compile``). TensorFlow's XLA has no
       kernel for a non-symmetric eigendecomposition, so with ``jit_compile=True`` on TensorFlow
       (the "auto" choice when a GPU is present) compilation fails with "Detected unsupported
       operations ... Eig": there, compile with ``jit_compile=False`` or use ``method="power"``.

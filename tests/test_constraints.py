@@ -107,11 +107,12 @@ def _fit_simple_rnn(constraint, initial_weights=None):
 @pytest.mark.parametrize("method", ["power", "exact"])
 def test_limit_holds_during_fit(method):
     limit = 1.1
-    initial, u = _fit_simple_rnn(SpectralRadiusLimit(limit, method=method, iterations=50))
+    initial, u = _fit_simple_rnn(SpectralRadiusLimit(limit, method=method))
     assert not np.allclose(u, initial[1])  # it did train
     assert _radius(u) <= limit * (1 + 1e-5)
     if method == "power":
         assert _norm(u) <= limit * (1 + 1e-3)
-    # Without the constraint the same run leaves the limit far behind (the test is not vacuous).
-    _, free = _fit_simple_rnn(None, initial_weights=initial)
-    assert _norm(free) > 1.5 * limit and _radius(free) > limit
+    if method == "exact":
+        # Without the constraint the same run leaves the limit far behind (not vacuous).
+        _, free = _fit_simple_rnn(None, initial_weights=initial)
+        assert _norm(free) > 1.5 * limit and _radius(free) > limit
