@@ -116,3 +116,21 @@ def test_limit_holds_during_fit(method):
         # Without the constraint the same run leaves the limit far behind (not vacuous).
         _, free = _fit_simple_rnn(None, initial_weights=initial)
         assert _norm(free) > 1.5 * limit and _radius(free) > limit
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="XLA check for TensorFlow; JAX's fit is always jit-compiled (test above)",
+)
+def test_power_method_under_xla_on_tensorflow():
+    from keras_rnnreg.layers import SimpleRNN
+
+    inputs = keras.Input((8, 3))
+    h = SimpleRNN(6, recurrent_constraint=SpectralRadiusLimit(1.1))(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(h))
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=5.0), loss="mse", jit_compile=True)
+    assert model.jit_compile
+    rng = np.random.default_rng(0)
+    model.fit(rng.normal(size=(8, 8, 3)), 10 * rng.normal(size=(8, 2)), epochs=2, verbose=0)
+    u = to_numpy(model.layers[1].recurrent_kernel)
+    assert _norm(u) <= 1.1 * (1 + 1e-3)
