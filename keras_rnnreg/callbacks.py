@@ -391,3 +391,127 @@ __all__ = [
     "recurrent_layers",
     "spectral_radii",
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# Training policy
+
+
+class NaNRestart(keras.callbacks.Callback):
+    """The NaN policy of the norm-stabilizer paper (Sec. 2.1): "When we encounter a NaN, we
+    divide the learning rate by 2, and restart with the previous epochs parameters."
+
+    At the start of every epoch the callback keeps a copy of the model's weights and the
+    optimizer's state. When the training loss of a batch (or of the epoch) is NaN or infinite it
+    stops ``fit``; at the end of that ``fit`` it restores the copy — the parameters of the previous
+    epoch — multiplies the learning rate by ``factor`` and sets :attr:`restart_epoch` to the epoch
+    to train again. Call ``fit`` again from there (``initial_epoch=cb.restart_epoch``), as
+    :func:`fit_with_restarts` does::
+
+        cb = NaNRestart()
+        fit_with_restarts(model, data, cb, epochs=100)
+
+    Restoring in ``on_train_end`` (after ``fit`` has written its state back to the variables)
+    works the same on TensorFlow, JAX and PyTorch. After ``max_restarts`` restarts a further NaN
+    raises ``RuntimeError``. Place it *first* in the callbacks list, so that callbacks after it
+    can check :attr:`triggered` and skip checkpointing a NaN epoch.
+
+    Args:
+        factor: learning-rate multiplier on every restart (0 < factor < 1; the paper's 1/2).
+        max_restarts: restarts allowed in all (≥ 0).
+        monitor: the log key to check (default "loss").
+    """
+
+    def __init__(self, factor=0.5, max_restarts=10, monitor="loss"):
+        super().__init__()
+        if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not 0.0 < factor < 1.0:
+            raise ValueError(f"Invalid value for argument factor={factor!r}: expected 0 < factor < 1.")
+        if isinstance(max_restarts, bool) or not isinstance(max_restarts, numbers.Integral) or max_restarts < 0:
+            raise ValueError(
+                f"Invalid value for argument max_restarts={max_restarts!r}: expected an int >= 0."
+            )
+        self.factor = float(factor)
+        self.max_restarts = int(max_restarts)
+        self.monitor = monitor
+        self.restarts = 0
+        self.triggered = False
+        self.restart_epoch = None
+        self.events = []  # (epoch, new learning rate)
+        self._epoch = 0
+        self._snapshot = None
+
+    @staticmethod
+    def _finite(value):
+        try:
+            return bool(np.isfinite(float(keras.ops.convert_to_numpy(value))))
+        except (TypeError, ValueError):
+            return True
+
+    def on_train_begin(self, logs=None):
+        self.triggered = False
+        self.restart_epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        optimizer_variables = list(self.model.optimizer.variables) if self.model.optimizer is not None else []
+        self._snapshot = (
+            [np.array(keras.ops.convert_to_numpy(v)) for v in self.model.variables],
+            [np.array(keras.ops.convert_to_numpy(v)) for v in optimizer_variables],
+        )
+
+    def _trigger(self):
+        if not self.triggered:
+            self.triggered = True
+            self.model.stop_training = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if logs and self.monitor in logs and not self._finite(logs[self.monitor]):
+            self._trigger()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs and self.monitor in logs and not self._finite(logs[self.monitor]):
+            self._trigger()
+
+    def on_train_end(self, logs=None):
+        if not self.triggered:
+            return
+        if self.restarts >= self.max_restarts:
+            raise RuntimeError(
+                f"NaNRestart: non-finite {self.monitor} in epoch {self._epoch + 1} after "
+                f"{self.restarts} restart(s) (max_restarts={self.max_restarts}); giving up"
+            )
+        weights, optimizer_values = self._snapshot
+        for variable, value in zip(self.model.variables, weights):
+            variable.assign(value)
+        if self.model.optimizer is not None:
+            for variable, value in zip(self.model.optimizer.variables, optimizer_values):
+                variable.assign(value)
+            new_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)) * self.factor
+            self.model.optimizer.learning_rate = new_rate
+        else:  # pragma: no cover - fit needs an optimizer
+            new_rate = None
+        self.restarts += 1
+        self.restart_epoch = self._epoch
+        self.events.append((self._epoch, new_rate))
+
+
+def fit_with_restarts(model, x=None, nan_callback=None, epochs=1, initial_epoch=0, callbacks=(), **kwargs):
+    """``model.fit`` that restarts from the previous epoch with a smaller learning rate on NaN.
+
+    ``nan_callback`` (a :class:`NaNRestart`, created when None) is put first among
+    ``callbacks``. Returns the list of ``History`` objects, one per ``fit`` call.
+    """
+    nan_callback = nan_callback if nan_callback is not None else NaNRestart()
+    histories = []
+    epoch = initial_epoch
+    while True:
+        history = model.fit(
+            x, epochs=epochs, initial_epoch=epoch, callbacks=[nan_callback, *callbacks], **kwargs
+        )
+        histories.append(history)
+        if nan_callback.restart_epoch is None:
+            return histories
+        epoch = nan_callback.restart_epoch
+
+
+__all__ += ["NaNRestart", "fit_with_restarts"]

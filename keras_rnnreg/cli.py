@@ -1,5 +1,198 @@
-"""The ``rnnreg`` command line (filled by the zoo issue)."""
+"""The ``rnnreg`` command line.
+
+::
+
+    rnnreg list [PATTERN] [--long] [--keys]
+    rnnreg show NAME [--set key=value ...]
+    rnnreg train NAME [--data PATH] [--data-root DIR] [--epochs N] [--seed S] [--out DIR]
+                      [--set key=value ...] [--resume] [--quiet | --lines]
+    rnnreg evaluate RUN_DIR [--data PATH] [--split test|valid]
+    rnnreg reproduce CARD.toml [--quick] [--out DIR] [--data-root DIR] [--only PATTERN] [--epochs N]
+    rnnreg tune JOB.toml [--quick] [--out DIR] [--data-root DIR]
+
+Errors (an unknown name, key or value, a missing file) print one line naming what is wrong and
+exit with status 2.
+"""
+
+import argparse
+import json
+import sys
+
+EPILOG = """examples:
+  rnnreg list 'jsb_*'
+  rnnreg train jsb_rnn_plain                      # embedded Bach chorales, no data needed
+  rnnreg train jsb_rnn_ns --data ../shared/data/polyphonic/JSB_Chorales.mat --set training.epochs=50
+  rnnreg evaluate runs/jsb_rnn_plain
+  rnnreg reproduce zoo/noise_table1.toml --quick
+  rnnreg tune tuning/jsb_rnn_ns.toml --quick
+"""
 
 
-def main(argv=None):
-    raise SystemExit("rnnreg: the command line arrives with the model zoo.")
+def _parser():
+    p = argparse.ArgumentParser(
+        prog="rnnreg",
+        description="Model zoo of two RNN-regularization papers: list, train, evaluate, reproduce, tune.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    ls = sub.add_parser("list", help="list zoo names (with a shell pattern)")
+    ls.add_argument("pattern", nargs="?", default="*", help="e.g. 'jsb_*', '*_ns', 'timit*'")
+    ls.add_argument("--long", "-l", action="store_true", help="with description and the paper's number")
+    ls.add_argument("--keys", action="store_true", help="list every configuration key instead")
+
+    show = sub.add_parser("show", help="print the resolved configuration of a name as JSON")
+    show.add_argument("name")
+    show.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    tr = sub.add_parser("train", help="train a zoo configuration")
+    tr.add_argument("name", help="zoo name (rnnreg list)")
+    tr.add_argument("--data", help="data file or folder (default: the configuration's data.source)")
+    tr.add_argument("--data-root", help="folder to look up relative data paths in ($RNNREG_DATA)")
+    tr.add_argument("--epochs", type=int, help="maximum epochs (training.epochs)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--out", help="run folder (default runs/NAME, or runs/NAME-sS for seed S != 0)")
+    tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a configuration key, e.g. --set optimizer.learning_rate=0.01")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    verbosity = tr.add_mutually_exclusive_group()
+    verbosity.add_argument("--quiet", action="store_true", help="no progress output")
+    verbosity.add_argument("--lines", action="store_true", help="one line per epoch instead of progress bars")
+
+    ev = sub.add_parser("evaluate", help="evaluate a run folder's best checkpoint")
+    ev.add_argument("run_dir")
+    ev.add_argument("--data", help="data file or folder (default: the run's)")
+    ev.add_argument("--data-root")
+    ev.add_argument("--split", default="test", choices=("test", "valid", "train"))
+
+    rp = sub.add_parser("reproduce", help="run an experiment card (zoo/*.toml) and write the table")
+    rp.add_argument("card")
+    rp.add_argument("--quick", action="store_true", help="the card's quick variant (seconds, synthetic data)")
+    rp.add_argument("--out", help="folder for the runs and the table (default runs/<card>[-quick])")
+    rp.add_argument("--data-root", help="folder the card's data paths are relative to")
+    rp.add_argument("--only", help="only entries whose name matches this shell pattern")
+    rp.add_argument("--epochs", type=int, help="override every entry's epochs")
+    rp.add_argument("--seeds", help="comma-separated seeds instead of the card's")
+    rp.add_argument("--lines", action="store_true", help="one line per epoch (default: silent runs)")
+
+    tu = sub.add_parser("tune", help="run a KerasTuner job (tuning/*.toml)")
+    tu.add_argument("job")
+    tu.add_argument("--quick", action="store_true", help="the job's quick variant")
+    tu.add_argument("--out", help="tuner folder (default runs/tune-<job>)")
+    tu.add_argument("--data-root")
+    return p
+
+
+def _cmd_list(args, out):
+    from keras_rnnreg import zoo
+
+    if args.keys:
+        for line in zoo.describe_keys():
+            print(line, file=out)
+        return 0
+    names = zoo.list_models(args.pattern)
+    if not names:
+        print(f"no zoo name matches {args.pattern!r}", file=out)
+        return 1
+    for name in names:
+        if args.long:
+            c = zoo.get_config(name)
+            value = c["paper"]["value"]
+            number = f"{value:g}" if value is not None else "-"
+            print(f"{name:32s} {number:>7s}  {c['description']}  [{c['paper']['table']}]", file=out)
+        else:
+            print(name, file=out)
+    return 0
+
+
+def _cmd_show(args, out):
+    from keras_rnnreg import zoo
+
+    print(json.dumps(zoo.get_config(args.name, **{}) if not args.overrides
+                     else zoo.resolve(args.name, args.overrides), indent=2), file=out)
+    return 0
+
+
+def _default_out(name, seed):
+    return f"runs/{name}" + (f"-s{seed}" if seed else "")
+
+
+def _cmd_train(args, out):
+    from keras_rnnreg import training, zoo
+
+    zoo.resolve(args.name, args.overrides)  # fail fast on a bad name / key / value
+    verbose = 0 if args.quiet else (2 if args.lines or not sys.stdout.isatty() else 1)
+    report = training.train(
+        args.name,
+        args.out or _default_out(args.name, args.seed),
+        data=args.data,
+        data_root=args.data_root,
+        epochs=args.epochs,
+        seed=args.seed,
+        overrides=args.overrides,
+        resume=args.resume,
+        verbose=verbose,
+        log=lambda msg: print(msg, file=out, flush=True),
+    )
+    return 0 if report else 1
+
+
+def _cmd_evaluate(args, out):
+    from keras_rnnreg import training
+
+    result = training.evaluate_run(args.run_dir, data=args.data, data_root=args.data_root, split=args.split)
+    print(json.dumps(training._jsonable(result), indent=2), file=out)
+    return 0
+
+
+def _cmd_reproduce(args, out):
+    from keras_rnnreg.zoo import cards
+
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    path = cards.reproduce(args.card, quick=args.quick, out_dir=args.out, data_root=args.data_root,
+                           only=args.only, epochs=args.epochs, seeds=seeds, verbose=2 if args.lines else 0,
+                           log=lambda msg: print(msg, file=out, flush=True))
+    print(f"table: {path}", file=out)
+    return 0
+
+
+def _cmd_tune(args, out):
+    from keras_rnnreg.tuning import jobs
+
+    result = jobs.run_job(args.job, quick=args.quick, out_dir=args.out, data_root=args.data_root,
+                          log=lambda msg: print(msg, file=out, flush=True))
+    print(json.dumps(result, indent=2), file=out)
+    return 0
+
+
+COMMANDS = {
+    "list": _cmd_list,
+    "show": _cmd_show,
+    "train": _cmd_train,
+    "evaluate": _cmd_evaluate,
+    "reproduce": _cmd_reproduce,
+    "tune": _cmd_tune,
+}
+
+
+def main(argv=None, out=None):
+    out = out or sys.stdout
+    args = _parser().parse_args(argv)
+    from keras_rnnreg.training import RunError
+    from keras_rnnreg.zoo import ConfigError, UnknownModelError
+    from keras_rnnreg.zoo._tasks import DataNotFoundError
+
+    try:
+        return COMMANDS[args.command](args, out)
+    except (ConfigError, UnknownModelError, RunError, DataNotFoundError, FileNotFoundError) as err:
+        print(f"rnnreg {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rnnreg {args.command}: interrupted; `rnnreg train ... --resume` continues a run", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""The model zoo: every configuration of the two papers, by name.
+
+```python
+from keras_rnnreg import zoo
+
+zoo.list_models("jsb_*")                  # ['jsb_rnn_do', 'jsb_rnn_dos', ...]
+zoo.get_config("jsb_rnn_ns")              # plain dict: model, regularization, optimizer, data,
+                                          # training, paper (reference, table, number, readings)
+model = zoo.build("timit_blstm_ns")       # compiled keras.Model, ready for model.fit
+model = zoo.build("jsb_rnn_plain", units=8, **{"optimizer.learning_rate": 0.01})
+```
+
+``build`` loads no data. The presets are plain data, kept apart from the graph code:
+
+* :mod:`keras_rnnreg.zoo.noise_study` — Table 1 of "Regularizing Recurrent Networks" (40 names,
+  ``{jsb,nottingham,pianomidi,musedata}_rnn_{plain,fd,nbr,n,ns,mn,mns,do,dos,ff}``);
+* :mod:`keras_rnnreg.zoo.norm_stabilizer` — Krueger & Memisevic's PTB (Tables 1-3), TIMIT (Tables
+  4-5) and adding-problem configurations.
+
+Overrides are nested keys (``"optimizer.learning_rate"``, or ``optimizer__learning_rate`` as a
+keyword, or ``optimizer={"learning_rate": ...}``) or unambiguous bare leaf names (``units``,
+``learning_rate``, ``batch_size``, ``epochs``, ``beta``); they are checked against the schema
+(:mod:`keras_rnnreg.zoo._schema`), and an unknown key or an ill-typed value raises
+:class:`ConfigError` naming the key, the value and what was expected. An unknown name raises
+:class:`UnknownModelError` (a ``KeyError``) listing the closest names.
+"""
+
+from keras_rnnreg.zoo import noise_study, norm_stabilizer  # noqa: F401  (register the presets)
+from keras_rnnreg.zoo._builders import NoteCrossEntropy, OneHot, build_network, compile_model
+from keras_rnnreg.zoo._registry import UnknownModelError, get_config, list_models, register, resolve
+from keras_rnnreg.zoo._schema import ConfigError, apply_overrides, describe_keys
+
+__all__ = [
+    "ConfigError",
+    "NoteCrossEntropy",
+    "OneHot",
+    "UnknownModelError",
+    "apply_overrides",
+    "build",
+    "build_network",
+    "compile_model",
+    "describe_keys",
+    "get_config",
+    "list_models",
+    "register",
+    "resolve",
+]
+
+
+def build(name, compile=True, **overrides):
+    """A ``keras.Model`` for a zoo name (or a config dict), compiled as in the paper.
+
+    Optimizer, loss and metrics follow the configuration: e.g. the noise study's RMSprop with
+    momentum and per-timestep NLL (``weighted_metrics=[NLLPerTimestep(), FrameAccuracy()]``; feed
+    the pipelines' ``(x, y, sample_weight)`` batches), the norm-stabilizer paper's SGD with
+    gradient clipping, or Adam and CTC for TIMIT. Loads no data.
+    """
+    config = resolve(name, overrides)
+    model = build_network(config)
+    return compile_model(model, config) if compile else model

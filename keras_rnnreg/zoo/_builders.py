@@ -1,0 +1,235 @@
+"""Graph code of the zoo: a resolved configuration (``_schema``) -> a compiled ``keras.Model``.
+
+Nothing here knows about a particular paper; the presets are data in ``noise_study.py`` and
+``norm_stabilizer.py``. The pieces:
+
+* recurrent stack: ``model.layers`` layers of ``model.cell`` (SimpleRNN / LSTM from
+  :mod:`keras_rnnreg.layers`, or FastDropoutRNN), optionally ``Bidirectional``, with the
+  perturbations, penalties, initializers and constraints of ``regularization`` / ``model``;
+* inputs: ``(batch, time, input_dim)`` floats, or ``(batch, time)`` character ids for the ``ptb``
+  task (one-hot encoded by :class:`OneHot`);
+* outputs: a ``Dense(output_dim)`` every timestep (``readout="sequence"``) or on the last state
+  (``"last"``), or :class:`~keras_rnnreg.layers.FastDropoutDense` for fast dropout;
+* compile: the optimizer of ``optimizer`` and the task's loss and metrics (:func:`task_loss`).
+"""
+
+import keras
+from keras import ops
+
+from keras_rnnreg import constraints, initializers, layers, metrics, perturbations, regularizers
+from keras_rnnreg._api import serializable
+
+
+# --------------------------------------------------------------------------- small serializables
+@serializable
+class NoteCrossEntropy(keras.losses.Loss):
+    """The noise study's loss (Sec. 10.2): binary cross-entropy *summed* over the notes of a
+    timestep, averaged over the (weighted) timesteps.
+
+    With the pipelines' per-timestep sample weights (0 on padding) and the
+    ``"mean_with_sample_weight"`` reduction, the loss of a batch is exactly its NLL per timestep
+    in nats (Table 1's number), and padding does not dilute it.
+    """
+
+    def __init__(self, from_logits=False, reduction="mean_with_sample_weight", name="note_cross_entropy",
+                 dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.from_logits = bool(from_logits)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, y_pred.dtype)
+        notes = ops.shape(y_pred)[-1]
+        bce = keras.losses.binary_crossentropy(y_true, y_pred, from_logits=self.from_logits)
+        return bce * ops.cast(notes, bce.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits}
+
+
+@serializable
+class OneHot(keras.layers.Layer):
+    """Integer ids (batch, time) -> one-hot floats (batch, time, depth); character-level PTB."""
+
+    def __init__(self, depth, **kwargs):
+        super().__init__(**kwargs)
+        self.depth = int(depth)
+
+    def call(self, inputs):
+        return ops.one_hot(ops.cast(inputs, "int32"), self.depth, dtype=self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.depth,)
+
+    def get_config(self):
+        return {**super().get_config(), "depth": self.depth}
+
+
+# ----------------------------------------------------------------------------------- pieces
+def make_initializer(spec, seed=None):
+    """A Keras initializer from a ``model.*_init`` section."""
+    kind = spec["kind"]
+    if kind == "sparse":
+        init = initializers.Sparse(spec["connections"], stddev=spec["stddev"], seed=seed)
+    elif kind == "uniform":
+        init = keras.initializers.RandomUniform(-spec["scale"], spec["scale"], seed=seed)
+    elif kind == "normal":
+        init = keras.initializers.RandomNormal(stddev=spec["stddev"], seed=seed)
+    elif kind == "identity":
+        init = keras.initializers.Identity()
+    elif kind == "zeros":
+        init = keras.initializers.Zeros()
+    elif kind == "orthogonal":
+        init = keras.initializers.Orthogonal(seed=seed)
+    else:
+        init = keras.initializers.GlorotUniform(seed=seed)
+    if spec.get("spectral_radius") is not None:
+        init = initializers.SpectralRadius(init, radius=spec["spectral_radius"])
+    return init
+
+
+def _penalty(reg):
+    spec = reg.get("weight_penalty")
+    if spec is None:
+        return None
+    return keras.regularizers.L1(spec["strength"]) if spec["kind"] == "l1" else keras.regularizers.L2(spec["strength"])
+
+
+def make_perturbations(reg):
+    out = []
+    if reg.get("weight_noise") is not None:
+        wn = reg["weight_noise"]
+        out.append(
+            perturbations.WeightNoise(
+                wn["stddev"], mode=wn["mode"], per=wn["per"], target=wn["target"], sampling=wn["sampling"]
+            )
+        )
+    if reg.get("dropconnect") is not None:
+        dc = reg["dropconnect"]
+        out.append(perturbations.DropConnect(dc["rate"], per=dc["per"], target=dc["target"], scale=dc["scale"]))
+    return out
+
+
+def make_state_regularizer(reg):
+    ns = reg.get("norm_stabilizer")
+    if ns is None:
+        return None
+    return regularizers.NormStabilizer(ns["beta"], cost=ns["cost"], on=ns["on"], target=ns["target"])
+
+
+def _recurrent_layer(config, index, return_sequences):
+    m, reg = config["model"], config["regularization"]
+    penalty = _penalty(reg)
+    constraint = (
+        constraints.SpectralRadiusLimit(reg["spectral_radius_limit"])
+        if reg.get("spectral_radius_limit") is not None
+        else None
+    )
+    common = dict(
+        kernel_initializer=make_initializer(m["kernel_init"]),
+        recurrent_initializer=make_initializer(m["recurrent_init"]),
+        bias_initializer=keras.initializers.Constant(m["bias_init"]),
+        kernel_regularizer=penalty,
+        recurrent_regularizer=penalty,
+        recurrent_constraint=constraint,
+        return_sequences=return_sequences,
+        name=f"recurrent_{index}",
+    )
+    if m["cell"] == "fast_dropout":
+        fd = reg.get("fast_dropout") or {}
+        return layers.FastDropoutRNN(
+            m["units"],
+            rate=fd.get("input_rate", 0.0),
+            recurrent_rate=fd.get("recurrent_rate", 0.0),
+            activation=m["activation"],
+            moments=fd.get("moments", "quadrature"),
+            return_variance=True,
+            **common,
+        )
+    extra = dict(perturbations=make_perturbations(reg), state_regularizer=make_state_regularizer(reg))
+    if m["cell"] == "lstm":
+        return layers.LSTM(
+            m["units"],
+            activation="tanh" if m["activation"] in ("relu", "trec") else m["activation"],
+            output_activation="same" if m["lstm_output_tanh"] else None,
+            **common,
+            **extra,
+        )
+    return layers.SimpleRNN(m["units"], activation=m["activation"], **common, **extra)
+
+
+def build_network(config):
+    """The uncompiled ``keras.Model`` of a resolved configuration."""
+    m, reg = config["model"], config["regularization"]
+    task = config["task"]
+    if task == "ptb":
+        inputs = keras.Input((None,), dtype="int32", name="characters")
+        x = OneHot(m["input_dim"], name="one_hot")(inputs)
+    else:
+        inputs = keras.Input((None, m["input_dim"]), name="inputs")
+        x = inputs
+    variance = None
+    for i in range(m["layers"]):
+        last = i == m["layers"] - 1
+        return_sequences = not (last and m["readout"] == "last")
+        layer = _recurrent_layer(config, i, return_sequences)
+        if m["bidirectional"]:
+            if m["cell"] == "fast_dropout":
+                raise ValueError("model.bidirectional is not available with model.cell='fast_dropout'")
+            layer = keras.layers.Bidirectional(layer, name=f"bidirectional_{i}")
+        out = layer(x)
+        if m["cell"] == "fast_dropout":
+            x, variance = out
+        else:
+            x = out
+        if reg["dropout"] > 0 and m["cell"] != "fast_dropout":
+            x = keras.layers.Dropout(reg["dropout"], name=f"dropout_{i}")(x)
+    head = dict(
+        kernel_initializer=make_initializer(m["output_init"]),
+        bias_initializer=keras.initializers.Constant(m["bias_init"]),
+        kernel_regularizer=_penalty(reg),
+        name="output",
+    )
+    if m["cell"] == "fast_dropout":
+        fd = reg.get("fast_dropout") or {}
+        act = m["output_activation"]
+        if act not in ("sigmoid", "linear"):
+            raise ValueError(f"model.output_activation={act!r} is not available with fast dropout")
+        outputs = layers.FastDropoutDense(m["output_dim"], rate=fd.get("output_rate", 0.0), activation=act,
+                                          moments=fd.get("moments", "quadrature"), **head)([x, variance])
+    else:
+        outputs = keras.layers.Dense(m["output_dim"], activation=m["output_activation"], **head)(x)
+    return keras.Model(inputs, outputs, name=config["name"] or "rnnreg")
+
+
+def make_optimizer(spec):
+    clip = {"global_clipnorm": spec["global_clipnorm"]} if spec["global_clipnorm"] is not None else {}
+    if spec["name"] == "rmsprop":
+        return keras.optimizers.RMSprop(spec["learning_rate"], rho=spec["rho"], momentum=spec["momentum"], **clip)
+    if spec["name"] == "sgd":
+        return keras.optimizers.SGD(spec["learning_rate"], momentum=spec["momentum"], nesterov=spec["nesterov"],
+                                    **clip)
+    return keras.optimizers.Adam(spec["learning_rate"], **clip)
+
+
+def task_loss(config):
+    """(loss, weighted_metrics, metrics) of a task."""
+    task = config["task"]
+    if task == "polyphonic":
+        return NoteCrossEntropy(), [metrics.NLLPerTimestep(), metrics.FrameAccuracy()], None
+    if task == "ptb":
+        loss = keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight")
+        return loss, [metrics.BitsPerCharacter()], None
+    if task == "timit":
+        return keras.losses.CTC(), None, None
+    return keras.losses.MeanSquaredError(), None, None
+
+
+def compile_model(model, config):
+    loss, weighted, plain = task_loss(config)
+    model.compile(optimizer=make_optimizer(config["optimizer"]), loss=loss, weighted_metrics=weighted,
+                  metrics=plain)
+    return model
+
+
+def build_compiled(config):
+    return compile_model(build_network(config), config)

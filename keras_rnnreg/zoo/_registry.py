@@ -1,0 +1,79 @@
+"""The registry of zoo names (after timm's ``_registry.py``, but a duplicate name raises)."""
+
+import copy
+import difflib
+import fnmatch
+
+from keras_rnnreg.zoo import _schema
+
+_PRESETS = {}
+
+
+class UnknownModelError(KeyError):
+    """An unknown zoo name; the message lists the closest registered names."""
+
+    def __str__(self):  # KeyError would quote the message
+        return self.args[0] if self.args else ""
+
+
+def register(name, config):
+    """Register a preset: ``config`` is a (partial) config dict; the rest comes from the defaults.
+
+    The config is completed and validated at once, so a broken preset fails on import, not at
+    training time. Registering a name twice raises ``ValueError``.
+    """
+    if not isinstance(name, str) or not name or name != name.strip():
+        raise ValueError(f"invalid zoo name {name!r}")
+    if name in _PRESETS:
+        raise ValueError(f"zoo name {name!r} is already registered; names must be unique")
+    partial = dict(config)
+    partial["name"] = name
+    resolved = _schema.validate(_schema.complete(partial))
+    _PRESETS[name] = resolved
+    return name
+
+
+def unregister(name):
+    """Remove a name (for tests of user registrations)."""
+    _PRESETS.pop(name, None)
+
+
+def list_models(pattern="*"):
+    """Sorted registered names matching a shell-style ``pattern`` (``"jsb_*"``, ``"*_ns"``)."""
+    return sorted(n for n in _PRESETS if fnmatch.fnmatchcase(n, pattern))
+
+
+def _lookup(name):
+    if name in _PRESETS:
+        return _PRESETS[name]
+    close = difflib.get_close_matches(str(name), list(_PRESETS), n=5, cutoff=0.5)
+    if not close:  # prefix / substring matches help with names like "jsb" or "blstm"
+        close = [n for n in sorted(_PRESETS) if str(name) in n][:5]
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UnknownModelError(
+        f"unknown zoo name {name!r}{hint} (`rnnreg list` or keras_rnnreg.zoo.list_models() "
+        f"show all {len(_PRESETS)})"
+    )
+
+
+def get_config(name, **overrides):
+    """The resolved configuration of ``name`` as a plain dict (a copy), with ``overrides`` applied.
+
+    Sections: ``model`` (architecture), ``regularization``, ``optimizer``, ``data``, ``training``
+    (schedule) and ``paper`` (the reference, the table, the paper's number, our readings).
+    """
+    config = copy.deepcopy(_lookup(name))
+    if overrides:
+        config = _schema.apply_overrides(config, overrides)
+    return config
+
+
+def resolve(name_or_config, overrides=None):
+    """A config from a zoo name or a config dict, with overrides (dict or ``key=value`` list)."""
+    if isinstance(name_or_config, dict):
+        config = _schema.validate(_schema.complete(copy.deepcopy(name_or_config)))
+    else:
+        config = get_config(name_or_config)
+    if overrides:
+        config = _schema.apply_overrides(config, overrides)
+    return config

@@ -1,0 +1,271 @@
+"""Experiment cards: one TOML file per paper table (top-level ``zoo/``), run by ``rnnreg reproduce``.
+
+A card names zoo configurations and the paper's numbers; it holds no hyperparameters of its own
+beyond per-entry overrides (e.g. Table 2's learning-rate / clipping columns)::
+
+    title = "Noise study, Table 1: test NLL per timestep (nats)"
+    paper = "Regularizing Recurrent Networks"
+    table = "Table 1"
+    command = "rnnreg reproduce zoo/noise_table1.toml"
+    data_root = "../shared/data"        # relative entry data paths are looked up here
+    seeds = [0]
+    rows = ["RNN-plain", "RNN-FD"]      # optional grid layout of the markdown table
+    columns = ["JSB", "Nottingham"]
+
+    [[entry]]
+    name = "jsb_rnn_plain"              # a zoo name (a test keeps cards and registry in step)
+    key = "jsb_rnn_plain"               # unique in the card; default: name
+    row = "RNN-plain"
+    column = "JSB"
+    paper = 8.58                        # the paper's number for this cell
+    data = "polyphonic/JSB_Chorales.mat"   # optional: default the configuration's data.source
+    epochs = 300                        # optional
+    set = ["training.patience=40"]      # optional overrides
+    seeds = [0, 1]                      # optional: default the card's
+
+    [quick]                             # the quick variant (CI): seconds, synthetic data
+    data = "synthetic"
+    epochs = 1
+    set = ["model.units=4", "data.limit=4"]
+    only = ["jsb_rnn_plain"]            # entry keys (default: all)
+
+``reproduce`` runs every entry × seed into ``OUT/<key>/seed<S>`` (a finished run, one with a
+``report.json``, is not run again; an interrupted one resumes), then writes ``OUT/<card>.md`` (our
+numbers beside the paper's) and ``OUT/results.json``.
+"""
+
+import fnmatch
+import json
+import math
+import statistics
+import time
+import tomllib
+from pathlib import Path
+
+from keras_rnnreg.zoo import _registry, _schema
+
+CARD_KEYS = {"title", "paper", "table", "metric", "command", "data_root", "seeds", "rows", "columns", "entry",
+             "quick", "notes", "count", "lower_is_better", "epochs"}
+ENTRY_KEYS = {"name", "key", "row", "column", "paper", "data", "epochs", "set", "seeds", "note"}
+QUICK_KEYS = {"data", "epochs", "set", "only", "seeds"}
+
+
+class CardError(_schema.ConfigError):
+    """A malformed card: the message names the file, the entry and the key."""
+
+
+def load_card(path):
+    """Parse and check a card; returns a dict with ``entries`` (each with a unique ``key``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"card {str(path)!r} not found (cards live in zoo/*.toml)")
+    try:
+        with open(path, "rb") as f:
+            card = tomllib.load(f)
+    except tomllib.TOMLDecodeError as err:
+        raise CardError(f"{path}: not valid TOML: {err}") from None
+    unknown = set(card) - CARD_KEYS
+    if unknown:
+        raise CardError(f"{path}: unknown card key(s) {sorted(unknown)}; expected some of {sorted(CARD_KEYS)}")
+    entries = card.get("entry")
+    if not entries:
+        raise CardError(f"{path}: no [[entry]] tables")
+    seen = set()
+    for i, entry in enumerate(entries):
+        where = f"{path}: entry {i + 1}"
+        bad = set(entry) - ENTRY_KEYS
+        if bad:
+            raise CardError(f"{where}: unknown key(s) {sorted(bad)}; expected some of {sorted(ENTRY_KEYS)}")
+        if "name" not in entry:
+            raise CardError(f"{where}: missing 'name' (a zoo name)")
+        _registry._lookup(entry["name"])  # UnknownModelError with close matches
+        entry.setdefault("key", entry["name"])
+        if entry["key"] in seen:
+            raise CardError(f"{where}: duplicate key {entry['key']!r}; give entries that share a name a 'key'")
+        seen.add(entry["key"])
+        if "set" in entry:
+            _registry.resolve(entry["name"], entry["set"])  # checks the overrides
+    quick = card.get("quick")
+    if quick is None:
+        raise CardError(f"{path}: missing the [quick] variant")
+    bad = set(quick) - QUICK_KEYS
+    if bad:
+        raise CardError(f"{path}: [quick]: unknown key(s) {sorted(bad)}; expected some of {sorted(QUICK_KEYS)}")
+    for key in quick.get("only", []):
+        if key not in seen:
+            raise CardError(f"{path}: [quick] only: {key!r} is not an entry key of the card")
+    card["entries"] = entries
+    card["path"] = str(path)
+    card["stem"] = path.stem
+    return card
+
+
+def plan(card, quick=False, only=None, epochs=None, seeds=None, data_root=None):
+    """The runs of a card: a list of dicts (key, name, seed, data, overrides, epochs)."""
+    q = card["quick"] if quick else {}
+    runs = []
+    for entry in card["entries"]:
+        if quick and q.get("only") and entry["key"] not in q["only"]:
+            continue
+        if only and not fnmatch.fnmatchcase(entry["key"], only) and not fnmatch.fnmatchcase(entry["name"], only):
+            continue
+        entry_seeds = seeds or (q.get("seeds") if quick else None) or entry.get("seeds") or card.get("seeds") or [0]
+        overrides = list(entry.get("set", [])) + list(q.get("set", []))
+        for seed in entry_seeds:
+            runs.append({
+                "key": entry["key"],
+                "name": entry["name"],
+                "seed": int(seed),
+                "data": q.get("data") if quick and "data" in q else entry.get("data"),
+                "epochs": epochs or (q.get("epochs") if quick else None) or entry.get("epochs") or card.get("epochs"),
+                "overrides": overrides,
+                "data_root": data_root or card.get("data_root"),
+            })
+    return runs
+
+
+def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, epochs=None, seeds=None,
+              verbose=0, log=print):
+    """Run a card (see the module docstring); returns the path of the markdown table."""
+    from keras_rnnreg import training
+
+    card = load_card(card_path)
+    out = Path(out_dir or f"runs/{card['stem']}" + ("-quick" if quick else ""))
+    out.mkdir(parents=True, exist_ok=True)
+    runs = plan(card, quick=quick, only=only, epochs=epochs, seeds=seeds, data_root=data_root)
+    if not runs:
+        raise CardError(f"{card_path}: no entry matches --only {only!r}")
+    reports = []
+    for i, run in enumerate(runs):
+        run_dir = out / run["key"] / f"seed{run['seed']}"
+        report_path = run_dir / training.REPORT
+        if report_path.exists():
+            report = json.loads(report_path.read_text())
+            log(f"[{i + 1}/{len(runs)}] {run['key']} seed {run['seed']}: done before ({report['ours']:.4g})")
+        else:
+            resume = (run_dir / training.CONFIG).exists()
+            log(f"[{i + 1}/{len(runs)}] {run['key']} seed {run['seed']}: " + ("resuming" if resume else "training")
+                + (f" (epochs {run['epochs']})" if run["epochs"] else ""))
+            started = time.time()
+            report = training.train(
+                run["name"], run_dir, data=run["data"], data_root=run["data_root"], epochs=run["epochs"],
+                seed=run["seed"], overrides=run["overrides"] or None, resume=resume, verbose=verbose,
+                log=(lambda msg: None) if not verbose else log,
+            )
+            report["wall_s"] = round(time.time() - started, 1)
+            training.write_json_atomic(report_path, report)
+            log(f"    {report['metric']} = {report['ours']:.4g} (paper {report['paper']}) in {report['wall_s']} s, "
+                f"best epoch {report['best_epoch']} of {report['epochs_run']}")
+        reports.append((run, report))
+    results = summarize(card, reports)
+    training.write_json_atomic(out / "results.json", results)
+    table = out / f"{card['stem']}.md"
+    table.write_text(markdown(card, results, quick=quick, command=_command(card_path, quick, only, epochs, seeds)))
+    return table
+
+
+def _command(card_path, quick, only, epochs, seeds):
+    parts = ["rnnreg reproduce", str(card_path)]
+    if quick:
+        parts.append("--quick")
+    if only:
+        parts.append(f"--only '{only}'")
+    if epochs:
+        parts.append(f"--epochs {epochs}")
+    if seeds:
+        parts.append("--seeds " + ",".join(map(str, seeds)))
+    return " ".join(parts)
+
+
+def summarize(card, reports):
+    """Per-entry mean / std over seeds, the paper's number, the difference."""
+    by_key = {}
+    for run, report in reports:
+        by_key.setdefault(run["key"], []).append(report)
+    entries = {e["key"]: e for e in card["entries"]}
+    rows = []
+    for key, items in by_key.items():
+        entry = entries[key]
+        values = [r["ours"] for r in items]
+        mean = statistics.fmean(values)
+        paper = entry.get("paper", items[0].get("paper"))
+        row = {
+            "key": key,
+            "name": entry["name"],
+            "row": entry.get("row"),
+            "column": entry.get("column"),
+            "metric": items[0]["metric"],
+            "ours": mean,
+            "std": statistics.stdev(values) if len(values) > 1 else None,
+            "seeds": [r["seed"] for r in items],
+            "values": values,
+            "paper": paper,
+            "relative_difference": (mean - paper) / paper if paper else None,
+            "within_5_percent": abs(mean - paper) <= 0.05 * abs(paper) if paper else None,
+            "comparable": all(r.get("comparable", True) for r in items),
+            "epochs_run": [r["epochs_run"] for r in items],
+            "best_epoch": [r["best_epoch"] for r in items],
+            "data": items[0].get("data"),
+        }
+        for flag in card.get("count", []):
+            row[flag] = f"{sum(bool(r['test'].get(flag)) for r in items)}/{len(items)}"
+        rows.append(row)
+    return {"card": card["path"], "title": card.get("title", ""), "table": card.get("table", ""), "entries": rows}
+
+
+def _fmt(value, digits=3):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}g}" if abs(value) < 1 else f"{value:.2f}"
+
+
+def markdown(card, results, quick=False, command=""):
+    """Our numbers beside the paper's: a grid (rows x columns) when the card has one, and details."""
+    lines = [f"# {card.get('title', card['stem'])}", ""]
+    if quick:
+        lines += ["**Quick variant**: synthetic data, tiny networks, one epoch — a smoke test of the "
+                  "pipeline; the numbers mean nothing.", ""]
+    if command:
+        lines += [f"Command: `{command}`", ""]
+    entries = results["entries"]
+    by_cell = {(e["row"], e["column"]): e for e in entries if e["row"] and e["column"]}
+    if card.get("rows") and card.get("columns") and by_cell:
+        lines += ["ours / paper:", ""]
+        lines.append("| | " + " | ".join(card["columns"]) + " |")
+        lines.append("|---|" + "---|" * len(card["columns"]))
+        for row in card["rows"]:
+            cells = []
+            for column in card["columns"]:
+                e = by_cell.get((row, column))
+                if e is None:
+                    paper = next((x.get("paper") for x in card["entries"]
+                                  if x.get("row") == row and x.get("column") == column), None)
+                    cells.append(f"– / {_fmt(paper)}" if paper is not None else "")
+                else:
+                    mark = "" if e["comparable"] else "*"
+                    cells.append(f"{_fmt(e['ours'])}{mark} / {_fmt(e['paper'])}")
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+        lines.append("")
+    count = card.get("count", [])
+    header = ["entry", "zoo name", "ours", "paper", "diff", "seeds", "epochs (best)", *count]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for e in entries:
+        ours = _fmt(e["ours"]) + (f" ± {_fmt(e['std'])}" if e["std"] is not None else "")
+        if not e["comparable"]:
+            ours += "*"
+        diff = f"{e['relative_difference']:+.1%}" if e["relative_difference"] is not None else "–"
+        epochs = ", ".join(f"{a} ({b})" for a, b in zip(e["epochs_run"], e["best_epoch"]))
+        cells = [e["key"], f"`{e['name']}`", ours, _fmt(e["paper"]), diff, str(len(e["seeds"])), epochs]
+        cells += [str(e.get(flag, "")) for flag in count]
+        lines.append("| " + " | ".join(cells) + " |")
+    if any(not e["comparable"] for e in entries):
+        lines += ["", "\\* not the paper's data (synthetic, embedded chorales or a smoke set-up): not comparable."]
+    if card.get("notes"):
+        lines += ["", card["notes"].strip()]
+    return "\n".join(lines) + "\n"
+
+
+def card_names(card):
+    """The zoo names a card uses."""
+    return sorted({e["name"] for e in card["entries"]})

@@ -1,0 +1,263 @@
+"""Presets of the noise study, "Regularizing Recurrent Networks" (../shared/papers/noise_study.txt).
+
+Forty names, ``{jsb, nottingham, pianomidi, musedata}_{model}`` with the ten models of Table 1:
+
+========  ==============================================================================
+model     what it is (Sec. 8-10)
+========  ==============================================================================
+rnn_plain plain tanh RNN, well initialised (sparse init, spectral radius; Sec. 6.1)
+rnn_fd    fast-dropout RNN (Sec. 6.5; Bayer et al. 2013)
+rnn_nbr   norm-based regularizer: L1 / L2 on input, recurrent and output weights (Sec. 7)
+rnn_n     additive Gaussian noise on the recurrent weights, per timestep (Sec. 8.1, Eq. 11)
+rnn_ns    additive noise, per sequence
+rnn_mn    multiplicative noise, per timestep (Eq. 12)
+rnn_mns   multiplicative noise, per sequence
+rnn_do    DropConnect on the recurrent weights, per timestep (Sec. 9)
+rnn_dos   DropConnect, per sequence
+rnn_ff    noise on the feed-forward (input-to-hidden) weights, per timestep (Sec. 8.2)
+========  ==============================================================================
+
+Every network (Sec. 10.2): 88 inputs, one tanh hidden layer, 88 sigmoid outputs; loss: the
+cross-entropy summed over the 88 notes of a timestep and averaged over timesteps, so the number is
+Table 1's NLL per timestep in nats. Optimizer: RMSprop with momentum (climin's "rmsprop", decay
+0.9). Data (Sec. 10.1): training and validation split into chunks of 100 timesteps, front-padded;
+test sequences run whole.
+
+The hyperparameters are the four tables of Appendix B (in Table 1's column order: JSB,
+Nottingham, Piano-midi, MuseData; 200, 200, 100, 600 hidden units). **Our readings of the
+garbled or ambiguous rows**:
+
+* *"Initialization σ for"* — two rows with no matrix named. The first row's values (1e-3, 1e-4)
+  are W_in's: Sec. 6.2 says "the input-to-hidden weights are drawn with a small standard
+  deviation of about 0.001"; the second row (0.1, 0.01, 0.001) is W_rec's. Table 2's first
+  range "{1e3, 1, 1e4}" is read as {1e-3, 1e-4}.
+* *"Sparsify 15/25/50"* — connections per unit (Martens 2010): every unit has exactly that many
+  nonzero incoming weights, in W_in and in W_rec (:class:`keras_rnnreg.initializers.Sparse`).
+* *"ρ limit"* — the spectral radius the recurrent matrix is rescaled to at initialization
+  (:class:`~keras_rnnreg.initializers.SpectralRadius`); it is not enforced during training
+  (``regularization.spectral_radius_limit`` can add that constraint).
+* *"λ 3.93"* (3.77, 3.52, 3.80) — outside Table 2's range "[10e-2, 10e-4]" as printed, but all
+  four lie between 2 and 4, so they are read as −log10 λ: λ = 10^-3.93 ≈ 1.17e-4 (JSB),
+  10^-3.77 ≈ 1.70e-4, 10^-3.52 ≈ 3.02e-4, 10^-3.80 ≈ 1.58e-4 (L1 for MuseData), all inside
+  [1e-4, 1e-2]. Keras' L2 is λ Σw² (no ½), added to the per-timestep NLL.
+* *"Dropout 0.92"* (RNN-DO, RNN-DOS) — the probability that a recurrent weight is dropped:
+  Sec. 10.3 defines p for Fig. 10 as "probability that an incoming recurrent weight is set to
+  zero" and reports that performance improves as p increases, which fits the large values of the
+  tables. Kept weights are scaled by 1/(1 − p) in training so that the clean matrix used at test
+  time is the expected one (``DropConnect(scale=True)``); ``--set
+  regularization.dropconnect.scale=false`` gives unscaled masks. JSB's RNN-FF cell of that row is
+  blank (no dropout).
+* *"Noise σ"* — the standard deviation of the weight noise: additive for RNN-N / RNN-NS, the σ of
+  (1 + σε) for RNN-MN / RNN-MNS. RNN-FF: additive (Eq. 13) noise on the input-to-hidden weights,
+  per timestep ("we only work with per-timestep noise model for feed-forward layers"); the
+  hidden-to-output weights stay clean.
+* Per-timestep noise draws one weight matrix per timestep shared by the sequences of a batch;
+  per-sequence noise one matrix per training step (Sec. 8.1; keras_rnnreg.perturbations).
+* *RNN-plain and RNN-FD* are not in Appendix B (its tables cover the eight other models). We
+  picked from Table 2's ranges: σ_in = 1e-3, σ_rec = 0.1, 15 connections, ρ = 1.1, RMSprop step
+  rate 1e-3, momentum 0.9, batch size 27 (RNN-FD: the same, with dropout rates 0.2 on the inputs
+  and 0.5 on the recurrent and output connections, Table 2's "Dropout [0, 1]"). The output layer
+  (not described) is Glorot-uniform initialised with zero bias, in every model.
+* Epochs and early stopping are not given in the paper. We train up to ``training.epochs`` and
+  keep the weights of the best validation NLL, stopping after ``training.patience`` epochs without
+  improvement.
+
+The RNN-plain and RNN-FD numbers of Table 1 are those of Bayer et al. (2013), who report the same
+values for their RNN and fast-dropout RNN.
+"""
+
+from keras_rnnreg.zoo._registry import register
+
+PAPER = "Regularizing Recurrent Networks (noise study)"
+DATASETS = {
+    # name: (file under the data root, hidden units, Table 1 column)
+    "jsb": ("JSB_Chorales.mat", 200, "JSB Chorales"),
+    "nottingham": ("Nottingham.mat", 200, "Nottingham"),
+    "pianomidi": ("Piano_midi.mat", 100, "Piano-midi.de"),
+    "musedata": ("MuseData.mat", 600, "MuseData"),
+}
+MODELS = ("rnn_plain", "rnn_fd", "rnn_nbr", "rnn_n", "rnn_ns", "rnn_mn", "rnn_mns", "rnn_do", "rnn_dos", "rnn_ff")
+
+# Table 1: test NLL per timestep (nats).
+TABLE_1 = {
+    "rnn_plain": (8.58, 3.43, 7.58, 6.99),
+    "rnn_fd": (8.01, 3.09, 7.39, 6.75),
+    "rnn_nbr": (8.83, 3.70, 7.78, 8.62),
+    "rnn_n": (8.92, 3.56, 7.66, 8.40),
+    "rnn_ns": (8.96, 3.58, 7.74, 8.40),
+    "rnn_mn": (8.64, 3.51, 7.71, 8.13),
+    "rnn_mns": (8.64, 3.50, 7.70, 8.12),
+    "rnn_do": (8.48, 3.49, 7.65, 7.98),
+    "rnn_dos": (8.55, 3.57, 7.67, 8.00),
+    "rnn_ff": (8.67, 3.54, 7.69, 8.10),
+}
+
+# Appendix B, one row per table row, columns RNN-NBR, -N, -NS, -MN, -MNS, -DO, -DOS, -FF.
+_COLUMNS = ("rnn_nbr", "rnn_n", "rnn_ns", "rnn_mn", "rnn_mns", "rnn_do", "rnn_dos", "rnn_ff")
+APPENDIX_B = {
+    "jsb": {
+        "sigma_in": (1e-4, 1e-3, 1e-3, 1e-4, 1e-4, 1e-3, 1e-3, 1e-3),
+        "sigma_rec": (0.1, 0.1, 0.001, 0.01, 0.001, 0.01, 0.001, 0.1),
+        "sparsify": (15, 50, 50, 50, 25, 25, 50, 15),
+        "rho": (1.1, 0.9, 1.0, 0.9, 0.9, 1.0, 1.0, 0.9),
+        "penalty": ("l2", 3.93),
+        "dropout": {"rnn_do": 0.92, "rnn_dos": 0.56},
+        "noise": {"rnn_n": 0.01, "rnn_ns": 0.04, "rnn_mn": 0.06, "rnn_mns": 0.01, "rnn_ff": 0.09},
+        "momentum": (0.9, 0.99, 0.90, 0.95, 0.90, 0.95, 0.95, 0.90),
+        "step_rate": (1e-3, 1e-4, 1e-3, 1e-4, 1e-4, 1e-4, 1e-4, 1e-4),
+        "batch_size": (81, 27, 27, 81, 27, 81, 81, 81),
+    },
+    "nottingham": {
+        "sigma_in": (1e-4, 1e-4, 1e-3, 1e-4, 1e-4, 1e-3, 1e-3, 1e-4),
+        "sigma_rec": (0.1, 0.1, 0.01, 0.001, 0.001, 0.01, 0.1, 0.001),
+        "sparsify": (15, 25, 25, 15, 25, 15, 25, 15),
+        "rho": (0.9, 1.1, 1.0, 1.0, 1.0, 0.9, 1.1, 1.1),
+        "penalty": ("l2", 3.77),
+        "dropout": {"rnn_do": 0.36, "rnn_dos": 0.78},
+        "noise": {"rnn_n": 0.01, "rnn_ns": 0.02, "rnn_mn": 0.02, "rnn_mns": 0.06, "rnn_ff": 0.05},
+        "momentum": (0.95, 0.95, 0.95, 0.95, 0.95, 0.90, 0.90, 0.95),
+        "step_rate": (1e-4, 1e-4, 1e-4, 1e-4, 1e-4, 1e-3, 1e-3, 1e-4),
+        "batch_size": (81, 27, 27, 27, 27, 81, 81, 27),
+    },
+    "pianomidi": {
+        "sigma_in": (1e-4, 1e-3, 1e-3, 1e-4, 1e-4, 1e-3, 1e-4, 1e-4),
+        "sigma_rec": (0.001, 0.1, 0.001, 0.001, 0.1, 0.001, 0.01, 0.1),
+        "sparsify": (15, 25, 15, 15, 15, 15, 25, 50),
+        "rho": (0.9, 1.0, 1.0, 1.0, 0.9, 1.0, 0.9, 0.9),
+        "penalty": ("l2", 3.52),
+        "dropout": {"rnn_do": 0.69, "rnn_dos": 0.51},
+        "noise": {"rnn_n": 0.05, "rnn_ns": 0.04, "rnn_mn": 0.04, "rnn_mns": 0.02, "rnn_ff": 0.08},
+        "momentum": (0.95, 0.95, 0.99, 0.90, 0.95, 0.90, 0.95, 0.90),
+        "step_rate": (1e-4, 1e-4, 1e-4, 1e-3, 1e-4, 1e-4, 1e-4, 1e-4),
+        "batch_size": (27, 27, 81, 81, 81, 27, 81, 81),
+    },
+    "musedata": {
+        "sigma_in": (1e-3, 1e-4, 1e-4, 1e-3, 1e-3, 1e-4, 1e-4, 1e-4),
+        "sigma_rec": (0.01, 0.01, 0.1, 0.1, 0.1, 0.001, 0.1, 0.001),
+        "sparsify": (25, 50, 15, 50, 50, 50, 25, 15),
+        "rho": (1.0, 0.9, 1.1, 1.0, 1.0, 1.1, 1.0, 0.9),
+        "penalty": ("l1", 3.80),
+        "dropout": {"rnn_do": 0.93, "rnn_dos": 0.80},
+        "noise": {"rnn_n": 0.02, "rnn_ns": 0.02, "rnn_mn": 0.04, "rnn_mns": 0.09, "rnn_ff": 0.01},
+        "momentum": (0.90, 0.99, 0.95, 0.95, 0.90, 0.90, 0.90, 0.95),
+        "step_rate": (1e-4,) * 8,
+        "batch_size": (81, 27, 27, 81, 81, 27, 81, 81),
+    },
+}
+
+# Our picks for the two models Appendix B does not list (from Table 2's ranges; module docstring).
+UNLISTED = {
+    "sigma_in": 1e-3,
+    "sigma_rec": 0.1,
+    "sparsify": 15,
+    "rho": 1.1,
+    "momentum": 0.9,
+    "step_rate": 1e-3,
+    "batch_size": 27,
+}
+FAST_DROPOUT_RATES = {"input_rate": 0.2, "recurrent_rate": 0.5, "output_rate": 0.5}
+
+# Training schedule (not in the paper): maximum epochs and early-stopping patience per dataset.
+SCHEDULE = {
+    "jsb": {"epochs": 1000, "patience": 40},
+    "nottingham": {"epochs": 200, "patience": 15},
+    "pianomidi": {"epochs": 500, "patience": 30},
+    "musedata": {"epochs": 200, "patience": 15},
+}
+
+
+def hyperparameters(dataset, model):
+    """The hyperparameters of one cell of Table 1 as a flat dict (Appendix B, or our picks)."""
+    table = APPENDIX_B[dataset]
+    if model not in _COLUMNS:
+        hp = dict(UNLISTED)
+        hp["source"] = "not listed in Appendix B: picked from Table 2's ranges"
+        return hp
+    j = _COLUMNS.index(model)
+    hp = {key: table[key][j] for key in ("sigma_in", "sigma_rec", "sparsify", "rho", "momentum", "step_rate",
+                                         "batch_size")}
+    if model == "rnn_nbr":
+        hp["penalty"], hp["neg_log10_lambda"] = table["penalty"]
+    if model in table["dropout"]:
+        hp["dropout"] = table["dropout"][model]
+    if model in table["noise"]:
+        hp["noise"] = table["noise"][model]
+    hp["source"] = "Appendix B"
+    return hp
+
+
+def _regularization(model, hp):
+    reg = {}
+    if model == "rnn_nbr":
+        reg["weight_penalty"] = {"kind": hp["penalty"], "strength": 10.0 ** (-hp["neg_log10_lambda"])}
+    elif model in ("rnn_n", "rnn_ns", "rnn_mn", "rnn_mns", "rnn_ff"):
+        reg["weight_noise"] = {
+            "stddev": hp["noise"],
+            "mode": "multiplicative" if model in ("rnn_mn", "rnn_mns") else "additive",
+            "per": "sequence" if model in ("rnn_ns", "rnn_mns") else "timestep",
+            "target": "input" if model == "rnn_ff" else "recurrent",
+        }
+    elif model in ("rnn_do", "rnn_dos"):
+        reg["dropconnect"] = {"rate": hp["dropout"], "per": "sequence" if model == "rnn_dos" else "timestep"}
+    elif model == "rnn_fd":
+        reg["fast_dropout"] = dict(FAST_DROPOUT_RATES)
+    return reg
+
+
+def preset(dataset, model):
+    """The (partial) config of ``<dataset>_<model>``."""
+    filename, units, column = DATASETS[dataset]
+    hp = hyperparameters(dataset, model)
+    value = TABLE_1[model][list(DATASETS).index(dataset)]
+    notes = [f"hyperparameters: {hp['source']}"]
+    if "neg_log10_lambda" in hp:
+        notes.append(f"λ printed as {hp['neg_log10_lambda']}, read as 10^-{hp['neg_log10_lambda']}")
+    if "dropout" in hp:
+        notes.append(f"'Dropout {hp['dropout']}' read as the drop probability of a recurrent weight")
+    if dataset == "jsb":
+        notes.append("without --data, trains on the embedded music21 chorales (not the benchmark split)")
+    return {
+        "task": "polyphonic",
+        "description": f"{model.replace('_', '-').upper()} on {column} (noise study, Table 1)",
+        "model": {
+            "cell": "fast_dropout" if model == "rnn_fd" else "simple_rnn",
+            "units": units,
+            "activation": "tanh",
+            "input_dim": 88,
+            "output_dim": 88,
+            "output_activation": "sigmoid",
+            "kernel_init": {"kind": "sparse", "connections": hp["sparsify"], "stddev": hp["sigma_in"]},
+            "recurrent_init": {
+                "kind": "sparse",
+                "connections": hp["sparsify"],
+                "stddev": hp["sigma_rec"],
+                "spectral_radius": hp["rho"],
+            },
+            "output_init": {"kind": "glorot_uniform"},
+        },
+        "regularization": _regularization(model, hp),
+        "optimizer": {"name": "rmsprop", "learning_rate": hp["step_rate"], "momentum": hp["momentum"], "rho": 0.9},
+        "data": {
+            "source": "music21-chorales" if dataset == "jsb" else f"polyphonic/{filename}",
+            "batch_size": hp["batch_size"],
+            "chunk": 100,
+        },
+        "training": {
+            "epochs": SCHEDULE[dataset]["epochs"],
+            "patience": SCHEDULE[dataset]["patience"],
+            "monitor": "val_nll_per_timestep",
+            "mode": "min",
+        },
+        "paper": {
+            "reference": PAPER,
+            "table": f"Table 1, column {column}; hyperparameters Appendix B",
+            "metric": "test NLL per timestep (nats)",
+            "value": value,
+            "notes": "; ".join(notes),
+        },
+    }
+
+
+for _dataset in DATASETS:
+    for _model in MODELS:
+        register(f"{_dataset}_{_model}", preset(_dataset, _model))
