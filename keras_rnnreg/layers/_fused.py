@@ -42,11 +42,6 @@ def _recurrent(h, u):
     return ops.matmul(h, u)
 
 
-def _all_recurrent(s_prev, u):
-    """``S_prev @ U`` for every timestep: (T, B, N) @ (N, G) or @ (T, N, G)."""
-    return ops.matmul(s_prev, u)
-
-
 def _kernel_grad(s_prev, dz, u):
     """Gradient of the recurrent kernel from all timesteps at once."""
     if len(u.shape) == 3:  # per-timestep kernels: (T, N, B) @ (T, B, G)
@@ -97,12 +92,12 @@ def simple_rnn(projected, u, h0, mask, activation="tanh", unroll=1):
         def grad(*grad_args, upstream=None):
             d_states = grad_args[0] if upstream is None else upstream
             s_prev = _shift(states, h0)
-            # f'(z) from the output, recomputed for all steps at once (masked steps: unused).
-            deriv = dfn(fn(p + _all_recurrent(s_prev, u)))
 
             def back(carry, xs):
                 g = xs["d"] + carry
-                dz = g * xs["deriv"]
+                # f'(z_t) from the output h_t = f(z_t); at masked steps the state is carried and
+                # this value is wrong, but dz is zeroed there.
+                dz = g * dfn(xs["s"])
                 if has_mask:
                     dz = dz * xs["m"]
                 carry_prev = ops.matmul(dz, xs.get("u", ut))
@@ -114,7 +109,7 @@ def simple_rnn(projected, u, h0, mask, activation="tanh", unroll=1):
             dh0, dz = ops.scan(
                 back,
                 ops.zeros_like(h0),
-                _step_xs({"d": d_states, "deriv": deriv}, ut, m),
+                _step_xs({"d": d_states, "s": states}, ut, m),
                 reverse=True,
                 unroll=unroll,
             )
@@ -147,48 +142,41 @@ def lstm(projected, u, h0, c0, mask, activation="tanh", recurrent_activation="si
         m = args[4] if has_mask else None
 
         def body(carry, xs):
-            h, c = carry
+            h, c, _ = carry
             i, f, g, o = gates(xs["p"] + _recurrent(h, xs.get("u", u)))
             c_new = f * c + i * g
             h_new = o * o_fn(c_new)
             if has_mask:
                 c_new = c + xs["m"] * (c_new - c)
                 h_new = h + xs["m"] * (h_new - h)
-            return [h_new, c_new], [h_new, c_new]
+            # The activated gates ride along for the backward pass (keras.ops.scan on TensorFlow
+            # needs per-step outputs shaped like the carry, hence the extra carry slot).
+            acts = ops.concatenate([i, f, g, o], axis=-1)
+            return [h_new, c_new, acts], [h_new, c_new, acts]
 
-        _, (hs, cs) = ops.scan(body, [h0, c0], _step_xs({"p": p}, u, m), unroll=unroll)
+        _, (hs, cs, acts) = ops.scan(
+            body, [h0, c0, ops.zeros_like(p[0])], _step_xs({"p": p}, u, m), unroll=unroll
+        )
 
         def grad(*grad_args, upstream=None):
             d_out = grad_args[0] if upstream is None else upstream
             d_hs, d_cs = ops.split(d_out, 2, axis=-1)
             h_prev = _shift(hs, h0)
             c_prev = _shift(cs, c0)
-            i, f, g, o = gates(p + _all_recurrent(h_prev, u))
-            # Everything that does not depend on the carried gradient is computed here, outside
-            # the loop, for all timesteps at once.
-            c_new = f * c_prev + i * g  # equals cs at unmasked steps
-            oc = o_fn(c_new)
-            dc_from_h = o * o_d(oc)
-            pre = {
-                "dh": d_hs,
-                "dc": d_cs,
-                "oc_do": oc * s_d(o),
-                "dc_from_h": dc_from_h,
-                "di": g * s_d(i),
-                "df": c_prev * s_d(f),
-                "dg": i * g_d(g),
-                "f": f,
-            }
 
             def back(carry, xs):
                 dh_next, dc_next, _ = carry
+                i, f, g, o = ops.split(xs["acts"], 4, axis=-1)
+                c_new = f * xs["c_prev"] + i * g  # equals the cell output at unmasked steps
+                oc = o_fn(c_new)
                 dh = xs["dh"] + dh_next
                 dc_in = xs["dc"] + dc_next
-                dc = dc_in + dh * xs["dc_from_h"]
+                dc = dc_in + dh * o * o_d(oc)
                 dz = ops.concatenate(
-                    [dc * xs["di"], dc * xs["df"], dc * xs["dg"], dh * xs["oc_do"]], axis=-1
+                    [dc * g * s_d(i), dc * xs["c_prev"] * s_d(f), dc * i * g_d(g), dh * oc * s_d(o)],
+                    axis=-1,
                 )
-                dc_prev = dc * xs["f"]
+                dc_prev = dc * f
                 if has_mask:
                     mk = xs["m"]
                     dz = dz * mk
@@ -196,15 +184,13 @@ def lstm(projected, u, h0, c0, mask, activation="tanh", recurrent_activation="si
                 dh_prev = ops.matmul(dz, xs.get("u", ut))
                 if has_mask:
                     dh_prev = dh_prev + (1.0 - mk) * dh
-                # keras.ops.scan on TensorFlow needs per-step outputs shaped like the carry, so
-                # dz rides along in the carry.
                 return [dh_prev, dc_prev, dz], [dh_prev, dc_prev, dz]
 
             ut = _transposed(u)
             (dh0, dc0, _), (_, _, dz) = ops.scan(
                 back,
                 [ops.zeros_like(h0), ops.zeros_like(c0), ops.zeros_like(p[0])],
-                _step_xs(pre, ut, m),
+                _step_xs({"dh": d_hs, "dc": d_cs, "acts": acts, "c_prev": c_prev}, ut, m),
                 reverse=True,
                 unroll=unroll,
             )
