@@ -1,0 +1,18 @@
+"""The speed benchmark stays runnable (a smoke run on tiny shapes; timings are not asserted)."""
+
+from benchmarks import layers as bench
+
+
+def test_measure_runs_every_variant_family():
+    keras_variants = bench._keras_variants(4)
+    regularizer_variants = bench._regularizer_variants(4)
+    chosen = {
+        "keras.SimpleRNN": keras_variants["keras.SimpleRNN"],
+        "ours.SimpleRNN": keras_variants["ours.SimpleRNN"],
+        "FastDropoutRNN (RNN-FD)": regularizer_variants["FastDropoutRNN (RNN-FD)"],
+        "LSTM+norm-stabilizer/cell": regularizer_variants["LSTM+norm-stabilizer/cell"],
+    }
+    rates = bench.measure(chosen, batch=2, length=3, features=88, steps=1, repeats=1)
+    assert set(rates) == set(chosen)
+    assert all(rate > 0 for rate in rates.values())
+    assert bench._regularizer_reference("LSTM+noise/timestep") == "ours.LSTM"
