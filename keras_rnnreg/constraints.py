@@ -102,11 +102,14 @@ class SpectralRadiusLimit(keras.constraints.Constraint):
         v = ops.tile(ops.reshape(v / ops.norm(v), (1, n, 1)), (k, 1, 1))
         blocks_t = ops.transpose(blocks, (0, 2, 1))
         tiny = ops.cast(1e-30, dtype)
-        for _ in range(self.iterations):
+
+        def step(_, v):
             u = ops.matmul(blocks, v)
             u = u / (ops.norm(u, axis=1, keepdims=True) + tiny)
             v = ops.matmul(blocks_t, u)
-            v = v / (ops.norm(v, axis=1, keepdims=True) + tiny)
+            return v / (ops.norm(v, axis=1, keepdims=True) + tiny)
+
+        v = ops.fori_loop(0, self.iterations, step, v)
         return ops.norm(ops.matmul(blocks, v), axis=(1, 2))
 
     def get_config(self):

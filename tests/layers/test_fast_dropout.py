@@ -200,10 +200,9 @@ def _piano_roll(seed=0):
     return roll[:, :-1], roll[:, 1:]
 
 
-@pytest.mark.parametrize("moments", ["quadrature", "probit"])
-def test_trains_with_fit(moments):
+def test_trains_with_fit():
     x, y = _piano_roll()
-    model = _model(moments)
+    model = _model("quadrature")  # "probit" runs in training mode in test_save_load_round_trip
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")
     history = model.fit(x, y, batch_size=8, epochs=6, verbose=0)
     losses = history.history["loss"]
