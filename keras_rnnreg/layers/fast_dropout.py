@@ -60,6 +60,11 @@ names, shapes and order of ``keras.layers.SimpleRNN`` and ``keras_rnnreg.layers.
 ``set_weights`` moves them both ways.
 
 Masks: masked timesteps keep the previous (mean, variance) state and output zeros.
+
+TensorFlow and XLA: ``keras.ops.scan`` on TensorFlow cannot be differentiated under XLA, so on the
+TensorFlow backend the layer sets ``supports_jit = False``: models containing it train with
+``tf.function`` without XLA (``jit_compile=True`` falls back with Keras' warning). JAX (``jax.jit``)
+and PyTorch are unaffected.
 """
 
 import math
@@ -357,6 +362,12 @@ class FastDropoutRNN(_FastDropoutBase):
             raise ValueError(f"Invalid value for argument unroll={unroll!r}: expected a bool or a positive int.")
         self.unroll = unroll
         self.input_spec = keras.InputSpec(ndim=3)
+        if keras.backend.backend() == "tensorflow":
+            # keras.ops.scan on TensorFlow is a tf.while_loop without maximum_iterations, whose
+            # gradient XLA cannot compile ("...while/Placeholder_0/accumulator"). Marking the layer
+            # makes jit_compile="auto" (XLA when a GPU is present) choose plain tf.function, and
+            # jit_compile=True fall back to it with Keras' warning, instead of failing.
+            self.supports_jit = False
 
     def build(self, sequences_shape, initial_state_shape=None):
         sequences_shape = tuple(sequences_shape)

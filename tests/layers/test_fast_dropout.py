@@ -267,3 +267,13 @@ def test_go_backwards_and_initial_state():
     )
     np.testing.assert_allclose(to_numpy(rest_mean), mean[:, 2:], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(to_numpy(rest_var), var[:, 2:], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow/XLA fallback")
+def test_tensorflow_xla_request_falls_back_and_trains():
+    x, y = _piano_roll()
+    model = _model()
+    with pytest.warns(UserWarning, match="jit_compile"):
+        model.compile(optimizer="adam", loss="binary_crossentropy", jit_compile=True)
+    assert not model.jit_compile
+    assert np.all(np.isfinite(model.fit(x, y, epochs=1, verbose=0).history["loss"]))
