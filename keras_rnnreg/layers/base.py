@@ -17,7 +17,7 @@ import keras
 from keras import ops
 
 from keras_rnnreg import activations as activations_lib
-from keras_rnnreg._backend import plain_tensor
+from keras_rnnreg._backend import plain_tensor, scan_states
 from keras_rnnreg.perturbations import split_by_target
 
 _KERAS_ONLY_ARGS = ("stateful", "implementation", "use_cudnn", "time_major")
@@ -349,7 +349,7 @@ class FusedRNN(keras.layers.Layer):
                 # per-step outputs shaped like the carry); outputs are formed after the loop.
                 return new_carry, new_carry
 
-            _, state_seqs = ops.scan(body, list(states), step_inputs, unroll=self.unroll)
+            state_seqs = scan_states(body, states, step_inputs, unroll=self.unroll)
 
         final_states = [seq[-1] for seq in state_seqs]
         needed = set(self._extra_sequence_outputs())

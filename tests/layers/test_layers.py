@@ -169,3 +169,25 @@ def test_lstm_bad_recurrent_activation():
 def test_inputs_not_rank_3(cls, shape):
     with pytest.raises(ValueError, match="rank 3"):
         cls(4)(np.zeros(shape, dtype="float32"))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},  # fused path
+        {"recurrent_dropout": 0.2},  # autodiff path
+        {"activation": "softsign"},  # autodiff path
+        {"perturbations": [keras_rnnreg.perturbations.WeightNoise(0.1, sampling="local")]},
+    ],
+    ids=["fused", "recurrent_dropout", "softsign", "local-noise"],
+)
+@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM])
+def test_trains_under_jit_compile(cls, kwargs):
+    """XLA on TensorFlow (what Keras picks by itself on a GPU), jit on JAX."""
+    if keras.backend.backend() == "torch":
+        pytest.skip("jit_compile=True means torch.compile on PyTorch: not this test's subject")
+    x = _x(batch=8, time=5, features=3)
+    model = keras.Sequential([keras.Input((5, 3)), cls(4, **kwargs), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse", jit_compile=True)
+    history = model.fit(x, np.ones((8, 1), "float32"), epochs=2, batch_size=4, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
