@@ -64,6 +64,28 @@ class OneHot(keras.layers.Layer):
         return {**super().get_config(), "depth": self.depth}
 
 
+@serializable
+class MarginalFastDropoutRNN(layers.FastDropoutRNN):
+    """:class:`~keras_rnnreg.layers.FastDropoutRNN` that propagates the dropout moments at inference
+    too (``fast_dropout.inference = "marginal"``).
+
+    Training minimises −log of the dropout-marginal likelihood under the Gaussian approximation;
+    predicting with the same (deterministic) moment propagation scores the model that was
+    trained, where the mean network (``"mean"``) is over-confident. Nothing is sampled either way.
+    """
+
+    def call(self, sequences, initial_state=None, mask=None, training=None):
+        return super().call(sequences, initial_state=initial_state, mask=mask, training=True)
+
+
+@serializable
+class MarginalFastDropoutDense(layers.FastDropoutDense):
+    """:class:`~keras_rnnreg.layers.FastDropoutDense` returning E[σ(a)] at inference too."""
+
+    def call(self, inputs, training=None):
+        return super().call(inputs, training=True)
+
+
 # ----------------------------------------------------------------------------------- pieces
 def make_initializer(spec, seed=None):
     """A Keras initializer from a ``model.*_init`` section."""
@@ -136,7 +158,8 @@ def _recurrent_layer(config, index, return_sequences):
     )
     if m["cell"] == "fast_dropout":
         fd = reg.get("fast_dropout") or {}
-        return layers.FastDropoutRNN(
+        cls = MarginalFastDropoutRNN if fd.get("inference", "marginal") == "marginal" else layers.FastDropoutRNN
+        return cls(
             m["units"],
             rate=fd.get("input_rate", 0.0),
             recurrent_rate=fd.get("recurrent_rate", 0.0),
@@ -194,7 +217,8 @@ def build_network(config):
         act = m["output_activation"]
         if act not in ("sigmoid", "linear"):
             raise ValueError(f"model.output_activation={act!r} is not available with fast dropout")
-        outputs = layers.FastDropoutDense(m["output_dim"], rate=fd.get("output_rate", 0.0), activation=act,
+        cls = MarginalFastDropoutDense if fd.get("inference", "marginal") == "marginal" else layers.FastDropoutDense
+        outputs = cls(m["output_dim"], rate=fd.get("output_rate", 0.0), activation=act,
                                           moments=fd.get("moments", "quadrature"), **head)([x, variance])
     else:
         outputs = keras.layers.Dense(m["output_dim"], activation=m["output_activation"], **head)(x)

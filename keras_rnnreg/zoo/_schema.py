@@ -16,7 +16,7 @@ one of their keys creates the section from its defaults, and setting the section
 import copy
 import difflib
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 TASKS = ("polyphonic", "ptb", "timit", "adding")
 CELLS = ("simple_rnn", "lstm", "fast_dropout")
@@ -77,7 +77,6 @@ class Section:
     fields: dict
     doc: str = ""
     optional: bool = False
-    default_none: bool = field(default=False)
 
 
 def _init_section(doc, **defaults):
@@ -165,6 +164,12 @@ SCHEMA = Section(
                         "output_rate": Field(float, 0.5, "dropout rate of the output layer's inputs",
                                              minimum=0.0, maximum=0.99),
                         "moments": Field(str, "quadrature", "Gaussian moments", choices=("quadrature", "probit")),
+                        "inference": Field(
+                            str, "marginal",
+                            "'marginal': predict with the propagated moments (the trained objective); "
+                            "'mean': the deterministic mean network",
+                            choices=("marginal", "mean"),
+                        ),
                     },
                     "fast dropout (model.cell = 'fast_dropout')",
                     optional=True,

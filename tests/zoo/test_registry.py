@@ -1,0 +1,163 @@
+"""The registry: every name builds and trains one step; names, lookups, structure of big nets."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_rnnreg import layers, perturbations, regularizers, zoo
+from keras_rnnreg.zoo import _tasks
+
+ALL = zoo.list_models()
+TINY = {"units": 4}
+
+
+def test_registry_holds_every_paper_configuration():
+    assert len(zoo.list_models("*_rnn_*")) == 40
+    for dataset in ("jsb", "nottingham", "pianomidi", "musedata"):
+        assert len(zoo.list_models(f"{dataset}_*")) == 10
+    for name in ("ptb_lstm", "ptb_lstm_ns", "ptb_lstm_ns_cell", "ptb_srnn_tanh", "ptb_srnn_relu_ns",
+                 "ptb_srnn_trec_ns", "timit_blstm", "timit_blstm_ns", "timit_blstm_wn", "timit_blstm_dropout",
+                 "adding_irnn", "adding_irnn_ns"):
+        assert name in ALL
+    assert zoo.list_models("timit_blstm999_*") == [
+        "timit_blstm999_ns1000", "timit_blstm999_ns1500", "timit_blstm999_ns500", "timit_blstm999_wn"]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_name_builds_and_trains_one_step(name):
+    config = zoo.get_config(name, **TINY)
+    model = zoo.build(name, **TINY)
+    model.run_eagerly = True  # one step: skip tracing / compiling the train function
+    x, y, w = _tasks.get(config).batch(config)
+    logs = model.train_on_batch(x, y, sample_weight=w, return_dict=True)
+    assert np.isfinite(logs["loss"]), logs
+    paper = config["paper"]
+    assert paper["reference"] and paper["table"] and paper["metric"]
+    assert paper["value"] is not None
+
+
+def test_get_config_is_a_plain_copy():
+    config = zoo.get_config("jsb_rnn_ns")
+    assert set(config) == {"name", "task", "description", "model", "regularization", "optimizer", "data",
+                           "training", "paper"}
+    config["model"]["units"] = 1
+    assert zoo.get_config("jsb_rnn_ns")["model"]["units"] == 200
+
+
+def test_duplicate_registration_raises():
+    with pytest.raises(ValueError, match="already registered"):
+        zoo.register("jsb_rnn_plain", {"task": "polyphonic"})
+    zoo.register("test_tmp_name", {"task": "adding"})
+    try:
+        assert "test_tmp_name" in zoo.list_models("test_*")
+        with pytest.raises(ValueError, match="already registered"):
+            zoo.register("test_tmp_name", {"task": "adding"})
+    finally:
+        from keras_rnnreg.zoo import _registry
+
+        _registry.unregister("test_tmp_name")
+
+
+def test_unknown_name_lists_close_matches():
+    with pytest.raises(zoo.UnknownModelError, match="jsb_rnn_ns") as err:
+        zoo.build("jsb_rnn_nss")
+    assert isinstance(err.value, KeyError)
+    with pytest.raises(KeyError, match="timit_blstm"):
+        zoo.get_config("timit_bltsm_ns")
+
+
+def test_list_models_patterns():
+    assert zoo.list_models("*_ns") == sorted(n for n in ALL if n.endswith("_ns"))
+    assert zoo.list_models("nothing*") == []
+
+
+def _lstm_params(inputs, units):
+    return 4 * (inputs * units + units * units + units)
+
+
+def test_timit_blstm_ns_is_the_papers_network():
+    """3 bidirectional LSTM layers of 500 units per direction, 123 in, 62 out (built, not run)."""
+    model = zoo.build("timit_blstm_ns")
+    bidirectional = [layer for layer in model.layers if isinstance(layer, keras.layers.Bidirectional)]
+    assert len(bidirectional) == 3
+    for layer in bidirectional:
+        for direction in (layer.forward_layer, layer.backward_layer):
+            assert isinstance(direction, layers.LSTM)
+            assert direction.units == 500
+            assert isinstance(direction.state_regularizer, regularizers.NormStabilizer)
+            assert direction.state_regularizer.beta == 500.0 and direction.state_regularizer.on == "hidden"
+            assert direction.output_activation is not None  # the standard output tanh
+    assert model.input_shape == (None, None, 123)
+    assert model.output_shape == (None, None, 62)
+    expected = 2 * (_lstm_params(123, 500) + 2 * _lstm_params(1000, 500)) + 1000 * 62 + 62
+    assert model.count_params() == expected
+    assert isinstance(model.loss, keras.losses.CTC)
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    assert model.optimizer.global_clipnorm == 200.0
+    assert np.isclose(float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)), 1e-3)
+
+
+def test_timit_variants_structure():
+    config = zoo.get_config("timit_blstm_wn")
+    assert config["regularization"]["weight_noise"]["stddev"] == 0.05
+    model = zoo.build("timit_blstm_dropout_wn", units=3)
+    assert sum(isinstance(layer, keras.layers.Dropout) for layer in model.layers) == 3
+    assert all(layer.rate == 0.5 for layer in model.layers if isinstance(layer, keras.layers.Dropout))
+    lstm = model.get_layer("bidirectional_0").forward_layer
+    assert [type(p) for p in lstm.perturbations] == [perturbations.WeightNoise]
+    assert zoo.get_config("timit_blstm999_ns1000")["model"]["units"] == 999
+    assert zoo.get_config("timit_blstm750_ns1500")["training"]["patience"] == 100
+
+
+def test_ptb_lstm_ns_removes_the_output_tanh():
+    model = zoo.build("ptb_lstm_ns", units=4)
+    lstm = model.get_layer("recurrent_0")
+    assert lstm.output_activation is None and lstm.state_regularizer.beta == 500.0
+    assert zoo.build("ptb_lstm_ns_cell", units=4).get_layer("recurrent_0").output_activation is not None
+    config = zoo.get_config("ptb_lstm")
+    assert config["model"]["units"] == 1000
+    assert config["optimizer"] == {"name": "sgd", "learning_rate": 0.1, "momentum": 0.99, "rho": 0.9,
+                                   "nesterov": False, "global_clipnorm": 1.0}
+    assert config["data"]["seq_len"] == 50
+    srnn = zoo.get_config("ptb_srnn_trec_ns")
+    assert srnn["model"]["units"] == 1600 and srnn["model"]["recurrent_init"]["kind"] == "identity"
+    assert zoo.build("ptb_srnn_trec", units=3).get_layer("recurrent_0").bias is None  # zero-bias TRec
+
+
+def test_noise_study_presets_follow_appendix_b():
+    c = zoo.get_config("jsb_rnn_ns")
+    assert c["model"]["units"] == 200
+    assert c["model"]["kernel_init"] == {"kind": "sparse", "connections": 50, "stddev": 0.001, "scale": 0.05,
+                                         "spectral_radius": None}
+    assert c["model"]["recurrent_init"]["stddev"] == 0.001 and c["model"]["recurrent_init"]["spectral_radius"] == 1.0
+    assert c["regularization"]["weight_noise"]["stddev"] == 0.04
+    assert c["regularization"]["weight_noise"]["per"] == "sequence"
+    assert c["optimizer"]["learning_rate"] == 0.001 and c["optimizer"]["momentum"] == 0.9
+    assert c["data"]["batch_size"] == 27
+    assert zoo.get_config("pianomidi_rnn_do")["model"]["units"] == 100
+    assert zoo.get_config("musedata_rnn_plain")["model"]["units"] == 600
+    nbr = zoo.get_config("musedata_rnn_nbr")["regularization"]["weight_penalty"]
+    assert nbr["kind"] == "l1" and np.isclose(nbr["strength"], 10**-3.80)
+    assert zoo.get_config("nottingham_rnn_dos")["regularization"]["dropconnect"]["rate"] == 0.78
+    assert zoo.get_config("jsb_rnn_plain")["paper"]["value"] == 8.58
+
+
+def test_build_loads_no_data_and_compiles_the_papers_loss():
+    model = zoo.build("jsb_rnn_plain", units=3)
+    assert isinstance(model.loss, zoo.NoteCrossEntropy)
+    assert isinstance(model.optimizer, keras.optimizers.RMSprop)
+    rnn = model.get_layer("recurrent_0")
+    kernel = keras.ops.convert_to_numpy(rnn.kernel)
+    assert ((kernel != 0).sum(axis=0) == 15).all()  # 15 connections per unit
+
+
+def test_note_cross_entropy_is_nll_per_timestep():
+    from keras_rnnreg import metrics
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((3, 5, 88)) < 0.2).astype("float32")
+    p = rng.uniform(0.05, 0.95, size=(3, 5, 88)).astype("float32")
+    w = np.ones((3, 5), "float32")
+    w[0, :3] = 0
+    loss = float(keras.ops.convert_to_numpy(zoo.NoteCrossEntropy()(y, p, sample_weight=w)))
+    assert np.isclose(loss, metrics.nll_per_timestep(y, p, w), rtol=1e-4)

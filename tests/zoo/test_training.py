@@ -1,0 +1,91 @@
+"""Training runs: run folder, resume after an interruption, reports, evaluate."""
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from keras_rnnreg import training
+
+TINY = ["model.units=4", "data.limit=4", "data.batch_size=4", "training.patience=none"]
+
+
+class _EpochsSeen(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def _history_epochs(run_dir):
+    with open(run_dir / training.HISTORY) as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def test_interrupted_training_resumes_without_redoing_finished_epochs(tmp_path):
+    run_dir = tmp_path / "run"
+    first = _EpochsSeen()
+    with pytest.raises(KeyboardInterrupt):
+        training.train("jsb_rnn_plain", run_dir, data="synthetic", epochs=4, overrides=TINY, verbose=0,
+                       callbacks=[first, training.StopAfterEpoch(2)], log=lambda m: None)
+    assert first.epochs == [0, 1]
+    state = json.loads((run_dir / training.STATE).read_text())
+    assert state["epoch"] == 2 and not state["finished"]
+    assert (run_dir / "checkpoints" / "last.keras").exists()
+    assert not (run_dir / training.REPORT).exists()
+    assert _history_epochs(run_dir) == [0, 1]
+
+    with pytest.raises(training.RunError, match="--resume"):
+        training.train("jsb_rnn_plain", run_dir, data="synthetic", epochs=4, overrides=TINY, verbose=0)
+
+    second = _EpochsSeen()
+    messages = []
+    report = training.train("jsb_rnn_plain", run_dir, resume=True, verbose=0, callbacks=[second],
+                            log=messages.append)
+    assert second.epochs == [2, 3]  # epochs 3-4 only
+    assert any("resuming" in m and "after epoch 2" in m for m in messages)
+    assert _history_epochs(run_dir) == [0, 1, 2, 3]
+    assert report["epochs_run"] == 4 and report["comparable"] is False
+    assert np.isfinite(report["ours"]) and report["paper"] == 8.58
+    saved = json.loads((run_dir / training.REPORT).read_text())
+    assert saved["metric"] == "nll" and saved["name"] == "jsb_rnn_plain"
+    assert (run_dir / "tensorboard" / "train").is_dir()
+    config = json.loads((run_dir / training.CONFIG).read_text())
+    assert config["config"]["model"]["units"] == 4 and config["run"]["data"] == "synthetic"
+
+
+def test_early_stopping_and_best_checkpoint(tmp_path):
+    # A learning rate of 0 never improves: patience 2 stops after epoch 3.
+    report = training.train("adding_irnn", tmp_path / "run", data="synthetic", epochs=10,
+                            overrides=["model.units=3", "data.length=6", "data.limit=8", "learning_rate=0",
+                                       "training.patience=2"], verbose=0, log=lambda m: None)
+    assert report["stopped_early"] and report["epochs_run"] == 3 and report["best_epoch"] == 1
+    assert report["metric"] == "mse" and "short_sighted_baseline" in report["test"]
+
+
+def test_evaluate_run_and_missing_files(tmp_path):
+    run_dir = tmp_path / "run"
+    training.train("ptb_lstm_ns", run_dir, data="synthetic", epochs=1, overrides=["model.units=4", "data.seq_len=6"],
+                   verbose=0, log=lambda m: None)
+    result = training.evaluate_run(run_dir)
+    assert result["metric"] == "bpc" and np.isfinite(result["ours"]) and result["checkpoint"] == "best.keras"
+    with pytest.raises(training.RunError, match="missing config.json"):
+        training.evaluate_run(tmp_path)
+    with pytest.raises(training.RunError, match="does not exist"):
+        training.evaluate_run(tmp_path / "nowhere")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text((run_dir / "config.json").read_text())
+    with pytest.raises(training.RunError, match="missing checkpoints/best.keras"):
+        training.evaluate_run(tmp_path / "half")
+
+
+def test_missing_data_says_where_it_looked(tmp_path, monkeypatch):
+    from keras_rnnreg.zoo._tasks import DATA_ROOT_ENV, DataNotFoundError
+
+    monkeypatch.delenv(DATA_ROOT_ENV, raising=False)
+    with pytest.raises(DataNotFoundError, match="Nottingham.mat"):
+        training.train("nottingham_rnn_plain", tmp_path / "run", data_root=str(tmp_path), verbose=0)
