@@ -88,8 +88,13 @@ def _regularizer_reference(name):
     return "ours.LSTM" if name.startswith("LSTM") else "ours.SimpleRNN"
 
 
-def measure(variants, batch=81, length=100, features=88, steps=20, repeats=3, seed=0):
-    """Return {name: median timesteps/s}. Variants are timed round-robin to share drift."""
+def measure(variants, batch=81, length=100, features=88, steps=20, repeats=3, seed=0, clock="wall"):
+    """Return {name: median timesteps/s}. Variants are timed round-robin to share drift.
+
+    ``clock="cpu"`` divides by the process's CPU time (all threads) instead of wall time: on a
+    machine shared with other jobs it is the steadier measure of the work done.
+    """
+    timer = time.process_time if clock == "cpu" else time.perf_counter
     rng = np.random.default_rng(seed)
     x = rng.random((batch * steps, length, features)).astype("float32")
     y = (rng.random((batch * steps, length, features)) < 0.1).astype("float32")
@@ -101,9 +106,9 @@ def measure(variants, batch=81, length=100, features=88, steps=20, repeats=3, se
     rates = {name: [] for name in variants}
     for _ in range(repeats):
         for name, model in models.items():
-            start = time.perf_counter()
+            start = timer()
             model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
-            rates[name].append(batch * length * steps / (time.perf_counter() - start))
+            rates[name].append(batch * length * steps / (timer() - start))
     return {name: statistics.median(r) for name, r in rates.items()}
 
 
@@ -116,14 +121,20 @@ def main(argv=None):
         "--suite", choices=["keras", "regularizers", "all"], default="all",
         help="keras: ours vs Keras' layers; regularizers: each regularizer vs our plain layer",
     )
+    parser.add_argument(
+        "--clock", choices=["wall", "cpu"], default="wall",
+        help="wall time, or process CPU time (steadier on a shared machine)",
+    )
     args = parser.parse_args(argv)
     backend = keras.backend.backend()
     device = "gpu" if _has_gpu() else "cpu"
     print(f"# backend={backend} device={device} keras={keras.__version__} "
           f"machine={platform.machine()} cpus={os.cpu_count()} batch=81 length=100 inputs=88 "
-          f"units={args.units} steps={args.steps} repeats={args.repeats}")
+          f"units={args.units} steps={args.steps} repeats={args.repeats} clock={args.clock}")
     if args.suite in ("keras", "all"):
-        rates = measure(_keras_variants(args.units), steps=args.steps, repeats=args.repeats)
+        rates = measure(
+            _keras_variants(args.units), steps=args.steps, repeats=args.repeats, clock=args.clock
+        )
         print("| backend | layer | timesteps/s | speed-up vs Keras |")
         print("|---|---|---|---|")
         for name, rate in rates.items():
@@ -131,7 +142,10 @@ def main(argv=None):
             ratio = f"{rate / rates[ref]:.2f}x" if ref else "(reference)"
             print(f"| {backend} | {name} | {rate:,.0f} | {ratio} |", flush=True)
     if args.suite in ("regularizers", "all"):
-        rates = measure(_regularizer_variants(args.units), steps=args.steps, repeats=args.repeats)
+        rates = measure(
+            _regularizer_variants(args.units), steps=args.steps, repeats=args.repeats,
+            clock=args.clock,
+        )
         print("| backend | variant | timesteps/s | time vs our plain layer |")
         print("|---|---|---|---|")
         for name, rate in rates.items():

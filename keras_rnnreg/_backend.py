@@ -19,17 +19,27 @@ def plain_tensor(x):
     return x
 
 
-def scan_states(body, init, xs, unroll=1):
-    """Run ``body(carry, x_t) -> (carry, carry)`` over the leading axis of ``xs`` and return the
-    stacked carries (a list of (T, ...) tensors, one per carry entry).
+def scan_states(body, init, xs, unroll=1, reverse=False):
+    """Run ``body(carry, x_t) -> new_carry`` over the leading axis of ``xs`` and return the stacked
+    carries: a list of (T, ...) tensors, one per entry of the ``init`` list (in time order also
+    when ``reverse=True``).
 
-    ``keras.ops.scan`` on TensorFlow builds a ``tf.while_loop`` over TensorArrays without
-    ``maximum_iterations``, which XLA cannot differentiate ("…while/Placeholder…/accumulator"),
-    and Keras turns XLA on by itself where a GPU is present. ``tf.scan`` bounds its loop and
-    differentiates under XLA, and its stacked accumulators are exactly the stacked carries.
+    Every recurrent loop of the library goes through here. On TensorFlow it is ``tf.scan``: a
+    ``tf.while_loop`` whose carry is a loop variable (``keras.ops.scan`` round-trips the carry
+    through a TensorArray every step: more ops per step in graph mode) with bounded iterations
+    (``keras.ops.scan``'s unbounded loop cannot be differentiated under XLA, which Keras turns on by
+    itself where a GPU is present). Elsewhere it is ``keras.ops.scan``.
     """
+    init = list(init)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        return list(tf.scan(lambda carry, x: body(carry, x)[0], xs, initializer=list(init)))
-    return list(ops.scan(body, list(init), xs, unroll=unroll)[1])
+        return list(
+            tf.scan(lambda carry, x: list(body(carry, x)), xs, initializer=init, reverse=reverse)
+        )
+
+    def step(carry, x):
+        new = list(body(carry, x))
+        return new, new
+
+    return list(ops.scan(step, init, xs, unroll=unroll, reverse=reverse)[1])

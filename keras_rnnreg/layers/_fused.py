@@ -18,6 +18,8 @@ Masks are float (T, B, 1) tensors: masked steps carry the previous state unchang
 
 from keras import ops
 
+from keras_rnnreg._backend import scan_states
+
 # name -> (function, derivative expressed through the function's output)
 _ACTIVATIONS = {
     "tanh": (ops.tanh, lambda y: 1.0 - y * y),
@@ -80,21 +82,21 @@ def simple_rnn(projected, u, h0, mask, activation="tanh", unroll=1):
         p, u, h0 = args[:3]
         m = args[3] if has_mask else None
 
-        def body(h, xs):
-            uk = xs.get("u", u)
-            h_new = fn(xs["p"] + _recurrent(h, uk))
+        def body(carry, xs):
+            (h,) = carry
+            h_new = fn(xs["p"] + _recurrent(h, xs.get("u", u)))
             if has_mask:
                 h_new = h + xs["m"] * (h_new - h)
-            return h_new, h_new
+            return [h_new]
 
-        _, states = ops.scan(body, h0, _step_xs({"p": p}, u, m), unroll=unroll)
+        (states,) = scan_states(body, [h0], _step_xs({"p": p}, u, m), unroll=unroll)
 
         def grad(*grad_args, upstream=None):
             d_states = grad_args[0] if upstream is None else upstream
             s_prev = _shift(states, h0)
 
             def back(carry, xs):
-                g = xs["d"] + carry
+                g = xs["d"] + carry[0]
                 # f'(z_t) from the output h_t = f(z_t); at masked steps the state is carried and
                 # this value is wrong, but dz is zeroed there.
                 dz = g * dfn(xs["s"])
@@ -103,16 +105,18 @@ def simple_rnn(projected, u, h0, mask, activation="tanh", unroll=1):
                 carry_prev = ops.matmul(dz, xs.get("u", ut))
                 if has_mask:
                     carry_prev = carry_prev + (1.0 - xs["m"]) * g
-                return carry_prev, dz
+                return [carry_prev, dz]
 
             ut = _transposed(u)
-            dh0, dz = ops.scan(
+            d_carries, dz = scan_states(
                 back,
-                ops.zeros_like(h0),
+                [ops.zeros_like(h0), ops.zeros_like(h0)],
                 _step_xs({"d": d_states, "s": states}, ut, m),
-                reverse=True,
                 unroll=unroll,
+                reverse=True,
             )
+            # The carry after the first timestep's backward step is the gradient of h0.
+            dh0 = d_carries[0]
             grads = (dz, _kernel_grad(s_prev, dz, u), dh0)
             if has_mask:
                 grads += (ops.zeros_like(m),)
@@ -149,12 +153,11 @@ def lstm(projected, u, h0, c0, mask, activation="tanh", recurrent_activation="si
             if has_mask:
                 c_new = c + xs["m"] * (c_new - c)
                 h_new = h + xs["m"] * (h_new - h)
-            # The activated gates ride along for the backward pass (keras.ops.scan on TensorFlow
-            # needs per-step outputs shaped like the carry, hence the extra carry slot).
+            # The activated gates ride along (as a carry slot) for the backward pass.
             acts = ops.concatenate([i, f, g, o], axis=-1)
-            return [h_new, c_new, acts], [h_new, c_new, acts]
+            return [h_new, c_new, acts]
 
-        _, (hs, cs, acts) = ops.scan(
+        hs, cs, acts = scan_states(
             body, [h0, c0, ops.zeros_like(p[0])], _step_xs({"p": p}, u, m), unroll=unroll
         )
 
@@ -184,16 +187,17 @@ def lstm(projected, u, h0, c0, mask, activation="tanh", recurrent_activation="si
                 dh_prev = ops.matmul(dz, xs.get("u", ut))
                 if has_mask:
                     dh_prev = dh_prev + (1.0 - mk) * dh
-                return [dh_prev, dc_prev, dz], [dh_prev, dc_prev, dz]
+                return [dh_prev, dc_prev, dz]
 
             ut = _transposed(u)
-            (dh0, dc0, _), (_, _, dz) = ops.scan(
+            dhs, dcs, dz = scan_states(
                 back,
                 [ops.zeros_like(h0), ops.zeros_like(c0), ops.zeros_like(p[0])],
                 _step_xs({"dh": d_hs, "dc": d_cs, "acts": acts, "c_prev": c_prev}, ut, m),
-                reverse=True,
                 unroll=unroll,
+                reverse=True,
             )
+            dh0, dc0 = dhs[0], dcs[0]
             grads = (dz, _kernel_grad(h_prev, dz, u), dh0, dc0)
             if has_mask:
                 grads += (ops.zeros_like(m),)

@@ -345,9 +345,8 @@ class FusedRNN(keras.layers.Layer):
                 if "mask" in inputs:  # masked steps keep the previous state
                     m = inputs["mask"]
                     new_carry = [o + m * (n - o) for n, o in zip(new_carry, carry)]
-                # The loop emits the carried states themselves (keras.ops.scan on TensorFlow needs
-                # per-step outputs shaped like the carry); outputs are formed after the loop.
-                return new_carry, new_carry
+                # The loop emits the carried states; outputs are formed after the loop.
+                return new_carry
 
             state_seqs = scan_states(body, states, step_inputs, unroll=self.unroll)
 
