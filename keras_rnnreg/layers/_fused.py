@@ -95,23 +95,30 @@ def simple_rnn(projected, u, h0, mask, activation="tanh", unroll=1):
             d_states = grad_args[0] if upstream is None else upstream
             s_prev = _shift(states, h0)
 
+            # Everything that does not depend on the carried gradient is computed here for all
+            # timesteps at once: f'(z_t) from the output h_t = f(z_t), with the mask folded in
+            # (at masked steps the carried state makes that value wrong, and dz must be 0).
+            deriv = dfn(states)
+            xs = {"d": d_states}
+            if has_mask:
+                xs["deriv"] = deriv * m
+                xs["pass"] = 1.0 - m  # masked steps hand the gradient to the previous state
+            else:
+                xs["deriv"] = deriv
+
             def back(carry, xs):
                 g = xs["d"] + carry[0]
-                # f'(z_t) from the output h_t = f(z_t); at masked steps the state is carried and
-                # this value is wrong, but dz is zeroed there.
-                dz = g * dfn(xs["s"])
-                if has_mask:
-                    dz = dz * xs["m"]
+                dz = g * xs["deriv"]
                 carry_prev = ops.matmul(dz, xs.get("u", ut))
                 if has_mask:
-                    carry_prev = carry_prev + (1.0 - xs["m"]) * g
+                    carry_prev = carry_prev + xs["pass"] * g
                 return [carry_prev, dz]
 
             ut = _transposed(u)
             d_carries, dz = scan_states(
                 back,
                 [ops.zeros_like(h0), ops.zeros_like(h0)],
-                _step_xs({"d": d_states, "s": states}, ut, m),
+                _step_xs(xs, ut, None),
                 unroll=unroll,
                 reverse=True,
             )
@@ -167,33 +174,39 @@ def lstm(projected, u, h0, c0, mask, activation="tanh", recurrent_activation="si
             h_prev = _shift(hs, h0)
             c_prev = _shift(cs, c0)
 
+            # Everything that does not depend on the carried gradients is computed here, for all
+            # timesteps at once (few ops per step: TensorFlow and PyTorch run the loop op by op).
+            i, f, g, o = ops.split(acts, 4, axis=-1)
+            oc = o_fn(cs)  # at masked steps cs is the carried cell: wrong, but masked out below
+            dc_from_h = o * o_d(oc)
+            gate_factors = ops.concatenate(
+                [g * s_d(i), c_prev * s_d(f), i * g_d(g), oc * s_d(o)], axis=-1
+            )
+            keep_cell = f
+            if has_mask:
+                dc_from_h = dc_from_h * m
+                gate_factors = gate_factors * m
+                keep_cell = f * m + (1.0 - m)  # masked steps pass the cell gradient through
+            xs = {"dh": d_hs, "dc": d_cs, "dc_from_h": dc_from_h, "gates": gate_factors,
+                  "keep_cell": keep_cell}
+            if has_mask:
+                xs["pass"] = 1.0 - m
+
             def back(carry, xs):
                 dh_next, dc_next, _ = carry
-                i, f, g, o = ops.split(xs["acts"], 4, axis=-1)
-                c_new = f * xs["c_prev"] + i * g  # equals the cell output at unmasked steps
-                oc = o_fn(c_new)
                 dh = xs["dh"] + dh_next
-                dc_in = xs["dc"] + dc_next
-                dc = dc_in + dh * o * o_d(oc)
-                dz = ops.concatenate(
-                    [dc * g * s_d(i), dc * xs["c_prev"] * s_d(f), dc * i * g_d(g), dh * oc * s_d(o)],
-                    axis=-1,
-                )
-                dc_prev = dc * f
-                if has_mask:
-                    mk = xs["m"]
-                    dz = dz * mk
-                    dc_prev = dc_in + mk * (dc_prev - dc_in)
+                dc = xs["dc"] + dc_next + dh * xs["dc_from_h"]
+                dz = ops.concatenate([dc, dc, dc, dh], axis=-1) * xs["gates"]
                 dh_prev = ops.matmul(dz, xs.get("u", ut))
                 if has_mask:
-                    dh_prev = dh_prev + (1.0 - mk) * dh
-                return [dh_prev, dc_prev, dz]
+                    dh_prev = dh_prev + xs["pass"] * dh
+                return [dh_prev, dc * xs["keep_cell"], dz]
 
             ut = _transposed(u)
             dhs, dcs, dz = scan_states(
                 back,
                 [ops.zeros_like(h0), ops.zeros_like(c0), ops.zeros_like(p[0])],
-                _step_xs({"dh": d_hs, "dc": d_cs, "acts": acts, "c_prev": c_prev}, ut, m),
+                _step_xs(xs, ut, None),
                 unroll=unroll,
                 reverse=True,
             )
