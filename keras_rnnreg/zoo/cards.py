@@ -135,7 +135,7 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
     runs = plan(card, quick=quick, only=only, epochs=epochs, seeds=seeds, data_root=data_root)
     if not runs:
         raise CardError(f"{card_path}: no entry matches --only {only!r}")
-    reports = []
+    reports, failures = [], []
     for i, run in enumerate(runs):
         run_dir = out / run["key"] / f"seed{run['seed']}"
         report_path = run_dir / training.REPORT
@@ -147,17 +147,25 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
             log(f"[{i + 1}/{len(runs)}] {run['key']} seed {run['seed']}: " + ("resuming" if resume else "training")
                 + (f" (epochs {run['epochs']})" if run["epochs"] else ""))
             started = time.time()
-            report = training.train(
-                run["name"], run_dir, data=run["data"], data_root=run["data_root"], epochs=run["epochs"],
-                seed=run["seed"], overrides=run["overrides"] or None, resume=resume, verbose=verbose,
-                log=(lambda msg: None) if not verbose else log,
-            )
+            try:
+                report = training.train(
+                    run["name"], run_dir, data=run["data"], data_root=run["data_root"], epochs=run["epochs"],
+                    seed=run["seed"], overrides=run["overrides"] or None, resume=resume, verbose=verbose,
+                    log=(lambda msg: None) if not verbose else log,
+                )
+            except (KeyboardInterrupt, _schema.ConfigError, FileNotFoundError):
+                raise
+            except Exception as err:  # one failed run (e.g. NaNs beyond the restarts) must not stop the card
+                log(f"    FAILED: {type(err).__name__}: {err}")
+                failures.append({"key": run["key"], "seed": run["seed"], "error": f"{type(err).__name__}: {err}"})
+                continue
             report["wall_s"] = round(time.time() - started, 1)
             training.write_json_atomic(report_path, report)
             log(f"    {report['metric']} = {report['ours']:.4g} (paper {report['paper']}) in {report['wall_s']} s, "
                 f"best epoch {report['best_epoch']} of {report['epochs_run']}")
         reports.append((run, report))
     results = summarize(card, reports)
+    results["failures"] = failures
     training.write_json_atomic(out / "results.json", results)
     table = out / f"{card['stem']}.md"
     table.write_text(markdown(card, results, quick=quick, command=_command(card_path, quick, only, epochs, seeds)))
@@ -259,6 +267,11 @@ def markdown(card, results, quick=False, command=""):
         cells = [e["key"], f"`{e['name']}`", ours, _fmt(e["paper"]), diff, str(len(e["seeds"])), epochs]
         cells += [str(e.get(flag, "")) for flag in count]
         lines.append("| " + " | ".join(cells) + " |")
+    for failure in results.get("failures", []):
+        lines.append(f"| {failure['key']} | – | failed (seed {failure['seed']}) | | | | | |")
+    if results.get("failures"):
+        lines += ["", "Failed runs: " + "; ".join(f"{f['key']} seed {f['seed']}: {f['error']}"
+                                                  for f in results["failures"])]
     if any(not e["comparable"] for e in entries):
         lines += ["", "\\* not the paper's data (synthetic, embedded chorales or a smoke set-up): not comparable."]
     if card.get("notes"):

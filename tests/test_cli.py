@@ -1,0 +1,107 @@
+"""The rnnreg command line: list, show, train, evaluate, reproduce; errors on bad input."""
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keras_rnnreg import cli, zoo
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--set", "model.units=4", "--set", "data.limit=4", "--set", "data.batch_size=4"]
+
+
+def run(argv):
+    out = io.StringIO()
+    code = cli.main(argv, out=out)
+    return code, out.getvalue()
+
+
+def test_list(capsys):
+    code, text = run(["list"])
+    assert code == 0 and text.split() == zoo.list_models()
+    code, text = run(["list", "jsb_*", "--long"])
+    assert code == 0 and len(text.splitlines()) == 10 and "8.58" in text
+    code, text = run(["list", "--keys"])
+    assert "optimizer.learning_rate" in text
+    assert run(["list", "nothing*"])[0] == 1
+
+
+def test_show_applies_overrides():
+    code, text = run(["show", "timit_blstm_ns", "--set", "model.units=7"])
+    config = json.loads(text)
+    assert code == 0 and config["model"]["units"] == 7 and config["paper"]["value"] == 19.0
+
+
+def test_unknown_name_lists_close_matches(capsys):
+    assert run(["train", "jsb_rnn_plian"])[0] == 2
+    err = capsys.readouterr().err
+    assert "unknown zoo name 'jsb_rnn_plian'" in err and "jsb_rnn_plain" in err
+
+
+def test_bad_overrides_are_clear_errors(capsys, tmp_path):
+    assert run(["train", "jsb_rnn_plain", "--out", str(tmp_path / "a"), "--set", "model.unitz=3"])[0] == 2
+    assert "unknown configuration key 'model.unitz'" in capsys.readouterr().err
+    assert run(["train", "jsb_rnn_plain", "--out", str(tmp_path / "b"), "--set", "optimizer.learning_rate=fast"])[0] == 2
+    err = capsys.readouterr().err
+    assert "optimizer.learning_rate='fast': expected a number" in err
+    assert run(["train", "jsb_rnn_plain", "--set", "units"])[0] == 2
+    assert "key=value" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+
+def test_train_evaluate_and_resume(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, text = run(["train", "jsb_rnn_plain", "--data", "synthetic", "--epochs", "2", "--out", str(run_dir),
+                      "--quiet", *TINY])
+    assert code == 0 and "jsb_rnn_plain: test NLL per timestep" in text and "not comparable" in text
+    for name in ("config.json", "state.json", "history.csv", "report.json", "checkpoints/best.keras",
+                 "checkpoints/last.keras"):
+        assert (run_dir / name).exists(), name
+    code, text = run(["evaluate", str(run_dir)])
+    result = json.loads(text)
+    assert code == 0 and result["metric"] == "nll" and result["paper"] == 8.58
+    # An existing run is not overwritten without --resume; --resume with more epochs continues.
+    assert run(["train", "jsb_rnn_plain", "--out", str(run_dir), "--quiet"])[0] == 2
+    assert "--resume" in capsys.readouterr().err
+    code, text = run(["train", "jsb_rnn_plain", "--out", str(run_dir), "--resume", "--epochs", "3", "--quiet"])
+    assert code == 0 and "after epoch 2" in text
+    assert json.loads((run_dir / "report.json").read_text())["epochs_run"] == 3
+
+
+def test_evaluate_on_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert run(["evaluate", str(tmp_path)])[0] == 2
+    err = capsys.readouterr().err
+    assert "not a run folder" in err and "missing config.json" in err
+
+
+def test_reproduce_quick(tmp_path):
+    code, text = run(["reproduce", str(ROOT / "zoo" / "normstab_adding.toml"), "--quick", "--out", str(tmp_path)])
+    assert code == 0 and "table:" in text
+    table = (tmp_path / "normstab_adding.md").read_text()
+    assert "IRNN + norm-stabilizer" in table and "0.059" in table and "beats_short_sighted" in table
+
+
+def test_console_script_help():
+    result = subprocess.run([sys.executable, "-m", "keras_rnnreg.cli", "--help"], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120)
+    assert result.returncode == 0
+    for command in ("list", "train", "evaluate", "reproduce", "tune"):
+        assert command in result.stdout
+
+
+def test_missing_card(capsys):
+    assert run(["reproduce", "zoo/nothing.toml"])[0] == 2
+    assert "card 'zoo/nothing.toml' not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_readme_main_job(tmp_path):
+    """`rnnreg train jsb_rnn_plain` on the embedded chorales (minutes; RNNREG_SLOW=1)."""
+    code, text = run(["train", "jsb_rnn_plain", "--out", str(tmp_path / "run"), "--lines"])
+    assert code == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["ours"] < 10.0
