@@ -1,0 +1,96 @@
+"""KerasTuner HyperModels over the zoo (the only module importing ``keras_tuner``, with jobs.py).
+
+:class:`ZooHyperModel` follows KerasTuner's split: fixed arguments in ``__init__`` (the zoo name,
+the search space, fixed overrides, the data), the search space in ``build(hp)`` (a compiled zoo
+model with the sampled overrides), batch size and epochs in ``fit(hp, model, ...)`` (the
+pipelines are made there, with the sampled batch size).
+"""
+
+import keras_tuner
+
+from keras_rnnreg import zoo
+from keras_rnnreg.tuning import spaces as spaces_lib
+from keras_rnnreg.zoo import _schema, _tasks
+
+
+def _has_section(config, dotted):
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or node.get(part) is None:
+            return False
+        node = node[part]
+    return True
+
+
+def sample(hp, entry):
+    """Draw one entry of a search space with ``hp``."""
+    if entry["type"] == "choice":
+        return hp.Choice(entry["name"], entry["values"])
+    if entry["type"] == "int":
+        return hp.Int(entry["name"], entry["min"], entry["max"], step=entry.get("step", 1))
+    return hp.Float(entry["name"], entry["min"], entry["max"], sampling=entry.get("sampling", "linear"))
+
+
+class ZooHyperModel(keras_tuner.HyperModel):
+    """Tune a zoo configuration over a search space.
+
+    Args:
+        name: a zoo name (or a config dict).
+        space: a search-space name of :mod:`keras_rnnreg.tuning.spaces` or a list of entries.
+        overrides: fixed overrides (dict or ``["key=value"]``) applied before the sampled ones.
+        data: the loaded splits (``keras_rnnreg.zoo._tasks`` form); ``None`` loads
+            ``data.source`` when ``fit`` first needs them.
+        epochs: epochs per trial (default ``training.epochs``), unless the space tunes them.
+        seed: data-order seed of every trial.
+    """
+
+    def __init__(self, name, space="noise_study_table2", overrides=None, data=None, epochs=None, seed=0,
+                 data_root=None, **kwargs):
+        super().__init__(name=kwargs.pop("hypermodel_name", None), tunable=True)
+        self.base = zoo.resolve(name, overrides)
+        self.space = spaces_lib.get(space)
+        self.task = _tasks.get(self.base)
+        self.data = data
+        self.data_root = data_root
+        self.epochs = epochs
+        self.seed = seed
+
+    def active_entries(self):
+        """The entries that apply to this configuration (``requires`` satisfied)."""
+        return [e for e in self.space if not e.get("requires") or _has_section(self.base, e["requires"])]
+
+    def config(self, hp):
+        """The configuration of a trial: the base with the sampled values of the build-time keys."""
+        values = {}
+        for entry in self.active_entries():
+            if entry["key"] in spaces_lib.FIT_KEYS:
+                continue
+            value = sample(hp, entry)
+            for key in [entry["key"], *entry.get("also", [])]:
+                values[key] = value
+        return _schema.apply_overrides(self.base, values)
+
+    def build(self, hp):
+        return zoo.build(self.config(hp))
+
+    def _splits(self):
+        if self.data is None:
+            source = _tasks.resolve_source(self.base["data"]["source"], data_root=self.data_root,
+                                           name=self.base["name"], named=self.task.named_sources)
+            self.data = self.task.load(self.base, source)
+            self.task.adjust(self.base, self.data)
+        return self.data
+
+    def fit(self, hp, model, *args, callbacks=None, verbose=0, **kwargs):
+        config = dict(self.base)
+        config["data"] = dict(config["data"])
+        epochs = self.epochs or config["training"]["epochs"]
+        for entry in self.active_entries():
+            if entry["key"] == "data.batch_size":
+                config["data"]["batch_size"] = sample(hp, entry)
+            elif entry["key"] == "training.epochs":
+                epochs = sample(hp, entry)
+        train, valid = self.task.pipelines(config, self._splits(), self.seed)
+        callbacks = [*self.task.epoch_callbacks(config, self._splits()), *(callbacks or [])]
+        return model.fit(train, validation_data=valid, epochs=epochs, callbacks=callbacks, verbose=verbose,
+                         shuffle=False)

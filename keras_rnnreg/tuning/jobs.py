@@ -1,0 +1,159 @@
+"""Tuner jobs (top-level ``tuning/*.toml``), run by ``rnnreg tune JOB.toml``.
+
+A job names a zoo configuration, a search space (:mod:`keras_rnnreg.tuning.spaces`), the tuner
+and its budget::
+
+    model = "jsb_rnn_ns"
+    space = "noise_study_table2"          # or [[param]] tables (search-space entries)
+    data = "polyphonic/JSB_Chorales.mat"  # default: the configuration's data.source
+    data_root = "../shared/data"
+    tuner = "random"                      # random | bayesian | hyperband
+    max_trials = 50
+    epochs = 200                          # per trial (hyperband: the maximum)
+    objective = "val_nll_per_timestep"    # default: training.monitor
+    direction = "min"                     # default: training.mode
+    patience = 20                         # early stopping inside a trial (default training.patience)
+    seed = 0
+    set = ["training.patience=20"]        # fixed overrides
+
+    [quick]                               # seconds, for CI
+    data = "synthetic"
+    max_trials = 2
+    epochs = 1
+    set = ["model.units=4", "data.limit=4"]
+
+The tuner writes into ``OUT`` (``runs/tune-<job>`` by default; an existing search is continued);
+``OUT/best.json`` holds the best hyperparameters, their score and the overrides to train them with
+``rnnreg train NAME --set ...``.
+"""
+
+import json
+import tomllib
+from pathlib import Path
+
+import keras
+import keras_tuner
+
+from keras_rnnreg.tuning import hypermodels
+from keras_rnnreg.tuning import spaces as spaces_lib
+from keras_rnnreg.zoo import _schema, _tasks
+
+JOB_KEYS = {"model", "space", "param", "data", "data_root", "tuner", "max_trials", "epochs", "objective", "direction",
+            "patience", "seed", "set", "quick", "description", "executions_per_trial"}
+QUICK_KEYS = {"data", "max_trials", "epochs", "set", "patience"}
+TUNERS = ("random", "bayesian", "hyperband")
+
+
+def _tensorboard_available():
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _tuner_class(base):
+    """``base`` whose TensorBoard hook is skipped when the ``tensorboard`` package is missing.
+
+    On the TensorFlow backend KerasTuner imports ``tensorboard`` in every trial
+    (``Tuner._configure_tensorboard_dir``), which TensorFlow 2.21 does not install.
+    """
+
+    class Tuner(base):
+        def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
+            if _tensorboard_available():
+                return super()._configure_tensorboard_dir(callbacks, trial, execution)
+            return None
+
+    Tuner.__name__ = base.__name__
+    return Tuner
+
+
+class JobError(_schema.ConfigError):
+    """A malformed tuner job: the message names the file and the key."""
+
+
+def load_job(path):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tuner job {str(path)!r} not found (jobs live in tuning/*.toml)")
+    try:
+        with open(path, "rb") as f:
+            job = tomllib.load(f)
+    except tomllib.TOMLDecodeError as err:
+        raise JobError(f"{path}: not valid TOML: {err}") from None
+    unknown = set(job) - JOB_KEYS
+    if unknown:
+        raise JobError(f"{path}: unknown key(s) {sorted(unknown)}; expected some of {sorted(JOB_KEYS)}")
+    if "model" not in job:
+        raise JobError(f"{path}: missing 'model' (a zoo name)")
+    if job.get("tuner", "random") not in TUNERS:
+        raise JobError(f"{path}: tuner={job['tuner']!r}; expected one of {TUNERS}")
+    if "quick" in job and set(job["quick"]) - QUICK_KEYS:
+        raise JobError(f"{path}: [quick]: unknown key(s) {sorted(set(job['quick']) - QUICK_KEYS)}")
+    try:
+        job["space_entries"] = spaces_lib.get(job.get("param") or job.get("space", "noise_study_table2"))
+    except ValueError as err:
+        raise JobError(f"{path}: {err}") from None
+    job["stem"] = path.stem
+    return job
+
+
+def run_job(path, quick=False, out_dir=None, data_root=None, log=print):
+    """Run a tuner job; returns ``{"best_hyperparameters", "best_score", "overrides", ...}``."""
+    job = load_job(path)
+    q = job.get("quick", {}) if quick else {}
+    overrides = list(job.get("set", [])) + list(q.get("set", []))
+    base = hypermodels.zoo.resolve(job["model"], overrides)
+    task = _tasks.get(base)
+    source = q.get("data", job.get("data", base["data"]["source"]))
+    source = _tasks.resolve_source(source, data_root=data_root or job.get("data_root"), name=job["model"],
+                                   named=task.named_sources)
+    data = task.load(base, source)
+    task.adjust(base, data)
+    epochs = q.get("epochs", job.get("epochs", base["training"]["epochs"]))
+    max_trials = q.get("max_trials", job.get("max_trials", 10))
+    objective = keras_tuner.Objective(job.get("objective", base["training"]["monitor"]),
+                                      direction=job.get("direction", base["training"]["mode"]))
+    hypermodel = hypermodels.ZooHyperModel(base, space=job["space_entries"], data=data, epochs=epochs,
+                                           seed=job.get("seed", 0))
+    out = Path(out_dir or f"runs/tune-{job['stem']}" + ("-quick" if quick else ""))
+    common = dict(objective=objective, directory=str(out.parent), project_name=out.name, seed=job.get("seed", 0),
+                  overwrite=False)
+    kind = job.get("tuner", "random")
+    if kind == "hyperband":
+        tuner = _tuner_class(keras_tuner.Hyperband)(hypermodel, max_epochs=epochs, **common)
+    elif kind == "bayesian":
+        tuner = _tuner_class(keras_tuner.BayesianOptimization)(hypermodel, max_trials=max_trials, **common)
+    else:
+        tuner = _tuner_class(keras_tuner.RandomSearch)(hypermodel, max_trials=max_trials, **common)
+    patience = q.get("patience", job.get("patience", base["training"]["patience"]))
+    callbacks = []
+    if patience:
+        callbacks.append(keras.callbacks.EarlyStopping(objective.name, patience=patience, mode=objective.direction))
+    log(f"tuning {job['model']} over {len(hypermodel.active_entries())} hyperparameters "
+        f"({', '.join(e['name'] for e in hypermodel.active_entries())}); {kind}, {max_trials} trials, "
+        f"{epochs} epochs each; results in {out}")
+    tuner.search(callbacks=callbacks, verbose=0)
+    best = tuner.get_best_hyperparameters(1)[0]
+    trial = tuner.oracle.get_best_trials(1)[0]
+    best_overrides = []
+    for entry in hypermodel.active_entries():
+        if entry["name"] in best.values:
+            for key in [entry["key"], *entry.get("also", [])]:
+                best_overrides.append(f"{key}={best.values[entry['name']]}")
+    result = {
+        "job": str(path),
+        "model": job["model"],
+        "data": source,
+        "best_hyperparameters": best.values,
+        "best_score": trial.score,
+        "objective": objective.name,
+        "trials": len(tuner.oracle.trials),
+        "overrides": best_overrides,
+        "train_command": f"rnnreg train {job['model']} " + " ".join(f"--set {o}" for o in overrides + best_overrides),
+        "directory": str(out),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "best.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result

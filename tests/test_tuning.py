@@ -1,0 +1,96 @@
+"""KerasTuner hypermodels, search spaces as data, tuner jobs (1-2 tiny trials)."""
+
+import json
+from pathlib import Path
+
+import keras_tuner
+import pytest
+
+from keras_rnnreg import zoo
+from keras_rnnreg.tuning import SPACES, ZooHyperModel, load_job, run_job, spaces
+from keras_rnnreg.zoo import _tasks
+
+ROOT = Path(__file__).resolve().parents[1]
+JOBS = sorted((ROOT / "tuning").glob("*.toml"))
+
+
+def test_spaces_are_data_tied_to_configuration_keys():
+    for name, entries in SPACES.items():
+        assert spaces.get(name) == entries
+    names = {e["name"] for e in spaces.NOISE_STUDY_TABLE_2}
+    assert {"sigma_in", "sigma_rec", "sparsify", "rho", "lambda", "noise_stddev", "momentum", "step_rate",
+            "batch_size"} <= names
+    with pytest.raises(zoo.ConfigError, match="unknown configuration key"):
+        spaces.get([{"name": "x", "key": "model.unitz", "type": "choice", "values": [1]}])
+    with pytest.raises(ValueError, match="unknown search space"):
+        spaces.get("nothing")
+
+
+def test_hypermodel_builds_from_hp_and_applies_only_relevant_entries():
+    hypermodel = ZooHyperModel("jsb_rnn_ns", overrides={"units": 3})
+    active = {e["name"] for e in hypermodel.active_entries()}
+    assert "noise_stddev" in active and "lambda" not in active and "dropconnect_rate" not in active
+    hp = keras_tuner.HyperParameters()
+    config = hypermodel.config(hp)
+    assert config["model"]["units"] == 3
+    assert config["model"]["recurrent_init"]["stddev"] in (0.1, 0.01, 0.001)
+    assert config["model"]["kernel_init"]["connections"] == config["model"]["recurrent_init"]["connections"]
+    assert 0.01 <= config["regularization"]["weight_noise"]["stddev"] <= 0.1
+    assert "batch_size" not in hp.values  # drawn in fit(), not build()
+    model = hypermodel.build(hp)
+    assert model.get_layer("recurrent_0").units == 3
+    nbr = ZooHyperModel("jsb_rnn_nbr")
+    assert {"lambda", "regularizer"} <= {e["name"] for e in nbr.active_entries()}
+
+
+def test_hypermodel_fit_draws_the_batch_size():
+    base = zoo.get_config("jsb_rnn_plain", units=3, limit=4)
+    data = _tasks.get(base).synthetic(base)
+    hypermodel = ZooHyperModel(base, data=data, epochs=1)
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel.build(hp)
+    history = hypermodel.fit(hp, model)
+    assert hp.values["batch_size"] in (27, 81)
+    assert "val_nll_per_timestep" in history.history
+
+
+@pytest.mark.parametrize("path", JOBS, ids=[p.stem for p in JOBS])
+def test_jobs_load_and_name_registered_models(path):
+    job = load_job(path)
+    assert job["model"] in zoo.list_models()
+    assert job["quick"]["max_trials"] <= 2
+
+
+def test_quick_job_runs_two_tiny_trials(tmp_path):
+    result = run_job(ROOT / "tuning" / "jsb_rnn_ns.toml", quick=True, out_dir=tmp_path / "tune", log=lambda m: None)
+    assert result["trials"] == 2 and result["best_score"] is not None
+    assert result["train_command"].startswith("rnnreg train jsb_rnn_ns")
+    saved = json.loads((tmp_path / "tune" / "best.json").read_text())
+    assert saved["best_hyperparameters"] == result["best_hyperparameters"]
+    # Every override it proposes is a valid configuration.
+    zoo.resolve("jsb_rnn_ns", result["overrides"])
+
+
+def test_cli_tune_quick(tmp_path):
+    import io
+
+    from keras_rnnreg import cli
+
+    out = io.StringIO()
+    assert cli.main(["tune", str(ROOT / "tuning" / "ptb_srnn_trec_ns.toml"), "--quick", "--out",
+                     str(tmp_path / "t")], out=out) == 0
+    text = out.getvalue()
+    assert text.startswith("tuning ptb_srnn_trec_ns over 3 hyperparameters (beta, learning_rate, clipping)")
+    assert json.loads(text[text.index("{"):])["model"] == "ptb_srnn_trec_ns"
+
+
+def test_bad_job(tmp_path):
+    from keras_rnnreg.tuning.jobs import JobError
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('model = "jsb_rnn_ns"\ntuner = "grid"\n')
+    with pytest.raises(JobError, match="tuner='grid'"):
+        load_job(bad)
+    bad.write_text('model = "jsb_rnn_ns"\nmax_trial = 3\n')
+    with pytest.raises(JobError, match="unknown key"):
+        load_job(bad)
