@@ -191,3 +191,25 @@ def test_trains_under_jit_compile(cls, kwargs):
     model.compile(optimizer="sgd", loss="mse", jit_compile=True)
     history = model.fit(x, np.ones((8, 1), "float32"), epochs=2, batch_size=4, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
+
+
+class _VariableLength(keras.utils.PyDataset):
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, index):
+        time = 4 + 3 * index
+        rng = np.random.default_rng(index)
+        return rng.random((2, time, 3), dtype="float32"), rng.random((2, time, 1), dtype="float32")
+
+
+@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM])
+def test_fit_on_batches_of_varying_length(cls):
+    """The time axis is unknown when traced (TensorFlow retraces with shape None)."""
+    inputs = keras.Input((None, 3))
+    hidden = keras.layers.Bidirectional(cls(4, return_sequences=True))(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1)(hidden))
+    model.compile(optimizer="adam", loss="mse")
+    history = model.fit(_VariableLength(), epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert model.predict(np.zeros((1, 9, 3), "float32"), verbose=0).shape == (1, 9, 1)
