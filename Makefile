@@ -18,8 +18,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install -q -e ".[torch,dev]"
 	touch $@
 
+# The noise study's plain RNN on JSB-like chorales built from music21's bundled Bach chorales (no
+# data needed); each run gets its own folder under runs/.
 demo: setup
-	$(BIN)/python -m keras_rnnreg.demo
+	$(BIN)/rnnreg train jsb_rnn_plain --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 lint: setup
 	$(BIN)/ruff check .
