@@ -8,6 +8,7 @@
                       [--set key=value ...] [--resume] [--quiet | --lines]
     rnnreg evaluate RUN_DIR [--data PATH] [--split test|valid]
     rnnreg reproduce CARD.toml [--quick] [--out DIR] [--data-root DIR] [--only PATTERN] [--epochs N]
+                               [--seeds S,S] [--table-only]
     rnnreg tune JOB.toml [--quick] [--out DIR] [--data-root DIR]
 
 Errors (an unknown name, key or value, a missing file) print one line naming what is wrong and
@@ -76,6 +77,7 @@ def _parser():
     rp.add_argument("--epochs", type=int, help="override every entry's epochs")
     rp.add_argument("--seeds", help="comma-separated seeds instead of the card's")
     rp.add_argument("--lines", action="store_true", help="one line per epoch (default: silent runs)")
+    rp.add_argument("--table-only", action="store_true", help="train nothing; rewrite the table from finished runs")
 
     tu = sub.add_parser("tune", help="run a KerasTuner job (tuning/*.toml)")
     tu.add_argument("job")
@@ -153,7 +155,7 @@ def _cmd_reproduce(args, out):
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     path = cards.reproduce(args.card, quick=args.quick, out_dir=args.out, data_root=args.data_root,
                            only=args.only, epochs=args.epochs, seeds=seeds, verbose=2 if args.lines else 0,
-                           log=lambda msg: print(msg, file=out, flush=True))
+                           log=lambda msg: print(msg, file=out, flush=True), table_only=args.table_only)
     print(f"table: {path}", file=out)
     return 0
 

@@ -261,6 +261,8 @@ def train(
     (run_dir / CHECKPOINTS).mkdir(exist_ok=True)
     write_json_atomic(run_dir / CONFIG, {"config": config, "run": run_info})
 
+    log(f"{config['name']}: {config['description']}; data: {source}"
+        + ("" if comparable else " (not the paper's benchmark data)") + f"; run folder: {run_dir}")
     train_data, valid_data = task.pipelines(config, splits, seed)
     t = config["training"]
     if state is not None and (run_dir / CHECKPOINTS / LAST).exists():

@@ -125,15 +125,19 @@ def plan(card, quick=False, only=None, epochs=None, seeds=None, data_root=None):
 
 
 def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, epochs=None, seeds=None,
-              verbose=0, log=print):
-    """Run a card (see the module docstring); returns the path of the markdown table."""
+              verbose=0, log=print, table_only=False):
+    """Run a card (see the module docstring); returns the path of the markdown table.
+
+    The table holds every finished run of the card in ``out_dir`` (also those of earlier calls
+    with another ``only``). ``table_only=True`` trains nothing and only rewrites the table.
+    """
     from keras_rnnreg import training
 
     card = load_card(card_path)
     out = Path(out_dir or f"runs/{card['stem']}" + ("-quick" if quick else ""))
     out.mkdir(parents=True, exist_ok=True)
-    runs = plan(card, quick=quick, only=only, epochs=epochs, seeds=seeds, data_root=data_root)
-    if not runs:
+    runs = [] if table_only else plan(card, quick=quick, only=only, epochs=epochs, seeds=seeds, data_root=data_root)
+    if not runs and not table_only:
         raise CardError(f"{card_path}: no entry matches --only {only!r}")
     reports, failures = [], []
     for i, run in enumerate(runs):
@@ -164,11 +168,18 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
             log(f"    {report['metric']} = {report['ours']:.4g} (paper {report['paper']}) in {report['wall_s']} s, "
                 f"best epoch {report['best_epoch']} of {report['epochs_run']}")
         reports.append((run, report))
+    done = {(run["key"], run["seed"]) for run, _ in reports}
+    for run in plan(card, quick=quick, seeds=seeds, data_root=data_root):  # earlier runs of the card
+        report_path = out / run["key"] / f"seed{run['seed']}" / training.REPORT
+        if (run["key"], run["seed"]) not in done and report_path.exists():
+            reports.append((run, json.loads(report_path.read_text())))
+    order = {e["key"]: i for i, e in enumerate(card["entries"])}
+    reports.sort(key=lambda item: (order[item[0]["key"]], item[0]["seed"]))
     results = summarize(card, reports)
     results["failures"] = failures
     training.write_json_atomic(out / "results.json", results)
     table = out / f"{card['stem']}.md"
-    table.write_text(markdown(card, results, quick=quick, command=_command(card_path, quick, only, epochs, seeds)))
+    table.write_text(markdown(card, results, quick=quick, command=_command(card_path, quick, None, epochs, seeds)))
     return table
 
 

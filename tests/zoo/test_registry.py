@@ -23,11 +23,20 @@ def test_registry_holds_every_paper_configuration():
         "timit_blstm999_ns1000", "timit_blstm999_ns1500", "timit_blstm999_ns500", "timit_blstm999_wn"]
 
 
+def _tiny(name):
+    """Tiny overrides: 4 units; one layer, except for timit_blstm_ns, which keeps its three."""
+    if zoo.get_config(name)["model"]["layers"] > 1 and name != "timit_blstm_ns":
+        return {**TINY, "layers": 1}
+    return TINY
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_every_name_builds_and_trains_one_step(name):
-    config = zoo.get_config(name, **TINY)
-    model = zoo.build(name, **TINY)
-    model.run_eagerly = True  # one step: skip tracing / compiling the train function
+    config = zoo.get_config(name, **_tiny(name))
+    model = zoo.build(name, **_tiny(name))
+    # One step: skip tracing the train function on TensorFlow (eager is ~10x faster here); JAX
+    # compiles its scans anyway, so jit is the faster choice there.
+    model.run_eagerly = keras.backend.backend() == "tensorflow"
     x, y, w = _tasks.get(config).batch(config)
     logs = model.train_on_batch(x, y, sample_weight=w, return_dict=True)
     assert np.isfinite(logs["loss"]), logs
