@@ -246,34 +246,6 @@ class ValidationPER(keras.callbacks.Callback):
             logs["val_per"] = 100.0 * timit.evaluate(self.model, self.split)["per"]
 
 
-class FixedLength(keras.utils.PyDataset):
-    """Pads the time axis of every ``(x, y)`` batch of a dataset to one length.
-
-    A workaround for TensorFlow: the fused recurrent layers' hand-written backward pass fails to
-    trace (``AttributeError: 'NoneType' object has no attribute 'assert_is_compatible_with'``) when
-    the time axis of a traced batch is unknown, which variable-length batches make it. With every
-    batch padded to the split's longest utterance the shape is static. Costs padded frames.
-    """
-
-    def __init__(self, dataset, length):
-        super().__init__()
-        self.dataset = dataset
-        self.length = int(length)
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, index):
-        x, *rest = self.dataset[index]
-        pad = self.length - x.shape[1]
-        if pad > 0:
-            x = np.pad(x, ((0, 0), (0, pad), (0, 0)))
-        return (x, *rest)
-
-    def on_epoch_end(self):
-        self.dataset.on_epoch_end()
-
-
 class TIMIT(Task):
     name = "timit"
     metric = "per"
@@ -290,13 +262,7 @@ class TIMIT(Task):
         from keras_rnnreg.data import timit
 
         b = config["data"]["batch_size"]
-        train = timit.make_dataset(data["train"], b, seed=seed)
-        valid = timit.make_dataset(data["valid"], b, shuffle=False)
-        if keras.backend.backend() == "tensorflow":  # see FixedLength
-            longest = max(len(f) for split in ("train", "valid") for f in data[split]["features"])
-            longest = -(-longest // 8) * 8 + 8
-            train, valid = FixedLength(train, longest), FixedLength(valid, longest)
-        return train, valid
+        return timit.make_dataset(data["train"], b, seed=seed), timit.make_dataset(data["valid"], b, shuffle=False)
 
     def epoch_callbacks(self, config, data):
         if config["training"]["monitor"] == "val_per":
