@@ -18,22 +18,14 @@ import difflib
 import numbers
 from dataclasses import dataclass
 
+from keras_rnnreg.regularizers import COSTS
+
 TASKS = ("polyphonic", "ptb", "timit", "adding")
 CELLS = ("simple_rnn", "lstm", "fast_dropout")
 ACTIVATIONS = ("tanh", "relu", "trec", "sigmoid", "linear")
 OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "linear")
 INITS = ("sparse", "glorot_uniform", "orthogonal", "identity", "uniform", "normal", "zeros")
 OPTIMIZERS = ("rmsprop", "sgd", "adam")
-COSTS = (
-    "norm_diff",
-    "state_diff",
-    "relative",
-    "l1_norm_diff",
-    "target",
-    "first_last",
-    "abs_norm_diff",
-    "squared_norm",
-)
 
 
 class ConfigError(ValueError):
