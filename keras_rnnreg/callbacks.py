@@ -397,6 +397,10 @@ __all__ = [
 # Training policy
 
 
+class NonFiniteLossError(RuntimeError):
+    """Raised by :class:`NaNRestart` when the loss is still not finite after ``max_restarts``."""
+
+
 class NaNRestart(keras.callbacks.Callback):
     """The NaN policy of the norm-stabilizer paper (Sec. 2.1): "When we encounter a NaN, we
     divide the learning rate by 2, and restart with the previous epochs parameters."
@@ -413,8 +417,9 @@ class NaNRestart(keras.callbacks.Callback):
 
     Restoring in ``on_train_end`` (after ``fit`` has written its state back to the variables)
     works the same on TensorFlow, JAX and PyTorch. After ``max_restarts`` restarts a further NaN
-    raises ``RuntimeError``. Place it *first* in the callbacks list, so that callbacks after it
-    can check :attr:`triggered` and skip checkpointing a NaN epoch.
+    raises :class:`NonFiniteLossError` (a ``RuntimeError``). Place it *first* in the callbacks
+    list, so that callbacks after it can check :attr:`triggered` and skip checkpointing a NaN
+    epoch.
 
     Args:
         factor: learning-rate multiplier on every restart (0 < factor < 1; the paper's 1/2).
@@ -476,7 +481,7 @@ class NaNRestart(keras.callbacks.Callback):
         if not self.triggered:
             return
         if self.restarts >= self.max_restarts:
-            raise RuntimeError(
+            raise NonFiniteLossError(
                 f"NaNRestart: non-finite {self.monitor} in epoch {self._epoch + 1} after "
                 f"{self.restarts} restart(s) (max_restarts={self.max_restarts}); giving up"
             )
@@ -514,4 +519,4 @@ def fit_with_restarts(model, x=None, nan_callback=None, epochs=1, initial_epoch=
         epoch = nan_callback.restart_epoch
 
 
-__all__ += ["NaNRestart", "fit_with_restarts"]
+__all__ += ["NaNRestart", "NonFiniteLossError", "fit_with_restarts"]

@@ -4,20 +4,40 @@
 
 A run folder holds
 
-=====================  ====================================================================
-``config.json``        the resolved configuration and the run's settings (seed, data, backend)
-``checkpoints/``       ``last.keras`` (model + optimizer state, after every epoch) and
-                       ``best.keras`` (the best epoch on ``training.monitor``), each written to a
-                       temporary file and moved into place with ``os.replace``
-``state.json``         finished epochs, best value and epoch, early-stopping counter, restarts
-``history.csv``        one row per epoch (``keras.callbacks.CSVLogger``, appended on resume)
-``tensorboard/``       TensorBoard logs
-``report.json``        the test numbers beside the paper's, written at the end
-=====================  ====================================================================
+=========================  ================================================================
+``config.json``            the resolved configuration and the run's settings (seed, data, the
+                           backend that started it, and one record per resume)
+``state.json``             the commit record: finished epochs, the history, best value and
+                           epoch, early-stopping counter, NaN restarts, the random generators'
+                           states and the names of the last and best checkpoints
+``checkpoints/``           ``epoch-NNNN.keras`` (model + optimizer state) for the last and the best
+                           committed epoch; ``last.keras`` and ``best.keras`` are links to them
+``history.csv``            one row per committed epoch, rewritten from ``state.json``
+``tensorboard/``           TensorBoard logs (a log, not part of the commit)
+``report.json``            the test numbers beside the paper's, written at the end
+``run.lock``               the writer's lock (see below)
+=========================  ================================================================
 
-``resume=True`` reloads ``last.keras`` (weights and optimizer state) and continues with the
-epoch after the last finished one; the data pipeline's shuffling continues where it was. Early
-stopping uses ``training.monitor`` / ``mode`` / ``patience``; the NaN policy of the
+What a run folder guarantees:
+
+* **One commit point per epoch.** After an epoch the model and optimizer go to a new file
+  ``checkpoints/epoch-NNNN.keras`` (written whole, then moved into place); then ``state.json``,
+  which holds the history, early-stopping state and random state and names that file, replaces the
+  old one in one ``os.replace``. That replace is the commit: a process killed at any instant
+  leaves either the previous epoch or the new one, never a mix, and ``resume=True`` continues from
+  exactly the committed epoch — with the same weights, optimizer state, noise generators and data
+  order, so the result equals that of an uninterrupted run. Files of an uncommitted epoch and the
+  temporary files of an interrupted write are removed on resume.
+* **One writer.** A process holds an exclusive lock on ``run.lock`` while it writes; a second
+  one is refused with an error naming the holder. The operating system drops the lock when its
+  holder exits or is killed, so a crash never leaves the folder locked.
+* **Resume continues the same run.** The zoo name must match, overrides that change the network,
+  data or training are refused, and the safe ones (:data:`RESUME_SAFE`: more epochs, patience, NaN
+  restarts) are applied and recorded in ``config.json`` (``run.resumes``).
+* **Ctrl-C** stops within a batch, keeps every committed epoch and writes no partial file; a
+  second Ctrl-C stops at once (the commit protocol keeps the folder consistent then too).
+
+Early stopping uses ``training.monitor`` / ``mode`` / ``patience``; the NaN policy of the
 norm-stabilizer paper (halve the learning rate and restart from the previous epoch) is
 :class:`keras_rnnreg.callbacks.NaNRestart`; gradient clipping is the optimizer's
 ``global_clipnorm`` from the configuration. The test number is computed with the best epoch's
@@ -25,20 +45,23 @@ weights by the task's whole-split evaluation (e.g. test sequences run whole for 
 """
 
 import csv
+import io
 import json
 import math
 import os
 import platform
-import tempfile
+import signal
+import threading
 import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
+from keras_rnnreg import _runfolder, zoo
 from keras_rnnreg import callbacks as callbacks_lib
-from keras_rnnreg import zoo
-from keras_rnnreg.zoo import _tasks
+from keras_rnnreg._runfolder import jsonable as _jsonable  # noqa: F401  (cli, cards)
+from keras_rnnreg._runfolder import write_json_atomic
+from keras_rnnreg.zoo import _builders, _schema, _tasks
 
 CONFIG = "config.json"
 STATE = "state.json"
@@ -47,68 +70,98 @@ REPORT = "report.json"
 CHECKPOINTS = "checkpoints"
 LAST = "last.keras"
 BEST = "best.keras"
+STATE_VERSION = 2
+
+#: Configuration keys that ``resume=True`` may change (they change neither the network nor the data
+#: nor what was trained so far).
+RESUME_SAFE = ("training.epochs", "training.patience", "training.max_restarts")
+
+__all__ = ["RESUME_SAFE", "RunError", "RunInterrupted", "evaluate_run", "format_report", "train"]
 
 
 class RunError(RuntimeError):
     """A run folder that cannot be used as asked (exists without --resume, is not a run, ...)."""
 
 
-# ------------------------------------------------------------------------------------ files
-def write_json_atomic(path, data):
+class RunInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C (or ``SIGINT``); the message says how to continue."""
+
+
+def _epoch_file(epoch):
+    return f"epoch-{epoch:04d}.keras"
+
+
+def _read_json(path, what="run file"):
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_jsonable(data), f, indent=2, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing ({what})") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise RunError(f"{path}: not valid JSON ({err}); the {what} is damaged") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path}: expected a JSON object; the {what} is damaged")
+    return data
 
 
-def save_model_atomic(model, path):
-    """``model.save`` to a temporary ``.keras`` file in the same folder, then ``os.replace``."""
+def _load_checkpoint(path):
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
-    os.close(fd)
+    if not path.is_file():
+        raise RunError(f"{path}: missing checkpoint")
     try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        return keras.saving.load_model(path)
+    except Exception as err:  # Keras raises many kinds (zip, h5, "File not found" for truncated files)
+        text = " ".join(str(err).split())
+        if len(text) > 200:
+            text = text[:200] + "..."
+        raise RunError(f"{path}: cannot load the checkpoint ({type(err).__name__}: {text})") from err
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, np.integer, np.bool_)):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
+def log_names(config):
+    """The epoch-log keys a zoo configuration's training writes (``training.monitor`` candidates)."""
+    task = _tasks.get(config)
+    loss, weighted, plain = _builders.task_loss(config)
+    names = ["loss"] + [m.name for m in (weighted or []) + (plain or [])]
+    return names + [f"val_{n}" for n in names] + list(task.extra_logs(config))
 
 
-def _read_json(path):
-    with open(path) as f:
-        return json.load(f)
+def check_monitor(config, key="training.monitor", value=None):
+    """Raise ConfigError unless ``value`` (default the config's monitor) is one of the epoch logs."""
+    value = config["training"]["monitor"] if value is None else value
+    names = log_names(config)
+    if value not in names:
+        raise _schema.ConfigError(
+            f"{key}={value!r} is not among the epoch logs of {config['name']!r}; expected one of "
+            f"{', '.join(names)}"
+        )
+
+
+def _changed(before, after, prefix=()):
+    """{dotted key: (old, new)} of the leaves that differ."""
+    out = {}
+    for key in sorted(set(before) | set(after)):
+        a, b = before.get(key), after.get(key)
+        path = prefix + (key,)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.update(_changed(a, b, path))
+        elif a != b:
+            out[".".join(path)] = (a, b)
+    return out
 
 
 # -------------------------------------------------------------------------------- callbacks
 class RunKeeper(keras.callbacks.Callback):
-    """Checkpoints every epoch, keeps the best, early stopping — with state that survives resume.
+    """The per-epoch commit of a run folder (see the module docstring), early stopping, the best.
 
-    After every epoch: ``best.keras`` when ``monitor`` improved, then ``last.keras`` and
-    ``state.json`` (both written atomically). Skips an epoch the :class:`NaNRestart` callback
-    flagged. Stops training after ``patience`` epochs without improvement.
+    After every epoch that :class:`~keras_rnnreg.callbacks.NaNRestart` did not flag: the model goes
+    to ``checkpoints/epoch-NNNN.keras``, then ``state.json`` (with the epoch's logs, the
+    early-stopping state and the random state) replaces the old one — the commit. Then
+    ``history.csv`` and the ``last.keras`` / ``best.keras`` links are refreshed and checkpoints no
+    longer named by the state are deleted.
     """
 
-    def __init__(self, run_dir, monitor, mode, patience, state, nan_callback=None, log=print):
+    def __init__(self, run_dir, monitor, mode, patience, state, nan_callback=None):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.monitor = monitor
@@ -116,7 +169,6 @@ class RunKeeper(keras.callbacks.Callback):
         self.patience = patience
         self.state = state
         self.nan_callback = nan_callback
-        self.log = log
 
     def _better(self, value, best):
         if best is None:
@@ -127,27 +179,113 @@ class RunKeeper(keras.callbacks.Callback):
         logs = logs or {}
         if self.nan_callback is not None and self.nan_callback.triggered:
             return
-        value = logs.get(self.monitor)
-        if value is None:
-            raise RunError(
-                f"training.monitor={self.monitor!r} is not among the epoch logs ({', '.join(sorted(logs))}); "
-                "set --set training.monitor=<one of them>"
-            )
-        value = float(value)
-        state = self.state
-        checkpoints = self.run_dir / CHECKPOINTS
+        row = {"epoch": epoch}
+        for key, value in sorted(logs.items()):
+            try:
+                row[key] = float(keras.ops.convert_to_numpy(value))
+            except (TypeError, ValueError):
+                continue
+        if self.monitor not in row:
+            raise RunError(f"training.monitor={self.monitor!r} is not among the epoch logs "
+                           f"({', '.join(sorted(row))})")
+        value = row[self.monitor]
+        state = json.loads(json.dumps(self.state))  # the next state; self.state until the commit
+        done = epoch + 1
+        name = _epoch_file(done)
         if math.isfinite(value) and self._better(value, state["best"]):
-            state.update(best=value, best_epoch=epoch + 1, wait=0)
-            save_model_atomic(self.model, checkpoints / BEST)
+            state.update(best=value, best_epoch=done, best_checkpoint=name, wait=0)
         else:
             state["wait"] += 1
-        state["epoch"] = epoch + 1
-        state["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         if self.patience is not None and state["wait"] >= self.patience:
             state["stopped_early"] = True
             self.model.stop_training = True
-        save_model_atomic(self.model, checkpoints / LAST)
-        write_json_atomic(self.run_dir / STATE, state)
+        state["epoch"] = done
+        state["last_checkpoint"] = name
+        state["history"] = [*state["history"], row]
+        state["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        if self.nan_callback is not None:
+            state["restarts"] = self.nan_callback.restarts
+        state["rng"] = _runfolder.rng_state(self.model)
+        _runfolder.save_model_atomic(self.model, self.run_dir / CHECKPOINTS / name)
+        _runfolder.fault_point("after_checkpoint", done)
+        write_json_atomic(self.run_dir / STATE, state)  # the commit
+        _runfolder.fault_point("after_commit", done)
+        self.state.clear()
+        self.state.update(state)
+        tidy_run_folder(self.run_dir, state)
+
+
+def tidy_run_folder(run_dir, state):
+    """Make the derived files agree with the committed ``state``.
+
+    Rewrites ``history.csv``, points ``last.keras`` / ``best.keras`` at the committed checkpoints,
+    deletes checkpoints the state does not name and temporary files of interrupted writes.
+    """
+    run_dir = Path(run_dir)
+    checkpoints = run_dir / CHECKPOINTS
+    keep = {state.get("last_checkpoint"), state.get("best_checkpoint")} - {None}
+    for name, link in (("last_checkpoint", LAST), ("best_checkpoint", BEST)):
+        if state.get(name):
+            _runfolder.link_or_copy(checkpoints / state[name], checkpoints / link)
+        else:
+            (checkpoints / link).unlink(missing_ok=True)
+    for path in checkpoints.glob("epoch-*.keras"):
+        if path.name not in keep:
+            path.unlink(missing_ok=True)
+    _runfolder.sweep_temporaries(run_dir, checkpoints)
+    _runfolder.atomic_write(run_dir / HISTORY, _history_csv(state["history"]))
+
+
+def _history_csv(rows):
+    keys = sorted({k for row in rows for k in row} - {"epoch"})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["epoch", *keys])
+    for row in rows:
+        writer.writerow([row["epoch"], *(row.get(k, "") for k in keys)])
+    return buffer.getvalue()
+
+
+class _StopOnInterrupt(keras.callbacks.Callback):
+    """Turns Ctrl-C into a stop at the next batch boundary (see :func:`_interruptible`).
+
+    Keras' own log handling has bare ``except:`` clauses that swallow a ``KeyboardInterrupt``
+    raised inside them, so the signal only sets a flag, and this callback raises where it is safe.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+
+    def _check(self, *args, **kwargs):
+        if self.requested:
+            raise RunInterrupted("interrupted")
+
+    on_train_batch_end = on_test_batch_end = on_epoch_begin = on_epoch_end = _check
+
+
+class _interruptible:
+    """Within the block, the first SIGINT asks ``stopper`` to stop; a second one interrupts at once."""
+
+    def __init__(self, stopper, log):
+        self.stopper = stopper
+        self.log = log
+        self.previous = None
+
+    def _handler(self, signum, frame):
+        if self.stopper.requested:
+            raise KeyboardInterrupt
+        self.stopper.requested = True
+        self.log("interrupt: stopping after this batch (press Ctrl-C again to stop at once)")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 class StopAfterEpoch(keras.callbacks.Callback):
@@ -162,32 +300,53 @@ class StopAfterEpoch(keras.callbacks.Callback):
             raise KeyboardInterrupt(f"stopped after epoch {self.epoch}")
 
 
+class _FirstBatches(keras.utils.PyDataset):
+    """The first ``steps`` batches of every epoch of a pipeline (``training.max_steps_per_epoch``)."""
+
+    def __init__(self, data, steps):
+        super().__init__()
+        self.data = data
+        self.steps = int(steps)
+
+    def __len__(self):
+        return min(len(self.data), self.steps)
+
+    @property
+    def num_batches(self):
+        return len(self)
+
+    def __getitem__(self, index):
+        if index >= len(self):
+            raise IndexError(f"batch index {index} out of range for {len(self)} batches")
+        return self.data[index]
+
+    def on_epoch_end(self):
+        self.data.on_epoch_end()
+
+
 # ------------------------------------------------------------------------------------ train
-def _trim_history(path, epochs):
-    """Keep the rows of the first ``epochs`` epochs of a CSVLogger file (resume, NaN restart)."""
-    path = Path(path)
-    if not path.exists():
-        return
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        return
-    header, body = rows[0], rows[1:]
-    kept = [r for r in body if r and r[0].strip().isdigit() and int(r[0]) < epochs]
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(kept)
-
-
 def load_task_data(config, data=None, data_root=None):
     """(task, data splits, resolved source, notes) for a config; ``data`` overrides the source."""
     task = _tasks.get(config)
     source = data if data is not None else config["data"]["source"]
     source = _tasks.resolve_source(source, data_root=data_root, name=config["name"], named=task.named_sources)
-    splits = task.load(config, source)
+    try:
+        splits = task.load(config, source)
+    except _tasks.DataNotFoundError:
+        raise
+    except (ValueError, KeyError, OSError, EOFError) as err:
+        text = str(err).strip("'\"")
+        raise _tasks.DataError(text if str(source) in text else f"{source}: {text}") from err
     notes = task.adjust(config, splits)
     return task, splits, source, notes
+
+
+def _check_count(name, value, minimum):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _schema.ConfigError(f"{name}={value!r}: expected an integer >= {minimum}")
+    return value
 
 
 def train(
@@ -197,7 +356,7 @@ def train(
     data=None,
     data_root=None,
     epochs=None,
-    seed=0,
+    seed=None,
     overrides=None,
     resume=False,
     verbose=1,
@@ -207,32 +366,79 @@ def train(
     """Train a zoo configuration into ``out_dir``; returns the report dict (also ``report.json``).
 
     Args:
-        name_or_config: a zoo name or a config dict.
+        name_or_config: a zoo name or a config dict. With ``resume`` it must be the run's name.
         out_dir: the run folder (created). Without ``resume`` it must not hold a run already.
         data: the data source (a path, or "synthetic", "music21-chorales", ...); default
             ``data.source`` of the configuration, looked up under ``data_root`` / ``$RNNREG_DATA``.
-        epochs: overrides ``training.epochs``.
-        seed: seeds Keras (weights, noise) and the data order.
-        overrides: dict or ``["key=value", ...]`` (see :func:`keras_rnnreg.zoo.apply_overrides`).
-        resume: continue the run in ``out_dir`` from its last finished epoch.
+        epochs: overrides ``training.epochs`` (≥ 1).
+        seed: seeds Keras (weights, noise) and the data order (≥ 0; default 0, or the run's).
+        overrides: dict or ``["key=value", ...]`` (see :func:`keras_rnnreg.zoo.apply_overrides`);
+            with ``resume`` only the keys of :data:`RESUME_SAFE` may change.
+        resume: continue the run in ``out_dir`` from its last committed epoch.
         verbose: ``model.fit`` verbosity (1 progress bar, 2 one line per epoch, 0 silent).
         callbacks: extra Keras callbacks.
+
+    Raises:
+        RunError: the folder is in use, holds another run, is damaged, or the resume would change
+            the run; ConfigError / DataError for bad settings or data; RunInterrupted on Ctrl-C.
     """
     run_dir = Path(out_dir)
+    _check_count("seed", seed, 0)
+    _check_count("epochs", epochs, 1)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"--out {run_dir} is a file; expected a run folder (a new or an existing folder)")
+    if resume and not (run_dir / CONFIG).exists():
+        raise RunError(f"cannot resume {run_dir}: " + (_missing(run_dir, (CONFIG,)) or "no config.json"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = _runfolder.RunLock(run_dir).acquire()
+    except _runfolder.RunLockedError as err:
+        raise RunError(str(err)) from None
+    try:
+        return _train_locked(name_or_config, run_dir, data=data, data_root=data_root, epochs=epochs, seed=seed,
+                             overrides=overrides, resume=resume, verbose=verbose, callbacks=callbacks, log=log)
+    finally:
+        lock.release()
+
+
+def _resume_settings(name_or_config, run_dir, overrides, epochs, seed):
+    saved = _read_json(run_dir / CONFIG, "run configuration")
+    if not isinstance(saved.get("config"), dict) or not isinstance(saved.get("run"), dict):
+        raise RunError(f"{run_dir / CONFIG}: expected the keys 'config' and 'run'; the file is damaged")
+    config, run_info = saved["config"], saved["run"]
+    name = name_or_config if isinstance(name_or_config, str) else (name_or_config or {}).get("name")
+    if name and name != config.get("name"):
+        raise RunError(f"cannot resume {run_dir} as {name!r}: it is a run of {config.get('name')!r} "
+                       f"(rnnreg train {config.get('name')} --out {run_dir} --resume)")
+    try:
+        config = _schema.validate(_schema.complete(config))
+    except _schema.ConfigError as err:
+        raise RunError(f"{run_dir / CONFIG}: {err}; the file is damaged") from None
+    new = zoo.apply_overrides(config, overrides) if overrides else config
+    if epochs is not None:
+        new = zoo.apply_overrides(new, {"training.epochs": epochs})
+    changed = _changed(config, new)
+    unsafe = {k: v for k, v in changed.items() if k not in RESUME_SAFE}
+    if unsafe:
+        key, (old, value) = next(iter(unsafe.items()))
+        raise RunError(
+            f"cannot resume {run_dir} with {key}={value!r}: the run was made with {key}={old!r}, and a "
+            f"resumed run must keep its network, data and training (only {', '.join(RESUME_SAFE)} may "
+            "change); start a new run with another --out"
+        )
+    if seed is not None and seed != run_info.get("seed"):
+        raise RunError(f"cannot resume {run_dir} with --seed {seed}: the run was made with seed {run_info.get('seed')}")
+    return new, run_info, {k: list(v) for k, v in changed.items()}
+
+
+def _train_locked(name_or_config, run_dir, *, data, data_root, epochs, seed, overrides, resume, verbose,
+                  callbacks, log):
     started = time.time()
+    changes = {}
     if resume:
-        missing = _missing(run_dir, (CONFIG,))
-        if missing:
-            raise RunError(f"cannot resume {run_dir}: {missing}")
-        saved = _read_json(run_dir / CONFIG)
-        config, run_info = saved["config"], saved["run"]
-        if overrides or epochs is not None:
-            config = zoo.apply_overrides(config, overrides or {})
-            if epochs is not None:
-                config["training"]["epochs"] = int(epochs)
+        config, run_info, changes = _resume_settings(name_or_config, run_dir, overrides, epochs, seed)
         seed = run_info["seed"]
-        data = data if data is not None else run_info["data"]
-        state = _read_json(run_dir / STATE) if (run_dir / STATE).exists() else None
+        state = _read_json(run_dir / STATE, "commit record") if (run_dir / STATE).exists() else None
     else:
         if (run_dir / CONFIG).exists() or (run_dir / STATE).exists():
             raise RunError(
@@ -241,23 +447,27 @@ def train(
         config = zoo.resolve(name_or_config, overrides)
         if epochs is not None:
             config = zoo.apply_overrides(config, {"training.epochs": epochs})
-        state = None
+        seed = 0 if seed is None else seed
+        run_info, state = None, None
+    check_monitor(config)
+    if state is not None:
+        _check_state(run_dir, state)
 
     keras.utils.set_random_seed(seed)
-    task, splits, source, notes = load_task_data(config, data, data_root)
+    wanted = data if data is not None else (run_info["data"] if run_info else None)
+    task, splits, source, notes = load_task_data(config, wanted, data_root)
+    if run_info is not None and str(source) != str(run_info["data"]):
+        raise RunError(f"cannot resume {run_dir} on data {source!r}: the run was trained on {run_info['data']!r}")
     comparable = task.comparable(source, splits)
     if not comparable:
         notes.append(f"data {source!r} is not the paper's benchmark: the number is not comparable with the paper's")
-    run_info = {
-        "seed": seed,
-        "data": source,
-        "backend": keras.backend.backend(),
-        "keras": keras.__version__,
-        "python": platform.python_version(),
-        "comparable": comparable,
-        "notes": notes,
-    }
-    run_dir.mkdir(parents=True, exist_ok=True)
+    here = {"backend": keras.backend.backend(), "keras": keras.__version__, "python": platform.python_version()}
+    if run_info is None:
+        run_info = {"seed": seed, "data": source, **here, "comparable": comparable, "notes": notes, "resumes": []}
+    else:
+        done = state["epoch"] if state else 0
+        run_info.setdefault("resumes", []).append(
+            {"after_epoch": done, **here, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "changed": changes})
     (run_dir / CHECKPOINTS).mkdir(exist_ok=True)
     write_json_atomic(run_dir / CONFIG, {"config": config, "run": run_info})
 
@@ -265,52 +475,96 @@ def train(
         + ("" if comparable else " (not the paper's benchmark data)") + f"; run folder: {run_dir}")
     train_data, valid_data = task.pipelines(config, splits, seed)
     t = config["training"]
-    if state is not None and (run_dir / CHECKPOINTS / LAST).exists():
-        model = keras.saving.load_model(run_dir / CHECKPOINTS / LAST)
+    if t["max_steps_per_epoch"] is not None:
+        train_data = _FirstBatches(train_data, t["max_steps_per_epoch"])
+    if state is not None:
+        tidy_run_folder(run_dir, state)
+        model = _load_checkpoint(run_dir / CHECKPOINTS / state["last_checkpoint"])
+        try:
+            _runfolder.restore_rng_state(model, state["rng"])
+        except ValueError as err:
+            raise RunError(f"{run_dir / STATE}: {err}") from None
         initial_epoch = int(state["epoch"])
         for _ in range(initial_epoch):  # continue the seeded shuffling where it was
             train_data.on_epoch_end()
         log(f"resuming {run_dir} after epoch {initial_epoch} (best {t['monitor']} = {state['best']})")
     else:
         model = zoo.build(config)
-        state = {"epoch": 0, "best": None, "best_epoch": None, "wait": 0, "restarts": 0,
-                 "stopped_early": False, "finished": False, "learning_rate": config["optimizer"]["learning_rate"]}
+        state = {"version": STATE_VERSION, "epoch": 0, "best": None, "best_epoch": None, "wait": 0,
+                 "restarts": 0, "stopped_early": False, "finished": False,
+                 "learning_rate": config["optimizer"]["learning_rate"], "last_checkpoint": None,
+                 "best_checkpoint": None, "history": [], "rng": None}
         initial_epoch = 0
-    _trim_history(run_dir / HISTORY, initial_epoch)
+        tidy_run_folder(run_dir, state)  # files of a first epoch that was never committed
 
     total_epochs = t["epochs"]
     if state.get("stopped_early") or initial_epoch >= total_epochs:
         log(f"{run_dir}: training already finished ({state['epoch']} epochs)")
     else:
-        state["finished"] = False
-        nan_cb = callbacks_lib.NaNRestart(max_restarts=t["max_restarts"]) if t["nan_restart"] else None
-        keeper = RunKeeper(run_dir, t["monitor"], t["mode"], t["patience"], state, nan_callback=nan_cb, log=log)
-        cbs = [
-            *task.epoch_callbacks(config, splits),
-            keeper,
-            keras.callbacks.CSVLogger(str(run_dir / HISTORY), append=True),
-            *_tensorboard(run_dir),
-            *callbacks,
-        ]
-        if nan_cb is not None:
-            cbs.insert(0, nan_cb)
-        epoch = initial_epoch
-        while True:
-            model.fit(train_data, validation_data=valid_data, epochs=total_epochs, initial_epoch=epoch,
-                      callbacks=cbs, verbose=verbose, shuffle=False)
-            if nan_cb is None or nan_cb.restart_epoch is None:
-                break
-            epoch = nan_cb.restart_epoch
-            state["restarts"] = nan_cb.restarts
-            lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-            log(f"NaN in epoch {epoch + 1}: restarting it from the previous epoch's weights with learning rate {lr:g}")
-            _trim_history(run_dir / HISTORY, epoch)
-        state["finished"] = True
-        write_json_atomic(run_dir / STATE, state)
+        _fit(model, run_dir, config, state, task, splits, train_data, valid_data, initial_epoch, verbose,
+             callbacks, log)
 
     report = _report(run_dir, config, run_info, state, task, splits, started)
     log(format_report(report))
     return report
+
+
+def _check_state(run_dir, state):
+    where = run_dir / STATE
+    if state.get("version") != STATE_VERSION:
+        raise RunError(f"{where}: written by another version of keras-rnnreg (state version "
+                       f"{state.get('version')!r}, expected {STATE_VERSION}); start a new run")
+    missing = [k for k in ("epoch", "last_checkpoint", "best_checkpoint", "history", "rng", "wait", "restarts")
+               if k not in state]
+    if missing:
+        raise RunError(f"{where}: missing {', '.join(missing)}; the commit record is damaged")
+    for key in ("last_checkpoint", "best_checkpoint"):
+        name = state[key]
+        if name is not None and not (run_dir / CHECKPOINTS / name).is_file():
+            raise RunError(
+                f"{where} says {state['epoch']} epoch(s) are done but {CHECKPOINTS}/{name} ({key}) is "
+                "missing: the run folder is damaged; nothing was changed (restore the file, or start a "
+                "new run with another --out)"
+            )
+
+
+def _fit(model, run_dir, config, state, task, splits, train_data, valid_data, initial_epoch, verbose, callbacks,
+         log):
+    t = config["training"]
+    state["finished"] = False
+    nan_cb = callbacks_lib.NaNRestart(max_restarts=t["max_restarts"]) if t["nan_restart"] else None
+    if nan_cb is not None:
+        nan_cb.restarts = int(state["restarts"])
+    keeper = RunKeeper(run_dir, t["monitor"], t["mode"], t["patience"], state, nan_callback=nan_cb)
+    stopper = _StopOnInterrupt()
+    cbs = [*task.epoch_callbacks(config, splits), keeper, *_tensorboard(run_dir), *callbacks, stopper]
+    if nan_cb is not None:
+        cbs.insert(0, nan_cb)
+    epoch = initial_epoch
+    try:
+        with _interruptible(stopper, log):
+            while True:
+                model.fit(train_data, validation_data=valid_data, epochs=t["epochs"], initial_epoch=epoch,
+                          callbacks=cbs, verbose=verbose, shuffle=False)
+                if nan_cb is None or nan_cb.restart_epoch is None:
+                    break
+                epoch = nan_cb.restart_epoch
+                lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+                log(f"NaN in epoch {epoch + 1}: restarting it from the previous epoch's weights with "
+                    f"learning rate {lr:g}")
+    except KeyboardInterrupt as err:
+        raise RunInterrupted(
+            f"interrupted; {state['epoch']} finished epoch(s) are saved in {run_dir}; continue with: "
+            f"rnnreg train {config['name']} --out {run_dir} --resume"
+        ) from err
+    except callbacks_lib.NonFiniteLossError as err:
+        raise RunError(
+            f"{err}; {run_dir} keeps the {state['epoch']} finished epoch(s): resume with a larger "
+            f"training.max_restarts (rnnreg train {config['name']} --out {run_dir} --resume --set "
+            f"training.max_restarts={t['max_restarts'] + 5}) or start a new run with a smaller learning rate"
+        ) from err
+    state["finished"] = True
+    write_json_atomic(run_dir / STATE, state)
 
 
 class ScalarEvents(keras.callbacks.Callback):
@@ -386,18 +640,26 @@ def _tensorboard(run_dir):
 
 
 def _best_model(run_dir):
-    for name in (BEST, LAST):
-        path = Path(run_dir) / CHECKPOINTS / name
-        if path.exists():
-            return keras.saving.load_model(path), name
-    raise RunError(f"{run_dir}: no checkpoint in {CHECKPOINTS}/ (expected {BEST} or {LAST})")
+    """(model, mirror name, epoch) of the best committed checkpoint (the last one if none was best)."""
+    run_dir = Path(run_dir)
+    state_path = run_dir / STATE
+    if state_path.exists():
+        state = _read_json(state_path, "commit record")
+        _check_state(run_dir, state)
+        for key, label in (("best_checkpoint", BEST), ("last_checkpoint", LAST)):
+            if state.get(key):
+                model = _load_checkpoint(run_dir / CHECKPOINTS / state[key])
+                return model, label, int(state[key][len("epoch-"):-len(".keras")])
+    raise RunError(f"{run_dir}: no committed epoch yet ({STATE} names no checkpoint; one is written at the end "
+                   "of the first epoch)")
 
 
 def _report(run_dir, config, run_info, state, task, splits, started):
-    model, checkpoint = _best_model(run_dir)
+    model, checkpoint, checkpoint_epoch = _best_model(run_dir)
     test = task.evaluate(model, config, splits, "test")
     ours = float(test[task.metric])
     paper = config["paper"]["value"]
+    finite = math.isfinite(ours)
     report = {
         "name": config["name"],
         "description": config["description"],
@@ -407,11 +669,12 @@ def _report(run_dir, config, run_info, state, task, splits, started):
         "ours": ours,
         "paper": paper,
         "paper_table": config["paper"]["table"],
-        "relative_difference": (ours - paper) / paper if paper else None,
-        "within_5_percent": bool(abs(ours - paper) <= 0.05 * abs(paper)) if paper else None,
+        "relative_difference": (ours - paper) / paper if paper and finite else None,
+        "within_5_percent": bool(abs(ours - paper) <= 0.05 * abs(paper)) if paper and finite else None,
         "comparable": run_info["comparable"],
         "test": test,
         "checkpoint": checkpoint,
+        "checkpoint_epoch": checkpoint_epoch,
         "epochs_run": state["epoch"],
         "best_epoch": state["best_epoch"],
         "best_validation": {config["training"]["monitor"]: state["best"]},
@@ -428,10 +691,15 @@ def _report(run_dir, config, run_info, state, task, splits, started):
 
 
 def format_report(report):
-    lines = [f"{report['name']}: {report['metric_label']} = {report['ours']:.4g}"]
-    if report.get("paper") is not None:
-        diff = report["relative_difference"]
-        lines[0] += f"  (paper: {report['paper']:g}, {diff:+.1%}; {report['paper_table']})"
+    ours = report["ours"]
+    if isinstance(ours, float) and not math.isfinite(ours):
+        lines = [f"{report['name']}: {report['metric_label']} = {ours} (not a finite number: the "
+                 "network's predictions overflowed)"]
+    else:
+        lines = [f"{report['name']}: {report['metric_label']} = {ours:.4g}"]
+        if report.get("paper") is not None and report.get("relative_difference") is not None:
+            diff = report["relative_difference"]
+            lines[0] += f"  (paper: {report['paper']:g}, {diff:+.1%}; {report['paper_table']})"
     if not report.get("comparable", True):
         lines.append("  note: not the paper's data; the numbers are not comparable")
     lines.append(f"  best epoch {report['best_epoch']} of {report['epochs_run']}; report: "
@@ -449,26 +717,27 @@ def _missing(run_dir, names):
     absent = [n for n in names if not (run_dir / n).exists()]
     if absent:
         return (f"{run_dir} is not a run folder of `rnnreg train`: missing {', '.join(absent)} "
-                f"(a run folder holds {CONFIG}, {CHECKPOINTS}/{BEST} or {LAST}, {STATE}, {HISTORY})")
+                f"(a run folder holds {CONFIG}, {STATE}, {CHECKPOINTS}/, {HISTORY})")
     return None
 
 
 def evaluate_run(run_dir, data=None, data_root=None, split="test", log=print):
-    """Evaluate a run folder's best checkpoint on a split; returns the task's numbers."""
+    """Evaluate a run folder's best committed checkpoint on a split; returns the task's numbers."""
     run_dir = Path(run_dir)
     problem = _missing(run_dir, (CONFIG,))
-    if problem is None and not any((run_dir / CHECKPOINTS / n).exists() for n in (BEST, LAST)):
-        problem = (f"{run_dir} is not a finished run folder: missing {CHECKPOINTS}/{BEST} and "
-                   f"{CHECKPOINTS}/{LAST} (written at the end of the first epoch)")
+    if problem is None and not (run_dir / STATE).exists():
+        problem = (f"{run_dir} has no finished epoch yet: missing {STATE} (written at the end of the first "
+                   "epoch with the checkpoint)")
     if problem:
         raise RunError(problem)
-    saved = _read_json(run_dir / CONFIG)
+    saved = _read_json(run_dir / CONFIG, "run configuration")
     config, run_info = saved["config"], saved["run"]
     task, splits, source, _ = load_task_data(config, data if data is not None else run_info["data"], data_root)
     if split not in splits or splits[split] is None:
         raise RunError(f"the data at {source!r} has no {split!r} split")
-    model, checkpoint = _best_model(run_dir)
+    model, checkpoint, checkpoint_epoch = _best_model(run_dir)
     out = task.evaluate(model, config, splits, split)
-    result = {"name": config["name"], "split": split, "checkpoint": checkpoint, "data": source,
-              "metric": task.metric, "ours": float(out[task.metric]), "paper": config["paper"]["value"], **out}
+    result = {"name": config["name"], "split": split, "checkpoint": checkpoint, "checkpoint_epoch": checkpoint_epoch,
+              "data": source, "metric": task.metric, "ours": float(out[task.metric]),
+              "paper": config["paper"]["value"], **out}
     return result

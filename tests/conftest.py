@@ -35,3 +35,11 @@ def shared_data():
 
 def to_numpy(x):
     return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+_BACKEND_CHATTER = ("I0000", "W0000", "E0000", "WARNING: All log messages", "To enable the following")
+
+
+def stderr_lines(text):
+    """The lines of a process's stderr that are ours (TensorFlow / absl start-up chatter removed)."""
+    return [line for line in text.splitlines() if line.strip() and not line.startswith(_BACKEND_CHATTER)]

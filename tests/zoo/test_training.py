@@ -79,7 +79,7 @@ def test_evaluate_run_and_missing_files(tmp_path):
         training.evaluate_run(tmp_path / "nowhere")
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "config.json").write_text((run_dir / "config.json").read_text())
-    with pytest.raises(training.RunError, match="missing checkpoints/best.keras"):
+    with pytest.raises(training.RunError, match="no finished epoch yet"):
         training.evaluate_run(tmp_path / "half")
 
 
@@ -89,3 +89,57 @@ def test_missing_data_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.delenv(DATA_ROOT_ENV, raising=False)
     with pytest.raises(DataNotFoundError, match="Nottingham.mat"):
         training.train("nottingham_rnn_plain", tmp_path / "run", data_root=str(tmp_path), verbose=0)
+
+
+def _config(run_dir):
+    return json.loads((run_dir / training.CONFIG).read_text())
+
+
+def test_resume_checks_the_name_and_refuses_changes_to_the_run(tmp_path):
+    run_dir = tmp_path / "run"
+    training.train("jsb_rnn_plain", run_dir, data="synthetic", epochs=1, overrides=TINY, verbose=0,
+                   log=lambda m: None)
+    before = (run_dir / training.CONFIG).read_text()
+    with pytest.raises(training.RunError, match="it is a run of 'jsb_rnn_plain'"):
+        training.train("ptb_lstm_ns", run_dir, resume=True, verbose=0)
+    for override, key in ((["units=64"], "model.units"), (["optimizer.learning_rate=0.5"], "optimizer.learning_rate"),
+                          (["data.batch_size=2"], "data.batch_size")):
+        with pytest.raises(training.RunError, match=f"{key}=.*the run was made with {key}="):
+            training.train("jsb_rnn_plain", run_dir, resume=True, overrides=override, verbose=0)
+    with pytest.raises(training.RunError, match="seed 0"):
+        training.train("jsb_rnn_plain", run_dir, resume=True, seed=3, verbose=0)
+    with pytest.raises(training.RunError, match="trained on 'synthetic'"):
+        training.train("jsb_rnn_plain", run_dir, resume=True, data="music21-chorales", verbose=0)
+    assert (run_dir / training.CONFIG).read_text() == before
+
+
+def test_resume_applies_and_records_safe_changes_and_keeps_the_first_backend(tmp_path):
+    run_dir = tmp_path / "run"
+    training.train("jsb_rnn_plain", run_dir, data="synthetic", epochs=1, overrides=TINY, verbose=0,
+                   log=lambda m: None)
+    saved = _config(run_dir)
+    saved["run"]["backend"] = "another-backend"  # as if the first epoch had run elsewhere
+    (run_dir / training.CONFIG).write_text(json.dumps(saved))
+    seen = _EpochsSeen()
+    report = training.train("jsb_rnn_plain", run_dir, resume=True, epochs=3, overrides=["training.patience=7"],
+                            verbose=0, callbacks=[seen], log=lambda m: None)
+    assert seen.epochs == [1, 2] and report["epochs_run"] == 3
+    config = _config(run_dir)
+    assert config["config"]["training"]["epochs"] == 3 and config["config"]["training"]["patience"] == 7
+    assert config["run"]["backend"] == "another-backend"
+    [resume] = config["run"]["resumes"]
+    assert resume["after_epoch"] == 1 and resume["backend"] == keras.backend.backend()
+    assert resume["changed"] == {"training.epochs": [1, 3], "training.patience": [None, 7]}
+    assert _history_epochs(run_dir) == [0, 1, 2]
+
+
+def test_resume_removes_temporaries_and_uncommitted_checkpoints(tmp_path):
+    run_dir = tmp_path / "run"
+    training.train("jsb_rnn_plain", run_dir, data="synthetic", epochs=1, overrides=TINY, verbose=0,
+                   log=lambda m: None)
+    stale = [run_dir / "checkpoints" / ".epoch-0002.keras.tmp-abc.keras", run_dir / ".state.json.tmp-xyz",
+             run_dir / "checkpoints" / "epoch-0002.keras"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    training.train("jsb_rnn_plain", run_dir, resume=True, epochs=1, verbose=0, log=lambda m: None)
+    assert not any(p.exists() for p in stale)

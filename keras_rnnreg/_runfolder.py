@@ -1,0 +1,245 @@
+"""Run-folder primitives: atomic files, the writer's lock, RNG state, fault points.
+
+Used by :mod:`keras_rnnreg.training`; kept apart so that the guarantees are easy to read:
+
+* :func:`atomic_write` / :func:`save_model_atomic`: a file appears whole or not at all (written to a
+  temporary file in the same folder, flushed to disk, moved into place with ``os.replace``), with
+  the permissions an ordinary ``open`` would give (``0666 & ~umask``, not ``mkstemp``'s ``0600``).
+  Temporary files are named ``.<name>.tmp-<random>``; :func:`sweep_temporaries` removes those a
+  killed process left behind.
+* :class:`RunLock`: an exclusive ``flock`` on ``run.lock`` held while a process writes the folder.
+  The kernel releases it when the process ends in any way (``kill -9`` included), so a crashed
+  run never leaves a stale lock; the file keeps the holder's pid, host, start time and command so
+  that a refused second writer can say who holds it.
+* :func:`rng_state` / :func:`restore_rng_state`: the states of a model's ``keras.random``
+  seed generators, which ``model.save`` does not store (they are neither trainable nor
+  non-trainable weights), so that a resumed run draws the same noise as an uninterrupted one.
+* :func:`fault_point`: ``RNNREG_FAULT=<point>:<epoch>`` makes the process kill itself with
+  ``SIGKILL`` there — the tests' way to hit the narrow instants of a checkpoint (see
+  ``tests/test_runfolder.py``). Unset, it does nothing.
+"""
+
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+LOCK = "run.lock"
+FAULT_ENV = "RNNREG_FAULT"
+_TMP_MARK = ".tmp-"
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _temporary(path):
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TMP_MARK}", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, Path(tmp)
+
+
+def _publish(tmp, path):
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def atomic_write(path, text):
+    """Write ``text`` to ``path`` so that readers see the old file or the new one, never a part."""
+    path = Path(path)
+    fd, tmp = _temporary(path)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        _publish(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path, data):
+    atomic_write(path, json.dumps(jsonable(data), indent=2) + "\n")
+
+
+def save_model_atomic(model, path):
+    """``model.save`` into a temporary ``.keras`` file beside ``path``, then ``os.replace``."""
+    path = Path(path)
+    fd, tmp = _temporary(path)
+    os.close(fd)
+    tmp_keras = tmp.with_name(tmp.name + ".keras")  # model.save wants the .keras suffix
+    os.replace(tmp, tmp_keras)
+    try:
+        model.save(tmp_keras)
+        os.chmod(tmp_keras, 0o666 & ~_umask())
+        _publish(tmp_keras, path)
+    except BaseException:
+        tmp_keras.unlink(missing_ok=True)
+        raise
+
+
+def link_or_copy(source, target):
+    """Make ``target`` a hard link to ``source`` (a copy where links are not possible), atomically."""
+    import shutil
+
+    source, target = Path(source), Path(target)
+    tmp = target.with_name(f".{target.name}{_TMP_MARK}{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def sweep_temporaries(*folders):
+    """Remove the temporary files of interrupted atomic writes; returns their names."""
+    removed = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            if p.name.startswith(".") and _TMP_MARK in p.name and p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(p.name)
+    return removed
+
+
+def jsonable(value):
+    """Plain JSON values; non-finite floats become the strings "nan", "inf", "-inf"."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    return value
+
+
+# ------------------------------------------------------------------------------------- the lock
+class RunLockedError(RuntimeError):
+    """Another process holds the run folder's lock."""
+
+
+class RunLock:
+    """An exclusive lock on a run folder (``run.lock``), for ``with`` blocks.
+
+    Raises :class:`RunLockedError` naming the holder when another process has it. The lock is an
+    ``flock`` of an open file, so the operating system drops it when the holder exits or is killed;
+    the file itself stays and is simply locked again by the next writer.
+    """
+
+    def __init__(self, run_dir):
+        self.path = Path(run_dir) / LOCK
+        self._fd = None
+
+    def acquire(self):
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self._holder(fd)
+            os.close(fd)
+            raise RunLockedError(
+                f"{self.path.parent} is in use by another run ({holder}); wait for it to finish or "
+                "choose another --out"
+            ) from None
+        except OSError as err:  # pragma: no cover - file systems without flock
+            os.close(fd)
+            raise RunLockedError(f"{self.path}: cannot lock the run folder ({err})") from None
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
+                "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        self._fd = fd
+        return self
+
+    @staticmethod
+    def _holder(fd):
+        try:
+            info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        except (ValueError, OSError):
+            info = {}
+        if not info:
+            return "holder unknown"
+        return (f"pid {info.get('pid')} on {info.get('host')} since {info.get('since')}: "
+                f"{info.get('command', '')}".strip())
+
+    def release(self):
+        if self._fd is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+# ------------------------------------------------------------------------------------ RNG state
+def _seed_generators(model):
+    seen, out = set(), []
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for generator in getattr(layer, "_seed_generators", ()):
+            if id(generator) not in seen:
+                seen.add(id(generator))
+                out.append(generator)
+    return out
+
+
+def rng_state(model):
+    """The seed generators' states of ``model``, in layer order, as lists of ints."""
+    import keras
+
+    return [np.asarray(keras.ops.convert_to_numpy(g.state.value)).tolist() for g in _seed_generators(model)]
+
+
+def restore_rng_state(model, states):
+    """Set the seed generators of ``model`` to ``states`` (from :func:`rng_state`)."""
+    generators = _seed_generators(model)
+    if len(generators) != len(states):
+        raise ValueError(
+            f"the checkpoint's random state has {len(states)} seed generator(s); the model has "
+            f"{len(generators)}"
+        )
+    for generator, value in zip(generators, states):
+        generator.state.assign(np.asarray(value, dtype=generator.state.dtype))
+
+
+# --------------------------------------------------------------------------------- fault points
+def fault_point(point, epoch):
+    """Kill this process with SIGKILL at ``point`` of ``epoch`` when ``RNNREG_FAULT`` says so."""
+    wanted = os.environ.get(FAULT_ENV)
+    if wanted and wanted == f"{point}:{epoch}":
+        os.kill(os.getpid(), signal.SIGKILL)
