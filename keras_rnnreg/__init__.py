@@ -3,7 +3,12 @@
 Layers, perturbations, penalties, initializers and constraints from two papers on RNN
 regularization ("Regularizing Recurrent Networks", and Krueger & Memisevic, "Regularizing RNNs by
 Stabilizing Activations"), written with ``keras.ops`` only so they run on TensorFlow, JAX and
-PyTorch. Submodules are imported on first use, so ``import keras_rnnreg`` stays light.
+PyTorch.
+
+``import keras_rnnreg`` registers every serializable class (layers, perturbations, penalties,
+initializers, constraints, metrics, the zoo's losses and heads) with ``keras.saving``, so that a
+saved model loads with ``keras.saving.load_model`` after this import alone. The other submodules
+(``callbacks``, ``data``, ``tuning``, ``cli``) are imported on first use.
 """
 
 import importlib
@@ -26,6 +31,18 @@ _SUBMODULES = (
 )
 
 __all__ = list(_SUBMODULES)
+
+# Importing these registers their classes for deserialization (see the module docstring).
+from keras_rnnreg import (  # noqa: E402, F401
+    activations,
+    constraints,
+    initializers,
+    layers,
+    metrics,
+    perturbations,
+    regularizers,
+    zoo,
+)
 
 
 def __getattr__(name):

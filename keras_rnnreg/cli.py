@@ -11,8 +11,11 @@
                                [--seeds S,S] [--table-only]
     rnnreg tune JOB.toml [--quick] [--out DIR] [--data-root DIR]
 
-Errors (an unknown name, key or value, a missing file) print one line naming what is wrong and
-exit with status 2.
+Errors a user can cause (an unknown name, key or value, a missing or unreadable file, a damaged
+or busy run folder, a diverged run) print one line naming what is wrong and exit with status 2;
+``--debug`` (before the command) shows the traceback instead. Ctrl-C stops training within a batch,
+keeps every finished epoch, says how to resume and exits with status 130. Any other exception is
+a bug and shows its traceback.
 """
 
 import argparse
@@ -29,14 +32,22 @@ EPILOG = """examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the usage goes to ``--help``), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser():
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="rnnreg",
         description="Model zoo of two RNN-regularization papers: list, train, evaluate, reproduce, tune.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     ls = sub.add_parser("list", help="list zoo names (with a shell pattern)")
@@ -52,8 +63,8 @@ def _parser():
     tr.add_argument("name", help="zoo name (rnnreg list)")
     tr.add_argument("--data", help="data file or folder (default: the configuration's data.source)")
     tr.add_argument("--data-root", help="folder to look up relative data paths in ($RNNREG_DATA)")
-    tr.add_argument("--epochs", type=int, help="maximum epochs (training.epochs)")
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--epochs", type=_count(1), help="maximum epochs (training.epochs)")
+    tr.add_argument("--seed", type=_count(0), help="random seed (default 0; on --resume the run's)")
     tr.add_argument("--out", help="run folder (default runs/NAME, or runs/NAME-sS for seed S != 0)")
     tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a configuration key, e.g. --set optimizer.learning_rate=0.01")
@@ -74,8 +85,8 @@ def _parser():
     rp.add_argument("--out", help="folder for the runs and the table (default runs/<card>[-quick])")
     rp.add_argument("--data-root", help="folder the card's data paths are relative to")
     rp.add_argument("--only", help="only entries whose name matches this shell pattern")
-    rp.add_argument("--epochs", type=int, help="override every entry's epochs")
-    rp.add_argument("--seeds", help="comma-separated seeds instead of the card's")
+    rp.add_argument("--epochs", type=_count(1), help="override every entry's epochs")
+    rp.add_argument("--seeds", type=_seed_list, help="comma-separated seeds instead of the card's")
     rp.add_argument("--lines", action="store_true", help="one line per epoch (default: silent runs)")
     rp.add_argument("--table-only", action="store_true", help="train nothing; rewrite the table from finished runs")
 
@@ -85,6 +96,30 @@ def _parser():
     tu.add_argument("--out", help="tuner folder (default runs/tune-<job>)")
     tu.add_argument("--data-root")
     return p
+
+
+def _count(minimum):
+    """argparse type: an integer >= minimum (argparse turns the ValueError into a usage error)."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= {minimum}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= {minimum}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _seed_list(text):
+    parse = _count(0)
+    seeds = [parse(part.strip()) for part in text.split(",")]
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: a seed appears twice")
+    return seeds
 
 
 def _cmd_list(args, out):
@@ -152,9 +187,8 @@ def _cmd_evaluate(args, out):
 def _cmd_reproduce(args, out):
     from keras_rnnreg.zoo import cards
 
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     path = cards.reproduce(args.card, quick=args.quick, out_dir=args.out, data_root=args.data_root,
-                           only=args.only, epochs=args.epochs, seeds=seeds, verbose=2 if args.lines else 0,
+                           only=args.only, epochs=args.epochs, seeds=args.seeds, verbose=2 if args.lines else 0,
                            log=lambda msg: print(msg, file=out, flush=True), table_only=args.table_only)
     print(f"table: {path}", file=out)
     return 0
@@ -179,20 +213,41 @@ COMMANDS = {
 }
 
 
+def user_errors():
+    """The exception classes a user's input can cause (one line, exit 2); the rest are bugs."""
+    from keras_rnnreg.training import RunError
+    from keras_rnnreg.zoo import ConfigError, UnknownModelError
+    from keras_rnnreg.zoo._tasks import DataError, DataNotFoundError
+
+    return (ConfigError, UnknownModelError, RunError, DataError, DataNotFoundError, FileNotFoundError)
+
+
+def _one_line(err):
+    text = " ".join(str(err).split())
+    if isinstance(err, KeyError) and text.startswith(("'", '"')):
+        text = text[1:-1]  # KeyError quotes its message
+    return text
+
+
 def main(argv=None, out=None):
     out = out or sys.stdout
     args = _parser().parse_args(argv)
-    from keras_rnnreg.training import RunError
-    from keras_rnnreg.zoo import ConfigError, UnknownModelError
-    from keras_rnnreg.zoo._tasks import DataNotFoundError
-
+    expected = user_errors()
     try:
         return COMMANDS[args.command](args, out)
-    except (ConfigError, UnknownModelError, RunError, DataNotFoundError, FileNotFoundError) as err:
-        print(f"rnnreg {args.command}: error: {err}", file=sys.stderr)
+    except expected as err:
+        if args.debug:
+            raise
+        print(f"rnnreg {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"rnnreg {args.command}: interrupted; `rnnreg train ... --resume` continues a run", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        if args.debug:
+            raise
+        from keras_rnnreg.training import RunInterrupted
+
+        hint = (_one_line(err) if isinstance(err, RunInterrupted)
+                else "interrupted; a finished epoch is never lost: `rnnreg train NAME --out DIR --resume` continues a run")
+        print(f"rnnreg {args.command}: {hint}", file=sys.stderr)
         return 130
 
 

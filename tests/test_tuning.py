@@ -89,7 +89,7 @@ def test_bad_job(tmp_path):
 
     bad = tmp_path / "bad.toml"
     bad.write_text('model = "jsb_rnn_ns"\ntuner = "grid"\n')
-    with pytest.raises(JobError, match="tuner='grid'"):
+    with pytest.raises(JobError, match="tuner = 'grid': expected one of random"):
         load_job(bad)
     bad.write_text('model = "jsb_rnn_ns"\nmax_trial = 3\n')
     with pytest.raises(JobError, match="unknown key"):

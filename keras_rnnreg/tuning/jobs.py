@@ -34,9 +34,10 @@ from pathlib import Path
 import keras
 import keras_tuner
 
+from keras_rnnreg import training
 from keras_rnnreg.tuning import hypermodels
 from keras_rnnreg.tuning import spaces as spaces_lib
-from keras_rnnreg.zoo import _schema, _tasks
+from keras_rnnreg.zoo import _schema
 
 JOB_KEYS = {"model", "space", "param", "data", "data_root", "tuner", "max_trials", "epochs", "objective", "direction",
             "patience", "seed", "set", "quick", "description", "executions_per_trial"}
@@ -73,6 +74,40 @@ class JobError(_schema.ConfigError):
     """A malformed tuner job: the message names the file and the key."""
 
 
+def _int_at_least(minimum):
+    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum,
+            f"an integer >= {minimum}")
+
+
+_STRING = (lambda v: isinstance(v, str), "a string")
+#: key -> (check, what is expected), for the job and its [quick] table.
+VALUE_CHECKS = {
+    "model": _STRING,
+    "space": _STRING,
+    "data": _STRING,
+    "data_root": _STRING,
+    "description": _STRING,
+    "objective": _STRING,
+    "tuner": (lambda v: v in TUNERS, "one of " + ", ".join(TUNERS)),
+    "direction": (lambda v: v in ("min", "max"), "'min' or 'max'"),
+    "max_trials": _int_at_least(1),
+    "epochs": _int_at_least(1),
+    "patience": _int_at_least(1),
+    "seed": _int_at_least(0),
+    "executions_per_trial": _int_at_least(1),
+    "set": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), 'a list of "key=value" strings'),
+    "param": (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v), "[[param]] tables"),
+}
+
+
+def _check_values(table, where):
+    for key, value in table.items():
+        if key in VALUE_CHECKS:
+            ok, expected = VALUE_CHECKS[key]
+            if not ok(value):
+                raise JobError(f"{where}: {key} = {value!r}: expected {expected}")
+
+
 def load_job(path):
     path = Path(path)
     if not path.is_file():
@@ -87,10 +122,13 @@ def load_job(path):
         raise JobError(f"{path}: unknown key(s) {sorted(unknown)}; expected some of {sorted(JOB_KEYS)}")
     if "model" not in job:
         raise JobError(f"{path}: missing 'model' (a zoo name)")
-    if job.get("tuner", "random") not in TUNERS:
-        raise JobError(f"{path}: tuner={job['tuner']!r}; expected one of {TUNERS}")
-    if "quick" in job and set(job["quick"]) - QUICK_KEYS:
-        raise JobError(f"{path}: [quick]: unknown key(s) {sorted(set(job['quick']) - QUICK_KEYS)}")
+    _check_values(job, str(path))
+    if "quick" in job:
+        if not isinstance(job["quick"], dict):
+            raise JobError(f"{path}: quick must be a [quick] table")
+        if set(job["quick"]) - QUICK_KEYS:
+            raise JobError(f"{path}: [quick]: unknown key(s) {sorted(set(job['quick']) - QUICK_KEYS)}")
+        _check_values(job["quick"], f"{path}: [quick]")
     try:
         job["space_entries"] = spaces_lib.get(job.get("param") or job.get("space", "noise_study_table2"))
     except ValueError as err:
@@ -105,16 +143,16 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print):
     q = job.get("quick", {}) if quick else {}
     overrides = list(job.get("set", [])) + list(q.get("set", []))
     base = hypermodels.zoo.resolve(job["model"], overrides)
-    task = _tasks.get(base)
+    objective_name = job.get("objective", base["training"]["monitor"])
+    try:
+        training.check_monitor(base, "objective", objective_name)
+    except _schema.ConfigError as err:
+        raise JobError(f"{path}: {err}") from None
     source = q.get("data", job.get("data", base["data"]["source"]))
-    source = _tasks.resolve_source(source, data_root=data_root or job.get("data_root"), name=job["model"],
-                                   named=task.named_sources)
-    data = task.load(base, source)
-    task.adjust(base, data)
+    _, data, source, _ = training.load_task_data(base, source, data_root or job.get("data_root"))
     epochs = q.get("epochs", job.get("epochs", base["training"]["epochs"]))
     max_trials = q.get("max_trials", job.get("max_trials", 10))
-    objective = keras_tuner.Objective(job.get("objective", base["training"]["monitor"]),
-                                      direction=job.get("direction", base["training"]["mode"]))
+    objective = keras_tuner.Objective(objective_name, direction=job.get("direction", base["training"]["mode"]))
     hypermodel = hypermodels.ZooHyperModel(base, space=job["space_entries"], data=data, epochs=epochs,
                                            seed=job.get("seed", 0))
     out = Path(out_dir or f"runs/tune-{job['stem']}" + ("-quick" if quick else ""))
@@ -135,8 +173,12 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print):
         f"({', '.join(e['name'] for e in hypermodel.active_entries())}); {kind}, {max_trials} trials, "
         f"{epochs} epochs each; results in {out}")
     tuner.search(callbacks=callbacks, verbose=0)
+    finished = tuner.oracle.get_best_trials(1)
+    if not finished or finished[0].score is None:
+        raise JobError(f"{path}: no trial finished with a score for {objective.name!r} (see the trials' errors "
+                       f"above and in {out})")
     best = tuner.get_best_hyperparameters(1)[0]
-    trial = tuner.oracle.get_best_trials(1)[0]
+    trial = finished[0]
     best_overrides = []
     for entry in hypermodel.active_entries():
         if entry["name"] in best.values:

@@ -29,6 +29,10 @@ class DataNotFoundError(FileNotFoundError):
     """A configuration's data could not be found; the message says where we looked."""
 
 
+class DataError(ValueError):
+    """The data was found but cannot be used (unreadable, wrong keys, bad symbols); names the file."""
+
+
 def resolve_source(source, data_root=None, name="", named=(SYNTHETIC,)):
     """The data source as a path string (or a named source), searching the data roots.
 
@@ -87,6 +91,10 @@ class Task:
     def adjust(self, config, data):
         """Config changes the data impose (PTB's vocabulary size); returns notes."""
         return []
+
+    def extra_logs(self, config):
+        """Epoch-log keys that :meth:`epoch_callbacks` add (possible ``training.monitor`` values)."""
+        return ()
 
 
 # --------------------------------------------------------------------------------- polyphonic
@@ -268,6 +276,9 @@ class TIMIT(Task):
         if config["training"]["monitor"] == "val_per":
             return [ValidationPER(data["valid"])]
         return []
+
+    def extra_logs(self, config):
+        return ("val_per",)
 
     def evaluate(self, model, config, data, split="test"):
         from keras_rnnreg.data import timit

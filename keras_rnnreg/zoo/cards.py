@@ -54,6 +54,58 @@ class CardError(_schema.ConfigError):
     """A malformed card: the message names the file, the entry and the key."""
 
 
+def _is_int(value, minimum):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_list(kind):
+    return lambda value: isinstance(value, list) and all(kind(v) for v in value)
+
+
+def _is_str(value):
+    return isinstance(value, str)
+
+
+#: key -> (check, what is expected); for the card, its entries and [quick].
+VALUE_CHECKS = {
+    "title": (_is_str, "a string"),
+    "paper": (_is_str, "a string (the paper's title)"),
+    "table": (_is_str, "a string"),
+    "metric": (_is_str, "a string"),
+    "command": (_is_str, "a string"),
+    "notes": (_is_str, "a string"),
+    "data_root": (_is_str, "a folder path (string)"),
+    "lower_is_better": (lambda v: isinstance(v, bool), "true or false"),
+    "seeds": (lambda v: _is_list(lambda s: _is_int(s, 0))(v) and v and len(set(v)) == len(v),
+              "a non-empty list of distinct integers >= 0, e.g. [0, 1, 2]"),
+    "epochs": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "rows": (_is_list(_is_str), "a list of strings"),
+    "columns": (_is_list(_is_str), "a list of strings"),
+    "count": (_is_list(_is_str), "a list of strings (keys of the test report)"),
+    "set": (_is_list(_is_str), 'a list of "key=value" strings'),
+    "only": (_is_list(_is_str), "a list of entry keys"),
+    "name": (_is_str, "a zoo name (string)"),
+    "key": (_is_str, "a string"),
+    "row": (_is_str, "a string"),
+    "column": (_is_str, "a string"),
+    "data": (_is_str, "a data path or source name (string)"),
+    "note": (_is_str, "a string"),
+}
+ENTRY_VALUE_CHECKS = {**VALUE_CHECKS, "paper": (_is_number, "a number (the paper's value for this entry)")}
+
+
+def _check_values(table, checks, where):
+    for key, value in table.items():
+        if key in checks and key not in ("entry", "quick"):
+            ok, expected = checks[key]
+            if not ok(value):
+                raise CardError(f"{where}: {key} = {value!r}: expected {expected}")
+
+
 def load_card(path):
     """Parse and check a card; returns a dict with ``entries`` (each with a unique ``key``)."""
     path = Path(path)
@@ -67,8 +119,9 @@ def load_card(path):
     unknown = set(card) - CARD_KEYS
     if unknown:
         raise CardError(f"{path}: unknown card key(s) {sorted(unknown)}; expected some of {sorted(CARD_KEYS)}")
+    _check_values(card, VALUE_CHECKS, str(path))
     entries = card.get("entry")
-    if not entries:
+    if not entries or not isinstance(entries, list):
         raise CardError(f"{path}: no [[entry]] tables")
     seen = set()
     for i, entry in enumerate(entries):
@@ -78,6 +131,7 @@ def load_card(path):
             raise CardError(f"{where}: unknown key(s) {sorted(bad)}; expected some of {sorted(ENTRY_KEYS)}")
         if "name" not in entry:
             raise CardError(f"{where}: missing 'name' (a zoo name)")
+        _check_values(entry, ENTRY_VALUE_CHECKS, f"{where} ({entry['name']!r})")
         _registry._lookup(entry["name"])  # UnknownModelError with close matches
         entry.setdefault("key", entry["name"])
         if entry["key"] in seen:
@@ -91,6 +145,7 @@ def load_card(path):
     bad = set(quick) - QUICK_KEYS
     if bad:
         raise CardError(f"{path}: [quick]: unknown key(s) {sorted(bad)}; expected some of {sorted(QUICK_KEYS)}")
+    _check_values(quick, VALUE_CHECKS, f"{path}: [quick]")
     for key in quick.get("only", []):
         if key not in seen:
             raise CardError(f"{path}: [quick] only: {key!r} is not an entry key of the card")
@@ -109,7 +164,7 @@ def plan(card, quick=False, only=None, epochs=None, seeds=None, data_root=None):
             continue
         if only and not fnmatch.fnmatchcase(entry["key"], only) and not fnmatch.fnmatchcase(entry["name"], only):
             continue
-        entry_seeds = seeds or (q.get("seeds") if quick else None) or entry.get("seeds") or card.get("seeds") or [0]
+        entry_seeds = _first(seeds, q.get("seeds") if quick else None, entry.get("seeds"), card.get("seeds"), [0])
         overrides = list(entry.get("set", [])) + list(q.get("set", []))
         for seed in entry_seeds:
             runs.append({
@@ -117,11 +172,16 @@ def plan(card, quick=False, only=None, epochs=None, seeds=None, data_root=None):
                 "name": entry["name"],
                 "seed": int(seed),
                 "data": q.get("data") if quick and "data" in q else entry.get("data"),
-                "epochs": epochs or (q.get("epochs") if quick else None) or entry.get("epochs") or card.get("epochs"),
+                "epochs": _first(epochs, q.get("epochs") if quick else None, entry.get("epochs"), card.get("epochs")),
                 "overrides": overrides,
                 "data_root": data_root or card.get("data_root"),
             })
     return runs
+
+
+def _first(*values):
+    """The first value that is not None (0 and [] are values, not 'unset')."""
+    return next((v for v in values if v is not None), None)
 
 
 def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, epochs=None, seeds=None,
@@ -134,7 +194,13 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
     from keras_rnnreg import training
 
     card = load_card(card_path)
+    if epochs is not None and not _is_int(epochs, 1):
+        raise CardError(f"epochs={epochs!r}: expected an integer >= 1")
+    if seeds is not None and not VALUE_CHECKS["seeds"][0](list(seeds)):
+        raise CardError(f"seeds={seeds!r}: expected {VALUE_CHECKS['seeds'][1]}")
     out = Path(out_dir or f"runs/{card['stem']}" + ("-quick" if quick else ""))
+    if out.exists() and not out.is_dir():
+        raise CardError(f"--out {out} is a file; expected a folder for the card's runs and table")
     out.mkdir(parents=True, exist_ok=True)
     runs = [] if table_only else plan(card, quick=quick, only=only, epochs=epochs, seeds=seeds, data_root=data_root)
     if not runs and not table_only:
@@ -208,6 +274,7 @@ def summarize(card, reports):
         values = [r["ours"] for r in items]
         mean = statistics.fmean(values)
         paper = entry.get("paper", items[0].get("paper"))
+        finite = math.isfinite(mean)
         row = {
             "key": key,
             "name": entry["name"],
@@ -219,8 +286,8 @@ def summarize(card, reports):
             "seeds": [r["seed"] for r in items],
             "values": values,
             "paper": paper,
-            "relative_difference": (mean - paper) / paper if paper else None,
-            "within_5_percent": abs(mean - paper) <= 0.05 * abs(paper) if paper else None,
+            "relative_difference": (mean - paper) / paper if paper and finite else None,
+            "within_5_percent": abs(mean - paper) <= 0.05 * abs(paper) if paper and finite else None,
             "comparable": all(r.get("comparable", True) for r in items),
             "epochs_run": [r["epochs_run"] for r in items],
             "best_epoch": [r["best_epoch"] for r in items],
