@@ -300,30 +300,6 @@ class StopAfterEpoch(keras.callbacks.Callback):
             raise KeyboardInterrupt(f"stopped after epoch {self.epoch}")
 
 
-class _FirstBatches(keras.utils.PyDataset):
-    """The first ``steps`` batches of every epoch of a pipeline (``training.max_steps_per_epoch``)."""
-
-    def __init__(self, data, steps):
-        super().__init__()
-        self.data = data
-        self.steps = int(steps)
-
-    def __len__(self):
-        return min(len(self.data), self.steps)
-
-    @property
-    def num_batches(self):
-        return len(self)
-
-    def __getitem__(self, index):
-        if index >= len(self):
-            raise IndexError(f"batch index {index} out of range for {len(self)} batches")
-        return self.data[index]
-
-    def on_epoch_end(self):
-        self.data.on_epoch_end()
-
-
 # ------------------------------------------------------------------------------------ train
 def load_task_data(config, data=None, data_root=None):
     """(task, data splits, resolved source, notes) for a config; ``data`` overrides the source."""
@@ -473,10 +449,8 @@ def _train_locked(name_or_config, run_dir, *, data, data_root, epochs, seed, ove
 
     log(f"{config['name']}: {config['description']}; data: {source}"
         + ("" if comparable else " (not the paper's benchmark data)") + f"; run folder: {run_dir}")
-    train_data, valid_data = task.pipelines(config, splits, seed)
+    train_data, valid_data = _tasks.pipelines(task, config, splits, seed)
     t = config["training"]
-    if t["max_steps_per_epoch"] is not None:
-        train_data = _FirstBatches(train_data, t["max_steps_per_epoch"])
     if state is not None:
         tidy_run_folder(run_dir, state)
         model = _load_checkpoint(run_dir / CHECKPOINTS / state["last_checkpoint"])

@@ -90,7 +90,7 @@ class ZooHyperModel(keras_tuner.HyperModel):
                 config["data"]["batch_size"] = sample(hp, entry)
             elif entry["key"] == "training.epochs":
                 epochs = sample(hp, entry)
-        train, valid = self.task.pipelines(config, self._splits(), self.seed)
+        train, valid = _tasks.pipelines(self.task, config, self._splits(), self.seed)
         callbacks = [*self.task.epoch_callbacks(config, self._splits()), *(callbacks or [])]
         return model.fit(train, validation_data=valid, epochs=epochs, callbacks=callbacks, verbose=verbose,
                          shuffle=False)

@@ -33,6 +33,37 @@ class DataError(ValueError):
     """The data was found but cannot be used (unreadable, wrong keys, bad symbols); names the file."""
 
 
+class FirstBatches(keras.utils.PyDataset):
+    """The first ``steps`` batches of every epoch of a pipeline (``training.max_steps_per_epoch``)."""
+
+    def __init__(self, data, steps):
+        super().__init__()
+        self.data = data
+        self.steps = int(steps)
+
+    def __len__(self):
+        return min(len(self.data), self.steps)
+
+    @property
+    def num_batches(self):
+        return len(self)
+
+    def __getitem__(self, index):
+        if index >= len(self):
+            raise IndexError(f"batch index {index} out of range for {len(self)} batches")
+        return self.data[index]
+
+    def on_epoch_end(self):
+        self.data.on_epoch_end()
+
+
+def pipelines(task, config, data, seed):
+    """``task.pipelines`` with ``training.max_steps_per_epoch`` applied to the training pipeline."""
+    train, valid = task.pipelines(config, data, seed)
+    steps = config["training"]["max_steps_per_epoch"]
+    return (train if steps is None else FirstBatches(train, steps)), valid
+
+
 def resolve_source(source, data_root=None, name="", named=(SYNTHETIC,)):
     """The data source as a path string (or a named source), searching the data roots.
 
