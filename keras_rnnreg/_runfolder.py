@@ -207,6 +207,24 @@ class RunLock:
         self.release()
 
 
+def remove_empty_run_folder(run_dir):
+    """Remove ``run_dir`` if it holds nothing but its lock file and empty folders."""
+    run_dir = Path(run_dir)
+    for path in sorted(run_dir.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir():
+            try:
+                path.rmdir()
+            except OSError:
+                return
+        elif path.name != LOCK:
+            return
+    (run_dir / LOCK).unlink(missing_ok=True)
+    try:
+        run_dir.rmdir()
+    except OSError:
+        pass
+
+
 # ------------------------------------------------------------------------------------ RNG state
 def _seed_generators(model):
     seen, out = set(), []

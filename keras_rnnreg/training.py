@@ -365,6 +365,7 @@ def train(
         raise RunError(f"--out {run_dir} is a file; expected a run folder (a new or an existing folder)")
     if resume and not (run_dir / CONFIG).exists():
         raise RunError(f"cannot resume {run_dir}: " + (_missing(run_dir, (CONFIG,)) or "no config.json"))
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         lock = _runfolder.RunLock(run_dir).acquire()
@@ -375,6 +376,8 @@ def train(
                              overrides=overrides, resume=resume, verbose=verbose, callbacks=callbacks, log=log)
     finally:
         lock.release()
+        if created and not (run_dir / CONFIG).exists():  # failed before the run began: leave nothing
+            _runfolder.remove_empty_run_folder(run_dir)
 
 
 def _resume_settings(name_or_config, run_dir, overrides, epochs, seed):

@@ -223,7 +223,7 @@ def test_max_steps_per_epoch_caps_the_batches(tmp_path):
 def test_misspelt_monitor_fails_before_the_run_folder_is_made(capsys, tmp_path):
     fails(capsys, ["train", "jsb_rnn_plain", "--data", "synthetic", "--out", tmp_path / "run",
                    "--set", "training.monitor=val_los", *TINY], "training.monitor='val_los'", "val_loss")
-    assert not (tmp_path / "run" / "config.json").exists()
+    assert not (tmp_path / "run").exists()  # nothing left behind
 
 
 def test_nan_give_up_is_one_line_and_keeps_no_nan_row(capsys, tmp_path):
