@@ -2,6 +2,7 @@
 
 ::
 
+    rnnreg [--debug] COMMAND ...
     rnnreg list [PATTERN] [--long] [--keys]
     rnnreg show NAME [--set key=value ...]
     rnnreg train NAME [--data PATH] [--data-root DIR] [--epochs N] [--seed S] [--out DIR]
