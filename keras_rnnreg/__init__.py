@@ -16,6 +16,7 @@ _SUBMODULES = (
     "cli",
     "constraints",
     "data",
+    "distribute",
     "initializers",
     "layers",
     "metrics",
