@@ -37,6 +37,7 @@ import keras
 import numpy as np
 
 from keras_rnnreg import callbacks as callbacks_lib
+from keras_rnnreg import distribute as distribute_lib
 from keras_rnnreg import zoo
 from keras_rnnreg.zoo import _tasks
 
@@ -200,6 +201,7 @@ def train(
     seed=0,
     overrides=None,
     resume=False,
+    distribute=None,
     verbose=1,
     callbacks=(),
     log=print,
@@ -217,7 +219,10 @@ def train(
         resume: continue the run in ``out_dir`` from its last finished epoch.
         verbose: ``model.fit`` verbosity (1 progress bar, 2 one line per epoch, 0 silent).
         callbacks: extra Keras callbacks.
+        distribute: ``"data-parallel"``, ``"tpu"`` or ``"multi-worker"`` (keras_rnnreg.distribute):
+            build and fit under that strategy; the test evaluation runs on one device.
     """
+    strategy = distribute_lib.get(distribute) if distribute is not None else None
     run_dir = Path(out_dir)
     started = time.time()
     if resume:
@@ -264,15 +269,19 @@ def train(
     log(f"{config['name']}: {config['description']}; data: {source}"
         + ("" if comparable else " (not the paper's benchmark data)") + f"; run folder: {run_dir}")
     train_data, valid_data = task.pipelines(config, splits, seed)
+    if strategy is not None:
+        train_data, valid_data = strategy.shard_data(train_data), strategy.shard_data(valid_data)
     t = config["training"]
     if state is not None and (run_dir / CHECKPOINTS / LAST).exists():
-        model = keras.saving.load_model(run_dir / CHECKPOINTS / LAST)
+        with distribute_lib.scope(strategy):
+            model = keras.saving.load_model(run_dir / CHECKPOINTS / LAST)
         initial_epoch = int(state["epoch"])
         for _ in range(initial_epoch):  # continue the seeded shuffling where it was
             train_data.on_epoch_end()
         log(f"resuming {run_dir} after epoch {initial_epoch} (best {t['monitor']} = {state['best']})")
     else:
-        model = zoo.build(config)
+        with distribute_lib.scope(strategy):
+            model = zoo.build(config)
         state = {"epoch": 0, "best": None, "best_epoch": None, "wait": 0, "restarts": 0,
                  "stopped_early": False, "finished": False, "learning_rate": config["optimizer"]["learning_rate"]}
         initial_epoch = 0
@@ -296,8 +305,9 @@ def train(
             cbs.insert(0, nan_cb)
         epoch = initial_epoch
         while True:
-            model.fit(train_data, validation_data=valid_data, epochs=total_epochs, initial_epoch=epoch,
-                      callbacks=cbs, verbose=verbose, shuffle=False)
+            with distribute_lib.scope(strategy):
+                model.fit(train_data, validation_data=valid_data, epochs=total_epochs, initial_epoch=epoch,
+                          callbacks=cbs, verbose=verbose, shuffle=False)
             if nan_cb is None or nan_cb.restart_epoch is None:
                 break
             epoch = nan_cb.restart_epoch
