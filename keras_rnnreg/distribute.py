@@ -85,6 +85,7 @@ other batch); a ``tf.data`` pipeline that batches with ``.batch`` is split insid
 
 import contextlib
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -140,17 +141,19 @@ class Strategy:
             return fn()
 
     def shard_data(self, data):
-        """The batches this process feeds: on JAX, each ``(x, y, sample_weight)`` batch padded to a
-        multiple of :attr:`num_replicas` with zero-weight rows, then this process's rows; on
-        TensorFlow ``data`` unchanged (``tf.distribute`` splits the batches itself)."""
-        if self.backend != "jax" or data is None:
+        """The batches this process feeds: each ``(x, y, sample_weight)`` batch padded to a
+        multiple of :attr:`num_replicas` with zero-weight rows; on JAX with several processes,
+        then this process's rows (``tf.distribute`` shards between workers by itself)."""
+        if data is None:
             return data
         if not isinstance(data, keras.utils.PyDataset):
             raise DistributeError(
                 f"shard_data expects a keras.utils.PyDataset of (x, y[, sample_weight]) batches; "
                 f"received {type(data).__name__}"
             )
-        return ShardedBatches(data, self.num_replicas, self.num_processes, self.process_id)
+        if self.backend == "jax":
+            return ShardedBatches(data, self.num_replicas, self.num_processes, self.process_id)
+        return ShardedBatches(data, self.num_replicas)
 
 
 class ShardedBatches(keras.utils.PyDataset):
@@ -163,6 +166,7 @@ class ShardedBatches(keras.utils.PyDataset):
         self.replicas = int(replicas)
         self.processes = int(processes)
         self.process_id = int(process_id)
+        self._warned = False
 
     def __len__(self):
         return len(self.dataset)
@@ -189,6 +193,15 @@ class ShardedBatches(keras.utils.PyDataset):
                     f"{self.replicas} (e.g. --set data.batch_size={padded})"
                 )
             extra = padded - size
+            if self.processes == 1 and keras.backend.backend() == "tensorflow" and not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"a batch of {size} rows is padded to {padded} for {self.replicas} replicas; on "
+                    "TensorFlow the loss is the mean of the replicas' means, so zero-weight rows "
+                    "scale it down: for exact global-batch losses use a batch size that is a "
+                    f"multiple of {self.replicas} (metrics stay exact)",
+                    stacklevel=2,
+                )
             arrays = [np.concatenate([a, np.repeat(a[-1:], extra, axis=0)]) for a in arrays[:2]] + [
                 np.concatenate([w, np.zeros((extra,) + w.shape[1:], w.dtype)]) for w in arrays[2:]
             ]
@@ -242,7 +255,7 @@ def _jax(kind, devices, job_addresses, num_processes, process_id):
     import jax
 
     if kind == "multi-worker":
-        if jax.process_count() == 1:
+        if not jax.distributed.is_initialized():  # (jax.process_count() would start the backend)
             env = {k: os.environ.get(f"KERAS_DISTRIBUTION_{k.upper()}") for k in
                    ("job_addresses", "num_processes", "process_id")}
             job_addresses = job_addresses or env["job_addresses"]
