@@ -98,7 +98,7 @@ def test_norm_stabilizer_penalty_is_a_global_mean_not_a_sum_over_replicas(report
     penalty_one = np.subtract(one["loss"], one["nll_per_timestep"])
     penalty_many = np.subtract(many["loss"], many["nll_per_timestep"])
     assert penalty_one[-1] > 1.0  # large enough that 4x (a sum over replicas) would show
-    _close(penalty_one, penalty_many, rtol=1e-4)
+    _close(penalty_one, penalty_many, rtol=1e-4, atol=1e-4)  # loss - nll: float32 rounding of ~61
 
 
 def test_nll_metrics_are_global_batch_means_with_unequal_weights_per_replica(report):
