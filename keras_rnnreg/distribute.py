@@ -53,6 +53,10 @@ and on two processes over 127.0.0.1):
   (equal slices of an evenly weighted batch), not otherwise (padded sequences of unequal lengths).
   Metrics (NLL per timestep, frame accuracy, ...) keep sums and counts in variables summed over
   replicas, so they are global-batch means in every case; nothing is summed over replicas.
+  Keras' ``fit`` reduces the first batch's per-replica slices to build the model, which fails on
+  unequal slices, so :meth:`Strategy.shard_data` pads here too (with a warning): a replica that
+  holds only padding then adds a loss of 0 to the mean (a batch of 6 on 4 replicas: 3/4 of the
+  loss and gradient). Use batch sizes that are multiples of the replica count on TensorFlow.
 * Randomness. Weight noise and DropConnect draw weight matrices, ``(rows, cols)`` or
   ``(T, rows, cols)``, whose shape does not depend on the batch. ``per="sequence"`` means one
   draw per training step shared by every timestep and *every sequence of the global batch*;
