@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 
 DEVICES = 4
 BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
@@ -63,16 +64,20 @@ def _replica_values(variable):
     return [_numpy(value)]
 
 
-def _fit(name, overrides, strategy, data, epochs=2, evaluate=True):
-    """Seeded build + fit (+ evaluate on uneven weights) under ``strategy`` (None: one device)."""
+def _fit(name, overrides, strategy, data, epochs=2, evaluate=True, via_build=False):
+    """Seeded build + fit (+ evaluate on uneven weights) under ``strategy`` (None: one device);
+    ``via_build``: through ``zoo.build(..., distribute=strategy)``."""
     import keras
 
     from keras_rnnreg import distribute, zoo
 
     keras.utils.set_random_seed(0)
     x, y, w = data
+    if via_build:
+        model = zoo.build(name, distribute=strategy, **overrides)
     with distribute.scope(strategy):
-        model = zoo.build(name, **overrides)
+        if not via_build:
+            model = zoo.build(name, **overrides)
         history = model.fit(x, y, sample_weight=w, batch_size=len(x), epochs=epochs, verbose=0,
                             shuffle=False).history
         evaluated = {}
@@ -94,7 +99,8 @@ def devices():
     from keras_rnnreg import distribute
 
     strategy = distribute.get("data-parallel")
-    out = {"replicas": strategy.num_replicas, "runs": {}}
+    out = {"replicas": strategy.num_replicas, "runs": {}, "seconds": {}}
+    started = time.time()
     data = _data()
     configs = {
         # no randomness; the norm-stabilizer penalty is part of the loss
@@ -109,6 +115,7 @@ def devices():
         _, one = _fit(name, overrides, None, data, evaluate=evaluate)
         model, many = _fit(name, overrides, strategy, data, evaluate=evaluate)
         out["runs"][key] = {"one": one, "many": many}
+        out["seconds"][key] = round(time.time() - started, 1)
         if key == "deterministic":
             # checkpoint saved under the strategy, reloaded on one device
             path = os.path.join(tempfile.mkdtemp(), "model.keras")
@@ -128,7 +135,9 @@ def devices():
     # SpectralRadiusLimit: every replica ends with identical, constrained recurrent kernels
     limit = 0.5
     overrides = _small(**{"regularization.spectral_radius_limit": limit, "optimizer.learning_rate": 0.05})
-    model, _ = _fit("jsb_rnn_plain", overrides, strategy, data, evaluate=False)
+    model, _ = _fit("jsb_rnn_plain", overrides, strategy, data, evaluate=False, via_build=True)
+    if BACKEND == "jax":
+        keras.distribution.set_distribution(None)  # zoo.build(distribute=) set it process-wide
     kernel = next(v for v in model.weights if v.path.endswith("recurrent_kernel"))
     copies = _replica_values(kernel)
     out["spectral_limit"] = {
@@ -139,6 +148,7 @@ def devices():
         "radius": float(np.max(np.abs(np.linalg.eigvals(copies[0].astype("float64"))))),
         "limit": limit,
     }
+    out["seconds"]["spectral_limit"] = round(time.time() - started, 1)
 
     # the CLI path: `rnnreg train jsb_rnn_plain --data synthetic [--distribute data-parallel]`
     from keras_rnnreg import cli
@@ -155,6 +165,7 @@ def devices():
             header, row = [line.strip().split(",") for line in f.readlines()[:2]]
         cli_runs[label] = {"status": status, **{k: float(v) for k, v in zip(header, row)}}
     out["cli"] = cli_runs
+    out["seconds"]["cli"] = round(time.time() - started, 1)
     return out
 
 
