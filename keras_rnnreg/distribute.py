@@ -82,9 +82,11 @@ pipeline; :meth:`Strategy.shard_data` hands each its rows. TensorFlow: ``TF_CONF
 workers and this one's index; create the strategy first thing in the program. Keras 3's
 ``fit`` under ``MultiWorkerMirroredStrategy`` fails in ``strategy.reduce`` (keras-team/keras#20585:
 a tuple of per-replica batches, and ``axis=0`` on scalar logs); the strategy returned here
-reduces leaf by leaf and scalars without an axis, nothing else. A ``PyDataset`` becomes a
-``tf.data`` generator that ``tf.distribute`` shards by whole batches (each worker takes every
-other batch); a ``tf.data`` pipeline that batches with ``.batch`` is split inside each batch.
+reduces leaf by leaf and scalars without an axis, nothing else. Every worker runs the same
+command with the same seed (the same batches) and writes its own run folder: give each its own
+``--out``. Checked over 127.0.0.1: ``rnnreg train jsb_rnn_plain --data synthetic --distribute
+multi-worker`` on two workers gives the first-epoch NLL of one process on both backends (and on
+JAX the same loss; on TF the loss is the mean of the two replicas' means, see above).
 """
 
 import contextlib
