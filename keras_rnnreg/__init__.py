@@ -21,6 +21,7 @@ _SUBMODULES = (
     "cli",
     "constraints",
     "data",
+    "distribute",
     "initializers",
     "layers",
     "metrics",

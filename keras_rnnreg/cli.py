@@ -7,6 +7,7 @@
     rnnreg show NAME [--set key=value ...]
     rnnreg train NAME [--data PATH] [--data-root DIR] [--epochs N] [--seed S] [--out DIR]
                       [--set key=value ...] [--resume] [--quiet | --lines]
+                      [--distribute data-parallel|tpu|multi-worker]
     rnnreg evaluate RUN_DIR [--data PATH] [--split test|valid]
     rnnreg reproduce CARD.toml [--quick] [--out DIR] [--data-root DIR] [--only PATTERN] [--epochs N]
                                [--seeds S,S] [--table-only]
@@ -70,6 +71,8 @@ def _parser():
     tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a configuration key, e.g. --set optimizer.learning_rate=0.01")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    tr.add_argument("--distribute", choices=("data-parallel", "tpu", "multi-worker"),
+                    help="train on every device / a TPU / several workers (keras_rnnreg.distribute)")
     verbosity = tr.add_mutually_exclusive_group()
     verbosity.add_argument("--quiet", action="store_true", help="no progress output")
     verbosity.add_argument("--lines", action="store_true", help="one line per epoch instead of progress bars")
@@ -171,6 +174,7 @@ def _cmd_train(args, out):
         seed=args.seed,
         overrides=args.overrides,
         resume=args.resume,
+        distribute=args.distribute,
         verbose=verbose,
         log=lambda msg: print(msg, file=out, flush=True),
     )
@@ -216,11 +220,13 @@ COMMANDS = {
 
 def user_errors():
     """The exception classes a user's input can cause (one line, exit 2); the rest are bugs."""
+    from keras_rnnreg.distribute import DistributeError
     from keras_rnnreg.training import RunError
     from keras_rnnreg.zoo import ConfigError, UnknownModelError
     from keras_rnnreg.zoo._tasks import DataError, DataNotFoundError
 
-    return (ConfigError, UnknownModelError, RunError, DataError, DataNotFoundError, FileNotFoundError)
+    return (ConfigError, UnknownModelError, RunError, DataError, DataNotFoundError, FileNotFoundError,
+            DistributeError)
 
 
 def _one_line(err):

@@ -59,6 +59,7 @@ import keras
 
 from keras_rnnreg import _runfolder, zoo
 from keras_rnnreg import callbacks as callbacks_lib
+from keras_rnnreg import distribute as distribute_lib
 from keras_rnnreg._runfolder import jsonable as _jsonable  # noqa: F401  (cli, cards)
 from keras_rnnreg._runfolder import write_json_atomic
 from keras_rnnreg.zoo import _builders, _schema, _tasks
@@ -335,6 +336,7 @@ def train(
     seed=None,
     overrides=None,
     resume=False,
+    distribute=None,
     verbose=1,
     callbacks=(),
     log=print,
@@ -351,6 +353,9 @@ def train(
         overrides: dict or ``["key=value", ...]`` (see :func:`keras_rnnreg.zoo.apply_overrides`);
             with ``resume`` only the keys of :data:`RESUME_SAFE` may change.
         resume: continue the run in ``out_dir`` from its last committed epoch.
+        distribute: ``"data-parallel"``, ``"tpu"`` or ``"multi-worker"`` (keras_rnnreg.distribute):
+            build and fit under that strategy (recorded in ``config.json``; a resume may use
+            another); the test evaluation runs on one device.
         verbose: ``model.fit`` verbosity (1 progress bar, 2 one line per epoch, 0 silent).
         callbacks: extra Keras callbacks.
 
@@ -358,6 +363,7 @@ def train(
         RunError: the folder is in use, holds another run, is damaged, or the resume would change
             the run; ConfigError / DataError for bad settings or data; RunInterrupted on Ctrl-C.
     """
+    strategy = distribute_lib.get(distribute) if distribute is not None else None
     run_dir = Path(out_dir)
     _check_count("seed", seed, 0)
     _check_count("epochs", epochs, 1)
@@ -373,7 +379,8 @@ def train(
         raise RunError(str(err)) from None
     try:
         return _train_locked(name_or_config, run_dir, data=data, data_root=data_root, epochs=epochs, seed=seed,
-                             overrides=overrides, resume=resume, verbose=verbose, callbacks=callbacks, log=log)
+                             overrides=overrides, resume=resume, strategy=strategy, distribute=distribute,
+                             verbose=verbose, callbacks=callbacks, log=log)
     finally:
         lock.release()
         if created and not (run_dir / CONFIG).exists():  # failed before the run began: leave nothing
@@ -410,8 +417,8 @@ def _resume_settings(name_or_config, run_dir, overrides, epochs, seed):
     return new, run_info, {k: list(v) for k, v in changed.items()}
 
 
-def _train_locked(name_or_config, run_dir, *, data, data_root, epochs, seed, overrides, resume, verbose,
-                  callbacks, log):
+def _train_locked(name_or_config, run_dir, *, data, data_root, epochs, seed, overrides, resume, strategy,
+                  distribute, verbose, callbacks, log):
     started = time.time()
     changes = {}
     if resume:
@@ -440,7 +447,8 @@ def _train_locked(name_or_config, run_dir, *, data, data_root, epochs, seed, ove
     comparable = task.comparable(source, splits)
     if not comparable:
         notes.append(f"data {source!r} is not the paper's benchmark: the number is not comparable with the paper's")
-    here = {"backend": keras.backend.backend(), "keras": keras.__version__, "python": platform.python_version()}
+    here = {"backend": keras.backend.backend(), "keras": keras.__version__, "python": platform.python_version(),
+            "distribute": distribute}
     if run_info is None:
         run_info = {"seed": seed, "data": source, **here, "comparable": comparable, "notes": notes, "resumes": []}
     else:
@@ -453,10 +461,13 @@ def _train_locked(name_or_config, run_dir, *, data, data_root, epochs, seed, ove
     log(f"{config['name']}: {config['description']}; data: {source}"
         + ("" if comparable else " (not the paper's benchmark data)") + f"; run folder: {run_dir}")
     train_data, valid_data = _tasks.pipelines(task, config, splits, seed)
+    if strategy is not None:
+        train_data, valid_data = strategy.shard_data(train_data), strategy.shard_data(valid_data)
     t = config["training"]
     if state is not None:
         tidy_run_folder(run_dir, state)
-        model = _load_checkpoint(run_dir / CHECKPOINTS / state["last_checkpoint"])
+        with distribute_lib.scope(strategy):
+            model = _load_checkpoint(run_dir / CHECKPOINTS / state["last_checkpoint"])
         try:
             _runfolder.restore_rng_state(model, state["rng"])
         except ValueError as err:
@@ -466,7 +477,8 @@ def _train_locked(name_or_config, run_dir, *, data, data_root, epochs, seed, ove
             train_data.on_epoch_end()
         log(f"resuming {run_dir} after epoch {initial_epoch} (best {t['monitor']} = {state['best']})")
     else:
-        model = zoo.build(config)
+        with distribute_lib.scope(strategy):
+            model = zoo.build(config)
         state = {"version": STATE_VERSION, "epoch": 0, "best": None, "best_epoch": None, "wait": 0,
                  "restarts": 0, "stopped_early": False, "finished": False,
                  "learning_rate": config["optimizer"]["learning_rate"], "last_checkpoint": None,
@@ -478,8 +490,9 @@ def _train_locked(name_or_config, run_dir, *, data, data_root, epochs, seed, ove
     if state.get("stopped_early") or initial_epoch >= total_epochs:
         log(f"{run_dir}: training already finished ({state['epoch']} epochs)")
     else:
-        _fit(model, run_dir, config, state, task, splits, train_data, valid_data, initial_epoch, verbose,
-             callbacks, log)
+        with distribute_lib.scope(strategy):
+            _fit(model, run_dir, config, state, task, splits, train_data, valid_data, initial_epoch, verbose,
+                 callbacks, log)
 
     report = _report(run_dir, config, run_info, state, task, splits, started)
     log(format_report(report))

@@ -47,14 +47,22 @@ __all__ = [
 ]
 
 
-def build(name, compile=True, **overrides):
+def build(name, compile=True, distribute=None, **overrides):
     """A ``keras.Model`` for a zoo name (or a config dict), compiled as in the paper.
 
     Optimizer, loss and metrics follow the configuration: e.g. the noise study's RMSprop with
     momentum and per-timestep NLL (``weighted_metrics=[NLLPerTimestep(), FrameAccuracy()]``; feed
     the pipelines' ``(x, y, sample_weight)`` batches), the norm-stabilizer paper's SGD with
     gradient clipping, or Adam and CTC for TIMIT. Loads no data.
+
+    ``distribute`` (``"data-parallel"``, ``"tpu"``, ``"multi-worker"`` or a
+    :class:`keras_rnnreg.distribute.Strategy`) builds the model under that strategy; on JAX the
+    distribution then stays set for the process (see :mod:`keras_rnnreg.distribute`).
     """
     config = resolve(name, overrides)
+    if distribute is not None:
+        from keras_rnnreg import distribute as distribute_lib
+
+        return distribute_lib.get(distribute).build(lambda: build(config, compile=compile))
     model = build_network(config)
     return compile_model(model, config) if compile else model
