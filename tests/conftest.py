@@ -10,12 +10,42 @@ SHARED_DATA = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..
 
 
 def pytest_collection_modifyitems(config, items):
+    if not on_gpu():
+        skip_gpu = pytest.mark.skip(
+            reason=f"needs a GPU with cuDNN visible to the {keras.backend.backend()} backend"
+        )
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip_gpu)
     if os.environ.get("RNNREG_SLOW") == "1":
         return
     skip = pytest.mark.skip(reason="long run; set RNNREG_SLOW=1 to include it")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def on_gpu():
+    """Whether the running backend computes on a GPU (tests marked ``gpu`` run only there)."""
+    from keras_rnnreg import _backend
+
+    return _backend.gpu_available()
+
+
+def atol(default=1e-5, cudnn=False):
+    """Absolute tolerance of a float32 comparison between two implementations.
+
+    ``default`` on CPU. On a GPU, cuDNN's RNN kernels may compute in TF32 (PyTorch's
+    ``torch.backends.cudnn.allow_tf32`` is on by default, TensorFlow enables TF32 too) and JAX's
+    default float32 matmul precision on GPUs is TF32 as well: about 3 decimal digits. So the
+    tolerance is widened on a GPU only where one side is a cuDNN kernel (``cudnn=True``) or the
+    backend is JAX.
+    """
+    if not on_gpu():
+        return default
+    if cudnn or keras.backend.backend() in ("jax", "tensorflow"):
+        return max(default, 5e-3)
+    return default
 
 
 @pytest.fixture(autouse=True)
