@@ -32,20 +32,18 @@ def on_gpu():
     return _backend.gpu_available()
 
 
-def atol(default=1e-5, cudnn=False):
-    """Absolute tolerance of a float32 comparison between two implementations.
+def tolerance(atol=1e-5, cudnn=False):
+    """``assert_allclose`` keyword arguments for a float32 comparison of two implementations.
 
-    ``default`` on CPU. On a GPU, cuDNN's RNN kernels may compute in TF32 (PyTorch's
+    ``atol`` on CPU. On a GPU, cuDNN's RNN kernels may compute in TF32 (PyTorch's
     ``torch.backends.cudnn.allow_tf32`` is on by default, TensorFlow enables TF32 too) and JAX's
     default float32 matmul precision on GPUs is TF32 as well: about 3 decimal digits. So the
     tolerance is widened on a GPU only where one side is a cuDNN kernel (``cudnn=True``) or the
-    backend is JAX.
+    backend computes its matmuls in TF32 (JAX, TensorFlow).
     """
-    if not on_gpu():
-        return default
-    if cudnn or keras.backend.backend() in ("jax", "tensorflow"):
-        return max(default, 5e-3)
-    return default
+    if on_gpu() and (cudnn or keras.backend.backend() in ("jax", "tensorflow")):
+        return {"atol": max(atol, 5e-3), "rtol": 1e-2}
+    return {"atol": atol}
 
 
 @pytest.fixture(autouse=True)

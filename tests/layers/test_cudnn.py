@@ -20,7 +20,7 @@ from keras_rnnreg.layers import LSTM, SimpleRNN, cudnn_path
 from keras_rnnreg.layers._cudnn import config_reason
 from keras_rnnreg.perturbations import DropConnect, WeightNoise
 from keras_rnnreg.regularizers import NormStabilizer
-from tests.conftest import atol, to_numpy
+from tests.conftest import to_numpy, tolerance
 from tests.gradients import value_and_grads
 
 B, T, F, N = 3, 6, 5, 4
@@ -351,10 +351,9 @@ def test_gpu_cudnn_equals_our_loop(name, mask_kind):
     mask = None if mask_kind is None else _mask(mask_kind)
     out_c, grads_c = value_and_grads(cudnn, x, mask=mask, training=True)
     out_l, grads_l = value_and_grads(loop, x, mask=mask, training=True)
-    tol = atol(1e-5, cudnn=True)
-    np.testing.assert_allclose(out_c, out_l, atol=tol)
+    np.testing.assert_allclose(out_c, out_l, **tolerance(cudnn=True))
     for g_c, g_l in zip(grads_c, grads_l):
-        np.testing.assert_allclose(g_c, g_l, atol=10 * tol, rtol=1e-2)
+        np.testing.assert_allclose(g_c, g_l, **tolerance(cudnn=True))
 
 
 @pytest.mark.gpu
