@@ -306,11 +306,8 @@ class FusedRNN(keras.layers.Layer):
                 seed=self.seed_generator,
             )
             x = x * keep
-        x_batch_major = x  # what Keras' cuDNN kernel takes
         route = self._route(training, mask)
-        # Time-major from here on: (T, B, ...).
-        x = ops.transpose(x, (1, 0, 2))
-        time_steps = ops.shape(x)[0]
+        time_steps = ops.shape(x)[1]
 
         # Plain tensors from here on (autocast to the compute dtype under mixed precision).
         kernel = plain_tensor(self.kernel)
@@ -335,11 +332,13 @@ class FusedRNN(keras.layers.Layer):
         def run_loop():
             """The state sequences (T, B, units) from our loop (fused or plain scan)."""
             # ---- The input projection for all timesteps: one matmul ((T, B, F) @ (F, G), or a
-            # batched (T, B, F) @ (T, F, G) under per-timestep input-weight noise).
-            projected = ops.matmul(x, kernel)
+            # batched (T, B, F) @ (T, F, G) under per-timestep input-weight noise). Time-major from
+            # here on: (T, B, ...).
+            x_tm = ops.transpose(x, (1, 0, 2))
+            projected = ops.matmul(x_tm, kernel)
             if input_local is not None:
                 projected = projected + input_local.local_noise(
-                    x, input_local.variance_factors(kernel), self._normal(ops.shape(projected))
+                    x_tm, input_local.variance_factors(kernel), self._normal(ops.shape(projected))
                 )
             if bias is not None:
                 projected = projected + bias
@@ -390,7 +389,7 @@ class FusedRNN(keras.layers.Layer):
         else:
             state_seqs = None
             hidden, final_states = self._cudnn_or_loop(
-                route, x_batch_major, states, kernel, recurrent_kernel, bias, mask, run_loop
+                route, x, states, kernel, recurrent_kernel, bias, mask, run_loop
             )
 
         needed = set(self._extra_sequence_outputs())
