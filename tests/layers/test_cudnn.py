@@ -323,6 +323,39 @@ def test_bidirectional_in_a_model_trains(fake_cudnn):
     assert fake_cudnn.calls
 
 
+@pytest.mark.parametrize("padding", ["right", "left"])
+def test_masked_model_fits_in_graph_mode(padding, fake_cudnn):
+    """The per-batch choice on the mask (ops.cond) inside a compiled train step."""
+    x = _inputs()
+    if padding == "right":
+        x[0, 4:] = 0.0
+    else:
+        x[0, :2] = 0.0
+    model = keras.Sequential([
+        keras.Input((T, F)),
+        keras.layers.Masking(0.0),
+        LSTM(N, return_sequences=True, use_cudnn=True, state_regularizer=NormStabilizer(5.0),
+             perturbations=[DropConnect(0.3, per="sequence")]),
+        keras.layers.Dense(1),
+    ])
+    reference = keras.Sequential([
+        keras.Input((T, F)),
+        keras.layers.Masking(0.0),
+        LSTM(N, return_sequences=True, use_cudnn=False, state_regularizer=NormStabilizer(5.0)),
+        keras.layers.Dense(1),
+    ])
+    reference.set_weights(model.get_weights())
+    model.compile(optimizer="sgd", loss="mse")
+    reference.compile(optimizer="sgd", loss="mse")
+    y = np.zeros((B, T, 1), "float32")
+    history = model.fit(x, y, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    reference.set_weights(model.get_weights())
+    np.testing.assert_allclose(
+        model.evaluate(x, y, verbose=0), reference.evaluate(x, y, verbose=0), rtol=1e-5
+    )
+
+
 @pytest.mark.skipif(BACKEND != "torch", reason="Keras' PyTorch kernel has a CPU fallback")
 def test_keras_torch_kernel_through_the_adapter_equals_our_loop(monkeypatch):
     """Keras' real PyTorch kernel (its CPU fallback here, cuDNN on a GPU): argument order, weight
