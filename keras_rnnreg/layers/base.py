@@ -129,7 +129,8 @@ class FusedRNN(keras.layers.Layer):
                 f"{type(self).__name__}: use_cudnn=True, but this configuration cannot run the "
                 f"cuDNN kernel: {reason}. Pass use_cudnn='auto' to run our loop instead."
             )
-        if keras.backend.backend() == "tensorflow" and _cudnn.cudnn_path(self)[0]:
+        # training=False: the wider set (per-timestep perturbations leave cuDNN in training only).
+        if keras.backend.backend() == "tensorflow" and _cudnn.cudnn_path(self, training=False)[0]:
             self.supports_jit = False
 
     def _cudnn_config_reason(self, training=True):

@@ -394,3 +394,12 @@ def test_gpu_auto_takes_cudnn_on_tensorflow_and_torch():
     taken, why = cudnn_path(LSTM(N, perturbations=[DropConnect(0.5, per="sequence")],
                                  state_regularizer=NormStabilizer(50.0)))
     assert taken == (BACKEND in ("tensorflow", "torch")), why
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="XLA opt-out is TensorFlow's")
+def test_tensorflow_layers_that_may_run_cudnn_opt_out_of_xla(fake_cudnn):
+    assert not LSTM(N).supports_jit
+    # cuDNN in inference only (per-timestep noise in training): still no XLA.
+    assert not LSTM(N, perturbations=[WeightNoise(0.1)]).supports_jit
+    assert LSTM(N, use_cudnn=False).supports_jit
+    assert LSTM(N, output_activation=None).supports_jit
