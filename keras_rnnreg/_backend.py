@@ -63,10 +63,17 @@ KERAS_LSTM_KERNEL_ARGS = (
     "activation", "recurrent_activation", "return_sequences", "go_backwards", "unroll",
 )
 
+KERAS_BILSTM_KERNEL_ARGS = (
+    "inputs", "fwd_initial_state_h", "fwd_initial_state_c", "bwd_initial_state_h",
+    "bwd_initial_state_c", "mask", "fwd_kernel", "fwd_recurrent_kernel", "fwd_bias",
+    "bwd_kernel", "bwd_recurrent_kernel", "bwd_bias", "activation", "recurrent_activation",
+    "return_sequences", "unroll",
+)
 
-def keras_lstm_kernel():
-    """Keras' fused LSTM kernel of the running backend (``keras.src.backend.<name>.rnn.lstm``),
-    or None where this backend has none or this Keras release moved it."""
+
+def keras_lstm_kernel(name="lstm"):
+    """Keras' fused LSTM kernel of the running backend (``keras.src.backend.<name>.rnn.lstm``, or
+    ``bidirectional_lstm``), or None where this backend has none or this Keras release moved it."""
     backend = keras.backend.backend()
     if backend not in CUDNN_BACKENDS:
         return None
@@ -74,7 +81,7 @@ def keras_lstm_kernel():
         module = importlib.import_module(f"keras.src.backend.{backend}.rnn")
     except ImportError:
         return None
-    return getattr(module, "lstm", None)
+    return getattr(module, name, None)
 
 
 def gpu_available():
@@ -155,3 +162,38 @@ def cudnn_lstm(inputs, h0, c0, kernel, recurrent_kernel, bias, mask=None):
             h = ops.sum(sequence * ops.expand_dims(last, -1), axis=1)
             c = None
     return sequence, h, c
+
+
+def cudnn_bidirectional_lstm(inputs, forward_weights, backward_weights):
+    """Both directions of a bidirectional LSTM in one cuDNN call: Keras'
+    ``keras.src.backend.<name>.rnn.bidirectional_lstm`` (PyTorch and JAX in Keras 3.15; cuDNN runs
+    the two directions concurrently), zero initial states, no mask. ``*_weights`` are (kernel,
+    recurrent_kernel, bias), possibly perturbed.
+
+    Returns ``(forward_sequence, backward_sequence)``, (B, T, N) each, both in the original time
+    order. Raises NotImplementedError where the kernel cannot run (TensorFlow, no GPU, moved).
+    """
+    kernel_fn = keras_lstm_kernel("bidirectional_lstm")
+    if kernel_fn is None:
+        raise NotImplementedError("no bidirectional_lstm kernel in this Keras backend")
+    units = forward_weights[1].shape[0]
+    zeros = ops.zeros((ops.shape(inputs)[0], units), dtype=forward_weights[0].dtype)
+    (_, forward, _), (_, backward, _) = kernel_fn(
+        inputs,
+        zeros,
+        zeros,
+        zeros,
+        zeros,
+        None,
+        fwd_kernel=forward_weights[0],
+        fwd_recurrent_kernel=forward_weights[1],
+        fwd_bias=forward_weights[2],
+        bwd_kernel=backward_weights[0],
+        bwd_recurrent_kernel=backward_weights[1],
+        bwd_bias=backward_weights[2],
+        activation=keras.activations.tanh,
+        recurrent_activation=keras.activations.sigmoid,
+        return_sequences=True,
+        unroll=False,
+    )
+    return forward, backward

@@ -439,6 +439,22 @@ class FusedRNN(keras.layers.Layer):
             return "loop"  # the final cell state of a padded row is not in the returned sequence
         return "cudnn_if_right_padded"
 
+    def _cudnn_weights(self, training):
+        """(kernel, recurrent_kernel, bias) as ``call`` hands them to cuDNN: per-sequence
+        perturbations drawn once, in the same order as ``call`` draws them (input kernel first).
+        Only for configurations on the cuDNN path (no per-timestep draws)."""
+        kernel = plain_tensor(self.kernel)
+        recurrent_kernel = plain_tensor(self.recurrent_kernel)
+        bias = None if self.bias is None else plain_tensor(self.bias)
+        perturbations = self.perturbations if training else []
+        for p in split_by_target(perturbations, "input")[0]:
+            kernel = p.perturb(kernel, None, self.seed_generator)
+        for p in split_by_target(perturbations, "recurrent")[0]:
+            recurrent_kernel = p.perturb(recurrent_kernel, None, self.seed_generator)
+        if bias is None:
+            bias = ops.zeros((kernel.shape[-1],), dtype=kernel.dtype)
+        return kernel, recurrent_kernel, bias
+
     def _cudnn_or_loop(self, route, x, states, kernel, recurrent_kernel, bias, mask, run_loop):
         """(hidden sequence (B, T, units), final states) from Keras' cuDNN kernel, or under a mask
         that is not strictly right-padded from our loop (``ops.cond`` on the mask)."""

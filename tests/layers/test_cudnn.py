@@ -16,6 +16,7 @@ import pytest
 from keras import ops
 
 from keras_rnnreg import _backend
+from keras_rnnreg import layers as L
 from keras_rnnreg.layers import LSTM, SimpleRNN, cudnn_path
 from keras_rnnreg.layers._cudnn import config_reason
 from keras_rnnreg.perturbations import DropConnect, WeightNoise
@@ -75,10 +76,36 @@ class ReferenceKernel:
         return h, ops.stack(outputs, axis=1), [h, c]
 
 
+class ReferenceBidirectionalKernel:
+    """Keras' ``rnn.bidirectional_lstm`` contract (no mask), from two reference passes."""
+
+    def __init__(self):
+        self.calls = []
+        self.one_way = ReferenceKernel()
+
+    def __call__(self, inputs, fwd_initial_state_h, fwd_initial_state_c, bwd_initial_state_h,
+                 bwd_initial_state_c, mask, fwd_kernel, fwd_recurrent_kernel, fwd_bias,
+                 bwd_kernel, bwd_recurrent_kernel, bwd_bias, activation, recurrent_activation,
+                 return_sequences=False, unroll=False):
+        assert mask is None
+        self.calls.append({"fwd_recurrent_kernel": fwd_recurrent_kernel,
+                           "bwd_recurrent_kernel": bwd_recurrent_kernel})
+        kw = {"activation": activation, "recurrent_activation": recurrent_activation,
+              "return_sequences": True}
+        fwd = self.one_way(inputs, fwd_initial_state_h, fwd_initial_state_c, None, fwd_kernel,
+                           fwd_recurrent_kernel, fwd_bias, **kw)
+        last, seq, states = self.one_way(ops.flip(inputs, axis=1), bwd_initial_state_h,
+                                          bwd_initial_state_c, None, bwd_kernel,
+                                          bwd_recurrent_kernel, bwd_bias, **kw)
+        return fwd, (last, ops.flip(seq, axis=1), states)
+
+
 @pytest.fixture
 def fake_cudnn(monkeypatch):
     kernel = ReferenceKernel()
-    monkeypatch.setattr(_backend, "keras_lstm_kernel", lambda: kernel)
+    kernel.bidirectional = ReferenceBidirectionalKernel()
+    kernels = {"lstm": kernel, "bidirectional_lstm": kernel.bidirectional}
+    monkeypatch.setattr(_backend, "keras_lstm_kernel", lambda name="lstm": kernels[name])
     monkeypatch.setattr(_backend, "gpu_available", lambda: True)
     return kernel
 
@@ -99,7 +126,8 @@ def _pair(**kwargs):
 
 # ------------------------------------------------------------------------ Keras' private kernels
 @pytest.mark.parametrize("backend", _backend.CUDNN_BACKENDS)
-def test_keras_lstm_kernels_are_where_the_adapter_looks(backend):
+@pytest.mark.parametrize("name", ["lstm", "bidirectional_lstm"])
+def test_keras_lstm_kernels_are_where_the_adapter_looks(backend, name):
     """Fails loudly when a Keras release moves or reshapes the private kernels we call."""
     try:
         importlib.import_module({"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}[backend])
@@ -107,16 +135,24 @@ def test_keras_lstm_kernels_are_where_the_adapter_looks(backend):
         pytest.skip(f"{backend} is not installed")
     module_name = f"keras.src.backend.{backend}.rnn"
     module = importlib.import_module(module_name)
-    assert hasattr(module, "lstm"), (
-        f"{module_name}.lstm is gone in Keras {keras.__version__}: the cuDNN path of "
-        "keras_rnnreg.layers.LSTM falls back to our loop; update keras_rnnreg/_backend.py."
+    assert hasattr(module, name), (
+        f"{module_name}.{name} is gone in Keras {keras.__version__}: the cuDNN path of "
+        "keras_rnnreg.layers.LSTM / Bidirectional falls back to our loop; update "
+        "keras_rnnreg/_backend.py."
     )
-    params = list(inspect.signature(module.lstm).parameters)
-    assert tuple(params[: len(_backend.KERAS_LSTM_KERNEL_ARGS)]) == _backend.KERAS_LSTM_KERNEL_ARGS, (
-        f"{module_name}.lstm changed its signature in Keras {keras.__version__}: {params}"
+    params = list(inspect.signature(getattr(module, name)).parameters)
+    if name == "bidirectional_lstm" and backend == "tensorflow":
+        # A stub raising NotImplementedError in Keras 3.15: the wrapper runs two cuDNN calls.
+        assert params == ["args", "kwargs"], params
+        return
+    expected = (
+        _backend.KERAS_LSTM_KERNEL_ARGS if name == "lstm" else _backend.KERAS_BILSTM_KERNEL_ARGS
+    )
+    assert tuple(params[: len(expected)]) == expected, (
+        f"{module_name}.{name} changed its signature in Keras {keras.__version__}: {params}"
     )
     if backend == keras.backend.backend():
-        assert _backend.keras_lstm_kernel() is module.lstm
+        assert _backend.keras_lstm_kernel(name) is getattr(module, name)
 
 
 # ----------------------------------------------------------------------------------- eligibility
@@ -195,7 +231,7 @@ def test_without_gpu(monkeypatch):
 
 
 def test_moved_kernel_falls_back_with_a_reason(monkeypatch):
-    monkeypatch.setattr(_backend, "keras_lstm_kernel", lambda: None)
+    monkeypatch.setattr(_backend, "keras_lstm_kernel", lambda name="lstm": None)
     monkeypatch.setattr(_backend, "gpu_available", lambda: True)
     taken, why = cudnn_path(LSTM(N, use_cudnn=True))
     assert not taken and "rnn.lstm is not in Keras" in why
@@ -403,3 +439,70 @@ def test_tensorflow_layers_that_may_run_cudnn_opt_out_of_xla(fake_cudnn):
     assert not LSTM(N, perturbations=[WeightNoise(0.1)]).supports_jit
     assert LSTM(N, use_cudnn=False).supports_jit
     assert LSTM(N, output_activation=None).supports_jit
+
+
+# ------------------------------------------------------------------- Bidirectional: one cuDNN call
+def _bidirectional_pair(merge_mode="concat", return_sequences=True, **kwargs):
+    x = _inputs()
+    fused = L.Bidirectional(
+        LSTM(N, use_cudnn=True, seed=7, return_sequences=return_sequences, **kwargs),
+        merge_mode=merge_mode,
+    )
+    two_calls = keras.layers.Bidirectional(
+        LSTM(N, use_cudnn=False, seed=7, return_sequences=return_sequences, **kwargs),
+        merge_mode=merge_mode,
+    )
+    fused(x)
+    two_calls(x)
+    rng = np.random.default_rng(5)
+    weights = [rng.normal(scale=0.5, size=w.shape).astype("float32")
+               for w in two_calls.get_weights()]
+    fused.set_weights(weights)
+    two_calls.set_weights(weights)
+    return fused, two_calls, x
+
+
+@pytest.mark.parametrize("merge_mode", ["concat", "sum"])
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_bidirectional_one_call_equals_two_layers(merge_mode, return_sequences, fake_cudnn):
+    kwargs = {"perturbations": [DropConnect(0.4, per="sequence")],
+              "state_regularizer": NormStabilizer(3.0, cost="relative")}
+    fused, two_calls, x = _bidirectional_pair(merge_mode, return_sequences, **kwargs)
+    fake_cudnn.bidirectional.calls.clear()
+    out_f, grads_f = value_and_grads(fused, x, training=True)
+    assert fake_cudnn.bidirectional.calls, "the bidirectional kernel was not called"
+    out_t, grads_t = value_and_grads(two_calls, x, training=True)
+    np.testing.assert_allclose(out_f, out_t, atol=1e-5)
+    for g_f, g_t in zip(grads_f, grads_t):
+        np.testing.assert_allclose(g_f, g_t, atol=1e-5)
+    fused(x, training=True)
+    two_calls(x, training=True)
+    np.testing.assert_allclose(
+        sorted(float(to_numpy(v)) for v in fused.losses),
+        sorted(float(to_numpy(v)) for v in two_calls.losses), rtol=1e-5,
+    )
+
+
+def test_bidirectional_falls_back_to_two_layers(fake_cudnn):
+    fused, two_calls, x = _bidirectional_pair(dropout=0.3)
+    fake_cudnn.bidirectional.calls.clear()
+    fused(x, training=True)  # a different input dropout mask per direction
+    fused(x, mask=_mask("right"))
+    assert not fake_cudnn.bidirectional.calls
+    fused(x)  # inference: no dropout
+    assert fake_cudnn.bidirectional.calls
+    np.testing.assert_allclose(
+        to_numpy(fused(x, mask=_mask("left"))), to_numpy(two_calls(x, mask=_mask("left"))),
+        atol=1e-5,
+    )
+
+
+def test_bidirectional_serializes():
+    layer = L.Bidirectional(LSTM(N, return_sequences=True), merge_mode="sum")
+    x = _inputs()
+    expected = to_numpy(layer(x))
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert isinstance(restored, L.Bidirectional)
+    restored(x)
+    restored.set_weights(layer.get_weights())
+    np.testing.assert_allclose(to_numpy(restored(x)), expected, atol=1e-6)
