@@ -29,13 +29,19 @@ import keras_rnnreg
 
 def _model(make, length, features, depth=0):
     """``make()`` gives a recurrent layer, or a (recurrent layer, output layer) pair; ``depth`` > 0
-    stacks that many bidirectional layers (each ``make()`` wrapped in keras.layers.Bidirectional)."""
+    stacks that many bidirectional layers (Keras' layers in keras.layers.Bidirectional, ours in
+    keras_rnnreg.layers.Bidirectional)."""
     inputs = keras.Input((length, features))
     head = keras.layers.Dense(features, activation="sigmoid")
     if depth:
         hidden = inputs
         for _ in range(depth):
-            hidden = keras.layers.Bidirectional(make())(hidden)
+            layer = make()
+            # Ours in keras_rnnreg's wrapper (one bidirectional cuDNN call where it can).
+            wrapper = (keras_rnnreg.layers.Bidirectional
+                       if isinstance(layer, keras_rnnreg.layers.FusedRNN)
+                       else keras.layers.Bidirectional)
+            hidden = wrapper(layer)(hidden)
     else:
         layer = make()
         if isinstance(layer, tuple):  # (recurrent layer, output layer)
