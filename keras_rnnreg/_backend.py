@@ -90,7 +90,9 @@ def gpu_available():
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return bool(tf.config.list_logical_devices("GPU"))
+        # Physical devices: listing them does not initialize the runtime (logical devices would,
+        # and then virtual-device configuration is refused).
+        return bool(tf.config.list_physical_devices("GPU"))
     if backend == "torch":
         import torch
 

@@ -467,17 +467,26 @@ class FusedRNN(keras.layers.Layer):
             # cannot give it under a mask).
             return hidden, h, ops.zeros_like(h) if c is None else c
 
-        if route == "cudnn":
-            hidden, h, c = cudnn()
-            return hidden, [h, c]
-
         def loop():
             seqs = run_loop()
-            float_mask = ops.expand_dims(ops.transpose(ops.cast(mask, x.dtype), (1, 0)), -1)
-            hidden = ops.transpose(seqs[0] * float_mask, (1, 0, 2))
-            return hidden, seqs[0][-1], seqs[1][-1]
+            hidden = seqs[0]
+            if mask is not None:
+                float_mask = ops.expand_dims(ops.transpose(ops.cast(mask, x.dtype), (1, 0)), -1)
+                hidden = hidden * float_mask
+            return ops.transpose(hidden, (1, 0, 2)), seqs[0][-1], seqs[1][-1]
 
-        hidden, h, c = ops.cond(_backend.right_padded(mask), cudnn, loop)
+        try:
+            if route == "cudnn":
+                hidden, h, c = cudnn()
+            else:
+                hidden, h, c = ops.cond(_backend.right_padded(mask), cudnn, loop)
+        except NotImplementedError as error:  # Keras' kernel refused (e.g. cuDNN not loadable)
+            if self.use_cudnn is True:
+                raise ValueError(
+                    f"{type(self).__name__}: use_cudnn=True, but Keras' cuDNN kernel cannot run "
+                    f"here ({error!r}). Pass use_cudnn='auto' to run our loop instead."
+                ) from error
+            hidden, h, c = loop()
         return hidden, [h, c]
 
     def _normal(self, shape):

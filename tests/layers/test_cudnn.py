@@ -230,6 +230,35 @@ def test_without_gpu(monkeypatch):
     assert LSTM(N)(_inputs()).shape == (B, N)
 
 
+@pytest.mark.parametrize("mask_kind", [None, "right"])
+def test_kernel_refusing_falls_back_to_our_loop(mask_kind, monkeypatch):
+    """Keras' kernels raise NotImplementedError where they cannot run (e.g. cuDNN not loadable
+    on a machine with a GPU): "auto" runs our loop, True raises a ValueError."""
+
+    def refusing(*args, **kwargs):
+        raise NotImplementedError("cuDNN not loadable")
+
+    monkeypatch.setattr(_backend, "keras_lstm_kernel", lambda name="lstm": refusing)
+    monkeypatch.setattr(_backend, "gpu_available", lambda: True)
+    mask = None if mask_kind is None else _mask(mask_kind)
+    x = _inputs()
+    auto = LSTM(N, return_sequences=True, use_cudnn="auto" if BACKEND != "jax" else True)
+    loop = LSTM(N, return_sequences=True, use_cudnn=False)
+    loop(x)
+    auto(x)
+    auto.set_weights(loop.get_weights())
+    if BACKEND == "jax":  # use_cudnn=True: no silent fallback
+        with pytest.raises(ValueError, match="cannot run here"):
+            auto(x, mask=mask)
+        return
+    np.testing.assert_allclose(
+        to_numpy(auto(x, mask=mask)), to_numpy(loop(x, mask=mask)), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="cannot run here"):
+        strict = LSTM(N, use_cudnn=True)
+        strict(x)
+
+
 def test_moved_kernel_falls_back_with_a_reason(monkeypatch):
     monkeypatch.setattr(_backend, "keras_lstm_kernel", lambda name="lstm": None)
     monkeypatch.setattr(_backend, "gpu_available", lambda: True)
