@@ -158,7 +158,7 @@ def _path(make):
     if not isinstance(layer, keras_rnnreg.layers.FusedRNN):
         return "keras"
     taken, why = keras_rnnreg.layers.cudnn_path(layer)
-    return "cuDNN" if taken else f"loop ({why})"
+    return "cuDNN" if taken else f"loop ({why.split(' (')[0]})"
 
 
 def measure_paper(shapes=None, steps=20, repeats=3, clock="wall", sizes=None):
