@@ -17,6 +17,9 @@ of our loop, so it is taken whenever the configuration allows (``use_cudnn="auto
   bidirectional LSTM (77.9 against 58.3); ``python -m benchmarks.layers --shapes paper`` measures
   both on a GPU to settle the default (docs/benchmarks.md).
 
+Around a bidirectional LSTM, :class:`keras_rnnreg.layers.Bidirectional` runs both directions in
+one bidirectional cuDNN call where Keras' backend has that kernel (PyTorch, JAX).
+
 Masks are data, checked on every call: a strictly right-padded mask with no empty row takes the
 cuDNN path, anything else (left padding, gaps, ``go_backwards`` which turns right padding into left
 padding, ``zero_output_for_mask=False``, and on PyTorch / JAX ``return_state=True``, whose final
