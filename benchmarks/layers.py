@@ -7,6 +7,12 @@ Run once per backend (``KERAS_BACKEND=jax python -m benchmarks.layers``) or for 
 (batch × length × steps / seconds) of each variant and its ratio to its reference: for
 ``ours.*`` the Keras layer, for a regularized variant our plain layer (there the ratio is the
 *time* ratio, variant time / plain time, the figure the targets are stated in).
+
+``--shapes paper`` measures the papers' four GPU workloads instead (``PAPER_SHAPES``: the JSB
+SRNN-200, the 1000-unit PTB LSTM, the 1600-unit SRNN, the 3×500 bidirectional TIMIT LSTM): Keras'
+layer, ours, ours with each regularizer, and for the LSTM our loop and (JAX) Keras' cuDNN kernel
+forced, with the path each layer takes. Meant for a GPU: ``KERAS_BACKEND=torch python -m
+benchmarks.layers --shapes paper`` (docs/benchmarks.md, GPU table).
 """
 
 import argparse
@@ -21,13 +27,26 @@ import numpy as np
 import keras_rnnreg
 
 
-def _model(layer, length, features):
+def _model(make, length, features, depth=0):
+    """``make()`` gives a recurrent layer, or a (recurrent layer, output layer) pair; ``depth`` > 0
+    stacks that many bidirectional layers (Keras' layers in keras.layers.Bidirectional, ours in
+    keras_rnnreg.layers.Bidirectional)."""
     inputs = keras.Input((length, features))
-    if isinstance(layer, tuple):  # (recurrent layer, output layer)
-        layer, head = layer
+    head = keras.layers.Dense(features, activation="sigmoid")
+    if depth:
+        hidden = inputs
+        for _ in range(depth):
+            layer = make()
+            # Ours in keras_rnnreg's wrapper (one bidirectional cuDNN call where it can).
+            wrapper = (keras_rnnreg.layers.Bidirectional
+                       if isinstance(layer, keras_rnnreg.layers.FusedRNN)
+                       else keras.layers.Bidirectional)
+            hidden = wrapper(layer)(hidden)
     else:
-        head = keras.layers.Dense(features, activation="sigmoid")
-    hidden = layer(inputs)
+        layer = make()
+        if isinstance(layer, tuple):  # (recurrent layer, output layer)
+            layer, head = layer
+        hidden = layer(inputs)
     outputs = head(hidden)
     model = keras.Model(inputs, outputs)
     model.compile(optimizer=keras.optimizers.RMSprop(1e-3), loss="binary_crossentropy")
@@ -88,7 +107,85 @@ def _regularizer_reference(name):
     return "ours.LSTM" if name.startswith("LSTM") else "ours.SimpleRNN"
 
 
-def measure(variants, batch=81, length=100, features=88, steps=20, repeats=3, seed=0, clock="wall"):
+# The papers' GPU workloads (docs/benchmarks.md, GPU table): name -> (batch, length, inputs, units,
+# layer kind, bidirectional depth). jsb_srnn200: the noise study's JSB net; ptb_lstm1000 and
+# srnn1600: the norm-stabilizer paper's char-level PTB nets (Tables 1-3); timit_blstm3x500: its
+# TIMIT net (three bidirectional LSTM layers of 500, Tables 4-5; 123 filterbank inputs).
+PAPER_SHAPES = {
+    "jsb_srnn200": (81, 100, 88, 200, "srnn", 0),
+    "ptb_lstm1000": (32, 100, 50, 1000, "lstm", 0),
+    "srnn1600": (32, 100, 50, 1600, "srnn", 0),
+    "timit_blstm3x500": (32, 300, 123, 500, "lstm", 3),
+}
+
+
+def _paper_variants(kind, units):
+    """Keras' layer, ours, and ours with each regularizer of the papers at one shape. For the
+    LSTM also our loop forced (use_cudnn=False) and, on JAX, Keras' cuDNN kernel forced
+    (use_cudnn=True: jax.experimental.rnn), to settle which path "auto" should take."""
+    L = keras_rnnreg.layers
+    P = keras_rnnreg.perturbations
+    R = keras_rnnreg.regularizers
+    cls = L.SimpleRNN if kind == "srnn" else L.LSTM
+
+    def ours(**kw):
+        return lambda: cls(units, return_sequences=True, **kw)
+
+    keras_cls = keras.layers.SimpleRNN if kind == "srnn" else keras.layers.LSTM
+    variants = {
+        "keras": lambda: keras_cls(units, return_sequences=True),
+        "ours": ours(),
+        "ours+noise/step": ours(perturbations=[P.WeightNoise(0.04)]),
+        "ours+dropconnect/seq": ours(perturbations=[P.DropConnect(0.5, per="sequence")]),
+        "ours+normstab": ours(state_regularizer=R.NormStabilizer(50.0)),
+        "ours+dropconnect/seq+normstab": ours(
+            perturbations=[P.DropConnect(0.5, per="sequence")],
+            state_regularizer=R.NormStabilizer(50.0),
+        ),
+    }
+    if kind == "lstm":
+        variants["ours, loop (use_cudnn=False)"] = ours(use_cudnn=False)
+        if keras.backend.backend() == "jax" and _has_gpu():
+            variants["ours, cuDNN (use_cudnn=True)"] = ours(use_cudnn=True)
+    return variants
+
+
+def _path(make):
+    """Which path a variant's recurrent layer takes (keras_rnnreg.layers.cudnn_path)."""
+    layer = make()
+    if isinstance(layer, tuple):
+        layer = layer[0]
+    if not isinstance(layer, keras_rnnreg.layers.FusedRNN):
+        return "keras"
+    taken, why = keras_rnnreg.layers.cudnn_path(layer)
+    return "cuDNN" if taken else f"loop ({why.split(' (')[0]})"
+
+
+def measure_paper(shapes=None, steps=20, repeats=3, clock="wall", sizes=None):
+    """Print one markdown row per (shape, variant): timesteps/s, time ratio to Keras' layer and
+    to our plain layer, and the path taken. ``sizes`` overrides PAPER_SHAPES (smoke tests)."""
+    backend = keras.backend.backend()
+    sizes = sizes or PAPER_SHAPES
+    print("| backend | shape | variant | timesteps/s | speed vs Keras | time vs ours | path |")
+    print("|---|---|---|---|---|---|---|")
+    results = {}
+    for shape in shapes or list(sizes):
+        batch, length, features, units, kind, depth = sizes[shape]
+        variants = _paper_variants(kind, units)
+        rates = measure(variants, batch=batch, length=length, features=features, steps=steps,
+                        repeats=repeats, clock=clock, depth=depth)
+        for name, rate in rates.items():
+            vs_keras = f"{rate / rates['keras']:.2f}x"
+            vs_ours = "" if name in ("keras", "ours") else f"{rates['ours'] / rate:.2f}x"
+            print(f"| {backend} | {shape} | {name} | {rate:,.0f} | {vs_keras} | {vs_ours} | "
+                  f"{_path(variants[name])} |", flush=True)
+            results[(shape, name)] = rate
+        keras.backend.clear_session()
+    return results
+
+
+def measure(variants, batch=81, length=100, features=88, steps=20, repeats=3, seed=0, clock="wall",
+            depth=0):
     """Return {name: median timesteps/s}. Variants are timed round-robin to share drift.
 
     ``clock="cpu"`` divides by the process's CPU time (all threads) instead of wall time: on a
@@ -101,7 +198,7 @@ def measure(variants, batch=81, length=100, features=88, steps=20, repeats=3, se
     models = {}
     for name, make in variants.items():
         keras.utils.set_random_seed(seed)
-        models[name] = _model(make(), length, features)
+        models[name] = _model(make, length, features, depth=depth)
         models[name].fit(x[: batch * 2], y[: batch * 2], batch_size=batch, epochs=1, verbose=0)
     rates = {name: [] for name in variants}
     for _ in range(repeats):
@@ -125,9 +222,27 @@ def main(argv=None):
         "--clock", choices=["wall", "cpu"], default="wall",
         help="wall time, or process CPU time (steadier on a shared machine)",
     )
+    parser.add_argument(
+        "--shapes", choices=["jsb", "paper"], default="jsb",
+        help="jsb: the noise study's JSB setup (default, the CPU table); paper: the papers' four "
+        "GPU workloads (" + ", ".join(PAPER_SHAPES) + ") with every regularizer",
+    )
+    parser.add_argument(
+        "--only", default=None,
+        help="with --shapes paper: a comma-separated subset of the shapes",
+    )
     args = parser.parse_args(argv)
     backend = keras.backend.backend()
-    device = "gpu" if _has_gpu() else "cpu"
+    device = _device_name()
+    if args.shapes == "paper":
+        print(f"# backend={backend} device={device} keras={keras.__version__} "
+              f"steps={args.steps} repeats={args.repeats} clock={args.clock}")
+        if not _has_gpu():
+            print("# no GPU: these are the GPU workloads measured on a CPU; the GPU figures are "
+                  "to be taken on a GPU machine")
+        measure_paper(args.only.split(",") if args.only else None, steps=args.steps,
+                      repeats=args.repeats, clock=args.clock)
+        return
     print(f"# backend={backend} device={device} keras={keras.__version__} "
           f"machine={platform.machine()} cpus={os.cpu_count()} batch=81 length=100 inputs=88 "
           f"units={args.units} steps={args.steps} repeats={args.repeats} clock={args.clock}")
@@ -152,6 +267,24 @@ def main(argv=None):
             ref = _regularizer_reference(name)
             ratio = f"{rates[ref] / rate:.2f}x" if ref else "(reference)"
             print(f"| {backend} | {name} | {rate:,.0f} | {ratio} |", flush=True)
+
+
+def _device_name():
+    if not _has_gpu():
+        return "cpu"
+    backend = keras.backend.backend()
+    try:
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.get_device_name(0).replace(" ", "_")
+        if backend == "jax":
+            import jax
+
+            return jax.devices()[0].device_kind.replace(" ", "_")
+    except Exception:  # the name is informative only
+        pass
+    return "gpu"
 
 
 def _has_gpu():

@@ -1,5 +1,7 @@
 """The one place that knows about backend differences (DESIGN.md: "one small adapter module")."""
 
+import importlib
+
 import keras
 from keras import ops
 
@@ -43,3 +45,157 @@ def scan_states(body, init, xs, unroll=1, reverse=False):
         return new, new
 
     return list(ops.scan(step, init, xs, unroll=unroll, reverse=reverse)[1])
+
+
+# ----------------------------------------------------------------------------------- cuDNN path
+# DESIGN.md's one planned exception: Keras' private backend kernels, reached only from here. The
+# contract relied on (Keras 3.x, checked by tests/layers/test_cudnn.py so that a release that moves
+# or reshapes them fails loudly): ``keras.src.backend.<backend>.rnn.lstm(inputs, initial_state_h,
+# initial_state_c, mask, kernel, recurrent_kernel, bias, activation, recurrent_activation,
+# return_sequences=..., go_backwards=..., unroll=...)`` with Keras' weight layout (gates i, f, c, o)
+# returning ``(last_output, outputs, [h, c])``, or raising NotImplementedError when it cannot run.
+# Only TensorFlow's kernel takes a mask (strictly right-padded, no empty sequence); PyTorch's and
+# JAX's raise on any mask, so we hand them none and fix the padded steps up afterwards.
+
+CUDNN_BACKENDS = ("tensorflow", "torch", "jax")
+KERAS_LSTM_KERNEL_ARGS = (
+    "inputs", "initial_state_h", "initial_state_c", "mask", "kernel", "recurrent_kernel", "bias",
+    "activation", "recurrent_activation", "return_sequences", "go_backwards", "unroll",
+)
+
+KERAS_BILSTM_KERNEL_ARGS = (
+    "inputs", "fwd_initial_state_h", "fwd_initial_state_c", "bwd_initial_state_h",
+    "bwd_initial_state_c", "mask", "fwd_kernel", "fwd_recurrent_kernel", "fwd_bias",
+    "bwd_kernel", "bwd_recurrent_kernel", "bwd_bias", "activation", "recurrent_activation",
+    "return_sequences", "unroll",
+)
+
+
+def keras_lstm_kernel(name="lstm"):
+    """Keras' fused LSTM kernel of the running backend (``keras.src.backend.<name>.rnn.lstm``, or
+    ``bidirectional_lstm``), or None where this backend has none or this Keras release moved it."""
+    backend = keras.backend.backend()
+    if backend not in CUDNN_BACKENDS:
+        return None
+    try:
+        module = importlib.import_module(f"keras.src.backend.{backend}.rnn")
+    except ImportError:
+        return None
+    return getattr(module, name, None)
+
+
+def gpu_available():
+    """Whether the running backend computes on a GPU with cuDNN (what Keras' kernels check)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        # Physical devices: listing them does not initialize the runtime (logical devices would,
+        # and then virtual-device configuration is refused).
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "torch":
+        import torch
+
+        return bool(torch.cuda.is_available() and torch.backends.cudnn.is_available())
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() == "gpu"
+    return False
+
+
+def kernel_takes_mask():
+    """Whether Keras' kernel of the running backend accepts a (right-padded) mask itself."""
+    return keras.backend.backend() == "tensorflow"
+
+
+def right_padded(mask):
+    """Scalar bool tensor: every row of the (B, T) ``mask`` is k ≥ 1 valid steps then padding
+    (what cuDNN's sequence lengths can express; Keras' TensorFlow kernel asserts the same)."""
+    valid = ops.cast(mask, "int32")
+    lengths = ops.sum(valid, axis=1)
+    steps = ops.arange(ops.shape(valid)[1], dtype="int32")
+    expected = ops.cast(ops.expand_dims(steps, 0) < ops.expand_dims(lengths, 1), "int32")
+    return ops.logical_and(ops.all(ops.equal(valid, expected)), ops.all(lengths > 0))
+
+
+def cudnn_lstm(inputs, h0, c0, kernel, recurrent_kernel, bias, mask=None):
+    """Run Keras' cuDNN LSTM kernel on batch-major ``inputs`` (B, T, F) with the given (possibly
+    perturbed) kernels; tanh / sigmoid / output tanh, gates (i, f, c, o) as ``keras.layers.LSTM``.
+
+    Returns ``(sequence, h_T, c_T)``: the hidden sequence (B, T, N) with zeros at padded steps, the
+    state at each row's last valid step, and the cell state there, which is None when the kernel
+    took no mask (PyTorch, JAX: the cell state of a padded row is not available). ``mask`` must be
+    right-padded (:func:`right_padded`). Raises NotImplementedError when the kernel cannot run
+    (moved in this Keras release, no GPU on TensorFlow / JAX).
+    """
+    kernel_fn = keras_lstm_kernel()
+    if kernel_fn is None:
+        raise NotImplementedError(
+            f"keras.src.backend.{keras.backend.backend()}.rnn.lstm is not in Keras "
+            f"{keras.__version__}"
+        )
+    if bias is None:
+        bias = ops.zeros((kernel.shape[-1],), dtype=kernel.dtype)
+    pass_mask = mask is not None and kernel_takes_mask()
+    _, sequence, (h, c) = kernel_fn(
+        inputs,
+        h0,
+        c0,
+        mask if pass_mask else None,
+        kernel=kernel,
+        recurrent_kernel=recurrent_kernel,
+        bias=bias,
+        activation=keras.activations.tanh,
+        recurrent_activation=keras.activations.sigmoid,
+        return_sequences=True,
+        go_backwards=False,
+        unroll=False,
+    )
+    if mask is not None:
+        valid = ops.cast(mask, sequence.dtype)
+        sequence = sequence * ops.expand_dims(valid, -1)
+        if not pass_mask:
+            # Right padding: the state after each row's last valid step is in the sequence.
+            lengths = ops.sum(ops.cast(mask, "int32"), axis=1)
+            steps = ops.arange(ops.shape(sequence)[1], dtype="int32")
+            last = ops.cast(ops.equal(ops.expand_dims(steps, 0), ops.expand_dims(lengths - 1, 1)),
+                            sequence.dtype)
+            h = ops.sum(sequence * ops.expand_dims(last, -1), axis=1)
+            c = None
+    return sequence, h, c
+
+
+def cudnn_bidirectional_lstm(inputs, forward_weights, backward_weights):
+    """Both directions of a bidirectional LSTM in one cuDNN call: Keras'
+    ``keras.src.backend.<name>.rnn.bidirectional_lstm`` (PyTorch and JAX in Keras 3.15; cuDNN runs
+    the two directions concurrently), zero initial states, no mask. ``*_weights`` are (kernel,
+    recurrent_kernel, bias), possibly perturbed.
+
+    Returns ``(forward_sequence, backward_sequence)``, (B, T, N) each, both in the original time
+    order. Raises NotImplementedError where the kernel cannot run (TensorFlow, no GPU, moved).
+    """
+    kernel_fn = keras_lstm_kernel("bidirectional_lstm")
+    if kernel_fn is None:
+        raise NotImplementedError("no bidirectional_lstm kernel in this Keras backend")
+    units = forward_weights[1].shape[0]
+    zeros = ops.zeros((ops.shape(inputs)[0], units), dtype=forward_weights[0].dtype)
+    (_, forward, _), (_, backward, _) = kernel_fn(
+        inputs,
+        zeros,
+        zeros,
+        zeros,
+        zeros,
+        None,
+        fwd_kernel=forward_weights[0],
+        fwd_recurrent_kernel=forward_weights[1],
+        fwd_bias=forward_weights[2],
+        bwd_kernel=backward_weights[0],
+        bwd_recurrent_kernel=backward_weights[1],
+        bwd_bias=backward_weights[2],
+        activation=keras.activations.tanh,
+        recurrent_activation=keras.activations.sigmoid,
+        return_sequences=True,
+        unroll=False,
+    )
+    return forward, backward

@@ -18,6 +18,36 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def on_gpu():
+    """Whether the running backend computes on a GPU (tests marked ``gpu`` run only there)."""
+    from keras_rnnreg import _backend
+
+    return _backend.gpu_available()
+
+
+def tolerance(atol=1e-5, cudnn=False):
+    """``assert_allclose`` keyword arguments for a float32 comparison of two implementations.
+
+    ``atol`` on CPU. On a GPU, cuDNN's RNN kernels may compute in TF32 (PyTorch's
+    ``torch.backends.cudnn.allow_tf32`` is on by default, TensorFlow enables TF32 too) and JAX's
+    default float32 matmul precision on GPUs is TF32 as well: about 3 decimal digits. So the
+    tolerance is widened on a GPU only where one side is a cuDNN kernel (``cudnn=True``) or the
+    backend computes its matmuls in TF32 (JAX, TensorFlow).
+    """
+    if on_gpu() and (cudnn or keras.backend.backend() in ("jax", "tensorflow")):
+        return {"atol": max(atol, 5e-3), "rtol": 1e-2}
+    return {"atol": atol}
+
+
+@pytest.fixture(autouse=True)
+def _skip_gpu_tests_without_gpu(request):
+    """Tests marked ``gpu`` are skipped where the backend sees no GPU. Checked when such a test
+    runs, not at collection, so that collecting the suite initializes no device runtime (tests
+    that configure virtual devices or XLA flags first keep working)."""
+    if request.node.get_closest_marker("gpu") is not None and not on_gpu():
+        pytest.skip(f"needs a GPU with cuDNN visible to the {keras.backend.backend()} backend")
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_policy():
     keras.utils.set_random_seed(1234)

@@ -11,6 +11,11 @@ def _flat(out):
     return ops.reshape(out, (ops.shape(out)[0], -1))
 
 
+def _np(x):
+    """A host NumPy copy of a backend tensor on any device (CUDA tensors refuse np.asarray)."""
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
 def _weights(n):
     return keras.ops.sin(keras.ops.arange(n, dtype="float32") * 0.37 + 0.1)
 
@@ -25,7 +30,7 @@ def value_and_grads(layer, *args, **kwargs):
             out = _flat(layer(*args, **kwargs))
             loss = keras.ops.sum(out * _weights(out.shape[-1]))
         grads = tape.gradient(loss, [v.value for v in layer.trainable_variables])
-        return np.asarray(out), [np.asarray(g) for g in grads]
+        return _np(out), [_np(g) for g in grads]
     if backend == "jax":
         import jax
 
@@ -38,10 +43,10 @@ def value_and_grads(layer, *args, **kwargs):
             return keras.ops.sum(out * _weights(out.shape[-1])), out
 
         (_, out), grads = jax.value_and_grad(f, has_aux=True)(trainable)
-        return np.asarray(out), [np.asarray(g) for g in grads]
+        return _np(out), [_np(g) for g in grads]
     for v in layer.trainable_variables:
         v.value.grad = None
     out = _flat(layer(*args, **kwargs))
     loss = keras.ops.sum(out * _weights(out.shape[-1]))
     loss.backward()
-    return out.detach().numpy(), [v.value.grad.numpy() for v in layer.trainable_variables]
+    return _np(out.detach()), [_np(v.value.grad) for v in layer.trainable_variables]

@@ -16,3 +16,17 @@ def test_measure_runs_every_variant_family():
     assert set(rates) == set(chosen)
     assert all(rate > 0 for rate in rates.values())
     assert bench._regularizer_reference("LSTM+noise/timestep") == "ours.LSTM"
+
+
+def test_paper_shapes_run_every_variant(capsys):
+    tiny = {"blstm": (2, 3, 4, 3, "lstm", 1)}
+    rates = bench.measure_paper(["blstm"], steps=1, repeats=1, sizes=tiny)
+    assert {name for shape, name in rates if shape == "blstm"} >= {
+        "keras", "ours", "ours+dropconnect/seq+normstab", "ours, loop (use_cudnn=False)"
+    }
+    assert all(rate > 0 for rate in rates.values())
+    table = capsys.readouterr().out
+    assert "| blstm | ours+normstab |" in table and "loop (" in table
+    assert set(bench.PAPER_SHAPES) == {
+        "jsb_srnn200", "ptb_lstm1000", "srnn1600", "timit_blstm3x500"
+    }

@@ -238,3 +238,18 @@ def test_as_state_regularizer_of_the_recurrent_layers(on):
     restored = type(layer).from_config(layer.get_config())
     assert isinstance(restored.state_regularizer, NormStabilizer)
     assert restored.state_regularizer.on == on
+
+
+
+def test_state_regularizer_leaves_the_model_built():
+    """An unbuilt NormStabilizer sublayer made every fit() / evaluate() / predict() redo Keras'
+    symbolic build of the whole model (an extra forward pass per call on PyTorch): most of the
+    norm-stabilizer's measured cost."""
+    from keras_rnnreg.layers import LSTM
+
+    regularizer = NormStabilizer(1.0)
+    assert regularizer.built
+    inputs = keras.Input((T, 3))
+    outputs = LSTM(U, return_sequences=True, state_regularizer=regularizer)(inputs)
+    model = keras.Model(inputs, outputs)
+    assert all(layer.built for layer in model._flatten_layers())

@@ -16,11 +16,13 @@ Design (DESIGN.md, "Principles"):
 import keras
 from keras import ops
 
+from keras_rnnreg import _backend
 from keras_rnnreg import activations as activations_lib
 from keras_rnnreg._backend import plain_tensor, scan_states
+from keras_rnnreg.layers import _cudnn
 from keras_rnnreg.perturbations import split_by_target
 
-_KERAS_ONLY_ARGS = ("stateful", "implementation", "use_cudnn", "time_major")
+_KERAS_ONLY_ARGS = ("stateful", "implementation", "time_major")
 
 
 class FusedRNN(keras.layers.Layer):
@@ -57,6 +59,7 @@ class FusedRNN(keras.layers.Layer):
         unroll=False,
         perturbations=None,
         state_regularizer=None,
+        use_cudnn="auto",
         **kwargs,
     ):
         for name in _KERAS_ONLY_ARGS:
@@ -109,6 +112,33 @@ class FusedRNN(keras.layers.Layer):
         self._check_state_regularizer()
         self.stateful = False  # read by keras.layers.Bidirectional
         self.supports_masking = True
+        self.use_cudnn = _cudnn.check_use_cudnn(use_cudnn)
+        if not self._defers_cudnn_check:
+            self._check_use_cudnn()
+
+    # Subclasses whose __init__ sets more attributes call _check_use_cudnn() themselves.
+    _defers_cudnn_check = False
+
+    def _check_use_cudnn(self):
+        """use_cudnn=True with a configuration that excludes cuDNN raises (Keras raises too, at
+        call time; the configuration is known here). On TensorFlow a layer that will run the
+        cuDNN kernel opts out of XLA, as keras.layers.LSTM does (cuDNN ops do not compile)."""
+        reason = _cudnn.config_reason(self, training=True)
+        if self.use_cudnn is True and reason is not None:
+            raise ValueError(
+                f"{type(self).__name__}: use_cudnn=True, but this configuration cannot run the "
+                f"cuDNN kernel: {reason}. Pass use_cudnn='auto' to run our loop instead."
+            )
+        # training=False: the wider set (per-timestep perturbations leave cuDNN in training only).
+        if keras.backend.backend() == "tensorflow" and _cudnn.cudnn_path(self, training=False)[0]:
+            self.supports_jit = False
+
+    def _cudnn_config_reason(self, training=True):
+        """Why this configuration excludes the cuDNN kernel (None when it does not)."""
+        return (
+            f"{type(self).__name__} has no cuDNN path (our fused loop is faster than Keras' "
+            "SimpleRNN; docs/benchmarks.md)"
+        )
 
     # ----------------------------------------------------------------------------------- config
     @property
@@ -156,6 +186,7 @@ class FusedRNN(keras.layers.Layer):
                 "go_backwards": self.go_backwards,
                 "zero_output_for_mask": self.zero_output_for_mask,
                 "unroll": self.unroll,
+                "use_cudnn": self.use_cudnn,
                 "perturbations": [keras.saving.serialize_keras_object(p) for p in self.perturbations],
                 "state_regularizer": keras.saving.serialize_keras_object(self.state_regularizer)
                 if self.state_regularizer is not None
@@ -276,9 +307,8 @@ class FusedRNN(keras.layers.Layer):
                 seed=self.seed_generator,
             )
             x = x * keep
-        # Time-major from here on: (T, B, ...).
-        x = ops.transpose(x, (1, 0, 2))
-        time_steps = ops.shape(x)[0]
+        route = self._route(training, mask)
+        time_steps = ops.shape(x)[1]
 
         # Plain tensors from here on (autocast to the compute dtype under mixed precision).
         kernel = plain_tensor(self.kernel)
@@ -296,68 +326,82 @@ class FusedRNN(keras.layers.Layer):
         for p in recurrent_weight_level:
             recurrent_kernel = p.perturb(recurrent_kernel, time_steps, self.seed_generator)
 
-        # ---- The input projection for all timesteps: one matmul ((T, B, F) @ (F, G), or a batched
-        # (T, B, F) @ (T, F, G) under per-timestep input-weight noise).
-        projected = ops.matmul(x, kernel)
-        if input_local is not None:
-            projected = projected + input_local.local_noise(
-                x, input_local.variance_factors(kernel), self._normal(ops.shape(projected))
-            )
-        if bias is not None:
-            projected = projected + bias
-
-        recurrent_keep = None
-        if training and self.recurrent_dropout > 0:
-            recurrent_keep = keras.random.dropout(
-                ops.ones((batch_size, self.units), dtype=self.compute_dtype),
-                self.recurrent_dropout,
-                seed=self.seed_generator,
-            )
-
-        float_mask = None
+        float_mask = None  # (T, B, 1)
         if mask is not None:
-            float_mask = ops.expand_dims(
-                ops.transpose(ops.cast(mask, projected.dtype), (1, 0)), -1
+            float_mask = ops.expand_dims(ops.transpose(ops.cast(mask, x.dtype), (1, 0)), -1)
+
+        def run_loop():
+            """The state sequences (T, B, units) from our loop (fused or plain scan)."""
+            # ---- The input projection for all timesteps: one matmul ((T, B, F) @ (F, G), or a
+            # batched (T, B, F) @ (T, F, G) under per-timestep input-weight noise). Time-major from
+            # here on: (T, B, ...).
+            x_tm = ops.transpose(x, (1, 0, 2))
+            projected = ops.matmul(x_tm, kernel)
+            if input_local is not None:
+                projected = projected + input_local.local_noise(
+                    x_tm, input_local.variance_factors(kernel), self._normal(ops.shape(projected))
+                )
+            if bias is not None:
+                projected = projected + bias
+
+            recurrent_keep = None
+            if training and self.recurrent_dropout > 0:
+                recurrent_keep = keras.random.dropout(
+                    ops.ones((batch_size, self.units), dtype=self.compute_dtype),
+                    self.recurrent_dropout,
+                    seed=self.seed_generator,
+                )
+
+            if recurrent_keep is None and recurrent_local is None and self._use_fused():
+                # Fast path: hand-written backward pass (layers/_fused.py).
+                state_seqs = self._fused_states(projected, recurrent_kernel, states, float_mask)
+            else:
+                step_inputs = {"projected": projected}
+                if float_mask is not None:
+                    step_inputs["mask"] = float_mask
+                if len(recurrent_kernel.shape) == 3:
+                    step_inputs["recurrent_kernel"] = recurrent_kernel
+                if recurrent_local is not None:
+                    local_factors = recurrent_local.variance_factors(recurrent_kernel)
+                    step_inputs["local_normal"] = self._normal(ops.shape(projected))
+
+                def body(carry, inputs):
+                    u = inputs.get("recurrent_kernel", recurrent_kernel)
+                    h_in = carry[0] if recurrent_keep is None else carry[0] * recurrent_keep
+                    recurrent = ops.matmul(h_in, u)
+                    if recurrent_local is not None:
+                        recurrent = recurrent + recurrent_local.local_noise(
+                            h_in, local_factors, inputs["local_normal"]
+                        )
+                    new_carry = self._step(inputs["projected"], recurrent, carry)
+                    if "mask" in inputs:  # masked steps keep the previous state
+                        m = inputs["mask"]
+                        new_carry = [o + m * (n - o) for n, o in zip(new_carry, carry)]
+                    # The loop emits the carried states; outputs are formed after the loop.
+                    return new_carry
+
+                state_seqs = scan_states(body, states, step_inputs, unroll=self.unroll)
+
+            return state_seqs
+
+        if route == "loop":
+            state_seqs = run_loop()
+            final_states = [seq[-1] for seq in state_seqs]
+        else:
+            state_seqs = None
+            hidden, final_states = self._cudnn_or_loop(
+                route, x, states, kernel, recurrent_kernel, bias, mask, run_loop
             )
 
-        if recurrent_keep is None and recurrent_local is None and self._use_fused():
-            # Fast path: hand-written backward pass (layers/_fused.py).
-            state_seqs = self._fused_states(projected, recurrent_kernel, states, float_mask)
-        else:
-            step_inputs = {"projected": projected}
-            if float_mask is not None:
-                step_inputs["mask"] = float_mask
-            if len(recurrent_kernel.shape) == 3:
-                step_inputs["recurrent_kernel"] = recurrent_kernel
-            if recurrent_local is not None:
-                local_factors = recurrent_local.variance_factors(recurrent_kernel)
-                step_inputs["local_normal"] = self._normal(ops.shape(projected))
-
-            def body(carry, inputs):
-                u = inputs.get("recurrent_kernel", recurrent_kernel)
-                h_in = carry[0] if recurrent_keep is None else carry[0] * recurrent_keep
-                recurrent = ops.matmul(h_in, u)
-                if recurrent_local is not None:
-                    recurrent = recurrent + recurrent_local.local_noise(
-                        h_in, local_factors, inputs["local_normal"]
-                    )
-                new_carry = self._step(inputs["projected"], recurrent, carry)
-                if "mask" in inputs:  # masked steps keep the previous state
-                    m = inputs["mask"]
-                    new_carry = [o + m * (n - o) for n, o in zip(new_carry, carry)]
-                # The loop emits the carried states; outputs are formed after the loop.
-                return new_carry
-
-            state_seqs = scan_states(body, states, step_inputs, unroll=self.unroll)
-
-        final_states = [seq[-1] for seq in state_seqs]
         needed = set(self._extra_sequence_outputs())
         if self.return_sequences:
             needed.add("hidden")
         if self.state_regularizer is not None:
             needed.add(self.state_regularizer.on)
         ys = {}
-        for name, seq in zip(self._sequences_available, state_seqs):
+        if state_seqs is None:  # cuDNN: the hidden sequence only, batch-major, zeros when masked
+            ys["hidden"] = hidden
+        for name, seq in zip(self._sequences_available, state_seqs or ()):
             if name not in needed:
                 continue
             if float_mask is not None and self.zero_output_for_mask:
@@ -374,6 +418,76 @@ class FusedRNN(keras.layers.Layer):
         if self.return_state:
             outputs += list(final_states)
         return outputs[0] if len(outputs) == 1 else outputs
+
+    def _route(self, training, mask):
+        """"loop", "cudnn", or "cudnn_if_right_padded" (decided per batch from the mask)."""
+        if self.use_cudnn is False:
+            return "loop"
+        taken, reason = _cudnn.cudnn_path(self, training=bool(training))
+        if not taken:
+            if self.use_cudnn is True:
+                raise ValueError(
+                    f"{type(self).__name__}: use_cudnn=True, but the cuDNN kernel cannot run: "
+                    f"{reason}. Pass use_cudnn='auto' to run our loop instead."
+                )
+            return "loop"
+        if mask is None:
+            return "cudnn"
+        if not self.zero_output_for_mask:
+            return "loop"  # cuDNN outputs zeros at padded steps
+        if self.return_state and not _backend.kernel_takes_mask():
+            return "loop"  # the final cell state of a padded row is not in the returned sequence
+        return "cudnn_if_right_padded"
+
+    def _cudnn_weights(self, training):
+        """(kernel, recurrent_kernel, bias) as ``call`` hands them to cuDNN: per-sequence
+        perturbations drawn once, in the same order as ``call`` draws them (input kernel first).
+        Only for configurations on the cuDNN path (no per-timestep draws)."""
+        kernel = plain_tensor(self.kernel)
+        recurrent_kernel = plain_tensor(self.recurrent_kernel)
+        bias = None if self.bias is None else plain_tensor(self.bias)
+        perturbations = self.perturbations if training else []
+        for p in split_by_target(perturbations, "input")[0]:
+            kernel = p.perturb(kernel, None, self.seed_generator)
+        for p in split_by_target(perturbations, "recurrent")[0]:
+            recurrent_kernel = p.perturb(recurrent_kernel, None, self.seed_generator)
+        if bias is None:
+            bias = ops.zeros((kernel.shape[-1],), dtype=kernel.dtype)
+        return kernel, recurrent_kernel, bias
+
+    def _cudnn_or_loop(self, route, x, states, kernel, recurrent_kernel, bias, mask, run_loop):
+        """(hidden sequence (B, T, units), final states) from Keras' cuDNN kernel, or under a mask
+        that is not strictly right-padded from our loop (``ops.cond`` on the mask)."""
+
+        def cudnn():
+            hidden, h, c = _backend.cudnn_lstm(
+                x, states[0], states[1], kernel, recurrent_kernel, bias, mask=mask
+            )
+            # Without return_state the final cell state is never read (None where the kernel
+            # cannot give it under a mask).
+            return hidden, h, ops.zeros_like(h) if c is None else c
+
+        def loop():
+            seqs = run_loop()
+            hidden = seqs[0]
+            if mask is not None:
+                float_mask = ops.expand_dims(ops.transpose(ops.cast(mask, x.dtype), (1, 0)), -1)
+                hidden = hidden * float_mask
+            return ops.transpose(hidden, (1, 0, 2)), seqs[0][-1], seqs[1][-1]
+
+        try:
+            if route == "cudnn":
+                hidden, h, c = cudnn()
+            else:
+                hidden, h, c = ops.cond(_backend.right_padded(mask), cudnn, loop)
+        except NotImplementedError as error:  # Keras' kernel refused (e.g. cuDNN not loadable)
+            if self.use_cudnn is True:
+                raise ValueError(
+                    f"{type(self).__name__}: use_cudnn=True, but Keras' cuDNN kernel cannot run "
+                    f"here ({error!r}). Pass use_cudnn='auto' to run our loop instead."
+                ) from error
+            hidden, h, c = loop()
+        return hidden, [h, c]
 
     def _normal(self, shape):
         return keras.random.normal(shape, dtype=self.compute_dtype, seed=self.seed_generator)

@@ -25,10 +25,17 @@ class LSTM(FusedRNN):
     * ``return_cell_sequence=True`` also returns the memory-cell sequence (B, T, units), right
       after the main output, for probes and penalties on the cells;
     * ``state_regularizer`` with ``on="cell"`` penalizes the memory cells;
-    * ``perturbations``, masks and speed as :class:`keras_rnnreg.layers.SimpleRNN`.
+    * ``perturbations``, masks and speed as :class:`keras_rnnreg.layers.SimpleRNN`;
+    * ``use_cudnn="auto" | True | False`` (Keras' argument): the same equations through Keras'
+      own cuDNN kernel on TensorFlow and PyTorch with a GPU, with per-sequence weight noise or
+      DropConnect drawn once and the perturbed kernels handed to cuDNN (AWD-LSTM's weight-dropped
+      LSTM), and the norm-stabilizer on h computed from the returned sequence. Which
+      configurations qualify: :func:`keras_rnnreg.layers.cudnn_path` and the README table;
+      ``use_cudnn=True`` with one that does not raises a ValueError naming the reason.
     """
 
     _gates = 4
+    _defers_cudnn_check = True
     _sequences_available = ("hidden", "cell")
 
     def __init__(
@@ -53,6 +60,7 @@ class LSTM(FusedRNN):
             self.output_activation = activations_lib.get(output_activation, "output_activation")
         self.unit_forget_bias = bool(unit_forget_bias)
         self.return_cell_sequence = bool(return_cell_sequence)
+        self._check_use_cudnn()
 
     @property
     def state_size(self):
@@ -88,6 +96,39 @@ class LSTM(FusedRNN):
         o = self.recurrent_activation(zo)
         h = o * c if self.output_activation is None else o * self.output_activation(c)
         return [h, c]
+
+    def _cudnn_config_reason(self, training=True):
+        if self.activation_name != "tanh":
+            return f"activation={self.activation_name!r} (cuDNN computes tanh)"
+        if self.recurrent_activation_name != "sigmoid":
+            return (
+                f"recurrent_activation={self.recurrent_activation_name!r} "
+                "(cuDNN computes sigmoid gates)"
+            )
+        if self._output_activation_key() != "tanh":
+            return (
+                f"output_activation={self.output_activation_name!r} "
+                "(cuDNN always applies tanh to the cell)"
+            )
+        if self.unroll:
+            return f"unroll={self.unroll!r}"
+        if self.recurrent_dropout:
+            return (
+                f"recurrent_dropout={self.recurrent_dropout} (a fresh mask inside the loop; "
+                "DropConnect(per='sequence') regularizes the recurrent weights and keeps cuDNN)"
+            )
+        if training:
+            per_step = [p for p in self.perturbations if p.per == "timestep"]
+            if per_step:
+                return (
+                    f"per-timestep perturbation {per_step[0]!r} (a new weight draw every step; "
+                    "per='sequence' keeps cuDNN)"
+                )
+        if self.state_regularizer is not None and self.state_regularizer.on == "cell":
+            return "state_regularizer on='cell' (cuDNN returns no cell sequence)"
+        if self.return_cell_sequence:
+            return "return_cell_sequence=True (cuDNN returns no cell sequence)"
+        return None
 
     def _output_activation_key(self):
         return self.activation_name if self.output_activation_name == "same" else self.output_activation_name

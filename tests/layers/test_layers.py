@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import keras_rnnreg
-from tests.conftest import to_numpy
+from tests.conftest import to_numpy, tolerance
 
 L = keras_rnnreg.layers
 
@@ -43,8 +43,8 @@ def test_lstm_against_numpy_with_cell_sequence(output_activation):
     hs, cs = layer(x)
     kernel, recurrent, bias = (to_numpy(w) for w in layer.weights)
     ref_h, ref_c = _np_lstm(x, kernel, recurrent, bias, output_tanh=output_activation == "same")
-    np.testing.assert_allclose(to_numpy(hs), ref_h, atol=1e-5)
-    np.testing.assert_allclose(to_numpy(cs), ref_c, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(hs), ref_h, **tolerance())
+    np.testing.assert_allclose(to_numpy(cs), ref_c, **tolerance())
 
 
 def test_relu_and_trec_simple_rnn():
@@ -56,7 +56,7 @@ def test_relu_and_trec_simple_rnn():
     h = np.zeros((2, 4))
     for t in range(5):
         h = np.maximum(x[:, t] @ kernel + h @ recurrent, 0.0)
-        np.testing.assert_allclose(out[:, t], h, atol=1e-5)
+        np.testing.assert_allclose(out[:, t], h, **tolerance())
     irnn = L.SimpleRNN(4, activation="relu", recurrent_initializer="identity")
     irnn(x)
     np.testing.assert_allclose(to_numpy(irnn.recurrent_kernel), np.eye(4))

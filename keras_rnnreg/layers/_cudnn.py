@@ -1,0 +1,95 @@
+"""Which path a recurrent layer takes: Keras' cuDNN kernel or our fused loop, and why.
+
+The cuDNN path (``_backend.cudnn_lstm``) runs Keras' own backend LSTM kernel with the layer's
+kernels, perturbed *once per sequence* before the kernel is called (AWD-LSTM's weight-dropped LSTM,
+Merity et al. 2018: perturb the weight matrix, then run cuDNN). It computes exactly the function
+of our loop, so it is taken whenever the configuration allows (``use_cudnn="auto"``):
+
+* ``activation="tanh"``, ``recurrent_activation="sigmoid"``, the output tanh kept;
+* no ``recurrent_dropout``, no ``unroll``;
+* perturbations drawn per sequence (``WeightNoise`` / ``DropConnect`` with ``per="sequence"``, on
+  the recurrent or the input kernel); input ``dropout`` is fine;
+* ``state_regularizer`` on the hidden state (computed from the returned sequence); no cell
+  penalty and no ``return_cell_sequence`` (cuDNN returns no cell sequence);
+* TensorFlow or PyTorch with a GPU. On JAX Keras' kernel (``jax.experimental.rnn``) is taken only
+  with ``use_cudnn=True``: measured on one H100 (forward, backward and update, ms per batch) it is
+  faster than our scan for one 1000-unit LSTM (5.3 against 7.0) but slower on the 3×500
+  bidirectional LSTM (77.9 against 58.3); ``python -m benchmarks.layers --shapes paper`` measures
+  both on a GPU to settle the default (docs/benchmarks.md).
+
+Around a bidirectional LSTM, :class:`keras_rnnreg.layers.Bidirectional` runs both directions in
+one bidirectional cuDNN call where Keras' backend has that kernel (PyTorch, JAX).
+
+Masks are data, checked on every call: a strictly right-padded mask with no empty row takes the
+cuDNN path, anything else (left padding, gaps, ``go_backwards`` which turns right padding into left
+padding, ``zero_output_for_mask=False``, and on PyTorch / JAX ``return_state=True``, whose final
+cell state their kernels cannot give for a padded row) runs our loop.
+"""
+
+import keras
+
+from keras_rnnreg import _backend
+
+USE_CUDNN = ("auto", True, False)
+
+
+def check_use_cudnn(value):
+    if not (value is True or value is False or (isinstance(value, str) and value == "auto")):
+        raise ValueError(
+            f"Invalid value for argument use_cudnn={value!r}: expected 'auto', True or False."
+        )
+    return value
+
+
+def cudnn_path(layer, training=True):
+    """Which path ``layer`` takes and why: ``(True, how)`` or ``(False, reason)``.
+
+    Args:
+        layer: a keras_rnnreg recurrent layer.
+        training: whether to judge a training call (perturbations active) or an inference call.
+
+    Example::
+
+        >>> cudnn_path(LSTM(1000, perturbations=[DropConnect(0.5, per="sequence")]))
+        (True, "cuDNN: Keras' torch LSTM kernel, with the kernels perturbed once per sequence")
+    """
+    reason = config_reason(layer, training=training)
+    if reason is None:
+        reason = _runtime_reason(layer)
+    if reason is not None:
+        return False, reason
+    backend = keras.backend.backend()
+    how = f"cuDNN: Keras' {backend} LSTM kernel"
+    if training and any(p.per == "sequence" for p in getattr(layer, "perturbations", ())):
+        how += ", with the kernels perturbed once per sequence"
+    return True, how
+
+
+def config_reason(layer, training=True):
+    """Why the configuration of ``layer`` excludes the cuDNN path (None when it does not)."""
+    name = type(layer).__name__
+    if getattr(layer, "use_cudnn", "auto") is False:
+        return "use_cudnn=False"
+    static = getattr(layer, "_cudnn_config_reason", None)
+    if static is None:
+        return f"{name} has no cuDNN path"
+    return static(training)
+
+
+def _runtime_reason(layer):
+    backend = keras.backend.backend()
+    if backend not in _backend.CUDNN_BACKENDS:
+        return f"the {backend} backend has no cuDNN kernel"
+    if _backend.keras_lstm_kernel() is None:
+        return (
+            f"keras.src.backend.{backend}.rnn.lstm is not in Keras {keras.__version__} "
+            "(a Keras release moved it; our loop runs instead)"
+        )
+    if backend == "jax" and layer.use_cudnn == "auto":
+        return (
+            "on JAX our scan is the default (as fast as cuDNN at the papers' shapes; "
+            "use_cudnn=True takes jax.experimental.rnn)"
+        )
+    if not _backend.gpu_available():
+        return f"no GPU with cuDNN visible to {backend}"
+    return None
