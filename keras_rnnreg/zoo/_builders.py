@@ -198,7 +198,7 @@ def build_network(config):
         if m["bidirectional"]:
             if m["cell"] == "fast_dropout":
                 raise ValueError("model.bidirectional is not available with model.cell='fast_dropout'")
-            layer = keras.layers.Bidirectional(layer, name=f"bidirectional_{i}")
+            layer = layers.Bidirectional(layer, name=f"bidirectional_{i}")  # one cuDNN call where it can
         out = layer(x)
         if m["cell"] == "fast_dropout":
             x, variance = out
