@@ -94,3 +94,32 @@ def test_bad_job(tmp_path):
     bad.write_text('model = "jsb_rnn_ns"\nmax_trial = 3\n')
     with pytest.raises(JobError, match="unknown key"):
         load_job(bad)
+
+
+def test_distributed_search_chief_and_two_workers_on_loopback(tmp_path):
+    """--workers 2: KerasTuner's chief oracle and two worker processes over gRPC on 127.0.0.1.
+
+    Both workers run trials; a second call continues the same search (the chief reloads its oracle)
+    and, with a larger budget, only adds the missing trial.
+    """
+    import io
+
+    from keras_rnnreg import cli
+
+    job = tmp_path / "job.toml"
+    text = (ROOT / "tuning" / "jsb_rnn_ns.toml").read_text().replace("max_trials = 2", "max_trials = 4")
+    job.write_text(text)
+    out = tmp_path / "tune"
+    result = run_job(job, quick=True, out_dir=out, workers=2, log=lambda m: None)
+    assert result["trials"] == 4 and result["best_score"] is not None
+    assert set(result["trials_by_worker"]) == {"tuner0", "tuner1"}, result["trials_by_worker"]
+    assert sum(result["trials_by_worker"].values()) == 4
+    assert (out / "chief.log").exists() and (out / "tuner1.log").exists()
+    before = {p.name: p.stat().st_mtime for p in out.glob("trial_*/trial.json")}
+    job.write_text(text.replace("max_trials = 4", "max_trials = 5"))
+    buffer = io.StringIO()
+    assert cli.main(["tune", str(job), "--quick", "--out", str(out), "--workers", "1"], out=buffer) == 0
+    saved = json.loads((out / "best.json").read_text())
+    assert saved["trials"] == 5 and sum(saved["trials_by_worker"].values()) == 5
+    assert {p.name: p.stat().st_mtime for p in out.glob("trial_*/trial.json") if p.parent.name != "trial_4"} \
+        == before  # the finished trials were not run again

@@ -28,6 +28,7 @@ The tuner writes into ``OUT`` (``runs/tune-<job>`` by default; an existing searc
 """
 
 import json
+import os
 import tomllib
 from pathlib import Path
 
@@ -60,6 +61,12 @@ def _tuner_class(base):
     """
 
     class Tuner(base):
+        def on_trial_begin(self, trial):
+            # Which tuner process ran the trial (``tuner0`` unless distributed: ``rnnreg tune --workers``).
+            path = Path(self.get_trial_dir(trial.trial_id)) / "worker.json"
+            path.write_text(json.dumps({"tuner_id": self.tuner_id, "pid": os.getpid()}) + "\n")
+            return super().on_trial_begin(trial)
+
         def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
             if _tensorboard_available():
                 return super()._configure_tensorboard_dir(callbacks, trial, execution)
@@ -99,9 +106,21 @@ def load_job(path):
     return job
 
 
-def run_job(path, quick=False, out_dir=None, data_root=None, log=print):
-    """Run a tuner job; returns ``{"best_hyperparameters", "best_score", "overrides", ...}``."""
+def run_job(path, quick=False, out_dir=None, data_root=None, log=print, workers=0):
+    """Run a tuner job; returns ``{"best_hyperparameters", "best_score", "overrides", ...}``.
+
+    ``workers > 0``: KerasTuner's distributed mode, a chief oracle and ``workers`` worker processes
+    on 127.0.0.1 (:mod:`keras_rnnreg.tuning.distributed`); the result also says which worker ran
+    each trial.
+    """
     job = load_job(path)
+    search = True
+    if workers:
+        from keras_rnnreg.tuning import distributed
+
+        out = Path(out_dir or f"runs/tune-{job['stem']}" + ("-quick" if quick else ""))
+        distributed.search(path, workers, out, quick=quick, data_root=data_root, log=log)
+        out_dir, search = out, False  # below: reload the finished search and summarize it
     q = job.get("quick", {}) if quick else {}
     overrides = list(job.get("set", [])) + list(q.get("set", []))
     base = hypermodels.zoo.resolve(job["model"], overrides)
@@ -131,10 +150,15 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print):
     callbacks = []
     if patience:
         callbacks.append(keras.callbacks.EarlyStopping(objective.name, patience=patience, mode=objective.direction))
-    log(f"tuning {job['model']} over {len(hypermodel.active_entries())} hyperparameters "
-        f"({', '.join(e['name'] for e in hypermodel.active_entries())}); {kind}, {max_trials} trials, "
-        f"{epochs} epochs each; results in {out}")
-    tuner.search(callbacks=callbacks, verbose=0)
+    if search:
+        log(f"tuning {job['model']} over {len(hypermodel.active_entries())} hyperparameters "
+            f"({', '.join(e['name'] for e in hypermodel.active_entries())}); {kind}, {max_trials} trials, "
+            f"{epochs} epochs each; results in {out}")
+        tuner.search(callbacks=callbacks, verbose=0)
+        if "KERASTUNER_ORACLE_IP" in os.environ:  # a process of a distributed search: the parent summarizes
+            return None
+    elif (out / "oracle.json").exists():
+        tuner.oracle.reload()  # the chief's oracle: every trial, whichever worker ran it
     best = tuner.get_best_hyperparameters(1)[0]
     trial = tuner.oracle.get_best_trials(1)[0]
     best_overrides = []
@@ -150,6 +174,7 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print):
         "best_score": trial.score,
         "objective": objective.name,
         "trials": len(tuner.oracle.trials),
+        "trials_by_worker": _count_workers(out),
         "overrides": best_overrides,
         "train_command": f"rnnreg train {job['model']} " + " ".join(f"--set {o}" for o in overrides + best_overrides),
         "directory": str(out),
@@ -157,3 +182,11 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print):
     out.mkdir(parents=True, exist_ok=True)
     (out / "best.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result
+
+
+def _count_workers(project_dir):
+    counts = {}
+    for path in Path(project_dir).glob("trial_*/worker.json"):
+        tuner_id = json.loads(path.read_text())["tuner_id"]
+        counts[tuner_id] = counts.get(tuner_id, 0) + 1
+    return dict(sorted(counts.items()))
