@@ -95,7 +95,7 @@ def _tail(path, n=5):
     return "\n".join(lines[-n:])
 
 
-def search(job_path, workers, out, quick=False, data_root=None, log=print, poll=1.0, chief_grace=3.0):
+def search(job_path, workers, out, quick=False, data_root=None, log=print, poll=1.0, chief_grace=3.0, entry=None):
     """Run the search of a job with a chief and ``workers`` worker processes; returns when done."""
     from keras_rnnreg.tuning.jobs import JobError
 
@@ -110,6 +110,8 @@ def search(job_path, workers, out, quick=False, data_root=None, log=print, poll=
         argv.append("--quick")
     if data_root:
         argv += ["--data-root", str(data_root)]
+    if entry:
+        argv += ["--entry", entry]
     logs, procs = {}, {}
 
     def start(tuner_id):
@@ -120,7 +122,7 @@ def search(job_path, workers, out, quick=False, data_root=None, log=print, poll=
 
     log(f"KerasTuner distributed search: chief oracle on 127.0.0.1:{port}, {workers} workers; "
         f"logs in {out}/chief.log, {out}/tuner<i>.log")
-    seen = {}
+    seen = {trial_id: status for trial_id, (status, _) in _trial_states(out).items()}
     try:
         start(CHIEF)
         for i in range(workers):
@@ -172,6 +174,7 @@ def _main(argv=None):
     p.add_argument("--out", required=True)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--data-root")
+    p.add_argument("--entry", help="the entry of a column job")
     args = p.parse_args(argv)
 
     def on_term(signum, frame):
@@ -180,7 +183,7 @@ def _main(argv=None):
     signal.signal(signal.SIGTERM, on_term)
     _parallel._stop_when_orphaned()
     jobs.run_job(args.job, quick=args.quick, out_dir=args.out, data_root=args.data_root,
-                 log=lambda msg: print(msg, flush=True))
+                 log=lambda msg: print(msg, flush=True), entry=args.entry)
     return 0
 
 

@@ -40,8 +40,8 @@ from keras_rnnreg.tuning import spaces as spaces_lib
 from keras_rnnreg.zoo import _schema, _tasks
 
 JOB_KEYS = {"model", "space", "param", "data", "data_root", "tuner", "max_trials", "epochs", "objective", "direction",
-            "patience", "seed", "set", "quick", "description", "executions_per_trial"}
-QUICK_KEYS = {"data", "max_trials", "epochs", "set", "patience"}
+            "patience", "seed", "set", "quick", "description", "executions_per_trial", "card", "column"}
+QUICK_KEYS = {"data", "max_trials", "epochs", "set", "patience", "only"}
 TUNERS = ("random", "bayesian", "hyperband")
 
 
@@ -92,8 +92,8 @@ def load_job(path):
     unknown = set(job) - JOB_KEYS
     if unknown:
         raise JobError(f"{path}: unknown key(s) {sorted(unknown)}; expected some of {sorted(JOB_KEYS)}")
-    if "model" not in job:
-        raise JobError(f"{path}: missing 'model' (a zoo name)")
+    if "model" not in job and not ("card" in job and "column" in job):
+        raise JobError(f"{path}: missing 'model' (a zoo name), or 'card' and 'column' (a Table 1 column)")
     if job.get("tuner", "random") not in TUNERS:
         raise JobError(f"{path}: tuner={job['tuner']!r}; expected one of {TUNERS}")
     if "quick" in job and set(job["quick"]) - QUICK_KEYS:
@@ -106,20 +106,27 @@ def load_job(path):
     return job
 
 
-def run_job(path, quick=False, out_dir=None, data_root=None, log=print, workers=0):
+def run_job(path, quick=False, out_dir=None, data_root=None, log=print, workers=0, entry=None):
     """Run a tuner job; returns ``{"best_hyperparameters", "best_score", "overrides", ...}``.
 
     ``workers > 0``: KerasTuner's distributed mode, a chief oracle and ``workers`` worker processes
     on 127.0.0.1 (:mod:`keras_rnnreg.tuning.distributed`); the result also says which worker ran
-    each trial.
+    each trial. A column job (``card`` and ``column``) runs :func:`keras_rnnreg.tuning.column.run`;
+    ``entry`` (a key of that column) runs the search of that entry alone.
     """
     job = load_job(path)
+    if "column" in job:
+        from keras_rnnreg.tuning import column
+
+        if entry is None:
+            return column.run(path, job, quick=quick, out_dir=out_dir, data_root=data_root, log=log, workers=workers)
+        job = column.entry_job(job, path, entry, quick=quick)
     search = True
     if workers:
         from keras_rnnreg.tuning import distributed
 
         out = Path(out_dir or f"runs/tune-{job['stem']}" + ("-quick" if quick else ""))
-        distributed.search(path, workers, out, quick=quick, data_root=data_root, log=log)
+        distributed.search(path, workers, out, quick=quick, data_root=data_root, log=log, entry=entry)
         out_dir, search = out, False  # below: reload the finished search and summarize it
     q = job.get("quick", {}) if quick else {}
     overrides = list(job.get("set", [])) + list(q.get("set", []))
@@ -175,10 +182,15 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print, workers=
         "objective": objective.name,
         "trials": len(tuner.oracle.trials),
         "trials_by_worker": _count_workers(out),
+        "max_trials": max_trials,
         "overrides": best_overrides,
         "train_command": f"rnnreg train {job['model']} " + " ".join(f"--set {o}" for o in overrides + best_overrides),
         "directory": str(out),
     }
+    if entry is not None:  # a Table 1 column: the best trial's test number goes into the table
+        from keras_rnnreg.tuning import column
+
+        result["best_trial_test"] = column.evaluate_best(tuner, hypermodel, task, data, source)
     out.mkdir(parents=True, exist_ok=True)
     (out / "best.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result
