@@ -137,8 +137,8 @@ def test_reproduce_jobs_ctrl_c_stops_the_runs_and_the_same_command_resumes(tmp_p
     assert "Run the same command again" in text
     epochs = [json.loads(s.read_text())["epoch"] for s in states]
     time.sleep(1.0)
-    assert [json.loads(s.read_text())["epoch"] for s in states] == epochs  # the children are gone
-    assert not any((s.parent / "report.json").exists() for s in states)
+    assert [json.loads(s.read_text())["epoch"] for s in states] == epochs, text  # the children are gone
+    assert not any((s.parent / "report.json").exists() for s in states), text
     # The same command (here with fewer epochs, so that it ends at once) resumes both runs.
     code, text = run([*argv, "--epochs", "2"])
     assert code == 0 and text.count("resuming") == 2, text

@@ -30,6 +30,23 @@ from pathlib import Path
 
 CHIEF = "chief"
 WORKER_FILE = "worker.json"
+BARRIER = "RNNREG_TUNE_START_TOGETHER"  # "<folder>|<launch id>|<workers>", set by search()
+
+
+def start_together(timeout=300.0):
+    """In a worker: wait until every worker of the launch has built its tuner (or ``timeout``).
+
+    Not scheduling: KerasTuner still hands out the trials. Without it the worker that finishes
+    importing first may take several trials before the others have connected.
+    """
+    spec = os.environ.get(BARRIER)
+    if not spec or os.environ.get("KERASTUNER_TUNER_ID", CHIEF) == CHIEF:
+        return
+    folder, launch, count = spec.rsplit("|", 2)
+    Path(folder, f".ready-{launch}-{os.environ['KERASTUNER_TUNER_ID']}").touch()
+    deadline = time.time() + timeout
+    while len(list(Path(folder).glob(f".ready-{launch}-*"))) < int(count) and time.time() < deadline:
+        time.sleep(0.2)
 
 
 def free_port(host="127.0.0.1"):
@@ -39,8 +56,10 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
-def tuner_env(tuner_id, port, base=None, host="127.0.0.1"):
+def tuner_env(tuner_id, port, base=None, host="127.0.0.1", barrier=None):
     env = dict(os.environ if base is None else base)
+    if barrier:
+        env[BARRIER] = barrier
     env.update(KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=str(port),
                PYTHONUNBUFFERED="1")
     if tuner_id != CHIEF:  # workers share the accelerator: allocate memory on demand
@@ -113,11 +132,12 @@ def search(job_path, workers, out, quick=False, data_root=None, log=print, poll=
     if entry:
         argv += ["--entry", entry]
     logs, procs = {}, {}
+    barrier = f"{out}|{port}-{os.getpid()}|{workers}"
 
     def start(tuner_id):
         logs[tuner_id] = open(out / f"{tuner_id}.log", "ab")
         procs[tuner_id] = subprocess.Popen(argv, stdout=logs[tuner_id], stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL, env=tuner_env(tuner_id, port),
+                                           stdin=subprocess.DEVNULL, env=tuner_env(tuner_id, port, barrier=barrier),
                                            start_new_session=True)
 
     log(f"KerasTuner distributed search: chief oracle on 127.0.0.1:{port}, {workers} workers; "
@@ -160,6 +180,8 @@ def search(job_path, workers, out, quick=False, data_root=None, log=print, poll=
         _stop(list(procs.values()))
         for f in logs.values():
             f.close()
+        for path in out.glob(".ready-*"):
+            path.unlink()
     return trial_workers(out)
 
 

@@ -67,6 +67,12 @@ def _tuner_class(base):
             path.write_text(json.dumps({"tuner_id": self.tuner_id, "pid": os.getpid()}) + "\n")
             return super().on_trial_begin(trial)
 
+        def on_search_begin(self):
+            from keras_rnnreg.tuning import distributed
+
+            distributed.start_together()  # workers of `rnnreg tune --workers N` begin together
+            return super().on_search_begin()
+
         def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
             if _tensorboard_available():
                 return super()._configure_tensorboard_dir(callbacks, trial, execution)
