@@ -120,15 +120,16 @@ def test_distributed_search_chief_and_two_workers_on_loopback(tmp_path):
     assert result["trials"] == 4 and result["best_score"] is not None
     assert set(result["trials_by_worker"]) == {"tuner0", "tuner1"}, result["trials_by_worker"]
     assert sum(result["trials_by_worker"].values()) == 4
-    assert (out / "chief.log").exists() and (out / "tuner1.log").exists()
-    before = {p.name: p.stat().st_mtime for p in out.glob("trial_*/trial.json")}
+    assert (out / "chief.log").exists() and (out / "tuner1.log").exists() and "best_trial_test" not in result
+    before = {p.parent.name: p.stat().st_mtime for p in out.glob("trial_*/trial.json")}
+    assert len(before) == 4
     job.write_text(text.replace("max_trials = 4", "max_trials = 5"))
     buffer = io.StringIO()
     assert cli.main(["tune", str(job), "--quick", "--out", str(out), "--workers", "1"], out=buffer) == 0
     saved = json.loads((out / "best.json").read_text())
     assert saved["trials"] == 5 and sum(saved["trials_by_worker"].values()) == 5
-    assert {p.name: p.stat().st_mtime for p in out.glob("trial_*/trial.json") if p.parent.name != "trial_4"} \
-        == before  # the finished trials were not run again
+    after = {p.parent.name: p.stat().st_mtime for p in out.glob("trial_*/trial.json")}
+    assert after.pop("trial_4") and after == before  # the finished trials were not run again
 
 
 def test_table1_column_job_puts_each_best_trials_test_nll_into_the_table(tmp_path):

@@ -87,6 +87,28 @@ def _trial_states(project_dir):
     return states
 
 
+def settle_oracle(project_dir):
+    """Drop the trials that ended from the chief's saved ``ongoing_trials``; returns their ids.
+
+    KerasTuner's chief saves ``oracle.json`` in ``end_trial`` before it removes the trial from
+    ``ongoing_trials``, and (unlike a tuner without workers) nothing saves it afterwards, so the
+    last trial to end stays "ongoing" on disk. A reloading oracle sends ongoing trials for retry:
+    that finished trial would be run again. Called before the chief starts and after it stopped.
+    """
+    path = Path(project_dir) / "oracle.json"
+    if not path.exists():
+        return []
+    state = json.loads(path.read_text())
+    statuses = {trial_id: status for trial_id, (status, _) in _trial_states(project_dir).items()}
+    ended = {t: i for t, i in state.get("ongoing_trials", {}).items() if statuses.get(i, "RUNNING") != "RUNNING"}
+    if ended:
+        state["ongoing_trials"] = {t: i for t, i in state["ongoing_trials"].items() if t not in ended}
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, path)
+    return sorted(ended.values())
+
+
 def _stop(procs, grace=20.0):
     for proc in procs:
         if proc.poll() is None:
@@ -123,6 +145,7 @@ def search(job_path, workers, out, quick=False, data_root=None, log=print, poll=
     if (out / "oracle.json").exists() and (out / "tuner0.json").exists() and not (out / f"{CHIEF}.json").exists():
         # a search begun without workers: the chief reloads the oracle only when it finds its own file
         shutil.copyfile(out / "tuner0.json", out / f"{CHIEF}.json")
+    settle_oracle(out)
     port = free_port()
     argv = [sys.executable, "-m", "keras_rnnreg.tuning.distributed", str(job_path), "--out", str(out)]
     if quick:
@@ -178,6 +201,7 @@ def search(job_path, workers, out, quick=False, data_root=None, log=print, poll=
         raise
     finally:
         _stop(list(procs.values()))
+        settle_oracle(out)
         for f in logs.values():
             f.close()
         for path in out.glob(".ready-*"):

@@ -193,7 +193,7 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print, workers=
         "train_command": f"rnnreg train {job['model']} " + " ".join(f"--set {o}" for o in overrides + best_overrides),
         "directory": str(out),
     }
-    if entry is not None:  # a Table 1 column: the best trial's test number goes into the table
+    if "entry" in job:  # one entry of a Table 1 column: the best trial's test number goes into the table
         from keras_rnnreg.tuning import column
 
         result["best_trial_test"] = column.evaluate_best(tuner, hypermodel, task, data, source)
