@@ -207,13 +207,21 @@ class Display:
     def draw(self):
         if not self.tty:
             return
-        cols = 200
+        cols, rows = 200, 1000
         try:
-            cols = os.get_terminal_size(self.stream.fileno()).columns
+            cols, rows = os.get_terminal_size(self.stream.fileno())
         except (OSError, ValueError, AttributeError):
             pass
-        lines = [j.line(self.width)[: cols - 1] for j in self.jobs]
-        out = ("\x1b[F" * self.drawn) + "".join(f"\x1b[2K{x}\n" for x in lines)
+        jobs = self.jobs
+        summary = []
+        if len(jobs) > rows - 2:  # more runs than lines: the running ones and a count of the others
+            jobs = [j for j in jobs if j.state in ("training", "resuming", "stopped")][: max(1, rows - 3)]
+            counts = {}
+            for j in self.jobs:
+                counts[j.state] = counts.get(j.state, 0) + 1
+            summary = [", ".join(f"{n} {state}" for state, n in sorted(counts.items()))]
+        lines = [j.line(self.width)[: cols - 1] for j in jobs] + summary
+        out = ("\x1b[F" * self.drawn) + "\x1b[J" + "".join(f"{x}\n" for x in lines)
         self.stream.write(out)
         self.stream.flush()
         self.drawn = len(lines)

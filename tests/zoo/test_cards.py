@@ -129,7 +129,7 @@ def test_parallel_runs_survive_a_crashed_run_and_report_every_seed(tmp_path):
     assert sum("failed" in m for m in messages) == 1
 
 
-def test_parallel_display_rewrites_lines_on_a_terminal(tmp_path):
+def test_parallel_display_rewrites_lines_on_a_terminal(tmp_path, monkeypatch):
     import io
 
     from keras_rnnreg.zoo import _parallel
@@ -142,5 +142,12 @@ def test_parallel_display_rewrites_lines_on_a_terminal(tmp_path):
     display.draw()
     text = stream.getvalue()
     assert text.count("\x1b[F") == 1 and "epoch 3/10" in text and "val_loss 0.5" in text
+    # More runs than terminal lines: the running ones and a count of the others.
+    many = [_parallel.Job({"key": f"k{i}", "seed": 0}, tmp_path) for i in range(3)] + [job]
+    compact = _parallel.Display(many, io.StringIO(), log=None, tty=True)
+    compact.stream.fileno = lambda: 0
+    monkeypatch.setattr(_parallel.os, "get_terminal_size", lambda fd: _parallel.os.terminal_size((80, 4)))
+    compact.draw()
+    assert compact.stream.getvalue().splitlines()[-1].endswith("1 training, 3 waiting")
     assert _parallel.child_env("1", base={})["CUDA_VISIBLE_DEVICES"] == "1"
     assert _parallel.child_env(None, base={})["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
