@@ -31,7 +31,9 @@ beyond per-entry overrides (e.g. Table 2's learning-rate / clipping columns)::
 
 ``reproduce`` runs every entry × seed into ``OUT/<key>/seed<S>`` (a finished run, one with a
 ``report.json``, is not run again; an interrupted one resumes), then writes ``OUT/<card>.md`` (our
-numbers beside the paper's) and ``OUT/results.json``.
+numbers beside the paper's) and ``OUT/results.json``. ``--jobs N`` / ``--devices`` run the entries x
+seeds in child processes (:mod:`keras_rnnreg.zoo._parallel`); with several seeds a cell is the
+mean ± std and the details list every seed's number.
 """
 
 import fnmatch
