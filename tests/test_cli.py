@@ -114,7 +114,11 @@ def test_reproduce_jobs_ctrl_c_stops_the_runs_and_the_same_command_resumes(tmp_p
     import time
 
     out = tmp_path / "out"
-    argv = ["reproduce", str(ROOT / "zoo" / "normstab_adding.toml"), "--quick", "--out", str(out), "--jobs", "2"]
+    card = tmp_path / "normstab_adding.toml"  # the quick variant without early stopping: runs that last
+    card.write_text((ROOT / "zoo" / "normstab_adding.toml").read_text().replace(
+        '"data.limit=8"]', '"data.limit=8", "training.patience=100000"]'))
+    assert "training.patience" in card.read_text()
+    argv = ["reproduce", str(card), "--quick", "--out", str(out), "--jobs", "2"]
     proc = subprocess.Popen([sys.executable, "-m", "keras_rnnreg.cli", *argv, "--epochs", "1000"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
     states = [out / key / "seed0" / "state.json" for key in ("adding_irnn", "adding_irnn_ns")]
