@@ -223,10 +223,7 @@ def _main(argv=None):
     p.add_argument("--entry", help="the entry of a column job")
     args = p.parse_args(argv)
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_term)
+    _parallel.stop_on_sigterm()
     _parallel._stop_when_orphaned()
     jobs.run_job(args.job, quick=args.quick, out_dir=args.out, data_root=args.data_root,
                  log=lambda msg: print(msg, flush=True), entry=args.entry)

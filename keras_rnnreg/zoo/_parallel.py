@@ -21,6 +21,25 @@ from pathlib import Path
 
 LOG = "train.log"
 MARK = "[rnnreg-progress] "
+_STOP = []  # set by SIGTERM in a child
+
+
+def stop_on_sigterm():
+    """In a child: SIGTERM raises ``KeyboardInterrupt``; a second one exits at once.
+
+    Some of Keras' backend code has bare ``except:`` clauses (e.g. the PyTorch backend's
+    custom-gradient forward) that can swallow the interrupt; :class:`Progress` raises it again at
+    the next batch, and the parent (or the orphan watcher) signals again. Checkpoints and JSON files
+    are written to a temporary file and moved into place, so an exit at any point leaves them whole.
+    """
+
+    def on_term(signum, frame):
+        if _STOP:
+            os._exit(130)
+        _STOP.append(signum)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
 
 
 # ------------------------------------------------------------------------------------ child
@@ -29,6 +48,10 @@ def _progress_callback(total):
 
     class Progress(keras.callbacks.Callback):
         """One machine-readable line per epoch for the parent's progress display."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            if _STOP:  # a SIGTERM whose KeyboardInterrupt was swallowed
+                raise KeyboardInterrupt(f"signal {_STOP[0]}")
 
         def on_epoch_end(self, epoch, logs=None):
             values = {}
@@ -43,8 +66,11 @@ def _progress_callback(total):
 
 
 def _stop_when_orphaned(every=2.0):
-    """Interrupt this child when its parent is gone (killed without a chance to stop it)."""
-    import _thread
+    """SIGTERM this child when its parent is gone (killed without a chance to stop it).
+
+    The child's SIGTERM handler raises ``KeyboardInterrupt`` (SIGINT may be ignored: processes
+    started in the background by a shell inherit that).
+    """
     import threading
 
     parent = os.getppid()
@@ -52,7 +78,9 @@ def _stop_when_orphaned(every=2.0):
     def watch():
         while os.getppid() == parent:
             time.sleep(every)
-        _thread.interrupt_main()
+        while True:  # until the process has exited (see stop_on_sigterm)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(every * 5)
 
     threading.Thread(target=watch, daemon=True).start()
 
@@ -64,10 +92,7 @@ def _child(spec_json):
     spec = json.loads(spec_json)
     run, run_dir = spec["run"], Path(spec["run_dir"])
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_term)
+    stop_on_sigterm()
     _stop_when_orphaned()
     resume = (run_dir / training.CONFIG).exists()
     total = run["epochs"] or zoo.resolve(run["name"], run["overrides"] or None)["training"]["epochs"]
