@@ -10,8 +10,8 @@
                       [--distribute data-parallel|tpu|multi-worker]
     rnnreg evaluate RUN_DIR [--data PATH] [--split test|valid]
     rnnreg reproduce CARD.toml [--quick] [--out DIR] [--data-root DIR] [--only PATTERN] [--epochs N]
-                               [--seeds S,S] [--table-only]
-    rnnreg tune JOB.toml [--quick] [--out DIR] [--data-root DIR]
+                               [--seeds S,S] [--table-only] [--jobs N] [--devices 0,1]
+    rnnreg tune JOB.toml [--quick] [--out DIR] [--data-root DIR] [--workers N]
 
 Errors a user can cause (an unknown name, key or value, a missing or unreadable file, a damaged
 or busy run folder, a diverged run) print one line naming what is wrong and exit with status 2;
@@ -30,7 +30,9 @@ EPILOG = """examples:
   rnnreg train jsb_rnn_ns --data ../shared/data/polyphonic/JSB_Chorales.mat --set training.epochs=50
   rnnreg evaluate runs/jsb_rnn_plain
   rnnreg reproduce zoo/noise_table1.toml --quick
+  rnnreg reproduce zoo/normstab_adding.toml --jobs 18      # 2 x 9 seeds at once on one GPU
   rnnreg tune tuning/jsb_rnn_ns.toml --quick
+  rnnreg tune tuning/jsb_rnn_ns.toml --workers 4          # KerasTuner chief + 4 workers
 """
 
 
@@ -93,12 +95,18 @@ def _parser():
     rp.add_argument("--seeds", type=_seed_list, help="comma-separated seeds instead of the card's")
     rp.add_argument("--lines", action="store_true", help="one line per epoch (default: silent runs)")
     rp.add_argument("--table-only", action="store_true", help="train nothing; rewrite the table from finished runs")
+    rp.add_argument("--jobs", "-j", type=_count(1), default=1,
+                    help="runs (entries x seeds) at the same time, each in its own process (default 1)")
+    rp.add_argument("--devices", type=_device_list,
+                    help="comma-separated GPU ids to spread the runs over (CUDA_VISIBLE_DEVICES)")
 
     tu = sub.add_parser("tune", help="run a KerasTuner job (tuning/*.toml)")
     tu.add_argument("job")
     tu.add_argument("--quick", action="store_true", help="the job's quick variant")
     tu.add_argument("--out", help="tuner folder (default runs/tune-<job>)")
     tu.add_argument("--data-root")
+    tu.add_argument("--workers", type=_count(0), default=0,
+                    help="KerasTuner's distributed mode: a chief oracle and N worker processes on 127.0.0.1")
     return p
 
 
@@ -124,6 +132,13 @@ def _seed_list(text):
     if len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"{text!r}: a seed appears twice")
     return seeds
+
+
+def _device_list(text):
+    devices = [part.strip() for part in text.split(",")]
+    if not all(devices):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated device ids, e.g. 0,1")
+    return devices
 
 
 def _cmd_list(args, out):
@@ -194,7 +209,8 @@ def _cmd_reproduce(args, out):
 
     path = cards.reproduce(args.card, quick=args.quick, out_dir=args.out, data_root=args.data_root,
                            only=args.only, epochs=args.epochs, seeds=args.seeds, verbose=2 if args.lines else 0,
-                           log=lambda msg: print(msg, file=out, flush=True), table_only=args.table_only)
+                           log=lambda msg: print(msg, file=out, flush=True), table_only=args.table_only,
+                           jobs=args.jobs, devices=args.devices, stream=out)
     print(f"table: {path}", file=out)
     return 0
 
@@ -203,7 +219,7 @@ def _cmd_tune(args, out):
     from keras_rnnreg.tuning import jobs
 
     result = jobs.run_job(args.job, quick=args.quick, out_dir=args.out, data_root=args.data_root,
-                          log=lambda msg: print(msg, file=out, flush=True))
+                          log=lambda msg: print(msg, file=out, flush=True), workers=args.workers)
     print(json.dumps(result, indent=2), file=out)
     return 0
 
@@ -252,8 +268,12 @@ def main(argv=None, out=None):
             raise
         from keras_rnnreg.training import RunInterrupted
 
-        hint = (_one_line(err) if isinstance(err, RunInterrupted)
-                else "interrupted; a finished epoch is never lost: `rnnreg train NAME --out DIR --resume` continues a run")
+        if isinstance(err, RunInterrupted) and args.command == "train":
+            hint = _one_line(err)
+        elif args.command in ("reproduce", "tune"):
+            hint = "interrupted; run the same command again to continue (finished runs and epochs are kept)"
+        else:
+            hint = "interrupted"
         print(f"rnnreg {args.command}: {hint}", file=sys.stderr)
         return 130
 

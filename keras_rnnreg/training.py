@@ -34,8 +34,9 @@ What a run folder guarantees:
 * **Resume continues the same run.** The zoo name must match, overrides that change the network,
   data or training are refused, and the safe ones (:data:`RESUME_SAFE`: more epochs, patience, NaN
   restarts) are applied and recorded in ``config.json`` (``run.resumes``).
-* **Ctrl-C** stops within a batch, keeps every committed epoch and writes no partial file; a
-  second Ctrl-C stops at once (the commit protocol keeps the folder consistent then too).
+* **Ctrl-C** (or ``SIGTERM``) stops within a batch, keeps every committed epoch and writes no
+  partial file; a second one stops at once (the commit protocol keeps the folder consistent then
+  too).
 
 Early stopping uses ``training.monitor`` / ``mode`` / ``patience``; the NaN policy of the
 norm-stabilizer paper (halve the learning rate and restart from the previous epoch) is
@@ -266,27 +267,31 @@ class _StopOnInterrupt(keras.callbacks.Callback):
 
 
 class _interruptible:
-    """Within the block, the first SIGINT asks ``stopper`` to stop; a second one interrupts at once."""
+    """Within the block, the first SIGINT or SIGTERM asks ``stopper`` to stop at the next batch
+    boundary; a second one interrupts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, stopper, log):
         self.stopper = stopper
         self.log = log
-        self.previous = None
+        self.previous = {}
 
     def _handler(self, signum, frame):
         if self.stopper.requested:
             raise KeyboardInterrupt
         self.stopper.requested = True
-        self.log("interrupt: stopping after this batch (press Ctrl-C again to stop at once)")
+        self.log(f"{signal.Signals(signum).name}: stopping after this batch (again to stop at once)")
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handler)
+            self.previous = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
         return self
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        self.previous = {}
 
 
 class StopAfterEpoch(keras.callbacks.Callback):

@@ -105,3 +105,46 @@ def test_readme_main_job(tmp_path):
     assert code == 0
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["ours"] < 10.0
+
+
+def test_reproduce_jobs_ctrl_c_stops_the_runs_and_the_same_command_resumes(tmp_path):
+    """`reproduce --jobs 2`: two child processes; SIGINT stops them; the same command resumes them."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    card = tmp_path / "normstab_adding.toml"  # the quick variant without early stopping: runs that last
+    card.write_text((ROOT / "zoo" / "normstab_adding.toml").read_text().replace(
+        '"data.limit=8"]', '"data.limit=8", "training.patience=100000"]'))
+    assert "training.patience" in card.read_text()
+    argv = ["reproduce", str(card), "--quick", "--out", str(out), "--jobs", "2"]
+    proc = subprocess.Popen([sys.executable, "-m", "keras_rnnreg.cli", *argv, "--epochs", "1000"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+    states = [out / key / "seed0" / "state.json" for key in ("adding_irnn", "adding_irnn_ns")]
+    try:
+        deadline = time.time() + 180
+        while not all(s.exists() for s in states):
+            assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() else "timeout"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        text, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # the parent stops its children on SIGINT; they stop when orphaned
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 130, text
+    assert "Run the same command again" in text
+    epochs = [json.loads(s.read_text())["epoch"] for s in states]
+    time.sleep(1.0)
+    assert [json.loads(s.read_text())["epoch"] for s in states] == epochs, text  # the children are gone
+    assert not any((s.parent / "report.json").exists() for s in states), text
+    # The same command (here with fewer epochs, so that it ends at once) resumes both runs.
+    code, text = run([*argv, "--epochs", "2"])
+    assert code == 0 and text.count("resuming") == 2, text
+    assert all((s.parent / "report.json").exists() for s in states)
+    assert "adding_irnn_ns" in (out / "normstab_adding.md").read_text()

@@ -57,7 +57,13 @@ def test_hypermodel_fit_draws_the_batch_size():
 @pytest.mark.parametrize("path", JOBS, ids=[p.stem for p in JOBS])
 def test_jobs_load_and_name_registered_models(path):
     job = load_job(path)
-    assert job["model"] in zoo.list_models()
+    if "column" in job:  # a Table 1 column (Appendix B's protocol): the card's entries of that column
+        from keras_rnnreg.tuning import column
+
+        _, entries = column.entries(job, path)
+        assert len(entries) == 10 and {e["name"] for e in entries} <= set(zoo.list_models())
+    else:
+        assert job["model"] in zoo.list_models()
     assert job["quick"]["max_trials"] <= 2
 
 
@@ -94,3 +100,52 @@ def test_bad_job(tmp_path):
     bad.write_text('model = "jsb_rnn_ns"\nmax_trial = 3\n')
     with pytest.raises(JobError, match="unknown key"):
         load_job(bad)
+
+
+def test_distributed_search_chief_and_two_workers_on_loopback(tmp_path):
+    """--workers 2: KerasTuner's chief oracle and two worker processes over gRPC on 127.0.0.1.
+
+    Both workers run trials; a second call continues the same search (the chief reloads its oracle)
+    and, with a larger budget, only adds the missing trial.
+    """
+    import io
+
+    from keras_rnnreg import cli
+
+    job = tmp_path / "job.toml"
+    text = (ROOT / "tuning" / "jsb_rnn_ns.toml").read_text().replace("max_trials = 2", "max_trials = 4")
+    job.write_text(text)
+    out = tmp_path / "tune"
+    result = run_job(job, quick=True, out_dir=out, workers=2, log=lambda m: None)
+    assert result["trials"] == 4 and result["best_score"] is not None
+    assert set(result["trials_by_worker"]) == {"tuner0", "tuner1"}, result["trials_by_worker"]
+    assert sum(result["trials_by_worker"].values()) == 4
+    assert (out / "chief.log").exists() and (out / "tuner1.log").exists() and "best_trial_test" not in result
+    before = {p.parent.name: p.stat().st_mtime for p in out.glob("trial_*/trial.json")}
+    assert len(before) == 4
+    job.write_text(text.replace("max_trials = 4", "max_trials = 5"))
+    buffer = io.StringIO()
+    assert cli.main(["tune", str(job), "--quick", "--out", str(out), "--workers", "1"], out=buffer) == 0
+    saved = json.loads((out / "best.json").read_text())
+    assert saved["trials"] == 5 and sum(saved["trials_by_worker"].values()) == 5
+    after = {p.parent.name: p.stat().st_mtime for p in out.glob("trial_*/trial.json")}
+    assert after.pop("trial_4") and after == before  # the finished trials were not run again
+
+
+def test_table1_column_job_puts_each_best_trials_test_nll_into_the_table(tmp_path):
+    """Appendix B's protocol for a column: a search per entry, the best trial evaluated on test."""
+    result = run_job(ROOT / "tuning" / "noise_table1_jsb.toml", quick=True, out_dir=tmp_path / "col",
+                     log=lambda m: None)
+    assert set(result["entries"]) == {"jsb_rnn_plain", "jsb_rnn_ns"} and result["column"] == "JSB"
+    saved = json.loads((tmp_path / "col" / "results.json").read_text())
+    for entry in saved["entries"]:
+        best = json.loads((tmp_path / "col" / entry["key"] / "best.json").read_text())
+        assert best["trials"] == 2 and entry["ours"] == best["best_trial_test"]["ours"] > 0
+    table = (tmp_path / "col" / "noise_table1_jsb.md").read_text()
+    assert "| RNN-plain |" in table and "/ 8.58 |" in table and "best of 2 random-search trials" in table
+    from keras_rnnreg.tuning.jobs import JobError
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'card = "{ROOT / "zoo" / "noise_table1.toml"}"\ncolumn = "JSC"\n')
+    with pytest.raises(JobError, match="column='JSC' is not a column"):
+        run_job(bad, log=lambda m: None)

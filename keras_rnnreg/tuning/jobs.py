@@ -24,10 +24,13 @@ and its budget::
 
 The tuner writes into ``OUT`` (``runs/tune-<job>`` by default; an existing search is continued);
 ``OUT/best.json`` holds the best hyperparameters, their score and the overrides to train them with
-``rnnreg train NAME --set ...``.
+``rnnreg train NAME --set ...``. ``--workers N`` runs the search in KerasTuner's distributed mode
+(:mod:`keras_rnnreg.tuning.distributed`); a job with ``card`` and ``column`` instead of ``model`` is
+Appendix B's protocol for a Table 1 column (:mod:`keras_rnnreg.tuning.column`).
 """
 
 import json
+import os
 import tomllib
 from pathlib import Path
 
@@ -40,8 +43,8 @@ from keras_rnnreg.tuning import spaces as spaces_lib
 from keras_rnnreg.zoo import _schema
 
 JOB_KEYS = {"model", "space", "param", "data", "data_root", "tuner", "max_trials", "epochs", "objective", "direction",
-            "patience", "seed", "set", "quick", "description", "executions_per_trial"}
-QUICK_KEYS = {"data", "max_trials", "epochs", "set", "patience"}
+            "patience", "seed", "set", "quick", "description", "executions_per_trial", "card", "column"}
+QUICK_KEYS = {"data", "max_trials", "epochs", "set", "patience", "only"}
 TUNERS = ("random", "bayesian", "hyperband")
 
 
@@ -61,6 +64,18 @@ def _tuner_class(base):
     """
 
     class Tuner(base):
+        def on_trial_begin(self, trial):
+            # Which tuner process ran the trial (``tuner0`` unless distributed: ``rnnreg tune --workers``).
+            path = Path(self.get_trial_dir(trial.trial_id)) / "worker.json"
+            path.write_text(json.dumps({"tuner_id": self.tuner_id, "pid": os.getpid()}) + "\n")
+            return super().on_trial_begin(trial)
+
+        def on_search_begin(self):
+            from keras_rnnreg.tuning import distributed
+
+            distributed.start_together()  # workers of `rnnreg tune --workers N` begin together
+            return super().on_search_begin()
+
         def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
             if _tensorboard_available():
                 return super()._configure_tensorboard_dir(callbacks, trial, execution)
@@ -97,6 +112,9 @@ VALUE_CHECKS = {
     "executions_per_trial": _int_at_least(1),
     "set": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), 'a list of "key=value" strings'),
     "param": (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v), "[[param]] tables"),
+    "card": _STRING,
+    "column": _STRING,
+    "only": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of entry keys"),
 }
 
 
@@ -120,8 +138,8 @@ def load_job(path):
     unknown = set(job) - JOB_KEYS
     if unknown:
         raise JobError(f"{path}: unknown key(s) {sorted(unknown)}; expected some of {sorted(JOB_KEYS)}")
-    if "model" not in job:
-        raise JobError(f"{path}: missing 'model' (a zoo name)")
+    if "model" not in job and not ("card" in job and "column" in job):
+        raise JobError(f"{path}: missing 'model' (a zoo name), or 'card' and 'column' (a Table 1 column)")
     _check_values(job, str(path))
     if "quick" in job:
         if not isinstance(job["quick"], dict):
@@ -137,9 +155,21 @@ def load_job(path):
     return job
 
 
-def run_job(path, quick=False, out_dir=None, data_root=None, log=print):
-    """Run a tuner job; returns ``{"best_hyperparameters", "best_score", "overrides", ...}``."""
+def run_job(path, quick=False, out_dir=None, data_root=None, log=print, workers=0, entry=None):
+    """Run a tuner job; returns ``{"best_hyperparameters", "best_score", "overrides", ...}``.
+
+    ``workers > 0``: KerasTuner's distributed mode, a chief oracle and ``workers`` worker processes
+    on 127.0.0.1 (:mod:`keras_rnnreg.tuning.distributed`); the result also says which worker ran
+    each trial. A column job (``card`` and ``column``) runs :func:`keras_rnnreg.tuning.column.run`;
+    ``entry`` (a key of that column) runs the search of that entry alone.
+    """
     job = load_job(path)
+    if "column" in job:
+        from keras_rnnreg.tuning import column
+
+        if entry is None:
+            return column.run(path, job, quick=quick, out_dir=out_dir, data_root=data_root, log=log, workers=workers)
+        job = column.entry_job(job, path, entry, quick=quick)
     q = job.get("quick", {}) if quick else {}
     overrides = list(job.get("set", [])) + list(q.get("set", []))
     base = hypermodels.zoo.resolve(job["model"], overrides)
@@ -149,7 +179,14 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print):
     except _schema.ConfigError as err:
         raise JobError(f"{path}: {err}") from None
     source = q.get("data", job.get("data", base["data"]["source"]))
-    _, data, source, _ = training.load_task_data(base, source, data_root or job.get("data_root"))
+    task, data, source, _ = training.load_task_data(base, source, data_root or job.get("data_root"))
+    search = True
+    if workers:
+        from keras_rnnreg.tuning import distributed
+
+        out = Path(out_dir or f"runs/tune-{job['stem']}" + ("-quick" if quick else ""))
+        distributed.search(path, workers, out, quick=quick, data_root=data_root, log=log, entry=entry)
+        out_dir, search = out, False  # below: reload the finished search and summarize it
     epochs = q.get("epochs", job.get("epochs", base["training"]["epochs"]))
     max_trials = q.get("max_trials", job.get("max_trials", 10))
     objective = keras_tuner.Objective(objective_name, direction=job.get("direction", base["training"]["mode"]))
@@ -169,10 +206,15 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print):
     callbacks = []
     if patience:
         callbacks.append(keras.callbacks.EarlyStopping(objective.name, patience=patience, mode=objective.direction))
-    log(f"tuning {job['model']} over {len(hypermodel.active_entries())} hyperparameters "
-        f"({', '.join(e['name'] for e in hypermodel.active_entries())}); {kind}, {max_trials} trials, "
-        f"{epochs} epochs each; results in {out}")
-    tuner.search(callbacks=callbacks, verbose=0)
+    if search:
+        log(f"tuning {job['model']} over {len(hypermodel.active_entries())} hyperparameters "
+            f"({', '.join(e['name'] for e in hypermodel.active_entries())}); {kind}, {max_trials} trials, "
+            f"{epochs} epochs each; results in {out}")
+        tuner.search(callbacks=callbacks, verbose=0)
+        if "KERASTUNER_ORACLE_IP" in os.environ:  # a process of a distributed search: the parent summarizes
+            return None
+    elif (out / "oracle.json").exists():
+        tuner.oracle.reload()  # the chief's oracle: every trial, whichever worker ran it
     finished = tuner.oracle.get_best_trials(1)
     if not finished or finished[0].score is None:
         raise JobError(f"{path}: no trial finished with a score for {objective.name!r} (see the trials' errors "
@@ -192,10 +234,24 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print):
         "best_score": trial.score,
         "objective": objective.name,
         "trials": len(tuner.oracle.trials),
+        "trials_by_worker": _count_workers(out),
+        "max_trials": max_trials,
         "overrides": best_overrides,
         "train_command": f"rnnreg train {job['model']} " + " ".join(f"--set {o}" for o in overrides + best_overrides),
         "directory": str(out),
     }
+    if "entry" in job:  # one entry of a Table 1 column: the best trial's test number goes into the table
+        from keras_rnnreg.tuning import column
+
+        result["best_trial_test"] = column.evaluate_best(tuner, hypermodel, task, data, source)
     out.mkdir(parents=True, exist_ok=True)
     (out / "best.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result
+
+
+def _count_workers(project_dir):
+    counts = {}
+    for path in Path(project_dir).glob("trial_*/worker.json"):
+        tuner_id = json.loads(path.read_text())["tuner_id"]
+        counts[tuner_id] = counts.get(tuner_id, 0) + 1
+    return dict(sorted(counts.items()))

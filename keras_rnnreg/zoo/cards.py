@@ -31,7 +31,9 @@ beyond per-entry overrides (e.g. Table 2's learning-rate / clipping columns)::
 
 ``reproduce`` runs every entry × seed into ``OUT/<key>/seed<S>`` (a finished run, one with a
 ``report.json``, is not run again; an interrupted one resumes), then writes ``OUT/<card>.md`` (our
-numbers beside the paper's) and ``OUT/results.json``.
+numbers beside the paper's) and ``OUT/results.json``. ``--jobs N`` / ``--devices`` run the entries x
+seeds in child processes (:mod:`keras_rnnreg.zoo._parallel`); with several seeds a cell is the
+mean ± std and the details list every seed's number.
 """
 
 import fnmatch
@@ -185,11 +187,14 @@ def _first(*values):
 
 
 def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, epochs=None, seeds=None,
-              verbose=0, log=print, table_only=False):
+              verbose=0, log=print, table_only=False, jobs=1, devices=None, stream=None):
     """Run a card (see the module docstring); returns the path of the markdown table.
 
     The table holds every finished run of the card in ``out_dir`` (also those of earlier calls
     with another ``only``). ``table_only=True`` trains nothing and only rewrites the table.
+    ``jobs > 1`` or ``devices`` run the entries x seeds in child processes, up to ``jobs`` at a
+    time, spread over ``devices`` (see :mod:`keras_rnnreg.zoo._parallel`; ``stream`` gets the
+    live progress lines).
     """
     from keras_rnnreg import training
 
@@ -206,6 +211,12 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
     if not runs and not table_only:
         raise CardError(f"{card_path}: no entry matches --only {only!r}")
     reports, failures = [], []
+    if runs and (jobs > 1 or devices):
+        from keras_rnnreg.zoo import _parallel
+
+        reports, failures = _parallel.run(runs, out, jobs=jobs, devices=devices, verbose=verbose, log=log,
+                                          stream=stream)
+        runs = []
     for i, run in enumerate(runs):
         run_dir = out / run["key"] / f"seed{run['seed']}"
         report_path = run_dir / training.REPORT
@@ -305,6 +316,11 @@ def _fmt(value, digits=3):
     return f"{value:.{digits}g}" if abs(value) < 1 else f"{value:.2f}"
 
 
+def _every_seed(entry):
+    """``s0 8.81, s1 8.85``: each seed's number (mean ± std alone hides a seed that failed to learn)."""
+    return ", ".join(f"s{seed} {_fmt(value)}" for seed, value in zip(entry["seeds"], entry["values"]))
+
+
 def markdown(card, results, quick=False, command=""):
     """Our numbers beside the paper's: a grid (rows x columns) when the card has one, and details."""
     lines = [f"# {card.get('title', card['stem'])}", ""]
@@ -329,11 +345,12 @@ def markdown(card, results, quick=False, command=""):
                     cells.append(f"– / {_fmt(paper)}" if paper is not None else "")
                 else:
                     mark = "" if e["comparable"] else "*"
-                    cells.append(f"{_fmt(e['ours'])}{mark} / {_fmt(e['paper'])}")
+                    spread = f" ± {_fmt(e['std'])}" if e.get("std") is not None else ""
+                    cells.append(f"{_fmt(e['ours'])}{spread}{mark} / {_fmt(e['paper'])}")
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
         lines.append("")
     count = card.get("count", [])
-    header = ["entry", "zoo name", "ours", "paper", "diff", "seeds", "epochs (best)", *count]
+    header = ["entry", "zoo name", "ours", "paper", "diff", "seeds", "every seed", "epochs (best)", *count]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for e in entries:
@@ -342,11 +359,13 @@ def markdown(card, results, quick=False, command=""):
             ours += "*"
         diff = f"{e['relative_difference']:+.1%}" if e["relative_difference"] is not None else "–"
         epochs = ", ".join(f"{a} ({b})" for a, b in zip(e["epochs_run"], e["best_epoch"]))
-        cells = [e["key"], f"`{e['name']}`", ours, _fmt(e["paper"]), diff, str(len(e["seeds"])), epochs]
+        cells = [e["key"], f"`{e['name']}`", ours, _fmt(e["paper"]), diff, str(len(e["seeds"])),
+                 _every_seed(e), epochs]
         cells += [str(e.get(flag, "")) for flag in count]
         lines.append("| " + " | ".join(cells) + " |")
     for failure in results.get("failures", []):
-        lines.append(f"| {failure['key']} | – | failed (seed {failure['seed']}) | | | | | |")
+        cells = [failure["key"], "–", f"failed (seed {failure['seed']})"] + [""] * (len(header) - 3)
+        lines.append("| " + " | ".join(cells) + " |")
     if results.get("failures"):
         lines += ["", "Failed runs: " + "; ".join(f"{f['key']} seed {f['seed']}: {f['error']}"
                                                   for f in results["failures"])]

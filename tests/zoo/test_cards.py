@@ -71,3 +71,83 @@ def test_bad_cards_name_the_problem(tmp_path):
         cards.load_card(_write(tmp_path, '[[entry]]\nname = "jsb_rnn_plain"\nset = ["model.units=x"]\n' + QUICK))
     with pytest.raises(FileNotFoundError, match="nowhere.toml"):
         cards.load_card(tmp_path / "nowhere.toml")
+
+
+PARALLEL_CARD = '''
+title = "two entries, one broken"
+seeds = [0, 1]
+rows = ["r"]
+columns = ["ok", "broken"]
+
+[[entry]]
+name = "jsb_rnn_plain"
+row = "r"
+column = "ok"
+paper = 8.58
+data = "synthetic"
+epochs = 1
+set = ["model.units=3", "data.limit=4", "data.batch_size=4"]
+
+[[entry]]
+name = "jsb_rnn_plain"
+key = "broken"
+row = "r"
+column = "broken"
+paper = 8.58
+data = "no/such/file.mat"
+epochs = 1
+seeds = [0]
+
+[quick]
+data = "synthetic"
+'''
+
+
+def test_parallel_runs_survive_a_crashed_run_and_report_every_seed(tmp_path):
+    """--jobs 2: child processes; the crashed entry is a failure in the table, the others finish."""
+    card = _write(tmp_path, PARALLEL_CARD)
+    out = tmp_path / "out"
+    messages = []
+    table = cards.reproduce(card, out_dir=out, jobs=2, log=messages.append)
+    results = json.loads((out / "results.json").read_text())
+    assert [(e["key"], e["seeds"]) for e in results["entries"]] == [("jsb_rnn_plain", [0, 1])]
+    assert [(f["key"], f["seed"]) for f in results["failures"]] == [("broken", 0)]
+    assert "no/such/file.mat" in results["failures"][0]["error"]
+    for seed in (0, 1):
+        run_dir = out / "jsb_rnn_plain" / f"seed{seed}"
+        assert "wall_s" in json.loads((run_dir / "report.json").read_text())
+        assert "[rnnreg-progress]" in (run_dir / "train.log").read_text()
+    text = table.read_text()
+    values = results["entries"][0]["values"]
+    assert f"s0 {cards._fmt(values[0])}, s1 {cards._fmt(values[1])}" in text  # every seed
+    assert " ± " in text and "failed (seed 0)" in text
+    assert any("done" in m and "nll" in m for m in messages) and any("failed" in m for m in messages)
+    # Again: the finished runs are skipped, only the broken ones are tried (and fail) again.
+    messages.clear()
+    cards.reproduce(card, out_dir=out, jobs=2, log=messages.append)
+    assert sum("done before" in m for m in messages) == 2
+    assert sum("failed" in m for m in messages) == 1
+
+
+def test_parallel_display_rewrites_lines_on_a_terminal(tmp_path, monkeypatch):
+    import io
+
+    from keras_rnnreg.zoo import _parallel
+
+    job = _parallel.Job({"key": "a", "seed": 0}, tmp_path)
+    job.state, job.epoch, job.total, job.logs = "training", 3, 10, {"loss": 1.0, "val_loss": 0.5}
+    stream = io.StringIO()
+    display = _parallel.Display([job], stream, log=None, tty=True)
+    display.draw()
+    display.draw()
+    text = stream.getvalue()
+    assert text.count("\x1b[F") == 1 and "epoch 3/10" in text and "val_loss 0.5" in text
+    # More runs than terminal lines: the running ones and a count of the others.
+    many = [_parallel.Job({"key": f"k{i}", "seed": 0}, tmp_path) for i in range(3)] + [job]
+    compact = _parallel.Display(many, io.StringIO(), log=None, tty=True)
+    compact.stream.fileno = lambda: 0
+    monkeypatch.setattr(_parallel.os, "get_terminal_size", lambda fd: _parallel.os.terminal_size((80, 4)))
+    compact.draw()
+    assert compact.stream.getvalue().splitlines()[-1].endswith("1 training, 3 waiting")
+    assert _parallel.child_env("1", base={})["CUDA_VISIBLE_DEVICES"] == "1"
+    assert _parallel.child_env(None, base={})["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"

@@ -1,0 +1,358 @@
+"""Many runs of a card at once: ``rnnreg reproduce CARD --jobs N [--devices 0,1]``.
+
+Each run (an entry x seed) is one child process (``python -m keras_rnnreg.zoo._parallel SPEC``)
+that calls :func:`keras_rnnreg.training.train` into its run folder, with its output captured in
+``RUN_DIR/train.log``. Up to ``jobs`` children run at the same time, on one accelerator or spread
+over ``devices`` (each child sees one device through ``CUDA_VISIBLE_DEVICES``; children that share
+a device get ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` on JAX and ``TF_FORCE_GPU_ALLOW_GROWTH=true``
+on TensorFlow, so that several fit in its memory). The parent shows one live line per run (rewritten
+in place on a terminal, one line per event otherwise); a run that crashes is reported as failed and
+the others go on. Ctrl-C terminates the children; running the same command again skips the
+finished runs and resumes the interrupted ones from their last finished epoch.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LOG = "train.log"
+MARK = "[rnnreg-progress] "
+_STOP = []  # set by SIGTERM in a child
+
+
+def stop_on_sigterm():
+    """In a child: SIGTERM raises ``KeyboardInterrupt``; a second one exits at once.
+
+    Some of Keras' backend code has bare ``except:`` clauses (e.g. the PyTorch backend's
+    custom-gradient forward) that can swallow the interrupt; :class:`Progress` raises it again at
+    the next batch, and the parent (or the orphan watcher) signals again. Checkpoints and JSON files
+    are written to a temporary file and moved into place, so an exit at any point leaves them whole.
+    """
+
+    def on_term(signum, frame):
+        if _STOP:
+            os._exit(130)
+        _STOP.append(signum)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+# ------------------------------------------------------------------------------------ child
+def _progress_callback(total):
+    import keras
+
+    class Progress(keras.callbacks.Callback):
+        """One machine-readable line per epoch for the parent's progress display."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            if _STOP:  # a SIGTERM whose KeyboardInterrupt was swallowed
+                raise KeyboardInterrupt(f"signal {_STOP[0]}")
+
+        def on_epoch_end(self, epoch, logs=None):
+            values = {}
+            for key, value in (logs or {}).items():
+                try:
+                    values[key] = float(keras.ops.convert_to_numpy(value))
+                except (TypeError, ValueError):
+                    continue
+            print(MARK + json.dumps({"epoch": epoch + 1, "total": total, "logs": values}), flush=True)
+
+    return Progress()
+
+
+def _stop_when_orphaned(every=2.0):
+    """SIGTERM this child when its parent is gone (killed without a chance to stop it).
+
+    The child's SIGTERM handler raises ``KeyboardInterrupt`` (SIGINT may be ignored: processes
+    started in the background by a shell inherit that).
+    """
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(every)
+        while True:  # until the process has exited (see stop_on_sigterm)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(every * 5)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _child(spec_json):
+    """Train one run (the child process); the report gets ``wall_s`` like a sequential run's."""
+    from keras_rnnreg import training, zoo
+
+    spec = json.loads(spec_json)
+    run, run_dir = spec["run"], Path(spec["run_dir"])
+
+    stop_on_sigterm()
+    _stop_when_orphaned()
+    resume = (run_dir / training.CONFIG).exists()
+    total = run["epochs"] or zoo.resolve(run["name"], run["overrides"] or None)["training"]["epochs"]
+    print(MARK + json.dumps({"start": True, "resume": resume, "total": total}), flush=True)
+    started = time.time()
+    report = training.train(
+        run["name"], run_dir, data=run["data"], data_root=run["data_root"], epochs=run["epochs"],
+        seed=run["seed"], overrides=run["overrides"] or None, resume=resume, verbose=2,
+        callbacks=[_progress_callback(total)], log=lambda msg: print(msg, flush=True),
+    )
+    report["wall_s"] = round(time.time() - started, 1)
+    training.write_json_atomic(run_dir / training.REPORT, report)
+    return 0
+
+
+# ----------------------------------------------------------------------------------- parent
+def child_env(device=None, shared=True, base=None):
+    """The environment of a child: one device (``CUDA_VISIBLE_DEVICES``), memory sharing flags."""
+    env = dict(os.environ if base is None else base)
+    if device is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(device)
+    if shared:  # several processes on one accelerator: allocate memory on demand
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+class Job:
+    def __init__(self, run, run_dir):
+        self.run, self.run_dir = run, Path(run_dir)
+        self.label = f"{run['key']} s{run['seed']}"
+        self.state = "waiting"
+        self.proc = self.log = None
+        self.device = None
+        self.epoch = self.total = None
+        self.logs = {}
+        self.started = self.ended = None
+        self.offset = 0
+        self.error = None
+        self.resume = False
+
+    def start(self, device, shared):
+        from keras_rnnreg import training
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.resume = (self.run_dir / training.CONFIG).exists()
+        self.device = device
+        log_path = self.run_dir / LOG
+        self.log = open(log_path, "ab")
+        self.offset = log_path.stat().st_size
+        spec = json.dumps({"run": self.run, "run_dir": str(self.run_dir)})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "keras_rnnreg.zoo._parallel", spec], stdout=self.log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env(device, shared),
+            start_new_session=True,  # Ctrl-C reaches the parent only; it stops the children
+        )
+        self.state = "resuming" if self.resume else "training"
+        self.started = time.time()
+
+    def read(self):
+        """Parse the new progress lines of the log; True when something changed."""
+        path = self.run_dir / LOG
+        try:
+            with open(path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:
+            return False
+        end = data.rfind(b"\n")
+        if end < 0:
+            return False
+        self.offset += end + 1
+        changed = False
+        for line in data[:end].decode("utf-8", "replace").splitlines():
+            if line.startswith(MARK):
+                event = json.loads(line[len(MARK):])
+                self.total = event.get("total", self.total)
+                if "epoch" in event:
+                    self.epoch, self.logs = event["epoch"], event["logs"]
+                changed = True
+        return changed
+
+    def last_lines(self, n=3):
+        try:
+            text = (self.run_dir / LOG).read_text(errors="replace")
+        except OSError:
+            return ""
+        lines = [x for x in text.splitlines() if x.strip() and not x.startswith(MARK)]
+        return " | ".join(lines[-n:])
+
+    def close(self):
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+    def elapsed(self):
+        if self.started is None:
+            return ""
+        s = int((self.ended or time.time()) - self.started)
+        return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+    def line(self, width):
+        parts = [f"{self.label:<{width}}", f"{self.state:<9}"]
+        if self.epoch:
+            parts.append(f"epoch {self.epoch}/{self.total}")
+            val = {k: v for k, v in self.logs.items() if k.startswith("val_")}
+            shown = list(val.items())[:2] or list(self.logs.items())[:1]
+            parts += [f"{k} {v:.4g}" for k, v in shown]
+        elif self.state in ("training", "resuming"):
+            parts.append("starting")
+        if self.state == "done" and self.error is None and hasattr(self, "result"):
+            parts.append(f"{self.result['metric']} = {self.result['ours']:.4g} (paper {self.result['paper']})")
+        if self.state == "failed":
+            parts.append(self.error or "")
+        if self.device is not None:
+            parts.append(f"device {self.device}")
+        parts.append(self.elapsed())
+        return "  ".join(p for p in parts if p)
+
+
+class Display:
+    """One line per run: rewritten in place on a terminal, printed per event otherwise."""
+
+    def __init__(self, jobs, stream, log, tty=None, every_epoch=False):
+        self.jobs, self.stream, self.log = jobs, stream, log
+        self.tty = (stream is not None and stream.isatty()) if tty is None else tty
+        self.every_epoch = every_epoch
+        self.width = max((len(j.label) for j in jobs), default=8)
+        self.drawn = 0
+
+    def event(self, job, what=None):
+        if not self.tty:
+            if what is not None or self.every_epoch:
+                self.log(job.line(self.width))
+
+    def draw(self):
+        if not self.tty:
+            return
+        cols, rows = 200, 1000
+        try:
+            cols, rows = os.get_terminal_size(self.stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        jobs = self.jobs
+        summary = []
+        if len(jobs) > rows - 2:  # more runs than lines: the running ones and a count of the others
+            jobs = [j for j in jobs if j.state in ("training", "resuming", "stopped")][: max(1, rows - 3)]
+            counts = {}
+            for j in self.jobs:
+                counts[j.state] = counts.get(j.state, 0) + 1
+            summary = [", ".join(f"{n} {state}" for state, n in sorted(counts.items()))]
+        lines = [j.line(self.width)[: cols - 1] for j in jobs] + summary
+        out = ("\x1b[F" * self.drawn) + "\x1b[J" + "".join(f"{x}\n" for x in lines)
+        self.stream.write(out)
+        self.stream.flush()
+        self.drawn = len(lines)
+
+
+def _stop(running, grace=20.0):
+    """SIGTERM to every child (they stop after writing nothing partial), then SIGKILL."""
+    for job in running:
+        if job.proc.poll() is None:
+            try:
+                os.killpg(job.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.time() + grace
+    for job in running:
+        try:
+            job.proc.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(job.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            job.proc.wait()
+        job.close()
+
+
+def run(runs, out, jobs=2, devices=None, verbose=0, log=print, stream=None, poll=0.5):
+    """Train ``runs`` (of :func:`keras_rnnreg.zoo.cards.plan`) in up to ``jobs`` processes.
+
+    Returns ``(reports, failures)`` as the sequential loop of ``cards.reproduce`` makes them:
+    ``[(run, report), ...]`` and ``[{"key", "seed", "error"}, ...]``. Runs with a ``report.json``
+    are not run again.
+    """
+    from keras_rnnreg import training
+
+    out = Path(out)
+    devices = [str(d) for d in devices] if devices else [None]
+    reports, failures, todo = [], [], []
+    for run in runs:
+        run_dir = out / run["key"] / f"seed{run['seed']}"
+        report_path = run_dir / training.REPORT
+        if report_path.exists():
+            report = json.loads(report_path.read_text())
+            log(f"{run['key']} seed {run['seed']}: done before ({report['ours']:.4g})")
+            reports.append((run, report))
+        else:
+            todo.append(Job(run, run_dir))
+    if not todo:
+        return reports, failures
+    jobs = max(1, int(jobs))
+    log(f"{len(todo)} runs, up to {jobs} at a time" + (f" on devices {','.join(devices)}" if devices[0] else "")
+        + f"; logs in {out}/<entry>/seed<S>/{LOG}")
+    display = Display(todo, stream, log, every_epoch=verbose > 0)
+    waiting, running = list(todo), []
+    per_device = {d: 0 for d in devices}
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs:
+                job = waiting.pop(0)
+                device = min(devices, key=lambda d: per_device[d])
+                per_device[device] += 1
+                shared = jobs > len(devices)
+                job.start(device, shared)
+                running.append(job)
+                display.event(job, "start")
+            time.sleep(poll)
+            for job in list(running):
+                if job.read():
+                    display.event(job)
+                code = job.proc.poll()
+                if code is None:
+                    continue
+                job.read()
+                job.close()
+                job.ended = time.time()
+                running.remove(job)
+                per_device[job.device] -= 1
+                report_path = job.run_dir / training.REPORT
+                if code == 0 and report_path.exists():
+                    job.result = json.loads(report_path.read_text())
+                    job.state = "done"
+                    reports.append((job.run, job.result))
+                else:
+                    job.state = "failed"
+                    job.error = f"exit status {code}: {job.last_lines(1)}"
+                    failures.append({"key": job.run["key"], "seed": job.run["seed"],
+                                     "error": f"{job.error} (log: {job.run_dir / LOG})"})
+                display.event(job, job.state)
+            display.draw()
+    except KeyboardInterrupt:
+        _stop(running)
+        for job in running:
+            job.state = "stopped"
+        display.draw()
+        log(f"interrupted: stopped {len(running)} runs ({len(waiting)} not started). Run the same command "
+            "again to continue: finished runs are skipped, interrupted ones resume from their last epoch.")
+        raise
+    finally:
+        for job in running:
+            job.close()
+    return reports, failures
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(_child(sys.argv[1]))
+    except KeyboardInterrupt:
+        print("interrupted; the run resumes from its last finished epoch", flush=True)
+        raise SystemExit(130) from None
