@@ -101,7 +101,7 @@ def save_model_atomic(model, path):
 
 
 def link_or_copy(source, target):
-    """Make ``target`` a hard link to ``source`` (a copy where links are not possible), atomically."""
+    """Make ``target`` a hard link to ``source`` (a copy where links fail), atomically."""
     import shutil
 
     source, target = Path(source), Path(target)
@@ -174,8 +174,12 @@ class RunLock:
         except OSError as err:  # pragma: no cover - file systems without flock
             os.close(fd)
             raise RunLockedError(f"{self.path}: cannot lock the run folder ({err})") from None
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": " ".join(sys.argv),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
         self._fd = fd
@@ -189,8 +193,10 @@ class RunLock:
             info = {}
         if not info:
             return "holder unknown"
-        return (f"pid {info.get('pid')} on {info.get('host')} since {info.get('since')}: "
-                f"{info.get('command', '')}".strip())
+        return (
+            f"pid {info.get('pid')} on {info.get('host')} since {info.get('since')}: "
+            f"{info.get('command', '')}".strip()
+        )
 
     def release(self):
         if self._fd is not None:
@@ -240,7 +246,10 @@ def rng_state(model):
     """The seed generators' states of ``model``, in layer order, as lists of ints."""
     import keras
 
-    return [np.asarray(keras.ops.convert_to_numpy(g.state.value)).tolist() for g in _seed_generators(model)]
+    return [
+        np.asarray(keras.ops.convert_to_numpy(g.state.value)).tolist()
+        for g in _seed_generators(model)
+    ]
 
 
 def restore_rng_state(model, states):

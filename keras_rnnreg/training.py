@@ -113,15 +113,18 @@ def _load_checkpoint(path):
         raise RunError(f"{path}: missing checkpoint")
     try:
         return keras.saving.load_model(path)
-    except Exception as err:  # Keras raises many kinds (zip, h5, "File not found" for truncated files)
+    # Keras raises many kinds (zip, h5, "File not found" for a truncated file that exists).
+    except Exception as err:
         text = " ".join(str(err).split())
         if len(text) > 200:
             text = text[:200] + "..."
-        raise RunError(f"{path}: cannot load the checkpoint ({type(err).__name__}: {text})") from err
+        raise RunError(
+            f"{path}: cannot load the checkpoint ({type(err).__name__}: {text})"
+        ) from err
 
 
 def log_names(config):
-    """The epoch-log keys a zoo configuration's training writes (``training.monitor`` candidates)."""
+    """The epoch-log keys a zoo configuration's training writes (monitor candidates)."""
     task = _tasks.get(config)
     loss, weighted, plain = _builders.task_loss(config)
     names = ["loss"] + [m.name for m in (weighted or []) + (plain or [])]
@@ -129,7 +132,7 @@ def log_names(config):
 
 
 def check_monitor(config, key="training.monitor", value=None):
-    """Raise ConfigError unless ``value`` (default the config's monitor) is one of the epoch logs."""
+    """ConfigError unless ``value`` (default: the config's monitor) is one of the epoch logs."""
     value = config["training"]["monitor"] if value is None else value
     names = log_names(config)
     if value not in names:
@@ -188,8 +191,10 @@ class RunKeeper(keras.callbacks.Callback):
             except (TypeError, ValueError):
                 continue
         if self.monitor not in row:
-            raise RunError(f"training.monitor={self.monitor!r} is not among the epoch logs "
-                           f"({', '.join(sorted(row))})")
+            raise RunError(
+                f"training.monitor={self.monitor!r} is not among the epoch logs "
+                f"({', '.join(sorted(row))})"
+            )
         value = row[self.monitor]
         state = json.loads(json.dumps(self.state))  # the next state; self.state until the commit
         done = epoch + 1
@@ -204,7 +209,9 @@ class RunKeeper(keras.callbacks.Callback):
         state["epoch"] = done
         state["last_checkpoint"] = name
         state["history"] = [*state["history"], row]
-        state["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        state["learning_rate"] = float(
+            keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+        )
         if self.nan_callback is not None:
             state["restarts"] = self.nan_callback.restarts
         state["rng"] = _runfolder.rng_state(self.model)
@@ -281,7 +288,9 @@ class _interruptible:
         if self.stopper.requested:
             raise KeyboardInterrupt
         self.stopper.requested = True
-        self.log(f"{signal.Signals(signum).name}: stopping after this batch (again to stop at once)")
+        self.log(
+            f"{signal.Signals(signum).name}: stopping after this batch (again to stop at once)"
+        )
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -311,7 +320,9 @@ def load_task_data(config, data=None, data_root=None):
     """(task, data splits, resolved source, notes) for a config; ``data`` overrides the source."""
     task = _tasks.get(config)
     source = data if data is not None else config["data"]["source"]
-    source = _tasks.resolve_source(source, data_root=data_root, name=config["name"], named=task.named_sources)
+    source = _tasks.resolve_source(
+        source, data_root=data_root, name=config["name"], named=task.named_sources
+    )
     try:
         splits = task.load(config, source)
     except _tasks.DataNotFoundError:
@@ -373,9 +384,13 @@ def train(
     _check_count("seed", seed, 0)
     _check_count("epochs", epochs, 1)
     if run_dir.exists() and not run_dir.is_dir():
-        raise RunError(f"--out {run_dir} is a file; expected a run folder (a new or an existing folder)")
+        raise RunError(
+            f"--out {run_dir} is a file; expected a run folder (a new or an existing folder)"
+        )
     if resume and not (run_dir / CONFIG).exists():
-        raise RunError(f"cannot resume {run_dir}: " + (_missing(run_dir, (CONFIG,)) or "no config.json"))
+        raise RunError(
+            f"cannot resume {run_dir}: " + (_missing(run_dir, (CONFIG,)) or "no config.json")
+        )
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -383,24 +398,42 @@ def train(
     except _runfolder.RunLockedError as err:
         raise RunError(str(err)) from None
     try:
-        return _train_locked(name_or_config, run_dir, data=data, data_root=data_root, epochs=epochs, seed=seed,
-                             overrides=overrides, resume=resume, strategy=strategy, distribute=distribute,
-                             verbose=verbose, callbacks=callbacks, log=log)
+        return _train_locked(
+            name_or_config,
+            run_dir,
+            data=data,
+            data_root=data_root,
+            epochs=epochs,
+            seed=seed,
+            overrides=overrides,
+            resume=resume,
+            strategy=strategy,
+            distribute=distribute,
+            verbose=verbose,
+            callbacks=callbacks,
+            log=log,
+        )
     finally:
         lock.release()
-        if created and not (run_dir / CONFIG).exists():  # failed before the run began: leave nothing
+        if (
+            created and not (run_dir / CONFIG).exists()
+        ):  # failed before the run began: leave nothing
             _runfolder.remove_empty_run_folder(run_dir)
 
 
 def _resume_settings(name_or_config, run_dir, overrides, epochs, seed):
     saved = _read_json(run_dir / CONFIG, "run configuration")
     if not isinstance(saved.get("config"), dict) or not isinstance(saved.get("run"), dict):
-        raise RunError(f"{run_dir / CONFIG}: expected the keys 'config' and 'run'; the file is damaged")
+        raise RunError(
+            f"{run_dir / CONFIG}: expected the keys 'config' and 'run'; the file is damaged"
+        )
     config, run_info = saved["config"], saved["run"]
     name = name_or_config if isinstance(name_or_config, str) else (name_or_config or {}).get("name")
     if name and name != config.get("name"):
-        raise RunError(f"cannot resume {run_dir} as {name!r}: it is a run of {config.get('name')!r} "
-                       f"(rnnreg train {config.get('name')} --out {run_dir} --resume)")
+        raise RunError(
+            f"cannot resume {run_dir} as {name!r}: it is a run of {config.get('name')!r} "
+            f"(rnnreg train {config.get('name')} --out {run_dir} --resume)"
+        )
     try:
         config = _schema.validate(_schema.complete(config))
     except _schema.ConfigError as err:
@@ -413,27 +446,49 @@ def _resume_settings(name_or_config, run_dir, overrides, epochs, seed):
     if unsafe:
         key, (old, value) = next(iter(unsafe.items()))
         raise RunError(
-            f"cannot resume {run_dir} with {key}={value!r}: the run was made with {key}={old!r}, and a "
-            f"resumed run must keep its network, data and training (only {', '.join(RESUME_SAFE)} may "
+            f"cannot resume {run_dir} with {key}={value!r}: the run was made with {key}={old!r}, "
+            "and a "
+            f"resumed run must keep its network, data and training (only {', '.join(RESUME_SAFE)} "
+            "may "
             "change); start a new run with another --out"
         )
     if seed is not None and seed != run_info.get("seed"):
-        raise RunError(f"cannot resume {run_dir} with --seed {seed}: the run was made with seed {run_info.get('seed')}")
+        raise RunError(
+            f"cannot resume {run_dir} with --seed {seed}: the run was made with seed "
+            f"{run_info.get('seed')}"
+        )
     return new, run_info, {k: list(v) for k, v in changed.items()}
 
 
-def _train_locked(name_or_config, run_dir, *, data, data_root, epochs, seed, overrides, resume, strategy,
-                  distribute, verbose, callbacks, log):
+def _train_locked(
+    name_or_config,
+    run_dir,
+    *,
+    data,
+    data_root,
+    epochs,
+    seed,
+    overrides,
+    resume,
+    strategy,
+    distribute,
+    verbose,
+    callbacks,
+    log,
+):
     started = time.time()
     changes = {}
     if resume:
-        config, run_info, changes = _resume_settings(name_or_config, run_dir, overrides, epochs, seed)
+        config, run_info, changes = _resume_settings(
+            name_or_config, run_dir, overrides, epochs, seed
+        )
         seed = run_info["seed"]
         state = _read_json(run_dir / STATE, "commit record") if (run_dir / STATE).exists() else None
     else:
         if (run_dir / CONFIG).exists() or (run_dir / STATE).exists():
             raise RunError(
-                f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
+                f"{run_dir} already holds a run; pass --resume to continue it or choose another "
+                "--out"
             )
         config = zoo.resolve(name_or_config, overrides)
         if epochs is not None:
@@ -448,23 +503,49 @@ def _train_locked(name_or_config, run_dir, *, data, data_root, epochs, seed, ove
     wanted = data if data is not None else (run_info["data"] if run_info else None)
     task, splits, source, notes = load_task_data(config, wanted, data_root)
     if run_info is not None and str(source) != str(run_info["data"]):
-        raise RunError(f"cannot resume {run_dir} on data {source!r}: the run was trained on {run_info['data']!r}")
+        raise RunError(
+            f"cannot resume {run_dir} on data {source!r}: the run was trained on "
+            f"{run_info['data']!r}"
+        )
     comparable = task.comparable(source, splits)
     if not comparable:
-        notes.append(f"data {source!r} is not the paper's benchmark: the number is not comparable with the paper's")
-    here = {"backend": keras.backend.backend(), "keras": keras.__version__, "python": platform.python_version(),
-            "distribute": distribute}
+        notes.append(
+            f"data {source!r} is not the paper's benchmark: the number is not comparable with the "
+            "paper's"
+        )
+    here = {
+        "backend": keras.backend.backend(),
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+        "distribute": distribute,
+    }
     if run_info is None:
-        run_info = {"seed": seed, "data": source, **here, "comparable": comparable, "notes": notes, "resumes": []}
+        run_info = {
+            "seed": seed,
+            "data": source,
+            **here,
+            "comparable": comparable,
+            "notes": notes,
+            "resumes": [],
+        }
     else:
         done = state["epoch"] if state else 0
         run_info.setdefault("resumes", []).append(
-            {"after_epoch": done, **here, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "changed": changes})
+            {
+                "after_epoch": done,
+                **here,
+                "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "changed": changes,
+            }
+        )
     (run_dir / CHECKPOINTS).mkdir(exist_ok=True)
     write_json_atomic(run_dir / CONFIG, {"config": config, "run": run_info})
 
-    log(f"{config['name']}: {config['description']}; data: {source}"
-        + ("" if comparable else " (not the paper's benchmark data)") + f"; run folder: {run_dir}")
+    log(
+        f"{config['name']}: {config['description']}; data: {source}"
+        + ("" if comparable else " (not the paper's benchmark data)")
+        + f"; run folder: {run_dir}"
+    )
     train_data, valid_data = _tasks.pipelines(task, config, splits, seed)
     if strategy is not None:
         train_data, valid_data = strategy.shard_data(train_data), strategy.shard_data(valid_data)
@@ -480,14 +561,28 @@ def _train_locked(name_or_config, run_dir, *, data, data_root, epochs, seed, ove
         initial_epoch = int(state["epoch"])
         for _ in range(initial_epoch):  # continue the seeded shuffling where it was
             train_data.on_epoch_end()
-        log(f"resuming {run_dir} after epoch {initial_epoch} (best {t['monitor']} = {state['best']})")
+        log(
+            f"resuming {run_dir} after epoch {initial_epoch} (best {t['monitor']} = "
+            f"{state['best']})"
+        )
     else:
         with distribute_lib.scope(strategy):
             model = zoo.build(config)
-        state = {"version": STATE_VERSION, "epoch": 0, "best": None, "best_epoch": None, "wait": 0,
-                 "restarts": 0, "stopped_early": False, "finished": False,
-                 "learning_rate": config["optimizer"]["learning_rate"], "last_checkpoint": None,
-                 "best_checkpoint": None, "history": [], "rng": None}
+        state = {
+            "version": STATE_VERSION,
+            "epoch": 0,
+            "best": None,
+            "best_epoch": None,
+            "wait": 0,
+            "restarts": 0,
+            "stopped_early": False,
+            "finished": False,
+            "learning_rate": config["optimizer"]["learning_rate"],
+            "last_checkpoint": None,
+            "best_checkpoint": None,
+            "history": [],
+            "rng": None,
+        }
         initial_epoch = 0
         tidy_run_folder(run_dir, state)  # files of a first epoch that was never committed
 
@@ -496,8 +591,20 @@ def _train_locked(name_or_config, run_dir, *, data, data_root, epochs, seed, ove
         log(f"{run_dir}: training already finished ({state['epoch']} epochs)")
     else:
         with distribute_lib.scope(strategy):
-            _fit(model, run_dir, config, state, task, splits, train_data, valid_data, initial_epoch, verbose,
-                 callbacks, log)
+            _fit(
+                model,
+                run_dir,
+                config,
+                state,
+                task,
+                splits,
+                train_data,
+                valid_data,
+                initial_epoch,
+                verbose,
+                callbacks,
+                log,
+            )
 
     report = _report(run_dir, config, run_info, state, task, splits, started)
     log(format_report(report))
@@ -507,24 +614,51 @@ def _train_locked(name_or_config, run_dir, *, data, data_root, epochs, seed, ove
 def _check_state(run_dir, state):
     where = run_dir / STATE
     if state.get("version") != STATE_VERSION:
-        raise RunError(f"{where}: written by another version of keras-rnnreg (state version "
-                       f"{state.get('version')!r}, expected {STATE_VERSION}); start a new run")
-    missing = [k for k in ("epoch", "last_checkpoint", "best_checkpoint", "history", "rng", "wait", "restarts")
-               if k not in state]
+        raise RunError(
+            f"{where}: written by another version of keras-rnnreg (state version "
+            f"{state.get('version')!r}, expected {STATE_VERSION}); start a new run"
+        )
+    missing = [
+        k
+        for k in (
+            "epoch",
+            "last_checkpoint",
+            "best_checkpoint",
+            "history",
+            "rng",
+            "wait",
+            "restarts",
+        )
+        if k not in state
+    ]
     if missing:
         raise RunError(f"{where}: missing {', '.join(missing)}; the commit record is damaged")
     for key in ("last_checkpoint", "best_checkpoint"):
         name = state[key]
         if name is not None and not (run_dir / CHECKPOINTS / name).is_file():
             raise RunError(
-                f"{where} says {state['epoch']} epoch(s) are done but {CHECKPOINTS}/{name} ({key}) is "
-                "missing: the run folder is damaged; nothing was changed (restore the file, or start a "
+                f"{where} says {state['epoch']} epoch(s) are done but {CHECKPOINTS}/{name} ({key}) "
+                "is "
+                "missing: the run folder is damaged; nothing was changed (restore the file, or "
+                "start a "
                 "new run with another --out)"
             )
 
 
-def _fit(model, run_dir, config, state, task, splits, train_data, valid_data, initial_epoch, verbose, callbacks,
-         log):
+def _fit(
+    model,
+    run_dir,
+    config,
+    state,
+    task,
+    splits,
+    train_data,
+    valid_data,
+    initial_epoch,
+    verbose,
+    callbacks,
+    log,
+):
     t = config["training"]
     state["finished"] = False
     nan_cb = callbacks_lib.NaNRestart(max_restarts=t["max_restarts"]) if t["nan_restart"] else None
@@ -532,31 +666,49 @@ def _fit(model, run_dir, config, state, task, splits, train_data, valid_data, in
         nan_cb.restarts = int(state["restarts"])
     keeper = RunKeeper(run_dir, t["monitor"], t["mode"], t["patience"], state, nan_callback=nan_cb)
     stopper = _StopOnInterrupt()
-    cbs = [*task.epoch_callbacks(config, splits), keeper, *_tensorboard(run_dir), *callbacks, stopper]
+    cbs = [
+        *task.epoch_callbacks(config, splits),
+        keeper,
+        *_tensorboard(run_dir),
+        *callbacks,
+        stopper,
+    ]
     if nan_cb is not None:
         cbs.insert(0, nan_cb)
     epoch = initial_epoch
     try:
         with _interruptible(stopper, log):
             while True:
-                model.fit(train_data, validation_data=valid_data, epochs=t["epochs"], initial_epoch=epoch,
-                          callbacks=cbs, verbose=verbose, shuffle=False)
+                model.fit(
+                    train_data,
+                    validation_data=valid_data,
+                    epochs=t["epochs"],
+                    initial_epoch=epoch,
+                    callbacks=cbs,
+                    verbose=verbose,
+                    shuffle=False,
+                )
                 if nan_cb is None or nan_cb.restart_epoch is None:
                     break
                 epoch = nan_cb.restart_epoch
                 lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-                log(f"NaN in epoch {epoch + 1}: restarting it from the previous epoch's weights with "
-                    f"learning rate {lr:g}")
+                log(
+                    f"NaN in epoch {epoch + 1}: restarting it from the previous epoch's weights "
+                    "with "
+                    f"learning rate {lr:g}"
+                )
     except KeyboardInterrupt as err:
         raise RunInterrupted(
-            f"interrupted; {state['epoch']} finished epoch(s) are saved in {run_dir}; continue with: "
+            f"interrupted; {state['epoch']} finished epoch(s) are saved in {run_dir}; continue "
+            "with: "
             f"rnnreg train {config['name']} --out {run_dir} --resume"
         ) from err
     except callbacks_lib.NonFiniteLossError as err:
         raise RunError(
             f"{err}; {run_dir} keeps the {state['epoch']} finished epoch(s): resume with a larger "
             f"training.max_restarts (rnnreg train {config['name']} --out {run_dir} --resume --set "
-            f"training.max_restarts={t['max_restarts'] + 5}) or start a new run with a smaller learning rate"
+            f"training.max_restarts={t['max_restarts'] + 5}) or start a new run with a smaller "
+            "learning rate"
         ) from err
     state["finished"] = True
     write_json_atomic(run_dir / STATE, state)
@@ -583,7 +735,8 @@ class ScalarEvents(keras.callbacks.Callback):
 
             folder = self.log_dir / kind
             folder.mkdir(parents=True, exist_ok=True)
-            name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}.{len(self._writers)}"
+            host, pid, n = socket.gethostname(), os.getpid(), len(self._writers)
+            name = f"events.out.tfevents.{int(time.time())}.{host}.{pid}.{n}"
             self._writers[kind] = tf.io.TFRecordWriter(str(folder / name))
             self._write(kind, self._event(file_version="brain.Event:2"))
         return self._writers[kind]
@@ -597,7 +750,9 @@ class ScalarEvents(keras.callbacks.Callback):
         if file_version:
             event.file_version = file_version
         else:
-            event.summary.CopyFrom(summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)]))
+            event.summary.CopyFrom(
+                summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)])
+            )
         return event
 
     def _write(self, kind, event):
@@ -635,7 +790,7 @@ def _tensorboard(run_dir):
 
 
 def _best_model(run_dir):
-    """(model, mirror name, epoch) of the best committed checkpoint (the last one if none was best)."""
+    """(model, mirror name, epoch) of the best committed checkpoint (else the last one)."""
     run_dir = Path(run_dir)
     state_path = run_dir / STATE
     if state_path.exists():
@@ -644,9 +799,12 @@ def _best_model(run_dir):
         for key, label in (("best_checkpoint", BEST), ("last_checkpoint", LAST)):
             if state.get(key):
                 model = _load_checkpoint(run_dir / CHECKPOINTS / state[key])
-                return model, label, int(state[key][len("epoch-"):-len(".keras")])
-    raise RunError(f"{run_dir}: no committed epoch yet ({STATE} names no checkpoint; one is written at the end "
-                   "of the first epoch)")
+                return model, label, int(state[key][len("epoch-") : -len(".keras")])
+    raise RunError(
+        f"{run_dir}: no committed epoch yet ({STATE} names no checkpoint; one is written at the "
+        "end "
+        "of the first epoch)"
+    )
 
 
 def _report(run_dir, config, run_info, state, task, splits, started):
@@ -665,7 +823,9 @@ def _report(run_dir, config, run_info, state, task, splits, started):
         "paper": paper,
         "paper_table": config["paper"]["table"],
         "relative_difference": (ours - paper) / paper if paper and finite else None,
-        "within_5_percent": bool(abs(ours - paper) <= 0.05 * abs(paper)) if paper and finite else None,
+        "within_5_percent": bool(abs(ours - paper) <= 0.05 * abs(paper))
+        if paper and finite
+        else None,
         "comparable": run_info["comparable"],
         "test": test,
         "checkpoint": checkpoint,
@@ -688,8 +848,10 @@ def _report(run_dir, config, run_info, state, task, splits, started):
 def format_report(report):
     ours = report["ours"]
     if isinstance(ours, float) and not math.isfinite(ours):
-        lines = [f"{report['name']}: {report['metric_label']} = {ours} (not a finite number: the "
-                 "network's predictions overflowed)"]
+        lines = [
+            f"{report['name']}: {report['metric_label']} = {ours} (not a finite number: the "
+            "network's predictions overflowed)"
+        ]
     else:
         lines = [f"{report['name']}: {report['metric_label']} = {ours:.4g}"]
         if report.get("paper") is not None and report.get("relative_difference") is not None:
@@ -697,8 +859,10 @@ def format_report(report):
             lines[0] += f"  (paper: {report['paper']:g}, {diff:+.1%}; {report['paper_table']})"
     if not report.get("comparable", True):
         lines.append("  note: not the paper's data; the numbers are not comparable")
-    lines.append(f"  best epoch {report['best_epoch']} of {report['epochs_run']}; report: "
-                 f"{Path(report['run_dir']) / REPORT}")
+    lines.append(
+        f"  best epoch {report['best_epoch']} of {report['epochs_run']}; report: "
+        f"{Path(report['run_dir']) / REPORT}"
+    )
     return "\n".join(lines)
 
 
@@ -711,8 +875,10 @@ def _missing(run_dir, names):
         return f"{run_dir} is not a folder"
     absent = [n for n in names if not (run_dir / n).exists()]
     if absent:
-        return (f"{run_dir} is not a run folder of `rnnreg train`: missing {', '.join(absent)} "
-                f"(a run folder holds {CONFIG}, {STATE}, {CHECKPOINTS}/, {HISTORY})")
+        return (
+            f"{run_dir} is not a run folder of `rnnreg train`: missing {', '.join(absent)} "
+            f"(a run folder holds {CONFIG}, {STATE}, {CHECKPOINTS}/, {HISTORY})"
+        )
     return None
 
 
@@ -721,18 +887,31 @@ def evaluate_run(run_dir, data=None, data_root=None, split="test", log=print):
     run_dir = Path(run_dir)
     problem = _missing(run_dir, (CONFIG,))
     if problem is None and not (run_dir / STATE).exists():
-        problem = (f"{run_dir} has no finished epoch yet: missing {STATE} (written at the end of the first "
-                   "epoch with the checkpoint)")
+        problem = (
+            f"{run_dir} has no finished epoch yet: missing {STATE} (written at the end of the "
+            "first "
+            "epoch with the checkpoint)"
+        )
     if problem:
         raise RunError(problem)
     saved = _read_json(run_dir / CONFIG, "run configuration")
     config, run_info = saved["config"], saved["run"]
-    task, splits, source, _ = load_task_data(config, data if data is not None else run_info["data"], data_root)
+    task, splits, source, _ = load_task_data(
+        config, data if data is not None else run_info["data"], data_root
+    )
     if split not in splits or splits[split] is None:
         raise RunError(f"the data at {source!r} has no {split!r} split")
     model, checkpoint, checkpoint_epoch = _best_model(run_dir)
     out = task.evaluate(model, config, splits, split)
-    result = {"name": config["name"], "split": split, "checkpoint": checkpoint, "checkpoint_epoch": checkpoint_epoch,
-              "data": source, "metric": task.metric, "ours": float(out[task.metric]),
-              "paper": config["paper"]["value"], **out}
+    result = {
+        "name": config["name"],
+        "split": split,
+        "checkpoint": checkpoint,
+        "checkpoint_epoch": checkpoint_epoch,
+        "data": source,
+        "metric": task.metric,
+        "ours": float(out[task.metric]),
+        "paper": config["paper"]["value"],
+        **out,
+    }
     return result

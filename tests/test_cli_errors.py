@@ -43,8 +43,21 @@ def fails(capsys, argv, *expected):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "run"
-    code = cli.main(["train", "jsb_rnn_plain", "--data", "synthetic", "--epochs", "2", "--out", str(run_dir),
-                     "--quiet", *TINY], out=io.StringIO())
+    code = cli.main(
+        [
+            "train",
+            "jsb_rnn_plain",
+            "--data",
+            "synthetic",
+            "--epochs",
+            "2",
+            "--out",
+            str(run_dir),
+            "--quiet",
+            *TINY,
+        ],
+        out=io.StringIO(),
+    )
     assert code == 0
     return run_dir
 
@@ -83,7 +96,11 @@ def test_corrupt_midi(capsys, tmp_path):
     for split in ("train", "valid", "test"):
         (tmp_path / "midi" / split).mkdir(parents=True)
         (tmp_path / "midi" / split / "a.mid").write_bytes(b"MThd this is not midi")
-    fails(capsys, ["train", "jsb_rnn_plain", "--data", tmp_path / "midi", "--out", tmp_path / "run"], "a.mid")
+    fails(
+        capsys,
+        ["train", "jsb_rnn_plain", "--data", tmp_path / "midi", "--out", tmp_path / "run"],
+        "a.mid",
+    )
 
 
 @pytest.mark.parametrize("kind", ["unknown_character", "not_utf8"])
@@ -110,14 +127,23 @@ def test_corrupt_checkpoint(capsys, tmp_path, finished_run):
         (run_dir / "checkpoints" / name).unlink(missing_ok=True)
         (run_dir / "checkpoints" / name).write_bytes(data[: len(data) // 2])  # truncated
     fails(capsys, ["evaluate", run_dir], state["best_checkpoint"], "cannot load the checkpoint")
-    fails(capsys, ["train", "jsb_rnn_plain", "--out", run_dir, "--resume", "--epochs", "3"], "cannot load")
+    fails(
+        capsys,
+        ["train", "jsb_rnn_plain", "--out", run_dir, "--resume", "--epochs", "3"],
+        "cannot load",
+    )
 
 
 @pytest.mark.parametrize("name", ["state.json", "config.json"])
 def test_corrupt_run_files(capsys, tmp_path, finished_run, name):
     run_dir = _copy(finished_run, tmp_path)
     (run_dir / name).write_text('{"epoch": 2, "hist')
-    fails(capsys, ["train", "jsb_rnn_plain", "--out", run_dir, "--resume", "--epochs", "3"], name, "not valid JSON")
+    fails(
+        capsys,
+        ["train", "jsb_rnn_plain", "--out", run_dir, "--resume", "--epochs", "3"],
+        name,
+        "not valid JSON",
+    )
     fails(capsys, ["evaluate", run_dir], name)
 
 
@@ -125,10 +151,19 @@ def test_missing_last_checkpoint_is_refused_and_nothing_changes(capsys, tmp_path
     run_dir = _copy(finished_run, tmp_path)
     state = json.loads((run_dir / "state.json").read_text())
     (run_dir / "checkpoints" / state["last_checkpoint"]).unlink()
-    before = {p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != "run.lock"}
-    fails(capsys, ["train", "jsb_rnn_plain", "--out", run_dir, "--resume", "--epochs", "4"],
-          "2 epoch(s) are done", state["last_checkpoint"], "missing")
-    after = {p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != "run.lock"}
+    before = {
+        p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != "run.lock"
+    }
+    fails(
+        capsys,
+        ["train", "jsb_rnn_plain", "--out", run_dir, "--resume", "--epochs", "4"],
+        "2 epoch(s) are done",
+        state["last_checkpoint"],
+        "missing",
+    )
+    after = {
+        p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != "run.lock"
+    }
     assert after == before  # history, best checkpoint, config: untouched
 
 
@@ -161,13 +196,16 @@ data = "synthetic"
 """
 
 
-@pytest.mark.parametrize("card,entry,expected", [
-    ('seeds = "zero"', "", "seeds = 'zero'"),
-    ("seeds = [-1]", "", "seeds = [-1]"),
-    ("", 'paper = "abc"', "paper = 'abc'"),
-    ("", "epochs = 0", "epochs = 0"),
-    ("", "seeds = [1, 1]", "distinct"),
-])
+@pytest.mark.parametrize(
+    "card,entry,expected",
+    [
+        ('seeds = "zero"', "", "seeds = 'zero'"),
+        ("seeds = [-1]", "", "seeds = [-1]"),
+        ("", 'paper = "abc"', "paper = 'abc'"),
+        ("", "epochs = 0", "epochs = 0"),
+        ("", "seeds = [1, 1]", "distinct"),
+    ],
+)
 def test_bad_card_values_fail_before_training(capsys, tmp_path, card, entry, expected):
     path = tmp_path / "card.toml"
     path.write_text(CARD.format(card=card, entry=entry))
@@ -186,15 +224,20 @@ set = ["model.units=4", "data.limit=4"]
 """
 
 
-@pytest.mark.parametrize("extra,expected", [
-    ("max_trials = -1", "max_trials = -1"),
-    ("epochs = 0", "epochs = 0"),
-    ('objective = "val_nll"', "objective='val_nll'"),
-])
+@pytest.mark.parametrize(
+    "extra,expected",
+    [
+        ("max_trials = -1", "max_trials = -1"),
+        ("epochs = 0", "epochs = 0"),
+        ('objective = "val_nll"', "objective='val_nll'"),
+    ],
+)
 def test_bad_tuner_jobs_fail_before_any_trial(capsys, tmp_path, extra, expected):
     path = tmp_path / "job.toml"
     path.write_text(JOB.format(extra=extra))
-    line = fails(capsys, ["tune", path, "--quick", "--out", tmp_path / "tune"], "job.toml", expected)
+    line = fails(
+        capsys, ["tune", path, "--quick", "--out", tmp_path / "tune"], "job.toml", expected
+    )
     if "objective" in extra:
         assert "val_nll_per_timestep" in line  # says what is expected
     assert not (tmp_path / "tune").exists()
@@ -214,34 +257,93 @@ def test_max_steps_per_epoch_caps_the_batches(tmp_path):
             self.batches[-1] += 1
 
     count = Count()
-    training.train("jsb_rnn_plain", tmp_path / "run", data="synthetic", epochs=2, verbose=0, log=lambda m: None,
-                   overrides=["model.units=4", "data.limit=12", "data.batch_size=1",
-                              "training.max_steps_per_epoch=3"], callbacks=[count])
+    training.train(
+        "jsb_rnn_plain",
+        tmp_path / "run",
+        data="synthetic",
+        epochs=2,
+        verbose=0,
+        log=lambda m: None,
+        overrides=[
+            "model.units=4",
+            "data.limit=12",
+            "data.batch_size=1",
+            "training.max_steps_per_epoch=3",
+        ],
+        callbacks=[count],
+    )
     assert count.batches == [3, 3]
 
 
 def test_misspelt_monitor_fails_before_the_run_folder_is_made(capsys, tmp_path):
-    fails(capsys, ["train", "jsb_rnn_plain", "--data", "synthetic", "--out", tmp_path / "run",
-                   "--set", "training.monitor=val_los", *TINY], "training.monitor='val_los'", "val_loss")
+    fails(
+        capsys,
+        [
+            "train",
+            "jsb_rnn_plain",
+            "--data",
+            "synthetic",
+            "--out",
+            tmp_path / "run",
+            "--set",
+            "training.monitor=val_los",
+            *TINY,
+        ],
+        "training.monitor='val_los'",
+        "val_loss",
+    )
     assert not (tmp_path / "run").exists()  # nothing left behind
 
 
 def test_nan_give_up_is_one_line_and_keeps_no_nan_row(capsys, tmp_path):
     run_dir = tmp_path / "run"
     # A linear read-out with a huge step overflows to inf in the first epoch, every time.
-    fails(capsys, ["train", "adding_irnn", "--data", "synthetic", "--out", run_dir, "--epochs", "2", "--quiet",
-                   "--set", "model.units=3", "--set", "data.length=6", "--set", "data.limit=8",
-                   "--set", "data.batch_size=1", "--set", "optimizer.learning_rate=1e30",
-                   "--set", "training.max_restarts=1"],
-          "non-finite", "max_restarts", "--resume")
+    fails(
+        capsys,
+        [
+            "train",
+            "adding_irnn",
+            "--data",
+            "synthetic",
+            "--out",
+            run_dir,
+            "--epochs",
+            "2",
+            "--quiet",
+            "--set",
+            "model.units=3",
+            "--set",
+            "data.length=6",
+            "--set",
+            "data.limit=8",
+            "--set",
+            "data.batch_size=1",
+            "--set",
+            "optimizer.learning_rate=1e30",
+            "--set",
+            "training.max_restarts=1",
+        ],
+        "non-finite",
+        "max_restarts",
+        "--resume",
+    )
     history = run_dir / "history.csv"
     assert not history.exists() or "nan" not in history.read_text().lower()
 
 
 def test_nan_test_score_is_reported_as_such():
-    report = {"name": "x", "metric_label": "test NLL", "ours": float("nan"), "paper": 8.58,
-              "relative_difference": None, "paper_table": "Table 1", "comparable": True, "best_epoch": 1,
-              "epochs_run": 1, "run_dir": "runs/x"}
+    report = {
+        "name": "x",
+        "metric_label": "test NLL",
+        "ours": float("nan"),
+        "paper": 8.58,
+        "relative_difference": None,
+        "paper_table": "Table 1",
+        "comparable": True,
+        "best_epoch": 1,
+        "epochs_run": 1,
+        "run_dir": "runs/x",
+    }
     text = training.format_report(report)
     assert "nan%" not in text and "not a finite number" in text
 
@@ -250,15 +352,33 @@ def test_run_files_have_ordinary_permissions(finished_run):
     mask = os.umask(0)
     os.umask(mask)
     expected = 0o666 & ~mask
-    for name in ("config.json", "state.json", "history.csv", "report.json", "checkpoints/best.keras"):
+    for name in (
+        "config.json",
+        "state.json",
+        "history.csv",
+        "report.json",
+        "checkpoints/best.keras",
+    ):
         assert (finished_run / name).stat().st_mode & 0o777 == expected, name
 
 
 def test_saved_zoo_model_loads_after_importing_the_package_alone(finished_run):
-    code = ("import sys, keras, keras_rnnreg; "
-            "m = keras.saving.load_model(sys.argv[1]); print(type(m.layers[1]).__module__)")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), KERAS_BACKEND=keras.backend.backend(), TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-c", code, str(finished_run / "checkpoints" / "best.keras")],
-                          capture_output=True, text=True, env=env, timeout=180)
+    code = (
+        "import sys, keras, keras_rnnreg; "
+        "m = keras.saving.load_model(sys.argv[1]); print(type(m.layers[1]).__module__)"
+    )
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        KERAS_BACKEND=keras.backend.backend(),
+        TF_CPP_MIN_LOG_LEVEL="3",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(finished_run / "checkpoints" / "best.keras")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "keras_rnnreg" in done.stdout

@@ -36,8 +36,11 @@ def _env(**extra):
         import tempfile
 
         _JAX_CACHE.setdefault("dir", tempfile.mkdtemp(prefix="rnnreg-jax-cache-"))
-        env.update(JAX_COMPILATION_CACHE_DIR=_JAX_CACHE["dir"], JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+        env.update(
+            JAX_COMPILATION_CACHE_DIR=_JAX_CACHE["dir"],
+            JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+            JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+        )
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["KERAS_BACKEND"] = keras.backend.backend()
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -47,16 +50,34 @@ def _env(**extra):
 
 
 def _command(run_dir, *more):
-    args = [sys.executable, "-m", "keras_rnnreg.cli", "train", NAME, "--data", "synthetic", "--out", str(run_dir),
-            "--epochs", str(EPOCHS), "--quiet"]
+    args = [
+        sys.executable,
+        "-m",
+        "keras_rnnreg.cli",
+        "train",
+        NAME,
+        "--data",
+        "synthetic",
+        "--out",
+        str(run_dir),
+        "--epochs",
+        str(EPOCHS),
+        "--quiet",
+    ]
     for item in TINY:
         args += ["--set", item]
     return args + list(more)
 
 
 def _run(run_dir, *more, timeout=240, **env):
-    return subprocess.run(_command(run_dir, *more), env=_env(**env), capture_output=True, text=True,
-                          timeout=timeout, cwd=run_dir.parent)
+    return subprocess.run(
+        _command(run_dir, *more),
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=run_dir.parent,
+    )
 
 
 def _outcome(run_dir):
@@ -82,7 +103,9 @@ def _finish(run_dir, attempts=6):
 
 
 @pytest.mark.parametrize("point", ["after_checkpoint:2", "after_commit:2"])
-def test_kill_at_the_commit_instants_then_resume_equals_an_uninterrupted_run(tmp_path, reference, point):
+def test_kill_at_the_commit_instants_then_resume_equals_an_uninterrupted_run(
+    tmp_path, reference, point
+):
     run_dir = tmp_path / "run"
     killed = _run(run_dir, **{_runfolder.FAULT_ENV: point})
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
@@ -103,8 +126,13 @@ def test_kill_at_random_instants_then_resume_equals_an_uninterrupted_run(tmp_pat
     while kills < 3 and not (run_dir / training.REPORT).exists():
         more = ["--resume"] if (run_dir / training.CONFIG).exists() else []
         started = (run_dir / training.CONFIG).stat().st_mtime if more else 0.0
-        process = subprocess.Popen(_command(run_dir, *more), env=_env(), cwd=tmp_path,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            _command(run_dir, *more),
+            env=_env(),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             # Wait for training to begin (config.json is (re)written just before), then kill at a
             # random instant of the next second: inside a batch, a validation, a checkpoint write.
@@ -141,9 +169,17 @@ def test_lock_is_released_when_its_holder_is_killed(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from keras_rnnreg import _runfolder; "
-         "_runfolder.RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)", str(run_dir)],
-        env=_env(), stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from keras_rnnreg import _runfolder; "
+            "_runfolder.RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)",
+            str(run_dir),
+        ],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(_runfolder.RunLockedError, match=f"pid {holder.pid}"):
@@ -161,8 +197,9 @@ def test_ctrl_c_stops_within_batches_exits_130_and_says_how_to_resume(tmp_path):
     # Many batches per epoch so that an interrupt lands inside an epoch.
     args = _command(run_dir)
     args[args.index("--epochs") + 1] = "50"
-    process = subprocess.Popen(args, env=_env(), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        args, env=_env(), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.time() + 120
         while not (run_dir / training.STATE).exists() and time.time() < deadline:
