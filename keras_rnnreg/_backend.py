@@ -119,6 +119,11 @@ def right_padded(mask):
     return ops.logical_and(ops.all(ops.equal(valid, expected)), ops.all(lengths > 0))
 
 
+def _bias_or_zeros(bias, kernel):
+    """cuDNN always adds a bias: zeros for a layer without one (``use_bias=False``)."""
+    return ops.zeros((kernel.shape[-1],), dtype=kernel.dtype) if bias is None else bias
+
+
 def cudnn_lstm(inputs, h0, c0, kernel, recurrent_kernel, bias, mask=None):
     """Run Keras' cuDNN LSTM kernel on batch-major ``inputs`` (B, T, F) with the given (possibly
     perturbed) kernels; tanh / sigmoid / output tanh, gates (i, f, c, o) as ``keras.layers.LSTM``.
@@ -135,8 +140,7 @@ def cudnn_lstm(inputs, h0, c0, kernel, recurrent_kernel, bias, mask=None):
             f"keras.src.backend.{keras.backend.backend()}.rnn.lstm is not in Keras "
             f"{keras.__version__}"
         )
-    if bias is None:
-        bias = ops.zeros((kernel.shape[-1],), dtype=kernel.dtype)
+    bias = _bias_or_zeros(bias, kernel)
     pass_mask = mask is not None and kernel_takes_mask()
     _, sequence, (h, c) = kernel_fn(
         inputs,
@@ -170,7 +174,7 @@ def cudnn_bidirectional_lstm(inputs, forward_weights, backward_weights):
     """Both directions of a bidirectional LSTM in one cuDNN call: Keras'
     ``keras.src.backend.<name>.rnn.bidirectional_lstm`` (PyTorch and JAX in Keras 3.15; cuDNN runs
     the two directions concurrently), zero initial states, no mask. ``*_weights`` are (kernel,
-    recurrent_kernel, bias), possibly perturbed.
+    recurrent_kernel, bias or None), possibly perturbed.
 
     Returns ``(forward_sequence, backward_sequence)``, (B, T, N) each, both in the original time
     order. Raises NotImplementedError where the kernel cannot run (TensorFlow, no GPU, moved).
@@ -189,10 +193,10 @@ def cudnn_bidirectional_lstm(inputs, forward_weights, backward_weights):
         None,
         fwd_kernel=forward_weights[0],
         fwd_recurrent_kernel=forward_weights[1],
-        fwd_bias=forward_weights[2],
+        fwd_bias=_bias_or_zeros(forward_weights[2], forward_weights[0]),
         bwd_kernel=backward_weights[0],
         bwd_recurrent_kernel=backward_weights[1],
-        bwd_bias=backward_weights[2],
+        bwd_bias=_bias_or_zeros(backward_weights[2], backward_weights[0]),
         activation=keras.activations.tanh,
         recurrent_activation=keras.activations.sigmoid,
         return_sequences=True,

@@ -34,7 +34,8 @@ USE_CUDNN = ("auto", True, False)
 
 
 def check_use_cudnn(value):
-    if not (value is True or value is False or (isinstance(value, str) and value == "auto")):
+    # Identity for the booleans: 1 == True would pass a plain membership test.
+    if not (value is True or value is False or (isinstance(value, str) and value in USE_CUDNN)):
         raise ValueError(
             f"Invalid value for argument use_cudnn={value!r}: expected 'auto', True or False."
         )

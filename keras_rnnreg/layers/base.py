@@ -310,21 +310,9 @@ class FusedRNN(keras.layers.Layer):
         route = self._route(training, mask)
         time_steps = ops.shape(x)[1]
 
-        # Plain tensors from here on (autocast to the compute dtype under mixed precision).
-        kernel = plain_tensor(self.kernel)
-        recurrent_kernel = plain_tensor(self.recurrent_kernel)
-        bias = None if self.bias is None else plain_tensor(self.bias)
-        perturbations = self.perturbations if training else []
-
-        # ---- Everything random is drawn here, before the loop (per-timestep draws carry a time
-        # axis). Weight-level perturbations replace a kernel by a perturbed copy, (rows, cols) or
-        # (T, rows, cols); a local one adds pre-activation noise (perturbations.py).
-        input_weight_level, input_local = split_by_target(perturbations, "input")
-        recurrent_weight_level, recurrent_local = split_by_target(perturbations, "recurrent")
-        for p in input_weight_level:
-            kernel = p.perturb(kernel, time_steps, self.seed_generator)
-        for p in recurrent_weight_level:
-            recurrent_kernel = p.perturb(recurrent_kernel, time_steps, self.seed_generator)
+        kernel, recurrent_kernel, bias, input_local, recurrent_local = self._weights(
+            training, time_steps
+        )
 
         float_mask = None  # (T, B, 1)
         if mask is not None:
@@ -439,21 +427,31 @@ class FusedRNN(keras.layers.Layer):
             return "loop"  # the final cell state of a padded row is not in the returned sequence
         return "cudnn_if_right_padded"
 
-    def _cudnn_weights(self, training):
-        """(kernel, recurrent_kernel, bias) as ``call`` hands them to cuDNN: per-sequence
-        perturbations drawn once, in the same order as ``call`` draws them (input kernel first).
-        Only for configurations on the cuDNN path (no per-timestep draws)."""
+    def _weights(self, training, time_steps):
+        """(kernel, recurrent_kernel, bias, input_local, recurrent_local) as the step uses them.
+
+        Plain tensors (autocast to the compute dtype under mixed precision). Everything random is
+        drawn here, before the loop: weight-level perturbations replace a kernel by a perturbed
+        copy, (rows, cols), or (T, rows, cols) when drawn per timestep; a local one (returned, not
+        applied) adds pre-activation noise (perturbations.py). Input kernel first, then recurrent.
+        """
         kernel = plain_tensor(self.kernel)
         recurrent_kernel = plain_tensor(self.recurrent_kernel)
         bias = None if self.bias is None else plain_tensor(self.bias)
         perturbations = self.perturbations if training else []
-        for p in split_by_target(perturbations, "input")[0]:
-            kernel = p.perturb(kernel, None, self.seed_generator)
-        for p in split_by_target(perturbations, "recurrent")[0]:
-            recurrent_kernel = p.perturb(recurrent_kernel, None, self.seed_generator)
-        if bias is None:
-            bias = ops.zeros((kernel.shape[-1],), dtype=kernel.dtype)
-        return kernel, recurrent_kernel, bias
+        input_weight_level, input_local = split_by_target(perturbations, "input")
+        recurrent_weight_level, recurrent_local = split_by_target(perturbations, "recurrent")
+        for p in input_weight_level:
+            kernel = p.perturb(kernel, time_steps, self.seed_generator)
+        for p in recurrent_weight_level:
+            recurrent_kernel = p.perturb(recurrent_kernel, time_steps, self.seed_generator)
+        return kernel, recurrent_kernel, bias, input_local, recurrent_local
+
+    def _cudnn_weights(self, training):
+        """(kernel, recurrent_kernel, bias) as ``call`` hands them to cuDNN: per-sequence
+        perturbations drawn once. Only for configurations on the cuDNN path (no per-timestep
+        draws, no local noise)."""
+        return self._weights(training, None)[:3]
 
     def _cudnn_or_loop(self, route, x, states, kernel, recurrent_kernel, bias, mask, run_loop):
         """(hidden sequence (B, T, units), final states) from Keras' cuDNN kernel, or under a mask
@@ -471,6 +469,8 @@ class FusedRNN(keras.layers.Layer):
             seqs = run_loop()
             hidden = seqs[0]
             if mask is not None:
+                # Built inside the branch: multiplying by the caller's float mask here breaks
+                # TensorFlow's gradient of the cond (tests/layers/test_cudnn.py, graph-mode fit).
                 float_mask = ops.expand_dims(ops.transpose(ops.cast(mask, x.dtype), (1, 0)), -1)
                 hidden = hidden * float_mask
             return ops.transpose(hidden, (1, 0, 2)), seqs[0][-1], seqs[1][-1]
