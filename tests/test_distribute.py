@@ -9,7 +9,6 @@ only under tensorflow; under torch the clear error is tested.
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 
 from keras_rnnreg import distribute
+from keras_rnnreg.tuning.distributed import free_port
 
 BACKEND = keras.backend.backend()
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,11 +57,6 @@ def _finish(procs, timeout):
         if p.returncode != 0:
             pytest.fail(f"{' '.join(p.args)} exited with {p.returncode}:\n{log[-4000:]}")
 
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _close(a, b, rtol=1e-5, atol=1e-6):
@@ -149,11 +144,11 @@ def test_rnnreg_train_distribute_data_parallel_first_epoch(report):
 @needs_engine
 def test_two_workers_on_loopback_agree_with_one_process(tmp_path):
     if BACKEND == "jax":
-        address = f"127.0.0.1:{_free_port()}"
+        address = f"127.0.0.1:{free_port()}"
         envs = [_env(KERAS_DISTRIBUTION_JOB_ADDRESSES=address, KERAS_DISTRIBUTION_NUM_PROCESSES="2",
                      KERAS_DISTRIBUTION_PROCESS_ID=str(i)) for i in range(2)]
     else:
-        workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
+        workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
         envs = [_env(TF_CONFIG=json.dumps({"cluster": {"worker": workers},
                                            "task": {"type": "worker", "index": i}})) for i in range(2)]
     outs = [tmp_path / f"worker{i}.json" for i in range(2)]

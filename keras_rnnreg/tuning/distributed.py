@@ -21,12 +21,14 @@ again from their start (KerasTuner retries them), and each worker reloads its ow
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from keras_rnnreg import _runfolder
+from keras_rnnreg.zoo import _parallel
 
 CHIEF = "chief"
 WORKER_FILE = "worker.json"
@@ -103,29 +105,8 @@ def settle_oracle(project_dir):
     ended = {t: i for t, i in state.get("ongoing_trials", {}).items() if statuses.get(i, "RUNNING") != "RUNNING"}
     if ended:
         state["ongoing_trials"] = {t: i for t, i in state["ongoing_trials"].items() if t not in ended}
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, path)
+        _runfolder.atomic_write(path, json.dumps(state))
     return sorted(ended.values())
-
-
-def _stop(procs, grace=20.0):
-    for proc in procs:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    deadline = time.time() + grace
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
 
 
 def _tail(path, n=5):
@@ -200,7 +181,7 @@ def search(job_path, workers, out, quick=False, data_root=None, log=print, poll=
             "the search (finished trials are kept; running ones start again).")
         raise
     finally:
-        _stop(list(procs.values()))
+        _parallel.stop_processes(list(procs.values()))
         settle_oracle(out)
         for f in logs.values():
             f.close()
@@ -213,7 +194,6 @@ def _main(argv=None):
     import argparse
 
     from keras_rnnreg.tuning import jobs
-    from keras_rnnreg.zoo import _parallel
 
     p = argparse.ArgumentParser(description="one process of a distributed search (started by rnnreg tune)")
     p.add_argument("job")

@@ -27,10 +27,11 @@ _STOP = []  # set by SIGTERM in a child
 def stop_on_sigterm():
     """In a child: SIGTERM raises ``KeyboardInterrupt``; a second one exits at once.
 
-    Some of Keras' backend code has bare ``except:`` clauses (e.g. the PyTorch backend's
-    custom-gradient forward) that can swallow the interrupt; :class:`Progress` raises it again at
-    the next batch, and the parent (or the orphan watcher) signals again. Checkpoints and JSON files
-    are written to a temporary file and moved into place, so an exit at any point leaves them whole.
+    This covers the child outside ``model.fit`` (loading data, the test evaluation); during
+    ``fit``, :func:`keras_rnnreg.training.train` handles SIGTERM itself and stops at the next batch
+    boundary (a ``KeyboardInterrupt`` raised inside Keras can be swallowed by its bare
+    ``except:`` clauses). Run files are committed atomically, so an exit at any point leaves them
+    whole.
     """
 
     def on_term(signum, frame):
@@ -48,10 +49,6 @@ def _progress_callback(total):
 
     class Progress(keras.callbacks.Callback):
         """One machine-readable line per epoch for the parent's progress display."""
-
-        def on_train_batch_end(self, batch, logs=None):
-            if _STOP:  # a SIGTERM whose KeyboardInterrupt was swallowed
-                raise KeyboardInterrupt(f"signal {_STOP[0]}")
 
         def on_epoch_end(self, epoch, logs=None):
             values = {}
@@ -252,25 +249,25 @@ class Display:
         self.drawn = len(lines)
 
 
-def _stop(running, grace=20.0):
-    """SIGTERM to every child (they stop after writing nothing partial), then SIGKILL."""
-    for job in running:
-        if job.proc.poll() is None:
+def stop_processes(procs, grace=20.0):
+    """SIGTERM to the process group of every ``subprocess.Popen`` still running (each child stops
+    after writing nothing partial), then SIGKILL to those still there after ``grace`` seconds."""
+    for proc in procs:
+        if proc.poll() is None:
             try:
-                os.killpg(job.proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
     deadline = time.time() + grace
-    for job in running:
+    for proc in procs:
         try:
-            job.proc.wait(timeout=max(0.1, deadline - time.time()))
+            proc.wait(timeout=max(0.1, deadline - time.time()))
         except subprocess.TimeoutExpired:
             try:
-                os.killpg(job.proc.pid, signal.SIGKILL)
+                os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            job.proc.wait()
-        job.close()
+            proc.wait()
 
 
 def run(runs, out, jobs=2, devices=None, verbose=0, log=print, stream=None, poll=0.5):
@@ -337,7 +334,7 @@ def run(runs, out, jobs=2, devices=None, verbose=0, log=print, stream=None, poll
                 display.event(job, job.state)
             display.draw()
     except KeyboardInterrupt:
-        _stop(running)
+        stop_processes([job.proc for job in running])
         for job in running:
             job.state = "stopped"
         display.draw()
