@@ -89,12 +89,8 @@ class JobError(_schema.ConfigError):
     """A malformed tuner job: the message names the file and the key."""
 
 
-def _int_at_least(minimum):
-    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum,
-            f"an integer >= {minimum}")
-
-
-_STRING = (lambda v: isinstance(v, str), "a string")
+_STRING = _schema.text()
+_STRINGS = _schema.list_of_text('a list of "key=value" strings')
 #: key -> (check, what is expected), for the job and its [quick] table.
 VALUE_CHECKS = {
     "model": _STRING,
@@ -105,25 +101,21 @@ VALUE_CHECKS = {
     "objective": _STRING,
     "tuner": (lambda v: v in TUNERS, "one of " + ", ".join(TUNERS)),
     "direction": (lambda v: v in ("min", "max"), "'min' or 'max'"),
-    "max_trials": _int_at_least(1),
-    "epochs": _int_at_least(1),
-    "patience": _int_at_least(1),
-    "seed": _int_at_least(0),
-    "executions_per_trial": _int_at_least(1),
-    "set": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), 'a list of "key=value" strings'),
+    "max_trials": _schema.integer_at_least(1),
+    "epochs": _schema.integer_at_least(1),
+    "patience": _schema.integer_at_least(1),
+    "seed": _schema.integer_at_least(0),
+    "executions_per_trial": _schema.integer_at_least(1),
+    "set": _STRINGS,
     "param": (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v), "[[param]] tables"),
     "card": _STRING,
     "column": _STRING,
-    "only": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of entry keys"),
+    "only": _schema.list_of_text("a list of entry keys"),
 }
 
 
 def _check_values(table, where):
-    for key, value in table.items():
-        if key in VALUE_CHECKS:
-            ok, expected = VALUE_CHECKS[key]
-            if not ok(value):
-                raise JobError(f"{where}: {key} = {value!r}: expected {expected}")
+    _schema.check_table(table, VALUE_CHECKS, where, JobError)
 
 
 def load_job(path):

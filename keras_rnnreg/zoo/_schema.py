@@ -15,6 +15,7 @@ one of their keys creates the section from its defaults, and setting the section
 
 import copy
 import difflib
+import math
 import numbers
 from dataclasses import dataclass
 
@@ -238,6 +239,44 @@ SCHEMA = Section(
 )
 
 READ_ONLY = ("paper", "name")
+
+
+# ------------------------------------------------------ value checks of cards and tuner jobs
+# (TOML tables that are not configurations): key -> (predicate, what is expected).
+def _integer(value, minimum):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def integer_at_least(minimum):
+    return (lambda v: _integer(v, minimum), f"an integer >= {minimum}")
+
+
+def text(expected="a string"):
+    return (lambda v: isinstance(v, str), expected)
+
+
+def list_of_text(expected="a list of strings"):
+    return (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), expected)
+
+
+NUMBER = (
+    lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+    "a number",
+)
+BOOLEAN = (lambda v: isinstance(v, bool), "true or false")
+SEEDS = (
+    lambda v: isinstance(v, list) and bool(v) and all(_integer(x, 0) for x in v) and len(set(v)) == len(v),
+    "a non-empty list of distinct integers >= 0, e.g. [0, 1, 2]",
+)
+
+
+def check_table(table, checks, where, error=ConfigError):
+    """Raise ``error`` naming ``where``, the key and the value of the first value that fails."""
+    for key, value in table.items():
+        if key in checks:
+            ok, expected = checks[key]
+            if not ok(value):
+                raise error(f"{where}: {key} = {value!r}: expected {expected}")
 
 
 # ------------------------------------------------------------------------------------------ paths

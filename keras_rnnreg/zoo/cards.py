@@ -56,56 +56,39 @@ class CardError(_schema.ConfigError):
     """A malformed card: the message names the file, the entry and the key."""
 
 
-def _is_int(value, minimum):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_list(kind):
-    return lambda value: isinstance(value, list) and all(kind(v) for v in value)
-
-
-def _is_str(value):
-    return isinstance(value, str)
-
-
+_TEXT = _schema.text()
 #: key -> (check, what is expected); for the card, its entries and [quick].
 VALUE_CHECKS = {
-    "title": (_is_str, "a string"),
-    "paper": (_is_str, "a string (the paper's title)"),
-    "table": (_is_str, "a string"),
-    "metric": (_is_str, "a string"),
-    "command": (_is_str, "a string"),
-    "notes": (_is_str, "a string"),
-    "data_root": (_is_str, "a folder path (string)"),
-    "lower_is_better": (lambda v: isinstance(v, bool), "true or false"),
-    "seeds": (lambda v: _is_list(lambda s: _is_int(s, 0))(v) and v and len(set(v)) == len(v),
-              "a non-empty list of distinct integers >= 0, e.g. [0, 1, 2]"),
-    "epochs": (lambda v: _is_int(v, 1), "an integer >= 1"),
-    "rows": (_is_list(_is_str), "a list of strings"),
-    "columns": (_is_list(_is_str), "a list of strings"),
-    "count": (_is_list(_is_str), "a list of strings (keys of the test report)"),
-    "set": (_is_list(_is_str), 'a list of "key=value" strings'),
-    "only": (_is_list(_is_str), "a list of entry keys"),
-    "name": (_is_str, "a zoo name (string)"),
-    "key": (_is_str, "a string"),
-    "row": (_is_str, "a string"),
-    "column": (_is_str, "a string"),
-    "data": (_is_str, "a data path or source name (string)"),
-    "note": (_is_str, "a string"),
+    "title": _TEXT,
+    "paper": _schema.text("a string (the paper's title)"),
+    "table": _TEXT,
+    "metric": _TEXT,
+    "command": _TEXT,
+    "notes": _TEXT,
+    "data_root": _schema.text("a folder path (string)"),
+    "lower_is_better": _schema.BOOLEAN,
+    "seeds": _schema.SEEDS,
+    "epochs": _schema.integer_at_least(1),
+    "rows": _schema.list_of_text(),
+    "columns": _schema.list_of_text(),
+    "count": _schema.list_of_text("a list of strings (keys of the test report)"),
+    "set": _schema.list_of_text('a list of "key=value" strings'),
+    "only": _schema.list_of_text("a list of entry keys"),
+    "name": _schema.text("a zoo name (string)"),
+    "key": _TEXT,
+    "row": _TEXT,
+    "column": _TEXT,
+    "data": _schema.text("a data path or source name (string)"),
+    "note": _TEXT,
 }
-ENTRY_VALUE_CHECKS = {**VALUE_CHECKS, "paper": (_is_number, "a number (the paper's value for this entry)")}
+ENTRY_VALUE_CHECKS = {
+    **VALUE_CHECKS,
+    "paper": (_schema.NUMBER[0], "a number (the paper's value for this entry)"),
+}
 
 
 def _check_values(table, checks, where):
-    for key, value in table.items():
-        if key in checks and key not in ("entry", "quick"):
-            ok, expected = checks[key]
-            if not ok(value):
-                raise CardError(f"{where}: {key} = {value!r}: expected {expected}")
+    _schema.check_table(table, checks, where, CardError)
 
 
 def load_card(path):
@@ -199,7 +182,7 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
     from keras_rnnreg import training
 
     card = load_card(card_path)
-    if epochs is not None and not _is_int(epochs, 1):
+    if epochs is not None and not VALUE_CHECKS["epochs"][0](epochs):
         raise CardError(f"epochs={epochs!r}: expected an integer >= 1")
     if seeds is not None and not VALUE_CHECKS["seeds"][0](list(seeds)):
         raise CardError(f"seeds={seeds!r}: expected {VALUE_CHECKS['seeds'][1]}")
