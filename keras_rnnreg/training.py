@@ -447,10 +447,8 @@ def _resume_settings(name_or_config, run_dir, overrides, epochs, seed):
         key, (old, value) = next(iter(unsafe.items()))
         raise RunError(
             f"cannot resume {run_dir} with {key}={value!r}: the run was made with {key}={old!r}, "
-            "and a "
-            f"resumed run must keep its network, data and training (only {', '.join(RESUME_SAFE)} "
-            "may "
-            "change); start a new run with another --out"
+            "and a resumed run must keep its network, data and training (only "
+            f"{', '.join(RESUME_SAFE)} may change); start a new run with another --out"
         )
     if seed is not None and seed != run_info.get("seed"):
         raise RunError(
@@ -487,8 +485,8 @@ def _train_locked(
     else:
         if (run_dir / CONFIG).exists() or (run_dir / STATE).exists():
             raise RunError(
-                f"{run_dir} already holds a run; pass --resume to continue it or choose another "
-                "--out"
+                f"{run_dir} already holds a run; pass --resume to continue it or choose "
+                "another --out"
             )
         config = zoo.resolve(name_or_config, overrides)
         if epochs is not None:
@@ -510,8 +508,8 @@ def _train_locked(
     comparable = task.comparable(source, splits)
     if not comparable:
         notes.append(
-            f"data {source!r} is not the paper's benchmark: the number is not comparable with the "
-            "paper's"
+            f"data {source!r} is not the paper's benchmark: the number is not comparable "
+            "with the paper's"
         )
     here = {
         "backend": keras.backend.backend(),
@@ -638,10 +636,8 @@ def _check_state(run_dir, state):
         if name is not None and not (run_dir / CHECKPOINTS / name).is_file():
             raise RunError(
                 f"{where} says {state['epoch']} epoch(s) are done but {CHECKPOINTS}/{name} ({key}) "
-                "is "
-                "missing: the run folder is damaged; nothing was changed (restore the file, or "
-                "start a "
-                "new run with another --out)"
+                "is missing: the run folder is damaged; nothing was changed (restore the file, or "
+                "start a new run with another --out)"
             )
 
 
@@ -694,14 +690,12 @@ def _fit(
                 lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
                 log(
                     f"NaN in epoch {epoch + 1}: restarting it from the previous epoch's weights "
-                    "with "
-                    f"learning rate {lr:g}"
+                    f"with learning rate {lr:g}"
                 )
     except KeyboardInterrupt as err:
         raise RunInterrupted(
             f"interrupted; {state['epoch']} finished epoch(s) are saved in {run_dir}; continue "
-            "with: "
-            f"rnnreg train {config['name']} --out {run_dir} --resume"
+            f"with: rnnreg train {config['name']} --out {run_dir} --resume"
         ) from err
     except callbacks_lib.NonFiniteLossError as err:
         raise RunError(
@@ -802,8 +796,7 @@ def _best_model(run_dir):
                 return model, label, int(state[key][len("epoch-") : -len(".keras")])
     raise RunError(
         f"{run_dir}: no committed epoch yet ({STATE} names no checkpoint; one is written at the "
-        "end "
-        "of the first epoch)"
+        "end of the first epoch)"
     )
 
 
@@ -889,8 +882,7 @@ def evaluate_run(run_dir, data=None, data_root=None, split="test", log=print):
     if problem is None and not (run_dir / STATE).exists():
         problem = (
             f"{run_dir} has no finished epoch yet: missing {STATE} (written at the end of the "
-            "first "
-            "epoch with the checkpoint)"
+            "first epoch with the checkpoint)"
         )
     if problem:
         raise RunError(problem)
