@@ -18,6 +18,7 @@ from keras import ops
 
 from keras_rnnreg import constraints, initializers, layers, metrics, perturbations, regularizers
 from keras_rnnreg._api import serializable
+from keras_rnnreg.optimizers import CliminRMSprop
 
 
 # --------------------------------------------------------------------------- small serializables
@@ -127,7 +128,7 @@ def make_perturbations(reg):
         )
     if reg.get("dropconnect") is not None:
         dc = reg["dropconnect"]
-        out.append(perturbations.DropConnect(dc["rate"], per=dc["per"], target=dc["target"], scale=dc["scale"]))
+        out.append(perturbations.DropConnect(dc["rate"], per=dc["per"], target=dc["target"], scale={"training": True, "never": False}.get(dc["scale"], dc["scale"])))
     return out
 
 
@@ -229,6 +230,8 @@ def make_optimizer(spec):
     clip = {"global_clipnorm": spec["global_clipnorm"]} if spec["global_clipnorm"] is not None else {}
     if spec["name"] == "rmsprop":
         return keras.optimizers.RMSprop(spec["learning_rate"], rho=spec["rho"], momentum=spec["momentum"], **clip)
+    if spec["name"] == "climin_rmsprop":
+        return CliminRMSprop(spec["learning_rate"], rho=spec["rho"], momentum=spec["momentum"], **clip)
     if spec["name"] == "sgd":
         return keras.optimizers.SGD(spec["learning_rate"], momentum=spec["momentum"], nesterov=spec["nesterov"],
                                     **clip)

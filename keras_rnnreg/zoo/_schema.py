@@ -26,7 +26,8 @@ CELLS = ("simple_rnn", "lstm", "fast_dropout")
 ACTIVATIONS = ("tanh", "relu", "trec", "sigmoid", "linear")
 OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "linear")
 INITS = ("sparse", "glorot_uniform", "orthogonal", "identity", "uniform", "normal", "zeros")
-OPTIMIZERS = ("rmsprop", "sgd", "adam")
+OPTIMIZERS = ("rmsprop", "climin_rmsprop", "sgd", "adam")
+DROPCONNECT_SCALES = ("training", "inference", "never")
 
 
 class ConfigError(ValueError):
@@ -136,7 +137,10 @@ SCHEMA = Section(
                         "per": Field(str, "timestep", "a new mask per timestep or per sequence",
                                      choices=("timestep", "sequence")),
                         "target": Field(str, "recurrent", "which kernel", choices=("recurrent", "input", "both")),
-                        "scale": Field(bool, True, "scale kept weights by 1/(1 - rate)"),
+                        "scale": Field(str, "training", "where the scale is restored: 'training' "
+                                       "(kept weights x 1/(1 - rate)), 'inference' ((1 - rate) W) "
+                                       "or 'never' (DropConnect's scale=True / 'inference' / False)",
+                                       choices=DROPCONNECT_SCALES),
                     },
                     "DropConnect (keras_rnnreg.perturbations.DropConnect)",
                     optional=True,
@@ -189,8 +193,8 @@ SCHEMA = Section(
             {
                 "name": Field(str, "rmsprop", "optimizer", choices=OPTIMIZERS),
                 "learning_rate": Field(float, 1e-3, "step rate", minimum=0.0),
-                "momentum": Field(float, 0.0, "momentum (rmsprop, sgd)", minimum=0.0, maximum=1.0),
-                "rho": Field(float, 0.9, "rmsprop: decay of the squared-gradient average", minimum=0.0, maximum=1.0),
+                "momentum": Field(float, 0.0, "momentum (rmsprop, climin_rmsprop, sgd)", minimum=0.0, maximum=1.0),
+                "rho": Field(float, 0.9, "(climin_)rmsprop: decay of the squared-gradient average", minimum=0.0, maximum=1.0),
                 "nesterov": Field(bool, False, "sgd: Nesterov momentum"),
                 "global_clipnorm": Field(float, None, "clip the global gradient norm", nullable=True, minimum=0.0),
             },

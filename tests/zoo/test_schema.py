@@ -55,9 +55,9 @@ def test_optional_sections_are_created_and_removed():
 
 def test_command_line_values_are_parsed_by_the_expected_type():
     c = zoo.resolve("jsb_rnn_plain", ["model.units=8", "optimizer.global_clipnorm=1e6",
-                                      "regularization.dropconnect.scale=false", "data.source=none"])
+                                      "regularization.dropconnect.scale=never", "data.source=none"])
     assert c["model"]["units"] == 8 and c["optimizer"]["global_clipnorm"] == 1e6
-    assert c["regularization"]["dropconnect"]["scale"] is False and c["data"]["source"] is None
+    assert c["regularization"]["dropconnect"]["scale"] == "never" and c["data"]["source"] is None
     with pytest.raises(zoo.ConfigError, match=r"model.units='eight': expected an integer"):
         zoo.resolve("jsb_rnn_plain", ["model.units=eight"])
     with pytest.raises(zoo.ConfigError, match="expected true or false"):
