@@ -15,7 +15,8 @@ Semantics (Sec. 8.1: "the perturbation of the weight matrix is done only during 
 period... the original values of the weight matrices are preserved"):
 
 * active only when the layer is called with ``training=True``; inference and evaluation use the
-  clean weights, and the stored weights are never modified;
+  clean weights (``DropConnect(scale="inference")``: the expected ones, ``Perturbation.deterministic``),
+  and the stored weights are never modified;
 * ``per="sequence"``: one draw per training step, shared by every timestep and every sequence of
   the batch; ``per="timestep"``: a fresh draw for every timestep of the unrolled net (shared by the
   sequences of the batch, as one weight matrix per timestep). Per-timestep draws are made *before*
@@ -84,6 +85,11 @@ class Perturbation:
     def _apply(self, weight, shape, seed_generator):
         raise NotImplementedError
 
+    def deterministic(self, weight):
+        """The weight that inference and evaluation use in place of the random ones (the clean
+        weight, except for ``DropConnect(scale="inference")``)."""
+        return weight
+
     # -- local reparameterization ----------------------------------------------------------------
     def variance_factors(self, weight):
         """``v`` with ``Var[noise on Σ_i h_i W̃_ij] = Σ_i h_i² v_ij``."""
@@ -147,10 +153,17 @@ class WeightNoise(Perturbation):
 @serializable
 class DropConnect(Perturbation):
     """DropConnect (Wan et al. 2013; noise study Sec. 9): each weight is zeroed with probability
-    ``rate`` and, with ``scale=True`` (default), the kept ones are multiplied by 1/(1 − rate) so that
-    the expected weight matrix is W and inference with the clean weights is the matching
-    deterministic net. ``scale=False`` gives the unscaled masks ``W ⊙ m`` (the expected matrix is
-    then (1 − rate) W while inference uses W).
+    ``rate``. Where the scale is restored (``scale``):
+
+    * ``True`` (default, "inverted"): in training the kept weights are multiplied by
+      1/(1 − rate), so the expected matrix is W and inference uses the clean W;
+    * ``"inference"`` (classic dropout, Hinton et al. 2012; Wan et al.'s mean inference): training
+      uses the unscaled masks ``W ⊙ m`` and inference the expected matrix (1 − rate) W. The same
+      function class as ``True`` under ``W' = (1 − rate) W``, but not the same training: the
+      initial matrix and every optimizer step are 1/(1 − rate) times larger relative to the
+      weights the network computes with;
+    * ``False``: unscaled masks in training and the clean W at inference (the expected matrix in
+      training is then (1 − rate) W, not W).
 
     Args:
         rate: drop probability, in [0, 1).
@@ -163,9 +176,13 @@ class DropConnect(Perturbation):
         super().__init__(per=per, target=target, sampling=sampling)
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
             raise ValueError(f"Invalid value for argument rate={rate!r}: expected 0 <= rate < 1.")
+        if scale not in (True, False, "inference"):
+            raise ValueError(
+                f"Invalid value for argument scale={scale!r}: expected True, False or 'inference'."
+            )
         self.rate = float(rate)
-        self.scale = bool(scale)
-        if sampling == "local" and not self.scale:
+        self.scale = scale
+        if sampling == "local" and self.scale is not True:
             raise ValueError(
                 "DropConnect(sampling='local') needs scale=True: the unscaled masks change the "
                 "mean pre-activation, which the zero-mean local noise does not model."
@@ -176,9 +193,14 @@ class DropConnect(Perturbation):
             keras.random.uniform(shape, dtype=weight.dtype, seed=seed_generator) >= self.rate,
             weight.dtype,
         )
-        if self.scale and self.rate > 0:
+        if self.scale is True and self.rate > 0:
             keep = keep / (1.0 - self.rate)
         return weight * keep
+
+    def deterministic(self, weight):
+        if self.scale == "inference":
+            return weight * (1.0 - self.rate)
+        return weight
 
     def variance_factors(self, weight):
         return ops.square(weight) * (self.rate / (1.0 - self.rate))

@@ -36,16 +36,38 @@ def test_multiplicative_noise_scales_with_weight():
     assert abs(ratio.std() - 0.1) < 0.004
 
 
-@pytest.mark.parametrize("scale", [True, False])
+@pytest.mark.parametrize("scale", [True, False, "inference"])
 def test_dropconnect_rate_and_scale(scale):
     w = np.full((8, 8), 2.0, dtype="float32")
     d = _draws(DropConnect(0.3, scale=scale), w)
     dropped = d == 0.0
     assert abs(dropped.mean() - 0.3) < 0.01
-    kept_value = 2.0 / 0.7 if scale else 2.0
+    kept_value = 2.0 / 0.7 if scale is True else 2.0
     np.testing.assert_allclose(d[~dropped], kept_value, rtol=1e-6)
-    if scale:
-        assert abs(d.mean() - 2.0) < 0.03  # unbiased
+    expected_mean = 2.0 if scale is True else 2.0 * 0.7
+    assert abs(d.mean() - expected_mean) < 0.03
+    # Inference: the clean W, or the training draws' expected matrix for scale="inference".
+    inferred = to_numpy(DropConnect(0.3, scale=scale).deterministic(keras.ops.convert_to_tensor(w)))
+    np.testing.assert_allclose(inferred, 2.0 * 0.7 if scale == "inference" else 2.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("target", ["input", "recurrent"])
+def test_dropconnect_scaled_at_inference_in_the_layer(target):
+    """scale="inference": the layer runs (1 - rate) W on the target kernel at inference (and on
+    the fused loop, as a plain layer with those weights)."""
+    x = np.random.default_rng(0).normal(size=(3, 5, 4)).astype("float32")
+    dropped = layers.LSTM(6, return_sequences=True,
+                          perturbations=[DropConnect(0.25, scale="inference", target=target)])
+    reference = layers.LSTM(6, return_sequences=True)
+    dropped(x)
+    reference(x)
+    kernel, recurrent_kernel, bias = (to_numpy(w) for w in dropped.weights)
+    if target == "input":
+        kernel = kernel * 0.75
+    else:
+        recurrent_kernel = recurrent_kernel * 0.75
+    reference.set_weights([kernel, recurrent_kernel, bias])
+    np.testing.assert_allclose(to_numpy(dropped(x)), to_numpy(reference(x)), atol=1e-6)
 
 
 def _unit_rnn(perturbation, u=0.5):
@@ -202,6 +224,8 @@ def test_bidirectional_with_perturbations():
         (lambda: WeightNoise(0.1, sampling="local", per="sequence"), "per"),
         (lambda: DropConnect(1.0), "rate"),
         (lambda: DropConnect(-0.2), "rate"),
+        (lambda: DropConnect(0.2, scale="test"), "scale"),
+        (lambda: DropConnect(0.2, scale="inference", sampling="local"), "scale"),
         (lambda: layers.SimpleRNN(3, perturbations=[WeightNoise(0.1, sampling="local"), DropConnect(0.1)]), "local"),
         (lambda: layers.SimpleRNN(3, perturbations=["noise"]), "perturbations"),
     ],

@@ -438,6 +438,12 @@ class FusedRNN(keras.layers.Layer):
         kernel = plain_tensor(self.kernel)
         recurrent_kernel = plain_tensor(self.recurrent_kernel)
         bias = None if self.bias is None else plain_tensor(self.bias)
+        if not training:  # the clean (or, for some, expected) weights
+            for p in self.perturbations:
+                if p.applies_to("input"):
+                    kernel = p.deterministic(kernel)
+                if p.applies_to("recurrent"):
+                    recurrent_kernel = p.deterministic(recurrent_kernel)
         perturbations = self.perturbations if training else []
         input_weight_level, input_local = split_by_target(perturbations, "input")
         recurrent_weight_level, recurrent_local = split_by_target(perturbations, "recurrent")
