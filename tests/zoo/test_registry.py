@@ -147,8 +147,13 @@ def test_noise_study_presets_follow_appendix_b():
     assert zoo.get_config("musedata_rnn_plain")["model"]["units"] == 600
     nbr = zoo.get_config("musedata_rnn_nbr")["regularization"]["weight_penalty"]
     assert nbr["kind"] == "l1" and np.isclose(nbr["strength"], 10**-3.80)
-    assert zoo.get_config("nottingham_rnn_dos")["regularization"]["dropconnect"]["rate"] == 0.22  # keep 0.78
-    assert zoo.get_config("jsb_rnn_do")["regularization"]["dropconnect"]["rate"] == 0.08
+    # "Dropout 0.78" / "0.92": the drop probability, classic scaling, climin's RMSprop.
+    dos = zoo.get_config("nottingham_rnn_dos")
+    assert dos["regularization"]["dropconnect"] == {
+        "rate": 0.78, "per": "sequence", "target": "recurrent", "scale": "inference"}
+    assert dos["optimizer"]["name"] == "climin_rmsprop"
+    assert zoo.get_config("jsb_rnn_do")["regularization"]["dropconnect"]["rate"] == 0.92
+    assert zoo.get_config("jsb_rnn_ns")["optimizer"]["name"] == "rmsprop"
     assert zoo.get_config("jsb_rnn_plain")["paper"]["value"] == 8.58
 
 
