@@ -66,10 +66,12 @@ class Bidirectional(keras.layers.Bidirectional):
         if not (self.return_state and self.states is not None):
             return super().compute_mask(_, mask)
         # keras.layers.Bidirectional 3.15 multiplies a generator here (TypeError) for a stateful
-        # layer with return_state; the masks it means: the outputs' and one None per state.
-        output_mask = super().compute_mask(_, mask)
-        return (*(output_mask if isinstance(output_mask, tuple) else (output_mask,)),
-                *(None for _ in self.states))
+        # layer with return_state: the outputs' masks, then one None per state of either layer.
+        if isinstance(mask, list):
+            mask = mask[0]
+        mask = mask if self.return_sequences else None
+        outputs = (mask, mask) if self.merge_mode is None else (mask,)
+        return (*outputs, *(None for _ in self.states))
 
     def _call_fused(self, sequences, training):
         fwd, bwd = self.forward_layer, self.backward_layer

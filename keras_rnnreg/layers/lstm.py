@@ -25,7 +25,7 @@ class LSTM(FusedRNN):
     * ``return_cell_sequence=True`` also returns the memory-cell sequence (B, T, units), right
       after the main output, for probes and penalties on the cells;
     * ``state_regularizer`` with ``on="cell"`` penalizes the memory cells;
-    * ``perturbations``, masks and speed as :class:`keras_rnnreg.layers.SimpleRNN`;
+    * ``perturbations``, masks, ``stateful`` and speed as :class:`keras_rnnreg.layers.SimpleRNN`;
     * ``use_cudnn="auto" | True | False`` (Keras' argument): the same equations through Keras'
       own cuDNN kernel on TensorFlow and PyTorch with a GPU, with per-sequence weight noise or
       DropConnect drawn once and the perturbed kernels handed to cuDNN (AWD-LSTM's weight-dropped
