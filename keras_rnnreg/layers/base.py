@@ -313,13 +313,12 @@ class FusedRNN(keras.layers.Layer):
 
     def load_own_variables(self, store):
         states = list(self.states or ())
-        n_weights = len(store.keys()) - len(states)
-        if states and n_weights >= 0:
-            weights = {key: store[key] for key in map(str, range(n_weights))}
-            super().load_own_variables(weights)
+        n_weights = len(self._trainable_variables + self._non_trainable_variables)
+        if states and len(store.keys()) == n_weights + len(states):
+            super().load_own_variables({str(i): store[str(i)] for i in range(n_weights)})
             for i, state in enumerate(states):
-                state.assign(store[f"{n_weights + i}"])
-        else:
+                state.assign(store[str(n_weights + i)])
+        else:  # weights only (the states stay zero, as Keras loads them), or Keras' error
             super().load_own_variables(store)
 
     def _bias_shape(self):

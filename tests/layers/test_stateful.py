@@ -180,3 +180,21 @@ def test_masked_outputs_as_keras(zero_output):
         theirs.set_weights(layer.get_weights())
         np.testing.assert_allclose(to_numpy(theirs(x, mask=mask, initial_state=h0)),
                                    expected_seq, **tolerance())
+
+
+@pytest.mark.parametrize("name", sorted(CLASSES))
+def test_weights_of_a_stateless_model_load_into_a_stateful_one(name, tmp_path):
+    """Train without state, generate with it: .weights.h5 files without states load (the states
+    stay zero) and ones with states restore them."""
+    x = _stream()
+    trained = keras.Sequential([keras.Input((None, F)), _layer(name, return_sequences=True)])
+    path = str(tmp_path / "trained.weights.h5")
+    trained.save_weights(path)
+    generator = _model(name, return_sequences=True)
+    generator.load_weights(path)
+    assert not np.any(to_numpy(generator.get_layer("rnn").states[0]))
+    np.testing.assert_allclose(to_numpy(generator(x)), to_numpy(trained(x)), **tolerance())
+    generator.save_weights(path)
+    copy = _model(name, return_sequences=True)
+    copy.load_weights(path)
+    np.testing.assert_allclose(to_numpy(copy(x)), to_numpy(generator(x)), atol=1e-6)
