@@ -21,9 +21,10 @@ Around a bidirectional LSTM, :class:`keras_rnnreg.layers.Bidirectional` runs bot
 one bidirectional cuDNN call where Keras' backend has that kernel (PyTorch, JAX).
 
 Masks are data, checked on every call: a strictly right-padded mask with no empty row takes the
-cuDNN path, anything else (left padding, gaps, ``go_backwards`` which turns right padding into left
-padding, ``zero_output_for_mask=False``, and on PyTorch / JAX ``return_state=True``, whose final
-cell state their kernels cannot give for a padded row) runs our loop.
+cuDNN path (padded steps output zeros with ``zero_output_for_mask=True``, else the last valid
+output, as Keras' RNN), anything else (left padding, gaps, ``go_backwards`` which turns right
+padding into left padding, and on PyTorch / JAX ``return_state=True`` or ``stateful=True``, whose
+final cell state their kernels cannot give for a padded row) runs our loop.
 """
 
 import keras

@@ -15,6 +15,7 @@ Design (DESIGN.md, "Principles"):
 
 import keras
 from keras import ops
+from keras.src.utils import tracking
 
 from keras_rnnreg import _backend
 from keras_rnnreg import activations as activations_lib
@@ -22,17 +23,32 @@ from keras_rnnreg._backend import plain_tensor, scan_states
 from keras_rnnreg.layers import _cudnn
 from keras_rnnreg.perturbations import split_by_target
 
-_KERAS_ONLY_ARGS = ("stateful", "implementation", "time_major")
-
 
 class FusedRNN(keras.layers.Layer):
     """Base class of the fused recurrent layers; not used directly.
 
     Subclasses define ``_gates`` (how many ``units``-wide blocks the kernels have),
     ``state_size`` and ``_step``, and may override ``_bias_initializer_value``.
+
+    Arguments, their order and defaults are those of ``keras.layers.SimpleRNN`` (the subclasses'
+    are their Keras namesakes'); ours come after them, keyword-only. As in ``keras.layers.RNN``:
+
+    * ``zero_output_for_mask=False``: a masked step outputs the previous output (zeros before
+      the first valid step), ``True``: zeros; the state is carried over masked steps either way,
+      and the last output is the last entry of the output sequence.
+      ``keras.layers.Bidirectional`` sets it to ``return_sequences``.
+    * ``stateful=True``: the final states of a batch are the initial states of the next, for a
+      fixed batch size; they live in non-trainable variables (``states``, created by ``build``,
+      zeroed by ``reset_state()``), part of ``variables`` (so ``fit`` / ``predict`` carry them
+      on every backend) but not of ``weights`` (so ``get_weights()`` is Keras'); ``.keras``
+      files keep them.
     """
 
     _gates = 1
+    # Whether the Keras namesake takes ``implementation`` (LSTM, GRU: a speed choice of the cell,
+    # same function; accepted here and without effect) and ``use_cudnn`` (SimpleRNN takes neither).
+    _keras_implementation_arg = True
+    _keras_use_cudnn_arg = True
 
     def __init__(
         self,
@@ -51,25 +67,26 @@ class FusedRNN(keras.layers.Layer):
         bias_constraint=None,
         dropout=0.0,
         recurrent_dropout=0.0,
-        seed=None,
         return_sequences=False,
         return_state=False,
         go_backwards=False,
-        zero_output_for_mask=True,
+        stateful=False,
         unroll=False,
+        seed=None,
+        *,
+        zero_output_for_mask=False,
         perturbations=None,
         state_regularizer=None,
         use_cudnn="auto",
         **kwargs,
     ):
-        for name in _KERAS_ONLY_ARGS:
-            if name in kwargs:
-                value = kwargs.pop(name)
-                if name == "stateful" and value:
-                    raise ValueError(
-                        f"{type(self).__name__} does not support stateful=True; "
-                        "pass initial_state= to call() instead."
-                    )
+        if self._keras_implementation_arg:
+            implementation = kwargs.pop("implementation", 2)
+            if implementation not in (1, 2):
+                raise ValueError(
+                    f"Invalid value for argument implementation={implementation!r}: expected 1 "
+                    "or 2 (Keras' choice of matmuls; our fused loop computes the same function)."
+                )
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
             raise ValueError(
@@ -104,15 +121,23 @@ class FusedRNN(keras.layers.Layer):
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
         self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.stateful = bool(stateful)
+        self.states = None  # the state variables of a stateful layer (build creates them)
+        self._expected_batch_size = None
         self.unroll = unroll
         self.perturbations = _deserialize_list(perturbations, "perturbations")
         for target in ("input", "recurrent"):
             split_by_target(self.perturbations, target)  # raises on an invalid combination
         self.state_regularizer = _deserialize_one(state_regularizer)
         self._check_state_regularizer()
-        self.stateful = False  # read by keras.layers.Bidirectional
         self.supports_masking = True
-        self.use_cudnn = _cudnn.check_use_cudnn(use_cudnn)
+        if self._keras_use_cudnn_arg:
+            self.use_cudnn = _cudnn.check_use_cudnn(use_cudnn)
+        elif _cudnn.check_use_cudnn(use_cudnn) is True:
+            # "auto" / False (configs saved before the argument was dropped here) mean our loop.
+            raise ValueError(
+                f"{type(self).__name__}: use_cudnn=True, but {self._cudnn_config_reason()}."
+            )
         if not self._defers_cudnn_check:
             self._check_use_cudnn()
 
@@ -124,7 +149,7 @@ class FusedRNN(keras.layers.Layer):
         call time; the configuration is known here). On TensorFlow a layer that will run the
         cuDNN kernel opts out of XLA, as keras.layers.LSTM does (cuDNN ops do not compile)."""
         reason = _cudnn.config_reason(self, training=True)
-        if self.use_cudnn is True and reason is not None:
+        if self._use_cudnn is True and reason is not None:
             raise ValueError(
                 f"{type(self).__name__}: use_cudnn=True, but this configuration cannot run the "
                 f"cuDNN kernel: {reason}. Pass use_cudnn='auto' to run our loop instead."
@@ -139,6 +164,10 @@ class FusedRNN(keras.layers.Layer):
             f"{type(self).__name__} has no cuDNN path (our fused loop is faster than Keras' "
             "SimpleRNN; docs/benchmarks.md)"
         )
+
+    @property
+    def _use_cudnn(self):
+        return getattr(self, "use_cudnn", False)
 
     # ----------------------------------------------------------------------------------- config
     @property
@@ -184,15 +213,17 @@ class FusedRNN(keras.layers.Layer):
                 "return_sequences": self.return_sequences,
                 "return_state": self.return_state,
                 "go_backwards": self.go_backwards,
+                "stateful": self.stateful,
                 "zero_output_for_mask": self.zero_output_for_mask,
                 "unroll": self.unroll,
-                "use_cudnn": self.use_cudnn,
                 "perturbations": [keras.saving.serialize_keras_object(p) for p in self.perturbations],
                 "state_regularizer": keras.saving.serialize_keras_object(self.state_regularizer)
                 if self.state_regularizer is not None
                 else None,
             }
         )
+        if self._keras_use_cudnn_arg:
+            config["use_cudnn"] = self.use_cudnn
         config.pop("activity_regularizer", None)
         config["activity_regularizer"] = keras.regularizers.serialize(self.activity_regularizer)
         return config
@@ -236,6 +267,59 @@ class FusedRNN(keras.layers.Layer):
             )
         else:
             self.bias = None
+        if self.stateful:
+            if self.states is not None:
+                self.reset_state()
+            else:
+                if sequences_shape[0] is None:
+                    raise ValueError(
+                        f"{type(self).__name__}: stateful=True needs a fixed batch size (e.g. "
+                        "keras.Input(batch_shape=(batch, timesteps, features))); received inputs "
+                        f"with shape {sequences_shape}."
+                    )
+                self._create_state_variables(sequences_shape[0])
+
+    @tracking.no_automatic_dependency_tracking
+    def _create_state_variables(self, batch_size):
+        # Untracked (not weights: get_weights() stays Keras'); listed in ``variables`` below.
+        with keras.name_scope(self.name, caller=self):
+            self.states = [
+                keras.Variable(
+                    ops.zeros((batch_size, size)), trainable=False, dtype=self.variable_dtype,
+                    name="rnn_state",
+                )
+                for size in self.state_size
+            ]
+        self._expected_batch_size = int(batch_size)
+
+    @property
+    def variables(self):
+        return super().variables + list(self.states or ())
+
+    def reset_state(self):
+        """Zero the states of a stateful layer (nothing to do otherwise), as Keras' RNN."""
+        for state in self.states or ():
+            state.assign(ops.zeros_like(state.value))
+
+    def reset_states(self):
+        """Alias of :meth:`reset_state` (Keras keeps both names)."""
+        self.reset_state()
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        offset = len(store.keys())
+        for i, state in enumerate(self.states or ()):
+            store[f"{offset + i}"] = state
+
+    def load_own_variables(self, store):
+        states = list(self.states or ())
+        n_weights = len(self._trainable_variables + self._non_trainable_variables)
+        if states and len(store.keys()) == n_weights + len(states):
+            super().load_own_variables({str(i): store[str(i)] for i in range(n_weights)})
+            for i, state in enumerate(states):
+                state.assign(store[str(n_weights + i)])
+        else:  # weights only (the states stay zero, as Keras loads them), or Keras' error
+            super().load_own_variables(store)
 
     def _bias_shape(self):
         return (self._gates * self.units,)
@@ -283,7 +367,18 @@ class FusedRNN(keras.layers.Layer):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
         batch_size = ops.shape(sequences)[0]
-        if initial_state is None:
+        if self.stateful and self._expected_batch_size is not None:
+            if sequences.shape[0] is not None and sequences.shape[0] != self._expected_batch_size:
+                raise ValueError(
+                    f"{type(self).__name__} is stateful with batch size "
+                    f"{self._expected_batch_size} (the batch size it was built for); received "
+                    f"inputs with batch size {sequences.shape[0]}. Rebuild the model with the "
+                    "new batch size or pass stateful=False."
+                )
+        if initial_state is None and self.stateful:
+            # A copy: PyTorch would otherwise see the variable change under its autograd graph.
+            states = [ops.copy(ops.cast(s.value, self.compute_dtype)) for s in self.states]
+        elif initial_state is None:
             states = self.get_initial_state(batch_size)
         else:
             if not isinstance(initial_state, (list, tuple)):
@@ -387,13 +482,12 @@ class FusedRNN(keras.layers.Layer):
         if self.state_regularizer is not None:
             needed.add(self.state_regularizer.on)
         ys = {}
-        if state_seqs is None:  # cuDNN: the hidden sequence only, batch-major, zeros when masked
+        if state_seqs is None:  # cuDNN: the hidden (output) sequence only, batch-major
             ys["hidden"] = hidden
         for name, seq in zip(self._sequences_available, state_seqs or ()):
             if name not in needed:
                 continue
-            if float_mask is not None and self.zero_output_for_mask:
-                seq = seq * float_mask  # masked steps output zeros
+            seq = self._output_sequence(seq, float_mask)
             ys[name] = ops.transpose(seq, (1, 0, 2))  # back to batch-major
 
         if self.state_regularizer is not None:
@@ -401,19 +495,38 @@ class FusedRNN(keras.layers.Layer):
             seq_mask = None if mask is None else ops.cast(mask, ys[on].dtype)
             self.add_loss(self.state_regularizer.penalty(ys[on], mask=seq_mask))
 
-        output = ys["hidden"] if self.return_sequences else final_states[0]
+        if self.stateful:
+            for variable, state in zip(self.states, final_states):
+                variable.assign(ops.cast(state, variable.dtype))
+
+        if self.return_sequences:
+            output = ys["hidden"]
+        else:  # the last entry of the output sequence
+            output = final_states[0]
+            if float_mask is not None:
+                output = output * self._output_sequence(ops.ones_like(float_mask), float_mask)[-1]
         outputs = [output] + [ys[name] for name in self._extra_sequence_outputs()]
         if self.return_state:
             outputs += list(final_states)
         return outputs[0] if len(outputs) == 1 else outputs
 
+    def _output_sequence(self, seq, float_mask):
+        """The outputs of Keras' RNN from the carried states ``seq`` (T, B, units), which repeat
+        the last valid state over masked steps: at a masked step zeros with
+        ``zero_output_for_mask``, else the previous output (zeros before the first valid step)."""
+        if float_mask is None:
+            return seq
+        if self.zero_output_for_mask:
+            return seq * float_mask
+        return seq * ops.minimum(ops.cumsum(float_mask, axis=0), 1.0)
+
     def _route(self, training, mask):
         """"loop", "cudnn", or "cudnn_if_right_padded" (decided per batch from the mask)."""
-        if self.use_cudnn is False:
+        if self._use_cudnn is False:
             return "loop"
         taken, reason = _cudnn.cudnn_path(self, training=bool(training))
         if not taken:
-            if self.use_cudnn is True:
+            if self._use_cudnn is True:
                 raise ValueError(
                     f"{type(self).__name__}: use_cudnn=True, but the cuDNN kernel cannot run: "
                     f"{reason}. Pass use_cudnn='auto' to run our loop instead."
@@ -421,9 +534,7 @@ class FusedRNN(keras.layers.Layer):
             return "loop"
         if mask is None:
             return "cudnn"
-        if not self.zero_output_for_mask:
-            return "loop"  # cuDNN outputs zeros at padded steps
-        if self.return_state and not _backend.kernel_takes_mask():
+        if (self.return_state or self.stateful) and not _backend.kernel_takes_mask():
             return "loop"  # the final cell state of a padded row is not in the returned sequence
         return "cudnn_if_right_padded"
 
@@ -467,8 +578,12 @@ class FusedRNN(keras.layers.Layer):
             hidden, h, c = _backend.cudnn_lstm(
                 x, states[0], states[1], kernel, recurrent_kernel, bias, mask=mask
             )
-            # Without return_state the final cell state is never read (None where the kernel
-            # cannot give it under a mask).
+            if mask is not None and not self.zero_output_for_mask:
+                # Right padding: every padded step repeats the last valid output, h.
+                padded = 1.0 - ops.expand_dims(ops.cast(mask, hidden.dtype), -1)
+                hidden = hidden + padded * ops.expand_dims(h, 1)
+            # Without return_state or stateful the final cell state is never read (None where
+            # the kernel cannot give it under a mask).
             return hidden, h, ops.zeros_like(h) if c is None else c
 
         def loop():
@@ -478,7 +593,7 @@ class FusedRNN(keras.layers.Layer):
                 # Built inside the branch: multiplying by the caller's float mask here breaks
                 # TensorFlow's gradient of the cond (tests/layers/test_cudnn.py, graph-mode fit).
                 float_mask = ops.expand_dims(ops.transpose(ops.cast(mask, x.dtype), (1, 0)), -1)
-                hidden = hidden * float_mask
+                hidden = self._output_sequence(hidden, float_mask)
             return ops.transpose(hidden, (1, 0, 2)), seqs[0][-1], seqs[1][-1]
 
         try:
@@ -487,7 +602,7 @@ class FusedRNN(keras.layers.Layer):
             else:
                 hidden, h, c = ops.cond(_backend.right_padded(mask), cudnn, loop)
         except NotImplementedError as error:  # Keras' kernel refused (e.g. cuDNN not loadable)
-            if self.use_cudnn is True:
+            if self._use_cudnn is True:
                 raise ValueError(
                     f"{type(self).__name__}: use_cudnn=True, but Keras' cuDNN kernel cannot run "
                     f"here ({error!r}). Pass use_cudnn='auto' to run our loop instead."

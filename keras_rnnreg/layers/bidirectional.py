@@ -5,7 +5,7 @@ from keras import ops
 
 from keras_rnnreg import _backend
 from keras_rnnreg._api import serializable
-from keras_rnnreg.layers._cudnn import cudnn_path
+from keras_rnnreg.layers._cudnn import config_reason, cudnn_path
 from keras_rnnreg.layers.lstm import LSTM
 
 
@@ -19,31 +19,59 @@ class Bidirectional(keras.layers.Bidirectional):
 
     Each direction's per-sequence perturbations are drawn once (forward layer first, as the
     two-call path draws them) and its ``state_regularizer`` penalizes its own hidden sequence in
-    its own processing order. Anything else (a mask, initial states, ``return_state``, input
-    ``dropout`` in training, which draws a different input mask per direction, TensorFlow, whose
+    its own processing order. Anything else (a mask, initial states, ``return_state``,
+    ``stateful``, input ``dropout`` in training, which draws a different input mask per direction, TensorFlow, whose
     Keras backend has no bidirectional kernel, no GPU) runs the two layers one after the other,
     exactly as ``keras.layers.Bidirectional``.
     """
 
     def call(self, sequences, initial_state=None, mask=None, training=None):
-        if initial_state is None and mask is None and self._fusable(training):
+        if self._can_attempt_fused_lstm(mask, initial_state, training=bool(training)):
             try:
-                return self._call_fused(sequences, training)
+                return self._call_fused_lstm(sequences, initial_state, training=bool(training))
             except NotImplementedError:
                 pass
         return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
 
-    def _fusable(self, training):
+    def _can_attempt_fused_lstm(self, mask, initial_state=None, training=None):
+        """Keras' hook (3.15): whether the layers' configuration allows the one-call path; the
+        device is checked by :meth:`_call_fused_lstm`. ``training=None`` (Keras' own call)
+        judges a training call, where input dropout excludes it."""
         fwd, bwd = self.forward_layer, self.backward_layer
-        if not (isinstance(fwd, LSTM) and isinstance(bwd, LSTM)):
+        if mask is not None or initial_state is not None or self.stateful or self.return_state:
             return False
-        if self.return_state or fwd.units != bwd.units:
+        if not (isinstance(fwd, LSTM) and isinstance(bwd, LSTM)) or fwd.units != bwd.units:
             return False
-        if training and (fwd.dropout or bwd.dropout):
+        if (training or training is None) and (fwd.dropout or bwd.dropout):
             return False
+        if not (fwd.built and bwd.built):
+            return False
+        training = training is not False
+        return config_reason(fwd, training) is None and config_reason(bwd, training) is None
+
+    def _call_fused_lstm(self, sequences, initial_state, training=None):
+        if training is None:
+            # keras.layers.Bidirectional.call passes no ``training``; our call() has already
+            # tried this path with it, so Keras' dispatch takes the two-call path.
+            raise NotImplementedError("the one-call path is taken from our call() only")
+        for layer in (self.forward_layer, self.backward_layer):
+            taken, reason = cudnn_path(layer, training)
+            if not taken:
+                raise NotImplementedError(reason)
         if _backend.keras_lstm_kernel("bidirectional_lstm") is None:
-            return False
-        return cudnn_path(fwd, bool(training))[0] and cudnn_path(bwd, bool(training))[0]
+            raise NotImplementedError("no bidirectional_lstm kernel in this Keras backend")
+        return self._call_fused(sequences, training)
+
+    def compute_mask(self, _, mask):
+        if not (self.return_state and self.states is not None):
+            return super().compute_mask(_, mask)
+        # keras.layers.Bidirectional 3.15 multiplies a generator here (TypeError) for a stateful
+        # layer with return_state: the outputs' masks, then one None per state of either layer.
+        if isinstance(mask, list):
+            mask = mask[0]
+        mask = mask if self.return_sequences else None
+        outputs = (mask, mask) if self.merge_mode is None else (mask,)
+        return (*outputs, *(None for _ in self.states))
 
     def _call_fused(self, sequences, training):
         fwd, bwd = self.forward_layer, self.backward_layer

@@ -25,7 +25,7 @@ class LSTM(FusedRNN):
     * ``return_cell_sequence=True`` also returns the memory-cell sequence (B, T, units), right
       after the main output, for probes and penalties on the cells;
     * ``state_regularizer`` with ``on="cell"`` penalizes the memory cells;
-    * ``perturbations``, masks and speed as :class:`keras_rnnreg.layers.SimpleRNN`;
+    * ``perturbations``, masks, ``stateful`` and speed as :class:`keras_rnnreg.layers.SimpleRNN`;
     * ``use_cudnn="auto" | True | False`` (Keras' argument): the same equations through Keras'
       own cuDNN kernel on TensorFlow and PyTorch with a GPU, with per-sequence weight noise or
       DropConnect drawn once and the perturbed kernels handed to cuDNN (AWD-LSTM's weight-dropped
@@ -43,12 +43,59 @@ class LSTM(FusedRNN):
         units,
         activation="tanh",
         recurrent_activation="sigmoid",
-        output_activation="same",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
         unit_forget_bias=True,
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        use_cudnn="auto",
+        *,
+        output_activation="same",
         return_cell_sequence=False,
         **kwargs,
     ):
-        super().__init__(units, activation=activation, **kwargs)
+        # keras.layers.LSTM's arguments in its order; ours (and zero_output_for_mask,
+        # perturbations, state_regularizer through **kwargs) keyword-only after them.
+        super().__init__(
+            units,
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            seed=seed,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            use_cudnn=use_cudnn,
+            **kwargs,
+        )
         self.recurrent_activation_name = recurrent_activation
         self.recurrent_activation = activations_lib.get(recurrent_activation, "recurrent_activation")
         self.output_activation_name = output_activation

@@ -20,12 +20,17 @@ class SimpleRNN(FusedRNN):
       active in training only;
     * ``state_regularizer=``: a penalty on the hidden-state sequence, e.g.
       :class:`keras_rnnreg.regularizers.NormStabilizer`, added with ``add_loss`` after the loop;
-    * masked timesteps keep the previous state and output zeros (``zero_output_for_mask=True``,
-      what Keras does inside ``Bidirectional``).
+
+    Masks, ``zero_output_for_mask`` and ``stateful`` as Keras (:class:`FusedRNN`). Like Keras'
+    SimpleRNN it takes no ``implementation`` and has no ``use_cudnn`` (``"auto"`` and ``False``
+    are accepted, for configurations saved before, and mean our loop; ``True`` raises).
 
     The input projection of all timesteps is one matmul before the loop; the loop does only
     ``h_{t-1} U`` and the nonlinearity.
     """
+
+    _keras_implementation_arg = False
+    _keras_use_cudnn_arg = False
 
     def _step(self, projected, recurrent, carry):
         return [self.activation(projected + recurrent)]

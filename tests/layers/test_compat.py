@@ -2,6 +2,8 @@
 outputs and gradients (within 1e-5 on CPU; on a GPU within TF32 rounding where one side is a cuDNN
 kernel, see tests.conftest.tolerance), masks, go_backwards, Bidirectional, return_state."""
 
+import inspect
+
 import keras
 import numpy as np
 import pytest
@@ -91,16 +93,43 @@ def test_other_activations_match_keras(name, kwargs):
         np.testing.assert_allclose(g_ours, g_theirs, **tolerance())
 
 
-def test_masked_steps_keep_state_and_output_zeros():
-    layer = L.SimpleRNN(4, return_sequences=True, return_state=True)
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_masked_steps_keep_state(zero_output_for_mask):
+    """Keras' default repeats the previous output at a masked step (zeros before the first valid
+    one); zero_output_for_mask=True outputs zeros. The state is carried either way."""
+    layer = L.SimpleRNN(4, return_sequences=True, return_state=True,
+                        zero_output_for_mask=zero_output_for_mask)
     x = _inputs()
-    mask = _mask("left")
+    mask = _mask("right")
+    mask[2, :2] = False  # and a row with left padding
     seq, last = layer(x, mask=_mask_arg(mask))
     seq = to_numpy(seq)
-    assert np.all(seq[~mask] == 0.0)
+    assert np.all(seq[2, :2] == 0.0)
+    if zero_output_for_mask:
+        assert np.all(seq[~mask] == 0.0)
+    else:
+        np.testing.assert_array_equal(seq[0, 4:], np.repeat(seq[0, 3:4], 2, axis=0))
+        np.testing.assert_array_equal(seq[1, 2:], np.repeat(seq[1, 1:2], 4, axis=0))
     # Left padding: the state at the first valid step is computed from a zero state.
-    alone = to_numpy(layer(x[2:3, 5:])[1])
+    alone = to_numpy(layer(x[2:3, 2:])[1])
     np.testing.assert_allclose(to_numpy(last)[2], alone[0], **tolerance(1e-6))
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_defaults_and_argument_order_are_keras(name):
+    """Every entry of Keras' config has Keras' default value in ours; Keras' arguments come in
+    Keras' order, ours after them (keyword-only)."""
+    ours_cls, keras_cls = PAIRS[name]
+    theirs = keras_cls(4).get_config()
+    ours = ours_cls(4).get_config()
+    for key, value in theirs.items():
+        if key != "name":
+            assert ours[key] == value, key
+    keras_args = [p for p in inspect.signature(keras_cls).parameters.values()
+                  if p.kind == p.POSITIONAL_OR_KEYWORD]
+    our_args = [p for p in inspect.signature(ours_cls).parameters.values()
+                if p.kind == p.POSITIONAL_OR_KEYWORD]
+    assert [(p.name, p.default) for p in our_args] == [(p.name, p.default) for p in keras_args]
 
 
 @pytest.mark.parametrize("name", sorted(PAIRS))

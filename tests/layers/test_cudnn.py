@@ -282,7 +282,12 @@ def test_use_cudnn_is_serialized(value, fake_cudnn):
     assert restored.use_cudnn == value
     config.pop("use_cudnn")  # configs saved before the argument existed
     assert LSTM.from_config(config).use_cudnn == "auto"
-    assert SimpleRNN.from_config(SimpleRNN(N).get_config()).use_cudnn == "auto"
+    # SimpleRNN has no use_cudnn, as Keras' (Bidirectional then copies none); configs saved
+    # when it had one still load.
+    assert "use_cudnn" not in SimpleRNN(N).get_config()
+    for old in ("auto", False):
+        assert not hasattr(SimpleRNN.from_config({**SimpleRNN(N).get_config(), "use_cudnn": old}),
+                           "use_cudnn")
 
 
 # ------------------------------------------------------------------ the plumbing, reference kernel
@@ -350,9 +355,13 @@ def test_norm_stabilizer_is_computed_from_the_returned_sequence(fake_cudnn):
 
 @pytest.mark.parametrize("mask_kind", ["right", "left"])
 @pytest.mark.parametrize("return_state", [False, True])
-def test_masks(mask_kind, return_state, fake_cudnn):
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_masks(mask_kind, return_state, zero_output_for_mask, fake_cudnn):
+    """Keras' masked outputs either way: zeros, or the last valid output repeated (filled in
+    after cuDNN, which outputs zeros at padded steps)."""
     cudnn, loop, x = _pair(
-        return_sequences=True, return_state=return_state, state_regularizer=NormStabilizer(3.0)
+        return_sequences=True, return_state=return_state, state_regularizer=NormStabilizer(3.0),
+        zero_output_for_mask=zero_output_for_mask,
     )
     mask = _mask(mask_kind)
     out_c, grads_c = value_and_grads(cudnn, x, mask=mask, training=True)
