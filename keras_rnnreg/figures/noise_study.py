@@ -119,7 +119,8 @@ def noise_spectral_radius(runs, out_dir):
                  "family": _family(run), "key": key, "epoch": e, "spectral_radius": v}
                 for e, v in zip(epochs, values)
             ]
-    families = sorted({r["family"] for r in rows})
+    order = ["DropConnect (Fig. 5)", "weight noise (Fig. 6)", "norm-based penalty (Fig. 7)", "other"]
+    families = [f for f in order if any(r["family"] == f for r in rows)]
     plt = pyplot()
     fig, axes = plt.subplots(1, len(families), figsize=(4.6 * len(families), 3.6), squeeze=False)
     for ax, family in zip(axes[0], families):
