@@ -143,8 +143,9 @@ def test_norm_horizon_rows(drawn):
     for key in lstm:
         ts = [r["t"] for r in rows if (r["name"], r["quantity"]) == key]
         assert ts == list(range(1, 121))  # 120 probe steps, training length 20
-    simple = {r["name"] for r in rows if r["cell"] == "simple_rnn"}
-    assert simple == set(quick.RUNS["irnn"] + quick.RUNS["srnn_costs"])
+    assert {r["name"] for r in rows if r["cell"] == "simple_rnn/relu"} == set(quick.RUNS["irnn"])
+    assert {r["name"] for r in rows if r["cell"] == "simple_rnn/trec"} == set(
+        quick.RUNS["srnn_costs"])
     assert {r["cost"] for r in rows if r["name"] == "ptb_srnn_trec_ns_first_last"} == {
         "first_last"}
 

@@ -222,7 +222,10 @@ def noise_sweep(searches, out_dir):
             label = model + (f" ({regularizer.upper()})" if regularizer else "")
             ax.scatter([r["value"] for r in group], [r["score"] for r in group], s=18, label=label)
         if name == "lambda":
+            from matplotlib.ticker import NullFormatter
+
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(SWEPT[name])
         ax.set_ylabel("trial score (search objective)")
         ax.legend(fontsize=7)

@@ -86,7 +86,7 @@ def _curves(ax, rows):
                            label=f"{points[0]['name']}: {points[0]['label']}" if split == "valid"
                            else None)
             colors[run] = line[0].get_color()
-    ax.legend(fontsize=7)
+    _legend(ax)
 
 
 # ------------------------------------------------------------------------------ Figs. 3 and 5
@@ -99,7 +99,8 @@ def ns_norm_horizon(runs, out_dir, *, length=LENGTH, batch=16):
     states and memory cells (Fig. 3), and one panel per penalty of simple RNNs — the
     norm-stabilizer and each alternative cost, with the β = 0 runs in every panel (Fig. 5). The
     dotted line is the training length (``data.seq_len``). Columns: run, name, label, beta,
-    cost, quantity, panel, t, mean_norm.
+    cost, quantity (h or c), cell ("lstm", or "simple_rnn/<activation>": one panel group
+    each), t, mean_norm.
     """
     runs = runs_of(runs, "ns_norm_horizon")
     rows, horizon = [], []
@@ -111,12 +112,13 @@ def ns_norm_horizon(runs, out_dir, *, length=LENGTH, batch=16):
         ns = run.config["regularization"].get("norm_stabilizer")
         cost = ns["cost"] if ns and ns["beta"] > 0 else ""
         horizon.append(run.config["data"]["seq_len"])
+        network = "lstm" if cells else f"{run.cell}/{run.config['model']['activation']}"
         for quantity, seq in seqs.items():
             with np.errstate(over="ignore", invalid="ignore"):
                 norms = np.linalg.norm(seq, axis=-1).mean(0)
             rows += [
                 {"run": str(run.path), "name": run.name, "label": run.label(), "beta": _beta(run),
-                 "cost": cost, "quantity": quantity, "cell": run.cell, "t": t + 1,
+                 "cost": cost, "quantity": quantity, "cell": network, "t": t + 1,
                  "mean_norm": float(v)}
                 for t, v in enumerate(norms)
             ]
@@ -144,7 +146,7 @@ def ns_norm_horizon(runs, out_dir, *, length=LENGTH, batch=16):
         ax.set_title(f"{cell}: mean {name}" + (f", cost {cost}" if cost else ""), fontsize=10)
         ax.set_xlabel("timestep (dotted: training length)")
         ax.set_ylabel(f"mean {name}")
-        ax.legend(fontsize=7)
+        _legend(ax)
     columns = ["run", "name", "label", "beta", "cost", "quantity", "cell", "t", "mean_norm"]
     return save(fig, out_dir, "ns_norm_horizon", columns, rows)
 
@@ -195,13 +197,15 @@ def ns_irnn_lognorm(runs, out_dir, *, length=LENGTH, batch=16):
         points = [r for r in rows if r["run"] == run]
         style = "-" if points[0]["beta"] > 0 else "--"
         label = f"{points[0]['name']}: {points[0]['label']}"
+        if all(p["mean_log_norm"] == -math.inf for p in points):
+            label += " [log ‖h_t‖ = −inf: h_t = 0, not drawn]"
         top.plot([p["t"] for p in points], [p["mean_log_norm"] for p in points], style, lw=1,
                  label=label)
         bottom.plot([p["t"] for p in points], [p["cost_bits"] for p in points], style, lw=1)
     for ax in (top, bottom):
         ax.axvline(horizon, color="gray", ls=":", lw=1)
     top.set_ylabel("mean log ‖h_t‖")
-    top.legend(fontsize=7)
+    _legend(top, below=False)
     bottom.set_ylabel("cost (bits per character)")
     bottom.set_xlabel("timestep (dotted: training length)")
     columns = ["run", "name", "label", "beta", "t", "mean_log_norm", "cost_bits"]
@@ -297,5 +301,13 @@ def _sorted_plot(rows, key, ylabel, title):
     ax.set_xlabel("unit (sorted)")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7)
+    _legend(ax)
     return fig
+
+
+def _legend(ax, below=True):
+    """The legend under the axes (curves of long runs fill the plot area)."""
+    if below:
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+    else:
+        ax.legend(fontsize=7)
