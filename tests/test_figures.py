@@ -136,8 +136,15 @@ def test_learning_curves_are_the_runs_history(drawn, work):
     assert valid == [h["val_bits_per_character"] for h in history]
 
 
-def test_norm_horizon_rows(drawn):
-    rows = drawn["ns_norm_horizon"]["rows"]
+def test_norm_horizon_rows(drawn, work):
+    result = drawn["ns_norm_horizon"]
+    rows = result["curves"]
+    table = _csv(result["csv"])
+    column = f"{_run(work, 'ptb_lstm_ns')}:c"
+    assert table[0][0] == "t" and column in table[0]
+    assert [float(line[table[0].index(column)]) for line in table[1:]] == pytest.approx(
+        [r["mean_norm"] for r in rows if r["name"] == "ptb_lstm_ns" and r["quantity"] == "c"],
+        rel=1e-5)
     lstm = {(r["name"], r["quantity"]) for r in rows if r["cell"] == "lstm"}
     assert lstm == {(n, q) for n in quick.RUNS["lstm"] for q in ("h", "c")}
     for key in lstm:
@@ -158,7 +165,7 @@ def test_norm_horizon_matches_hidden_norms(drawn, work):
     run = Run(_run(work, "ptb_lstm_ns_cell"))
     x, _ = long_inputs(run, 120, 4)
     hidden, cell = callbacks.hidden_norms(run.model(), x, cells=True)
-    rows = drawn["ns_norm_horizon"]["rows"]
+    rows = drawn["ns_norm_horizon"]["curves"]
     for quantity, expected in (("h", hidden), ("c", cell)):
         mine = [r["mean_norm"] for r in rows if r["name"] == run.name and r["quantity"] == quantity]
         np.testing.assert_allclose(mine, expected, rtol=1e-5, atol=1e-6)

@@ -98,9 +98,12 @@ def ns_norm_horizon(runs, out_dir, *, length=LENGTH, batch=16):
     steps of its data (:func:`~keras_rnnreg.figures._common.long_inputs`). Panels: LSTM hidden
     states and memory cells (Fig. 3), and one panel per penalty of simple RNNs — the
     norm-stabilizer and each alternative cost, with the β = 0 runs in every panel (Fig. 5). The
-    dotted line is the training length (``data.seq_len``). Columns: run, name, label, beta,
-    cost, quantity (h or c), cell ("lstm", or "simple_rnn/<activation>": one panel group
-    each), t, mean_norm.
+    dotted line is the training length (``data.seq_len``).
+
+    The CSV is wide (one row per timestep, to stay small): ``t`` and one column per curve,
+    ``<run folder>:h`` or ``<run folder>:c``. The returned dict's ``"curves"`` holds the same
+    points in long form with each run's name, label, beta, cost, quantity (h or c) and cell
+    ("lstm", or "simple_rnn/<activation>": one panel group each).
     """
     runs = runs_of(runs, "ns_norm_horizon")
     rows, horizon = [], []
@@ -147,8 +150,14 @@ def ns_norm_horizon(runs, out_dir, *, length=LENGTH, batch=16):
         ax.set_xlabel("timestep (dotted: training length)")
         ax.set_ylabel(f"mean {name}")
         _legend(ax)
-    columns = ["run", "name", "label", "beta", "cost", "quantity", "cell", "t", "mean_norm"]
-    return save(fig, out_dir, "ns_norm_horizon", columns, rows)
+    curves = list(dict.fromkeys(f"{r['run']}:{r['quantity']}" for r in rows))
+    wide = {}
+    for r in rows:
+        wide.setdefault(r["t"], {"t": r["t"]})[f"{r['run']}:{r['quantity']}"] = r["mean_norm"]
+    table = [{c: row.get(c, math.nan) for c in ["t", *curves]} for _, row in sorted(wide.items())]
+    result = save(fig, out_dir, "ns_norm_horizon", ["t", *curves], table)
+    result["curves"] = rows
+    return result
 
 
 # ------------------------------------------------------------------------------------ Fig. 4
