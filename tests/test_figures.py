@@ -171,6 +171,19 @@ def test_norm_horizon_matches_hidden_norms(drawn, work):
         np.testing.assert_allclose(mine, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_norm_horizon_on_music(work, tmp_path):
+    """Polyphonic runs probe the test pieces joined end to end (y: the next frame)."""
+    from keras_rnnreg import callbacks
+    from keras_rnnreg.figures._common import Run, long_inputs
+
+    run = Run(quick.runs(("jsb",), work)[0])
+    x, y = long_inputs(run, 60, 2)
+    assert x.shape == (2, 60, 88) and np.array_equal(x[:, 1:], y[:, :-1])
+    result = norm_stabilizer.ns_norm_horizon([run.path], tmp_path, length=60, batch=2)
+    np.testing.assert_allclose([r["mean_norm"] for r in result["curves"]],
+                               callbacks.hidden_norms(run.model(), x), rtol=1e-5, atol=1e-6)
+
+
 def test_irnn_penalty_bounds_the_norms_past_the_horizon(drawn):
     """Fig. 4's claim in the tiny runs: an identity-initialized ReLU RNN's activations grow past
     the training length without the penalty and stay bounded with β = 500."""
