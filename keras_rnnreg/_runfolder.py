@@ -68,11 +68,12 @@ def _publish(tmp, path):
 
 
 def atomic_write(path, text):
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never a part."""
+    """Write ``text`` (str, or bytes) to ``path``: readers see the old file or the new one."""
     path = Path(path)
     fd, tmp = _temporary(path)
+    binary = isinstance(text, bytes)
     try:
-        with os.fdopen(fd, "w", newline="") as f:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
             f.write(text)
         _publish(tmp, path)
     except BaseException:

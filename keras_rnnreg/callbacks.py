@@ -56,14 +56,20 @@ def recurrent_layers(model):
 
 
 def spectral_radii(kernel):
-    """Spectral radius of a recurrent kernel: a float for (n, n), a list per gate block for (n, k·n)."""
+    """Spectral radius of a recurrent kernel: a float for (n, n), a list per gate block for (n, k·n).
+
+    NaN for a block with a non-finite entry.
+    """
     w = np.asarray(keras.ops.convert_to_numpy(kernel), dtype=np.float64)
     if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] % w.shape[0]:
         raise ValueError(
             f"Expected a recurrent kernel of shape (n, n) or (n, k*n); received shape={w.shape}."
         )
     n = w.shape[0]
-    radii = [float(np.max(np.abs(np.linalg.eigvals(w[:, j * n : (j + 1) * n])))) for j in range(w.shape[1] // n)]
+    blocks = [w[:, j * n : (j + 1) * n] for j in range(w.shape[1] // n)]
+    # A diverged kernel (NaN / inf, e.g. the epoch NaNRestart throws away) has no eigenvalues.
+    radii = [float(np.max(np.abs(np.linalg.eigvals(b)))) if np.isfinite(b).all() else float("nan")
+             for b in blocks]
     return radii[0] if len(radii) == 1 else radii
 
 

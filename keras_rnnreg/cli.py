@@ -12,6 +12,8 @@
     rnnreg reproduce CARD.toml [--quick] [--out DIR] [--data-root DIR] [--only PATTERN] [--epochs N]
                                [--seeds S,S] [--table-only] [--jobs N] [--devices 0,1]
     rnnreg tune JOB.toml [--quick] [--out DIR] [--data-root DIR] [--workers N]
+    rnnreg figure NAME [--runs DIR ... | --search DIR ...] [--out DIR] [--length N] [--quick]
+    rnnreg figure --list
 
 Errors a user can cause (an unknown name, key or value, a missing or unreadable file, a damaged
 or busy run folder, a diverged run) print one line naming what is wrong and exit with status 2;
@@ -33,6 +35,10 @@ EPILOG = """examples:
   rnnreg reproduce zoo/normstab_adding.toml --jobs 18      # 2 x 9 seeds at once on one GPU
   rnnreg tune tuning/jsb_rnn_ns.toml --quick
   rnnreg tune tuning/jsb_rnn_ns.toml --workers 4          # KerasTuner chief + 4 workers
+  rnnreg figure --list
+  rnnreg figure noise_loss_surface --out figures           # computed, no data needed
+  rnnreg figure noise_spectral_radius --runs runs/jsb_rnn_do runs/jsb_rnn_n --out figures
+  rnnreg figure ns_norm_horizon --quick --out figures     # from tiny synthetic runs
 """
 
 
@@ -46,7 +52,8 @@ class _Parser(argparse.ArgumentParser):
 def _parser():
     p = _Parser(
         prog="rnnreg",
-        description="Model zoo of two RNN-regularization papers: list, train, evaluate, reproduce, tune.",
+        description="Model zoo of two RNN-regularization papers: list, train, evaluate, reproduce, "
+        "tune, draw the papers' figures.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -107,6 +114,19 @@ def _parser():
     tu.add_argument("--data-root")
     tu.add_argument("--workers", type=_count(0), default=0,
                     help="KerasTuner's distributed mode: a chief oracle and N worker processes on 127.0.0.1")
+
+    fg = sub.add_parser("figure", help="draw one of the papers' figures (NAME.png and NAME.csv)")
+    fg.add_argument("name", nargs="?", help="figure name (rnnreg figure --list)")
+    fg.add_argument("--list", action="store_true", help="list the figures and what they draw from")
+    fg.add_argument("--runs", nargs="+", default=[], metavar="DIR", help="run folders to draw from")
+    fg.add_argument("--search", nargs="+", default=[], metavar="DIR",
+                    help="search folders of `rnnreg tune` to draw from")
+    fg.add_argument("--out", default="figures",
+                    help="folder for NAME.png and NAME.csv (default figures)")
+    fg.add_argument("--length", type=_count(2),
+                    help="timesteps of the probe sequences (norm figures; default 1000)")
+    fg.add_argument("--quick", action="store_true",
+                    help="draw from tiny synthetic runs made in OUT/quick-inputs (seconds)")
     return p
 
 
@@ -224,6 +244,28 @@ def _cmd_tune(args, out):
     return 0
 
 
+def _cmd_figure(args, out):
+    from keras_rnnreg import figures
+
+    if args.list:
+        for figure in figures.FIGURES.values():
+            line = f"{figure.name:22s} {figure.paper:30s} [{figure.inputs}] {figure.title}"
+            print(line, file=out)
+        return 0
+    if not args.name:
+        raise figures.FigureError("name a figure (rnnreg figure --list names them) or pass --list")
+    options = {} if args.length is None else {"length": args.length}
+    if args.quick:
+        if args.runs or args.search or options:
+            raise figures.FigureError("--quick draws from its own tiny runs; drop --runs, --search "
+                                      "and --length")
+        result = figures.draw_quick(args.name, args.out)
+    else:
+        result = figures.draw(args.name, args.out, runs=args.runs, searches=args.search, **options)
+    print(f"{result['png']}\n{result['csv']} ({len(result['rows'])} rows)", file=out)
+    return 0
+
+
 COMMANDS = {
     "list": _cmd_list,
     "show": _cmd_show,
@@ -231,18 +273,20 @@ COMMANDS = {
     "evaluate": _cmd_evaluate,
     "reproduce": _cmd_reproduce,
     "tune": _cmd_tune,
+    "figure": _cmd_figure,
 }
 
 
 def user_errors():
     """The exception classes a user's input can cause (one line, exit 2); the rest are bugs."""
     from keras_rnnreg.distribute import DistributeError
+    from keras_rnnreg.figures import FigureError
     from keras_rnnreg.training import RunError
     from keras_rnnreg.zoo import ConfigError, UnknownModelError
     from keras_rnnreg.zoo._tasks import DataError, DataNotFoundError
 
     return (ConfigError, UnknownModelError, RunError, DataError, DataNotFoundError, FileNotFoundError,
-            DistributeError)
+            DistributeError, FigureError)
 
 
 def _one_line(err):

@@ -12,7 +12,9 @@ A run folder holds
                            states and the names of the last and best checkpoints
 ``checkpoints/``           ``epoch-NNNN.keras`` (model + optimizer state) for the last and the best
                            committed epoch; ``last.keras`` and ``best.keras`` are links to them
-``history.csv``            one row per committed epoch, rewritten from ``state.json``
+``history.csv``            one row per committed epoch, rewritten from ``state.json``: the
+                           epoch logs and the spectral radius of every recurrent kernel
+                           (``spectral_radius/<layer>[/<gate>]``, keras_rnnreg.callbacks)
 ``tensorboard/``           TensorBoard logs (a log, not part of the commit)
 ``report.json``            the test numbers beside the paper's, written at the end
 ``run.lock``               the writer's lock (see below)
@@ -664,6 +666,8 @@ def _fit(
     stopper = _StopOnInterrupt()
     cbs = [
         *task.epoch_callbacks(config, splits),
+        # spectral_radius/<layer>[/<gate>] into every epoch's row (noise study, Figs. 5-7)
+        callbacks_lib.SpectralRadiusLogger(),
         keeper,
         *_tensorboard(run_dir),
         *callbacks,

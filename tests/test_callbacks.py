@@ -72,6 +72,16 @@ def test_spectral_radius_logger_writes_logs_and_csv(tmp_path):
     np.testing.assert_allclose(float(rows[-1]["spectral_radius/rnn"]), expected["spectral_radius/rnn"], rtol=1e-6)
 
 
+def test_spectral_radii_of_a_diverged_kernel_are_nan():
+    """Training logs every epoch, also one NaNRestart throws away: NaN, not a LinAlgError."""
+    w = np.eye(3)
+    assert spectral_radii(w) == pytest.approx(1.0)
+    assert np.isnan(spectral_radii(np.full((3, 3), np.nan)))
+    stacked = np.concatenate([w, np.full((3, 3), np.inf)], axis=1)
+    radii = spectral_radii(stacked)
+    assert radii[0] == pytest.approx(1.0) and np.isnan(radii[1])
+
+
 def test_spectral_radius_logger_selection_and_errors():
     model = _model()
     logger = SpectralRadiusLogger(layers=["rnn", "bi"])

@@ -1,0 +1,322 @@
+"""The norm-stabilizer paper's figures: learning curves (Fig. 1), norms far past the training
+horizon (Figs. 3 and 5), log-norm and cost per timestep of an IRNN (Fig. 4), forget gates and
+|eigenvalues| of W_hh (Fig. 6). Quantities after training come from each run's best checkpoint.
+"""
+
+import math
+
+import numpy as np
+
+from keras_rnnreg.figures._common import (
+    FigureError,
+    hidden_sequences,
+    long_inputs,
+    need_cell,
+    pyplot,
+    runs_of,
+    save,
+)
+
+#: Probe length of the norm figures (the paper trains on 50 steps and runs 1,000 and more).
+LENGTH = 1000
+
+
+def _beta(run):
+    ns = run.config["regularization"].get("norm_stabilizer")
+    return 0.0 if not ns else float(ns["beta"])
+
+
+def _panel(run):
+    """"hidden" or "cell": where a run's penalty sits (β = 0 LSTMs: by their output tanh)."""
+    ns = run.config["regularization"].get("norm_stabilizer")
+    if ns and ns["beta"] > 0:
+        return ns["on"]
+    if run.cell == "lstm" and run.config["model"]["lstm_output_tanh"]:
+        return "cell"
+    return "hidden"
+
+
+# ------------------------------------------------------------------------------------ Fig. 1
+def ns_learning_curves(runs, out_dir):
+    """Norm-stabilizer Fig. 1: learning curves for several β, penalty on h (left), on c (right).
+
+    The runs' monitored metric per epoch (``training.monitor``, e.g. validation bits per
+    character) and its training value (dashed). A β = 0 LSTM goes beside the hidden-state
+    penalties when it has no output tanh (as the paper's hidden-state runs), else beside the
+    memory-cell ones. Columns: run, name, label, beta, panel, split, epoch, value.
+    """
+    runs = runs_of(runs, "ns_learning_curves")
+    rows = []
+    for run in runs:
+        monitor = run.config["training"]["monitor"]
+        splits = [("valid", monitor)]
+        train_key = monitor[4:] if monitor.startswith("val_") else None
+        if train_key and any(train_key in r for r in run.history):
+            splits.append(("train", train_key))
+        for split, key in splits:
+            epochs, values = run.column(key)
+            rows += [
+                {"run": str(run.path), "name": run.name, "label": run.label(), "beta": _beta(run),
+                 "panel": _panel(run), "split": split, "epoch": e, "value": v, "metric": monitor}
+                for e, v in zip(epochs, values)
+            ]
+    panels = [p for p in ("hidden", "cell") if any(r["panel"] == p for r in rows)]
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        _curves(ax, [r for r in rows if r["panel"] == panel])
+        ax.set_title(f"penalty on the {'hidden states' if panel == 'hidden' else 'memory cells'}",
+                     fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(rows[0]["metric"] + " (solid) / training (dashed)")
+    columns = ["run", "name", "label", "beta", "panel", "split", "epoch", "value", "metric"]
+    return save(fig, out_dir, "ns_learning_curves", columns, rows)
+
+
+def _curves(ax, rows):
+    colors = {}
+    for run in sorted({r["run"] for r in rows}, key=lambda p: next(r["beta"] for r in rows
+                                                                    if r["run"] == p)):
+        for split, style in (("valid", "-"), ("train", "--")):
+            points = [r for r in rows if r["run"] == run and r["split"] == split]
+            if not points:
+                continue
+            line = ax.plot([p["epoch"] for p in points], [p["value"] for p in points], style,
+                           color=colors.get(run),
+                           label=f"{points[0]['name']}: {points[0]['label']}" if split == "valid"
+                           else None)
+            colors[run] = line[0].get_color()
+    _legend(ax)
+
+
+# ------------------------------------------------------------------------------ Figs. 3 and 5
+def ns_norm_horizon(runs, out_dir, *, length=LENGTH, batch=16):
+    """Norm-stabilizer Figs. 3 and 5: mean ‖h_t‖₂ (and ‖c_t‖₂ of LSTMs) per timestep, far past
+    the training horizon.
+
+    Each run's best checkpoint runs (inference mode) over ``batch`` sequences of ``length``
+    steps of its data (:func:`~keras_rnnreg.figures._common.long_inputs`). Panels: LSTM hidden
+    states and memory cells (Fig. 3), and one panel per penalty of simple RNNs — the
+    norm-stabilizer and each alternative cost, with the β = 0 runs in every panel (Fig. 5). The
+    dotted line is the training length (``data.seq_len``).
+
+    The CSV is wide (one row per timestep, to stay small): ``t`` and one column per curve,
+    ``<run folder>:h`` or ``<run folder>:c``. The returned dict's ``"curves"`` holds the same
+    points in long form with each run's name, label, beta, cost, quantity (h or c) and cell
+    ("lstm", or "simple_rnn/<activation>": one panel group each).
+    """
+    runs = runs_of(runs, "ns_norm_horizon")
+    rows, horizon = [], []
+    for run in runs:
+        x, _ = long_inputs(run, length, batch)
+        cells = run.cell == "lstm"
+        out = hidden_sequences(run, x, cells=cells)
+        seqs = {"h": out[0], "c": out[1]} if cells else {"h": out}
+        ns = run.config["regularization"].get("norm_stabilizer")
+        cost = ns["cost"] if ns and ns["beta"] > 0 else ""
+        horizon.append(run.config["data"]["seq_len"])
+        network = "lstm" if cells else f"{run.cell}/{run.config['model']['activation']}"
+        for quantity, seq in seqs.items():
+            with np.errstate(over="ignore", invalid="ignore"):
+                norms = np.linalg.norm(seq, axis=-1).mean(0)
+            rows += [
+                {"run": str(run.path), "name": run.name, "label": run.label(), "beta": _beta(run),
+                 "cost": cost, "quantity": quantity, "cell": network, "t": t + 1,
+                 "mean_norm": float(v)}
+                for t, v in enumerate(norms)
+            ]
+    panels = []  # (cell, quantity, cost): LSTM h and c; simple RNNs one panel per cost
+    for cell in sorted({r["cell"] for r in rows}):
+        mine = [r for r in rows if r["cell"] == cell]
+        costs = sorted({r["cost"] for r in mine if r["cost"]}) if cell != "lstm" else []
+        for quantity in [q for q in ("h", "c") if any(r["quantity"] == q for r in mine)]:
+            panels += [(cell, quantity, cost) for cost in costs or [None]]
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
+    for ax, (cell, quantity, cost) in zip(axes[0], panels):
+        chosen = [r for r in rows if r["cell"] == cell and r["quantity"] == quantity
+                  and (cost is None or r["cost"] in (cost, ""))]
+        for run in sorted({r["run"] for r in chosen},
+                          key=lambda p: next(r["beta"] for r in chosen if r["run"] == p)):
+            points = [r for r in chosen if r["run"] == run]
+            ax.plot([p["t"] for p in points], [p["mean_norm"] for p in points], lw=1,
+                    label=f"{points[0]['name']}: {points[0]['label']}")
+        values = [r["mean_norm"] for r in chosen if math.isfinite(r["mean_norm"])]
+        if values and min(values) > 0 and max(values) / min(values) > 100:
+            ax.set_yscale("log")
+        ax.axvline(max(horizon), color="gray", ls=":", lw=1)
+        name = {"h": "‖h_t‖", "c": "‖c_t‖"}[quantity]
+        ax.set_title(f"{cell}: mean {name}" + (f", cost {cost}" if cost else ""), fontsize=10)
+        ax.set_xlabel("timestep (dotted: training length)")
+        ax.set_ylabel(f"mean {name}")
+        _legend(ax)
+    curves = list(dict.fromkeys(f"{r['run']}:{r['quantity']}" for r in rows))
+    wide = {}
+    for r in rows:
+        wide.setdefault(r["t"], {"t": r["t"]})[f"{r['run']}:{r['quantity']}"] = r["mean_norm"]
+    table = [{c: row.get(c, math.nan) for c in ["t", *curves]} for _, row in sorted(wide.items())]
+    result = save(fig, out_dir, "ns_norm_horizon", ["t", *curves], table)
+    result["curves"] = rows
+    return result
+
+
+# ------------------------------------------------------------------------------------ Fig. 4
+def ns_irnn_lognorm(runs, out_dir, *, length=LENGTH, batch=16):
+    """Norm-stabilizer Fig. 4: average log ‖h_t‖₂ (top) and average cost (bottom) per timestep
+    of IRNNs (ReLU, W_hh = I at the start) with and without the penalty, past the horizon.
+
+    Character-level runs (task ``ptb``): the cost at step t is the cross-entropy of the next
+    character in bits, averaged over ``batch`` sequences of ``length`` steps of the run's test
+    split. Non-finite values (exploded activations) are kept as inf / nan in the CSV. Columns:
+    run, name, label, beta, t, mean_log_norm, cost_bits.
+    """
+    import keras
+
+    runs = runs_of(runs, "ns_irnn_lognorm")
+    rows = []
+    for run in runs:
+        need_cell(run, {"simple_rnn"}, "ns_irnn_lognorm")
+        if run.config["task"] != "ptb":
+            raise FigureError(
+                f"{run.path}: ns_irnn_lognorm needs a character-level run (task 'ptb', a cost at "
+                f"every timestep); this run's task is {run.config['task']!r}"
+            )
+        x, y = long_inputs(run, length, batch)
+        h = hidden_sequences(run, x)
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            lognorm = np.log(np.linalg.norm(h, axis=-1)).mean(0)
+        probs = np.concatenate([
+            np.asarray(keras.ops.convert_to_numpy(run.model()(x[i : i + 8], training=False)),
+                       np.float64)
+            for i in range(0, len(x), 8)
+        ])
+        picked = np.take_along_axis(probs, y[..., None].astype(int), axis=-1)[..., 0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cost = (-np.log2(picked)).mean(0)
+        rows += [
+            {"run": str(run.path), "name": run.name, "label": run.label(), "beta": _beta(run),
+             "t": t + 1, "mean_log_norm": float(a), "cost_bits": float(c)}
+            for t, (a, c) in enumerate(zip(lognorm, cost))
+        ]
+    plt = pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6), sharex=True)
+    horizon = max(r.config["data"]["seq_len"] for r in runs)
+    for run in sorted({r["run"] for r in rows}, key=lambda p: -next(r["beta"] for r in rows
+                                                                   if r["run"] == p)):
+        points = [r for r in rows if r["run"] == run]
+        style = "-" if points[0]["beta"] > 0 else "--"
+        label = f"{points[0]['name']}: {points[0]['label']}"
+        if all(p["mean_log_norm"] == -math.inf for p in points):
+            label += " [log ‖h_t‖ = −inf: h_t = 0, not drawn]"
+        top.plot([p["t"] for p in points], [p["mean_log_norm"] for p in points], style, lw=1,
+                 label=label)
+        bottom.plot([p["t"] for p in points], [p["cost_bits"] for p in points], style, lw=1)
+    for ax in (top, bottom):
+        ax.axvline(horizon, color="gray", ls=":", lw=1)
+    top.set_ylabel("mean log ‖h_t‖")
+    _legend(top, below=False)
+    bottom.set_ylabel("cost (bits per character)")
+    bottom.set_xlabel("timestep (dotted: training length)")
+    columns = ["run", "name", "label", "beta", "t", "mean_log_norm", "cost_bits"]
+    return save(fig, out_dir, "ns_irnn_lognorm", columns, rows)
+
+
+# ------------------------------------------------------------------------------------ Fig. 6
+def forget_gate_means(run, x):
+    """Mean forget-gate activation σ(z_f) per memory cell over the sequences ``x`` (B, T, ...).
+
+    z_f = x_t W_f + h_{t−1} U_f + b_f with the LSTM's weights (gate order i, f, c, o) and the
+    h sequence the layer computes (h_0 = 0); the layer's input is what the model feeds it.
+    """
+    import keras
+
+    model = run.model()
+    layer = run.recurrent_layer(model)
+    feed = keras.Model(model.input, layer.input)
+    inputs = np.asarray(keras.ops.convert_to_numpy(feed(x, training=False)), np.float64)
+    h = hidden_sequences(run, x)
+    n = layer.units
+    kernel = np.asarray(keras.ops.convert_to_numpy(layer.kernel), np.float64)[:, n : 2 * n]
+    recurrent = np.asarray(keras.ops.convert_to_numpy(layer.recurrent_kernel), np.float64)
+    recurrent = recurrent[:, n : 2 * n]
+    bias = 0.0
+    if layer.bias is not None:
+        bias = np.asarray(keras.ops.convert_to_numpy(layer.bias), np.float64)[n : 2 * n]
+    previous = np.concatenate([np.zeros_like(h[:, :1]), h[:, :-1]], axis=1)
+    z = inputs @ kernel + previous @ recurrent + bias
+    gate = np.asarray(keras.ops.convert_to_numpy(layer.recurrent_activation(z)), np.float64)
+    return gate.mean(axis=(0, 1))
+
+
+def ns_forget_gates(runs, out_dir, *, batch=16):
+    """Norm-stabilizer Fig. 6 (left): sorted mean forget-gate activation per memory cell.
+
+    :func:`forget_gate_means` on ``batch`` sequences of the training length from each LSTM run's
+    test data, sorted in decreasing order. Columns: run, name, label, beta, rank, forget_gate.
+    """
+    runs = runs_of(runs, "ns_forget_gates")
+    rows = []
+    for run in runs:
+        need_cell(run, {"lstm"}, "ns_forget_gates")
+        x, _ = long_inputs(run, run.config["data"]["seq_len"], batch)
+        means = np.sort(forget_gate_means(run, x))[::-1]
+        rows += [
+            {"run": str(run.path), "name": run.name, "label": run.label(), "beta": _beta(run),
+             "rank": i + 1, "forget_gate": float(v)}
+            for i, v in enumerate(means)
+        ]
+    fig = _sorted_plot(rows, "forget_gate", "mean forget gate (sorted)",
+                       "LSTM: mean forget-gate activation per memory cell")
+    columns = ["run", "name", "label", "beta", "rank", "forget_gate"]
+    return save(fig, out_dir, "ns_forget_gates", columns, rows)
+
+
+def ns_irnn_eigenvalues(runs, out_dir):
+    """Norm-stabilizer Fig. 6 (right): sorted |eigenvalues| of W_hh of simple RNNs (IRNNs).
+
+    NumPy's eigenvalues of each run's best recurrent kernel, sorted in decreasing order.
+    Columns: run, name, label, beta, rank, abs_eigenvalue.
+    """
+    import keras
+
+    runs = runs_of(runs, "ns_irnn_eigenvalues")
+    rows = []
+    for run in runs:
+        need_cell(run, {"simple_rnn"}, "ns_irnn_eigenvalues")
+        kernel = run.recurrent_layer().recurrent_kernel
+        w = np.asarray(keras.ops.convert_to_numpy(kernel), np.float64)
+        if not np.isfinite(w).all():
+            raise FigureError(f"{run.path}: the best checkpoint's W_hh has non-finite entries")
+        values = np.sort(np.abs(np.linalg.eigvals(w)))[::-1]
+        rows += [
+            {"run": str(run.path), "name": run.name, "label": run.label(), "beta": _beta(run),
+             "rank": i + 1, "abs_eigenvalue": float(v)}
+            for i, v in enumerate(values)
+        ]
+    fig = _sorted_plot(rows, "abs_eigenvalue", "|eigenvalue| of W_hh (sorted)",
+                       "IRNN: sorted |eigenvalues| of W_hh")
+    columns = ["run", "name", "label", "beta", "rank", "abs_eigenvalue"]
+    return save(fig, out_dir, "ns_irnn_eigenvalues", columns, rows)
+
+
+def _sorted_plot(rows, key, ylabel, title):
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    for run in sorted({r["run"] for r in rows}, key=lambda p: next(r["beta"] for r in rows
+                                                                    if r["run"] == p)):
+        points = [r for r in rows if r["run"] == run]
+        ax.plot([p["rank"] for p in points], [p[key] for p in points], lw=1.2,
+                label=f"{points[0]['name']}: {points[0]['label']}")
+    ax.set_xlabel("unit (sorted)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    _legend(ax)
+    return fig
+
+
+def _legend(ax, below=True):
+    """The legend under the axes (curves of long runs fill the plot area)."""
+    if below:
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+    else:
+        ax.legend(fontsize=7)
