@@ -1,0 +1,139 @@
+"""Fused GRU, weight-compatible with ``keras.layers.GRU``."""
+
+from keras import ops
+
+from keras_rnnreg import _backend
+from keras_rnnreg import activations as activations_lib
+from keras_rnnreg._api import serializable
+from keras_rnnreg.layers.base import FusedRNN
+
+
+@serializable
+class GRU(FusedRNN):
+    """Gated recurrent unit with the gate order, conventions and weight layout of
+    ``keras.layers.GRU`` (Cho et al. 2014; Keras' ``reset_after`` variants).
+
+    With ``x_t W + b_in`` split into blocks (z, r, h) and ``σ = recurrent_activation``,
+    ``g = activation``:
+
+    * ``reset_after=True`` (Keras' default, cuDNN's convention): ``a = h_{t-1} U + b_rec``,
+      ``z = σ(x W_z + b_z + a_z)``, ``r = σ(x W_r + b_r + a_r)``,
+      ``h̃ = g(x W_h + b_h + r ⊙ a_h)``; ``bias`` is (2, 3·units): row 0 the input bias, row 1 the
+      recurrent bias;
+    * ``reset_after=False`` (Cho et al.'s original): ``h̃ = g(x W_h + b_h + (r ⊙ h_{t-1}) U_h)``;
+      ``bias`` is (3·units,);
+    * ``h_t = z ⊙ h_{t-1} + (1 − z) ⊙ h̃``.
+
+    ``kernel`` (F, 3·units), ``recurrent_kernel`` (units, 3·units): ``set_weights`` moves weights
+    to and from ``keras.layers.GRU``. Beyond Keras, as :class:`keras_rnnreg.layers.SimpleRNN`:
+    ``perturbations=[...]`` (weight noise / DropConnect on the input and recurrent kernels, drawn
+    before the loop; under ``reset_after=False`` a perturbed ``U_h`` acts on ``r ⊙ h_{t-1}``),
+    ``state_regularizer=`` (the norm-stabilizer on the hidden sequence), masks, ``unroll``.
+    ``use_cudnn="auto" | True | False``: Keras' own cuDNN GRU kernel on TensorFlow and PyTorch with
+    a GPU (``reset_after=True``, tanh / sigmoid, per-sequence perturbations only, no
+    ``recurrent_dropout``; :func:`keras_rnnreg.layers.cudnn_path` names the reason otherwise).
+    Keras' JAX backend has no cuDNN GRU (its ``gru`` is a ``lax.scan``), so JAX runs our loop.
+
+    The loop runs under autodiff (no hand-written backward pass: docs/benchmarks.md shows it on
+    par with Keras' GRU on CPU).
+    """
+
+    _gates = 3
+    _defers_cudnn_check = True
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
+                 reset_after=True, **kwargs):
+        super().__init__(units, activation=activation, **kwargs)
+        self.recurrent_activation_name = recurrent_activation
+        self.recurrent_activation = activations_lib.get(recurrent_activation, "recurrent_activation")
+        if not isinstance(reset_after, bool):
+            raise ValueError(
+                f"Invalid value for argument reset_after={reset_after!r}: expected True or False."
+            )
+        self.reset_after = reset_after
+        self._check_use_cudnn()
+
+    def _bias_shape(self):
+        if self.reset_after:
+            return (2, 3 * self.units)
+        return (3 * self.units,)
+
+    def _split_bias(self, bias):
+        if bias is None or not self.reset_after:
+            return bias, None
+        return bias[0], bias[1]
+
+    def _recurrent_step(self, projected, h_in, u, carry, recurrent_bias, noise):
+        (h_prev,) = carry
+        units = self.units
+        xz, xr, xh = ops.split(projected, 3, axis=-1)
+        if self.reset_after:
+            a = ops.matmul(h_in, u)
+            if noise is not None:
+                a = a + noise(h_in)
+            if recurrent_bias is not None:
+                a = a + recurrent_bias
+            az, ar, ah = ops.split(a, 3, axis=-1)
+            z = self.recurrent_activation(xz + az)
+            r = self.recurrent_activation(xr + ar)
+            candidate = self.activation(xh + r * ah)
+        else:
+            a = ops.matmul(h_in, u[..., : 2 * units])
+            if noise is not None:
+                a = a + noise(h_in)[..., : 2 * units]
+            az, ar = ops.split(a, 2, axis=-1)
+            z = self.recurrent_activation(xz + az)
+            r = self.recurrent_activation(xr + ar)
+            reset = r * h_in
+            ah = ops.matmul(reset, u[..., 2 * units :])
+            if noise is not None:
+                # Local reparameterization: the noise that U_h's perturbation induces on
+                # (r ⊙ h) U_h, from the columns of this step's draw that the z, r blocks left.
+                ah = ah + noise(reset)[..., 2 * units :]
+            candidate = self.activation(xh + ah)
+        return [z * h_prev + (1.0 - z) * candidate]
+
+    def _cudnn_config_reason(self, training=True):
+        if self.activation_name != "tanh":
+            return f"activation={self.activation_name!r} (cuDNN computes tanh)"
+        if self.recurrent_activation_name != "sigmoid":
+            return (
+                f"recurrent_activation={self.recurrent_activation_name!r} "
+                "(cuDNN computes sigmoid gates)"
+            )
+        if not self.reset_after:
+            return "reset_after=False (cuDNN's GRU applies the reset gate after the matmul)"
+        if self.unroll:
+            return f"unroll={self.unroll!r}"
+        if self.recurrent_dropout:
+            return (
+                f"recurrent_dropout={self.recurrent_dropout} (a fresh mask inside the loop; "
+                "DropConnect(per='sequence') regularizes the recurrent weights and keeps cuDNN)"
+            )
+        if training:
+            per_step = [p for p in self.perturbations if p.per == "timestep"]
+            if per_step:
+                return (
+                    f"per-timestep perturbation {per_step[0]!r} (a new weight draw every step; "
+                    "per='sequence' keeps cuDNN)"
+                )
+        return None
+
+    def _cudnn_kernel_name(self):
+        return "gru"
+
+    def _cudnn_run(self, x, states, kernel, recurrent_kernel, bias, mask):
+        hidden, h = _backend.cudnn_gru(x, states[0], kernel, recurrent_kernel, bias, mask=mask)
+        return hidden, h
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "recurrent_activation": self.recurrent_activation_name
+                if isinstance(self.recurrent_activation_name, str)
+                else activations_lib.serialize(self.recurrent_activation),
+                "reset_after": self.reset_after,
+            }
+        )
+        return config
