@@ -17,6 +17,10 @@ of our loop, so it is taken whenever the configuration allows (``use_cudnn="auto
   bidirectional LSTM (77.9 against 58.3); ``python -m benchmarks.layers --shapes paper`` measures
   both on a GPU to settle the default (docs/benchmarks.md).
 
+The GRU (``_backend.cudnn_gru``) follows the same rules with Keras' GRU kernel, which cuDNN runs
+only with ``reset_after=True`` (the reset gate applied after the recurrent matmul); Keras' JAX
+backend has no cuDNN GRU (its ``gru`` is a ``lax.scan``), so on JAX the GRU always runs our loop.
+
 Around a bidirectional LSTM, :class:`keras_rnnreg.layers.Bidirectional` runs both directions in
 one bidirectional cuDNN call where Keras' backend has that kernel (PyTorch, JAX).
 

@@ -1,10 +1,12 @@
 """Fused GRU, weight-compatible with ``keras.layers.GRU``."""
 
+import keras
 from keras import ops
 
 from keras_rnnreg import _backend
 from keras_rnnreg import activations as activations_lib
 from keras_rnnreg._api import serializable
+from keras_rnnreg.layers import _fused
 from keras_rnnreg.layers.base import FusedRNN
 
 
@@ -34,8 +36,9 @@ class GRU(FusedRNN):
     ``recurrent_dropout``; :func:`keras_rnnreg.layers.cudnn_path` names the reason otherwise).
     Keras' JAX backend has no cuDNN GRU (its ``gru`` is a ``lax.scan``), so JAX runs our loop.
 
-    The loop runs under autodiff (no hand-written backward pass: docs/benchmarks.md shows it on
-    par with Keras' GRU on CPU).
+    On PyTorch, with ``reset_after=True`` and tanh / sigmoid / relu / linear gates, the backward
+    pass is hand-written (``layers/_fused.py``, as the LSTM's); elsewhere autodiff runs through
+    the loop (faster there: docs/benchmarks.md).
     """
 
     _gates = 3
@@ -92,6 +95,28 @@ class GRU(FusedRNN):
                 ah = ah + noise(reset)[..., 2 * units :]
             candidate = self.activation(xh + ah)
         return [z * h_prev + (1.0 - z) * candidate]
+
+    def _use_fused(self):
+        # Measured (docs/benchmarks.md, GRU section): the hand-written backward pass is 2.3x
+        # autodiff's speed on PyTorch (eager: fewer ops per step), but slower on TensorFlow and
+        # JAX, where autodiff through the scan is already fast; so it runs on PyTorch only.
+        if keras.backend.backend() != "torch":
+            return False
+        return self.reset_after and all(
+            _fused.fusable(name) for name in (self.activation_name, self.recurrent_activation_name)
+        )
+
+    def _fused_states(self, projected, recurrent_kernel, states, float_mask, recurrent_bias=None):
+        if recurrent_bias is None:
+            recurrent_bias = ops.zeros((3 * self.units,), dtype=projected.dtype)
+        return [
+            _fused.gru(
+                projected, recurrent_kernel, states[0], recurrent_bias, float_mask,
+                activation=self.activation_name,
+                recurrent_activation=self.recurrent_activation_name,
+                unroll=self.unroll,
+            )
+        ]
 
     def _cudnn_config_reason(self, training=True):
         if self.activation_name != "tanh":

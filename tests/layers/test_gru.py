@@ -312,3 +312,59 @@ def test_gpu_cudnn_equals_our_loop(mask_kind):
     np.testing.assert_allclose(out_c, out_l, **tolerance(cudnn=True))
     for g_c, g_l in zip(grads_c, grads_l):
         np.testing.assert_allclose(g_c, g_l, **tolerance(cudnn=True))
+
+
+# ------------------------------------------------------------------------ fused backward pass
+class _Wrapped(keras.layers.Layer):
+    """A Dense before the GRU and a trainable initial state: the gradients that reach the
+    projected inputs and h0 show up as weight gradients."""
+
+    def __init__(self, gru, **kwargs):
+        super().__init__(**kwargs)
+        self.pre = keras.layers.Dense(F, kernel_initializer="orthogonal")
+        self.gru = gru
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.pre.build(input_shape)
+        self.h0 = self.add_weight(shape=(1, N), initializer="random_normal", name="h0")
+        self.gru.build(input_shape)
+
+    def call(self, x, mask=None):
+        h0 = ops.broadcast_to(self.h0, (ops.shape(x)[0], N))
+        return self.gru(self.pre(x), initial_state=[h0], mask=mask, training=True)
+
+
+@pytest.mark.parametrize("mask_kind", [None, "left"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"use_bias": False, "activation": "relu"},
+        {"perturbations": [DropConnect(0.3)]},  # per-timestep kernels (T, N, 3N)
+    ],
+    ids=["plain", "relu-no-bias", "per-timestep-kernels"],
+)
+def test_fused_backward_equals_autodiff(kwargs, mask_kind, monkeypatch):
+    x = _inputs()
+    fused = _Wrapped(GRU(N, return_sequences=True, return_state=True, seed=7,
+                         bias_initializer="random_normal", **kwargs))
+    plain = _Wrapped(GRU(N, return_sequences=True, return_state=True, seed=7, **kwargs))
+    fused.build(x.shape)
+    plain.build(x.shape)
+    plain.set_weights(fused.get_weights())
+    monkeypatch.setattr(fused.gru, "_use_fused", lambda: True)  # on every backend
+    monkeypatch.setattr(plain.gru, "_use_fused", lambda: False)
+    mask = _mask(mask_kind) if mask_kind else None
+    out_f, grads_f = value_and_grads(fused, x, mask=mask)
+    out_p, grads_p = value_and_grads(plain, x, mask=mask)
+    np.testing.assert_allclose(out_f, out_p, atol=1e-5)
+    assert len(grads_f) == len(grads_p) == len(fused.trainable_variables)
+    for g_f, g_p in zip(grads_f, grads_p):
+        np.testing.assert_allclose(g_f, g_p, atol=1e-5)
+
+
+def test_fused_only_where_it_applies():
+    assert GRU(N)._use_fused() == (BACKEND == "torch")  # where it pays (docs/benchmarks.md)
+    assert not GRU(N, reset_after=False)._use_fused()
+    assert not GRU(N, recurrent_activation="hard_sigmoid")._use_fused()
