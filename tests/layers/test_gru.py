@@ -164,10 +164,12 @@ def test_local_noise_has_the_weight_noise_moments_reset_after_false():
     out_local = to_numpy(local(x, initial_state=[h0], training=True))
     # The weight-level draw is shared by the batch: one call per sample.
     out_weight = np.concatenate(
-        [to_numpy(weight(x[:1], initial_state=[h0[:1]], training=True)) for _ in range(400)]
+        [to_numpy(weight(x[:1], initial_state=[h0[:1]], training=True)) for _ in range(150)]
     )
-    np.testing.assert_allclose(out_local.mean(0), out_weight.mean(0), atol=0.06)
-    np.testing.assert_allclose(out_local.std(0), out_weight.std(0), rtol=0.2, atol=0.02)
+    np.testing.assert_allclose(out_local.mean(0), out_weight.mean(0), atol=0.08)
+    np.testing.assert_allclose(out_local.std(0), out_weight.std(0), rtol=0.25, atol=0.02)
+    # Not vacuous: without the candidate's noise the spread is clearly smaller.
+    assert out_weight.std(0).max() > 0.05
 
 
 def test_norm_stabilizer_penalizes_the_hidden_sequence():
