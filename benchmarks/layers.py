@@ -5,7 +5,8 @@ Run once per backend (``KERAS_BACKEND=jax python -m benchmarks.layers``) or for 
 ``make bench``. Same run, same shapes as the noise study's JSB setup: batch 81, length 100,
 88 inputs, 200 units, 88 sigmoid outputs, RMSprop, binary cross-entropy. Prints timesteps/s
 (batch × length × steps / seconds) of each variant and its ratio to its reference: for
-``ours.*`` the Keras layer, for a regularized variant our plain layer (there the ratio is the
+``ours.*`` the Keras layer, for our cells in ``keras.layers.RNN`` Keras' cell in
+``keras.layers.RNN`` and our fused layer, for a regularized variant our plain layer (there the ratio is the
 *time* ratio, variant time / plain time, the figure the targets are stated in).
 
 ``--shapes paper`` measures the papers' four GPU workloads instead (``PAPER_SHAPES``: the JSB
@@ -60,7 +61,28 @@ def _keras_variants(units):
         "ours.SimpleRNN": lambda: L.SimpleRNN(units, return_sequences=True),
         "keras.LSTM": lambda: keras.layers.LSTM(units, return_sequences=True),
         "ours.LSTM": lambda: L.LSTM(units, return_sequences=True),
+        "keras.GRU": lambda: keras.layers.GRU(units, return_sequences=True),
+        "ours.GRU": lambda: L.GRU(units, return_sequences=True),
     }
+
+
+CELLS = ("SimpleRNN", "LSTM", "GRU")
+
+
+def _cell_variants(units):
+    """Per cell kind: Keras' cell and ours, each in keras.layers.RNN, and our fused layer."""
+    L = keras_rnnreg.layers
+    variants = {}
+    for kind in CELLS:
+        keras_cell = getattr(keras.layers, f"{kind}Cell")
+        ours_cell = getattr(L, f"{kind}Cell")
+        fused = getattr(L, kind)
+        variants[f"keras.RNN({kind}Cell)"] = (
+            lambda c=keras_cell: keras.layers.RNN(c(units), return_sequences=True))
+        variants[f"ours.RNN({kind}Cell)"] = (
+            lambda c=ours_cell: keras.layers.RNN(c(units), return_sequences=True))
+        variants[f"ours.{kind}"] = lambda c=fused: c(units, return_sequences=True)
+    return variants
 
 
 def _regularizer_variants(units):
@@ -98,7 +120,8 @@ def _regularizer_variants(units):
     }
 
 
-REFERENCE = {"ours.SimpleRNN": "keras.SimpleRNN", "ours.LSTM": "keras.LSTM"}
+REFERENCE = {"ours.SimpleRNN": "keras.SimpleRNN", "ours.LSTM": "keras.LSTM",
+             "ours.GRU": "keras.GRU"}
 
 
 def _regularizer_reference(name):
@@ -215,8 +238,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--units", type=int, default=200)
     parser.add_argument(
-        "--suite", choices=["keras", "regularizers", "all"], default="all",
-        help="keras: ours vs Keras' layers; regularizers: each regularizer vs our plain layer",
+        "--suite", choices=["keras", "cells", "regularizers", "all"], default="all",
+        help="keras: ours vs Keras' layers; cells: our cells in keras.layers.RNN vs Keras' cells "
+        "and vs our fused layers; regularizers: each regularizer vs our plain layer",
     )
     parser.add_argument(
         "--clock", choices=["wall", "cpu"], default="wall",
@@ -256,6 +280,17 @@ def main(argv=None):
             ref = REFERENCE.get(name)
             ratio = f"{rate / rates[ref]:.2f}x" if ref else "(reference)"
             print(f"| {backend} | {name} | {rate:,.0f} | {ratio} |", flush=True)
+    if args.suite in ("cells", "all"):
+        rates = measure(
+            _cell_variants(args.units), steps=args.steps, repeats=args.repeats, clock=args.clock
+        )
+        print("| backend | layer | timesteps/s | speed vs Keras' cell | speed vs our fused layer |")
+        print("|---|---|---|---|---|")
+        for name, rate in rates.items():
+            kind = name.split("(")[-1].removesuffix("Cell)") if "(" in name else name[5:]
+            vs_keras = f"{rate / rates[f'keras.RNN({kind}Cell)']:.2f}x"
+            vs_fused = f"{rate / rates[f'ours.{kind}']:.2f}x"
+            print(f"| {backend} | {name} | {rate:,.0f} | {vs_keras} | {vs_fused} |", flush=True)
     if args.suite in ("regularizers", "all"):
         rates = measure(
             _regularizer_variants(args.units), steps=args.steps, repeats=args.repeats,

@@ -58,6 +58,8 @@ def scan_states(body, init, xs, unroll=1, reverse=False):
 # JAX's raise on any mask, so we hand them none and fix the padded steps up afterwards.
 
 CUDNN_BACKENDS = ("tensorflow", "torch", "jax")
+# Keras' JAX ``gru`` is a ``lax.scan`` (jax.experimental.rnn has no GRU): not a cuDNN kernel.
+CUDNN_GRU_BACKENDS = ("tensorflow", "torch")
 KERAS_LSTM_KERNEL_ARGS = (
     "inputs", "initial_state_h", "initial_state_c", "mask", "kernel", "recurrent_kernel", "bias",
     "activation", "recurrent_activation", "return_sequences", "go_backwards", "unroll",
@@ -73,9 +75,10 @@ KERAS_BILSTM_KERNEL_ARGS = (
 
 def keras_lstm_kernel(name="lstm"):
     """Keras' fused LSTM kernel of the running backend (``keras.src.backend.<name>.rnn.lstm``, or
-    ``bidirectional_lstm``), or None where this backend has none or this Keras release moved it."""
+    ``bidirectional_lstm``, or ``gru``), or None where this backend has none (as a cuDNN kernel)
+    or this Keras release moved it."""
     backend = keras.backend.backend()
-    if backend not in CUDNN_BACKENDS:
+    if backend not in (CUDNN_GRU_BACKENDS if name == "gru" else CUDNN_BACKENDS):
         return None
     try:
         module = importlib.import_module(f"keras.src.backend.{backend}.rnn")
@@ -161,13 +164,60 @@ def cudnn_lstm(inputs, h0, c0, kernel, recurrent_kernel, bias, mask=None):
         sequence = sequence * ops.expand_dims(valid, -1)
         if not pass_mask:
             # Right padding: the state after each row's last valid step is in the sequence.
-            lengths = ops.sum(ops.cast(mask, "int32"), axis=1)
-            steps = ops.arange(ops.shape(sequence)[1], dtype="int32")
-            last = ops.cast(ops.equal(ops.expand_dims(steps, 0), ops.expand_dims(lengths - 1, 1)),
-                            sequence.dtype)
-            h = ops.sum(sequence * ops.expand_dims(last, -1), axis=1)
+            h = _last_valid(sequence, mask)
             c = None
     return sequence, h, c
+
+
+def cudnn_gru(inputs, h0, kernel, recurrent_kernel, bias, mask=None):
+    """Run Keras' cuDNN GRU kernel (``keras.src.backend.<name>.rnn.gru``, TensorFlow and
+    PyTorch) on batch-major ``inputs`` (B, T, F) with the given (possibly perturbed) kernels;
+    tanh / sigmoid, ``reset_after=True``, gates (z, r, h) and bias (2, 3N) as
+    ``keras.layers.GRU``. The contract relied on: ``gru(inputs, initial_state, mask, kernel,
+    recurrent_kernel, bias, activation, recurrent_activation, return_sequences=...,
+    go_backwards=..., unroll=..., reset_after=...)`` returning ``(last_output, outputs, [h])``.
+
+    Returns ``(sequence, h_T)``: the hidden sequence (B, T, N) with zeros at padded steps and the
+    state at each row's last valid step. ``mask`` must be right-padded; only TensorFlow's kernel
+    takes it, elsewhere the final state is read from the sequence. Raises NotImplementedError
+    when the kernel cannot run.
+    """
+    kernel_fn = keras_lstm_kernel("gru")
+    if kernel_fn is None:
+        raise NotImplementedError(
+            f"no cuDNN GRU kernel in Keras {keras.__version__}'s {keras.backend.backend()} backend"
+        )
+    if bias is None:
+        bias = ops.zeros((2, kernel.shape[-1]), dtype=kernel.dtype)
+    pass_mask = mask is not None and kernel_takes_mask()
+    _, sequence, (h,) = kernel_fn(
+        inputs,
+        h0,
+        mask if pass_mask else None,
+        kernel=kernel,
+        recurrent_kernel=recurrent_kernel,
+        bias=bias,
+        activation=keras.activations.tanh,
+        recurrent_activation=keras.activations.sigmoid,
+        return_sequences=True,
+        go_backwards=False,
+        unroll=False,
+        reset_after=True,
+    )
+    if mask is not None:
+        sequence = sequence * ops.expand_dims(ops.cast(mask, sequence.dtype), -1)
+        if not pass_mask:
+            h = _last_valid(sequence, mask)
+    return sequence, h
+
+
+def _last_valid(sequence, mask):
+    """Each row's state at its last valid step of a right-padded (B, T) ``mask``."""
+    lengths = ops.sum(ops.cast(mask, "int32"), axis=1)
+    steps = ops.arange(ops.shape(sequence)[1], dtype="int32")
+    last = ops.cast(ops.equal(ops.expand_dims(steps, 0), ops.expand_dims(lengths - 1, 1)),
+                    sequence.dtype)
+    return ops.sum(sequence * ops.expand_dims(last, -1), axis=1)
 
 
 def cudnn_bidirectional_lstm(inputs, forward_weights, backward_weights):

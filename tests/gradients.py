@@ -7,6 +7,7 @@ import numpy as np
 def _flat(out):
     ops = keras.ops
     if isinstance(out, (list, tuple)):
+        out = keras.tree.flatten(out)  # nested: StackedRNNCells' states
         return ops.concatenate([ops.reshape(o, (ops.shape(o)[0], -1)) for o in out], axis=1)
     return ops.reshape(out, (ops.shape(out)[0], -1))
 

@@ -18,6 +18,18 @@ def test_measure_runs_every_variant_family():
     assert bench._regularizer_reference("LSTM+noise/timestep") == "ours.LSTM"
 
 
+def test_gru_and_cells_run(capsys):
+    variants = {**bench._cell_variants(3), "keras.GRU": bench._keras_variants(3)["keras.GRU"],
+                "ours.GRU": bench._keras_variants(3)["ours.GRU"]}
+    assert set(variants) >= {f"{who}.RNN({kind}Cell)" for who in ("keras", "ours")
+                             for kind in bench.CELLS}
+    chosen = {name: variants[name] for name in ("keras.RNN(LSTMCell)", "ours.RNN(GRUCell)",
+                                                "ours.GRU", "keras.GRU")}
+    rates = bench.measure(chosen, batch=2, length=3, features=88, steps=1, repeats=1)
+    assert set(rates) == set(chosen) and all(rate > 0 for rate in rates.values())
+    assert bench.REFERENCE["ours.GRU"] == "keras.GRU"
+
+
 def test_paper_shapes_run_every_variant(capsys):
     tiny = {"blstm": (2, 3, 4, 3, "lstm", 1)}
     rates = bench.measure_paper(["blstm"], steps=1, repeats=1, sizes=tiny)

@@ -17,6 +17,10 @@ of our loop, so it is taken whenever the configuration allows (``use_cudnn="auto
   bidirectional LSTM (77.9 against 58.3); ``python -m benchmarks.layers --shapes paper`` measures
   both on a GPU to settle the default (docs/benchmarks.md).
 
+The GRU (``_backend.cudnn_gru``) follows the same rules with Keras' GRU kernel, which cuDNN runs
+only with ``reset_after=True`` (the reset gate applied after the recurrent matmul); Keras' JAX
+backend has no cuDNN GRU (its ``gru`` is a ``lax.scan``), so on JAX the GRU always runs our loop.
+
 Around a bidirectional LSTM, :class:`keras_rnnreg.layers.Bidirectional` runs both directions in
 one bidirectional cuDNN call where Keras' backend has that kernel (PyTorch, JAX).
 
@@ -61,7 +65,7 @@ def cudnn_path(layer, training=True):
     if reason is not None:
         return False, reason
     backend = keras.backend.backend()
-    how = f"cuDNN: Keras' {backend} LSTM kernel"
+    how = f"cuDNN: Keras' {backend} {_kernel_name(layer).upper()} kernel"
     if training and any(p.per == "sequence" for p in getattr(layer, "perturbations", ())):
         how += ", with the kernels perturbed once per sequence"
     return True, how
@@ -78,13 +82,23 @@ def config_reason(layer, training=True):
     return static(training)
 
 
+def _kernel_name(layer):
+    return layer._cudnn_kernel_name() if hasattr(layer, "_cudnn_kernel_name") else "lstm"
+
+
 def _runtime_reason(layer):
     backend = keras.backend.backend()
+    name = _kernel_name(layer)
     if backend not in _backend.CUDNN_BACKENDS:
         return f"the {backend} backend has no cuDNN kernel"
-    if _backend.keras_lstm_kernel() is None:
+    if name == "gru" and backend not in _backend.CUDNN_GRU_BACKENDS:
         return (
-            f"keras.src.backend.{backend}.rnn.lstm is not in Keras {keras.__version__} "
+            f"Keras' {backend} backend has no cuDNN GRU kernel (its rnn.gru is a scan; "
+            "jax.experimental.rnn has no GRU)"
+        )
+    if _backend.keras_lstm_kernel(name) is None:
+        return (
+            f"keras.src.backend.{backend}.rnn.{name} is not in Keras {keras.__version__} "
             "(a Keras release moved it; our loop runs instead)"
         )
     if backend == "jax" and layer.use_cudnn == "auto":

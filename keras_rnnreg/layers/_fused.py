@@ -219,3 +219,79 @@ def lstm(projected, u, h0, c0, mask, activation="tanh", recurrent_activation="si
         return ops.concatenate([hs, cs], axis=-1), grad
 
     return ops.custom_gradient(forward)(*args)
+
+
+def gru(projected, u, h0, recurrent_bias, mask, activation="tanh", recurrent_activation="sigmoid",
+        unroll=1):
+    """Hidden sequence (T, B, N) of Keras' GRU with ``reset_after=True``: ``a = h_{t-1} U + b``,
+    ``z = σ(P_z + a_z)``, ``r = σ(P_r + a_r)``, ``n = g(P_h + r ⊙ a_h)``,
+    ``h_t = z ⊙ h_{t-1} + (1 − z) ⊙ n``; fused backward pass. ``recurrent_bias`` is (3N,)."""
+    g_fn, g_d = _act(activation)
+    s_fn, s_d = _act(recurrent_activation)
+    has_mask = mask is not None
+    args = (projected, u, h0, recurrent_bias) + ((mask,) if has_mask else ())
+
+    def forward(*args):
+        p, u, h0, b = args[:4]
+        m = args[4] if has_mask else None
+
+        def body(carry, xs):
+            h, _ = carry
+            pz, pr, ph = ops.split(xs["p"], 3, axis=-1)
+            a = _recurrent(h, xs.get("u", u)) + b
+            az, ar, ah = ops.split(a, 3, axis=-1)
+            z = s_fn(pz + az)
+            r = s_fn(pr + ar)
+            n = g_fn(ph + r * ah)
+            h_new = z * h + (1.0 - z) * n
+            if has_mask:
+                h_new = h + xs["m"] * (h_new - h)
+            # The gates and a_h ride along (as a carry slot) for the backward pass.
+            return [h_new, ops.concatenate([z, r, n, ah], axis=-1)]
+
+        width = ops.shape(h0)[-1]
+        hs, acts = scan_states(
+            body, [h0, ops.zeros((ops.shape(h0)[0], 4 * width), dtype=h0.dtype)],
+            _step_xs({"p": p}, u, m), unroll=unroll,
+        )
+
+        def grad(*grad_args, upstream=None):
+            d_hs = grad_args[0] if upstream is None else upstream
+            h_prev = _shift(hs, h0)
+            z, r, n, ah = ops.split(acts, 4, axis=-1)
+            # Factors of the carried gradient g = ∂L/∂h_t, for all timesteps at once:
+            # ∂/∂(pre-z) = g (h_{t-1} − n) σ'(z), ∂/∂(pre-n) = g (1 − z) g'(n),
+            # ∂/∂(pre-r) = ∂/∂(pre-n) · a_h σ'(r), ∂/∂a_h = ∂/∂(pre-n) · r.
+            dn_factor = (1.0 - z) * g_d(n)
+            factors = ops.concatenate(
+                [(h_prev - n) * s_d(z), dn_factor * ah * s_d(r), dn_factor * r], axis=-1
+            )
+            keep = z
+            if has_mask:
+                factors = factors * m
+                keep = z * m + (1.0 - m)  # masked steps pass the gradient through
+            xs = {"d": d_hs, "factors": factors, "keep": keep}
+
+            def back(carry, xs):
+                g = xs["d"] + carry[0]
+                da = ops.concatenate([g, g, g], axis=-1) * xs["factors"]
+                return [g * xs["keep"] + ops.matmul(da, xs.get("u", ut)), da, g]
+
+            ut = _transposed(u)
+            zeros = ops.zeros_like(h0)
+            dh_prev, da, gs = scan_states(
+                back, [zeros, ops.zeros_like(p[0]), zeros], _step_xs(xs, ut, None),
+                unroll=unroll, reverse=True,
+            )
+            da_z, da_r, da_h = ops.split(da, 3, axis=-1)
+            dpn = gs * dn_factor * (m if has_mask else 1.0)
+            dp = ops.concatenate([da_z, da_r, dpn], axis=-1)
+            db = ops.sum(ops.reshape(da, (-1, ops.shape(da)[-1])), axis=0)
+            grads = (dp, _kernel_grad(h_prev, da, u), dh_prev[0], db)
+            if has_mask:
+                grads += (ops.zeros_like(m),)
+            return grads
+
+        return hs, grad
+
+    return ops.custom_gradient(forward)(*args)

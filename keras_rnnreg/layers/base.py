@@ -82,10 +82,11 @@ class FusedRNN(keras.layers.Layer):
     ):
         if self._keras_implementation_arg:
             implementation = kwargs.pop("implementation", 2)
-            if implementation not in (1, 2):
+            if implementation not in (0, 1, 2):
                 raise ValueError(
-                    f"Invalid value for argument implementation={implementation!r}: expected 1 "
-                    "or 2 (Keras' choice of matmuls; our fused loop computes the same function)."
+                    f"Invalid value for argument implementation={implementation!r}: expected 0, "
+                    "1 or 2 (Keras' legacy choice of matmuls; our fused loop computes the same "
+                    "function)."
                 )
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
@@ -424,8 +425,9 @@ class FusedRNN(keras.layers.Layer):
                 projected = projected + input_local.local_noise(
                     x_tm, input_local.variance_factors(kernel), self._normal(ops.shape(projected))
                 )
-            if bias is not None:
-                projected = projected + bias
+            input_bias, recurrent_bias = self._split_bias(bias)
+            if input_bias is not None:
+                projected = projected + input_bias
 
             recurrent_keep = None
             if training and self.recurrent_dropout > 0:
@@ -437,7 +439,9 @@ class FusedRNN(keras.layers.Layer):
 
             if recurrent_keep is None and recurrent_local is None and self._use_fused():
                 # Fast path: hand-written backward pass (layers/_fused.py).
-                state_seqs = self._fused_states(projected, recurrent_kernel, states, float_mask)
+                state_seqs = self._fused_states(
+                    projected, recurrent_kernel, states, float_mask, recurrent_bias
+                )
             else:
                 step_inputs = {"projected": projected}
                 if float_mask is not None:
@@ -451,12 +455,17 @@ class FusedRNN(keras.layers.Layer):
                 def body(carry, inputs):
                     u = inputs.get("recurrent_kernel", recurrent_kernel)
                     h_in = carry[0] if recurrent_keep is None else carry[0] * recurrent_keep
-                    recurrent = ops.matmul(h_in, u)
+                    noise = None
                     if recurrent_local is not None:
-                        recurrent = recurrent + recurrent_local.local_noise(
-                            h_in, local_factors, inputs["local_normal"]
-                        )
-                    new_carry = self._step(inputs["projected"], recurrent, carry)
+
+                        def noise(h):
+                            return recurrent_local.local_noise(
+                                h, local_factors, inputs["local_normal"]
+                            )
+
+                    new_carry = self._recurrent_step(
+                        inputs["projected"], h_in, u, carry, recurrent_bias, noise
+                    )
                     if "mask" in inputs:  # masked steps keep the previous state
                         m = inputs["mask"]
                         new_carry = [o + m * (n - o) for n, o in zip(new_carry, carry)]
@@ -534,7 +543,11 @@ class FusedRNN(keras.layers.Layer):
             return "loop"
         if mask is None:
             return "cudnn"
-        if (self.return_state or self.stateful) and not _backend.kernel_takes_mask():
+        if (
+            (self.return_state or self.stateful)
+            and not _backend.kernel_takes_mask()
+            and len(self.state_size) > 1
+        ):
             return "loop"  # the final cell state of a padded row is not in the returned sequence
         return "cudnn_if_right_padded"
 
@@ -575,16 +588,12 @@ class FusedRNN(keras.layers.Layer):
         that is not strictly right-padded from our loop (``ops.cond`` on the mask)."""
 
         def cudnn():
-            hidden, h, c = _backend.cudnn_lstm(
-                x, states[0], states[1], kernel, recurrent_kernel, bias, mask=mask
-            )
+            hidden, *final_states = self._cudnn_run(x, states, kernel, recurrent_kernel, bias, mask)
             if mask is not None and not self.zero_output_for_mask:
                 # Right padding: every padded step repeats the last valid output, h.
                 padded = 1.0 - ops.expand_dims(ops.cast(mask, hidden.dtype), -1)
-                hidden = hidden + padded * ops.expand_dims(h, 1)
-            # Without return_state or stateful the final cell state is never read (None where
-            # the kernel cannot give it under a mask).
-            return hidden, h, ops.zeros_like(h) if c is None else c
+                hidden = hidden + padded * ops.expand_dims(final_states[0], 1)
+            return (hidden, *final_states)
 
         def loop():
             seqs = run_loop()
@@ -594,21 +603,35 @@ class FusedRNN(keras.layers.Layer):
                 # TensorFlow's gradient of the cond (tests/layers/test_cudnn.py, graph-mode fit).
                 float_mask = ops.expand_dims(ops.transpose(ops.cast(mask, x.dtype), (1, 0)), -1)
                 hidden = self._output_sequence(hidden, float_mask)
-            return ops.transpose(hidden, (1, 0, 2)), seqs[0][-1], seqs[1][-1]
+            return (ops.transpose(hidden, (1, 0, 2)),) + tuple(seq[-1] for seq in seqs)
 
         try:
             if route == "cudnn":
-                hidden, h, c = cudnn()
+                hidden, *final_states = cudnn()
             else:
-                hidden, h, c = ops.cond(_backend.right_padded(mask), cudnn, loop)
+                hidden, *final_states = ops.cond(_backend.right_padded(mask), cudnn, loop)
         except NotImplementedError as error:  # Keras' kernel refused (e.g. cuDNN not loadable)
             if self._use_cudnn is True:
                 raise ValueError(
                     f"{type(self).__name__}: use_cudnn=True, but Keras' cuDNN kernel cannot run "
                     f"here ({error!r}). Pass use_cudnn='auto' to run our loop instead."
                 ) from error
-            hidden, h, c = loop()
-        return hidden, [h, c]
+            hidden, *final_states = loop()
+        return hidden, final_states
+
+    def _cudnn_kernel_name(self):
+        """Which of Keras' backend kernels the cuDNN path calls (``keras.src.backend.<b>.rnn.*``)."""
+        return "lstm"
+
+    def _cudnn_run(self, x, states, kernel, recurrent_kernel, bias, mask):
+        """(hidden sequence (B, T, units), *final states) from Keras' cuDNN kernel (the LSTM's
+        here; the GRU overrides it)."""
+        hidden, h, c = _backend.cudnn_lstm(
+            x, states[0], states[1], kernel, recurrent_kernel, bias, mask=mask
+        )
+        # Without return_state or stateful the final cell state is never read (None where the
+        # kernel cannot give it under a mask).
+        return hidden, h, ops.zeros_like(h) if c is None else c
 
     def _normal(self, shape):
         return keras.random.normal(shape, dtype=self.compute_dtype, seed=self.seed_generator)
@@ -617,9 +640,24 @@ class FusedRNN(keras.layers.Layer):
         """Whether the hand-written backward pass covers this configuration."""
         return False
 
-    def _fused_states(self, projected, recurrent_kernel, states, float_mask):
+    def _fused_states(self, projected, recurrent_kernel, states, float_mask, recurrent_bias=None):
         """State sequences (T, B, units) from the fused implementation."""
         raise NotImplementedError
+
+    def _split_bias(self, bias):
+        """(input bias, added to the projection before the loop; recurrent bias, added inside
+        the step). The GRU with ``reset_after=True`` has both; the others only the first."""
+        return bias, None
+
+    def _recurrent_step(self, projected, h_in, u, carry, recurrent_bias, noise):
+        """One timestep of the plain loop from the (recurrent-dropped) hidden state ``h_in`` and
+        the step's recurrent kernel ``u``: ``recurrent = h_in U`` (+ ``noise(h_in)``, the local
+        reparameterization's pre-activation noise, when given), then :meth:`_step`. The GRU
+        overrides it (its candidate reads ``r ⊙ h`` or adds a recurrent bias)."""
+        recurrent = ops.matmul(h_in, u)
+        if noise is not None:
+            recurrent = recurrent + noise(h_in)
+        return self._step(projected, recurrent, carry)
 
     def _step(self, projected, recurrent, carry):
         """One timestep given ``projected = x_t W + b`` and ``recurrent = h_{t-1} U``.

@@ -6,6 +6,7 @@ from keras import ops
 from keras_rnnreg import _backend
 from keras_rnnreg._api import serializable
 from keras_rnnreg.layers._cudnn import config_reason, cudnn_path
+from keras_rnnreg.layers.gru import GRU
 from keras_rnnreg.layers.lstm import LSTM
 
 
@@ -20,9 +21,12 @@ class Bidirectional(keras.layers.Bidirectional):
     Each direction's per-sequence perturbations are drawn once (forward layer first, as the
     two-call path draws them) and its ``state_regularizer`` penalizes its own hidden sequence in
     its own processing order. Anything else (a mask, initial states, ``return_state``,
-    ``stateful``, input ``dropout`` in training, which draws a different input mask per direction, TensorFlow, whose
-    Keras backend has no bidirectional kernel, no GPU) runs the two layers one after the other,
-    exactly as ``keras.layers.Bidirectional``.
+    ``stateful``, input ``dropout`` in training, which draws a different input mask per
+    direction, TensorFlow, whose Keras backend has no bidirectional kernel, no GPU) runs the two
+    layers one after the other, exactly as ``keras.layers.Bidirectional``. Around our
+    :class:`~keras_rnnreg.layers.GRU` the two directions are always two calls (each on cuDNN where
+    :func:`~keras_rnnreg.layers.cudnn_path` allows); Keras' one-call GRU path reads the weights
+    of a ``keras.layers.GRU``'s cell and would skip our perturbations.
     """
 
     def call(self, sequences, initial_state=None, mask=None, training=None):
@@ -61,6 +65,24 @@ class Bidirectional(keras.layers.Bidirectional):
         if _backend.keras_lstm_kernel("bidirectional_lstm") is None:
             raise NotImplementedError("no bidirectional_lstm kernel in this Keras backend")
         return self._call_fused(sequences, training)
+
+    def _can_attempt_fused_gru(self, mask, initial_state=None):
+        """Keras' hook (3.15), answered for our GRU by configuration: both directions GRUs with
+        ``reset_after=True`` that ``cudnn_path`` admits, no mask, no stateful, one state per
+        direction. :meth:`_call_fused_gru` then takes the two-call path."""
+        fwd, bwd = self.forward_layer, self.backward_layer
+        if mask is not None or self.stateful:
+            return False
+        if initial_state is not None and len(initial_state) != 2:
+            return False
+        if not (isinstance(fwd, GRU) and isinstance(bwd, GRU)) or fwd.units != bwd.units:
+            return False
+        if fwd.dropout or bwd.dropout:
+            return False
+        return config_reason(fwd, True) is None and config_reason(bwd, True) is None
+
+    def _call_fused_gru(self, sequences, initial_state):
+        raise NotImplementedError("our GRU runs its two directions as two calls")
 
     def compute_mask(self, _, mask):
         if not (self.return_state and self.states is not None):

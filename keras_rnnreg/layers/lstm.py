@@ -186,7 +186,7 @@ class LSTM(FusedRNN):
             for name in (self.activation_name, self.recurrent_activation_name, self._output_activation_key())
         )
 
-    def _fused_states(self, projected, recurrent_kernel, states, float_mask):
+    def _fused_states(self, projected, recurrent_kernel, states, float_mask, recurrent_bias=None):
         both = _fused.lstm(
             projected, recurrent_kernel, states[0], states[1], float_mask,
             activation=self.activation_name,

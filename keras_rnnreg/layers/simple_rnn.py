@@ -38,7 +38,7 @@ class SimpleRNN(FusedRNN):
     def _use_fused(self):
         return _fused.fusable(self.activation_name)
 
-    def _fused_states(self, projected, recurrent_kernel, states, float_mask):
+    def _fused_states(self, projected, recurrent_kernel, states, float_mask, recurrent_bias=None):
         return [
             _fused.simple_rnn(
                 projected, recurrent_kernel, states[0], float_mask,

@@ -178,6 +178,13 @@ def _recurrent_layer(config, index, return_sequences):
             **common,
             **extra,
         )
+    if m["cell"] == "gru":
+        return layers.GRU(
+            m["units"],
+            activation="tanh" if m["activation"] in ("relu", "trec") else m["activation"],
+            **common,
+            **extra,
+        )
     return layers.SimpleRNN(m["units"], activation=m["activation"], **common, **extra)
 
 

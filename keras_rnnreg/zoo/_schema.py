@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from keras_rnnreg.regularizers import COSTS
 
 TASKS = ("polyphonic", "ptb", "timit", "adding")
-CELLS = ("simple_rnn", "lstm", "fast_dropout")
+CELLS = ("simple_rnn", "lstm", "gru", "fast_dropout")
 ACTIVATIONS = ("tanh", "relu", "trec", "sigmoid", "linear")
 OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "linear")
 INITS = ("sparse", "glorot_uniform", "orthogonal", "identity", "uniform", "normal", "zeros")
@@ -96,7 +96,8 @@ SCHEMA = Section(
         "description": Field(str, "", "one line"),
         "model": Section(
             {
-                "cell": Field(str, "simple_rnn", "recurrent layer", choices=CELLS),
+                "cell": Field(str, "simple_rnn", "recurrent layer (gru: Keras' GRU, reset_after=True)",
+                               choices=CELLS),
                 "units": Field(int, 200, "hidden units (per direction)", minimum=1),
                 "layers": Field(int, 1, "stacked recurrent layers", minimum=1),
                 "bidirectional": Field(bool, False, "wrap each layer in keras.layers.Bidirectional"),

@@ -1,4 +1,4 @@
-"""keras_rnnreg.layers.SimpleRNN / LSTM against keras.layers.SimpleRNN / LSTM: same weights, same
+"""keras_rnnreg.layers.SimpleRNN / LSTM / GRU against keras.layers.SimpleRNN / LSTM / GRU: same weights, same
 outputs and gradients (within 1e-5 on CPU; on a GPU within TF32 rounding where one side is a cuDNN
 kernel, see tests.conftest.tolerance), masks, go_backwards, Bidirectional, return_state."""
 
@@ -16,7 +16,9 @@ L = keras_rnnreg.layers
 PAIRS = {
     "simple_rnn": (L.SimpleRNN, keras.layers.SimpleRNN),
     "lstm": (L.LSTM, keras.layers.LSTM),
+    "gru": (L.GRU, keras.layers.GRU),
 }
+CUDNN = ("lstm", "gru")  # layers that may run a cuDNN kernel on a GPU (wider tolerance there)
 
 
 def _inputs(batch=3, time=6, features=5, seed=0):
@@ -67,10 +69,10 @@ def test_outputs_and_gradients_match_keras(name, return_sequences, mask_kind, go
     mask = _mask_arg(_mask(mask_kind))
     out_ours, grads_ours = value_and_grads(ours, x, mask=mask)
     out_theirs, grads_theirs = value_and_grads(theirs, x, mask=mask)
-    np.testing.assert_allclose(out_ours, out_theirs, **tolerance(cudnn=name == "lstm"))
+    np.testing.assert_allclose(out_ours, out_theirs, **tolerance(cudnn=name in CUDNN))
     assert len(grads_ours) == len(grads_theirs) == 3
     for g_ours, g_theirs in zip(grads_ours, grads_theirs):
-        np.testing.assert_allclose(g_ours, g_theirs, **tolerance(cudnn=name == "lstm"))
+        np.testing.assert_allclose(g_ours, g_theirs, **tolerance(cudnn=name in CUDNN))
 
 
 @pytest.mark.parametrize(
@@ -81,6 +83,10 @@ def test_outputs_and_gradients_match_keras(name, return_sequences, mask_kind, go
         ("simple_rnn", {"activation": "softsign"}),  # not fusable: autodiff path
         ("lstm", {"activation": "relu"}),
         ("lstm", {"recurrent_activation": "hard_sigmoid"}),  # autodiff path
+        ("gru", {"reset_after": False}),
+        ("gru", {"reset_after": False, "use_bias": False}),
+        ("gru", {"use_bias": False}),
+        ("gru", {"activation": "relu", "recurrent_activation": "hard_sigmoid"}),
     ],
 )
 def test_other_activations_match_keras(name, kwargs):
@@ -145,20 +151,20 @@ def test_bidirectional_matches_keras(name, merge_mode):
     ours.set_weights(theirs.get_weights())
     out_ours, grads_ours = value_and_grads(ours, x, mask=mask)
     out_theirs, grads_theirs = value_and_grads(theirs, x, mask=mask)
-    np.testing.assert_allclose(out_ours, out_theirs, **tolerance(cudnn=name == "lstm"))
+    np.testing.assert_allclose(out_ours, out_theirs, **tolerance(cudnn=name in CUDNN))
     for g_ours, g_theirs in zip(grads_ours, grads_theirs):
-        np.testing.assert_allclose(g_ours, g_theirs, **tolerance(cudnn=name == "lstm"))
+        np.testing.assert_allclose(g_ours, g_theirs, **tolerance(cudnn=name in CUDNN))
 
 
 @pytest.mark.parametrize("name", sorted(PAIRS))
 def test_initial_state_matches_keras(name):
     ours, theirs, x = _pair(name, return_sequences=True, return_state=True)
-    n_states = 2 if name == "lstm" else 1
+    n_states = len(ours.state_size)
     states = [np.full((3, 4), 0.3 * (i + 1), dtype="float32") for i in range(n_states)]
     out_ours = ours(x, initial_state=states)
     out_theirs = theirs(x, initial_state=states)
     for a, b in zip(out_ours, out_theirs):
-        np.testing.assert_allclose(to_numpy(a), to_numpy(b), **tolerance(cudnn=name == "lstm"))
+        np.testing.assert_allclose(to_numpy(a), to_numpy(b), **tolerance(cudnn=name in CUDNN))
 
 
 def test_weight_names_and_shapes_match_keras():

@@ -68,7 +68,7 @@ def test_trec_activation_threshold():
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM])
+@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM, L.GRU])
 def test_mixed_precision(policy, cls):
     x = _x()
     reference = cls(4, return_sequences=True)
@@ -153,7 +153,7 @@ def test_dropout_only_in_training():
         ({"units": 4, "implementation": 3}, "implementation"),  # SimpleRNN: Keras' own error
     ],
 )
-@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM])
+@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM, L.GRU])
 def test_bad_arguments_name_the_argument(cls, kwargs, argument):
     with pytest.raises(ValueError, match=argument):
         cls(**kwargs)
@@ -164,7 +164,7 @@ def test_lstm_bad_recurrent_activation():
         L.LSTM(3, recurrent_activation="nope")
 
 
-@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM])
+@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM, L.GRU])
 @pytest.mark.parametrize("shape", [(2, 3), (2, 3, 4, 5)])
 def test_inputs_not_rank_3(cls, shape):
     with pytest.raises(ValueError, match="rank 3"):
@@ -181,7 +181,7 @@ def test_inputs_not_rank_3(cls, shape):
     ],
     ids=["fused", "recurrent_dropout", "softsign", "local-noise"],
 )
-@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM])
+@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM, L.GRU])
 def test_trains_under_jit_compile(cls, kwargs):
     """XLA on TensorFlow (what Keras picks by itself on a GPU), jit on JAX."""
     if keras.backend.backend() == "torch":
@@ -203,7 +203,7 @@ class _VariableLength(keras.utils.PyDataset):
         return rng.random((2, time, 3), dtype="float32"), rng.random((2, time, 1), dtype="float32")
 
 
-@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM])
+@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM, L.GRU])
 def test_fit_on_batches_of_varying_length(cls):
     """The time axis is unknown when traced (TensorFlow retraces with shape None)."""
     inputs = keras.Input((None, 3))

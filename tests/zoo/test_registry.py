@@ -45,6 +45,38 @@ def test_every_name_builds_and_trains_one_step(name):
     assert paper["value"] is not None
 
 
+@pytest.mark.parametrize("name", ["jsb_rnn_ns", "ptb_lstm_ns", "timit_blstm_wn"])
+def test_a_preset_with_a_gru_builds_and_trains_one_step(name):
+    """model.cell='gru' swaps the recurrent layers for layers.GRU and keeps their regularizers."""
+    overrides = {**TINY, "layers": 1, "cell": "gru"}
+    config = zoo.get_config(name, **overrides)
+    model = zoo.build(name, **overrides)
+    model.run_eagerly = keras.backend.backend() == "tensorflow"
+    grus = [layer for layer in _recurrent_layers(model) if isinstance(layer, layers.GRU)]
+    assert grus and len(grus) == len(_recurrent_layers(model))
+    reference = layers.LSTM if zoo.get_config(name)["model"]["cell"] == "lstm" else layers.SimpleRNN
+    original = _recurrent_layers(zoo.build(name, **TINY, layers=1))[0]
+    assert isinstance(original, reference)
+    assert [repr(p) for p in grus[0].perturbations] == [repr(p) for p in original.perturbations]
+    assert (grus[0].state_regularizer is None) == (original.state_regularizer is None)
+    x, y, w = _tasks.get(config).batch(config)
+    before = [keras.ops.convert_to_numpy(v) for v in grus[0].trainable_variables]
+    logs = model.train_on_batch(x, y, sample_weight=w, return_dict=True)
+    assert np.isfinite(logs["loss"]), logs
+    after = [keras.ops.convert_to_numpy(v) for v in grus[0].trainable_variables]
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(after, before))
+
+
+def _recurrent_layers(model):
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Bidirectional):
+            found += [layer.forward_layer, layer.backward_layer]
+        elif isinstance(layer, layers.FusedRNN):
+            found.append(layer)
+    return found
+
+
 def test_get_config_is_a_plain_copy():
     config = zoo.get_config("jsb_rnn_ns")
     assert set(config) == {"name", "task", "description", "model", "regularization", "optimizer", "data",

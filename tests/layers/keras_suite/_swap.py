@@ -1,10 +1,8 @@
 """The class swap of the Keras suite: ``keras.src.layers`` with our recurrent layers in place of
 Keras' ones, as the copied tests see it under the name ``layers``.
 
-* ``ours``: SimpleRNN, LSTM and Bidirectional are keras_rnnreg's;
+* ``ours``: SimpleRNN, LSTM, GRU and Bidirectional are keras_rnnreg's;
 * ``ours_in_keras_bidirectional``: the same layers inside ``keras.layers.Bidirectional``.
-
-GRU is ours once ``keras_rnnreg.layers.GRU`` exists (issue 11, part 4), Keras' until then.
 """
 
 import types
@@ -13,9 +11,7 @@ from keras.src import layers as keras_layers
 
 from keras_rnnreg import layers as rnnreg_layers
 
-SWAPPED = ["SimpleRNN", "LSTM", "Bidirectional"]
-if hasattr(rnnreg_layers, "GRU"):
-    SWAPPED.append("GRU")
+SWAPPED = ["SimpleRNN", "LSTM", "GRU", "Bidirectional"]
 
 
 def _namespace(bidirectional):

@@ -538,3 +538,11 @@ class KerasBidirectionalAroundOursTest(SimpleRNNTest):
     )
     def test_fused_lstm_eligibility(self):
         super().test_fused_lstm_eligibility()
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="keras.layers.Bidirectional's one-call GRU hook accepts only keras.layers.GRU; "
+        "around ours it runs the two layers. README: deliberate differences.",
+    )
+    def test_fused_gru_eligibility(self):
+        super().test_fused_gru_eligibility()

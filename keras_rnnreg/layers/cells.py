@@ -1,0 +1,333 @@
+"""Recurrent cells for ``keras.layers.RNN``, ``keras.layers.StackedRNNCells`` and custom loops.
+
+``SimpleRNNCell``, ``LSTMCell`` and ``GRUCell`` have Keras' cell API (``state_size``,
+``output_size``, ``call(inputs, states, training) -> (output, new_states)``,
+``get_initial_state``) and Keras' weights (names, shapes, gate order), and compute one step with
+*the same code* as :class:`~keras_rnnreg.layers.SimpleRNN`, :class:`~keras_rnnreg.layers.LSTM` and
+:class:`~keras_rnnreg.layers.GRU` (they borrow the layers' step methods): with the same weights and
+no randomness ``keras.layers.RNN(LSTMCell(n))`` computes ``LSTM(n)``. The fused layers are faster
+(their input projection is one matmul before the loop; docs/benchmarks.md); the cells are for
+models built from cells.
+
+Randomness is drawn before the loop, through the hook by which ``keras.layers.RNN`` prepares a
+cell's dropout masks (``DropoutRNNCell``: ``RNN.call`` calls ``get_dropout_mask`` /
+``get_recurrent_dropout_mask`` before its loop, "so that the inner loop is stateless", and
+``reset_dropout_mask`` after it; ``StackedRNNCells`` and ``Bidirectional`` pass it on to each
+cell):
+
+* ``dropout`` / ``recurrent_dropout``: one mask per sequence, as the fused layers (and Keras);
+* ``perturbations=[...]`` with ``per="sequence"`` (RNN-NS, RNN-MNS, RNN-DOS of the noise study;
+  AWD-LSTM's weight drop): the perturbed kernels are drawn in ``get_dropout_mask``, once per call
+  of the RNN layer, and used by every step of that call in training; ``reset_dropout_mask``
+  discards them. In a hand-written loop, call ``reset_dropout_mask()`` between sequences, as for
+  Keras' cells' dropout masks.
+
+Not available in cells, each raising a ValueError that says so:
+
+* per-timestep perturbations (``per="timestep"``, hence ``sampling="local"``): they need one draw
+  per timestep made before the loop, and ``keras.layers.RNN`` tells a cell neither the sequence
+  length before its loop nor the step inside it; drawing inside the loop is randomness inside a
+  JAX scan. The fused layers draw them as a (T, rows, cols) tensor before their loop.
+* ``state_regularizer=``: the norm-stabilizer penalizes the whole state sequence, which a cell
+  never sees (its ``call`` runs inside the loop, where ``add_loss`` cannot be used). Put the
+  :class:`keras_rnnreg.regularizers.NormStabilizer` layer on the RNN's output instead:
+  ``NormStabilizer(β)(keras.layers.RNN(cell, return_sequences=True)(x))`` adds the same penalty
+  as ``state_regularizer=NormStabilizer(β)`` (masks included; tests/layers/test_cells.py).
+"""
+
+import keras
+from keras import ops
+from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
+
+from keras_rnnreg import activations as activations_lib
+from keras_rnnreg._api import serializable
+from keras_rnnreg._backend import plain_tensor
+from keras_rnnreg.layers.base import FusedRNN, _deserialize_list
+from keras_rnnreg.layers.gru import GRU
+from keras_rnnreg.layers.lstm import LSTM
+from keras_rnnreg.layers.simple_rnn import SimpleRNN
+from keras_rnnreg.perturbations import split_by_target
+
+
+class _Cell(keras.layers.Layer, DropoutRNNCell):
+    """Shared cell machinery; subclasses set ``_gates``, the state layout and the step."""
+
+    _gates = 1
+    _n_states = 1
+    _single_state = True  # Keras' SimpleRNNCell / GRUCell: state_size is an int
+    # The step math, borrowed from the fused layer (one copy of each equation).
+    _recurrent_step = FusedRNN._recurrent_step
+    _split_bias = FusedRNN._split_bias
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        perturbations=None,
+        state_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        name = type(self).__name__
+        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+            raise ValueError(
+                f"Invalid value for argument units={units!r}: expected a positive integer."
+            )
+        for arg, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+            if not 0.0 <= float(value) < 1.0:
+                raise ValueError(
+                    f"Invalid value for argument {arg}={value!r}: expected 0 <= {arg} < 1."
+                )
+        if state_regularizer is not None:
+            raise ValueError(
+                f"{name} takes no state_regularizer: a cell never sees the state sequence. Put "
+                "keras_rnnreg.regularizers.NormStabilizer on the RNN's output sequence "
+                "(return_sequences=True) instead, or use the fused layers."
+            )
+        self.perturbations = _deserialize_list(perturbations, "perturbations")
+        for p in self.perturbations:
+            if p.per != "sequence":
+                raise ValueError(
+                    f"{name}: perturbation {p!r} is drawn per timestep, which a cell cannot do "
+                    "without randomness inside the loop (keras.layers.RNN gives a cell neither "
+                    "the sequence length before the loop nor the step index). Use "
+                    "per='sequence', or the fused layers (keras_rnnreg.layers.SimpleRNN / LSTM "
+                    "/ GRU) for per-timestep perturbations."
+                )
+        self.units = units
+        self.activation_name = activation
+        self.activation = activations_lib.get(activation, "activation")
+        self.use_bias = bool(use_bias) and activation != "trec"
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = keras.regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.recurrent_constraint = keras.constraints.get(recurrent_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.dropout = float(dropout)
+        self.recurrent_dropout = float(recurrent_dropout)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self._perturbed = None
+
+    # ----------------------------------------------------------------------------- Keras' API
+    @property
+    def state_size(self):
+        if self._single_state:
+            return self.units
+        return [self.units] * self._n_states
+
+    @property
+    def output_size(self):
+        return self.units
+
+    def get_initial_state(self, batch_size=None):
+        sizes = [self.state_size] if self._single_state else self.state_size
+        return [ops.zeros((batch_size, size), dtype=self.compute_dtype) for size in sizes]
+
+    def build(self, input_shape):
+        input_dim = input_shape[-1]
+        width = self._gates * self.units
+        self.kernel = self.add_weight(
+            shape=(input_dim, width), name="kernel", initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer, constraint=self.kernel_constraint,
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.units, width), name="recurrent_kernel",
+            initializer=self.recurrent_initializer, regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                shape=self._bias_shape(), name="bias", initializer=self._bias_initializer_value(),
+                regularizer=self.bias_regularizer, constraint=self.bias_constraint,
+            )
+        else:
+            self.bias = None
+
+    def _bias_shape(self):
+        return (self._gates * self.units,)
+
+    def _bias_initializer_value(self):
+        return self.bias_initializer
+
+    # ------------------------------------------------------------- draws before the loop
+    def get_dropout_mask(self, step_input):
+        """Keras' hook, called by ``keras.layers.RNN`` before its loop: the input dropout mask,
+        and here also the per-sequence perturbed kernels (cached until ``reset_dropout_mask``)."""
+        self._perturbed_kernels()
+        return super().get_dropout_mask(step_input)
+
+    def reset_dropout_mask(self):
+        super().reset_dropout_mask()
+        self._perturbed = None
+
+    def _perturbed_kernels(self):
+        """(kernel, recurrent_kernel) with this call's per-sequence perturbations applied."""
+        if self._perturbed is None and self.perturbations:
+            kernel = plain_tensor(self.kernel)
+            recurrent_kernel = plain_tensor(self.recurrent_kernel)
+            for p in split_by_target(self.perturbations, "input")[0]:
+                kernel = p.perturb(kernel, None, self.seed_generator)
+            for p in split_by_target(self.perturbations, "recurrent")[0]:
+                recurrent_kernel = p.perturb(recurrent_kernel, None, self.seed_generator)
+            self._perturbed = (kernel, recurrent_kernel)
+        return self._perturbed
+
+    # --------------------------------------------------------------------------------- step
+    def call(self, inputs, states, training=False):
+        nested = isinstance(states, (list, tuple))
+        carry = list(states) if nested else [states]
+        if training and self.perturbations:
+            kernel, recurrent_kernel = self._perturbed_kernels()
+        else:  # the clean weights (DropConnect(scale="inference"): the expected ones)
+            kernel, recurrent_kernel = self.kernel, self.recurrent_kernel
+            for p in self.perturbations:
+                if p.applies_to("input"):
+                    kernel = p.deterministic(kernel)
+                if p.applies_to("recurrent"):
+                    recurrent_kernel = p.deterministic(recurrent_kernel)
+        if training and self.dropout > 0:
+            inputs = inputs * self.get_dropout_mask(inputs)
+        h_in = carry[0]
+        if training and self.recurrent_dropout > 0:
+            h_in = h_in * self.get_recurrent_dropout_mask(h_in)
+        projected = ops.matmul(inputs, kernel)
+        input_bias, recurrent_bias = self._split_bias(self.bias)
+        if input_bias is not None:
+            projected = projected + input_bias
+        new = self._recurrent_step(projected, h_in, recurrent_kernel, carry, recurrent_bias, None)
+        if self._single_state and not nested:
+            return new[0], new[0]
+        return new[0], new
+
+    # ------------------------------------------------------------------------------- config
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "activation": self.activation_name
+                if isinstance(self.activation_name, str) or self.activation_name is None
+                else activations_lib.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+                "recurrent_regularizer": keras.regularizers.serialize(self.recurrent_regularizer),
+                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+                "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+                "recurrent_constraint": keras.constraints.serialize(self.recurrent_constraint),
+                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+                "dropout": self.dropout,
+                "recurrent_dropout": self.recurrent_dropout,
+                "seed": self.seed,
+                "perturbations": [keras.saving.serialize_keras_object(p) for p in self.perturbations],
+            }
+        )
+        return config
+
+
+def _recurrent_activation_config(cell):
+    name = cell.recurrent_activation_name
+    return name if isinstance(name, str) else activations_lib.serialize(cell.recurrent_activation)
+
+
+@serializable
+class SimpleRNNCell(_Cell):
+    """The cell of :class:`keras_rnnreg.layers.SimpleRNN` (``h_t = f(x_t W + h_{t-1} U + b)``),
+    a drop-in for ``keras.layers.SimpleRNNCell`` (same arguments and weights) with
+    ``perturbations=`` (per sequence) and the activations ``"relu"`` / ``"trec"``. Randomness and
+    restrictions: module docstring."""
+
+    _step = SimpleRNN._step
+
+
+@serializable
+class LSTMCell(_Cell):
+    """The cell of :class:`keras_rnnreg.layers.LSTM` (gates i, f, c, o; ``output_activation``;
+    ``unit_forget_bias``), a drop-in for ``keras.layers.LSTMCell`` with ``perturbations=`` (per
+    sequence). ``keras.layers.RNN(LSTMCell(n))`` computes ``LSTM(n)`` given the same weights.
+    Randomness and restrictions: module docstring."""
+
+    _gates = 4
+    _n_states = 2
+    _single_state = False
+    _step = LSTM._step
+    _bias_initializer_value = LSTM._bias_initializer_value
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
+                 output_activation="same", unit_forget_bias=True, **kwargs):
+        super().__init__(units, activation=activation, **kwargs)
+        self.recurrent_activation_name = recurrent_activation
+        self.recurrent_activation = activations_lib.get(recurrent_activation, "recurrent_activation")
+        self.output_activation_name = output_activation
+        if output_activation == "same":
+            self.output_activation = self.activation
+        elif output_activation is None:
+            self.output_activation = None
+        else:
+            self.output_activation = activations_lib.get(output_activation, "output_activation")
+        self.unit_forget_bias = bool(unit_forget_bias)
+
+    def get_config(self):
+        config = super().get_config()
+        output = self.output_activation_name
+        config.update(
+            {
+                "recurrent_activation": _recurrent_activation_config(self),
+                "output_activation": output
+                if isinstance(output, str) or output is None
+                else activations_lib.serialize(self.output_activation),
+                "unit_forget_bias": self.unit_forget_bias,
+            }
+        )
+        return config
+
+
+@serializable
+class GRUCell(_Cell):
+    """The cell of :class:`keras_rnnreg.layers.GRU` (gates z, r, h; ``reset_after`` as Keras), a
+    drop-in for ``keras.layers.GRUCell`` with ``perturbations=`` (per sequence). Randomness and
+    restrictions: module docstring."""
+
+    _gates = 3
+    _recurrent_step = GRU._recurrent_step
+    _split_bias = GRU._split_bias
+    _bias_shape = GRU._bias_shape
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
+                 reset_after=True, **kwargs):
+        super().__init__(units, activation=activation, **kwargs)
+        self.recurrent_activation_name = recurrent_activation
+        self.recurrent_activation = activations_lib.get(recurrent_activation, "recurrent_activation")
+        if not isinstance(reset_after, bool):
+            raise ValueError(
+                f"Invalid value for argument reset_after={reset_after!r}: expected True or False."
+            )
+        self.reset_after = reset_after
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"recurrent_activation": _recurrent_activation_config(self),
+             "reset_after": self.reset_after}
+        )
+        return config

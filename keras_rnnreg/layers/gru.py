@@ -1,0 +1,216 @@
+"""Fused GRU, weight-compatible with ``keras.layers.GRU``."""
+
+import keras
+from keras import ops
+
+from keras_rnnreg import _backend
+from keras_rnnreg import activations as activations_lib
+from keras_rnnreg._api import serializable
+from keras_rnnreg.layers import _fused
+from keras_rnnreg.layers.base import FusedRNN
+
+
+@serializable
+class GRU(FusedRNN):
+    """Gated recurrent unit with the gate order, conventions and weight layout of
+    ``keras.layers.GRU`` (Cho et al. 2014; Keras' ``reset_after`` variants).
+
+    With ``x_t W + b_in`` split into blocks (z, r, h) and ``σ = recurrent_activation``,
+    ``g = activation``:
+
+    * ``reset_after=True`` (Keras' default, cuDNN's convention): ``a = h_{t-1} U + b_rec``,
+      ``z = σ(x W_z + b_z + a_z)``, ``r = σ(x W_r + b_r + a_r)``,
+      ``h̃ = g(x W_h + b_h + r ⊙ a_h)``; ``bias`` is (2, 3·units): row 0 the input bias, row 1 the
+      recurrent bias;
+    * ``reset_after=False`` (Cho et al.'s original): ``h̃ = g(x W_h + b_h + (r ⊙ h_{t-1}) U_h)``;
+      ``bias`` is (3·units,);
+    * ``h_t = z ⊙ h_{t-1} + (1 − z) ⊙ h̃``.
+
+    ``kernel`` (F, 3·units), ``recurrent_kernel`` (units, 3·units): ``set_weights`` moves weights
+    to and from ``keras.layers.GRU``. Beyond Keras, as :class:`keras_rnnreg.layers.SimpleRNN`:
+    ``perturbations=[...]`` (weight noise / DropConnect on the input and recurrent kernels, drawn
+    before the loop; under ``reset_after=False`` a perturbed ``U_h`` acts on ``r ⊙ h_{t-1}``),
+    ``state_regularizer=`` (the norm-stabilizer on the hidden sequence), masks, ``unroll``.
+    ``use_cudnn="auto" | True | False``: Keras' own cuDNN GRU kernel on TensorFlow and PyTorch with
+    a GPU (``reset_after=True``, tanh / sigmoid, per-sequence perturbations only, no
+    ``recurrent_dropout``; :func:`keras_rnnreg.layers.cudnn_path` names the reason otherwise).
+    Keras' JAX backend has no cuDNN GRU (its ``gru`` is a ``lax.scan``), so JAX runs our loop.
+
+    On PyTorch, with ``reset_after=True`` and tanh / sigmoid / relu / linear gates, the backward
+    pass is hand-written (``layers/_fused.py``, as the LSTM's); elsewhere autodiff runs through
+    the loop (faster there: docs/benchmarks.md).
+    """
+
+    _gates = 3
+    _defers_cudnn_check = True
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        reset_after=True,
+        use_cudnn="auto",
+        **kwargs,
+    ):
+        # keras.layers.GRU's arguments in its order; ours (zero_output_for_mask, perturbations,
+        # state_regularizer) keyword-only through **kwargs.
+        super().__init__(
+            units,
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            seed=seed,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            use_cudnn=use_cudnn,
+            **kwargs,
+        )
+        self.recurrent_activation_name = recurrent_activation
+        self.recurrent_activation = activations_lib.get(recurrent_activation, "recurrent_activation")
+        if not isinstance(reset_after, bool):
+            raise ValueError(
+                f"Invalid value for argument reset_after={reset_after!r}: expected True or False."
+            )
+        self.reset_after = reset_after
+        self._check_use_cudnn()
+
+    def _bias_shape(self):
+        if self.reset_after:
+            return (2, 3 * self.units)
+        return (3 * self.units,)
+
+    def _split_bias(self, bias):
+        if bias is None or not self.reset_after:
+            return bias, None
+        return bias[0], bias[1]
+
+    def _recurrent_step(self, projected, h_in, u, carry, recurrent_bias, noise):
+        (h_prev,) = carry
+        units = self.units
+        xz, xr, xh = ops.split(projected, 3, axis=-1)
+        if self.reset_after:
+            a = ops.matmul(h_in, u)
+            if noise is not None:
+                a = a + noise(h_in)
+            if recurrent_bias is not None:
+                a = a + recurrent_bias
+            az, ar, ah = ops.split(a, 3, axis=-1)
+            z = self.recurrent_activation(xz + az)
+            r = self.recurrent_activation(xr + ar)
+            candidate = self.activation(xh + r * ah)
+        else:
+            a = ops.matmul(h_in, u[..., : 2 * units])
+            if noise is not None:
+                a = a + noise(h_in)[..., : 2 * units]
+            az, ar = ops.split(a, 2, axis=-1)
+            z = self.recurrent_activation(xz + az)
+            r = self.recurrent_activation(xr + ar)
+            reset = r * h_in
+            ah = ops.matmul(reset, u[..., 2 * units :])
+            if noise is not None:
+                # Local reparameterization: the noise that U_h's perturbation induces on
+                # (r ⊙ h) U_h, from the columns of this step's draw that the z, r blocks left.
+                ah = ah + noise(reset)[..., 2 * units :]
+            candidate = self.activation(xh + ah)
+        return [z * h_prev + (1.0 - z) * candidate]
+
+    def _use_fused(self):
+        # Measured (docs/benchmarks.md, GRU section): the hand-written backward pass is 2.3x
+        # autodiff's speed on PyTorch (eager: fewer ops per step), but slower on TensorFlow and
+        # JAX, where autodiff through the scan is already fast; so it runs on PyTorch only.
+        if keras.backend.backend() != "torch":
+            return False
+        return self.reset_after and all(
+            _fused.fusable(name) for name in (self.activation_name, self.recurrent_activation_name)
+        )
+
+    def _fused_states(self, projected, recurrent_kernel, states, float_mask, recurrent_bias=None):
+        if recurrent_bias is None:
+            recurrent_bias = ops.zeros((3 * self.units,), dtype=projected.dtype)
+        return [
+            _fused.gru(
+                projected, recurrent_kernel, states[0], recurrent_bias, float_mask,
+                activation=self.activation_name,
+                recurrent_activation=self.recurrent_activation_name,
+                unroll=self.unroll,
+            )
+        ]
+
+    def _cudnn_config_reason(self, training=True):
+        if self.activation_name != "tanh":
+            return f"activation={self.activation_name!r} (cuDNN computes tanh)"
+        if self.recurrent_activation_name != "sigmoid":
+            return (
+                f"recurrent_activation={self.recurrent_activation_name!r} "
+                "(cuDNN computes sigmoid gates)"
+            )
+        if not self.reset_after:
+            return "reset_after=False (cuDNN's GRU applies the reset gate after the matmul)"
+        if self.unroll:
+            return f"unroll={self.unroll!r}"
+        if self.recurrent_dropout:
+            return (
+                f"recurrent_dropout={self.recurrent_dropout} (a fresh mask inside the loop; "
+                "DropConnect(per='sequence') regularizes the recurrent weights and keeps cuDNN)"
+            )
+        if training:
+            per_step = [p for p in self.perturbations if p.per == "timestep"]
+            if per_step:
+                return (
+                    f"per-timestep perturbation {per_step[0]!r} (a new weight draw every step; "
+                    "per='sequence' keeps cuDNN)"
+                )
+        return None
+
+    def _cudnn_kernel_name(self):
+        return "gru"
+
+    def _cudnn_run(self, x, states, kernel, recurrent_kernel, bias, mask):
+        hidden, h = _backend.cudnn_gru(x, states[0], kernel, recurrent_kernel, bias, mask=mask)
+        return hidden, h
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "recurrent_activation": self.recurrent_activation_name
+                if isinstance(self.recurrent_activation_name, str)
+                else activations_lib.serialize(self.recurrent_activation),
+                "reset_after": self.reset_after,
+            }
+        )
+        return config
