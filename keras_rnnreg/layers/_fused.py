@@ -16,9 +16,22 @@ kernel may carry a time axis (T, units, width): per-timestep weight perturbation
 Masks are float (T, B, 1) tensors: masked steps carry the previous state unchanged.
 """
 
+import keras
 from keras import ops
 
 from keras_rnnreg._backend import scan_states
+
+# The backends where the hand-written backward pass beats autodiff through the scan, measured on
+# CPU (docs/benchmarks.md, "Hand-written backward or autodiff"): TensorFlow's graph-mode autodiff
+# through tf.scan is faster for every layer; on JAX the fused SimpleRNN / LSTM win and the fused
+# GRU loses; on PyTorch (eager: fewer ops per step) all three win.
+FASTER_THAN_AUTODIFF = {"simple_rnn": ("jax", "torch"), "lstm": ("jax", "torch"), "gru": ("torch",)}
+
+
+def pays(layer):
+    """Whether the hand-written backward pass of ``layer`` (a FASTER_THAN_AUTODIFF key) is the
+    faster one on the current backend."""
+    return keras.backend.backend() in FASTER_THAN_AUTODIFF[layer]
 
 # name -> (function, derivative expressed through the function's output)
 _ACTIVATIONS = {

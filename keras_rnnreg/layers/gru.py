@@ -1,6 +1,5 @@
 """Fused GRU, weight-compatible with ``keras.layers.GRU``."""
 
-import keras
 from keras import ops
 
 from keras_rnnreg import _backend
@@ -149,10 +148,7 @@ class GRU(FusedRNN):
         return [z * h_prev + (1.0 - z) * candidate]
 
     def _use_fused(self):
-        # Measured (docs/benchmarks.md, GRU section): the hand-written backward pass is 2.3x
-        # autodiff's speed on PyTorch (eager: fewer ops per step), but slower on TensorFlow and
-        # JAX, where autodiff through the scan is already fast; so it runs on PyTorch only.
-        if keras.backend.backend() != "torch":
+        if not _fused.pays("gru"):  # PyTorch only (measured: _fused.FASTER_THAN_AUTODIFF)
             return False
         return self.reset_after and all(
             _fused.fusable(name) for name in (self.activation_name, self.recurrent_activation_name)

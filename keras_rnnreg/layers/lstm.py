@@ -181,7 +181,7 @@ class LSTM(FusedRNN):
         return self.activation_name if self.output_activation_name == "same" else self.output_activation_name
 
     def _use_fused(self):
-        return all(
+        return _fused.pays("lstm") and all(
             _fused.fusable(name)
             for name in (self.activation_name, self.recurrent_activation_name, self._output_activation_key())
         )

@@ -36,7 +36,7 @@ class SimpleRNN(FusedRNN):
         return [self.activation(projected + recurrent)]
 
     def _use_fused(self):
-        return _fused.fusable(self.activation_name)
+        return _fused.pays("simple_rnn") and _fused.fusable(self.activation_name)
 
     def _fused_states(self, projected, recurrent_kernel, states, float_mask, recurrent_bias=None):
         return [

@@ -9,6 +9,7 @@ import pytest
 
 import keras_rnnreg
 from tests.conftest import to_numpy, tolerance
+from tests.gradients import value_and_grads
 
 L = keras_rnnreg.layers
 
@@ -213,3 +214,40 @@ def test_fit_on_batches_of_varying_length(cls):
     history = model.fit(_VariableLength(), epochs=2, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     assert model.predict(np.zeros((1, 9, 3), "float32"), verbose=0).shape == (1, 9, 1)
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["no-mask", "left-padded"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"activation": "relu", "use_bias": False},
+        # per-timestep kernels (T, N, G) through the fused backward pass
+        {"perturbations": [keras_rnnreg.perturbations.DropConnect(0.3)]},
+    ],
+    ids=["plain", "relu-no-bias", "per-timestep-kernels"],
+)
+@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM])
+def test_fused_backward_equals_autodiff(cls, kwargs, masked, monkeypatch):
+    """The hand-written backward pass (layers/_fused.py) against autodiff through the same loop,
+    on every backend (the layers take it only where it is faster: _fused.FASTER_THAN_AUTODIFF)."""
+    x = _x(batch=3, time=6, features=4)
+    fused = cls(5, return_sequences=True, seed=7, bias_initializer="random_normal", **kwargs)
+    plain = cls(5, return_sequences=True, seed=7, **kwargs)
+    fused(x)
+    plain(x)
+    plain.set_weights(fused.get_weights())
+    monkeypatch.setattr(fused, "_use_fused", lambda: True)
+    monkeypatch.setattr(plain, "_use_fused", lambda: False)
+    mask = None
+    if masked:
+        mask = np.ones((3, 6), dtype=bool)
+        mask[0, :2] = False
+        mask[2, :5] = False
+        mask = keras.ops.convert_to_tensor(mask)
+    out_f, grads_f = value_and_grads(fused, x, mask=mask, training=True)
+    out_p, grads_p = value_and_grads(plain, x, mask=mask, training=True)
+    np.testing.assert_allclose(out_f, out_p, atol=1e-5)
+    assert len(grads_f) == len(grads_p) == len(fused.trainable_variables)
+    for g_f, g_p in zip(grads_f, grads_p):
+        np.testing.assert_allclose(g_f, g_p, atol=1e-5)
