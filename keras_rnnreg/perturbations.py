@@ -216,6 +216,30 @@ def _check_choice(argument, value, choices):
         )
 
 
+def kernels_for_step(perturbations, kernel, recurrent_kernel, training, time_steps, seed_generator):
+    """``(kernel, recurrent_kernel, input_local, recurrent_local)`` as a recurrent step uses them.
+
+    In training the weight-level perturbations replace each kernel by a perturbed copy (drawn
+    here, before any loop; (T, rows, cols) when per timestep) and the local ones are returned, not
+    applied; outside training every perturbation's :meth:`Perturbation.deterministic` weight.
+    Input kernel first, then recurrent (the order of the draws).
+    """
+    if not training:
+        for p in perturbations:
+            if p.applies_to("input"):
+                kernel = p.deterministic(kernel)
+            if p.applies_to("recurrent"):
+                recurrent_kernel = p.deterministic(recurrent_kernel)
+        return kernel, recurrent_kernel, None, None
+    input_weight_level, input_local = split_by_target(perturbations, "input")
+    recurrent_weight_level, recurrent_local = split_by_target(perturbations, "recurrent")
+    for p in input_weight_level:
+        kernel = p.perturb(kernel, time_steps, seed_generator)
+    for p in recurrent_weight_level:
+        recurrent_kernel = p.perturb(recurrent_kernel, time_steps, seed_generator)
+    return kernel, recurrent_kernel, input_local, recurrent_local
+
+
 def split_by_target(perturbations, target):
     """The weight-level perturbations and the (at most one) local one acting on ``target``."""
     chosen = [p for p in perturbations if p.applies_to(target)]

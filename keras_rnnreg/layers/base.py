@@ -21,7 +21,7 @@ from keras_rnnreg import _backend
 from keras_rnnreg import activations as activations_lib
 from keras_rnnreg._backend import plain_tensor, scan_states
 from keras_rnnreg.layers import _cudnn
-from keras_rnnreg.perturbations import split_by_target
+from keras_rnnreg.perturbations import kernels_for_step, split_by_target
 
 
 class FusedRNN(keras.layers.Layer):
@@ -562,19 +562,9 @@ class FusedRNN(keras.layers.Layer):
         kernel = plain_tensor(self.kernel)
         recurrent_kernel = plain_tensor(self.recurrent_kernel)
         bias = None if self.bias is None else plain_tensor(self.bias)
-        if not training:  # the clean (or, for some, expected) weights
-            for p in self.perturbations:
-                if p.applies_to("input"):
-                    kernel = p.deterministic(kernel)
-                if p.applies_to("recurrent"):
-                    recurrent_kernel = p.deterministic(recurrent_kernel)
-        perturbations = self.perturbations if training else []
-        input_weight_level, input_local = split_by_target(perturbations, "input")
-        recurrent_weight_level, recurrent_local = split_by_target(perturbations, "recurrent")
-        for p in input_weight_level:
-            kernel = p.perturb(kernel, time_steps, self.seed_generator)
-        for p in recurrent_weight_level:
-            recurrent_kernel = p.perturb(recurrent_kernel, time_steps, self.seed_generator)
+        kernel, recurrent_kernel, input_local, recurrent_local = kernels_for_step(
+            self.perturbations, kernel, recurrent_kernel, training, time_steps, self.seed_generator
+        )
         return kernel, recurrent_kernel, bias, input_local, recurrent_local
 
     def _cudnn_weights(self, training):

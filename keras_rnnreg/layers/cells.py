@@ -46,7 +46,7 @@ from keras_rnnreg.layers.base import FusedRNN, _deserialize_list
 from keras_rnnreg.layers.gru import GRU
 from keras_rnnreg.layers.lstm import LSTM
 from keras_rnnreg.layers.simple_rnn import SimpleRNN
-from keras_rnnreg.perturbations import split_by_target
+from keras_rnnreg.perturbations import kernels_for_step
 
 
 class _Cell(keras.layers.Layer, DropoutRNNCell):
@@ -181,13 +181,10 @@ class _Cell(keras.layers.Layer, DropoutRNNCell):
     def _perturbed_kernels(self):
         """(kernel, recurrent_kernel) with this call's per-sequence perturbations applied."""
         if self._perturbed is None and self.perturbations:
-            kernel = plain_tensor(self.kernel)
-            recurrent_kernel = plain_tensor(self.recurrent_kernel)
-            for p in split_by_target(self.perturbations, "input")[0]:
-                kernel = p.perturb(kernel, None, self.seed_generator)
-            for p in split_by_target(self.perturbations, "recurrent")[0]:
-                recurrent_kernel = p.perturb(recurrent_kernel, None, self.seed_generator)
-            self._perturbed = (kernel, recurrent_kernel)
+            self._perturbed = kernels_for_step(
+                self.perturbations, plain_tensor(self.kernel), plain_tensor(self.recurrent_kernel),
+                True, None, self.seed_generator,
+            )[:2]
         return self._perturbed
 
     # --------------------------------------------------------------------------------- step
@@ -197,12 +194,9 @@ class _Cell(keras.layers.Layer, DropoutRNNCell):
         if training and self.perturbations:
             kernel, recurrent_kernel = self._perturbed_kernels()
         else:  # the clean weights (DropConnect(scale="inference"): the expected ones)
-            kernel, recurrent_kernel = self.kernel, self.recurrent_kernel
-            for p in self.perturbations:
-                if p.applies_to("input"):
-                    kernel = p.deterministic(kernel)
-                if p.applies_to("recurrent"):
-                    recurrent_kernel = p.deterministic(recurrent_kernel)
+            kernel, recurrent_kernel = kernels_for_step(
+                self.perturbations, self.kernel, self.recurrent_kernel, False, None, None
+            )[:2]
         if training and self.dropout > 0:
             inputs = inputs * self.get_dropout_mask(inputs)
         h_in = carry[0]

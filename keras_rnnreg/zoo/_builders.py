@@ -128,7 +128,8 @@ def make_perturbations(reg):
         )
     if reg.get("dropconnect") is not None:
         dc = reg["dropconnect"]
-        out.append(perturbations.DropConnect(dc["rate"], per=dc["per"], target=dc["target"], scale={"training": True, "never": False}.get(dc["scale"], dc["scale"])))
+        scale = {"training": True, "never": False}.get(dc["scale"], dc["scale"])
+        out.append(perturbations.DropConnect(dc["rate"], per=dc["per"], target=dc["target"], scale=scale))
     return out
 
 
