@@ -6,7 +6,8 @@ from keras_rnnreg import zoo
 zoo.list_models("jsb_*")                  # ['jsb_rnn_do', 'jsb_rnn_dos', ...]
 zoo.get_config("jsb_rnn_ns")              # plain dict: model, regularization, optimizer, data,
                                           # training, paper (reference, table, number, readings)
-model = zoo.build("timit_blstm_ns")       # compiled keras.Model, ready for model.fit
+model = zoo.build("timit_blstm_ns")       # compiled ZooModel (a keras.Model), ready for fit
+model.zoo_name, model.zoo_config          # 'timit_blstm_ns', the resolved configuration
 model = zoo.build("jsb_rnn_plain", units=8, **{"optimizer.learning_rate": 0.01})
 ```
 
@@ -29,12 +30,14 @@ from keras_rnnreg.zoo import noise_study, norm_stabilizer  # noqa: F401  (regist
 from keras_rnnreg.zoo._builders import NoteCrossEntropy, OneHot, build_network, compile_model
 from keras_rnnreg.zoo._registry import UnknownModelError, get_config, list_models, register, resolve
 from keras_rnnreg.zoo._schema import ConfigError, apply_overrides, describe_keys
+from keras_rnnreg.zoo.model import ZooModel
 
 __all__ = [
     "ConfigError",
     "NoteCrossEntropy",
     "OneHot",
     "UnknownModelError",
+    "ZooModel",
     "apply_overrides",
     "build",
     "build_network",
@@ -48,7 +51,10 @@ __all__ = [
 
 
 def build(name, compile=True, distribute=None, **overrides):
-    """A ``keras.Model`` for a zoo name (or a config dict), compiled as in the paper.
+    """A :class:`ZooModel` for a zoo name (or a config dict), compiled as in the paper.
+
+    The model remembers its configuration (``model.zoo_name``, ``model.zoo_config``), also
+    through ``model.save`` and ``keras.saving.load_model``.
 
     Optimizer, loss and metrics follow the configuration: e.g. the noise study's RMSprop with
     momentum and per-timestep NLL (``weighted_metrics=[NLLPerTimestep(), FrameAccuracy()]``; feed
@@ -64,5 +70,5 @@ def build(name, compile=True, distribute=None, **overrides):
         from keras_rnnreg import distribute as distribute_lib
 
         return distribute_lib.get(distribute).build(lambda: build(config, compile=compile))
-    model = build_network(config)
+    model = ZooModel(config)
     return compile_model(model, config) if compile else model
