@@ -1,4 +1,4 @@
-"""The one place that knows about backend differences (DESIGN.md: "one small adapter module")."""
+"""The one place that knows about backend differences: one small adapter module."""
 
 import importlib
 
@@ -48,7 +48,7 @@ def scan_states(body, init, xs, unroll=1, reverse=False):
 
 
 # ----------------------------------------------------------------------------------- cuDNN path
-# DESIGN.md's one planned exception: Keras' private backend kernels, reached only from here. The
+# The project's one planned exception: Keras' private backend kernels, reached only from here. The
 # contract relied on (Keras 3.x, checked by tests/layers/test_cudnn.py so that a release that moves
 # or reshapes them fails loudly): ``keras.src.backend.<backend>.rnn.lstm(inputs, initial_state_h,
 # initial_state_c, mask, kernel, recurrent_kernel, bias, activation, recurrent_activation,

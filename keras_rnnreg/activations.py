@@ -11,6 +11,8 @@ from keras import ops
 
 from keras_rnnreg._api import serializable
 
+__all__ = ["get", "serialize", "trec"]
+
 
 @serializable
 def trec(x, threshold=0.0):

@@ -13,7 +13,7 @@ model = zoo.build("jsb_rnn_ns", distribute="data-parallel")   # the same for the
 
 ``rnnreg train NAME --distribute data-parallel|tpu|multi-worker`` is
 ``training.train(..., distribute=...)``. Nothing here is a distribution engine of its own; each
-kind maps to the one that exists (DESIGN.md, "Scaling out"):
+kind maps to the one that exists (README, "Scaling out"):
 
 ==================  =========================================  ==================================
 kind                JAX (``keras.distribution``)               TensorFlow (``tf.distribute``)
@@ -95,6 +95,8 @@ import warnings
 
 import keras
 import numpy as np
+
+__all__ = ["KINDS", "DistributeError", "ShardedBatches", "Strategy", "get", "scope"]
 
 KINDS = ("data-parallel", "tpu", "multi-worker")
 

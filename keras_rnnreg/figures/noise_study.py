@@ -9,6 +9,8 @@ import numpy as np
 
 from keras_rnnreg.figures._common import FigureError, pyplot, runs_of, save
 
+__all__ = ["noise_loss_surface", "noise_spectral_radius", "noise_sweep", "unit_rnn_loss"]
+
 
 # ------------------------------------------------------------------------------ Figs. 2 and 3
 def unit_rnn_loss(w, b, steps=50, target=0.7, sigma=0.0, per="sequence", samples=1, seed=0):
