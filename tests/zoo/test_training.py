@@ -209,3 +209,18 @@ def test_resume_removes_temporaries_and_uncommitted_checkpoints(tmp_path):
         path.write_bytes(b"half a file")
     training.train("jsb_rnn_plain", run_dir, resume=True, epochs=1, verbose=0, log=lambda m: None)
     assert not any(p.exists() for p in stale)
+
+
+def test_tensorboard_asked_for_without_the_package_fails_before_the_run(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "tensorboard.summary", None)
+    with pytest.raises(ImportError, match=r"pip install 'keras-rnnreg\[tensorboard\]'"):
+        training.train("jsb_rnn_plain", tmp_path / "run", data="synthetic", tensorboard=True)
+    assert not (tmp_path / "run").exists()
+    training.train(  # the default writes no logs then, and says nothing
+        "jsb_rnn_plain", tmp_path / "run", data="synthetic", epochs=1, overrides=TINY, verbose=0,
+        log=lambda m: None,
+    )
+    assert not (tmp_path / "run" / "tensorboard").exists()
