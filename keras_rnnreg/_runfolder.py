@@ -1,6 +1,12 @@
-"""Run-folder primitives: atomic files, the writer's lock, RNG state, fault points.
+"""Run-folder primitives: the layout, atomic files, the writer's lock, RNG state, fault points.
 
-Used by :mod:`keras_rnnreg.training`; kept apart so that the guarantees are easy to read:
+Used by :mod:`keras_rnnreg.training` and :class:`keras_rnnreg.callbacks.RunFolderCheckpoint`;
+kept apart so that the guarantees are easy to read:
+
+* The layout: :data:`CONFIG`, :data:`STATE` (the commit record), :data:`CHECKPOINTS`,
+  :data:`HISTORY`, :data:`REPORT` (described in :mod:`keras_rnnreg.training`); :func:`tidy`
+  makes the derived files agree with a commit record, :func:`read_json` reads one with clear
+  errors (:class:`RunError`).
 
 * :func:`atomic_write` / :func:`save_model_atomic`: a file appears whole or not at all (written to a
   temporary file in the same folder, flushed to disk, moved into place with ``os.replace``), with
@@ -19,6 +25,8 @@ Used by :mod:`keras_rnnreg.training`; kept apart so that the guarantees are easy
   ``tests/test_runfolder.py``). Unset, it does nothing.
 """
 
+import csv
+import io
 import json
 import os
 import signal
@@ -31,8 +39,62 @@ from pathlib import Path
 import numpy as np
 
 LOCK = "run.lock"
+CONFIG = "config.json"
+STATE = "state.json"
+HISTORY = "history.csv"
+REPORT = "report.json"
+CHECKPOINTS = "checkpoints"
+LAST = "last.keras"
+BEST = "best.keras"
 FAULT_ENV = "RNNREG_FAULT"
 _TMP_MARK = ".tmp-"
+
+
+class RunError(RuntimeError):
+    """A run folder that cannot be used as asked (exists without --resume, is not a run, ...)."""
+
+
+def read_json(path, what="run file"):
+    """The JSON object in ``path``; :class:`RunError` saying what is wrong (``what``: its role)."""
+    path = Path(path)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing ({what})") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise RunError(f"{path}: not valid JSON ({err}); the {what} is damaged") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path}: expected a JSON object; the {what} is damaged")
+    return data
+
+
+def tidy(run_dir, state):
+    """Make the derived files agree with the committed ``state``.
+
+    Rewrites ``history.csv``, points ``last.keras`` / ``best.keras`` at the committed checkpoints,
+    deletes checkpoints the state does not name and temporary files of interrupted writes.
+    """
+    run_dir = Path(run_dir)
+    checkpoints = run_dir / CHECKPOINTS
+    keep = {state.get("last_checkpoint"), state.get("best_checkpoint")} - {None}
+    for name, link in (("last_checkpoint", LAST), ("best_checkpoint", BEST)):
+        if state.get(name):
+            link_or_copy(checkpoints / state[name], checkpoints / link)
+        else:
+            (checkpoints / link).unlink(missing_ok=True)
+    for path in checkpoints.glob("epoch-*.keras"):
+        if path.name not in keep:
+            path.unlink(missing_ok=True)
+    sweep_temporaries(run_dir, checkpoints)
+    rows = state["history"]
+    keys = sorted({k for row in rows for k in row} - {"epoch"})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["epoch", *keys])
+    for row in rows:
+        writer.writerow([row["epoch"], *(row.get(k, "") for k in keys)])
+    atomic_write(run_dir / HISTORY, buffer.getvalue())
 
 
 def _umask():

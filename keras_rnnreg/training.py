@@ -10,25 +10,27 @@ A run folder holds
 ``state.json``             the commit record: finished epochs, the history, best value and
                            epoch, early-stopping counter, NaN restarts, the random generators'
                            states and the names of the last and best checkpoints
-``checkpoints/``           ``epoch-NNNN.keras`` (model + optimizer state) for the last and the best
-                           committed epoch; ``last.keras`` and ``best.keras`` are links to them
+``checkpoints/``           ``epoch-NNNN.keras`` (model + optimizer state) for the last and the
+                           best committed epoch; ``last.keras`` and ``best.keras`` link to them
 ``history.csv``            one row per committed epoch, rewritten from ``state.json``: the
                            epoch logs and the spectral radius of every recurrent kernel
                            (``spectral_radius/<layer>[/<gate>]``, keras_rnnreg.callbacks)
-``tensorboard/``           TensorBoard logs (a log, not part of the commit)
+``tensorboard/``           TensorBoard logs when the ``tensorboard`` extra is installed (a log,
+                           not part of the commit)
 ``report.json``            the test numbers beside the paper's, written at the end
 ``run.lock``               the writer's lock (see below)
 =========================  ================================================================
 
 What a run folder guarantees:
 
-* **One commit point per epoch.** After an epoch the model and optimizer go to a new file
-  ``checkpoints/epoch-NNNN.keras`` (written whole, then moved into place); then ``state.json``,
-  which holds the history, early-stopping state and random state and names that file, replaces the
-  old one in one ``os.replace``. That replace is the commit: a process killed at any instant
-  leaves either the previous epoch or the new one, never a mix, and ``resume=True`` continues from
-  exactly the committed epoch — with the same weights, optimizer state, noise generators and data
-  order, so the result equals that of an uninterrupted run. Files of an uncommitted epoch and the
+* **One commit point per epoch** (:class:`keras_rnnreg.callbacks.RunFolderCheckpoint`). After an
+  epoch the model and optimizer go to a new file ``checkpoints/epoch-NNNN.keras`` (written whole,
+  then moved into place); then ``state.json``, which holds the history, early-stopping state and
+  random state and names that file, replaces the old one in one ``os.replace``. That replace is
+  the commit: a process killed at any instant leaves either the previous epoch or the new one,
+  never a mix, and ``resume=True`` continues from exactly the committed epoch — with the same
+  weights, optimizer state, noise generators and data order, so the result equals that of an
+  uninterrupted run. Files of an uncommitted epoch and the
   temporary files of an interrupted write are removed on resume.
 * **One writer.** A process holds an exclusive lock on ``run.lock`` while it writes; a second
   one is refused with an error naming the holder. The operating system drops the lock when its
@@ -40,21 +42,17 @@ What a run folder guarantees:
   partial file; a second one stops at once (the commit protocol keeps the folder consistent then
   too).
 
-Early stopping uses ``training.monitor`` / ``mode`` / ``patience``; the NaN policy of the
-norm-stabilizer paper (halve the learning rate and restart from the previous epoch) is
-:class:`keras_rnnreg.callbacks.NaNRestart`; gradient clipping is the optimizer's
-``global_clipnorm`` from the configuration. The test number is computed with the best epoch's
-weights by the task's whole-split evaluation (e.g. test sequences run whole for Table 1).
+Early stopping (:class:`keras_rnnreg.callbacks.ResumableEarlyStopping`, Keras' ``EarlyStopping``
+carried across ``fit`` calls) uses ``training.monitor`` / ``mode`` / ``patience``; the NaN policy
+of the norm-stabilizer paper (halve the learning rate and restart from the previous epoch) is
+:class:`keras_rnnreg.callbacks.NaNRestart` in :func:`keras_rnnreg.callbacks.fit_with_restarts`;
+gradient clipping is the optimizer's ``global_clipnorm`` from the configuration. The test number
+is computed with the best epoch's weights by the task's whole-split evaluation (e.g. test
+sequences run whole for Table 1).
 """
 
-import csv
-import io
-import json
 import math
-import os
 import platform
-import signal
-import threading
 import time
 from pathlib import Path
 
@@ -63,50 +61,45 @@ import keras
 from keras_rnnreg import _runfolder, zoo
 from keras_rnnreg import callbacks as callbacks_lib
 from keras_rnnreg import distribute as distribute_lib
-from keras_rnnreg._runfolder import jsonable as _jsonable  # noqa: F401  (cli, cards)
-from keras_rnnreg._runfolder import write_json_atomic
+from keras_rnnreg._runfolder import (  # noqa: F401  (the layout names: cli, cards, figures)
+    BEST,
+    CHECKPOINTS,
+    CONFIG,
+    HISTORY,
+    LAST,
+    REPORT,
+    STATE,
+    RunError,
+    read_json,
+    write_json_atomic,
+)
+from keras_rnnreg._runfolder import jsonable as _jsonable  # noqa: F401  (cli)
 from keras_rnnreg.zoo import _builders, _schema, _tasks
 
-CONFIG = "config.json"
-STATE = "state.json"
-HISTORY = "history.csv"
-REPORT = "report.json"
-CHECKPOINTS = "checkpoints"
-LAST = "last.keras"
-BEST = "best.keras"
 STATE_VERSION = 2
 
 #: Configuration keys that ``resume=True`` may change (they change neither the network nor the data
 #: nor what was trained so far).
 RESUME_SAFE = ("training.epochs", "training.patience", "training.max_restarts")
 
-__all__ = ["RESUME_SAFE", "RunError", "RunInterrupted", "evaluate_run", "format_report", "train"]
-
-
-class RunError(RuntimeError):
-    """A run folder that cannot be used as asked (exists without --resume, is not a run, ...)."""
+__all__ = [
+    "RESUME_SAFE",
+    "RunError",
+    "RunInterrupted",
+    "best_model",
+    "check_monitor",
+    "evaluate_run",
+    "format_report",
+    "load_task_data",
+    "log_names",
+    "read_json",
+    "train",
+    "write_json_atomic",
+]
 
 
 class RunInterrupted(KeyboardInterrupt):
     """Training stopped by Ctrl-C (or ``SIGINT``); the message says how to continue."""
-
-
-def _epoch_file(epoch):
-    return f"epoch-{epoch:04d}.keras"
-
-
-def _read_json(path, what="run file"):
-    path = Path(path)
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise RunError(f"{path}: missing ({what})") from None
-    except (ValueError, UnicodeDecodeError) as err:
-        raise RunError(f"{path}: not valid JSON ({err}); the {what} is damaged") from None
-    if not isinstance(data, dict):
-        raise RunError(f"{path}: expected a JSON object; the {what} is damaged")
-    return data
 
 
 def _load_checkpoint(path):
@@ -157,166 +150,6 @@ def _changed(before, after, prefix=()):
     return out
 
 
-# -------------------------------------------------------------------------------- callbacks
-class RunKeeper(keras.callbacks.Callback):
-    """The per-epoch commit of a run folder (see the module docstring), early stopping, the best.
-
-    After every epoch that :class:`~keras_rnnreg.callbacks.NaNRestart` did not flag: the model goes
-    to ``checkpoints/epoch-NNNN.keras``, then ``state.json`` (with the epoch's logs, the
-    early-stopping state and the random state) replaces the old one — the commit. Then
-    ``history.csv`` and the ``last.keras`` / ``best.keras`` links are refreshed and checkpoints no
-    longer named by the state are deleted.
-    """
-
-    def __init__(self, run_dir, monitor, mode, patience, state, nan_callback=None):
-        super().__init__()
-        self.run_dir = Path(run_dir)
-        self.monitor = monitor
-        self.mode = mode
-        self.patience = patience
-        self.state = state
-        self.nan_callback = nan_callback
-
-    def _better(self, value, best):
-        if best is None:
-            return True
-        return value < best if self.mode == "min" else value > best
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        if self.nan_callback is not None and self.nan_callback.triggered:
-            return
-        row = {"epoch": epoch}
-        for key, value in sorted(logs.items()):
-            try:
-                row[key] = float(keras.ops.convert_to_numpy(value))
-            except (TypeError, ValueError):
-                continue
-        if self.monitor not in row:
-            raise RunError(
-                f"training.monitor={self.monitor!r} is not among the epoch logs "
-                f"({', '.join(sorted(row))})"
-            )
-        value = row[self.monitor]
-        state = json.loads(json.dumps(self.state))  # the next state; self.state until the commit
-        done = epoch + 1
-        name = _epoch_file(done)
-        if math.isfinite(value) and self._better(value, state["best"]):
-            state.update(best=value, best_epoch=done, best_checkpoint=name, wait=0)
-        else:
-            state["wait"] += 1
-        if self.patience is not None and state["wait"] >= self.patience:
-            state["stopped_early"] = True
-            self.model.stop_training = True
-        state["epoch"] = done
-        state["last_checkpoint"] = name
-        state["history"] = [*state["history"], row]
-        state["learning_rate"] = float(
-            keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
-        )
-        if self.nan_callback is not None:
-            state["restarts"] = self.nan_callback.restarts
-        state["rng"] = _runfolder.rng_state(self.model)
-        _runfolder.save_model_atomic(self.model, self.run_dir / CHECKPOINTS / name)
-        _runfolder.fault_point("after_checkpoint", done)
-        write_json_atomic(self.run_dir / STATE, state)  # the commit
-        _runfolder.fault_point("after_commit", done)
-        self.state.clear()
-        self.state.update(state)
-        tidy_run_folder(self.run_dir, state)
-
-
-def tidy_run_folder(run_dir, state):
-    """Make the derived files agree with the committed ``state``.
-
-    Rewrites ``history.csv``, points ``last.keras`` / ``best.keras`` at the committed checkpoints,
-    deletes checkpoints the state does not name and temporary files of interrupted writes.
-    """
-    run_dir = Path(run_dir)
-    checkpoints = run_dir / CHECKPOINTS
-    keep = {state.get("last_checkpoint"), state.get("best_checkpoint")} - {None}
-    for name, link in (("last_checkpoint", LAST), ("best_checkpoint", BEST)):
-        if state.get(name):
-            _runfolder.link_or_copy(checkpoints / state[name], checkpoints / link)
-        else:
-            (checkpoints / link).unlink(missing_ok=True)
-    for path in checkpoints.glob("epoch-*.keras"):
-        if path.name not in keep:
-            path.unlink(missing_ok=True)
-    _runfolder.sweep_temporaries(run_dir, checkpoints)
-    _runfolder.atomic_write(run_dir / HISTORY, _history_csv(state["history"]))
-
-
-def _history_csv(rows):
-    keys = sorted({k for row in rows for k in row} - {"epoch"})
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["epoch", *keys])
-    for row in rows:
-        writer.writerow([row["epoch"], *(row.get(k, "") for k in keys)])
-    return buffer.getvalue()
-
-
-class _StopOnInterrupt(keras.callbacks.Callback):
-    """Turns Ctrl-C into a stop at the next batch boundary (see :func:`_interruptible`).
-
-    Keras' own log handling has bare ``except:`` clauses that swallow a ``KeyboardInterrupt``
-    raised inside them, so the signal only sets a flag, and this callback raises where it is safe.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.requested = False
-
-    def _check(self, *args, **kwargs):
-        if self.requested:
-            raise RunInterrupted("interrupted")
-
-    on_train_batch_end = on_test_batch_end = on_epoch_begin = on_epoch_end = _check
-
-
-class _interruptible:
-    """Within the block, the first SIGINT or SIGTERM asks ``stopper`` to stop at the next batch
-    boundary; a second one interrupts at once."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, stopper, log):
-        self.stopper = stopper
-        self.log = log
-        self.previous = {}
-
-    def _handler(self, signum, frame):
-        if self.stopper.requested:
-            raise KeyboardInterrupt
-        self.stopper.requested = True
-        self.log(
-            f"{signal.Signals(signum).name}: stopping after this batch (again to stop at once)"
-        )
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc):
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
-        self.previous = {}
-
-
-class StopAfterEpoch(keras.callbacks.Callback):
-    """Raise ``KeyboardInterrupt`` at the end of an epoch (tests of interrupted runs)."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epoch:
-            raise KeyboardInterrupt(f"stopped after epoch {self.epoch}")
-
-
 # ------------------------------------------------------------------------------------ train
 def load_task_data(config, data=None, data_root=None):
     """(task, data splits, resolved source, notes) for a config; ``data`` overrides the source."""
@@ -357,6 +190,7 @@ def train(
     distribute=None,
     verbose=1,
     callbacks=(),
+    tensorboard=None,
     log=print,
 ):
     """Train a zoo configuration into ``out_dir``; returns the report dict (also ``report.json``).
@@ -376,6 +210,9 @@ def train(
             another); the test evaluation runs on one device.
         verbose: ``model.fit`` verbosity (1 progress bar, 2 one line per epoch, 0 silent).
         callbacks: extra Keras callbacks.
+        tensorboard: write TensorBoard logs to ``tensorboard/``: None when the ``tensorboard``
+            package is installed, True always (ImportError with the install command when it is
+            not), False never.
 
     Raises:
         RunError: the folder is in use, holds another run, is damaged, or the resume would change
@@ -383,6 +220,7 @@ def train(
     """
     strategy = distribute_lib.get(distribute) if distribute is not None else None
     run_dir = Path(out_dir)
+    callbacks = [*_tensorboard(run_dir, tensorboard), *callbacks]  # ImportError before anything
     _check_count("seed", seed, 0)
     _check_count("epochs", epochs, 1)
     if run_dir.exists() and not run_dir.is_dir():
@@ -401,30 +239,18 @@ def train(
         raise RunError(str(err)) from None
     try:
         return _train_locked(
-            name_or_config,
-            run_dir,
-            data=data,
-            data_root=data_root,
-            epochs=epochs,
-            seed=seed,
-            overrides=overrides,
-            resume=resume,
-            strategy=strategy,
-            distribute=distribute,
-            verbose=verbose,
-            callbacks=callbacks,
-            log=log,
+            name_or_config, run_dir, data=data, data_root=data_root, epochs=epochs, seed=seed,
+            overrides=overrides, resume=resume, strategy=strategy, distribute=distribute,
+            verbose=verbose, callbacks=callbacks, log=log,
         )
     finally:
         lock.release()
-        if (
-            created and not (run_dir / CONFIG).exists()
-        ):  # failed before the run began: leave nothing
+        if created and not (run_dir / CONFIG).exists():  # failed before the run began
             _runfolder.remove_empty_run_folder(run_dir)
 
 
 def _resume_settings(name_or_config, run_dir, overrides, epochs, seed):
-    saved = _read_json(run_dir / CONFIG, "run configuration")
+    saved = read_json(run_dir / CONFIG, "run configuration")
     if not isinstance(saved.get("config"), dict) or not isinstance(saved.get("run"), dict):
         raise RunError(
             f"{run_dir / CONFIG}: expected the keys 'config' and 'run'; the file is damaged"
@@ -461,20 +287,8 @@ def _resume_settings(name_or_config, run_dir, overrides, epochs, seed):
 
 
 def _train_locked(
-    name_or_config,
-    run_dir,
-    *,
-    data,
-    data_root,
-    epochs,
-    seed,
-    overrides,
-    resume,
-    strategy,
-    distribute,
-    verbose,
-    callbacks,
-    log,
+    name_or_config, run_dir, *, data, data_root, epochs, seed, overrides, resume, strategy,
+    distribute, verbose, callbacks, log,
 ):
     started = time.time()
     changes = {}
@@ -483,7 +297,7 @@ def _train_locked(
             name_or_config, run_dir, overrides, epochs, seed
         )
         seed = run_info["seed"]
-        state = _read_json(run_dir / STATE, "commit record") if (run_dir / STATE).exists() else None
+        state = read_json(run_dir / STATE, "commit record") if (run_dir / STATE).exists() else None
     else:
         if (run_dir / CONFIG).exists() or (run_dir / STATE).exists():
             raise RunError(
@@ -520,24 +334,13 @@ def _train_locked(
         "distribute": distribute,
     }
     if run_info is None:
-        run_info = {
-            "seed": seed,
-            "data": source,
-            **here,
-            "comparable": comparable,
-            "notes": notes,
-            "resumes": [],
-        }
+        run_info = dict(seed=seed, data=source, **here, comparable=comparable, notes=notes)
+        run_info["resumes"] = []
     else:
-        done = state["epoch"] if state else 0
-        run_info.setdefault("resumes", []).append(
-            {
-                "after_epoch": done,
-                **here,
-                "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "changed": changes,
-            }
-        )
+        run_info.setdefault("resumes", []).append({
+            "after_epoch": state["epoch"] if state else 0, **here,
+            "time": time.strftime("%Y-%m-%d %H:%M:%S"), "changed": changes,
+        })
     (run_dir / CHECKPOINTS).mkdir(exist_ok=True)
     write_json_atomic(run_dir / CONFIG, {"config": config, "run": run_info})
 
@@ -551,7 +354,7 @@ def _train_locked(
         train_data, valid_data = strategy.shard_data(train_data), strategy.shard_data(valid_data)
     t = config["training"]
     if state is not None:
-        tidy_run_folder(run_dir, state)
+        _runfolder.tidy(run_dir, state)
         with distribute_lib.scope(strategy):
             model = _load_checkpoint(run_dir / CHECKPOINTS / state["last_checkpoint"])
         try:
@@ -568,43 +371,21 @@ def _train_locked(
     else:
         with distribute_lib.scope(strategy):
             model = zoo.build(config)
-        state = {
-            "version": STATE_VERSION,
-            "epoch": 0,
-            "best": None,
-            "best_epoch": None,
-            "wait": 0,
-            "restarts": 0,
-            "stopped_early": False,
-            "finished": False,
-            "learning_rate": config["optimizer"]["learning_rate"],
-            "last_checkpoint": None,
-            "best_checkpoint": None,
-            "history": [],
-            "rng": None,
-        }
+        state = dict(
+            version=STATE_VERSION, epoch=0, best=None, best_epoch=None, wait=0, restarts=0,
+            stopped_early=False, finished=False, history=[], rng=None, last_checkpoint=None,
+            best_checkpoint=None, learning_rate=config["optimizer"]["learning_rate"],
+        )
         initial_epoch = 0
-        tidy_run_folder(run_dir, state)  # files of a first epoch that was never committed
+        _runfolder.tidy(run_dir, state)  # files of a first epoch that was never committed
 
     total_epochs = t["epochs"]
     if state.get("stopped_early") or initial_epoch >= total_epochs:
         log(f"{run_dir}: training already finished ({state['epoch']} epochs)")
     else:
         with distribute_lib.scope(strategy):
-            _fit(
-                model,
-                run_dir,
-                config,
-                state,
-                task,
-                splits,
-                train_data,
-                valid_data,
-                initial_epoch,
-                verbose,
-                callbacks,
-                log,
-            )
+            _fit(model, run_dir, config, state, task.epoch_callbacks(config, splits), train_data,
+                 valid_data, initial_epoch, verbose, callbacks, log)
 
     report = _report(run_dir, config, run_info, state, task, splits, started)
     log(format_report(report))
@@ -618,19 +399,8 @@ def _check_state(run_dir, state):
             f"{where}: written by another version of keras-rnnreg (state version "
             f"{state.get('version')!r}, expected {STATE_VERSION}); start a new run"
         )
-    missing = [
-        k
-        for k in (
-            "epoch",
-            "last_checkpoint",
-            "best_checkpoint",
-            "history",
-            "rng",
-            "wait",
-            "restarts",
-        )
-        if k not in state
-    ]
+    keys = ("epoch", "last_checkpoint", "best_checkpoint", "history", "rng", "wait", "restarts")
+    missing = [k for k in keys if k not in state]
     if missing:
         raise RunError(f"{where}: missing {', '.join(missing)}; the commit record is damaged")
     for key in ("last_checkpoint", "best_checkpoint"):
@@ -643,59 +413,43 @@ def _check_state(run_dir, state):
             )
 
 
-def _fit(
-    model,
-    run_dir,
-    config,
-    state,
-    task,
-    splits,
-    train_data,
-    valid_data,
-    initial_epoch,
-    verbose,
-    callbacks,
-    log,
-):
+def _fit(model, run_dir, config, state, task_callbacks, train_data, valid_data, initial_epoch,
+         verbose, callbacks, log):
+    """``fit`` with the run folder's callbacks, through the one NaN-restart loop."""
     t = config["training"]
     state["finished"] = False
-    nan_cb = callbacks_lib.NaNRestart(max_restarts=t["max_restarts"]) if t["nan_restart"] else None
-    if nan_cb is not None:
-        nan_cb.restarts = int(state["restarts"])
-    keeper = RunKeeper(run_dir, t["monitor"], t["mode"], t["patience"], state, nan_callback=nan_cb)
-    stopper = _StopOnInterrupt()
+    nan = callbacks_lib.NaNRestart(max_restarts=t["max_restarts"]) if t["nan_restart"] else None
+    if nan is not None:
+        nan.restarts = int(state["restarts"])
+    best = state["best_epoch"]
+    stopper = callbacks_lib.ResumableEarlyStopping(
+        t["monitor"], t["mode"], t["patience"], wait=state["wait"], best=state["best"],
+        best_epoch=0 if best is None else best - 1, skip=nan,
+    )
+    interrupt = callbacks_lib.StopOnSignal(log)
     cbs = [
-        *task.epoch_callbacks(config, splits),
+        *task_callbacks,
         # spectral_radius/<layer>[/<gate>] into every epoch's row (noise study, Figs. 5-7)
         callbacks_lib.SpectralRadiusLogger(),
-        keeper,
-        *_tensorboard(run_dir),
-        *callbacks,
         stopper,
+        callbacks_lib.RunFolderCheckpoint(run_dir, state, stopper, nan_restart=nan),
+        *callbacks,
+        interrupt,
     ]
-    if nan_cb is not None:
-        cbs.insert(0, nan_cb)
-    epoch = initial_epoch
+    fit = dict(x=train_data, validation_data=valid_data, epochs=t["epochs"],
+               initial_epoch=initial_epoch, verbose=verbose, shuffle=False)
+
+    def restarted(epoch, lr):
+        log(f"NaN in epoch {epoch + 1}: restarting it from the previous epoch's weights with "
+            f"learning rate {lr:g}")
+
     try:
-        with _interruptible(stopper, log):
-            while True:
-                model.fit(
-                    train_data,
-                    validation_data=valid_data,
-                    epochs=t["epochs"],
-                    initial_epoch=epoch,
-                    callbacks=cbs,
-                    verbose=verbose,
-                    shuffle=False,
-                )
-                if nan_cb is None or nan_cb.restart_epoch is None:
-                    break
-                epoch = nan_cb.restart_epoch
-                lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-                log(
-                    f"NaN in epoch {epoch + 1}: restarting it from the previous epoch's weights "
-                    f"with learning rate {lr:g}"
-                )
+        with interrupt:
+            if nan is None:
+                model.fit(callbacks=cbs, **fit)
+            else:
+                callbacks_lib.fit_with_restarts(model, nan_callback=nan, callbacks=cbs,
+                                                on_restart=restarted, **fit)
     except KeyboardInterrupt as err:
         raise RunInterrupted(
             f"interrupted; {state['epoch']} finished epoch(s) are saved in {run_dir}; continue "
@@ -712,87 +466,21 @@ def _fit(
     write_json_atomic(run_dir / STATE, state)
 
 
-class ScalarEvents(keras.callbacks.Callback):
-    """Epoch scalars as TensorBoard event files, without the ``tensorboard`` package.
+def _tensorboard(run_dir, wanted):
+    if wanted is False or (wanted is None and not callbacks_lib.tensorboard_available()):
+        return []
+    return [callbacks_lib.TensorBoardScalars(run_dir / "tensorboard")]
 
-    ``keras.callbacks.TensorBoard`` needs the ``tensorboard`` package (not a dependency of
-    TensorFlow 2.21). This writes the same layout (``train/`` and ``validation/`` folders,
-    ``epoch_<metric>`` tags) with TensorFlow's event protos and TFRecord writer.
+
+def best_model(run_dir):
+    """(model, "best.keras" or "last.keras", epoch) of a run's best committed checkpoint.
+
+    The best epoch's checkpoint, else the last one; :class:`RunError` when none is committed.
     """
-
-    def __init__(self, log_dir):
-        super().__init__()
-        self.log_dir = Path(log_dir)
-        self._writers = {}
-
-    def _writer(self, kind):
-        if kind not in self._writers:
-            import socket
-
-            import tensorflow as tf
-
-            folder = self.log_dir / kind
-            folder.mkdir(parents=True, exist_ok=True)
-            host, pid, n = socket.gethostname(), os.getpid(), len(self._writers)
-            name = f"events.out.tfevents.{int(time.time())}.{host}.{pid}.{n}"
-            self._writers[kind] = tf.io.TFRecordWriter(str(folder / name))
-            self._write(kind, self._event(file_version="brain.Event:2"))
-        return self._writers[kind]
-
-    @staticmethod
-    def _event(step=0, file_version=None, tag=None, value=None):
-        from tensorflow.core.framework import summary_pb2
-        from tensorflow.core.util import event_pb2
-
-        event = event_pb2.Event(wall_time=time.time(), step=int(step))
-        if file_version:
-            event.file_version = file_version
-        else:
-            event.summary.CopyFrom(
-                summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)])
-            )
-        return event
-
-    def _write(self, kind, event):
-        self._writers[kind].write(event.SerializeToString())
-
-    def on_epoch_end(self, epoch, logs=None):
-        for key, value in (logs or {}).items():
-            try:
-                value = float(keras.ops.convert_to_numpy(value))
-            except (TypeError, ValueError):
-                continue
-            kind, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
-            self._writer(kind)
-            self._write(kind, self._event(epoch, tag=f"epoch_{tag}", value=value))
-        for writer in self._writers.values():
-            writer.flush()
-
-    def on_train_end(self, logs=None):
-        for writer in self._writers.values():
-            writer.close()
-        self._writers = {}
-
-
-def _tensorboard(run_dir):
-    log_dir = str(run_dir / "tensorboard")
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        try:
-            import tensorflow  # noqa: F401
-        except ImportError:  # pragma: no cover - tensorflow is a dependency
-            return []
-        return [ScalarEvents(log_dir)]
-    return [keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)]
-
-
-def _best_model(run_dir):
-    """(model, mirror name, epoch) of the best committed checkpoint (else the last one)."""
     run_dir = Path(run_dir)
     state_path = run_dir / STATE
     if state_path.exists():
-        state = _read_json(state_path, "commit record")
+        state = read_json(state_path, "commit record")
         _check_state(run_dir, state)
         for key, label in (("best_checkpoint", BEST), ("last_checkpoint", LAST)):
             if state.get(key):
@@ -805,7 +493,7 @@ def _best_model(run_dir):
 
 
 def _report(run_dir, config, run_info, state, task, splits, started):
-    model, checkpoint, checkpoint_epoch = _best_model(run_dir)
+    model, checkpoint, checkpoint_epoch = best_model(run_dir)
     test = task.evaluate(model, config, splits, "test")
     ours = float(test[task.metric])
     paper = config["paper"]["value"]
@@ -820,9 +508,9 @@ def _report(run_dir, config, run_info, state, task, splits, started):
         "paper": paper,
         "paper_table": config["paper"]["table"],
         "relative_difference": (ours - paper) / paper if paper and finite else None,
-        "within_5_percent": bool(abs(ours - paper) <= 0.05 * abs(paper))
-        if paper and finite
-        else None,
+        "within_5_percent": (
+            bool(abs(ours - paper) <= 0.05 * abs(paper)) if paper and finite else None
+        ),
         "comparable": run_info["comparable"],
         "test": test,
         "checkpoint": checkpoint,
@@ -890,14 +578,14 @@ def evaluate_run(run_dir, data=None, data_root=None, split="test", log=print):
         )
     if problem:
         raise RunError(problem)
-    saved = _read_json(run_dir / CONFIG, "run configuration")
+    saved = read_json(run_dir / CONFIG, "run configuration")
     config, run_info = saved["config"], saved["run"]
     task, splits, source, _ = load_task_data(
         config, data if data is not None else run_info["data"], data_root
     )
     if split not in splits or splits[split] is None:
         raise RunError(f"the data at {source!r} has no {split!r} split")
-    model, checkpoint, checkpoint_epoch = _best_model(run_dir)
+    model, checkpoint, checkpoint_epoch = best_model(run_dir)
     out = task.evaluate(model, config, splits, split)
     result = {
         "name": config["name"],

@@ -9,9 +9,12 @@ import pytest
 from keras_rnnreg.callbacks import (
     HiddenNormProbe,
     SpectralRadiusLogger,
+    TensorBoardScalars,
     hidden_norms,
+    hidden_sequences,
     recurrent_layers,
     spectral_radii,
+    tensorboard_available,
 )
 from keras_rnnreg.layers import LSTM, SimpleRNN
 from tests.conftest import to_numpy
@@ -34,7 +37,9 @@ def _model():
 
 def _data(n=8, length=T, seed=0):
     rng = np.random.default_rng(seed)
-    return rng.normal(size=(n, length, F)).astype("float32"), rng.normal(size=(n, 1)).astype("float32")
+    return rng.normal(size=(n, length, F)).astype("float32"), rng.normal(size=(n, 1)).astype(
+        "float32"
+    )
 
 
 def test_spectral_radius_logger_writes_logs_and_csv(tmp_path):
@@ -54,8 +59,12 @@ def test_spectral_radius_logger_writes_logs_and_csv(tmp_path):
     logs = history.history
     expected = {
         "spectral_radius/rnn": _radius(to_numpy(model.get_layer("rnn").recurrent_kernel)),
-        "spectral_radius/bi/forward": _radius(to_numpy(model.get_layer("bi").forward_layer.cell.recurrent_kernel)),
-        "spectral_radius/bi/backward": _radius(to_numpy(model.get_layer("bi").backward_layer.cell.recurrent_kernel)),
+        "spectral_radius/bi/forward": _radius(
+            to_numpy(model.get_layer("bi").forward_layer.cell.recurrent_kernel)
+        ),
+        "spectral_radius/bi/backward": _radius(
+            to_numpy(model.get_layer("bi").backward_layer.cell.recurrent_kernel)
+        ),
     }
     u = to_numpy(model.get_layer("lstm").recurrent_kernel)
     for j, gate in enumerate("ifco"):
@@ -69,7 +78,9 @@ def test_spectral_radius_logger_writes_logs_and_csv(tmp_path):
     with open(path) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2
-    np.testing.assert_allclose(float(rows[-1]["spectral_radius/rnn"]), expected["spectral_radius/rnn"], rtol=1e-6)
+    np.testing.assert_allclose(
+        float(rows[-1]["spectral_radius/rnn"]), expected["spectral_radius/rnn"], rtol=1e-6
+    )
 
 
 def test_spectral_radii_of_a_diverged_kernel_are_nan():
@@ -133,6 +144,10 @@ def test_hidden_norms_lstm_cells_and_mask():
     ref_h, ref_c = _reference_norms(layer, x, cells=True)
     np.testing.assert_allclose(hidden, ref_h, rtol=1e-5)
     np.testing.assert_allclose(cell, ref_c, rtol=1e-5)
+    h_seq, c_seq = hidden_sequences(layer, x, cells=True, batch_size=3)
+    assert h_seq.shape == c_seq.shape == (4, T, 3) and h_seq.dtype == np.float64
+    np.testing.assert_allclose(np.linalg.norm(h_seq, axis=-1).mean(0), ref_h, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(c_seq, axis=-1).mean(0), ref_c, rtol=1e-5)
     mask = np.ones((4, T), "float32")
     mask[0, 3:] = 0
     masked = hidden_norms(layer, x, mask=mask)
@@ -181,7 +196,9 @@ def test_hidden_norm_probe_logs(tmp_path):
     np.testing.assert_allclose(cell, ref_c, rtol=1e-5)
     logs = history.history
     np.testing.assert_allclose(logs["hidden_norm/lstm/last"][-1], ref_h[-1], rtol=1e-5)
-    np.testing.assert_allclose(logs["hidden_norm/lstm/at_training_length"][-1], ref_h[T - 1], rtol=1e-5)
+    np.testing.assert_allclose(
+        logs["hidden_norm/lstm/at_training_length"][-1], ref_h[T - 1], rtol=1e-5
+    )
     np.testing.assert_allclose(logs["cell_norm/lstm/last"][-1], ref_c[-1], rtol=1e-5)
     with pytest.raises(ValueError, match="every"):
         HiddenNormProbe(long_x, "lstm", every=0)
@@ -190,10 +207,62 @@ def test_hidden_norm_probe_logs(tmp_path):
 def test_hidden_norms_beyond_a_fixed_training_length_behind_other_layers():
     inputs = keras.Input((T, F))  # fixed time dimension
     h = keras.layers.Dense(4, name="proj")(inputs)
-    h = SimpleRNN(4, activation="relu", recurrent_initializer=keras.initializers.Identity(), name="rnn")(h)
+    h = SimpleRNN(
+        4, activation="relu", recurrent_initializer=keras.initializers.Identity(), name="rnn"
+    )(h)
     model = keras.Model(inputs, h)
     long_x, _ = _data(n=3, length=4 * T)
     norms = hidden_norms(model, long_x, layer_name="rnn")
     assert norms.shape == (4 * T,)
     features = to_numpy(model.get_layer("proj")(long_x))
-    np.testing.assert_allclose(norms, _reference_norms(model.get_layer("rnn"), features)[0], rtol=1e-5)
+    np.testing.assert_allclose(
+        norms, _reference_norms(model.get_layer("rnn"), features)[0], rtol=1e-5
+    )
+
+
+def _events(folder):
+    """{tag: [(step, value), ...]} of the scalar events in an event-file folder."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.util import tensor_util
+
+    out = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                number = float(tensor_util.make_ndarray(value.tensor))
+                out.setdefault(value.tag, []).append((event.step, number))
+    return out
+
+
+def test_tensorboard_scalars_writes_keras_layout(tmp_path):
+    pytest.importorskip("tensorboard")
+    model = _model()
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = _data()
+    history = model.fit(
+        x,
+        y,
+        validation_data=(x, y),
+        epochs=2,
+        batch_size=4,
+        verbose=0,
+        callbacks=[SpectralRadiusLogger(), TensorBoardScalars(tmp_path / "tb")],
+    )
+    train, valid = _events(tmp_path / "tb" / "train"), _events(tmp_path / "tb" / "validation")
+    logs = history.history
+    assert [s for s, _ in train["epoch_loss"]] == [0, 1]
+    np.testing.assert_allclose([v for _, v in train["epoch_loss"]], logs["loss"], rtol=1e-6)
+    np.testing.assert_allclose([v for _, v in valid["epoch_loss"]], logs["val_loss"], rtol=1e-6)
+    np.testing.assert_allclose(
+        train["epoch_spectral_radius/rnn"][-1][1], logs["spectral_radius/rnn"][-1], rtol=1e-6
+    )
+
+
+def test_tensorboard_scalars_without_the_package_says_how_to_install(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # import fails as if not installed
+    monkeypatch.setitem(sys.modules, "tensorboard.summary", None)
+    assert not tensorboard_available()
+    with pytest.raises(ImportError, match=r"keras-rnnreg\[tensorboard\]"):
+        TensorBoardScalars(tmp_path)

@@ -227,7 +227,7 @@ def test_forget_gate_means_match_a_numpy_lstm(drawn, work, name):
 def test_eigenvalues_are_the_best_checkpoints(drawn, work):
     rows = drawn["ns_irnn_eigenvalues"]["rows"]
     for name in quick.RUNS["irnn"]:
-        model, _, _ = training._best_model(_run(work, name))
+        model, _, _ = training.best_model(_run(work, name))
         kernel = keras.ops.convert_to_numpy(model.get_layer("recurrent_0").recurrent_kernel)
         expected = np.sort(np.abs(np.linalg.eigvals(kernel)))[::-1]
         mine = [r["abs_eigenvalue"] for r in rows if r["name"] == name]

@@ -178,7 +178,8 @@ def test_lock_is_released_when_its_holder_is_killed(tmp_path):
             sys.executable,
             "-c",
             "import sys, time; from keras_rnnreg import _runfolder; "
-            "_runfolder.RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)",
+            "_runfolder.RunLock(sys.argv[1]).acquire(); print('locked', flush=True); "
+            "time.sleep(60)",
             str(run_dir),
         ],
         env=_env(),

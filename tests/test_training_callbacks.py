@@ -1,15 +1,16 @@
-"""NaNRestart / fit_with_restarts: the norm-stabilizer paper's NaN policy."""
+"""NaNRestart / fit_with_restarts (the norm-stabilizer paper's NaN policy), early stopping that
+outlives a ``fit`` call."""
 
 import keras
 import numpy as np
 import pytest
 
-from keras_rnnreg.callbacks import NaNRestart, fit_with_restarts
+from keras_rnnreg.callbacks import NaNRestart, ResumableEarlyStopping, fit_with_restarts
 
 
 class _Batches(keras.utils.PyDataset):
-    """4 batches per epoch; batch 2 holds a NaN the ``bad_epoch + 1``-th time it is read, and only then
-    (so the epoch passes when it is run again)."""
+    """4 batches per epoch; batch 2 holds a NaN the ``bad_epoch + 1``-th time it is read, and only
+    then (so the epoch passes when it is run again)."""
 
     def __init__(self, bad_epoch=1):
         super().__init__()
@@ -55,7 +56,9 @@ def test_nan_halves_the_learning_rate_and_restarts_from_the_previous_epoch():
     data = _Batches(bad_epoch=1)
     nan = NaNRestart()
     epochs = _Epochs()
-    histories = fit_with_restarts(model, data, nan, epochs=3, callbacks=[epochs], verbose=0, shuffle=False)
+    histories = fit_with_restarts(
+        model, data, nan, epochs=3, callbacks=[epochs], verbose=0, shuffle=False
+    )
     assert len(histories) == 2
     assert nan.restarts == 1 and nan.events[0][0] == 1
     assert np.isclose(nan.events[0][1], 0.025)
@@ -80,8 +83,13 @@ def test_restored_weights_are_those_of_the_previous_epoch():
 def test_gives_up_after_max_restarts():
     model = _model()
     with pytest.raises(RuntimeError, match="giving up"):
-        model.fit(_Batches(bad_epoch=0), epochs=2, callbacks=[NaNRestart(max_restarts=0)], verbose=0,
-                  shuffle=False)
+        model.fit(
+            _Batches(bad_epoch=0),
+            epochs=2,
+            callbacks=[NaNRestart(max_restarts=0)],
+            verbose=0,
+            shuffle=False,
+        )
 
 
 def test_no_nan_no_restart():
@@ -96,3 +104,69 @@ def test_argument_checks():
         NaNRestart(factor=1.5)
     with pytest.raises(ValueError, match="max_restarts=-1"):
         NaNRestart(max_restarts=-1)
+
+
+def test_on_restart_is_told_the_epoch_and_the_new_learning_rate_and_is_a_terminate_on_nan():
+    model = _model()
+    told = []
+    nan = NaNRestart(factor=0.25)
+    fit_with_restarts(
+        model, _Batches(bad_epoch=1), nan, epochs=2, verbose=0, shuffle=False,
+        on_restart=lambda epoch, lr: told.append((epoch, lr)),
+    )
+    assert len(told) == 1 and told[0][0] == 1 and np.isclose(told[0][1], 0.0125)
+    assert isinstance(nan, keras.callbacks.TerminateOnNaN)
+
+
+class _Logs(keras.callbacks.Callback):
+    """Replaces the monitored value of each epoch with the next of ``values``."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = list(values)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_loss"] = self.values.pop(0)
+
+
+def _fit(model, stopper, values, initial_epoch=0, epochs=10):
+    model.fit(
+        _Batches(bad_epoch=99), epochs=epochs, initial_epoch=initial_epoch, verbose=0,
+        callbacks=[_Logs(values), stopper],
+    )
+
+
+def test_resumable_early_stopping_carries_its_state_across_fit_calls():
+    model = _model()
+    # 1.0 best at epoch 1; 2.0 and 3.0 wait 1 and 2: stops after epoch 2 with patience 2 ...
+    whole = ResumableEarlyStopping("val_loss", "min", patience=2)
+    _fit(model, whole, [1.0, 2.0, 3.0, 4.0])
+    assert model.stop_training and whole.stopped_epoch == 2 and whole.best_epoch == 0
+    # ... and so when the same run goes on in a second fit (Keras' EarlyStopping starts over).
+    split = ResumableEarlyStopping("val_loss", "min", patience=2)
+    _fit(model, split, [1.0, 2.0], epochs=2)
+    assert (split.wait, split.best, split.best_epoch) == (1, 1.0, 0)
+    _fit(model, split, [3.0, 4.0], initial_epoch=2, epochs=10)
+    assert split.stopped_epoch == 2
+    # A new callback starting from a commit record's values does the same.
+    resumed = ResumableEarlyStopping("val_loss", "min", patience=2, wait=1, best=1.0)
+    _fit(model, resumed, [3.0, 4.0], initial_epoch=2)
+    assert resumed.stopped_epoch == 2
+    plain = keras.callbacks.EarlyStopping("val_loss", patience=2, mode="min")
+    _fit(model, plain, [3.0, 4.0, 5.0, 6.0], initial_epoch=2)
+    assert plain.stopped_epoch == 4  # Keras' own counts from scratch
+
+
+def test_resumable_early_stopping_never_takes_a_non_finite_best_and_skips_flagged_epochs():
+    model = _model()
+    stopper = ResumableEarlyStopping("val_loss", "max", patience=None)
+    _fit(model, stopper, [float("nan"), 2.0, float("inf"), 1.0], epochs=4)
+    assert (stopper.best, stopper.best_epoch, stopper.wait) == (2.0, 1, 2)
+    assert not model.stop_training  # patience None never stops
+
+    class Flag:
+        triggered = True
+
+    skipped = ResumableEarlyStopping("val_loss", "min", patience=1, skip=Flag())
+    _fit(model, skipped, [1.0, 2.0, 3.0], epochs=3)
+    assert (skipped.best, skipped.wait, skipped.stopped_epoch) == (None, 0, 0)

@@ -70,9 +70,9 @@ class Run:
                     f"{self.path}: not a run folder of `rnnreg train` with a finished epoch "
                     f"(missing {name})"
                 )
-        saved = training._read_json(self.path / training.CONFIG, "run configuration")
+        saved = training.read_json(self.path / training.CONFIG, "run configuration")
         self.config, self.info = saved["config"], saved["run"]
-        self.state = training._read_json(self.path / training.STATE, "commit record")
+        self.state = training.read_json(self.path / training.STATE, "commit record")
         self.history = list(self.state.get("history", []))
         self._model = None
 
@@ -89,7 +89,7 @@ class Run:
         if self._model is None:
             from keras_rnnreg import training
 
-            self._model = training._best_model(self.path)[0]
+            self._model = training.best_model(self.path)[0]
         return self._model
 
     def column(self, key):
@@ -184,20 +184,11 @@ def long_inputs(run, length, batch=16, seed=0):
 
 def hidden_sequences(run, x, cells=False, chunk=8):
     """The recurrent layer's h (and c) sequences on ``x`` as float64 arrays (B, T, units)."""
-    import keras
-
     from keras_rnnreg import callbacks
 
     model = run.model()
     layer = run.recurrent_layer(model)
-    probe = callbacks._Probe(model, layer, cells)
-    parts = [[], []]
-    for start in range(0, len(x), chunk):
-        outs = probe(x[start : start + chunk])
-        for i, out in enumerate(outs[: 2 if cells else 1]):
-            parts[i].append(np.asarray(keras.ops.convert_to_numpy(out), np.float64))
-    hidden = np.concatenate(parts[0])
-    return (hidden, np.concatenate(parts[1])) if cells else hidden
+    return callbacks.hidden_sequences(model, x, layer, cells=cells, batch_size=chunk)
 
 
 def read_json(path):

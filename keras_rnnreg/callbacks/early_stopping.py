@@ -1,0 +1,52 @@
+"""``keras.callbacks.EarlyStopping`` whose counter and best value outlive one ``fit`` call."""
+
+import math
+
+import keras
+
+__all__ = ["ResumableEarlyStopping"]
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras' early stopping (its patience count and improvement test) across ``fit`` calls.
+
+    Keras' ``EarlyStopping`` starts afresh in every ``on_train_begin``; a run resumed from its
+    run folder, or ``fit`` called again by :func:`~keras_rnnreg.callbacks.fit_with_restarts`,
+    must go on with the counter and best value it had. So ``wait``, ``best`` and ``best_epoch``
+    (0-based) start from the arguments and carry over between ``fit`` calls. Differences from
+    Keras': a non-finite value is never an improvement (Keras takes a NaN first value as the
+    best), and an epoch that ``skip`` (a :class:`~keras_rnnreg.callbacks.NaNRestart`) flagged
+    is not counted — it will be trained again.
+
+    Args:
+        monitor, mode: as in ``keras.callbacks.EarlyStopping``.
+        patience: epochs without improvement before stopping; None never stops (the callback
+            still tracks the best epoch).
+        wait, best, best_epoch: the state to start from (e.g. a run's commit record).
+        skip: a callback whose ``triggered`` attribute marks an epoch to leave out.
+    """
+
+    def __init__(
+        self, monitor="val_loss", mode="min", patience=None, wait=0, best=None, best_epoch=0,
+        skip=None,
+    ):
+        super().__init__(
+            monitor=monitor, mode=mode, patience=math.inf if patience is None else patience
+        )
+        self.skip = skip
+        self._carried = (wait, best, best_epoch)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.wait, self.best, self.best_epoch = self._carried
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.skip is not None and self.skip.triggered:
+            return
+        super().on_epoch_end(epoch, logs)
+        self._carried = (self.wait, self.best, self.best_epoch)
+
+    def _is_improvement(self, monitor_value, reference_value):
+        if not math.isfinite(float(monitor_value)):
+            return False
+        return bool(super()._is_improvement(monitor_value, reference_value))

@@ -1,0 +1,290 @@
+"""Hidden-state norms beyond the training horizon (norm-stabilizer paper, Sec. 2.4, Figs. 3-5).
+
+* :func:`hidden_norms` runs a recurrent layer over (possibly much longer than training) sequences
+  and returns the batch-averaged ‖h_t‖₂ at every timestep, and for the LSTM optionally ‖c_t‖₂;
+  :func:`hidden_sequences` returns the sequences themselves.
+* :class:`HiddenNormProbe` calls it at epoch ends and logs the mean norm at the training length
+  and at the last timestep.
+"""
+
+import numbers
+
+import keras
+import numpy as np
+
+from keras_rnnreg.callbacks.spectral_radius import recurrent_kernel
+
+__all__ = ["HiddenNormProbe", "hidden_norms", "hidden_sequences"]
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"Invalid value for argument {name}={value!r}: expected a positive int.")
+    return int(value)
+
+
+def _find_layer(model_or_layer, layer_name):
+    if isinstance(model_or_layer, keras.Model):
+        model = model_or_layer
+        if isinstance(layer_name, keras.layers.Layer):  # the layer itself (hidden_sequences)
+            return model, layer_name
+        if layer_name is None:
+            found = [layer for layer in model.layers if recurrent_kernel(layer) is not None]
+            if not found:
+                raise ValueError(
+                    f"hidden_norms: model {model.name!r} has no recurrent layer at its top level; "
+                    "pass layer_name=."
+                )
+            return model, found[0]
+        try:
+            return model, model.get_layer(layer_name)
+        except ValueError as err:
+            raise ValueError(
+                f"hidden_norms: no layer named layer_name={layer_name!r} in model {model.name!r}."
+            ) from err
+    if isinstance(model_or_layer, keras.layers.Layer):
+        return None, model_or_layer
+    raise ValueError(
+        f"hidden_norms expects a keras.Model or a recurrent layer; received {model_or_layer!r}."
+    )
+
+
+def _sequence_copy(layer, cells):
+    """A fresh layer from ``layer``'s config returning the full hidden (and cell) sequence."""
+    if isinstance(layer, keras.layers.Bidirectional):
+        raise ValueError(
+            f"hidden_norms: {layer.name!r} is Bidirectional; probe one direction, e.g. "
+            f"{layer.name}.forward_layer."
+        )
+    if recurrent_kernel(layer) is None and not hasattr(layer, "return_sequences"):
+        raise ValueError(f"hidden_norms: layer {layer.name!r} is not a recurrent layer.")
+    config = layer.get_config()
+    config.update({"return_sequences": True, "return_state": False})
+    if "stateful" in config:
+        config["stateful"] = False
+    if "state_regularizer" in config:
+        config["state_regularizer"] = None
+    if "return_variance" in config:
+        config["return_variance"] = False
+    if cells:
+        if "return_cell_sequence" not in config:
+            raise ValueError(
+                f"hidden_norms(cells=True) needs a layer with return_cell_sequence "
+                f"(keras_rnnreg.layers.LSTM); {layer.name!r} is a {type(layer).__name__}."
+            )
+        config["return_cell_sequence"] = True
+    config["name"] = f"{layer.name}_norm_probe"
+    return type(layer).from_config(config)
+
+
+class _Probe:
+    """A copy of a recurrent layer (inside the model's graph when there is one) for norm probing.
+
+    When the layer sits behind other layers of a model whose input has a fixed time dimension,
+    the model is cloned on an input with a free time dimension (weights copied at every sync), so
+    that probe sequences may be longer than the training ones.
+    """
+
+    def __init__(self, model, layer, cells):
+        self.layer = layer
+        self.cells = cells
+        self.copy = _sequence_copy(layer, cells)
+        self.model = None
+        self.source, self.clone = None, None
+        if model is not None:
+            symbolic_input = self._layer_input(model, layer)
+            if not any(symbolic_input is t for t in model.inputs):
+                graph = model
+                if any(t.shape[1] is not None for t in model.inputs if len(t.shape) > 1):
+                    graph = self._clone_with_free_length(model)
+                    symbolic_input = self._layer_input(graph, graph.get_layer(layer.name))
+                self.model = keras.Model(graph.input, self.copy(symbolic_input))
+        self.synced = False
+
+    @staticmethod
+    def _layer_input(model, layer):
+        try:
+            symbolic_input = layer.input
+        except (AttributeError, ValueError) as err:
+            raise ValueError(
+                f"hidden_norms: cannot locate the input of layer {layer.name!r} in model "
+                f"{model.name!r} (a model built without keras.Input, or a shared layer); pass "
+                "the layer itself and its input sequences."
+            ) from err
+        if isinstance(symbolic_input, (list, tuple)):
+            # [sequences, mask or initial states...] when the layer got more than one tensor; the
+            # sequences carry their Keras mask, which the copy picks up when called on them.
+            symbolic_input = symbolic_input[0]
+        return symbolic_input
+
+    def _clone_with_free_length(self, model):
+        if len(model.inputs) != 1:
+            raise ValueError(
+                f"hidden_norms: model {model.name!r} has several inputs with a fixed time "
+                "dimension; build it with keras.Input((None, features)) or probe the layer itself."
+            )
+        spec = model.inputs[0]
+        free = keras.Input(batch_shape=(None, None, *spec.shape[2:]), dtype=spec.dtype)
+        self.source = model
+        self.clone = keras.models.clone_model(model, input_tensors=free)
+        return self.clone
+
+    def sync(self):
+        if self.clone is not None:
+            self.clone.set_weights(self.source.get_weights())
+        if not self.copy.built:
+            return
+        self.copy.set_weights(self.layer.get_weights())
+        self.synced = True
+
+    def __call__(self, inputs, mask=None):
+        if not self.copy.built:
+            self.copy.build(tuple(keras.ops.shape(inputs)))
+        if not self.synced:
+            self.sync()
+        if self.model is not None:
+            out = self.model(inputs, training=False)
+        else:
+            out = self.copy(inputs, mask=mask, training=False)
+        return out if isinstance(out, (list, tuple)) else [out]
+
+
+def _batch_mean_norms(sequences, mask):
+    norms = np.linalg.norm(np.asarray(keras.ops.convert_to_numpy(sequences), np.float64), axis=-1)
+    weights = np.ones_like(norms) if mask is None else mask
+    return (norms * weights).sum(0), weights.sum(0)
+
+
+def _norms(probe, inputs, mask=None, batch_size=None):
+    inputs = np.asarray(inputs) if not hasattr(inputs, "shape") else inputs
+    batch = int(inputs.shape[0])
+    mask_np = None if mask is None else np.asarray(keras.ops.convert_to_numpy(mask), np.float64)
+    step = batch if batch_size is None else int(batch_size)
+    totals, counts = None, None
+    for start in range(0, batch, step):
+        chunk_mask = None if mask is None else mask_np[start : start + step]
+        outs = probe(inputs[start : start + step], mask=None if mask is None else chunk_mask > 0)
+        parts = [_batch_mean_norms(o, chunk_mask) for o in outs[: 2 if probe.cells else 1]]
+        if totals is None:
+            totals = [p[0] for p in parts]
+            counts = [p[1] for p in parts]
+        else:
+            totals = [t + p[0] for t, p in zip(totals, parts)]
+            counts = [c + p[1] for c, p in zip(counts, parts)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = [t / c for t, c in zip(totals, counts)]
+    return (means[0], means[1]) if probe.cells else means[0]
+
+
+def hidden_norms(model_or_layer, inputs, layer_name=None, cells=False, mask=None, batch_size=None):
+    """Batch-averaged ‖h_t‖₂ per timestep of a recurrent layer (norm-stabilizer paper, Figs. 3–5).
+
+    A copy of the layer is built from its config with ``return_sequences=True`` (and, with
+    ``cells=True``, ``return_cell_sequence=True``; no ``state_regularizer``), the weights are
+    copied, and it runs in inference mode (``training=False``: no dropout or weight noise) over
+    ``inputs`` — which may be longer than the training sequences.
+
+    Args:
+        model_or_layer: a ``keras.Model`` (the layer is found by ``layer_name``, default: the
+            first recurrent layer; ``inputs`` are the *model's* inputs and run through the layers
+            before it, masks included) or a recurrent layer (``inputs`` are its own inputs, e.g.
+            ``bidirectional.forward_layer``).
+        inputs: (batch, time, features) array.
+        layer_name: name of the layer in the model.
+        cells: also return the memory-cell norms ‖c_t‖₂ (``keras_rnnreg.layers.LSTM`` only).
+        mask: optional (batch, time) array; padded entries are left out of the batch average (and
+            passed to the layer when probing a layer directly).
+        batch_size: run in chunks of this many sequences (default: all at once).
+
+    Returns:
+        A (time,) float64 array of mean hidden norms, or ``(hidden, cell)`` with ``cells=True``.
+    """
+    model, layer = _find_layer(model_or_layer, layer_name)
+    return _norms(_Probe(model, layer, cells), inputs, mask=mask, batch_size=batch_size)
+
+
+def hidden_sequences(model_or_layer, inputs, layer_name=None, cells=False, batch_size=None):
+    """The hidden (and, with ``cells=True``, cell) sequences behind :func:`hidden_norms`.
+
+    Same arguments and inference-mode copy of the layer (``layer_name`` may also be the layer
+    object of the model); returns float64 arrays
+    (batch, time, units): ``h``, or ``(h, c)`` with ``cells=True``.
+    """
+    model, layer = _find_layer(model_or_layer, layer_name)
+    probe = _Probe(model, layer, cells)
+    step = int(inputs.shape[0]) if batch_size is None else int(batch_size)
+    parts = [[], []]
+    for start in range(0, int(inputs.shape[0]), step):
+        for i, out in enumerate(probe(inputs[start : start + step])[: 2 if cells else 1]):
+            parts[i].append(np.asarray(keras.ops.convert_to_numpy(out), np.float64))
+    hidden = np.concatenate(parts[0])
+    return (hidden, np.concatenate(parts[1])) if cells else hidden
+
+
+class HiddenNormProbe(keras.callbacks.Callback):
+    """Log hidden-state norms beyond the training horizon at epoch ends (norm-stabilizer, Sec. 2.4).
+
+    Every ``every`` epochs (after epochs every−1, 2·every−1, …; 0-based), runs
+    :func:`hidden_norms` on ``inputs`` for ``layer_name`` and writes into ``logs``:
+
+    * ``"hidden_norm/<layer>/last"``: mean ‖h_T‖₂ at the last timestep of ``inputs``;
+    * ``"hidden_norm/<layer>/at_training_length"``: mean ‖h_t‖₂ at t = ``training_length``;
+    * with ``cells=True``, the same for ``"cell_norm/<layer>/..."``.
+
+    The whole curves are kept in ``self.history``: ``{epoch: norms}`` (``(hidden, cell)`` with
+    cells), for plots like the paper's Figs. 3–5.
+
+    Args:
+        inputs: probe sequences for the model's input, typically longer than the training ones.
+        layer_name: the recurrent layer of the model to probe.
+        every: probe every this many epochs.
+        training_length: the training sequence length; default: the time dimension of the model
+            input (an error at the start of training if that is not fixed).
+        cells: also probe the LSTM memory cells.
+        mask: optional (batch, time) mask for the batch average.
+    """
+
+    def __init__(self, inputs, layer_name, every=1, training_length=None, cells=False, mask=None):
+        super().__init__()
+        self.every = _positive_int("every", every)
+        if training_length is not None:
+            training_length = _positive_int("training_length", training_length)
+        self.inputs = inputs
+        self.layer_name = layer_name
+        self.training_length = training_length
+        self.cells = bool(cells)
+        self.mask = mask
+        self.history = {}
+        self._probe = None
+
+    def on_train_begin(self, logs=None):
+        model, layer = _find_layer(self.model, self.layer_name)
+        self._probe = _Probe(model, layer, self.cells)
+        if self.training_length is None:
+            length = self.model.inputs[0].shape[1] if self.model.inputs else None
+            if length is None:
+                raise ValueError(
+                    "HiddenNormProbe: the model's input has no fixed time dimension; pass "
+                    "training_length=."
+                )
+            self.training_length = int(length)
+        if self.training_length > int(self.inputs.shape[1]):
+            raise ValueError(
+                f"HiddenNormProbe: training_length={self.training_length} is longer than the probe "
+                f"inputs ({self.inputs.shape[1]} timesteps)."
+            )
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        if self._probe is None:
+            self.on_train_begin()
+        self._probe.sync()
+        result = _norms(self._probe, self.inputs, mask=self.mask)
+        self.history[epoch] = result
+        curves = zip(("hidden_norm", "cell_norm"), result if self.cells else (result,))
+        if logs is not None:
+            for prefix, curve in curves:
+                key = f"{prefix}/{self.layer_name}"
+                logs[f"{key}/last"] = float(curve[-1])
+                logs[f"{key}/at_training_length"] = float(curve[self.training_length - 1])

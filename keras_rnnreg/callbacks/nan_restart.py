@@ -1,0 +1,147 @@
+"""The NaN policy of the norm-stabilizer paper, and the one ``fit`` loop that restarts on NaN.
+
+Sec. 2.1: "When we encounter a NaN, we divide the learning rate by 2, and restart with the
+previous epochs parameters." :class:`NaNRestart` is Keras' ``TerminateOnNaN`` (stop ``fit`` at
+the batch whose loss is not finite) that also puts back the previous epoch's weights and
+optimizer state and lowers the learning rate; :func:`fit_with_restarts` calls ``fit`` again from
+that epoch. :func:`keras_rnnreg.training.train` uses the same loop.
+"""
+
+import numbers
+
+import keras
+import numpy as np
+
+__all__ = ["NaNRestart", "NonFiniteLossError", "fit_with_restarts"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised by :class:`NaNRestart` when the loss is still not finite after ``max_restarts``."""
+
+
+def _finite(value):
+    try:
+        return bool(np.isfinite(float(keras.ops.convert_to_numpy(value))))
+    except (TypeError, ValueError):
+        return True
+
+
+class NaNRestart(keras.callbacks.TerminateOnNaN):
+    """Halve the learning rate and restart from the previous epoch's parameters on NaN.
+
+    At the start of every epoch the callback keeps a copy of the model's weights and the
+    optimizer's state. When the monitored loss of a batch (or of the epoch) is NaN or infinite it
+    stops ``fit`` like ``TerminateOnNaN``; at the end of that ``fit`` it restores the copy — the
+    parameters of the previous epoch — multiplies the learning rate by ``factor`` and sets
+    :attr:`restart_epoch` to the epoch to train again; :func:`fit_with_restarts` goes on from
+    there::
+
+        fit_with_restarts(model, data, NaNRestart(), epochs=100)
+
+    Restoring in ``on_train_end`` (after ``fit`` has written its state back to the variables)
+    works the same on TensorFlow, JAX and PyTorch. After ``max_restarts`` restarts a further NaN
+    raises :class:`NonFiniteLossError`. Place it *first* in the callbacks list, so that callbacks
+    after it can check :attr:`triggered` and skip checkpointing a NaN epoch.
+
+    Args:
+        factor: learning-rate multiplier on every restart (0 < factor < 1; the paper's 1/2).
+        max_restarts: restarts allowed in all (≥ 0).
+        monitor: the log key to check (default "loss").
+    """
+
+    def __init__(self, factor=0.5, max_restarts=10, monitor="loss"):
+        super().__init__()
+        if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not 0 < factor < 1:
+            raise ValueError(
+                f"Invalid value for argument factor={factor!r}: expected 0 < factor < 1."
+            )
+        if (
+            isinstance(max_restarts, bool)
+            or not isinstance(max_restarts, numbers.Integral)
+            or max_restarts < 0
+        ):
+            raise ValueError(
+                f"Invalid value for argument max_restarts={max_restarts!r}: expected an int >= 0."
+            )
+        self.factor = float(factor)
+        self.max_restarts = int(max_restarts)
+        self.monitor = monitor
+        self.restarts = 0
+        self.triggered = False
+        self.restart_epoch = None
+        self.events = []  # (epoch, new learning rate)
+        self._epoch = 0
+        self._snapshot = None
+
+    def on_train_begin(self, logs=None):
+        self.triggered = False
+        self.restart_epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        optimizer = self.model.optimizer
+        self._snapshot = [
+            [np.array(keras.ops.convert_to_numpy(v)) for v in variables]
+            for variables in (self.model.variables, optimizer.variables if optimizer else [])
+        ]
+
+    def _check(self, logs):
+        if logs and self.monitor in logs and not _finite(logs[self.monitor]):
+            if not self.triggered:
+                self.triggered = True
+                self.model.stop_training = True
+
+    def on_batch_end(self, batch, logs=None):
+        self._check(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(logs)
+
+    def on_train_end(self, logs=None):
+        if not self.triggered:
+            return
+        if self.restarts >= self.max_restarts:
+            raise NonFiniteLossError(
+                f"NaNRestart: non-finite {self.monitor} in epoch {self._epoch + 1} after "
+                f"{self.restarts} restart(s) (max_restarts={self.max_restarts}); giving up"
+            )
+        optimizer = self.model.optimizer
+        for variables, values in zip(
+            (self.model.variables, optimizer.variables if optimizer else []), self._snapshot
+        ):
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+        new_rate = None
+        if optimizer is not None:
+            new_rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate)) * self.factor
+            optimizer.learning_rate = new_rate
+        self.restarts += 1
+        self.restart_epoch = self._epoch
+        self.events.append((self._epoch, new_rate))
+
+
+def fit_with_restarts(
+    model, x=None, nan_callback=None, epochs=1, initial_epoch=0, callbacks=(), on_restart=None,
+    **kwargs,
+):
+    """``model.fit`` that restarts from the previous epoch with a smaller learning rate on NaN.
+
+    ``nan_callback`` (a :class:`NaNRestart`, created when None) is put first among
+    ``callbacks``; ``on_restart(epoch, learning_rate)`` is called before each restart (e.g. to
+    log it). Other keyword arguments go to ``fit``. Returns the ``History`` of every ``fit``.
+    """
+    nan_callback = nan_callback if nan_callback is not None else NaNRestart()
+    histories = []
+    epoch = initial_epoch
+    while True:
+        histories.append(
+            model.fit(
+                x, epochs=epochs, initial_epoch=epoch, callbacks=[nan_callback, *callbacks],
+                **kwargs,
+            )
+        )
+        if nan_callback.restart_epoch is None:
+            return histories
+        epoch = nan_callback.restart_epoch
+        if on_restart is not None:
+            on_restart(epoch, nan_callback.events[-1][1])

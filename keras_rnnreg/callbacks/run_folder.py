@@ -1,0 +1,88 @@
+"""The per-epoch commit of a run folder: ``keras.callbacks.ModelCheckpoint``, made atomic."""
+
+import json
+from pathlib import Path
+
+import keras
+
+from keras_rnnreg import _runfolder
+
+__all__ = ["RunFolderCheckpoint"]
+
+
+def _scalars(epoch, logs):
+    row = {"epoch": epoch}
+    for key, value in sorted((logs or {}).items()):
+        try:
+            row[key] = float(keras.ops.convert_to_numpy(value))
+        except (TypeError, ValueError):
+            continue
+    return row
+
+
+class RunFolderCheckpoint(keras.callbacks.ModelCheckpoint):
+    """Every epoch: the model to ``checkpoints/epoch-NNNN.keras``, then the commit record.
+
+    A ``ModelCheckpoint`` (``save_freq="epoch"``, the model with its optimizer state) whose save
+    is atomic and followed by the commit (see :mod:`keras_rnnreg.training`): Keras'
+    ``model.save`` writes the file in place, so a process killed during the save would leave a
+    half file under the final name. Here the file is written whole beside its final name and
+    moved into place; then ``state.json`` — the epoch's logs, ``early_stopping``'s counter and
+    best, the NaN restarts, the seed generators' states and the checkpoint names — replaces the
+    old one in one ``os.replace``: the commit. Then ``history.csv`` and the ``last.keras`` /
+    ``best.keras`` links are refreshed and checkpoints no longer named are deleted.
+
+    Place it after ``early_stopping`` (a :class:`~keras_rnnreg.callbacks.ResumableEarlyStopping`,
+    which also decides the best epoch) and after every callback that adds to the logs. An epoch
+    that ``nan_restart`` flagged is not committed.
+
+    Args:
+        run_dir: the run folder.
+        state: the current commit record (a dict, updated in place at each commit).
+        early_stopping: the run's ResumableEarlyStopping.
+        nan_restart: the run's NaNRestart, or None.
+    """
+
+    def __init__(self, run_dir, state, early_stopping, nan_restart=None):
+        self.run_dir = Path(run_dir)
+        super().__init__(
+            str(self.run_dir / _runfolder.CHECKPOINTS / "epoch-{epoch:04d}.keras"),
+            monitor=early_stopping.monitor,
+            mode=early_stopping.mode,
+        )
+        self.state = state
+        self.early_stopping = early_stopping
+        self.nan_restart = nan_restart
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.nan_restart is not None and self.nan_restart.triggered:
+            return
+        row = _scalars(epoch, logs)
+        if self.monitor not in row:
+            raise _runfolder.RunError(
+                f"training.monitor={self.monitor!r} is not among the epoch logs "
+                f"({', '.join(sorted(row))})"
+            )
+        stopper, done = self.early_stopping, epoch + 1
+        path = Path(self.filepath.format(epoch=done))
+        state = json.loads(json.dumps(self.state))  # the next state; self.state until the commit
+        if stopper.best is not None and stopper.best_epoch == epoch:
+            state.update(best=stopper.best, best_epoch=done, best_checkpoint=path.name)
+        state.update(
+            epoch=done,
+            wait=stopper.wait,
+            stopped_early=epoch > 0 and stopper.stopped_epoch == epoch,
+            last_checkpoint=path.name,
+            history=[*state["history"], row],
+            learning_rate=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+            rng=_runfolder.rng_state(self.model),
+        )
+        if self.nan_restart is not None:
+            state["restarts"] = self.nan_restart.restarts
+        _runfolder.save_model_atomic(self.model, path)
+        _runfolder.fault_point("after_checkpoint", done)
+        _runfolder.write_json_atomic(self.run_dir / _runfolder.STATE, state)  # the commit
+        _runfolder.fault_point("after_commit", done)
+        self.state.clear()
+        self.state.update(state)
+        _runfolder.tidy(self.run_dir, state)

@@ -1,0 +1,52 @@
+"""Ctrl-C (or SIGTERM) that stops ``fit`` at the next batch boundary."""
+
+import signal
+import threading
+
+import keras
+
+__all__ = ["StopOnSignal"]
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Inside ``with stopper:``, the first SIGINT or SIGTERM stops at the next batch boundary.
+
+    The signal handler only sets a flag, and the callback raises ``KeyboardInterrupt`` at the
+    next batch, epoch or validation boundary: Keras' own log handling has bare ``except:``
+    clauses that would swallow one raised inside them. A second signal interrupts at once.
+    Outside the ``with`` block (or off the main thread) the handlers are left alone.
+
+    Args:
+        log: called with one line when the first signal arrives.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, log=print):
+        super().__init__()
+        self.log = log
+        self.requested = False
+        self._previous = {}
+
+    def _check(self, *args, **kwargs):
+        if self.requested:
+            raise KeyboardInterrupt("interrupted")
+
+    on_train_batch_end = on_test_batch_end = on_epoch_begin = on_epoch_end = _check
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        name = signal.Signals(signum).name
+        self.log(f"{name}: stopping after this batch (again to stop at once)")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}

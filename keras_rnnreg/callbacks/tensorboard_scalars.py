@@ -1,0 +1,69 @@
+"""Epoch logs as TensorBoard scalars, written with the ``tensorboard`` package (any backend).
+
+``keras.callbacks.TensorBoard`` writes through ``tf.summary`` and so needs TensorFlow; this writes
+the same layout (``train/`` and ``validation/`` folders, ``epoch_<name>`` tags, the epoch as the
+step) with ``tensorboard.summary.Writer``, which needs no TensorFlow, so it works on JAX and
+PyTorch too. ``tensorboard`` is an optional extra: ``pip install "keras-rnnreg[tensorboard]"``.
+"""
+
+from pathlib import Path
+
+import keras
+
+__all__ = ["TensorBoardScalars", "tensorboard_available"]
+
+_MISSING = (
+    "TensorBoard logs need the `tensorboard` package, which is not installed; install the "
+    "extra: pip install 'keras-rnnreg[tensorboard]'"
+)
+
+
+def tensorboard_available():
+    """Whether the ``tensorboard`` package can be imported."""
+    try:
+        import tensorboard.summary  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class TensorBoardScalars(keras.callbacks.Callback):
+    """Write every scalar of the epoch logs as a TensorBoard scalar.
+
+    ``val_<name>`` goes to ``<log_dir>/validation`` as ``epoch_<name>``, the others to
+    ``<log_dir>/train``, as ``keras.callbacks.TensorBoard`` names them. Raises ``ImportError``
+    with the install command when ``tensorboard`` is missing.
+
+    Args:
+        log_dir: the folder of the event files.
+    """
+
+    def __init__(self, log_dir):
+        super().__init__()
+        if not tensorboard_available():
+            raise ImportError(_MISSING)
+        self.log_dir = Path(log_dir)
+        self._writers = {}
+
+    def _writer(self, kind):
+        if kind not in self._writers:
+            from tensorboard.summary import Writer
+
+            self._writers[kind] = Writer(str(self.log_dir / kind))
+        return self._writers[kind]
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            try:
+                value = float(keras.ops.convert_to_numpy(value))
+            except (TypeError, ValueError):
+                continue
+            kind, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            self._writer(kind).add_scalar(f"epoch_{name}", value, step=epoch)
+        for writer in self._writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
