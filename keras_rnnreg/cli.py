@@ -283,7 +283,7 @@ def user_errors():
     from keras_rnnreg.figures import FigureError
     from keras_rnnreg.training import RunError
     from keras_rnnreg.zoo import ConfigError, UnknownModelError
-    from keras_rnnreg.zoo._tasks import DataError, DataNotFoundError
+    from keras_rnnreg.zoo.tasks import DataError, DataNotFoundError
 
     return (ConfigError, UnknownModelError, RunError, DataError, DataNotFoundError, FileNotFoundError,
             DistributeError, FigureError)

@@ -65,7 +65,7 @@ from keras_rnnreg import callbacks as callbacks_lib
 from keras_rnnreg import distribute as distribute_lib
 from keras_rnnreg._runfolder import jsonable as _jsonable  # noqa: F401  (cli, cards)
 from keras_rnnreg._runfolder import write_json_atomic
-from keras_rnnreg.zoo import _builders, _schema, _tasks
+from keras_rnnreg.zoo import tasks as _tasks
 
 CONFIG = "config.json"
 STATE = "state.json"
@@ -128,8 +128,8 @@ def _load_checkpoint(path):
 def log_names(config):
     """The epoch-log keys a zoo configuration's training writes (monitor candidates)."""
     task = _tasks.get(config)
-    loss, weighted, plain = _builders.task_loss(config)
-    names = ["loss"] + [m.name for m in (weighted or []) + (plain or [])]
+    args = task.compile_args(config)
+    names = ["loss"] + [m.name for m in (args["weighted_metrics"] or []) + (args["metrics"] or [])]
     return names + [f"val_{n}" for n in names] + list(task.extra_logs(config))
 
 
@@ -138,7 +138,7 @@ def check_monitor(config, key="training.monitor", value=None):
     value = config["training"]["monitor"] if value is None else value
     names = log_names(config)
     if value not in names:
-        raise _schema.ConfigError(
+        raise zoo.ConfigError(
             f"{key}={value!r} is not among the epoch logs of {config['name']!r}; expected one of "
             f"{', '.join(names)}"
         )
@@ -340,7 +340,7 @@ def _check_count(name, value, minimum):
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _schema.ConfigError(f"{name}={value!r}: expected an integer >= {minimum}")
+        raise zoo.ConfigError(f"{name}={value!r}: expected an integer >= {minimum}")
     return value
 
 
@@ -437,8 +437,8 @@ def _resume_settings(name_or_config, run_dir, overrides, epochs, seed):
             f"(rnnreg train {config.get('name')} --out {run_dir} --resume)"
         )
     try:
-        config = _schema.validate(_schema.complete(config))
-    except _schema.ConfigError as err:
+        config = zoo.resolve(config)
+    except zoo.ConfigError as err:
         raise RunError(f"{run_dir / CONFIG}: {err}; the file is damaged") from None
     new = zoo.apply_overrides(config, overrides) if overrides else config
     if epochs is not None:

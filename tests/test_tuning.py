@@ -8,7 +8,7 @@ import pytest
 
 from keras_rnnreg import zoo
 from keras_rnnreg.tuning import SPACES, ZooHyperModel, load_job, run_job, spaces
-from keras_rnnreg.zoo import _tasks
+from keras_rnnreg.zoo import tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = sorted((ROOT / "tuning").glob("*.toml"))
@@ -45,7 +45,7 @@ def test_hypermodel_builds_from_hp_and_applies_only_relevant_entries():
 
 def test_hypermodel_fit_draws_the_batch_size():
     base = zoo.get_config("jsb_rnn_plain", units=3, limit=4)
-    data = _tasks.get(base).synthetic(base)
+    data = tasks.get(base).synthetic(base)
     hypermodel = ZooHyperModel(base, data=data, epochs=1)
     hp = keras_tuner.HyperParameters()
     model = hypermodel.build(hp)

@@ -10,7 +10,7 @@ import keras_tuner
 
 from keras_rnnreg import zoo
 from keras_rnnreg.tuning import spaces as spaces_lib
-from keras_rnnreg.zoo import _schema, _tasks
+from keras_rnnreg.zoo import tasks
 
 
 def _has_section(config, dotted):
@@ -38,7 +38,7 @@ class ZooHyperModel(keras_tuner.HyperModel):
         name: a zoo name (or a config dict).
         space: a search-space name of :mod:`keras_rnnreg.tuning.spaces` or a list of entries.
         overrides: fixed overrides (dict or ``["key=value"]``) applied before the sampled ones.
-        data: the loaded splits (``keras_rnnreg.zoo._tasks`` form); ``None`` loads
+        data: the loaded splits (``keras_rnnreg.zoo.tasks`` form); ``None`` loads
             ``data.source`` when ``fit`` first needs them.
         epochs: epochs per trial (default ``training.epochs``), unless the space tunes them.
         seed: data-order seed of every trial.
@@ -49,7 +49,7 @@ class ZooHyperModel(keras_tuner.HyperModel):
         super().__init__(name=kwargs.pop("hypermodel_name", None), tunable=True)
         self.base = zoo.resolve(name, overrides)
         self.space = spaces_lib.get(space)
-        self.task = _tasks.get(self.base)
+        self.task = tasks.get(self.base)
         self.data = data
         self.data_root = data_root
         self.epochs = epochs
@@ -68,14 +68,14 @@ class ZooHyperModel(keras_tuner.HyperModel):
             value = sample(hp, entry)
             for key in [entry["key"], *entry.get("also", [])]:
                 values[key] = value
-        return _schema.apply_overrides(self.base, values)
+        return zoo.apply_overrides(self.base, values)
 
     def build(self, hp):
         return zoo.build(self.config(hp))
 
     def _splits(self):
         if self.data is None:
-            source = _tasks.resolve_source(self.base["data"]["source"], data_root=self.data_root,
+            source = tasks.resolve_source(self.base["data"]["source"], data_root=self.data_root,
                                            name=self.base["name"], named=self.task.named_sources)
             self.data = self.task.load(self.base, source)
             self.task.adjust(self.base, self.data)
@@ -90,7 +90,7 @@ class ZooHyperModel(keras_tuner.HyperModel):
                 config["data"]["batch_size"] = sample(hp, entry)
             elif entry["key"] == "training.epochs":
                 epochs = sample(hp, entry)
-        train, valid = _tasks.pipelines(self.task, config, self._splits(), self.seed)
+        train, valid = tasks.pipelines(self.task, config, self._splits(), self.seed)
         callbacks = [*self.task.epoch_callbacks(config, self._splits()), *(callbacks or [])]
         return model.fit(train, validation_data=valid, epochs=epochs, callbacks=callbacks, verbose=verbose,
                          shuffle=False)

@@ -40,7 +40,7 @@ import keras_tuner
 from keras_rnnreg import training
 from keras_rnnreg.tuning import hypermodels
 from keras_rnnreg.tuning import spaces as spaces_lib
-from keras_rnnreg.zoo import _schema
+from keras_rnnreg.zoo import schema
 
 JOB_KEYS = {"model", "space", "param", "data", "data_root", "tuner", "max_trials", "epochs", "objective", "direction",
             "patience", "seed", "set", "quick", "description", "executions_per_trial", "card", "column"}
@@ -85,12 +85,12 @@ def _tuner_class(base):
     return Tuner
 
 
-class JobError(_schema.ConfigError):
+class JobError(schema.ConfigError):
     """A malformed tuner job: the message names the file and the key."""
 
 
-_STRING = _schema.text()
-_STRINGS = _schema.list_of_text('a list of "key=value" strings')
+_STRING = schema.text()
+_STRINGS = schema.list_of_text('a list of "key=value" strings')
 #: key -> (check, what is expected), for the job and its [quick] table.
 VALUE_CHECKS = {
     "model": _STRING,
@@ -101,21 +101,21 @@ VALUE_CHECKS = {
     "objective": _STRING,
     "tuner": (lambda v: v in TUNERS, "one of " + ", ".join(TUNERS)),
     "direction": (lambda v: v in ("min", "max"), "'min' or 'max'"),
-    "max_trials": _schema.integer_at_least(1),
-    "epochs": _schema.integer_at_least(1),
-    "patience": _schema.integer_at_least(1),
-    "seed": _schema.integer_at_least(0),
-    "executions_per_trial": _schema.integer_at_least(1),
+    "max_trials": schema.integer_at_least(1),
+    "epochs": schema.integer_at_least(1),
+    "patience": schema.integer_at_least(1),
+    "seed": schema.integer_at_least(0),
+    "executions_per_trial": schema.integer_at_least(1),
     "set": _STRINGS,
     "param": (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v), "[[param]] tables"),
     "card": _STRING,
     "column": _STRING,
-    "only": _schema.list_of_text("a list of entry keys"),
+    "only": schema.list_of_text("a list of entry keys"),
 }
 
 
 def _check_values(table, where):
-    _schema.check_table(table, VALUE_CHECKS, where, JobError)
+    schema.check_table(table, VALUE_CHECKS, where, JobError)
 
 
 def load_job(path):
@@ -168,7 +168,7 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print, workers=
     objective_name = job.get("objective", base["training"]["monitor"])
     try:
         training.check_monitor(base, "objective", objective_name)
-    except _schema.ConfigError as err:
+    except schema.ConfigError as err:
         raise JobError(f"{path}: {err}") from None
     source = q.get("data", job.get("data", base["data"]["source"]))
     task, data, source, _ = training.load_task_data(base, source, data_root or job.get("data_root"))

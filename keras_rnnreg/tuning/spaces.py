@@ -72,7 +72,7 @@ def get(name_or_entries):
 
 
 def check_entry(entry):
-    from keras_rnnreg.zoo import _schema
+    from keras_rnnreg.zoo import schema
 
     where = f"search-space entry {entry.get('name', entry)!r}"
     for field in ("name", "key", "type"):
@@ -85,5 +85,5 @@ def check_entry(entry):
     if entry["type"] in ("float", "int") and ("min" not in entry or "max" not in entry):
         raise ValueError(f"{where}: a {entry['type']!r} range needs 'min' and 'max'")
     for key in [entry["key"], *entry.get("also", [])]:
-        _schema.resolve_key(key)  # ConfigError for an unknown key
+        schema.resolve_key(key)  # ConfigError for an unknown key
     return entry

@@ -20,15 +20,17 @@ model = zoo.build("jsb_rnn_plain", units=8, **{"optimizer.learning_rate": 0.01})
 Overrides are nested keys (``"optimizer.learning_rate"``, or ``optimizer__learning_rate`` as a
 keyword, or ``optimizer={"learning_rate": ...}``) or unambiguous bare leaf names (``units``,
 ``learning_rate``, ``batch_size``, ``epochs``, ``beta``); they are checked against the schema
-(:mod:`keras_rnnreg.zoo._schema`), and an unknown key or an ill-typed value raises
+(:mod:`keras_rnnreg.zoo.schema`), and an unknown key or an ill-typed value raises
 :class:`ConfigError` naming the key, the value and what was expected. An unknown name raises
 :class:`UnknownModelError` (a ``KeyError``) listing the closest names.
 """
 
 from keras_rnnreg.zoo import noise_study, norm_stabilizer  # noqa: F401  (register the presets)
-from keras_rnnreg.zoo._builders import NoteCrossEntropy, OneHot, build_network, compile_model
+from keras_rnnreg.zoo._builders import build_network, compile_model
 from keras_rnnreg.zoo._registry import UnknownModelError, get_config, list_models, register, resolve
-from keras_rnnreg.zoo._schema import ConfigError, apply_overrides, describe_keys
+from keras_rnnreg.zoo.schema import ConfigError, apply_overrides, describe_keys
+from keras_rnnreg.zoo.tasks.polyphonic import NoteCrossEntropy
+from keras_rnnreg.zoo.tasks.ptb import OneHot
 
 __all__ = [
     "ConfigError",

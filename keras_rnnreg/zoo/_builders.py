@@ -1,4 +1,4 @@
-"""Graph code of the zoo: a resolved configuration (``_schema``) -> a compiled ``keras.Model``.
+"""Graph code of the zoo: a resolved configuration (:mod:`~keras_rnnreg.zoo.schema`) -> a compiled ``keras.Model``.
 
 Nothing here knows about a particular paper; the presets are data in ``noise_study.py`` and
 ``norm_stabilizer.py``. The pieces:
@@ -6,65 +6,21 @@ Nothing here knows about a particular paper; the presets are data in ``noise_stu
 * recurrent stack: ``model.layers`` layers of ``model.cell`` (SimpleRNN / LSTM from
   :mod:`keras_rnnreg.layers`, or FastDropoutRNN), optionally ``Bidirectional``, with the
   perturbations, penalties, initializers and constraints of ``regularization`` / ``model``;
-* inputs: ``(batch, time, input_dim)`` floats, or ``(batch, time)`` character ids for the ``ptb``
-  task (one-hot encoded by :class:`OneHot`);
+* inputs: the task's (:meth:`keras_rnnreg.zoo.tasks.Task.inputs`);
 * outputs: a ``Dense(output_dim)`` every timestep (``readout="sequence"``) or on the last state
   (``"last"``), or :class:`~keras_rnnreg.layers.FastDropoutDense` for fast dropout;
-* compile: the optimizer of ``optimizer`` and the task's loss and metrics (:func:`task_loss`).
+* compile: the optimizer of ``optimizer`` and the task's loss and metrics.
 """
 
 import keras
-from keras import ops
 
-from keras_rnnreg import constraints, initializers, layers, metrics, perturbations, regularizers
+from keras_rnnreg import constraints, initializers, layers, perturbations, regularizers
 from keras_rnnreg._api import serializable
 from keras_rnnreg.optimizers import CliminRMSprop
+from keras_rnnreg.zoo import tasks
 
 
-# --------------------------------------------------------------------------- small serializables
-@serializable
-class NoteCrossEntropy(keras.losses.Loss):
-    """The noise study's loss (Sec. 10.2): binary cross-entropy *summed* over the notes of a
-    timestep, averaged over the (weighted) timesteps.
-
-    With the pipelines' per-timestep sample weights (0 on padding) and the
-    ``"mean_with_sample_weight"`` reduction, the loss of a batch is exactly its NLL per timestep
-    in nats (Table 1's number), and padding does not dilute it.
-    """
-
-    def __init__(self, from_logits=False, reduction="mean_with_sample_weight", name="note_cross_entropy",
-                 dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.from_logits = bool(from_logits)
-
-    def call(self, y_true, y_pred):
-        y_true = ops.cast(y_true, y_pred.dtype)
-        notes = ops.shape(y_pred)[-1]
-        bce = keras.losses.binary_crossentropy(y_true, y_pred, from_logits=self.from_logits)
-        return bce * ops.cast(notes, bce.dtype)
-
-    def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits}
-
-
-@serializable
-class OneHot(keras.layers.Layer):
-    """Integer ids (batch, time) -> one-hot floats (batch, time, depth); character-level PTB."""
-
-    def __init__(self, depth, **kwargs):
-        super().__init__(**kwargs)
-        self.depth = int(depth)
-
-    def call(self, inputs):
-        return ops.one_hot(ops.cast(inputs, "int32"), self.depth, dtype=self.compute_dtype)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape) + (self.depth,)
-
-    def get_config(self):
-        return {**super().get_config(), "depth": self.depth}
-
-
+# ----------------------------------------------------------------- inference-mode fast dropout
 @serializable
 class MarginalFastDropoutRNN(layers.FastDropoutRNN):
     """:class:`~keras_rnnreg.layers.FastDropoutRNN` that propagates the dropout moments at inference
@@ -192,13 +148,7 @@ def _recurrent_layer(config, index, return_sequences):
 def build_network(config):
     """The uncompiled ``keras.Model`` of a resolved configuration."""
     m, reg = config["model"], config["regularization"]
-    task = config["task"]
-    if task == "ptb":
-        inputs = keras.Input((None,), dtype="int32", name="characters")
-        x = OneHot(m["input_dim"], name="one_hot")(inputs)
-    else:
-        inputs = keras.Input((None, m["input_dim"]), name="inputs")
-        x = inputs
+    inputs, x = tasks.get(config).inputs(config)
     variance = None
     for i in range(m["layers"]):
         last = i == m["layers"] - 1
@@ -246,25 +196,8 @@ def make_optimizer(spec):
     return keras.optimizers.Adam(spec["learning_rate"], **clip)
 
 
-def task_loss(config):
-    """(loss, weighted_metrics, metrics) of a task."""
-    task = config["task"]
-    if task == "polyphonic":
-        return NoteCrossEntropy(), [metrics.NLLPerTimestep(), metrics.FrameAccuracy()], None
-    if task == "ptb":
-        loss = keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight")
-        return loss, [metrics.BitsPerCharacter()], None
-    if task == "timit":
-        return keras.losses.CTC(), None, None
-    return keras.losses.MeanSquaredError(), None, None
-
-
 def compile_model(model, config):
-    loss, weighted, plain = task_loss(config)
-    model.compile(optimizer=make_optimizer(config["optimizer"]), loss=loss, weighted_metrics=weighted,
-                  metrics=plain)
+    """``model`` compiled with the configuration's optimizer and its task's loss and metrics."""
+    model.compile(optimizer=make_optimizer(config["optimizer"]),
+                  **tasks.get(config).compile_args(config))
     return model
-
-
-def build_compiled(config):
-    return compile_model(build_network(config), config)

@@ -44,7 +44,7 @@ import time
 import tomllib
 from pathlib import Path
 
-from keras_rnnreg.zoo import _registry, _schema
+from keras_rnnreg.zoo import _registry, schema
 
 CARD_KEYS = {"title", "paper", "table", "metric", "command", "data_root", "seeds", "rows", "columns", "entry",
              "quick", "notes", "count", "lower_is_better", "epochs"}
@@ -52,43 +52,43 @@ ENTRY_KEYS = {"name", "key", "row", "column", "paper", "data", "epochs", "set", 
 QUICK_KEYS = {"data", "epochs", "set", "only", "seeds"}
 
 
-class CardError(_schema.ConfigError):
+class CardError(schema.ConfigError):
     """A malformed card: the message names the file, the entry and the key."""
 
 
-_TEXT = _schema.text()
+_TEXT = schema.text()
 #: key -> (check, what is expected); for the card, its entries and [quick].
 VALUE_CHECKS = {
     "title": _TEXT,
-    "paper": _schema.text("a string (the paper's title)"),
+    "paper": schema.text("a string (the paper's title)"),
     "table": _TEXT,
     "metric": _TEXT,
     "command": _TEXT,
     "notes": _TEXT,
-    "data_root": _schema.text("a folder path (string)"),
-    "lower_is_better": _schema.BOOLEAN,
-    "seeds": _schema.SEEDS,
-    "epochs": _schema.integer_at_least(1),
-    "rows": _schema.list_of_text(),
-    "columns": _schema.list_of_text(),
-    "count": _schema.list_of_text("a list of strings (keys of the test report)"),
-    "set": _schema.list_of_text('a list of "key=value" strings'),
-    "only": _schema.list_of_text("a list of entry keys"),
-    "name": _schema.text("a zoo name (string)"),
+    "data_root": schema.text("a folder path (string)"),
+    "lower_is_better": schema.BOOLEAN,
+    "seeds": schema.SEEDS,
+    "epochs": schema.integer_at_least(1),
+    "rows": schema.list_of_text(),
+    "columns": schema.list_of_text(),
+    "count": schema.list_of_text("a list of strings (keys of the test report)"),
+    "set": schema.list_of_text('a list of "key=value" strings'),
+    "only": schema.list_of_text("a list of entry keys"),
+    "name": schema.text("a zoo name (string)"),
     "key": _TEXT,
     "row": _TEXT,
     "column": _TEXT,
-    "data": _schema.text("a data path or source name (string)"),
+    "data": schema.text("a data path or source name (string)"),
     "note": _TEXT,
 }
 ENTRY_VALUE_CHECKS = {
     **VALUE_CHECKS,
-    "paper": (_schema.NUMBER[0], "a number (the paper's value for this entry)"),
+    "paper": (schema.NUMBER[0], "a number (the paper's value for this entry)"),
 }
 
 
 def _check_values(table, checks, where):
-    _schema.check_table(table, checks, where, CardError)
+    schema.check_table(table, checks, where, CardError)
 
 
 def load_card(path):
@@ -217,7 +217,7 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
                     seed=run["seed"], overrides=run["overrides"] or None, resume=resume, verbose=verbose,
                     log=(lambda msg: None) if not verbose else log,
                 )
-            except (KeyboardInterrupt, _schema.ConfigError, FileNotFoundError):
+            except (KeyboardInterrupt, schema.ConfigError, FileNotFoundError):
                 raise
             except Exception as err:  # one failed run (e.g. NaNs beyond the restarts) must not stop the card
                 log(f"    FAILED: {type(err).__name__}: {err}")

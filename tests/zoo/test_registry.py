@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_rnnreg import layers, perturbations, regularizers, zoo
-from keras_rnnreg.zoo import _tasks
+from keras_rnnreg.zoo import tasks
 
 ALL = zoo.list_models()
 TINY = {"units": 4}
@@ -37,7 +37,7 @@ def test_every_name_builds_and_trains_one_step(name):
     # One step: skip tracing the train function on TensorFlow (eager is ~10x faster here); JAX
     # compiles its scans anyway, so jit is the faster choice there.
     model.run_eagerly = keras.backend.backend() == "tensorflow"
-    x, y, w = _tasks.get(config).batch(config)
+    x, y, w = tasks.get(config).batch(config)
     logs = model.train_on_batch(x, y, sample_weight=w, return_dict=True)
     assert np.isfinite(logs["loss"]), logs
     paper = config["paper"]
@@ -59,7 +59,7 @@ def test_a_preset_with_a_gru_builds_and_trains_one_step(name):
     assert isinstance(original, reference)
     assert [repr(p) for p in grus[0].perturbations] == [repr(p) for p in original.perturbations]
     assert (grus[0].state_regularizer is None) == (original.state_regularizer is None)
-    x, y, w = _tasks.get(config).batch(config)
+    x, y, w = tasks.get(config).batch(config)
     before = [keras.ops.convert_to_numpy(v) for v in grus[0].trainable_variables]
     logs = model.train_on_batch(x, y, sample_weight=w, return_dict=True)
     assert np.isfinite(logs["loss"]), logs

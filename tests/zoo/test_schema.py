@@ -3,7 +3,7 @@
 import pytest
 
 from keras_rnnreg import zoo
-from keras_rnnreg.zoo import _schema
+from keras_rnnreg.zoo import schema
 
 
 def test_bare_and_nested_keys():
@@ -71,11 +71,11 @@ def test_command_line_values_are_parsed_by_the_expected_type():
 def test_every_preset_is_complete_and_valid():
     for name in zoo.list_models():
         config = zoo.get_config(name)
-        assert _schema.validate(config) == config
+        assert schema.validate(config) == config
         assert config["name"] == name
 
 
 def test_describe_keys_covers_the_schema():
     lines = zoo.describe_keys()
     assert any(line.startswith("optimizer.learning_rate") for line in lines)
-    assert len(lines) == len(_schema.leaf_paths())
+    assert len(lines) == len(schema.leaf_paths())

@@ -20,8 +20,8 @@ import numbers
 from dataclasses import dataclass
 
 from keras_rnnreg.regularizers import COSTS
+from keras_rnnreg.zoo import tasks
 
-TASKS = ("polyphonic", "ptb", "timit", "adding")
 CELLS = ("simple_rnn", "lstm", "gru", "fast_dropout")
 ACTIVATIONS = ("tanh", "relu", "trec", "sigmoid", "linear")
 OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "linear")
@@ -92,7 +92,7 @@ def _init_section(doc, **defaults):
 SCHEMA = Section(
     {
         "name": Field(str, "", "the zoo name"),
-        "task": Field(str, "polyphonic", "data family: decides data, loss, metrics, evaluation", choices=TASKS),
+        "task": Field(str, "polyphonic", "data family: decides data, loss, metrics, evaluation", choices=tuple(tasks.TASKS)),
         "description": Field(str, "", "one line"),
         "model": Section(
             {
