@@ -17,7 +17,8 @@ beyond per-entry overrides (e.g. Table 2's learning-rate / clipping columns)::
     key = "jsb_rnn_plain"               # unique in the card; default: name
     row = "RNN-plain"
     column = "JSB"
-    paper = 8.58                        # the paper's number for this cell
+    paper = "lr=0.1, clipping=1e+06"   # optional: a key of the preset's paper.other, for an
+                                        # entry with overrides (default: the preset's paper.value)
     data = "polyphonic/JSB_Chorales.mat"   # optional: default the configuration's data.source
     epochs = 300                        # optional
     set = ["training.patience=40"]      # optional overrides
@@ -83,7 +84,7 @@ VALUE_CHECKS = {
 }
 ENTRY_VALUE_CHECKS = {
     **VALUE_CHECKS,
-    "paper": (schema.NUMBER[0], "a number (the paper's value for this entry)"),
+    "paper": schema.text("a key of the preset's paper.other (the paper's number lives there)"),
 }
 
 
@@ -124,6 +125,7 @@ def load_card(path):
         seen.add(entry["key"])
         if "set" in entry:
             _registry.resolve(entry["name"], entry["set"])  # checks the overrides
+        entry["paper"] = _paper_number(entry, where)
     quick = card.get("quick")
     if quick is None:
         raise CardError(f"{path}: missing the [quick] variant")
@@ -138,6 +140,19 @@ def load_card(path):
     card["path"] = str(path)
     card["stem"] = path.stem
     return card
+
+
+def _paper_number(entry, where):
+    """The paper's number of an entry, from its preset: ``paper.value``, or the ``paper.other``
+    value that the entry's ``paper`` names (a cell the preset reaches through overrides)."""
+    paper = _registry.get_config(entry["name"])["paper"]
+    if "paper" not in entry:
+        return paper["value"]
+    other = paper["other"] or {}
+    if entry["paper"] not in other:
+        raise CardError(f"{where}: paper = {entry['paper']!r} is not a key of the paper.other of "
+                        f"{entry['name']!r}; expected one of {sorted(other)}")
+    return other[entry["paper"]]
 
 
 def plan(card, quick=False, only=None, epochs=None, seeds=None, data_root=None):

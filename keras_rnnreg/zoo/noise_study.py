@@ -37,10 +37,9 @@ garbled or ambiguous rows**:
 * *"ρ limit"* — the spectral radius the recurrent matrix is rescaled to at initialization
   (:class:`~keras_rnnreg.initializers.SpectralRadius`); it is not enforced during training
   (``regularization.spectral_radius_limit`` can add that constraint).
-* *"λ 3.93"* (3.77, 3.52, 3.80) — outside Table 2's range "[10e-2, 10e-4]" as printed, but all
-  four lie between 2 and 4, so they are read as −log10 λ: λ = 10^-3.93 ≈ 1.17e-4 (JSB),
-  10^-3.77 ≈ 1.70e-4, 10^-3.52 ≈ 3.02e-4, 10^-3.80 ≈ 1.58e-4 (L1 for MuseData), all inside
-  [1e-4, 1e-2]. Keras' L2 is λ Σw² (no ½), added to the per-timestep NLL.
+* *"λ 3.93"* (JSB; ``APPENDIX_B[...]["penalty"]``) — outside Table 2's range "[10e-2, 10e-4]"
+  as printed, but all four lie between 2 and 4, so they are read as −log10 λ (JSB: λ = 10^-3.93
+  ≈ 1.17e-4), all inside [1e-4, 1e-2]. Keras' L2 is λ Σw² (no ½), added to the per-timestep NLL.
 * *"Dropout 0.92"* (RNN-DO, RNN-DOS) — read as the paper defines p for Fig. 10 (Sec. 10.3):
   the "probability that an incoming recurrent weight is set to zero", i.e. the DropConnect rate,
   with the classic dropout scaling of Hinton et al. (2012) and Wan et al. (2013): unscaled masks
@@ -62,11 +61,9 @@ garbled or ambiguous rows**:
 * Per-timestep noise draws one weight matrix per timestep shared by the sequences of a batch;
   per-sequence noise one matrix per training step (Sec. 8.1; keras_rnnreg.perturbations).
 * *RNN-plain and RNN-FD* are not in Appendix B (its tables cover the eight other models). We
-  picked from Table 2's ranges: σ_in = 1e-3, σ_rec = 0.1, 15 connections, ρ = 1.1; for the
-  optimizer, the settings most of the dataset's eight tuned models share — Nottingham: step rate
-  1e-4, momentum 0.95, batch 27; Piano-midi: 1e-4, 0.95, 81; MuseData: 1e-4, 0.9, 81 — and for
-  JSB those of its RNN-NS column (1e-3, 0.9, 27; step rate 1e-3 made Nottingham's training loss
-  climb after a dozen epochs). RNN-FD: the same, with dropout rates 0.2 on the inputs and 0.5
+  picked from Table 2's ranges (``UNLISTED_INIT``); for the optimizer (``UNLISTED_OPTIMIZER``),
+  the settings most of the dataset's eight tuned models share, and for JSB those of its RNN-NS
+  column (step rate 1e-3 made Nottingham's training loss climb after a dozen epochs). RNN-FD: the same, with dropout rates 0.2 on the inputs and 0.5
   on the recurrent and output connections (Table 2's "Dropout [0, 1]"). The output layer
   (not described) is Glorot-uniform initialised with zero bias, in every model.
 * *RNN-FD at test time* — the paper does not say. We predict with the same deterministic

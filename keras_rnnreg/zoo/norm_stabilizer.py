@@ -8,11 +8,11 @@ use sequences of length 50 taken without overlap. When we encounter a NaN, we di
 rate by 2, and restart with the previous epochs parameters." One-hot characters in (50 symbols
 with the end-of-sentence symbol, ``keras_rnnreg.data.ptb``), softmax out, bits per character.
 
-* ``ptb_lstm`` (Table 1, β = 0, standard LSTM: 1.49), ``ptb_lstm_notanh`` (β = 0 with the output
-  tanh removed: 1.47), ``ptb_lstm_ns`` / ``ptb_lstm_ns_b50`` (β = 500 / 50 on the hidden states,
-  output tanh removed "as in Gers & Schmidhuber": 1.39 / 1.41), ``ptb_lstm_ns_cell`` /
-  ``ptb_lstm_ns_cell_b50`` (β on the memory cells, standard LSTM: 1.40 / 1.42). Reading: the two
-  β = 0 numbers of Table 1 are the two LSTM variants (the hidden-state row is the net without the
+* ``ptb_lstm`` (Table 1, β = 0, standard LSTM), ``ptb_lstm_notanh`` (β = 0 with the output
+  tanh removed), ``ptb_lstm_ns`` / ``ptb_lstm_ns_b50`` (β on the hidden states, output tanh
+  removed "as in Gers & Schmidhuber"), ``ptb_lstm_ns_cell`` / ``ptb_lstm_ns_cell_b50`` (β on the
+  memory cells, standard LSTM). Reading: the two β = 0 numbers of Table 1 are the two LSTM
+  variants (the hidden-state row is the net without the
   output tanh, which the text says gave "a slight improvement").
 * ``ptb_srnn_{tanh,relu,trec}`` and ``_ns`` (β = 500): Table 2's first column (lr .1, gradient
   clipping 1); its other columns are the card's overrides of ``optimizer.learning_rate`` and
@@ -21,7 +21,8 @@ with the end-of-sentence symbol, ``keras_rnnreg.data.ptb``), softmax out, bits p
   be an identity matrix in our experiments"): every SRNN, tanh included, starts from the identity.
 * ``ptb_srnn_trec_ns_{state_diff,relative,l1_norm_diff,target,first_last}``: the alternative costs
   of Table 3 at β = 500 (β = 50 by override). Reading: Table 3 is on the TRec SRNN, since its
-  norm-stabilizer entry (1.48 at β = 500) is Table 2's TRec value; the target norm is 5.
+  norm-stabilizer entry at β = 500 is Table 2's TRec value (``TABLE_3``, ``TABLE_2``); the
+  target norm is 5.
 * Not stated: batch size (we use 32), initialisation of the input / output weights and of the
   LSTM (Keras' Glorot-uniform and orthogonal), early stopping (we keep the best validation
   epoch and stop after ``training.patience`` = 50 epochs without improvement, within the paper's
@@ -32,11 +33,9 @@ with the end-of-sentence symbol, ``keras_rnnreg.data.ptb``), softmax out, bits p
 61 phones + blank = 62 outputs, Adam lr .001, gradient clipping 200, early stopping after 25
 epochs without improvement on the development set (we monitor its phone error rate), no beam
 search (greedy decoding). The penalty is on the hidden states of every layer and direction, with
-the standard output tanh. Table 4 (average of 5 runs; test / dev PER %): ``timit_blstm`` 21.8 /
-19.6, ``timit_blstm_ns50`` 20.7 / 18.6, ``timit_blstm_ns`` (β = 500) 19.0 / 16.9,
-``timit_blstm_wn`` (σ = .05) 21.5 / 19.1, ``timit_blstm_dropout`` (p = .5) 21.9 / 19.5,
-``timit_blstm_dropout_ns50`` 20.9 / 18.5, ``timit_blstm_dropout_ns`` 19.4 / 17.0,
-``timit_blstm_dropout_wn`` 21.1 / 18.9. Table 5 (one run each, patience 100):
+the standard output tanh. Table 4 (``TABLE_4``: β, σ, dropout p, test / dev PER, averages of 5
+runs) and Table 5 (``TABLE_5``: one run each, patience 100) are the names
+``timit_blstm{,_ns50,_ns,_wn,_dropout,_dropout_ns50,_dropout_ns,_dropout_wn}`` and
 ``timit_blstm{750,999}_{wn,ns500,ns1000,ns1500}``. Readings: weight noise is additive, on the
 input and recurrent kernels of every LSTM, one draw per training step (per sequence, as Graves et
 al. 2013); dropout p = .5 is applied to the outputs of every BLSTM layer (not inside the
@@ -46,8 +45,8 @@ recurrence); Table 5's "n = 999" is kept as printed (the text says "1000 hidden 
 **Adding problem** (Sec. 2.3): length 400, "uniform initialization in [-.01,.01], learning
 rate=.01, gradient clipping=1", β = 1. Readings: the IRNN of Le et al. (2015) — ReLU, W_hh the
 identity (footnote 1), the other weights U[-.01, .01] — with 100 units, plain SGD and batch size
-16 as Le et al.; 100,000 training sequences. Reported over nine seeds: with the penalty the
-test MSE averaged .059 (8/9 below the short-sighted 1/12), without it .105.
+16 as Le et al.; 100,000 training sequences. The nine-seed results are the two presets' ``paper``
+sections.
 """
 
 import copy
@@ -267,7 +266,7 @@ ADDING_PRESETS = {
         ADDING_BASE,
         description="IRNN on the adding problem, length 400, no penalty",
         paper={"reference": PAPER, "table": "Sec. 2.3 (mean over 9 seeds)", "metric": "test MSE", "value": 0.105,
-               "other": {"seeds_below_1/12": "4/9"},
+               "other": {"seeds_below_1/12": "4/9", "seeds_no_better_than_constant": "4/9"},
                "notes": "identity W_hh, other weights U[-.01, .01]; 100 units, batch 16, plain SGD (Le et al.)"},
     ),
     "adding_irnn_ns": _merge(
