@@ -26,6 +26,8 @@ import argparse
 import json
 import sys
 
+__all__ = ["main"]
+
 EPILOG = """examples:
   rnnreg list 'jsb_*'
   rnnreg train jsb_rnn_plain                      # embedded Bach chorales, no data needed

@@ -153,7 +153,7 @@ def _changed(before, after, prefix=()):
         if isinstance(a, dict) and isinstance(b, dict):
             out.update(_changed(a, b, path))
         elif a != b:
-            out[".".join(path)] = (a, b)
+            out[".".join(p for p in path if p != "config")] = (a, b)  # zoo keys of Keras objects
     return out
 
 
@@ -577,7 +577,7 @@ def _train_locked(
             "restarts": 0,
             "stopped_early": False,
             "finished": False,
-            "learning_rate": config["optimizer"]["learning_rate"],
+            "learning_rate": zoo.get_value(config, "optimizer.learning_rate"),
             "last_checkpoint": None,
             "best_checkpoint": None,
             "history": [],

@@ -26,6 +26,8 @@ from pathlib import Path
 
 from keras_rnnreg.zoo import cards
 
+__all__ = ["card_path", "entries", "entry_job", "evaluate_best", "run"]
+
 
 def card_path(job, job_path):
     path = Path(job["card"])

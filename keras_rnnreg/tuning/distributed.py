@@ -30,6 +30,8 @@ from pathlib import Path
 from keras_rnnreg import _runfolder
 from keras_rnnreg.zoo import _parallel
 
+__all__ = ["search", "settle_oracle", "start_together", "trial_workers", "tuner_env"]
+
 CHIEF = "chief"
 WORKER_FILE = "worker.json"
 BARRIER = "RNNREG_TUNE_START_TOGETHER"  # "<folder>|<launch id>|<workers>", set by search()

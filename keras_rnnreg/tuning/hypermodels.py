@@ -12,6 +12,8 @@ from keras_rnnreg import zoo
 from keras_rnnreg.tuning import spaces as spaces_lib
 from keras_rnnreg.zoo import tasks
 
+__all__ = ["ZooHyperModel", "sample"]
+
 
 def _has_section(config, dotted):
     node = config

@@ -42,6 +42,8 @@ from keras_rnnreg.tuning import hypermodels
 from keras_rnnreg.tuning import spaces as spaces_lib
 from keras_rnnreg.zoo import schema
 
+__all__ = ["JobError", "load_job", "run_job"]
+
 JOB_KEYS = {"model", "space", "param", "data", "data_root", "tuner", "max_trials", "epochs", "objective", "direction",
             "patience", "seed", "set", "quick", "description", "executions_per_trial", "card", "column"}
 QUICK_KEYS = {"data", "max_trials", "epochs", "set", "patience", "only"}

@@ -21,12 +21,14 @@ leaves no recurrent weight; Appendix B's largest is MuseData's 0.93), with the s
 preset being tuned (classic for RNN-DO / RNN-DOS); the noise σ ∈ [0.01, 0.1].
 """
 
+__all__ = ["NOISE_STUDY_TABLE_2", "NORM_STABILIZER_GRID", "SPACES", "check_entry", "get"]
+
 NOISE_STUDY_TABLE_2 = [
     {"name": "sigma_in", "key": "model.kernel_init.stddev", "type": "choice", "values": [1e-3, 1e-4]},
     {"name": "sigma_rec", "key": "model.recurrent_init.stddev", "type": "choice", "values": [0.1, 0.01, 0.001]},
     {"name": "sparsify", "key": "model.recurrent_init.connections", "type": "choice", "values": [15, 25, 50],
      "also": ["model.kernel_init.connections"]},
-    {"name": "rho", "key": "model.recurrent_init.spectral_radius", "type": "choice", "values": [0.9, 1.0, 1.1]},
+    {"name": "rho", "key": "model.recurrent_init.radius", "type": "choice", "values": [0.9, 1.0, 1.1]},
     {"name": "regularizer", "key": "regularization.weight_penalty.kind", "type": "choice", "values": ["l1", "l2"],
      "requires": "regularization.weight_penalty"},
     {"name": "lambda", "key": "regularization.weight_penalty.strength", "type": "float", "min": 1e-4, "max": 1e-2,

@@ -12,12 +12,15 @@ Nothing here knows about a particular paper; the presets are data in ``noise_stu
 * compile: the optimizer of ``optimizer`` and the task's loss and metrics.
 """
 
+import copy
+
 import keras
 
-from keras_rnnreg import constraints, initializers, layers, perturbations, regularizers
+from keras_rnnreg import constraints, layers
 from keras_rnnreg._api import serializable
-from keras_rnnreg.optimizers import CliminRMSprop
 from keras_rnnreg.zoo import tasks
+
+__all__ = ["MarginalFastDropoutDense", "MarginalFastDropoutRNN", "build_network", "compile_model"]
 
 
 # ----------------------------------------------------------------- inference-mode fast dropout
@@ -44,56 +47,28 @@ class MarginalFastDropoutDense(layers.FastDropoutDense):
 
 
 # ----------------------------------------------------------------------------------- pieces
-def make_initializer(spec, seed=None):
-    """A Keras initializer from a ``model.*_init`` section."""
-    kind = spec["kind"]
-    if kind == "sparse":
-        init = initializers.Sparse(spec["connections"], stddev=spec["stddev"], seed=seed)
-    elif kind == "uniform":
-        init = keras.initializers.RandomUniform(-spec["scale"], spec["scale"], seed=seed)
-    elif kind == "normal":
-        init = keras.initializers.RandomNormal(stddev=spec["stddev"], seed=seed)
-    elif kind == "identity":
-        init = keras.initializers.Identity()
-    elif kind == "zeros":
-        init = keras.initializers.Zeros()
-    elif kind == "orthogonal":
-        init = keras.initializers.Orthogonal(seed=seed)
-    else:
-        init = keras.initializers.GlorotUniform(seed=seed)
-    if spec.get("spectral_radius") is not None:
-        init = initializers.SpectralRadius(init, radius=spec["spectral_radius"])
-    return init
+def _get(get, config):
+    """``get(config)`` on a copy: the Keras object of a serialized config (``keras.optimizers.get``
+    edits its argument)."""
+    return get(copy.deepcopy(config))
 
 
 def _penalty(reg):
     spec = reg.get("weight_penalty")
     if spec is None:
         return None
-    return keras.regularizers.L1(spec["strength"]) if spec["kind"] == "l1" else keras.regularizers.L2(spec["strength"])
+    cls = keras.regularizers.L1 if spec["kind"] == "l1" else keras.regularizers.L2
+    return cls(spec["strength"])
 
 
-def make_perturbations(reg):
-    out = []
-    if reg.get("weight_noise") is not None:
-        wn = reg["weight_noise"]
-        out.append(
-            perturbations.WeightNoise(
-                wn["stddev"], mode=wn["mode"], per=wn["per"], target=wn["target"], sampling=wn["sampling"]
-            )
-        )
-    if reg.get("dropconnect") is not None:
-        dc = reg["dropconnect"]
-        scale = {"training": True, "never": False}.get(dc["scale"], dc["scale"])
-        out.append(perturbations.DropConnect(dc["rate"], per=dc["per"], target=dc["target"], scale=scale))
-    return out
+def _perturbations(reg):
+    return [_get(keras.saving.deserialize_keras_object, reg[key])
+            for key in ("weight_noise", "dropconnect") if reg.get(key) is not None]
 
 
-def make_state_regularizer(reg):
+def _state_regularizer(reg):
     ns = reg.get("norm_stabilizer")
-    if ns is None:
-        return None
-    return regularizers.NormStabilizer(ns["beta"], cost=ns["cost"], on=ns["on"], target=ns["target"])
+    return None if ns is None else _get(keras.saving.deserialize_keras_object, ns)
 
 
 def _recurrent_layer(config, index, return_sequences):
@@ -105,8 +80,8 @@ def _recurrent_layer(config, index, return_sequences):
         else None
     )
     common = dict(
-        kernel_initializer=make_initializer(m["kernel_init"]),
-        recurrent_initializer=make_initializer(m["recurrent_init"]),
+        kernel_initializer=_get(keras.initializers.get, m["kernel_init"]),
+        recurrent_initializer=_get(keras.initializers.get, m["recurrent_init"]),
         bias_initializer=keras.initializers.Constant(m["bias_init"]),
         kernel_regularizer=penalty,
         recurrent_regularizer=penalty,
@@ -126,7 +101,7 @@ def _recurrent_layer(config, index, return_sequences):
             return_variance=True,
             **common,
         )
-    extra = dict(perturbations=make_perturbations(reg), state_regularizer=make_state_regularizer(reg))
+    extra = dict(perturbations=_perturbations(reg), state_regularizer=_state_regularizer(reg))
     if m["cell"] == "lstm":
         return layers.LSTM(
             m["units"],
@@ -166,7 +141,7 @@ def build_network(config):
         if reg["dropout"] > 0 and m["cell"] != "fast_dropout":
             x = keras.layers.Dropout(reg["dropout"], name=f"dropout_{i}")(x)
     head = dict(
-        kernel_initializer=make_initializer(m["output_init"]),
+        kernel_initializer=_get(keras.initializers.get, m["output_init"]),
         bias_initializer=keras.initializers.Constant(m["bias_init"]),
         kernel_regularizer=_penalty(reg),
         name="output",
@@ -184,20 +159,8 @@ def build_network(config):
     return keras.Model(inputs, outputs, name=config["name"] or "rnnreg")
 
 
-def make_optimizer(spec):
-    clip = {"global_clipnorm": spec["global_clipnorm"]} if spec["global_clipnorm"] is not None else {}
-    if spec["name"] == "rmsprop":
-        return keras.optimizers.RMSprop(spec["learning_rate"], rho=spec["rho"], momentum=spec["momentum"], **clip)
-    if spec["name"] == "climin_rmsprop":
-        return CliminRMSprop(spec["learning_rate"], rho=spec["rho"], momentum=spec["momentum"], **clip)
-    if spec["name"] == "sgd":
-        return keras.optimizers.SGD(spec["learning_rate"], momentum=spec["momentum"], nesterov=spec["nesterov"],
-                                    **clip)
-    return keras.optimizers.Adam(spec["learning_rate"], **clip)
-
-
 def compile_model(model, config):
     """``model`` compiled with the configuration's optimizer and its task's loss and metrics."""
-    model.compile(optimizer=make_optimizer(config["optimizer"]),
+    model.compile(optimizer=_get(keras.optimizers.get, config["optimizer"]),
                   **tasks.get(config).compile_args(config))
     return model

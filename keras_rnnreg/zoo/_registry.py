@@ -6,6 +6,8 @@ import fnmatch
 
 from keras_rnnreg.zoo import schema
 
+__all__ = ["UnknownModelError", "get_config", "list_models", "register", "resolve", "unregister"]
+
 _PRESETS = {}
 
 

@@ -47,6 +47,8 @@ from pathlib import Path
 
 from keras_rnnreg.zoo import _registry, schema
 
+__all__ = ["CardError", "card_names", "load_card", "markdown", "plan", "reproduce", "summarize"]
+
 CARD_KEYS = {"title", "paper", "table", "metric", "command", "data_root", "seeds", "rows", "columns", "entry",
              "quick", "notes", "count", "lower_is_better", "epochs"}
 ENTRY_KEYS = {"name", "key", "row", "column", "paper", "data", "epochs", "set", "seeds", "note"}

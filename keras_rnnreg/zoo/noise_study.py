@@ -52,7 +52,7 @@ garbled or ambiguous rows**:
   are about 2α·sign(g) on every weight (its mean-square accumulator starts at 0; climin's at 1),
   Nottingham RNN-DO stops at 4.44 instead of 3.47. The other rows keep Keras' RMSprop, with
   which they were measured. ``--set regularization.dropconnect.rate=0.08 --set
-  regularization.dropconnect.scale=training --set optimizer.name=rmsprop`` runs the earlier
+  regularization.dropconnect.scale=true --set optimizer.class_name=RMSprop`` runs the earlier
   keep reading. JSB's RNN-FF cell of that row is blank (no dropout).
 * *"Noise σ"* — the standard deviation of the weight noise: additive for RNN-N / RNN-NS, the σ of
   (1 + σε) for RNN-MN / RNN-MNS. RNN-FF: additive (Eq. 13) noise on the input-to-hidden weights,
@@ -78,7 +78,14 @@ The RNN-plain and RNN-FD numbers of Table 1 are those of Bayer et al. (2013), wh
 values for their RNN and fast-dropout RNN.
 """
 
+import keras
+
+from keras_rnnreg import initializers, perturbations
+from keras_rnnreg.optimizers import CliminRMSprop
 from keras_rnnreg.zoo._registry import register
+from keras_rnnreg.zoo.schema import keras_object
+
+__all__ = ["APPENDIX_B", "DATASETS", "MODELS", "TABLE_1", "hyperparameters", "preset"]
 
 PAPER = "Regularizing Recurrent Networks (noise study)"
 DATASETS = {
@@ -203,18 +210,18 @@ def _regularization(model, hp):
     if model == "rnn_nbr":
         reg["weight_penalty"] = {"kind": hp["penalty"], "strength": 10.0 ** (-hp["neg_log10_lambda"])}
     elif model in ("rnn_n", "rnn_ns", "rnn_mn", "rnn_mns", "rnn_ff"):
-        reg["weight_noise"] = {
-            "stddev": hp["noise"],
-            "mode": "multiplicative" if model in ("rnn_mn", "rnn_mns") else "additive",
-            "per": "sequence" if model in ("rnn_ns", "rnn_mns") else "timestep",
-            "target": "input" if model == "rnn_ff" else "recurrent",
-        }
+        reg["weight_noise"] = keras_object(
+            perturbations.WeightNoise,
+            stddev=hp["noise"],
+            mode="multiplicative" if model in ("rnn_mn", "rnn_mns") else "additive",
+            per="sequence" if model in ("rnn_ns", "rnn_mns") else "timestep",
+            target="input" if model == "rnn_ff" else "recurrent",
+        )
     elif model in ("rnn_do", "rnn_dos"):
-        reg["dropconnect"] = {
-            "rate": hp["dropout"],
-            "per": "sequence" if model == "rnn_dos" else "timestep",
-            "scale": "inference",
-        }
+        reg["dropconnect"] = keras_object(
+            perturbations.DropConnect, rate=hp["dropout"],
+            per="sequence" if model == "rnn_dos" else "timestep", scale="inference",
+        )
     elif model == "rnn_fd":
         reg["fast_dropout"] = dict(FAST_DROPOUT_RATES)
     return reg
@@ -243,22 +250,21 @@ def preset(dataset, model):
             "input_dim": 88,
             "output_dim": 88,
             "output_activation": "sigmoid",
-            "kernel_init": {"kind": "sparse", "connections": hp["sparsify"], "stddev": hp["sigma_in"]},
-            "recurrent_init": {
-                "kind": "sparse",
-                "connections": hp["sparsify"],
-                "stddev": hp["sigma_rec"],
-                "spectral_radius": hp["rho"],
-            },
-            "output_init": {"kind": "glorot_uniform"},
+            "kernel_init": keras_object(initializers.Sparse, connections=hp["sparsify"],
+                                        stddev=hp["sigma_in"]),
+            "recurrent_init": keras_object(
+                initializers.SpectralRadius,
+                base=keras_object(initializers.Sparse, connections=hp["sparsify"],
+                                  stddev=hp["sigma_rec"]),
+                radius=hp["rho"],
+            ),
+            "output_init": keras_object(keras.initializers.GlorotUniform),
         },
         "regularization": _regularization(model, hp),
-        "optimizer": {
-            "name": "climin_rmsprop" if model in ("rnn_do", "rnn_dos") else "rmsprop",
-            "learning_rate": hp["step_rate"],
-            "momentum": hp["momentum"],
-            "rho": 0.9,
-        },
+        "optimizer": keras_object(
+            CliminRMSprop if model in ("rnn_do", "rnn_dos") else keras.optimizers.RMSprop,
+            learning_rate=hp["step_rate"], momentum=hp["momentum"], rho=0.9,
+        ),
         "data": {
             "source": "music21-chorales" if dataset == "jsb" else f"polyphonic/{filename}",
             "batch_size": hp["batch_size"],

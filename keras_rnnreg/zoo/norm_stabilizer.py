@@ -51,7 +51,14 @@ sections.
 
 import copy
 
+import keras
+
+from keras_rnnreg import perturbations, regularizers
 from keras_rnnreg.zoo._registry import register
+from keras_rnnreg.zoo.schema import keras_object
+
+__all__ = ["ADDING_PRESETS", "PTB_PRESETS", "TABLE_2", "TABLE_3", "TABLE_4", "TABLE_5",
+           "TIMIT_PRESETS"]
 
 PAPER = "Krueger & Memisevic, Regularizing RNNs by Stabilizing Activations"
 
@@ -75,11 +82,9 @@ PTB_BASE = {
         "input_dim": 50,
         "output_dim": 50,
         "output_activation": "softmax",
-        "kernel_init": {"kind": "glorot_uniform"},
-        "recurrent_init": {"kind": "orthogonal"},
-        "output_init": {"kind": "glorot_uniform"},
     },
-    "optimizer": {"name": "sgd", "learning_rate": 0.1, "momentum": 0.99, "global_clipnorm": 1.0},
+    "optimizer": keras_object(keras.optimizers.SGD, learning_rate=0.1, momentum=0.99,
+                              global_clipnorm=1.0),
     "data": {"source": "ptb", "batch_size": 32, "seq_len": 50},
     "training": {"epochs": 1000, "patience": 50, "monitor": "val_bits_per_character", "mode": "min",
                  "nan_restart": True},
@@ -87,7 +92,7 @@ PTB_BASE = {
 
 
 def _ptb(description, table, value, model=None, ns=None, other=None, notes=""):
-    reg = {"norm_stabilizer": ns} if ns else {}
+    reg = {"norm_stabilizer": keras_object(regularizers.NormStabilizer, **ns)} if ns else {}
     return _merge(
         PTB_BASE,
         description=description,
@@ -126,7 +131,8 @@ TABLE_2 = {
 }
 TABLE_2_COLUMNS = ((0.1, 1.0), (0.1, 1e6), (0.01, 1.0), (0.01, 1e6))
 
-_SRNN_MODEL = {"cell": "simple_rnn", "units": 1600, "recurrent_init": {"kind": "identity"}}
+_SRNN_MODEL = {"cell": "simple_rnn", "units": 1600,
+               "recurrent_init": keras_object(keras.initializers.Identity)}
 for _act in ("tanh", "relu", "trec"):
     for _beta in (0, 500):
         _values = TABLE_2[(_act, _beta)]
@@ -176,11 +182,8 @@ TIMIT_BASE = {
         "input_dim": 123,
         "output_dim": 62,
         "output_activation": "linear",
-        "kernel_init": {"kind": "glorot_uniform"},
-        "recurrent_init": {"kind": "orthogonal"},
-        "output_init": {"kind": "glorot_uniform"},
     },
-    "optimizer": {"name": "adam", "learning_rate": 1e-3, "global_clipnorm": 200.0},
+    "optimizer": keras_object(keras.optimizers.Adam, learning_rate=1e-3, global_clipnorm=200.0),
     "data": {"source": "TIMIT", "batch_size": 32},
     "training": {"epochs": 1000, "patience": 25, "monitor": "val_per", "mode": "min"},
 }
@@ -212,9 +215,11 @@ TABLE_5 = {
 def _timit_reg(beta, sigma, p):
     reg = {"dropout": p}
     if beta:
-        reg["norm_stabilizer"] = {"beta": float(beta), "on": "hidden"}
+        reg["norm_stabilizer"] = keras_object(regularizers.NormStabilizer, beta=float(beta),
+                                              on="hidden")
     if sigma:
-        reg["weight_noise"] = {"stddev": sigma, "mode": "additive", "per": "sequence", "target": "both"}
+        reg["weight_noise"] = keras_object(perturbations.WeightNoise, stddev=sigma,
+                                           mode="additive", per="sequence", target="both")
     return reg
 
 
@@ -252,11 +257,12 @@ ADDING_BASE = {
         "output_dim": 1,
         "output_activation": "linear",
         "readout": "last",
-        "kernel_init": {"kind": "uniform", "scale": 0.01},
-        "recurrent_init": {"kind": "identity"},
-        "output_init": {"kind": "uniform", "scale": 0.01},
+        "kernel_init": keras_object(keras.initializers.RandomUniform, minval=-0.01, maxval=0.01),
+        "recurrent_init": keras_object(keras.initializers.Identity),
+        "output_init": keras_object(keras.initializers.RandomUniform, minval=-0.01, maxval=0.01),
     },
-    "optimizer": {"name": "sgd", "learning_rate": 0.01, "momentum": 0.0, "global_clipnorm": 1.0},
+    "optimizer": keras_object(keras.optimizers.SGD, learning_rate=0.01, momentum=0.0,
+                              global_clipnorm=1.0),
     "data": {"source": "generated", "batch_size": 16, "length": 400, "train_size": 100_000,
              "valid_size": 1_000, "test_size": 10_000},
     "training": {"epochs": 100, "patience": 20, "monitor": "val_loss", "mode": "min"},
@@ -272,7 +278,8 @@ ADDING_PRESETS = {
     "adding_irnn_ns": _merge(
         ADDING_BASE,
         description="IRNN on the adding problem, length 400, norm-stabilizer β = 1",
-        regularization={"norm_stabilizer": {"beta": 1.0, "on": "hidden"}},
+        regularization={"norm_stabilizer": keras_object(regularizers.NormStabilizer, beta=1.0,
+                                                        on="hidden")},
         paper={"reference": PAPER, "table": "Sec. 2.3 (mean over 9 seeds)", "metric": "test MSE", "value": 0.059,
                "other": {"seeds_below_1/12": "8/9"},
                "notes": "identity W_hh, other weights U[-.01, .01]; 100 units, batch 16, plain SGD (Le et al.)"},
