@@ -3,8 +3,7 @@
 import keras
 import numpy as np
 
-from keras_rnnreg.zoo.tasks import register
-from keras_rnnreg.zoo.tasks.base import SYNTHETIC, Task
+from keras_rnnreg.zoo.tasks import SYNTHETIC, Task, register
 
 __all__ = ["Adding"]
 

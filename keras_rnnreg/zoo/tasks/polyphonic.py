@@ -6,8 +6,7 @@ from keras import ops
 
 from keras_rnnreg import metrics
 from keras_rnnreg._api import serializable
-from keras_rnnreg.zoo.tasks import register
-from keras_rnnreg.zoo.tasks.base import SYNTHETIC, Task
+from keras_rnnreg.zoo.tasks import SYNTHETIC, Task, register
 
 __all__ = ["NoteCrossEntropy", "Polyphonic"]
 
