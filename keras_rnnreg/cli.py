@@ -287,8 +287,8 @@ def user_errors():
     from keras_rnnreg.zoo import ConfigError, UnknownModelError
     from keras_rnnreg.zoo.tasks import DataError, DataNotFoundError
 
-    return (ConfigError, UnknownModelError, RunError, DataError, DataNotFoundError, FileNotFoundError,
-            DistributeError, FigureError)
+    return (ConfigError, UnknownModelError, RunError, DataError, DataNotFoundError,
+            FileNotFoundError, DistributeError, FigureError)
 
 
 def _one_line(err):

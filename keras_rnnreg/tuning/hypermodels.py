@@ -30,7 +30,8 @@ def sample(hp, entry):
         return hp.Choice(entry["name"], entry["values"])
     if entry["type"] == "int":
         return hp.Int(entry["name"], entry["min"], entry["max"], step=entry.get("step", 1))
-    return hp.Float(entry["name"], entry["min"], entry["max"], sampling=entry.get("sampling", "linear"))
+    return hp.Float(entry["name"], entry["min"], entry["max"],
+                    sampling=entry.get("sampling", "linear"))
 
 
 class ZooHyperModel(keras_tuner.HyperModel):
@@ -46,8 +47,8 @@ class ZooHyperModel(keras_tuner.HyperModel):
         seed: data-order seed of every trial.
     """
 
-    def __init__(self, name, space="noise_study_table2", overrides=None, data=None, epochs=None, seed=0,
-                 data_root=None, **kwargs):
+    def __init__(self, name, space="noise_study_table2", overrides=None, data=None, epochs=None,
+                 seed=0, data_root=None, **kwargs):
         super().__init__(name=kwargs.pop("hypermodel_name", None), tunable=True)
         self.base = zoo.resolve(name, overrides)
         self.space = spaces_lib.get(space)
@@ -59,7 +60,8 @@ class ZooHyperModel(keras_tuner.HyperModel):
 
     def active_entries(self):
         """The entries that apply to this configuration (``requires`` satisfied)."""
-        return [e for e in self.space if not e.get("requires") or _has_section(self.base, e["requires"])]
+        return [e for e in self.space
+                if not e.get("requires") or _has_section(self.base, e["requires"])]
 
     def config(self, hp):
         """The configuration of a trial: the base with the sampled values of the build-time keys."""
@@ -94,5 +96,5 @@ class ZooHyperModel(keras_tuner.HyperModel):
                 epochs = sample(hp, entry)
         train, valid = tasks.pipelines(self.task, config, self._splits(), self.seed)
         callbacks = [*self.task.epoch_callbacks(config, self._splits()), *(callbacks or [])]
-        return model.fit(train, validation_data=valid, epochs=epochs, callbacks=callbacks, verbose=verbose,
-                         shuffle=False)
+        return model.fit(train, validation_data=valid, epochs=epochs, callbacks=callbacks,
+                         verbose=verbose, shuffle=False)

@@ -1,4 +1,5 @@
-"""Graph code of the zoo: a resolved configuration (:mod:`~keras_rnnreg.zoo.schema`) -> a compiled ``keras.Model``.
+"""Graph code of the zoo: a resolved configuration (:mod:`~keras_rnnreg.zoo.schema`) -> a
+compiled ``keras.Model``.
 
 Nothing here knows about a particular paper; the presets are data in ``noise_study.py`` and
 ``norm_stabilizer.py``. The pieces:
@@ -91,7 +92,8 @@ def _recurrent_layer(config, index, return_sequences):
     )
     if m["cell"] == "fast_dropout":
         fd = reg.get("fast_dropout") or {}
-        cls = MarginalFastDropoutRNN if fd.get("inference", "marginal") == "marginal" else layers.FastDropoutRNN
+        marginal = fd.get("inference", "marginal") == "marginal"
+        cls = MarginalFastDropoutRNN if marginal else layers.FastDropoutRNN
         return cls(
             m["units"],
             rate=fd.get("input_rate", 0.0),
@@ -131,8 +133,10 @@ def build_network(config):
         layer = _recurrent_layer(config, i, return_sequences)
         if m["bidirectional"]:
             if m["cell"] == "fast_dropout":
-                raise ValueError("model.bidirectional is not available with model.cell='fast_dropout'")
-            layer = layers.Bidirectional(layer, name=f"bidirectional_{i}")  # one cuDNN call where it can
+                raise ValueError("model.bidirectional is not available with "
+                                 "model.cell='fast_dropout'")
+            # One cuDNN call where it can.
+            layer = layers.Bidirectional(layer, name=f"bidirectional_{i}")
         out = layer(x)
         if m["cell"] == "fast_dropout":
             x, variance = out
@@ -151,9 +155,10 @@ def build_network(config):
         act = m["output_activation"]
         if act not in ("sigmoid", "linear"):
             raise ValueError(f"model.output_activation={act!r} is not available with fast dropout")
-        cls = MarginalFastDropoutDense if fd.get("inference", "marginal") == "marginal" else layers.FastDropoutDense
+        marginal = fd.get("inference", "marginal") == "marginal"
+        cls = MarginalFastDropoutDense if marginal else layers.FastDropoutDense
         outputs = cls(m["output_dim"], rate=fd.get("output_rate", 0.0), activation=act,
-                                          moments=fd.get("moments", "quadrature"), **head)([x, variance])
+                      moments=fd.get("moments", "quadrature"), **head)([x, variance])
     else:
         outputs = keras.layers.Dense(m["output_dim"], activation=m["output_activation"], **head)(x)
     return keras.Model(inputs, outputs, name=config["name"] or "rnnreg")

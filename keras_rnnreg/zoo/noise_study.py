@@ -21,8 +21,8 @@ Every network (Sec. 10.2): 88 inputs, one tanh hidden layer, 88 sigmoid outputs;
 cross-entropy summed over the 88 notes of a timestep and averaged over timesteps, so the number is
 Table 1's NLL per timestep in nats. Optimizer: RMSprop with momentum and decay 0.9 — climin's
 (:class:`keras_rnnreg.optimizers.CliminRMSprop`) for RNN-DO / RNN-DOS, Keras' for the others (see
-the readings below). Data (Sec. 10.1): training and validation split into chunks of 100 timesteps, front-padded;
-test sequences run whole.
+the readings below). Data (Sec. 10.1): training and validation split into chunks of 100
+timesteps, front-padded; test sequences run whole.
 
 The hyperparameters are the four tables of Appendix B (in Table 1's column order: JSB,
 Nottingham, Piano-midi, MuseData; 200, 200, 100, 600 hidden units). **Our readings of the
@@ -63,9 +63,9 @@ garbled or ambiguous rows**:
 * *RNN-plain and RNN-FD* are not in Appendix B (its tables cover the eight other models). We
   picked from Table 2's ranges (``UNLISTED_INIT``); for the optimizer (``UNLISTED_OPTIMIZER``),
   the settings most of the dataset's eight tuned models share, and for JSB those of its RNN-NS
-  column (step rate 1e-3 made Nottingham's training loss climb after a dozen epochs). RNN-FD: the same, with dropout rates 0.2 on the inputs and 0.5
-  on the recurrent and output connections (Table 2's "Dropout [0, 1]"). The output layer
-  (not described) is Glorot-uniform initialised with zero bias, in every model.
+  column (step rate 1e-3 made Nottingham's training loss climb after a dozen epochs). RNN-FD:
+  the same, with the dropout rates of ``FAST_DROPOUT_RATES`` (Table 2's "Dropout [0, 1]"). The
+  output layer (not described) is Glorot-uniform initialised with zero bias, in every model.
 * *RNN-FD at test time* — the paper does not say. We predict with the same deterministic
   moment propagation the model was trained with (``regularization.fast_dropout.inference =
   "marginal"``): on JSB the mean network (``"mean"``, Wang & Manning's weight-scaled net) is
@@ -95,7 +95,8 @@ DATASETS = {
     "pianomidi": ("Piano_midi.mat", 100, "Piano-midi.de"),
     "musedata": ("MuseData.mat", 600, "MuseData"),
 }
-MODELS = ("rnn_plain", "rnn_fd", "rnn_nbr", "rnn_n", "rnn_ns", "rnn_mn", "rnn_mns", "rnn_do", "rnn_dos", "rnn_ff")
+MODELS = ("rnn_plain", "rnn_fd", "rnn_nbr", "rnn_n", "rnn_ns", "rnn_mn", "rnn_mns", "rnn_do",
+          "rnn_dos", "rnn_ff")
 
 # Table 1: test NLL per timestep (nats).
 TABLE_1 = {
@@ -193,8 +194,8 @@ def hyperparameters(dataset, model):
         hp["source"] = "not listed in Appendix B: picked from Table 2's ranges"
         return hp
     j = _COLUMNS.index(model)
-    hp = {key: table[key][j] for key in ("sigma_in", "sigma_rec", "sparsify", "rho", "momentum", "step_rate",
-                                         "batch_size")}
+    keys = ("sigma_in", "sigma_rec", "sparsify", "rho", "momentum", "step_rate", "batch_size")
+    hp = {key: table[key][j] for key in keys}
     if model == "rnn_nbr":
         hp["penalty"], hp["neg_log10_lambda"] = table["penalty"]
     if model in table["dropout"]:
@@ -208,7 +209,8 @@ def hyperparameters(dataset, model):
 def _regularization(model, hp):
     reg = {}
     if model == "rnn_nbr":
-        reg["weight_penalty"] = {"kind": hp["penalty"], "strength": 10.0 ** (-hp["neg_log10_lambda"])}
+        reg["weight_penalty"] = {"kind": hp["penalty"],
+                                 "strength": 10.0 ** (-hp["neg_log10_lambda"])}
     elif model in ("rnn_n", "rnn_ns", "rnn_mn", "rnn_mns", "rnn_ff"):
         reg["weight_noise"] = keras_object(
             perturbations.WeightNoise,
@@ -234,12 +236,14 @@ def preset(dataset, model):
     value = TABLE_1[model][list(DATASETS).index(dataset)]
     notes = [f"hyperparameters: {hp['source']}"]
     if "neg_log10_lambda" in hp:
-        notes.append(f"λ printed as {hp['neg_log10_lambda']}, read as 10^-{hp['neg_log10_lambda']}")
+        lam = hp["neg_log10_lambda"]
+        notes.append(f"λ printed as {lam}, read as 10^-{lam}")
     if "dropout" in hp:
-        notes.append(f"'Dropout {hp['dropout']}' read as the drop probability p (Sec. 10.3), classic "
-                     "scaling ((1 - p) W at test time), climin's RMSprop")
+        notes.append(f"'Dropout {hp['dropout']}' read as the drop probability p (Sec. 10.3), "
+                     "classic scaling ((1 - p) W at test time), climin's RMSprop")
     if dataset == "jsb":
-        notes.append("without --data, trains on the embedded music21 chorales (not the benchmark split)")
+        notes.append("without --data, trains on the embedded music21 chorales (not the benchmark "
+                     "split)")
     return {
         "task": "polyphonic",
         "description": f"{model.replace('_', '-').upper()} on {column} (noise study, Table 1)",

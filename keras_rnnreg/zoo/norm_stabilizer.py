@@ -57,7 +57,7 @@ from keras_rnnreg import perturbations, regularizers
 from keras_rnnreg.zoo._registry import register
 from keras_rnnreg.zoo.schema import keras_object
 
-__all__ = ["ADDING_PRESETS", "PTB_PRESETS", "TABLE_2", "TABLE_3", "TABLE_4", "TABLE_5",
+__all__ = ["ADDING_PRESETS", "PTB_PRESETS", "TABLE_1", "TABLE_2", "TABLE_3", "TABLE_4", "TABLE_5",
            "TIMIT_PRESETS"]
 
 PAPER = "Krueger & Memisevic, Regularizing RNNs by Stabilizing Activations"
@@ -98,27 +98,33 @@ def _ptb(description, table, value, model=None, ns=None, other=None, notes=""):
         description=description,
         model={**PTB_BASE["model"], **(model or {})},
         regularization=reg,
-        paper={"reference": PAPER, "table": table, "metric": "test bits per character", "value": value,
-               "other": other, "notes": notes},
+        paper={"reference": PAPER, "table": table, "metric": "test bits per character",
+               "value": value, "other": other, "notes": notes},
     )
 
 
-_LSTM_NOTES = "output tanh removed when the hidden states are penalized (Sec. 2.1)"
-PTB_PRESETS = {
-    "ptb_lstm": _ptb("LSTM, 1000 units, β = 0", "Table 1, memory-cell row, β = 0", 1.49),
-    "ptb_lstm_notanh": _ptb("LSTM without output tanh, β = 0", "Table 1, hidden-state row, β = 0", 1.47,
-                            model={"lstm_output_tanh": False}, notes=_LSTM_NOTES),
-    "ptb_lstm_ns_b50": _ptb("LSTM, norm-stabilizer β = 50 on hidden states", "Table 1, hidden-state row, β = 50",
-                            1.41, model={"lstm_output_tanh": False}, ns={"beta": 50.0, "on": "hidden"},
-                            notes=_LSTM_NOTES),
-    "ptb_lstm_ns": _ptb("LSTM, norm-stabilizer β = 500 on hidden states", "Table 1, hidden-state row, β = 500",
-                        1.39, model={"lstm_output_tanh": False}, ns={"beta": 500.0, "on": "hidden"},
-                        notes=_LSTM_NOTES),
-    "ptb_lstm_ns_cell_b50": _ptb("LSTM, norm-stabilizer β = 50 on memory cells",
-                                 "Table 1, memory-cell row, β = 50", 1.42, ns={"beta": 50.0, "on": "cell"}),
-    "ptb_lstm_ns_cell": _ptb("LSTM, norm-stabilizer β = 500 on memory cells", "Table 1, memory-cell row, β = 500",
-                             1.40, ns={"beta": 500.0, "on": "cell"}),
+# Table 1: (where β penalizes, β, test BPC); on the hidden states the output tanh is removed.
+TABLE_1 = {
+    "ptb_lstm": ("cell", 0, 1.49),
+    "ptb_lstm_notanh": ("hidden", 0, 1.47),
+    "ptb_lstm_ns_b50": ("hidden", 50, 1.41),
+    "ptb_lstm_ns": ("hidden", 500, 1.39),
+    "ptb_lstm_ns_cell_b50": ("cell", 50, 1.42),
+    "ptb_lstm_ns_cell": ("cell", 500, 1.40),
 }
+PTB_PRESETS = {}
+for _name, (_on, _beta, _value) in TABLE_1.items():
+    _hidden = _on == "hidden"
+    PTB_PRESETS[_name] = _ptb(
+        f"LSTM{' without output tanh' if _hidden else ''}, β = {_beta}"
+        + (f" on the {'hidden states' if _hidden else 'memory cells'}" if _beta else ""),
+        f"Table 1, {'hidden-state' if _hidden else 'memory-cell'} row, β = {_beta}",
+        _value,
+        model={"lstm_output_tanh": False} if _hidden else None,
+        ns={"beta": float(_beta), "on": _on} if _beta else None,
+        notes="output tanh removed when the hidden states are penalized (Sec. 2.1)"
+        if _hidden else "",
+    )
 
 # Table 2: columns (lr, clipping) = (.1, 1), (.1, 1e6), (.01, 1), (.01, 1e6).
 TABLE_2 = {
@@ -136,7 +142,8 @@ _SRNN_MODEL = {"cell": "simple_rnn", "units": 1600,
 for _act in ("tanh", "relu", "trec"):
     for _beta in (0, 500):
         _values = TABLE_2[(_act, _beta)]
-        _other = {f"lr={lr:g}, clipping={gc:g}": v for (lr, gc), v in zip(TABLE_2_COLUMNS[1:], _values[1:])}
+        _other = {f"lr={lr:g}, clipping={gc:g}": v
+                  for (lr, gc), v in zip(TABLE_2_COLUMNS[1:], _values[1:])}
         _name = f"ptb_srnn_{_act}" + ("_ns" if _beta else "")
         PTB_PRESETS[_name] = _ptb(
             f"SRNN ({_act}), 1600 units, identity W_hh, β = {_beta}",
@@ -167,7 +174,8 @@ for _cost, (_b50, _b500) in TABLE_3.items():
         model={**_SRNN_MODEL, "activation": "trec"},
         ns={"beta": 500.0, "on": "hidden", "cost": _cost, "target": 5.0},
         other={"beta=50": _b50},
-        notes="Table 3 read as on the TRec SRNN (its norm-stabilizer entry equals Table 2's TRec value)",
+        notes="Table 3 read as on the TRec SRNN (its norm-stabilizer entry equals Table 2's TRec "
+              "value)",
     )
 
 
@@ -229,9 +237,11 @@ for _name, (_beta, _sigma, _p, _test, _dev) in TABLE_4.items():
         TIMIT_BASE,
         description=f"3x500 BLSTM + CTC, β = {_beta}, σ = {_sigma}, p = {_p}",
         regularization=_timit_reg(_beta, _sigma, _p),
-        paper={"reference": PAPER, "table": f"Table 4, β = {_beta}, σ = {_sigma}, p = {_p} (mean of 5 runs)",
+        paper={"reference": PAPER,
+               "table": f"Table 4, β = {_beta}, σ = {_sigma}, p = {_p} (mean of 5 runs)",
                "metric": "test phone error rate (%)", "value": _test, "other": {"dev": _dev},
-               "notes": "weight noise additive on input and recurrent kernels, per sequence; dropout between layers"},
+               "notes": "weight noise additive on input and recurrent kernels, per sequence; "
+                        "dropout between layers"},
     )
 for _name, (_units, _beta, _sigma, _test, _dev) in TABLE_5.items():
     TIMIT_PRESETS[_name] = _merge(
@@ -267,22 +277,22 @@ ADDING_BASE = {
              "valid_size": 1_000, "test_size": 10_000},
     "training": {"epochs": 100, "patience": 20, "monitor": "val_loss", "mode": "min"},
 }
+_ADDING_PAPER = {"reference": PAPER, "table": "Sec. 2.3 (mean over 9 seeds)", "metric": "test MSE",
+                 "notes": "identity W_hh, other weights U[-.01, .01]; 100 units, batch 16, plain "
+                          "SGD (Le et al.)"}
 ADDING_PRESETS = {
     "adding_irnn": _merge(
         ADDING_BASE,
         description="IRNN on the adding problem, length 400, no penalty",
-        paper={"reference": PAPER, "table": "Sec. 2.3 (mean over 9 seeds)", "metric": "test MSE", "value": 0.105,
-               "other": {"seeds_below_1/12": "4/9", "seeds_no_better_than_constant": "4/9"},
-               "notes": "identity W_hh, other weights U[-.01, .01]; 100 units, batch 16, plain SGD (Le et al.)"},
+        paper={**_ADDING_PAPER, "value": 0.105,
+               "other": {"seeds_below_1/12": "4/9", "seeds_no_better_than_constant": "4/9"}},
     ),
     "adding_irnn_ns": _merge(
         ADDING_BASE,
         description="IRNN on the adding problem, length 400, norm-stabilizer β = 1",
         regularization={"norm_stabilizer": keras_object(regularizers.NormStabilizer, beta=1.0,
                                                         on="hidden")},
-        paper={"reference": PAPER, "table": "Sec. 2.3 (mean over 9 seeds)", "metric": "test MSE", "value": 0.059,
-               "other": {"seeds_below_1/12": "8/9"},
-               "notes": "identity W_hh, other weights U[-.01, .01]; 100 units, batch 16, plain SGD (Le et al.)"},
+        paper={**_ADDING_PAPER, "value": 0.059, "other": {"seeds_below_1/12": "8/9"}},
     ),
 }
 
