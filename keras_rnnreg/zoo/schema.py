@@ -23,7 +23,6 @@ when unused; setting one of their keys creates them from their defaults, and set
 import contextlib
 import copy
 import difflib
-import math
 import numbers
 import random
 from dataclasses import dataclass
@@ -36,7 +35,6 @@ from keras_rnnreg.zoo import tasks
 
 __all__ = [
     "BOOLEAN",
-    "NUMBER",
     "SCHEMA",
     "SEEDS",
     "ConfigError",
@@ -311,10 +309,6 @@ def list_of_text(expected="a list of strings"):
     return (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), expected)
 
 
-NUMBER = (
-    lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
-    "a number",
-)
 BOOLEAN = (lambda v: isinstance(v, bool), "true or false")
 SEEDS = (
     lambda v: isinstance(v, list) and bool(v) and all(_integer(x, 0) for x in v)
