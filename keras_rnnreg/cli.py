@@ -26,6 +26,8 @@ import argparse
 import json
 import sys
 
+__all__ = ["main"]
+
 EPILOG = """examples:
   rnnreg list 'jsb_*'
   rnnreg train jsb_rnn_plain                      # embedded Bach chorales, no data needed
@@ -283,10 +285,10 @@ def user_errors():
     from keras_rnnreg.figures import FigureError
     from keras_rnnreg.training import RunError
     from keras_rnnreg.zoo import ConfigError, UnknownModelError
-    from keras_rnnreg.zoo._tasks import DataError, DataNotFoundError
+    from keras_rnnreg.zoo.tasks import DataError, DataNotFoundError
 
-    return (ConfigError, UnknownModelError, RunError, DataError, DataNotFoundError, FileNotFoundError,
-            DistributeError, FigureError)
+    return (ConfigError, UnknownModelError, RunError, DataError, DataNotFoundError,
+            FileNotFoundError, DistributeError, FigureError)
 
 
 def _one_line(err):

@@ -74,7 +74,7 @@ from keras_rnnreg._runfolder import (  # noqa: F401  (the layout names: cli, car
     write_json_atomic,
 )
 from keras_rnnreg._runfolder import jsonable as _jsonable  # noqa: F401  (cli)
-from keras_rnnreg.zoo import _builders, _schema, _tasks
+from keras_rnnreg.zoo import tasks as _tasks
 
 STATE_VERSION = 2
 
@@ -121,8 +121,8 @@ def _load_checkpoint(path):
 def log_names(config):
     """The epoch-log keys a zoo configuration's training writes (monitor candidates)."""
     task = _tasks.get(config)
-    loss, weighted, plain = _builders.task_loss(config)
-    names = ["loss"] + [m.name for m in (weighted or []) + (plain or [])]
+    args = task.compile_args(config)
+    names = ["loss"] + [m.name for m in (args["weighted_metrics"] or []) + (args["metrics"] or [])]
     return names + [f"val_{n}" for n in names] + list(task.extra_logs(config))
 
 
@@ -131,7 +131,7 @@ def check_monitor(config, key="training.monitor", value=None):
     value = config["training"]["monitor"] if value is None else value
     names = log_names(config)
     if value not in names:
-        raise _schema.ConfigError(
+        raise zoo.ConfigError(
             f"{key}={value!r} is not among the epoch logs of {config['name']!r}; expected one of "
             f"{', '.join(names)}"
         )
@@ -146,7 +146,7 @@ def _changed(before, after, prefix=()):
         if isinstance(a, dict) and isinstance(b, dict):
             out.update(_changed(a, b, path))
         elif a != b:
-            out[".".join(path)] = (a, b)
+            out[".".join(p for p in path if p != "config")] = (a, b)  # zoo keys of Keras objects
     return out
 
 
@@ -173,7 +173,7 @@ def _check_count(name, value, minimum):
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _schema.ConfigError(f"{name}={value!r}: expected an integer >= {minimum}")
+        raise zoo.ConfigError(f"{name}={value!r}: expected an integer >= {minimum}")
     return value
 
 
@@ -263,8 +263,8 @@ def _resume_settings(name_or_config, run_dir, overrides, epochs, seed):
             f"(rnnreg train {config.get('name')} --out {run_dir} --resume)"
         )
     try:
-        config = _schema.validate(_schema.complete(config))
-    except _schema.ConfigError as err:
+        config = zoo.resolve(config)
+    except zoo.ConfigError as err:
         raise RunError(f"{run_dir / CONFIG}: {err}; the file is damaged") from None
     new = zoo.apply_overrides(config, overrides) if overrides else config
     if epochs is not None:
@@ -371,11 +371,21 @@ def _train_locked(
     else:
         with distribute_lib.scope(strategy):
             model = zoo.build(config)
-        state = dict(
-            version=STATE_VERSION, epoch=0, best=None, best_epoch=None, wait=0, restarts=0,
-            stopped_early=False, finished=False, history=[], rng=None, last_checkpoint=None,
-            best_checkpoint=None, learning_rate=config["optimizer"]["learning_rate"],
-        )
+        state = {
+            "version": STATE_VERSION,
+            "epoch": 0,
+            "best": None,
+            "best_epoch": None,
+            "wait": 0,
+            "restarts": 0,
+            "stopped_early": False,
+            "finished": False,
+            "learning_rate": zoo.get_value(config, "optimizer.learning_rate"),
+            "last_checkpoint": None,
+            "best_checkpoint": None,
+            "history": [],
+            "rng": None,
+        }
         initial_epoch = 0
         _runfolder.tidy(run_dir, state)  # files of a first epoch that was never committed
 

@@ -8,7 +8,7 @@ import pytest
 
 from keras_rnnreg import zoo
 from keras_rnnreg.tuning import SPACES, ZooHyperModel, load_job, run_job, spaces
-from keras_rnnreg.zoo import _tasks
+from keras_rnnreg.zoo import tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = sorted((ROOT / "tuning").glob("*.toml"))
@@ -33,9 +33,10 @@ def test_hypermodel_builds_from_hp_and_applies_only_relevant_entries():
     hp = keras_tuner.HyperParameters()
     config = hypermodel.config(hp)
     assert config["model"]["units"] == 3
-    assert config["model"]["recurrent_init"]["stddev"] in (0.1, 0.01, 0.001)
-    assert config["model"]["kernel_init"]["connections"] == config["model"]["recurrent_init"]["connections"]
-    assert 0.01 <= config["regularization"]["weight_noise"]["stddev"] <= 0.1
+    assert zoo.get_value(config, "model.recurrent_init.stddev") in (0.1, 0.01, 0.001)
+    assert zoo.get_value(config, "model.kernel_init.connections") == zoo.get_value(
+        config, "model.recurrent_init.connections")
+    assert 0.01 <= zoo.get_value(config, "regularization.weight_noise.stddev") <= 0.1
     assert "batch_size" not in hp.values  # drawn in fit(), not build()
     model = hypermodel.build(hp)
     assert model.get_layer("recurrent_0").units == 3
@@ -45,7 +46,7 @@ def test_hypermodel_builds_from_hp_and_applies_only_relevant_entries():
 
 def test_hypermodel_fit_draws_the_batch_size():
     base = zoo.get_config("jsb_rnn_plain", units=3, limit=4)
-    data = _tasks.get(base).synthetic(base)
+    data = tasks.get(base).synthetic(base)
     hypermodel = ZooHyperModel(base, data=data, epochs=1)
     hp = keras_tuner.HyperParameters()
     model = hypermodel.build(hp)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_rnnreg import _runfolder
+from keras_rnnreg.zoo.schema import arguments
 
 
 class FigureError(ValueError):
@@ -106,14 +107,14 @@ class Run:
         """A short description of the run's regularization, e.g. "β=500 (norm_diff on cell)"."""
         reg, model = self.config["regularization"], self.config["model"]
         parts = []
-        ns = reg.get("norm_stabilizer")
+        ns = arguments(reg.get("norm_stabilizer"))
         if ns:
             parts.append(f"β={ns['beta']:g} ({ns['cost']} on {ns['on']})")
         if reg.get("weight_noise"):
-            wn = reg["weight_noise"]
+            wn = arguments(reg["weight_noise"])
             parts.append(f"{wn['mode']} noise σ={wn['stddev']:g} per {wn['per']}")
         if reg.get("dropconnect"):
-            dc = reg["dropconnect"]
+            dc = arguments(reg["dropconnect"])
             parts.append(f"DropConnect p={dc['rate']:g} per {dc['per']}")
         if reg.get("weight_penalty"):
             wp = reg["weight_penalty"]

@@ -16,6 +16,7 @@ from keras_rnnreg.figures._common import (
     runs_of,
     save,
 )
+from keras_rnnreg.zoo.schema import arguments
 
 __all__ = [
     "LENGTH",
@@ -32,13 +33,13 @@ LENGTH = 1000
 
 
 def _beta(run):
-    ns = run.config["regularization"].get("norm_stabilizer")
+    ns = arguments(run.config["regularization"].get("norm_stabilizer"))
     return 0.0 if not ns else float(ns["beta"])
 
 
 def _panel(run):
     """"hidden" or "cell": where a run's penalty sits (β = 0 LSTMs: by their output tanh)."""
-    ns = run.config["regularization"].get("norm_stabilizer")
+    ns = arguments(run.config["regularization"].get("norm_stabilizer"))
     if ns and ns["beta"] > 0:
         return ns["on"]
     if run.cell == "lstm" and run.config["model"]["lstm_output_tanh"]:
@@ -122,7 +123,7 @@ def ns_norm_horizon(runs, out_dir, *, length=LENGTH, batch=16):
         cells = run.cell == "lstm"
         out = hidden_sequences(run, x, cells=cells)
         seqs = {"h": out[0], "c": out[1]} if cells else {"h": out}
-        ns = run.config["regularization"].get("norm_stabilizer")
+        ns = arguments(run.config["regularization"].get("norm_stabilizer"))
         cost = ns["cost"] if ns and ns["beta"] > 0 else ""
         horizon.append(run.config["data"]["seq_len"])
         network = "lstm" if cells else f"{run.cell}/{run.config['model']['activation']}"

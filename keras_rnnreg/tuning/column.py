@@ -26,6 +26,8 @@ from pathlib import Path
 
 from keras_rnnreg.zoo import cards
 
+__all__ = ["card_path", "entries", "entry_job", "evaluate_best", "run"]
+
 
 def card_path(job, job_path):
     path = Path(job["card"])
@@ -46,7 +48,8 @@ def entries(job, job_path, quick=False):
     if only:
         unknown = set(only) - {e["key"] for e in chosen}
         if unknown:
-            raise JobError(f"{job_path}: [quick] only: {sorted(unknown)} are not entries of column {job['column']!r}")
+            raise JobError(f"{job_path}: [quick] only: {sorted(unknown)} are not entries of column "
+                           f"{job['column']!r}")
         chosen = [e for e in chosen if e["key"] in only]
     return card, chosen
 
@@ -69,7 +72,8 @@ def entry_job(job, job_path, key, quick=False):
 
 
 def evaluate_best(tuner, hypermodel, task, data, source):
-    """The best trial's test numbers, its best-epoch weights reloaded (``tuner.get_best_models``)."""
+    """The best trial's test numbers, its best-epoch weights reloaded
+    (``tuner.get_best_models``)."""
     trial = tuner.oracle.get_best_trials(1)[0]
     model = tuner.load_model(trial)
     config = hypermodel.config(trial.hyperparameters.copy())
@@ -97,28 +101,33 @@ def run(job_path, job, quick=False, out_dir=None, data_root=None, log=print, wor
     out.mkdir(parents=True, exist_ok=True)
     reports, results = [], {}
     for i, entry in enumerate(chosen):
-        log(f"[{i + 1}/{len(chosen)}] {entry['key']}: searching ({'' if not workers else f'{workers} workers, '}"
-            f"results in {out / entry['key']})")
-        result = jobs.run_job(job_path, quick=quick, out_dir=out / entry["key"], data_root=data_root, log=log,
-                              workers=workers, entry=entry["key"])
+        spread = f"{workers} workers, " if workers else ""
+        log(f"[{i + 1}/{len(chosen)}] {entry['key']}: searching ({spread}results in "
+            f"{out / entry['key']})")
+        result = jobs.run_job(job_path, quick=quick, out_dir=out / entry["key"],
+                              data_root=data_root, log=log, workers=workers, entry=entry["key"])
         results[entry["key"]] = result
-        report = {**result["best_trial_test"], "paper": entry.get("paper"), "seed": job.get("seed", 0),
-                  "name": entry["name"], "data": result["data"]}
+        report = {**result["best_trial_test"], "paper": entry.get("paper"),
+                  "seed": job.get("seed", 0), "name": entry["name"], "data": result["data"]}
         log(f"    best trial {report['trial_id']} (validation {result['best_score']:.4g}): "
             f"test {report['metric']} = {report['ours']:.4g} (paper {entry.get('paper')})")
         reports.append(({"key": entry["key"], "seed": report["seed"]}, report))
     view = dict(card, columns=[job["column"]], stem=job["stem"],
                 title=f"{card.get('title', card['stem'])}: column {job['column']}, best of "
-                      f"{results[chosen[0]['key']]['max_trials']} random-search trials per model (Appendix B)")
+                      f"{results[chosen[0]['key']]['max_trials']} random-search trials per model "
+                      "(Appendix B)")
     summary = cards.summarize(view, reports)
-    summary["searches"] = {key: {k: r[k] for k in ("best_hyperparameters", "best_score", "trials",
-                                                      "trials_by_worker", "train_command", "directory")}
-                           for key, r in results.items()}
+    kept = ("best_hyperparameters", "best_score", "trials", "trials_by_worker", "train_command",
+            "directory")
+    summary["searches"] = {key: {k: r[k] for k in kept} for key, r in results.items()}
     training.write_json_atomic(out / "results.json", summary)
-    command = f"rnnreg tune {job_path}" + (" --quick" if quick else "") + (f" --workers {workers}" if workers else "")
+    command = (f"rnnreg tune {job_path}" + (" --quick" if quick else "")
+               + (f" --workers {workers}" if workers else ""))
     table = out / f"{job['stem']}.md"
     table.write_text(cards.markdown(view, summary, quick=quick, command=command))
-    return {"job": str(job_path), "column": job["column"], "table": str(table), "directory": str(out),
+    paper = {e["key"]: e.get("paper") for e in chosen}
+    return {"job": str(job_path), "column": job["column"], "table": str(table),
+            "directory": str(out),
             "entries": {key: {"best_score": r["best_score"], "test": r["best_trial_test"]["ours"],
-                              "paper": next(e.get("paper") for e in chosen if e["key"] == key)}
+                              "paper": paper[key]}
                         for key, r in results.items()}}

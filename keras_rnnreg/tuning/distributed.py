@@ -30,6 +30,8 @@ from pathlib import Path
 from keras_rnnreg import _runfolder
 from keras_rnnreg.zoo import _parallel
 
+__all__ = ["search", "settle_oracle", "start_together", "trial_workers", "tuner_env"]
+
 CHIEF = "chief"
 WORKER_FILE = "worker.json"
 BARRIER = "RNNREG_TUNE_START_TOGETHER"  # "<folder>|<launch id>|<workers>", set by search()
@@ -47,7 +49,8 @@ def start_together(timeout=300.0):
     folder, launch, count = spec.rsplit("|", 2)
     Path(folder, f".ready-{launch}-{os.environ['KERASTUNER_TUNER_ID']}").touch()
     deadline = time.time() + timeout
-    while len(list(Path(folder).glob(f".ready-{launch}-*"))) < int(count) and time.time() < deadline:
+    while (len(list(Path(folder).glob(f".ready-{launch}-*"))) < int(count)
+           and time.time() < deadline):
         time.sleep(0.2)
 
 
@@ -62,8 +65,8 @@ def tuner_env(tuner_id, port, base=None, host="127.0.0.1", barrier=None):
     env = dict(os.environ if base is None else base)
     if barrier:
         env[BARRIER] = barrier
-    env.update(KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=str(port),
-               PYTHONUNBUFFERED="1")
+    env.update(KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP=host,
+               KERASTUNER_ORACLE_PORT=str(port), PYTHONUNBUFFERED="1")
     if tuner_id != CHIEF:  # workers share the accelerator: allocate memory on demand
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
@@ -102,9 +105,11 @@ def settle_oracle(project_dir):
         return []
     state = json.loads(path.read_text())
     statuses = {trial_id: status for trial_id, (status, _) in _trial_states(project_dir).items()}
-    ended = {t: i for t, i in state.get("ongoing_trials", {}).items() if statuses.get(i, "RUNNING") != "RUNNING"}
+    ended = {t: i for t, i in state.get("ongoing_trials", {}).items()
+             if statuses.get(i, "RUNNING") != "RUNNING"}
     if ended:
-        state["ongoing_trials"] = {t: i for t, i in state["ongoing_trials"].items() if t not in ended}
+        state["ongoing_trials"] = {t: i for t, i in state["ongoing_trials"].items()
+                                   if t not in ended}
         _runfolder.atomic_write(path, json.dumps(state))
     return sorted(ended.values())
 
@@ -117,18 +122,22 @@ def _tail(path, n=5):
     return "\n".join(lines[-n:])
 
 
-def search(job_path, workers, out, quick=False, data_root=None, log=print, poll=1.0, chief_grace=3.0, entry=None):
+def search(job_path, workers, out, quick=False, data_root=None, log=print, poll=1.0,
+           chief_grace=3.0, entry=None):
     """Run the search of a job with a chief and ``workers`` worker processes; returns when done."""
     from keras_rnnreg.tuning.jobs import JobError
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if (out / "oracle.json").exists() and (out / "tuner0.json").exists() and not (out / f"{CHIEF}.json").exists():
-        # a search begun without workers: the chief reloads the oracle only when it finds its own file
+    if ((out / "oracle.json").exists() and (out / "tuner0.json").exists()
+            and not (out / f"{CHIEF}.json").exists()):
+        # a search begun without workers: the chief reloads the oracle only when it finds its
+        # own file
         shutil.copyfile(out / "tuner0.json", out / f"{CHIEF}.json")
     settle_oracle(out)
     port = free_port()
-    argv = [sys.executable, "-m", "keras_rnnreg.tuning.distributed", str(job_path), "--out", str(out)]
+    argv = [sys.executable, "-m", "keras_rnnreg.tuning.distributed", str(job_path), "--out",
+            str(out)]
     if quick:
         argv.append("--quick")
     if data_root:
@@ -140,9 +149,9 @@ def search(job_path, workers, out, quick=False, data_root=None, log=print, poll=
 
     def start(tuner_id):
         logs[tuner_id] = open(out / f"{tuner_id}.log", "ab")
-        procs[tuner_id] = subprocess.Popen(argv, stdout=logs[tuner_id], stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL, env=tuner_env(tuner_id, port, barrier=barrier),
-                                           start_new_session=True)
+        procs[tuner_id] = subprocess.Popen(
+            argv, stdout=logs[tuner_id], stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=tuner_env(tuner_id, port, barrier=barrier), start_new_session=True)
 
     log(f"KerasTuner distributed search: chief oracle on 127.0.0.1:{port}, {workers} workers; "
         f"logs in {out}/chief.log, {out}/tuner<i>.log")
@@ -158,7 +167,8 @@ def search(job_path, workers, out, quick=False, data_root=None, log=print, poll=
             for trial_id, (status, score) in sorted(_trial_states(out).items()):
                 if seen.get(trial_id) != status and status in ("COMPLETED", "FAILED", "INVALID"):
                     score_text = f", score {score:.4g}" if isinstance(score, (int, float)) else ""
-                    log(f"trial {trial_id} ({by_worker.get(trial_id, '?')}): {status.lower()}{score_text}")
+                    log(f"trial {trial_id} ({by_worker.get(trial_id, '?')}): "
+                        f"{status.lower()}{score_text}")
                 seen[trial_id] = status
             chief = procs[CHIEF]
             if chief.poll() is not None and any(procs[n].poll() is None for n in names):
@@ -169,16 +179,18 @@ def search(job_path, workers, out, quick=False, data_root=None, log=print, poll=
                 break
         failed = [n for n in names if procs[n].returncode != 0]
         for name in failed:
-            log(f"worker {name} exited with status {procs[name].returncode}: {_tail(out / f'{name}.log', 1)}")
+            log(f"worker {name} exited with status {procs[name].returncode}: "
+                f"{_tail(out / f'{name}.log', 1)}")
         try:  # the oracle is saved after every trial; the chief would wait up to 20 s more
             procs[CHIEF].wait(timeout=chief_grace)
         except subprocess.TimeoutExpired:
             pass
         if len(failed) == len(names):
-            raise JobError(f"every worker failed; see {out}/tuner0.log:\n" + _tail(out / "tuner0.log"))
+            raise JobError(f"every worker failed; see {out}/tuner0.log:\n"
+                           + _tail(out / "tuner0.log"))
     except KeyboardInterrupt:
-        log("interrupted: stopping the chief and the workers. Run the same command again to continue "
-            "the search (finished trials are kept; running ones start again).")
+        log("interrupted: stopping the chief and the workers. Run the same command again to "
+            "continue the search (finished trials are kept; running ones start again).")
         raise
     finally:
         _parallel.stop_processes(list(procs.values()))
@@ -195,7 +207,8 @@ def _main(argv=None):
 
     from keras_rnnreg.tuning import jobs
 
-    p = argparse.ArgumentParser(description="one process of a distributed search (started by rnnreg tune)")
+    p = argparse.ArgumentParser(
+        description="one process of a distributed search (started by rnnreg tune)")
     p.add_argument("job")
     p.add_argument("--out", required=True)
     p.add_argument("--quick", action="store_true")

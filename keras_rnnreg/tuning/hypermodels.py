@@ -10,7 +10,9 @@ import keras_tuner
 
 from keras_rnnreg import zoo
 from keras_rnnreg.tuning import spaces as spaces_lib
-from keras_rnnreg.zoo import _schema, _tasks
+from keras_rnnreg.zoo import tasks
+
+__all__ = ["ZooHyperModel", "sample"]
 
 
 def _has_section(config, dotted):
@@ -28,7 +30,8 @@ def sample(hp, entry):
         return hp.Choice(entry["name"], entry["values"])
     if entry["type"] == "int":
         return hp.Int(entry["name"], entry["min"], entry["max"], step=entry.get("step", 1))
-    return hp.Float(entry["name"], entry["min"], entry["max"], sampling=entry.get("sampling", "linear"))
+    return hp.Float(entry["name"], entry["min"], entry["max"],
+                    sampling=entry.get("sampling", "linear"))
 
 
 class ZooHyperModel(keras_tuner.HyperModel):
@@ -38,18 +41,18 @@ class ZooHyperModel(keras_tuner.HyperModel):
         name: a zoo name (or a config dict).
         space: a search-space name of :mod:`keras_rnnreg.tuning.spaces` or a list of entries.
         overrides: fixed overrides (dict or ``["key=value"]``) applied before the sampled ones.
-        data: the loaded splits (``keras_rnnreg.zoo._tasks`` form); ``None`` loads
+        data: the loaded splits (``keras_rnnreg.zoo.tasks`` form); ``None`` loads
             ``data.source`` when ``fit`` first needs them.
         epochs: epochs per trial (default ``training.epochs``), unless the space tunes them.
         seed: data-order seed of every trial.
     """
 
-    def __init__(self, name, space="noise_study_table2", overrides=None, data=None, epochs=None, seed=0,
-                 data_root=None, **kwargs):
+    def __init__(self, name, space="noise_study_table2", overrides=None, data=None, epochs=None,
+                 seed=0, data_root=None, **kwargs):
         super().__init__(name=kwargs.pop("hypermodel_name", None), tunable=True)
         self.base = zoo.resolve(name, overrides)
         self.space = spaces_lib.get(space)
-        self.task = _tasks.get(self.base)
+        self.task = tasks.get(self.base)
         self.data = data
         self.data_root = data_root
         self.epochs = epochs
@@ -57,7 +60,8 @@ class ZooHyperModel(keras_tuner.HyperModel):
 
     def active_entries(self):
         """The entries that apply to this configuration (``requires`` satisfied)."""
-        return [e for e in self.space if not e.get("requires") or _has_section(self.base, e["requires"])]
+        return [e for e in self.space
+                if not e.get("requires") or _has_section(self.base, e["requires"])]
 
     def config(self, hp):
         """The configuration of a trial: the base with the sampled values of the build-time keys."""
@@ -68,14 +72,14 @@ class ZooHyperModel(keras_tuner.HyperModel):
             value = sample(hp, entry)
             for key in [entry["key"], *entry.get("also", [])]:
                 values[key] = value
-        return _schema.apply_overrides(self.base, values)
+        return zoo.apply_overrides(self.base, values)
 
     def build(self, hp):
         return zoo.build(self.config(hp))
 
     def _splits(self):
         if self.data is None:
-            source = _tasks.resolve_source(self.base["data"]["source"], data_root=self.data_root,
+            source = tasks.resolve_source(self.base["data"]["source"], data_root=self.data_root,
                                            name=self.base["name"], named=self.task.named_sources)
             self.data = self.task.load(self.base, source)
             self.task.adjust(self.base, self.data)
@@ -90,7 +94,7 @@ class ZooHyperModel(keras_tuner.HyperModel):
                 config["data"]["batch_size"] = sample(hp, entry)
             elif entry["key"] == "training.epochs":
                 epochs = sample(hp, entry)
-        train, valid = _tasks.pipelines(self.task, config, self._splits(), self.seed)
+        train, valid = tasks.pipelines(self.task, config, self._splits(), self.seed)
         callbacks = [*self.task.epoch_callbacks(config, self._splits()), *(callbacks or [])]
-        return model.fit(train, validation_data=valid, epochs=epochs, callbacks=callbacks, verbose=verbose,
-                         shuffle=False)
+        return model.fit(train, validation_data=valid, epochs=epochs, callbacks=callbacks,
+                         verbose=verbose, shuffle=False)

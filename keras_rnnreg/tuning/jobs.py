@@ -12,7 +12,7 @@ and its budget::
     epochs = 200                          # per trial (hyperband: the maximum)
     objective = "val_nll_per_timestep"    # default: training.monitor
     direction = "min"                     # default: training.mode
-    patience = 20                         # early stopping inside a trial (default training.patience)
+    patience = 20                         # early stopping in a trial (default training.patience)
     seed = 0
     set = ["training.patience=20"]        # fixed overrides
 
@@ -40,10 +40,13 @@ import keras_tuner
 from keras_rnnreg import training
 from keras_rnnreg.tuning import hypermodels
 from keras_rnnreg.tuning import spaces as spaces_lib
-from keras_rnnreg.zoo import _schema
+from keras_rnnreg.zoo import schema
 
-JOB_KEYS = {"model", "space", "param", "data", "data_root", "tuner", "max_trials", "epochs", "objective", "direction",
-            "patience", "seed", "set", "quick", "description", "executions_per_trial", "card", "column"}
+__all__ = ["JobError", "load_job", "run_job"]
+
+JOB_KEYS = {"model", "space", "param", "data", "data_root", "tuner", "max_trials", "epochs",
+            "objective", "direction", "patience", "seed", "set", "quick", "description",
+            "executions_per_trial", "card", "column"}
 QUICK_KEYS = {"data", "max_trials", "epochs", "set", "patience", "only"}
 TUNERS = ("random", "bayesian", "hyperband")
 
@@ -65,7 +68,8 @@ def _tuner_class(base):
 
     class Tuner(base):
         def on_trial_begin(self, trial):
-            # Which tuner process ran the trial (``tuner0`` unless distributed: ``rnnreg tune --workers``).
+            # Which tuner process ran the trial (``tuner0`` unless distributed: ``rnnreg tune
+            # --workers``).
             path = Path(self.get_trial_dir(trial.trial_id)) / "worker.json"
             path.write_text(json.dumps({"tuner_id": self.tuner_id, "pid": os.getpid()}) + "\n")
             return super().on_trial_begin(trial)
@@ -85,12 +89,12 @@ def _tuner_class(base):
     return Tuner
 
 
-class JobError(_schema.ConfigError):
+class JobError(schema.ConfigError):
     """A malformed tuner job: the message names the file and the key."""
 
 
-_STRING = _schema.text()
-_STRINGS = _schema.list_of_text('a list of "key=value" strings')
+_STRING = schema.text()
+_STRINGS = schema.list_of_text('a list of "key=value" strings')
 #: key -> (check, what is expected), for the job and its [quick] table.
 VALUE_CHECKS = {
     "model": _STRING,
@@ -101,21 +105,22 @@ VALUE_CHECKS = {
     "objective": _STRING,
     "tuner": (lambda v: v in TUNERS, "one of " + ", ".join(TUNERS)),
     "direction": (lambda v: v in ("min", "max"), "'min' or 'max'"),
-    "max_trials": _schema.integer_at_least(1),
-    "epochs": _schema.integer_at_least(1),
-    "patience": _schema.integer_at_least(1),
-    "seed": _schema.integer_at_least(0),
-    "executions_per_trial": _schema.integer_at_least(1),
+    "max_trials": schema.integer_at_least(1),
+    "epochs": schema.integer_at_least(1),
+    "patience": schema.integer_at_least(1),
+    "seed": schema.integer_at_least(0),
+    "executions_per_trial": schema.integer_at_least(1),
     "set": _STRINGS,
-    "param": (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v), "[[param]] tables"),
+    "param": (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
+              "[[param]] tables"),
     "card": _STRING,
     "column": _STRING,
-    "only": _schema.list_of_text("a list of entry keys"),
+    "only": schema.list_of_text("a list of entry keys"),
 }
 
 
 def _check_values(table, where):
-    _schema.check_table(table, VALUE_CHECKS, where, JobError)
+    schema.check_table(table, VALUE_CHECKS, where, JobError)
 
 
 def load_job(path):
@@ -129,18 +134,22 @@ def load_job(path):
         raise JobError(f"{path}: not valid TOML: {err}") from None
     unknown = set(job) - JOB_KEYS
     if unknown:
-        raise JobError(f"{path}: unknown key(s) {sorted(unknown)}; expected some of {sorted(JOB_KEYS)}")
+        raise JobError(f"{path}: unknown key(s) {sorted(unknown)}; expected some of "
+                       f"{sorted(JOB_KEYS)}")
     if "model" not in job and not ("card" in job and "column" in job):
-        raise JobError(f"{path}: missing 'model' (a zoo name), or 'card' and 'column' (a Table 1 column)")
+        raise JobError(f"{path}: missing 'model' (a zoo name), or 'card' and 'column' (a Table 1 "
+                       "column)")
     _check_values(job, str(path))
     if "quick" in job:
         if not isinstance(job["quick"], dict):
             raise JobError(f"{path}: quick must be a [quick] table")
         if set(job["quick"]) - QUICK_KEYS:
-            raise JobError(f"{path}: [quick]: unknown key(s) {sorted(set(job['quick']) - QUICK_KEYS)}")
+            unknown = sorted(set(job["quick"]) - QUICK_KEYS)
+            raise JobError(f"{path}: [quick]: unknown key(s) {unknown}")
         _check_values(job["quick"], f"{path}: [quick]")
     try:
-        job["space_entries"] = spaces_lib.get(job.get("param") or job.get("space", "noise_study_table2"))
+        space = job.get("param") or job.get("space", "noise_study_table2")
+        job["space_entries"] = spaces_lib.get(space)
     except ValueError as err:
         raise JobError(f"{path}: {err}") from None
     job["stem"] = path.stem
@@ -160,7 +169,8 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print, workers=
         from keras_rnnreg.tuning import column
 
         if entry is None:
-            return column.run(path, job, quick=quick, out_dir=out_dir, data_root=data_root, log=log, workers=workers)
+            return column.run(path, job, quick=quick, out_dir=out_dir, data_root=data_root,
+                              log=log, workers=workers)
         job = column.entry_job(job, path, entry, quick=quick)
     q = job.get("quick", {}) if quick else {}
     overrides = list(job.get("set", [])) + list(q.get("set", []))
@@ -168,7 +178,7 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print, workers=
     objective_name = job.get("objective", base["training"]["monitor"])
     try:
         training.check_monitor(base, "objective", objective_name)
-    except _schema.ConfigError as err:
+    except schema.ConfigError as err:
         raise JobError(f"{path}: {err}") from None
     source = q.get("data", job.get("data", base["data"]["source"]))
     task, data, source, _ = training.load_task_data(base, source, data_root or job.get("data_root"))
@@ -177,40 +187,45 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print, workers=
         from keras_rnnreg.tuning import distributed
 
         out = Path(out_dir or f"runs/tune-{job['stem']}" + ("-quick" if quick else ""))
-        distributed.search(path, workers, out, quick=quick, data_root=data_root, log=log, entry=entry)
+        distributed.search(path, workers, out, quick=quick, data_root=data_root, log=log,
+                           entry=entry)
         out_dir, search = out, False  # below: reload the finished search and summarize it
     epochs = q.get("epochs", job.get("epochs", base["training"]["epochs"]))
     max_trials = q.get("max_trials", job.get("max_trials", 10))
-    objective = keras_tuner.Objective(objective_name, direction=job.get("direction", base["training"]["mode"]))
-    hypermodel = hypermodels.ZooHyperModel(base, space=job["space_entries"], data=data, epochs=epochs,
-                                           seed=job.get("seed", 0))
+    direction = job.get("direction", base["training"]["mode"])
+    objective = keras_tuner.Objective(objective_name, direction=direction)
+    hypermodel = hypermodels.ZooHyperModel(base, space=job["space_entries"], data=data,
+                                           epochs=epochs, seed=job.get("seed", 0))
     out = Path(out_dir or f"runs/tune-{job['stem']}" + ("-quick" if quick else ""))
-    common = dict(objective=objective, directory=str(out.parent), project_name=out.name, seed=job.get("seed", 0),
-                  overwrite=False)
+    common = dict(objective=objective, directory=str(out.parent), project_name=out.name,
+                  seed=job.get("seed", 0), overwrite=False)
     kind = job.get("tuner", "random")
     if kind == "hyperband":
         tuner = _tuner_class(keras_tuner.Hyperband)(hypermodel, max_epochs=epochs, **common)
     elif kind == "bayesian":
-        tuner = _tuner_class(keras_tuner.BayesianOptimization)(hypermodel, max_trials=max_trials, **common)
+        tuner = _tuner_class(keras_tuner.BayesianOptimization)(hypermodel, max_trials=max_trials,
+                                                                **common)
     else:
         tuner = _tuner_class(keras_tuner.RandomSearch)(hypermodel, max_trials=max_trials, **common)
     patience = q.get("patience", job.get("patience", base["training"]["patience"]))
     callbacks = []
     if patience:
-        callbacks.append(keras.callbacks.EarlyStopping(objective.name, patience=patience, mode=objective.direction))
+        callbacks.append(keras.callbacks.EarlyStopping(objective.name, patience=patience,
+                                                       mode=objective.direction))
     if search:
         log(f"tuning {job['model']} over {len(hypermodel.active_entries())} hyperparameters "
-            f"({', '.join(e['name'] for e in hypermodel.active_entries())}); {kind}, {max_trials} trials, "
-            f"{epochs} epochs each; results in {out}")
+            f"({', '.join(e['name'] for e in hypermodel.active_entries())}); {kind}, "
+            f"{max_trials} trials, {epochs} epochs each; results in {out}")
         tuner.search(callbacks=callbacks, verbose=0)
-        if "KERASTUNER_ORACLE_IP" in os.environ:  # a process of a distributed search: the parent summarizes
+        if "KERASTUNER_ORACLE_IP" in os.environ:  # a process of a distributed search: the
+            # parent summarizes
             return None
     elif (out / "oracle.json").exists():
         tuner.oracle.reload()  # the chief's oracle: every trial, whichever worker ran it
     finished = tuner.oracle.get_best_trials(1)
     if not finished or finished[0].score is None:
-        raise JobError(f"{path}: no trial finished with a score for {objective.name!r} (see the trials' errors "
-                       f"above and in {out})")
+        raise JobError(f"{path}: no trial finished with a score for {objective.name!r} (see the "
+                       f"trials' errors above and in {out})")
     best = tuner.get_best_hyperparameters(1)[0]
     trial = finished[0]
     best_overrides = []
@@ -229,10 +244,11 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print, workers=
         "trials_by_worker": _count_workers(out),
         "max_trials": max_trials,
         "overrides": best_overrides,
-        "train_command": f"rnnreg train {job['model']} " + " ".join(f"--set {o}" for o in overrides + best_overrides),
+        "train_command": f"rnnreg train {job['model']} "
+        + " ".join(f"--set {o}" for o in overrides + best_overrides),
         "directory": str(out),
     }
-    if "entry" in job:  # one entry of a Table 1 column: the best trial's test number goes into the table
+    if "entry" in job:  # an entry of a Table 1 column: its best trial's test number fills the table
         from keras_rnnreg.tuning import column
 
         result["best_trial_test"] = column.evaluate_best(tuner, hypermodel, task, data, source)

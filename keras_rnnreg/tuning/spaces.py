@@ -21,32 +21,41 @@ leaves no recurrent weight; Appendix B's largest is MuseData's 0.93), with the s
 preset being tuned (classic for RNN-DO / RNN-DOS); the noise σ ∈ [0.01, 0.1].
 """
 
+__all__ = ["NOISE_STUDY_TABLE_2", "NORM_STABILIZER_GRID", "SPACES", "check_entry", "get"]
+
 NOISE_STUDY_TABLE_2 = [
-    {"name": "sigma_in", "key": "model.kernel_init.stddev", "type": "choice", "values": [1e-3, 1e-4]},
-    {"name": "sigma_rec", "key": "model.recurrent_init.stddev", "type": "choice", "values": [0.1, 0.01, 0.001]},
-    {"name": "sparsify", "key": "model.recurrent_init.connections", "type": "choice", "values": [15, 25, 50],
-     "also": ["model.kernel_init.connections"]},
-    {"name": "rho", "key": "model.recurrent_init.spectral_radius", "type": "choice", "values": [0.9, 1.0, 1.1]},
-    {"name": "regularizer", "key": "regularization.weight_penalty.kind", "type": "choice", "values": ["l1", "l2"],
-     "requires": "regularization.weight_penalty"},
-    {"name": "lambda", "key": "regularization.weight_penalty.strength", "type": "float", "min": 1e-4, "max": 1e-2,
-     "sampling": "log", "requires": "regularization.weight_penalty"},
-    {"name": "dropconnect_rate", "key": "regularization.dropconnect.rate", "type": "float", "min": 0.0, "max": 0.95,
-     "requires": "regularization.dropconnect"},
-    {"name": "noise_stddev", "key": "regularization.weight_noise.stddev", "type": "float", "min": 0.01, "max": 0.1,
-     "requires": "regularization.weight_noise"},
-    {"name": "momentum", "key": "optimizer.momentum", "type": "choice", "values": [0.9, 0.95, 0.99]},
-    {"name": "step_rate", "key": "optimizer.learning_rate", "type": "choice", "values": [1e-2, 1e-3, 1e-4]},
+    {"name": "sigma_in", "key": "model.kernel_init.stddev", "type": "choice",
+     "values": [1e-3, 1e-4]},
+    {"name": "sigma_rec", "key": "model.recurrent_init.stddev", "type": "choice",
+     "values": [0.1, 0.01, 0.001]},
+    {"name": "sparsify", "key": "model.recurrent_init.connections", "type": "choice",
+     "values": [15, 25, 50], "also": ["model.kernel_init.connections"]},
+    {"name": "rho", "key": "model.recurrent_init.radius", "type": "choice",
+     "values": [0.9, 1.0, 1.1]},
+    {"name": "regularizer", "key": "regularization.weight_penalty.kind", "type": "choice",
+     "values": ["l1", "l2"], "requires": "regularization.weight_penalty"},
+    {"name": "lambda", "key": "regularization.weight_penalty.strength", "type": "float",
+     "min": 1e-4, "max": 1e-2, "sampling": "log", "requires": "regularization.weight_penalty"},
+    {"name": "dropconnect_rate", "key": "regularization.dropconnect.rate", "type": "float",
+     "min": 0.0, "max": 0.95, "requires": "regularization.dropconnect"},
+    {"name": "noise_stddev", "key": "regularization.weight_noise.stddev", "type": "float",
+     "min": 0.01, "max": 0.1, "requires": "regularization.weight_noise"},
+    {"name": "momentum", "key": "optimizer.momentum", "type": "choice",
+     "values": [0.9, 0.95, 0.99]},
+    {"name": "step_rate", "key": "optimizer.learning_rate", "type": "choice",
+     "values": [1e-2, 1e-3, 1e-4]},
     {"name": "batch_size", "key": "data.batch_size", "type": "choice", "values": [27, 81]},
 ]
 
 # The norm-stabilizer paper's grid for SRNNs (Sec. 2.1: "a grid search across cost weight,
 # gradient clipping, and learning rate"; Table 2's values).
 NORM_STABILIZER_GRID = [
-    {"name": "beta", "key": "regularization.norm_stabilizer.beta", "type": "choice", "values": [0.0, 50.0, 500.0],
-     "requires": "regularization.norm_stabilizer"},
-    {"name": "learning_rate", "key": "optimizer.learning_rate", "type": "choice", "values": [0.1, 0.01]},
-    {"name": "clipping", "key": "optimizer.global_clipnorm", "type": "choice", "values": [1.0, 1e6]},
+    {"name": "beta", "key": "regularization.norm_stabilizer.beta", "type": "choice",
+     "values": [0.0, 50.0, 500.0], "requires": "regularization.norm_stabilizer"},
+    {"name": "learning_rate", "key": "optimizer.learning_rate", "type": "choice",
+     "values": [0.1, 0.01]},
+    {"name": "clipping", "key": "optimizer.global_clipnorm", "type": "choice",
+     "values": [1.0, 1e6]},
 ]
 
 SPACES = {
@@ -62,7 +71,8 @@ def get(name_or_entries):
     """A space by name, or a list of entries as given (checked)."""
     if isinstance(name_or_entries, str):
         if name_or_entries not in SPACES:
-            raise ValueError(f"unknown search space {name_or_entries!r}; expected one of {sorted(SPACES)}")
+            raise ValueError(f"unknown search space {name_or_entries!r}; expected one of "
+                             f"{sorted(SPACES)}")
         entries = SPACES[name_or_entries]
     else:
         entries = list(name_or_entries)
@@ -72,7 +82,7 @@ def get(name_or_entries):
 
 
 def check_entry(entry):
-    from keras_rnnreg.zoo import _schema
+    from keras_rnnreg.zoo import schema
 
     where = f"search-space entry {entry.get('name', entry)!r}"
     for field in ("name", "key", "type"):
@@ -85,5 +95,5 @@ def check_entry(entry):
     if entry["type"] in ("float", "int") and ("min" not in entry or "max" not in entry):
         raise ValueError(f"{where}: a {entry['type']!r} range needs 'min' and 'max'")
     for key in [entry["key"], *entry.get("also", [])]:
-        _schema.resolve_key(key)  # ConfigError for an unknown key
+        schema.resolve_key(key)  # ConfigError for an unknown key
     return entry

@@ -1,4 +1,5 @@
-"""Graph code of the zoo: a resolved configuration (``_schema``) -> a compiled ``keras.Model``.
+"""Graph code of the zoo: a resolved configuration (:mod:`~keras_rnnreg.zoo.schema`) -> a
+compiled ``keras.Model``.
 
 Nothing here knows about a particular paper; the presets are data in ``noise_study.py`` and
 ``norm_stabilizer.py``. The pieces:
@@ -6,65 +7,24 @@ Nothing here knows about a particular paper; the presets are data in ``noise_stu
 * recurrent stack: ``model.layers`` layers of ``model.cell`` (SimpleRNN / LSTM from
   :mod:`keras_rnnreg.layers`, or FastDropoutRNN), optionally ``Bidirectional``, with the
   perturbations, penalties, initializers and constraints of ``regularization`` / ``model``;
-* inputs: ``(batch, time, input_dim)`` floats, or ``(batch, time)`` character ids for the ``ptb``
-  task (one-hot encoded by :class:`OneHot`);
+* inputs: the task's (:meth:`keras_rnnreg.zoo.tasks.Task.inputs`);
 * outputs: a ``Dense(output_dim)`` every timestep (``readout="sequence"``) or on the last state
   (``"last"``), or :class:`~keras_rnnreg.layers.FastDropoutDense` for fast dropout;
-* compile: the optimizer of ``optimizer`` and the task's loss and metrics (:func:`task_loss`).
+* compile: the optimizer of ``optimizer`` and the task's loss and metrics.
 """
 
+import copy
+
 import keras
-from keras import ops
 
-from keras_rnnreg import constraints, initializers, layers, metrics, perturbations, regularizers
+from keras_rnnreg import constraints, layers
 from keras_rnnreg._api import serializable
-from keras_rnnreg.optimizers import CliminRMSprop
+from keras_rnnreg.zoo import tasks
+
+__all__ = ["MarginalFastDropoutDense", "MarginalFastDropoutRNN", "build_network", "compile_model"]
 
 
-# --------------------------------------------------------------------------- small serializables
-@serializable
-class NoteCrossEntropy(keras.losses.Loss):
-    """The noise study's loss (Sec. 10.2): binary cross-entropy *summed* over the notes of a
-    timestep, averaged over the (weighted) timesteps.
-
-    With the pipelines' per-timestep sample weights (0 on padding) and the
-    ``"mean_with_sample_weight"`` reduction, the loss of a batch is exactly its NLL per timestep
-    in nats (Table 1's number), and padding does not dilute it.
-    """
-
-    def __init__(self, from_logits=False, reduction="mean_with_sample_weight", name="note_cross_entropy",
-                 dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.from_logits = bool(from_logits)
-
-    def call(self, y_true, y_pred):
-        y_true = ops.cast(y_true, y_pred.dtype)
-        notes = ops.shape(y_pred)[-1]
-        bce = keras.losses.binary_crossentropy(y_true, y_pred, from_logits=self.from_logits)
-        return bce * ops.cast(notes, bce.dtype)
-
-    def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits}
-
-
-@serializable
-class OneHot(keras.layers.Layer):
-    """Integer ids (batch, time) -> one-hot floats (batch, time, depth); character-level PTB."""
-
-    def __init__(self, depth, **kwargs):
-        super().__init__(**kwargs)
-        self.depth = int(depth)
-
-    def call(self, inputs):
-        return ops.one_hot(ops.cast(inputs, "int32"), self.depth, dtype=self.compute_dtype)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape) + (self.depth,)
-
-    def get_config(self):
-        return {**super().get_config(), "depth": self.depth}
-
-
+# ----------------------------------------------------------------- inference-mode fast dropout
 @serializable
 class MarginalFastDropoutRNN(layers.FastDropoutRNN):
     """:class:`~keras_rnnreg.layers.FastDropoutRNN` that propagates the dropout moments at inference
@@ -88,56 +48,28 @@ class MarginalFastDropoutDense(layers.FastDropoutDense):
 
 
 # ----------------------------------------------------------------------------------- pieces
-def make_initializer(spec, seed=None):
-    """A Keras initializer from a ``model.*_init`` section."""
-    kind = spec["kind"]
-    if kind == "sparse":
-        init = initializers.Sparse(spec["connections"], stddev=spec["stddev"], seed=seed)
-    elif kind == "uniform":
-        init = keras.initializers.RandomUniform(-spec["scale"], spec["scale"], seed=seed)
-    elif kind == "normal":
-        init = keras.initializers.RandomNormal(stddev=spec["stddev"], seed=seed)
-    elif kind == "identity":
-        init = keras.initializers.Identity()
-    elif kind == "zeros":
-        init = keras.initializers.Zeros()
-    elif kind == "orthogonal":
-        init = keras.initializers.Orthogonal(seed=seed)
-    else:
-        init = keras.initializers.GlorotUniform(seed=seed)
-    if spec.get("spectral_radius") is not None:
-        init = initializers.SpectralRadius(init, radius=spec["spectral_radius"])
-    return init
+def _get(get, config):
+    """``get(config)`` on a copy: the Keras object of a serialized config (``keras.optimizers.get``
+    edits its argument)."""
+    return get(copy.deepcopy(config))
 
 
 def _penalty(reg):
     spec = reg.get("weight_penalty")
     if spec is None:
         return None
-    return keras.regularizers.L1(spec["strength"]) if spec["kind"] == "l1" else keras.regularizers.L2(spec["strength"])
+    cls = keras.regularizers.L1 if spec["kind"] == "l1" else keras.regularizers.L2
+    return cls(spec["strength"])
 
 
-def make_perturbations(reg):
-    out = []
-    if reg.get("weight_noise") is not None:
-        wn = reg["weight_noise"]
-        out.append(
-            perturbations.WeightNoise(
-                wn["stddev"], mode=wn["mode"], per=wn["per"], target=wn["target"], sampling=wn["sampling"]
-            )
-        )
-    if reg.get("dropconnect") is not None:
-        dc = reg["dropconnect"]
-        scale = {"training": True, "never": False}.get(dc["scale"], dc["scale"])
-        out.append(perturbations.DropConnect(dc["rate"], per=dc["per"], target=dc["target"], scale=scale))
-    return out
+def _perturbations(reg):
+    return [_get(keras.saving.deserialize_keras_object, reg[key])
+            for key in ("weight_noise", "dropconnect") if reg.get(key) is not None]
 
 
-def make_state_regularizer(reg):
+def _state_regularizer(reg):
     ns = reg.get("norm_stabilizer")
-    if ns is None:
-        return None
-    return regularizers.NormStabilizer(ns["beta"], cost=ns["cost"], on=ns["on"], target=ns["target"])
+    return None if ns is None else _get(keras.saving.deserialize_keras_object, ns)
 
 
 def _recurrent_layer(config, index, return_sequences):
@@ -149,8 +81,8 @@ def _recurrent_layer(config, index, return_sequences):
         else None
     )
     common = dict(
-        kernel_initializer=make_initializer(m["kernel_init"]),
-        recurrent_initializer=make_initializer(m["recurrent_init"]),
+        kernel_initializer=_get(keras.initializers.get, m["kernel_init"]),
+        recurrent_initializer=_get(keras.initializers.get, m["recurrent_init"]),
         bias_initializer=keras.initializers.Constant(m["bias_init"]),
         kernel_regularizer=penalty,
         recurrent_regularizer=penalty,
@@ -160,7 +92,8 @@ def _recurrent_layer(config, index, return_sequences):
     )
     if m["cell"] == "fast_dropout":
         fd = reg.get("fast_dropout") or {}
-        cls = MarginalFastDropoutRNN if fd.get("inference", "marginal") == "marginal" else layers.FastDropoutRNN
+        marginal = fd.get("inference", "marginal") == "marginal"
+        cls = MarginalFastDropoutRNN if marginal else layers.FastDropoutRNN
         return cls(
             m["units"],
             rate=fd.get("input_rate", 0.0),
@@ -170,7 +103,7 @@ def _recurrent_layer(config, index, return_sequences):
             return_variance=True,
             **common,
         )
-    extra = dict(perturbations=make_perturbations(reg), state_regularizer=make_state_regularizer(reg))
+    extra = dict(perturbations=_perturbations(reg), state_regularizer=_state_regularizer(reg))
     if m["cell"] == "lstm":
         return layers.LSTM(
             m["units"],
@@ -192,13 +125,7 @@ def _recurrent_layer(config, index, return_sequences):
 def build_network(config):
     """The uncompiled ``keras.Model`` of a resolved configuration."""
     m, reg = config["model"], config["regularization"]
-    task = config["task"]
-    if task == "ptb":
-        inputs = keras.Input((None,), dtype="int32", name="characters")
-        x = OneHot(m["input_dim"], name="one_hot")(inputs)
-    else:
-        inputs = keras.Input((None, m["input_dim"]), name="inputs")
-        x = inputs
+    inputs, x = tasks.get(config).inputs(config)
     variance = None
     for i in range(m["layers"]):
         last = i == m["layers"] - 1
@@ -206,8 +133,10 @@ def build_network(config):
         layer = _recurrent_layer(config, i, return_sequences)
         if m["bidirectional"]:
             if m["cell"] == "fast_dropout":
-                raise ValueError("model.bidirectional is not available with model.cell='fast_dropout'")
-            layer = layers.Bidirectional(layer, name=f"bidirectional_{i}")  # one cuDNN call where it can
+                raise ValueError("model.bidirectional is not available with "
+                                 "model.cell='fast_dropout'")
+            # One cuDNN call where it can.
+            layer = layers.Bidirectional(layer, name=f"bidirectional_{i}")
         out = layer(x)
         if m["cell"] == "fast_dropout":
             x, variance = out
@@ -216,7 +145,7 @@ def build_network(config):
         if reg["dropout"] > 0 and m["cell"] != "fast_dropout":
             x = keras.layers.Dropout(reg["dropout"], name=f"dropout_{i}")(x)
     head = dict(
-        kernel_initializer=make_initializer(m["output_init"]),
+        kernel_initializer=_get(keras.initializers.get, m["output_init"]),
         bias_initializer=keras.initializers.Constant(m["bias_init"]),
         kernel_regularizer=_penalty(reg),
         name="output",
@@ -226,45 +155,17 @@ def build_network(config):
         act = m["output_activation"]
         if act not in ("sigmoid", "linear"):
             raise ValueError(f"model.output_activation={act!r} is not available with fast dropout")
-        cls = MarginalFastDropoutDense if fd.get("inference", "marginal") == "marginal" else layers.FastDropoutDense
+        marginal = fd.get("inference", "marginal") == "marginal"
+        cls = MarginalFastDropoutDense if marginal else layers.FastDropoutDense
         outputs = cls(m["output_dim"], rate=fd.get("output_rate", 0.0), activation=act,
-                                          moments=fd.get("moments", "quadrature"), **head)([x, variance])
+                      moments=fd.get("moments", "quadrature"), **head)([x, variance])
     else:
         outputs = keras.layers.Dense(m["output_dim"], activation=m["output_activation"], **head)(x)
     return keras.Model(inputs, outputs, name=config["name"] or "rnnreg")
 
 
-def make_optimizer(spec):
-    clip = {"global_clipnorm": spec["global_clipnorm"]} if spec["global_clipnorm"] is not None else {}
-    if spec["name"] == "rmsprop":
-        return keras.optimizers.RMSprop(spec["learning_rate"], rho=spec["rho"], momentum=spec["momentum"], **clip)
-    if spec["name"] == "climin_rmsprop":
-        return CliminRMSprop(spec["learning_rate"], rho=spec["rho"], momentum=spec["momentum"], **clip)
-    if spec["name"] == "sgd":
-        return keras.optimizers.SGD(spec["learning_rate"], momentum=spec["momentum"], nesterov=spec["nesterov"],
-                                    **clip)
-    return keras.optimizers.Adam(spec["learning_rate"], **clip)
-
-
-def task_loss(config):
-    """(loss, weighted_metrics, metrics) of a task."""
-    task = config["task"]
-    if task == "polyphonic":
-        return NoteCrossEntropy(), [metrics.NLLPerTimestep(), metrics.FrameAccuracy()], None
-    if task == "ptb":
-        loss = keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight")
-        return loss, [metrics.BitsPerCharacter()], None
-    if task == "timit":
-        return keras.losses.CTC(), None, None
-    return keras.losses.MeanSquaredError(), None, None
-
-
 def compile_model(model, config):
-    loss, weighted, plain = task_loss(config)
-    model.compile(optimizer=make_optimizer(config["optimizer"]), loss=loss, weighted_metrics=weighted,
-                  metrics=plain)
+    """``model`` compiled with the configuration's optimizer and its task's loss and metrics."""
+    model.compile(optimizer=_get(keras.optimizers.get, config["optimizer"]),
+                  **tasks.get(config).compile_args(config))
     return model
-
-
-def build_compiled(config):
-    return compile_model(build_network(config), config)

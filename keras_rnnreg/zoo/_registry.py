@@ -4,7 +4,9 @@ import copy
 import difflib
 import fnmatch
 
-from keras_rnnreg.zoo import _schema
+from keras_rnnreg.zoo import schema
+
+__all__ = ["UnknownModelError", "get_config", "list_models", "register", "resolve", "unregister"]
 
 _PRESETS = {}
 
@@ -28,7 +30,7 @@ def register(name, config):
         raise ValueError(f"zoo name {name!r} is already registered; names must be unique")
     partial = dict(config)
     partial["name"] = name
-    resolved = _schema.validate(_schema.complete(partial))
+    resolved = schema.validate(schema.complete(partial))
     _PRESETS[name] = resolved
     return name
 
@@ -64,16 +66,16 @@ def get_config(name, **overrides):
     """
     config = copy.deepcopy(_lookup(name))
     if overrides:
-        config = _schema.apply_overrides(config, overrides)
+        config = schema.apply_overrides(config, overrides)
     return config
 
 
 def resolve(name_or_config, overrides=None):
     """A config from a zoo name or a config dict, with overrides (dict or ``key=value`` list)."""
     if isinstance(name_or_config, dict):
-        config = _schema.validate(_schema.complete(copy.deepcopy(name_or_config)))
+        config = schema.validate(schema.complete(copy.deepcopy(name_or_config)))
     else:
         config = get_config(name_or_config)
     if overrides:
-        config = _schema.apply_overrides(config, overrides)
+        config = schema.apply_overrides(config, overrides)
     return config

@@ -1,4 +1,5 @@
-"""Experiment cards: one TOML file per paper table (top-level ``zoo/``), run by ``rnnreg reproduce``.
+"""Experiment cards: one TOML file per paper table (top-level ``zoo/``), run by ``rnnreg
+reproduce``.
 
 A card names zoo configurations and the paper's numbers; it holds no hyperparameters of its own
 beyond per-entry overrides (e.g. Table 2's learning-rate / clipping columns)::
@@ -17,7 +18,8 @@ beyond per-entry overrides (e.g. Table 2's learning-rate / clipping columns)::
     key = "jsb_rnn_plain"               # unique in the card; default: name
     row = "RNN-plain"
     column = "JSB"
-    paper = 8.58                        # the paper's number for this cell
+    paper = "lr=0.1, clipping=1e+06"   # optional: a key of the preset's paper.other, for an
+                                        # entry with overrides (default: the preset's paper.value)
     data = "polyphonic/JSB_Chorales.mat"   # optional: default the configuration's data.source
     epochs = 300                        # optional
     set = ["training.patience=40"]      # optional overrides
@@ -44,51 +46,53 @@ import time
 import tomllib
 from pathlib import Path
 
-from keras_rnnreg.zoo import _registry, _schema
+from keras_rnnreg.zoo import _registry, schema
 
-CARD_KEYS = {"title", "paper", "table", "metric", "command", "data_root", "seeds", "rows", "columns", "entry",
-             "quick", "notes", "count", "lower_is_better", "epochs"}
+__all__ = ["CardError", "card_names", "load_card", "markdown", "plan", "reproduce", "summarize"]
+
+CARD_KEYS = {"title", "paper", "table", "metric", "command", "data_root", "seeds", "rows",
+             "columns", "entry", "quick", "notes", "count", "lower_is_better", "epochs"}
 ENTRY_KEYS = {"name", "key", "row", "column", "paper", "data", "epochs", "set", "seeds", "note"}
 QUICK_KEYS = {"data", "epochs", "set", "only", "seeds"}
 
 
-class CardError(_schema.ConfigError):
+class CardError(schema.ConfigError):
     """A malformed card: the message names the file, the entry and the key."""
 
 
-_TEXT = _schema.text()
+_TEXT = schema.text()
 #: key -> (check, what is expected); for the card, its entries and [quick].
 VALUE_CHECKS = {
     "title": _TEXT,
-    "paper": _schema.text("a string (the paper's title)"),
+    "paper": schema.text("a string (the paper's title)"),
     "table": _TEXT,
     "metric": _TEXT,
     "command": _TEXT,
     "notes": _TEXT,
-    "data_root": _schema.text("a folder path (string)"),
-    "lower_is_better": _schema.BOOLEAN,
-    "seeds": _schema.SEEDS,
-    "epochs": _schema.integer_at_least(1),
-    "rows": _schema.list_of_text(),
-    "columns": _schema.list_of_text(),
-    "count": _schema.list_of_text("a list of strings (keys of the test report)"),
-    "set": _schema.list_of_text('a list of "key=value" strings'),
-    "only": _schema.list_of_text("a list of entry keys"),
-    "name": _schema.text("a zoo name (string)"),
+    "data_root": schema.text("a folder path (string)"),
+    "lower_is_better": schema.BOOLEAN,
+    "seeds": schema.SEEDS,
+    "epochs": schema.integer_at_least(1),
+    "rows": schema.list_of_text(),
+    "columns": schema.list_of_text(),
+    "count": schema.list_of_text("a list of strings (keys of the test report)"),
+    "set": schema.list_of_text('a list of "key=value" strings'),
+    "only": schema.list_of_text("a list of entry keys"),
+    "name": schema.text("a zoo name (string)"),
     "key": _TEXT,
     "row": _TEXT,
     "column": _TEXT,
-    "data": _schema.text("a data path or source name (string)"),
+    "data": schema.text("a data path or source name (string)"),
     "note": _TEXT,
 }
 ENTRY_VALUE_CHECKS = {
     **VALUE_CHECKS,
-    "paper": (_schema.NUMBER[0], "a number (the paper's value for this entry)"),
+    "paper": schema.text("a key of the preset's paper.other (the paper's number lives there)"),
 }
 
 
 def _check_values(table, checks, where):
-    _schema.check_table(table, checks, where, CardError)
+    schema.check_table(table, checks, where, CardError)
 
 
 def load_card(path):
@@ -103,7 +107,7 @@ def load_card(path):
         raise CardError(f"{path}: not valid TOML: {err}") from None
     unknown = set(card) - CARD_KEYS
     if unknown:
-        raise CardError(f"{path}: unknown card key(s) {sorted(unknown)}; expected some of {sorted(CARD_KEYS)}")
+        raise CardError(_unknown(path, unknown, CARD_KEYS))
     _check_values(card, VALUE_CHECKS, str(path))
     entries = card.get("entry")
     if not entries or not isinstance(entries, list):
@@ -113,23 +117,25 @@ def load_card(path):
         where = f"{path}: entry {i + 1}"
         bad = set(entry) - ENTRY_KEYS
         if bad:
-            raise CardError(f"{where}: unknown key(s) {sorted(bad)}; expected some of {sorted(ENTRY_KEYS)}")
+            raise CardError(_unknown(where, bad, ENTRY_KEYS))
         if "name" not in entry:
             raise CardError(f"{where}: missing 'name' (a zoo name)")
         _check_values(entry, ENTRY_VALUE_CHECKS, f"{where} ({entry['name']!r})")
         _registry._lookup(entry["name"])  # UnknownModelError with close matches
         entry.setdefault("key", entry["name"])
         if entry["key"] in seen:
-            raise CardError(f"{where}: duplicate key {entry['key']!r}; give entries that share a name a 'key'")
+            raise CardError(f"{where}: duplicate key {entry['key']!r}; give entries that share a "
+                            "name a 'key'")
         seen.add(entry["key"])
         if "set" in entry:
             _registry.resolve(entry["name"], entry["set"])  # checks the overrides
+        entry["paper"] = _paper_number(entry, where)
     quick = card.get("quick")
     if quick is None:
         raise CardError(f"{path}: missing the [quick] variant")
     bad = set(quick) - QUICK_KEYS
     if bad:
-        raise CardError(f"{path}: [quick]: unknown key(s) {sorted(bad)}; expected some of {sorted(QUICK_KEYS)}")
+        raise CardError(_unknown(f"{path}: [quick]", bad, QUICK_KEYS))
     _check_values(quick, VALUE_CHECKS, f"{path}: [quick]")
     for key in quick.get("only", []):
         if key not in seen:
@@ -140,6 +146,23 @@ def load_card(path):
     return card
 
 
+def _unknown(where, bad, known):
+    return f"{where}: unknown key(s) {sorted(bad)}; expected some of {sorted(known)}"
+
+
+def _paper_number(entry, where):
+    """The paper's number of an entry, from its preset: ``paper.value``, or the ``paper.other``
+    value that the entry's ``paper`` names (a cell the preset reaches through overrides)."""
+    paper = _registry.get_config(entry["name"])["paper"]
+    if "paper" not in entry:
+        return paper["value"]
+    other = paper["other"] or {}
+    if entry["paper"] not in other:
+        raise CardError(f"{where}: paper = {entry['paper']!r} is not a key of the paper.other of "
+                        f"{entry['name']!r}; expected one of {sorted(other)}")
+    return other[entry["paper"]]
+
+
 def plan(card, quick=False, only=None, epochs=None, seeds=None, data_root=None):
     """The runs of a card: a list of dicts (key, name, seed, data, overrides, epochs)."""
     q = card["quick"] if quick else {}
@@ -147,9 +170,10 @@ def plan(card, quick=False, only=None, epochs=None, seeds=None, data_root=None):
     for entry in card["entries"]:
         if quick and q.get("only") and entry["key"] not in q["only"]:
             continue
-        if only and not fnmatch.fnmatchcase(entry["key"], only) and not fnmatch.fnmatchcase(entry["name"], only):
+        if only and not any(fnmatch.fnmatchcase(entry[k], only) for k in ("key", "name")):
             continue
-        entry_seeds = _first(seeds, q.get("seeds") if quick else None, entry.get("seeds"), card.get("seeds"), [0])
+        entry_seeds = _first(seeds, q.get("seeds") if quick else None, entry.get("seeds"),
+                             card.get("seeds"), [0])
         overrides = list(entry.get("set", [])) + list(q.get("set", []))
         for seed in entry_seeds:
             runs.append({
@@ -157,7 +181,8 @@ def plan(card, quick=False, only=None, epochs=None, seeds=None, data_root=None):
                 "name": entry["name"],
                 "seed": int(seed),
                 "data": q.get("data") if quick and "data" in q else entry.get("data"),
-                "epochs": _first(epochs, q.get("epochs") if quick else None, entry.get("epochs"), card.get("epochs")),
+                "epochs": _first(epochs, q.get("epochs") if quick else None, entry.get("epochs"),
+                                 card.get("epochs")),
                 "overrides": overrides,
                 "data_root": data_root or card.get("data_root"),
             })
@@ -169,8 +194,9 @@ def _first(*values):
     return next((v for v in values if v is not None), None)
 
 
-def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, epochs=None, seeds=None,
-              verbose=0, log=print, table_only=False, jobs=1, devices=None, stream=None):
+def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, epochs=None,
+              seeds=None, verbose=0, log=print, table_only=False, jobs=1, devices=None,
+              stream=None):
     """Run a card (see the module docstring); returns the path of the markdown table.
 
     The table holds every finished run of the card in ``out_dir`` (also those of earlier calls
@@ -190,46 +216,51 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
     if out.exists() and not out.is_dir():
         raise CardError(f"--out {out} is a file; expected a folder for the card's runs and table")
     out.mkdir(parents=True, exist_ok=True)
-    runs = [] if table_only else plan(card, quick=quick, only=only, epochs=epochs, seeds=seeds, data_root=data_root)
+    runs = [] if table_only else plan(card, quick=quick, only=only, epochs=epochs, seeds=seeds,
+                                      data_root=data_root)
     if not runs and not table_only:
         raise CardError(f"{card_path}: no entry matches --only {only!r}")
     reports, failures = [], []
     if runs and (jobs > 1 or devices):
         from keras_rnnreg.zoo import _parallel
 
-        reports, failures = _parallel.run(runs, out, jobs=jobs, devices=devices, verbose=verbose, log=log,
-                                          stream=stream)
+        reports, failures = _parallel.run(runs, out, jobs=jobs, devices=devices, verbose=verbose,
+                                          log=log, stream=stream)
         runs = []
     for i, run in enumerate(runs):
         run_dir = out / run["key"] / f"seed{run['seed']}"
         report_path = run_dir / training.REPORT
+        head = f"[{i + 1}/{len(runs)}] {run['key']} seed {run['seed']}"
         if report_path.exists():
             report = json.loads(report_path.read_text())
-            log(f"[{i + 1}/{len(runs)}] {run['key']} seed {run['seed']}: done before ({report['ours']:.4g})")
+            log(f"{head}: done before ({report['ours']:.4g})")
         else:
             resume = (run_dir / training.CONFIG).exists()
-            log(f"[{i + 1}/{len(runs)}] {run['key']} seed {run['seed']}: " + ("resuming" if resume else "training")
+            log(f"{head}: " + ("resuming" if resume else "training")
                 + (f" (epochs {run['epochs']})" if run["epochs"] else ""))
             started = time.time()
             try:
                 report = training.train(
-                    run["name"], run_dir, data=run["data"], data_root=run["data_root"], epochs=run["epochs"],
-                    seed=run["seed"], overrides=run["overrides"] or None, resume=resume, verbose=verbose,
+                    run["name"], run_dir, data=run["data"], data_root=run["data_root"],
+                    epochs=run["epochs"], seed=run["seed"], overrides=run["overrides"] or None,
+                    resume=resume, verbose=verbose,
                     log=(lambda msg: None) if not verbose else log,
                 )
-            except (KeyboardInterrupt, _schema.ConfigError, FileNotFoundError):
+            except (KeyboardInterrupt, schema.ConfigError, FileNotFoundError):
                 raise
-            except Exception as err:  # one failed run (e.g. NaNs beyond the restarts) must not stop the card
+            except Exception as err:  # one failed run (e.g. NaNs beyond the restarts) goes on
                 log(f"    FAILED: {type(err).__name__}: {err}")
-                failures.append({"key": run["key"], "seed": run["seed"], "error": f"{type(err).__name__}: {err}"})
+                failures.append({"key": run["key"], "seed": run["seed"],
+                                 "error": f"{type(err).__name__}: {err}"})
                 continue
             report["wall_s"] = round(time.time() - started, 1)
             training.write_json_atomic(report_path, report)
-            log(f"    {report['metric']} = {report['ours']:.4g} (paper {report['paper']}) in {report['wall_s']} s, "
-                f"best epoch {report['best_epoch']} of {report['epochs_run']}")
+            log(f"    {report['metric']} = {report['ours']:.4g} (paper {report['paper']}) in "
+                f"{report['wall_s']} s, best epoch {report['best_epoch']} of "
+                f"{report['epochs_run']}")
         reports.append((run, report))
     done = {(run["key"], run["seed"]) for run, _ in reports}
-    for run in plan(card, quick=quick, seeds=seeds, data_root=data_root):  # earlier runs of the card
+    for run in plan(card, quick=quick, seeds=seeds, data_root=data_root):  # the card's earlier runs
         report_path = out / run["key"] / f"seed{run['seed']}" / training.REPORT
         if (run["key"], run["seed"]) not in done and report_path.exists():
             reports.append((run, json.loads(report_path.read_text())))
@@ -239,7 +270,8 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
     results["failures"] = failures
     training.write_json_atomic(out / "results.json", results)
     table = out / f"{card['stem']}.md"
-    table.write_text(markdown(card, results, quick=quick, command=_command(card_path, quick, None, epochs, seeds)))
+    command = _command(card_path, quick, None, epochs, seeds)
+    table.write_text(markdown(card, results, quick=quick, command=command))
     return table
 
 
@@ -281,7 +313,8 @@ def summarize(card, reports):
             "values": values,
             "paper": paper,
             "relative_difference": (mean - paper) / paper if paper and finite else None,
-            "within_5_percent": abs(mean - paper) <= 0.05 * abs(paper) if paper and finite else None,
+            "within_5_percent": (abs(mean - paper) <= 0.05 * abs(paper)) if paper and finite
+            else None,
             "comparable": all(r.get("comparable", True) for r in items),
             "epochs_run": [r["epochs_run"] for r in items],
             "best_epoch": [r["best_epoch"] for r in items],
@@ -290,7 +323,8 @@ def summarize(card, reports):
         for flag in card.get("count", []):
             row[flag] = f"{sum(bool(r['test'].get(flag)) for r in items)}/{len(items)}"
         rows.append(row)
-    return {"card": card["path"], "title": card.get("title", ""), "table": card.get("table", ""), "entries": rows}
+    return {"card": card["path"], "title": card.get("title", ""), "table": card.get("table", ""),
+            "entries": rows}
 
 
 def _fmt(value, digits=3):
@@ -300,16 +334,18 @@ def _fmt(value, digits=3):
 
 
 def _every_seed(entry):
-    """``s0 8.81, s1 8.85``: each seed's number (mean ± std alone hides a seed that failed to learn)."""
-    return ", ".join(f"s{seed} {_fmt(value)}" for seed, value in zip(entry["seeds"], entry["values"]))
+    """``s0 8.81, s1 8.85``: each seed's number (mean ± std alone hides a seed that failed)."""
+    return ", ".join(f"s{seed} {_fmt(value)}"
+                     for seed, value in zip(entry["seeds"], entry["values"]))
 
 
 def markdown(card, results, quick=False, command=""):
-    """Our numbers beside the paper's: a grid (rows x columns) when the card has one, and details."""
+    """Our numbers beside the paper's: a grid (rows x columns) when the card has one, and
+    details."""
     lines = [f"# {card.get('title', card['stem'])}", ""]
     if quick:
-        lines += ["**Quick variant**: synthetic data, tiny networks, one epoch — a smoke test of the "
-                  "pipeline; the numbers mean nothing.", ""]
+        lines += ["**Quick variant**: synthetic data, tiny networks, one epoch — a smoke test of "
+                  "the pipeline; the numbers mean nothing.", ""]
     if command:
         lines += [f"Command: `{command}`", ""]
     entries = results["entries"]
@@ -333,7 +369,8 @@ def markdown(card, results, quick=False, command=""):
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
         lines.append("")
     count = card.get("count", [])
-    header = ["entry", "zoo name", "ours", "paper", "diff", "seeds", "every seed", "epochs (best)", *count]
+    header = ["entry", "zoo name", "ours", "paper", "diff", "seeds", "every seed", "epochs (best)",
+              *count]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for e in entries:
@@ -353,7 +390,8 @@ def markdown(card, results, quick=False, command=""):
         lines += ["", "Failed runs: " + "; ".join(f"{f['key']} seed {f['seed']}: {f['error']}"
                                                   for f in results["failures"])]
     if any(not e["comparable"] for e in entries):
-        lines += ["", "\\* not the paper's data (synthetic, embedded chorales or a smoke set-up): not comparable."]
+        lines += ["", "\\* not the paper's data (synthetic, embedded chorales or a smoke set-up): "
+                      "not comparable."]
     if card.get("notes"):
         lines += ["", card["notes"].strip()]
     return "\n".join(lines) + "\n"

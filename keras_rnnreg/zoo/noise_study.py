@@ -21,8 +21,8 @@ Every network (Sec. 10.2): 88 inputs, one tanh hidden layer, 88 sigmoid outputs;
 cross-entropy summed over the 88 notes of a timestep and averaged over timesteps, so the number is
 Table 1's NLL per timestep in nats. Optimizer: RMSprop with momentum and decay 0.9 — climin's
 (:class:`keras_rnnreg.optimizers.CliminRMSprop`) for RNN-DO / RNN-DOS, Keras' for the others (see
-the readings below). Data (Sec. 10.1): training and validation split into chunks of 100 timesteps, front-padded;
-test sequences run whole.
+the readings below). Data (Sec. 10.1): training and validation split into chunks of 100
+timesteps, front-padded; test sequences run whole.
 
 The hyperparameters are the four tables of Appendix B (in Table 1's column order: JSB,
 Nottingham, Piano-midi, MuseData; 200, 200, 100, 600 hidden units). **Our readings of the
@@ -37,10 +37,9 @@ garbled or ambiguous rows**:
 * *"ρ limit"* — the spectral radius the recurrent matrix is rescaled to at initialization
   (:class:`~keras_rnnreg.initializers.SpectralRadius`); it is not enforced during training
   (``regularization.spectral_radius_limit`` can add that constraint).
-* *"λ 3.93"* (3.77, 3.52, 3.80) — outside Table 2's range "[10e-2, 10e-4]" as printed, but all
-  four lie between 2 and 4, so they are read as −log10 λ: λ = 10^-3.93 ≈ 1.17e-4 (JSB),
-  10^-3.77 ≈ 1.70e-4, 10^-3.52 ≈ 3.02e-4, 10^-3.80 ≈ 1.58e-4 (L1 for MuseData), all inside
-  [1e-4, 1e-2]. Keras' L2 is λ Σw² (no ½), added to the per-timestep NLL.
+* *"λ 3.93"* (JSB; ``APPENDIX_B[...]["penalty"]``) — outside Table 2's range "[10e-2, 10e-4]"
+  as printed, but all four lie between 2 and 4, so they are read as −log10 λ (JSB: λ = 10^-3.93
+  ≈ 1.17e-4), all inside [1e-4, 1e-2]. Keras' L2 is λ Σw² (no ½), added to the per-timestep NLL.
 * *"Dropout 0.92"* (RNN-DO, RNN-DOS) — read as the paper defines p for Fig. 10 (Sec. 10.3):
   the "probability that an incoming recurrent weight is set to zero", i.e. the DropConnect rate,
   with the classic dropout scaling of Hinton et al. (2012) and Wan et al. (2013): unscaled masks
@@ -53,7 +52,7 @@ garbled or ambiguous rows**:
   are about 2α·sign(g) on every weight (its mean-square accumulator starts at 0; climin's at 1),
   Nottingham RNN-DO stops at 4.44 instead of 3.47. The other rows keep Keras' RMSprop, with
   which they were measured. ``--set regularization.dropconnect.rate=0.08 --set
-  regularization.dropconnect.scale=training --set optimizer.name=rmsprop`` runs the earlier
+  regularization.dropconnect.scale=true --set optimizer.class_name=RMSprop`` runs the earlier
   keep reading. JSB's RNN-FF cell of that row is blank (no dropout).
 * *"Noise σ"* — the standard deviation of the weight noise: additive for RNN-N / RNN-NS, the σ of
   (1 + σε) for RNN-MN / RNN-MNS. RNN-FF: additive (Eq. 13) noise on the input-to-hidden weights,
@@ -62,13 +61,11 @@ garbled or ambiguous rows**:
 * Per-timestep noise draws one weight matrix per timestep shared by the sequences of a batch;
   per-sequence noise one matrix per training step (Sec. 8.1; keras_rnnreg.perturbations).
 * *RNN-plain and RNN-FD* are not in Appendix B (its tables cover the eight other models). We
-  picked from Table 2's ranges: σ_in = 1e-3, σ_rec = 0.1, 15 connections, ρ = 1.1; for the
-  optimizer, the settings most of the dataset's eight tuned models share — Nottingham: step rate
-  1e-4, momentum 0.95, batch 27; Piano-midi: 1e-4, 0.95, 81; MuseData: 1e-4, 0.9, 81 — and for
-  JSB those of its RNN-NS column (1e-3, 0.9, 27; step rate 1e-3 made Nottingham's training loss
-  climb after a dozen epochs). RNN-FD: the same, with dropout rates 0.2 on the inputs and 0.5
-  on the recurrent and output connections (Table 2's "Dropout [0, 1]"). The output layer
-  (not described) is Glorot-uniform initialised with zero bias, in every model.
+  picked from Table 2's ranges (``UNLISTED_INIT``); for the optimizer (``UNLISTED_OPTIMIZER``),
+  the settings most of the dataset's eight tuned models share, and for JSB those of its RNN-NS
+  column (step rate 1e-3 made Nottingham's training loss climb after a dozen epochs). RNN-FD:
+  the same, with the dropout rates of ``FAST_DROPOUT_RATES`` (Table 2's "Dropout [0, 1]"). The
+  output layer (not described) is Glorot-uniform initialised with zero bias, in every model.
 * *RNN-FD at test time* — the paper does not say. We predict with the same deterministic
   moment propagation the model was trained with (``regularization.fast_dropout.inference =
   "marginal"``): on JSB the mean network (``"mean"``, Wang & Manning's weight-scaled net) is
@@ -81,7 +78,14 @@ The RNN-plain and RNN-FD numbers of Table 1 are those of Bayer et al. (2013), wh
 values for their RNN and fast-dropout RNN.
 """
 
+import keras
+
+from keras_rnnreg import initializers, perturbations
+from keras_rnnreg.optimizers import CliminRMSprop
 from keras_rnnreg.zoo._registry import register
+from keras_rnnreg.zoo.schema import keras_object
+
+__all__ = ["APPENDIX_B", "DATASETS", "MODELS", "TABLE_1", "hyperparameters", "preset"]
 
 PAPER = "Regularizing Recurrent Networks (noise study)"
 DATASETS = {
@@ -91,7 +95,8 @@ DATASETS = {
     "pianomidi": ("Piano_midi.mat", 100, "Piano-midi.de"),
     "musedata": ("MuseData.mat", 600, "MuseData"),
 }
-MODELS = ("rnn_plain", "rnn_fd", "rnn_nbr", "rnn_n", "rnn_ns", "rnn_mn", "rnn_mns", "rnn_do", "rnn_dos", "rnn_ff")
+MODELS = ("rnn_plain", "rnn_fd", "rnn_nbr", "rnn_n", "rnn_ns", "rnn_mn", "rnn_mns", "rnn_do",
+          "rnn_dos", "rnn_ff")
 
 # Table 1: test NLL per timestep (nats).
 TABLE_1 = {
@@ -189,8 +194,8 @@ def hyperparameters(dataset, model):
         hp["source"] = "not listed in Appendix B: picked from Table 2's ranges"
         return hp
     j = _COLUMNS.index(model)
-    hp = {key: table[key][j] for key in ("sigma_in", "sigma_rec", "sparsify", "rho", "momentum", "step_rate",
-                                         "batch_size")}
+    keys = ("sigma_in", "sigma_rec", "sparsify", "rho", "momentum", "step_rate", "batch_size")
+    hp = {key: table[key][j] for key in keys}
     if model == "rnn_nbr":
         hp["penalty"], hp["neg_log10_lambda"] = table["penalty"]
     if model in table["dropout"]:
@@ -204,20 +209,21 @@ def hyperparameters(dataset, model):
 def _regularization(model, hp):
     reg = {}
     if model == "rnn_nbr":
-        reg["weight_penalty"] = {"kind": hp["penalty"], "strength": 10.0 ** (-hp["neg_log10_lambda"])}
+        reg["weight_penalty"] = {"kind": hp["penalty"],
+                                 "strength": 10.0 ** (-hp["neg_log10_lambda"])}
     elif model in ("rnn_n", "rnn_ns", "rnn_mn", "rnn_mns", "rnn_ff"):
-        reg["weight_noise"] = {
-            "stddev": hp["noise"],
-            "mode": "multiplicative" if model in ("rnn_mn", "rnn_mns") else "additive",
-            "per": "sequence" if model in ("rnn_ns", "rnn_mns") else "timestep",
-            "target": "input" if model == "rnn_ff" else "recurrent",
-        }
+        reg["weight_noise"] = keras_object(
+            perturbations.WeightNoise,
+            stddev=hp["noise"],
+            mode="multiplicative" if model in ("rnn_mn", "rnn_mns") else "additive",
+            per="sequence" if model in ("rnn_ns", "rnn_mns") else "timestep",
+            target="input" if model == "rnn_ff" else "recurrent",
+        )
     elif model in ("rnn_do", "rnn_dos"):
-        reg["dropconnect"] = {
-            "rate": hp["dropout"],
-            "per": "sequence" if model == "rnn_dos" else "timestep",
-            "scale": "inference",
-        }
+        reg["dropconnect"] = keras_object(
+            perturbations.DropConnect, rate=hp["dropout"],
+            per="sequence" if model == "rnn_dos" else "timestep", scale="inference",
+        )
     elif model == "rnn_fd":
         reg["fast_dropout"] = dict(FAST_DROPOUT_RATES)
     return reg
@@ -230,12 +236,14 @@ def preset(dataset, model):
     value = TABLE_1[model][list(DATASETS).index(dataset)]
     notes = [f"hyperparameters: {hp['source']}"]
     if "neg_log10_lambda" in hp:
-        notes.append(f"λ printed as {hp['neg_log10_lambda']}, read as 10^-{hp['neg_log10_lambda']}")
+        lam = hp["neg_log10_lambda"]
+        notes.append(f"λ printed as {lam}, read as 10^-{lam}")
     if "dropout" in hp:
-        notes.append(f"'Dropout {hp['dropout']}' read as the drop probability p (Sec. 10.3), classic "
-                     "scaling ((1 - p) W at test time), climin's RMSprop")
+        notes.append(f"'Dropout {hp['dropout']}' read as the drop probability p (Sec. 10.3), "
+                     "classic scaling ((1 - p) W at test time), climin's RMSprop")
     if dataset == "jsb":
-        notes.append("without --data, trains on the embedded music21 chorales (not the benchmark split)")
+        notes.append("without --data, trains on the embedded music21 chorales (not the benchmark "
+                     "split)")
     return {
         "task": "polyphonic",
         "description": f"{model.replace('_', '-').upper()} on {column} (noise study, Table 1)",
@@ -246,22 +254,21 @@ def preset(dataset, model):
             "input_dim": 88,
             "output_dim": 88,
             "output_activation": "sigmoid",
-            "kernel_init": {"kind": "sparse", "connections": hp["sparsify"], "stddev": hp["sigma_in"]},
-            "recurrent_init": {
-                "kind": "sparse",
-                "connections": hp["sparsify"],
-                "stddev": hp["sigma_rec"],
-                "spectral_radius": hp["rho"],
-            },
-            "output_init": {"kind": "glorot_uniform"},
+            "kernel_init": keras_object(initializers.Sparse, connections=hp["sparsify"],
+                                        stddev=hp["sigma_in"]),
+            "recurrent_init": keras_object(
+                initializers.SpectralRadius,
+                base=keras_object(initializers.Sparse, connections=hp["sparsify"],
+                                  stddev=hp["sigma_rec"]),
+                radius=hp["rho"],
+            ),
+            "output_init": keras_object(keras.initializers.GlorotUniform),
         },
         "regularization": _regularization(model, hp),
-        "optimizer": {
-            "name": "climin_rmsprop" if model in ("rnn_do", "rnn_dos") else "rmsprop",
-            "learning_rate": hp["step_rate"],
-            "momentum": hp["momentum"],
-            "rho": 0.9,
-        },
+        "optimizer": keras_object(
+            CliminRMSprop if model in ("rnn_do", "rnn_dos") else keras.optimizers.RMSprop,
+            learning_rate=hp["step_rate"], momentum=hp["momentum"], rho=0.9,
+        ),
         "data": {
             "source": "music21-chorales" if dataset == "jsb" else f"polyphonic/{filename}",
             "batch_size": hp["batch_size"],

@@ -8,11 +8,11 @@ use sequences of length 50 taken without overlap. When we encounter a NaN, we di
 rate by 2, and restart with the previous epochs parameters." One-hot characters in (50 symbols
 with the end-of-sentence symbol, ``keras_rnnreg.data.ptb``), softmax out, bits per character.
 
-* ``ptb_lstm`` (Table 1, β = 0, standard LSTM: 1.49), ``ptb_lstm_notanh`` (β = 0 with the output
-  tanh removed: 1.47), ``ptb_lstm_ns`` / ``ptb_lstm_ns_b50`` (β = 500 / 50 on the hidden states,
-  output tanh removed "as in Gers & Schmidhuber": 1.39 / 1.41), ``ptb_lstm_ns_cell`` /
-  ``ptb_lstm_ns_cell_b50`` (β on the memory cells, standard LSTM: 1.40 / 1.42). Reading: the two
-  β = 0 numbers of Table 1 are the two LSTM variants (the hidden-state row is the net without the
+* ``ptb_lstm`` (Table 1, β = 0, standard LSTM), ``ptb_lstm_notanh`` (β = 0 with the output
+  tanh removed), ``ptb_lstm_ns`` / ``ptb_lstm_ns_b50`` (β on the hidden states, output tanh
+  removed "as in Gers & Schmidhuber"), ``ptb_lstm_ns_cell`` / ``ptb_lstm_ns_cell_b50`` (β on the
+  memory cells, standard LSTM). Reading: the two β = 0 numbers of Table 1 are the two LSTM
+  variants (the hidden-state row is the net without the
   output tanh, which the text says gave "a slight improvement").
 * ``ptb_srnn_{tanh,relu,trec}`` and ``_ns`` (β = 500): Table 2's first column (lr .1, gradient
   clipping 1); its other columns are the card's overrides of ``optimizer.learning_rate`` and
@@ -21,7 +21,8 @@ with the end-of-sentence symbol, ``keras_rnnreg.data.ptb``), softmax out, bits p
   be an identity matrix in our experiments"): every SRNN, tanh included, starts from the identity.
 * ``ptb_srnn_trec_ns_{state_diff,relative,l1_norm_diff,target,first_last}``: the alternative costs
   of Table 3 at β = 500 (β = 50 by override). Reading: Table 3 is on the TRec SRNN, since its
-  norm-stabilizer entry (1.48 at β = 500) is Table 2's TRec value; the target norm is 5.
+  norm-stabilizer entry at β = 500 is Table 2's TRec value (``TABLE_3``, ``TABLE_2``); the
+  target norm is 5.
 * Not stated: batch size (we use 32), initialisation of the input / output weights and of the
   LSTM (Keras' Glorot-uniform and orthogonal), early stopping (we keep the best validation
   epoch and stop after ``training.patience`` = 50 epochs without improvement, within the paper's
@@ -32,11 +33,9 @@ with the end-of-sentence symbol, ``keras_rnnreg.data.ptb``), softmax out, bits p
 61 phones + blank = 62 outputs, Adam lr .001, gradient clipping 200, early stopping after 25
 epochs without improvement on the development set (we monitor its phone error rate), no beam
 search (greedy decoding). The penalty is on the hidden states of every layer and direction, with
-the standard output tanh. Table 4 (average of 5 runs; test / dev PER %): ``timit_blstm`` 21.8 /
-19.6, ``timit_blstm_ns50`` 20.7 / 18.6, ``timit_blstm_ns`` (β = 500) 19.0 / 16.9,
-``timit_blstm_wn`` (σ = .05) 21.5 / 19.1, ``timit_blstm_dropout`` (p = .5) 21.9 / 19.5,
-``timit_blstm_dropout_ns50`` 20.9 / 18.5, ``timit_blstm_dropout_ns`` 19.4 / 17.0,
-``timit_blstm_dropout_wn`` 21.1 / 18.9. Table 5 (one run each, patience 100):
+the standard output tanh. Table 4 (``TABLE_4``: β, σ, dropout p, test / dev PER, averages of 5
+runs) and Table 5 (``TABLE_5``: one run each, patience 100) are the names
+``timit_blstm{,_ns50,_ns,_wn,_dropout,_dropout_ns50,_dropout_ns,_dropout_wn}`` and
 ``timit_blstm{750,999}_{wn,ns500,ns1000,ns1500}``. Readings: weight noise is additive, on the
 input and recurrent kernels of every LSTM, one draw per training step (per sequence, as Graves et
 al. 2013); dropout p = .5 is applied to the outputs of every BLSTM layer (not inside the
@@ -46,13 +45,20 @@ recurrence); Table 5's "n = 999" is kept as printed (the text says "1000 hidden 
 **Adding problem** (Sec. 2.3): length 400, "uniform initialization in [-.01,.01], learning
 rate=.01, gradient clipping=1", β = 1. Readings: the IRNN of Le et al. (2015) — ReLU, W_hh the
 identity (footnote 1), the other weights U[-.01, .01] — with 100 units, plain SGD and batch size
-16 as Le et al.; 100,000 training sequences. Reported over nine seeds: with the penalty the
-test MSE averaged .059 (8/9 below the short-sighted 1/12), without it .105.
+16 as Le et al.; 100,000 training sequences. The nine-seed results are the two presets' ``paper``
+sections.
 """
 
 import copy
 
+import keras
+
+from keras_rnnreg import perturbations, regularizers
 from keras_rnnreg.zoo._registry import register
+from keras_rnnreg.zoo.schema import keras_object
+
+__all__ = ["ADDING_PRESETS", "PTB_PRESETS", "TABLE_1", "TABLE_2", "TABLE_3", "TABLE_4", "TABLE_5",
+           "TIMIT_PRESETS"]
 
 PAPER = "Krueger & Memisevic, Regularizing RNNs by Stabilizing Activations"
 
@@ -76,11 +82,9 @@ PTB_BASE = {
         "input_dim": 50,
         "output_dim": 50,
         "output_activation": "softmax",
-        "kernel_init": {"kind": "glorot_uniform"},
-        "recurrent_init": {"kind": "orthogonal"},
-        "output_init": {"kind": "glorot_uniform"},
     },
-    "optimizer": {"name": "sgd", "learning_rate": 0.1, "momentum": 0.99, "global_clipnorm": 1.0},
+    "optimizer": keras_object(keras.optimizers.SGD, learning_rate=0.1, momentum=0.99,
+                              global_clipnorm=1.0),
     "data": {"source": "ptb", "batch_size": 32, "seq_len": 50},
     "training": {"epochs": 1000, "patience": 50, "monitor": "val_bits_per_character", "mode": "min",
                  "nan_restart": True},
@@ -88,33 +92,39 @@ PTB_BASE = {
 
 
 def _ptb(description, table, value, model=None, ns=None, other=None, notes=""):
-    reg = {"norm_stabilizer": ns} if ns else {}
+    reg = {"norm_stabilizer": keras_object(regularizers.NormStabilizer, **ns)} if ns else {}
     return _merge(
         PTB_BASE,
         description=description,
         model={**PTB_BASE["model"], **(model or {})},
         regularization=reg,
-        paper={"reference": PAPER, "table": table, "metric": "test bits per character", "value": value,
-               "other": other, "notes": notes},
+        paper={"reference": PAPER, "table": table, "metric": "test bits per character",
+               "value": value, "other": other, "notes": notes},
     )
 
 
-_LSTM_NOTES = "output tanh removed when the hidden states are penalized (Sec. 2.1)"
-PTB_PRESETS = {
-    "ptb_lstm": _ptb("LSTM, 1000 units, β = 0", "Table 1, memory-cell row, β = 0", 1.49),
-    "ptb_lstm_notanh": _ptb("LSTM without output tanh, β = 0", "Table 1, hidden-state row, β = 0", 1.47,
-                            model={"lstm_output_tanh": False}, notes=_LSTM_NOTES),
-    "ptb_lstm_ns_b50": _ptb("LSTM, norm-stabilizer β = 50 on hidden states", "Table 1, hidden-state row, β = 50",
-                            1.41, model={"lstm_output_tanh": False}, ns={"beta": 50.0, "on": "hidden"},
-                            notes=_LSTM_NOTES),
-    "ptb_lstm_ns": _ptb("LSTM, norm-stabilizer β = 500 on hidden states", "Table 1, hidden-state row, β = 500",
-                        1.39, model={"lstm_output_tanh": False}, ns={"beta": 500.0, "on": "hidden"},
-                        notes=_LSTM_NOTES),
-    "ptb_lstm_ns_cell_b50": _ptb("LSTM, norm-stabilizer β = 50 on memory cells",
-                                 "Table 1, memory-cell row, β = 50", 1.42, ns={"beta": 50.0, "on": "cell"}),
-    "ptb_lstm_ns_cell": _ptb("LSTM, norm-stabilizer β = 500 on memory cells", "Table 1, memory-cell row, β = 500",
-                             1.40, ns={"beta": 500.0, "on": "cell"}),
+# Table 1: (where β penalizes, β, test BPC); on the hidden states the output tanh is removed.
+TABLE_1 = {
+    "ptb_lstm": ("cell", 0, 1.49),
+    "ptb_lstm_notanh": ("hidden", 0, 1.47),
+    "ptb_lstm_ns_b50": ("hidden", 50, 1.41),
+    "ptb_lstm_ns": ("hidden", 500, 1.39),
+    "ptb_lstm_ns_cell_b50": ("cell", 50, 1.42),
+    "ptb_lstm_ns_cell": ("cell", 500, 1.40),
 }
+PTB_PRESETS = {}
+for _name, (_on, _beta, _value) in TABLE_1.items():
+    _hidden = _on == "hidden"
+    PTB_PRESETS[_name] = _ptb(
+        f"LSTM{' without output tanh' if _hidden else ''}, β = {_beta}"
+        + (f" on the {'hidden states' if _hidden else 'memory cells'}" if _beta else ""),
+        f"Table 1, {'hidden-state' if _hidden else 'memory-cell'} row, β = {_beta}",
+        _value,
+        model={"lstm_output_tanh": False} if _hidden else None,
+        ns={"beta": float(_beta), "on": _on} if _beta else None,
+        notes="output tanh removed when the hidden states are penalized (Sec. 2.1)"
+        if _hidden else "",
+    )
 
 # Table 2: columns (lr, clipping) = (.1, 1), (.1, 1e6), (.01, 1), (.01, 1e6).
 TABLE_2 = {
@@ -127,11 +137,13 @@ TABLE_2 = {
 }
 TABLE_2_COLUMNS = ((0.1, 1.0), (0.1, 1e6), (0.01, 1.0), (0.01, 1e6))
 
-_SRNN_MODEL = {"cell": "simple_rnn", "units": 1600, "recurrent_init": {"kind": "identity"}}
+_SRNN_MODEL = {"cell": "simple_rnn", "units": 1600,
+               "recurrent_init": keras_object(keras.initializers.Identity)}
 for _act in ("tanh", "relu", "trec"):
     for _beta in (0, 500):
         _values = TABLE_2[(_act, _beta)]
-        _other = {f"lr={lr:g}, clipping={gc:g}": v for (lr, gc), v in zip(TABLE_2_COLUMNS[1:], _values[1:])}
+        _other = {f"lr={lr:g}, clipping={gc:g}": v
+                  for (lr, gc), v in zip(TABLE_2_COLUMNS[1:], _values[1:])}
         _name = f"ptb_srnn_{_act}" + ("_ns" if _beta else "")
         PTB_PRESETS[_name] = _ptb(
             f"SRNN ({_act}), 1600 units, identity W_hh, β = {_beta}",
@@ -162,7 +174,8 @@ for _cost, (_b50, _b500) in TABLE_3.items():
         model={**_SRNN_MODEL, "activation": "trec"},
         ns={"beta": 500.0, "on": "hidden", "cost": _cost, "target": 5.0},
         other={"beta=50": _b50},
-        notes="Table 3 read as on the TRec SRNN (its norm-stabilizer entry equals Table 2's TRec value)",
+        notes="Table 3 read as on the TRec SRNN (its norm-stabilizer entry equals Table 2's TRec "
+              "value)",
     )
 
 
@@ -177,11 +190,8 @@ TIMIT_BASE = {
         "input_dim": 123,
         "output_dim": 62,
         "output_activation": "linear",
-        "kernel_init": {"kind": "glorot_uniform"},
-        "recurrent_init": {"kind": "orthogonal"},
-        "output_init": {"kind": "glorot_uniform"},
     },
-    "optimizer": {"name": "adam", "learning_rate": 1e-3, "global_clipnorm": 200.0},
+    "optimizer": keras_object(keras.optimizers.Adam, learning_rate=1e-3, global_clipnorm=200.0),
     "data": {"source": "TIMIT", "batch_size": 32},
     "training": {"epochs": 1000, "patience": 25, "monitor": "val_per", "mode": "min"},
 }
@@ -213,9 +223,11 @@ TABLE_5 = {
 def _timit_reg(beta, sigma, p):
     reg = {"dropout": p}
     if beta:
-        reg["norm_stabilizer"] = {"beta": float(beta), "on": "hidden"}
+        reg["norm_stabilizer"] = keras_object(regularizers.NormStabilizer, beta=float(beta),
+                                              on="hidden")
     if sigma:
-        reg["weight_noise"] = {"stddev": sigma, "mode": "additive", "per": "sequence", "target": "both"}
+        reg["weight_noise"] = keras_object(perturbations.WeightNoise, stddev=sigma,
+                                           mode="additive", per="sequence", target="both")
     return reg
 
 
@@ -225,9 +237,11 @@ for _name, (_beta, _sigma, _p, _test, _dev) in TABLE_4.items():
         TIMIT_BASE,
         description=f"3x500 BLSTM + CTC, β = {_beta}, σ = {_sigma}, p = {_p}",
         regularization=_timit_reg(_beta, _sigma, _p),
-        paper={"reference": PAPER, "table": f"Table 4, β = {_beta}, σ = {_sigma}, p = {_p} (mean of 5 runs)",
+        paper={"reference": PAPER,
+               "table": f"Table 4, β = {_beta}, σ = {_sigma}, p = {_p} (mean of 5 runs)",
                "metric": "test phone error rate (%)", "value": _test, "other": {"dev": _dev},
-               "notes": "weight noise additive on input and recurrent kernels, per sequence; dropout between layers"},
+               "notes": "weight noise additive on input and recurrent kernels, per sequence; "
+                        "dropout between layers"},
     )
 for _name, (_units, _beta, _sigma, _test, _dev) in TABLE_5.items():
     TIMIT_PRESETS[_name] = _merge(
@@ -253,30 +267,32 @@ ADDING_BASE = {
         "output_dim": 1,
         "output_activation": "linear",
         "readout": "last",
-        "kernel_init": {"kind": "uniform", "scale": 0.01},
-        "recurrent_init": {"kind": "identity"},
-        "output_init": {"kind": "uniform", "scale": 0.01},
+        "kernel_init": keras_object(keras.initializers.RandomUniform, minval=-0.01, maxval=0.01),
+        "recurrent_init": keras_object(keras.initializers.Identity),
+        "output_init": keras_object(keras.initializers.RandomUniform, minval=-0.01, maxval=0.01),
     },
-    "optimizer": {"name": "sgd", "learning_rate": 0.01, "momentum": 0.0, "global_clipnorm": 1.0},
+    "optimizer": keras_object(keras.optimizers.SGD, learning_rate=0.01, momentum=0.0,
+                              global_clipnorm=1.0),
     "data": {"source": "generated", "batch_size": 16, "length": 400, "train_size": 100_000,
              "valid_size": 1_000, "test_size": 10_000},
     "training": {"epochs": 100, "patience": 20, "monitor": "val_loss", "mode": "min"},
 }
+_ADDING_PAPER = {"reference": PAPER, "table": "Sec. 2.3 (mean over 9 seeds)", "metric": "test MSE",
+                 "notes": "identity W_hh, other weights U[-.01, .01]; 100 units, batch 16, plain "
+                          "SGD (Le et al.)"}
 ADDING_PRESETS = {
     "adding_irnn": _merge(
         ADDING_BASE,
         description="IRNN on the adding problem, length 400, no penalty",
-        paper={"reference": PAPER, "table": "Sec. 2.3 (mean over 9 seeds)", "metric": "test MSE", "value": 0.105,
-               "other": {"seeds_below_1/12": "4/9"},
-               "notes": "identity W_hh, other weights U[-.01, .01]; 100 units, batch 16, plain SGD (Le et al.)"},
+        paper={**_ADDING_PAPER, "value": 0.105,
+               "other": {"seeds_below_1/12": "4/9", "seeds_no_better_than_constant": "4/9"}},
     ),
     "adding_irnn_ns": _merge(
         ADDING_BASE,
         description="IRNN on the adding problem, length 400, norm-stabilizer β = 1",
-        regularization={"norm_stabilizer": {"beta": 1.0, "on": "hidden"}},
-        paper={"reference": PAPER, "table": "Sec. 2.3 (mean over 9 seeds)", "metric": "test MSE", "value": 0.059,
-               "other": {"seeds_below_1/12": "8/9"},
-               "notes": "identity W_hh, other weights U[-.01, .01]; 100 units, batch 16, plain SGD (Le et al.)"},
+        regularization={"norm_stabilizer": keras_object(regularizers.NormStabilizer, beta=1.0,
+                                                        on="hidden")},
+        paper={**_ADDING_PAPER, "value": 0.059, "other": {"seeds_below_1/12": "8/9"}},
     ),
 }
 

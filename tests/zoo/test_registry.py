@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_rnnreg import layers, perturbations, regularizers, zoo
-from keras_rnnreg.zoo import _tasks
+from keras_rnnreg.zoo import tasks
 
 ALL = zoo.list_models()
 TINY = {"units": 4}
@@ -37,7 +37,7 @@ def test_every_name_builds_and_trains_one_step(name):
     # One step: skip tracing the train function on TensorFlow (eager is ~10x faster here); JAX
     # compiles its scans anyway, so jit is the faster choice there.
     model.run_eagerly = keras.backend.backend() == "tensorflow"
-    x, y, w = _tasks.get(config).batch(config)
+    x, y, w = tasks.get(config).batch(config)
     logs = model.train_on_batch(x, y, sample_weight=w, return_dict=True)
     assert np.isfinite(logs["loss"]), logs
     paper = config["paper"]
@@ -59,7 +59,7 @@ def test_a_preset_with_a_gru_builds_and_trains_one_step(name):
     assert isinstance(original, reference)
     assert [repr(p) for p in grus[0].perturbations] == [repr(p) for p in original.perturbations]
     assert (grus[0].state_regularizer is None) == (original.state_regularizer is None)
-    x, y, w = _tasks.get(config).batch(config)
+    x, y, w = tasks.get(config).batch(config)
     before = [keras.ops.convert_to_numpy(v) for v in grus[0].trainable_variables]
     logs = model.train_on_batch(x, y, sample_weight=w, return_dict=True)
     assert np.isfinite(logs["loss"]), logs
@@ -140,7 +140,7 @@ def test_timit_blstm_ns_is_the_papers_network():
 
 def test_timit_variants_structure():
     config = zoo.get_config("timit_blstm_wn")
-    assert config["regularization"]["weight_noise"]["stddev"] == 0.05
+    assert zoo.get_value(config, "regularization.weight_noise.stddev") == 0.05
     model = zoo.build("timit_blstm_dropout_wn", units=3)
     assert sum(isinstance(layer, keras.layers.Dropout) for layer in model.layers) == 3
     assert all(layer.rate == 0.5 for layer in model.layers if isinstance(layer, keras.layers.Dropout))
@@ -157,23 +157,27 @@ def test_ptb_lstm_ns_removes_the_output_tanh():
     assert zoo.build("ptb_lstm_ns_cell", units=4).get_layer("recurrent_0").output_activation is not None
     config = zoo.get_config("ptb_lstm")
     assert config["model"]["units"] == 1000
-    assert config["optimizer"] == {"name": "sgd", "learning_rate": 0.1, "momentum": 0.99, "rho": 0.9,
-                                   "nesterov": False, "global_clipnorm": 1.0}
+    assert config["optimizer"]["class_name"] == "SGD"
+    assert config["optimizer"]["config"] == {"learning_rate": 0.1, "momentum": 0.99,
+                                             "global_clipnorm": 1.0}
     assert config["data"]["seq_len"] == 50
     srnn = zoo.get_config("ptb_srnn_trec_ns")
-    assert srnn["model"]["units"] == 1600 and srnn["model"]["recurrent_init"]["kind"] == "identity"
+    assert srnn["model"]["units"] == 1600
+    assert srnn["model"]["recurrent_init"]["class_name"] == "Identity"
     assert zoo.build("ptb_srnn_trec", units=3).get_layer("recurrent_0").bias is None  # zero-bias TRec
 
 
 def test_noise_study_presets_follow_appendix_b():
     c = zoo.get_config("jsb_rnn_ns")
     assert c["model"]["units"] == 200
-    assert c["model"]["kernel_init"] == {"kind": "sparse", "connections": 50, "stddev": 0.001, "scale": 0.05,
-                                         "spectral_radius": None}
-    assert c["model"]["recurrent_init"]["stddev"] == 0.001 and c["model"]["recurrent_init"]["spectral_radius"] == 1.0
-    assert c["regularization"]["weight_noise"]["stddev"] == 0.04
-    assert c["regularization"]["weight_noise"]["per"] == "sequence"
-    assert c["optimizer"]["learning_rate"] == 0.001 and c["optimizer"]["momentum"] == 0.9
+    assert c["model"]["kernel_init"]["class_name"] == "Sparse"
+    assert c["model"]["kernel_init"]["config"] == {"connections": 50, "stddev": 0.001}
+    assert c["model"]["recurrent_init"]["class_name"] == "SpectralRadius"
+    assert zoo.get_value(c, "model.recurrent_init.stddev") == 0.001
+    assert zoo.get_value(c, "model.recurrent_init.radius") == 1.0
+    assert zoo.get_value(c, "regularization.weight_noise.stddev") == 0.04
+    assert zoo.get_value(c, "regularization.weight_noise.per") == "sequence"
+    assert zoo.get_value(c, "learning_rate") == 0.001 and zoo.get_value(c, "momentum") == 0.9
     assert c["data"]["batch_size"] == 27
     assert zoo.get_config("pianomidi_rnn_do")["model"]["units"] == 100
     assert zoo.get_config("musedata_rnn_plain")["model"]["units"] == 600
@@ -181,11 +185,11 @@ def test_noise_study_presets_follow_appendix_b():
     assert nbr["kind"] == "l1" and np.isclose(nbr["strength"], 10**-3.80)
     # "Dropout 0.78" / "0.92": the drop probability, classic scaling, climin's RMSprop.
     dos = zoo.get_config("nottingham_rnn_dos")
-    assert dos["regularization"]["dropconnect"] == {
-        "rate": 0.78, "per": "sequence", "target": "recurrent", "scale": "inference"}
-    assert dos["optimizer"]["name"] == "climin_rmsprop"
-    assert zoo.get_config("jsb_rnn_do")["regularization"]["dropconnect"]["rate"] == 0.92
-    assert zoo.get_config("jsb_rnn_ns")["optimizer"]["name"] == "rmsprop"
+    assert dos["regularization"]["dropconnect"]["config"] == {
+        "rate": 0.78, "per": "sequence", "scale": "inference"}
+    assert dos["optimizer"]["class_name"] == "CliminRMSprop"
+    assert zoo.get_value(zoo.get_config("jsb_rnn_do"), "regularization.dropconnect.rate") == 0.92
+    assert zoo.get_config("jsb_rnn_ns")["optimizer"]["class_name"] == "RMSprop"
     assert zoo.get_config("jsb_rnn_plain")["paper"]["value"] == 8.58
 
 

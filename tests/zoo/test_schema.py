@@ -1,22 +1,60 @@
 """Overrides: nested and bare keys, type checks, unknown keys, optional sections."""
 
+import random
+
+import keras
 import pytest
 
-from keras_rnnreg import zoo
-from keras_rnnreg.zoo import _schema
+from keras_rnnreg import perturbations, zoo
+from keras_rnnreg.zoo import schema
 
 
 def test_bare_and_nested_keys():
     c = zoo.get_config("jsb_rnn_plain", units=8, **{"optimizer.learning_rate": 0.01})
-    assert c["model"]["units"] == 8 and c["optimizer"]["learning_rate"] == 0.01
-    c = zoo.get_config("jsb_rnn_plain", optimizer__momentum=0.5, optimizer={"rho": 0.8}, batch_size=5)
-    assert (c["optimizer"]["momentum"], c["optimizer"]["rho"], c["data"]["batch_size"]) == (0.5, 0.8, 5)
-    c = zoo.get_config("jsb_rnn_plain", **{"model.recurrent_init.spectral_radius": 0.9})
-    assert c["model"]["recurrent_init"]["spectral_radius"] == 0.9
+    assert c["model"]["units"] == 8 and c["optimizer"]["config"]["learning_rate"] == 0.01
+    c = zoo.get_config("jsb_rnn_plain", optimizer__momentum=0.5, optimizer={"rho": 0.8},
+                       batch_size=5)
+    assert (c["optimizer"]["config"]["momentum"], c["optimizer"]["config"]["rho"],
+            c["data"]["batch_size"]) == (0.5, 0.8, 5)
+    c = zoo.get_config("jsb_rnn_plain", **{"model.recurrent_init.radius": 0.9,
+                                           "model.recurrent_init.stddev": 0.5})
+    assert c["model"]["recurrent_init"]["config"]["radius"] == 0.9
+    assert c["model"]["recurrent_init"]["config"]["base"]["config"]["stddev"] == 0.5  # wrapped
+    assert zoo.get_value(c, "model.recurrent_init.stddev") == 0.5
+
+
+def test_keras_objects_are_serialized_configs_built_by_their_constructors():
+    c = zoo.get_config("jsb_rnn_ns")
+    noise = keras.saving.deserialize_keras_object(c["regularization"]["weight_noise"])
+    assert isinstance(noise, perturbations.WeightNoise) and noise.per == "sequence"
+    assert isinstance(keras.optimizers.get(c["optimizer"]), keras.optimizers.RMSprop)
+    assert zoo.get_value(c, "regularization.weight_noise.sampling") == "weight"  # the default
+    with pytest.raises(zoo.ConfigError, match=r"regularization.weight_noise.stddev=-1: WeightNoise "
+                                              r"refused it: Invalid value for argument stddev="):
+        zoo.get_config("jsb_rnn_ns", **{"regularization.weight_noise.stddev": -1})
+    with pytest.raises(zoo.ConfigError, match="DropConnect refused it: .*scale"):
+        zoo.resolve("jsb_rnn_do", ["regularization.dropconnect.scale=training"])
+    with pytest.raises(zoo.ConfigError, match=r"optimizer.momentm=0.5: RMSprop refused it.*momentm"):
+        zoo.get_config("jsb_rnn_ns", **{"optimizer.momentm": 0.5})
+    # A class swap keeps the arguments the new class accepts.
+    c = zoo.resolve("jsb_rnn_do", ["optimizer.class_name=RMSprop"])
+    assert c["optimizer"]["class_name"] == "RMSprop"
+    assert c["optimizer"]["config"] == {"learning_rate": 1e-4, "momentum": 0.95, "rho": 0.9}
+    c = zoo.resolve("ptb_lstm", ["optimizer.class_name=Adam"])
+    assert c["optimizer"]["config"] == {"learning_rate": 0.1, "global_clipnorm": 1.0}
+    # Checking a config draws nothing from Python's random state (unseeded initializers do).
+    random.seed(0)
+    zoo.resolve("jsb_rnn_ns", ["model.kernel_init=glorot_uniform", "optimizer.class_name=Adam"])
+    drawn = random.random()
+    random.seed(0)
+    assert random.random() == drawn
+    c = zoo.resolve("jsb_rnn_ns", ["optimizer=adam"])
+    assert isinstance(keras.optimizers.get(c["optimizer"]), keras.optimizers.Adam)
 
 
 def test_int_is_accepted_for_float_but_not_the_reverse():
-    assert zoo.get_config("jsb_rnn_plain", learning_rate=1)["optimizer"]["learning_rate"] == 1.0
+    assert zoo.get_config("jsb_rnn_plain", learning_rate=1)["optimizer"]["config"][
+        "learning_rate"] == 1.0
     with pytest.raises(zoo.ConfigError, match=r"model.units=2.5 \(float\): expected an integer"):
         zoo.get_config("jsb_rnn_plain", units=2.5)
     with pytest.raises(zoo.ConfigError, match=r"model.units='8' \(str\): expected an integer"):
@@ -28,8 +66,11 @@ def test_int_is_accepted_for_float_but_not_the_reverse():
 
 
 def test_choices_are_checked_with_suggestions():
-    with pytest.raises(zoo.ConfigError, match=r"optimizer.name='rmsrop'.*did you mean 'rmsprop'"):
-        zoo.get_config("jsb_rnn_plain", **{"optimizer.name": "rmsrop"})
+    with pytest.raises(zoo.ConfigError, match=r"task='ptv'.*did you mean 'ptb'"):
+        zoo.get_config("jsb_rnn_plain", task="ptv")
+    with pytest.raises(zoo.ConfigError, match=r"optimizer.class_name='rmsrop': expected a "
+                                              r"Keras-serialized Optimizer"):
+        zoo.get_config("jsb_rnn_plain", **{"optimizer.class_name": "rmsrop"})
 
 
 def test_unknown_and_ambiguous_keys():
@@ -37,27 +78,31 @@ def test_unknown_and_ambiguous_keys():
         zoo.get_config("jsb_rnn_plain", **{"model.unit": 3})
     with pytest.raises(zoo.ConfigError, match="unknown configuration key 'optimiser.learning_rate'"):
         zoo.get_config("jsb_rnn_plain", **{"optimiser.learning_rate": 3})
-    with pytest.raises(zoo.ConfigError, match="ambiguous configuration key 'stddev'"):
-        zoo.get_config("jsb_rnn_plain", stddev=0.1)
+    with pytest.raises(zoo.ConfigError, match="ambiguous configuration key 'per'"):
+        zoo.get_config("jsb_rnn_plain", per="sequence")
     with pytest.raises(zoo.ConfigError, match="read-only"):
         zoo.get_config("jsb_rnn_plain", **{"paper.value": 1.0})
 
 
 def test_optional_sections_are_created_and_removed():
     c = zoo.get_config("jsb_rnn_plain", **{"regularization.weight_noise.stddev": 0.02})
-    assert c["regularization"]["weight_noise"]["stddev"] == 0.02
-    assert c["regularization"]["weight_noise"]["mode"] == "additive"  # the section's defaults
+    assert c["regularization"]["weight_noise"]["config"] == {"stddev": 0.02}
+    assert zoo.get_value(c, "regularization.weight_noise.mode") == "additive"  # the default
     c = zoo.get_config("jsb_rnn_ns", **{"regularization.weight_noise": None})
     assert c["regularization"]["weight_noise"] is None
     c = zoo.get_config("jsb_rnn_plain", beta=50)
-    assert c["regularization"]["norm_stabilizer"]["beta"] == 50.0
+    assert c["regularization"]["norm_stabilizer"]["config"]["beta"] == 50.0
 
 
 def test_command_line_values_are_parsed_by_the_expected_type():
     c = zoo.resolve("jsb_rnn_plain", ["model.units=8", "optimizer.global_clipnorm=1e6",
-                                      "regularization.dropconnect.scale=never", "data.source=none"])
-    assert c["model"]["units"] == 8 and c["optimizer"]["global_clipnorm"] == 1e6
-    assert c["regularization"]["dropconnect"]["scale"] == "never" and c["data"]["source"] is None
+                                      "regularization.dropconnect.scale=false",
+                                      "regularization.weight_noise.per=sequence",
+                                      "data.source=none"])
+    assert c["model"]["units"] == 8 and c["optimizer"]["config"]["global_clipnorm"] == 1e6
+    assert c["regularization"]["dropconnect"]["config"]["scale"] is False
+    assert c["regularization"]["weight_noise"]["config"]["per"] == "sequence"
+    assert c["data"]["source"] is None
     with pytest.raises(zoo.ConfigError, match=r"model.units='eight': expected an integer"):
         zoo.resolve("jsb_rnn_plain", ["model.units=eight"])
     with pytest.raises(zoo.ConfigError, match="expected true or false"):
@@ -71,11 +116,12 @@ def test_command_line_values_are_parsed_by_the_expected_type():
 def test_every_preset_is_complete_and_valid():
     for name in zoo.list_models():
         config = zoo.get_config(name)
-        assert _schema.validate(config) == config
+        assert schema.validate(config) == config
         assert config["name"] == name
 
 
 def test_describe_keys_covers_the_schema():
     lines = zoo.describe_keys()
-    assert any(line.startswith("optimizer.learning_rate") for line in lines)
-    assert len(lines) == len(_schema.leaf_paths())
+    assert any(line.startswith("optimizer ") for line in lines)
+    assert any(line.startswith("regularization.weight_noise ") for line in lines)
+    assert any(line.startswith("data.batch_size ") for line in lines)

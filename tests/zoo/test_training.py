@@ -112,7 +112,7 @@ def test_evaluate_run_and_missing_files(tmp_path):
 
 
 def test_missing_data_says_where_it_looked(tmp_path, monkeypatch):
-    from keras_rnnreg.zoo._tasks import DATA_ROOT_ENV, DataNotFoundError
+    from keras_rnnreg.zoo.tasks import DATA_ROOT_ENV, DataNotFoundError
 
     monkeypatch.delenv(DATA_ROOT_ENV, raising=False)
     with pytest.raises(DataNotFoundError, match="Nottingham.mat"):

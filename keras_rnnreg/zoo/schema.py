@@ -1,0 +1,706 @@
+"""The configuration schema of the zoo: the keys a preset holds that no Keras constructor checks.
+
+A resolved configuration is a plain nested dict with the sections below. Its Keras objects (the
+initializers ``model.*_init``, the perturbations ``regularization.weight_noise`` /
+``dropconnect``, the state regularizer ``regularization.norm_stabilizer`` and the ``optimizer``)
+are Keras-serialized configs (``keras.saving.serialize_keras_object`` form, holding the arguments
+a preset gives; the others are the constructor's defaults): their constructors are their schema,
+and :func:`validate` builds each one, turning a rejected argument into a :class:`ConfigError`.
+The rest (the network's shape, data, training, the paper's metadata) is declared here.
+
+Presets (:mod:`keras_rnnreg.zoo.noise_study`, :mod:`keras_rnnreg.zoo.norm_stabilizer`) give only
+what differs from the defaults; :func:`complete` fills in the rest. Overrides (``build(name,
+units=8)``, ``rnnreg train NAME --set optimizer.learning_rate=0.01``) go through
+:func:`apply_overrides`: a key inside a Keras object sets that constructor argument
+(``regularization.weight_noise.stddev``, ``model.recurrent_init.stddev`` reaches the initializer
+that ``SpectralRadius`` wraps, ``optimizer.class_name=Adam`` swaps the class and keeps the
+arguments it accepts); an unambiguous bare leaf name (``units``, ``learning_rate``) works too; an
+error names the key, the value and what was expected. Optional objects and sections are ``None``
+when unused; setting one of their keys creates them from their defaults, and setting them to
+``None`` (``--set regularization.weight_noise=none``) removes them.
+"""
+
+import contextlib
+import copy
+import difflib
+import numbers
+import random
+from dataclasses import dataclass
+
+import keras
+
+from keras_rnnreg import perturbations, regularizers
+from keras_rnnreg._api import PACKAGE
+from keras_rnnreg.zoo import tasks
+
+__all__ = [
+    "BOOLEAN",
+    "SCHEMA",
+    "SEEDS",
+    "ConfigError",
+    "KerasObject",
+    "apply_overrides",
+    "arguments",
+    "check_table",
+    "complete",
+    "describe_keys",
+    "get_value",
+    "integer_at_least",
+    "keras_object",
+    "list_of_text",
+    "resolve_key",
+    "text",
+    "validate",
+]
+
+
+class ConfigError(ValueError):
+    """An invalid configuration key or value (a ``ValueError``)."""
+
+
+@contextlib.contextmanager
+def _no_draws():
+    """Keep Python's global random state: an unseeded Keras initializer draws its seed from it
+    when constructed, and checking a config must not change the weights a seeded run builds."""
+    state = random.getstate()
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
+def keras_object(obj, **config):
+    """The Keras-serialized config of ``obj`` (a class or an instance) called with ``config``.
+
+    Holds only the arguments given (``config``, or all of an instance's); the constructor checks
+    them here, so a broken preset fails on import.
+    """
+    with _no_draws():
+        instance = obj(**config) if isinstance(obj, type) else obj
+        full = keras.saving.serialize_keras_object(instance)
+    return {**full, "config": dict(config)} if isinstance(obj, type) else full
+
+
+def arguments(value):
+    """A Keras object config's arguments with the constructor's defaults filled in (``None`` for
+    an unused object); a plain dict (a run saved before the objects were Keras configs) as is."""
+    if not isinstance(value, dict) or "class_name" not in value:
+        return value
+    with _no_draws():
+        full = keras.saving.deserialize_keras_object(copy.deepcopy(value)).get_config()
+    return {**full, **value["config"]}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One leaf of the schema: its type, default and what it means."""
+
+    type: type
+    default: object = None
+    doc: str = ""
+    choices: tuple = ()
+    nullable: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def expected(self):
+        names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+                 dict: "a table of key = value"}
+        text = names.get(self.type, self.type.__name__)
+        if self.choices:
+            text = "one of " + ", ".join(repr(c) for c in self.choices)
+        bounds = [f">= {self.minimum}"] if self.minimum is not None else []
+        bounds += [f"<= {self.maximum}"] if self.maximum is not None else []
+        if bounds:
+            text += " " + " and ".join(bounds)
+        return text + (" (or none)" if self.nullable else "")
+
+
+@dataclass(frozen=True)
+class Section:
+    """A nested table of fields; ``optional`` ones may be ``None`` (unused)."""
+
+    fields: dict
+    doc: str = ""
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class KerasObject:
+    """A Keras object, held as its serialized config: ``get`` builds it (``keras.*.get``), and
+    it must be a ``base``; ``default`` (a class and arguments) when unset or first set."""
+
+    base: type
+    get: object
+    default: tuple = ()
+    doc: str = ""
+    optional: bool = False
+    keys: tuple = ()  # its arguments that bare override names may mean
+
+    def make_default(self):
+        cls, config = self.default
+        return keras_object(cls, **config)
+
+    def expected(self):
+        return f"a Keras-serialized {self.base.__name__} (or a name)"
+
+
+def _init(doc, cls):
+    return KerasObject(keras.initializers.Initializer, keras.initializers.get, (cls, {}), doc)
+
+
+SCHEMA = Section(
+    {
+        "name": Field(str, "", "the zoo name"),
+        "task": Field(str, "polyphonic", "data family: data, input, loss, metrics, evaluation",
+                      choices=tuple(tasks.TASKS)),
+        "description": Field(str, "", "one line"),
+        "model": Section(
+            {
+                "cell": Field(str, "simple_rnn", "recurrent layer (gru: Keras' GRU, "
+                              "reset_after=True)",
+                              choices=("simple_rnn", "lstm", "gru", "fast_dropout")),
+                "units": Field(int, 200, "hidden units (per direction)", minimum=1),
+                "layers": Field(int, 1, "stacked recurrent layers", minimum=1),
+                "bidirectional": Field(bool, False, "wrap each layer in Bidirectional"),
+                "activation": Field(str, "tanh", "hidden nonlinearity",
+                                    choices=("tanh", "relu", "trec", "sigmoid", "linear")),
+                "lstm_output_tanh": Field(
+                    bool, True, "LSTM: keep the output tanh (False: h = o * c, Gers & Schmidhuber)"
+                ),
+                "input_dim": Field(int, 88, "features per timestep (vocabulary size for ptb)",
+                                   minimum=1),
+                "output_dim": Field(int, 88, "outputs per timestep", minimum=1),
+                "output_activation": Field(str, "sigmoid", "output nonlinearity",
+                                           choices=("sigmoid", "softmax", "linear")),
+                "readout": Field(str, "sequence", "'sequence': an output every step; 'last': "
+                                 "only the last", choices=("sequence", "last")),
+                "kernel_init": _init("input-to-hidden weights", keras.initializers.GlorotUniform),
+                "recurrent_init": _init("hidden-to-hidden weights", keras.initializers.Orthogonal),
+                "output_init": _init("hidden-to-output weights", keras.initializers.GlorotUniform),
+                "bias_init": Field(float, 0.0, "constant initial hidden / output bias"),
+            },
+            "the network",
+        ),
+        "regularization": Section(
+            {
+                "weight_noise": KerasObject(
+                    perturbations.WeightNoise, keras.saving.deserialize_keras_object,
+                    (perturbations.WeightNoise, {"stddev": 0.05}),
+                    "Gaussian weight noise (keras_rnnreg.perturbations.WeightNoise)", True,
+                    ("stddev", "mode", "per", "target", "sampling")),
+                "dropconnect": KerasObject(
+                    perturbations.DropConnect, keras.saving.deserialize_keras_object,
+                    (perturbations.DropConnect, {"rate": 0.5}),
+                    "DropConnect (keras_rnnreg.perturbations.DropConnect)", True,
+                    ("rate", "scale", "per", "target")),
+                "weight_penalty": Section(
+                    {
+                        "kind": Field(str, "l2", "L1 or L2 (Tikhonov)", choices=("l1", "l2")),
+                        "strength": Field(float, 1e-4, "λ", minimum=0.0),
+                    },
+                    "L1 / L2 penalty on the input, recurrent and output weights (RNN-NBR)",
+                    optional=True,
+                ),
+                "fast_dropout": Section(
+                    {
+                        "input_rate": Field(float, 0.2, "dropout rate of the inputs",
+                                            minimum=0.0, maximum=0.99),
+                        "recurrent_rate": Field(float, 0.5, "dropout rate of the recurrent inputs",
+                                                minimum=0.0, maximum=0.99),
+                        "output_rate": Field(float, 0.5, "dropout rate of the output layer's "
+                                             "inputs", minimum=0.0, maximum=0.99),
+                        "moments": Field(str, "quadrature", "Gaussian moments",
+                                         choices=("quadrature", "probit")),
+                        "inference": Field(
+                            str, "marginal",
+                            "'marginal': predict with the propagated moments (the trained "
+                            "objective); 'mean': the deterministic mean network",
+                            choices=("marginal", "mean"),
+                        ),
+                    },
+                    "fast dropout (model.cell = 'fast_dropout')",
+                    optional=True,
+                ),
+                "norm_stabilizer": KerasObject(
+                    regularizers.NormStabilizer, keras.saving.deserialize_keras_object,
+                    (regularizers.NormStabilizer, {"beta": 500.0}),
+                    "norm-stabilizer (keras_rnnreg.regularizers.NormStabilizer), on every "
+                    "recurrent layer", True, ("beta", "cost", "on", "target")),
+                "dropout": Field(float, 0.0, "dropout on the outputs of every recurrent layer",
+                                 minimum=0.0, maximum=0.99),
+                "spectral_radius_limit": Field(
+                    float, None, "SpectralRadiusLimit constraint on the recurrent kernel",
+                    nullable=True, minimum=0.0
+                ),
+            },
+            "regularizers",
+        ),
+        "optimizer": KerasObject(
+            keras.optimizers.Optimizer, keras.optimizers.get,
+            (keras.optimizers.RMSprop, {"learning_rate": 1e-3}), "the optimizer", False,
+            ("learning_rate", "momentum", "rho", "nesterov", "global_clipnorm")),
+        "data": Section(
+            {
+                "source": Field(str, None, "file / folder / 'music21-chorales' / 'synthetic'",
+                                nullable=True),
+                "batch_size": Field(int, 32, "training batch size", minimum=1),
+                "chunk": Field(int, 100, "polyphonic: training chunk length", minimum=1),
+                "seq_len": Field(int, 50, "ptb: sequence length", minimum=1),
+                "length": Field(int, 400, "adding: sequence length", minimum=2),
+                "train_size": Field(int, 100_000, "adding: training sequences", minimum=1),
+                "valid_size": Field(int, 1_000, "adding: validation sequences", minimum=1),
+                "test_size": Field(int, 10_000, "adding: test sequences", minimum=1),
+                "limit": Field(int, None, "music21-chorales / synthetic: how many sequences",
+                               nullable=True, minimum=1),
+            },
+            "data",
+        ),
+        "training": Section(
+            {
+                "epochs": Field(int, 100, "maximum epochs", minimum=1),
+                "monitor": Field(str, "val_loss", "validation quantity for early stopping and "
+                                 "the best checkpoint"),
+                "mode": Field(str, "min", "whether smaller or larger is better",
+                              choices=("min", "max")),
+                "patience": Field(int, None, "early stopping: epochs without improvement",
+                                  nullable=True, minimum=1),
+                "nan_restart": Field(bool, True, "on NaN: halve the learning rate, restart from "
+                                     "the last epoch"),
+                "max_restarts": Field(int, 10, "NaN restarts before giving up", minimum=0),
+                "max_steps_per_epoch": Field(int, None, "cap on batches per epoch",
+                                             nullable=True, minimum=1),
+            },
+            "the training schedule",
+        ),
+        "paper": Section(
+            {
+                "reference": Field(str, "", "the paper"),
+                "table": Field(str, "", "table / section"),
+                "metric": Field(str, "", "what the number measures"),
+                "value": Field(float, None, "the paper's number", nullable=True),
+                "other": Field(dict, None, "other reported numbers", nullable=True),
+                "notes": Field(str, "", "our readings of ambiguous passages"),
+            },
+            "metadata: the paper's set-up and number (never used by the graph code)",
+        ),
+    },
+    "a zoo configuration",
+)
+
+READ_ONLY = ("paper", "name")
+
+
+# ------------------------------------------------------ value checks of cards and tuner jobs
+# (TOML tables that are not configurations): key -> (predicate, what is expected).
+def _integer(value, minimum):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def integer_at_least(minimum):
+    return (lambda v: _integer(v, minimum), f"an integer >= {minimum}")
+
+
+def text(expected="a string"):
+    return (lambda v: isinstance(v, str), expected)
+
+
+def list_of_text(expected="a list of strings"):
+    return (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), expected)
+
+
+BOOLEAN = (lambda v: isinstance(v, bool), "true or false")
+SEEDS = (
+    lambda v: isinstance(v, list) and bool(v) and all(_integer(x, 0) for x in v)
+    and len(set(v)) == len(v),
+    "a non-empty list of distinct integers >= 0, e.g. [0, 1, 2]",
+)
+
+
+def check_table(table, checks, where, error=ConfigError):
+    """Raise ``error`` naming ``where``, the key and the value of the first value that fails."""
+    for key, value in table.items():
+        if key in checks:
+            ok, expected = checks[key]
+            if not ok(value):
+                raise error(f"{where}: {key} = {value!r}: expected {expected}")
+
+
+# ------------------------------------------------------------------------------------------ paths
+def _split(path):
+    """``(schema node, its path, the rest)``: the rest is a path inside a Keras object's config;
+    the node is ``None`` for an unknown key."""
+    node = SCHEMA
+    for i, part in enumerate(path):
+        if isinstance(node, KerasObject):
+            return node, path[:i], path[i:]
+        if not isinstance(node, Section) or part not in node.fields:
+            return None, path, ()
+        node = node.fields[part]
+    return node, path, ()
+
+
+def _paths(section=SCHEMA, prefix=()):
+    """Every key of the schema as a tuple path (sections, leaves, and the named arguments of
+    Keras objects), with its node."""
+    out = []
+    for key, node in section.fields.items():
+        out.append((prefix + (key,), node))
+        if isinstance(node, Section):
+            out += _paths(node, prefix + (key,))
+        elif isinstance(node, KerasObject):
+            out += [(prefix + (key, arg), None) for arg in node.keys]
+    return out
+
+
+def dotted(path):
+    return ".".join(path)
+
+
+def defaults(section=SCHEMA):
+    """A config dict of defaults (optional sections and objects are None)."""
+    out = {}
+    for key, node in section.fields.items():
+        if isinstance(node, (Section, KerasObject)) and node.optional:
+            out[key] = None
+        elif isinstance(node, Section):
+            out[key] = defaults(node)
+        elif isinstance(node, KerasObject):
+            out[key] = node.make_default()
+        else:
+            out[key] = copy.deepcopy(node.default)
+    return out
+
+
+def _object(node, path, value):
+    """A Keras object's config from a serialized config, an instance or a class name."""
+    if isinstance(value, dict) and isinstance(value.get("config"), dict) and "class_name" in value:
+        return copy.deepcopy(value)
+    try:
+        if isinstance(value, str):  # ours (``CliminRMSprop``) or Keras' (``adam``, ``RMSprop``)
+            registered = keras.saving.get_registered_object(f"{PACKAGE}>{value}")
+            with _no_draws():
+                value = registered() if registered is not None else node.get(value)
+        if isinstance(value, (dict, str, type)) or not isinstance(value, node.base):
+            raise ValueError(f"got {type(value).__name__}")
+        return keras_object(value)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{dotted(path)}={value!r}: expected {node.expected()} ({err})") from None
+
+
+def complete(partial, section=SCHEMA, prefix=()):
+    """``partial`` (nested) merged over the defaults; unknown keys raise :class:`ConfigError`."""
+    if partial is None:
+        return None if section.optional else defaults(section)
+    if not isinstance(partial, dict):
+        raise ConfigError(
+            f"{dotted(prefix) or 'config'}: expected a table (dict) of keys, got {partial!r}"
+        )
+    out = defaults(section)
+    for key, value in partial.items():
+        if key not in section.fields:
+            raise ConfigError(_unknown_key_message(prefix + (key,)))
+        node, path = section.fields[key], prefix + (key,)
+        if value is None and isinstance(node, (Section, KerasObject)) and not node.optional:
+            raise ConfigError(f"{dotted(path)} cannot be none")
+        if isinstance(node, Section):
+            out[key] = None if value is None else complete(value, node, path)
+        elif isinstance(node, KerasObject):
+            out[key] = None if value is None else _object(node, path, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def validate(config, section=SCHEMA, prefix=()):
+    """Check every value of a complete config (Keras objects: by building them); returns it."""
+    for key, node in section.fields.items():
+        value = config.get(key) if isinstance(config, dict) else None
+        path = prefix + (key,)
+        if isinstance(node, Field):
+            config[key] = check_value(path, node, value)
+        elif value is None:
+            if not node.optional:
+                raise ConfigError(f"{dotted(path)} is missing")
+        elif isinstance(node, Section):
+            validate(value, node, path)
+        else:
+            _build(node, path, value)
+    return config
+
+
+def _build(node, path, value, where=None):
+    """The Keras object of a config (ConfigError naming the key if its constructor refuses)."""
+    where = where or f"{dotted(path)}={value!r}"
+    if not isinstance(value, dict) or not isinstance(value.get("config"), dict):
+        raise ConfigError(f"{where}: expected {node.expected()}")
+    try:
+        with _no_draws():
+            obj = node.get(copy.deepcopy(value))  # keras.optimizers.get edits its argument
+    except (ValueError, TypeError, KeyError) as err:
+        reason = str(err).rsplit("Exception encountered: ", 1)[-1].strip()  # Keras' wrapping
+        raise ConfigError(f"{where}: {value.get('class_name')} refused it: {reason}") from None
+    if not isinstance(obj, node.base):
+        raise ConfigError(f"{where}: expected a {node.base.__name__}, got a "
+                          f"{type(obj).__name__}")
+    return obj
+
+
+def check_value(path, node, value):
+    """The value, converted where lossless (int -> float); ConfigError otherwise."""
+    where = dotted(path)
+
+    def fail(reason=None):
+        got = f"{value!r} ({type(value).__name__})"
+        raise ConfigError(
+            f"{where}={got}: expected {node.expected()}" + (f"; {reason}" if reason else "")
+            + (f" [{where}: {node.doc}]" if node.doc else "")
+        )
+
+    if value is None:
+        if node.nullable:
+            return None
+        fail()
+    numeric = not isinstance(value, bool) and isinstance(value, numbers.Real)
+    if node.type is bool and not isinstance(value, bool):
+        fail()
+    elif node.type is int:
+        if not numeric or not isinstance(value, numbers.Integral):
+            fail()
+        value = int(value)
+    elif node.type is float:
+        if not numeric:
+            fail()
+        value = float(value)
+        if value != value:
+            fail("NaN is not allowed")
+    elif node.type in (str, dict) and not isinstance(value, node.type):
+        fail()
+    if node.choices and value not in node.choices:
+        close = difflib.get_close_matches(str(value), [str(c) for c in node.choices], n=3)
+        fail(f"did you mean {' or '.join(map(repr, close))}?" if close else None)
+    if node.minimum is not None and value < node.minimum:
+        fail()
+    if node.maximum is not None and value > node.maximum:
+        fail()
+    return value
+
+
+def _unknown_key_message(path):
+    key = dotted(path)
+    candidates = [dotted(p) for p, _ in _paths()]
+    close = difflib.get_close_matches(key, candidates, n=4, cutoff=0.6)
+    by_leaf = [dotted(p) for p, _ in _paths() if p[-1] == path[-1]]
+    suggestions = list(dict.fromkeys(close + by_leaf))[:5]
+    hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
+    return f"unknown configuration key {key!r}{hint} (`rnnreg list --keys` lists every key)"
+
+
+def resolve_key(key):
+    """A user's key (dotted, ``__``-separated, or an unambiguous bare leaf name) as a path."""
+    if not isinstance(key, str) or not key:
+        raise ConfigError(f"invalid configuration key {key!r}")
+    parts = tuple(key.replace("__", ".").split("."))
+    if _split(parts)[0] is not None:
+        return parts
+    if len(parts) == 1:
+        matches = [p for p, _ in _paths() if p[-1] == parts[0] and p[0] not in READ_ONLY]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise ConfigError(
+                f"ambiguous configuration key {key!r}: it could be "
+                + ", ".join(dotted(m) for m in matches)
+                + "; write the full dotted key"
+            )
+    raise ConfigError(_unknown_key_message(parts))
+
+
+def _literal(text):
+    """A command-line value inside a Keras object: none, a boolean, a number or a string."""
+    lowered = text.strip().lower()
+    if lowered in ("none", "null"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def parse_value(path, text):
+    """Convert a command-line string to the type the key expects (ConfigError if it cannot)."""
+    node, _, inner = _split(path)
+    where = dotted(path)
+    lowered = text.strip().lower()
+    if isinstance(node, KerasObject):
+        if inner:
+            return _literal(text)
+        return None if lowered in ("none", "null") else text.strip()
+    if isinstance(node, Section):
+        if lowered in ("none", "null"):
+            return None
+        raise ConfigError(
+            f"{where} is a section; set one of its keys ({', '.join(node.fields)}) or set it to "
+            "none"
+        )
+    if lowered in ("none", "null"):
+        if node.nullable:
+            return None
+        raise ConfigError(f"{where}={text!r}: expected {node.expected()}; it cannot be none")
+    try:
+        if node.type is bool:
+            if lowered in ("true", "1", "yes", "on"):
+                return True
+            if lowered in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if node.type in (int, float):
+            return node.type(text)
+        if node.type is dict:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(
+            f"{where}={text!r}: expected {node.expected()}"
+            + (f" [{where}: {node.doc}]" if node.doc else "")
+        ) from None
+    return text
+
+
+def flatten_overrides(overrides, prefix=()):
+    """``{"optimizer": {"learning_rate": 0.1}, "units": 8}`` -> [(path, value)], keys resolved."""
+    out = []
+    for key, value in overrides.items():
+        parts = tuple(str(key).replace("__", ".").split("."))
+        path = prefix + parts if prefix else resolve_key(key)
+        node, _, inner = _split(path)
+        if node is None:
+            raise ConfigError(_unknown_key_message(path))
+        arguments_of = isinstance(node, KerasObject) and not inner and isinstance(value, dict) \
+            and "class_name" not in value
+        if isinstance(value, dict) and (isinstance(node, Section) or arguments_of):
+            out += flatten_overrides(value, path)
+        else:
+            out.append((path, value))
+    return out
+
+
+def _argument_slot(obj, inner, path):
+    """The dict and key that ``inner`` (a path of arguments) names inside a serialized object:
+    a key it does not hold is looked up in the objects it wraps (``SpectralRadius``' base), and
+    is otherwise a new argument of the outer object."""
+    config = obj["config"]
+    for part in inner[:-1]:
+        child = config.get(part)
+        if not (isinstance(child, dict) and "class_name" in child):
+            raise ConfigError(f"{dotted(path)}: {part!r} is not a Keras object of "
+                              f"{obj['class_name']}")
+        obj, config = child, child["config"]
+    key = inner[-1]
+    if key not in config:
+        for child in config.values():
+            if isinstance(child, dict) and "class_name" in child and key in child["config"]:
+                return child, key
+    return obj, key
+
+
+def _set_class(node, path, obj, name):
+    """``obj`` as an instance of class ``name`` keeping the arguments that class accepts."""
+    fresh = _object(node, path, name)
+    accepted = arguments(fresh)
+    fresh["config"] = {k: v for k, v in obj["config"].items() if k in accepted and k != "name"}
+    return fresh
+
+
+def _set_argument(node, path, obj, inner, value):
+    if inner == ("class_name",):
+        return _set_class(node, path, obj, value)
+    obj = copy.deepcopy(obj)
+    holder, key = _argument_slot(obj, inner, path)
+    old = holder["config"].get(key)
+    if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if value is None and old is None and key not in holder["config"]:
+        return obj
+    holder["config"][key] = value
+    return obj
+
+
+def apply_overrides(config, overrides, parse=False):
+    """A copy of ``config`` with ``overrides`` set and checked.
+
+    ``overrides``: a mapping of keys (dotted, ``__``-separated or bare leaf names; sections as
+    nested dicts) to values, or a list of ``"key=value"`` strings (``parse`` is then implied:
+    values are converted to the key's type).
+    """
+    config = copy.deepcopy(config)
+    if isinstance(overrides, (list, tuple)):
+        items = []
+        for item in overrides:
+            if not isinstance(item, str) or "=" not in item:
+                raise ConfigError(f"--set expects key=value, got {item!r}")
+            key, value = item.split("=", 1)
+            path = resolve_key(key.strip())
+            items.append((path, parse_value(path, value)))
+    else:
+        items = flatten_overrides(dict(overrides))
+        if parse:
+            items = [(p, parse_value(p, v) if isinstance(v, str) else v) for p, v in items]
+    for path, value in items:
+        if path[0] in READ_ONLY:
+            raise ConfigError(f"{dotted(path)} is read-only metadata and cannot be overridden")
+        node, head, inner = _split(path)
+        target = config
+        for i, part in enumerate(head[:-1]):
+            if target.get(part) is None:  # an unused optional section: start from defaults
+                target[part] = defaults(_split(head[: i + 1])[0])
+            target = target[part]
+        last = head[-1]
+        if isinstance(node, KerasObject):
+            if inner:
+                current = target.get(last) or node.make_default()
+                target[last] = _set_argument(node, path, current, inner, value)
+                _build(node, head, target[last], where=f"{dotted(path)}={value!r}")
+            elif value is None and not node.optional:
+                raise ConfigError(f"{dotted(path)} cannot be none")
+            else:
+                target[last] = None if value is None else _object(node, path, value)
+        elif isinstance(node, Section):
+            if value is not None or not node.optional:
+                raise ConfigError(f"{dotted(path)} is a section: set one of its keys, or none")
+            target[last] = None
+        else:
+            target[last] = check_value(path, node, value)
+    return validate(config)
+
+
+def get_value(config, key):
+    """The value of a key of a resolved config (a Keras object's argument: as given, else its
+    constructor's default)."""
+    path = resolve_key(key)
+    _, head, inner = _split(path)
+    value = config
+    for part in head:
+        value = value.get(part) if isinstance(value, dict) else None
+    if inner and value is not None:
+        holder, arg = _argument_slot(value, inner, path)
+        return arguments(holder).get(arg)
+    return value
+
+
+def describe_keys():
+    """Lines ``key  (type, default)  doc`` for every key, for ``rnnreg list --keys``."""
+    lines = []
+    for path, node in _paths():
+        if isinstance(node, Field):
+            lines.append(f"{dotted(path):45s} {node.expected():40s} {node.doc}")
+        elif isinstance(node, KerasObject):
+            cls = node.default[0].__name__
+            lines.append(f"{dotted(path):45s} {node.expected():40s} {node.doc} (default {cls}"
+                         "; KEY.ARGUMENT sets an argument, KEY.class_name the class)")
+        elif node is None:
+            lines.append(f"{dotted(path):45s} an argument of the object's constructor")
+    return lines

@@ -1,0 +1,158 @@
+"""The zoo's tasks, one module per data family: data, the network's input, loss, metrics,
+evaluation.
+
+A :class:`Task` (``TASKS[config["task"]]``, :func:`get`) gives the zoo what a data family needs
+besides the recurrent stack: ``load(config, source)`` -> the splits (``source`` resolved by
+:func:`resolve_source`, or one of ``named_sources``); ``pipelines(config, data, seed)`` ->
+``(train, validation)``; ``synthetic(config, seed)`` -> tiny random splits (CI, quick cards: they
+say nothing about the papers); ``batch(config)`` -> one ``(x, y, sample_weight)`` batch;
+``inputs(config)`` -> ``(keras.Input, first tensor)``; ``compile_args(config)`` -> the loss,
+``weighted_metrics`` and ``metrics``; ``evaluate(model, config, data, split)`` -> a dict with the
+headline ``metric``; ``epoch_callbacks`` / ``extra_logs`` for validation numbers Keras metrics
+cannot compute; ``adjust`` for config changes the data impose. A new family is a module here
+registering its ``Task`` (its corpus parsing, if any, in :mod:`keras_rnnreg.data`).
+"""
+
+import os
+from pathlib import Path
+
+import keras
+
+__all__ = [
+    "DATA_ROOT_ENV",
+    "SYNTHETIC",
+    "DataError",
+    "DataNotFoundError",
+    "FirstBatches",
+    "TASKS",
+    "Task",
+    "get",
+    "pipelines",
+    "register",
+    "resolve_source",
+]
+
+SYNTHETIC = "synthetic"
+DATA_ROOT_ENV = "RNNREG_DATA"
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A configuration's data could not be found; the message says where we looked."""
+
+
+class DataError(ValueError):
+    """The data was found but cannot be used (unreadable, wrong keys, bad symbols)."""
+
+
+class Task:
+    """The base of the tasks (see the module docstring): subclasses set the class attributes and
+    define ``load``, ``pipelines``, ``compile_args``, ``evaluate``, ``synthetic`` and ``batch``."""
+
+    name = ""
+    metric = ""  # the headline number of evaluate()
+    metric_label = ""
+    named_sources = (SYNTHETIC,)  # sources that are not paths
+
+    def comparable(self, source, data):
+        return source != SYNTHETIC
+
+    def inputs(self, config):
+        """``(keras.Input, tensor)``: float features ``(batch, time, model.input_dim)``."""
+        inputs = keras.Input((None, config["model"]["input_dim"]), name="inputs")
+        return inputs, inputs
+
+    def epoch_callbacks(self, config, data):
+        """Callbacks that compute validation numbers Keras metrics cannot (TIMIT's PER)."""
+        return []
+
+    def adjust(self, config, data):
+        """Config changes the data impose (PTB's vocabulary size); returns notes."""
+        return []
+
+    def extra_logs(self, config):
+        """Epoch-log keys that :meth:`epoch_callbacks` add (possible ``training.monitor``
+        values)."""
+        return ()
+
+
+TASKS = {}
+
+
+def register(task):
+    """Add a :class:`Task` instance under its ``name`` (a duplicate name raises)."""
+    if task.name in TASKS:
+        raise ValueError(f"task {task.name!r} is already registered")
+    TASKS[task.name] = task
+    return task
+
+
+def get(config_or_name):
+    """The task of a configuration (or of a task name)."""
+    name = config_or_name if isinstance(config_or_name, str) else config_or_name["task"]
+    if name not in TASKS:
+        raise KeyError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+
+class FirstBatches(keras.utils.PyDataset):
+    """The first ``steps`` batches of every epoch of a pipeline
+    (``training.max_steps_per_epoch``)."""
+
+    def __init__(self, data, steps):
+        super().__init__()
+        self.data = data
+        self.steps = int(steps)
+
+    def __len__(self):
+        return min(len(self.data), self.steps)
+
+    @property
+    def num_batches(self):
+        return len(self)
+
+    def __getitem__(self, index):
+        if index >= len(self):
+            raise IndexError(f"batch index {index} out of range for {len(self)} batches")
+        return self.data[index]
+
+    def on_epoch_end(self):
+        self.data.on_epoch_end()
+
+
+def pipelines(task, config, data, seed):
+    """``task.pipelines`` with ``training.max_steps_per_epoch`` applied to the training one."""
+    train, valid = task.pipelines(config, data, seed)
+    steps = config["training"]["max_steps_per_epoch"]
+    return (train if steps is None else FirstBatches(train, steps)), valid
+
+
+def resolve_source(source, data_root=None, name="", named=(SYNTHETIC,)):
+    """The data source as a path string (or a named source), searching the data roots.
+
+    A relative path is looked up in the current folder, then under ``data_root`` and under
+    ``$RNNREG_DATA``. Named sources (``"synthetic"``, ``"music21-chorales"``, ``"generated"``)
+    pass through.
+    """
+    if source is None:
+        raise DataNotFoundError(
+            f"{name or 'this configuration'} has no default data: pass --data PATH "
+            "(or data.source) pointing at the corpus"
+        )
+    if source in named:
+        return source
+    path = Path(source).expanduser()
+    roots = [r for r in (data_root, os.environ.get(DATA_ROOT_ENV)) if r]
+    candidates = [path] if path.is_absolute() else [path] + [Path(r).expanduser() / path
+                                                            for r in roots]
+    for candidate in candidates:
+        if candidate.exists():
+            return str(candidate)
+    looked = ", ".join(str(c) for c in candidates)
+    raise DataNotFoundError(
+        f"data for {name or 'this configuration'} not found: {source!r} (looked at {looked}). "
+        f"Pass --data PATH, or --data-root / ${DATA_ROOT_ENV} = the folder holding {source}"
+    )
+
+
+from keras_rnnreg.zoo.tasks import adding, polyphonic, ptb, timit  # noqa: E402, F401  (register)
