@@ -335,9 +335,10 @@ class FusedRNN(keras.layers.Layer):
     def compute_output_shape(self, sequences_shape, initial_state_shape=None):
         batch, length = sequences_shape[0], sequences_shape[1]
         if self.return_sequences:
-            outputs = [(batch, length, self.output_size)]
+            output = (batch, length, self.output_size)
         else:
-            outputs = [(batch, self.output_size)]
+            output = (batch, self.output_size)
+        outputs = [output] * (1 + len(self._paired_outputs()))
         outputs += [(batch, length, self.units) for _ in self._extra_sequence_outputs()]
         if self.return_state:
             outputs += [(batch, size) for size in self.state_size]
@@ -347,16 +348,19 @@ class FusedRNN(keras.layers.Layer):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
         output_mask = mask if self.return_sequences else None
-        n_outputs = 1 + len(self._extra_sequence_outputs()) + (
-            len(self.state_size) if self.return_state else 0
-        )
-        if n_outputs == 1:
-            return output_mask
-        extra = [mask for _ in self._extra_sequence_outputs()]
-        return [output_mask, *extra] + [None] * (n_outputs - 1 - len(extra))
+        masks = [output_mask] * (1 + len(self._paired_outputs()))
+        masks += [mask for _ in self._extra_sequence_outputs()]
+        masks += [None] * (len(self.state_size) if self.return_state else 0)
+        return masks[0] if len(masks) == 1 else masks
+
+    def _paired_outputs(self):
+        """Names of carried states returned right after the main output and shaped like it (the
+        whole sequence or its last entry): FastDropoutRNN's variance."""
+        return ()
 
     def _extra_sequence_outputs(self):
-        """Names of sequences returned after the main output (LSTM's memory cells)."""
+        """Names of sequences returned after the main output (and the paired ones) whatever
+        ``return_sequences`` (LSTM's memory cells)."""
         return ()
 
     def call(self, sequences, initial_state=None, mask=None, training=None):
@@ -420,7 +424,7 @@ class FusedRNN(keras.layers.Layer):
             # batched (T, B, F) @ (T, F, G) under per-timestep input-weight noise). Time-major from
             # here on: (T, B, ...).
             x_tm = ops.transpose(x, (1, 0, 2))
-            projected = ops.matmul(x_tm, kernel)
+            projected = self._project(x_tm, kernel, training)
             if input_local is not None:
                 projected = projected + input_local.local_noise(
                     x_tm, input_local.variance_factors(kernel), self._normal(ops.shape(projected))
@@ -487,7 +491,7 @@ class FusedRNN(keras.layers.Layer):
 
         needed = set(self._extra_sequence_outputs())
         if self.return_sequences:
-            needed.add("hidden")
+            needed.update(("hidden",) + self._paired_outputs())
         if self.state_regularizer is not None:
             needed.add(self.state_regularizer.on)
         ys = {}
@@ -508,13 +512,16 @@ class FusedRNN(keras.layers.Layer):
             for variable, state in zip(self.states, final_states):
                 variable.assign(ops.cast(state, variable.dtype))
 
+        paired = ("hidden",) + self._paired_outputs()
         if self.return_sequences:
-            output = ys["hidden"]
-        else:  # the last entry of the output sequence
-            output = final_states[0]
+            outputs = [ys[name] for name in paired]
+        else:  # the last entry of each output sequence
+            last = dict(zip(self._sequences_available, final_states))
+            outputs = [last[name] for name in paired]
             if float_mask is not None:
-                output = output * self._output_sequence(ops.ones_like(float_mask), float_mask)[-1]
-        outputs = [output] + [ys[name] for name in self._extra_sequence_outputs()]
+                valid = self._output_sequence(ops.ones_like(float_mask), float_mask)[-1]
+                outputs = [output * valid for output in outputs]
+        outputs += [ys[name] for name in self._extra_sequence_outputs()]
         if self.return_state:
             outputs += list(final_states)
         return outputs[0] if len(outputs) == 1 else outputs
@@ -622,6 +629,12 @@ class FusedRNN(keras.layers.Layer):
         # Without return_state or stateful the final cell state is never read (None where the
         # kernel cannot give it under a mask).
         return hidden, h, ops.zeros_like(h) if c is None else c
+
+    def _project(self, x_tm, kernel, training):
+        """The input part of every timestep's pre-activation, before the loop: ``x_t W`` for all
+        t at once, (T, B, F) @ (F, G), or a batched (T, B, F) @ (T, F, G) under per-timestep
+        input-kernel perturbations (FastDropoutRNN appends the variance part)."""
+        return ops.matmul(x_tm, kernel)
 
     def _normal(self, shape):
         return keras.random.normal(shape, dtype=self.compute_dtype, seed=self.seed_generator)
