@@ -13,6 +13,7 @@ from keras_rnnreg.layers.fast_dropout import (
 from keras_rnnreg.perturbations import DropConnect, WeightNoise
 from keras_rnnreg.regularizers import NormStabilizer, state_penalty
 from tests.conftest import to_numpy
+from tests.layers.harness import run_layer_test
 
 F, U = 50, 6
 N_SAMPLES = 40_000
@@ -351,29 +352,25 @@ def test_trains_with_fit():
     assert np.all(np.isfinite(to_numpy(model.predict(x, verbose=0))))
 
 
-def test_save_load_round_trip(tmp_path):
-    x, _ = _piano_roll()
-    model = _model("probit")
-    path = str(tmp_path / "fd.keras")
-    model.save(path)
-    restored = keras.saving.load_model(path)
-    for training in (False, True):
-        np.testing.assert_allclose(
-            to_numpy(restored(x, training=training)), to_numpy(model(x, training=training)), rtol=1e-6, atol=1e-7
-        )
-    layer = restored.layers[2]
-    assert isinstance(layer, FastDropoutRNN)
-    assert (layer.rate, layer.recurrent_rate, layer.moments, layer.return_variance) == (0.2, 0.3, "probit", True)
-
-
-def test_config_round_trip_keeps_everything():
-    layer = FastDropoutRNN(
-        3, rate=0.1, recurrent_rate=None, activation="sigmoid", go_backwards=True, quadrature_points=8, unroll=2
-    )
-    config = layer.get_config()
-    clone = FastDropoutRNN.from_config(config)
-    assert clone.get_config() == config
-    assert clone.recurrent_rate == 0.1
+@pytest.mark.parametrize(
+    "make, num_losses, recurrent",
+    [
+        (lambda: FastDropoutRNN(
+            6, rate=0.2, recurrent_rate=0.3, return_sequences=True, return_variance=True,
+            moments="probit", inference="marginal", kernel_regularizer="l2",
+            perturbations=[DropConnect(0.2, per="sequence")],
+            state_regularizer=NormStabilizer(3.0)), 2, True),
+        (lambda: FastDropoutRNN(
+            3, rate=0.1, activation="sigmoid", go_backwards=True, quadrature_points=8, unroll=2,
+            return_variance=True, return_state=True), 0, True),
+        (lambda: FastDropoutDense(
+            5, rate=0.3, return_variance=True, inference="marginal",
+            kernel_regularizer="l2"), 1, False),
+    ],
+    ids=["rnn-marginal-perturbed", "rnn-backwards-state", "dense"],
+)
+def test_layer_harness(make, num_losses, recurrent, tmp_path):
+    run_layer_test(make, tmp_path, expected_num_losses=num_losses, recurrent=recurrent)
 
 
 def test_bad_arguments_name_the_argument():
