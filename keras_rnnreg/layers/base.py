@@ -1,6 +1,6 @@
-"""The fused recurrent loop shared by SimpleRNN, LSTM and GRU.
+"""The fused recurrent loop shared by SimpleRNN, LSTM, GRU and FastDropoutRNN.
 
-Design (DESIGN.md, "Principles"):
+Design:
 
 * the input projection ``x_t W + b`` for every timestep is one matmul before the loop; the loop
   (``keras.ops.scan``) does only the recurrent part ``h_{t-1} U`` and the nonlinearity;
@@ -95,7 +95,9 @@ class FusedRNN(keras.layers.Layer):
             )
         for arg, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
             if not 0.0 <= float(value) < 1.0:
-                raise ValueError(f"Invalid value for argument {arg}={value!r}: expected 0 <= {arg} < 1.")
+                raise ValueError(
+                    f"Invalid value for argument {arg}={value!r}: expected 0 <= {arg} < 1."
+                )
         if not (isinstance(unroll, bool) or (isinstance(unroll, int) and unroll >= 1)):
             raise ValueError(
                 f"Invalid value for argument unroll={unroll!r}: expected a bool or a positive int."
@@ -161,10 +163,7 @@ class FusedRNN(keras.layers.Layer):
 
     def _cudnn_config_reason(self, training=True):
         """Why this configuration excludes the cuDNN kernel (None when it does not)."""
-        return (
-            f"{type(self).__name__} has no cuDNN path (our fused loop is faster than Keras' "
-            "SimpleRNN; docs/benchmarks.md)"
-        )
+        return f"{type(self).__name__} has no cuDNN path"
 
     @property
     def _use_cudnn(self):
@@ -217,7 +216,9 @@ class FusedRNN(keras.layers.Layer):
                 "stateful": self.stateful,
                 "zero_output_for_mask": self.zero_output_for_mask,
                 "unroll": self.unroll,
-                "perturbations": [keras.saving.serialize_keras_object(p) for p in self.perturbations],
+                "perturbations": [
+                    keras.saving.serialize_keras_object(p) for p in self.perturbations
+                ],
                 "state_regularizer": keras.saving.serialize_keras_object(self.state_regularizer)
                 if self.state_regularizer is not None
                 else None,
@@ -390,8 +391,8 @@ class FusedRNN(keras.layers.Layer):
                 initial_state = [initial_state]
             if len(initial_state) != len(self.state_size):
                 raise ValueError(
-                    f"{type(self).__name__} expects {len(self.state_size)} initial state tensor(s); "
-                    f"received initial_state with {len(initial_state)}."
+                    f"{type(self).__name__} expects {len(self.state_size)} initial state "
+                    f"tensor(s); received initial_state with {len(initial_state)}."
                 )
             states = [ops.cast(s, self.compute_dtype) for s in initial_state]
 
@@ -617,7 +618,8 @@ class FusedRNN(keras.layers.Layer):
         return hidden, final_states
 
     def _cudnn_kernel_name(self):
-        """Which of Keras' backend kernels the cuDNN path calls (``keras.src.backend.<b>.rnn.*``)."""
+        """Which of Keras' backend kernels the cuDNN path calls
+        (``keras.src.backend.<b>.rnn.*``)."""
         return "lstm"
 
     def _cudnn_run(self, x, states, kernel, recurrent_kernel, bias, mask):
@@ -692,3 +694,6 @@ def _deserialize_one(value):
     if isinstance(value, dict):
         return keras.saving.deserialize_keras_object(value)
     return value
+
+
+__all__ = ["FusedRNN"]

@@ -138,7 +138,8 @@ def hermite_gauss(points):
 def _safe_sqrt(x):
     """sqrt(max(x, 0)) with gradient 0 (not inf/NaN) at x = 0."""
     positive = x > 0
-    return ops.where(positive, ops.sqrt(ops.where(positive, x, ops.ones_like(x))), ops.zeros_like(x))
+    root = ops.sqrt(ops.where(positive, x, ops.ones_like(x)))
+    return ops.where(positive, root, ops.zeros_like(x))
 
 
 def _activation_fn(name):
@@ -202,7 +203,8 @@ def _check_choice(name, value, choices):
 
 
 def _check_points(points):
-    if isinstance(points, bool) or not isinstance(points, numbers.Integral) or not 2 <= points <= 100:
+    integral = not isinstance(points, bool) and isinstance(points, numbers.Integral)
+    if not integral or not 2 <= points <= 100:
         raise ValueError(
             f"Invalid value for argument quadrature_points={points!r}: expected an int in [2, 100]."
         )

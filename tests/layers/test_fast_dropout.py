@@ -1,4 +1,5 @@
-"""FastDropoutRNN / FastDropoutDense: moments against Monte-Carlo dropout, Keras equivalence, fit, saving."""
+"""FastDropoutRNN / FastDropoutDense: moments against Monte-Carlo dropout, Keras equivalence, the
+inference modes, perturbations and the state regularizer, fit; the rest through harness.py."""
 
 import keras
 import numpy as np
@@ -46,7 +47,11 @@ def _monte_carlo(x, weights, activation, steps, rate=0.5, recurrent_rate=0.3, se
     for t in range(steps):
         d_in = rng.random((N_SAMPLES, x.shape[-1])) < 1 - rate
         d_rec = rng.random(h.shape) < 1 - recurrent_rate
-        h = f((d_in * x[t]) @ kernel / (1 - rate) + (d_rec * h) @ recurrent_kernel / (1 - recurrent_rate) + bias)
+        h = f(
+            (d_in * x[t]) @ kernel / (1 - rate)
+            + (d_rec * h) @ recurrent_kernel / (1 - recurrent_rate)
+            + bias
+        )
     return h.mean(0), h.var(0)
 
 
@@ -63,7 +68,9 @@ def test_hermite_gauss_matches_numpy():
         nodes, weights = hermite_gauss(n)
         ref_nodes, ref_weights = np.polynomial.hermite.hermgauss(n)
         np.testing.assert_allclose(sorted(nodes), ref_nodes, atol=1e-12)
-        np.testing.assert_allclose(np.array(weights)[np.argsort(nodes)], ref_weights, rtol=1e-10, atol=1e-300)
+        np.testing.assert_allclose(
+            np.array(weights)[np.argsort(nodes)], ref_weights, rtol=1e-10, atol=1e-300
+        )
 
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
@@ -76,7 +83,9 @@ def test_gaussian_moments_against_exact_integrals(activation):
     exact_mean = (weights * f(points)).sum(-1) / np.sqrt(np.pi)
     exact_var = (weights * f(points) ** 2).sum(-1) / np.sqrt(np.pi) - exact_mean**2
     for moments, tolerance in (("quadrature", 1e-3), ("probit", 0.06)):
-        m, v = gaussian_moments(keras.ops.convert_to_tensor(mean), keras.ops.convert_to_tensor(var), activation, moments)
+        m, v = gaussian_moments(
+            keras.ops.convert_to_tensor(mean), keras.ops.convert_to_tensor(var), activation, moments
+        )
         np.testing.assert_allclose(to_numpy(m), exact_mean, atol=tolerance)
         np.testing.assert_allclose(to_numpy(v), exact_var, atol=tolerance)
         # zero variance: exactly the deterministic unit
@@ -93,7 +102,8 @@ def test_one_step_pre_activation_moments_are_exact():
         mc_mean, mc_var = _monte_carlo(x[b], _weights(layer), "linear", steps=1, seed=b)
         standard_error = np.sqrt(mc_var / N_SAMPLES)
         assert np.all(np.abs(mean[b, 0] - mc_mean) < 4.5 * standard_error)
-        np.testing.assert_allclose(var[b, 0], mc_var, rtol=0.04)  # the MC variance's own noise: ~0.7 %
+        # rtol 0.04: the MC variance's own noise is ~0.7 %
+        np.testing.assert_allclose(var[b, 0], mc_var, rtol=0.04)
 
 
 @pytest.mark.parametrize("moments, tolerance", [("quadrature", 0.03), ("probit", 0.07)])
@@ -127,20 +137,25 @@ def test_two_steps_recurrent_propagation_roughly_matches_monte_carlo():
 
 
 def test_dense_head_is_the_marginal_probability():
-    head = FastDropoutDense(4, rate=0.5, kernel_initializer=_init(0.3, 5), bias_initializer=_init(0.3, 6))
+    head = FastDropoutDense(
+        4, rate=0.5, kernel_initializer=_init(0.3, 5), bias_initializer=_init(0.3, 6)
+    )
     rng = np.random.default_rng(1)
     z_mean = rng.normal(size=(2, F)).astype("float32")
     z_var = rng.uniform(0.0, 0.2, size=(2, F)).astype("float32")
     p = to_numpy(head([z_mean, z_var], training=True))
     kernel, bias = _weights(head)
     for b in range(2):
-        z = z_mean[b] + np.sqrt(z_var[b]) * rng.normal(size=(N_SAMPLES, F))  # Gaussian incoming units
+        # Gaussian incoming units
+        z = z_mean[b] + np.sqrt(z_var[b]) * rng.normal(size=(N_SAMPLES, F))
         d = rng.random((N_SAMPLES, F)) < 0.5
         mc = 1 / (1 + np.exp(-((d * z) @ kernel / 0.5 + bias)))
         np.testing.assert_allclose(p[b], mc.mean(0), atol=0.02)
     # inference: the deterministic mean network
     np.testing.assert_allclose(
-        to_numpy(head([z_mean, z_var], training=False)), 1 / (1 + np.exp(-(z_mean @ kernel + bias))), rtol=1e-5
+        to_numpy(head([z_mean, z_var], training=False)),
+        1 / (1 + np.exp(-(z_mean @ kernel + bias))),
+        rtol=1e-5,
     )
 
 
@@ -303,7 +318,8 @@ def test_state_regularizer_sees_the_mean_sequence():
     mask[1, :2] = False
     layer = _rnn(state_regularizer=NormStabilizer(5.0))
     mean, _ = layer(x, mask=mask, training=True)
-    expected = 5.0 * to_numpy(state_penalty(mean, mask=keras.ops.convert_to_tensor(mask, "float32")))
+    float_mask = keras.ops.convert_to_tensor(mask, "float32")
+    expected = 5.0 * to_numpy(state_penalty(mean, mask=float_mask))
     assert len(layer.losses) == 1
     np.testing.assert_allclose(to_numpy(layer.losses[0]), expected, rtol=1e-5)
     with pytest.raises(ValueError, match="on='cell'"):
@@ -328,7 +344,8 @@ def _model(moments="quadrature"):
     inputs = keras.Input((None, 8))
     masked = keras.layers.Masking(0.0)(inputs)
     mean, var = FastDropoutRNN(
-        10, rate=0.2, recurrent_rate=0.3, return_sequences=True, return_variance=True, moments=moments
+        10, rate=0.2, recurrent_rate=0.3, return_sequences=True, return_variance=True,
+        moments=moments,
     )(masked)
     outputs = FastDropoutDense(8, rate=0.3)([mean, var])
     return keras.Model(inputs, outputs)
