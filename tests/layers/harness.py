@@ -13,7 +13,7 @@ its configurations.
   tensors, as many in a model, not accumulating over calls;
 * mixed precision: under ``mixed_float16`` and ``mixed_bfloat16`` the layer builds with float32
   variables, runs (inference and training) with finite outputs in the compute dtype, and infers
-  what float32 does within the compute dtype's precision.
+  what float32 does within the compute dtype's precision (3e-2 absolute and relative).
 """
 
 import copy
@@ -140,14 +140,12 @@ def _check_masking(make, weights, x, recurrent):
 
 
 def _check_losses(make, x, expected_num_losses):
-    layer = make()
-    for _ in range(2):  # a second call replaces the losses of the first
-        layer(x, training=True)
-        assert len(layer.losses) == expected_num_losses
-    assert all(np.isfinite(to_numpy(loss)) for loss in layer.losses)
     model = _model(make(), x.shape)
-    model(x, training=True)
-    assert len(model.losses) == expected_num_losses
+    layer = model.layers[-1]
+    for _ in range(2):  # a second call replaces the losses of the first
+        model(x, training=True)
+        assert len(layer.losses) == len(model.losses) == expected_num_losses
+    assert all(np.isfinite(to_numpy(loss)) for loss in layer.losses)
 
 
 def _check_mixed_precision(make, weights, x, expected):
@@ -161,11 +159,10 @@ def _check_mixed_precision(make, weights, x, expected):
             assert all(
                 keras.backend.standardize_dtype(w.dtype) == "float32" for w in layer.weights
             )
-            for training in (False, True):
-                for out in keras.tree.flatten(layer(x, training=training)):
-                    assert keras.backend.standardize_dtype(out.dtype) == compute_dtype
-                    assert np.all(np.isfinite(to_numpy(keras.ops.cast(out, "float32"))))
-            inferred = [keras.ops.cast(o, "float32") for o in keras.tree.flatten(layer(x))]
-            _assert_close(inferred, expected, atol=3e-2 if compute_dtype == "float16" else 6e-2)
+            inferred = keras.tree.flatten(layer(x))
+            for out in inferred + keras.tree.flatten(layer(x, training=True)):
+                assert keras.backend.standardize_dtype(out.dtype) == compute_dtype
+                assert np.all(np.isfinite(to_numpy(keras.ops.cast(out, "float32"))))
+            _assert_close(inferred, expected, atol=3e-2, rtol=3e-2)
         finally:
             keras.config.set_dtype_policy("float32")
