@@ -421,6 +421,11 @@ def test_go_backwards_and_initial_state():
     )
     np.testing.assert_allclose(to_numpy(rest_mean), mean[:, 2:], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(to_numpy(rest_var), var[:, 2:], rtol=1e-5, atol=1e-6)
+    # A single initial tensor is the mean, with zero variance.
+    for a, b in zip(forward(x, initial_state=mean[:, 1], training=True),
+                    forward(x, initial_state=[mean[:, 1], np.zeros_like(var[:, 1])],
+                            training=True)):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
 
 
 class _VariableLength(keras.utils.PyDataset):
