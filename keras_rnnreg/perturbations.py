@@ -15,7 +15,8 @@ Semantics (Sec. 8.1: "the perturbation of the weight matrix is done only during 
 period... the original values of the weight matrices are preserved"):
 
 * active only when the layer is called with ``training=True``; inference and evaluation use the
-  clean weights (``DropConnect(scale="inference")``: the expected ones, ``Perturbation.deterministic``),
+  clean weights (``DropConnect(scale="inference")``: the expected ones,
+  ``Perturbation.deterministic``),
   and the stored weights are never modified;
 * ``per="sequence"``: one draw per training step, shared by every timestep and every sequence of
   the batch; ``per="timestep"``: a fresh draw for every timestep of the unrolled net (shared by the
@@ -127,16 +128,22 @@ class WeightNoise(Perturbation):
             trick, see the module docstring; exact marginals, per-example draws).
     """
 
-    def __init__(self, stddev, mode="additive", per="timestep", target="recurrent", sampling="weight"):
+    def __init__(
+        self, stddev, mode="additive", per="timestep", target="recurrent", sampling="weight"
+    ):
         super().__init__(per=per, target=target, sampling=sampling)
         if isinstance(stddev, bool) or not isinstance(stddev, (int, float)) or stddev < 0:
-            raise ValueError(f"Invalid value for argument stddev={stddev!r}: expected a number >= 0.")
+            raise ValueError(
+                f"Invalid value for argument stddev={stddev!r}: expected a number >= 0."
+            )
         _check_choice("mode", mode, ("additive", "multiplicative"))
         self.stddev = float(stddev)
         self.mode = mode
 
     def _apply(self, weight, shape, seed_generator):
-        noise = keras.random.normal(shape, stddev=self.stddev, dtype=weight.dtype, seed=seed_generator)
+        noise = keras.random.normal(
+            shape, stddev=self.stddev, dtype=weight.dtype, seed=seed_generator
+        )
         if self.mode == "additive":
             return weight + noise
         return weight * (1.0 + noise)
@@ -212,7 +219,8 @@ class DropConnect(Perturbation):
 def _check_choice(argument, value, choices):
     if value not in choices:
         raise ValueError(
-            f"Invalid value for argument {argument}={value!r}: expected one of {', '.join(map(repr, choices))}."
+            f"Invalid value for argument {argument}={value!r}: expected one of "
+            f"{', '.join(map(repr, choices))}."
         )
 
 

@@ -1,6 +1,6 @@
-"""Recurrent layers. The fused ones (SimpleRNN, LSTM, GRU) compute the input projection before the loop
-and only the recurrent work inside it; the cells compute the same steps inside keras.layers.RNN;
-FastDropoutRNN carries a mean and a variance through time."""
+"""Recurrent layers. The fused ones (SimpleRNN, LSTM, GRU, FastDropoutRNN) compute the input
+projection before the loop and only the recurrent work inside it; the cells compute the same steps
+inside keras.layers.RNN; FastDropoutRNN carries a mean and a variance through time."""
 
 from keras_rnnreg.layers._cudnn import cudnn_path
 from keras_rnnreg.layers.base import FusedRNN

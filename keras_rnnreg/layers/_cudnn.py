@@ -109,3 +109,6 @@ def _runtime_reason(layer):
     if not _backend.gpu_available():
         return f"no GPU with cuDNN visible to {backend}"
     return None
+
+
+__all__ = ["USE_CUDNN", "check_use_cudnn", "config_reason", "cudnn_path"]

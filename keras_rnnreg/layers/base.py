@@ -1,6 +1,6 @@
-"""The fused recurrent loop shared by SimpleRNN, LSTM and GRU.
+"""The fused recurrent loop shared by SimpleRNN, LSTM, GRU and FastDropoutRNN.
 
-Design (DESIGN.md, "Principles"):
+Design:
 
 * the input projection ``x_t W + b`` for every timestep is one matmul before the loop; the loop
   (``keras.ops.scan``) does only the recurrent part ``h_{t-1} U`` and the nonlinearity;
@@ -95,7 +95,9 @@ class FusedRNN(keras.layers.Layer):
             )
         for arg, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
             if not 0.0 <= float(value) < 1.0:
-                raise ValueError(f"Invalid value for argument {arg}={value!r}: expected 0 <= {arg} < 1.")
+                raise ValueError(
+                    f"Invalid value for argument {arg}={value!r}: expected 0 <= {arg} < 1."
+                )
         if not (isinstance(unroll, bool) or (isinstance(unroll, int) and unroll >= 1)):
             raise ValueError(
                 f"Invalid value for argument unroll={unroll!r}: expected a bool or a positive int."
@@ -161,10 +163,7 @@ class FusedRNN(keras.layers.Layer):
 
     def _cudnn_config_reason(self, training=True):
         """Why this configuration excludes the cuDNN kernel (None when it does not)."""
-        return (
-            f"{type(self).__name__} has no cuDNN path (our fused loop is faster than Keras' "
-            "SimpleRNN; docs/benchmarks.md)"
-        )
+        return f"{type(self).__name__} has no cuDNN path"
 
     @property
     def _use_cudnn(self):
@@ -217,7 +216,9 @@ class FusedRNN(keras.layers.Layer):
                 "stateful": self.stateful,
                 "zero_output_for_mask": self.zero_output_for_mask,
                 "unroll": self.unroll,
-                "perturbations": [keras.saving.serialize_keras_object(p) for p in self.perturbations],
+                "perturbations": [
+                    keras.saving.serialize_keras_object(p) for p in self.perturbations
+                ],
                 "state_regularizer": keras.saving.serialize_keras_object(self.state_regularizer)
                 if self.state_regularizer is not None
                 else None,
@@ -335,9 +336,10 @@ class FusedRNN(keras.layers.Layer):
     def compute_output_shape(self, sequences_shape, initial_state_shape=None):
         batch, length = sequences_shape[0], sequences_shape[1]
         if self.return_sequences:
-            outputs = [(batch, length, self.output_size)]
+            output = (batch, length, self.output_size)
         else:
-            outputs = [(batch, self.output_size)]
+            output = (batch, self.output_size)
+        outputs = [output] * (1 + len(self._paired_outputs()))
         outputs += [(batch, length, self.units) for _ in self._extra_sequence_outputs()]
         if self.return_state:
             outputs += [(batch, size) for size in self.state_size]
@@ -347,16 +349,19 @@ class FusedRNN(keras.layers.Layer):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
         output_mask = mask if self.return_sequences else None
-        n_outputs = 1 + len(self._extra_sequence_outputs()) + (
-            len(self.state_size) if self.return_state else 0
-        )
-        if n_outputs == 1:
-            return output_mask
-        extra = [mask for _ in self._extra_sequence_outputs()]
-        return [output_mask, *extra] + [None] * (n_outputs - 1 - len(extra))
+        masks = [output_mask] * (1 + len(self._paired_outputs()))
+        masks += [mask for _ in self._extra_sequence_outputs()]
+        masks += [None] * (len(self.state_size) if self.return_state else 0)
+        return masks[0] if len(masks) == 1 else masks
+
+    def _paired_outputs(self):
+        """Names of carried states returned right after the main output and shaped like it (the
+        whole sequence or its last entry): FastDropoutRNN's variance."""
+        return ()
 
     def _extra_sequence_outputs(self):
-        """Names of sequences returned after the main output (LSTM's memory cells)."""
+        """Names of sequences returned after the main output (and the paired ones) whatever
+        ``return_sequences`` (LSTM's memory cells)."""
         return ()
 
     def call(self, sequences, initial_state=None, mask=None, training=None):
@@ -386,8 +391,8 @@ class FusedRNN(keras.layers.Layer):
                 initial_state = [initial_state]
             if len(initial_state) != len(self.state_size):
                 raise ValueError(
-                    f"{type(self).__name__} expects {len(self.state_size)} initial state tensor(s); "
-                    f"received initial_state with {len(initial_state)}."
+                    f"{type(self).__name__} expects {len(self.state_size)} initial state "
+                    f"tensor(s); received initial_state with {len(initial_state)}."
                 )
             states = [ops.cast(s, self.compute_dtype) for s in initial_state]
 
@@ -420,7 +425,7 @@ class FusedRNN(keras.layers.Layer):
             # batched (T, B, F) @ (T, F, G) under per-timestep input-weight noise). Time-major from
             # here on: (T, B, ...).
             x_tm = ops.transpose(x, (1, 0, 2))
-            projected = ops.matmul(x_tm, kernel)
+            projected = self._project(x_tm, kernel, training)
             if input_local is not None:
                 projected = projected + input_local.local_noise(
                     x_tm, input_local.variance_factors(kernel), self._normal(ops.shape(projected))
@@ -487,7 +492,7 @@ class FusedRNN(keras.layers.Layer):
 
         needed = set(self._extra_sequence_outputs())
         if self.return_sequences:
-            needed.add("hidden")
+            needed.update(("hidden",) + self._paired_outputs())
         if self.state_regularizer is not None:
             needed.add(self.state_regularizer.on)
         ys = {}
@@ -508,13 +513,16 @@ class FusedRNN(keras.layers.Layer):
             for variable, state in zip(self.states, final_states):
                 variable.assign(ops.cast(state, variable.dtype))
 
+        paired = ("hidden",) + self._paired_outputs()
         if self.return_sequences:
-            output = ys["hidden"]
-        else:  # the last entry of the output sequence
-            output = final_states[0]
+            outputs = [ys[name] for name in paired]
+        else:  # the last entry of each output sequence
+            last = dict(zip(self._sequences_available, final_states))
+            outputs = [last[name] for name in paired]
             if float_mask is not None:
-                output = output * self._output_sequence(ops.ones_like(float_mask), float_mask)[-1]
-        outputs = [output] + [ys[name] for name in self._extra_sequence_outputs()]
+                valid = self._output_sequence(ops.ones_like(float_mask), float_mask)[-1]
+                outputs = [output * valid for output in outputs]
+        outputs += [ys[name] for name in self._extra_sequence_outputs()]
         if self.return_state:
             outputs += list(final_states)
         return outputs[0] if len(outputs) == 1 else outputs
@@ -610,7 +618,8 @@ class FusedRNN(keras.layers.Layer):
         return hidden, final_states
 
     def _cudnn_kernel_name(self):
-        """Which of Keras' backend kernels the cuDNN path calls (``keras.src.backend.<b>.rnn.*``)."""
+        """Which of Keras' backend kernels the cuDNN path calls
+        (``keras.src.backend.<b>.rnn.*``)."""
         return "lstm"
 
     def _cudnn_run(self, x, states, kernel, recurrent_kernel, bias, mask):
@@ -622,6 +631,12 @@ class FusedRNN(keras.layers.Layer):
         # Without return_state or stateful the final cell state is never read (None where the
         # kernel cannot give it under a mask).
         return hidden, h, ops.zeros_like(h) if c is None else c
+
+    def _project(self, x_tm, kernel, training):
+        """The input part of every timestep's pre-activation, before the loop: ``x_t W`` for all
+        t at once, (T, B, F) @ (F, G), or a batched (T, B, F) @ (T, F, G) under per-timestep
+        input-kernel perturbations (FastDropoutRNN appends the variance part)."""
+        return ops.matmul(x_tm, kernel)
 
     def _normal(self, shape):
         return keras.random.normal(shape, dtype=self.compute_dtype, seed=self.seed_generator)
@@ -679,3 +694,6 @@ def _deserialize_one(value):
     if isinstance(value, dict):
         return keras.saving.deserialize_keras_object(value)
     return value
+
+
+__all__ = ["FusedRNN"]

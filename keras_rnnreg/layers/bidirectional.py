@@ -119,3 +119,6 @@ class Bidirectional(keras.layers.Bidirectional):
         if self.merge_mode == "mul":
             return y * y_rev
         return (y, y_rev)
+
+
+__all__ = ["Bidirectional"]

@@ -233,7 +233,9 @@ class _Cell(keras.layers.Layer, DropoutRNNCell):
                 "dropout": self.dropout,
                 "recurrent_dropout": self.recurrent_dropout,
                 "seed": self.seed,
-                "perturbations": [keras.saving.serialize_keras_object(p) for p in self.perturbations],
+                "perturbations": [
+                    keras.saving.serialize_keras_object(p) for p in self.perturbations
+                ],
             }
         )
         return config
@@ -271,7 +273,9 @@ class LSTMCell(_Cell):
                  output_activation="same", unit_forget_bias=True, **kwargs):
         super().__init__(units, activation=activation, **kwargs)
         self.recurrent_activation_name = recurrent_activation
-        self.recurrent_activation = activations_lib.get(recurrent_activation, "recurrent_activation")
+        self.recurrent_activation = activations_lib.get(
+            recurrent_activation, "recurrent_activation"
+        )
         self.output_activation_name = output_activation
         if output_activation == "same":
             self.output_activation = self.activation
@@ -311,7 +315,9 @@ class GRUCell(_Cell):
                  reset_after=True, **kwargs):
         super().__init__(units, activation=activation, **kwargs)
         self.recurrent_activation_name = recurrent_activation
-        self.recurrent_activation = activations_lib.get(recurrent_activation, "recurrent_activation")
+        self.recurrent_activation = activations_lib.get(
+            recurrent_activation, "recurrent_activation"
+        )
         if not isinstance(reset_after, bool):
             raise ValueError(
                 f"Invalid value for argument reset_after={reset_after!r}: expected True or False."
@@ -325,3 +331,6 @@ class GRUCell(_Cell):
              "reset_after": self.reset_after}
         )
         return config
+
+
+__all__ = ["GRUCell", "LSTMCell", "SimpleRNNCell"]

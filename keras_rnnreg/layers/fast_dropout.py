@@ -1,10 +1,11 @@
 """Fast dropout for recurrent networks (noise study Sec. 6.5: RNN-FD of Table 1).
 
 Wang & Manning (2013), "Fast dropout training", replace the sampled dropout of a unit's incoming
-connections by a Gaussian approximation of the pre-activation; Bayer et al. (2013), "On fast dropout
-and its applicability to recurrent networks", apply it to RNNs "by concatenating the input-to-hidden
-and hidden-to-hidden weights into a single array, and applying the same approximation to the
-incoming connections" (noise study Sec. 6.5). What is computed here, and how each choice was made:
+connections by a Gaussian approximation of the pre-activation; Bayer et al. (2013), "On fast
+dropout and its applicability to recurrent networks", apply it to RNNs "by concatenating the
+input-to-hidden and hidden-to-hidden weights into a single array, and applying the same
+approximation to the incoming connections" (noise study Sec. 6.5, ../shared/papers/
+noise_study.txt). What is computed here, and how each choice was made:
 
 **Pre-activation.** Unit k receives ``a_k = Σ_j (d_j / p) w_jk z_j + b_k`` over the concatenated
 incoming vector z = [x_t, h_{t−1}], with d_j ~ Bernoulli(p), p = 1 − rate (``recurrent_rate`` for
@@ -20,8 +21,8 @@ independent (the usual fast-dropout assumption; units of h_{t−1} are in fact c
 
 exact for these two moments; a_k is then taken to be Gaussian N(E, Var) (central limit over the
 fan-in). The input parts — ``x W + b`` and ``((1 − p)/p) x² W²`` — are computed for all timesteps
-before the loop, one matmul each; the loop adds ``μ U`` and ``((s² + (1 − q) μ²)/q) U²``. Nothing is
-random anywhere: the layer draws no samples.
+before the loop, one matmul each; the loop adds ``μ U`` and ``((s² + (1 − q) μ²)/q) U²``. The
+layer itself draws no samples.
 
 **Through the nonlinearity** (``moments=``), h = f(a) with a ~ N(m, v):
 
@@ -32,10 +33,10 @@ random anywhere: the layer draws no samples.
   0.02 at v = 4, 0.1 at v = 16 (K = 32: < 1e-3 up to v = 2, 0.04 at v = 16).
 * ``"probit"``: closed forms from σ(x) ≈ Φ(√(π/8) x) (MacKay 1992; used by Wang & Manning), with
   tanh(x) = 2σ(2x) − 1: E[σ(a)] ≈ σ(κ m), κ = (1 + π v / 8)^(−1/2); E[tanh(a)] ≈ tanh(κ' m),
-  κ' = (1 + π v / 2)^(−1/2). The variance uses the Gaussian identity E[f'(a)] = ∂E[f(a)]/∂m applied
-  to those approximations, with σ' = σ − σ² and tanh' = 1 − tanh²:
-  Var[σ(a)] ≈ (1 − κ) σ(κm)(1 − σ(κm)), Var[tanh(a)] ≈ (1 − κ') (1 − tanh²(κ'm)). Errors against the
-  exact Gaussian expectations (m ∈ [−4, 4], v ≤ 16): tanh mean ≤ 0.03, variance ≤ 0.055;
+  κ' = (1 + π v / 2)^(−1/2). The variance uses the Gaussian identity E[f'(a)] = ∂E[f(a)]/∂m
+  applied to those approximations, with σ' = σ − σ² and tanh' = 1 − tanh²:
+  Var[σ(a)] ≈ (1 − κ) σ(κm)(1 − σ(κm)), Var[tanh(a)] ≈ (1 − κ') (1 − tanh²(κ'm)). Errors against
+  the exact Gaussian expectations (m ∈ [−4, 4], v ≤ 16): tanh mean ≤ 0.03, variance ≤ 0.055;
   sigmoid mean ≤ 0.009, variance ≤ 0.011.
 * ``activation="linear"``: (m, v) unchanged, exactly.
 
@@ -51,20 +52,36 @@ E_d[−log p], which is larger by Jensen's inequality). So RNN-FD on the polypho
 ``FastDropoutRNN(..., return_variance=True)`` → ``FastDropoutDense(88)`` with
 ``loss="binary_crossentropy"``.
 
-**Inference** (``training=False``, i.e. ``predict`` / ``evaluate``): the deterministic mean
-network, h_t = f(x_t W + h_{t−1} U + b), output σ(h W_o + b_o) — Wang & Manning's weight-scaled
-net (the scaling is already in the weights, see above). The variance outputs are then zeros.
-With ``activation="tanh"`` this is exactly ``keras.layers.SimpleRNN`` with the same weights: the
-weights (``kernel`` (F, units), ``recurrent_kernel`` (units, units), ``bias`` (units,)) have the
-names, shapes and order of ``keras.layers.SimpleRNN`` and ``keras_rnnreg.layers.SimpleRNN``, so
-``set_weights`` moves them both ways.
+**Inference** (``training=False``, i.e. ``predict`` / ``evaluate``), chosen by ``inference=``:
 
-Masks: masked timesteps keep the previous (mean, variance) state and output zeros.
+* ``"mean"`` (default): the deterministic mean network, h_t = f(x_t W + h_{t−1} U + b), output
+  σ(h W_o + b_o) — Wang & Manning's weight-scaled net (the scaling is already in the weights, see
+  above). The variance outputs are then zeros. With ``activation="tanh"`` this is exactly
+  ``keras.layers.SimpleRNN`` with the same weights: the weights (``kernel`` (F, units),
+  ``recurrent_kernel`` (units, units), ``bias`` (units,)) have the names, shapes and order of
+  ``keras.layers.SimpleRNN`` and ``keras_rnnreg.layers.SimpleRNN``, so ``set_weights`` moves them
+  both ways.
+* ``"marginal"``: the moments are propagated at inference too (the same computation as in
+  training, with the perturbations' inference weights), so that evaluation scores the model that
+  was trained (the marginal likelihood above), where the mean network is over-confident.
 
-TensorFlow and XLA: ``keras.ops.scan`` on TensorFlow cannot be differentiated under XLA, so on the
-TensorFlow backend the layer sets ``supports_jit = False``: models containing it train with
-``tf.function`` without XLA (``jit_compile=True`` falls back with Keras' warning). JAX (``jax.jit``)
-and PyTorch are unaffected.
+**Weight perturbations** (``perturbations=[WeightNoise(...), DropConnect(...)]``,
+:mod:`keras_rnnreg.perturbations`, noise study Secs. 8-9) compose with fast dropout: the kernel
+drawn for the sequence or timestep, W̃ (and Ũ), *replaces* W (U) in the moment equations above,
+i.e. the moments are those of the dropout noise given the drawn weights (weight noise and
+dropout masks are independent): E[a_k | W̃] = Σ_j w̃_jk μ_j + b_k, Var[a_k | W̃] =
+Σ_j w̃_jk² (s_j² + (1 − p) μ_j²) / p. Outside training the perturbations' inference weights are used
+(the clean W, or (1 − rate) W for ``DropConnect(scale="inference")``). ``sampling="local"`` is not
+available here: its per-example pre-activation noise depends on the sampled incoming units, which
+this layer never samples.
+
+**State regularizer** (``state_regularizer=``, e.g. :class:`keras_rnnreg.regularizers.
+NormStabilizer`): the penalty sees the *mean* hidden-state sequence μ_1..μ_T (the layer's output
+sequence), never the variance; ``on="cell"`` raises (no memory cells).
+
+Masks, ``zero_output_for_mask``, ``stateful`` (the state is the pair (mean, variance)),
+``return_state``, ``go_backwards`` and ``unroll`` are those of the fused layers
+(:class:`~keras_rnnreg.layers.FusedRNN`): masked timesteps keep the previous (mean, variance).
 """
 
 import math
@@ -74,9 +91,11 @@ import keras
 from keras import ops
 
 from keras_rnnreg._api import serializable
+from keras_rnnreg.layers.base import FusedRNN
 
 ACTIVATIONS = ("tanh", "sigmoid", "linear")
 MOMENTS = ("quadrature", "probit")
+INFERENCE = ("mean", "marginal")
 
 
 # ----------------------------------------------------------------------------- moment helpers
@@ -119,7 +138,8 @@ def hermite_gauss(points):
 def _safe_sqrt(x):
     """sqrt(max(x, 0)) with gradient 0 (not inf/NaN) at x = 0."""
     positive = x > 0
-    return ops.where(positive, ops.sqrt(ops.where(positive, x, ops.ones_like(x))), ops.zeros_like(x))
+    root = ops.sqrt(ops.where(positive, x, ops.ones_like(x)))
+    return ops.where(positive, root, ops.zeros_like(x))
 
 
 def _activation_fn(name):
@@ -182,14 +202,9 @@ def _check_choice(name, value, choices):
     return value
 
 
-def _check_units(units):
-    if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units <= 0:
-        raise ValueError(f"Invalid value for argument units={units!r}: expected a positive integer.")
-    return int(units)
-
-
 def _check_points(points):
-    if isinstance(points, bool) or not isinstance(points, numbers.Integral) or not 2 <= points <= 100:
+    integral = not isinstance(points, bool) and isinstance(points, numbers.Integral)
+    if not integral or not 2 <= points <= 100:
         raise ValueError(
             f"Invalid value for argument quadrature_points={points!r}: expected an int in [2, 100]."
         )
@@ -200,96 +215,54 @@ def _activation_name(activation):
     return "linear" if activation is None else activation
 
 
-class _FastDropoutBase(keras.layers.Layer):
-    """Shared arguments, weights bookkeeping and config of the two fast-dropout layers."""
 
-    def __init__(
-        self,
-        units,
-        rate=0.5,
-        activation="tanh",
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        kernel_constraint=None,
-        bias_constraint=None,
-        moments="quadrature",
-        quadrature_points=16,
-        return_variance=False,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.units = _check_units(units)
+def _check_units(units):
+    if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units <= 0:
+        raise ValueError(
+            f"Invalid value for argument units={units!r}: expected a positive integer."
+        )
+    return int(units)
+
+
+class _FastDropoutArgs:
+    """The fast-dropout arguments of both layers: checked, stored and configured in one place."""
+
+    def _set_fast_dropout_args(self, rate, moments, quadrature_points, return_variance, inference):
         self.rate = _check_rate("rate", rate)
-        self.activation = _check_choice("activation", _activation_name(activation), ACTIVATIONS)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
         self.moments = _check_choice("moments", moments, MOMENTS)
         self.quadrature_points = _check_points(quadrature_points)
         self.return_variance = bool(return_variance)
-        self.supports_masking = True
+        self.inference = _check_choice("inference", inference, INFERENCE)
+
+    def _fast_dropout_config(self):
+        return {
+            "rate": self.rate,
+            "moments": self.moments,
+            "quadrature_points": self.quadrature_points,
+            "return_variance": self.return_variance,
+            "inference": self.inference,
+        }
+
+    def _propagates_moments(self, training):
+        """Moments in training, and at inference with ``inference="marginal"``."""
+        return bool(training) or self.inference == "marginal"
 
     def _moments(self, mean, variance):
-        return gaussian_moments(mean, variance, self.activation, self.moments, self.quadrature_points)
-
-    def _add_kernel(self, input_dim):
-        self.kernel = self.add_weight(
-            shape=(input_dim, self.units),
-            name="kernel",
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
+        return gaussian_moments(
+            mean, variance, self.activation_name, self.moments, self.quadrature_points
         )
-
-    def _add_bias(self):
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(
-                shape=(self.units,),
-                name="bias",
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "units": self.units,
-                "rate": self.rate,
-                "activation": self.activation,
-                "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-                "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
-                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
-                "moments": self.moments,
-                "quadrature_points": self.quadrature_points,
-                "return_variance": self.return_variance,
-            }
-        )
-        return config
 
 
 @serializable
-class FastDropoutRNN(_FastDropoutBase):
-    """Fast-dropout RNN (Bayer et al. 2013 after Wang & Manning 2013; noise study Sec. 6.5, RNN-FD).
+class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
+    """Fast-dropout RNN (Bayer et al. 2013 after Wang & Manning 2013; noise study Sec. 6.5).
 
     ``h_t = f(x_t W + h_{t−1} U + b)`` with dropout on the concatenated incoming connections
     [x_t, h_{t−1}] replaced, in training, by the propagation of each unit's mean and variance
-    through time (module docstring: formulas, assumptions, approximations). In inference
-    (``training=False``) it is the deterministic mean network — with ``activation="tanh"``
-    exactly ``keras.layers.SimpleRNN`` with the same weights.
+    through time (module docstring: formulas, assumptions, approximations, how perturbations and
+    the state regularizer enter). At inference the mean network (``inference="mean"``, with
+    ``activation="tanh"`` exactly ``keras.layers.SimpleRNN`` with the same weights) or the same
+    moment propagation (``"marginal"``).
 
     Args:
         units: number of hidden units.
@@ -299,17 +272,26 @@ class FastDropoutRNN(_FastDropoutBase):
         moments: "quadrature" (Gauss–Hermite, default) or "probit" (closed forms).
         quadrature_points: points of the Gauss–Hermite rule (2–100; 16 by default).
         return_sequences: return the whole mean sequence (B, T, units), not only the last step.
-        return_variance: also return the variance (same shape as the mean output), as a second
+        return_variance: also return the variance (shaped like the mean output), as a second
             output: ``[mean, variance]`` — feed both to :class:`FastDropoutDense`.
         go_backwards: process the sequence in reverse (outputs in processing order, as Keras).
-        unroll: passed to ``keras.ops.scan``.
+        unroll: passed to the loop (``keras.ops.scan``).
+        inference: "mean" (default) or "marginal" (module docstring, **Inference**).
+        perturbations: weight noise / DropConnect with ``sampling="weight"``, in training only.
+        state_regularizer: a penalty on the mean hidden-state sequence (e.g. ``NormStabilizer``).
+        return_state, stateful, seed, zero_output_for_mask, activity_regularizer: as
+            :class:`~keras_rnnreg.layers.SimpleRNN`; the states are ``[mean, variance]``.
         kernel_initializer, recurrent_initializer, bias_initializer, *_regularizer,
         *_constraint: as ``keras.layers.SimpleRNN`` (e.g. ``keras_rnnreg.initializers.Sparse``,
         ``SpectralRadius``, ``keras_rnnreg.constraints.SpectralRadiusLimit``).
 
-    Call arguments: ``sequences`` (B, T, F); ``initial_state``: None, ``h0`` or ``[h0_mean,
-    h0_variance]``; ``mask`` (B, T); ``training``.
+    Call arguments: ``sequences`` (B, T, F); ``initial_state``: None, ``h0`` (variance zero) or
+    ``[h0_mean, h0_variance]``; ``mask`` (B, T); ``training``.
     """
+
+    _keras_implementation_arg = False
+    _keras_use_cudnn_arg = False
+    _sequences_available = ("hidden", "variance")
 
     def __init__(
         self,
@@ -333,163 +315,131 @@ class FastDropoutRNN(_FastDropoutBase):
         return_variance=False,
         go_backwards=False,
         unroll=False,
+        *,
+        inference="mean",
+        return_state=False,
+        stateful=False,
+        seed=None,
+        zero_output_for_mask=False,
+        perturbations=None,
+        state_regularizer=None,
+        activity_regularizer=None,
         **kwargs,
     ):
+        activation = _check_choice("activation", _activation_name(activation), ACTIVATIONS)
+        for key in ("dropout", "recurrent_dropout"):
+            if key in kwargs:
+                raise ValueError(
+                    f"FastDropoutRNN takes no {key}= (sampled dropout; received "
+                    f"{key}={kwargs[key]!r}): its dropout rates are rate= and recurrent_rate=."
+                )
         super().__init__(
             units,
-            rate=rate,
             activation=activation,
             use_bias=use_bias,
             kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
             bias_initializer=bias_initializer,
             kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
             bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
             kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
             bias_constraint=bias_constraint,
-            moments=moments,
-            quadrature_points=quadrature_points,
-            return_variance=return_variance,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            seed=seed,
+            zero_output_for_mask=zero_output_for_mask,
+            perturbations=perturbations,
+            state_regularizer=state_regularizer,
             **kwargs,
         )
-        self.recurrent_rate = self.rate if recurrent_rate is None else _check_rate("recurrent_rate", recurrent_rate)
+        self._set_fast_dropout_args(rate, moments, quadrature_points, return_variance, inference)
         self._recurrent_rate_arg = recurrent_rate
-        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
-        self.recurrent_regularizer = keras.regularizers.get(recurrent_regularizer)
-        self.recurrent_constraint = keras.constraints.get(recurrent_constraint)
-        self.return_sequences = bool(return_sequences)
-        self.go_backwards = bool(go_backwards)
-        if not (isinstance(unroll, bool) or (isinstance(unroll, int) and unroll >= 1)):
-            raise ValueError(f"Invalid value for argument unroll={unroll!r}: expected a bool or a positive int.")
-        self.unroll = unroll
-        self.input_spec = keras.InputSpec(ndim=3)
-        if keras.backend.backend() == "tensorflow":
-            # keras.ops.scan on TensorFlow is a tf.while_loop without maximum_iterations, whose
-            # gradient XLA cannot compile ("...while/Placeholder_0/accumulator"). Marking the layer
-            # makes jit_compile="auto" (XLA when a GPU is present) choose plain tf.function, and
-            # jit_compile=True fall back to it with Keras' warning, instead of failing.
-            self.supports_jit = False
-
-    def build(self, sequences_shape, initial_state_shape=None):
-        sequences_shape = tuple(sequences_shape)
-        if len(sequences_shape) != 3 or sequences_shape[-1] is None:
-            raise ValueError(
-                "FastDropoutRNN expects inputs of shape (batch, timesteps, features) with known "
-                f"features; received shape {sequences_shape}."
-            )
-        # Keras' weight order: kernel, recurrent_kernel, bias.
-        self._add_kernel(sequences_shape[-1])
-        self.recurrent_kernel = self.add_weight(
-            shape=(self.units, self.units),
-            name="recurrent_kernel",
-            initializer=self.recurrent_initializer,
-            regularizer=self.recurrent_regularizer,
-            constraint=self.recurrent_constraint,
+        self.recurrent_rate = (
+            self.rate if recurrent_rate is None else _check_rate("recurrent_rate", recurrent_rate)
         )
-        self._add_bias()
+        local = [p for p in self.perturbations if p.sampling == "local"]
+        if local:
+            raise ValueError(
+                f"FastDropoutRNN takes perturbations with sampling='weight' only; received "
+                f"{local[0]!r}: local noise depends on sampled incoming units, which fast dropout "
+                "never samples (it propagates their mean and variance)."
+            )
 
-    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
-        batch, length = sequences_shape[0], sequences_shape[1]
-        shape = (batch, length, self.units) if self.return_sequences else (batch, self.units)
-        return (shape, shape) if self.return_variance else shape
+    @property
+    def state_size(self):
+        return [self.units, self.units]  # mean, variance
 
-    def compute_mask(self, inputs, mask=None):
-        if isinstance(mask, (list, tuple)):
-            mask = mask[0]
-        out = mask if self.return_sequences else None
-        return [out, out] if self.return_variance else out
+    def _paired_outputs(self):
+        return ("variance",) if self.return_variance else ()
+
+    def _cudnn_config_reason(self, training=True):
+        return "FastDropoutRNN has no cuDNN path (it propagates a mean and a variance)"
 
     def call(self, sequences, initial_state=None, mask=None, training=None):
-        if isinstance(mask, (list, tuple)):
-            mask = mask[0]
-        dtype = self.compute_dtype
-        x = ops.cast(sequences, dtype)
-        batch = ops.shape(x)[0]
-        mean0 = ops.zeros((batch, self.units), dtype=dtype)
-        var0 = ops.zeros((batch, self.units), dtype=dtype)
         if initial_state is not None:
-            states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+            states = (
+                list(initial_state) if isinstance(initial_state, (list, tuple))
+                else [initial_state]
+            )
             if len(states) not in (1, 2):
                 raise ValueError(
                     "FastDropoutRNN: initial_state is h0 or [h0_mean, h0_variance]; received "
                     f"{len(states)} tensors."
                 )
-            mean0 = ops.cast(states[0], dtype)
-            if len(states) == 2:
-                var0 = ops.cast(states[1], dtype)
-        if self.go_backwards:
-            x = ops.flip(x, axis=1)
-            if mask is not None:
-                mask = ops.flip(mask, axis=1)
-        x = ops.transpose(x, (1, 0, 2))  # time-major (T, B, F)
+            if len(states) == 1:
+                states.append(ops.zeros_like(states[0]))
+            initial_state = states
+        return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
 
-        kernel = ops.convert_to_tensor(self.kernel)
-        recurrent_kernel = ops.convert_to_tensor(self.recurrent_kernel)
-        # ---- Input projections for all timesteps, before the loop: one matmul each.
-        step_inputs = {"mean": ops.matmul(x, kernel)}
-        if self.bias is not None:
-            step_inputs["mean"] = step_inputs["mean"] + ops.convert_to_tensor(self.bias)
-        if mask is not None:
-            step_inputs["mask"] = ops.expand_dims(ops.transpose(ops.cast(mask, dtype), (1, 0)), -1)
+    def _project(self, x_tm, kernel, training):
+        """``x W`` for every timestep, and when moments are propagated the input part of the
+        pre-activation variance ``((1 − p)/p) x² W²`` appended on the last axis (T, B, 2 units).
+        ``kernel`` is the drawn kernel under perturbations (module docstring)."""
+        mean = ops.matmul(x_tm, kernel)
+        if not self._propagates_moments(training):
+            return mean
+        keep = 1.0 - self.rate
+        variance = ops.matmul(ops.square(x_tm), ops.square(kernel)) * ((1.0 - keep) / keep)
+        return ops.concatenate([mean, variance], axis=-1)
 
-        if training:
-            keep_in = 1.0 - self.rate
-            keep_rec = 1.0 - self.recurrent_rate
-            step_inputs["variance"] = ops.matmul(ops.square(x), ops.square(kernel)) * ((1.0 - keep_in) / keep_in)
+    def _split_bias(self, bias):
+        return None, bias  # added to the mean inside the step (the projection may hold both)
 
-            def body(carry, inputs):
-                mu, s2 = carry
-                rec_mean, rec_var = dropout_moments(mu, s2, recurrent_kernel, keep_rec)
-                new = list(self._moments(inputs["mean"] + rec_mean, inputs["variance"] + rec_var))
-                if "mask" in inputs:
-                    m = inputs["mask"]
-                    new = [o + m * (n - o) for n, o in zip(new, carry)]
-                return new, new
-
-            carry = [mean0, var0]
-        else:
-            activation = _activation_fn(self.activation)
-
-            def body(carry, inputs):
-                new = [activation(inputs["mean"] + ops.matmul(carry[0], recurrent_kernel))]
-                if "mask" in inputs:
-                    m = inputs["mask"]
-                    new = [carry[0] + m * (new[0] - carry[0])]
-                return new, new
-
-            carry = [mean0]
-
-        final, sequences_out = ops.scan(body, carry, step_inputs, unroll=self.unroll)
-        if not training:
-            final = [final[0], ops.zeros_like(final[0])]
-            sequences_out = [sequences_out[0], ops.zeros_like(sequences_out[0])]
-        if self.return_sequences:
-            outs = []
-            for seq in sequences_out:
-                if mask is not None:
-                    seq = seq * step_inputs["mask"]  # masked steps output zeros
-                outs.append(ops.transpose(seq, (1, 0, 2)))
-        else:
-            outs = list(final)
-        return outs if self.return_variance else outs[0]
+    def _recurrent_step(self, projected, h_in, u, carry, recurrent_bias, noise):
+        mean, variance = carry
+        if projected.shape[-1] == 2 * self.units:  # moments (see _project)
+            input_mean, input_variance = projected[..., : self.units], projected[..., self.units :]
+        else:  # the mean network
+            input_mean, input_variance = projected, None
+        if recurrent_bias is not None:
+            input_mean = input_mean + recurrent_bias
+        if input_variance is None:
+            h = self.activation(input_mean + ops.matmul(mean, u))
+            return [h, ops.zeros_like(h)]
+        recurrent_mean, recurrent_variance = dropout_moments(
+            mean, variance, u, 1.0 - self.recurrent_rate
+        )
+        return list(
+            self._moments(input_mean + recurrent_mean, input_variance + recurrent_variance)
+        )
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "recurrent_rate": self._recurrent_rate_arg,
-                "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
-                "recurrent_regularizer": keras.regularizers.serialize(self.recurrent_regularizer),
-                "recurrent_constraint": keras.constraints.serialize(self.recurrent_constraint),
-                "return_sequences": self.return_sequences,
-                "go_backwards": self.go_backwards,
-                "unroll": self.unroll,
-            }
-        )
+        for key in ("dropout", "recurrent_dropout"):  # fast dropout's rates are rate= & co.
+            del config[key]
+        config.update(self._fast_dropout_config())
+        config["recurrent_rate"] = self._recurrent_rate_arg
         return config
 
 
 @serializable
-class FastDropoutDense(_FastDropoutBase):
+class FastDropoutDense(_FastDropoutArgs, keras.layers.Layer):
     """Fast-dropout output layer: y = f(z W + b) with dropout on z, integrated out in training.
 
     Input: ``[mean, variance]`` (e.g. from ``FastDropoutRNN(return_variance=True)``) or a single
@@ -498,8 +448,9 @@ class FastDropoutDense(_FastDropoutBase):
     ``rate`` on the incoming connections; the input variance included), and the output is
     E[f(a)] — for ``activation="sigmoid"`` the marginal probability of a 1, so that
     ``binary_crossentropy`` on it is −log of the dropout-marginal likelihood (module docstring).
-    ``return_variance=True`` also returns Var[f(a)] (for stacking fast-dropout layers). In
-    inference: f(mean W + b), the deterministic mean network (variance output zeros).
+    ``return_variance=True`` also returns Var[f(a)] (for stacking fast-dropout layers). At
+    inference: with ``inference="mean"`` (default) f(mean W + b), the deterministic mean network
+    (variance output zeros); with ``"marginal"`` the training computation.
 
     ``activation="linear"``: the mean output is unaffected by the noise; train a regression head
     with ``return_variance=True`` and a loss that adds the variance ((y − m)² + v is the expected
@@ -507,29 +458,81 @@ class FastDropoutDense(_FastDropoutBase):
 
     Args:
         units, rate, activation ("sigmoid" default, "tanh", "linear"), use_bias, initializers,
-        regularizers, constraints, moments, quadrature_points, return_variance: as
+        regularizers, constraints, moments, quadrature_points, return_variance, inference: as
         :class:`FastDropoutRNN`.
     """
 
-    def __init__(self, units, rate=0.5, activation="sigmoid", **kwargs):
-        super().__init__(units, rate=rate, activation=activation, **kwargs)
+    def __init__(
+        self,
+        units,
+        rate=0.5,
+        activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        moments="quadrature",
+        quadrature_points=16,
+        return_variance=False,
+        *,
+        inference="mean",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = _check_units(units)
+        self.activation_name = _check_choice(
+            "activation", _activation_name(activation), ACTIVATIONS
+        )
+        self.activation = _activation_fn(self.activation_name)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self._set_fast_dropout_args(rate, moments, quadrature_points, return_variance, inference)
+        self.supports_masking = True
+
+    @staticmethod
+    def _features_shape(input_shape):
+        if (
+            isinstance(input_shape, (list, tuple))
+            and input_shape
+            and isinstance(input_shape[0], (list, tuple))
+        ):
+            return tuple(input_shape[0])  # [mean, variance]
+        return tuple(input_shape)
 
     def build(self, input_shape):
-        if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(input_shape[0], (list, tuple)):
-            input_shape = input_shape[0]
-        input_shape = tuple(input_shape)
+        input_shape = self._features_shape(input_shape)
         if len(input_shape) < 2 or input_shape[-1] is None:
             raise ValueError(
                 "FastDropoutDense expects inputs of rank >= 2 with a known last axis; received "
                 f"shape {input_shape}."
             )
-        self._add_kernel(input_shape[-1])
-        self._add_bias()
+        self.kernel = self.add_weight(
+            shape=(input_shape[-1], self.units),
+            name="kernel",
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                shape=(self.units,),
+                name="bias",
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
 
     def compute_output_shape(self, input_shape):
-        if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(input_shape[0], (list, tuple)):
-            input_shape = input_shape[0]
-        shape = tuple(input_shape[:-1]) + (self.units,)
+        shape = self._features_shape(input_shape)[:-1] + (self.units,)
         return (shape, shape) if self.return_variance else shape
 
     def compute_mask(self, inputs, mask=None):
@@ -541,7 +544,8 @@ class FastDropoutDense(_FastDropoutBase):
         if isinstance(inputs, (list, tuple)):
             if len(inputs) != 2:
                 raise ValueError(
-                    f"FastDropoutDense takes a tensor or [mean, variance]; received {len(inputs)} tensors."
+                    "FastDropoutDense takes a tensor or [mean, variance]; received "
+                    f"{len(inputs)} tensors."
                 )
             mean, variance = inputs
         else:
@@ -550,10 +554,9 @@ class FastDropoutDense(_FastDropoutBase):
         mean = ops.cast(mean, dtype)
         kernel = ops.convert_to_tensor(self.kernel)
         bias = None if self.bias is None else ops.convert_to_tensor(self.bias)
-        if training:
-            keep = 1.0 - self.rate
+        if self._propagates_moments(training):
             variance = None if variance is None else ops.cast(variance, dtype)
-            a_mean, a_var = dropout_moments(mean, variance, kernel, keep)
+            a_mean, a_var = dropout_moments(mean, variance, kernel, 1.0 - self.rate)
             if bias is not None:
                 a_mean = a_mean + bias
             out, out_var = self._moments(a_mean, a_var)
@@ -561,15 +564,34 @@ class FastDropoutDense(_FastDropoutBase):
             a_mean = ops.matmul(mean, kernel)
             if bias is not None:
                 a_mean = a_mean + bias
-            out = _activation_fn(self.activation)(a_mean)
+            out = self.activation(a_mean)
             out_var = ops.zeros_like(out)
         return [out, out_var] if self.return_variance else out
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "activation": self.activation_name,
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+                "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+                **self._fast_dropout_config(),
+            }
+        )
+        return config
 
 
 __all__ = [
     "ACTIVATIONS",
     "FastDropoutDense",
     "FastDropoutRNN",
+    "INFERENCE",
     "MOMENTS",
     "dropout_moments",
     "gaussian_moments",

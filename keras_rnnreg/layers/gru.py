@@ -99,7 +99,9 @@ class GRU(FusedRNN):
             **kwargs,
         )
         self.recurrent_activation_name = recurrent_activation
-        self.recurrent_activation = activations_lib.get(recurrent_activation, "recurrent_activation")
+        self.recurrent_activation = activations_lib.get(
+            recurrent_activation, "recurrent_activation"
+        )
         if not isinstance(reset_after, bool):
             raise ValueError(
                 f"Invalid value for argument reset_after={reset_after!r}: expected True or False."
@@ -210,3 +212,6 @@ class GRU(FusedRNN):
             }
         )
         return config
+
+
+__all__ = ["GRU"]

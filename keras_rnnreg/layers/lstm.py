@@ -15,7 +15,8 @@ class LSTM(FusedRNN):
 
     ``z = x_t W + h_{t-1} U + b`` split into blocks (i, f, c, o);
     ``c_t = σ(z_f) c_{t-1} + σ(z_i) g(z_c)``, ``h_t = σ(z_o) g_out(c_t)`` with ``g = activation``
-    and ``σ = recurrent_activation`` (Hochreiter & Schmidhuber 1997, with forget gate; no peepholes).
+    and ``σ = recurrent_activation`` (Hochreiter & Schmidhuber 1997, with forget gate; no
+    peepholes).
 
     Beyond Keras:
 
@@ -97,7 +98,9 @@ class LSTM(FusedRNN):
             **kwargs,
         )
         self.recurrent_activation_name = recurrent_activation
-        self.recurrent_activation = activations_lib.get(recurrent_activation, "recurrent_activation")
+        self.recurrent_activation = activations_lib.get(
+            recurrent_activation, "recurrent_activation"
+        )
         self.output_activation_name = output_activation
         if output_activation == "same":
             self.output_activation = self.activation
@@ -178,12 +181,18 @@ class LSTM(FusedRNN):
         return None
 
     def _output_activation_key(self):
-        return self.activation_name if self.output_activation_name == "same" else self.output_activation_name
+        if self.output_activation_name == "same":
+            return self.activation_name
+        return self.output_activation_name
 
     def _use_fused(self):
         return _fused.pays("lstm") and all(
             _fused.fusable(name)
-            for name in (self.activation_name, self.recurrent_activation_name, self._output_activation_key())
+            for name in (
+                self.activation_name,
+                self.recurrent_activation_name,
+                self._output_activation_key(),
+            )
         )
 
     def _fused_states(self, projected, recurrent_kernel, states, float_mask, recurrent_bias=None):
@@ -204,10 +213,14 @@ class LSTM(FusedRNN):
                 if isinstance(self.recurrent_activation_name, str)
                 else activations_lib.serialize(self.recurrent_activation),
                 "output_activation": self.output_activation_name
-                if isinstance(self.output_activation_name, str) or self.output_activation_name is None
+                if isinstance(self.output_activation_name, str)
+                or self.output_activation_name is None
                 else activations_lib.serialize(self.output_activation),
                 "unit_forget_bias": self.unit_forget_bias,
                 "return_cell_sequence": self.return_cell_sequence,
             }
         )
         return config
+
+
+__all__ = ["LSTM"]

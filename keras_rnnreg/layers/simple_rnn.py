@@ -32,6 +32,12 @@ class SimpleRNN(FusedRNN):
     _keras_implementation_arg = False
     _keras_use_cudnn_arg = False
 
+    def _cudnn_config_reason(self, training=True):
+        return (
+            "SimpleRNN has no cuDNN path (our fused loop is faster than Keras' SimpleRNN; "
+            "docs/benchmarks.md)"
+        )
+
     def _step(self, projected, recurrent, carry):
         return [self.activation(projected + recurrent)]
 
@@ -45,3 +51,6 @@ class SimpleRNN(FusedRNN):
                 activation=self.activation_name, unroll=self.unroll,
             )
         ]
+
+
+__all__ = ["SimpleRNN"]

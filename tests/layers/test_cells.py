@@ -12,6 +12,7 @@ from keras_rnnreg.perturbations import DropConnect, WeightNoise
 from keras_rnnreg.regularizers import NormStabilizer
 from tests.conftest import to_numpy, tolerance
 from tests.gradients import value_and_grads
+from tests.layers.harness import run_layer_test
 
 B, T, F, N = 3, 6, 5, 4
 TRIPLES = {  # ours, Keras' cell, our fused layer
@@ -225,21 +226,16 @@ def test_restrictions_raise(name):
 
 
 @pytest.mark.parametrize("name", sorted(TRIPLES))
-def test_config_round_trip(name):
+def test_layer_harness(name, tmp_path):
+    """Our cells in keras.layers.RNN, with per-sequence perturbations and dropout."""
     ours_cell = TRIPLES[name][0]
-    x = _inputs()
-    model = keras.Sequential([
-        keras.Input((T, F)),
-        keras.layers.Bidirectional(keras.layers.RNN(
-            ours_cell(N, perturbations=[DropConnect(0.2, per="sequence")], dropout=0.1),
-            return_sequences=True)),
-    ])
-    restored = keras.models.model_from_json(model.to_json())
-    restored.set_weights(model.get_weights())
-    cell = restored.layers[0].forward_layer.cell
-    assert type(cell) is ours_cell and cell.dropout == 0.1
-    assert cell.perturbations[0].per == "sequence"
-    np.testing.assert_allclose(to_numpy(restored(x)), to_numpy(model(x)), atol=1e-6)
+
+    def make():
+        cell = ours_cell(N, perturbations=[DropConnect(0.2, per="sequence")], dropout=0.1,
+                         kernel_regularizer="l2")
+        return keras.layers.RNN(cell, return_sequences=True)
+
+    run_layer_test(make, tmp_path, expected_num_losses=1)
 
 
 def test_cell_in_a_hand_written_loop():

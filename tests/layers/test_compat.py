@@ -1,6 +1,7 @@
-"""keras_rnnreg.layers.SimpleRNN / LSTM / GRU against keras.layers.SimpleRNN / LSTM / GRU: same weights, same
-outputs and gradients (within 1e-5 on CPU; on a GPU within TF32 rounding where one side is a cuDNN
-kernel, see tests.conftest.tolerance), masks, go_backwards, Bidirectional, return_state."""
+"""keras_rnnreg.layers.SimpleRNN / LSTM / GRU against keras.layers.SimpleRNN / LSTM / GRU: same
+weights, same outputs and gradients (within 1e-5 on CPU; on a GPU within TF32 rounding where one
+side is a cuDNN kernel, see tests.conftest.tolerance), masks, go_backwards, Bidirectional,
+return_state."""
 
 import inspect
 

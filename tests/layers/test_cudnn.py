@@ -130,7 +130,8 @@ def _pair(**kwargs):
 def test_keras_lstm_kernels_are_where_the_adapter_looks(backend, name):
     """Fails loudly when a Keras release moves or reshapes the private kernels we call."""
     try:
-        importlib.import_module({"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}[backend])
+        module = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}[backend]
+        importlib.import_module(module)
     except ImportError:
         pytest.skip(f"{backend} is not installed")
     module_name = f"keras.src.backend.{backend}.rnn"

@@ -17,6 +17,7 @@ from keras_rnnreg.perturbations import DropConnect, WeightNoise
 from keras_rnnreg.regularizers import NormStabilizer, state_penalty
 from tests.conftest import to_numpy, tolerance
 from tests.gradients import value_and_grads
+from tests.layers.harness import run_layer_test
 
 B, T, F, N = 3, 6, 5, 4
 BACKEND = keras.backend.backend()
@@ -184,20 +185,19 @@ def test_norm_stabilizer_penalizes_the_hidden_sequence():
         GRU(N, state_regularizer=NormStabilizer(1.0, on="cell"))
 
 
-def test_config_round_trip():
-    layer = GRU(N, reset_after=False, recurrent_activation="hard_sigmoid", dropout=0.1,
-                perturbations=[DropConnect(0.2, per="sequence")],
-                state_regularizer=NormStabilizer(5.0), return_sequences=True)
-    x = _inputs()
-    out = to_numpy(layer(x))
-    model = keras.Sequential([keras.Input((T, F)), layer])
-    restored = keras.models.model_from_json(model.to_json())
-    restored.set_weights(model.get_weights())
-    again = restored.layers[0]
-    assert isinstance(again, GRU)
-    assert again.reset_after is False and again.recurrent_activation_name == "hard_sigmoid"
-    assert again.perturbations[0].per == "sequence"
-    np.testing.assert_allclose(to_numpy(again(x)), out, atol=1e-6)
+@pytest.mark.parametrize(
+    "make, num_losses",
+    [
+        (lambda: GRU(N, reset_after=False, recurrent_activation="hard_sigmoid", dropout=0.1,
+                     perturbations=[DropConnect(0.2, per="sequence")],
+                     state_regularizer=NormStabilizer(5.0), return_sequences=True), 1),
+        (lambda: GRU(N, return_state=True, go_backwards=True, bias_regularizer="l2",
+                     bias_initializer="random_normal"), 1),
+    ],
+    ids=["reset_before-perturbed", "reset_after-state"],
+)
+def test_layer_harness(make, num_losses, tmp_path):
+    run_layer_test(make, tmp_path, expected_num_losses=num_losses)
 
 
 def test_invalid_reset_after():
@@ -317,55 +317,7 @@ def test_gpu_cudnn_equals_our_loop(mask_kind):
 
 
 # ------------------------------------------------------------------------ fused backward pass
-class _Wrapped(keras.layers.Layer):
-    """A Dense before the GRU and a trainable initial state: the gradients that reach the
-    projected inputs and h0 show up as weight gradients."""
-
-    def __init__(self, gru, **kwargs):
-        super().__init__(**kwargs)
-        self.pre = keras.layers.Dense(F, kernel_initializer="orthogonal")
-        self.gru = gru
-        self.supports_masking = True
-
-    def build(self, input_shape):
-        self.pre.build(input_shape)
-        self.h0 = self.add_weight(shape=(1, N), initializer="random_normal", name="h0")
-        self.gru.build(input_shape)
-
-    def call(self, x, mask=None):
-        h0 = ops.broadcast_to(self.h0, (ops.shape(x)[0], N))
-        return self.gru(self.pre(x), initial_state=[h0], mask=mask, training=True)
-
-
-@pytest.mark.parametrize("mask_kind", [None, "left"])
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {},
-        {"use_bias": False, "activation": "relu"},
-        {"perturbations": [DropConnect(0.3)]},  # per-timestep kernels (T, N, 3N)
-    ],
-    ids=["plain", "relu-no-bias", "per-timestep-kernels"],
-)
-def test_fused_backward_equals_autodiff(kwargs, mask_kind, monkeypatch):
-    x = _inputs()
-    fused = _Wrapped(GRU(N, return_sequences=True, return_state=True, seed=7,
-                         bias_initializer="random_normal", **kwargs))
-    plain = _Wrapped(GRU(N, return_sequences=True, return_state=True, seed=7, **kwargs))
-    fused.build(x.shape)
-    plain.build(x.shape)
-    plain.set_weights(fused.get_weights())
-    monkeypatch.setattr(fused.gru, "_use_fused", lambda: True)  # on every backend
-    monkeypatch.setattr(plain.gru, "_use_fused", lambda: False)
-    mask = _mask(mask_kind) if mask_kind else None
-    out_f, grads_f = value_and_grads(fused, x, mask=mask)
-    out_p, grads_p = value_and_grads(plain, x, mask=mask)
-    np.testing.assert_allclose(out_f, out_p, atol=1e-5)
-    assert len(grads_f) == len(grads_p) == len(fused.trainable_variables)
-    for g_f, g_p in zip(grads_f, grads_p):
-        np.testing.assert_allclose(g_f, g_p, atol=1e-5)
-
-
+# test_layers.py::test_fused_backward_equals_autodiff covers the GRU with the other layers.
 def test_fused_only_where_it_applies():
     assert GRU(N)._use_fused() == (BACKEND == "torch")  # where it pays (docs/benchmarks.md)
     assert not GRU(N, reset_after=False)._use_fused()

@@ -1,15 +1,18 @@
-"""Behaviour beyond Keras: relu/trec, the LSTM without output tanh, the cell sequence, mixed
-precision, serialization and argument checking."""
-
-import os
+"""Behaviour beyond Keras: relu/trec, the LSTM without output tanh, the cell sequence, argument
+checking, the fused backward pass; SimpleRNN, LSTM and Bidirectional through the layer harness
+(serialization, masking, losses, mixed precision: harness.py)."""
 
 import keras
 import numpy as np
 import pytest
+from keras import ops
 
 import keras_rnnreg
+from keras_rnnreg.perturbations import DropConnect
+from keras_rnnreg.regularizers import NormStabilizer
 from tests.conftest import to_numpy, tolerance
 from tests.gradients import value_and_grads
+from tests.layers.harness import run_layer_test
 
 L = keras_rnnreg.layers
 
@@ -68,57 +71,27 @@ def test_trec_activation_threshold():
     np.testing.assert_allclose(values, [0.0, 0.0, 0.0, 2.0])
 
 
-@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM, L.GRU])
-def test_mixed_precision(policy, cls):
-    x = _x()
-    reference = cls(4, return_sequences=True)
-    expected = to_numpy(reference(x))
-    keras.config.set_dtype_policy(policy)
-    layer = cls(4, return_sequences=True)
-    out = layer(x)
-    layer.set_weights(reference.get_weights())
-    out = layer(x)
-    assert keras.backend.standardize_dtype(out.dtype) == policy.split("_")[1]
-    assert keras.backend.standardize_dtype(layer.kernel.dtype) == "float32"
-    np.testing.assert_allclose(to_numpy(keras.ops.cast(out, "float32")), expected, atol=3e-2)
-
-
-def _model(layer_factory):
-    inputs = keras.Input((5, 3))
-    hidden = layer_factory()(inputs)
-    outputs = keras.layers.Dense(2)(hidden)
-    return keras.Model(inputs, outputs)
-
-
 @pytest.mark.parametrize(
-    "factory",
+    "make, num_losses",
     [
-        lambda: L.SimpleRNN(4, activation="trec", return_sequences=True),
-        lambda: L.LSTM(4, output_activation=None, return_sequences=True, go_backwards=True),
-        lambda: keras.layers.Bidirectional(L.LSTM(4, return_sequences=True)),
-        lambda: L.SimpleRNN(4, activation="relu", recurrent_initializer="identity", unroll=True),
+        (lambda: L.SimpleRNN(4, activation="trec", return_sequences=True, kernel_regularizer="l2",
+                             state_regularizer=NormStabilizer(2.0)), 2),
+        (lambda: L.SimpleRNN(4, activation="relu", recurrent_initializer="identity", unroll=True,
+                             return_state=True, activity_regularizer="l2"), 2),  # per output
+        (lambda: L.LSTM(
+            7, activation="relu", recurrent_activation="sigmoid", output_activation=None,
+            unit_forget_bias=False, return_cell_sequence=True, go_backwards=True, dropout=0.1,
+            kernel_regularizer="l2", recurrent_constraint="non_neg", seed=3,
+            state_regularizer=NormStabilizer(10.0, on="cell"), return_sequences=True), 2),
+        (lambda: L.LSTM(4, return_state=True, perturbations=[DropConnect(0.3, per="sequence")],
+                        use_cudnn=False), 0),
+        (lambda: L.Bidirectional(L.LSTM(4, return_sequences=True,
+                                         state_regularizer=NormStabilizer(1.0))), 2),
     ],
-    ids=["trec", "lstm-no-tanh", "bidirectional", "irnn"],
+    ids=["simple_rnn-trec", "simple_rnn-irnn-state", "lstm-cells", "lstm-state", "bidirectional"],
 )
-def test_save_and_load_identical_outputs(tmp_path, factory):
-    model = _model(factory)
-    x = _x()
-    expected = to_numpy(model(x))
-    path = os.path.join(tmp_path, "m.keras")
-    model.save(path)
-    restored = keras.saving.load_model(path)
-    np.testing.assert_allclose(to_numpy(restored(x)), expected, atol=1e-6)
-
-
-def test_config_round_trip_is_complete():
-    layer = L.LSTM(
-        7, activation="relu", recurrent_activation="sigmoid", output_activation=None,
-        unit_forget_bias=False, return_cell_sequence=True, go_backwards=True, dropout=0.1,
-        kernel_regularizer="l2", recurrent_constraint="non_neg", seed=3,
-    )
-    clone = L.LSTM.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
+def test_layer_harness(make, num_losses, tmp_path):
+    run_layer_test(make, tmp_path, expected_num_losses=num_losses)
 
 
 def test_fit_reduces_loss():
@@ -216,37 +189,66 @@ def test_fit_on_batches_of_varying_length(cls):
     assert model.predict(np.zeros((1, 9, 3), "float32"), verbose=0).shape == (1, 9, 1)
 
 
-@pytest.mark.parametrize("masked", [False, True], ids=["no-mask", "left-padded"])
+class _Wrapped(keras.layers.Layer):
+    """A Dense before the layer and trainable initial states: the gradients that reach the
+    projected inputs and the initial states show up as weight gradients."""
+
+    def __init__(self, rnn, **kwargs):
+        super().__init__(**kwargs)
+        self.pre = keras.layers.Dense(4, kernel_initializer="orthogonal")
+        self.rnn = rnn
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.pre.build(input_shape)
+        self.initial = [
+            self.add_weight(shape=(1, size), initializer="random_normal", name=f"state_{i}")
+            for i, size in enumerate(self.rnn.state_size)
+        ]
+        self.rnn.build(input_shape)
+
+    def call(self, x, mask=None):
+        states = [ops.broadcast_to(s, (ops.shape(x)[0], s.shape[-1])) for s in self.initial]
+        return self.rnn(self.pre(x), initial_state=states, mask=mask, training=True)
+
+
+@pytest.mark.parametrize("mask_kind", [None, "padded-with-gaps"])
 @pytest.mark.parametrize(
     "kwargs",
     [
         {},
         {"activation": "relu", "use_bias": False},
         # per-timestep kernels (T, N, G) through the fused backward pass
-        {"perturbations": [keras_rnnreg.perturbations.DropConnect(0.3)]},
+        {"perturbations": [keras_rnnreg.perturbations.DropConnect(0.3, target="both")]},
     ],
     ids=["plain", "relu-no-bias", "per-timestep-kernels"],
 )
-@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM])
-def test_fused_backward_equals_autodiff(cls, kwargs, masked, monkeypatch):
+@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM, L.GRU])
+def test_fused_backward_equals_autodiff(cls, kwargs, mask_kind, monkeypatch):
     """The hand-written backward pass (layers/_fused.py) against autodiff through the same loop,
-    on every backend (the layers take it only where it is faster: _fused.FASTER_THAN_AUTODIFF)."""
+    on every backend (the layers take it only where it is faster: _fused.FASTER_THAN_AUTODIFF):
+    outputs, final states and the gradients of the weights, the initial states and the inputs."""
     x = _x(batch=3, time=6, features=4)
-    fused = cls(5, return_sequences=True, seed=7, bias_initializer="random_normal", **kwargs)
-    plain = cls(5, return_sequences=True, seed=7, **kwargs)
-    fused(x)
-    plain(x)
+    make = lambda: cls(  # noqa: E731
+        5, return_sequences=True, return_state=True, seed=7, bias_initializer="random_normal",
+        **kwargs,
+    )
+    fused, plain = _Wrapped(make()), _Wrapped(make())
+    fused.build(x.shape)
+    plain.build(x.shape)
     plain.set_weights(fused.get_weights())
-    monkeypatch.setattr(fused, "_use_fused", lambda: True)
-    monkeypatch.setattr(plain, "_use_fused", lambda: False)
+    monkeypatch.setattr(fused.rnn, "_use_fused", lambda: True)
+    monkeypatch.setattr(plain.rnn, "_use_fused", lambda: False)
     mask = None
-    if masked:
+    if mask_kind is not None:
         mask = np.ones((3, 6), dtype=bool)
         mask[0, :2] = False
         mask[2, :5] = False
+        mask[1, 1:3] = False  # a gap
+        mask[0, 4] = False  # a gap after left padding
         mask = keras.ops.convert_to_tensor(mask)
-    out_f, grads_f = value_and_grads(fused, x, mask=mask, training=True)
-    out_p, grads_p = value_and_grads(plain, x, mask=mask, training=True)
+    out_f, grads_f = value_and_grads(fused, x, mask=mask)
+    out_p, grads_p = value_and_grads(plain, x, mask=mask)
     np.testing.assert_allclose(out_f, out_p, atol=1e-5)
     assert len(grads_f) == len(grads_p) == len(fused.trainable_variables)
     for g_f, g_p in zip(grads_f, grads_p):

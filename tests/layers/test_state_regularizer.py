@@ -1,7 +1,5 @@
 """state_regularizer= on the fused layers: the penalty is computed on the state sequence after
-the loop (hidden states or LSTM memory cells), respects masks, and works inside fit."""
-
-import os
+the loop (hidden states or LSTM memory cells), respects masks, and counts in fit / evaluate."""
 
 import keras
 import numpy as np
@@ -52,19 +50,22 @@ def test_cell_penalty_on_simple_rnn_raises():
 
 
 @pytest.mark.parametrize("cls,on", [(layers.SimpleRNN, "hidden"), (layers.LSTM, "cell")])
-def test_fit_with_norm_stabilizer_and_reload(tmp_path, cls, on):
+def test_fit_and_evaluate_count_the_penalty(cls, on):
+    """Inside fit / evaluate the penalty is part of the loss (saving: harness.py)."""
     rng = np.random.default_rng(2)
     x = rng.normal(size=(32, 8, 3)).astype("float32")
     y = rng.normal(size=(32, 1)).astype("float32")
-    inputs = keras.Input((8, 3))
-    hidden = cls(6, state_regularizer=NormStabilizer(10.0, on=on))(inputs)
-    model = keras.Model(inputs, keras.layers.Dense(1)(hidden))
-    model.compile(optimizer="sgd", loss="mse")
-    plain = model.evaluate(x, y, verbose=0)
-    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
-    assert np.isfinite(plain)
-    path = os.path.join(tmp_path, "m.keras")
-    model.save(path)
-    restored = keras.saving.load_model(path)
-    np.testing.assert_allclose(to_numpy(restored(x)), to_numpy(model(x)), atol=1e-6)
-    assert restored.layers[1].state_regularizer.get_config()["on"] == on
+
+    def model(beta):
+        inputs = keras.Input((8, 3))
+        hidden = cls(6, state_regularizer=NormStabilizer(beta, on=on), name="rnn")(inputs)
+        return keras.Model(inputs, keras.layers.Dense(1)(hidden))
+
+    regularized, plain = model(10.0), model(0.0)
+    plain.set_weights(regularized.get_weights())
+    for m in (regularized, plain):
+        m.compile(optimizer="sgd", loss="mse")
+    difference = regularized.evaluate(x, y, verbose=0) - plain.evaluate(x, y, verbose=0)
+    assert difference > 1e-4
+    history = regularized.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))

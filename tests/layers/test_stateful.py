@@ -88,7 +88,9 @@ def test_predict_and_fit_carry_the_states(name, tmp_path):
     model.save(path)
     restored = keras.models.load_model(path)
     after = model.predict(x[:, :2], batch_size=B, verbose=0)
-    np.testing.assert_allclose(restored.predict(x[:, :2], batch_size=B, verbose=0), after, atol=1e-6)
+    np.testing.assert_allclose(
+        restored.predict(x[:, :2], batch_size=B, verbose=0), after, atol=1e-6
+    )
 
     # fit updates them too, without PyTorch's in-place error in the backward pass.
     rnn.reset_state()
