@@ -18,33 +18,9 @@ import copy
 import keras
 
 from keras_rnnreg import constraints, layers
-from keras_rnnreg._api import serializable
 from keras_rnnreg.zoo import tasks
 
-__all__ = ["MarginalFastDropoutDense", "MarginalFastDropoutRNN", "build_network", "compile_model"]
-
-
-# ----------------------------------------------------------------- inference-mode fast dropout
-@serializable
-class MarginalFastDropoutRNN(layers.FastDropoutRNN):
-    """:class:`~keras_rnnreg.layers.FastDropoutRNN` that propagates the dropout moments at inference
-    too (``fast_dropout.inference = "marginal"``).
-
-    Training minimises −log of the dropout-marginal likelihood under the Gaussian approximation;
-    predicting with the same (deterministic) moment propagation scores the model that was
-    trained, where the mean network (``"mean"``) is over-confident. Nothing is sampled either way.
-    """
-
-    def call(self, sequences, initial_state=None, mask=None, training=None):
-        return super().call(sequences, initial_state=initial_state, mask=mask, training=True)
-
-
-@serializable
-class MarginalFastDropoutDense(layers.FastDropoutDense):
-    """:class:`~keras_rnnreg.layers.FastDropoutDense` returning E[σ(a)] at inference too."""
-
-    def call(self, inputs, training=None):
-        return super().call(inputs, training=True)
+__all__ = ["build_network", "compile_model"]
 
 
 # ----------------------------------------------------------------------------------- pieces
@@ -92,14 +68,13 @@ def _recurrent_layer(config, index, return_sequences):
     )
     if m["cell"] == "fast_dropout":
         fd = reg.get("fast_dropout") or {}
-        marginal = fd.get("inference", "marginal") == "marginal"
-        cls = MarginalFastDropoutRNN if marginal else layers.FastDropoutRNN
-        return cls(
+        return layers.FastDropoutRNN(
             m["units"],
             rate=fd.get("input_rate", 0.0),
             recurrent_rate=fd.get("recurrent_rate", 0.0),
             activation=m["activation"],
             moments=fd.get("moments", "quadrature"),
+            inference=fd.get("inference", "marginal"),
             return_variance=True,
             **common,
         )
@@ -155,10 +130,11 @@ def build_network(config):
         act = m["output_activation"]
         if act not in ("sigmoid", "linear"):
             raise ValueError(f"model.output_activation={act!r} is not available with fast dropout")
-        marginal = fd.get("inference", "marginal") == "marginal"
-        cls = MarginalFastDropoutDense if marginal else layers.FastDropoutDense
-        outputs = cls(m["output_dim"], rate=fd.get("output_rate", 0.0), activation=act,
-                      moments=fd.get("moments", "quadrature"), **head)([x, variance])
+        outputs = layers.FastDropoutDense(
+            m["output_dim"], rate=fd.get("output_rate", 0.0), activation=act,
+            moments=fd.get("moments", "quadrature"), inference=fd.get("inference", "marginal"),
+            **head,
+        )([x, variance])
     else:
         outputs = keras.layers.Dense(m["output_dim"], activation=m["output_activation"], **head)(x)
     return keras.Model(inputs, outputs, name=config["name"] or "rnnreg")

@@ -73,18 +73,7 @@ class Polyphonic(Task):
     def evaluate(self, model, config, data, split="test"):
         from keras_rnnreg.data import polyphonic
 
-        eager = model.run_eagerly
-        if keras.backend.backend() == "tensorflow" and any(
-            type(layer).__name__.startswith("MarginalFastDropout") for layer in model.layers
-        ):
-            # Workaround: FastDropoutRNN's moment loop fails to trace on TensorFlow when the time
-            # axis is unknown, which predict_on_batch makes it after the first retrace of whole
-            # test sequences of varying lengths. Run those predictions eagerly.
-            model.run_eagerly = True
-        try:
-            return polyphonic.evaluate(model, data[split])
-        finally:
-            model.run_eagerly = eager
+        return polyphonic.evaluate(model, data[split])
 
     def synthetic(self, config, seed=0):
         rng = np.random.default_rng(seed)
