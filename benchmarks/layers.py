@@ -6,8 +6,8 @@ Run once per backend (``KERAS_BACKEND=jax python -m benchmarks.layers``) or for 
 88 inputs, 200 units, 88 sigmoid outputs, RMSprop, binary cross-entropy. Prints timesteps/s
 (batch × length × steps / seconds) of each variant and its ratio to its reference: for
 ``ours.*`` the Keras layer, for our cells in ``keras.layers.RNN`` Keras' cell in
-``keras.layers.RNN`` and our fused layer, for a regularized variant our plain layer (there the ratio is the
-*time* ratio, variant time / plain time, the figure the targets are stated in).
+``keras.layers.RNN`` and our fused layer, for a regularized variant our plain layer (there the
+ratio is the *time* ratio, variant time / plain time, the figure the targets are stated in).
 
 ``--shapes paper`` measures the papers' four GPU workloads instead (``PAPER_SHAPES``: the JSB
 SRNN-200, the 1000-unit PTB LSTM, the 1600-unit SRNN, the 3×500 bidirectional TIMIT LSTM): Keras'
@@ -39,9 +39,11 @@ def _model(make, length, features, depth=0):
         for _ in range(depth):
             layer = make()
             # Ours in keras_rnnreg's wrapper (one bidirectional cuDNN call where it can).
-            wrapper = (keras_rnnreg.layers.Bidirectional
-                       if isinstance(layer, keras_rnnreg.layers.FusedRNN)
-                       else keras.layers.Bidirectional)
+            wrapper = (
+                keras_rnnreg.layers.Bidirectional
+                if isinstance(layer, keras_rnnreg.layers.FusedRNN)
+                else keras.layers.Bidirectional
+            )
             hidden = wrapper(layer)(hidden)
     else:
         layer = make()
@@ -77,10 +79,12 @@ def _cell_variants(units):
         keras_cell = getattr(keras.layers, f"{kind}Cell")
         ours_cell = getattr(L, f"{kind}Cell")
         fused = getattr(L, kind)
-        variants[f"keras.RNN({kind}Cell)"] = (
-            lambda c=keras_cell: keras.layers.RNN(c(units), return_sequences=True))
-        variants[f"ours.RNN({kind}Cell)"] = (
-            lambda c=ours_cell: keras.layers.RNN(c(units), return_sequences=True))
+        variants[f"keras.RNN({kind}Cell)"] = lambda c=keras_cell: keras.layers.RNN(
+            c(units), return_sequences=True
+        )
+        variants[f"ours.RNN({kind}Cell)"] = lambda c=ours_cell: keras.layers.RNN(
+            c(units), return_sequences=True
+        )
         variants[f"ours.{kind}"] = lambda c=fused: c(units, return_sequences=True)
     return variants
 
@@ -98,30 +102,46 @@ def _regularizer_variants(units):
 
     return {
         "ours.SimpleRNN": srnn(),
-        "SimpleRNN+noise/sequence (RNN-NS)": srnn(perturbations=[P.WeightNoise(0.04, per="sequence")]),
+        "SimpleRNN+noise/sequence (RNN-NS)": srnn(
+            perturbations=[P.WeightNoise(0.04, per="sequence")]
+        ),
         "SimpleRNN+mult.noise/sequence (RNN-MNS)": srnn(
-            perturbations=[P.WeightNoise(0.04, mode="multiplicative", per="sequence")]),
-        "SimpleRNN+dropconnect/sequence (RNN-DOS)": srnn(perturbations=[P.DropConnect(0.5, per="sequence")]),
+            perturbations=[P.WeightNoise(0.04, mode="multiplicative", per="sequence")]
+        ),
+        "SimpleRNN+dropconnect/sequence (RNN-DOS)": srnn(
+            perturbations=[P.DropConnect(0.5, per="sequence")]
+        ),
         "SimpleRNN+noise/timestep (RNN-N)": srnn(perturbations=[P.WeightNoise(0.04)]),
-        "SimpleRNN+mult.noise/timestep (RNN-MN)": srnn(perturbations=[P.WeightNoise(0.04, mode="multiplicative")]),
+        "SimpleRNN+mult.noise/timestep (RNN-MN)": srnn(
+            perturbations=[P.WeightNoise(0.04, mode="multiplicative")]
+        ),
         "SimpleRNN+dropconnect/timestep (RNN-DO)": srnn(perturbations=[P.DropConnect(0.5)]),
-        "SimpleRNN+input noise/timestep (RNN-FF)": srnn(perturbations=[P.WeightNoise(0.04, target="input")]),
-        "SimpleRNN+noise/timestep, local": srnn(perturbations=[P.WeightNoise(0.04, sampling="local")]),
+        "SimpleRNN+input noise/timestep (RNN-FF)": srnn(
+            perturbations=[P.WeightNoise(0.04, target="input")]
+        ),
+        "SimpleRNN+noise/timestep, local": srnn(
+            perturbations=[P.WeightNoise(0.04, sampling="local")]
+        ),
         "SimpleRNN+norm-stabilizer": srnn(state_regularizer=R.NormStabilizer(500.0)),
         "FastDropoutRNN (RNN-FD)": lambda: (
             L.FastDropoutRNN(units, rate=0.2, return_sequences=True, return_variance=True),
             L.FastDropoutDense(88, rate=0.2),
         ),
         "ours.LSTM": lstm(),
-        "LSTM+norm-stabilizer/hidden": lstm(state_regularizer=R.NormStabilizer(500.0), output_activation=None),
+        "LSTM+norm-stabilizer/hidden": lstm(
+            state_regularizer=R.NormStabilizer(500.0), output_activation=None
+        ),
         "LSTM+norm-stabilizer/cell": lstm(state_regularizer=R.NormStabilizer(500.0, on="cell")),
         "LSTM+noise/timestep": lstm(perturbations=[P.WeightNoise(0.05)]),
         "LSTM+noise/timestep, local": lstm(perturbations=[P.WeightNoise(0.05, sampling="local")]),
     }
 
 
-REFERENCE = {"ours.SimpleRNN": "keras.SimpleRNN", "ours.LSTM": "keras.LSTM",
-             "ours.GRU": "keras.GRU"}
+REFERENCE = {
+    "ours.SimpleRNN": "keras.SimpleRNN",
+    "ours.LSTM": "keras.LSTM",
+    "ours.GRU": "keras.GRU",
+}
 
 
 def _regularizer_reference(name):
@@ -195,20 +215,32 @@ def measure_paper(shapes=None, steps=20, repeats=3, clock="wall", sizes=None):
     for shape in shapes or list(sizes):
         batch, length, features, units, kind, depth = sizes[shape]
         variants = _paper_variants(kind, units)
-        rates = measure(variants, batch=batch, length=length, features=features, steps=steps,
-                        repeats=repeats, clock=clock, depth=depth)
+        rates = measure(
+            variants,
+            batch=batch,
+            length=length,
+            features=features,
+            steps=steps,
+            repeats=repeats,
+            clock=clock,
+            depth=depth,
+        )
         for name, rate in rates.items():
             vs_keras = f"{rate / rates['keras']:.2f}x"
             vs_ours = "" if name in ("keras", "ours") else f"{rates['ours'] / rate:.2f}x"
-            print(f"| {backend} | {shape} | {name} | {rate:,.0f} | {vs_keras} | {vs_ours} | "
-                  f"{_path(variants[name])} |", flush=True)
+            print(
+                f"| {backend} | {shape} | {name} | {rate:,.0f} | {vs_keras} | {vs_ours} | "
+                f"{_path(variants[name])} |",
+                flush=True,
+            )
             results[(shape, name)] = rate
         keras.backend.clear_session()
     return results
 
 
-def measure(variants, batch=81, length=100, features=88, steps=20, repeats=3, seed=0, clock="wall",
-            depth=0):
+def measure(
+    variants, batch=81, length=100, features=88, steps=20, repeats=3, seed=0, clock="wall", depth=0
+):
     """Return {name: median timesteps/s}. Variants are timed round-robin to share drift.
 
     ``clock="cpu"`` divides by the process's CPU time (all threads) instead of wall time: on a
@@ -238,38 +270,55 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--units", type=int, default=200)
     parser.add_argument(
-        "--suite", choices=["keras", "cells", "regularizers", "all"], default="all",
+        "--suite",
+        choices=["keras", "cells", "regularizers", "all"],
+        default="all",
         help="keras: ours vs Keras' layers; cells: our cells in keras.layers.RNN vs Keras' cells "
         "and vs our fused layers; regularizers: each regularizer vs our plain layer",
     )
     parser.add_argument(
-        "--clock", choices=["wall", "cpu"], default="wall",
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
         help="wall time, or process CPU time (steadier on a shared machine)",
     )
     parser.add_argument(
-        "--shapes", choices=["jsb", "paper"], default="jsb",
+        "--shapes",
+        choices=["jsb", "paper"],
+        default="jsb",
         help="jsb: the noise study's JSB setup (default, the CPU table); paper: the papers' four "
         "GPU workloads (" + ", ".join(PAPER_SHAPES) + ") with every regularizer",
     )
     parser.add_argument(
-        "--only", default=None,
+        "--only",
+        default=None,
         help="with --shapes paper: a comma-separated subset of the shapes",
     )
     args = parser.parse_args(argv)
     backend = keras.backend.backend()
     device = _device_name()
     if args.shapes == "paper":
-        print(f"# backend={backend} device={device} keras={keras.__version__} "
-              f"steps={args.steps} repeats={args.repeats} clock={args.clock}")
+        print(
+            f"# backend={backend} device={device} keras={keras.__version__} "
+            f"steps={args.steps} repeats={args.repeats} clock={args.clock}"
+        )
         if not _has_gpu():
-            print("# no GPU: these are the GPU workloads measured on a CPU; the GPU figures are "
-                  "to be taken on a GPU machine")
-        measure_paper(args.only.split(",") if args.only else None, steps=args.steps,
-                      repeats=args.repeats, clock=args.clock)
+            print(
+                "# no GPU: these are the GPU workloads measured on a CPU; the GPU figures are "
+                "to be taken on a GPU machine"
+            )
+        measure_paper(
+            args.only.split(",") if args.only else None,
+            steps=args.steps,
+            repeats=args.repeats,
+            clock=args.clock,
+        )
         return
-    print(f"# backend={backend} device={device} keras={keras.__version__} "
-          f"machine={platform.machine()} cpus={os.cpu_count()} batch=81 length=100 inputs=88 "
-          f"units={args.units} steps={args.steps} repeats={args.repeats} clock={args.clock}")
+    print(
+        f"# backend={backend} device={device} keras={keras.__version__} "
+        f"machine={platform.machine()} cpus={os.cpu_count()} batch=81 length=100 inputs=88 "
+        f"units={args.units} steps={args.steps} repeats={args.repeats} clock={args.clock}"
+    )
     if args.suite in ("keras", "all"):
         rates = measure(
             _keras_variants(args.units), steps=args.steps, repeats=args.repeats, clock=args.clock
@@ -293,7 +342,9 @@ def main(argv=None):
             print(f"| {backend} | {name} | {rate:,.0f} | {vs_keras} | {vs_fused} |", flush=True)
     if args.suite in ("regularizers", "all"):
         rates = measure(
-            _regularizer_variants(args.units), steps=args.steps, repeats=args.repeats,
+            _regularizer_variants(args.units),
+            steps=args.steps,
+            repeats=args.repeats,
             clock=args.clock,
         )
         print("| backend | variant | timesteps/s | time vs our plain layer |")
@@ -335,6 +386,7 @@ def _has_gpu():
     import tensorflow as tf
 
     return bool(tf.config.list_physical_devices("GPU"))
+
 
 if __name__ == "__main__":
     main()

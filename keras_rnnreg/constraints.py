@@ -53,13 +53,21 @@ class SpectralRadiusLimit(keras.constraints.Constraint):
     """
 
     def __init__(self, max_radius=1.1, method="power", iterations=20):
-        if isinstance(max_radius, bool) or not isinstance(max_radius, numbers.Real) or not max_radius > 0:
+        if (
+            isinstance(max_radius, bool)
+            or not isinstance(max_radius, numbers.Real)
+            or not max_radius > 0
+        ):
             raise ValueError(
                 f"Invalid value for argument max_radius={max_radius!r}: expected a positive number."
             )
         if method not in METHODS:
             raise ValueError(f"Unknown method={method!r}: expected 'power' or 'exact'.")
-        if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) or iterations < 1:
+        if (
+            isinstance(iterations, bool)
+            or not isinstance(iterations, numbers.Integral)
+            or iterations < 1
+        ):
             raise ValueError(
                 f"Invalid value for argument iterations={iterations!r}: expected a positive int."
             )

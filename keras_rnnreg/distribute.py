@@ -20,7 +20,8 @@ kind                JAX (``keras.distribution``)               TensorFlow (``tf.
 ==================  =========================================  ==================================
 ``data-parallel``   ``DataParallel`` over ``jax.devices()``     ``MirroredStrategy`` over the GPUs,
                                                                else over the logical CPU devices
-``tpu``             ``DataParallel`` over ``jax.devices("tpu")``  ``TPUStrategy`` (``TPUClusterResolver``)
+``tpu``             ``DataParallel`` over the TPU devices      ``TPUStrategy``
+                    (``jax.devices("tpu")``)                   (``TPUClusterResolver``)
 ``multi-worker``    ``keras.distribution.initialize`` (that is  ``MultiWorkerMirroredStrategy``
                     ``jax.distributed.initialize``) from the    configured by ``TF_CONFIG``
                     ``KERAS_DISTRIBUTION_*`` variables, then
@@ -124,8 +125,10 @@ class Strategy:
         self.process_id = int(process_id)
 
     def __repr__(self):
-        return (f"Strategy({self.kind!r}, backend={self.backend!r}, replicas={self.num_replicas}, "
-                f"processes={self.num_processes})")
+        return (
+            f"Strategy({self.kind!r}, backend={self.backend!r}, replicas={self.num_replicas}, "
+            f"processes={self.num_processes})"
+        )
 
     @contextlib.contextmanager
     def scope(self):
@@ -204,7 +207,8 @@ class ShardedBatches(keras.utils.PyDataset):
             if self.processes == 1 and keras.backend.backend() == "tensorflow" and not self._warned:
                 self._warned = True
                 warnings.warn(
-                    f"a batch of {size} rows is padded to {padded} for {self.replicas} replicas; on "
+                    f"a batch of {size} rows is padded to {padded} for {self.replicas} replicas; "
+                    "on "
                     "TensorFlow the loss is the mean of the replicas' means, so zero-weight rows "
                     "scale it down: for exact global-batch losses use a batch size that is a "
                     f"multiple of {self.replicas} (metrics stay exact)",
@@ -215,7 +219,7 @@ class ShardedBatches(keras.utils.PyDataset):
             ]
         if self.processes > 1:
             rows = padded // self.processes
-            arrays = [a[self.process_id * rows:(self.process_id + 1) * rows] for a in arrays]
+            arrays = [a[self.process_id * rows : (self.process_id + 1) * rows] for a in arrays]
         return tuple(arrays)
 
 
@@ -264,8 +268,10 @@ def _jax(kind, devices, job_addresses, num_processes, process_id):
 
     if kind == "multi-worker":
         if not jax.distributed.is_initialized():  # (jax.process_count() would start the backend)
-            env = {k: os.environ.get(f"KERAS_DISTRIBUTION_{k.upper()}") for k in
-                   ("job_addresses", "num_processes", "process_id")}
+            env = {
+                k: os.environ.get(f"KERAS_DISTRIBUTION_{k.upper()}")
+                for k in ("job_addresses", "num_processes", "process_id")
+            }
             job_addresses = job_addresses or env["job_addresses"]
             num_processes = num_processes if num_processes is not None else env["num_processes"]
             process_id = process_id if process_id is not None else env["process_id"]
@@ -284,7 +290,9 @@ def _jax(kind, devices, job_addresses, num_processes, process_id):
                     "computation: create the multi-worker strategy first thing in the program"
                 ) from err
         engine = keras.distribution.DataParallel(devices=jax.devices(), auto_shard_dataset=False)
-        return Strategy(kind, "jax", engine, len(jax.devices()), jax.process_count(), jax.process_index())
+        return Strategy(
+            kind, "jax", engine, len(jax.devices()), jax.process_count(), jax.process_index()
+        )
     if kind == "tpu":
         try:
             devices = jax.devices("tpu")

@@ -73,7 +73,11 @@ class Sparse(keras.initializers.Initializer):
     """
 
     def __init__(self, connections=15, stddev=1.0, seed=None):
-        if isinstance(connections, bool) or not isinstance(connections, numbers.Integral) or connections < 1:
+        if (
+            isinstance(connections, bool)
+            or not isinstance(connections, numbers.Integral)
+            or connections < 1
+        ):
             raise ValueError(
                 f"Invalid value for argument connections={connections!r}: expected a positive int."
             )
@@ -96,7 +100,9 @@ class Sparse(keras.initializers.Initializer):
         fan_in, width = _check_matrix_shape(shape, "Sparse")
         dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
         position_seed, value_seed = self._seeds()
-        values = keras.random.normal((fan_in, width), stddev=self.stddev, seed=value_seed, dtype=dtype)
+        values = keras.random.normal(
+            (fan_in, width), stddev=self.stddev, seed=value_seed, dtype=dtype
+        )
         if fan_in <= self.connections:
             return values
         # Rank of uniform noise within each column: the `connections` smallest ranks stay.
@@ -155,7 +161,9 @@ class SpectralRadius(keras.initializers.Initializer):
 
     def __init__(self, base="glorot_uniform", radius=1.1):
         if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not radius > 0:
-            raise ValueError(f"Invalid value for argument radius={radius!r}: expected a positive number.")
+            raise ValueError(
+                f"Invalid value for argument radius={radius!r}: expected a positive number."
+            )
         try:
             self.base = keras.initializers.get(base)
         except (ValueError, TypeError) as err:
@@ -169,7 +177,9 @@ class SpectralRadius(keras.initializers.Initializer):
         rows, cols = _check_matrix_shape(shape, "SpectralRadius")
         blocks = square_blocks((rows, cols))
         dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
-        matrix = np.array(ops.convert_to_numpy(self.base((rows, cols), dtype=dtype)), dtype=np.float64)
+        matrix = np.array(
+            ops.convert_to_numpy(self.base((rows, cols), dtype=dtype)), dtype=np.float64
+        )
         for j in range(blocks):
             block = matrix[:, j * rows : (j + 1) * rows]
             rho = spectral_radius(block)

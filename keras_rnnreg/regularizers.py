@@ -83,7 +83,9 @@ def _check_real(name, value, minimum=None):
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError(f"Invalid value for argument {name}={value!r}: expected a finite number.")
     if minimum is not None and value < minimum:
-        raise ValueError(f"Invalid value for argument {name}={value!r}: expected {name} >= {minimum}.")
+        raise ValueError(
+            f"Invalid value for argument {name}={value!r}: expected {name} >= {minimum}."
+        )
     return value
 
 

@@ -6,7 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-SHARED_DATA = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+SHARED_DATA = os.path.normpath(
+    os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -67,9 +69,17 @@ def to_numpy(x):
     return np.asarray(keras.ops.convert_to_numpy(x))
 
 
-_BACKEND_CHATTER = ("I0000", "W0000", "E0000", "WARNING: All log messages", "To enable the following")
+_BACKEND_CHATTER = (
+    "I0000",
+    "W0000",
+    "E0000",
+    "WARNING: All log messages",
+    "To enable the following",
+)
 
 
 def stderr_lines(text):
-    """The lines of a process's stderr that are ours (TensorFlow / absl start-up chatter removed)."""
-    return [line for line in text.splitlines() if line.strip() and not line.startswith(_BACKEND_CHATTER)]
+    """The lines of a process's stderr that are ours (TensorFlow / absl chatter removed)."""
+    return [
+        line for line in text.splitlines() if line.strip() and not line.startswith(_BACKEND_CHATTER)
+    ]

@@ -25,7 +25,9 @@ def _simulate_tf_devices():
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * DEVICES)
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * DEVICES
+    )
 
 
 def _data(batch=8, steps=7, uneven=False):
@@ -37,7 +39,7 @@ def _data(batch=8, steps=7, uneven=False):
     w = np.ones((batch, steps), "float32")
     if uneven:  # sequences of unequal lengths: unequal weight sums per replica
         for i in range(batch):
-            w[i, 1 + i % steps:] = 0.0
+            w[i, 1 + i % steps :] = 0.0
     return x, y, w
 
 
@@ -78,13 +80,15 @@ def _fit(name, overrides, strategy, data, epochs=2, evaluate=True, via_build=Fal
     with distribute.scope(strategy):
         if not via_build:
             model = zoo.build(name, **overrides)
-        history = model.fit(x, y, sample_weight=w, batch_size=len(x), epochs=epochs, verbose=0,
-                            shuffle=False).history
+        history = model.fit(
+            x, y, sample_weight=w, batch_size=len(x), epochs=epochs, verbose=0, shuffle=False
+        ).history
         evaluated = {}
         if evaluate:
             ux, uy, uw = _data(uneven=True)
-            evaluated = model.evaluate(ux, uy, sample_weight=uw, batch_size=len(ux), verbose=0,
-                                       return_dict=True)
+            evaluated = model.evaluate(
+                ux, uy, sample_weight=uw, batch_size=len(ux), verbose=0, return_dict=True
+            )
     return model, {
         "history": {k: [float(v) for v in vs] for k, vs in history.items()},
         "evaluate_uneven": {k: float(v) for k, v in evaluated.items()},
@@ -104,10 +108,20 @@ def devices():
     data = _data()
     configs = {
         # no randomness; the norm-stabilizer penalty is part of the loss
-        "deterministic": ("jsb_rnn_plain", _small(**{"regularization.norm_stabilizer.beta": 2000.0})),
+        "deterministic": (
+            "jsb_rnn_plain",
+            _small(**{"regularization.norm_stabilizer.beta": 2000.0}),
+        ),
         # WeightNoise(per="sequence") and DropConnect(per="timestep"): weight-level draws
-        "weight_draws": ("jsb_rnn_ns", _small(**{"regularization.dropconnect.rate": 0.3,
-                                                 "regularization.dropconnect.per": "timestep"})),
+        "weight_draws": (
+            "jsb_rnn_ns",
+            _small(
+                **{
+                    "regularization.dropconnect.rate": 0.3,
+                    "regularization.dropconnect.per": "timestep",
+                }
+            ),
+        ),
         "dropout_per_example": ("jsb_rnn_plain", _small(**{"regularization.dropout": 0.3})),
     }
     for key, (name, overrides) in configs.items():
@@ -124,17 +138,30 @@ def devices():
             loaded = keras.saving.load_model(path)
             probe = data[0][:3]  # 3 rows: would not split over 4 devices
             out["checkpoint"] = {
-                "weights_equal": all(np.array_equal(_numpy(a), _numpy(b))
-                                     for a, b in zip(model.weights, loaded.weights)),
+                "weights_equal": all(
+                    np.array_equal(_numpy(a), _numpy(b))
+                    for a, b in zip(model.weights, loaded.weights)
+                ),
                 "single_device": all(len(_replica_values(v)) == 1 for v in loaded.weights),
-                "predict_max_diff": float(np.max(np.abs(
-                    _numpy(loaded.predict(probe, verbose=0)) - np.asarray(
-                        keras.ops.convert_to_numpy(_reference_predict(one, name, overrides, probe)))))),
+                "predict_max_diff": float(
+                    np.max(
+                        np.abs(
+                            _numpy(loaded.predict(probe, verbose=0))
+                            - np.asarray(
+                                keras.ops.convert_to_numpy(
+                                    _reference_predict(one, name, overrides, probe)
+                                )
+                            )
+                        )
+                    )
+                ),
             }
 
     # SpectralRadiusLimit: every replica ends with identical, constrained recurrent kernels
     limit = 0.5
-    overrides = _small(**{"regularization.spectral_radius_limit": limit, "optimizer.learning_rate": 0.05})
+    overrides = _small(
+        **{"regularization.spectral_radius_limit": limit, "optimizer.learning_rate": 0.05}
+    )
     model, _ = _fit("jsb_rnn_plain", overrides, strategy, data, evaluate=False, via_build=True)
     if BACKEND == "jax":
         keras.distribution.set_distribution(None)  # zoo.build(distribute=) set it process-wide
@@ -144,7 +171,9 @@ def devices():
         "copies": len(copies),
         "identical": all(np.array_equal(copies[0], c) for c in copies[1:]),
         "all_variables_identical": all(
-            all(np.array_equal(c[0], ci) for ci in c[1:]) for c in map(_replica_values, model.weights)),
+            all(np.array_equal(c[0], ci) for ci in c[1:])
+            for c in map(_replica_values, model.weights)
+        ),
         "radius": float(np.max(np.abs(np.linalg.eigvals(copies[0].astype("float64"))))),
         "limit": limit,
     }
@@ -157,8 +186,20 @@ def devices():
     cli_runs = {}
     for label, extra in (("one", []), ("many", ["--distribute", "data-parallel"])):
         run_dir = os.path.join(root, label)
-        args = ["train", "jsb_rnn_plain", "--data", "synthetic", "--epochs", "1", "--quiet",
-                "--set", "model.units=16", "--out", run_dir, *extra]
+        args = [
+            "train",
+            "jsb_rnn_plain",
+            "--data",
+            "synthetic",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--set",
+            "model.units=16",
+            "--out",
+            run_dir,
+            *extra,
+        ]
         with open(os.devnull, "w") as sink:
             status = cli.main(args, out=sink)
         with open(os.path.join(run_dir, "history.csv")) as f:

@@ -43,9 +43,24 @@ def test_unknown_name_lists_close_matches(capsys):
 
 
 def test_bad_overrides_are_clear_errors(capsys, tmp_path):
-    assert run(["train", "jsb_rnn_plain", "--out", str(tmp_path / "a"), "--set", "model.unitz=3"])[0] == 2
+    assert (
+        run(["train", "jsb_rnn_plain", "--out", str(tmp_path / "a"), "--set", "model.unitz=3"])[0]
+        == 2
+    )
     assert "unknown configuration key 'model.unitz'" in capsys.readouterr().err
-    assert run(["train", "jsb_rnn_plain", "--out", str(tmp_path / "b"), "--set", "optimizer.learning_rate=fast"])[0] == 2
+    assert (
+        run(
+            [
+                "train",
+                "jsb_rnn_plain",
+                "--out",
+                str(tmp_path / "b"),
+                "--set",
+                "optimizer.learning_rate=fast",
+            ]
+        )[0]
+        == 2
+    )
     err = capsys.readouterr().err
     assert "optimizer.learning_rate='fast': RMSprop refused it" in err and "learning_rate" in err
     assert run(["train", "jsb_rnn_plain", "--set", "units"])[0] == 2
@@ -55,11 +70,29 @@ def test_bad_overrides_are_clear_errors(capsys, tmp_path):
 
 def test_train_evaluate_and_resume(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    code, text = run(["train", "jsb_rnn_plain", "--data", "synthetic", "--epochs", "2", "--out", str(run_dir),
-                      "--quiet", *TINY])
+    code, text = run(
+        [
+            "train",
+            "jsb_rnn_plain",
+            "--data",
+            "synthetic",
+            "--epochs",
+            "2",
+            "--out",
+            str(run_dir),
+            "--quiet",
+            *TINY,
+        ]
+    )
     assert code == 0 and "jsb_rnn_plain: test NLL per timestep" in text and "not comparable" in text
-    for name in ("config.json", "state.json", "history.csv", "report.json", "checkpoints/best.keras",
-                 "checkpoints/last.keras"):
+    for name in (
+        "config.json",
+        "state.json",
+        "history.csv",
+        "report.json",
+        "checkpoints/best.keras",
+        "checkpoints/last.keras",
+    ):
         assert (run_dir / name).exists(), name
     code, text = run(["evaluate", str(run_dir)])
     result = json.loads(text)
@@ -67,7 +100,9 @@ def test_train_evaluate_and_resume(tmp_path, capsys):
     # An existing run is not overwritten without --resume; --resume with more epochs continues.
     assert run(["train", "jsb_rnn_plain", "--out", str(run_dir), "--quiet"])[0] == 2
     assert "--resume" in capsys.readouterr().err
-    code, text = run(["train", "jsb_rnn_plain", "--out", str(run_dir), "--resume", "--epochs", "3", "--quiet"])
+    code, text = run(
+        ["train", "jsb_rnn_plain", "--out", str(run_dir), "--resume", "--epochs", "3", "--quiet"]
+    )
     assert code == 0 and "after epoch 2" in text
     assert json.loads((run_dir / "report.json").read_text())["epochs_run"] == 3
 
@@ -79,15 +114,22 @@ def test_evaluate_on_a_folder_that_is_not_a_run(tmp_path, capsys):
 
 
 def test_reproduce_quick(tmp_path):
-    code, text = run(["reproduce", str(ROOT / "zoo" / "normstab_adding.toml"), "--quick", "--out", str(tmp_path)])
+    code, text = run(
+        ["reproduce", str(ROOT / "zoo" / "normstab_adding.toml"), "--quick", "--out", str(tmp_path)]
+    )
     assert code == 0 and "table:" in text
     table = (tmp_path / "normstab_adding.md").read_text()
     assert "IRNN + norm-stabilizer" in table and "0.059" in table and "beats_short_sighted" in table
 
 
 def test_console_script_help():
-    result = subprocess.run([sys.executable, "-m", "keras_rnnreg.cli", "--help"], capture_output=True, text=True,
-                            cwd=ROOT, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_rnnreg.cli", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert result.returncode == 0
     for command in ("list", "train", "evaluate", "reproduce", "tune"):
         assert command in result.stdout
@@ -108,24 +150,37 @@ def test_readme_main_job(tmp_path):
 
 
 def test_reproduce_jobs_ctrl_c_stops_the_runs_and_the_same_command_resumes(tmp_path):
-    """`reproduce --jobs 2`: two child processes; SIGINT stops them; the same command resumes them."""
+    """`reproduce --jobs 2`: two child processes; SIGINT stops them; the same command resumes."""
     import os
     import signal
     import time
 
     out = tmp_path / "out"
-    card = tmp_path / "normstab_adding.toml"  # the quick variant without early stopping: runs that last
-    card.write_text((ROOT / "zoo" / "normstab_adding.toml").read_text().replace(
-        '"data.limit=8"]', '"data.limit=8", "training.patience=100000"]'))
+    card = (
+        tmp_path / "normstab_adding.toml"
+    )  # the quick variant without early stopping: runs that last
+    card.write_text(
+        (ROOT / "zoo" / "normstab_adding.toml")
+        .read_text()
+        .replace('"data.limit=8"]', '"data.limit=8", "training.patience=100000"]')
+    )
     assert "training.patience" in card.read_text()
     argv = ["reproduce", str(card), "--quick", "--out", str(out), "--jobs", "2"]
-    proc = subprocess.Popen([sys.executable, "-m", "keras_rnnreg.cli", *argv, "--epochs", "1000"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "keras_rnnreg.cli", *argv, "--epochs", "1000"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ.copy(),
+    )
     states = [out / key / "seed0" / "state.json" for key in ("adding_irnn", "adding_irnn_ns")]
     try:
         deadline = time.time() + 180
         while not all(s.exists() for s in states):
-            assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() else "timeout"
+            assert proc.poll() is None and time.time() < deadline, (
+                proc.stdout.read() if proc.poll() else "timeout"
+            )
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         text, _ = proc.communicate(timeout=60)
@@ -141,7 +196,9 @@ def test_reproduce_jobs_ctrl_c_stops_the_runs_and_the_same_command_resumes(tmp_p
     assert "Run the same command again" in text
     epochs = [json.loads(s.read_text())["epoch"] for s in states]
     time.sleep(1.0)
-    assert [json.loads(s.read_text())["epoch"] for s in states] == epochs, text  # the children are gone
+    assert [json.loads(s.read_text())["epoch"] for s in states] == epochs, (
+        text
+    )  # the children are gone
     assert not any((s.parent / "report.json").exists() for s in states), text
     # The same command (here with fewer epochs, so that it ends at once) resumes both runs.
     code, text = run([*argv, "--epochs", "2"])

@@ -28,8 +28,11 @@ WORKER_TIMEOUT = 240
 
 
 def _env(**extra):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("KERAS_DISTRIBUTION_", "TF_CONFIG", "XLA_FLAGS"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("KERAS_DISTRIBUTION_", "TF_CONFIG", "XLA_FLAGS"))
+    }
     env["KERAS_BACKEND"] = BACKEND
     env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["JAX_PLATFORMS"] = "cpu"
@@ -40,8 +43,14 @@ def _env(**extra):
 
 
 def _start(mode, out, env):
-    return subprocess.Popen([sys.executable, "-m", "tests.distribute_checks", mode, str(out)], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.distribute_checks", mode, str(out)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _finish(procs, timeout):
@@ -58,9 +67,10 @@ def _finish(procs, timeout):
             pytest.fail(f"{' '.join(p.args)} exited with {p.returncode}:\n{log[-4000:]}")
 
 
-
 def _close(a, b, rtol=1e-5, atol=1e-6):
-    np.testing.assert_allclose(np.asarray(a, "float64"), np.asarray(b, "float64"), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(
+        np.asarray(a, "float64"), np.asarray(b, "float64"), rtol=rtol, atol=atol
+    )
 
 
 # ------------------------------------------------------------------------ 4 simulated devices
@@ -145,12 +155,24 @@ def test_rnnreg_train_distribute_data_parallel_first_epoch(report):
 def test_two_workers_on_loopback_agree_with_one_process(tmp_path):
     if BACKEND == "jax":
         address = f"127.0.0.1:{free_port()}"
-        envs = [_env(KERAS_DISTRIBUTION_JOB_ADDRESSES=address, KERAS_DISTRIBUTION_NUM_PROCESSES="2",
-                     KERAS_DISTRIBUTION_PROCESS_ID=str(i)) for i in range(2)]
+        envs = [
+            _env(
+                KERAS_DISTRIBUTION_JOB_ADDRESSES=address,
+                KERAS_DISTRIBUTION_NUM_PROCESSES="2",
+                KERAS_DISTRIBUTION_PROCESS_ID=str(i),
+            )
+            for i in range(2)
+        ]
     else:
         workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
-        envs = [_env(TF_CONFIG=json.dumps({"cluster": {"worker": workers},
-                                           "task": {"type": "worker", "index": i}})) for i in range(2)]
+        envs = [
+            _env(
+                TF_CONFIG=json.dumps(
+                    {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}
+                )
+            )
+            for i in range(2)
+        ]
     outs = [tmp_path / f"worker{i}.json" for i in range(2)]
     procs = [_start("reference", tmp_path / "reference.json", _env())]
     procs += [_start("worker", out, env) for out, env in zip(outs, envs)]
@@ -178,8 +200,21 @@ def test_torch_says_what_to_use_instead():
             distribute.get(kind)
     with pytest.raises(distribute.DistributeError, match="no distribution API"):
         zoo.build("jsb_rnn_plain", units=4, distribute="data-parallel")
-    assert cli.main(["train", "jsb_rnn_plain", "--data", "synthetic", "--distribute", "data-parallel",
-                     "--out", os.devnull]) == 2
+    assert (
+        cli.main(
+            [
+                "train",
+                "jsb_rnn_plain",
+                "--data",
+                "synthetic",
+                "--distribute",
+                "data-parallel",
+                "--out",
+                os.devnull,
+            ]
+        )
+        == 2
+    )
 
 
 @needs_engine
@@ -190,10 +225,16 @@ def test_tpu_without_a_tpu_fails_clearly():
 
 @needs_engine
 def test_multi_worker_without_cluster_settings_fails_clearly(monkeypatch):
-    for name in ("TF_CONFIG", "KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
-                 "KERAS_DISTRIBUTION_PROCESS_ID"):
+    for name in (
+        "TF_CONFIG",
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES",
+        "KERAS_DISTRIBUTION_NUM_PROCESSES",
+        "KERAS_DISTRIBUTION_PROCESS_ID",
+    ):
         monkeypatch.delenv(name, raising=False)
-    with pytest.raises(distribute.DistributeError, match="TF_CONFIG|KERAS_DISTRIBUTION_JOB_ADDRESSES"):
+    with pytest.raises(
+        distribute.DistributeError, match="TF_CONFIG|KERAS_DISTRIBUTION_JOB_ADDRESSES"
+    ):
         distribute.get("multi-worker")
 
 
@@ -222,14 +263,19 @@ def test_sharded_batches_pad_with_zero_weights_and_split_between_processes():
     x = np.arange(6 * 2, dtype="float32").reshape(6, 2)
     y, w = x + 100, np.ones((6, 3), "float32")
     inner = _Batches([(x, y, w)])
-    padding_warning = pytest.warns(UserWarning, match="padded to 8") if BACKEND == "tensorflow" else (
-        contextlib.nullcontext())
+    padding_warning = (
+        pytest.warns(UserWarning, match="padded to 8")
+        if BACKEND == "tensorflow"
+        else (contextlib.nullcontext())
+    )
     with padding_warning:  # on TF the padded rows bias the loss (the mean of replica means)
         xs, ys, ws = distribute.ShardedBatches(inner, replicas=4)[0]
     assert xs.shape == (8, 2) and ys.shape == (8, 2) and ws.shape == (8, 3)
     np.testing.assert_array_equal(ws[6:], 0.0)
     np.testing.assert_array_equal(xs[:6], x)
-    parts = [distribute.ShardedBatches(inner, replicas=4, processes=2, process_id=i)[0] for i in range(2)]
+    parts = [
+        distribute.ShardedBatches(inner, replicas=4, processes=2, process_id=i)[0] for i in range(2)
+    ]
     np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), xs)
     distribute.ShardedBatches(inner, replicas=4).on_epoch_end()
     assert inner.epochs_ended == 1

@@ -14,7 +14,9 @@ from tests.conftest import to_numpy
 
 
 def _draws(p, weight, time_steps=400, seed=0):
-    return to_numpy(p.perturb(keras.ops.convert_to_tensor(weight), time_steps, keras.random.SeedGenerator(seed)))
+    return to_numpy(
+        p.perturb(keras.ops.convert_to_tensor(weight), time_steps, keras.random.SeedGenerator(seed))
+    )
 
 
 def test_additive_noise_mean_and_stddev():
@@ -56,8 +58,11 @@ def test_dropconnect_scaled_at_inference_in_the_layer(target):
     """scale="inference": the layer runs (1 - rate) W on the target kernel at inference (and on
     the fused loop, as a plain layer with those weights)."""
     x = np.random.default_rng(0).normal(size=(3, 5, 4)).astype("float32")
-    dropped = layers.LSTM(6, return_sequences=True,
-                          perturbations=[DropConnect(0.25, scale="inference", target=target)])
+    dropped = layers.LSTM(
+        6,
+        return_sequences=True,
+        perturbations=[DropConnect(0.25, scale="inference", target=target)],
+    )
     reference = layers.LSTM(6, return_sequences=True)
     dropped(x)
     reference(x)
@@ -72,10 +77,14 @@ def test_dropconnect_scaled_at_inference_in_the_layer(target):
 
 def _unit_rnn(perturbation, u=0.5):
     layer = layers.SimpleRNN(
-        1, activation="linear", use_bias=False, return_sequences=True,
+        1,
+        activation="linear",
+        use_bias=False,
+        return_sequences=True,
         kernel_initializer="ones",
         recurrent_initializer=keras.initializers.Constant(u),
-        perturbations=[perturbation], seed=7,
+        perturbations=[perturbation],
+        seed=7,
     )
     return layer
 
@@ -89,8 +98,11 @@ def _recovered_recurrent_weights(layer, batch=4, time=12):
 
 @pytest.mark.parametrize(
     "perturbation",
-    [WeightNoise(0.1, per="sequence"), WeightNoise(0.1, mode="multiplicative", per="sequence"),
-     DropConnect(0.5, per="sequence")],
+    [
+        WeightNoise(0.1, per="sequence"),
+        WeightNoise(0.1, mode="multiplicative", per="sequence"),
+        DropConnect(0.5, per="sequence"),
+    ],
     ids=["additive", "multiplicative", "dropconnect"],
 )
 def test_per_sequence_draw_is_shared_by_all_timesteps(perturbation):
@@ -111,7 +123,9 @@ def test_per_timestep_draws_differ_across_timesteps_but_not_across_the_batch(per
 
 
 def test_local_sampling_is_per_example():
-    u = _recovered_recurrent_weights(_unit_rnn(WeightNoise(0.1, sampling="local")), batch=64, time=4)
+    u = _recovered_recurrent_weights(
+        _unit_rnn(WeightNoise(0.1, sampling="local")), batch=64, time=4
+    )
     assert np.std(u[:, 0]) > 0.05  # examples get independent noise
     assert abs(np.std(u) - 0.1) < 0.02
     assert abs(np.mean(u) - 0.5) < 0.02
@@ -121,7 +135,10 @@ def test_local_sampling_is_per_example():
     "weight_level,local",
     [
         (WeightNoise(0.2), WeightNoise(0.2, sampling="local")),
-        (WeightNoise(0.2, mode="multiplicative"), WeightNoise(0.2, mode="multiplicative", sampling="local")),
+        (
+            WeightNoise(0.2, mode="multiplicative"),
+            WeightNoise(0.2, mode="multiplicative", sampling="local"),
+        ),
         (DropConnect(0.4), DropConnect(0.4, sampling="local")),
     ],
     ids=["additive", "multiplicative", "dropconnect"],
@@ -136,21 +153,27 @@ def test_local_reparameterization_matches_weight_level_moments(weight_level, loc
         "additive": (h0**2).sum() * 0.2**2 * np.ones(units),
         "multiplicative": (h0.T**2 * u**2).sum(0) * 0.2**2,
         "dropconnect": (h0.T**2 * u**2).sum(0) * 0.4 / 0.6,
-    }[
-        "dropconnect" if isinstance(weight_level, DropConnect) else weight_level.mode
-    ]
+    }["dropconnect" if isinstance(weight_level, DropConnect) else weight_level.mode]
     # weight level: 4000 per-timestep draws of U
     draws = _draws(weight_level, u, time_steps=4000, seed=3)
     samples_w = np.einsum("i,tij->tj", h0[0], draws)
     # local: one timestep, 4000 examples, from the same state
-    layer = layers.SimpleRNN(units, activation="linear", use_bias=False, kernel_initializer="zeros",
-                             perturbations=[local], seed=5)
+    layer = layers.SimpleRNN(
+        units,
+        activation="linear",
+        use_bias=False,
+        kernel_initializer="zeros",
+        perturbations=[local],
+        seed=5,
+    )
     x = np.zeros((4000, 1, 1), dtype="float32")
     layer(x[:1])
     layer.recurrent_kernel.assign(u)
     samples_l = to_numpy(layer(x, initial_state=[np.repeat(h0, 4000, 0)], training=True))
     for samples in (samples_w, samples_l):
-        np.testing.assert_allclose(samples.mean(0), h0[0] @ u, atol=4 * np.sqrt(variance.max() / 4000))
+        np.testing.assert_allclose(
+            samples.mean(0), h0[0] @ u, atol=4 * np.sqrt(variance.max() / 4000)
+        )
         np.testing.assert_allclose(samples.var(0), variance, rtol=0.12)
 
 
@@ -158,8 +181,14 @@ def test_local_reparameterization_matches_weight_level_moments(weight_level, loc
 @pytest.mark.parametrize("cls", [layers.SimpleRNN, layers.LSTM])
 def test_clean_at_inference_and_weights_untouched(cls, target):
     x = np.random.default_rng(0).normal(size=(3, 5, 4)).astype("float32")
-    noisy = cls(6, perturbations=[WeightNoise(0.5, target=target), DropConnect(0.3, per="sequence", target=target)],
-                return_sequences=True)
+    noisy = cls(
+        6,
+        perturbations=[
+            WeightNoise(0.5, target=target),
+            DropConnect(0.3, per="sequence", target=target),
+        ],
+        return_sequences=True,
+    )
     clean = cls(6, return_sequences=True)
     noisy(x)
     clean(x)
@@ -202,12 +231,16 @@ def test_fit_and_save_load(tmp_path, cls, perturbations):
     restored = keras.saving.load_model(path)
     np.testing.assert_allclose(to_numpy(restored(x)), to_numpy(model(x)), atol=1e-6)
     restored_layer = restored.layers[1]
-    assert [p.get_config() for p in restored_layer.perturbations] == [p.get_config() for p in perturbations]
+    assert [p.get_config() for p in restored_layer.perturbations] == [
+        p.get_config() for p in perturbations
+    ]
 
 
 def test_bidirectional_with_perturbations():
     x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
-    layer = keras.layers.Bidirectional(layers.LSTM(4, return_sequences=True, perturbations=[WeightNoise(0.3)]))
+    layer = keras.layers.Bidirectional(
+        layers.LSTM(4, return_sequences=True, perturbations=[WeightNoise(0.3)])
+    )
     a = to_numpy(layer(x, training=True))
     b = to_numpy(layer(x))
     assert a.shape == b.shape == (2, 5, 8)
@@ -226,7 +259,12 @@ def test_bidirectional_with_perturbations():
         (lambda: DropConnect(-0.2), "rate"),
         (lambda: DropConnect(0.2, scale="test"), "scale"),
         (lambda: DropConnect(0.2, scale="inference", sampling="local"), "scale"),
-        (lambda: layers.SimpleRNN(3, perturbations=[WeightNoise(0.1, sampling="local"), DropConnect(0.1)]), "local"),
+        (
+            lambda: layers.SimpleRNN(
+                3, perturbations=[WeightNoise(0.1, sampling="local"), DropConnect(0.1)]
+            ),
+            "local",
+        ),
         (lambda: layers.SimpleRNN(3, perturbations=["noise"]), "perturbations"),
     ],
 )

@@ -141,9 +141,16 @@ def test_serialization_round_trip():
     assert config["registered_name"] == "keras_rnnreg>NormStabilizer"
     restored = keras.saving.deserialize_keras_object(config)
     assert isinstance(restored, NormStabilizer)
-    assert (restored.beta, restored.cost, restored.on, restored.target) == (50.0, "target", "cell", 3.0)
+    assert (restored.beta, restored.cost, restored.on, restored.target) == (
+        50.0,
+        "target",
+        "cell",
+        3.0,
+    )
     seq = _sequence()
-    np.testing.assert_allclose(to_numpy(restored.penalty(seq)), to_numpy(reg.penalty(seq)), rtol=1e-6)
+    np.testing.assert_allclose(
+        to_numpy(restored.penalty(seq)), to_numpy(reg.penalty(seq)), rtol=1e-6
+    )
 
 
 def _standalone_model(beta, cost="norm_diff"):
@@ -209,9 +216,7 @@ def test_saved_model_round_trip(tmp_path):
     model.save(path)
     restored = keras.saving.load_model(path)
     np.testing.assert_allclose(to_numpy(restored(x)), to_numpy(model(x)), rtol=1e-6)
-    np.testing.assert_allclose(
-        to_numpy(restored.losses[0]), to_numpy(model.losses[0]), rtol=1e-6
-    )
+    np.testing.assert_allclose(to_numpy(restored.losses[0]), to_numpy(model.losses[0]), rtol=1e-6)
 
 
 @pytest.mark.parametrize("on", ["hidden", "cell"])
@@ -238,7 +243,6 @@ def test_as_state_regularizer_of_the_recurrent_layers(on):
     restored = type(layer).from_config(layer.get_config())
     assert isinstance(restored.state_regularizer, NormStabilizer)
     assert restored.state_regularizer.on == on
-
 
 
 def test_state_regularizer_leaves_the_model_built():

@@ -18,8 +18,17 @@ def test_spaces_are_data_tied_to_configuration_keys():
     for name, entries in SPACES.items():
         assert spaces.get(name) == entries
     names = {e["name"] for e in spaces.NOISE_STUDY_TABLE_2}
-    assert {"sigma_in", "sigma_rec", "sparsify", "rho", "lambda", "noise_stddev", "momentum", "step_rate",
-            "batch_size"} <= names
+    assert {
+        "sigma_in",
+        "sigma_rec",
+        "sparsify",
+        "rho",
+        "lambda",
+        "noise_stddev",
+        "momentum",
+        "step_rate",
+        "batch_size",
+    } <= names
     with pytest.raises(zoo.ConfigError, match="unknown configuration key"):
         spaces.get([{"name": "x", "key": "model.unitz", "type": "choice", "values": [1]}])
     with pytest.raises(ValueError, match="unknown search space"):
@@ -35,7 +44,8 @@ def test_hypermodel_builds_from_hp_and_applies_only_relevant_entries():
     assert config["model"]["units"] == 3
     assert zoo.get_value(config, "model.recurrent_init.stddev") in (0.1, 0.01, 0.001)
     assert zoo.get_value(config, "model.kernel_init.connections") == zoo.get_value(
-        config, "model.recurrent_init.connections")
+        config, "model.recurrent_init.connections"
+    )
     assert 0.01 <= zoo.get_value(config, "regularization.weight_noise.stddev") <= 0.1
     assert "batch_size" not in hp.values  # drawn in fit(), not build()
     model = hypermodel.build(hp)
@@ -58,7 +68,9 @@ def test_hypermodel_fit_draws_the_batch_size():
 @pytest.mark.parametrize("path", JOBS, ids=[p.stem for p in JOBS])
 def test_jobs_load_and_name_registered_models(path):
     job = load_job(path)
-    if "column" in job:  # a Table 1 column (Appendix B's protocol): the card's entries of that column
+    if (
+        "column" in job
+    ):  # a Table 1 column (Appendix B's protocol): the card's entries of that column
         from keras_rnnreg.tuning import column
 
         _, entries = column.entries(job, path)
@@ -69,7 +81,12 @@ def test_jobs_load_and_name_registered_models(path):
 
 
 def test_quick_job_runs_two_tiny_trials(tmp_path):
-    result = run_job(ROOT / "tuning" / "jsb_rnn_ns.toml", quick=True, out_dir=tmp_path / "tune", log=lambda m: None)
+    result = run_job(
+        ROOT / "tuning" / "jsb_rnn_ns.toml",
+        quick=True,
+        out_dir=tmp_path / "tune",
+        log=lambda m: None,
+    )
     assert result["trials"] == 2 and result["best_score"] is not None
     assert result["train_command"].startswith("rnnreg train jsb_rnn_ns")
     saved = json.loads((tmp_path / "tune" / "best.json").read_text())
@@ -84,11 +101,24 @@ def test_cli_tune_quick(tmp_path):
     from keras_rnnreg import cli
 
     out = io.StringIO()
-    assert cli.main(["tune", str(ROOT / "tuning" / "ptb_srnn_trec_ns.toml"), "--quick", "--out",
-                     str(tmp_path / "t")], out=out) == 0
+    assert (
+        cli.main(
+            [
+                "tune",
+                str(ROOT / "tuning" / "ptb_srnn_trec_ns.toml"),
+                "--quick",
+                "--out",
+                str(tmp_path / "t"),
+            ],
+            out=out,
+        )
+        == 0
+    )
     text = out.getvalue()
-    assert text.startswith("tuning ptb_srnn_trec_ns over 3 hyperparameters (beta, learning_rate, clipping)")
-    assert json.loads(text[text.index("{"):])["model"] == "ptb_srnn_trec_ns"
+    assert text.startswith(
+        "tuning ptb_srnn_trec_ns over 3 hyperparameters (beta, learning_rate, clipping)"
+    )
+    assert json.loads(text[text.index("{") :])["model"] == "ptb_srnn_trec_ns"
 
 
 def test_bad_job(tmp_path):
@@ -114,19 +144,30 @@ def test_distributed_search_chief_and_two_workers_on_loopback(tmp_path):
     from keras_rnnreg import cli
 
     job = tmp_path / "job.toml"
-    text = (ROOT / "tuning" / "jsb_rnn_ns.toml").read_text().replace("max_trials = 2", "max_trials = 4")
+    text = (
+        (ROOT / "tuning" / "jsb_rnn_ns.toml")
+        .read_text()
+        .replace("max_trials = 2", "max_trials = 4")
+    )
     job.write_text(text)
     out = tmp_path / "tune"
     result = run_job(job, quick=True, out_dir=out, workers=2, log=lambda m: None)
     assert result["trials"] == 4 and result["best_score"] is not None
     assert set(result["trials_by_worker"]) == {"tuner0", "tuner1"}, result["trials_by_worker"]
     assert sum(result["trials_by_worker"].values()) == 4
-    assert (out / "chief.log").exists() and (out / "tuner1.log").exists() and "best_trial_test" not in result
+    assert (
+        (out / "chief.log").exists()
+        and (out / "tuner1.log").exists()
+        and "best_trial_test" not in result
+    )
     before = {p.parent.name: p.stat().st_mtime for p in out.glob("trial_*/trial.json")}
     assert len(before) == 4
     job.write_text(text.replace("max_trials = 4", "max_trials = 5"))
     buffer = io.StringIO()
-    assert cli.main(["tune", str(job), "--quick", "--out", str(out), "--workers", "1"], out=buffer) == 0
+    assert (
+        cli.main(["tune", str(job), "--quick", "--out", str(out), "--workers", "1"], out=buffer)
+        == 0
+    )
     saved = json.loads((out / "best.json").read_text())
     assert saved["trials"] == 5 and sum(saved["trials_by_worker"].values()) == 5
     after = {p.parent.name: p.stat().st_mtime for p in out.glob("trial_*/trial.json")}
@@ -135,15 +176,23 @@ def test_distributed_search_chief_and_two_workers_on_loopback(tmp_path):
 
 def test_table1_column_job_puts_each_best_trials_test_nll_into_the_table(tmp_path):
     """Appendix B's protocol for a column: a search per entry, the best trial evaluated on test."""
-    result = run_job(ROOT / "tuning" / "noise_table1_jsb.toml", quick=True, out_dir=tmp_path / "col",
-                     log=lambda m: None)
+    result = run_job(
+        ROOT / "tuning" / "noise_table1_jsb.toml",
+        quick=True,
+        out_dir=tmp_path / "col",
+        log=lambda m: None,
+    )
     assert set(result["entries"]) == {"jsb_rnn_plain", "jsb_rnn_ns"} and result["column"] == "JSB"
     saved = json.loads((tmp_path / "col" / "results.json").read_text())
     for entry in saved["entries"]:
         best = json.loads((tmp_path / "col" / entry["key"] / "best.json").read_text())
         assert best["trials"] == 2 and entry["ours"] == best["best_trial_test"]["ours"] > 0
     table = (tmp_path / "col" / "noise_table1_jsb.md").read_text()
-    assert "| RNN-plain |" in table and "/ 8.58 |" in table and "best of 2 random-search trials" in table
+    assert (
+        "| RNN-plain |" in table
+        and "/ 8.58 |" in table
+        and "best of 2 random-search trials" in table
+    )
     from keras_rnnreg.tuning.jobs import JobError
 
     bad = tmp_path / "bad.toml"

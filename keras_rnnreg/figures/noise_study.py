@@ -121,7 +121,8 @@ def noise_spectral_radius(runs, out_dir):
                  "family": _family(run), "key": key, "epoch": e, "spectral_radius": v}
                 for e, v in zip(epochs, values)
             ]
-    order = ["DropConnect (Fig. 5)", "weight noise (Fig. 6)", "norm-based penalty (Fig. 7)", "other"]
+    order = ["DropConnect (Fig. 5)", "weight noise (Fig. 6)", "norm-based penalty (Fig. 7)"]
+    order.append("other")
     families = [f for f in order if any(r["family"] == f for r in rows)]
     plt = pyplot()
     fig, axes = plt.subplots(1, len(families), figsize=(4.6 * len(families), 3.6), squeeze=False)
@@ -134,8 +135,9 @@ def noise_spectral_radius(runs, out_dir):
             label = f"{points[0]['name']}: {points[0]['label']}"
             if len({k for _, k in series}) > 1:
                 label += f" [{key.split('/', 1)[1]}]"
-            ax.plot([p["epoch"] for p in points], [p["spectral_radius"] for p in points],
-                    label=label)
+            ax.plot(
+                [p["epoch"] for p in points], [p["spectral_radius"] for p in points], label=label
+            )
         ax.set_title(family, fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("spectral radius of W_hh")
@@ -200,12 +202,19 @@ def noise_sweep(searches, out_dir):
         for model, trial_id, values, score in _trials(search):
             for name in SWEPT:
                 if name in values:
-                    rows.append({
-                        "search": str(search), "model": model, "trial": trial_id,
-                        "parameter": name, "value": float(values[name]),
-                        "regularizer": values.get("regularizer", "") if name == "lambda" else "",
-                        "score": score,
-                    })
+                    rows.append(
+                        {
+                            "search": str(search),
+                            "model": model,
+                            "trial": trial_id,
+                            "parameter": name,
+                            "value": float(values[name]),
+                            "regularizer": values.get("regularizer", "")
+                            if name == "lambda"
+                            else "",
+                            "score": score,
+                        }
+                    )
     if not rows:
         raise FigureError(
             f"{', '.join(map(str, searches))}: no scored trial has a {', '.join(SWEPT)} "

@@ -57,7 +57,9 @@ def _progress_callback(total):
                     values[key] = float(keras.ops.convert_to_numpy(value))
                 except (TypeError, ValueError):
                     continue
-            print(MARK + json.dumps({"epoch": epoch + 1, "total": total, "logs": values}), flush=True)
+            print(
+                MARK + json.dumps({"epoch": epoch + 1, "total": total, "logs": values}), flush=True
+            )
 
     return Progress()
 
@@ -92,13 +94,23 @@ def _child(spec_json):
     stop_on_sigterm()
     _stop_when_orphaned()
     resume = (run_dir / training.CONFIG).exists()
-    total = run["epochs"] or zoo.resolve(run["name"], run["overrides"] or None)["training"]["epochs"]
+    total = (
+        run["epochs"] or zoo.resolve(run["name"], run["overrides"] or None)["training"]["epochs"]
+    )
     print(MARK + json.dumps({"start": True, "resume": resume, "total": total}), flush=True)
     started = time.time()
     report = training.train(
-        run["name"], run_dir, data=run["data"], data_root=run["data_root"], epochs=run["epochs"],
-        seed=run["seed"], overrides=run["overrides"] or None, resume=resume, verbose=2,
-        callbacks=[_progress_callback(total)], log=lambda msg: print(msg, flush=True),
+        run["name"],
+        run_dir,
+        data=run["data"],
+        data_root=run["data_root"],
+        epochs=run["epochs"],
+        seed=run["seed"],
+        overrides=run["overrides"] or None,
+        resume=resume,
+        verbose=2,
+        callbacks=[_progress_callback(total)],
+        log=lambda msg: print(msg, flush=True),
     )
     report["wall_s"] = round(time.time() - started, 1)
     training.write_json_atomic(run_dir / training.REPORT, report)
@@ -143,8 +155,11 @@ class Job:
         self.offset = log_path.stat().st_size
         spec = json.dumps({"run": self.run, "run_dir": str(self.run_dir)})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "keras_rnnreg.zoo._parallel", spec], stdout=self.log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env(device, shared),
+            [sys.executable, "-m", "keras_rnnreg.zoo._parallel", spec],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=child_env(device, shared),
             start_new_session=True,  # Ctrl-C reaches the parent only; it stops the children
         )
         self.state = "resuming" if self.resume else "training"
@@ -166,7 +181,7 @@ class Job:
         changed = False
         for line in data[:end].decode("utf-8", "replace").splitlines():
             if line.startswith(MARK):
-                event = json.loads(line[len(MARK):])
+                event = json.loads(line[len(MARK) :])
                 self.total = event.get("total", self.total)
                 if "epoch" in event:
                     self.epoch, self.logs = event["epoch"], event["logs"]
@@ -202,7 +217,10 @@ class Job:
         elif self.state in ("training", "resuming"):
             parts.append("starting")
         if self.state == "done" and self.error is None and hasattr(self, "result"):
-            parts.append(f"{self.result['metric']} = {self.result['ours']:.4g} (paper {self.result['paper']})")
+            parts.append(
+                f"{self.result['metric']} = {self.result['ours']:.4g} "
+                f"(paper {self.result['paper']})"
+            )
         if self.state == "failed":
             parts.append(self.error or "")
         if self.device is not None:
@@ -237,7 +255,9 @@ class Display:
         jobs = self.jobs
         summary = []
         if len(jobs) > rows - 2:  # more runs than lines: the running ones and a count of the others
-            jobs = [j for j in jobs if j.state in ("training", "resuming", "stopped")][: max(1, rows - 3)]
+            jobs = [j for j in jobs if j.state in ("training", "resuming", "stopped")][
+                : max(1, rows - 3)
+            ]
             counts = {}
             for j in self.jobs:
                 counts[j.state] = counts.get(j.state, 0) + 1
@@ -294,8 +314,11 @@ def run(runs, out, jobs=2, devices=None, verbose=0, log=print, stream=None, poll
     if not todo:
         return reports, failures
     jobs = max(1, int(jobs))
-    log(f"{len(todo)} runs, up to {jobs} at a time" + (f" on devices {','.join(devices)}" if devices[0] else "")
-        + f"; logs in {out}/<entry>/seed<S>/{LOG}")
+    log(
+        f"{len(todo)} runs, up to {jobs} at a time"
+        + (f" on devices {','.join(devices)}" if devices[0] else "")
+        + f"; logs in {out}/<entry>/seed<S>/{LOG}"
+    )
     display = Display(todo, stream, log, every_epoch=verbose > 0)
     waiting, running = list(todo), []
     per_device = {d: 0 for d in devices}
@@ -329,8 +352,13 @@ def run(runs, out, jobs=2, devices=None, verbose=0, log=print, stream=None, poll
                 else:
                     job.state = "failed"
                     job.error = f"exit status {code}: {job.last_lines(1)}"
-                    failures.append({"key": job.run["key"], "seed": job.run["seed"],
-                                     "error": f"{job.error} (log: {job.run_dir / LOG})"})
+                    failures.append(
+                        {
+                            "key": job.run["key"],
+                            "seed": job.run["seed"],
+                            "error": f"{job.error} (log: {job.run_dir / LOG})",
+                        }
+                    )
                 display.event(job, job.state)
             display.draw()
     except KeyboardInterrupt:
@@ -338,8 +366,11 @@ def run(runs, out, jobs=2, devices=None, verbose=0, log=print, stream=None, poll
         for job in running:
             job.state = "stopped"
         display.draw()
-        log(f"interrupted: stopped {len(running)} runs ({len(waiting)} not started). Run the same command "
-            "again to continue: finished runs are skipped, interrupted ones resume from their last epoch.")
+        log(
+            f"interrupted: stopped {len(running)} runs ({len(waiting)} not started). Run the same "
+            "command again to continue: finished runs are skipped, interrupted ones resume from "
+            "their last epoch."
+        )
         raise
     finally:
         for job in running:

@@ -1,4 +1,4 @@
-"""Experiment cards (zoo/*.toml): in step with the registry, quick variants run, tables are written."""
+"""Experiment cards (zoo/*.toml): in step with the registry; quick variants run; tables written."""
 
 import json
 from pathlib import Path
@@ -14,8 +14,15 @@ CARDS = sorted((ROOT / "zoo").glob("*.toml"))
 
 def test_there_is_a_card_per_paper_table():
     stems = {p.stem for p in CARDS}
-    assert {"noise_table1", "normstab_table1", "normstab_table2", "normstab_table3", "normstab_table4",
-            "normstab_table5", "normstab_adding"} <= stems
+    assert {
+        "noise_table1",
+        "normstab_table1",
+        "normstab_table2",
+        "normstab_table3",
+        "normstab_table4",
+        "normstab_table5",
+        "normstab_adding",
+    } <= stems
 
 
 def test_cards_and_registry_are_in_step():
@@ -40,8 +47,9 @@ def test_quick_variant_runs(path, tmp_path):
     assert "Quick variant" in text and "ours / paper" in text
     results = json.loads((out / "results.json").read_text())
     card = cards.load_card(path)
-    assert {e["key"] for e in results["entries"]} == set(card["quick"].get("only") or
-                                                         [e["key"] for e in card["entries"]])
+    assert {e["key"] for e in results["entries"]} == set(
+        card["quick"].get("only") or [e["key"] for e in card["entries"]]
+    )
     assert not results["failures"]
     # A second call reuses the finished runs.
     messages = []
@@ -62,24 +70,37 @@ def test_bad_cards_name_the_problem(tmp_path):
     with pytest.raises(zoo.UnknownModelError, match="jsb_rnn_plain"):
         cards.load_card(_write(tmp_path, '[[entry]]\nname = "jsb_rnn_plane"\n' + QUICK))
     with pytest.raises(cards.CardError, match="unknown key"):
-        cards.load_card(_write(tmp_path, '[[entry]]\nname = "jsb_rnn_plain"\npapper = "x"\n' + QUICK))
+        cards.load_card(
+            _write(tmp_path, '[[entry]]\nname = "jsb_rnn_plain"\npapper = "x"\n' + QUICK)
+        )
     with pytest.raises(cards.CardError, match="duplicate key"):
-        cards.load_card(_write(tmp_path, '[[entry]]\nname = "jsb_rnn_plain"\n[[entry]]\nname = "jsb_rnn_plain"\n'
-                               + QUICK))
+        cards.load_card(
+            _write(
+                tmp_path,
+                '[[entry]]\nname = "jsb_rnn_plain"\n[[entry]]\nname = "jsb_rnn_plain"\n' + QUICK,
+            )
+        )
     with pytest.raises(cards.CardError, match=r"missing the \[quick\]"):
         cards.load_card(_write(tmp_path, '[[entry]]\nname = "jsb_rnn_plain"\n'))
     with pytest.raises(zoo.ConfigError, match="model.units='x'"):
-        cards.load_card(_write(tmp_path, '[[entry]]\nname = "jsb_rnn_plain"\nset = ["model.units=x"]\n' + QUICK))
+        cards.load_card(
+            _write(tmp_path, '[[entry]]\nname = "jsb_rnn_plain"\nset = ["model.units=x"]\n' + QUICK)
+        )
     with pytest.raises(cards.CardError, match=r"paper = 'beta=5' is not a key of the paper.other"):
-        cards.load_card(_write(tmp_path, '[[entry]]\nname = "ptb_srnn_trec_ns_target"\n'
-                               'paper = "beta=5"\n' + QUICK))
+        cards.load_card(
+            _write(
+                tmp_path, '[[entry]]\nname = "ptb_srnn_trec_ns_target"\npaper = "beta=5"\n' + QUICK
+            )
+        )
     with pytest.raises(cards.CardError, match=r"paper = 1.0: expected a key of the preset"):
-        cards.load_card(_write(tmp_path, '[[entry]]\nname = "jsb_rnn_plain"\npaper = 1.0\n' + QUICK))
+        cards.load_card(
+            _write(tmp_path, '[[entry]]\nname = "jsb_rnn_plain"\npaper = 1.0\n' + QUICK)
+        )
     with pytest.raises(FileNotFoundError, match="nowhere.toml"):
         cards.load_card(tmp_path / "nowhere.toml")
 
 
-PARALLEL_CARD = '''
+PARALLEL_CARD = """
 title = "two entries, one broken"
 seeds = [0, 1]
 rows = ["r"]
@@ -104,7 +125,7 @@ seeds = [0]
 
 [quick]
 data = "synthetic"
-'''
+"""
 
 
 def test_parallel_runs_survive_a_crashed_run_and_report_every_seed(tmp_path):
@@ -125,7 +146,9 @@ def test_parallel_runs_survive_a_crashed_run_and_report_every_seed(tmp_path):
     values = results["entries"][0]["values"]
     assert f"s0 {cards._fmt(values[0])}, s1 {cards._fmt(values[1])}" in text  # every seed
     assert " ± " in text and "failed (seed 0)" in text
-    assert any("done" in m and "nll" in m for m in messages) and any("failed" in m for m in messages)
+    assert any("done" in m and "nll" in m for m in messages) and any(
+        "failed" in m for m in messages
+    )
     # Again: the finished runs are skipped, only the broken ones are tried (and fail) again.
     messages.clear()
     cards.reproduce(card, out_dir=out, jobs=2, log=messages.append)
@@ -150,7 +173,9 @@ def test_parallel_display_rewrites_lines_on_a_terminal(tmp_path, monkeypatch):
     many = [_parallel.Job({"key": f"k{i}", "seed": 0}, tmp_path) for i in range(3)] + [job]
     compact = _parallel.Display(many, io.StringIO(), log=None, tty=True)
     compact.stream.fileno = lambda: 0
-    monkeypatch.setattr(_parallel.os, "get_terminal_size", lambda fd: _parallel.os.terminal_size((80, 4)))
+    monkeypatch.setattr(
+        _parallel.os, "get_terminal_size", lambda fd: _parallel.os.terminal_size((80, 4))
+    )
     compact.draw()
     assert compact.stream.getvalue().splitlines()[-1].endswith("1 training, 3 waiting")
     assert _parallel.child_env("1", base={})["CUDA_VISIBLE_DEVICES"] == "1"

@@ -15,12 +15,27 @@ def test_registry_holds_every_paper_configuration():
     assert len(zoo.list_models("*_rnn_*")) == 40
     for dataset in ("jsb", "nottingham", "pianomidi", "musedata"):
         assert len(zoo.list_models(f"{dataset}_*")) == 10
-    for name in ("ptb_lstm", "ptb_lstm_ns", "ptb_lstm_ns_cell", "ptb_srnn_tanh", "ptb_srnn_relu_ns",
-                 "ptb_srnn_trec_ns", "timit_blstm", "timit_blstm_ns", "timit_blstm_wn", "timit_blstm_dropout",
-                 "adding_irnn", "adding_irnn_ns"):
+    for name in (
+        "ptb_lstm",
+        "ptb_lstm_ns",
+        "ptb_lstm_ns_cell",
+        "ptb_srnn_tanh",
+        "ptb_srnn_relu_ns",
+        "ptb_srnn_trec_ns",
+        "timit_blstm",
+        "timit_blstm_ns",
+        "timit_blstm_wn",
+        "timit_blstm_dropout",
+        "adding_irnn",
+        "adding_irnn_ns",
+    ):
         assert name in ALL
     assert zoo.list_models("timit_blstm999_*") == [
-        "timit_blstm999_ns1000", "timit_blstm999_ns1500", "timit_blstm999_ns500", "timit_blstm999_wn"]
+        "timit_blstm999_ns1000",
+        "timit_blstm999_ns1500",
+        "timit_blstm999_ns500",
+        "timit_blstm999_wn",
+    ]
 
 
 def _tiny(name):
@@ -79,8 +94,17 @@ def _recurrent_layers(model):
 
 def test_get_config_is_a_plain_copy():
     config = zoo.get_config("jsb_rnn_ns")
-    assert set(config) == {"name", "task", "description", "model", "regularization", "optimizer", "data",
-                           "training", "paper"}
+    assert set(config) == {
+        "name",
+        "task",
+        "description",
+        "model",
+        "regularization",
+        "optimizer",
+        "data",
+        "training",
+        "paper",
+    }
     config["model"]["units"] = 1
     assert zoo.get_config("jsb_rnn_ns")["model"]["units"] == 200
 
@@ -119,14 +143,19 @@ def _lstm_params(inputs, units):
 def test_timit_blstm_ns_is_the_papers_network():
     """3 bidirectional LSTM layers of 500 units per direction, 123 in, 62 out (built, not run)."""
     model = zoo.build("timit_blstm_ns")
-    bidirectional = [layer for layer in model.layers if isinstance(layer, keras.layers.Bidirectional)]
+    bidirectional = [
+        layer for layer in model.layers if isinstance(layer, keras.layers.Bidirectional)
+    ]
     assert len(bidirectional) == 3
     for layer in bidirectional:
         for direction in (layer.forward_layer, layer.backward_layer):
             assert isinstance(direction, layers.LSTM)
             assert direction.units == 500
             assert isinstance(direction.state_regularizer, regularizers.NormStabilizer)
-            assert direction.state_regularizer.beta == 500.0 and direction.state_regularizer.on == "hidden"
+            assert (
+                direction.state_regularizer.beta == 500.0
+                and direction.state_regularizer.on == "hidden"
+            )
             assert direction.output_activation is not None  # the standard output tanh
     assert model.input_shape == (None, None, 123)
     assert model.output_shape == (None, None, 62)
@@ -143,7 +172,9 @@ def test_timit_variants_structure():
     assert zoo.get_value(config, "regularization.weight_noise.stddev") == 0.05
     model = zoo.build("timit_blstm_dropout_wn", units=3)
     assert sum(isinstance(layer, keras.layers.Dropout) for layer in model.layers) == 3
-    assert all(layer.rate == 0.5 for layer in model.layers if isinstance(layer, keras.layers.Dropout))
+    assert all(
+        layer.rate == 0.5 for layer in model.layers if isinstance(layer, keras.layers.Dropout)
+    )
     lstm = model.get_layer("bidirectional_0").forward_layer
     assert [type(p) for p in lstm.perturbations] == [perturbations.WeightNoise]
     assert zoo.get_config("timit_blstm999_ns1000")["model"]["units"] == 999
@@ -154,17 +185,25 @@ def test_ptb_lstm_ns_removes_the_output_tanh():
     model = zoo.build("ptb_lstm_ns", units=4)
     lstm = model.get_layer("recurrent_0")
     assert lstm.output_activation is None and lstm.state_regularizer.beta == 500.0
-    assert zoo.build("ptb_lstm_ns_cell", units=4).get_layer("recurrent_0").output_activation is not None
+    assert (
+        zoo.build("ptb_lstm_ns_cell", units=4).get_layer("recurrent_0").output_activation
+        is not None
+    )
     config = zoo.get_config("ptb_lstm")
     assert config["model"]["units"] == 1000
     assert config["optimizer"]["class_name"] == "SGD"
-    assert config["optimizer"]["config"] == {"learning_rate": 0.1, "momentum": 0.99,
-                                             "global_clipnorm": 1.0}
+    assert config["optimizer"]["config"] == {
+        "learning_rate": 0.1,
+        "momentum": 0.99,
+        "global_clipnorm": 1.0,
+    }
     assert config["data"]["seq_len"] == 50
     srnn = zoo.get_config("ptb_srnn_trec_ns")
     assert srnn["model"]["units"] == 1600
     assert srnn["model"]["recurrent_init"]["class_name"] == "Identity"
-    assert zoo.build("ptb_srnn_trec", units=3).get_layer("recurrent_0").bias is None  # zero-bias TRec
+    assert (
+        zoo.build("ptb_srnn_trec", units=3).get_layer("recurrent_0").bias is None
+    )  # zero-bias TRec
 
 
 def test_noise_study_presets_follow_appendix_b():
@@ -186,7 +225,10 @@ def test_noise_study_presets_follow_appendix_b():
     # "Dropout 0.78" / "0.92": the drop probability, classic scaling, climin's RMSprop.
     dos = zoo.get_config("nottingham_rnn_dos")
     assert dos["regularization"]["dropconnect"]["config"] == {
-        "rate": 0.78, "per": "sequence", "scale": "inference"}
+        "rate": 0.78,
+        "per": "sequence",
+        "scale": "inference",
+    }
     assert dos["optimizer"]["class_name"] == "CliminRMSprop"
     assert zoo.get_value(zoo.get_config("jsb_rnn_do"), "regularization.dropconnect.rate") == 0.92
     assert zoo.get_config("jsb_rnn_ns")["optimizer"]["class_name"] == "RMSprop"

@@ -12,12 +12,17 @@ from keras_rnnreg.zoo import schema
 def test_bare_and_nested_keys():
     c = zoo.get_config("jsb_rnn_plain", units=8, **{"optimizer.learning_rate": 0.01})
     assert c["model"]["units"] == 8 and c["optimizer"]["config"]["learning_rate"] == 0.01
-    c = zoo.get_config("jsb_rnn_plain", optimizer__momentum=0.5, optimizer={"rho": 0.8},
-                       batch_size=5)
-    assert (c["optimizer"]["config"]["momentum"], c["optimizer"]["config"]["rho"],
-            c["data"]["batch_size"]) == (0.5, 0.8, 5)
-    c = zoo.get_config("jsb_rnn_plain", **{"model.recurrent_init.radius": 0.9,
-                                           "model.recurrent_init.stddev": 0.5})
+    c = zoo.get_config(
+        "jsb_rnn_plain", optimizer__momentum=0.5, optimizer={"rho": 0.8}, batch_size=5
+    )
+    assert (
+        c["optimizer"]["config"]["momentum"],
+        c["optimizer"]["config"]["rho"],
+        c["data"]["batch_size"],
+    ) == (0.5, 0.8, 5)
+    c = zoo.get_config(
+        "jsb_rnn_plain", **{"model.recurrent_init.radius": 0.9, "model.recurrent_init.stddev": 0.5}
+    )
     assert c["model"]["recurrent_init"]["config"]["radius"] == 0.9
     assert c["model"]["recurrent_init"]["config"]["base"]["config"]["stddev"] == 0.5  # wrapped
     assert zoo.get_value(c, "model.recurrent_init.stddev") == 0.5
@@ -29,12 +34,17 @@ def test_keras_objects_are_serialized_configs_built_by_their_constructors():
     assert isinstance(noise, perturbations.WeightNoise) and noise.per == "sequence"
     assert isinstance(keras.optimizers.get(c["optimizer"]), keras.optimizers.RMSprop)
     assert zoo.get_value(c, "regularization.weight_noise.sampling") == "weight"  # the default
-    with pytest.raises(zoo.ConfigError, match=r"regularization.weight_noise.stddev=-1: WeightNoise "
-                                              r"refused it: Invalid value for argument stddev="):
+    with pytest.raises(
+        zoo.ConfigError,
+        match=r"regularization.weight_noise.stddev=-1: WeightNoise "
+        r"refused it: Invalid value for argument stddev=",
+    ):
         zoo.get_config("jsb_rnn_ns", **{"regularization.weight_noise.stddev": -1})
     with pytest.raises(zoo.ConfigError, match="DropConnect refused it: .*scale"):
         zoo.resolve("jsb_rnn_do", ["regularization.dropconnect.scale=training"])
-    with pytest.raises(zoo.ConfigError, match=r"optimizer.momentm=0.5: RMSprop refused it.*momentm"):
+    with pytest.raises(
+        zoo.ConfigError, match=r"optimizer.momentm=0.5: RMSprop refused it.*momentm"
+    ):
         zoo.get_config("jsb_rnn_ns", **{"optimizer.momentm": 0.5})
     # A class swap keeps the arguments the new class accepts.
     c = zoo.resolve("jsb_rnn_do", ["optimizer.class_name=RMSprop"])
@@ -53,8 +63,10 @@ def test_keras_objects_are_serialized_configs_built_by_their_constructors():
 
 
 def test_int_is_accepted_for_float_but_not_the_reverse():
-    assert zoo.get_config("jsb_rnn_plain", learning_rate=1)["optimizer"]["config"][
-        "learning_rate"] == 1.0
+    assert (
+        zoo.get_config("jsb_rnn_plain", learning_rate=1)["optimizer"]["config"]["learning_rate"]
+        == 1.0
+    )
     with pytest.raises(zoo.ConfigError, match=r"model.units=2.5 \(float\): expected an integer"):
         zoo.get_config("jsb_rnn_plain", units=2.5)
     with pytest.raises(zoo.ConfigError, match=r"model.units='8' \(str\): expected an integer"):
@@ -68,15 +80,22 @@ def test_int_is_accepted_for_float_but_not_the_reverse():
 def test_choices_are_checked_with_suggestions():
     with pytest.raises(zoo.ConfigError, match=r"task='ptv'.*did you mean 'ptb'"):
         zoo.get_config("jsb_rnn_plain", task="ptv")
-    with pytest.raises(zoo.ConfigError, match=r"optimizer.class_name='rmsrop': expected a "
-                                              r"Keras-serialized Optimizer"):
+    with pytest.raises(
+        zoo.ConfigError,
+        match=r"optimizer.class_name='rmsrop': expected a "
+        r"Keras-serialized Optimizer",
+    ):
         zoo.get_config("jsb_rnn_plain", **{"optimizer.class_name": "rmsrop"})
 
 
 def test_unknown_and_ambiguous_keys():
-    with pytest.raises(zoo.ConfigError, match=r"unknown configuration key 'model.unit'.*model.units"):
+    with pytest.raises(
+        zoo.ConfigError, match=r"unknown configuration key 'model.unit'.*model.units"
+    ):
         zoo.get_config("jsb_rnn_plain", **{"model.unit": 3})
-    with pytest.raises(zoo.ConfigError, match="unknown configuration key 'optimiser.learning_rate'"):
+    with pytest.raises(
+        zoo.ConfigError, match="unknown configuration key 'optimiser.learning_rate'"
+    ):
         zoo.get_config("jsb_rnn_plain", **{"optimiser.learning_rate": 3})
     with pytest.raises(zoo.ConfigError, match="ambiguous configuration key 'per'"):
         zoo.get_config("jsb_rnn_plain", per="sequence")
@@ -95,10 +114,16 @@ def test_optional_sections_are_created_and_removed():
 
 
 def test_command_line_values_are_parsed_by_the_expected_type():
-    c = zoo.resolve("jsb_rnn_plain", ["model.units=8", "optimizer.global_clipnorm=1e6",
-                                      "regularization.dropconnect.scale=false",
-                                      "regularization.weight_noise.per=sequence",
-                                      "data.source=none"])
+    c = zoo.resolve(
+        "jsb_rnn_plain",
+        [
+            "model.units=8",
+            "optimizer.global_clipnorm=1e6",
+            "regularization.dropconnect.scale=false",
+            "regularization.weight_noise.per=sequence",
+            "data.source=none",
+        ],
+    )
     assert c["model"]["units"] == 8 and c["optimizer"]["config"]["global_clipnorm"] == 1e6
     assert c["regularization"]["dropconnect"]["config"]["scale"] is False
     assert c["regularization"]["weight_noise"]["config"]["per"] == "sequence"
