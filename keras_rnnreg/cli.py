@@ -275,12 +275,12 @@ def _cmd_train(args, out):
 
 
 def _cmd_evaluate(args, out):
-    from keras_rnnreg import training
+    from keras_rnnreg import _runfolder, training
 
     result = training.evaluate_run(
         args.run_dir, data=args.data, data_root=args.data_root, split=args.split
     )
-    print(json.dumps(training._jsonable(result), indent=2), file=out)
+    print(json.dumps(_runfolder.jsonable(result), indent=2), file=out)
     return 0
 
 

@@ -73,7 +73,6 @@ from keras_rnnreg._runfolder import (  # noqa: F401  (the layout names: cli, car
     read_json,
     write_json_atomic,
 )
-from keras_rnnreg._runfolder import jsonable as _jsonable  # noqa: F401  (cli)
 from keras_rnnreg.zoo import tasks as _tasks
 
 STATE_VERSION = 2

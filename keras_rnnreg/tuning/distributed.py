@@ -27,8 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from keras_rnnreg import _runfolder
-from keras_rnnreg.zoo import _parallel
+from keras_rnnreg import _processes, _runfolder
 
 __all__ = ["search", "settle_oracle", "start_together", "trial_workers", "tuner_env"]
 
@@ -62,14 +61,12 @@ def free_port(host="127.0.0.1"):
 
 
 def tuner_env(tuner_id, port, base=None, host="127.0.0.1", barrier=None):
-    env = dict(os.environ if base is None else base)
+    # workers share the accelerator with the chief: they allocate memory on demand
+    env = _processes.child_env(shared=tuner_id != CHIEF, base=base)
     if barrier:
         env[BARRIER] = barrier
     env.update(KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP=host,
-               KERASTUNER_ORACLE_PORT=str(port), PYTHONUNBUFFERED="1")
-    if tuner_id != CHIEF:  # workers share the accelerator: allocate memory on demand
-        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-        env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+               KERASTUNER_ORACLE_PORT=str(port))
     return env
 
 
@@ -193,7 +190,7 @@ def search(job_path, workers, out, quick=False, data_root=None, log=print, poll=
             "continue the search (finished trials are kept; running ones start again).")
         raise
     finally:
-        _parallel.stop_processes(list(procs.values()))
+        _processes.stop_processes(list(procs.values()))
         settle_oracle(out)
         for f in logs.values():
             f.close()
@@ -216,8 +213,8 @@ def _main(argv=None):
     p.add_argument("--entry", help="the entry of a column job")
     args = p.parse_args(argv)
 
-    _parallel.stop_on_sigterm()
-    _parallel._stop_when_orphaned()
+    _processes.stop_on_sigterm()
+    _processes.stop_when_orphaned()
     jobs.run_job(args.job, quick=args.quick, out_dir=args.out, data_root=args.data_root,
                  log=lambda msg: print(msg, flush=True), entry=args.entry)
     return 0

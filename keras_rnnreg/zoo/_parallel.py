@@ -13,34 +13,15 @@ finished runs and resumes the interrupted ones from their last finished epoch.
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from keras_rnnreg import _processes
+
 LOG = "train.log"
 MARK = "[rnnreg-progress] "
-_STOP = []  # set by SIGTERM in a child
-
-
-def stop_on_sigterm():
-    """In a child: SIGTERM raises ``KeyboardInterrupt``; a second one exits at once.
-
-    This covers the child outside ``model.fit`` (loading data, the test evaluation); during
-    ``fit``, :func:`keras_rnnreg.training.train` handles SIGTERM itself and stops at the next batch
-    boundary (a ``KeyboardInterrupt`` raised inside Keras can be swallowed by its bare
-    ``except:`` clauses). Run files are committed atomically, so an exit at any point leaves them
-    whole.
-    """
-
-    def on_term(signum, frame):
-        if _STOP:
-            os._exit(130)
-        _STOP.append(signum)
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_term)
 
 
 # ------------------------------------------------------------------------------------ child
@@ -64,26 +45,6 @@ def _progress_callback(total):
     return Progress()
 
 
-def _stop_when_orphaned(every=2.0):
-    """SIGTERM this child when its parent is gone (killed without a chance to stop it).
-
-    The child's SIGTERM handler raises ``KeyboardInterrupt`` (SIGINT may be ignored: processes
-    started in the background by a shell inherit that).
-    """
-    import threading
-
-    parent = os.getppid()
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(every)
-        while True:  # until the process has exited (see stop_on_sigterm)
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(every * 5)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 def _child(spec_json):
     """Train one run (the child process); the report gets ``wall_s`` like a sequential run's."""
     from keras_rnnreg import training, zoo
@@ -91,8 +52,8 @@ def _child(spec_json):
     spec = json.loads(spec_json)
     run, run_dir = spec["run"], Path(spec["run_dir"])
 
-    stop_on_sigterm()
-    _stop_when_orphaned()
+    _processes.stop_on_sigterm()
+    _processes.stop_when_orphaned()
     resume = (run_dir / training.CONFIG).exists()
     total = (
         run["epochs"] or zoo.resolve(run["name"], run["overrides"] or None)["training"]["epochs"]
@@ -118,18 +79,6 @@ def _child(spec_json):
 
 
 # ----------------------------------------------------------------------------------- parent
-def child_env(device=None, shared=True, base=None):
-    """The environment of a child: one device (``CUDA_VISIBLE_DEVICES``), memory sharing flags."""
-    env = dict(os.environ if base is None else base)
-    if device is not None:
-        env["CUDA_VISIBLE_DEVICES"] = str(device)
-    if shared:  # several processes on one accelerator: allocate memory on demand
-        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-        env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
-
-
 class Job:
     def __init__(self, run, run_dir):
         self.run, self.run_dir = run, Path(run_dir)
@@ -159,7 +108,7 @@ class Job:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=child_env(device, shared),
+            env=_processes.child_env(device, shared),
             start_new_session=True,  # Ctrl-C reaches the parent only; it stops the children
         )
         self.state = "resuming" if self.resume else "training"
@@ -269,27 +218,6 @@ class Display:
         self.drawn = len(lines)
 
 
-def stop_processes(procs, grace=20.0):
-    """SIGTERM to the process group of every ``subprocess.Popen`` still running (each child stops
-    after writing nothing partial), then SIGKILL to those still there after ``grace`` seconds."""
-    for proc in procs:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    deadline = time.time() + grace
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
-
-
 def run(runs, out, jobs=2, devices=None, verbose=0, log=print, stream=None, poll=0.5):
     """Train ``runs`` (of :func:`keras_rnnreg.zoo.cards.plan`) in up to ``jobs`` processes.
 
@@ -362,7 +290,7 @@ def run(runs, out, jobs=2, devices=None, verbose=0, log=print, stream=None, poll
                 display.event(job, job.state)
             display.draw()
     except KeyboardInterrupt:
-        stop_processes([job.proc for job in running])
+        _processes.stop_processes([job.proc for job in running])
         for job in running:
             job.state = "stopped"
         display.draw()

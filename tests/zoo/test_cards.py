@@ -159,6 +159,7 @@ def test_parallel_runs_survive_a_crashed_run_and_report_every_seed(tmp_path):
 def test_parallel_display_rewrites_lines_on_a_terminal(tmp_path, monkeypatch):
     import io
 
+    from keras_rnnreg import _processes
     from keras_rnnreg.zoo import _parallel
 
     job = _parallel.Job({"key": "a", "seed": 0}, tmp_path)
@@ -178,5 +179,5 @@ def test_parallel_display_rewrites_lines_on_a_terminal(tmp_path, monkeypatch):
     )
     compact.draw()
     assert compact.stream.getvalue().splitlines()[-1].endswith("1 training, 3 waiting")
-    assert _parallel.child_env("1", base={})["CUDA_VISIBLE_DEVICES"] == "1"
-    assert _parallel.child_env(None, base={})["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    assert _processes.child_env("1", base={})["CUDA_VISIBLE_DEVICES"] == "1"
+    assert _processes.child_env(None, base={})["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"

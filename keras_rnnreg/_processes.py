@@ -1,0 +1,83 @@
+"""Child processes of the parallel runs and the distributed tuner: their environment, SIGTERM
+handling, orphan detection and stopping (used by :mod:`keras_rnnreg.zoo._parallel` and
+:mod:`keras_rnnreg.tuning.distributed`)."""
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+__all__ = ["child_env", "stop_on_sigterm", "stop_processes", "stop_when_orphaned"]
+
+_STOP = []  # set by SIGTERM in a child
+
+
+def stop_on_sigterm():
+    """In a child: SIGTERM raises ``KeyboardInterrupt``; a second one exits at once.
+
+    This covers the child outside ``model.fit`` (loading data, the test evaluation); during
+    ``fit``, :func:`keras_rnnreg.training.train` handles SIGTERM itself and stops at the next batch
+    boundary (a ``KeyboardInterrupt`` raised inside Keras can be swallowed by its bare
+    ``except:`` clauses). Run files are committed atomically, so an exit at any point leaves them
+    whole.
+    """
+
+    def on_term(signum, frame):
+        if _STOP:
+            os._exit(130)
+        _STOP.append(signum)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def stop_when_orphaned(every=2.0):
+    """SIGTERM this child when its parent is gone (killed without a chance to stop it).
+
+    The child's SIGTERM handler raises ``KeyboardInterrupt`` (SIGINT may be ignored: processes
+    started in the background by a shell inherit that).
+    """
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(every)
+        while True:  # until the process has exited (see stop_on_sigterm)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(every * 5)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def child_env(device=None, shared=True, base=None):
+    """The environment of a child: one device (``CUDA_VISIBLE_DEVICES``), memory sharing flags."""
+    env = dict(os.environ if base is None else base)
+    if device is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(device)
+    if shared:  # several processes on one accelerator: allocate memory on demand
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def stop_processes(procs, grace=20.0):
+    """SIGTERM to the process group of every ``subprocess.Popen`` still running (each child stops
+    after writing nothing partial), then SIGKILL to those still there after ``grace`` seconds."""
+    for proc in procs:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.time() + grace
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
