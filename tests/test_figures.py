@@ -115,7 +115,9 @@ def test_spectral_radius_figure_is_the_runs_history(drawn, work):
 def test_sweep_points_are_the_trials(drawn, work):
     rows = drawn["noise_sweep"]["rows"]
     assert {r["parameter"] for r in rows} == {"lambda", "noise_stddev", "dropconnect_rate"}
-    ranges = {"lambda": (1e-4, 1e-2), "noise_stddev": (0.01, 0.1), "dropconnect_rate": (0.0, 0.9)}
+    from keras_rnnreg.tuning.spaces import NOISE_STUDY_TABLE_2
+
+    ranges = {h["name"]: (h["min"], h["max"]) for h in NOISE_STUDY_TABLE_2 if h["type"] == "float"}
     for r in rows:
         low, high = ranges[r["parameter"]]
         assert low <= r["value"] <= high

@@ -17,8 +17,8 @@ import copy
 
 import keras
 
-from keras_rnnreg import constraints, layers
-from keras_rnnreg.zoo import tasks
+from keras_rnnreg import constraints, layers, perturbations
+from keras_rnnreg.zoo import schema, tasks
 
 __all__ = ["build_network", "compile_model"]
 
@@ -39,8 +39,12 @@ def _penalty(reg):
 
 
 def _perturbations(reg):
-    return [_get(keras.saving.deserialize_keras_object, reg[key])
-            for key in ("weight_noise", "dropconnect") if reg.get(key) is not None]
+    """The perturbations the configuration sets: every ``regularization`` entry of the schema
+    holding a :class:`~keras_rnnreg.perturbations.Perturbation`, in the schema's order."""
+    entries = schema.SCHEMA.fields["regularization"].fields
+    return [_get(node.get, reg[key]) for key, node in entries.items()
+            if isinstance(node, schema.KerasObject)
+            and issubclass(node.base, perturbations.Perturbation) and reg.get(key) is not None]
 
 
 def _state_regularizer(reg):
