@@ -44,7 +44,7 @@ garbled or ambiguous rows**:
   the "probability that an incoming recurrent weight is set to zero", i.e. the DropConnect rate,
   with the classic dropout scaling of Hinton et al. (2012) and Wan et al. (2013): unscaled masks
   in training, the expected matrix (1 − p) W at test time (``DropConnect(scale="inference")``),
-  and climin's RMSprop (``optimizer.name = "climin_rmsprop"``, the library whose vocabulary
+  and climin's RMSprop (``optimizer.class_name = "CliminRMSprop"``, the library whose vocabulary
   Table 2 uses). Each of the three matters (docs/results.md, "Nottingham RNN-DO"): the keep
   reading (rate 1 − p) does not train on Nottingham (p = 0.36: rate 0.64 per timestep, 8.1-8.4
   nats on either optimizer, the plain RNN 3.5); inverted scaling (×1/(1 − p) in training) makes
