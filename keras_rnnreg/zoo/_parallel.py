@@ -168,7 +168,7 @@ class Job:
         if self.state == "done" and self.error is None and hasattr(self, "result"):
             parts.append(
                 f"{self.result['metric']} = {self.result['ours']:.4g} "
-                f"(paper {self.result['paper']})"
+                f"(paper {self.run.get('paper')})"
             )
         if self.state == "failed":
             parts.append(self.error or "")

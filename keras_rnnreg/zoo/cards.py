@@ -179,6 +179,7 @@ def plan(card, quick=False, only=None, epochs=None, seeds=None, data_root=None):
             runs.append({
                 "key": entry["key"],
                 "name": entry["name"],
+                "paper": entry.get("paper"),  # the cell's number (an override entry's own)
                 "seed": int(seed),
                 "data": q.get("data") if quick and "data" in q else entry.get("data"),
                 "epochs": _first(epochs, q.get("epochs") if quick else None, entry.get("epochs"),
@@ -255,7 +256,7 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
                 continue
             report["wall_s"] = round(time.time() - started, 1)
             training.write_json_atomic(report_path, report)
-            log(f"    {report['metric']} = {report['ours']:.4g} (paper {report['paper']}) in "
+            log(f"    {report['metric']} = {report['ours']:.4g} (paper {run.get('paper')}) in "
                 f"{report['wall_s']} s, best epoch {report['best_epoch']} of "
                 f"{report['epochs_run']}")
         reports.append((run, report))

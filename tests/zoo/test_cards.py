@@ -36,6 +36,9 @@ def test_cards_and_registry_are_in_step():
             assert entry["paper"] in [paper["value"], *(paper["other"] or {}).values()]
             if "set" not in entry:
                 assert entry["paper"] == paper["value"], (path.name, entry["key"])
+        for run in cards.plan(card):  # what each run's log line quotes: its own cell's number
+            entry = next(e for e in card["entries"] if e["key"] == run["key"])
+            assert run["paper"] == entry["paper"]
     assert in_cards == set(zoo.list_models())
 
 
