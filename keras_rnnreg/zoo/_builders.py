@@ -70,6 +70,7 @@ def _recurrent_layer(config, index, return_sequences):
         return_sequences=return_sequences,
         name=f"recurrent_{index}",
     )
+    extra = dict(perturbations=_perturbations(reg), state_regularizer=_state_regularizer(reg))
     if m["cell"] == "fast_dropout":
         fd = reg.get("fast_dropout") or {}
         return layers.FastDropoutRNN(
@@ -81,8 +82,8 @@ def _recurrent_layer(config, index, return_sequences):
             inference=fd.get("inference", "marginal"),
             return_variance=True,
             **common,
+            **extra,
         )
-    extra = dict(perturbations=_perturbations(reg), state_regularizer=_state_regularizer(reg))
     if m["cell"] == "lstm":
         return layers.LSTM(
             m["units"],

@@ -254,3 +254,15 @@ def test_note_cross_entropy_is_nll_per_timestep():
     w[0, :3] = 0
     loss = float(keras.ops.convert_to_numpy(zoo.NoteCrossEntropy()(y, p, sample_weight=w)))
     assert np.isclose(loss, metrics.nll_per_timestep(y, p, w), rtol=1e-4)
+
+
+def test_fast_dropout_presets_take_the_perturbations_and_the_norm_stabilizer():
+    """FastDropoutRNN sits on the shared base, so the zoo hands it what the configuration sets."""
+    model = zoo.build("jsb_rnn_fd", units=4, **{"regularization.weight_noise.stddev": 0.02,
+                                                 "regularization.norm_stabilizer.beta": 5.0})
+    layer = model.get_layer("recurrent_0")
+    assert [type(p).__name__ for p in layer.perturbations] == ["WeightNoise"]
+    assert layer.perturbations[0].stddev == 0.02 and layer.state_regularizer.beta == 5.0
+    assert layer.inference == "marginal"
+    plain = zoo.build("jsb_rnn_fd", units=4).get_layer("recurrent_0")
+    assert plain.perturbations == [] and plain.state_regularizer is None
