@@ -23,6 +23,7 @@ when unused; setting one of their keys creates them from their defaults, and set
 import contextlib
 import copy
 import difflib
+import inspect
 import numbers
 import random
 from dataclasses import dataclass
@@ -69,12 +70,55 @@ def _no_draws():
         random.setstate(state)
 
 
+def _unbuilt(cls):
+    """Keras optimizers are checked against their signature, never built, when a configuration is
+    made or checked: building one makes backend variables, which on TensorFlow starts the runtime,
+    and a multi-worker strategy must be set up before that (:mod:`keras_rnnreg.distribute`)."""
+    return isinstance(cls, type) and issubclass(cls, keras.optimizers.Optimizer)
+
+
+def _optimizer_class(name):
+    """Ours (``CliminRMSprop``) or Keras' (``RMSprop``, ``adam``) optimizer class, else None."""
+    name = str(name)
+    registered = keras.saving.get_registered_object(name if ">" in name else f"{PACKAGE}>{name}")
+    if registered is not None:
+        return registered
+    public = {k.lower(): v for k, v in vars(keras.optimizers).items() if _unbuilt(v)}
+    return public.get(name.lower())
+
+
+def _named_arguments(cls):
+    """``{name: default}`` of the named arguments of ``cls`` and the classes its ``**kwargs``
+    reach (an optimizer's base class); required ones map to ``inspect.Parameter.empty``."""
+    out = {}
+    for klass in cls.__mro__[:-1]:  # not object
+        if "__init__" in vars(klass):
+            for name, p in inspect.signature(klass.__init__).parameters.items():
+                if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                    out.setdefault(name, p.default)
+    return out
+
+
+def _check_signature(cls, config):
+    """ValueError unless ``cls`` takes every argument of ``config`` (by name)."""
+    unknown = sorted(set(config) - set(_named_arguments(cls)))
+    if unknown:
+        raise ValueError(f"{cls.__name__} refused it: unexpected argument(s) {', '.join(unknown)}")
+
+
 def keras_object(obj, **config):
     """The Keras-serialized config of ``obj`` (a class or an instance) called with ``config``.
 
     Holds only the arguments given (``config``, or all of an instance's); the constructor checks
-    them here, so a broken preset fails on import.
+    them here (an optimizer's signature: see :func:`_unbuilt`), so a broken preset fails on import.
     """
+    if _unbuilt(obj):
+        _check_signature(obj, config)
+        custom = keras.saving.get_registered_name(obj)
+        builtin = getattr(keras.optimizers, obj.__name__, None) is obj
+        return {"module": "keras.optimizers" if builtin else obj.__module__,
+                "class_name": obj.__name__, "config": dict(config),
+                "registered_name": None if builtin else custom}
     with _no_draws():
         instance = obj(**config) if isinstance(obj, type) else obj
         full = keras.saving.serialize_keras_object(instance)
@@ -86,6 +130,11 @@ def arguments(value):
     an unused object); a plain dict (a run saved before the objects were Keras configs) as is."""
     if not isinstance(value, dict) or "class_name" not in value:
         return value
+    cls = _optimizer_class(value.get("registered_name") or value["class_name"])
+    if _unbuilt(cls):
+        named = _named_arguments(cls).items()
+        defaults = {k: v for k, v in named if v is not inspect.Parameter.empty}
+        return {**defaults, **value["config"]}
     with _no_draws():
         full = keras.saving.deserialize_keras_object(copy.deepcopy(value)).get_config()
     return {**full, **value["config"]}
@@ -377,6 +426,8 @@ def _object(node, path, value):
     if isinstance(value, dict) and isinstance(value.get("config"), dict) and "class_name" in value:
         return copy.deepcopy(value)
     try:
+        if isinstance(value, str) and _unbuilt(_optimizer_class(value)) and _unbuilt(node.base):
+            return keras_object(_optimizer_class(value))
         if isinstance(value, str):  # ours (``CliminRMSprop``) or Keras' (``adam``, ``RMSprop``)
             registered = keras.saving.get_registered_object(f"{PACKAGE}>{value}")
             with _no_draws():
@@ -430,10 +481,21 @@ def validate(config, section=SCHEMA, prefix=()):
 
 
 def _build(node, path, value, where=None):
-    """The Keras object of a config (ConfigError naming the key if its constructor refuses)."""
+    """The Keras object of a config (ConfigError naming the key if its constructor refuses); for
+    an optimizer, only its signature is checked (see :func:`_unbuilt`) and None returned."""
     where = where or f"{dotted(path)}={value!r}"
     if not isinstance(value, dict) or not isinstance(value.get("config"), dict):
         raise ConfigError(f"{where}: expected {node.expected()}")
+    if _unbuilt(node.base):
+        cls = _optimizer_class(value.get("registered_name") or value.get("class_name"))
+        if cls is None:
+            raise ConfigError(f"{where}: no optimizer class {value.get('class_name')!r} (Keras' "
+                              "keras.optimizers or keras_rnnreg.optimizers)")
+        try:
+            _check_signature(cls, value["config"])
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}") from None
+        return None
     try:
         with _no_draws():
             obj = node.get(copy.deepcopy(value))  # keras.optimizers.get edits its argument

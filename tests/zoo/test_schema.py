@@ -150,3 +150,36 @@ def test_describe_keys_covers_the_schema():
     assert any(line.startswith("optimizer ") for line in lines)
     assert any(line.startswith("regularization.weight_noise ") for line in lines)
     assert any(line.startswith("data.batch_size ") for line in lines)
+
+
+def test_optimizers_are_checked_without_being_built():
+    """Making and checking configurations builds no optimizer: on TensorFlow that would start the
+    runtime, after which a multi-worker strategy can no longer be set up."""
+    import subprocess
+    import sys
+
+    code = (
+        "from keras_rnnreg import zoo\n"
+        "zoo.resolve('jsb_rnn_do', ['optimizer=adam', 'optimizer.learning_rate=0.01'])\n"
+        "zoo.resolve('ptb_lstm_ns', ['optimizer.class_name=CliminRMSprop'])\n"
+        "from tensorflow.python.eager import context\n"
+        "print('started' if context.context()._initialized else 'not started')\n"
+    )
+    env = {**__import__("os").environ, "KERAS_BACKEND": "tensorflow"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip().splitlines()[-1] == "not started"
+
+
+def test_optimizer_arguments_are_checked_against_the_signature():
+    with pytest.raises(zoo.ConfigError, match="SGD refused it: unexpected argument.*bogus"):
+        zoo.resolve("ptb_lstm_ns", ["optimizer.bogus=1"])
+    with pytest.raises(zoo.ConfigError, match="no optimizer class 'Nonesuch'"):
+        zoo.resolve("ptb_lstm_ns", {"optimizer": {"class_name": "Nonesuch", "config": {}}})
+    swapped = zoo.resolve("ptb_lstm_ns", ["optimizer.class_name=CliminRMSprop"])["optimizer"]
+    assert swapped["registered_name"] == "keras_rnnreg>CliminRMSprop"
+    assert swapped["config"]["global_clipnorm"] == 1.0  # a base-optimizer argument is kept
+    assert zoo.get_value({"optimizer": swapped}, "optimizer.epsilon") == 1e-8
+    built = zoo.build("ptb_lstm_ns", units=2, **{"optimizer.class_name": "CliminRMSprop"})
+    assert type(built.optimizer).__name__ == "CliminRMSprop"
+    assert built.optimizer.global_clipnorm == 1.0
