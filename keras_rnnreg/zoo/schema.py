@@ -100,10 +100,23 @@ def _named_arguments(cls):
 
 
 def _check_signature(cls, config):
-    """ValueError unless ``cls`` takes every argument of ``config`` (by name)."""
-    unknown = sorted(set(config) - set(_named_arguments(cls)))
+    """ValueError unless ``cls`` takes every argument of ``config`` (by name), with a number where
+    its default is a number (and for ``learning_rate``) and true / false where it is a bool."""
+    named = _named_arguments(cls)
+    unknown = sorted(set(config) - set(named))
     if unknown:
         raise ValueError(f"{cls.__name__} refused it: unexpected argument(s) {', '.join(unknown)}")
+    for key, value in config.items():
+        default = named[key]
+        if isinstance(default, bool):
+            ok, expected = isinstance(value, bool), "true or false"
+        elif key == "learning_rate" or isinstance(default, numbers.Real):
+            ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            expected = "a number"
+        else:
+            continue
+        if not ok:
+            raise ValueError(f"{cls.__name__} refused it: {key}={value!r}, expected {expected}")
 
 
 def keras_object(obj, **config):
