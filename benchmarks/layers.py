@@ -71,6 +71,21 @@ def _keras_variants(units):
 CELLS = ("SimpleRNN", "LSTM", "GRU")
 
 
+def _projection_variants(units):
+    """Per layer: Keras' layer, and ours with the input projection made before the loop
+    (``pre``) and computed in the loop (``in``), whatever ``base.PROJECT_IN_LOOP`` picks: the
+    measurement behind that table."""
+    L = keras_rnnreg.layers
+    variants = {}
+    for kind in CELLS:
+        keras_cls, ours = getattr(keras.layers, kind), getattr(L, kind)
+        variants[f"keras.{kind}"] = lambda c=keras_cls: c(units, return_sequences=True)
+        for where, in_loop in (("pre", False), ("in", True)):
+            forced = type(f"{kind}_{where}", (ours,), {"_projects_in_loop": lambda s, v=in_loop: v})
+            variants[f"ours.{kind} ({where})"] = lambda c=forced: c(units, return_sequences=True)
+    return variants
+
+
 def _cell_variants(units):
     """Per cell kind: Keras' cell and ours, each in keras.layers.RNN, and our fused layer."""
     L = keras_rnnreg.layers
@@ -271,10 +286,11 @@ def main(argv=None):
     parser.add_argument("--units", type=int, default=200)
     parser.add_argument(
         "--suite",
-        choices=["keras", "cells", "regularizers", "all"],
+        choices=["keras", "cells", "regularizers", "projection", "all"],
         default="all",
         help="keras: ours vs Keras' layers; cells: our cells in keras.layers.RNN vs Keras' cells "
-        "and vs our fused layers; regularizers: each regularizer vs our plain layer",
+        "and vs our fused layers; regularizers: each regularizer vs our plain layer; projection: "
+        "ours with the input projection before / in the loop vs Keras' layers (not in 'all')",
     )
     parser.add_argument(
         "--clock",
@@ -340,6 +356,16 @@ def main(argv=None):
             vs_keras = f"{rate / rates[f'keras.RNN({kind}Cell)']:.2f}x"
             vs_fused = f"{rate / rates[f'ours.{kind}']:.2f}x"
             print(f"| {backend} | {name} | {rate:,.0f} | {vs_keras} | {vs_fused} |", flush=True)
+    if args.suite == "projection":
+        rates = measure(
+            _projection_variants(args.units), steps=args.steps, repeats=args.repeats,
+            clock=args.clock,
+        )
+        print("| backend | layer | timesteps/s | speed vs Keras |")
+        print("|---|---|---|---|")
+        for name, rate in rates.items():
+            keras_rate = rates[f"keras.{name.split('.')[1].split(' ')[0]}"]
+            print(f"| {backend} | {name} | {rate:,.0f} | {rate / keras_rate:.2f}x |", flush=True)
     if args.suite in ("regularizers", "all"):
         rates = measure(
             _regularizer_variants(args.units),

@@ -42,3 +42,16 @@ def test_paper_shapes_run_every_variant(capsys):
     assert set(bench.PAPER_SHAPES) == {
         "jsb_srnn200", "ptb_lstm1000", "srnn1600", "timit_blstm3x500"
     }
+
+
+def test_projection_suite_forces_each_path():
+    variants = bench._projection_variants(3)
+    assert set(variants) == {
+        f"{name}.{kind}{where}" for kind in bench.CELLS
+        for name, where in (("keras", ""), ("ours", " (pre)"), ("ours", " (in)"))
+    }
+    assert variants["ours.LSTM (in)"]()._projects_in_loop() is True
+    assert variants["ours.GRU (pre)"]()._projects_in_loop() is False
+    chosen = {name: variants[name] for name in ("keras.LSTM", "ours.LSTM (pre)", "ours.LSTM (in)")}
+    rates = bench.measure(chosen, batch=2, length=3, features=88, steps=1, repeats=1)
+    assert set(rates) == set(chosen) and all(rate > 0 for rate in rates.values())

@@ -24,7 +24,8 @@ from keras_rnnreg._backend import scan_states
 # The backends where the hand-written backward pass beats autodiff through the scan, measured on
 # CPU (docs/benchmarks.md, "Hand-written backward or autodiff"): TensorFlow's graph-mode autodiff
 # through tf.scan is faster for every layer; on JAX the fused SimpleRNN / LSTM win and the fused
-# GRU loses; on PyTorch (eager: fewer ops per step) all three win.
+# GRU loses; on PyTorch (eager: fewer ops per step) all three win. It needs the projection made
+# before the loop, so where base.PROJECT_IN_LOOP puts it inside, autodiff runs instead.
 FASTER_THAN_AUTODIFF = {"simple_rnn": ("jax", "torch"), "lstm": ("jax", "torch"), "gru": ("torch",)}
 
 

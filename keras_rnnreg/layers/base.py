@@ -3,7 +3,8 @@
 Design:
 
 * the input projection ``x_t W + b`` for every timestep is one matmul before the loop; the loop
-  (``keras.ops.scan``) does only the recurrent part ``h_{t-1} U`` and the nonlinearity;
+  (``keras.ops.scan``) does only the recurrent part ``h_{t-1} U`` and the nonlinearity, except
+  where :data:`PROJECT_IN_LOOP` measured an in-loop ``x_t W`` faster;
 * nothing random inside the loop: dropout masks and the weight perturbations of
   :mod:`keras_rnnreg.perturbations` are drawn before it, per-timestep ones as tensors with a time
   axis that the loop reads like an input;
@@ -22,6 +23,26 @@ from keras_rnnreg import activations as activations_lib
 from keras_rnnreg._backend import plain_tensor, scan_states
 from keras_rnnreg.layers import _cudnn
 from keras_rnnreg.perturbations import kernels_for_step, split_by_target
+
+# Where each step computes its own input projection x_t W + b, with autodiff through the loop
+# unrolled IN_LOOP_UNROLL steps, instead of one (T, B, gates x units) projection made before the
+# loop (and the hand-written backward pass where it pays): by device, layer and backend, where it
+# measured faster (docs/benchmarks.md, "Projection in the loop"; `python -m benchmarks.layers
+# --suite projection`). On the CPU the big projection costs more than it saves on JAX (XLA keeps
+# an in-loop x_t W in cache; not for the SimpleRNN, whose fused backward wins) and on TensorFlow
+# (tf.scan moves each step's slice of it, and of its gradient, through a TensorArray); on PyTorch
+# neither wins. On a GPU nothing is measured yet: the projection stays before the loop, where the
+# H100 probe (../shared/results/gpu_layers_h100.md) found the fused backward 1.4x faster than
+# autodiff for the 1000-unit LSTM on JAX.
+PROJECT_IN_LOOP = {
+    "cpu": {
+        "simple_rnn": ("tensorflow",),
+        "lstm": ("jax", "tensorflow"),
+        "gru": ("jax", "tensorflow"),
+    },
+    "gpu": {},
+}
+IN_LOOP_UNROLL = 2
 
 
 class FusedRNN(keras.layers.Layer):
@@ -45,6 +66,8 @@ class FusedRNN(keras.layers.Layer):
     """
 
     _gates = 1
+    # Which recurrence this is (a key of _fused.FASTER_THAN_AUTODIFF and PROJECT_IN_LOOP).
+    _kind = None
     # Whether the Keras namesake takes ``implementation`` (LSTM, GRU: a speed choice of the cell,
     # same function; accepted here and without effect) and ``use_cudnn`` (SimpleRNN takes neither).
     _keras_implementation_arg = True
@@ -422,17 +445,23 @@ class FusedRNN(keras.layers.Layer):
         def run_loop():
             """The state sequences (T, B, units) from our loop (fused or plain scan)."""
             # ---- The input projection for all timesteps: one matmul ((T, B, F) @ (F, G), or a
-            # batched (T, B, F) @ (T, F, G) under per-timestep input-weight noise). Time-major from
-            # here on: (T, B, ...).
+            # batched (T, B, F) @ (T, F, G) under per-timestep input-weight noise), unless each
+            # step computes its own (_projects_in_loop). Time-major from here on: (T, B, ...).
             x_tm = ops.transpose(x, (1, 0, 2))
-            projected = self._project(x_tm, kernel, training)
-            if input_local is not None:
-                projected = projected + input_local.local_noise(
-                    x_tm, input_local.variance_factors(kernel), self._normal(ops.shape(projected))
-                )
             input_bias, recurrent_bias = self._split_bias(bias)
-            if input_bias is not None:
-                projected = projected + input_bias
+            in_loop = input_local is None and len(kernel.shape) == 2 and self._projects_in_loop()
+            if in_loop:
+                projected = x_tm  # the step computes x_t W + b
+            else:
+                projected = self._project(x_tm, kernel, training)
+                if input_local is not None:
+                    projected = projected + input_local.local_noise(
+                        x_tm,
+                        input_local.variance_factors(kernel),
+                        self._normal(ops.shape(projected)),
+                    )
+                if input_bias is not None:
+                    projected = projected + input_bias
 
             recurrent_keep = None
             if training and self.recurrent_dropout > 0:
@@ -442,7 +471,8 @@ class FusedRNN(keras.layers.Layer):
                     seed=self.seed_generator,
                 )
 
-            if recurrent_keep is None and recurrent_local is None and self._use_fused():
+            fused = recurrent_keep is None and recurrent_local is None and not in_loop
+            if fused and self._use_fused():
                 # Fast path: hand-written backward pass (layers/_fused.py).
                 state_seqs = self._fused_states(
                     projected, recurrent_kernel, states, float_mask, recurrent_bias
@@ -455,10 +485,16 @@ class FusedRNN(keras.layers.Layer):
                     step_inputs["recurrent_kernel"] = recurrent_kernel
                 if recurrent_local is not None:
                     local_factors = recurrent_local.variance_factors(recurrent_kernel)
-                    step_inputs["local_normal"] = self._normal(ops.shape(projected))
+                    step_inputs["local_normal"] = self._normal(
+                        tuple(ops.shape(projected)[:2]) + (recurrent_kernel.shape[-1],)
+                    )
 
                 def body(carry, inputs):
                     u = inputs.get("recurrent_kernel", recurrent_kernel)
+                    if in_loop:
+                        inputs = dict(inputs, projected=ops.matmul(inputs["projected"], kernel))
+                        if input_bias is not None:
+                            inputs["projected"] = inputs["projected"] + input_bias
                     h_in = carry[0] if recurrent_keep is None else carry[0] * recurrent_keep
                     noise = None
                     if recurrent_local is not None:
@@ -477,7 +513,8 @@ class FusedRNN(keras.layers.Layer):
                     # The loop emits the carried states; outputs are formed after the loop.
                     return new_carry
 
-                state_seqs = scan_states(body, states, step_inputs, unroll=self.unroll)
+                unroll = self.unroll or (IN_LOOP_UNROLL if in_loop else 1)
+                state_seqs = scan_states(body, states, step_inputs, unroll=unroll)
 
             return state_seqs
 
@@ -644,6 +681,17 @@ class FusedRNN(keras.layers.Layer):
     def _use_fused(self):
         """Whether the hand-written backward pass covers this configuration."""
         return False
+    def _projects_in_loop(self):
+        """Whether each step computes its own ``x_t W + b`` (autodiff through the loop, unrolled
+        by :data:`IN_LOOP_UNROLL`) instead of reading one projection made before the loop: where
+        :data:`PROJECT_IN_LOOP` measured it faster, for a layer that projects with a plain matmul
+        (FastDropoutRNN appends a variance part). Not under per-timestep input-kernel draws or
+        local noise (``call`` checks)."""
+        device = "gpu" if _backend.gpu_available() else "cpu"
+        return (
+            keras.backend.backend() in PROJECT_IN_LOOP[device].get(self._kind, ())
+            and type(self)._project is FusedRNN._project
+        )
 
     def _fused_states(self, projected, recurrent_kernel, states, float_mask, recurrent_bias=None):
         """State sequences (T, B, units) from the fused implementation."""

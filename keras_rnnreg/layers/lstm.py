@@ -36,6 +36,7 @@ class LSTM(FusedRNN):
     """
 
     _gates = 4
+    _kind = "lstm"
     _defers_cudnn_check = True
     _sequences_available = ("hidden", "cell")
 
@@ -186,7 +187,7 @@ class LSTM(FusedRNN):
         return self.output_activation_name
 
     def _use_fused(self):
-        return _fused.pays("lstm") and all(
+        return _fused.pays(self._kind) and all(
             _fused.fusable(name)
             for name in (
                 self.activation_name,

@@ -30,6 +30,7 @@ class SimpleRNN(FusedRNN):
     """
 
     _keras_implementation_arg = False
+    _kind = "simple_rnn"
     _keras_use_cudnn_arg = False
 
     def _cudnn_config_reason(self, training=True):
@@ -42,7 +43,7 @@ class SimpleRNN(FusedRNN):
         return [self.activation(projected + recurrent)]
 
     def _use_fused(self):
-        return _fused.pays("simple_rnn") and _fused.fusable(self.activation_name)
+        return _fused.pays(self._kind) and _fused.fusable(self.activation_name)
 
     def _fused_states(self, projected, recurrent_kernel, states, float_mask, recurrent_bias=None):
         return [

@@ -217,39 +217,77 @@ class _Wrapped(keras.layers.Layer):
     "kwargs",
     [
         {},
-        {"activation": "relu", "use_bias": False},
-        # per-timestep kernels (T, N, G) through the fused backward pass
+        {"activation": "relu", "use_bias": False, "go_backwards": True},
+        # per-timestep kernels (T, N, G) through the fused backward pass (the input kernel's
+        # keep the projection before the loop)
         {"perturbations": [keras_rnnreg.perturbations.DropConnect(0.3, target="both")]},
+        # per-sequence draws: (F, G) kernels, projected in the loop where that is on
+        {
+            "perturbations": [
+                keras_rnnreg.perturbations.DropConnect(0.3, per="sequence", target="both")
+            ]
+        },
+        # local reparameterization: (T, B, G) noise drawn before the loop, read by each step
+        {"perturbations": [keras_rnnreg.perturbations.WeightNoise(0.3, sampling="local")]},
     ],
-    ids=["plain", "relu-no-bias", "per-timestep-kernels"],
+    ids=[
+        "plain", "relu-no-bias-backwards", "per-timestep-kernels", "per-sequence-kernels",
+        "local-noise",
+    ],
 )
 @pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM, L.GRU])
-def test_fused_backward_equals_autodiff(cls, kwargs, mask_kind, monkeypatch):
-    """The hand-written backward pass (layers/_fused.py) against autodiff through the same loop,
-    on every backend (the layers take it only where it is faster: _fused.FASTER_THAN_AUTODIFF):
-    outputs, final states and the gradients of the weights, the initial states and the inputs."""
-    x = _x(batch=3, time=6, features=4)
+def test_loop_variants_agree(cls, kwargs, mask_kind, monkeypatch):
+    """The three ways our loop can run, on every backend whichever the layers take there: the
+    hand-written backward pass (layers/_fused.py; taken where _fused.FASTER_THAN_AUTODIFF) and
+    the input projection computed inside the loop (base.PROJECT_IN_LOOP), each against autodiff
+    through the loop over a projection made before it: outputs, final states and the gradients
+    of the weights, the initial states and the inputs."""
+    x = _x(batch=3, time=7, features=4)  # an odd length: the in-loop scan is unrolled by 2
     make = lambda: cls(  # noqa: E731
         5, return_sequences=True, return_state=True, seed=7, bias_initializer="random_normal",
         **kwargs,
     )
-    fused, plain = _Wrapped(make()), _Wrapped(make())
-    fused.build(x.shape)
-    plain.build(x.shape)
-    plain.set_weights(fused.get_weights())
-    monkeypatch.setattr(fused.rnn, "_use_fused", lambda: True)
-    monkeypatch.setattr(plain.rnn, "_use_fused", lambda: False)
+    variants = {"fused": (True, False), "in_loop": (False, True), "plain": (False, False)}
+    layers = {name: _Wrapped(make()) for name in variants}
+    for layer in layers.values():
+        layer.build(x.shape)
+    for name, (use_fused, in_loop) in variants.items():
+        layers[name].set_weights(layers["plain"].get_weights())
+        monkeypatch.setattr(layers[name].rnn, "_use_fused", lambda v=use_fused: v)
+        monkeypatch.setattr(layers[name].rnn, "_projects_in_loop", lambda v=in_loop: v)
     mask = None
     if mask_kind is not None:
-        mask = np.ones((3, 6), dtype=bool)
+        mask = np.ones((3, 7), dtype=bool)
         mask[0, :2] = False
         mask[2, :5] = False
         mask[1, 1:3] = False  # a gap
         mask[0, 4] = False  # a gap after left padding
+        mask[1, 6] = False  # right padding
         mask = keras.ops.convert_to_tensor(mask)
-    out_f, grads_f = value_and_grads(fused, x, mask=mask)
-    out_p, grads_p = value_and_grads(plain, x, mask=mask)
-    np.testing.assert_allclose(out_f, out_p, atol=1e-5)
-    assert len(grads_f) == len(grads_p) == len(fused.trainable_variables)
-    for g_f, g_p in zip(grads_f, grads_p):
-        np.testing.assert_allclose(g_f, g_p, atol=1e-5)
+    out_p, grads_p = value_and_grads(layers["plain"], x, mask=mask)
+    assert len(grads_p) == len(layers["plain"].trainable_variables)
+    for name in ("fused", "in_loop"):
+        out, grads = value_and_grads(layers[name], x, mask=mask)
+        np.testing.assert_allclose(out, out_p, atol=1e-5, err_msg=name)
+        assert len(grads) == len(grads_p)
+        for g, g_p in zip(grads, grads_p):
+            np.testing.assert_allclose(g, g_p, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM, L.GRU, L.FastDropoutRNN])
+def test_projection_in_loop_where_measured_faster(cls, monkeypatch):
+    """The layers project before the loop except where base.PROJECT_IN_LOOP lists this backend,
+    device and layer; FastDropoutRNN (its projection has a variance part) always before."""
+    from keras_rnnreg import _backend
+    from keras_rnnreg.layers import base
+
+    device = "gpu" if _backend.gpu_available() else "cpu"
+    listed = PROJECT = base.PROJECT_IN_LOOP[device].get(cls._kind, ())
+    layer = cls(3, return_sequences=True)
+    projections = []
+    project = layer._project
+    monkeypatch.setattr(layer, "_project", lambda *a: projections.append(1) or project(*a))
+    layer(_x(), training=True)
+    in_loop = keras.backend.backend() in PROJECT and cls is not L.FastDropoutRNN
+    assert layer._projects_in_loop() is in_loop
+    assert (not projections) is in_loop, (listed, projections)
