@@ -31,13 +31,13 @@ Appendix B's protocol for a Table 1 column (:mod:`keras_rnnreg.tuning.column`).
 
 import json
 import os
-import tomllib
 from pathlib import Path
 
 import keras
 import keras_tuner
 
 from keras_rnnreg import training
+from keras_rnnreg.callbacks import tensorboard_available
 from keras_rnnreg.tuning import hypermodels
 from keras_rnnreg.tuning import spaces as spaces_lib
 from keras_rnnreg.zoo import schema
@@ -49,14 +49,6 @@ JOB_KEYS = {"model", "space", "param", "data", "data_root", "tuner", "max_trials
             "executions_per_trial", "card", "column"}
 QUICK_KEYS = {"data", "max_trials", "epochs", "set", "patience", "only"}
 TUNERS = ("random", "bayesian", "hyperband")
-
-
-def _tensorboard_available():
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _tuner_class(base):
@@ -81,7 +73,7 @@ def _tuner_class(base):
             return super().on_search_begin()
 
         def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
-            if _tensorboard_available():
+            if tensorboard_available():
                 return super()._configure_tensorboard_dir(callbacks, trial, execution)
             return None
 
@@ -94,15 +86,10 @@ class JobError(schema.ConfigError):
 
 
 _STRING = schema.text()
-_STRINGS = schema.list_of_text('a list of "key=value" strings')
 #: key -> (check, what is expected), for the job and its [quick] table.
 VALUE_CHECKS = {
-    "model": _STRING,
-    "space": _STRING,
-    "data": _STRING,
-    "data_root": _STRING,
-    "description": _STRING,
-    "objective": _STRING,
+    **{key: _STRING for key in ("model", "space", "data", "data_root", "description", "objective",
+                                "card", "column")},
     "tuner": (lambda v: v in TUNERS, "one of " + ", ".join(TUNERS)),
     "direction": (lambda v: v in ("min", "max"), "'min' or 'max'"),
     "max_trials": schema.integer_at_least(1),
@@ -110,43 +97,23 @@ VALUE_CHECKS = {
     "patience": schema.integer_at_least(1),
     "seed": schema.integer_at_least(0),
     "executions_per_trial": schema.integer_at_least(1),
-    "set": _STRINGS,
+    "set": schema.list_of_text('a list of "key=value" strings'),
     "param": (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
               "[[param]] tables"),
-    "card": _STRING,
-    "column": _STRING,
     "only": schema.list_of_text("a list of entry keys"),
 }
 
 
-def _check_values(table, where):
-    schema.check_table(table, VALUE_CHECKS, where, JobError)
-
-
 def load_job(path):
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"tuner job {str(path)!r} not found (jobs live in tuning/*.toml)")
-    try:
-        with open(path, "rb") as f:
-            job = tomllib.load(f)
-    except tomllib.TOMLDecodeError as err:
-        raise JobError(f"{path}: not valid TOML: {err}") from None
-    unknown = set(job) - JOB_KEYS
-    if unknown:
-        raise JobError(f"{path}: unknown key(s) {sorted(unknown)}; expected some of "
-                       f"{sorted(JOB_KEYS)}")
+    job = schema.load_toml(path, JobError, "tuner job", "tuning/*.toml")
+    schema.check_table(job, JOB_KEYS, {}, str(path), JobError)
     if "model" not in job and not ("card" in job and "column" in job):
         raise JobError(f"{path}: missing 'model' (a zoo name), or 'card' and 'column' (a Table 1 "
                        "column)")
-    _check_values(job, str(path))
+    schema.check_table(job, JOB_KEYS, VALUE_CHECKS, str(path), JobError)
     if "quick" in job:
-        if not isinstance(job["quick"], dict):
-            raise JobError(f"{path}: quick must be a [quick] table")
-        if set(job["quick"]) - QUICK_KEYS:
-            unknown = sorted(set(job["quick"]) - QUICK_KEYS)
-            raise JobError(f"{path}: [quick]: unknown key(s) {unknown}")
-        _check_values(job["quick"], f"{path}: [quick]")
+        schema.check_table(job["quick"], QUICK_KEYS, VALUE_CHECKS, f"{path}: [quick]", JobError)
     try:
         space = job.get("param") or job.get("space", "noise_study_table2")
         job["space_entries"] = spaces_lib.get(space)

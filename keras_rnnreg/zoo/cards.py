@@ -43,7 +43,6 @@ import json
 import math
 import statistics
 import time
-import tomllib
 from pathlib import Path
 
 from keras_rnnreg.zoo import _registry, schema
@@ -60,15 +59,11 @@ class CardError(schema.ConfigError):
     """A malformed card: the message names the file, the entry and the key."""
 
 
-_TEXT = schema.text()
 #: key -> (check, what is expected); for the card, its entries and [quick].
 VALUE_CHECKS = {
-    "title": _TEXT,
+    **{key: schema.text() for key in ("title", "table", "metric", "command", "notes", "key", "row",
+                                      "column", "note")},
     "paper": schema.text("a string (the paper's title)"),
-    "table": _TEXT,
-    "metric": _TEXT,
-    "command": _TEXT,
-    "notes": _TEXT,
     "data_root": schema.text("a folder path (string)"),
     "lower_is_better": schema.BOOLEAN,
     "seeds": schema.SEEDS,
@@ -79,11 +74,7 @@ VALUE_CHECKS = {
     "set": schema.list_of_text('a list of "key=value" strings'),
     "only": schema.list_of_text("a list of entry keys"),
     "name": schema.text("a zoo name (string)"),
-    "key": _TEXT,
-    "row": _TEXT,
-    "column": _TEXT,
     "data": schema.text("a data path or source name (string)"),
-    "note": _TEXT,
 }
 ENTRY_VALUE_CHECKS = {
     **VALUE_CHECKS,
@@ -91,36 +82,22 @@ ENTRY_VALUE_CHECKS = {
 }
 
 
-def _check_values(table, checks, where):
-    schema.check_table(table, checks, where, CardError)
-
-
 def load_card(path):
     """Parse and check a card; returns a dict with ``entries`` (each with a unique ``key``)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"card {str(path)!r} not found (cards live in zoo/*.toml)")
-    try:
-        with open(path, "rb") as f:
-            card = tomllib.load(f)
-    except tomllib.TOMLDecodeError as err:
-        raise CardError(f"{path}: not valid TOML: {err}") from None
-    unknown = set(card) - CARD_KEYS
-    if unknown:
-        raise CardError(_unknown(path, unknown, CARD_KEYS))
-    _check_values(card, VALUE_CHECKS, str(path))
+    card = schema.load_toml(path, CardError, "card", "zoo/*.toml")
+    schema.check_table(card, CARD_KEYS, VALUE_CHECKS, str(path), CardError)
     entries = card.get("entry")
     if not entries or not isinstance(entries, list):
         raise CardError(f"{path}: no [[entry]] tables")
     seen = set()
     for i, entry in enumerate(entries):
         where = f"{path}: entry {i + 1}"
-        bad = set(entry) - ENTRY_KEYS
-        if bad:
-            raise CardError(_unknown(where, bad, ENTRY_KEYS))
+        schema.check_table(entry, ENTRY_KEYS, {}, where, CardError)
         if "name" not in entry:
             raise CardError(f"{where}: missing 'name' (a zoo name)")
-        _check_values(entry, ENTRY_VALUE_CHECKS, f"{where} ({entry['name']!r})")
+        schema.check_table(entry, ENTRY_KEYS, ENTRY_VALUE_CHECKS, f"{where} ({entry['name']!r})",
+                           CardError)
         _registry._lookup(entry["name"])  # UnknownModelError with close matches
         entry.setdefault("key", entry["name"])
         if entry["key"] in seen:
@@ -133,21 +110,12 @@ def load_card(path):
     quick = card.get("quick")
     if quick is None:
         raise CardError(f"{path}: missing the [quick] variant")
-    bad = set(quick) - QUICK_KEYS
-    if bad:
-        raise CardError(_unknown(f"{path}: [quick]", bad, QUICK_KEYS))
-    _check_values(quick, VALUE_CHECKS, f"{path}: [quick]")
+    schema.check_table(quick, QUICK_KEYS, VALUE_CHECKS, f"{path}: [quick]", CardError)
     for key in quick.get("only", []):
         if key not in seen:
             raise CardError(f"{path}: [quick] only: {key!r} is not an entry key of the card")
-    card["entries"] = entries
-    card["path"] = str(path)
-    card["stem"] = path.stem
+    card.update(entries=entries, path=str(path), stem=path.stem)
     return card
-
-
-def _unknown(where, bad, known):
-    return f"{where}: unknown key(s) {sorted(bad)}; expected some of {sorted(known)}"
 
 
 def _paper_number(entry, where):

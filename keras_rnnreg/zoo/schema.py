@@ -26,7 +26,9 @@ import difflib
 import inspect
 import numbers
 import random
+import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 
@@ -49,6 +51,7 @@ __all__ = [
     "integer_at_least",
     "keras_object",
     "list_of_text",
+    "load_toml",
     "resolve_key",
     "text",
     "validate",
@@ -379,13 +382,30 @@ SEEDS = (
 )
 
 
-def check_table(table, checks, where, error=ConfigError):
-    """Raise ``error`` naming ``where``, the key and the value of the first value that fails."""
+def check_table(table, keys, checks, where, error=ConfigError):
+    """Raise ``error`` naming ``where`` and the key for a key not in ``keys``, or for the first
+    value that fails its check; returns ``table``."""
+    if not isinstance(table, dict):
+        raise error(f"{where}: expected a table")
+    unknown = set(table) - set(keys)
+    if unknown:
+        raise error(f"{where}: unknown key(s) {sorted(unknown)}; expected some of {sorted(keys)}")
     for key, value in table.items():
-        if key in checks:
-            ok, expected = checks[key]
-            if not ok(value):
-                raise error(f"{where}: {key} = {value!r}: expected {expected}")
+        ok, expected = checks.get(key, (lambda v: True, ""))
+        if not ok(value):
+            raise error(f"{where}: {key} = {value!r}: expected {expected}")
+    return table
+
+
+def load_toml(path, error, what, folder):
+    """The table of a TOML file: FileNotFoundError if it is missing, ``error`` if not TOML."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} not found ({what}s live in {folder})")
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as err:
+        raise error(f"{path}: not valid TOML: {err}") from None
 
 
 # ------------------------------------------------------------------------------------------ paths
