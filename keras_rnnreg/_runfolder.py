@@ -305,6 +305,19 @@ def _seed_generators(model):
     return out
 
 
+def scalars(logs):
+    """The values of epoch logs that are numbers, as floats (in the logs' order)."""
+    import keras
+
+    out = {}
+    for key, value in (logs or {}).items():
+        try:
+            out[key] = float(keras.ops.convert_to_numpy(value))
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
 def rng_state(model):
     """The seed generators' states of ``model``, in layer order, as lists of ints."""
     import keras

@@ -10,16 +10,6 @@ from keras_rnnreg import _runfolder
 __all__ = ["RunFolderCheckpoint"]
 
 
-def _scalars(epoch, logs):
-    row = {"epoch": epoch}
-    for key, value in sorted((logs or {}).items()):
-        try:
-            row[key] = float(keras.ops.convert_to_numpy(value))
-        except (TypeError, ValueError):
-            continue
-    return row
-
-
 class RunFolderCheckpoint(keras.callbacks.ModelCheckpoint):
     """Every epoch: the model to ``checkpoints/epoch-NNNN.keras``, then the commit record.
 
@@ -57,7 +47,7 @@ class RunFolderCheckpoint(keras.callbacks.ModelCheckpoint):
     def on_epoch_end(self, epoch, logs=None):
         if self.nan_restart is not None and self.nan_restart.triggered:
             return
-        row = _scalars(epoch, logs)
+        row = {"epoch": epoch, **dict(sorted(_runfolder.scalars(logs).items()))}
         if self.monitor not in row:
             raise _runfolder.RunError(
                 f"training.monitor={self.monitor!r} is not among the epoch logs "

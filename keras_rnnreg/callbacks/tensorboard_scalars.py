@@ -10,6 +10,8 @@ from pathlib import Path
 
 import keras
 
+from keras_rnnreg import _runfolder
+
 __all__ = ["TensorBoardScalars", "tensorboard_available"]
 
 _MISSING = (
@@ -53,11 +55,7 @@ class TensorBoardScalars(keras.callbacks.Callback):
         return self._writers[kind]
 
     def on_epoch_end(self, epoch, logs=None):
-        for key, value in (logs or {}).items():
-            try:
-                value = float(keras.ops.convert_to_numpy(value))
-            except (TypeError, ValueError):
-                continue
+        for key, value in _runfolder.scalars(logs).items():
             kind, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
             self._writer(kind).add_scalar(f"epoch_{name}", value, step=epoch)
         for writer in self._writers.values():

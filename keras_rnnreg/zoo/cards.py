@@ -197,24 +197,17 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
                                           log=log, stream=stream)
         runs = []
     for i, run in enumerate(runs):
-        run_dir = out / run["key"] / f"seed{run['seed']}"
-        report_path = run_dir / training.REPORT
+        run_dir = run_folder(out, run)
         head = f"[{i + 1}/{len(runs)}] {run['key']} seed {run['seed']}"
-        if report_path.exists():
-            report = json.loads(report_path.read_text())
+        report = finished_report(run_dir)
+        if report is not None:
             log(f"{head}: done before ({report['ours']:.4g})")
         else:
             resume = (run_dir / training.CONFIG).exists()
             log(f"{head}: " + ("resuming" if resume else "training")
                 + (f" (epochs {run['epochs']})" if run["epochs"] else ""))
-            started = time.time()
             try:
-                report = training.train(
-                    run["name"], run_dir, data=run["data"], data_root=run["data_root"],
-                    epochs=run["epochs"], seed=run["seed"], overrides=run["overrides"] or None,
-                    resume=resume, verbose=verbose,
-                    log=(lambda msg: None) if not verbose else log,
-                )
+                report = train_run(run, run_dir, resume, verbose, log if verbose else print_nothing)
             except (KeyboardInterrupt, schema.ConfigError, FileNotFoundError):
                 raise
             except Exception as err:  # one failed run (e.g. NaNs beyond the restarts) goes on
@@ -222,17 +215,15 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
                 failures.append({"key": run["key"], "seed": run["seed"],
                                  "error": f"{type(err).__name__}: {err}"})
                 continue
-            report["wall_s"] = round(time.time() - started, 1)
-            training.write_json_atomic(report_path, report)
             log(f"    {report['metric']} = {report['ours']:.4g} (paper {run.get('paper')}) in "
                 f"{report['wall_s']} s, best epoch {report['best_epoch']} of "
                 f"{report['epochs_run']}")
         reports.append((run, report))
     done = {(run["key"], run["seed"]) for run, _ in reports}
     for run in plan(card, quick=quick, seeds=seeds, data_root=data_root):  # the card's earlier runs
-        report_path = out / run["key"] / f"seed{run['seed']}" / training.REPORT
-        if (run["key"], run["seed"]) not in done and report_path.exists():
-            reports.append((run, json.loads(report_path.read_text())))
+        report = finished_report(run_folder(out, run))
+        if (run["key"], run["seed"]) not in done and report is not None:
+            reports.append((run, report))
     order = {e["key"]: i for i, e in enumerate(card["entries"])}
     reports.sort(key=lambda item: (order[item[0]["key"]], item[0]["seed"]))
     results = summarize(card, reports)
@@ -242,6 +233,35 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
     command = _command(card_path, quick, None, epochs, seeds)
     table.write_text(markdown(card, results, quick=quick, command=command))
     return table
+
+
+def print_nothing(msg):
+    pass
+
+
+def run_folder(out, run):
+    """The run folder of a run of :func:`plan` in the card's folder ``out``."""
+    return Path(out) / run["key"] / f"seed{run['seed']}"
+
+
+def finished_report(run_dir):
+    """The report of a finished run (its ``report.json``), else None."""
+    path = Path(run_dir) / "report.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def train_run(run, run_dir, resume, verbose=0, log=print, callbacks=()):
+    """Train (or resume) a run of :func:`plan`; its report (with ``wall_s``) is saved too."""
+    from keras_rnnreg import training
+
+    started = time.time()
+    report = training.train(
+        run["name"], run_dir, data=run["data"], data_root=run["data_root"], epochs=run["epochs"],
+        seed=run["seed"], overrides=run["overrides"] or None, resume=resume, verbose=verbose,
+        callbacks=callbacks, log=log)
+    report["wall_s"] = round(time.time() - started, 1)
+    training.write_json_atomic(Path(run_dir) / training.REPORT, report)
+    return report
 
 
 def _command(card_path, quick, only, epochs, seeds):
