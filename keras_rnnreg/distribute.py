@@ -125,10 +125,8 @@ class Strategy:
         self.process_id = int(process_id)
 
     def __repr__(self):
-        return (
-            f"Strategy({self.kind!r}, backend={self.backend!r}, replicas={self.num_replicas}, "
-            f"processes={self.num_processes})"
-        )
+        return (f"Strategy({self.kind!r}, backend={self.backend!r}, replicas={self.num_replicas}, "
+                f"processes={self.num_processes})")
 
     @contextlib.contextmanager
     def scope(self):
@@ -330,11 +328,9 @@ def _tensorflow(kind, devices, tpu):
         engine = tf.distribute.TPUStrategy(resolver)
     else:
         if not os.environ.get("TF_CONFIG"):
-            raise DistributeError(
-                "distribute='multi-worker' on TensorFlow needs TF_CONFIG, e.g. "
-                '{"cluster": {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]}, '
-                '"task": {"type": "worker", "index": 0}} on the first worker'
-            )
+            raise DistributeError("distribute='multi-worker' on TensorFlow needs TF_CONFIG, e.g. "
+                                  '{"cluster": {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]}, '
+                                  '"task": {"type": "worker", "index": 0}} on the first worker')
         engine = _multi_worker_strategy()
     workers, task = 1, 0
     if kind == "multi-worker":

@@ -36,19 +36,15 @@ def _check_seed(seed):
     if seed is None or isinstance(seed, keras.random.SeedGenerator):
         return seed
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(
-            f"Invalid value for argument seed={seed!r}: expected None, an int or a "
-            "keras.random.SeedGenerator."
-        )
+        raise ValueError(f"Invalid value for argument seed={seed!r}: expected None, an int or a "
+                         "keras.random.SeedGenerator.")
     return int(seed)
 
 
 def _check_matrix_shape(shape, name):
     shape = tuple(int(s) for s in shape)
     if len(shape) != 2:
-        raise ValueError(
-            f"{name} initializes 2-D kernels (fan_in, units); received shape={shape}."
-        )
+        raise ValueError(f"{name} initializes 2-D kernels (fan_in, units); received shape={shape}.")
     return shape
 
 

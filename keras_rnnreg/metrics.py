@@ -144,10 +144,8 @@ def bpc_sums(y_true, y_prob, mask=None, from_logits=False):
     y_prob = _numpy(y_prob, "y_prob")
     y_true = _numpy(y_true, "y_true", dtype=np.int64)
     if y_prob.shape[:-1] != y_true.shape:
-        raise ValueError(
-            "`y_true` must hold class ids of shape y_prob.shape[:-1]; got "
-            f"{y_true.shape} and {y_prob.shape}"
-        )
+        raise ValueError("`y_true` must hold class ids of shape y_prob.shape[:-1]; got "
+                         f"{y_true.shape} and {y_prob.shape}")
     vocab = y_prob.shape[-1]
     if y_true.size and (y_true.min() < 0 or y_true.max() >= vocab):
         raise ValueError(f"`y_true` holds ids outside [0, {vocab}) (the last axis of y_prob)")
@@ -193,10 +191,8 @@ def phone_error_rate(references, hypotheses):
     """
     references, hypotheses = list(references), list(hypotheses)
     if len(references) != len(hypotheses):
-        raise ValueError(
-            f"got {len(references)} references but {len(hypotheses)} hypotheses; "
-            "expected one hypothesis per reference"
-        )
+        raise ValueError(f"got {len(references)} references but {len(hypotheses)} hypotheses; "
+                         "expected one hypothesis per reference")
     edits = sum(edit_distance(r, h) for r, h in zip(references, hypotheses))
     length = sum(len(r) for r in references)
     if length == 0:

@@ -60,10 +60,8 @@ class CliminRMSprop(keras.optimizers.Optimizer):
                     f"Invalid value for argument {arg}={value!r}: expected 0 <= {arg} < 1."
                 )
         if float(epsilon) < 0 or float(initial_accumulator_value) < 0:
-            raise ValueError(
-                "Invalid value for argument epsilon or initial_accumulator_value "
-                f"({epsilon!r}, {initial_accumulator_value!r}): expected values >= 0."
-            )
+            raise ValueError("Invalid value for argument epsilon or initial_accumulator_value "
+                             f"({epsilon!r}, {initial_accumulator_value!r}): expected values >= 0.")
         self.rho = float(rho)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)

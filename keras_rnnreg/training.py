@@ -81,20 +81,9 @@ STATE_VERSION = 2
 #: nor what was trained so far).
 RESUME_SAFE = ("training.epochs", "training.patience", "training.max_restarts")
 
-__all__ = [
-    "RESUME_SAFE",
-    "RunError",
-    "RunInterrupted",
-    "best_model",
-    "check_monitor",
-    "evaluate_run",
-    "format_report",
-    "load_task_data",
-    "log_names",
-    "read_json",
-    "train",
-    "write_json_atomic",
-]
+__all__ = ["RESUME_SAFE", "RunError", "RunInterrupted", "best_model", "check_monitor",
+           "evaluate_run", "format_report", "load_task_data", "log_names", "read_json", "train",
+           "write_json_atomic"]
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -110,11 +99,9 @@ def _load_checkpoint(path):
     # Keras raises many kinds (zip, h5, "File not found" for a truncated file that exists).
     except Exception as err:
         text = " ".join(str(err).split())
-        if len(text) > 200:
-            text = text[:200] + "..."
-        raise RunError(
-            f"{path}: cannot load the checkpoint ({type(err).__name__}: {text})"
-        ) from err
+        text = text[:200] + "..." if len(text) > 200 else text
+        raise RunError(f"{path}: cannot load the checkpoint ({type(err).__name__}: {text})") \
+            from err
 
 
 def log_names(config):
@@ -154,9 +141,8 @@ def load_task_data(config, data=None, data_root=None):
     """(task, data splits, resolved source, notes) for a config; ``data`` overrides the source."""
     task = _tasks.get(config)
     source = data if data is not None else config["data"]["source"]
-    source = _tasks.resolve_source(
-        source, data_root=data_root, name=config["name"], named=task.named_sources
-    )
+    source = _tasks.resolve_source(source, data_root=data_root, name=config["name"],
+                                   named=task.named_sources)
     try:
         splits = task.load(config, source)
     except _tasks.DataNotFoundError:
@@ -176,22 +162,9 @@ def _check_count(name, value, minimum):
     return value
 
 
-def train(
-    name_or_config,
-    out_dir,
-    *,
-    data=None,
-    data_root=None,
-    epochs=None,
-    seed=None,
-    overrides=None,
-    resume=False,
-    distribute=None,
-    verbose=1,
-    callbacks=(),
-    tensorboard=None,
-    log=print,
-):
+def train(name_or_config, out_dir, *, data=None, data_root=None, epochs=None, seed=None,
+          overrides=None, resume=False, distribute=None, verbose=1, callbacks=(), tensorboard=None,
+          log=print):
     """Train a zoo configuration into ``out_dir``; returns the report dict (also ``report.json``).
 
     Args:
@@ -223,13 +196,11 @@ def train(
     _check_count("seed", seed, 0)
     _check_count("epochs", epochs, 1)
     if run_dir.exists() and not run_dir.is_dir():
-        raise RunError(
-            f"--out {run_dir} is a file; expected a run folder (a new or an existing folder)"
-        )
+        raise RunError(f"--out {run_dir} is a file; expected a run folder (a new or an existing "
+                       "folder)")
     if resume and not (run_dir / CONFIG).exists():
-        raise RunError(
-            f"cannot resume {run_dir}: " + (_missing(run_dir, (CONFIG,)) or "no config.json")
-        )
+        raise RunError(f"cannot resume {run_dir}: "
+                       + (_missing(run_dir, (CONFIG,)) or "no config.json"))
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -251,16 +222,14 @@ def train(
 def _resume_settings(name_or_config, run_dir, overrides, epochs, seed):
     saved = read_json(run_dir / CONFIG, "run configuration")
     if not isinstance(saved.get("config"), dict) or not isinstance(saved.get("run"), dict):
-        raise RunError(
-            f"{run_dir / CONFIG}: expected the keys 'config' and 'run'; the file is damaged"
-        )
+        raise RunError(f"{run_dir / CONFIG}: expected the keys 'config' and 'run'; the file is "
+                       "damaged")
     config, run_info = saved["config"], saved["run"]
     name = name_or_config if isinstance(name_or_config, str) else (name_or_config or {}).get("name")
     if name and name != config.get("name"):
-        raise RunError(
-            f"cannot resume {run_dir} as {name!r}: it is a run of {config.get('name')!r} "
-            f"(rnnreg train {config.get('name')} --out {run_dir} --resume)"
-        )
+        raise RunError(f"cannot resume {run_dir} as {name!r}: it is a run of "
+                       f"{config.get('name')!r} (rnnreg train {config.get('name')} --out {run_dir} "
+                       "--resume)")
     try:
         config = zoo.resolve(config)
     except zoo.ConfigError as err:
@@ -275,34 +244,26 @@ def _resume_settings(name_or_config, run_dir, overrides, epochs, seed):
         raise RunError(
             f"cannot resume {run_dir} with {key}={value!r}: the run was made with {key}={old!r}, "
             "and a resumed run must keep its network, data and training (only "
-            f"{', '.join(RESUME_SAFE)} may change); start a new run with another --out"
-        )
+            f"{', '.join(RESUME_SAFE)} may change); start a new run with another --out")
     if seed is not None and seed != run_info.get("seed"):
-        raise RunError(
-            f"cannot resume {run_dir} with --seed {seed}: the run was made with seed "
-            f"{run_info.get('seed')}"
-        )
+        raise RunError(f"cannot resume {run_dir} with --seed {seed}: the run was made with seed "
+                       f"{run_info.get('seed')}")
     return new, run_info, {k: list(v) for k, v in changed.items()}
 
 
-def _train_locked(
-    name_or_config, run_dir, *, data, data_root, epochs, seed, overrides, resume, strategy,
-    distribute, verbose, callbacks, log,
-):
+def _train_locked(name_or_config, run_dir, *, data, data_root, epochs, seed, overrides, resume,
+                  strategy, distribute, verbose, callbacks, log):
     started = time.time()
     changes = {}
     if resume:
-        config, run_info, changes = _resume_settings(
-            name_or_config, run_dir, overrides, epochs, seed
-        )
+        config, run_info, changes = _resume_settings(name_or_config, run_dir, overrides, epochs,
+                                                     seed)
         seed = run_info["seed"]
         state = read_json(run_dir / STATE, "commit record") if (run_dir / STATE).exists() else None
     else:
         if (run_dir / CONFIG).exists() or (run_dir / STATE).exists():
-            raise RunError(
-                f"{run_dir} already holds a run; pass --resume to continue it or choose "
-                "another --out"
-            )
+            raise RunError(f"{run_dir} already holds a run; pass --resume to continue it or choose "
+                           "another --out")
         config = zoo.resolve(name_or_config, overrides)
         if epochs is not None:
             config = zoo.apply_overrides(config, {"training.epochs": epochs})
@@ -316,22 +277,14 @@ def _train_locked(
     wanted = data if data is not None else (run_info["data"] if run_info else None)
     task, splits, source, notes = load_task_data(config, wanted, data_root)
     if run_info is not None and str(source) != str(run_info["data"]):
-        raise RunError(
-            f"cannot resume {run_dir} on data {source!r}: the run was trained on "
-            f"{run_info['data']!r}"
-        )
+        raise RunError(f"cannot resume {run_dir} on data {source!r}: the run was trained on "
+                       f"{run_info['data']!r}")
     comparable = task.comparable(source, splits)
     if not comparable:
-        notes.append(
-            f"data {source!r} is not the paper's benchmark: the number is not comparable "
-            "with the paper's"
-        )
-    here = {
-        "backend": keras.backend.backend(),
-        "keras": keras.__version__,
-        "python": platform.python_version(),
-        "distribute": distribute,
-    }
+        notes.append(f"data {source!r} is not the paper's benchmark: the number is not comparable "
+                     "with the paper's")
+    here = {"backend": keras.backend.backend(), "keras": keras.__version__,
+            "python": platform.python_version(), "distribute": distribute}
     if run_info is None:
         run_info = dict(seed=seed, data=source, **here, comparable=comparable, notes=notes)
         run_info["resumes"] = []
@@ -343,11 +296,8 @@ def _train_locked(
     (run_dir / CHECKPOINTS).mkdir(exist_ok=True)
     write_json_atomic(run_dir / CONFIG, {"config": config, "run": run_info})
 
-    log(
-        f"{config['name']}: {config['description']}; data: {source}"
-        + ("" if comparable else " (not the paper's benchmark data)")
-        + f"; run folder: {run_dir}"
-    )
+    log(f"{config['name']}: {config['description']}; data: {source}"
+        + ("" if comparable else " (not the paper's benchmark data)") + f"; run folder: {run_dir}")
     train_data, valid_data = _tasks.pipelines(task, config, splits, seed)
     if strategy is not None:
         train_data, valid_data = strategy.shard_data(train_data), strategy.shard_data(valid_data)
@@ -363,28 +313,15 @@ def _train_locked(
         initial_epoch = int(state["epoch"])
         for _ in range(initial_epoch):  # continue the seeded shuffling where it was
             train_data.on_epoch_end()
-        log(
-            f"resuming {run_dir} after epoch {initial_epoch} (best {t['monitor']} = "
-            f"{state['best']})"
-        )
+        log(f"resuming {run_dir} after epoch {initial_epoch} (best {t['monitor']} = "
+            f"{state['best']})")
     else:
         with distribute_lib.scope(strategy):
             model = zoo.build(config)
-        state = {
-            "version": STATE_VERSION,
-            "epoch": 0,
-            "best": None,
-            "best_epoch": None,
-            "wait": 0,
-            "restarts": 0,
-            "stopped_early": False,
-            "finished": False,
-            "learning_rate": zoo.get_value(config, "optimizer.learning_rate"),
-            "last_checkpoint": None,
-            "best_checkpoint": None,
-            "history": [],
-            "rng": None,
-        }
+        state = {"version": STATE_VERSION, "epoch": 0, "best": None, "best_epoch": None, "wait": 0,
+                 "restarts": 0, "stopped_early": False, "finished": False,
+                 "learning_rate": zoo.get_value(config, "optimizer.learning_rate"),
+                 "last_checkpoint": None, "best_checkpoint": None, "history": [], "rng": None}
         initial_epoch = 0
         _runfolder.tidy(run_dir, state)  # files of a first epoch that was never committed
 
@@ -404,10 +341,8 @@ def _train_locked(
 def _check_state(run_dir, state):
     where = run_dir / STATE
     if state.get("version") != STATE_VERSION:
-        raise RunError(
-            f"{where}: written by another version of keras-rnnreg (state version "
-            f"{state.get('version')!r}, expected {STATE_VERSION}); start a new run"
-        )
+        raise RunError(f"{where}: written by another version of keras-rnnreg (state version "
+                       f"{state.get('version')!r}, expected {STATE_VERSION}); start a new run")
     keys = ("epoch", "last_checkpoint", "best_checkpoint", "history", "rng", "wait", "restarts")
     missing = [k for k in keys if k not in state]
     if missing:
@@ -418,8 +353,7 @@ def _check_state(run_dir, state):
             raise RunError(
                 f"{where} says {state['epoch']} epoch(s) are done but {CHECKPOINTS}/{name} ({key}) "
                 "is missing: the run folder is damaged; nothing was changed (restore the file, or "
-                "start a new run with another --out)"
-            )
+                "start a new run with another --out)")
 
 
 def _fit(model, run_dir, config, state, task_callbacks, train_data, valid_data, initial_epoch,
@@ -495,10 +429,8 @@ def best_model(run_dir):
             if state.get(key):
                 model = _load_checkpoint(run_dir / CHECKPOINTS / state[key])
                 return model, label, int(state[key][len("epoch-") : -len(".keras")])
-    raise RunError(
-        f"{run_dir}: no committed epoch yet ({STATE} names no checkpoint; one is written at the "
-        "end of the first epoch)"
-    )
+    raise RunError(f"{run_dir}: no committed epoch yet ({STATE} names no checkpoint; one is "
+                   "written at the end of the first epoch)")
 
 
 def _report(run_dir, config, run_info, state, task, splits, started):
@@ -542,10 +474,8 @@ def _report(run_dir, config, run_info, state, task, splits, started):
 def format_report(report):
     ours = report["ours"]
     if isinstance(ours, float) and not math.isfinite(ours):
-        lines = [
-            f"{report['name']}: {report['metric_label']} = {ours} (not a finite number: the "
-            "network's predictions overflowed)"
-        ]
+        lines = [f"{report['name']}: {report['metric_label']} = {ours} (not a finite number: the "
+                 "network's predictions overflowed)"]
     else:
         lines = [f"{report['name']}: {report['metric_label']} = {ours:.4g}"]
         if report.get("paper") is not None and report.get("relative_difference") is not None:
@@ -553,10 +483,8 @@ def format_report(report):
             lines[0] += f"  (paper: {report['paper']:g}, {diff:+.1%}; {report['paper_table']})"
     if not report.get("comparable", True):
         lines.append("  note: not the paper's data; the numbers are not comparable")
-    lines.append(
-        f"  best epoch {report['best_epoch']} of {report['epochs_run']}; report: "
-        f"{Path(report['run_dir']) / REPORT}"
-    )
+    lines.append(f"  best epoch {report['best_epoch']} of {report['epochs_run']}; report: "
+                 f"{Path(report['run_dir']) / REPORT}")
     return "\n".join(lines)
 
 
@@ -569,10 +497,8 @@ def _missing(run_dir, names):
         return f"{run_dir} is not a folder"
     absent = [n for n in names if not (run_dir / n).exists()]
     if absent:
-        return (
-            f"{run_dir} is not a run folder of `rnnreg train`: missing {', '.join(absent)} "
-            f"(a run folder holds {CONFIG}, {STATE}, {CHECKPOINTS}/, {HISTORY})"
-        )
+        return (f"{run_dir} is not a run folder of `rnnreg train`: missing {', '.join(absent)} "
+                f"(a run folder holds {CONFIG}, {STATE}, {CHECKPOINTS}/, {HISTORY})")
     return None
 
 
@@ -581,30 +507,18 @@ def evaluate_run(run_dir, data=None, data_root=None, split="test", log=print):
     run_dir = Path(run_dir)
     problem = _missing(run_dir, (CONFIG,))
     if problem is None and not (run_dir / STATE).exists():
-        problem = (
-            f"{run_dir} has no finished epoch yet: missing {STATE} (written at the end of the "
-            "first epoch with the checkpoint)"
-        )
+        problem = (f"{run_dir} has no finished epoch yet: missing {STATE} (written at the end of "
+                   "the first epoch with the checkpoint)")
     if problem:
         raise RunError(problem)
     saved = read_json(run_dir / CONFIG, "run configuration")
     config, run_info = saved["config"], saved["run"]
-    task, splits, source, _ = load_task_data(
-        config, data if data is not None else run_info["data"], data_root
-    )
+    wanted = data if data is not None else run_info["data"]
+    task, splits, source, _ = load_task_data(config, wanted, data_root)
     if split not in splits or splits[split] is None:
         raise RunError(f"the data at {source!r} has no {split!r} split")
     model, checkpoint, checkpoint_epoch = best_model(run_dir)
     out = task.evaluate(model, config, splits, split)
-    result = {
-        "name": config["name"],
-        "split": split,
-        "checkpoint": checkpoint,
-        "checkpoint_epoch": checkpoint_epoch,
-        "data": source,
-        "metric": task.metric,
-        "ours": float(out[task.metric]),
-        "paper": config["paper"]["value"],
-        **out,
-    }
-    return result
+    return {"name": config["name"], "split": split, "checkpoint": checkpoint,
+            "checkpoint_epoch": checkpoint_epoch, "data": source, "metric": task.metric,
+            "ours": float(out[task.metric]), "paper": config["paper"]["value"], **out}

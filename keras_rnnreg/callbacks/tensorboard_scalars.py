@@ -14,10 +14,8 @@ from keras_rnnreg import _runfolder
 
 __all__ = ["TensorBoardScalars", "tensorboard_available"]
 
-_MISSING = (
-    "TensorBoard logs need the `tensorboard` package, which is not installed; install the "
-    "extra: pip install 'keras-rnnreg[tensorboard]'"
-)
+_MISSING = ("TensorBoard logs need the `tensorboard` package, which is not installed; install the "
+            "extra: pip install 'keras-rnnreg[tensorboard]'")
 
 
 def tensorboard_available():
