@@ -230,10 +230,8 @@ class RunLock:
         except BlockingIOError:
             holder = self._holder(fd)
             os.close(fd)
-            raise RunLockedError(
-                f"{self.path.parent} is in use by another run ({holder}); wait for it to finish or "
-                "choose another --out"
-            ) from None
+            raise RunLockedError(f"{self.path.parent} is in use by another run ({holder}); wait "
+                                 "for it to finish or choose another --out") from None
         except OSError as err:  # pragma: no cover - file systems without flock
             os.close(fd)
             raise RunLockedError(f"{self.path}: cannot lock the run folder ({err})") from None
@@ -332,10 +330,8 @@ def restore_rng_state(model, states):
     """Set the seed generators of ``model`` to ``states`` (from :func:`rng_state`)."""
     generators = _seed_generators(model)
     if len(generators) != len(states):
-        raise ValueError(
-            f"the checkpoint's random state has {len(states)} seed generator(s); the model has "
-            f"{len(generators)}"
-        )
+        raise ValueError(f"the checkpoint's random state has {len(states)} seed generator(s); the "
+                         f"model has {len(generators)}")
     for generator, value in zip(generators, states):
         generator.state.assign(np.asarray(value, dtype=generator.state.dtype))
 

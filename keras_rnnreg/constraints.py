@@ -58,9 +58,8 @@ class SpectralRadiusLimit(keras.constraints.Constraint):
             or not isinstance(max_radius, numbers.Real)
             or not max_radius > 0
         ):
-            raise ValueError(
-                f"Invalid value for argument max_radius={max_radius!r}: expected a positive number."
-            )
+            raise ValueError(f"Invalid value for argument max_radius={max_radius!r}: expected a "
+                             "positive number.")
         if method not in METHODS:
             raise ValueError(f"Unknown method={method!r}: expected 'power' or 'exact'.")
         if (
@@ -68,9 +67,8 @@ class SpectralRadiusLimit(keras.constraints.Constraint):
             or not isinstance(iterations, numbers.Integral)
             or iterations < 1
         ):
-            raise ValueError(
-                f"Invalid value for argument iterations={iterations!r}: expected a positive int."
-            )
+            raise ValueError(f"Invalid value for argument iterations={iterations!r}: expected a "
+                             "positive int.")
         self.max_radius = float(max_radius)
         self.method = method
         self.iterations = int(iterations)
@@ -79,10 +77,8 @@ class SpectralRadiusLimit(keras.constraints.Constraint):
         w = ops.convert_to_tensor(w)
         shape = tuple(w.shape)
         if len(shape) != 2 or not shape[0] or shape[1] % shape[0]:
-            raise ValueError(
-                "SpectralRadiusLimit expects a square recurrent kernel (n, n) or a gate-stacked "
-                f"one (n, k*n); received shape={shape}."
-            )
+            raise ValueError("SpectralRadiusLimit expects a square recurrent kernel (n, n) or a "
+                             f"gate-stacked one (n, k*n); received shape={shape}.")
         n, width = shape
         k = width // n
         blocks = ops.transpose(ops.reshape(w, (n, k, n)), (1, 0, 2))  # (k, n, n)

@@ -156,10 +156,8 @@ class Strategy:
         if data is None:
             return data
         if not isinstance(data, keras.utils.PyDataset):
-            raise DistributeError(
-                f"shard_data expects a keras.utils.PyDataset of (x, y[, sample_weight]) batches; "
-                f"received {type(data).__name__}"
-            )
+            raise DistributeError("shard_data expects a keras.utils.PyDataset of (x, y[, "
+                                  f"sample_weight]) batches; received {type(data).__name__}")
         if self.backend == "jax":
             return ShardedBatches(data, self.num_replicas, self.num_processes, self.process_id)
         return ShardedBatches(data, self.num_replicas)
@@ -196,11 +194,10 @@ class ShardedBatches(keras.utils.PyDataset):
         padded = -(-size // self.replicas) * self.replicas
         if padded != size:
             if len(arrays) < 3:
-                raise DistributeError(
-                    f"a batch of {size} rows does not split over {self.replicas} devices and has "
-                    "no sample weights to pad it with: use a batch size that is a multiple of "
-                    f"{self.replicas} (e.g. --set data.batch_size={padded})"
-                )
+                raise DistributeError(f"a batch of {size} rows does not split over {self.replicas} "
+                                      "devices and has no sample weights to pad it with: use a "
+                                      f"batch size that is a multiple of {self.replicas} (e.g. "
+                                      f"--set data.batch_size={padded})")
             extra = padded - size
             if self.processes == 1 and keras.backend.backend() == "tensorflow" and not self._warned:
                 self._warned = True
@@ -245,12 +242,11 @@ def get(kind, *, devices=None, tpu=None, job_addresses=None, num_processes=None,
         return _jax(kind, devices, job_addresses, num_processes, process_id)
     if backend == "tensorflow":
         return _tensorflow(kind, devices, tpu)
-    raise DistributeError(
-        f"distribute={kind!r} is not available on the {backend} backend: Keras has no distribution "
-        "API for it. Use KERAS_BACKEND=jax (keras.distribution) or KERAS_BACKEND=tensorflow "
-        "(tf.distribute), or torch.distributed / DistributedDataParallel in a training loop of "
-        "your own."
-    )
+    raise DistributeError(f"distribute={kind!r} is not available on the {backend} backend: Keras "
+                          "has no distribution API for it. Use KERAS_BACKEND=jax "
+                          "(keras.distribution) or KERAS_BACKEND=tensorflow (tf.distribute), or "
+                          "torch.distributed / DistributedDataParallel in a training loop of your "
+                          "own.")
 
 
 def scope(strategy):
@@ -283,10 +279,9 @@ def _jax(kind, devices, job_addresses, num_processes, process_id):
             try:
                 keras.distribution.initialize(job_addresses, int(num_processes), int(process_id))
             except RuntimeError as err:
-                raise DistributeError(
-                    f"jax.distributed.initialize failed ({err}); it must run before any JAX "
-                    "computation: create the multi-worker strategy first thing in the program"
-                ) from err
+                raise DistributeError(f"jax.distributed.initialize failed ({err}); it must run "
+                                      "before any JAX computation: create the multi-worker "
+                                      "strategy first thing in the program") from err
         engine = keras.distribution.DataParallel(devices=jax.devices(), auto_shard_dataset=False)
         return Strategy(
             kind, "jax", engine, len(jax.devices()), jax.process_count(), jax.process_index()
@@ -295,10 +290,9 @@ def _jax(kind, devices, job_addresses, num_processes, process_id):
         try:
             devices = jax.devices("tpu")
         except RuntimeError as err:
-            raise DistributeError(
-                f"distribute='tpu': JAX finds no TPU here ({err}). On a Cloud TPU VM install "
-                "jax[tpu]; elsewhere use distribute='data-parallel' (GPUs or CPU devices)"
-            ) from err
+            raise DistributeError(f"distribute='tpu': JAX finds no TPU here ({err}). On a Cloud "
+                                  "TPU VM install jax[tpu]; elsewhere use "
+                                  "distribute='data-parallel' (GPUs or CPU devices)") from err
     elif devices is None:
         devices = jax.local_devices() if jax.process_count() == 1 else jax.devices()
     engine = keras.distribution.DataParallel(devices=list(devices))
@@ -320,11 +314,10 @@ def _tensorflow(kind, devices, tpu):
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
         except (ValueError, RuntimeError, tf.errors.OpError) as err:
-            raise DistributeError(
-                f"distribute='tpu': no TPU found ({type(err).__name__}: {err}). On a Cloud TPU VM "
-                "the resolver finds it by itself; elsewhere pass tpu=NAME_OR_ADDRESS, or use "
-                "distribute='data-parallel' (GPUs or CPU devices)"
-            ) from err
+            raise DistributeError(f"distribute='tpu': no TPU found ({type(err).__name__}: {err}). "
+                                  "On a Cloud TPU VM the resolver finds it by itself; elsewhere "
+                                  "pass tpu=NAME_OR_ADDRESS, or use distribute='data-parallel' "
+                                  "(GPUs or CPU devices)") from err
         engine = tf.distribute.TPUStrategy(resolver)
     else:
         if not os.environ.get("TF_CONFIG"):

@@ -74,13 +74,11 @@ class Sparse(keras.initializers.Initializer):
             or not isinstance(connections, numbers.Integral)
             or connections < 1
         ):
-            raise ValueError(
-                f"Invalid value for argument connections={connections!r}: expected a positive int."
-            )
+            raise ValueError(f"Invalid value for argument connections={connections!r}: expected a "
+                             "positive int.")
         if isinstance(stddev, bool) or not isinstance(stddev, numbers.Real) or not stddev > 0:
-            raise ValueError(
-                f"Invalid value for argument stddev={stddev!r}: expected a positive number."
-            )
+            raise ValueError(f"Invalid value for argument stddev={stddev!r}: expected a positive "
+                             "number.")
         self.connections = int(connections)
         self.stddev = float(stddev)
         self._init_seed = _check_seed(seed)
@@ -131,10 +129,8 @@ def square_blocks(shape):
     """Number of (n, n) blocks of an (n, k·n) kernel; ValueError for other shapes."""
     rows, cols = shape
     if rows == 0 or cols % rows:
-        raise ValueError(
-            f"Expected a square recurrent kernel (n, n) or a gate-stacked one (n, k*n); received "
-            f"shape={tuple(shape)}."
-        )
+        raise ValueError("Expected a square recurrent kernel (n, n) or a gate-stacked one (n, "
+                         f"k*n); received shape={tuple(shape)}.")
     return cols // rows
 
 
@@ -157,16 +153,13 @@ class SpectralRadius(keras.initializers.Initializer):
 
     def __init__(self, base="glorot_uniform", radius=1.1):
         if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not radius > 0:
-            raise ValueError(
-                f"Invalid value for argument radius={radius!r}: expected a positive number."
-            )
+            raise ValueError(f"Invalid value for argument radius={radius!r}: expected a positive "
+                             "number.")
         try:
             self.base = keras.initializers.get(base)
         except (ValueError, TypeError) as err:
-            raise ValueError(
-                f"Invalid value for argument base={base!r}: expected a Keras initializer, its "
-                "name or its config."
-            ) from err
+            raise ValueError(f"Invalid value for argument base={base!r}: expected a Keras "
+                             "initializer, its name or its config.") from err
         self.radius = float(radius)
 
     def __call__(self, shape, dtype=None):
@@ -180,10 +173,9 @@ class SpectralRadius(keras.initializers.Initializer):
             block = matrix[:, j * rows : (j + 1) * rows]
             rho = spectral_radius(block)
             if not rho > 0:
-                raise ValueError(
-                    f"SpectralRadius: the base initializer {self.base!r} gave a block with "
-                    "spectral radius 0, which cannot be rescaled; use a denser or different base."
-                )
+                raise ValueError(f"SpectralRadius: the base initializer {self.base!r} gave a block "
+                                 "with spectral radius 0, which cannot be rescaled; use a denser "
+                                 "or different base.")
             matrix[:, j * rows : (j + 1) * rows] = block * (self.radius / rho)
         return ops.convert_to_tensor(matrix, dtype=dtype)
 

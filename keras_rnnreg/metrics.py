@@ -67,16 +67,14 @@ def _timestep_mask(mask, shape):
     try:
         return np.broadcast_to(mask, shape)
     except ValueError as err:
-        raise ValueError(
-            f"`mask` must have one entry per timestep, shape {shape}; got shape {mask.shape}"
-        ) from err
+        raise ValueError(f"`mask` must have one entry per timestep, shape {shape}; got shape "
+                         f"{mask.shape}") from err
 
 
 def _check_rolls(y_true, y_prob):
     if y_true.shape != y_prob.shape:
-        raise ValueError(
-            f"`y_true` and `y_prob` must have the same shape; got {y_true.shape} and {y_prob.shape}"
-        )
+        raise ValueError(f"`y_true` and `y_prob` must have the same shape; got {y_true.shape} and "
+                         f"{y_prob.shape}")
     if y_true.ndim < 2:
         raise ValueError(f"expected piano rolls of shape (N, T, 88) or (T, 88); got {y_true.shape}")
 

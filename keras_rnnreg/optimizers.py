@@ -56,9 +56,8 @@ class CliminRMSprop(keras.optimizers.Optimizer):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         for arg, value, high in (("rho", rho, 1.0), ("momentum", momentum, 1.0)):
             if not 0.0 <= float(value) < high:
-                raise ValueError(
-                    f"Invalid value for argument {arg}={value!r}: expected 0 <= {arg} < 1."
-                )
+                raise ValueError(f"Invalid value for argument {arg}={value!r}: expected 0 <= {arg} "
+                                 "< 1.")
         if float(epsilon) < 0 or float(initial_accumulator_value) < 0:
             raise ValueError("Invalid value for argument epsilon or initial_accumulator_value "
                              f"({epsilon!r}, {initial_accumulator_value!r}): expected values >= 0.")

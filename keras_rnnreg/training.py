@@ -117,10 +117,8 @@ def check_monitor(config, key="training.monitor", value=None):
     value = config["training"]["monitor"] if value is None else value
     names = log_names(config)
     if value not in names:
-        raise zoo.ConfigError(
-            f"{key}={value!r} is not among the epoch logs of {config['name']!r}; expected one of "
-            f"{', '.join(names)}"
-        )
+        raise zoo.ConfigError(f"{key}={value!r} is not among the epoch logs of {config['name']!r}; "
+                              f"expected one of {', '.join(names)}")
 
 
 def _changed(before, after, prefix=()):
@@ -394,17 +392,14 @@ def _fit(model, run_dir, config, state, task_callbacks, train_data, valid_data, 
                 callbacks_lib.fit_with_restarts(model, nan_callback=nan, callbacks=cbs,
                                                 on_restart=restarted, **fit)
     except KeyboardInterrupt as err:
-        raise RunInterrupted(
-            f"interrupted; {state['epoch']} finished epoch(s) are saved in {run_dir}; continue "
-            f"with: rnnreg train {config['name']} --out {run_dir} --resume"
-        ) from err
+        raise RunInterrupted(f"interrupted; {state['epoch']} finished epoch(s) are saved in "
+                             f"{run_dir}; continue with: rnnreg train {config['name']} --out "
+                             f"{run_dir} --resume") from err
     except callbacks_lib.NonFiniteLossError as err:
-        raise RunError(
-            f"{err}; {run_dir} keeps the {state['epoch']} finished epoch(s): resume with a larger "
-            f"training.max_restarts (rnnreg train {config['name']} --out {run_dir} --resume --set "
-            f"training.max_restarts={t['max_restarts'] + 5}) or start a new run with a smaller "
-            "learning rate"
-        ) from err
+        raise RunError(f"{err}; {run_dir} keeps the {state['epoch']} finished epoch(s): resume "
+                       f"with a larger training.max_restarts (rnnreg train {config['name']} --out "
+                       f"{run_dir} --resume --set training.max_restarts={t['max_restarts'] + 5}) "
+                       "or start a new run with a smaller learning rate") from err
     state["finished"] = True
     write_json_atomic(run_dir / STATE, state)
 

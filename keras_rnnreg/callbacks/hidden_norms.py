@@ -31,31 +31,25 @@ def _find_layer(model_or_layer, layer_name):
         if layer_name is None:
             found = [layer for layer in model.layers if recurrent_kernel(layer) is not None]
             if not found:
-                raise ValueError(
-                    f"hidden_norms: model {model.name!r} has no recurrent layer at its top level; "
-                    "pass layer_name=."
-                )
+                raise ValueError(f"hidden_norms: model {model.name!r} has no recurrent layer at "
+                                 "its top level; pass layer_name=.")
             return model, found[0]
         try:
             return model, model.get_layer(layer_name)
         except ValueError as err:
-            raise ValueError(
-                f"hidden_norms: no layer named layer_name={layer_name!r} in model {model.name!r}."
-            ) from err
+            raise ValueError(f"hidden_norms: no layer named layer_name={layer_name!r} in model "
+                             f"{model.name!r}.") from err
     if isinstance(model_or_layer, keras.layers.Layer):
         return None, model_or_layer
-    raise ValueError(
-        f"hidden_norms expects a keras.Model or a recurrent layer; received {model_or_layer!r}."
-    )
+    raise ValueError("hidden_norms expects a keras.Model or a recurrent layer; received "
+                     f"{model_or_layer!r}.")
 
 
 def _sequence_copy(layer, cells):
     """A fresh layer from ``layer``'s config returning the full hidden (and cell) sequence."""
     if isinstance(layer, keras.layers.Bidirectional):
-        raise ValueError(
-            f"hidden_norms: {layer.name!r} is Bidirectional; probe one direction, e.g. "
-            f"{layer.name}.forward_layer."
-        )
+        raise ValueError(f"hidden_norms: {layer.name!r} is Bidirectional; probe one direction, "
+                         f"e.g. {layer.name}.forward_layer.")
     if recurrent_kernel(layer) is None and not hasattr(layer, "return_sequences"):
         raise ValueError(f"hidden_norms: layer {layer.name!r} is not a recurrent layer.")
     config = layer.get_config()
@@ -68,10 +62,9 @@ def _sequence_copy(layer, cells):
         config["return_variance"] = False
     if cells:
         if "return_cell_sequence" not in config:
-            raise ValueError(
-                f"hidden_norms(cells=True) needs a layer with return_cell_sequence "
-                f"(keras_rnnreg.layers.LSTM); {layer.name!r} is a {type(layer).__name__}."
-            )
+            raise ValueError("hidden_norms(cells=True) needs a layer with return_cell_sequence "
+                             f"(keras_rnnreg.layers.LSTM); {layer.name!r} is a "
+                             f"{type(layer).__name__}.")
         config["return_cell_sequence"] = True
     config["name"] = f"{layer.name}_norm_probe"
     return type(layer).from_config(config)
@@ -119,10 +112,9 @@ class _Probe:
 
     def _clone_with_free_length(self, model):
         if len(model.inputs) != 1:
-            raise ValueError(
-                f"hidden_norms: model {model.name!r} has several inputs with a fixed time "
-                "dimension; build it with keras.Input((None, features)) or probe the layer itself."
-            )
+            raise ValueError(f"hidden_norms: model {model.name!r} has several inputs with a fixed "
+                             "time dimension; build it with keras.Input((None, features)) or probe "
+                             "the layer itself.")
         spec = model.inputs[0]
         free = keras.Input(batch_shape=(None, None, *spec.shape[2:]), dtype=spec.dtype)
         self.source = model
@@ -263,16 +255,12 @@ class HiddenNormProbe(keras.callbacks.Callback):
         if self.training_length is None:
             length = self.model.inputs[0].shape[1] if self.model.inputs else None
             if length is None:
-                raise ValueError(
-                    "HiddenNormProbe: the model's input has no fixed time dimension; pass "
-                    "training_length=."
-                )
+                raise ValueError("HiddenNormProbe: the model's input has no fixed time dimension; "
+                                 "pass training_length=.")
             self.training_length = int(length)
         if self.training_length > int(self.inputs.shape[1]):
-            raise ValueError(
-                f"HiddenNormProbe: training_length={self.training_length} is longer than the probe "
-                f"inputs ({self.inputs.shape[1]} timesteps)."
-            )
+            raise ValueError(f"HiddenNormProbe: training_length={self.training_length} is longer "
+                             f"than the probe inputs ({self.inputs.shape[1]} timesteps).")
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:

@@ -52,17 +52,15 @@ class NaNRestart(keras.callbacks.TerminateOnNaN):
     def __init__(self, factor=0.5, max_restarts=10, monitor="loss"):
         super().__init__()
         if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not 0 < factor < 1:
-            raise ValueError(
-                f"Invalid value for argument factor={factor!r}: expected 0 < factor < 1."
-            )
+            raise ValueError(f"Invalid value for argument factor={factor!r}: expected 0 < factor < "
+                             "1.")
         if (
             isinstance(max_restarts, bool)
             or not isinstance(max_restarts, numbers.Integral)
             or max_restarts < 0
         ):
-            raise ValueError(
-                f"Invalid value for argument max_restarts={max_restarts!r}: expected an int >= 0."
-            )
+            raise ValueError(f"Invalid value for argument max_restarts={max_restarts!r}: expected "
+                             "an int >= 0.")
         self.factor = float(factor)
         self.max_restarts = int(max_restarts)
         self.monitor = monitor
@@ -101,10 +99,9 @@ class NaNRestart(keras.callbacks.TerminateOnNaN):
         if not self.triggered:
             return
         if self.restarts >= self.max_restarts:
-            raise NonFiniteLossError(
-                f"NaNRestart: non-finite {self.monitor} in epoch {self._epoch + 1} after "
-                f"{self.restarts} restart(s) (max_restarts={self.max_restarts}); giving up"
-            )
+            raise NonFiniteLossError(f"NaNRestart: non-finite {self.monitor} in epoch "
+                                     f"{self._epoch + 1} after {self.restarts} restart(s) "
+                                     f"(max_restarts={self.max_restarts}); giving up")
         optimizer = self.model.optimizer
         for variables, values in zip(
             (self.model.variables, optimizer.variables if optimizer else []), self._snapshot

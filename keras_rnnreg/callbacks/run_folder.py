@@ -49,10 +49,8 @@ class RunFolderCheckpoint(keras.callbacks.ModelCheckpoint):
             return
         row = {"epoch": epoch, **dict(sorted(_runfolder.scalars(logs).items()))}
         if self.monitor not in row:
-            raise _runfolder.RunError(
-                f"training.monitor={self.monitor!r} is not among the epoch logs "
-                f"({', '.join(sorted(row))})"
-            )
+            raise _runfolder.RunError(f"training.monitor={self.monitor!r} is not among the epoch "
+                                      f"logs ({', '.join(sorted(row))})")
         stopper, done = self.early_stopping, epoch + 1
         path = Path(self.filepath.format(epoch=done))
         state = json.loads(json.dumps(self.state))  # the next state; self.state until the commit

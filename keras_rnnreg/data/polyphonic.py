@@ -86,10 +86,9 @@ def load(source, *, grid=None, limit=None, cache=True):
         raise ValueError(f"`limit` applies to {CHORALES!r} only; got source {str(source)!r}")
     path = Path(source).expanduser()
     if not path.exists():
-        raise FileNotFoundError(
-            f"polyphonic-music source {str(path)!r} does not exist; expected a .pickle file, "
-            f"a .mat file, a folder of MIDI files, or {CHORALES!r}"
-        )
+        raise FileNotFoundError(f"polyphonic-music source {str(path)!r} does not exist; expected a "
+                                ".pickle file, a .mat file, a folder of MIDI files, or "
+                                f"{CHORALES!r}")
     if path.is_dir():
         return read_midi_folder(path, grid=grid)
     suffix = path.suffix.lower()
@@ -98,14 +97,11 @@ def load(source, *, grid=None, limit=None, cache=True):
     if suffix == ".mat":
         return read_mat(path)
     if suffix in _MIDI_SUFFIXES:
-        raise ValueError(
-            f"{path}: a single MIDI file is not a dataset; pass a folder of MIDI files (with "
-            "train/, valid/, test/ subfolders, or flat for a fixed 60/20/20 split)"
-        )
-    raise ValueError(
-        f"{path}: unknown kind of file {suffix or '(no suffix)'!r}; expected .pickle / .pkl, "
-        f".mat, a folder of MIDI files, or {CHORALES!r}"
-    )
+        raise ValueError(f"{path}: a single MIDI file is not a dataset; pass a folder of MIDI "
+                         "files (with train/, valid/, test/ subfolders, or flat for a fixed "
+                         "60/20/20 split)")
+    raise ValueError(f"{path}: unknown kind of file {suffix or '(no suffix)'!r}; expected .pickle "
+                     f"/ .pkl, .mat, a folder of MIDI files, or {CHORALES!r}")
 
 
 def roll_from_pitches(steps, where="sequence"):
@@ -115,16 +111,12 @@ def roll_from_pitches(steps, where="sequence"):
         try:
             pitches = [operator.index(p) for p in notes]
         except TypeError as err:
-            raise ValueError(
-                f"{where}, timestep {t}: expected a list or tuple of integer MIDI pitches; "
-                f"got {notes!r}"
-            ) from err
+            raise ValueError(f"{where}, timestep {t}: expected a list or tuple of integer MIDI "
+                             f"pitches; got {notes!r}") from err
         for p in pitches:
             if not LOWEST_PITCH <= p <= HIGHEST_PITCH:
-                raise ValueError(
-                    f"{where}, timestep {t}: MIDI pitch {p} is outside the piano range "
-                    f"{LOWEST_PITCH}..{HIGHEST_PITCH}"
-                )
+                raise ValueError(f"{where}, timestep {t}: MIDI pitch {p} is outside the piano "
+                                 f"range {LOWEST_PITCH}..{HIGHEST_PITCH}")
         if pitches:
             roll[t, np.asarray(pitches) - LOWEST_PITCH] = 1
     return roll
@@ -150,10 +142,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(
-                f"refusing to load {module}.{name}: a piano-roll pickle holds only lists, "
-                "tuples, dicts and numbers"
-            )
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a piano-roll pickle "
+                                         "holds only lists, tuples, dicts and numbers")
         return super().find_class(module, name)
 
 
@@ -169,23 +159,19 @@ def read_pickle(path):
         raise ValueError(f"{path}: not a readable piano-roll pickle ({err})") from err
     if not isinstance(data, dict) or not all(split in data for split in SPLITS):
         found = sorted(map(str, data)) if isinstance(data, dict) else type(data).__name__
-        raise ValueError(
-            f"{path}: expected a dict with keys 'train', 'valid', 'test' (lists of sequences); "
-            f"found {found}"
-        )
+        raise ValueError(f"{path}: expected a dict with keys 'train', 'valid', 'test' (lists of "
+                         f"sequences); found {found}")
     out = {}
     for split in SPLITS:
         sequences = data[split]
         if not isinstance(sequences, (list, tuple)):
-            raise ValueError(
-                f"{path}: {split!r} must be a list of sequences; got {type(sequences).__name__}"
-            )
+            raise ValueError(f"{path}: {split!r} must be a list of sequences; got "
+                             f"{type(sequences).__name__}")
         rolls = []
         for i, steps in enumerate(sequences):
             if not isinstance(steps, (list, tuple)):
-                raise ValueError(
-                    f"{path}: {split}[{i}] must be a list of timesteps; got {type(steps).__name__}"
-                )
+                raise ValueError(f"{path}: {split}[{i}] must be a list of timesteps; got "
+                                 f"{type(steps).__name__}")
             rolls.append(roll_from_pitches(steps, where=f"{path}: {split}[{i}]"))
         out[split] = rolls
     return out
@@ -206,10 +192,8 @@ def read_mat(path):
     missing = [key for key in keys.values() if key not in contents]
     if missing:
         found = sorted(k for k in contents if not k.startswith("__"))
-        raise ValueError(
-            f"{path}: expected the variables traindata, validdata, testdata (1xN cell arrays of "
-            f"Tx88 piano rolls); missing {missing}, found {found}"
-        )
+        raise ValueError(f"{path}: expected the variables traindata, validdata, testdata (1xN cell "
+                         f"arrays of Tx88 piano rolls); missing {missing}, found {found}")
     out = {}
     for split, key in keys.items():
         cells = np.asarray(contents[key])
@@ -307,9 +291,8 @@ def read_midi_folder(path, grid=None):
     else:
         flat = _midi_files(path)
         if not flat:
-            raise FileNotFoundError(
-                f"{path}: no MIDI files (.mid, .midi) and no train/, valid/, test/ subfolders"
-            )
+            raise FileNotFoundError(f"{path}: no MIDI files (.mid, .midi) and no train/, valid/, "
+                                    "test/ subfolders")
         files = _fixed_split(flat)
     return {split: [read_midi(f, grid=grid) for f in files[split]] for split in SPLITS}
 
@@ -341,10 +324,9 @@ def _chorale_names():
 
     names = list(dict.fromkeys(corpus.chorales.Iterator(returnType="filename")))
     if not names:
-        raise FileNotFoundError(
-            "music21's corpus has no Bach chorales (music21.corpus.chorales.Iterator is empty); "
-            "install the full music21 package, which bundles them"
-        )
+        raise FileNotFoundError("music21's corpus has no Bach chorales "
+                                "(music21.corpus.chorales.Iterator is empty); install the full "
+                                "music21 package, which bundles them")
     return sorted(names)
 
 
@@ -552,10 +534,9 @@ def evaluate(model, sequences, batch_size=32, causal=True, from_logits=False, pa
         mask = _batching.pad_stack([np.ones(len(pairs[i][0])) for i in batch], length)
         prob = _batching.predict_batch(model, x)
         if prob.shape != x.shape:
-            raise ValueError(
-                f"the model's output has shape {prob.shape} for inputs of shape {x.shape}; "
-                "expected one 88-wide prediction per timestep (return_sequences=True)"
-            )
+            raise ValueError(f"the model's output has shape {prob.shape} for inputs of shape "
+                             f"{x.shape}; expected one 88-wide prediction per timestep "
+                             "(return_sequences=True)")
         total, n = metrics_lib.nll_sums(y, prob, mask, from_logits=from_logits)
         counts = metrics_lib.frame_counts(y, prob, mask, from_logits=from_logits)
         nll_total, count = nll_total + total, count + n

@@ -155,9 +155,8 @@ def read_phn(path):
         if len(fields) != 3 or not fields[0].isdigit() or not fields[1].isdigit():
             raise ValueError(f"{path}, line {number}: expected 'start end phone'; got {line!r}")
         if fields[2] not in _PHONE_IDS:
-            raise ValueError(
-                f"{path}, line {number}: {fields[2]!r} is not one of the 61 TIMIT phones"
-            )
+            raise ValueError(f"{path}, line {number}: {fields[2]!r} is not one of the 61 TIMIT "
+                             "phones")
         labels.append((int(fields[0]), int(fields[1]), fields[2]))
     if not labels:
         raise ValueError(f"{path}: the label file holds no phones")
@@ -178,10 +177,8 @@ def _corpus_root(root):
             return names["train"], names["test"]
         if depth < 2:
             queue += [(p, depth + 1) for p in _children(folder) if p.is_dir()]
-    raise FileNotFoundError(
-        f"{root}: not a TIMIT corpus: expected TRAIN/ and TEST/ folders (each holding "
-        "DR1..DR8/<speaker>/ with .WAV and .PHN files)"
-    )
+    raise FileNotFoundError(f"{root}: not a TIMIT corpus: expected TRAIN/ and TEST/ folders (each "
+                            "holding DR1..DR8/<speaker>/ with .WAV and .PHN files)")
 
 
 def find_utterances(root):
@@ -212,17 +209,15 @@ def find_utterances(root):
                         continue  # "x.wav.wav" conversions have suffix "wav.wav": skipped
                     phn = files.get(f"{stem}.phn")
                     if phn is None:
-                        raise FileNotFoundError(
-                            f"{wav}: no matching label file {stem.upper()}.PHN in {speaker}; "
-                            "every TIMIT utterance needs its .PHN phone labels"
-                        )
+                        raise FileNotFoundError(f"{wav}: no matching label file {stem.upper()}.PHN "
+                                                f"in {speaker}; every TIMIT utterance needs its "
+                                                ".PHN phone labels")
                     utt_id = f"{speaker.name.upper()}_{stem.upper()}"
                     utterances.append((speaker.name.lower(), utt_id, wav, phn))
         if not utterances:
-            raise FileNotFoundError(
-                f"{folder}: no utterances (expected DR1..DR8/<speaker>/<sentence>.WAV with "
-                ".PHN labels beside them)"
-            )
+            raise FileNotFoundError(f"{folder}: no utterances (expected "
+                                    "DR1..DR8/<speaker>/<sentence>.WAV with .PHN labels beside "
+                                    "them)")
         found[name] = utterances
     core, dev = set(CORE_TEST_SPEAKERS), set(DEV_SPEAKERS)
     splits = {
@@ -232,10 +227,9 @@ def find_utterances(root):
     }
     for split, speakers in (("valid", DEV_SPEAKERS), ("test", CORE_TEST_SPEAKERS)):
         if not splits[split]:
-            raise FileNotFoundError(
-                f"{test_dir}: none of the {len(speakers)} speakers of the {split} split "
-                f"({', '.join(s.upper() for s in speakers[:3])}, ...) is present"
-            )
+            raise FileNotFoundError(f"{test_dir}: none of the {len(speakers)} speakers of the "
+                                    f"{split} split ({', '.join(s.upper() for s in speakers[:3])}, "
+                                    "...) is present")
     present = {u[0] for u in found["TEST"]}
     missing_dev, missing_core = len(dev - present), len(core - present)
     if missing_dev or missing_core:
@@ -407,10 +401,8 @@ def load(root, cache=True):
 
 def _check_split(split):
     if not isinstance(split, dict) or "features" not in split or "labels" not in split:
-        raise ValueError(
-            "expected a split of timit.load(...) (a dict with 'features' and 'labels'); "
-            f"got {type(split).__name__}"
-        )
+        raise ValueError("expected a split of timit.load(...) (a dict with 'features' and "
+                         f"'labels'); got {type(split).__name__}")
     if len(split["features"]) != len(split["labels"]) or not split["features"]:
         raise ValueError("the split must hold as many label sequences as feature sequences (>0)")
     return split["features"], split["labels"]
@@ -453,10 +445,8 @@ def decode(outputs, lengths=None):
     outputs = keras.ops.convert_to_tensor(outputs, dtype="float32")
     batch, frames = outputs.shape[0], outputs.shape[1]
     if outputs.shape[-1] != NUM_CLASSES:
-        raise ValueError(
-            f"expected outputs with {NUM_CLASSES} classes (blank + 61 phones) on the last axis; "
-            f"got shape {tuple(outputs.shape)}"
-        )
+        raise ValueError(f"expected outputs with {NUM_CLASSES} classes (blank + 61 phones) on the "
+                         f"last axis; got shape {tuple(outputs.shape)}")
     if lengths is None:
         lengths = np.full((batch,), frames, dtype=np.int32)
     lengths = keras.ops.convert_to_tensor(np.asarray(lengths, dtype=np.int32))
@@ -496,10 +486,8 @@ def evaluate(model, split, batch_size=1):
         x = _batching.pad_stack([features[i] for i in batch], max(lengths))
         out = _batching.predict_batch(model, x)
         if out.ndim != 3 or out.shape[:2] != x.shape[:2]:
-            raise ValueError(
-                f"the model's output has shape {out.shape} for inputs of shape {x.shape}; "
-                f"expected (batch, frames, {NUM_CLASSES})"
-            )
+            raise ValueError(f"the model's output has shape {out.shape} for inputs of shape "
+                             f"{x.shape}; expected (batch, frames, {NUM_CLASSES})")
         for i, ids in zip(batch, decode(out, lengths)):
             hypotheses.append(fold(ids))
             references.append(fold(labels[i]))

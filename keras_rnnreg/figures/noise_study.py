@@ -110,10 +110,8 @@ def noise_spectral_radius(runs, out_dir):
         keys = sorted({k for r in run.history for k in r if k.startswith("spectral_radius/")})
         keys = [k for k in keys if k.count("/") == 1 or k.endswith("/c")]
         if not keys:
-            raise FigureError(
-                f"{run.path / 'history.csv'}: no spectral_radius/... column (training logs it "
-                "since the figures were added; retrain the run)"
-            )
+            raise FigureError(f"{run.path / 'history.csv'}: no spectral_radius/... column "
+                              "(training logs it since the figures were added; retrain the run)")
         for key in keys:
             epochs, values = run.column(key)
             rows += [
@@ -159,15 +157,12 @@ def _trials(search):
     """(model, trial id, hyperparameter values, score) of every scored trial under ``search``."""
     search = Path(search)
     if not search.is_dir():
-        raise FigureError(
-            f"{search}: no such search folder (expected the --out folder of `rnnreg tune`)"
-        )
+        raise FigureError(f"{search}: no such search folder (expected the --out folder of `rnnreg "
+                          "tune`)")
     files = sorted(search.rglob("trial.json"))
     if not files:
-        raise FigureError(
-            f"{search}: no KerasTuner trial (no trial_*/trial.json below it; expected the --out "
-            "folder of `rnnreg tune`)"
-        )
+        raise FigureError(f"{search}: no KerasTuner trial (no trial_*/trial.json below it; "
+                          "expected the --out folder of `rnnreg tune`)")
     found = []
     for path in files:
         try:
@@ -216,11 +211,9 @@ def noise_sweep(searches, out_dir):
                         }
                     )
     if not rows:
-        raise FigureError(
-            f"{', '.join(map(str, searches))}: no scored trial has a {', '.join(SWEPT)} "
-            "hyperparameter (search RNN-NBR, RNN-N or RNN-DOS models with the noise_study_table2 "
-            "space)"
-        )
+        raise FigureError(f"{', '.join(map(str, searches))}: no scored trial has a "
+                          f"{', '.join(SWEPT)} hyperparameter (search RNN-NBR, RNN-N or RNN-DOS "
+                          "models with the noise_study_table2 space)")
     present = [name for name in SWEPT if any(r["parameter"] == name for r in rows)]
     plt = pyplot()
     fig, axes = plt.subplots(1, len(present), figsize=(4.4 * len(present), 3.6), squeeze=False)

@@ -188,10 +188,9 @@ def ns_irnn_lognorm(runs, out_dir, *, length=LENGTH, batch=16):
     for run in runs:
         need_cell(run, {"simple_rnn"}, "ns_irnn_lognorm")
         if run.config["task"] != "ptb":
-            raise FigureError(
-                f"{run.path}: ns_irnn_lognorm needs a character-level run (task 'ptb', a cost at "
-                f"every timestep); this run's task is {run.config['task']!r}"
-            )
+            raise FigureError(f"{run.path}: ns_irnn_lognorm needs a character-level run (task "
+                              "'ptb', a cost at every timestep); this run's task is "
+                              f"{run.config['task']!r}")
         x, y = long_inputs(run, length, batch)
         h = hidden_sequences(run, x)
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):

@@ -477,9 +477,8 @@ def complete(partial, section=SCHEMA, prefix=()):
     if partial is None:
         return None if section.optional else defaults(section)
     if not isinstance(partial, dict):
-        raise ConfigError(
-            f"{dotted(prefix) or 'config'}: expected a table (dict) of keys, got {partial!r}"
-        )
+        raise ConfigError(f"{dotted(prefix) or 'config'}: expected a table (dict) of keys, got "
+                          f"{partial!r}")
     out = defaults(section)
     for key, value in partial.items():
         if key not in section.fields:
@@ -638,10 +637,8 @@ def parse_value(path, text):
     if isinstance(node, Section):
         if lowered in ("none", "null"):
             return None
-        raise ConfigError(
-            f"{where} is a section; set one of its keys ({', '.join(node.fields)}) or set it to "
-            "none"
-        )
+        raise ConfigError(f"{where} is a section; set one of its keys ({', '.join(node.fields)}) "
+                          "or set it to none")
     if lowered in ("none", "null"):
         if node.nullable:
             return None
