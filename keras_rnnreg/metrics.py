@@ -35,16 +35,8 @@ from keras_rnnreg._api import serializable
 
 EPSILON = 1e-7
 
-__all__ = [
-    "BitsPerCharacter",
-    "FrameAccuracy",
-    "NLLPerTimestep",
-    "bits_per_character",
-    "edit_distance",
-    "frame_accuracy",
-    "nll_per_timestep",
-    "phone_error_rate",
-]
+__all__ = ["BitsPerCharacter", "FrameAccuracy", "NLLPerTimestep", "bits_per_character",
+           "edit_distance", "frame_accuracy", "nll_per_timestep", "phone_error_rate"]
 
 
 # --------------------------------------------------------------------------------------------

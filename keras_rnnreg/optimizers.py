@@ -43,16 +43,8 @@ class CliminRMSprop(keras.optimizers.Optimizer):
         **kwargs: ``keras.optimizers.Optimizer``'s (``global_clipnorm``, ``name``, ...).
     """
 
-    def __init__(
-        self,
-        learning_rate=0.001,
-        rho=0.9,
-        momentum=0.0,
-        epsilon=1e-8,
-        initial_accumulator_value=1.0,
-        name="climin_rmsprop",
-        **kwargs,
-    ):
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-8,
+                 initial_accumulator_value=1.0, name="climin_rmsprop", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         for arg, value, high in (("rho", rho, 1.0), ("momentum", momentum, 1.0)):
             if not 0.0 <= float(value) < high:

@@ -206,11 +206,9 @@ def train(name_or_config, out_dir, *, data=None, data_root=None, epochs=None, se
     except _runfolder.RunLockedError as err:
         raise RunError(str(err)) from None
     try:
-        return _train_locked(
-            name_or_config, run_dir, data=data, data_root=data_root, epochs=epochs, seed=seed,
-            overrides=overrides, resume=resume, strategy=strategy, distribute=distribute,
-            verbose=verbose, callbacks=callbacks, log=log,
-        )
+        return _train_locked(name_or_config, run_dir, data=data, data_root=data_root, epochs=epochs,
+                             seed=seed, overrides=overrides, resume=resume, strategy=strategy,
+                             distribute=distribute, verbose=verbose, callbacks=callbacks, log=log)
     finally:
         lock.release()
         if created and not (run_dir / CONFIG).exists():  # failed before the run began

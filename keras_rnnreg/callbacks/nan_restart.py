@@ -117,10 +117,8 @@ class NaNRestart(keras.callbacks.TerminateOnNaN):
         self.events.append((self._epoch, new_rate))
 
 
-def fit_with_restarts(
-    model, x=None, nan_callback=None, epochs=1, initial_epoch=0, callbacks=(), on_restart=None,
-    **kwargs,
-):
+def fit_with_restarts(model, x=None, nan_callback=None, epochs=1, initial_epoch=0, callbacks=(),
+                      on_restart=None, **kwargs):
     """``model.fit`` that restarts from the previous epoch with a smaller learning rate on NaN.
 
     ``nan_callback`` (a :class:`NaNRestart`, created when None) is put first among
@@ -132,10 +130,8 @@ def fit_with_restarts(
     epoch = initial_epoch
     while True:
         histories.append(
-            model.fit(
-                x, epochs=epochs, initial_epoch=epoch, callbacks=[nan_callback, *callbacks],
-                **kwargs,
-            )
+            model.fit(x, epochs=epochs, initial_epoch=epoch, callbacks=[nan_callback, *callbacks],
+                      **kwargs)
         )
         if nan_callback.restart_epoch is None:
             return histories

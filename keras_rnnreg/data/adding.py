@@ -25,13 +25,8 @@ LENGTH = 400
 CONSTANT_BASELINE_MSE = 1.0 / 6.0
 SHORT_SIGHTED_BASELINE_MSE = 1.0 / 12.0
 
-__all__ = [
-    "CONSTANT_BASELINE_MSE",
-    "SHORT_SIGHTED_BASELINE_MSE",
-    "baselines",
-    "generate",
-    "make_dataset",
-]
+__all__ = ["CONSTANT_BASELINE_MSE", "SHORT_SIGHTED_BASELINE_MSE", "baselines", "generate",
+           "make_dataset"]
 
 
 def generate(n, length=LENGTH, seed=0):

@@ -50,20 +50,9 @@ _MIDI_SUFFIXES = (".mid", ".midi", ".kar")
 _SPLIT_SEED = 0
 _CHORALES_VERSION = 1
 
-__all__ = [
-    "CHORALES",
-    "evaluate",
-    "load",
-    "make_chunks",
-    "make_dataset",
-    "music21_chorales",
-    "next_step",
-    "read_mat",
-    "read_midi",
-    "read_midi_folder",
-    "read_pickle",
-    "roll_from_pitches",
-]
+__all__ = ["CHORALES", "evaluate", "load", "make_chunks", "make_dataset", "music21_chorales",
+           "next_step", "read_mat", "read_midi", "read_midi_folder", "read_pickle",
+           "roll_from_pitches"]
 
 
 # --------------------------------------------------------------------------------------------

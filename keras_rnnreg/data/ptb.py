@@ -33,16 +33,8 @@ EOS = "\n"
 SEQ_LEN = 50
 LEVELS = ("auto", "char", "word")
 
-__all__ = [
-    "EOS",
-    "chars_from_words",
-    "encode",
-    "evaluate",
-    "load",
-    "make_dataset",
-    "make_sequences",
-    "read_sentences",
-]
+__all__ = ["EOS", "chars_from_words", "encode", "evaluate", "load", "make_dataset",
+           "make_sequences", "read_sentences"]
 
 
 def chars_from_words(line):

@@ -18,15 +18,8 @@ from keras_rnnreg.figures._common import (
 )
 from keras_rnnreg.zoo.schema import arguments
 
-__all__ = [
-    "LENGTH",
-    "forget_gate_means",
-    "ns_forget_gates",
-    "ns_irnn_eigenvalues",
-    "ns_irnn_lognorm",
-    "ns_learning_curves",
-    "ns_norm_horizon",
-]
+__all__ = ["LENGTH", "forget_gate_means", "ns_forget_gates", "ns_irnn_eigenvalues",
+           "ns_irnn_lognorm", "ns_learning_curves", "ns_norm_horizon"]
 
 #: Probe length of the norm figures (the paper trains on 50 steps and runs 1,000 and more).
 LENGTH = 1000

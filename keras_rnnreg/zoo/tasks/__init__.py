@@ -18,19 +18,8 @@ from pathlib import Path
 
 import keras
 
-__all__ = [
-    "DATA_ROOT_ENV",
-    "SYNTHETIC",
-    "DataError",
-    "DataNotFoundError",
-    "FirstBatches",
-    "TASKS",
-    "Task",
-    "get",
-    "pipelines",
-    "register",
-    "resolve_source",
-]
+__all__ = ["DATA_ROOT_ENV", "SYNTHETIC", "DataError", "DataNotFoundError", "FirstBatches", "TASKS",
+           "Task", "get", "pipelines", "register", "resolve_source"]
 
 SYNTHETIC = "synthetic"
 DATA_ROOT_ENV = "RNNREG_DATA"
