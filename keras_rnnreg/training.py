@@ -18,37 +18,19 @@ A run folder holds
 ``tensorboard/``           TensorBoard logs when the ``tensorboard`` extra is installed (a log,
                            not part of the commit)
 ``report.json``            the test numbers beside the paper's, written at the end
-``run.lock``               the writer's lock (see below)
+``run.lock``               the writer's lock
 =========================  ================================================================
 
-What a run folder guarantees:
-
-* **One commit point per epoch** (:class:`keras_rnnreg.callbacks.RunFolderCheckpoint`). After an
-  epoch the model and optimizer go to a new file ``checkpoints/epoch-NNNN.keras`` (written whole,
-  then moved into place); then ``state.json``, which holds the history, early-stopping state and
-  random state and names that file, replaces the old one in one ``os.replace``. That replace is
-  the commit: a process killed at any instant leaves either the previous epoch or the new one,
-  never a mix, and ``resume=True`` continues from exactly the committed epoch — with the same
-  weights, optimizer state, noise generators and data order, so the result equals that of an
-  uninterrupted run. Files of an uncommitted epoch and the
-  temporary files of an interrupted write are removed on resume.
-* **One writer.** A process holds an exclusive lock on ``run.lock`` while it writes; a second
-  one is refused with an error naming the holder. The operating system drops the lock when its
-  holder exits or is killed, so a crash never leaves the folder locked.
-* **Resume continues the same run.** The zoo name must match, overrides that change the network,
-  data or training are refused, and the safe ones (:data:`RESUME_SAFE`: more epochs, patience, NaN
-  restarts) are applied and recorded in ``config.json`` (``run.resumes``).
-* **Ctrl-C** (or ``SIGTERM``) stops within a batch, keeps every committed epoch and writes no
-  partial file; a second one stops at once (the commit protocol keeps the folder consistent then
-  too).
-
-Early stopping (:class:`keras_rnnreg.callbacks.ResumableEarlyStopping`, Keras' ``EarlyStopping``
-carried across ``fit`` calls) uses ``training.monitor`` / ``mode`` / ``patience``; the NaN policy
-of the norm-stabilizer paper (halve the learning rate and restart from the previous epoch) is
-:class:`keras_rnnreg.callbacks.NaNRestart` in :func:`keras_rnnreg.callbacks.fit_with_restarts`;
-gradient clipping is the optimizer's ``global_clipnorm`` from the configuration. The test number
-is computed with the best epoch's weights by the task's whole-split evaluation (e.g. test
-sequences run whole for Table 1).
+The README ("What a run folder guarantees") tells what a run folder guarantees: one commit point
+per epoch, one writer, a resume continues the same run, Ctrl-C keeps every committed epoch. The
+commit is :class:`keras_rnnreg.callbacks.RunFolderCheckpoint` (the checkpoint written whole, then
+``state.json`` replaced in one ``os.replace``); the lock and atomic files are in
+:mod:`keras_rnnreg._runfolder`; :data:`RESUME_SAFE` names what a resume may change. Early stopping
+(:class:`keras_rnnreg.callbacks.ResumableEarlyStopping`) uses ``training.monitor`` / ``mode`` /
+``patience``; the norm-stabilizer paper's NaN policy is :class:`keras_rnnreg.callbacks.NaNRestart`
+in :func:`keras_rnnreg.callbacks.fit_with_restarts`; gradient clipping is the optimizer's
+``global_clipnorm``. The test number is computed with the best epoch's weights by the task's
+whole-split evaluation.
 """
 
 import math

@@ -31,6 +31,7 @@ Appendix B's protocol for a Table 1 column (:mod:`keras_rnnreg.tuning.column`).
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 import keras
@@ -149,37 +150,31 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print, workers=
         raise JobError(f"{path}: {err}") from None
     source = q.get("data", job.get("data", base["data"]["source"]))
     task, data, source, _ = training.load_task_data(base, source, data_root or job.get("data_root"))
-    search = True
-    if workers:
+    out = Path(out_dir or f"runs/tune-{job['stem']}" + ("-quick" if quick else ""))
+    if workers:  # then reload the finished search and summarize it
         from keras_rnnreg.tuning import distributed
 
-        out = Path(out_dir or f"runs/tune-{job['stem']}" + ("-quick" if quick else ""))
         distributed.search(path, workers, out, quick=quick, data_root=data_root, log=log,
                            entry=entry)
-        out_dir, search = out, False  # below: reload the finished search and summarize it
     epochs = q.get("epochs", job.get("epochs", base["training"]["epochs"]))
     max_trials = q.get("max_trials", job.get("max_trials", 10))
     direction = job.get("direction", base["training"]["mode"])
     objective = keras_tuner.Objective(objective_name, direction=direction)
     hypermodel = hypermodels.ZooHyperModel(base, space=job["space_entries"], data=data,
                                            epochs=epochs, seed=job.get("seed", 0))
-    out = Path(out_dir or f"runs/tune-{job['stem']}" + ("-quick" if quick else ""))
-    common = dict(objective=objective, directory=str(out.parent), project_name=out.name,
-                  seed=job.get("seed", 0), overwrite=False)
     kind = job.get("tuner", "random")
-    if kind == "hyperband":
-        tuner = _tuner_class(keras_tuner.Hyperband)(hypermodel, max_epochs=epochs, **common)
-    elif kind == "bayesian":
-        tuner = _tuner_class(keras_tuner.BayesianOptimization)(hypermodel, max_trials=max_trials,
-                                                                **common)
-    else:
-        tuner = _tuner_class(keras_tuner.RandomSearch)(hypermodel, max_trials=max_trials, **common)
+    base_class = {"hyperband": keras_tuner.Hyperband, "random": keras_tuner.RandomSearch,
+                  "bayesian": keras_tuner.BayesianOptimization}[kind]
+    budget = {"max_epochs": epochs} if kind == "hyperband" else {"max_trials": max_trials}
+    tuner = _tuner_class(base_class)(hypermodel, objective=objective, directory=str(out.parent),
+                                     project_name=out.name, seed=job.get("seed", 0),
+                                     overwrite=False, **budget)
     patience = q.get("patience", job.get("patience", base["training"]["patience"]))
     callbacks = []
     if patience:
         callbacks.append(keras.callbacks.EarlyStopping(objective.name, patience=patience,
                                                        mode=objective.direction))
-    if search:
+    if not workers:
         log(f"tuning {job['model']} over {len(hypermodel.active_entries())} hyperparameters "
             f"({', '.join(e['name'] for e in hypermodel.active_entries())}); {kind}, "
             f"{max_trials} trials, {epochs} epochs each; results in {out}")
@@ -225,8 +220,5 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print, workers=
 
 
 def _count_workers(project_dir):
-    counts = {}
-    for path in Path(project_dir).glob("trial_*/worker.json"):
-        tuner_id = json.loads(path.read_text())["tuner_id"]
-        counts[tuner_id] = counts.get(tuner_id, 0) + 1
-    return dict(sorted(counts.items()))
+    paths = Path(project_dir).glob("trial_*/worker.json")
+    return dict(sorted(Counter(json.loads(p.read_text())["tuner_id"] for p in paths).items()))

@@ -230,7 +230,7 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
     results["failures"] = failures
     training.write_json_atomic(out / "results.json", results)
     table = out / f"{card['stem']}.md"
-    command = _command(card_path, quick, None, epochs, seeds)
+    command = _command(card_path, quick, epochs, seeds)
     table.write_text(markdown(card, results, quick=quick, command=command))
     return table
 
@@ -264,12 +264,10 @@ def train_run(run, run_dir, resume, verbose=0, log=print, callbacks=()):
     return report
 
 
-def _command(card_path, quick, only, epochs, seeds):
+def _command(card_path, quick, epochs, seeds):
     parts = ["rnnreg reproduce", str(card_path)]
     if quick:
         parts.append("--quick")
-    if only:
-        parts.append(f"--only '{only}'")
     if epochs:
         parts.append(f"--epochs {epochs}")
     if seeds:
