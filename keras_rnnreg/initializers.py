@@ -29,7 +29,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_rnnreg._api import serializable
+from keras_rnnreg._api import check_int, check_positive, serializable
 
 
 def _check_seed(seed):
@@ -69,18 +69,8 @@ class Sparse(keras.initializers.Initializer):
     """
 
     def __init__(self, connections=15, stddev=1.0, seed=None):
-        if (
-            isinstance(connections, bool)
-            or not isinstance(connections, numbers.Integral)
-            or connections < 1
-        ):
-            raise ValueError(f"Invalid value for argument connections={connections!r}: expected a "
-                             "positive int.")
-        if isinstance(stddev, bool) or not isinstance(stddev, numbers.Real) or not stddev > 0:
-            raise ValueError(f"Invalid value for argument stddev={stddev!r}: expected a positive "
-                             "number.")
-        self.connections = int(connections)
-        self.stddev = float(stddev)
+        self.connections = check_int("connections", connections)
+        self.stddev = check_positive("stddev", stddev)
         self._init_seed = _check_seed(seed)
         self.seed = python_random.randint(1, int(1e9)) if seed is None else self._init_seed
 
@@ -152,9 +142,7 @@ class SpectralRadius(keras.initializers.Initializer):
     """
 
     def __init__(self, base="glorot_uniform", radius=1.1):
-        if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not radius > 0:
-            raise ValueError(f"Invalid value for argument radius={radius!r}: expected a positive "
-                             "number.")
+        check_positive("radius", radius)
         try:
             self.base = keras.initializers.get(base)
         except (ValueError, TypeError) as err:

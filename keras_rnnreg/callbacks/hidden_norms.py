@@ -7,20 +7,13 @@
   and at the last timestep.
 """
 
-import numbers
-
 import keras
 import numpy as np
 
+from keras_rnnreg._api import check_int
 from keras_rnnreg.callbacks.spectral_radius import recurrent_kernel
 
 __all__ = ["HiddenNormProbe", "hidden_norms", "hidden_sequences"]
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"Invalid value for argument {name}={value!r}: expected a positive int.")
-    return int(value)
 
 
 def _find_layer(model_or_layer, layer_name):
@@ -238,9 +231,9 @@ class HiddenNormProbe(keras.callbacks.Callback):
 
     def __init__(self, inputs, layer_name, every=1, training_length=None, cells=False, mask=None):
         super().__init__()
-        self.every = _positive_int("every", every)
+        self.every = check_int("every", every)
         if training_length is not None:
-            training_length = _positive_int("training_length", training_length)
+            training_length = check_int("training_length", training_length)
         self.inputs = inputs
         self.layer_name = layer_name
         self.training_length = training_length

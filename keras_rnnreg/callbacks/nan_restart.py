@@ -12,6 +12,8 @@ import numbers
 import keras
 import numpy as np
 
+from keras_rnnreg._api import check_int
+
 __all__ = ["NaNRestart", "NonFiniteLossError", "fit_with_restarts"]
 
 
@@ -54,15 +56,8 @@ class NaNRestart(keras.callbacks.TerminateOnNaN):
         if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not 0 < factor < 1:
             raise ValueError(f"Invalid value for argument factor={factor!r}: expected 0 < factor < "
                              "1.")
-        if (
-            isinstance(max_restarts, bool)
-            or not isinstance(max_restarts, numbers.Integral)
-            or max_restarts < 0
-        ):
-            raise ValueError(f"Invalid value for argument max_restarts={max_restarts!r}: expected "
-                             "an int >= 0.")
         self.factor = float(factor)
-        self.max_restarts = int(max_restarts)
+        self.max_restarts = check_int("max_restarts", max_restarts, minimum=0)
         self.monitor = monitor
         self.restarts = 0
         self.triggered = False
