@@ -2,6 +2,7 @@
 handling, orphan detection and stopping (used by :mod:`keras_rnnreg.zoo._parallel` and
 :mod:`keras_rnnreg.tuning.distributed`)."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -67,17 +68,13 @@ def stop_processes(procs, grace=20.0):
     after writing nothing partial), then SIGKILL to those still there after ``grace`` seconds."""
     for proc in procs:
         if proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
     deadline = time.time() + grace
     for proc in procs:
         try:
             proc.wait(timeout=max(0.1, deadline - time.time()))
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait()

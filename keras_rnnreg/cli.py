@@ -1,19 +1,4 @@
-"""The ``rnnreg`` command line.
-
-::
-
-    rnnreg [--debug] COMMAND ...
-    rnnreg list [PATTERN] [--long] [--keys]
-    rnnreg show NAME [--set key=value ...]
-    rnnreg train NAME [--data PATH] [--data-root DIR] [--epochs N] [--seed S] [--out DIR]
-                      [--set key=value ...] [--resume] [--quiet | --lines]
-                      [--distribute data-parallel|tpu|multi-worker]
-    rnnreg evaluate RUN_DIR [--data PATH] [--split test|valid]
-    rnnreg reproduce CARD.toml [--quick] [--out DIR] [--data-root DIR] [--only PATTERN] [--epochs N]
-                               [--seeds S,S] [--table-only] [--jobs N] [--devices 0,1]
-    rnnreg tune JOB.toml [--quick] [--out DIR] [--data-root DIR] [--workers N]
-    rnnreg figure NAME [--runs DIR ... | --search DIR ...] [--out DIR] [--length N] [--quick]
-    rnnreg figure --list
+"""The ``rnnreg`` command line (``rnnreg --help`` and ``rnnreg COMMAND --help`` list the options).
 
 Errors a user can cause (an unknown name, key or value, a missing or unreadable file, a damaged
 or busy run folder, a diverged run) print one line naming what is wrong and exit with status 2;

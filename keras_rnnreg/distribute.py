@@ -13,26 +13,12 @@ model = zoo.build("jsb_rnn_ns", distribute="data-parallel")   # the same for the
 
 ``rnnreg train NAME --distribute data-parallel|tpu|multi-worker`` is
 ``training.train(..., distribute=...)``. Nothing here is a distribution engine of its own; each
-kind maps to the one that exists (README, "Scaling out"):
-
-==================  =========================================  ==================================
-kind                JAX (``keras.distribution``)               TensorFlow (``tf.distribute``)
-==================  =========================================  ==================================
-``data-parallel``   ``DataParallel`` over ``jax.devices()``     ``MirroredStrategy`` over the GPUs,
-                                                               else over the logical CPU devices
-``tpu``             ``DataParallel`` over the TPU devices      ``TPUStrategy``
-                    (``jax.devices("tpu")``)                   (``TPUClusterResolver``)
-``multi-worker``    ``keras.distribution.initialize`` (that is  ``MultiWorkerMirroredStrategy``
-                    ``jax.distributed.initialize``) from the    configured by ``TF_CONFIG``
-                    ``KERAS_DISTRIBUTION_*`` variables, then
-                    ``DataParallel`` over every process's
-                    devices
-==================  =========================================  ==================================
-
-PyTorch: Keras has no distribution API on that backend; :func:`get` raises
-:class:`DistributeError` saying to use the JAX or TensorFlow backend (or ``torch.distributed`` /
-DDP in a training loop of your own). Without a TPU, ``"tpu"`` raises :class:`DistributeError`
-(what was looked for and what to use instead).
+kind maps to the one that exists (README, "Data parallel, TPU, multi-worker"): on JAX
+``keras.distribution.DataParallel`` over the devices (the TPU ones for ``"tpu"``; every process's
+after ``keras.distribution.initialize`` for ``"multi-worker"``), on TensorFlow
+``MirroredStrategy`` over the GPUs (else the logical CPU devices), ``TPUStrategy``
+(``TPUClusterResolver``) or ``MultiWorkerMirroredStrategy`` (``TF_CONFIG``). PyTorch has none:
+:func:`get` raises :class:`DistributeError` saying what to use instead, as it does without a TPU.
 
 **What is exact and what is not** (checked by ``tests/test_distribute.py`` on 4 simulated devices
 and on two processes over 127.0.0.1):

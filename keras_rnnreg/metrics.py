@@ -39,7 +39,6 @@ __all__ = ["BitsPerCharacter", "FrameAccuracy", "NLLPerTimestep", "bits_per_char
            "edit_distance", "frame_accuracy", "nll_per_timestep", "phone_error_rate"]
 
 
-# --------------------------------------------------------------------------------------------
 # NumPy functions (whole-split evaluation)
 
 
@@ -190,7 +189,6 @@ def phone_error_rate(references, hypotheses):
     return edits / length
 
 
-# --------------------------------------------------------------------------------------------
 # Keras metrics (fit / evaluate)
 
 

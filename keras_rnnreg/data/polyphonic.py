@@ -55,7 +55,6 @@ __all__ = ["CHORALES", "evaluate", "load", "make_chunks", "make_dataset", "music
            "roll_from_pitches"]
 
 
-# --------------------------------------------------------------------------------------------
 # Readers
 
 
@@ -304,7 +303,6 @@ def _fixed_split(items):
     }
 
 
-# --------------------------------------------------------------------------------------------
 # The embedded default: Bach chorales bundled with music21
 
 
@@ -416,7 +414,6 @@ def _unpack_rolls(packed):
     return out
 
 
-# --------------------------------------------------------------------------------------------
 # Preprocessing and pipelines
 
 

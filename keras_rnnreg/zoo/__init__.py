@@ -20,14 +20,10 @@ graph code:
 * :mod:`keras_rnnreg.zoo.norm_stabilizer` — Krueger & Memisevic's PTB (Tables 1-3), TIMIT (Tables
   4-5) and adding-problem configurations.
 
-Overrides are nested keys (``"optimizer.learning_rate"``, or ``optimizer__learning_rate`` as a
-keyword, or ``optimizer={"learning_rate": ...}``; ``optimizer.class_name=Adam`` swaps the class)
-or unambiguous bare leaf names (``units``,
-``learning_rate``, ``batch_size``, ``epochs``, ``beta``); they are checked against the schema
-(:mod:`keras_rnnreg.zoo.schema`) and the Keras objects' constructors, and an unknown key or an
-ill-typed value raises
-:class:`ConfigError` naming the key, the value and what was expected. An unknown name raises
-:class:`UnknownModelError` (a ``KeyError``) listing the closest names.
+Overrides (``units=8``, ``**{"optimizer.learning_rate": 0.01}``; see :mod:`keras_rnnreg.zoo.schema`)
+are checked against the schema and the Keras objects' constructors: an unknown key or an ill-typed
+value raises :class:`ConfigError` naming the key, the value and what was expected. An unknown name
+raises :class:`UnknownModelError` (a ``KeyError``) listing the closest names.
 """
 
 from keras_rnnreg.zoo import noise_study, norm_stabilizer  # noqa: F401  (register the presets)

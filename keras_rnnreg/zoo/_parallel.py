@@ -11,6 +11,7 @@ the others go on. Ctrl-C terminates the children; running the same command again
 finished runs and resumes the interrupted ones from their last finished epoch.
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -170,10 +171,8 @@ class Display:
         if not self.tty:
             return
         cols, rows = 200, 1000
-        try:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             cols, rows = os.get_terminal_size(self.stream.fileno())
-        except (OSError, ValueError, AttributeError):
-            pass
         jobs = self.jobs
         summary = []
         if len(jobs) > rows - 2:  # more runs than lines: the running ones and a count of the others

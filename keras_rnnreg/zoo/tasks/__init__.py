@@ -83,7 +83,6 @@ def get(config_or_name):
     return TASKS[name]
 
 
-
 class FirstBatches(keras.utils.PyDataset):
     """The first ``steps`` batches of every epoch of a pipeline
     (``training.max_steps_per_epoch``)."""
