@@ -73,12 +73,10 @@ def baselines(inputs, targets):
     marked = _marked_values(inputs)
     if len(marked) != len(targets):
         raise ValueError(f"got {len(marked)} input sequences but {len(targets)} targets")
-    return {
-        "constant": float(np.mean((targets - 1.0) ** 2)),
-        "short_sighted": float(np.mean((targets - (marked[:, 1] + 0.5)) ** 2)),
-        "expected_constant": CONSTANT_BASELINE_MSE,
-        "expected_short_sighted": SHORT_SIGHTED_BASELINE_MSE,
-    }
+    return {"constant": float(np.mean((targets - 1.0) ** 2)),
+            "short_sighted": float(np.mean((targets - (marked[:, 1] + 0.5)) ** 2)),
+            "expected_constant": CONSTANT_BASELINE_MSE,
+            "expected_short_sighted": SHORT_SIGHTED_BASELINE_MSE}
 
 
 def make_dataset(n, batch_size, length=LENGTH, seed=0, shuffle=True, **kwargs):

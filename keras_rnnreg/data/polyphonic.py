@@ -296,11 +296,8 @@ def _fixed_split(items):
     order = np.random.default_rng(_SPLIT_SEED).permutation(len(items))
     n_train, n_valid, _ = _split_counts(len(items))
     ranked = [items[i] for i in order]
-    return {
-        "train": ranked[:n_train],
-        "valid": ranked[n_train : n_train + n_valid],
-        "test": ranked[n_train + n_valid :],
-    }
+    return {"train": ranked[:n_train], "valid": ranked[n_train : n_train + n_valid],
+            "test": ranked[n_train + n_valid :]}
 
 
 # The embedded default: Bach chorales bundled with music21
@@ -528,8 +525,5 @@ def evaluate(model, sequences, batch_size=32, causal=True, from_logits=False, pa
         nll_total, count = nll_total + total, count + n
         tp, fp, fn = tp + counts[0], fp + counts[1], fn + counts[2]
     denominator = tp + fp + fn
-    return {
-        "nll": nll_total / count,
-        "frame_accuracy": tp / denominator if denominator else 0.0,
-        "timesteps": int(count),
-    }
+    return {"nll": nll_total / count, "frame_accuracy": tp / denominator if denominator else 0.0,
+            "timesteps": int(count)}

@@ -489,9 +489,5 @@ def evaluate(model, split, batch_size=1):
             references.append(fold(labels[i]))
     edits = sum(metrics_lib.edit_distance(r, h) for r, h in zip(references, hypotheses))
     total = sum(len(r) for r in references)
-    return {
-        "per": metrics_lib.phone_error_rate(references, hypotheses),
-        "edits": int(edits),
-        "reference_phones": int(total),
-        "utterances": len(references),
-    }
+    return {"per": metrics_lib.phone_error_rate(references, hypotheses), "edits": int(edits),
+            "reference_phones": int(total), "utterances": len(references)}
