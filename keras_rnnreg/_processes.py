@@ -8,8 +8,9 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
-__all__ = ["child_env", "stop_on_sigterm", "stop_processes", "stop_when_orphaned"]
+__all__ = ["child_env", "last_lines", "stop_on_sigterm", "stop_processes", "stop_when_orphaned"]
 
 _STOP = []  # set by SIGTERM in a child
 
@@ -61,6 +62,15 @@ def child_env(device=None, shared=True, base=None):
         env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def last_lines(path, n, skip="\0"):
+    """The last ``n`` lines of a child's log that are not blank and do not start with ``skip``."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return []
+    return [x for x in text.splitlines() if x.strip() and not x.startswith(skip)][-n:]
 
 
 def stop_processes(procs, grace=20.0):

@@ -112,11 +112,7 @@ def settle_oracle(project_dir):
 
 
 def _tail(path, n=5):
-    try:
-        lines = [x for x in Path(path).read_text(errors="replace").splitlines() if x.strip()]
-    except OSError:
-        return ""
-    return "\n".join(lines[-n:])
+    return "\n".join(_processes.last_lines(path, n))
 
 
 def search(job_path, workers, out, quick=False, data_root=None, log=print, poll=1.0,

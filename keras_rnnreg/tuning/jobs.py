@@ -41,6 +41,7 @@ from keras_rnnreg import training
 from keras_rnnreg.callbacks import tensorboard_available
 from keras_rnnreg.tuning import hypermodels
 from keras_rnnreg.tuning import spaces as spaces_lib
+from keras_rnnreg.tuning.distributed import WORKER_FILE
 from keras_rnnreg.zoo import schema
 
 __all__ = ["JobError", "load_job", "run_job"]
@@ -63,7 +64,7 @@ def _tuner_class(base):
         def on_trial_begin(self, trial):
             # Which tuner process ran the trial (``tuner0`` unless distributed: ``rnnreg tune
             # --workers``).
-            path = Path(self.get_trial_dir(trial.trial_id)) / "worker.json"
+            path = Path(self.get_trial_dir(trial.trial_id)) / WORKER_FILE
             path.write_text(json.dumps({"tuner_id": self.tuner_id, "pid": os.getpid()}) + "\n")
             return super().on_trial_begin(trial)
 
@@ -220,5 +221,6 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print, workers=
 
 
 def _count_workers(project_dir):
-    paths = Path(project_dir).glob("trial_*/worker.json")
-    return dict(sorted(Counter(json.loads(p.read_text())["tuner_id"] for p in paths).items()))
+    from keras_rnnreg.tuning.distributed import trial_workers
+
+    return dict(sorted(Counter(trial_workers(project_dir).values()).items()))

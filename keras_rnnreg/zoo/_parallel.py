@@ -114,12 +114,7 @@ class Job:
         return changed
 
     def last_lines(self, n=3):
-        try:
-            text = (self.run_dir / LOG).read_text(errors="replace")
-        except OSError:
-            return ""
-        lines = [x for x in text.splitlines() if x.strip() and not x.startswith(MARK)]
-        return " | ".join(lines[-n:])
+        return " | ".join(_processes.last_lines(self.run_dir / LOG, n, skip=MARK))
 
     def close(self):
         if self.log is not None:
