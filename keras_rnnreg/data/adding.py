@@ -82,6 +82,5 @@ def baselines(inputs, targets):
 def make_dataset(n, batch_size, length=LENGTH, seed=0, shuffle=True, **kwargs):
     """A ``keras.utils.PyDataset`` of ``(inputs, targets)`` batches of :func:`generate` data."""
     inputs, targets = generate(n, length=length, seed=seed)
-    return _batching.ArrayBatches(
-        (inputs, targets), batch_size, shuffle=shuffle, seed=seed, **kwargs
-    )
+    return _batching.ArrayBatches((inputs, targets), batch_size, shuffle=shuffle, seed=seed,
+                                  **kwargs)

@@ -363,11 +363,8 @@ def music21_chorales(limit=None, cache=True):
     import music21
 
     names = chorale_split(limit)
-    path = _cache.cache_dir() / (
-        "music21-chorales-"
-        + _cache.fingerprint(_CHORALES_VERSION, music21.__version__, sorted(names.items()))
-        + ".npz"
-    )
+    key = _cache.fingerprint(_CHORALES_VERSION, music21.__version__, sorted(names.items()))
+    path = _cache.cache_dir() / f"music21-chorales-{key}.npz"
     if cache:
         stored = _cache.load_npz(path)
         if stored is not None:
@@ -381,11 +378,8 @@ def music21_chorales(limit=None, cache=True):
             except Exception as err:  # music21 raises many kinds of errors on odd files
                 skipped.append(f"{name} ({type(err).__name__}: {err})")
     if skipped:
-        warnings.warn(
-            f"skipped {len(skipped)} chorale(s) music21 could not turn into a roll: "
-            + "; ".join(skipped),
-            stacklevel=2,
-        )
+        warnings.warn(f"skipped {len(skipped)} chorale(s) music21 could not turn into a roll: "
+                      + "; ".join(skipped), stacklevel=2)
     if cache:
         _cache.atomic_save_npz(path, **_pack_rolls(rolls))
     return rolls
@@ -396,9 +390,8 @@ def _pack_rolls(splits):
     for split in SPLITS:
         seqs = splits[split]
         packed[f"{split}_lengths"] = np.array([len(s) for s in seqs], dtype=np.int64)
-        packed[f"{split}_rolls"] = (
-            np.concatenate(seqs).astype(np.uint8) if seqs else np.zeros((0, N_NOTES), np.uint8)
-        )
+        packed[f"{split}_rolls"] = (np.concatenate(seqs).astype(np.uint8) if seqs
+                                    else np.zeros((0, N_NOTES), np.uint8))
     return packed
 
 
@@ -473,9 +466,8 @@ def make_dataset(sequences, batch_size, chunk=CHUNK, shuffle=True, seed=0, **kwa
         w = _batching.pad_stack([np.ones(len(pairs[i][0]), np.float32) for i in indices], length)
         return x, y, w
 
-    return _batching.PaddedBatches(
-        [len(p[0]) for p in pairs], make_batch, batch_size, shuffle=shuffle, seed=seed, **kwargs
-    )
+    return _batching.PaddedBatches([len(p[0]) for p in pairs], make_batch, batch_size,
+                                   shuffle=shuffle, seed=seed, **kwargs)
 
 
 def evaluate(model, sequences, batch_size=32, causal=True, from_logits=False, pad_multiple=64):

@@ -120,10 +120,8 @@ def load(path, vocab_from="train", level="auto", eos=True):
     if not folder.exists():
         raise FileNotFoundError(f"PTB folder {str(folder)!r} does not exist")
     if not folder.is_dir():
-        raise ValueError(
-            f"{folder}: expected the folder holding ptb.char.{{train,valid,test}}.txt or "
-            "ptb.{train,valid,test}.txt, not a file"
-        )
+        raise ValueError(f"{folder}: expected the folder holding ptb.char.{{train,valid,test}}.txt "
+                         "or ptb.{train,valid,test}.txt, not a file")
     found = {split: _find(folder, split, level) for split in SPLITS}
     wanted = {"char": "ptb.char.{}.txt", "word": "ptb.{}.txt"}
     names = [wanted[k] for k in (("char", "word") if level == "auto" else (level,))]
@@ -152,12 +150,9 @@ def load(path, vocab_from="train", level="auto", eos=True):
     }
     if vocab_from != "train":
         missing = "no training split; " if out["train"] is None else ""
-        warnings.warn(
-            f"PTB at {folder}: {missing}vocabulary built from the {vocab_from} split "
-            f"({found[vocab_from][0].name}), not the training split: this is a smoke-test "
-            "set-up, not the paper's",
-            stacklevel=2,
-        )
+        warnings.warn(f"PTB at {folder}: {missing}vocabulary built from the {vocab_from} split "
+                      f"({found[vocab_from][0].name}), not the training split: this is a "
+                      "smoke-test set-up, not the paper's", stacklevel=2)
     out["vocab"] = vocab
     out["vocab_from"] = vocab_from
     out["files"] = {split: (str(p) if p is not None else None) for split, (p, _) in found.items()}

@@ -232,21 +232,17 @@ def find_utterances(root):
     present = {u[0] for u in found["TEST"]}
     missing_dev, missing_core = len(dev - present), len(core - present)
     if missing_dev or missing_core:
-        warnings.warn(
-            f"TIMIT at {root}: {missing_dev} of the {len(dev)} development speakers and "
-            f"{missing_core} of the {len(core)} core-test speakers are missing; the numbers "
-            "will not be comparable with the paper's",
-            stacklevel=2,
-        )
+        warnings.warn(f"TIMIT at {root}: {missing_dev} of the {len(dev)} development speakers and "
+                      f"{missing_core} of the {len(core)} core-test speakers are missing; the "
+                      "numbers will not be comparable with the paper's", stacklevel=2)
     return splits
 
 
 # Features
 
 
-def mel_filterbank(
-    n_filters=N_FILTERS, n_fft=512, sample_rate=SAMPLE_RATE, low_hz=0.0, high_hz=None
-):
+def mel_filterbank(n_filters=N_FILTERS, n_fft=512, sample_rate=SAMPLE_RATE, low_hz=0.0,
+                   high_hz=None):
     """(n_filters, n_fft // 2 + 1) triangular filters evenly spaced on the HTK mel scale."""
     high_hz = sample_rate / 2.0 if high_hz is None else float(high_hz)
 
@@ -269,10 +265,8 @@ def deltas(features, width=DELTA_WIDTH):
     features = np.asarray(features, dtype=np.float64)
     t = len(features)
     padded = np.pad(features, ((width, width), (0, 0)), mode="edge")
-    numerator = sum(
-        n * (padded[width + n : width + n + t] - padded[width - n : width - n + t])
-        for n in range(1, width + 1)
-    )
+    numerator = sum(n * (padded[width + n : width + n + t] - padded[width - n : width - n + t])
+                    for n in range(1, width + 1))
     return numerator / (2.0 * sum(n * n for n in range(1, width + 1)))
 
 
@@ -421,15 +415,8 @@ def make_dataset(split, batch_size, shuffle=True, seed=0, pad_multiple=8, **kwar
         y = _batching.pad_stack([labels[i] for i in indices], label_length, dtype="int32")
         return x, y
 
-    return _batching.PaddedBatches(
-        [len(f) for f in features],
-        make_batch,
-        batch_size,
-        shuffle=shuffle,
-        seed=seed,
-        pad_multiple=pad_multiple,
-        **kwargs,
-    )
+    return _batching.PaddedBatches([len(f) for f in features], make_batch, batch_size,
+                                   shuffle=shuffle, seed=seed, pad_multiple=pad_multiple, **kwargs)
 
 
 def decode(outputs, lengths=None):
