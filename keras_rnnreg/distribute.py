@@ -248,10 +248,8 @@ def _jax(kind, devices, job_addresses, num_processes, process_id):
 
     if kind == "multi-worker":
         if not jax.distributed.is_initialized():  # (jax.process_count() would start the backend)
-            env = {
-                k: os.environ.get(f"KERAS_DISTRIBUTION_{k.upper()}")
-                for k in ("job_addresses", "num_processes", "process_id")
-            }
+            env = {k: os.environ.get(f"KERAS_DISTRIBUTION_{k.upper()}")
+                   for k in ("job_addresses", "num_processes", "process_id")}
             job_addresses = job_addresses or env["job_addresses"]
             num_processes = num_processes if num_processes is not None else env["num_processes"]
             process_id = process_id if process_id is not None else env["process_id"]
@@ -260,8 +258,7 @@ def _jax(kind, devices, job_addresses, num_processes, process_id):
                     "distribute='multi-worker' on JAX needs the coordinator address, the number of "
                     "processes and this process's id: set KERAS_DISTRIBUTION_JOB_ADDRESSES "
                     "(e.g. 10.0.0.1:1234), KERAS_DISTRIBUTION_NUM_PROCESSES and "
-                    "KERAS_DISTRIBUTION_PROCESS_ID, or pass them to distribute.get"
-                )
+                    "KERAS_DISTRIBUTION_PROCESS_ID, or pass them to distribute.get")
             try:
                 keras.distribution.initialize(job_addresses, int(num_processes), int(process_id))
             except RuntimeError as err:
@@ -269,9 +266,8 @@ def _jax(kind, devices, job_addresses, num_processes, process_id):
                                       "before any JAX computation: create the multi-worker "
                                       "strategy first thing in the program") from err
         engine = keras.distribution.DataParallel(devices=jax.devices(), auto_shard_dataset=False)
-        return Strategy(
-            kind, "jax", engine, len(jax.devices()), jax.process_count(), jax.process_index()
-        )
+        return Strategy(kind, "jax", engine, len(jax.devices()), jax.process_count(),
+                        jax.process_index())
     if kind == "tpu":
         try:
             devices = jax.devices("tpu")

@@ -28,6 +28,11 @@ def _finite(value):
         return True
 
 
+def _variables(model):
+    """The model's variables and its optimizer's: what a restart puts back."""
+    return model.variables, model.optimizer.variables if model.optimizer else []
+
+
 class NaNRestart(keras.callbacks.TerminateOnNaN):
     """Halve the learning rate and restart from the previous epoch's parameters on NaN.
 
@@ -72,11 +77,8 @@ class NaNRestart(keras.callbacks.TerminateOnNaN):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
-        optimizer = self.model.optimizer
-        self._snapshot = [
-            [np.array(keras.ops.convert_to_numpy(v)) for v in variables]
-            for variables in (self.model.variables, optimizer.variables if optimizer else [])
-        ]
+        self._snapshot = [[np.array(keras.ops.convert_to_numpy(v)) for v in variables]
+                          for variables in _variables(self.model)]
 
     def _check(self, logs):
         if logs and self.monitor in logs and not _finite(logs[self.monitor]):
@@ -97,12 +99,10 @@ class NaNRestart(keras.callbacks.TerminateOnNaN):
             raise NonFiniteLossError(f"NaNRestart: non-finite {self.monitor} in epoch "
                                      f"{self._epoch + 1} after {self.restarts} restart(s) "
                                      f"(max_restarts={self.max_restarts}); giving up")
-        optimizer = self.model.optimizer
-        for variables, values in zip(
-            (self.model.variables, optimizer.variables if optimizer else []), self._snapshot
-        ):
+        for variables, values in zip(_variables(self.model), self._snapshot):
             for variable, value in zip(variables, values):
                 variable.assign(value)
+        optimizer = self.model.optimizer
         new_rate = None
         if optimizer is not None:
             new_rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate)) * self.factor
@@ -124,10 +124,8 @@ def fit_with_restarts(model, x=None, nan_callback=None, epochs=1, initial_epoch=
     histories = []
     epoch = initial_epoch
     while True:
-        histories.append(
-            model.fit(x, epochs=epochs, initial_epoch=epoch, callbacks=[nan_callback, *callbacks],
-                      **kwargs)
-        )
+        histories.append(model.fit(x, epochs=epochs, initial_epoch=epoch,
+                                   callbacks=[nan_callback, *callbacks], **kwargs))
         if nan_callback.restart_epoch is None:
             return histories
         epoch = nan_callback.restart_epoch

@@ -323,11 +323,8 @@ def list_of_text(expected="a list of strings"):
 
 
 BOOLEAN = (lambda v: isinstance(v, bool), "true or false")
-SEEDS = (
-    lambda v: isinstance(v, list) and bool(v) and all(_integer(x, 0) for x in v)
-    and len(set(v)) == len(v),
-    "a non-empty list of distinct integers >= 0, e.g. [0, 1, 2]",
-)
+SEEDS = (lambda v: isinstance(v, list) and bool(v) and all(_integer(x, 0) for x in v)
+         and len(set(v)) == len(v), "a non-empty list of distinct integers >= 0, e.g. [0, 1, 2]")
 
 
 def check_table(table, keys, checks, where, error=ConfigError):
@@ -488,16 +485,18 @@ def _build(node, path, value, where=None):
     return obj
 
 
+def _about(where, node):
+    return f" [{where}: {node.doc}]" if node.doc else ""
+
+
 def check_value(path, node, value):
     """The value, converted where lossless (int -> float); ConfigError otherwise."""
     where = dotted(path)
 
     def fail(reason=None):
         got = f"{value!r} ({type(value).__name__})"
-        raise ConfigError(
-            f"{where}={got}: expected {node.expected()}" + (f"; {reason}" if reason else "")
-            + (f" [{where}: {node.doc}]" if node.doc else "")
-        )
+        raise ConfigError(f"{where}={got}: expected {node.expected()}"
+                          + (f"; {reason}" if reason else "") + _about(where, node))
 
     if value is None:
         if node.nullable:
@@ -550,11 +549,8 @@ def resolve_key(key):
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
-            raise ConfigError(
-                f"ambiguous configuration key {key!r}: it could be "
-                + ", ".join(dotted(m) for m in matches)
-                + "; write the full dotted key"
-            )
+            raise ConfigError(f"ambiguous configuration key {key!r}: it could be "
+                              f"{', '.join(dotted(m) for m in matches)}; write the full dotted key")
     raise ConfigError(_unknown_key_message(parts))
 
 
@@ -603,10 +599,8 @@ def parse_value(path, text):
         if node.type is dict:
             raise ValueError
     except ValueError:
-        raise ConfigError(
-            f"{where}={text!r}: expected {node.expected()}"
-            + (f" [{where}: {node.doc}]" if node.doc else "")
-        ) from None
+        raise ConfigError(f"{where}={text!r}: expected {node.expected()}{_about(where, node)}") \
+            from None
     return text
 
 
