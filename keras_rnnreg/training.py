@@ -408,12 +408,20 @@ def best_model(run_dir):
                    "written at the end of the first epoch)")
 
 
+def compare_with_paper(ours, paper):
+    """``relative_difference`` and ``within_5_percent`` of our number against the paper's (None
+    when there is no paper number or ours is not finite)."""
+    if not paper or not math.isfinite(ours):
+        return {"relative_difference": None, "within_5_percent": None}
+    return {"relative_difference": (ours - paper) / paper,
+            "within_5_percent": bool(abs(ours - paper) <= 0.05 * abs(paper))}
+
+
 def _report(run_dir, config, run_info, state, task, splits, started):
     model, checkpoint, checkpoint_epoch = best_model(run_dir)
     test = task.evaluate(model, config, splits, "test")
     ours = float(test[task.metric])
     paper = config["paper"]["value"]
-    finite = math.isfinite(ours)
     report = {
         "name": config["name"],
         "description": config["description"],
@@ -423,10 +431,7 @@ def _report(run_dir, config, run_info, state, task, splits, started):
         "ours": ours,
         "paper": paper,
         "paper_table": config["paper"]["table"],
-        "relative_difference": (ours - paper) / paper if paper and finite else None,
-        "within_5_percent": (
-            bool(abs(ours - paper) <= 0.05 * abs(paper)) if paper and finite else None
-        ),
+        **compare_with_paper(ours, paper),
         "comparable": run_info["comparable"],
         "test": test,
         "checkpoint": checkpoint,

@@ -45,6 +45,7 @@ import statistics
 import time
 from pathlib import Path
 
+from keras_rnnreg import training
 from keras_rnnreg.zoo import _registry, schema
 
 __all__ = ["CardError", "card_names", "load_card", "markdown", "plan", "reproduce", "summarize"]
@@ -174,8 +175,6 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
     time, spread over ``devices`` (see :mod:`keras_rnnreg.zoo._parallel`; ``stream`` gets the
     live progress lines).
     """
-    from keras_rnnreg import training
-
     card = load_card(card_path)
     if epochs is not None and not VALUE_CHECKS["epochs"][0](epochs):
         raise CardError(f"epochs={epochs!r}: expected an integer >= 1")
@@ -252,8 +251,6 @@ def finished_report(run_dir):
 
 def train_run(run, run_dir, resume, verbose=0, log=print, callbacks=()):
     """Train (or resume) a run of :func:`plan`; its report (with ``wall_s``) is saved too."""
-    from keras_rnnreg import training
-
     started = time.time()
     report = training.train(
         run["name"], run_dir, data=run["data"], data_root=run["data_root"], epochs=run["epochs"],
@@ -287,7 +284,6 @@ def summarize(card, reports):
         values = [r["ours"] for r in items]
         mean = statistics.fmean(values)
         paper = entry.get("paper", items[0].get("paper"))
-        finite = math.isfinite(mean)
         row = {
             "key": key,
             "name": entry["name"],
@@ -299,9 +295,7 @@ def summarize(card, reports):
             "seeds": [r["seed"] for r in items],
             "values": values,
             "paper": paper,
-            "relative_difference": (mean - paper) / paper if paper and finite else None,
-            "within_5_percent": (abs(mean - paper) <= 0.05 * abs(paper)) if paper and finite
-            else None,
+            **training.compare_with_paper(mean, paper),
             "comparable": all(r.get("comparable", True) for r in items),
             "epochs_run": [r["epochs_run"] for r in items],
             "best_epoch": [r["best_epoch"] for r in items],
