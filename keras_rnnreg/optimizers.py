@@ -6,11 +6,10 @@ fast-dropout RNNs the paper builds on were trained). climin's ``RmsProp`` differ
 ``keras.optimizers.RMSprop`` in three ways that matter early in training:
 
 * the mean-square accumulator starts at **1**, not 0, so while it warms up (``ρ^t`` of it
-  remains after ``t`` steps) a small gradient gives a step of about ``step_rate · g``, where
-  Keras' first step is about ``step_rate · sign(g) / sqrt(1 − ρ)`` for every weight whose
-  gradient is not tiny against ε; on the paper's sparse, spectrally scaled initializations those
-  first full-size steps on every entry of the recurrent matrix can throw the network out of its
-  initial regime;
+  remains after ``t`` steps) a small gradient gives a step of about ``step_rate · g``, where Keras'
+  first step is about ``step_rate · sign(g) / sqrt(1 − ρ)`` for every weight whose gradient is not
+  tiny against ε; on the paper's sparse, spectrally scaled initializations those first full-size
+  steps on every entry of the recurrent matrix can throw the network out of its initial regime;
 * ε is 1e-8 (Keras: 1e-7; both inside the square root);
 * the momentum is Nesterov's: the gradient is taken after the momentum step (Keras' RMSprop
   uses plain momentum).

@@ -356,9 +356,8 @@ def _chorale_roll(name):
 def music21_chorales(limit=None, cache=True):
     """JSB-like rolls from music21's bundled Bach chorales, quarter-note grid, split 60/20/20.
 
-    Parsing all 350 takes about a minute, so the rolls are cached (``.npz``, written
-    atomically) in the cache folder and reused. A chorale music21 cannot parse is skipped with
-    a warning.
+    Parsing all 350 takes about a minute, so the rolls are cached (``.npz``, written atomically) in
+    the cache folder and reused. A chorale music21 cannot parse is skipped with a warning.
     """
     import music21
 

@@ -19,18 +19,17 @@ ah/ax/ax-h, er/axr, hh/hv, ih/ix, l/el, m/em, n/en/nx, ng/eng, sh/zh, uw/ux. Fol
 decoded and reference strings alike; repeated symbols created by folding are kept (Kaldi's
 scoring does the same).
 
-Features (Graves et al. 2013: "40 coefficients (plus energy) distributed on a mel-scale,
-together with their first and second temporal derivatives ... normalised ... over the training
-set"), computed in NumPy, our reading of the details: pre-emphasis 0.97; 25 ms Hamming windows
-every 10 ms (400 / 160 samples at 16 kHz; a frame every 10 ms while a whole window fits); a
-512-point FFT power spectrum; 40 triangular filters evenly spaced on the HTK mel scale
-``2595 log10(1 + f / 700)`` from 0 Hz to the Nyquist frequency; natural log of each filter's
-energy and of the frame's energy (floored at 1e-10); first and second derivatives by the HTK
-regression formula over ±2 frames (edges repeated). Layout per frame: 40 log filterbank
-energies, log energy, then their deltas, then their delta-deltas (123 numbers). Every dimension
-is normalised with the mean and standard deviation of all training frames. The features of a
-corpus are computed once and cached (``.npz``, written atomically), keyed on the corpus' path,
-file sizes and modification times.
+Features (Graves et al. 2013: "40 coefficients (plus energy) distributed on a mel-scale, together
+with their first and second temporal derivatives ... normalised ... over the training set"),
+computed in NumPy, our reading of the details: pre-emphasis 0.97; 25 ms Hamming windows every 10 ms
+(400 / 160 samples at 16 kHz; a frame every 10 ms while a whole window fits); a 512-point FFT power
+spectrum; 40 triangular filters evenly spaced on the HTK mel scale ``2595 log10(1 + f / 700)`` from
+0 Hz to the Nyquist frequency; natural log of each filter's energy and of the frame's energy
+(floored at 1e-10); first and second derivatives by the HTK regression formula over ±2 frames (edges
+repeated). Layout per frame: 40 log filterbank energies, log energy, then their deltas, then their
+delta-deltas (123 numbers). Every dimension is normalised with the mean and standard deviation of
+all training frames. The features of a corpus are computed once and cached (``.npz``, written
+atomically), keyed on the corpus' path, file sizes and modification times.
 
 Evaluation: phone error rate after folding, from greedy CTC decoding (``keras.ops.ctc_decode``)
 and the Levenshtein distance, summed over the split (:func:`evaluate`). The paper uses no beam

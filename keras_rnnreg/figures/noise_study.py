@@ -173,11 +173,10 @@ def noise_sweep(searches, out_dir):
     """Noise study Figs. 8–10: the search's score against λ (L1 / L2), σ and p.
 
     From KerasTuner's ``trial.json`` files below each search folder of ``rnnreg tune`` (a
-    single-model job, or a Table 1 column job with one sub-folder per model): every scored
-    trial with a ``lambda``, ``noise_stddev`` or ``dropconnect_rate`` hyperparameter is a
-    point. The score is the job's objective (validation NLL per timestep for the Table 1 jobs;
-    the paper plots test error). Columns: search, model, trial, parameter, value, regularizer,
-    score.
+    single-model job, or a Table 1 column job with one sub-folder per model): every scored trial
+    with a ``lambda``, ``noise_stddev`` or ``dropconnect_rate`` hyperparameter is a point. The score
+    is the job's objective (validation NLL per timestep for the Table 1 jobs; the paper plots test
+    error). Columns: search, model, trial, parameter, value, regularizer, score.
     """
     if not searches:
         raise FigureError("noise_sweep draws from tuner searches: pass --search DIR (or --quick)")

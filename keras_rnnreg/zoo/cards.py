@@ -169,11 +169,10 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
               stream=None):
     """Run a card (see the module docstring); returns the path of the markdown table.
 
-    The table holds every finished run of the card in ``out_dir`` (also those of earlier calls
-    with another ``only``). ``table_only=True`` trains nothing and only rewrites the table.
-    ``jobs > 1`` or ``devices`` run the entries x seeds in child processes, up to ``jobs`` at a
-    time, spread over ``devices`` (see :mod:`keras_rnnreg.zoo._parallel`; ``stream`` gets the
-    live progress lines).
+    The table holds every finished run of the card in ``out_dir`` (also those of earlier calls with
+    another ``only``). ``table_only=True`` trains nothing and only rewrites the table. ``jobs > 1``
+    or ``devices`` run the entries x seeds in child processes, up to ``jobs`` at a time, spread over
+    ``devices`` (see :mod:`keras_rnnreg.zoo._parallel`; ``stream`` gets the live progress lines).
     """
     card = load_card(card_path)
     if epochs is not None and not VALUE_CHECKS["epochs"][0](epochs):

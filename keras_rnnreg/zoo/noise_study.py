@@ -5,16 +5,13 @@ Forty names, ``{jsb, nottingham, pianomidi, musedata}_{model}`` with the ten mod
 ========  ==============================================================================
 model     what it is (Sec. 8-10)
 ========  ==============================================================================
-rnn_plain plain tanh RNN, well initialised (sparse init, spectral radius; Sec. 6.1)
-rnn_fd    fast-dropout RNN (Sec. 6.5; Bayer et al. 2013)
-rnn_nbr   norm-based regularizer: L1 / L2 on input, recurrent and output weights (Sec. 7)
-rnn_n     additive Gaussian noise on the recurrent weights, per timestep (Sec. 8.1, Eq. 11)
-rnn_ns    additive noise, per sequence
-rnn_mn    multiplicative noise, per timestep (Eq. 12)
-rnn_mns   multiplicative noise, per sequence
-rnn_do    DropConnect on the recurrent weights, per timestep (Sec. 9)
-rnn_dos   DropConnect, per sequence
-rnn_ff    noise on the feed-forward (input-to-hidden) weights, per timestep (Sec. 8.2)
+rnn_plain plain tanh RNN, well initialised (sparse init, spectral radius; Sec. 6.1) rnn_fd
+fast-dropout RNN (Sec. 6.5; Bayer et al. 2013) rnn_nbr   norm-based regularizer: L1 / L2 on input,
+recurrent and output weights (Sec. 7) rnn_n     additive Gaussian noise on the recurrent weights,
+per timestep (Sec. 8.1, Eq. 11) rnn_ns    additive noise, per sequence rnn_mn    multiplicative
+noise, per timestep (Eq. 12) rnn_mns   multiplicative noise, per sequence rnn_do    DropConnect on
+the recurrent weights, per timestep (Sec. 9) rnn_dos   DropConnect, per sequence rnn_ff    noise on
+the feed-forward (input-to-hidden) weights, per timestep (Sec. 8.2)
 ========  ==============================================================================
 
 Every network (Sec. 10.2): 88 inputs, one tanh hidden layer, 88 sigmoid outputs; loss: the
