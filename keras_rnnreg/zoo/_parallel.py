@@ -1,14 +1,11 @@
-"""Many runs of a card at once: ``rnnreg reproduce CARD --jobs N [--devices 0,1]``.
+"""Many runs of a card at once: ``rnnreg reproduce CARD --jobs N [--devices 0,1]`` (README, "Many
+runs at once", says what the user sees).
 
 Each run (an entry x seed) is one child process (``python -m keras_rnnreg.zoo._parallel SPEC``)
-that calls :func:`keras_rnnreg.training.train` into its run folder, with its output captured in
-``RUN_DIR/train.log``. Up to ``jobs`` children run at the same time, on one accelerator or spread
-over ``devices`` (each child sees one device through ``CUDA_VISIBLE_DEVICES``; children that share
-a device get ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` on JAX and ``TF_FORCE_GPU_ALLOW_GROWTH=true``
-on TensorFlow, so that several fit in its memory). The parent shows one live line per run (rewritten
-in place on a terminal, one line per event otherwise); a run that crashes is reported as failed and
-the others go on. Ctrl-C terminates the children; running the same command again skips the
-finished runs and resumes the interrupted ones from their last finished epoch.
+that trains into its run folder (:func:`keras_rnnreg.zoo.cards.train_run`) with its output in
+``RUN_DIR/train.log``, where the parent reads the progress lines (``MARK``) its live display shows;
+:mod:`keras_rnnreg._processes` gives each child its device and memory flags and stops them on
+Ctrl-C.
 """
 
 import contextlib
