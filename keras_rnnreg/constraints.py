@@ -6,7 +6,6 @@ Keras applies a variable's ``constraint`` in the optimizer right after each upda
 ``tf.function`` and eager PyTorch.
 """
 
-
 import keras
 from keras import ops
 

@@ -2,24 +2,16 @@
 
 ``rnnreg train NAME`` is :func:`train`; ``rnnreg evaluate RUN_DIR`` is :func:`evaluate_run`.
 
-A run folder holds
-
-=========================  ================================================================
-``config.json``            the resolved configuration and the run's settings (seed, data, the
-                           backend that started it, and one record per resume)
-``state.json``             the commit record: finished epochs, the history, best value and
-                           epoch, early-stopping counter, NaN restarts, the random generators'
-                           states and the names of the last and best checkpoints
-``checkpoints/``           ``epoch-NNNN.keras`` (model + optimizer state) for the last and the
-                           best committed epoch; ``last.keras`` and ``best.keras`` link to them
-``history.csv``            one row per committed epoch, rewritten from ``state.json``: the
-                           epoch logs and the spectral radius of every recurrent kernel
-                           (``spectral_radius/<layer>[/<gate>]``, keras_rnnreg.callbacks)
-``tensorboard/``           TensorBoard logs when the ``tensorboard`` extra is installed (a log,
-                           not part of the commit)
-``report.json``            the test numbers beside the paper's, written at the end
-``run.lock``               the writer's lock
-=========================  ================================================================
+A run folder holds ``config.json`` (the resolved configuration and the run's settings: seed, data,
+the backend that started it, one record per resume); ``state.json``, the commit record (finished
+epochs, the history, best value and epoch, early-stopping counter, NaN restarts, the random
+generators' states, the names of the last and best checkpoints); ``checkpoints/epoch-NNNN.keras``
+(model + optimizer state) of the last and the best committed epoch, linked as ``last.keras`` and
+``best.keras``; ``history.csv``, one row per committed epoch rewritten from ``state.json`` (the
+epoch logs and the spectral radius of every recurrent kernel,
+``spectral_radius/<layer>[/<gate>]``); ``tensorboard/`` logs with the ``tensorboard`` extra (not
+part of the commit); ``report.json``, the test numbers beside the paper's, written at the end; and
+``run.lock``, the writer's lock.
 
 The README ("What a run folder guarantees") tells what a run folder guarantees: one commit point
 per epoch, one writer, a resume continues the same run, Ctrl-C keeps every committed epoch. The

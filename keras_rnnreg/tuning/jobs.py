@@ -180,8 +180,7 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print, workers=
             f"({', '.join(e['name'] for e in hypermodel.active_entries())}); {kind}, "
             f"{max_trials} trials, {epochs} epochs each; results in {out}")
         tuner.search(callbacks=callbacks, verbose=0)
-        if "KERASTUNER_ORACLE_IP" in os.environ:  # a process of a distributed search: the
-            # parent summarizes
+        if "KERASTUNER_ORACLE_IP" in os.environ:  # in a distributed search the parent summarizes
             return None
     elif (out / "oracle.json").exists():
         tuner.oracle.reload()  # the chief's oracle: every trial, whichever worker ran it

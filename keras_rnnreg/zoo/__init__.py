@@ -11,9 +11,7 @@ model.zoo_name, model.zoo_config          # 'timit_blstm_ns', the resolved confi
 model = zoo.build("jsb_rnn_plain", units=8, **{"optimizer.learning_rate": 0.01})
 ```
 
-``build`` loads no data. The presets are plain data (their Keras objects, the initializers,
-perturbations, norm-stabilizer and optimizer, as Keras-serialized configs), kept apart from the
-graph code:
+``build`` loads no data. The presets are plain data (Keras objects as serialized configs):
 
 * :mod:`keras_rnnreg.zoo.noise_study` — Table 1 of "Regularizing Recurrent Networks" (40 names,
   ``{jsb,nottingham,pianomidi,musedata}_rnn_{plain,fd,nbr,n,ns,mn,mns,do,dos,ff}``);

@@ -2,9 +2,7 @@
 
 After keras-hub's ``Backbone``: the constructor takes the (resolved) configuration, builds the
 functional graph and calls ``keras.Model.__init__(inputs, outputs)``; ``get_config`` returns that
-configuration, so ``keras.saving.load_model`` of a saved zoo model gives back a
-:class:`ZooModel` with its zoo name and configuration (and its weights, optimizer state and
-compile settings, which Keras saves itself).
+configuration, so ``keras.saving.load_model`` gives back a :class:`ZooModel` (README, "Model zoo").
 
 ```python
 model = ZooModel.from_preset("jsb_rnn_ns")             # fresh, compiled; loads no data

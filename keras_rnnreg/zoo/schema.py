@@ -5,7 +5,8 @@ initializers ``model.*_init``, the perturbations ``regularization.weight_noise``
 ``dropconnect``, the state regularizer ``regularization.norm_stabilizer`` and the ``optimizer``)
 are Keras-serialized configs (``keras.saving.serialize_keras_object`` form, holding the arguments
 a preset gives; the others are the constructor's defaults): their constructors are their schema,
-and :func:`validate` builds each one, turning a rejected argument into a :class:`ConfigError`.
+and :func:`validate` builds each one (an optimizer: checks its signature, see :func:`_unbuilt`),
+turning a rejected argument into a :class:`ConfigError`.
 The rest (the network's shape, data, training, the paper's metadata) is declared here.
 
 Presets (:mod:`keras_rnnreg.zoo.noise_study`, :mod:`keras_rnnreg.zoo.norm_stabilizer`) give only
