@@ -14,22 +14,9 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = (
-    "activations",
-    "callbacks",
-    "cli",
-    "constraints",
-    "data",
-    "distribute",
-    "initializers",
-    "layers",
-    "metrics",
-    "optimizers",
-    "perturbations",
-    "regularizers",
-    "tuning",
-    "zoo",
-)
+_SUBMODULES = ("activations", "callbacks", "cli", "constraints", "data", "distribute",
+               "initializers", "layers", "metrics", "optimizers", "perturbations", "regularizers",
+               "tuning", "zoo")
 
 __all__ = list(_SUBMODULES)
 

@@ -16,19 +16,7 @@ from keras_rnnreg.callbacks.spectral_radius import (
 from keras_rnnreg.callbacks.stop_on_signal import StopOnSignal
 from keras_rnnreg.callbacks.tensorboard_scalars import TensorBoardScalars, tensorboard_available
 
-__all__ = [
-    "HiddenNormProbe",
-    "NaNRestart",
-    "NonFiniteLossError",
-    "ResumableEarlyStopping",
-    "RunFolderCheckpoint",
-    "SpectralRadiusLogger",
-    "StopOnSignal",
-    "TensorBoardScalars",
-    "fit_with_restarts",
-    "hidden_norms",
-    "hidden_sequences",
-    "recurrent_layers",
-    "spectral_radii",
-    "tensorboard_available",
-]
+__all__ = ["HiddenNormProbe", "NaNRestart", "NonFiniteLossError", "ResumableEarlyStopping",
+           "RunFolderCheckpoint", "SpectralRadiusLogger", "StopOnSignal", "TensorBoardScalars",
+           "fit_with_restarts", "hidden_norms", "hidden_sequences", "recurrent_layers",
+           "spectral_radii", "tensorboard_available"]

@@ -90,25 +90,9 @@ SPLITS = ("train", "valid", "test")
 _FEATURE_VERSION = 1
 _PHONE_IDS = {phone: i + 1 for i, phone in enumerate(PHONES_61)}
 
-__all__ = [
-    "CORE_TEST_SPEAKERS",
-    "DEV_SPEAKERS",
-    "FOLD_39",
-    "NUM_CLASSES",
-    "PHONES_39",
-    "PHONES_61",
-    "decode",
-    "deltas",
-    "evaluate",
-    "filterbank_features",
-    "find_utterances",
-    "fold",
-    "load",
-    "make_dataset",
-    "mel_filterbank",
-    "read_phn",
-    "read_sphere",
-]
+__all__ = ["CORE_TEST_SPEAKERS", "DEV_SPEAKERS", "FOLD_39", "NUM_CLASSES", "PHONES_39", "PHONES_61",
+           "decode", "deltas", "evaluate", "filterbank_features", "find_utterances", "fold", "load",
+           "make_dataset", "mel_filterbank", "read_phn", "read_sphere"]
 
 
 # Reading

@@ -32,23 +32,9 @@ from keras_rnnreg.zoo.schema import ConfigError, apply_overrides, describe_keys,
 from keras_rnnreg.zoo.tasks.polyphonic import NoteCrossEntropy
 from keras_rnnreg.zoo.tasks.ptb import OneHot
 
-__all__ = [
-    "ConfigError",
-    "NoteCrossEntropy",
-    "OneHot",
-    "UnknownModelError",
-    "ZooModel",
-    "apply_overrides",
-    "build",
-    "build_network",
-    "compile_model",
-    "describe_keys",
-    "get_config",
-    "get_value",
-    "list_models",
-    "register",
-    "resolve",
-]
+__all__ = ["ConfigError", "NoteCrossEntropy", "OneHot", "UnknownModelError", "ZooModel",
+           "apply_overrides", "build", "build_network", "compile_model", "describe_keys",
+           "get_config", "get_value", "list_models", "register", "resolve"]
 
 
 def build(name, compile=True, distribute=None, **overrides):
