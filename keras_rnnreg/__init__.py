@@ -1,9 +1,8 @@
 """keras-rnnreg: regularized recurrent networks for Keras 3.
 
-Layers, perturbations, penalties, initializers and constraints from two papers on RNN
-regularization ("Regularizing Recurrent Networks", and Krueger & Memisevic, "Regularizing RNNs by
-Stabilizing Activations"), written with ``keras.ops`` only so they run on TensorFlow, JAX and
-PyTorch.
+Layers, perturbations, penalties, initializers and constraints from two papers on RNN regularization
+("Regularizing Recurrent Networks", and Krueger & Memisevic, "Regularizing RNNs by Stabilizing
+Activations"), written with ``keras.ops`` only so they run on TensorFlow, JAX and PyTorch.
 
 ``import keras_rnnreg`` registers every serializable class (layers, perturbations, penalties,
 initializers, constraints, metrics, the zoo's losses and heads) with ``keras.saving``, so that a
@@ -15,22 +14,9 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = (
-    "activations",
-    "callbacks",
-    "cli",
-    "constraints",
-    "data",
-    "distribute",
-    "initializers",
-    "layers",
-    "metrics",
-    "optimizers",
-    "perturbations",
-    "regularizers",
-    "tuning",
-    "zoo",
-)
+_SUBMODULES = ("activations", "callbacks", "cli", "constraints", "data", "distribute",
+               "initializers", "layers", "metrics", "optimizers", "perturbations", "regularizers",
+               "tuning", "zoo")
 
 __all__ = list(_SUBMODULES)
 

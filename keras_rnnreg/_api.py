@@ -1,4 +1,6 @@
-"""One decorator that registers a public class for Keras serialization."""
+"""Registration of the public classes for Keras serialization, and their argument checks."""
+
+import numbers
 
 import keras
 
@@ -8,3 +10,19 @@ PACKAGE = "keras_rnnreg"
 def serializable(obj):
     """Register ``obj`` with ``keras.saving`` under the ``keras_rnnreg>`` prefix."""
     return keras.saving.register_keras_serializable(package=PACKAGE)(obj)
+
+
+def check_int(name, value, minimum=1):
+    """``int(value)``; a ValueError in Keras' wording unless it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        expected = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"Invalid value for argument {name}={value!r}: expected {expected}.")
+    return int(value)
+
+
+def check_positive(name, value):
+    """``float(value)``; a ValueError in Keras' wording unless it is a number > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+        raise ValueError(f"Invalid value for argument {name}={value!r}: expected a positive "
+                         "number.")
+    return float(value)

@@ -2,13 +2,15 @@
 handling, orphan detection and stopping (used by :mod:`keras_rnnreg.zoo._parallel` and
 :mod:`keras_rnnreg.tuning.distributed`)."""
 
+import contextlib
 import os
 import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
-__all__ = ["child_env", "stop_on_sigterm", "stop_processes", "stop_when_orphaned"]
+__all__ = ["child_env", "last_lines", "stop_on_sigterm", "stop_processes", "stop_when_orphaned"]
 
 _STOP = []  # set by SIGTERM in a child
 
@@ -16,11 +18,10 @@ _STOP = []  # set by SIGTERM in a child
 def stop_on_sigterm():
     """In a child: SIGTERM raises ``KeyboardInterrupt``; a second one exits at once.
 
-    This covers the child outside ``model.fit`` (loading data, the test evaluation); during
-    ``fit``, :func:`keras_rnnreg.training.train` handles SIGTERM itself and stops at the next batch
-    boundary (a ``KeyboardInterrupt`` raised inside Keras can be swallowed by its bare
-    ``except:`` clauses). Run files are committed atomically, so an exit at any point leaves them
-    whole.
+    This covers the child outside ``model.fit`` (loading data, the test evaluation); during ``fit``,
+    :func:`keras_rnnreg.training.train` handles SIGTERM itself and stops at the next batch boundary
+    (a ``KeyboardInterrupt`` raised inside Keras can be swallowed by its bare ``except:`` clauses).
+    Run files are committed atomically, so an exit at any point leaves them whole.
     """
 
     def on_term(signum, frame):
@@ -62,22 +63,27 @@ def child_env(device=None, shared=True, base=None):
     return env
 
 
+def last_lines(path, n, skip="\0"):
+    """The last ``n`` lines of a child's log that are not blank and do not start with ``skip``."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return []
+    return [x for x in text.splitlines() if x.strip() and not x.startswith(skip)][-n:]
+
+
 def stop_processes(procs, grace=20.0):
     """SIGTERM to the process group of every ``subprocess.Popen`` still running (each child stops
     after writing nothing partial), then SIGKILL to those still there after ``grace`` seconds."""
     for proc in procs:
         if proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
     deadline = time.time() + grace
     for proc in procs:
         try:
             proc.wait(timeout=max(0.1, deadline - time.time()))
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait()

@@ -1,30 +1,17 @@
 """Run-folder primitives: the layout, atomic files, the writer's lock, RNG state, fault points.
 
-Used by :mod:`keras_rnnreg.training` and :class:`keras_rnnreg.callbacks.RunFolderCheckpoint`;
-kept apart so that the guarantees are easy to read:
-
-* The layout: :data:`CONFIG`, :data:`STATE` (the commit record), :data:`CHECKPOINTS`,
-  :data:`HISTORY`, :data:`REPORT` (described in :mod:`keras_rnnreg.training`); :func:`tidy`
-  makes the derived files agree with a commit record, :func:`read_json` reads one with clear
-  errors (:class:`RunError`).
-
-* :func:`atomic_write` / :func:`save_model_atomic`: a file appears whole or not at all (written to a
-  temporary file in the same folder, flushed to disk, moved into place with ``os.replace``), with
-  the permissions an ordinary ``open`` would give (``0666 & ~umask``, not ``mkstemp``'s ``0600``).
-  Temporary files are named ``.<name>.tmp-<random>``; :func:`sweep_temporaries` removes those a
-  killed process left behind.
-* :class:`RunLock`: an exclusive ``flock`` on ``run.lock`` held while a process writes the folder.
-  The kernel releases it when the process ends in any way (``kill -9`` included), so a crashed
-  run never leaves a stale lock; the file keeps the holder's pid, host, start time and command so
-  that a refused second writer can say who holds it.
-* :func:`rng_state` / :func:`restore_rng_state`: the states of a model's ``keras.random``
-  seed generators, which ``model.save`` does not store (they are neither trainable nor
-  non-trainable weights), so that a resumed run draws the same noise as an uninterrupted one.
-* :func:`fault_point`: ``RNNREG_FAULT=<point>:<epoch>`` makes the process kill itself with
-  ``SIGKILL`` there — the tests' way to hit the narrow instants of a checkpoint (see
-  ``tests/test_runfolder.py``). Unset, it does nothing.
+Used by :mod:`keras_rnnreg.training` and :class:`keras_rnnreg.callbacks.RunFolderCheckpoint`,
+kept apart so that the guarantees are easy to read: the layout (:data:`CONFIG`, :data:`STATE`,
+... described in :mod:`keras_rnnreg.training`); files that appear whole or not at all
+(:func:`atomic_write`, :func:`save_model_atomic`: a temporary ``.<name>.tmp-<random>`` in the
+same folder, flushed, moved into place with ``os.replace``, with the permissions an ordinary
+``open`` gives); :class:`RunLock`, an exclusive ``flock`` that the kernel drops when its holder
+ends in any way (``kill -9`` included); the states of a model's ``keras.random`` seed generators,
+which ``model.save`` does not store; and :func:`fault_point`, the tests' way to ``SIGKILL`` a run
+at the narrow instants of a checkpoint (``RNNREG_FAULT=<point>:<epoch>``).
 """
 
+import contextlib
 import csv
 import io
 import json
@@ -230,19 +217,13 @@ class RunLock:
         except BlockingIOError:
             holder = self._holder(fd)
             os.close(fd)
-            raise RunLockedError(
-                f"{self.path.parent} is in use by another run ({holder}); wait for it to finish or "
-                "choose another --out"
-            ) from None
+            raise RunLockedError(f"{self.path.parent} is in use by another run ({holder}); wait "
+                                 "for it to finish or choose another --out") from None
         except OSError as err:  # pragma: no cover - file systems without flock
             os.close(fd)
             raise RunLockedError(f"{self.path}: cannot lock the run folder ({err})") from None
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "since": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "command": " ".join(sys.argv),
-        }
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
+                "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
         self._fd = fd
@@ -288,10 +269,8 @@ def remove_empty_run_folder(run_dir):
         elif path.name != LOCK:
             return
     (run_dir / LOCK).unlink(missing_ok=True)
-    try:
+    with contextlib.suppress(OSError):
         run_dir.rmdir()
-    except OSError:
-        pass
 
 
 # ------------------------------------------------------------------------------------ RNG state
@@ -302,6 +281,19 @@ def _seed_generators(model):
             if id(generator) not in seen:
                 seen.add(id(generator))
                 out.append(generator)
+    return out
+
+
+def scalars(logs):
+    """The values of epoch logs that are numbers, as floats (in the logs' order)."""
+    import keras
+
+    out = {}
+    for key, value in (logs or {}).items():
+        try:
+            out[key] = float(keras.ops.convert_to_numpy(value))
+        except (TypeError, ValueError):
+            continue
     return out
 
 
@@ -319,10 +311,8 @@ def restore_rng_state(model, states):
     """Set the seed generators of ``model`` to ``states`` (from :func:`rng_state`)."""
     generators = _seed_generators(model)
     if len(generators) != len(states):
-        raise ValueError(
-            f"the checkpoint's random state has {len(states)} seed generator(s); the model has "
-            f"{len(generators)}"
-        )
+        raise ValueError(f"the checkpoint's random state has {len(states)} seed generator(s); the "
+                         f"model has {len(generators)}")
     for generator, value in zip(generators, states):
         generator.state.assign(np.asarray(value, dtype=generator.state.dtype))
 

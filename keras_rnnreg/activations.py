@@ -38,10 +38,8 @@ def get(identifier, argument="activation"):
     try:
         fn = keras.activations.get(identifier)
     except (ValueError, TypeError) as err:
-        raise ValueError(
-            f"Unknown {argument}={identifier!r}: expected a Keras activation name "
-            f"(e.g. 'tanh', 'relu', 'sigmoid'), 'trec', or a callable."
-        ) from err
+        raise ValueError(f"Unknown {argument}={identifier!r}: expected a Keras activation name "
+                         f"(e.g. 'tanh', 'relu', 'sigmoid'), 'trec', or a callable.") from err
     if fn is None:
         raise ValueError(f"Unknown {argument}={identifier!r}.")
     return fn

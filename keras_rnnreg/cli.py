@@ -1,19 +1,4 @@
-"""The ``rnnreg`` command line.
-
-::
-
-    rnnreg [--debug] COMMAND ...
-    rnnreg list [PATTERN] [--long] [--keys]
-    rnnreg show NAME [--set key=value ...]
-    rnnreg train NAME [--data PATH] [--data-root DIR] [--epochs N] [--seed S] [--out DIR]
-                      [--set key=value ...] [--resume] [--quiet | --lines]
-                      [--distribute data-parallel|tpu|multi-worker]
-    rnnreg evaluate RUN_DIR [--data PATH] [--split test|valid]
-    rnnreg reproduce CARD.toml [--quick] [--out DIR] [--data-root DIR] [--only PATTERN] [--epochs N]
-                               [--seeds S,S] [--table-only] [--jobs N] [--devices 0,1]
-    rnnreg tune JOB.toml [--quick] [--out DIR] [--data-root DIR] [--workers N]
-    rnnreg figure NAME [--runs DIR ... | --search DIR ...] [--out DIR] [--length N] [--quick]
-    rnnreg figure --list
+"""The ``rnnreg`` command line (``rnnreg --help`` and ``rnnreg COMMAND --help`` list the options).
 
 Errors a user can cause (an unknown name, key or value, a missing or unreadable file, a damaged
 or busy run folder, a diverged run) print one line naming what is wrong and exit with status 2;
@@ -65,9 +50,8 @@ def _parser():
 
     ls = sub.add_parser("list", help="list zoo names (with a shell pattern)")
     ls.add_argument("pattern", nargs="?", default="*", help="e.g. 'jsb_*', '*_ns', 'timit*'")
-    ls.add_argument(
-        "--long", "-l", action="store_true", help="with description and the paper's number"
-    )
+    ls.add_argument("--long", "-l", action="store_true",
+                    help="with description and the paper's number")
     ls.add_argument("--keys", action="store_true", help="list every configuration key instead")
 
     show = sub.add_parser("show", help="print the resolved configuration of a name as JSON")
@@ -81,27 +65,16 @@ def _parser():
     tr.add_argument("--epochs", type=_count(1), help="maximum epochs (training.epochs)")
     tr.add_argument("--seed", type=_count(0), help="random seed (default 0; on --resume the run's)")
     tr.add_argument("--out", help="run folder (default runs/NAME, or runs/NAME-sS for seed S != 0)")
-    tr.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a configuration key, e.g. --set optimizer.learning_rate=0.01",
-    )
-    tr.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last epoch"
-    )
-    tr.add_argument(
-        "--distribute",
-        choices=("data-parallel", "tpu", "multi-worker"),
-        help="train on every device / a TPU / several workers (keras_rnnreg.distribute)",
-    )
+    tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a configuration key, e.g. --set optimizer.learning_rate=0.01")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue the run in --out from its last epoch")
+    tr.add_argument("--distribute", choices=("data-parallel", "tpu", "multi-worker"), help="train "
+                    "on every device / a TPU / several workers (keras_rnnreg.distribute)")
     verbosity = tr.add_mutually_exclusive_group()
     verbosity.add_argument("--quiet", action="store_true", help="no progress output")
-    verbosity.add_argument(
-        "--lines", action="store_true", help="one line per epoch instead of progress bars"
-    )
+    verbosity.add_argument("--lines", action="store_true",
+                           help="one line per epoch instead of progress bars")
 
     ev = sub.add_parser("evaluate", help="evaluate a run folder's best checkpoint")
     ev.add_argument("run_dir")
@@ -111,71 +84,44 @@ def _parser():
 
     rp = sub.add_parser("reproduce", help="run an experiment card (zoo/*.toml) and write the table")
     rp.add_argument("card")
-    rp.add_argument(
-        "--quick", action="store_true", help="the card's quick variant (seconds, synthetic data)"
-    )
+    rp.add_argument("--quick", action="store_true",
+                    help="the card's quick variant (seconds, synthetic data)")
     rp.add_argument("--out", help="folder for the runs and the table (default runs/<card>[-quick])")
     rp.add_argument("--data-root", help="folder the card's data paths are relative to")
     rp.add_argument("--only", help="only entries whose name matches this shell pattern")
     rp.add_argument("--epochs", type=_count(1), help="override every entry's epochs")
     rp.add_argument("--seeds", type=_seed_list, help="comma-separated seeds instead of the card's")
-    rp.add_argument(
-        "--lines", action="store_true", help="one line per epoch (default: silent runs)"
-    )
-    rp.add_argument(
-        "--table-only",
-        action="store_true",
-        help="train nothing; rewrite the table from finished runs",
-    )
-    rp.add_argument(
-        "--jobs",
-        "-j",
-        type=_count(1),
-        default=1,
-        help="runs (entries x seeds) at the same time, each in its own process (default 1)",
-    )
-    rp.add_argument(
-        "--devices",
-        type=_device_list,
-        help="comma-separated GPU ids to spread the runs over (CUDA_VISIBLE_DEVICES)",
-    )
+    rp.add_argument("--lines", action="store_true",
+                    help="one line per epoch (default: silent runs)")
+    rp.add_argument("--table-only", action="store_true",
+                    help="train nothing; rewrite the table from finished runs")
+    rp.add_argument("--jobs", "-j", type=_count(1), default=1,
+                    help="runs (entries x seeds) at the same time, each in its own process "
+                    "(default 1)")
+    rp.add_argument("--devices", type=_device_list,
+                    help="comma-separated GPU ids to spread the runs over (CUDA_VISIBLE_DEVICES)")
 
     tu = sub.add_parser("tune", help="run a KerasTuner job (tuning/*.toml)")
     tu.add_argument("job")
     tu.add_argument("--quick", action="store_true", help="the job's quick variant")
     tu.add_argument("--out", help="tuner folder (default runs/tune-<job>)")
     tu.add_argument("--data-root")
-    tu.add_argument(
-        "--workers",
-        type=_count(0),
-        default=0,
-        help="KerasTuner's distributed mode: a chief oracle and N worker processes on 127.0.0.1",
-    )
+    tu.add_argument("--workers", type=_count(0), default=0,
+                    help="KerasTuner's distributed mode: a chief oracle and N worker processes on "
+                    "127.0.0.1")
 
     fg = sub.add_parser("figure", help="draw one of the papers' figures (NAME.png and NAME.csv)")
     fg.add_argument("name", nargs="?", help="figure name (rnnreg figure --list)")
     fg.add_argument("--list", action="store_true", help="list the figures and what they draw from")
     fg.add_argument("--runs", nargs="+", default=[], metavar="DIR", help="run folders to draw from")
-    fg.add_argument(
-        "--search",
-        nargs="+",
-        default=[],
-        metavar="DIR",
-        help="search folders of `rnnreg tune` to draw from",
-    )
-    fg.add_argument(
-        "--out", default="figures", help="folder for NAME.png and NAME.csv (default figures)"
-    )
-    fg.add_argument(
-        "--length",
-        type=_count(2),
-        help="timesteps of the probe sequences (norm figures; default 1000)",
-    )
-    fg.add_argument(
-        "--quick",
-        action="store_true",
-        help="draw from tiny synthetic runs made in OUT/quick-inputs (seconds)",
-    )
+    fg.add_argument("--search", nargs="+", default=[], metavar="DIR",
+                    help="search folders of `rnnreg tune` to draw from")
+    fg.add_argument("--out", default="figures",
+                    help="folder for NAME.png and NAME.csv (default figures)")
+    fg.add_argument("--length", type=_count(2),
+                    help="timesteps of the probe sequences (norm figures; default 1000)")
+    fg.add_argument("--quick", action="store_true",
+                    help="draw from tiny synthetic runs made in OUT/quick-inputs (seconds)")
     return p
 
 
@@ -186,10 +132,8 @@ def _count(minimum):
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text!r}: expected an integer >= {minimum}"
-            ) from None
-        if value < minimum:
+            value = None
+        if value is None or value < minimum:
             raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= {minimum}")
         return value
 
@@ -210,6 +154,10 @@ def _device_list(text):
     if not all(devices):
         raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated device ids, e.g. 0,1")
     return devices
+
+
+def _printer(out):
+    return lambda msg: print(msg, file=out, flush=True)
 
 
 def _cmd_list(args, out):
@@ -237,20 +185,9 @@ def _cmd_list(args, out):
 def _cmd_show(args, out):
     from keras_rnnreg import zoo
 
-    print(
-        json.dumps(
-            zoo.get_config(args.name, **{})
-            if not args.overrides
-            else zoo.resolve(args.name, args.overrides),
-            indent=2,
-        ),
-        file=out,
-    )
+    config = zoo.resolve(args.name, args.overrides) if args.overrides else zoo.get_config(args.name)
+    print(json.dumps(config, indent=2), file=out)
     return 0
-
-
-def _default_out(name, seed):
-    return f"runs/{name}" + (f"-s{seed}" if seed else "")
 
 
 def _cmd_train(args, out):
@@ -259,27 +196,17 @@ def _cmd_train(args, out):
     zoo.resolve(args.name, args.overrides)  # fail fast on a bad name / key / value
     verbose = 0 if args.quiet else (2 if args.lines or not sys.stdout.isatty() else 1)
     report = training.train(
-        args.name,
-        args.out or _default_out(args.name, args.seed),
-        data=args.data,
-        data_root=args.data_root,
-        epochs=args.epochs,
-        seed=args.seed,
-        overrides=args.overrides,
-        resume=args.resume,
-        distribute=args.distribute,
-        verbose=verbose,
-        log=lambda msg: print(msg, file=out, flush=True),
-    )
+        args.name, args.out or f"runs/{args.name}" + (f"-s{args.seed}" if args.seed else ""),
+        data=args.data, data_root=args.data_root, epochs=args.epochs, seed=args.seed,
+        overrides=args.overrides, resume=args.resume, distribute=args.distribute, verbose=verbose,
+        log=_printer(out))
     return 0 if report else 1
 
 
 def _cmd_evaluate(args, out):
     from keras_rnnreg import _runfolder, training
 
-    result = training.evaluate_run(
-        args.run_dir, data=args.data, data_root=args.data_root, split=args.split
-    )
+    result = training.evaluate_run(args.run_dir, args.data, args.data_root, args.split)
     print(json.dumps(_runfolder.jsonable(result), indent=2), file=out)
     return 0
 
@@ -288,20 +215,9 @@ def _cmd_reproduce(args, out):
     from keras_rnnreg.zoo import cards
 
     path = cards.reproduce(
-        args.card,
-        quick=args.quick,
-        out_dir=args.out,
-        data_root=args.data_root,
-        only=args.only,
-        epochs=args.epochs,
-        seeds=args.seeds,
-        verbose=2 if args.lines else 0,
-        log=lambda msg: print(msg, file=out, flush=True),
-        table_only=args.table_only,
-        jobs=args.jobs,
-        devices=args.devices,
-        stream=out,
-    )
+        args.card, quick=args.quick, out_dir=args.out, data_root=args.data_root, only=args.only,
+        epochs=args.epochs, seeds=args.seeds, verbose=2 if args.lines else 0, log=_printer(out),
+        table_only=args.table_only, jobs=args.jobs, devices=args.devices, stream=out)
     print(f"table: {path}", file=out)
     return 0
 
@@ -309,14 +225,8 @@ def _cmd_reproduce(args, out):
 def _cmd_tune(args, out):
     from keras_rnnreg.tuning import jobs
 
-    result = jobs.run_job(
-        args.job,
-        quick=args.quick,
-        out_dir=args.out,
-        data_root=args.data_root,
-        log=lambda msg: print(msg, file=out, flush=True),
-        workers=args.workers,
-    )
+    result = jobs.run_job(args.job, quick=args.quick, out_dir=args.out, data_root=args.data_root,
+                          log=_printer(out), workers=args.workers)
     print(json.dumps(result, indent=2), file=out)
     return 0
 
@@ -334,9 +244,8 @@ def _cmd_figure(args, out):
     options = {} if args.length is None else {"length": args.length}
     if args.quick:
         if args.runs or args.search or options:
-            raise figures.FigureError(
-                "--quick draws from its own tiny runs; drop --runs, --search and --length"
-            )
+            raise figures.FigureError("--quick draws from its own tiny runs; drop --runs, "
+                                      "--search and --length")
         result = figures.draw_quick(args.name, args.out)
     else:
         result = figures.draw(args.name, args.out, runs=args.runs, searches=args.search, **options)
@@ -344,15 +253,8 @@ def _cmd_figure(args, out):
     return 0
 
 
-COMMANDS = {
-    "list": _cmd_list,
-    "show": _cmd_show,
-    "train": _cmd_train,
-    "evaluate": _cmd_evaluate,
-    "reproduce": _cmd_reproduce,
-    "tune": _cmd_tune,
-    "figure": _cmd_figure,
-}
+COMMANDS = {"list": _cmd_list, "show": _cmd_show, "train": _cmd_train, "evaluate": _cmd_evaluate,
+            "reproduce": _cmd_reproduce, "tune": _cmd_tune, "figure": _cmd_figure}
 
 
 def user_errors():
@@ -363,16 +265,8 @@ def user_errors():
     from keras_rnnreg.zoo import ConfigError, UnknownModelError
     from keras_rnnreg.zoo.tasks import DataError, DataNotFoundError
 
-    return (
-        ConfigError,
-        UnknownModelError,
-        RunError,
-        DataError,
-        DataNotFoundError,
-        FileNotFoundError,
-        DistributeError,
-        FigureError,
-    )
+    return (ConfigError, UnknownModelError, RunError, DataError, DataNotFoundError,
+            FileNotFoundError, DistributeError, FigureError)
 
 
 def _one_line(err):
@@ -401,10 +295,8 @@ def main(argv=None, out=None):
         if isinstance(err, RunInterrupted) and args.command == "train":
             hint = _one_line(err)
         elif args.command in ("reproduce", "tune"):
-            hint = (
-                "interrupted; run the same command again to continue (finished runs and epochs "
-                "are kept)"
-            )
+            hint = ("interrupted; run the same command again to continue (finished runs and epochs "
+                    "are kept)")
         else:
             hint = "interrupted"
         print(f"rnnreg {args.command}: {hint}", file=sys.stderr)

@@ -6,12 +6,10 @@ Keras applies a variable's ``constraint`` in the optimizer right after each upda
 ``tf.function`` and eager PyTorch.
 """
 
-import numbers
-
 import keras
 from keras import ops
 
-from keras_rnnreg._api import serializable
+from keras_rnnreg._api import check_int, check_positive, serializable
 
 METHODS = ("power", "exact")
 
@@ -53,36 +51,18 @@ class SpectralRadiusLimit(keras.constraints.Constraint):
     """
 
     def __init__(self, max_radius=1.1, method="power", iterations=20):
-        if (
-            isinstance(max_radius, bool)
-            or not isinstance(max_radius, numbers.Real)
-            or not max_radius > 0
-        ):
-            raise ValueError(
-                f"Invalid value for argument max_radius={max_radius!r}: expected a positive number."
-            )
+        self.max_radius = check_positive("max_radius", max_radius)
         if method not in METHODS:
             raise ValueError(f"Unknown method={method!r}: expected 'power' or 'exact'.")
-        if (
-            isinstance(iterations, bool)
-            or not isinstance(iterations, numbers.Integral)
-            or iterations < 1
-        ):
-            raise ValueError(
-                f"Invalid value for argument iterations={iterations!r}: expected a positive int."
-            )
-        self.max_radius = float(max_radius)
         self.method = method
-        self.iterations = int(iterations)
+        self.iterations = check_int("iterations", iterations)
 
     def __call__(self, w):
         w = ops.convert_to_tensor(w)
         shape = tuple(w.shape)
         if len(shape) != 2 or not shape[0] or shape[1] % shape[0]:
-            raise ValueError(
-                "SpectralRadiusLimit expects a square recurrent kernel (n, n) or a gate-stacked "
-                f"one (n, k*n); received shape={shape}."
-            )
+            raise ValueError("SpectralRadiusLimit expects a square recurrent kernel (n, n) or a "
+                             f"gate-stacked one (n, k*n); received shape={shape}.")
         n, width = shape
         k = width // n
         blocks = ops.transpose(ops.reshape(w, (n, k, n)), (1, 0, 2))  # (k, n, n)

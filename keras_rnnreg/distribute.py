@@ -13,26 +13,12 @@ model = zoo.build("jsb_rnn_ns", distribute="data-parallel")   # the same for the
 
 ``rnnreg train NAME --distribute data-parallel|tpu|multi-worker`` is
 ``training.train(..., distribute=...)``. Nothing here is a distribution engine of its own; each
-kind maps to the one that exists (README, "Scaling out"):
-
-==================  =========================================  ==================================
-kind                JAX (``keras.distribution``)               TensorFlow (``tf.distribute``)
-==================  =========================================  ==================================
-``data-parallel``   ``DataParallel`` over ``jax.devices()``     ``MirroredStrategy`` over the GPUs,
-                                                               else over the logical CPU devices
-``tpu``             ``DataParallel`` over the TPU devices      ``TPUStrategy``
-                    (``jax.devices("tpu")``)                   (``TPUClusterResolver``)
-``multi-worker``    ``keras.distribution.initialize`` (that is  ``MultiWorkerMirroredStrategy``
-                    ``jax.distributed.initialize``) from the    configured by ``TF_CONFIG``
-                    ``KERAS_DISTRIBUTION_*`` variables, then
-                    ``DataParallel`` over every process's
-                    devices
-==================  =========================================  ==================================
-
-PyTorch: Keras has no distribution API on that backend; :func:`get` raises
-:class:`DistributeError` saying to use the JAX or TensorFlow backend (or ``torch.distributed`` /
-DDP in a training loop of your own). Without a TPU, ``"tpu"`` raises :class:`DistributeError`
-(what was looked for and what to use instead).
+kind maps to the one that exists (README, "Data parallel, TPU, multi-worker"): on JAX
+``keras.distribution.DataParallel`` over the devices (the TPU ones for ``"tpu"``; every process's
+after ``keras.distribution.initialize`` for ``"multi-worker"``), on TensorFlow
+``MirroredStrategy`` over the GPUs (else the logical CPU devices), ``TPUStrategy``
+(``TPUClusterResolver``) or ``MultiWorkerMirroredStrategy`` (``TF_CONFIG``). PyTorch has none:
+:func:`get` raises :class:`DistributeError` saying what to use instead, as it does without a TPU.
 
 **What is exact and what is not** (checked by ``tests/test_distribute.py`` on 4 simulated devices
 and on two processes over 127.0.0.1):
@@ -85,9 +71,7 @@ workers and this one's index; create the strategy first thing in the program. Ke
 a tuple of per-replica batches, and ``axis=0`` on scalar logs); the strategy returned here
 reduces leaf by leaf and scalars without an axis, nothing else. Every worker runs the same
 command with the same seed (the same batches) and writes its own run folder: give each its own
-``--out``. Checked over 127.0.0.1: ``rnnreg train jsb_rnn_plain --data synthetic --distribute
-multi-worker`` on two workers gives the first-epoch NLL of one process on both backends (and on
-JAX the same loss; on TF the loss is the mean of the two replicas' means, see above).
+``--out`` (what was checked over 127.0.0.1 is in the README).
 """
 
 import contextlib
@@ -125,10 +109,8 @@ class Strategy:
         self.process_id = int(process_id)
 
     def __repr__(self):
-        return (
-            f"Strategy({self.kind!r}, backend={self.backend!r}, replicas={self.num_replicas}, "
-            f"processes={self.num_processes})"
-        )
+        return (f"Strategy({self.kind!r}, backend={self.backend!r}, replicas={self.num_replicas}, "
+                f"processes={self.num_processes})")
 
     @contextlib.contextmanager
     def scope(self):
@@ -158,10 +140,8 @@ class Strategy:
         if data is None:
             return data
         if not isinstance(data, keras.utils.PyDataset):
-            raise DistributeError(
-                f"shard_data expects a keras.utils.PyDataset of (x, y[, sample_weight]) batches; "
-                f"received {type(data).__name__}"
-            )
+            raise DistributeError("shard_data expects a keras.utils.PyDataset of (x, y[, "
+                                  f"sample_weight]) batches; received {type(data).__name__}")
         if self.backend == "jax":
             return ShardedBatches(data, self.num_replicas, self.num_processes, self.process_id)
         return ShardedBatches(data, self.num_replicas)
@@ -198,11 +178,10 @@ class ShardedBatches(keras.utils.PyDataset):
         padded = -(-size // self.replicas) * self.replicas
         if padded != size:
             if len(arrays) < 3:
-                raise DistributeError(
-                    f"a batch of {size} rows does not split over {self.replicas} devices and has "
-                    "no sample weights to pad it with: use a batch size that is a multiple of "
-                    f"{self.replicas} (e.g. --set data.batch_size={padded})"
-                )
+                raise DistributeError(f"a batch of {size} rows does not split over {self.replicas} "
+                                      "devices and has no sample weights to pad it with: use a "
+                                      f"batch size that is a multiple of {self.replicas} (e.g. "
+                                      f"--set data.batch_size={padded})")
             extra = padded - size
             if self.processes == 1 and keras.backend.backend() == "tensorflow" and not self._warned:
                 self._warned = True
@@ -247,12 +226,11 @@ def get(kind, *, devices=None, tpu=None, job_addresses=None, num_processes=None,
         return _jax(kind, devices, job_addresses, num_processes, process_id)
     if backend == "tensorflow":
         return _tensorflow(kind, devices, tpu)
-    raise DistributeError(
-        f"distribute={kind!r} is not available on the {backend} backend: Keras has no distribution "
-        "API for it. Use KERAS_BACKEND=jax (keras.distribution) or KERAS_BACKEND=tensorflow "
-        "(tf.distribute), or torch.distributed / DistributedDataParallel in a training loop of "
-        "your own."
-    )
+    raise DistributeError(f"distribute={kind!r} is not available on the {backend} backend: Keras "
+                          "has no distribution API for it. Use KERAS_BACKEND=jax "
+                          "(keras.distribution) or KERAS_BACKEND=tensorflow (tf.distribute), or "
+                          "torch.distributed / DistributedDataParallel in a training loop of your "
+                          "own.")
 
 
 def scope(strategy):
@@ -268,10 +246,8 @@ def _jax(kind, devices, job_addresses, num_processes, process_id):
 
     if kind == "multi-worker":
         if not jax.distributed.is_initialized():  # (jax.process_count() would start the backend)
-            env = {
-                k: os.environ.get(f"KERAS_DISTRIBUTION_{k.upper()}")
-                for k in ("job_addresses", "num_processes", "process_id")
-            }
+            env = {k: os.environ.get(f"KERAS_DISTRIBUTION_{k.upper()}")
+                   for k in ("job_addresses", "num_processes", "process_id")}
             job_addresses = job_addresses or env["job_addresses"]
             num_processes = num_processes if num_processes is not None else env["num_processes"]
             process_id = process_id if process_id is not None else env["process_id"]
@@ -280,27 +256,23 @@ def _jax(kind, devices, job_addresses, num_processes, process_id):
                     "distribute='multi-worker' on JAX needs the coordinator address, the number of "
                     "processes and this process's id: set KERAS_DISTRIBUTION_JOB_ADDRESSES "
                     "(e.g. 10.0.0.1:1234), KERAS_DISTRIBUTION_NUM_PROCESSES and "
-                    "KERAS_DISTRIBUTION_PROCESS_ID, or pass them to distribute.get"
-                )
+                    "KERAS_DISTRIBUTION_PROCESS_ID, or pass them to distribute.get")
             try:
                 keras.distribution.initialize(job_addresses, int(num_processes), int(process_id))
             except RuntimeError as err:
-                raise DistributeError(
-                    f"jax.distributed.initialize failed ({err}); it must run before any JAX "
-                    "computation: create the multi-worker strategy first thing in the program"
-                ) from err
+                raise DistributeError(f"jax.distributed.initialize failed ({err}); it must run "
+                                      "before any JAX computation: create the multi-worker "
+                                      "strategy first thing in the program") from err
         engine = keras.distribution.DataParallel(devices=jax.devices(), auto_shard_dataset=False)
-        return Strategy(
-            kind, "jax", engine, len(jax.devices()), jax.process_count(), jax.process_index()
-        )
+        return Strategy(kind, "jax", engine, len(jax.devices()), jax.process_count(),
+                        jax.process_index())
     if kind == "tpu":
         try:
             devices = jax.devices("tpu")
         except RuntimeError as err:
-            raise DistributeError(
-                f"distribute='tpu': JAX finds no TPU here ({err}). On a Cloud TPU VM install "
-                "jax[tpu]; elsewhere use distribute='data-parallel' (GPUs or CPU devices)"
-            ) from err
+            raise DistributeError(f"distribute='tpu': JAX finds no TPU here ({err}). On a Cloud "
+                                  "TPU VM install jax[tpu]; elsewhere use "
+                                  "distribute='data-parallel' (GPUs or CPU devices)") from err
     elif devices is None:
         devices = jax.local_devices() if jax.process_count() == 1 else jax.devices()
     engine = keras.distribution.DataParallel(devices=list(devices))
@@ -322,19 +294,16 @@ def _tensorflow(kind, devices, tpu):
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
         except (ValueError, RuntimeError, tf.errors.OpError) as err:
-            raise DistributeError(
-                f"distribute='tpu': no TPU found ({type(err).__name__}: {err}). On a Cloud TPU VM "
-                "the resolver finds it by itself; elsewhere pass tpu=NAME_OR_ADDRESS, or use "
-                "distribute='data-parallel' (GPUs or CPU devices)"
-            ) from err
+            raise DistributeError(f"distribute='tpu': no TPU found ({type(err).__name__}: {err}). "
+                                  "On a Cloud TPU VM the resolver finds it by itself; elsewhere "
+                                  "pass tpu=NAME_OR_ADDRESS, or use distribute='data-parallel' "
+                                  "(GPUs or CPU devices)") from err
         engine = tf.distribute.TPUStrategy(resolver)
     else:
         if not os.environ.get("TF_CONFIG"):
-            raise DistributeError(
-                "distribute='multi-worker' on TensorFlow needs TF_CONFIG, e.g. "
-                '{"cluster": {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]}, '
-                '"task": {"type": "worker", "index": 0}} on the first worker'
-            )
+            raise DistributeError("distribute='multi-worker' on TensorFlow needs TF_CONFIG, e.g. "
+                                  '{"cluster": {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]}, '
+                                  '"task": {"type": "worker", "index": 0}} on the first worker')
         engine = _multi_worker_strategy()
     workers, task = 1, 0
     if kind == "multi-worker":

@@ -29,26 +29,22 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_rnnreg._api import serializable
+from keras_rnnreg._api import check_int, check_positive, serializable
 
 
 def _check_seed(seed):
     if seed is None or isinstance(seed, keras.random.SeedGenerator):
         return seed
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(
-            f"Invalid value for argument seed={seed!r}: expected None, an int or a "
-            "keras.random.SeedGenerator."
-        )
+        raise ValueError(f"Invalid value for argument seed={seed!r}: expected None, an int or a "
+                         "keras.random.SeedGenerator.")
     return int(seed)
 
 
 def _check_matrix_shape(shape, name):
     shape = tuple(int(s) for s in shape)
     if len(shape) != 2:
-        raise ValueError(
-            f"{name} initializes 2-D kernels (fan_in, units); received shape={shape}."
-        )
+        raise ValueError(f"{name} initializes 2-D kernels (fan_in, units); received shape={shape}.")
     return shape
 
 
@@ -73,20 +69,8 @@ class Sparse(keras.initializers.Initializer):
     """
 
     def __init__(self, connections=15, stddev=1.0, seed=None):
-        if (
-            isinstance(connections, bool)
-            or not isinstance(connections, numbers.Integral)
-            or connections < 1
-        ):
-            raise ValueError(
-                f"Invalid value for argument connections={connections!r}: expected a positive int."
-            )
-        if isinstance(stddev, bool) or not isinstance(stddev, numbers.Real) or not stddev > 0:
-            raise ValueError(
-                f"Invalid value for argument stddev={stddev!r}: expected a positive number."
-            )
-        self.connections = int(connections)
-        self.stddev = float(stddev)
+        self.connections = check_int("connections", connections)
+        self.stddev = check_positive("stddev", stddev)
         self._init_seed = _check_seed(seed)
         self.seed = python_random.randint(1, int(1e9)) if seed is None else self._init_seed
 
@@ -135,10 +119,8 @@ def square_blocks(shape):
     """Number of (n, n) blocks of an (n, k·n) kernel; ValueError for other shapes."""
     rows, cols = shape
     if rows == 0 or cols % rows:
-        raise ValueError(
-            f"Expected a square recurrent kernel (n, n) or a gate-stacked one (n, k*n); received "
-            f"shape={tuple(shape)}."
-        )
+        raise ValueError("Expected a square recurrent kernel (n, n) or a gate-stacked one (n, "
+                         f"k*n); received shape={tuple(shape)}.")
     return cols // rows
 
 
@@ -160,17 +142,12 @@ class SpectralRadius(keras.initializers.Initializer):
     """
 
     def __init__(self, base="glorot_uniform", radius=1.1):
-        if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not radius > 0:
-            raise ValueError(
-                f"Invalid value for argument radius={radius!r}: expected a positive number."
-            )
+        check_positive("radius", radius)
         try:
             self.base = keras.initializers.get(base)
         except (ValueError, TypeError) as err:
-            raise ValueError(
-                f"Invalid value for argument base={base!r}: expected a Keras initializer, its "
-                "name or its config."
-            ) from err
+            raise ValueError(f"Invalid value for argument base={base!r}: expected a Keras "
+                             "initializer, its name or its config.") from err
         self.radius = float(radius)
 
     def __call__(self, shape, dtype=None):
@@ -184,10 +161,9 @@ class SpectralRadius(keras.initializers.Initializer):
             block = matrix[:, j * rows : (j + 1) * rows]
             rho = spectral_radius(block)
             if not rho > 0:
-                raise ValueError(
-                    f"SpectralRadius: the base initializer {self.base!r} gave a block with "
-                    "spectral radius 0, which cannot be rescaled; use a denser or different base."
-                )
+                raise ValueError(f"SpectralRadius: the base initializer {self.base!r} gave a block "
+                                 "with spectral radius 0, which cannot be rescaled; use a denser "
+                                 "or different base.")
             matrix[:, j * rows : (j + 1) * rows] = block * (self.radius / rho)
         return ops.convert_to_tensor(matrix, dtype=dtype)
 

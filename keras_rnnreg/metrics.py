@@ -35,19 +35,10 @@ from keras_rnnreg._api import serializable
 
 EPSILON = 1e-7
 
-__all__ = [
-    "BitsPerCharacter",
-    "FrameAccuracy",
-    "NLLPerTimestep",
-    "bits_per_character",
-    "edit_distance",
-    "frame_accuracy",
-    "nll_per_timestep",
-    "phone_error_rate",
-]
+__all__ = ["BitsPerCharacter", "FrameAccuracy", "NLLPerTimestep", "bits_per_character",
+           "edit_distance", "frame_accuracy", "nll_per_timestep", "phone_error_rate"]
 
 
-# --------------------------------------------------------------------------------------------
 # NumPy functions (whole-split evaluation)
 
 
@@ -67,16 +58,14 @@ def _timestep_mask(mask, shape):
     try:
         return np.broadcast_to(mask, shape)
     except ValueError as err:
-        raise ValueError(
-            f"`mask` must have one entry per timestep, shape {shape}; got shape {mask.shape}"
-        ) from err
+        raise ValueError(f"`mask` must have one entry per timestep, shape {shape}; got shape "
+                         f"{mask.shape}") from err
 
 
 def _check_rolls(y_true, y_prob):
     if y_true.shape != y_prob.shape:
-        raise ValueError(
-            f"`y_true` and `y_prob` must have the same shape; got {y_true.shape} and {y_prob.shape}"
-        )
+        raise ValueError(f"`y_true` and `y_prob` must have the same shape; got {y_true.shape} and "
+                         f"{y_prob.shape}")
     if y_true.ndim < 2:
         raise ValueError(f"expected piano rolls of shape (N, T, 88) or (T, 88); got {y_true.shape}")
 
@@ -144,10 +133,8 @@ def bpc_sums(y_true, y_prob, mask=None, from_logits=False):
     y_prob = _numpy(y_prob, "y_prob")
     y_true = _numpy(y_true, "y_true", dtype=np.int64)
     if y_prob.shape[:-1] != y_true.shape:
-        raise ValueError(
-            "`y_true` must hold class ids of shape y_prob.shape[:-1]; got "
-            f"{y_true.shape} and {y_prob.shape}"
-        )
+        raise ValueError("`y_true` must hold class ids of shape y_prob.shape[:-1]; got "
+                         f"{y_true.shape} and {y_prob.shape}")
     vocab = y_prob.shape[-1]
     if y_true.size and (y_true.min() < 0 or y_true.max() >= vocab):
         raise ValueError(f"`y_true` holds ids outside [0, {vocab}) (the last axis of y_prob)")
@@ -193,10 +180,8 @@ def phone_error_rate(references, hypotheses):
     """
     references, hypotheses = list(references), list(hypotheses)
     if len(references) != len(hypotheses):
-        raise ValueError(
-            f"got {len(references)} references but {len(hypotheses)} hypotheses; "
-            "expected one hypothesis per reference"
-        )
+        raise ValueError(f"got {len(references)} references but {len(hypotheses)} hypotheses; "
+                         "expected one hypothesis per reference")
     edits = sum(edit_distance(r, h) for r, h in zip(references, hypotheses))
     length = sum(len(r) for r in references)
     if length == 0:
@@ -204,7 +189,6 @@ def phone_error_rate(references, hypotheses):
     return edits / length
 
 
-# --------------------------------------------------------------------------------------------
 # Keras metrics (fit / evaluate)
 
 

@@ -6,11 +6,10 @@ fast-dropout RNNs the paper builds on were trained). climin's ``RmsProp`` differ
 ``keras.optimizers.RMSprop`` in three ways that matter early in training:
 
 * the mean-square accumulator starts at **1**, not 0, so while it warms up (``ρ^t`` of it
-  remains after ``t`` steps) a small gradient gives a step of about ``step_rate · g``, where
-  Keras' first step is about ``step_rate · sign(g) / sqrt(1 − ρ)`` for every weight whose
-  gradient is not tiny against ε; on the paper's sparse, spectrally scaled initializations those
-  first full-size steps on every entry of the recurrent matrix can throw the network out of its
-  initial regime;
+  remains after ``t`` steps) a small gradient gives a step of about ``step_rate · g``, where Keras'
+  first step is about ``step_rate · sign(g) / sqrt(1 − ρ)`` for every weight whose gradient is not
+  tiny against ε; on the paper's sparse, spectrally scaled initializations those first full-size
+  steps on every entry of the recurrent matrix can throw the network out of its initial regime;
 * ε is 1e-8 (Keras: 1e-7; both inside the square root);
 * the momentum is Nesterov's: the gradient is taken after the momentum step (Keras' RMSprop
   uses plain momentum).
@@ -43,27 +42,16 @@ class CliminRMSprop(keras.optimizers.Optimizer):
         **kwargs: ``keras.optimizers.Optimizer``'s (``global_clipnorm``, ``name``, ...).
     """
 
-    def __init__(
-        self,
-        learning_rate=0.001,
-        rho=0.9,
-        momentum=0.0,
-        epsilon=1e-8,
-        initial_accumulator_value=1.0,
-        name="climin_rmsprop",
-        **kwargs,
-    ):
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-8,
+                 initial_accumulator_value=1.0, name="climin_rmsprop", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         for arg, value, high in (("rho", rho, 1.0), ("momentum", momentum, 1.0)):
             if not 0.0 <= float(value) < high:
-                raise ValueError(
-                    f"Invalid value for argument {arg}={value!r}: expected 0 <= {arg} < 1."
-                )
+                raise ValueError(f"Invalid value for argument {arg}={value!r}: expected 0 <= {arg} "
+                                 "< 1.")
         if float(epsilon) < 0 or float(initial_accumulator_value) < 0:
-            raise ValueError(
-                "Invalid value for argument epsilon or initial_accumulator_value "
-                f"({epsilon!r}, {initial_accumulator_value!r}): expected values >= 0."
-            )
+            raise ValueError("Invalid value for argument epsilon or initial_accumulator_value "
+                             f"({epsilon!r}, {initial_accumulator_value!r}): expected values >= 0.")
         self.rho = float(rho)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)

@@ -2,53 +2,27 @@
 
 ``rnnreg train NAME`` is :func:`train`; ``rnnreg evaluate RUN_DIR`` is :func:`evaluate_run`.
 
-A run folder holds
+A run folder holds ``config.json`` (the resolved configuration and the run's settings: seed, data,
+the backend that started it, one record per resume); ``state.json``, the commit record (finished
+epochs, the history, best value and epoch, early-stopping counter, NaN restarts, the random
+generators' states, the names of the last and best checkpoints); ``checkpoints/epoch-NNNN.keras``
+(model + optimizer state) of the last and the best committed epoch, linked as ``last.keras`` and
+``best.keras``; ``history.csv``, one row per committed epoch rewritten from ``state.json`` (the
+epoch logs and the spectral radius of every recurrent kernel,
+``spectral_radius/<layer>[/<gate>]``); ``tensorboard/`` logs with the ``tensorboard`` extra (not
+part of the commit); ``report.json``, the test numbers beside the paper's, written at the end; and
+``run.lock``, the writer's lock.
 
-=========================  ================================================================
-``config.json``            the resolved configuration and the run's settings (seed, data, the
-                           backend that started it, and one record per resume)
-``state.json``             the commit record: finished epochs, the history, best value and
-                           epoch, early-stopping counter, NaN restarts, the random generators'
-                           states and the names of the last and best checkpoints
-``checkpoints/``           ``epoch-NNNN.keras`` (model + optimizer state) for the last and the
-                           best committed epoch; ``last.keras`` and ``best.keras`` link to them
-``history.csv``            one row per committed epoch, rewritten from ``state.json``: the
-                           epoch logs and the spectral radius of every recurrent kernel
-                           (``spectral_radius/<layer>[/<gate>]``, keras_rnnreg.callbacks)
-``tensorboard/``           TensorBoard logs when the ``tensorboard`` extra is installed (a log,
-                           not part of the commit)
-``report.json``            the test numbers beside the paper's, written at the end
-``run.lock``               the writer's lock (see below)
-=========================  ================================================================
-
-What a run folder guarantees:
-
-* **One commit point per epoch** (:class:`keras_rnnreg.callbacks.RunFolderCheckpoint`). After an
-  epoch the model and optimizer go to a new file ``checkpoints/epoch-NNNN.keras`` (written whole,
-  then moved into place); then ``state.json``, which holds the history, early-stopping state and
-  random state and names that file, replaces the old one in one ``os.replace``. That replace is
-  the commit: a process killed at any instant leaves either the previous epoch or the new one,
-  never a mix, and ``resume=True`` continues from exactly the committed epoch — with the same
-  weights, optimizer state, noise generators and data order, so the result equals that of an
-  uninterrupted run. Files of an uncommitted epoch and the
-  temporary files of an interrupted write are removed on resume.
-* **One writer.** A process holds an exclusive lock on ``run.lock`` while it writes; a second
-  one is refused with an error naming the holder. The operating system drops the lock when its
-  holder exits or is killed, so a crash never leaves the folder locked.
-* **Resume continues the same run.** The zoo name must match, overrides that change the network,
-  data or training are refused, and the safe ones (:data:`RESUME_SAFE`: more epochs, patience, NaN
-  restarts) are applied and recorded in ``config.json`` (``run.resumes``).
-* **Ctrl-C** (or ``SIGTERM``) stops within a batch, keeps every committed epoch and writes no
-  partial file; a second one stops at once (the commit protocol keeps the folder consistent then
-  too).
-
-Early stopping (:class:`keras_rnnreg.callbacks.ResumableEarlyStopping`, Keras' ``EarlyStopping``
-carried across ``fit`` calls) uses ``training.monitor`` / ``mode`` / ``patience``; the NaN policy
-of the norm-stabilizer paper (halve the learning rate and restart from the previous epoch) is
-:class:`keras_rnnreg.callbacks.NaNRestart` in :func:`keras_rnnreg.callbacks.fit_with_restarts`;
-gradient clipping is the optimizer's ``global_clipnorm`` from the configuration. The test number
-is computed with the best epoch's weights by the task's whole-split evaluation (e.g. test
-sequences run whole for Table 1).
+The README ("What a run folder guarantees") tells what a run folder guarantees: one commit point
+per epoch, one writer, a resume continues the same run, Ctrl-C keeps every committed epoch. The
+commit is :class:`keras_rnnreg.callbacks.RunFolderCheckpoint` (the checkpoint written whole, then
+``state.json`` replaced in one ``os.replace``); the lock and atomic files are in
+:mod:`keras_rnnreg._runfolder`; :data:`RESUME_SAFE` names what a resume may change. Early stopping
+(:class:`keras_rnnreg.callbacks.ResumableEarlyStopping`) uses ``training.monitor`` / ``mode`` /
+``patience``; the norm-stabilizer paper's NaN policy is :class:`keras_rnnreg.callbacks.NaNRestart`
+in :func:`keras_rnnreg.callbacks.fit_with_restarts`; gradient clipping is the optimizer's
+``global_clipnorm``. The test number is computed with the best epoch's weights by the task's
+whole-split evaluation.
 """
 
 import math
@@ -81,20 +55,9 @@ STATE_VERSION = 2
 #: nor what was trained so far).
 RESUME_SAFE = ("training.epochs", "training.patience", "training.max_restarts")
 
-__all__ = [
-    "RESUME_SAFE",
-    "RunError",
-    "RunInterrupted",
-    "best_model",
-    "check_monitor",
-    "evaluate_run",
-    "format_report",
-    "load_task_data",
-    "log_names",
-    "read_json",
-    "train",
-    "write_json_atomic",
-]
+__all__ = ["RESUME_SAFE", "RunError", "RunInterrupted", "best_model", "check_monitor",
+           "evaluate_run", "format_report", "load_task_data", "log_names", "read_json", "train",
+           "write_json_atomic"]
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -110,11 +73,9 @@ def _load_checkpoint(path):
     # Keras raises many kinds (zip, h5, "File not found" for a truncated file that exists).
     except Exception as err:
         text = " ".join(str(err).split())
-        if len(text) > 200:
-            text = text[:200] + "..."
-        raise RunError(
-            f"{path}: cannot load the checkpoint ({type(err).__name__}: {text})"
-        ) from err
+        text = text[:200] + "..." if len(text) > 200 else text
+        raise RunError(f"{path}: cannot load the checkpoint ({type(err).__name__}: {text})") \
+            from err
 
 
 def log_names(config):
@@ -130,10 +91,8 @@ def check_monitor(config, key="training.monitor", value=None):
     value = config["training"]["monitor"] if value is None else value
     names = log_names(config)
     if value not in names:
-        raise zoo.ConfigError(
-            f"{key}={value!r} is not among the epoch logs of {config['name']!r}; expected one of "
-            f"{', '.join(names)}"
-        )
+        raise zoo.ConfigError(f"{key}={value!r} is not among the epoch logs of {config['name']!r}; "
+                              f"expected one of {', '.join(names)}")
 
 
 def _changed(before, after, prefix=()):
@@ -154,9 +113,8 @@ def load_task_data(config, data=None, data_root=None):
     """(task, data splits, resolved source, notes) for a config; ``data`` overrides the source."""
     task = _tasks.get(config)
     source = data if data is not None else config["data"]["source"]
-    source = _tasks.resolve_source(
-        source, data_root=data_root, name=config["name"], named=task.named_sources
-    )
+    source = _tasks.resolve_source(source, data_root=data_root, name=config["name"],
+                                   named=task.named_sources)
     try:
         splits = task.load(config, source)
     except _tasks.DataNotFoundError:
@@ -176,22 +134,9 @@ def _check_count(name, value, minimum):
     return value
 
 
-def train(
-    name_or_config,
-    out_dir,
-    *,
-    data=None,
-    data_root=None,
-    epochs=None,
-    seed=None,
-    overrides=None,
-    resume=False,
-    distribute=None,
-    verbose=1,
-    callbacks=(),
-    tensorboard=None,
-    log=print,
-):
+def train(name_or_config, out_dir, *, data=None, data_root=None, epochs=None, seed=None,
+          overrides=None, resume=False, distribute=None, verbose=1, callbacks=(), tensorboard=None,
+          log=print):
     """Train a zoo configuration into ``out_dir``; returns the report dict (also ``report.json``).
 
     Args:
@@ -223,13 +168,11 @@ def train(
     _check_count("seed", seed, 0)
     _check_count("epochs", epochs, 1)
     if run_dir.exists() and not run_dir.is_dir():
-        raise RunError(
-            f"--out {run_dir} is a file; expected a run folder (a new or an existing folder)"
-        )
+        raise RunError(f"--out {run_dir} is a file; expected a run folder (a new or an existing "
+                       "folder)")
     if resume and not (run_dir / CONFIG).exists():
-        raise RunError(
-            f"cannot resume {run_dir}: " + (_missing(run_dir, (CONFIG,)) or "no config.json")
-        )
+        raise RunError(f"cannot resume {run_dir}: "
+                       + (_missing(run_dir, (CONFIG,)) or "no config.json"))
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -237,11 +180,9 @@ def train(
     except _runfolder.RunLockedError as err:
         raise RunError(str(err)) from None
     try:
-        return _train_locked(
-            name_or_config, run_dir, data=data, data_root=data_root, epochs=epochs, seed=seed,
-            overrides=overrides, resume=resume, strategy=strategy, distribute=distribute,
-            verbose=verbose, callbacks=callbacks, log=log,
-        )
+        return _train_locked(name_or_config, run_dir, data=data, data_root=data_root, epochs=epochs,
+                             seed=seed, overrides=overrides, resume=resume, strategy=strategy,
+                             distribute=distribute, verbose=verbose, callbacks=callbacks, log=log)
     finally:
         lock.release()
         if created and not (run_dir / CONFIG).exists():  # failed before the run began
@@ -251,16 +192,14 @@ def train(
 def _resume_settings(name_or_config, run_dir, overrides, epochs, seed):
     saved = read_json(run_dir / CONFIG, "run configuration")
     if not isinstance(saved.get("config"), dict) or not isinstance(saved.get("run"), dict):
-        raise RunError(
-            f"{run_dir / CONFIG}: expected the keys 'config' and 'run'; the file is damaged"
-        )
+        raise RunError(f"{run_dir / CONFIG}: expected the keys 'config' and 'run'; the file is "
+                       "damaged")
     config, run_info = saved["config"], saved["run"]
     name = name_or_config if isinstance(name_or_config, str) else (name_or_config or {}).get("name")
     if name and name != config.get("name"):
-        raise RunError(
-            f"cannot resume {run_dir} as {name!r}: it is a run of {config.get('name')!r} "
-            f"(rnnreg train {config.get('name')} --out {run_dir} --resume)"
-        )
+        raise RunError(f"cannot resume {run_dir} as {name!r}: it is a run of "
+                       f"{config.get('name')!r} (rnnreg train {config.get('name')} --out {run_dir} "
+                       "--resume)")
     try:
         config = zoo.resolve(config)
     except zoo.ConfigError as err:
@@ -275,34 +214,26 @@ def _resume_settings(name_or_config, run_dir, overrides, epochs, seed):
         raise RunError(
             f"cannot resume {run_dir} with {key}={value!r}: the run was made with {key}={old!r}, "
             "and a resumed run must keep its network, data and training (only "
-            f"{', '.join(RESUME_SAFE)} may change); start a new run with another --out"
-        )
+            f"{', '.join(RESUME_SAFE)} may change); start a new run with another --out")
     if seed is not None and seed != run_info.get("seed"):
-        raise RunError(
-            f"cannot resume {run_dir} with --seed {seed}: the run was made with seed "
-            f"{run_info.get('seed')}"
-        )
+        raise RunError(f"cannot resume {run_dir} with --seed {seed}: the run was made with seed "
+                       f"{run_info.get('seed')}")
     return new, run_info, {k: list(v) for k, v in changed.items()}
 
 
-def _train_locked(
-    name_or_config, run_dir, *, data, data_root, epochs, seed, overrides, resume, strategy,
-    distribute, verbose, callbacks, log,
-):
+def _train_locked(name_or_config, run_dir, *, data, data_root, epochs, seed, overrides, resume,
+                  strategy, distribute, verbose, callbacks, log):
     started = time.time()
     changes = {}
     if resume:
-        config, run_info, changes = _resume_settings(
-            name_or_config, run_dir, overrides, epochs, seed
-        )
+        config, run_info, changes = _resume_settings(name_or_config, run_dir, overrides, epochs,
+                                                     seed)
         seed = run_info["seed"]
         state = read_json(run_dir / STATE, "commit record") if (run_dir / STATE).exists() else None
     else:
         if (run_dir / CONFIG).exists() or (run_dir / STATE).exists():
-            raise RunError(
-                f"{run_dir} already holds a run; pass --resume to continue it or choose "
-                "another --out"
-            )
+            raise RunError(f"{run_dir} already holds a run; pass --resume to continue it or choose "
+                           "another --out")
         config = zoo.resolve(name_or_config, overrides)
         if epochs is not None:
             config = zoo.apply_overrides(config, {"training.epochs": epochs})
@@ -316,22 +247,14 @@ def _train_locked(
     wanted = data if data is not None else (run_info["data"] if run_info else None)
     task, splits, source, notes = load_task_data(config, wanted, data_root)
     if run_info is not None and str(source) != str(run_info["data"]):
-        raise RunError(
-            f"cannot resume {run_dir} on data {source!r}: the run was trained on "
-            f"{run_info['data']!r}"
-        )
+        raise RunError(f"cannot resume {run_dir} on data {source!r}: the run was trained on "
+                       f"{run_info['data']!r}")
     comparable = task.comparable(source, splits)
     if not comparable:
-        notes.append(
-            f"data {source!r} is not the paper's benchmark: the number is not comparable "
-            "with the paper's"
-        )
-    here = {
-        "backend": keras.backend.backend(),
-        "keras": keras.__version__,
-        "python": platform.python_version(),
-        "distribute": distribute,
-    }
+        notes.append(f"data {source!r} is not the paper's benchmark: the number is not comparable "
+                     "with the paper's")
+    here = {"backend": keras.backend.backend(), "keras": keras.__version__,
+            "python": platform.python_version(), "distribute": distribute}
     if run_info is None:
         run_info = dict(seed=seed, data=source, **here, comparable=comparable, notes=notes)
         run_info["resumes"] = []
@@ -343,11 +266,8 @@ def _train_locked(
     (run_dir / CHECKPOINTS).mkdir(exist_ok=True)
     write_json_atomic(run_dir / CONFIG, {"config": config, "run": run_info})
 
-    log(
-        f"{config['name']}: {config['description']}; data: {source}"
-        + ("" if comparable else " (not the paper's benchmark data)")
-        + f"; run folder: {run_dir}"
-    )
+    log(f"{config['name']}: {config['description']}; data: {source}"
+        + ("" if comparable else " (not the paper's benchmark data)") + f"; run folder: {run_dir}")
     train_data, valid_data = _tasks.pipelines(task, config, splits, seed)
     if strategy is not None:
         train_data, valid_data = strategy.shard_data(train_data), strategy.shard_data(valid_data)
@@ -363,28 +283,15 @@ def _train_locked(
         initial_epoch = int(state["epoch"])
         for _ in range(initial_epoch):  # continue the seeded shuffling where it was
             train_data.on_epoch_end()
-        log(
-            f"resuming {run_dir} after epoch {initial_epoch} (best {t['monitor']} = "
-            f"{state['best']})"
-        )
+        log(f"resuming {run_dir} after epoch {initial_epoch} (best {t['monitor']} = "
+            f"{state['best']})")
     else:
         with distribute_lib.scope(strategy):
             model = zoo.build(config)
-        state = {
-            "version": STATE_VERSION,
-            "epoch": 0,
-            "best": None,
-            "best_epoch": None,
-            "wait": 0,
-            "restarts": 0,
-            "stopped_early": False,
-            "finished": False,
-            "learning_rate": zoo.get_value(config, "optimizer.learning_rate"),
-            "last_checkpoint": None,
-            "best_checkpoint": None,
-            "history": [],
-            "rng": None,
-        }
+        state = {"version": STATE_VERSION, "epoch": 0, "best": None, "best_epoch": None, "wait": 0,
+                 "restarts": 0, "stopped_early": False, "finished": False,
+                 "learning_rate": zoo.get_value(config, "optimizer.learning_rate"),
+                 "last_checkpoint": None, "best_checkpoint": None, "history": [], "rng": None}
         initial_epoch = 0
         _runfolder.tidy(run_dir, state)  # files of a first epoch that was never committed
 
@@ -404,10 +311,8 @@ def _train_locked(
 def _check_state(run_dir, state):
     where = run_dir / STATE
     if state.get("version") != STATE_VERSION:
-        raise RunError(
-            f"{where}: written by another version of keras-rnnreg (state version "
-            f"{state.get('version')!r}, expected {STATE_VERSION}); start a new run"
-        )
+        raise RunError(f"{where}: written by another version of keras-rnnreg (state version "
+                       f"{state.get('version')!r}, expected {STATE_VERSION}); start a new run")
     keys = ("epoch", "last_checkpoint", "best_checkpoint", "history", "rng", "wait", "restarts")
     missing = [k for k in keys if k not in state]
     if missing:
@@ -418,8 +323,7 @@ def _check_state(run_dir, state):
             raise RunError(
                 f"{where} says {state['epoch']} epoch(s) are done but {CHECKPOINTS}/{name} ({key}) "
                 "is missing: the run folder is damaged; nothing was changed (restore the file, or "
-                "start a new run with another --out)"
-            )
+                "start a new run with another --out)")
 
 
 def _fit(model, run_dir, config, state, task_callbacks, train_data, valid_data, initial_epoch,
@@ -460,17 +364,14 @@ def _fit(model, run_dir, config, state, task_callbacks, train_data, valid_data, 
                 callbacks_lib.fit_with_restarts(model, nan_callback=nan, callbacks=cbs,
                                                 on_restart=restarted, **fit)
     except KeyboardInterrupt as err:
-        raise RunInterrupted(
-            f"interrupted; {state['epoch']} finished epoch(s) are saved in {run_dir}; continue "
-            f"with: rnnreg train {config['name']} --out {run_dir} --resume"
-        ) from err
+        raise RunInterrupted(f"interrupted; {state['epoch']} finished epoch(s) are saved in "
+                             f"{run_dir}; continue with: rnnreg train {config['name']} --out "
+                             f"{run_dir} --resume") from err
     except callbacks_lib.NonFiniteLossError as err:
-        raise RunError(
-            f"{err}; {run_dir} keeps the {state['epoch']} finished epoch(s): resume with a larger "
-            f"training.max_restarts (rnnreg train {config['name']} --out {run_dir} --resume --set "
-            f"training.max_restarts={t['max_restarts'] + 5}) or start a new run with a smaller "
-            "learning rate"
-        ) from err
+        raise RunError(f"{err}; {run_dir} keeps the {state['epoch']} finished epoch(s): resume "
+                       f"with a larger training.max_restarts (rnnreg train {config['name']} --out "
+                       f"{run_dir} --resume --set training.max_restarts={t['max_restarts'] + 5}) "
+                       "or start a new run with a smaller learning rate") from err
     state["finished"] = True
     write_json_atomic(run_dir / STATE, state)
 
@@ -495,10 +396,17 @@ def best_model(run_dir):
             if state.get(key):
                 model = _load_checkpoint(run_dir / CHECKPOINTS / state[key])
                 return model, label, int(state[key][len("epoch-") : -len(".keras")])
-    raise RunError(
-        f"{run_dir}: no committed epoch yet ({STATE} names no checkpoint; one is written at the "
-        "end of the first epoch)"
-    )
+    raise RunError(f"{run_dir}: no committed epoch yet ({STATE} names no checkpoint; one is "
+                   "written at the end of the first epoch)")
+
+
+def compare_with_paper(ours, paper):
+    """``relative_difference`` and ``within_5_percent`` of our number against the paper's (None
+    when there is no paper number or ours is not finite)."""
+    if not paper or not math.isfinite(ours):
+        return {"relative_difference": None, "within_5_percent": None}
+    return {"relative_difference": (ours - paper) / paper,
+            "within_5_percent": bool(abs(ours - paper) <= 0.05 * abs(paper))}
 
 
 def _report(run_dir, config, run_info, state, task, splits, started):
@@ -506,7 +414,6 @@ def _report(run_dir, config, run_info, state, task, splits, started):
     test = task.evaluate(model, config, splits, "test")
     ours = float(test[task.metric])
     paper = config["paper"]["value"]
-    finite = math.isfinite(ours)
     report = {
         "name": config["name"],
         "description": config["description"],
@@ -516,10 +423,7 @@ def _report(run_dir, config, run_info, state, task, splits, started):
         "ours": ours,
         "paper": paper,
         "paper_table": config["paper"]["table"],
-        "relative_difference": (ours - paper) / paper if paper and finite else None,
-        "within_5_percent": (
-            bool(abs(ours - paper) <= 0.05 * abs(paper)) if paper and finite else None
-        ),
+        **compare_with_paper(ours, paper),
         "comparable": run_info["comparable"],
         "test": test,
         "checkpoint": checkpoint,
@@ -542,10 +446,8 @@ def _report(run_dir, config, run_info, state, task, splits, started):
 def format_report(report):
     ours = report["ours"]
     if isinstance(ours, float) and not math.isfinite(ours):
-        lines = [
-            f"{report['name']}: {report['metric_label']} = {ours} (not a finite number: the "
-            "network's predictions overflowed)"
-        ]
+        lines = [f"{report['name']}: {report['metric_label']} = {ours} (not a finite number: the "
+                 "network's predictions overflowed)"]
     else:
         lines = [f"{report['name']}: {report['metric_label']} = {ours:.4g}"]
         if report.get("paper") is not None and report.get("relative_difference") is not None:
@@ -553,10 +455,8 @@ def format_report(report):
             lines[0] += f"  (paper: {report['paper']:g}, {diff:+.1%}; {report['paper_table']})"
     if not report.get("comparable", True):
         lines.append("  note: not the paper's data; the numbers are not comparable")
-    lines.append(
-        f"  best epoch {report['best_epoch']} of {report['epochs_run']}; report: "
-        f"{Path(report['run_dir']) / REPORT}"
-    )
+    lines.append(f"  best epoch {report['best_epoch']} of {report['epochs_run']}; report: "
+                 f"{Path(report['run_dir']) / REPORT}")
     return "\n".join(lines)
 
 
@@ -569,10 +469,8 @@ def _missing(run_dir, names):
         return f"{run_dir} is not a folder"
     absent = [n for n in names if not (run_dir / n).exists()]
     if absent:
-        return (
-            f"{run_dir} is not a run folder of `rnnreg train`: missing {', '.join(absent)} "
-            f"(a run folder holds {CONFIG}, {STATE}, {CHECKPOINTS}/, {HISTORY})"
-        )
+        return (f"{run_dir} is not a run folder of `rnnreg train`: missing {', '.join(absent)} "
+                f"(a run folder holds {CONFIG}, {STATE}, {CHECKPOINTS}/, {HISTORY})")
     return None
 
 
@@ -581,30 +479,18 @@ def evaluate_run(run_dir, data=None, data_root=None, split="test", log=print):
     run_dir = Path(run_dir)
     problem = _missing(run_dir, (CONFIG,))
     if problem is None and not (run_dir / STATE).exists():
-        problem = (
-            f"{run_dir} has no finished epoch yet: missing {STATE} (written at the end of the "
-            "first epoch with the checkpoint)"
-        )
+        problem = (f"{run_dir} has no finished epoch yet: missing {STATE} (written at the end of "
+                   "the first epoch with the checkpoint)")
     if problem:
         raise RunError(problem)
     saved = read_json(run_dir / CONFIG, "run configuration")
     config, run_info = saved["config"], saved["run"]
-    task, splits, source, _ = load_task_data(
-        config, data if data is not None else run_info["data"], data_root
-    )
+    wanted = data if data is not None else run_info["data"]
+    task, splits, source, _ = load_task_data(config, wanted, data_root)
     if split not in splits or splits[split] is None:
         raise RunError(f"the data at {source!r} has no {split!r} split")
     model, checkpoint, checkpoint_epoch = best_model(run_dir)
     out = task.evaluate(model, config, splits, split)
-    result = {
-        "name": config["name"],
-        "split": split,
-        "checkpoint": checkpoint,
-        "checkpoint_epoch": checkpoint_epoch,
-        "data": source,
-        "metric": task.metric,
-        "ours": float(out[task.metric]),
-        "paper": config["paper"]["value"],
-        **out,
-    }
-    return result
+    return {"name": config["name"], "split": split, "checkpoint": checkpoint,
+            "checkpoint_epoch": checkpoint_epoch, "data": source, "metric": task.metric,
+            "ours": float(out[task.metric]), "paper": config["paper"]["value"], **out}

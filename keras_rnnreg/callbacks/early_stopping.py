@@ -26,10 +26,8 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         skip: a callback whose ``triggered`` attribute marks an epoch to leave out.
     """
 
-    def __init__(
-        self, monitor="val_loss", mode="min", patience=None, wait=0, best=None, best_epoch=0,
-        skip=None,
-    ):
+    def __init__(self, monitor="val_loss", mode="min", patience=None, wait=0, best=None,
+                 best_epoch=0, skip=None):
         super().__init__(
             monitor=monitor, mode=mode, patience=math.inf if patience is None else patience
         )

@@ -7,20 +7,13 @@
   and at the last timestep.
 """
 
-import numbers
-
 import keras
 import numpy as np
 
+from keras_rnnreg._api import check_int
 from keras_rnnreg.callbacks.spectral_radius import recurrent_kernel
 
 __all__ = ["HiddenNormProbe", "hidden_norms", "hidden_sequences"]
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"Invalid value for argument {name}={value!r}: expected a positive int.")
-    return int(value)
 
 
 def _find_layer(model_or_layer, layer_name):
@@ -31,31 +24,25 @@ def _find_layer(model_or_layer, layer_name):
         if layer_name is None:
             found = [layer for layer in model.layers if recurrent_kernel(layer) is not None]
             if not found:
-                raise ValueError(
-                    f"hidden_norms: model {model.name!r} has no recurrent layer at its top level; "
-                    "pass layer_name=."
-                )
+                raise ValueError(f"hidden_norms: model {model.name!r} has no recurrent layer at "
+                                 "its top level; pass layer_name=.")
             return model, found[0]
         try:
             return model, model.get_layer(layer_name)
         except ValueError as err:
-            raise ValueError(
-                f"hidden_norms: no layer named layer_name={layer_name!r} in model {model.name!r}."
-            ) from err
+            raise ValueError(f"hidden_norms: no layer named layer_name={layer_name!r} in model "
+                             f"{model.name!r}.") from err
     if isinstance(model_or_layer, keras.layers.Layer):
         return None, model_or_layer
-    raise ValueError(
-        f"hidden_norms expects a keras.Model or a recurrent layer; received {model_or_layer!r}."
-    )
+    raise ValueError("hidden_norms expects a keras.Model or a recurrent layer; received "
+                     f"{model_or_layer!r}.")
 
 
 def _sequence_copy(layer, cells):
     """A fresh layer from ``layer``'s config returning the full hidden (and cell) sequence."""
     if isinstance(layer, keras.layers.Bidirectional):
-        raise ValueError(
-            f"hidden_norms: {layer.name!r} is Bidirectional; probe one direction, e.g. "
-            f"{layer.name}.forward_layer."
-        )
+        raise ValueError(f"hidden_norms: {layer.name!r} is Bidirectional; probe one direction, "
+                         f"e.g. {layer.name}.forward_layer.")
     if recurrent_kernel(layer) is None and not hasattr(layer, "return_sequences"):
         raise ValueError(f"hidden_norms: layer {layer.name!r} is not a recurrent layer.")
     config = layer.get_config()
@@ -68,10 +55,9 @@ def _sequence_copy(layer, cells):
         config["return_variance"] = False
     if cells:
         if "return_cell_sequence" not in config:
-            raise ValueError(
-                f"hidden_norms(cells=True) needs a layer with return_cell_sequence "
-                f"(keras_rnnreg.layers.LSTM); {layer.name!r} is a {type(layer).__name__}."
-            )
+            raise ValueError("hidden_norms(cells=True) needs a layer with return_cell_sequence "
+                             f"(keras_rnnreg.layers.LSTM); {layer.name!r} is a "
+                             f"{type(layer).__name__}.")
         config["return_cell_sequence"] = True
     config["name"] = f"{layer.name}_norm_probe"
     return type(layer).from_config(config)
@@ -119,10 +105,9 @@ class _Probe:
 
     def _clone_with_free_length(self, model):
         if len(model.inputs) != 1:
-            raise ValueError(
-                f"hidden_norms: model {model.name!r} has several inputs with a fixed time "
-                "dimension; build it with keras.Input((None, features)) or probe the layer itself."
-            )
+            raise ValueError(f"hidden_norms: model {model.name!r} has several inputs with a fixed "
+                             "time dimension; build it with keras.Input((None, features)) or probe "
+                             "the layer itself.")
         spec = model.inputs[0]
         free = keras.Input(batch_shape=(None, None, *spec.shape[2:]), dtype=spec.dtype)
         self.source = model
@@ -246,9 +231,9 @@ class HiddenNormProbe(keras.callbacks.Callback):
 
     def __init__(self, inputs, layer_name, every=1, training_length=None, cells=False, mask=None):
         super().__init__()
-        self.every = _positive_int("every", every)
+        self.every = check_int("every", every)
         if training_length is not None:
-            training_length = _positive_int("training_length", training_length)
+            training_length = check_int("training_length", training_length)
         self.inputs = inputs
         self.layer_name = layer_name
         self.training_length = training_length
@@ -263,16 +248,12 @@ class HiddenNormProbe(keras.callbacks.Callback):
         if self.training_length is None:
             length = self.model.inputs[0].shape[1] if self.model.inputs else None
             if length is None:
-                raise ValueError(
-                    "HiddenNormProbe: the model's input has no fixed time dimension; pass "
-                    "training_length=."
-                )
+                raise ValueError("HiddenNormProbe: the model's input has no fixed time dimension; "
+                                 "pass training_length=.")
             self.training_length = int(length)
         if self.training_length > int(self.inputs.shape[1]):
-            raise ValueError(
-                f"HiddenNormProbe: training_length={self.training_length} is longer than the probe "
-                f"inputs ({self.inputs.shape[1]} timesteps)."
-            )
+            raise ValueError(f"HiddenNormProbe: training_length={self.training_length} is longer "
+                             f"than the probe inputs ({self.inputs.shape[1]} timesteps).")
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:

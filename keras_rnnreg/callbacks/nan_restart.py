@@ -12,6 +12,8 @@ import numbers
 import keras
 import numpy as np
 
+from keras_rnnreg._api import check_int
+
 __all__ = ["NaNRestart", "NonFiniteLossError", "fit_with_restarts"]
 
 
@@ -24,6 +26,11 @@ def _finite(value):
         return bool(np.isfinite(float(keras.ops.convert_to_numpy(value))))
     except (TypeError, ValueError):
         return True
+
+
+def _variables(model):
+    """The model's variables and its optimizer's: what a restart puts back."""
+    return model.variables, model.optimizer.variables if model.optimizer else []
 
 
 class NaNRestart(keras.callbacks.TerminateOnNaN):
@@ -52,19 +59,10 @@ class NaNRestart(keras.callbacks.TerminateOnNaN):
     def __init__(self, factor=0.5, max_restarts=10, monitor="loss"):
         super().__init__()
         if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not 0 < factor < 1:
-            raise ValueError(
-                f"Invalid value for argument factor={factor!r}: expected 0 < factor < 1."
-            )
-        if (
-            isinstance(max_restarts, bool)
-            or not isinstance(max_restarts, numbers.Integral)
-            or max_restarts < 0
-        ):
-            raise ValueError(
-                f"Invalid value for argument max_restarts={max_restarts!r}: expected an int >= 0."
-            )
+            raise ValueError(f"Invalid value for argument factor={factor!r}: expected 0 < factor < "
+                             "1.")
         self.factor = float(factor)
-        self.max_restarts = int(max_restarts)
+        self.max_restarts = check_int("max_restarts", max_restarts, minimum=0)
         self.monitor = monitor
         self.restarts = 0
         self.triggered = False
@@ -79,11 +77,8 @@ class NaNRestart(keras.callbacks.TerminateOnNaN):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
-        optimizer = self.model.optimizer
-        self._snapshot = [
-            [np.array(keras.ops.convert_to_numpy(v)) for v in variables]
-            for variables in (self.model.variables, optimizer.variables if optimizer else [])
-        ]
+        self._snapshot = [[np.array(keras.ops.convert_to_numpy(v)) for v in variables]
+                          for variables in _variables(self.model)]
 
     def _check(self, logs):
         if logs and self.monitor in logs and not _finite(logs[self.monitor]):
@@ -101,16 +96,13 @@ class NaNRestart(keras.callbacks.TerminateOnNaN):
         if not self.triggered:
             return
         if self.restarts >= self.max_restarts:
-            raise NonFiniteLossError(
-                f"NaNRestart: non-finite {self.monitor} in epoch {self._epoch + 1} after "
-                f"{self.restarts} restart(s) (max_restarts={self.max_restarts}); giving up"
-            )
-        optimizer = self.model.optimizer
-        for variables, values in zip(
-            (self.model.variables, optimizer.variables if optimizer else []), self._snapshot
-        ):
+            raise NonFiniteLossError(f"NaNRestart: non-finite {self.monitor} in epoch "
+                                     f"{self._epoch + 1} after {self.restarts} restart(s) "
+                                     f"(max_restarts={self.max_restarts}); giving up")
+        for variables, values in zip(_variables(self.model), self._snapshot):
             for variable, value in zip(variables, values):
                 variable.assign(value)
+        optimizer = self.model.optimizer
         new_rate = None
         if optimizer is not None:
             new_rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate)) * self.factor
@@ -120,10 +112,8 @@ class NaNRestart(keras.callbacks.TerminateOnNaN):
         self.events.append((self._epoch, new_rate))
 
 
-def fit_with_restarts(
-    model, x=None, nan_callback=None, epochs=1, initial_epoch=0, callbacks=(), on_restart=None,
-    **kwargs,
-):
+def fit_with_restarts(model, x=None, nan_callback=None, epochs=1, initial_epoch=0, callbacks=(),
+                      on_restart=None, **kwargs):
     """``model.fit`` that restarts from the previous epoch with a smaller learning rate on NaN.
 
     ``nan_callback`` (a :class:`NaNRestart`, created when None) is put first among
@@ -134,12 +124,8 @@ def fit_with_restarts(
     histories = []
     epoch = initial_epoch
     while True:
-        histories.append(
-            model.fit(
-                x, epochs=epochs, initial_epoch=epoch, callbacks=[nan_callback, *callbacks],
-                **kwargs,
-            )
-        )
+        histories.append(model.fit(x, epochs=epochs, initial_epoch=epoch,
+                                   callbacks=[nan_callback, *callbacks], **kwargs))
         if nan_callback.restart_epoch is None:
             return histories
         epoch = nan_callback.restart_epoch

@@ -10,16 +10,6 @@ from keras_rnnreg import _runfolder
 __all__ = ["RunFolderCheckpoint"]
 
 
-def _scalars(epoch, logs):
-    row = {"epoch": epoch}
-    for key, value in sorted((logs or {}).items()):
-        try:
-            row[key] = float(keras.ops.convert_to_numpy(value))
-        except (TypeError, ValueError):
-            continue
-    return row
-
-
 class RunFolderCheckpoint(keras.callbacks.ModelCheckpoint):
     """Every epoch: the model to ``checkpoints/epoch-NNNN.keras``, then the commit record.
 
@@ -45,11 +35,8 @@ class RunFolderCheckpoint(keras.callbacks.ModelCheckpoint):
 
     def __init__(self, run_dir, state, early_stopping, nan_restart=None):
         self.run_dir = Path(run_dir)
-        super().__init__(
-            str(self.run_dir / _runfolder.CHECKPOINTS / "epoch-{epoch:04d}.keras"),
-            monitor=early_stopping.monitor,
-            mode=early_stopping.mode,
-        )
+        super().__init__(str(self.run_dir / _runfolder.CHECKPOINTS / "epoch-{epoch:04d}.keras"),
+                         monitor=early_stopping.monitor, mode=early_stopping.mode)
         self.state = state
         self.early_stopping = early_stopping
         self.nan_restart = nan_restart
@@ -57,12 +44,10 @@ class RunFolderCheckpoint(keras.callbacks.ModelCheckpoint):
     def on_epoch_end(self, epoch, logs=None):
         if self.nan_restart is not None and self.nan_restart.triggered:
             return
-        row = _scalars(epoch, logs)
+        row = {"epoch": epoch, **dict(sorted(_runfolder.scalars(logs).items()))}
         if self.monitor not in row:
-            raise _runfolder.RunError(
-                f"training.monitor={self.monitor!r} is not among the epoch logs "
-                f"({', '.join(sorted(row))})"
-            )
+            raise _runfolder.RunError(f"training.monitor={self.monitor!r} is not among the epoch "
+                                      f"logs ({', '.join(sorted(row))})")
         stopper, done = self.early_stopping, epoch + 1
         path = Path(self.filepath.format(epoch=done))
         state = json.loads(json.dumps(self.state))  # the next state; self.state until the commit

@@ -54,9 +54,8 @@ def spectral_radii(kernel):
     """
     w = np.asarray(keras.ops.convert_to_numpy(kernel), dtype=np.float64)
     if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] % w.shape[0]:
-        raise ValueError(
-            f"Expected a recurrent kernel of shape (n, n) or (n, k*n); received shape={w.shape}."
-        )
+        raise ValueError("Expected a recurrent kernel of shape (n, n) or (n, k*n); received "
+                         f"shape={w.shape}.")
     n = w.shape[0]
     blocks = [w[:, j * n : (j + 1) * n] for j in range(w.shape[1] // n)]
     # A diverged kernel (NaN / inf, e.g. the epoch NaNRestart throws away) has no eigenvalues.
@@ -101,10 +100,8 @@ class SpectralRadiusLogger(keras.callbacks.Callback):
                 if item is layer or item in (key, layer.name, key.rsplit("/", 1)[0])
             }
             if not matches:
-                raise ValueError(
-                    f"SpectralRadiusLogger: no recurrent layer matches {item!r} in layers=; the "
-                    f"model's recurrent layers are {sorted(found)}."
-                )
+                raise ValueError(f"SpectralRadiusLogger: no recurrent layer matches {item!r} in "
+                                 f"layers=; the model's recurrent layers are {sorted(found)}.")
             selected.update(matches)
         return selected
 

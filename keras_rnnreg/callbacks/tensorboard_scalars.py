@@ -10,12 +10,12 @@ from pathlib import Path
 
 import keras
 
+from keras_rnnreg import _runfolder
+
 __all__ = ["TensorBoardScalars", "tensorboard_available"]
 
-_MISSING = (
-    "TensorBoard logs need the `tensorboard` package, which is not installed; install the "
-    "extra: pip install 'keras-rnnreg[tensorboard]'"
-)
+_MISSING = ("TensorBoard logs need the `tensorboard` package, which is not installed; install the "
+            "extra: pip install 'keras-rnnreg[tensorboard]'")
 
 
 def tensorboard_available():
@@ -53,11 +53,7 @@ class TensorBoardScalars(keras.callbacks.Callback):
         return self._writers[kind]
 
     def on_epoch_end(self, epoch, logs=None):
-        for key, value in (logs or {}).items():
-            try:
-                value = float(keras.ops.convert_to_numpy(value))
-            except (TypeError, ValueError):
-                continue
+        for key, value in _runfolder.scalars(logs).items():
             kind, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
             self._writer(kind).add_scalar(f"epoch_{name}", value, step=epoch)
         for writer in self._writers.values():

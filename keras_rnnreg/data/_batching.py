@@ -102,17 +102,8 @@ class PaddedBatches(EpochBatches):
     distinct shapes, fewer recompilations on JAX / TensorFlow).
     """
 
-    def __init__(
-        self,
-        lengths,
-        make_batch,
-        batch_size,
-        shuffle=True,
-        seed=0,
-        pool=50,
-        pad_multiple=1,
-        **kwargs,
-    ):
+    def __init__(self, lengths, make_batch, batch_size, shuffle=True, seed=0, pool=50,
+                 pad_multiple=1, **kwargs):
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.make_batch = make_batch
         self.pool = _check_positive_int(pool, "pool")

@@ -6,6 +6,7 @@ over the target with ``os.replace``, so an interrupted build leaves no half-writ
 (at worst a ``*.tmp`` file that is removed on the way out).
 """
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -47,10 +48,8 @@ def atomic_save_npz(path, **arrays):
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     return path
 

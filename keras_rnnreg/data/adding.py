@@ -25,13 +25,8 @@ LENGTH = 400
 CONSTANT_BASELINE_MSE = 1.0 / 6.0
 SHORT_SIGHTED_BASELINE_MSE = 1.0 / 12.0
 
-__all__ = [
-    "CONSTANT_BASELINE_MSE",
-    "SHORT_SIGHTED_BASELINE_MSE",
-    "baselines",
-    "generate",
-    "make_dataset",
-]
+__all__ = ["CONSTANT_BASELINE_MSE", "SHORT_SIGHTED_BASELINE_MSE", "baselines", "generate",
+           "make_dataset"]
 
 
 def generate(n, length=LENGTH, seed=0):
@@ -78,17 +73,14 @@ def baselines(inputs, targets):
     marked = _marked_values(inputs)
     if len(marked) != len(targets):
         raise ValueError(f"got {len(marked)} input sequences but {len(targets)} targets")
-    return {
-        "constant": float(np.mean((targets - 1.0) ** 2)),
-        "short_sighted": float(np.mean((targets - (marked[:, 1] + 0.5)) ** 2)),
-        "expected_constant": CONSTANT_BASELINE_MSE,
-        "expected_short_sighted": SHORT_SIGHTED_BASELINE_MSE,
-    }
+    return {"constant": float(np.mean((targets - 1.0) ** 2)),
+            "short_sighted": float(np.mean((targets - (marked[:, 1] + 0.5)) ** 2)),
+            "expected_constant": CONSTANT_BASELINE_MSE,
+            "expected_short_sighted": SHORT_SIGHTED_BASELINE_MSE}
 
 
 def make_dataset(n, batch_size, length=LENGTH, seed=0, shuffle=True, **kwargs):
     """A ``keras.utils.PyDataset`` of ``(inputs, targets)`` batches of :func:`generate` data."""
     inputs, targets = generate(n, length=length, seed=seed)
-    return _batching.ArrayBatches(
-        (inputs, targets), batch_size, shuffle=shuffle, seed=seed, **kwargs
-    )
+    return _batching.ArrayBatches((inputs, targets), batch_size, shuffle=shuffle, seed=seed,
+                                  **kwargs)

@@ -50,23 +50,11 @@ _MIDI_SUFFIXES = (".mid", ".midi", ".kar")
 _SPLIT_SEED = 0
 _CHORALES_VERSION = 1
 
-__all__ = [
-    "CHORALES",
-    "evaluate",
-    "load",
-    "make_chunks",
-    "make_dataset",
-    "music21_chorales",
-    "next_step",
-    "read_mat",
-    "read_midi",
-    "read_midi_folder",
-    "read_pickle",
-    "roll_from_pitches",
-]
+__all__ = ["CHORALES", "evaluate", "load", "make_chunks", "make_dataset", "music21_chorales",
+           "next_step", "read_mat", "read_midi", "read_midi_folder", "read_pickle",
+           "roll_from_pitches"]
 
 
-# --------------------------------------------------------------------------------------------
 # Readers
 
 
@@ -86,10 +74,9 @@ def load(source, *, grid=None, limit=None, cache=True):
         raise ValueError(f"`limit` applies to {CHORALES!r} only; got source {str(source)!r}")
     path = Path(source).expanduser()
     if not path.exists():
-        raise FileNotFoundError(
-            f"polyphonic-music source {str(path)!r} does not exist; expected a .pickle file, "
-            f"a .mat file, a folder of MIDI files, or {CHORALES!r}"
-        )
+        raise FileNotFoundError(f"polyphonic-music source {str(path)!r} does not exist; expected a "
+                                ".pickle file, a .mat file, a folder of MIDI files, or "
+                                f"{CHORALES!r}")
     if path.is_dir():
         return read_midi_folder(path, grid=grid)
     suffix = path.suffix.lower()
@@ -98,14 +85,11 @@ def load(source, *, grid=None, limit=None, cache=True):
     if suffix == ".mat":
         return read_mat(path)
     if suffix in _MIDI_SUFFIXES:
-        raise ValueError(
-            f"{path}: a single MIDI file is not a dataset; pass a folder of MIDI files (with "
-            "train/, valid/, test/ subfolders, or flat for a fixed 60/20/20 split)"
-        )
-    raise ValueError(
-        f"{path}: unknown kind of file {suffix or '(no suffix)'!r}; expected .pickle / .pkl, "
-        f".mat, a folder of MIDI files, or {CHORALES!r}"
-    )
+        raise ValueError(f"{path}: a single MIDI file is not a dataset; pass a folder of MIDI "
+                         "files (with train/, valid/, test/ subfolders, or flat for a fixed "
+                         "60/20/20 split)")
+    raise ValueError(f"{path}: unknown kind of file {suffix or '(no suffix)'!r}; expected .pickle "
+                     f"/ .pkl, .mat, a folder of MIDI files, or {CHORALES!r}")
 
 
 def roll_from_pitches(steps, where="sequence"):
@@ -115,16 +99,12 @@ def roll_from_pitches(steps, where="sequence"):
         try:
             pitches = [operator.index(p) for p in notes]
         except TypeError as err:
-            raise ValueError(
-                f"{where}, timestep {t}: expected a list or tuple of integer MIDI pitches; "
-                f"got {notes!r}"
-            ) from err
+            raise ValueError(f"{where}, timestep {t}: expected a list or tuple of integer MIDI "
+                             f"pitches; got {notes!r}") from err
         for p in pitches:
             if not LOWEST_PITCH <= p <= HIGHEST_PITCH:
-                raise ValueError(
-                    f"{where}, timestep {t}: MIDI pitch {p} is outside the piano range "
-                    f"{LOWEST_PITCH}..{HIGHEST_PITCH}"
-                )
+                raise ValueError(f"{where}, timestep {t}: MIDI pitch {p} is outside the piano "
+                                 f"range {LOWEST_PITCH}..{HIGHEST_PITCH}")
         if pitches:
             roll[t, np.asarray(pitches) - LOWEST_PITCH] = 1
     return roll
@@ -150,10 +130,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(
-                f"refusing to load {module}.{name}: a piano-roll pickle holds only lists, "
-                "tuples, dicts and numbers"
-            )
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a piano-roll pickle "
+                                         "holds only lists, tuples, dicts and numbers")
         return super().find_class(module, name)
 
 
@@ -169,23 +147,19 @@ def read_pickle(path):
         raise ValueError(f"{path}: not a readable piano-roll pickle ({err})") from err
     if not isinstance(data, dict) or not all(split in data for split in SPLITS):
         found = sorted(map(str, data)) if isinstance(data, dict) else type(data).__name__
-        raise ValueError(
-            f"{path}: expected a dict with keys 'train', 'valid', 'test' (lists of sequences); "
-            f"found {found}"
-        )
+        raise ValueError(f"{path}: expected a dict with keys 'train', 'valid', 'test' (lists of "
+                         f"sequences); found {found}")
     out = {}
     for split in SPLITS:
         sequences = data[split]
         if not isinstance(sequences, (list, tuple)):
-            raise ValueError(
-                f"{path}: {split!r} must be a list of sequences; got {type(sequences).__name__}"
-            )
+            raise ValueError(f"{path}: {split!r} must be a list of sequences; got "
+                             f"{type(sequences).__name__}")
         rolls = []
         for i, steps in enumerate(sequences):
             if not isinstance(steps, (list, tuple)):
-                raise ValueError(
-                    f"{path}: {split}[{i}] must be a list of timesteps; got {type(steps).__name__}"
-                )
+                raise ValueError(f"{path}: {split}[{i}] must be a list of timesteps; got "
+                                 f"{type(steps).__name__}")
             rolls.append(roll_from_pitches(steps, where=f"{path}: {split}[{i}]"))
         out[split] = rolls
     return out
@@ -206,10 +180,8 @@ def read_mat(path):
     missing = [key for key in keys.values() if key not in contents]
     if missing:
         found = sorted(k for k in contents if not k.startswith("__"))
-        raise ValueError(
-            f"{path}: expected the variables traindata, validdata, testdata (1xN cell arrays of "
-            f"Tx88 piano rolls); missing {missing}, found {found}"
-        )
+        raise ValueError(f"{path}: expected the variables traindata, validdata, testdata (1xN cell "
+                         f"arrays of Tx88 piano rolls); missing {missing}, found {found}")
     out = {}
     for split, key in keys.items():
         cells = np.asarray(contents[key])
@@ -307,9 +279,8 @@ def read_midi_folder(path, grid=None):
     else:
         flat = _midi_files(path)
         if not flat:
-            raise FileNotFoundError(
-                f"{path}: no MIDI files (.mid, .midi) and no train/, valid/, test/ subfolders"
-            )
+            raise FileNotFoundError(f"{path}: no MIDI files (.mid, .midi) and no train/, valid/, "
+                                    "test/ subfolders")
         files = _fixed_split(flat)
     return {split: [read_midi(f, grid=grid) for f in files[split]] for split in SPLITS}
 
@@ -325,14 +296,10 @@ def _fixed_split(items):
     order = np.random.default_rng(_SPLIT_SEED).permutation(len(items))
     n_train, n_valid, _ = _split_counts(len(items))
     ranked = [items[i] for i in order]
-    return {
-        "train": ranked[:n_train],
-        "valid": ranked[n_train : n_train + n_valid],
-        "test": ranked[n_train + n_valid :],
-    }
+    return {"train": ranked[:n_train], "valid": ranked[n_train : n_train + n_valid],
+            "test": ranked[n_train + n_valid :]}
 
 
-# --------------------------------------------------------------------------------------------
 # The embedded default: Bach chorales bundled with music21
 
 
@@ -341,10 +308,9 @@ def _chorale_names():
 
     names = list(dict.fromkeys(corpus.chorales.Iterator(returnType="filename")))
     if not names:
-        raise FileNotFoundError(
-            "music21's corpus has no Bach chorales (music21.corpus.chorales.Iterator is empty); "
-            "install the full music21 package, which bundles them"
-        )
+        raise FileNotFoundError("music21's corpus has no Bach chorales "
+                                "(music21.corpus.chorales.Iterator is empty); install the full "
+                                "music21 package, which bundles them")
     return sorted(names)
 
 
@@ -390,18 +356,14 @@ def _chorale_roll(name):
 def music21_chorales(limit=None, cache=True):
     """JSB-like rolls from music21's bundled Bach chorales, quarter-note grid, split 60/20/20.
 
-    Parsing all 350 takes about a minute, so the rolls are cached (``.npz``, written
-    atomically) in the cache folder and reused. A chorale music21 cannot parse is skipped with
-    a warning.
+    Parsing all 350 takes about a minute, so the rolls are cached (``.npz``, written atomically) in
+    the cache folder and reused. A chorale music21 cannot parse is skipped with a warning.
     """
     import music21
 
     names = chorale_split(limit)
-    path = _cache.cache_dir() / (
-        "music21-chorales-"
-        + _cache.fingerprint(_CHORALES_VERSION, music21.__version__, sorted(names.items()))
-        + ".npz"
-    )
+    key = _cache.fingerprint(_CHORALES_VERSION, music21.__version__, sorted(names.items()))
+    path = _cache.cache_dir() / f"music21-chorales-{key}.npz"
     if cache:
         stored = _cache.load_npz(path)
         if stored is not None:
@@ -415,11 +377,8 @@ def music21_chorales(limit=None, cache=True):
             except Exception as err:  # music21 raises many kinds of errors on odd files
                 skipped.append(f"{name} ({type(err).__name__}: {err})")
     if skipped:
-        warnings.warn(
-            f"skipped {len(skipped)} chorale(s) music21 could not turn into a roll: "
-            + "; ".join(skipped),
-            stacklevel=2,
-        )
+        warnings.warn(f"skipped {len(skipped)} chorale(s) music21 could not turn into a roll: "
+                      + "; ".join(skipped), stacklevel=2)
     if cache:
         _cache.atomic_save_npz(path, **_pack_rolls(rolls))
     return rolls
@@ -430,9 +389,8 @@ def _pack_rolls(splits):
     for split in SPLITS:
         seqs = splits[split]
         packed[f"{split}_lengths"] = np.array([len(s) for s in seqs], dtype=np.int64)
-        packed[f"{split}_rolls"] = (
-            np.concatenate(seqs).astype(np.uint8) if seqs else np.zeros((0, N_NOTES), np.uint8)
-        )
+        packed[f"{split}_rolls"] = (np.concatenate(seqs).astype(np.uint8) if seqs
+                                    else np.zeros((0, N_NOTES), np.uint8))
     return packed
 
 
@@ -445,7 +403,6 @@ def _unpack_rolls(packed):
     return out
 
 
-# --------------------------------------------------------------------------------------------
 # Preprocessing and pipelines
 
 
@@ -508,9 +465,8 @@ def make_dataset(sequences, batch_size, chunk=CHUNK, shuffle=True, seed=0, **kwa
         w = _batching.pad_stack([np.ones(len(pairs[i][0]), np.float32) for i in indices], length)
         return x, y, w
 
-    return _batching.PaddedBatches(
-        [len(p[0]) for p in pairs], make_batch, batch_size, shuffle=shuffle, seed=seed, **kwargs
-    )
+    return _batching.PaddedBatches([len(p[0]) for p in pairs], make_batch, batch_size,
+                                   shuffle=shuffle, seed=seed, **kwargs)
 
 
 def evaluate(model, sequences, batch_size=32, causal=True, from_logits=False, pad_multiple=64):
@@ -552,17 +508,13 @@ def evaluate(model, sequences, batch_size=32, causal=True, from_logits=False, pa
         mask = _batching.pad_stack([np.ones(len(pairs[i][0])) for i in batch], length)
         prob = _batching.predict_batch(model, x)
         if prob.shape != x.shape:
-            raise ValueError(
-                f"the model's output has shape {prob.shape} for inputs of shape {x.shape}; "
-                "expected one 88-wide prediction per timestep (return_sequences=True)"
-            )
+            raise ValueError(f"the model's output has shape {prob.shape} for inputs of shape "
+                             f"{x.shape}; expected one 88-wide prediction per timestep "
+                             "(return_sequences=True)")
         total, n = metrics_lib.nll_sums(y, prob, mask, from_logits=from_logits)
         counts = metrics_lib.frame_counts(y, prob, mask, from_logits=from_logits)
         nll_total, count = nll_total + total, count + n
         tp, fp, fn = tp + counts[0], fp + counts[1], fn + counts[2]
     denominator = tp + fp + fn
-    return {
-        "nll": nll_total / count,
-        "frame_accuracy": tp / denominator if denominator else 0.0,
-        "timesteps": int(count),
-    }
+    return {"nll": nll_total / count, "frame_accuracy": tp / denominator if denominator else 0.0,
+            "timesteps": int(count)}

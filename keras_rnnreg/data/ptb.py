@@ -33,16 +33,8 @@ EOS = "\n"
 SEQ_LEN = 50
 LEVELS = ("auto", "char", "word")
 
-__all__ = [
-    "EOS",
-    "chars_from_words",
-    "encode",
-    "evaluate",
-    "load",
-    "make_dataset",
-    "make_sequences",
-    "read_sentences",
-]
+__all__ = ["EOS", "chars_from_words", "encode", "evaluate", "load", "make_dataset",
+           "make_sequences", "read_sentences"]
 
 
 def chars_from_words(line):
@@ -73,10 +65,9 @@ def read_sentences(path, level):
         tokens = line.split()
         long = next((t for t in tokens if len(t) != 1), None)
         if long is not None:
-            raise ValueError(
-                f"{path}, line {number}: {long!r} is not a single character; a character-level "
-                "PTB file has characters separated by single spaces (is this a word-level file?)"
-            )
+            raise ValueError(f"{path}, line {number}: {long!r} is not a single character; a "
+                             "character-level PTB file has characters separated by single spaces "
+                             "(is this a word-level file?)")
         sentences.append((number, tokens))
     if not sentences:
         raise ValueError(f"{path}: the file holds no text")
@@ -102,10 +93,8 @@ def encode(sentences, vocab, path, eos=True, vocab_file="the vocabulary split"):
         try:
             ids.extend(index[c] for c in chars)
         except KeyError as err:
-            raise ValueError(
-                f"{path}, line {number}: character {err.args[0]!r} is not in the vocabulary "
-                f"({len(vocab)} symbols built from {vocab_file})"
-            ) from None
+            raise ValueError(f"{path}, line {number}: character {err.args[0]!r} is not in the "
+                             f"vocabulary ({len(vocab)} symbols built from {vocab_file})") from None
         if eos:
             ids.append(index[EOS])
     return np.asarray(ids, dtype=np.int32)
@@ -131,10 +120,8 @@ def load(path, vocab_from="train", level="auto", eos=True):
     if not folder.exists():
         raise FileNotFoundError(f"PTB folder {str(folder)!r} does not exist")
     if not folder.is_dir():
-        raise ValueError(
-            f"{folder}: expected the folder holding ptb.char.{{train,valid,test}}.txt or "
-            "ptb.{train,valid,test}.txt, not a file"
-        )
+        raise ValueError(f"{folder}: expected the folder holding ptb.char.{{train,valid,test}}.txt "
+                         "or ptb.{train,valid,test}.txt, not a file")
     found = {split: _find(folder, split, level) for split in SPLITS}
     wanted = {"char": "ptb.char.{}.txt", "word": "ptb.{}.txt"}
     names = [wanted[k] for k in (("char", "word") if level == "auto" else (level,))]
@@ -143,11 +130,10 @@ def load(path, vocab_from="train", level="auto", eos=True):
             continue
         looked = " or ".join(n.format(split) for n in names)
         if split == "train" and vocab_from == "train":
-            raise FileNotFoundError(
-                f"{folder}: no training split (looked for {looked}). The vocabulary comes from "
-                "the training split; to run without one, pass vocab_from='valid' to build it "
-                "from the validation split instead (a smoke test, not the paper's set-up)"
-            )
+            raise FileNotFoundError(f"{folder}: no training split (looked for {looked}). The "
+                                    "vocabulary comes from the training split; to run without one, "
+                                    "pass vocab_from='valid' to build it from the validation split "
+                                    "instead (a smoke test, not the paper's set-up)")
         if split != "train" or vocab_from == split:
             raise FileNotFoundError(f"{folder}: no {split} split (looked for {looked})")
     sentences = {
@@ -164,12 +150,9 @@ def load(path, vocab_from="train", level="auto", eos=True):
     }
     if vocab_from != "train":
         missing = "no training split; " if out["train"] is None else ""
-        warnings.warn(
-            f"PTB at {folder}: {missing}vocabulary built from the {vocab_from} split "
-            f"({found[vocab_from][0].name}), not the training split: this is a smoke-test "
-            "set-up, not the paper's",
-            stacklevel=2,
-        )
+        warnings.warn(f"PTB at {folder}: {missing}vocabulary built from the {vocab_from} split "
+                      f"({found[vocab_from][0].name}), not the training split: this is a "
+                      "smoke-test set-up, not the paper's", stacklevel=2)
     out["vocab"] = vocab
     out["vocab_from"] = vocab_from
     out["files"] = {split: (str(p) if p is not None else None) for split, (p, _) in found.items()}
@@ -222,10 +205,8 @@ def evaluate(model, ids, seq_len=SEQ_LEN, batch_size=128, from_logits=False):
         sl = slice(start, start + batch_size)
         prob = _batching.predict_batch(model, x[sl])
         if prob.shape[:2] != x[sl].shape or prob.ndim != 3:
-            raise ValueError(
-                f"the model's output has shape {prob.shape} for inputs of shape {x[sl].shape}; "
-                "expected (batch, seq_len, vocabulary size)"
-            )
+            raise ValueError(f"the model's output has shape {prob.shape} for inputs of shape "
+                             f"{x[sl].shape}; expected (batch, seq_len, vocabulary size)")
         total, n = metrics_lib.bpc_sums(y[sl], prob, w[sl], from_logits=from_logits)
         bits, count = bits + total, count + n
     return {"bpc": bits / count, "nll": bits / count * np.log(2.0), "characters": int(count)}

@@ -19,18 +19,17 @@ ah/ax/ax-h, er/axr, hh/hv, ih/ix, l/el, m/em, n/en/nx, ng/eng, sh/zh, uw/ux. Fol
 decoded and reference strings alike; repeated symbols created by folding are kept (Kaldi's
 scoring does the same).
 
-Features (Graves et al. 2013: "40 coefficients (plus energy) distributed on a mel-scale,
-together with their first and second temporal derivatives ... normalised ... over the training
-set"), computed in NumPy, our reading of the details: pre-emphasis 0.97; 25 ms Hamming windows
-every 10 ms (400 / 160 samples at 16 kHz; a frame every 10 ms while a whole window fits); a
-512-point FFT power spectrum; 40 triangular filters evenly spaced on the HTK mel scale
-``2595 log10(1 + f / 700)`` from 0 Hz to the Nyquist frequency; natural log of each filter's
-energy and of the frame's energy (floored at 1e-10); first and second derivatives by the HTK
-regression formula over ±2 frames (edges repeated). Layout per frame: 40 log filterbank
-energies, log energy, then their deltas, then their delta-deltas (123 numbers). Every dimension
-is normalised with the mean and standard deviation of all training frames. The features of a
-corpus are computed once and cached (``.npz``, written atomically), keyed on the corpus' path,
-file sizes and modification times.
+Features (Graves et al. 2013: "40 coefficients (plus energy) distributed on a mel-scale, together
+with their first and second temporal derivatives ... normalised ... over the training set"),
+computed in NumPy, our reading of the details: pre-emphasis 0.97; 25 ms Hamming windows every 10 ms
+(400 / 160 samples at 16 kHz; a frame every 10 ms while a whole window fits); a 512-point FFT power
+spectrum; 40 triangular filters evenly spaced on the HTK mel scale ``2595 log10(1 + f / 700)`` from
+0 Hz to the Nyquist frequency; natural log of each filter's energy and of the frame's energy
+(floored at 1e-10); first and second derivatives by the HTK regression formula over ±2 frames (edges
+repeated). Layout per frame: 40 log filterbank energies, log energy, then their deltas, then their
+delta-deltas (123 numbers). Every dimension is normalised with the mean and standard deviation of
+all training frames. The features of a corpus are computed once and cached (``.npz``, written
+atomically), keyed on the corpus' path, file sizes and modification times.
 
 Evaluation: phone error rate after folding, from greedy CTC decoding (``keras.ops.ctc_decode``)
 and the Levenshtein distance, summed over the split (:func:`evaluate`). The paper uses no beam
@@ -91,28 +90,11 @@ SPLITS = ("train", "valid", "test")
 _FEATURE_VERSION = 1
 _PHONE_IDS = {phone: i + 1 for i, phone in enumerate(PHONES_61)}
 
-__all__ = [
-    "CORE_TEST_SPEAKERS",
-    "DEV_SPEAKERS",
-    "FOLD_39",
-    "NUM_CLASSES",
-    "PHONES_39",
-    "PHONES_61",
-    "decode",
-    "deltas",
-    "evaluate",
-    "filterbank_features",
-    "find_utterances",
-    "fold",
-    "load",
-    "make_dataset",
-    "mel_filterbank",
-    "read_phn",
-    "read_sphere",
-]
+__all__ = ["CORE_TEST_SPEAKERS", "DEV_SPEAKERS", "FOLD_39", "NUM_CLASSES", "PHONES_39", "PHONES_61",
+           "decode", "deltas", "evaluate", "filterbank_features", "find_utterances", "fold", "load",
+           "make_dataset", "mel_filterbank", "read_phn", "read_sphere"]
 
 
-# --------------------------------------------------------------------------------------------
 # Reading
 
 
@@ -155,9 +137,8 @@ def read_phn(path):
         if len(fields) != 3 or not fields[0].isdigit() or not fields[1].isdigit():
             raise ValueError(f"{path}, line {number}: expected 'start end phone'; got {line!r}")
         if fields[2] not in _PHONE_IDS:
-            raise ValueError(
-                f"{path}, line {number}: {fields[2]!r} is not one of the 61 TIMIT phones"
-            )
+            raise ValueError(f"{path}, line {number}: {fields[2]!r} is not one of the 61 TIMIT "
+                             "phones")
         labels.append((int(fields[0]), int(fields[1]), fields[2]))
     if not labels:
         raise ValueError(f"{path}: the label file holds no phones")
@@ -178,10 +159,8 @@ def _corpus_root(root):
             return names["train"], names["test"]
         if depth < 2:
             queue += [(p, depth + 1) for p in _children(folder) if p.is_dir()]
-    raise FileNotFoundError(
-        f"{root}: not a TIMIT corpus: expected TRAIN/ and TEST/ folders (each holding "
-        "DR1..DR8/<speaker>/ with .WAV and .PHN files)"
-    )
+    raise FileNotFoundError(f"{root}: not a TIMIT corpus: expected TRAIN/ and TEST/ folders (each "
+                            "holding DR1..DR8/<speaker>/ with .WAV and .PHN files)")
 
 
 def find_utterances(root):
@@ -212,17 +191,15 @@ def find_utterances(root):
                         continue  # "x.wav.wav" conversions have suffix "wav.wav": skipped
                     phn = files.get(f"{stem}.phn")
                     if phn is None:
-                        raise FileNotFoundError(
-                            f"{wav}: no matching label file {stem.upper()}.PHN in {speaker}; "
-                            "every TIMIT utterance needs its .PHN phone labels"
-                        )
+                        raise FileNotFoundError(f"{wav}: no matching label file {stem.upper()}.PHN "
+                                                f"in {speaker}; every TIMIT utterance needs its "
+                                                ".PHN phone labels")
                     utt_id = f"{speaker.name.upper()}_{stem.upper()}"
                     utterances.append((speaker.name.lower(), utt_id, wav, phn))
         if not utterances:
-            raise FileNotFoundError(
-                f"{folder}: no utterances (expected DR1..DR8/<speaker>/<sentence>.WAV with "
-                ".PHN labels beside them)"
-            )
+            raise FileNotFoundError(f"{folder}: no utterances (expected "
+                                    "DR1..DR8/<speaker>/<sentence>.WAV with .PHN labels beside "
+                                    "them)")
         found[name] = utterances
     core, dev = set(CORE_TEST_SPEAKERS), set(DEV_SPEAKERS)
     splits = {
@@ -232,29 +209,23 @@ def find_utterances(root):
     }
     for split, speakers in (("valid", DEV_SPEAKERS), ("test", CORE_TEST_SPEAKERS)):
         if not splits[split]:
-            raise FileNotFoundError(
-                f"{test_dir}: none of the {len(speakers)} speakers of the {split} split "
-                f"({', '.join(s.upper() for s in speakers[:3])}, ...) is present"
-            )
+            raise FileNotFoundError(f"{test_dir}: none of the {len(speakers)} speakers of the "
+                                    f"{split} split ({', '.join(s.upper() for s in speakers[:3])}, "
+                                    "...) is present")
     present = {u[0] for u in found["TEST"]}
     missing_dev, missing_core = len(dev - present), len(core - present)
     if missing_dev or missing_core:
-        warnings.warn(
-            f"TIMIT at {root}: {missing_dev} of the {len(dev)} development speakers and "
-            f"{missing_core} of the {len(core)} core-test speakers are missing; the numbers "
-            "will not be comparable with the paper's",
-            stacklevel=2,
-        )
+        warnings.warn(f"TIMIT at {root}: {missing_dev} of the {len(dev)} development speakers and "
+                      f"{missing_core} of the {len(core)} core-test speakers are missing; the "
+                      "numbers will not be comparable with the paper's", stacklevel=2)
     return splits
 
 
-# --------------------------------------------------------------------------------------------
 # Features
 
 
-def mel_filterbank(
-    n_filters=N_FILTERS, n_fft=512, sample_rate=SAMPLE_RATE, low_hz=0.0, high_hz=None
-):
+def mel_filterbank(n_filters=N_FILTERS, n_fft=512, sample_rate=SAMPLE_RATE, low_hz=0.0,
+                   high_hz=None):
     """(n_filters, n_fft // 2 + 1) triangular filters evenly spaced on the HTK mel scale."""
     high_hz = sample_rate / 2.0 if high_hz is None else float(high_hz)
 
@@ -277,10 +248,8 @@ def deltas(features, width=DELTA_WIDTH):
     features = np.asarray(features, dtype=np.float64)
     t = len(features)
     padded = np.pad(features, ((width, width), (0, 0)), mode="edge")
-    numerator = sum(
-        n * (padded[width + n : width + n + t] - padded[width - n : width - n + t])
-        for n in range(1, width + 1)
-    )
+    numerator = sum(n * (padded[width + n : width + n + t] - padded[width - n : width - n + t])
+                    for n in range(1, width + 1))
     return numerator / (2.0 * sum(n * n for n in range(1, width + 1)))
 
 
@@ -311,7 +280,6 @@ def _phone_ids(labels):
     return np.array([_PHONE_IDS[phone] for _, _, phone in labels], dtype=np.int32)
 
 
-# --------------------------------------------------------------------------------------------
 # Loading (with the cache)
 
 
@@ -401,16 +369,13 @@ def load(root, cache=True):
     return _unpack(packed)
 
 
-# --------------------------------------------------------------------------------------------
 # Pipelines, decoding, evaluation
 
 
 def _check_split(split):
     if not isinstance(split, dict) or "features" not in split or "labels" not in split:
-        raise ValueError(
-            "expected a split of timit.load(...) (a dict with 'features' and 'labels'); "
-            f"got {type(split).__name__}"
-        )
+        raise ValueError("expected a split of timit.load(...) (a dict with 'features' and "
+                         f"'labels'); got {type(split).__name__}")
     if len(split["features"]) != len(split["labels"]) or not split["features"]:
         raise ValueError("the split must hold as many label sequences as feature sequences (>0)")
     return split["features"], split["labels"]
@@ -433,15 +398,8 @@ def make_dataset(split, batch_size, shuffle=True, seed=0, pad_multiple=8, **kwar
         y = _batching.pad_stack([labels[i] for i in indices], label_length, dtype="int32")
         return x, y
 
-    return _batching.PaddedBatches(
-        [len(f) for f in features],
-        make_batch,
-        batch_size,
-        shuffle=shuffle,
-        seed=seed,
-        pad_multiple=pad_multiple,
-        **kwargs,
-    )
+    return _batching.PaddedBatches([len(f) for f in features], make_batch, batch_size,
+                                   shuffle=shuffle, seed=seed, pad_multiple=pad_multiple, **kwargs)
 
 
 def decode(outputs, lengths=None):
@@ -453,10 +411,8 @@ def decode(outputs, lengths=None):
     outputs = keras.ops.convert_to_tensor(outputs, dtype="float32")
     batch, frames = outputs.shape[0], outputs.shape[1]
     if outputs.shape[-1] != NUM_CLASSES:
-        raise ValueError(
-            f"expected outputs with {NUM_CLASSES} classes (blank + 61 phones) on the last axis; "
-            f"got shape {tuple(outputs.shape)}"
-        )
+        raise ValueError(f"expected outputs with {NUM_CLASSES} classes (blank + 61 phones) on the "
+                         f"last axis; got shape {tuple(outputs.shape)}")
     if lengths is None:
         lengths = np.full((batch,), frames, dtype=np.int32)
     lengths = keras.ops.convert_to_tensor(np.asarray(lengths, dtype=np.int32))
@@ -496,18 +452,12 @@ def evaluate(model, split, batch_size=1):
         x = _batching.pad_stack([features[i] for i in batch], max(lengths))
         out = _batching.predict_batch(model, x)
         if out.ndim != 3 or out.shape[:2] != x.shape[:2]:
-            raise ValueError(
-                f"the model's output has shape {out.shape} for inputs of shape {x.shape}; "
-                f"expected (batch, frames, {NUM_CLASSES})"
-            )
+            raise ValueError(f"the model's output has shape {out.shape} for inputs of shape "
+                             f"{x.shape}; expected (batch, frames, {NUM_CLASSES})")
         for i, ids in zip(batch, decode(out, lengths)):
             hypotheses.append(fold(ids))
             references.append(fold(labels[i]))
     edits = sum(metrics_lib.edit_distance(r, h) for r, h in zip(references, hypotheses))
     total = sum(len(r) for r in references)
-    return {
-        "per": metrics_lib.phone_error_rate(references, hypotheses),
-        "edits": int(edits),
-        "reference_phones": int(total),
-        "utterances": len(references),
-    }
+    return {"per": metrics_lib.phone_error_rate(references, hypotheses), "edits": int(edits),
+            "reference_phones": int(total), "utterances": len(references)}

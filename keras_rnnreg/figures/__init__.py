@@ -74,21 +74,17 @@ def draw(name, out_dir, runs=(), searches=(), **options):
     ``options``: the figure's keyword options (e.g. ``length`` of the norm probes).
     """
     figure = get(name)
-    runs, searches = list(runs or ()), list(searches or ())
-    if figure.inputs != "runs" and runs:
-        raise FigureError(f"{name} does not draw from run folders (--runs); it takes "
-                          + ("no input" if figure.inputs == "none" else "--search DIR"))
-    if figure.inputs != "search" and searches:
-        raise FigureError(f"{name} does not draw from searches (--search); it takes "
-                          + ("no input" if figure.inputs == "none" else "--runs DIR ..."))
+    given = {"runs": list(runs or ()), "search": list(searches or ())}
+    takes = {"none": "no input", "runs": "--runs DIR ...", "search": "--search DIR"}[figure.inputs]
+    for kind, what in (("runs", "run folders (--runs)"), ("search", "searches (--search)")):
+        if figure.inputs != kind and given[kind]:
+            raise FigureError(f"{name} does not draw from {what}; it takes {takes}")
     unknown = set(options) - set(figure.options) - set(figure.quick_options)
     if unknown:
         raise FigureError(f"{name} has no option {', '.join(sorted(unknown))}")
-    if figure.inputs == "runs":
-        return figure.function(runs, out_dir, **options)
-    if figure.inputs == "search":
-        return figure.function(searches, out_dir, **options)
-    return figure.function(out_dir, **options)
+    if figure.inputs == "none":
+        return figure.function(out_dir, **options)
+    return figure.function(given[figure.inputs], out_dir, **options)
 
 
 def draw_quick(name, out_dir, work=None):

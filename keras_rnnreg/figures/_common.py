@@ -62,15 +62,12 @@ class Run:
 
         self.path = Path(path)
         if not self.path.is_dir():
-            raise FigureError(
-                f"{self.path}: no such run folder (expected a folder written by `rnnreg train`)"
-            )
+            raise FigureError(f"{self.path}: no such run folder (expected a folder written by "
+                              "`rnnreg train`)")
         for name in (training.CONFIG, training.STATE):
             if not (self.path / name).is_file():
-                raise FigureError(
-                    f"{self.path}: not a run folder of `rnnreg train` with a finished epoch "
-                    f"(missing {name})"
-                )
+                raise FigureError(f"{self.path}: not a run folder of `rnnreg train` with a "
+                                  f"finished epoch (missing {name})")
         saved = training.read_json(self.path / training.CONFIG, "run configuration")
         self.config, self.info = saved["config"], saved["run"]
         self.state = training.read_json(self.path / training.STATE, "commit record")
@@ -98,9 +95,8 @@ class Run:
         rows = [r for r in self.history if key in r]
         if not rows:
             logged = sorted({k for r in self.history for k in r} - {"epoch"})
-            raise FigureError(
-                f"{self.path / 'history.csv'}: no column {key!r} (logged: {', '.join(logged)})"
-            )
+            raise FigureError(f"{self.path / 'history.csv'}: no column {key!r} (logged: "
+                              f"{', '.join(logged)})")
         return [int(r["epoch"]) + 1 for r in rows], [float(r[key]) for r in rows]
 
     def label(self):
@@ -145,10 +141,8 @@ def runs_of(paths, what):
 
 def need_cell(run, cells, figure):
     if run.cell not in cells:
-        raise FigureError(
-            f"{run.path}: {figure} needs a run with model.cell in {sorted(cells)}; this run's "
-            f"model.cell is {run.cell!r} ({run.name})"
-        )
+        raise FigureError(f"{run.path}: {figure} needs a run with model.cell in {sorted(cells)}; "
+                          f"this run's model.cell is {run.cell!r} ({run.name})")
 
 
 # ------------------------------------------------------------------------------- probe sequences
@@ -166,10 +160,8 @@ def long_inputs(run, length, batch=16, seed=0):
     if task == "adding":
         return adding.generate(batch, length=length, seed=seed)
     if task not in ("ptb", "polyphonic"):
-        raise FigureError(
-            f"{run.path}: long probe sequences are made for ptb, polyphonic and adding runs; "
-            f"this run's task is {task!r}"
-        )
+        raise FigureError(f"{run.path}: long probe sequences are made for ptb, polyphonic and "
+                          f"adding runs; this run's task is {task!r}")
     _, splits, _, _ = training.load_task_data(run.config, run.info["data"])
     if task == "ptb":
         stream = np.asarray(splits["test"], dtype=np.int32)

@@ -46,8 +46,7 @@ def unit_rnn_loss(w, b, steps=50, target=0.7, sigma=0.0, per="sequence", samples
 
 
 def noise_loss_surface(out_dir, *, grid=60, steps=50, target=0.7, sigma=0.3, per="sequence",
-                       samples=200,
-                       w_range=(-3.0, 3.0), b_range=(-3.0, 3.0), seed=0):
+                       samples=200, w_range=(-3.0, 3.0), b_range=(-3.0, 3.0), seed=0):
     """Noise study Figs. 2–3: the loss surface of a one-unit RNN without and with weight noise.
 
     A ``grid`` × ``grid`` set of initial weights (the paper: 100 × 100), loss from
@@ -60,10 +59,9 @@ def noise_loss_surface(out_dir, *, grid=60, steps=50, target=0.7, sigma=0.3, per
     noisy = unit_rnn_loss(W, B, steps, target, sigma=sigma, per=per, samples=samples, seed=seed)
     plt = pyplot()
     fig = plt.figure(figsize=(11, 4.6))
-    for i, (surface, title) in enumerate(
-        ((plain, "Fig. 2: no noise"),
-         (noisy, f"Fig. 3: mean over additive noise on (w, b), σ={sigma:g} per {per}"))
-    ):
+    titles = ("Fig. 2: no noise",
+              f"Fig. 3: mean over additive noise on (w, b), σ={sigma:g} per {per}")
+    for i, (surface, title) in enumerate(zip((plain, noisy), titles)):
         ax = fig.add_subplot(1, 2, i + 1, projection="3d")
         ax.plot_surface(W, B, surface, cmap="viridis", linewidth=0, antialiased=False)
         ax.set_xlabel("w (recurrent weight)")
@@ -71,16 +69,10 @@ def noise_loss_surface(out_dir, *, grid=60, steps=50, target=0.7, sigma=0.3, per
         ax.set_zlabel("loss")
         ax.set_title(title, fontsize=10)
         ax.view_init(elev=35, azim=-125)
-    fig.suptitle(
-        f"One-unit RNN h_t = tanh(w·h_(t-1) + b), h_0 = 0: loss (h_{steps} - {target:g})² over "
-        f"{grid * grid} initial (w, b)",
-        fontsize=10,
-    )
-    rows = [
-        {"w": float(W.flat[i]), "b": float(B.flat[i]), "loss": float(plain.flat[i]),
-         "loss_noisy": float(noisy.flat[i])}
-        for i in range(W.size)
-    ]
+    fig.suptitle(f"One-unit RNN h_t = tanh(w·h_(t-1) + b), h_0 = 0: loss (h_{steps} - "
+                 f"{target:g})² over {grid * grid} initial (w, b)", fontsize=10)
+    rows = [{"w": float(W.flat[i]), "b": float(B.flat[i]), "loss": float(plain.flat[i]),
+             "loss_noisy": float(noisy.flat[i])} for i in range(W.size)]
     return save(fig, out_dir, "noise_loss_surface", ["w", "b", "loss", "loss_noisy"], rows)
 
 
@@ -110,19 +102,15 @@ def noise_spectral_radius(runs, out_dir):
         keys = sorted({k for r in run.history for k in r if k.startswith("spectral_radius/")})
         keys = [k for k in keys if k.count("/") == 1 or k.endswith("/c")]
         if not keys:
-            raise FigureError(
-                f"{run.path / 'history.csv'}: no spectral_radius/... column (training logs it "
-                "since the figures were added; retrain the run)"
-            )
+            raise FigureError(f"{run.path / 'history.csv'}: no spectral_radius/... column "
+                              "(training logs it since the figures were added; retrain the run)")
         for key in keys:
             epochs, values = run.column(key)
-            rows += [
-                {"run": str(run.path), "name": run.name, "label": run.label(),
-                 "family": _family(run), "key": key, "epoch": e, "spectral_radius": v}
-                for e, v in zip(epochs, values)
-            ]
-    order = ["DropConnect (Fig. 5)", "weight noise (Fig. 6)", "norm-based penalty (Fig. 7)"]
-    order.append("other")
+            rows += [{"run": str(run.path), "name": run.name, "label": run.label(),
+                      "family": _family(run), "key": key, "epoch": e, "spectral_radius": v}
+                     for e, v in zip(epochs, values)]
+    order = ("DropConnect (Fig. 5)", "weight noise (Fig. 6)", "norm-based penalty (Fig. 7)",
+             "other")
     families = [f for f in order if any(r["family"] == f for r in rows)]
     plt = pyplot()
     fig, axes = plt.subplots(1, len(families), figsize=(4.6 * len(families), 3.6), squeeze=False)
@@ -135,9 +123,8 @@ def noise_spectral_radius(runs, out_dir):
             label = f"{points[0]['name']}: {points[0]['label']}"
             if len({k for _, k in series}) > 1:
                 label += f" [{key.split('/', 1)[1]}]"
-            ax.plot(
-                [p["epoch"] for p in points], [p["spectral_radius"] for p in points], label=label
-            )
+            ax.plot([p["epoch"] for p in points], [p["spectral_radius"] for p in points],
+                    label=label)
         ax.set_title(family, fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("spectral radius of W_hh")
@@ -159,15 +146,12 @@ def _trials(search):
     """(model, trial id, hyperparameter values, score) of every scored trial under ``search``."""
     search = Path(search)
     if not search.is_dir():
-        raise FigureError(
-            f"{search}: no such search folder (expected the --out folder of `rnnreg tune`)"
-        )
+        raise FigureError(f"{search}: no such search folder (expected the --out folder of `rnnreg "
+                          "tune`)")
     files = sorted(search.rglob("trial.json"))
     if not files:
-        raise FigureError(
-            f"{search}: no KerasTuner trial (no trial_*/trial.json below it; expected the --out "
-            "folder of `rnnreg tune`)"
-        )
+        raise FigureError(f"{search}: no KerasTuner trial (no trial_*/trial.json below it; "
+                          "expected the --out folder of `rnnreg tune`)")
     found = []
     for path in files:
         try:
@@ -189,11 +173,10 @@ def noise_sweep(searches, out_dir):
     """Noise study Figs. 8–10: the search's score against λ (L1 / L2), σ and p.
 
     From KerasTuner's ``trial.json`` files below each search folder of ``rnnreg tune`` (a
-    single-model job, or a Table 1 column job with one sub-folder per model): every scored
-    trial with a ``lambda``, ``noise_stddev`` or ``dropconnect_rate`` hyperparameter is a
-    point. The score is the job's objective (validation NLL per timestep for the Table 1 jobs;
-    the paper plots test error). Columns: search, model, trial, parameter, value, regularizer,
-    score.
+    single-model job, or a Table 1 column job with one sub-folder per model): every scored trial
+    with a ``lambda``, ``noise_stddev`` or ``dropconnect_rate`` hyperparameter is a point. The score
+    is the job's objective (validation NLL per timestep for the Table 1 jobs; the paper plots test
+    error). Columns: search, model, trial, parameter, value, regularizer, score.
     """
     if not searches:
         raise FigureError("noise_sweep draws from tuner searches: pass --search DIR (or --quick)")
@@ -202,25 +185,14 @@ def noise_sweep(searches, out_dir):
         for model, trial_id, values, score in _trials(search):
             for name in SWEPT:
                 if name in values:
-                    rows.append(
-                        {
-                            "search": str(search),
-                            "model": model,
-                            "trial": trial_id,
-                            "parameter": name,
-                            "value": float(values[name]),
-                            "regularizer": values.get("regularizer", "")
-                            if name == "lambda"
-                            else "",
-                            "score": score,
-                        }
-                    )
+                    regularizer = values.get("regularizer", "") if name == "lambda" else ""
+                    rows.append({"search": str(search), "model": model, "trial": trial_id,
+                                 "parameter": name, "value": float(values[name]),
+                                 "regularizer": regularizer, "score": score})
     if not rows:
-        raise FigureError(
-            f"{', '.join(map(str, searches))}: no scored trial has a {', '.join(SWEPT)} "
-            "hyperparameter (search RNN-NBR, RNN-N or RNN-DOS models with the noise_study_table2 "
-            "space)"
-        )
+        raise FigureError(f"{', '.join(map(str, searches))}: no scored trial has a "
+                          f"{', '.join(SWEPT)} hyperparameter (search RNN-NBR, RNN-N or RNN-DOS "
+                          "models with the noise_study_table2 space)")
     present = [name for name in SWEPT if any(r["parameter"] == name for r in rows)]
     plt = pyplot()
     fig, axes = plt.subplots(1, len(present), figsize=(4.4 * len(present), 3.6), squeeze=False)

@@ -18,15 +18,8 @@ from keras_rnnreg.figures._common import (
 )
 from keras_rnnreg.zoo.schema import arguments
 
-__all__ = [
-    "LENGTH",
-    "forget_gate_means",
-    "ns_forget_gates",
-    "ns_irnn_eigenvalues",
-    "ns_irnn_lognorm",
-    "ns_learning_curves",
-    "ns_norm_horizon",
-]
+__all__ = ["LENGTH", "forget_gate_means", "ns_forget_gates", "ns_irnn_eigenvalues",
+           "ns_irnn_lognorm", "ns_learning_curves", "ns_norm_horizon"]
 
 #: Probe length of the norm figures (the paper trains on 50 steps and runs 1,000 and more).
 LENGTH = 1000
@@ -66,11 +59,9 @@ def ns_learning_curves(runs, out_dir):
             splits.append(("train", train_key))
         for split, key in splits:
             epochs, values = run.column(key)
-            rows += [
-                {"run": str(run.path), "name": run.name, "label": run.label(), "beta": _beta(run),
-                 "panel": _panel(run), "split": split, "epoch": e, "value": v, "metric": monitor}
-                for e, v in zip(epochs, values)
-            ]
+            rows += [{"run": str(run.path), "name": run.name, "label": run.label(),
+                      "beta": _beta(run), "panel": _panel(run), "split": split, "epoch": e,
+                      "value": v, "metric": monitor} for e, v in zip(epochs, values)]
     panels = [p for p in ("hidden", "cell") if any(r["panel"] == p for r in rows)]
     plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
@@ -130,12 +121,9 @@ def ns_norm_horizon(runs, out_dir, *, length=LENGTH, batch=16):
         for quantity, seq in seqs.items():
             with np.errstate(over="ignore", invalid="ignore"):
                 norms = np.linalg.norm(seq, axis=-1).mean(0)
-            rows += [
-                {"run": str(run.path), "name": run.name, "label": run.label(), "beta": _beta(run),
-                 "cost": cost, "quantity": quantity, "cell": network, "t": t + 1,
-                 "mean_norm": float(v)}
-                for t, v in enumerate(norms)
-            ]
+            rows += [{"run": str(run.path), "name": run.name, "label": run.label(),
+                      "beta": _beta(run), "cost": cost, "quantity": quantity, "cell": network,
+                      "t": t + 1, "mean_norm": float(v)} for t, v in enumerate(norms)]
     panels = []  # (cell, quantity, cost): LSTM h and c; simple RNNs one panel per cost
     for cell in sorted({r["cell"] for r in rows}):
         mine = [r for r in rows if r["cell"] == cell]
@@ -188,10 +176,9 @@ def ns_irnn_lognorm(runs, out_dir, *, length=LENGTH, batch=16):
     for run in runs:
         need_cell(run, {"simple_rnn"}, "ns_irnn_lognorm")
         if run.config["task"] != "ptb":
-            raise FigureError(
-                f"{run.path}: ns_irnn_lognorm needs a character-level run (task 'ptb', a cost at "
-                f"every timestep); this run's task is {run.config['task']!r}"
-            )
+            raise FigureError(f"{run.path}: ns_irnn_lognorm needs a character-level run (task "
+                              "'ptb', a cost at every timestep); this run's task is "
+                              f"{run.config['task']!r}")
         x, y = long_inputs(run, length, batch)
         h = hidden_sequences(run, x)
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
@@ -204,11 +191,9 @@ def ns_irnn_lognorm(runs, out_dir, *, length=LENGTH, batch=16):
         picked = np.take_along_axis(probs, y[..., None].astype(int), axis=-1)[..., 0]
         with np.errstate(divide="ignore", invalid="ignore"):
             cost = (-np.log2(picked)).mean(0)
-        rows += [
-            {"run": str(run.path), "name": run.name, "label": run.label(), "beta": _beta(run),
-             "t": t + 1, "mean_log_norm": float(a), "cost_bits": float(c)}
-            for t, (a, c) in enumerate(zip(lognorm, cost))
-        ]
+        rows += [{"run": str(run.path), "name": run.name, "label": run.label(), "beta": _beta(run),
+                  "t": t + 1, "mean_log_norm": float(a), "cost_bits": float(c)}
+                 for t, (a, c) in enumerate(zip(lognorm, cost))]
     plt = pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6), sharex=True)
     horizon = max(r.config["data"]["seq_len"] for r in runs)
@@ -265,21 +250,13 @@ def ns_forget_gates(runs, out_dir, *, batch=16):
     :func:`forget_gate_means` on ``batch`` sequences of the training length from each LSTM run's
     test data, sorted in decreasing order. Columns: run, name, label, beta, rank, forget_gate.
     """
-    runs = runs_of(runs, "ns_forget_gates")
-    rows = []
-    for run in runs:
-        need_cell(run, {"lstm"}, "ns_forget_gates")
+    def means(run):
         x, _ = long_inputs(run, run.config["data"]["seq_len"], batch)
-        means = np.sort(forget_gate_means(run, x))[::-1]
-        rows += [
-            {"run": str(run.path), "name": run.name, "label": run.label(), "beta": _beta(run),
-             "rank": i + 1, "forget_gate": float(v)}
-            for i, v in enumerate(means)
-        ]
-    fig = _sorted_plot(rows, "forget_gate", "mean forget gate (sorted)",
-                       "LSTM: mean forget-gate activation per memory cell")
-    columns = ["run", "name", "label", "beta", "rank", "forget_gate"]
-    return save(fig, out_dir, "ns_forget_gates", columns, rows)
+        return forget_gate_means(run, x)
+
+    return _sorted_figure(runs, out_dir, "ns_forget_gates", {"lstm"}, means, "forget_gate",
+                          "mean forget gate (sorted)",
+                          "LSTM: mean forget-gate activation per memory cell")
 
 
 def ns_irnn_eigenvalues(runs, out_dir):
@@ -290,27 +267,26 @@ def ns_irnn_eigenvalues(runs, out_dir):
     """
     import keras
 
-    runs = runs_of(runs, "ns_irnn_eigenvalues")
-    rows = []
-    for run in runs:
-        need_cell(run, {"simple_rnn"}, "ns_irnn_eigenvalues")
+    def eigenvalues(run):
         kernel = run.recurrent_layer().recurrent_kernel
         w = np.asarray(keras.ops.convert_to_numpy(kernel), np.float64)
         if not np.isfinite(w).all():
             raise FigureError(f"{run.path}: the best checkpoint's W_hh has non-finite entries")
-        values = np.sort(np.abs(np.linalg.eigvals(w)))[::-1]
-        rows += [
-            {"run": str(run.path), "name": run.name, "label": run.label(), "beta": _beta(run),
-             "rank": i + 1, "abs_eigenvalue": float(v)}
-            for i, v in enumerate(values)
-        ]
-    fig = _sorted_plot(rows, "abs_eigenvalue", "|eigenvalue| of W_hh (sorted)",
-                       "IRNN: sorted |eigenvalues| of W_hh")
-    columns = ["run", "name", "label", "beta", "rank", "abs_eigenvalue"]
-    return save(fig, out_dir, "ns_irnn_eigenvalues", columns, rows)
+        return np.abs(np.linalg.eigvals(w))
+
+    return _sorted_figure(runs, out_dir, "ns_irnn_eigenvalues", {"simple_rnn"}, eigenvalues,
+                          "abs_eigenvalue", "|eigenvalue| of W_hh (sorted)",
+                          "IRNN: sorted |eigenvalues| of W_hh")
 
 
-def _sorted_plot(rows, key, ylabel, title):
+def _sorted_figure(runs, out_dir, name, cells, values_of, key, ylabel, title):
+    """Every run's ``values_of(run)`` sorted in decreasing order, one curve per run."""
+    rows = []
+    for run in runs_of(runs, name):
+        need_cell(run, cells, name)
+        values = np.sort(values_of(run))[::-1]
+        rows += [{"run": str(run.path), "name": run.name, "label": run.label(), "beta": _beta(run),
+                  "rank": i + 1, key: float(v)} for i, v in enumerate(values)]
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     for run in sorted({r["run"] for r in rows}, key=lambda p: next(r["beta"] for r in rows
@@ -322,7 +298,8 @@ def _sorted_plot(rows, key, ylabel, title):
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     _legend(ax)
-    return fig
+    columns = ["run", "name", "label", "beta", "rank", key]
+    return save(fig, out_dir, name, columns, rows)
 
 
 def _legend(ax, below=True):

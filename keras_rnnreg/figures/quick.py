@@ -54,11 +54,9 @@ def searches(work):
         if not (out / "best.json").is_file():
             shutil.rmtree(out, ignore_errors=True)
             job = folder / f"{model}.toml"
-            job.write_text(
-                f'model = "{model}"\nspace = "noise_study_table2"\ndata = "synthetic"\n'
-                f'tuner = "random"\nmax_trials = {SEARCH_TRIALS}\nepochs = 1\nseed = 0\n'
-                'set = ["model.units=4", "data.limit=4"]\n'
-            )
+            job.write_text(f'model = "{model}"\nspace = "noise_study_table2"\ndata = "synthetic"\n'
+                           f'tuner = "random"\nmax_trials = {SEARCH_TRIALS}\nepochs = 1\nseed = 0\n'
+                           'set = ["model.units=4", "data.limit=4"]\n')
             jobs.run_job(job, out_dir=out, log=lambda message: None)
         paths.append(out)
     return paths

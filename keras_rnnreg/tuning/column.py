@@ -80,15 +80,9 @@ def evaluate_best(tuner, hypermodel, task, data, source):
     test = task.evaluate(model, config, data, "test")
     history = trial.metrics.get_history(tuner.oracle.objective.name) if trial.metrics.exists(
         tuner.oracle.objective.name) else []
-    return {
-        "metric": task.metric,
-        "ours": float(test[task.metric]),
-        "test": test,
-        "trial_id": trial.trial_id,
-        "best_epoch": int(trial.best_step) + 1,
-        "epochs_run": len(history),
-        "comparable": task.comparable(source, data),
-    }
+    return {"metric": task.metric, "ours": float(test[task.metric]), "test": test,
+            "trial_id": trial.trial_id, "best_epoch": int(trial.best_step) + 1,
+            "epochs_run": len(history), "comparable": task.comparable(source, data)}
 
 
 def run(job_path, job, quick=False, out_dir=None, data_root=None, log=print, workers=0):

@@ -1,21 +1,14 @@
 """KerasTuner's distributed mode on one machine: ``rnnreg tune JOB.toml --workers N``.
 
-No scheduler of our own: KerasTuner runs the search. This module only starts its processes on the
-loopback address, each a ``python -m keras_rnnreg.tuning.distributed JOB ...`` that builds the same
-tuner as ``rnnreg tune`` and calls ``tuner.search``:
-
-* the chief (``KERASTUNER_TUNER_ID=chief``) holds the oracle and serves it over gRPC on
-  ``127.0.0.1:<free port>`` (``KERASTUNER_ORACLE_IP`` / ``KERASTUNER_ORACLE_PORT``);
-* N workers (``KERASTUNER_TUNER_ID=tuner0 .. tunerN-1``) ask it for trials, train them and report
-  the scores; each writes ``worker.json`` (its id) into the trials it runs.
-
-Logs: ``OUT/chief.log``, ``OUT/tuner<i>.log``. KerasTuner's chief stops serving once a worker was
-told the search is over and no trial is running (it polls every 20 s); the oracle's state is on
-disk after every trial, so when every worker has exited this stops the chief at once. Then the
-parent reloads the search from ``OUT`` (as ``rnnreg tune`` without workers does) and writes
-``best.json``. Interrupted (Ctrl-C, a lost machine), the same command continues: the chief reloads
-its oracle (``overwrite=False``), finished trials count, the trials that were running are run
-again from their start (KerasTuner retries them), and each worker reloads its own state.
+No scheduler of our own (README, "Distributed tuning"): this module only starts KerasTuner's
+processes on the loopback address, each a ``python -m keras_rnnreg.tuning.distributed JOB ...``
+that builds the same tuner as ``rnnreg tune`` and calls ``tuner.search``: the chief
+(``KERASTUNER_TUNER_ID=chief``) serving the oracle over gRPC on ``127.0.0.1:<free port>``, and N
+workers (``tuner0 .. tunerN-1``) that each write ``worker.json`` (its id) into the trials it runs.
+KerasTuner's chief stops serving once a worker was told the search is over and no trial is running
+(it polls every 20 s); the oracle's state is on disk after every trial, so when every worker has
+exited this stops the chief at once. Then the parent reloads the search from ``OUT`` (as ``rnnreg
+tune`` without workers does) and writes ``best.json``.
 """
 
 import json
@@ -112,11 +105,7 @@ def settle_oracle(project_dir):
 
 
 def _tail(path, n=5):
-    try:
-        lines = [x for x in Path(path).read_text(errors="replace").splitlines() if x.strip()]
-    except OSError:
-        return ""
-    return "\n".join(lines[-n:])
+    return "\n".join(_processes.last_lines(path, n))
 
 
 def search(job_path, workers, out, quick=False, data_root=None, log=print, poll=1.0,

@@ -31,15 +31,17 @@ Appendix B's protocol for a Table 1 column (:mod:`keras_rnnreg.tuning.column`).
 
 import json
 import os
-import tomllib
+from collections import Counter
 from pathlib import Path
 
 import keras
 import keras_tuner
 
 from keras_rnnreg import training
+from keras_rnnreg.callbacks import tensorboard_available
 from keras_rnnreg.tuning import hypermodels
 from keras_rnnreg.tuning import spaces as spaces_lib
+from keras_rnnreg.tuning.distributed import WORKER_FILE
 from keras_rnnreg.zoo import schema
 
 __all__ = ["JobError", "load_job", "run_job"]
@@ -49,14 +51,6 @@ JOB_KEYS = {"model", "space", "param", "data", "data_root", "tuner", "max_trials
             "executions_per_trial", "card", "column"}
 QUICK_KEYS = {"data", "max_trials", "epochs", "set", "patience", "only"}
 TUNERS = ("random", "bayesian", "hyperband")
-
-
-def _tensorboard_available():
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _tuner_class(base):
@@ -70,7 +64,7 @@ def _tuner_class(base):
         def on_trial_begin(self, trial):
             # Which tuner process ran the trial (``tuner0`` unless distributed: ``rnnreg tune
             # --workers``).
-            path = Path(self.get_trial_dir(trial.trial_id)) / "worker.json"
+            path = Path(self.get_trial_dir(trial.trial_id)) / WORKER_FILE
             path.write_text(json.dumps({"tuner_id": self.tuner_id, "pid": os.getpid()}) + "\n")
             return super().on_trial_begin(trial)
 
@@ -81,7 +75,7 @@ def _tuner_class(base):
             return super().on_search_begin()
 
         def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
-            if _tensorboard_available():
+            if tensorboard_available():
                 return super()._configure_tensorboard_dir(callbacks, trial, execution)
             return None
 
@@ -94,15 +88,10 @@ class JobError(schema.ConfigError):
 
 
 _STRING = schema.text()
-_STRINGS = schema.list_of_text('a list of "key=value" strings')
 #: key -> (check, what is expected), for the job and its [quick] table.
 VALUE_CHECKS = {
-    "model": _STRING,
-    "space": _STRING,
-    "data": _STRING,
-    "data_root": _STRING,
-    "description": _STRING,
-    "objective": _STRING,
+    **{key: _STRING for key in ("model", "space", "data", "data_root", "description", "objective",
+                                "card", "column")},
     "tuner": (lambda v: v in TUNERS, "one of " + ", ".join(TUNERS)),
     "direction": (lambda v: v in ("min", "max"), "'min' or 'max'"),
     "max_trials": schema.integer_at_least(1),
@@ -110,43 +99,23 @@ VALUE_CHECKS = {
     "patience": schema.integer_at_least(1),
     "seed": schema.integer_at_least(0),
     "executions_per_trial": schema.integer_at_least(1),
-    "set": _STRINGS,
+    "set": schema.list_of_text('a list of "key=value" strings'),
     "param": (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
               "[[param]] tables"),
-    "card": _STRING,
-    "column": _STRING,
     "only": schema.list_of_text("a list of entry keys"),
 }
 
 
-def _check_values(table, where):
-    schema.check_table(table, VALUE_CHECKS, where, JobError)
-
-
 def load_job(path):
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"tuner job {str(path)!r} not found (jobs live in tuning/*.toml)")
-    try:
-        with open(path, "rb") as f:
-            job = tomllib.load(f)
-    except tomllib.TOMLDecodeError as err:
-        raise JobError(f"{path}: not valid TOML: {err}") from None
-    unknown = set(job) - JOB_KEYS
-    if unknown:
-        raise JobError(f"{path}: unknown key(s) {sorted(unknown)}; expected some of "
-                       f"{sorted(JOB_KEYS)}")
+    job = schema.load_toml(path, JobError, "tuner job", "tuning/*.toml")
+    schema.check_table(job, JOB_KEYS, {}, str(path), JobError)
     if "model" not in job and not ("card" in job and "column" in job):
         raise JobError(f"{path}: missing 'model' (a zoo name), or 'card' and 'column' (a Table 1 "
                        "column)")
-    _check_values(job, str(path))
+    schema.check_table(job, JOB_KEYS, VALUE_CHECKS, str(path), JobError)
     if "quick" in job:
-        if not isinstance(job["quick"], dict):
-            raise JobError(f"{path}: quick must be a [quick] table")
-        if set(job["quick"]) - QUICK_KEYS:
-            unknown = sorted(set(job["quick"]) - QUICK_KEYS)
-            raise JobError(f"{path}: [quick]: unknown key(s) {unknown}")
-        _check_values(job["quick"], f"{path}: [quick]")
+        schema.check_table(job["quick"], QUICK_KEYS, VALUE_CHECKS, f"{path}: [quick]", JobError)
     try:
         space = job.get("param") or job.get("space", "noise_study_table2")
         job["space_entries"] = spaces_lib.get(space)
@@ -182,43 +151,36 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print, workers=
         raise JobError(f"{path}: {err}") from None
     source = q.get("data", job.get("data", base["data"]["source"]))
     task, data, source, _ = training.load_task_data(base, source, data_root or job.get("data_root"))
-    search = True
-    if workers:
+    out = Path(out_dir or f"runs/tune-{job['stem']}" + ("-quick" if quick else ""))
+    if workers:  # then reload the finished search and summarize it
         from keras_rnnreg.tuning import distributed
 
-        out = Path(out_dir or f"runs/tune-{job['stem']}" + ("-quick" if quick else ""))
         distributed.search(path, workers, out, quick=quick, data_root=data_root, log=log,
                            entry=entry)
-        out_dir, search = out, False  # below: reload the finished search and summarize it
     epochs = q.get("epochs", job.get("epochs", base["training"]["epochs"]))
     max_trials = q.get("max_trials", job.get("max_trials", 10))
     direction = job.get("direction", base["training"]["mode"])
     objective = keras_tuner.Objective(objective_name, direction=direction)
     hypermodel = hypermodels.ZooHyperModel(base, space=job["space_entries"], data=data,
                                            epochs=epochs, seed=job.get("seed", 0))
-    out = Path(out_dir or f"runs/tune-{job['stem']}" + ("-quick" if quick else ""))
-    common = dict(objective=objective, directory=str(out.parent), project_name=out.name,
-                  seed=job.get("seed", 0), overwrite=False)
     kind = job.get("tuner", "random")
-    if kind == "hyperband":
-        tuner = _tuner_class(keras_tuner.Hyperband)(hypermodel, max_epochs=epochs, **common)
-    elif kind == "bayesian":
-        tuner = _tuner_class(keras_tuner.BayesianOptimization)(hypermodel, max_trials=max_trials,
-                                                                **common)
-    else:
-        tuner = _tuner_class(keras_tuner.RandomSearch)(hypermodel, max_trials=max_trials, **common)
+    base_class = {"hyperband": keras_tuner.Hyperband, "random": keras_tuner.RandomSearch,
+                  "bayesian": keras_tuner.BayesianOptimization}[kind]
+    budget = {"max_epochs": epochs} if kind == "hyperband" else {"max_trials": max_trials}
+    tuner = _tuner_class(base_class)(hypermodel, objective=objective, directory=str(out.parent),
+                                     project_name=out.name, seed=job.get("seed", 0),
+                                     overwrite=False, **budget)
     patience = q.get("patience", job.get("patience", base["training"]["patience"]))
     callbacks = []
     if patience:
         callbacks.append(keras.callbacks.EarlyStopping(objective.name, patience=patience,
                                                        mode=objective.direction))
-    if search:
+    if not workers:
         log(f"tuning {job['model']} over {len(hypermodel.active_entries())} hyperparameters "
             f"({', '.join(e['name'] for e in hypermodel.active_entries())}); {kind}, "
             f"{max_trials} trials, {epochs} epochs each; results in {out}")
         tuner.search(callbacks=callbacks, verbose=0)
-        if "KERASTUNER_ORACLE_IP" in os.environ:  # a process of a distributed search: the
-            # parent summarizes
+        if "KERASTUNER_ORACLE_IP" in os.environ:  # in a distributed search the parent summarizes
             return None
     elif (out / "oracle.json").exists():
         tuner.oracle.reload()  # the chief's oracle: every trial, whichever worker ran it
@@ -258,8 +220,6 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print, workers=
 
 
 def _count_workers(project_dir):
-    counts = {}
-    for path in Path(project_dir).glob("trial_*/worker.json"):
-        tuner_id = json.loads(path.read_text())["tuner_id"]
-        counts[tuner_id] = counts.get(tuner_id, 0) + 1
-    return dict(sorted(counts.items()))
+    from keras_rnnreg.tuning.distributed import trial_workers
+
+    return dict(sorted(Counter(trial_workers(project_dir).values()).items()))

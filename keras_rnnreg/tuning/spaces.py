@@ -58,10 +58,7 @@ NORM_STABILIZER_GRID = [
      "values": [1.0, 1e6]},
 ]
 
-SPACES = {
-    "noise_study_table2": NOISE_STUDY_TABLE_2,
-    "norm_stabilizer_grid": NORM_STABILIZER_GRID,
-}
+SPACES = {"noise_study_table2": NOISE_STUDY_TABLE_2, "norm_stabilizer_grid": NORM_STABILIZER_GRID}
 
 FIT_KEYS = ("data.batch_size", "training.epochs")
 TYPES = ("choice", "float", "int")

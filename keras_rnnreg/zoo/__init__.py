@@ -11,23 +11,17 @@ model.zoo_name, model.zoo_config          # 'timit_blstm_ns', the resolved confi
 model = zoo.build("jsb_rnn_plain", units=8, **{"optimizer.learning_rate": 0.01})
 ```
 
-``build`` loads no data. The presets are plain data (their Keras objects, the initializers,
-perturbations, norm-stabilizer and optimizer, as Keras-serialized configs), kept apart from the
-graph code:
+``build`` loads no data. The presets are plain data (Keras objects as serialized configs):
 
 * :mod:`keras_rnnreg.zoo.noise_study` — Table 1 of "Regularizing Recurrent Networks" (40 names,
   ``{jsb,nottingham,pianomidi,musedata}_rnn_{plain,fd,nbr,n,ns,mn,mns,do,dos,ff}``);
 * :mod:`keras_rnnreg.zoo.norm_stabilizer` — Krueger & Memisevic's PTB (Tables 1-3), TIMIT (Tables
   4-5) and adding-problem configurations.
 
-Overrides are nested keys (``"optimizer.learning_rate"``, or ``optimizer__learning_rate`` as a
-keyword, or ``optimizer={"learning_rate": ...}``; ``optimizer.class_name=Adam`` swaps the class)
-or unambiguous bare leaf names (``units``,
-``learning_rate``, ``batch_size``, ``epochs``, ``beta``); they are checked against the schema
-(:mod:`keras_rnnreg.zoo.schema`) and the Keras objects' constructors, and an unknown key or an
-ill-typed value raises
-:class:`ConfigError` naming the key, the value and what was expected. An unknown name raises
-:class:`UnknownModelError` (a ``KeyError``) listing the closest names.
+Overrides (``units=8``, ``**{"optimizer.learning_rate": 0.01}``; see :mod:`keras_rnnreg.zoo.schema`)
+are checked against the schema and the Keras objects' constructors: an unknown key or an ill-typed
+value raises :class:`ConfigError` naming the key, the value and what was expected. An unknown name
+raises :class:`UnknownModelError` (a ``KeyError``) listing the closest names.
 """
 
 from keras_rnnreg.zoo import noise_study, norm_stabilizer  # noqa: F401  (register the presets)
@@ -38,23 +32,9 @@ from keras_rnnreg.zoo.schema import ConfigError, apply_overrides, describe_keys,
 from keras_rnnreg.zoo.tasks.polyphonic import NoteCrossEntropy
 from keras_rnnreg.zoo.tasks.ptb import OneHot
 
-__all__ = [
-    "ConfigError",
-    "NoteCrossEntropy",
-    "OneHot",
-    "UnknownModelError",
-    "ZooModel",
-    "apply_overrides",
-    "build",
-    "build_network",
-    "compile_model",
-    "describe_keys",
-    "get_config",
-    "get_value",
-    "list_models",
-    "register",
-    "resolve",
-]
+__all__ = ["ConfigError", "NoteCrossEntropy", "OneHot", "UnknownModelError", "ZooModel",
+           "apply_overrides", "build", "build_network", "compile_model", "describe_keys",
+           "get_config", "get_value", "list_models", "register", "resolve"]
 
 
 def build(name, compile=True, distribute=None, **overrides):

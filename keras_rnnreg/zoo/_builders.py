@@ -60,30 +60,21 @@ def _recurrent_layer(config, index, return_sequences):
         if reg.get("spectral_radius_limit") is not None
         else None
     )
-    common = dict(
-        kernel_initializer=_get(keras.initializers.get, m["kernel_init"]),
-        recurrent_initializer=_get(keras.initializers.get, m["recurrent_init"]),
-        bias_initializer=keras.initializers.Constant(m["bias_init"]),
-        kernel_regularizer=penalty,
-        recurrent_regularizer=penalty,
-        recurrent_constraint=constraint,
-        return_sequences=return_sequences,
-        name=f"recurrent_{index}",
-    )
+    common = dict(kernel_initializer=_get(keras.initializers.get, m["kernel_init"]),
+                  recurrent_initializer=_get(keras.initializers.get, m["recurrent_init"]),
+                  bias_initializer=keras.initializers.Constant(m["bias_init"]),
+                  kernel_regularizer=penalty, recurrent_regularizer=penalty,
+                  recurrent_constraint=constraint, return_sequences=return_sequences,
+                  name=f"recurrent_{index}")
     extra = dict(perturbations=_perturbations(reg), state_regularizer=_state_regularizer(reg))
     if m["cell"] == "fast_dropout":
         fd = reg.get("fast_dropout") or {}
-        return layers.FastDropoutRNN(
-            m["units"],
-            rate=fd.get("input_rate", 0.0),
-            recurrent_rate=fd.get("recurrent_rate", 0.0),
-            activation=m["activation"],
-            moments=fd.get("moments", "quadrature"),
-            inference=fd.get("inference", "marginal"),
-            return_variance=True,
-            **common,
-            **extra,
-        )
+        return layers.FastDropoutRNN(m["units"], rate=fd.get("input_rate", 0.0),
+                                     recurrent_rate=fd.get("recurrent_rate", 0.0),
+                                     activation=m["activation"],
+                                     moments=fd.get("moments", "quadrature"),
+                                     inference=fd.get("inference", "marginal"),
+                                     return_variance=True, **common, **extra)
     if m["cell"] == "lstm":
         return layers.LSTM(
             m["units"],
@@ -124,12 +115,9 @@ def build_network(config):
             x = out
         if reg["dropout"] > 0 and m["cell"] != "fast_dropout":
             x = keras.layers.Dropout(reg["dropout"], name=f"dropout_{i}")(x)
-    head = dict(
-        kernel_initializer=_get(keras.initializers.get, m["output_init"]),
-        bias_initializer=keras.initializers.Constant(m["bias_init"]),
-        kernel_regularizer=_penalty(reg),
-        name="output",
-    )
+    head = dict(kernel_initializer=_get(keras.initializers.get, m["output_init"]),
+                bias_initializer=keras.initializers.Constant(m["bias_init"]),
+                kernel_regularizer=_penalty(reg), name="output")
     if m["cell"] == "fast_dropout":
         fd = reg.get("fast_dropout") or {}
         act = m["output_activation"]

@@ -1,16 +1,14 @@
-"""Many runs of a card at once: ``rnnreg reproduce CARD --jobs N [--devices 0,1]``.
+"""Many runs of a card at once: ``rnnreg reproduce CARD --jobs N [--devices 0,1]`` (README, "Many
+runs at once", says what the user sees).
 
 Each run (an entry x seed) is one child process (``python -m keras_rnnreg.zoo._parallel SPEC``)
-that calls :func:`keras_rnnreg.training.train` into its run folder, with its output captured in
-``RUN_DIR/train.log``. Up to ``jobs`` children run at the same time, on one accelerator or spread
-over ``devices`` (each child sees one device through ``CUDA_VISIBLE_DEVICES``; children that share
-a device get ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` on JAX and ``TF_FORCE_GPU_ALLOW_GROWTH=true``
-on TensorFlow, so that several fit in its memory). The parent shows one live line per run (rewritten
-in place on a terminal, one line per event otherwise); a run that crashes is reported as failed and
-the others go on. Ctrl-C terminates the children; running the same command again skips the
-finished runs and resumes the interrupted ones from their last finished epoch.
+that trains into its run folder (:func:`keras_rnnreg.zoo.cards.train_run`) with its output in
+``RUN_DIR/train.log``, where the parent reads the progress lines (``MARK``) its live display shows;
+:mod:`keras_rnnreg._processes` gives each child its device and memory flags and stops them on
+Ctrl-C.
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -18,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from keras_rnnreg import _processes
+from keras_rnnreg import _processes, _runfolder
 
 LOG = "train.log"
 MARK = "[rnnreg-progress] "
@@ -32,15 +30,8 @@ def _progress_callback(total):
         """One machine-readable line per epoch for the parent's progress display."""
 
         def on_epoch_end(self, epoch, logs=None):
-            values = {}
-            for key, value in (logs or {}).items():
-                try:
-                    values[key] = float(keras.ops.convert_to_numpy(value))
-                except (TypeError, ValueError):
-                    continue
-            print(
-                MARK + json.dumps({"epoch": epoch + 1, "total": total, "logs": values}), flush=True
-            )
+            event = {"epoch": epoch + 1, "total": total, "logs": _runfolder.scalars(logs)}
+            print(MARK + json.dumps(event), flush=True)
 
     return Progress()
 
@@ -48,6 +39,7 @@ def _progress_callback(total):
 def _child(spec_json):
     """Train one run (the child process); the report gets ``wall_s`` like a sequential run's."""
     from keras_rnnreg import training, zoo
+    from keras_rnnreg.zoo import cards
 
     spec = json.loads(spec_json)
     run, run_dir = spec["run"], Path(spec["run_dir"])
@@ -55,26 +47,11 @@ def _child(spec_json):
     _processes.stop_on_sigterm()
     _processes.stop_when_orphaned()
     resume = (run_dir / training.CONFIG).exists()
-    total = (
-        run["epochs"] or zoo.resolve(run["name"], run["overrides"] or None)["training"]["epochs"]
-    )
+    config = None if run["epochs"] else zoo.resolve(run["name"], run["overrides"] or None)
+    total = run["epochs"] or config["training"]["epochs"]
     print(MARK + json.dumps({"start": True, "resume": resume, "total": total}), flush=True)
-    started = time.time()
-    report = training.train(
-        run["name"],
-        run_dir,
-        data=run["data"],
-        data_root=run["data_root"],
-        epochs=run["epochs"],
-        seed=run["seed"],
-        overrides=run["overrides"] or None,
-        resume=resume,
-        verbose=2,
-        callbacks=[_progress_callback(total)],
-        log=lambda msg: print(msg, flush=True),
-    )
-    report["wall_s"] = round(time.time() - started, 1)
-    training.write_json_atomic(run_dir / training.REPORT, report)
+    cards.train_run(run, run_dir, resume, verbose=2, log=lambda msg: print(msg, flush=True),
+                    callbacks=[_progress_callback(total)])
     return 0
 
 
@@ -103,14 +80,10 @@ class Job:
         self.log = open(log_path, "ab")
         self.offset = log_path.stat().st_size
         spec = json.dumps({"run": self.run, "run_dir": str(self.run_dir)})
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "keras_rnnreg.zoo._parallel", spec],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=_processes.child_env(device, shared),
-            start_new_session=True,  # Ctrl-C reaches the parent only; it stops the children
-        )
+        self.proc = subprocess.Popen(  # a new session: Ctrl-C reaches the parent, which stops it
+            [sys.executable, "-m", "keras_rnnreg.zoo._parallel", spec], stdout=self.log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=_processes.child_env(device, shared), start_new_session=True)
         self.state = "resuming" if self.resume else "training"
         self.started = time.time()
 
@@ -138,12 +111,7 @@ class Job:
         return changed
 
     def last_lines(self, n=3):
-        try:
-            text = (self.run_dir / LOG).read_text(errors="replace")
-        except OSError:
-            return ""
-        lines = [x for x in text.splitlines() if x.strip() and not x.startswith(MARK)]
-        return " | ".join(lines[-n:])
+        return " | ".join(_processes.last_lines(self.run_dir / LOG, n, skip=MARK))
 
     def close(self):
         if self.log is not None:
@@ -166,10 +134,8 @@ class Job:
         elif self.state in ("training", "resuming"):
             parts.append("starting")
         if self.state == "done" and self.error is None and hasattr(self, "result"):
-            parts.append(
-                f"{self.result['metric']} = {self.result['ours']:.4g} "
-                f"(paper {self.run.get('paper')})"
-            )
+            parts.append(f"{self.result['metric']} = {self.result['ours']:.4g} "
+                         f"(paper {self.run.get('paper')})")
         if self.state == "failed":
             parts.append(self.error or "")
         if self.device is not None:
@@ -197,10 +163,8 @@ class Display:
         if not self.tty:
             return
         cols, rows = 200, 1000
-        try:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             cols, rows = os.get_terminal_size(self.stream.fileno())
-        except (OSError, ValueError, AttributeError):
-            pass
         jobs = self.jobs
         summary = []
         if len(jobs) > rows - 2:  # more runs than lines: the running ones and a count of the others
@@ -225,28 +189,23 @@ def run(runs, out, jobs=2, devices=None, verbose=0, log=print, stream=None, poll
     ``[(run, report), ...]`` and ``[{"key", "seed", "error"}, ...]``. Runs with a ``report.json``
     are not run again.
     """
-    from keras_rnnreg import training
+    from keras_rnnreg.zoo import cards
 
-    out = Path(out)
     devices = [str(d) for d in devices] if devices else [None]
     reports, failures, todo = [], [], []
     for run in runs:
-        run_dir = out / run["key"] / f"seed{run['seed']}"
-        report_path = run_dir / training.REPORT
-        if report_path.exists():
-            report = json.loads(report_path.read_text())
+        report = cards.finished_report(cards.run_folder(out, run))
+        if report is not None:
             log(f"{run['key']} seed {run['seed']}: done before ({report['ours']:.4g})")
             reports.append((run, report))
         else:
-            todo.append(Job(run, run_dir))
+            todo.append(Job(run, cards.run_folder(out, run)))
     if not todo:
         return reports, failures
     jobs = max(1, int(jobs))
-    log(
-        f"{len(todo)} runs, up to {jobs} at a time"
+    log(f"{len(todo)} runs, up to {jobs} at a time"
         + (f" on devices {','.join(devices)}" if devices[0] else "")
-        + f"; logs in {out}/<entry>/seed<S>/{LOG}"
-    )
+        + f"; logs in {out}/<entry>/seed<S>/{LOG}")
     display = Display(todo, stream, log, every_epoch=verbose > 0)
     waiting, running = list(todo), []
     per_device = {d: 0 for d in devices}
@@ -272,21 +231,15 @@ def run(runs, out, jobs=2, devices=None, verbose=0, log=print, stream=None, poll
                 job.ended = time.time()
                 running.remove(job)
                 per_device[job.device] -= 1
-                report_path = job.run_dir / training.REPORT
-                if code == 0 and report_path.exists():
-                    job.result = json.loads(report_path.read_text())
+                job.result = cards.finished_report(job.run_dir) if code == 0 else None
+                if job.result is not None:
                     job.state = "done"
                     reports.append((job.run, job.result))
                 else:
                     job.state = "failed"
                     job.error = f"exit status {code}: {job.last_lines(1)}"
-                    failures.append(
-                        {
-                            "key": job.run["key"],
-                            "seed": job.run["seed"],
-                            "error": f"{job.error} (log: {job.run_dir / LOG})",
-                        }
-                    )
+                    failures.append({"key": job.run["key"], "seed": job.run["seed"],
+                                     "error": f"{job.error} (log: {job.run_dir / LOG})"})
                 display.event(job, job.state)
             display.draw()
     except KeyboardInterrupt:
@@ -294,11 +247,9 @@ def run(runs, out, jobs=2, devices=None, verbose=0, log=print, stream=None, poll
         for job in running:
             job.state = "stopped"
         display.draw()
-        log(
-            f"interrupted: stopped {len(running)} runs ({len(waiting)} not started). Run the same "
+        log(f"interrupted: stopped {len(running)} runs ({len(waiting)} not started). Run the same "
             "command again to continue: finished runs are skipped, interrupted ones resume from "
-            "their last epoch."
-        )
+            "their last epoch.")
         raise
     finally:
         for job in running:

@@ -52,10 +52,8 @@ def _lookup(name):
     if not close:  # prefix / substring matches help with names like "jsb" or "blstm"
         close = [n for n in sorted(_PRESETS) if str(name) in n][:5]
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise UnknownModelError(
-        f"unknown zoo name {name!r}{hint} (`rnnreg list` or keras_rnnreg.zoo.list_models() "
-        f"show all {len(_PRESETS)})"
-    )
+    raise UnknownModelError(f"unknown zoo name {name!r}{hint} (`rnnreg list` or "
+                            f"keras_rnnreg.zoo.list_models() show all {len(_PRESETS)})")
 
 
 def get_config(name, **overrides):

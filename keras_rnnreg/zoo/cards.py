@@ -43,9 +43,9 @@ import json
 import math
 import statistics
 import time
-import tomllib
 from pathlib import Path
 
+from keras_rnnreg import training
 from keras_rnnreg.zoo import _registry, schema
 
 __all__ = ["CardError", "card_names", "load_card", "markdown", "plan", "reproduce", "summarize"]
@@ -60,15 +60,11 @@ class CardError(schema.ConfigError):
     """A malformed card: the message names the file, the entry and the key."""
 
 
-_TEXT = schema.text()
 #: key -> (check, what is expected); for the card, its entries and [quick].
 VALUE_CHECKS = {
-    "title": _TEXT,
+    **{key: schema.text() for key in ("title", "table", "metric", "command", "notes", "key", "row",
+                                      "column", "note")},
     "paper": schema.text("a string (the paper's title)"),
-    "table": _TEXT,
-    "metric": _TEXT,
-    "command": _TEXT,
-    "notes": _TEXT,
     "data_root": schema.text("a folder path (string)"),
     "lower_is_better": schema.BOOLEAN,
     "seeds": schema.SEEDS,
@@ -79,11 +75,7 @@ VALUE_CHECKS = {
     "set": schema.list_of_text('a list of "key=value" strings'),
     "only": schema.list_of_text("a list of entry keys"),
     "name": schema.text("a zoo name (string)"),
-    "key": _TEXT,
-    "row": _TEXT,
-    "column": _TEXT,
     "data": schema.text("a data path or source name (string)"),
-    "note": _TEXT,
 }
 ENTRY_VALUE_CHECKS = {
     **VALUE_CHECKS,
@@ -91,36 +83,22 @@ ENTRY_VALUE_CHECKS = {
 }
 
 
-def _check_values(table, checks, where):
-    schema.check_table(table, checks, where, CardError)
-
-
 def load_card(path):
     """Parse and check a card; returns a dict with ``entries`` (each with a unique ``key``)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"card {str(path)!r} not found (cards live in zoo/*.toml)")
-    try:
-        with open(path, "rb") as f:
-            card = tomllib.load(f)
-    except tomllib.TOMLDecodeError as err:
-        raise CardError(f"{path}: not valid TOML: {err}") from None
-    unknown = set(card) - CARD_KEYS
-    if unknown:
-        raise CardError(_unknown(path, unknown, CARD_KEYS))
-    _check_values(card, VALUE_CHECKS, str(path))
+    card = schema.load_toml(path, CardError, "card", "zoo/*.toml")
+    schema.check_table(card, CARD_KEYS, VALUE_CHECKS, str(path), CardError)
     entries = card.get("entry")
     if not entries or not isinstance(entries, list):
         raise CardError(f"{path}: no [[entry]] tables")
     seen = set()
     for i, entry in enumerate(entries):
         where = f"{path}: entry {i + 1}"
-        bad = set(entry) - ENTRY_KEYS
-        if bad:
-            raise CardError(_unknown(where, bad, ENTRY_KEYS))
+        schema.check_table(entry, ENTRY_KEYS, {}, where, CardError)
         if "name" not in entry:
             raise CardError(f"{where}: missing 'name' (a zoo name)")
-        _check_values(entry, ENTRY_VALUE_CHECKS, f"{where} ({entry['name']!r})")
+        schema.check_table(entry, ENTRY_KEYS, ENTRY_VALUE_CHECKS, f"{where} ({entry['name']!r})",
+                           CardError)
         _registry._lookup(entry["name"])  # UnknownModelError with close matches
         entry.setdefault("key", entry["name"])
         if entry["key"] in seen:
@@ -133,21 +111,12 @@ def load_card(path):
     quick = card.get("quick")
     if quick is None:
         raise CardError(f"{path}: missing the [quick] variant")
-    bad = set(quick) - QUICK_KEYS
-    if bad:
-        raise CardError(_unknown(f"{path}: [quick]", bad, QUICK_KEYS))
-    _check_values(quick, VALUE_CHECKS, f"{path}: [quick]")
+    schema.check_table(quick, QUICK_KEYS, VALUE_CHECKS, f"{path}: [quick]", CardError)
     for key in quick.get("only", []):
         if key not in seen:
             raise CardError(f"{path}: [quick] only: {key!r} is not an entry key of the card")
-    card["entries"] = entries
-    card["path"] = str(path)
-    card["stem"] = path.stem
+    card.update(entries=entries, path=str(path), stem=path.stem)
     return card
-
-
-def _unknown(where, bad, known):
-    return f"{where}: unknown key(s) {sorted(bad)}; expected some of {sorted(known)}"
 
 
 def _paper_number(entry, where):
@@ -200,14 +169,11 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
               stream=None):
     """Run a card (see the module docstring); returns the path of the markdown table.
 
-    The table holds every finished run of the card in ``out_dir`` (also those of earlier calls
-    with another ``only``). ``table_only=True`` trains nothing and only rewrites the table.
-    ``jobs > 1`` or ``devices`` run the entries x seeds in child processes, up to ``jobs`` at a
-    time, spread over ``devices`` (see :mod:`keras_rnnreg.zoo._parallel`; ``stream`` gets the
-    live progress lines).
+    The table holds every finished run of the card in ``out_dir`` (also those of earlier calls with
+    another ``only``). ``table_only=True`` trains nothing and only rewrites the table. ``jobs > 1``
+    or ``devices`` run the entries x seeds in child processes, up to ``jobs`` at a time, spread over
+    ``devices`` (see :mod:`keras_rnnreg.zoo._parallel`; ``stream`` gets the live progress lines).
     """
-    from keras_rnnreg import training
-
     card = load_card(card_path)
     if epochs is not None and not VALUE_CHECKS["epochs"][0](epochs):
         raise CardError(f"epochs={epochs!r}: expected an integer >= 1")
@@ -229,24 +195,17 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
                                           log=log, stream=stream)
         runs = []
     for i, run in enumerate(runs):
-        run_dir = out / run["key"] / f"seed{run['seed']}"
-        report_path = run_dir / training.REPORT
+        run_dir = run_folder(out, run)
         head = f"[{i + 1}/{len(runs)}] {run['key']} seed {run['seed']}"
-        if report_path.exists():
-            report = json.loads(report_path.read_text())
+        report = finished_report(run_dir)
+        if report is not None:
             log(f"{head}: done before ({report['ours']:.4g})")
         else:
             resume = (run_dir / training.CONFIG).exists()
             log(f"{head}: " + ("resuming" if resume else "training")
                 + (f" (epochs {run['epochs']})" if run["epochs"] else ""))
-            started = time.time()
             try:
-                report = training.train(
-                    run["name"], run_dir, data=run["data"], data_root=run["data_root"],
-                    epochs=run["epochs"], seed=run["seed"], overrides=run["overrides"] or None,
-                    resume=resume, verbose=verbose,
-                    log=(lambda msg: None) if not verbose else log,
-                )
+                report = train_run(run, run_dir, resume, verbose, log if verbose else print_nothing)
             except (KeyboardInterrupt, schema.ConfigError, FileNotFoundError):
                 raise
             except Exception as err:  # one failed run (e.g. NaNs beyond the restarts) goes on
@@ -254,34 +213,57 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
                 failures.append({"key": run["key"], "seed": run["seed"],
                                  "error": f"{type(err).__name__}: {err}"})
                 continue
-            report["wall_s"] = round(time.time() - started, 1)
-            training.write_json_atomic(report_path, report)
             log(f"    {report['metric']} = {report['ours']:.4g} (paper {run.get('paper')}) in "
                 f"{report['wall_s']} s, best epoch {report['best_epoch']} of "
                 f"{report['epochs_run']}")
         reports.append((run, report))
     done = {(run["key"], run["seed"]) for run, _ in reports}
     for run in plan(card, quick=quick, seeds=seeds, data_root=data_root):  # the card's earlier runs
-        report_path = out / run["key"] / f"seed{run['seed']}" / training.REPORT
-        if (run["key"], run["seed"]) not in done and report_path.exists():
-            reports.append((run, json.loads(report_path.read_text())))
+        report = finished_report(run_folder(out, run))
+        if (run["key"], run["seed"]) not in done and report is not None:
+            reports.append((run, report))
     order = {e["key"]: i for i, e in enumerate(card["entries"])}
     reports.sort(key=lambda item: (order[item[0]["key"]], item[0]["seed"]))
     results = summarize(card, reports)
     results["failures"] = failures
     training.write_json_atomic(out / "results.json", results)
     table = out / f"{card['stem']}.md"
-    command = _command(card_path, quick, None, epochs, seeds)
+    command = _command(card_path, quick, epochs, seeds)
     table.write_text(markdown(card, results, quick=quick, command=command))
     return table
 
 
-def _command(card_path, quick, only, epochs, seeds):
+def print_nothing(msg):
+    pass
+
+
+def run_folder(out, run):
+    """The run folder of a run of :func:`plan` in the card's folder ``out``."""
+    return Path(out) / run["key"] / f"seed{run['seed']}"
+
+
+def finished_report(run_dir):
+    """The report of a finished run (its ``report.json``), else None."""
+    path = Path(run_dir) / "report.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def train_run(run, run_dir, resume, verbose=0, log=print, callbacks=()):
+    """Train (or resume) a run of :func:`plan`; its report (with ``wall_s``) is saved too."""
+    started = time.time()
+    report = training.train(
+        run["name"], run_dir, data=run["data"], data_root=run["data_root"], epochs=run["epochs"],
+        seed=run["seed"], overrides=run["overrides"] or None, resume=resume, verbose=verbose,
+        callbacks=callbacks, log=log)
+    report["wall_s"] = round(time.time() - started, 1)
+    training.write_json_atomic(Path(run_dir) / training.REPORT, report)
+    return report
+
+
+def _command(card_path, quick, epochs, seeds):
     parts = ["rnnreg reproduce", str(card_path)]
     if quick:
         parts.append("--quick")
-    if only:
-        parts.append(f"--only '{only}'")
     if epochs:
         parts.append(f"--epochs {epochs}")
     if seeds:
@@ -301,7 +283,6 @@ def summarize(card, reports):
         values = [r["ours"] for r in items]
         mean = statistics.fmean(values)
         paper = entry.get("paper", items[0].get("paper"))
-        finite = math.isfinite(mean)
         row = {
             "key": key,
             "name": entry["name"],
@@ -313,9 +294,7 @@ def summarize(card, reports):
             "seeds": [r["seed"] for r in items],
             "values": values,
             "paper": paper,
-            "relative_difference": (mean - paper) / paper if paper and finite else None,
-            "within_5_percent": (abs(mean - paper) <= 0.05 * abs(paper)) if paper and finite
-            else None,
+            **training.compare_with_paper(mean, paper),
             "comparable": all(r.get("comparable", True) for r in items),
             "epochs_run": [r["epochs_run"] for r in items],
             "best_epoch": [r["best_epoch"] for r in items],

@@ -2,9 +2,7 @@
 
 After keras-hub's ``Backbone``: the constructor takes the (resolved) configuration, builds the
 functional graph and calls ``keras.Model.__init__(inputs, outputs)``; ``get_config`` returns that
-configuration, so ``keras.saving.load_model`` of a saved zoo model gives back a
-:class:`ZooModel` with its zoo name and configuration (and its weights, optimizer state and
-compile settings, which Keras saves itself).
+configuration, so ``keras.saving.load_model`` gives back a :class:`ZooModel` (README, "Model zoo").
 
 ```python
 model = ZooModel.from_preset("jsb_rnn_ns")             # fresh, compiled; loads no data
@@ -79,10 +77,9 @@ class ZooModel(keras.Model):
         path = Path(os.fspath(preset)) if isinstance(preset, (str, os.PathLike)) else None
         if path is not None and (path.suffix == ".keras" or path.is_dir()):
             if overrides:
-                raise ValueError(
-                    f"from_preset({str(preset)!r}): overrides ({', '.join(overrides)}) apply to "
-                    "zoo names only; a saved model keeps the configuration it was trained with"
-                )
+                raise ValueError(f"from_preset({str(preset)!r}): overrides "
+                                 f"({', '.join(overrides)}) apply to zoo names only; a saved model "
+                                 "keeps the configuration it was trained with")
             return keras.saving.load_model(_saved_model_path(path), compile=compile)
         model = cls(_registry.resolve(preset, overrides))
         if compile:
@@ -99,10 +96,9 @@ def _saved_model_path(path):
         for link in (training.BEST, training.LAST):
             if (checkpoints / link).exists():
                 return checkpoints / link
-        raise FileNotFoundError(
-            f"{path}: not a run folder with a checkpoint (expected {training.CHECKPOINTS}/"
-            f"{training.BEST} or {training.LAST}; a run writes one at the end of its first epoch)"
-        )
+        raise FileNotFoundError(f"{path}: not a run folder with a checkpoint (expected "
+                                f"{training.CHECKPOINTS}/{training.BEST} or {training.LAST}; a run "
+                                "writes one at the end of its first epoch)")
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such saved model (.keras file)")
     return path

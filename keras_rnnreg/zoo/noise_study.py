@@ -5,16 +5,13 @@ Forty names, ``{jsb, nottingham, pianomidi, musedata}_{model}`` with the ten mod
 ========  ==============================================================================
 model     what it is (Sec. 8-10)
 ========  ==============================================================================
-rnn_plain plain tanh RNN, well initialised (sparse init, spectral radius; Sec. 6.1)
-rnn_fd    fast-dropout RNN (Sec. 6.5; Bayer et al. 2013)
-rnn_nbr   norm-based regularizer: L1 / L2 on input, recurrent and output weights (Sec. 7)
-rnn_n     additive Gaussian noise on the recurrent weights, per timestep (Sec. 8.1, Eq. 11)
-rnn_ns    additive noise, per sequence
-rnn_mn    multiplicative noise, per timestep (Eq. 12)
-rnn_mns   multiplicative noise, per sequence
-rnn_do    DropConnect on the recurrent weights, per timestep (Sec. 9)
-rnn_dos   DropConnect, per sequence
-rnn_ff    noise on the feed-forward (input-to-hidden) weights, per timestep (Sec. 8.2)
+rnn_plain plain tanh RNN, well initialised (sparse init, spectral radius; Sec. 6.1) rnn_fd
+fast-dropout RNN (Sec. 6.5; Bayer et al. 2013) rnn_nbr   norm-based regularizer: L1 / L2 on input,
+recurrent and output weights (Sec. 7) rnn_n     additive Gaussian noise on the recurrent weights,
+per timestep (Sec. 8.1, Eq. 11) rnn_ns    additive noise, per sequence rnn_mn    multiplicative
+noise, per timestep (Eq. 12) rnn_mns   multiplicative noise, per sequence rnn_do    DropConnect on
+the recurrent weights, per timestep (Sec. 9) rnn_dos   DropConnect, per sequence rnn_ff    noise on
+the feed-forward (input-to-hidden) weights, per timestep (Sec. 8.2)
 ========  ==============================================================================
 
 Every network (Sec. 10.2): 88 inputs, one tanh hidden layer, 88 sigmoid outputs; loss: the
@@ -213,17 +210,14 @@ def _regularization(model, hp):
                                  "strength": 10.0 ** (-hp["neg_log10_lambda"])}
     elif model in ("rnn_n", "rnn_ns", "rnn_mn", "rnn_mns", "rnn_ff"):
         reg["weight_noise"] = keras_object(
-            perturbations.WeightNoise,
-            stddev=hp["noise"],
+            perturbations.WeightNoise, stddev=hp["noise"],
             mode="multiplicative" if model in ("rnn_mn", "rnn_mns") else "additive",
             per="sequence" if model in ("rnn_ns", "rnn_mns") else "timestep",
-            target="input" if model == "rnn_ff" else "recurrent",
-        )
+            target="input" if model == "rnn_ff" else "recurrent")
     elif model in ("rnn_do", "rnn_dos"):
         reg["dropconnect"] = keras_object(
             perturbations.DropConnect, rate=hp["dropout"],
-            per="sequence" if model == "rnn_dos" else "timestep", scale="inference",
-        )
+            per="sequence" if model == "rnn_dos" else "timestep", scale="inference")
     elif model == "rnn_fd":
         reg["fast_dropout"] = dict(FAST_DROPOUT_RATES)
     return reg
@@ -248,45 +242,26 @@ def preset(dataset, model):
         "task": "polyphonic",
         "description": f"{model.replace('_', '-').upper()} on {column} (noise study, Table 1)",
         "model": {
-            "cell": "fast_dropout" if model == "rnn_fd" else "simple_rnn",
-            "units": units,
-            "activation": "tanh",
-            "input_dim": 88,
-            "output_dim": 88,
-            "output_activation": "sigmoid",
+            "cell": "fast_dropout" if model == "rnn_fd" else "simple_rnn", "units": units,
+            "activation": "tanh", "input_dim": 88, "output_dim": 88, "output_activation": "sigmoid",
             "kernel_init": keras_object(initializers.Sparse, connections=hp["sparsify"],
                                         stddev=hp["sigma_in"]),
             "recurrent_init": keras_object(
-                initializers.SpectralRadius,
+                initializers.SpectralRadius, radius=hp["rho"],
                 base=keras_object(initializers.Sparse, connections=hp["sparsify"],
-                                  stddev=hp["sigma_rec"]),
-                radius=hp["rho"],
-            ),
+                                  stddev=hp["sigma_rec"])),
             "output_init": keras_object(keras.initializers.GlorotUniform),
         },
         "regularization": _regularization(model, hp),
         "optimizer": keras_object(
             CliminRMSprop if model in ("rnn_do", "rnn_dos") else keras.optimizers.RMSprop,
-            learning_rate=hp["step_rate"], momentum=hp["momentum"], rho=0.9,
-        ),
-        "data": {
-            "source": "music21-chorales" if dataset == "jsb" else f"polyphonic/{filename}",
-            "batch_size": hp["batch_size"],
-            "chunk": 100,
-        },
-        "training": {
-            "epochs": SCHEDULE[dataset]["epochs"],
-            "patience": SCHEDULE[dataset]["patience"],
-            "monitor": "val_nll_per_timestep",
-            "mode": "min",
-        },
-        "paper": {
-            "reference": PAPER,
-            "table": f"Table 1, column {column}; hyperparameters Appendix B",
-            "metric": "test NLL per timestep (nats)",
-            "value": value,
-            "notes": "; ".join(notes),
-        },
+            learning_rate=hp["step_rate"], momentum=hp["momentum"], rho=0.9),
+        "data": {"source": "music21-chorales" if dataset == "jsb" else f"polyphonic/{filename}",
+                 "batch_size": hp["batch_size"], "chunk": 100},
+        "training": {**SCHEDULE[dataset], "monitor": "val_nll_per_timestep", "mode": "min"},
+        "paper": {"reference": PAPER, "metric": "test NLL per timestep (nats)", "value": value,
+                  "table": f"Table 1, column {column}; hyperparameters Appendix B",
+                  "notes": "; ".join(notes)},
     }
 
 

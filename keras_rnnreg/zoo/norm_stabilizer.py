@@ -76,13 +76,8 @@ def _merge(base, **sections):
 # ---------------------------------------------------------------------------------------- PTB
 PTB_BASE = {
     "task": "ptb",
-    "model": {
-        "cell": "lstm",
-        "units": 1000,
-        "input_dim": 50,
-        "output_dim": 50,
-        "output_activation": "softmax",
-    },
+    "model": {"cell": "lstm", "units": 1000, "input_dim": 50, "output_dim": 50,
+              "output_activation": "softmax"},
     "optimizer": keras_object(keras.optimizers.SGD, learning_rate=0.1, momentum=0.99,
                               global_clipnorm=1.0),
     "data": {"source": "ptb", "batch_size": 32, "seq_len": 50},
@@ -93,14 +88,10 @@ PTB_BASE = {
 
 def _ptb(description, table, value, model=None, ns=None, other=None, notes=""):
     reg = {"norm_stabilizer": keras_object(regularizers.NormStabilizer, **ns)} if ns else {}
-    return _merge(
-        PTB_BASE,
-        description=description,
-        model={**PTB_BASE["model"], **(model or {})},
-        regularization=reg,
-        paper={"reference": PAPER, "table": table, "metric": "test bits per character",
-               "value": value, "other": other, "notes": notes},
-    )
+    return _merge(PTB_BASE, description=description, model={**PTB_BASE["model"], **(model or {})},
+                  regularization=reg,
+                  paper={"reference": PAPER, "table": table, "metric": "test bits per character",
+                         "value": value, "other": other, "notes": notes})
 
 
 # Table 1: (where β penalizes, β, test BPC); on the hidden states the output tanh is removed.
@@ -182,15 +173,8 @@ for _cost, (_b50, _b500) in TABLE_3.items():
 # -------------------------------------------------------------------------------------- TIMIT
 TIMIT_BASE = {
     "task": "timit",
-    "model": {
-        "cell": "lstm",
-        "units": 500,
-        "layers": 3,
-        "bidirectional": True,
-        "input_dim": 123,
-        "output_dim": 62,
-        "output_activation": "linear",
-    },
+    "model": {"cell": "lstm", "units": 500, "layers": 3, "bidirectional": True, "input_dim": 123,
+              "output_dim": 62, "output_activation": "linear"},
     "optimizer": keras_object(keras.optimizers.Adam, learning_rate=1e-3, global_clipnorm=200.0),
     "data": {"source": "TIMIT", "batch_size": 32},
     "training": {"epochs": 1000, "patience": 25, "monitor": "val_per", "mode": "min"},
@@ -260,13 +244,8 @@ for _name, (_units, _beta, _sigma, _test, _dev) in TABLE_5.items():
 ADDING_BASE = {
     "task": "adding",
     "model": {
-        "cell": "simple_rnn",
-        "units": 100,
-        "activation": "relu",
-        "input_dim": 2,
-        "output_dim": 1,
-        "output_activation": "linear",
-        "readout": "last",
+        "cell": "simple_rnn", "units": 100, "activation": "relu", "input_dim": 2, "output_dim": 1,
+        "output_activation": "linear", "readout": "last",
         "kernel_init": keras_object(keras.initializers.RandomUniform, minval=-0.01, maxval=0.01),
         "recurrent_init": keras_object(keras.initializers.Identity),
         "output_init": keras_object(keras.initializers.RandomUniform, minval=-0.01, maxval=0.01),

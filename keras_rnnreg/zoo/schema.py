@@ -5,7 +5,8 @@ initializers ``model.*_init``, the perturbations ``regularization.weight_noise``
 ``dropconnect``, the state regularizer ``regularization.norm_stabilizer`` and the ``optimizer``)
 are Keras-serialized configs (``keras.saving.serialize_keras_object`` form, holding the arguments
 a preset gives; the others are the constructor's defaults): their constructors are their schema,
-and :func:`validate` builds each one, turning a rejected argument into a :class:`ConfigError`.
+and :func:`validate` builds each one (an optimizer: checks its signature, see :func:`_unbuilt`),
+turning a rejected argument into a :class:`ConfigError`.
 The rest (the network's shape, data, training, the paper's metadata) is declared here.
 
 Presets (:mod:`keras_rnnreg.zoo.noise_study`, :mod:`keras_rnnreg.zoo.norm_stabilizer`) give only
@@ -26,7 +27,9 @@ import difflib
 import inspect
 import numbers
 import random
+import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 
@@ -34,25 +37,9 @@ from keras_rnnreg import perturbations, regularizers
 from keras_rnnreg._api import PACKAGE
 from keras_rnnreg.zoo import tasks
 
-__all__ = [
-    "BOOLEAN",
-    "SCHEMA",
-    "SEEDS",
-    "ConfigError",
-    "KerasObject",
-    "apply_overrides",
-    "arguments",
-    "check_table",
-    "complete",
-    "describe_keys",
-    "get_value",
-    "integer_at_least",
-    "keras_object",
-    "list_of_text",
-    "resolve_key",
-    "text",
-    "validate",
-]
+__all__ = ["BOOLEAN", "SCHEMA", "SEEDS", "ConfigError", "KerasObject", "apply_overrides",
+           "arguments", "check_table", "complete", "describe_keys", "get_value", "integer_at_least",
+           "keras_object", "list_of_text", "load_toml", "resolve_key", "text", "validate"]
 
 
 class ConfigError(ValueError):
@@ -182,22 +169,26 @@ class Field:
 class Section:
     """A nested table of fields; ``optional`` ones may be ``None`` (unused)."""
 
+    doc: str
     fields: dict
-    doc: str = ""
     optional: bool = False
 
 
 @dataclass(frozen=True)
 class KerasObject:
-    """A Keras object, held as its serialized config: ``get`` builds it (``keras.*.get``), and
-    it must be a ``base``; ``default`` (a class and arguments) when unset or first set."""
+    """A Keras object, held as its serialized config; ``default`` (a class and arguments) when
+    unset or first set; ``keys``: its arguments that bare override names may mean. ``get`` builds
+    it, and it must be a ``base`` (default: the default class)."""
 
-    base: type
-    get: object
-    default: tuple = ()
+    default: tuple
     doc: str = ""
+    keys: tuple = ()
     optional: bool = False
-    keys: tuple = ()  # its arguments that bare override names may mean
+    base: type = None
+    get: object = keras.saving.deserialize_keras_object
+
+    def __post_init__(self):
+        object.__setattr__(self, "base", self.base or self.default[0])
 
     def make_default(self):
         cls, config = self.default
@@ -208,147 +199,108 @@ class KerasObject:
 
 
 def _init(doc, cls):
-    return KerasObject(keras.initializers.Initializer, keras.initializers.get, (cls, {}), doc)
+    return KerasObject((cls, {}), doc, base=keras.initializers.Initializer,
+                       get=keras.initializers.get)
 
 
-SCHEMA = Section(
-    {
-        "name": Field(str, "", "the zoo name"),
-        "task": Field(str, "polyphonic", "data family: data, input, loss, metrics, evaluation",
-                      choices=tuple(tasks.TASKS)),
-        "description": Field(str, "", "one line"),
-        "model": Section(
-            {
-                "cell": Field(str, "simple_rnn", "recurrent layer (gru: Keras' GRU, "
-                              "reset_after=True)",
-                              choices=("simple_rnn", "lstm", "gru", "fast_dropout")),
-                "units": Field(int, 200, "hidden units (per direction)", minimum=1),
-                "layers": Field(int, 1, "stacked recurrent layers", minimum=1),
-                "bidirectional": Field(bool, False, "wrap each layer in Bidirectional"),
-                "activation": Field(str, "tanh", "hidden nonlinearity",
-                                    choices=("tanh", "relu", "trec", "sigmoid", "linear")),
-                "lstm_output_tanh": Field(
-                    bool, True, "LSTM: keep the output tanh (False: h = o * c, Gers & Schmidhuber)"
-                ),
-                "input_dim": Field(int, 88, "features per timestep (vocabulary size for ptb)",
-                                   minimum=1),
-                "output_dim": Field(int, 88, "outputs per timestep", minimum=1),
-                "output_activation": Field(str, "sigmoid", "output nonlinearity",
-                                           choices=("sigmoid", "softmax", "linear")),
-                "readout": Field(str, "sequence", "'sequence': an output every step; 'last': "
-                                 "only the last", choices=("sequence", "last")),
-                "kernel_init": _init("input-to-hidden weights", keras.initializers.GlorotUniform),
-                "recurrent_init": _init("hidden-to-hidden weights", keras.initializers.Orthogonal),
-                "output_init": _init("hidden-to-output weights", keras.initializers.GlorotUniform),
-                "bias_init": Field(float, 0.0, "constant initial hidden / output bias"),
-            },
-            "the network",
-        ),
-        "regularization": Section(
-            {
-                "weight_noise": KerasObject(
-                    perturbations.WeightNoise, keras.saving.deserialize_keras_object,
-                    (perturbations.WeightNoise, {"stddev": 0.05}),
-                    "Gaussian weight noise (keras_rnnreg.perturbations.WeightNoise)", True,
-                    ("stddev", "mode", "per", "target", "sampling")),
-                "dropconnect": KerasObject(
-                    perturbations.DropConnect, keras.saving.deserialize_keras_object,
-                    (perturbations.DropConnect, {"rate": 0.5}),
-                    "DropConnect (keras_rnnreg.perturbations.DropConnect)", True,
-                    ("rate", "scale", "per", "target")),
-                "weight_penalty": Section(
-                    {
-                        "kind": Field(str, "l2", "L1 or L2 (Tikhonov)", choices=("l1", "l2")),
-                        "strength": Field(float, 1e-4, "λ", minimum=0.0),
-                    },
-                    "L1 / L2 penalty on the input, recurrent and output weights (RNN-NBR)",
-                    optional=True,
-                ),
-                "fast_dropout": Section(
-                    {
-                        "input_rate": Field(float, 0.2, "dropout rate of the inputs",
-                                            minimum=0.0, maximum=0.99),
-                        "recurrent_rate": Field(float, 0.5, "dropout rate of the recurrent inputs",
-                                                minimum=0.0, maximum=0.99),
-                        "output_rate": Field(float, 0.5, "dropout rate of the output layer's "
-                                             "inputs", minimum=0.0, maximum=0.99),
-                        "moments": Field(str, "quadrature", "Gaussian moments",
-                                         choices=("quadrature", "probit")),
-                        "inference": Field(
-                            str, "marginal",
-                            "'marginal': predict with the propagated moments (the trained "
-                            "objective); 'mean': the deterministic mean network",
-                            choices=("marginal", "mean"),
-                        ),
-                    },
-                    "fast dropout (model.cell = 'fast_dropout')",
-                    optional=True,
-                ),
-                "norm_stabilizer": KerasObject(
-                    regularizers.NormStabilizer, keras.saving.deserialize_keras_object,
-                    (regularizers.NormStabilizer, {"beta": 500.0}),
-                    "norm-stabilizer (keras_rnnreg.regularizers.NormStabilizer), on every "
-                    "recurrent layer", True, ("beta", "cost", "on", "target")),
-                "dropout": Field(float, 0.0, "dropout on the outputs of every recurrent layer",
-                                 minimum=0.0, maximum=0.99),
-                "spectral_radius_limit": Field(
-                    float, None, "SpectralRadiusLimit constraint on the recurrent kernel",
-                    nullable=True, minimum=0.0
-                ),
-            },
-            "regularizers",
-        ),
-        "optimizer": KerasObject(
-            keras.optimizers.Optimizer, keras.optimizers.get,
-            (keras.optimizers.RMSprop, {"learning_rate": 1e-3}), "the optimizer", False,
-            ("learning_rate", "momentum", "rho", "nesterov", "global_clipnorm")),
-        "data": Section(
-            {
-                "source": Field(str, None, "file / folder / 'music21-chorales' / 'synthetic'",
-                                nullable=True),
-                "batch_size": Field(int, 32, "training batch size", minimum=1),
-                "chunk": Field(int, 100, "polyphonic: training chunk length", minimum=1),
-                "seq_len": Field(int, 50, "ptb: sequence length", minimum=1),
-                "length": Field(int, 400, "adding: sequence length", minimum=2),
-                "train_size": Field(int, 100_000, "adding: training sequences", minimum=1),
-                "valid_size": Field(int, 1_000, "adding: validation sequences", minimum=1),
-                "test_size": Field(int, 10_000, "adding: test sequences", minimum=1),
-                "limit": Field(int, None, "music21-chorales / synthetic: how many sequences",
-                               nullable=True, minimum=1),
-            },
-            "data",
-        ),
-        "training": Section(
-            {
-                "epochs": Field(int, 100, "maximum epochs", minimum=1),
-                "monitor": Field(str, "val_loss", "validation quantity for early stopping and "
-                                 "the best checkpoint"),
-                "mode": Field(str, "min", "whether smaller or larger is better",
-                              choices=("min", "max")),
-                "patience": Field(int, None, "early stopping: epochs without improvement",
-                                  nullable=True, minimum=1),
-                "nan_restart": Field(bool, True, "on NaN: halve the learning rate, restart from "
-                                     "the last epoch"),
-                "max_restarts": Field(int, 10, "NaN restarts before giving up", minimum=0),
-                "max_steps_per_epoch": Field(int, None, "cap on batches per epoch",
-                                             nullable=True, minimum=1),
-            },
-            "the training schedule",
-        ),
-        "paper": Section(
-            {
-                "reference": Field(str, "", "the paper"),
-                "table": Field(str, "", "table / section"),
-                "metric": Field(str, "", "what the number measures"),
-                "value": Field(float, None, "the paper's number", nullable=True),
-                "other": Field(dict, None, "other reported numbers", nullable=True),
-                "notes": Field(str, "", "our readings of ambiguous passages"),
-            },
-            "metadata: the paper's set-up and number (never used by the graph code)",
-        ),
-    },
-    "a zoo configuration",
-)
+_RATE = {"minimum": 0.0, "maximum": 0.99}
+SCHEMA = Section("a zoo configuration", {
+    "name": Field(str, "", "the zoo name"),
+    "task": Field(str, "polyphonic", "data family: data, input, loss, metrics, evaluation",
+                  choices=tuple(tasks.TASKS)),
+    "description": Field(str, "", "one line"),
+    "model": Section("the network", {
+        "cell": Field(str, "simple_rnn", "recurrent layer (gru: Keras' GRU, reset_after=True)",
+                      choices=("simple_rnn", "lstm", "gru", "fast_dropout")),
+        "units": Field(int, 200, "hidden units (per direction)", minimum=1),
+        "layers": Field(int, 1, "stacked recurrent layers", minimum=1),
+        "bidirectional": Field(bool, False, "wrap each layer in Bidirectional"),
+        "activation": Field(str, "tanh", "hidden nonlinearity",
+                            choices=("tanh", "relu", "trec", "sigmoid", "linear")),
+        "lstm_output_tanh": Field(bool, True, "LSTM: keep the output tanh (False: h = o * c, Gers "
+                                  "& Schmidhuber)"),
+        "input_dim": Field(int, 88, "features per timestep (vocabulary size for ptb)", minimum=1),
+        "output_dim": Field(int, 88, "outputs per timestep", minimum=1),
+        "output_activation": Field(str, "sigmoid", "output nonlinearity",
+                                   choices=("sigmoid", "softmax", "linear")),
+        "readout": Field(str, "sequence", "'sequence': an output every step; 'last': only the last",
+                         choices=("sequence", "last")),
+        "kernel_init": _init("input-to-hidden weights", keras.initializers.GlorotUniform),
+        "recurrent_init": _init("hidden-to-hidden weights", keras.initializers.Orthogonal),
+        "output_init": _init("hidden-to-output weights", keras.initializers.GlorotUniform),
+        "bias_init": Field(float, 0.0, "constant initial hidden / output bias"),
+    }),
+    "regularization": Section("regularizers", {
+        "weight_noise": KerasObject(
+            (perturbations.WeightNoise, {"stddev": 0.05}),
+            "Gaussian weight noise (keras_rnnreg.perturbations.WeightNoise)",
+            ("stddev", "mode", "per", "target", "sampling"), optional=True),
+        "dropconnect": KerasObject(
+            (perturbations.DropConnect, {"rate": 0.5}),
+            "DropConnect (keras_rnnreg.perturbations.DropConnect)",
+            ("rate", "scale", "per", "target"), optional=True),
+        "weight_penalty": Section(
+            "L1 / L2 penalty on the input, recurrent and output weights (RNN-NBR)", {
+                "kind": Field(str, "l2", "L1 or L2 (Tikhonov)", choices=("l1", "l2")),
+                "strength": Field(float, 1e-4, "λ", minimum=0.0),
+            }, optional=True),
+        "fast_dropout": Section("fast dropout (model.cell = 'fast_dropout')", {
+            "input_rate": Field(float, 0.2, "dropout rate of the inputs", **_RATE),
+            "recurrent_rate": Field(float, 0.5, "dropout rate of the recurrent inputs", **_RATE),
+            "output_rate": Field(float, 0.5, "dropout rate of the output layer's inputs", **_RATE),
+            "moments": Field(str, "quadrature", "Gaussian moments",
+                             choices=("quadrature", "probit")),
+            "inference": Field(str, "marginal", "'marginal': predict with the propagated moments "
+                               "(the trained objective); 'mean': the deterministic mean network",
+                               choices=("marginal", "mean")),
+        }, optional=True),
+        "norm_stabilizer": KerasObject(
+            (regularizers.NormStabilizer, {"beta": 500.0}),
+            "norm-stabilizer (keras_rnnreg.regularizers.NormStabilizer), on every recurrent layer",
+            ("beta", "cost", "on", "target"), optional=True),
+        "dropout": Field(float, 0.0, "dropout on the outputs of every recurrent layer", **_RATE),
+        "spectral_radius_limit": Field(float, None, "SpectralRadiusLimit constraint on the "
+                                       "recurrent kernel", nullable=True, minimum=0.0),
+    }),
+    "optimizer": KerasObject(
+        (keras.optimizers.RMSprop, {"learning_rate": 1e-3}), "the optimizer",
+        ("learning_rate", "momentum", "rho", "nesterov", "global_clipnorm"),
+        base=keras.optimizers.Optimizer, get=keras.optimizers.get),
+    "data": Section("data", {
+        "source": Field(str, None, "file / folder / 'music21-chorales' / 'synthetic'",
+                        nullable=True),
+        "batch_size": Field(int, 32, "training batch size", minimum=1),
+        "chunk": Field(int, 100, "polyphonic: training chunk length", minimum=1),
+        "seq_len": Field(int, 50, "ptb: sequence length", minimum=1),
+        "length": Field(int, 400, "adding: sequence length", minimum=2),
+        "train_size": Field(int, 100_000, "adding: training sequences", minimum=1),
+        "valid_size": Field(int, 1_000, "adding: validation sequences", minimum=1),
+        "test_size": Field(int, 10_000, "adding: test sequences", minimum=1),
+        "limit": Field(int, None, "music21-chorales / synthetic: how many sequences",
+                       nullable=True, minimum=1),
+    }),
+    "training": Section("the training schedule", {
+        "epochs": Field(int, 100, "maximum epochs", minimum=1),
+        "monitor": Field(str, "val_loss", "validation quantity for early stopping and the best "
+                         "checkpoint"),
+        "mode": Field(str, "min", "whether smaller or larger is better", choices=("min", "max")),
+        "patience": Field(int, None, "early stopping: epochs without improvement", nullable=True,
+                          minimum=1),
+        "nan_restart": Field(bool, True, "on NaN: halve the learning rate, restart from the last "
+                             "epoch"),
+        "max_restarts": Field(int, 10, "NaN restarts before giving up", minimum=0),
+        "max_steps_per_epoch": Field(int, None, "cap on batches per epoch", nullable=True,
+                                     minimum=1),
+    }),
+    "paper": Section("metadata: the paper's set-up and number (never used by the graph code)", {
+        "reference": Field(str, "", "the paper"),
+        "table": Field(str, "", "table / section"),
+        "metric": Field(str, "", "what the number measures"),
+        "value": Field(float, None, "the paper's number", nullable=True),
+        "other": Field(dict, None, "other reported numbers", nullable=True),
+        "notes": Field(str, "", "our readings of ambiguous passages"),
+    }),
+})
 
 READ_ONLY = ("paper", "name")
 
@@ -372,20 +324,34 @@ def list_of_text(expected="a list of strings"):
 
 
 BOOLEAN = (lambda v: isinstance(v, bool), "true or false")
-SEEDS = (
-    lambda v: isinstance(v, list) and bool(v) and all(_integer(x, 0) for x in v)
-    and len(set(v)) == len(v),
-    "a non-empty list of distinct integers >= 0, e.g. [0, 1, 2]",
-)
+SEEDS = (lambda v: isinstance(v, list) and bool(v) and all(_integer(x, 0) for x in v)
+         and len(set(v)) == len(v), "a non-empty list of distinct integers >= 0, e.g. [0, 1, 2]")
 
 
-def check_table(table, checks, where, error=ConfigError):
-    """Raise ``error`` naming ``where``, the key and the value of the first value that fails."""
+def check_table(table, keys, checks, where, error=ConfigError):
+    """Raise ``error`` naming ``where`` and the key for a key not in ``keys``, or for the first
+    value that fails its check; returns ``table``."""
+    if not isinstance(table, dict):
+        raise error(f"{where}: expected a table")
+    unknown = set(table) - set(keys)
+    if unknown:
+        raise error(f"{where}: unknown key(s) {sorted(unknown)}; expected some of {sorted(keys)}")
     for key, value in table.items():
-        if key in checks:
-            ok, expected = checks[key]
-            if not ok(value):
-                raise error(f"{where}: {key} = {value!r}: expected {expected}")
+        ok, expected = checks.get(key, (lambda v: True, ""))
+        if not ok(value):
+            raise error(f"{where}: {key} = {value!r}: expected {expected}")
+    return table
+
+
+def load_toml(path, error, what, folder):
+    """The table of a TOML file: FileNotFoundError if it is missing, ``error`` if not TOML."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} not found ({what}s live in {folder})")
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as err:
+        raise error(f"{path}: not valid TOML: {err}") from None
 
 
 # ------------------------------------------------------------------------------------------ paths
@@ -457,9 +423,8 @@ def complete(partial, section=SCHEMA, prefix=()):
     if partial is None:
         return None if section.optional else defaults(section)
     if not isinstance(partial, dict):
-        raise ConfigError(
-            f"{dotted(prefix) or 'config'}: expected a table (dict) of keys, got {partial!r}"
-        )
+        raise ConfigError(f"{dotted(prefix) or 'config'}: expected a table (dict) of keys, got "
+                          f"{partial!r}")
     out = defaults(section)
     for key, value in partial.items():
         if key not in section.fields:
@@ -521,16 +486,18 @@ def _build(node, path, value, where=None):
     return obj
 
 
+def _about(where, node):
+    return f" [{where}: {node.doc}]" if node.doc else ""
+
+
 def check_value(path, node, value):
     """The value, converted where lossless (int -> float); ConfigError otherwise."""
     where = dotted(path)
 
     def fail(reason=None):
         got = f"{value!r} ({type(value).__name__})"
-        raise ConfigError(
-            f"{where}={got}: expected {node.expected()}" + (f"; {reason}" if reason else "")
-            + (f" [{where}: {node.doc}]" if node.doc else "")
-        )
+        raise ConfigError(f"{where}={got}: expected {node.expected()}"
+                          + (f"; {reason}" if reason else "") + _about(where, node))
 
     if value is None:
         if node.nullable:
@@ -583,11 +550,8 @@ def resolve_key(key):
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
-            raise ConfigError(
-                f"ambiguous configuration key {key!r}: it could be "
-                + ", ".join(dotted(m) for m in matches)
-                + "; write the full dotted key"
-            )
+            raise ConfigError(f"ambiguous configuration key {key!r}: it could be "
+                              f"{', '.join(dotted(m) for m in matches)}; write the full dotted key")
     raise ConfigError(_unknown_key_message(parts))
 
 
@@ -618,10 +582,8 @@ def parse_value(path, text):
     if isinstance(node, Section):
         if lowered in ("none", "null"):
             return None
-        raise ConfigError(
-            f"{where} is a section; set one of its keys ({', '.join(node.fields)}) or set it to "
-            "none"
-        )
+        raise ConfigError(f"{where} is a section; set one of its keys ({', '.join(node.fields)}) "
+                          "or set it to none")
     if lowered in ("none", "null"):
         if node.nullable:
             return None
@@ -638,10 +600,8 @@ def parse_value(path, text):
         if node.type is dict:
             raise ValueError
     except ValueError:
-        raise ConfigError(
-            f"{where}={text!r}: expected {node.expected()}"
-            + (f" [{where}: {node.doc}]" if node.doc else "")
-        ) from None
+        raise ConfigError(f"{where}={text!r}: expected {node.expected()}{_about(where, node)}") \
+            from None
     return text
 
 

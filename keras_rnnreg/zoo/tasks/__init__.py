@@ -18,19 +18,8 @@ from pathlib import Path
 
 import keras
 
-__all__ = [
-    "DATA_ROOT_ENV",
-    "SYNTHETIC",
-    "DataError",
-    "DataNotFoundError",
-    "FirstBatches",
-    "TASKS",
-    "Task",
-    "get",
-    "pipelines",
-    "register",
-    "resolve_source",
-]
+__all__ = ["DATA_ROOT_ENV", "SYNTHETIC", "DataError", "DataNotFoundError", "FirstBatches", "TASKS",
+           "Task", "get", "pipelines", "register", "resolve_source"]
 
 SYNTHETIC = "synthetic"
 DATA_ROOT_ENV = "RNNREG_DATA"
@@ -94,7 +83,6 @@ def get(config_or_name):
     return TASKS[name]
 
 
-
 class FirstBatches(keras.utils.PyDataset):
     """The first ``steps`` batches of every epoch of a pipeline
     (``training.max_steps_per_epoch``)."""
@@ -135,10 +123,8 @@ def resolve_source(source, data_root=None, name="", named=(SYNTHETIC,)):
     pass through.
     """
     if source is None:
-        raise DataNotFoundError(
-            f"{name or 'this configuration'} has no default data: pass --data PATH "
-            "(or data.source) pointing at the corpus"
-        )
+        raise DataNotFoundError(f"{name or 'this configuration'} has no default data: pass --data "
+                                "PATH (or data.source) pointing at the corpus")
     if source in named:
         return source
     path = Path(source).expanduser()
@@ -149,10 +135,9 @@ def resolve_source(source, data_root=None, name="", named=(SYNTHETIC,)):
         if candidate.exists():
             return str(candidate)
     looked = ", ".join(str(c) for c in candidates)
-    raise DataNotFoundError(
-        f"data for {name or 'this configuration'} not found: {source!r} (looked at {looked}). "
-        f"Pass --data PATH, or --data-root / ${DATA_ROOT_ENV} = the folder holding {source}"
-    )
+    raise DataNotFoundError(f"data for {name or 'this configuration'} not found: {source!r} "
+                            f"(looked at {looked}). Pass --data PATH, or --data-root / "
+                            f"${DATA_ROOT_ENV} = the folder holding {source}")
 
 
 from keras_rnnreg.zoo.tasks import adding, polyphonic, ptb, timit  # noqa: E402, F401  (register)
