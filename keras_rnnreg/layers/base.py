@@ -24,22 +24,15 @@ from keras_rnnreg._backend import plain_tensor, scan_states
 from keras_rnnreg.layers import _cudnn
 from keras_rnnreg.perturbations import kernels_for_step, split_by_target
 
-# Where each step computes its own input projection x_t W + b, with autodiff through the loop
-# unrolled IN_LOOP_UNROLL steps, instead of one (T, B, gates x units) projection made before the
-# loop (and the hand-written backward pass where it pays): by device, layer and backend, where it
-# measured faster (docs/benchmarks.md, "Projection in the loop"; `python -m benchmarks.layers
-# --suite projection`). On the CPU the big projection costs more than it saves on JAX (XLA keeps
-# an in-loop x_t W in cache; not for the SimpleRNN, whose fused backward wins) and on TensorFlow
-# (tf.scan moves each step's slice of it, and of its gradient, through a TensorArray); on PyTorch
-# neither wins. On a GPU nothing is measured yet: the projection stays before the loop, where the
-# H100 probe (../shared/results/gpu_layers_h100.md) found the fused backward 1.4x faster than
-# autodiff for the 1000-unit LSTM on JAX.
+# Where each step computes its own x_t W + b (autodiff through a scan unrolled IN_LOOP_UNROLL
+# steps) instead of reading one (T, B, gates x units) projection made before the loop, by device,
+# layer and backend: where it measured faster in every run (`python -m benchmarks.layers --suite
+# projection`, docs/benchmarks.md). On CPUs the big projection costs more than it saves for the
+# LSTM everywhere, the GRU on JAX (XLA keeps an in-loop x_t W in cache) and the SimpleRNN on
+# TensorFlow (tf.scan moves its slices, and their gradients, through TensorArrays); elsewhere
+# the runs disagree or the fused backward wins. GPUs: not measured yet, so before the loop.
 PROJECT_IN_LOOP = {
-    "cpu": {
-        "simple_rnn": ("tensorflow",),
-        "lstm": ("jax", "tensorflow"),
-        "gru": ("jax", "tensorflow"),
-    },
+    "cpu": {"simple_rnn": ("tensorflow",), "lstm": ("jax", "tensorflow", "torch"), "gru": ("jax",)},
     "gpu": {},
 }
 IN_LOOP_UNROLL = 2
@@ -215,37 +208,16 @@ class FusedRNN(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {
-                "units": self.units,
-                "activation": self.activation_name
-                if isinstance(self.activation_name, str) or self.activation_name is None
-                else activations_lib.serialize(self.activation),
-                "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-                "recurrent_regularizer": keras.regularizers.serialize(self.recurrent_regularizer),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-                "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
-                "recurrent_constraint": keras.constraints.serialize(self.recurrent_constraint),
-                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
-                "dropout": self.dropout,
-                "recurrent_dropout": self.recurrent_dropout,
-                "seed": self.seed,
-                "return_sequences": self.return_sequences,
-                "return_state": self.return_state,
-                "go_backwards": self.go_backwards,
-                "stateful": self.stateful,
-                "zero_output_for_mask": self.zero_output_for_mask,
-                "unroll": self.unroll,
-                "perturbations": [
-                    keras.saving.serialize_keras_object(p) for p in self.perturbations
-                ],
-                "state_regularizer": keras.saving.serialize_keras_object(self.state_regularizer)
-                if self.state_regularizer is not None
-                else None,
-            }
+            weight_config(self),
+            return_sequences=self.return_sequences,
+            return_state=self.return_state,
+            go_backwards=self.go_backwards,
+            stateful=self.stateful,
+            zero_output_for_mask=self.zero_output_for_mask,
+            unroll=self.unroll,
+            state_regularizer=None
+            if self.state_regularizer is None
+            else keras.saving.serialize_keras_object(self.state_regularizer),
         )
         if self._keras_use_cudnn_arg:
             config["use_cudnn"] = self.use_cudnn
@@ -455,11 +427,9 @@ class FusedRNN(keras.layers.Layer):
             else:
                 projected = self._project(x_tm, kernel, training)
                 if input_local is not None:
-                    projected = projected + input_local.local_noise(
-                        x_tm,
-                        input_local.variance_factors(kernel),
-                        self._normal(ops.shape(projected)),
-                    )
+                    factors = input_local.variance_factors(kernel)
+                    normal = self._normal(ops.shape(projected))
+                    projected = projected + input_local.local_noise(x_tm, factors, normal)
                 if input_bias is not None:
                     projected = projected + input_bias
 
@@ -681,12 +651,10 @@ class FusedRNN(keras.layers.Layer):
     def _use_fused(self):
         """Whether the hand-written backward pass covers this configuration."""
         return False
+
     def _projects_in_loop(self):
-        """Whether each step computes its own ``x_t W + b`` (autodiff through the loop, unrolled
-        by :data:`IN_LOOP_UNROLL`) instead of reading one projection made before the loop: where
-        :data:`PROJECT_IN_LOOP` measured it faster, for a layer that projects with a plain matmul
-        (FastDropoutRNN appends a variance part). Not under per-timestep input-kernel draws or
-        local noise (``call`` checks)."""
+        """Whether the steps compute ``x_t W + b`` themselves (:data:`PROJECT_IN_LOOP`); never
+        where ``_project`` does more than a matmul (FastDropoutRNN's variance part)."""
         device = "gpu" if _backend.gpu_available() else "cpu"
         return (
             keras.backend.backend() in PROJECT_IN_LOOP[device].get(self._kind, ())
@@ -718,6 +686,31 @@ class FusedRNN(keras.layers.Layer):
         Returns the new carried states: ``[h]``, or ``[h, c]`` for the LSTM.
         """
         raise NotImplementedError
+
+
+def activation_config(layer, argument):
+    """The config entry of an activation ``argument`` of ``layer``: the name it was given (or
+    None), else the serialized function."""
+    name = getattr(layer, f"{argument}_name")
+    if name is None or isinstance(name, str):
+        return name
+    return activations_lib.serialize(getattr(layer, argument))
+
+
+def weight_config(layer):
+    """The config entries that the fused layers and the cells share (Keras' weight arguments,
+    dropout, seed and our perturbations)."""
+    serialize = {"initializer": keras.initializers.serialize,
+                 "regularizer": keras.regularizers.serialize,
+                 "constraint": keras.constraints.serialize}
+    config = {"units": layer.units, "activation": activation_config(layer, "activation"),
+              "use_bias": layer.use_bias}
+    for kind, function in serialize.items():
+        for weight in ("kernel", "recurrent", "bias"):
+            config[f"{weight}_{kind}"] = function(getattr(layer, f"{weight}_{kind}"))
+    return {**config, "dropout": layer.dropout, "recurrent_dropout": layer.recurrent_dropout,
+            "seed": layer.seed,
+            "perturbations": [keras.saving.serialize_keras_object(p) for p in layer.perturbations]}
 
 
 def _deserialize_list(values, argument):

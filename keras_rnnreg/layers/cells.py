@@ -42,7 +42,7 @@ from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 from keras_rnnreg import activations as activations_lib
 from keras_rnnreg._api import serializable
 from keras_rnnreg._backend import plain_tensor
-from keras_rnnreg.layers.base import FusedRNN, _deserialize_list
+from keras_rnnreg.layers.base import FusedRNN, _deserialize_list, activation_config, weight_config
 from keras_rnnreg.layers.gru import GRU
 from keras_rnnreg.layers.lstm import LSTM
 from keras_rnnreg.layers.simple_rnn import SimpleRNN
@@ -214,36 +214,8 @@ class _Cell(keras.layers.Layer, DropoutRNNCell):
     # ------------------------------------------------------------------------------- config
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "units": self.units,
-                "activation": self.activation_name
-                if isinstance(self.activation_name, str) or self.activation_name is None
-                else activations_lib.serialize(self.activation),
-                "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-                "recurrent_regularizer": keras.regularizers.serialize(self.recurrent_regularizer),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-                "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
-                "recurrent_constraint": keras.constraints.serialize(self.recurrent_constraint),
-                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
-                "dropout": self.dropout,
-                "recurrent_dropout": self.recurrent_dropout,
-                "seed": self.seed,
-                "perturbations": [
-                    keras.saving.serialize_keras_object(p) for p in self.perturbations
-                ],
-            }
-        )
+        config.update(weight_config(self))
         return config
-
-
-def _recurrent_activation_config(cell):
-    name = cell.recurrent_activation_name
-    return name if isinstance(name, str) else activations_lib.serialize(cell.recurrent_activation)
 
 
 @serializable
@@ -287,15 +259,10 @@ class LSTMCell(_Cell):
 
     def get_config(self):
         config = super().get_config()
-        output = self.output_activation_name
         config.update(
-            {
-                "recurrent_activation": _recurrent_activation_config(self),
-                "output_activation": output
-                if isinstance(output, str) or output is None
-                else activations_lib.serialize(self.output_activation),
-                "unit_forget_bias": self.unit_forget_bias,
-            }
+            recurrent_activation=activation_config(self, "recurrent_activation"),
+            output_activation=activation_config(self, "output_activation"),
+            unit_forget_bias=self.unit_forget_bias,
         )
         return config
 
@@ -327,7 +294,7 @@ class GRUCell(_Cell):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"recurrent_activation": _recurrent_activation_config(self),
+            {"recurrent_activation": activation_config(self, "recurrent_activation"),
              "reset_after": self.reset_after}
         )
         return config

@@ -6,7 +6,7 @@ from keras_rnnreg import _backend
 from keras_rnnreg import activations as activations_lib
 from keras_rnnreg._api import serializable
 from keras_rnnreg.layers import _fused
-from keras_rnnreg.layers.base import FusedRNN
+from keras_rnnreg.layers.base import FusedRNN, activation_config
 
 
 @serializable
@@ -205,12 +205,8 @@ class GRU(FusedRNN):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {
-                "recurrent_activation": self.recurrent_activation_name
-                if isinstance(self.recurrent_activation_name, str)
-                else activations_lib.serialize(self.recurrent_activation),
-                "reset_after": self.reset_after,
-            }
+            recurrent_activation=activation_config(self, "recurrent_activation"),
+            reset_after=self.reset_after,
         )
         return config
 

@@ -6,7 +6,7 @@ from keras import ops
 from keras_rnnreg import activations as activations_lib
 from keras_rnnreg._api import serializable
 from keras_rnnreg.layers import _fused
-from keras_rnnreg.layers.base import FusedRNN
+from keras_rnnreg.layers.base import FusedRNN, activation_config
 
 
 @serializable
@@ -209,17 +209,10 @@ class LSTM(FusedRNN):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {
-                "recurrent_activation": self.recurrent_activation_name
-                if isinstance(self.recurrent_activation_name, str)
-                else activations_lib.serialize(self.recurrent_activation),
-                "output_activation": self.output_activation_name
-                if isinstance(self.output_activation_name, str)
-                or self.output_activation_name is None
-                else activations_lib.serialize(self.output_activation),
-                "unit_forget_bias": self.unit_forget_bias,
-                "return_cell_sequence": self.return_cell_sequence,
-            }
+            recurrent_activation=activation_config(self, "recurrent_activation"),
+            output_activation=activation_config(self, "output_activation"),
+            unit_forget_bias=self.unit_forget_bias,
+            return_cell_sequence=self.return_cell_sequence,
         )
         return config
 
