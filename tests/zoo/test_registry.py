@@ -266,3 +266,14 @@ def test_fast_dropout_presets_take_the_perturbations_and_the_norm_stabilizer():
     assert layer.inference == "marginal"
     plain = zoo.build("jsb_rnn_fd", units=4).get_layer("recurrent_0")
     assert plain.perturbations == [] and plain.state_regularizer is None
+
+
+def test_every_task_module_registers_its_task():
+    """A new dataset is one module in zoo/tasks/: the package imports each and each registers
+    the Task of its name (the schema's task choices come from the registry)."""
+    import pkgutil
+
+    from keras_rnnreg.zoo import schema
+
+    modules = {m.name for m in pkgutil.iter_modules(tasks.__path__)}
+    assert modules == set(tasks.TASKS) == set(schema.SCHEMA.fields["task"].choices)

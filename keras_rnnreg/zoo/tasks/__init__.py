@@ -13,7 +13,9 @@ cannot compute; ``adjust`` for config changes the data impose. A new family is a
 registering its ``Task`` (its corpus parsing, if any, in :mod:`keras_rnnreg.data`).
 """
 
+import importlib
 import os
+import pkgutil
 from pathlib import Path
 
 import keras
@@ -140,4 +142,6 @@ def resolve_source(source, data_root=None, name="", named=(SYNTHETIC,)):
                             f"${DATA_ROOT_ENV} = the folder holding {source}")
 
 
-from keras_rnnreg.zoo.tasks import adding, polyphonic, ptb, timit  # noqa: E402, F401  (register)
+# Every module of this package registers its Task on import: a new dataset is one module here.
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"{__name__}.{_module}")
