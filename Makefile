@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 BACKENDS ?= tensorflow jax torch
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench gpu-wheels clean
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,20 @@ test: setup lint
 
 bench: setup
 	@for b in $(BACKENDS); do KERAS_BACKEND=$$b $(BIN)/python -m benchmarks.layers; done
+
+# Keras and the suite's other dependencies that a GPU machine with only PyTorch and JAX lacks, as
+# wheels in .whl/ for benchmarks/gpu_check.sh: the versions this venv resolved, built for that
+# machine's CPython 3.12 on x86-64 Linux.
+GPU_WHEELS := keras namex optree keras-tuner kt-legacy music21 chardet jsonpickle more-itertools \
+	webcolors pretty_midi mido soundfile cffi pycparser
+GPU_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 \
+	manylinux2014_x86_64 manylinux1_x86_64
+
+gpu-wheels: setup
+	rm -rf .whl && mkdir .whl
+	$(BIN)/pip freeze | grep -i -E '^($(shell echo $(GPU_WHEELS) | tr ' ' '|'))==' >.whl/pins.txt
+	$(BIN)/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  $(addprefix --platform ,$(GPU_PLATFORMS)) -d .whl -r .whl/pins.txt
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -55,3 +55,15 @@ def test_projection_suite_forces_each_path():
     chosen = {name: variants[name] for name in ("keras.LSTM", "ours.LSTM (pre)", "ours.LSTM (in)")}
     rates = bench.measure(chosen, batch=2, length=3, features=88, steps=1, repeats=1)
     assert set(rates) == set(chosen) and all(rate > 0 for rate in rates.values())
+
+
+def test_gpu_check_script_parses_and_benchmarks_every_paper_shape():
+    """benchmarks/gpu_check.sh (one device call) is valid bash and names each of PAPER_SHAPES."""
+    import re
+    import subprocess
+    from pathlib import Path
+
+    script = Path(bench.__file__).with_name("gpu_check.sh")
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    shapes = re.search(r"--only (\S+)", script.read_text()).group(1).split(",")
+    assert sorted(shapes) == sorted(bench.PAPER_SHAPES)
