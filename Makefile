@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 # A CPU build of PyTorch; override with `make TORCH_SPEC=torch==X.Y test` elsewhere.
 TORCH_SPEC ?= torch==2.13.0
 BACKENDS ?= tensorflow jax torch
+# pytest-xdist workers per backend: one per core, at most 4 (a JAX worker holds about 2.5 GiB);
+# `make PYTEST_WORKERS=0 test` runs the suite in one process.
+PYTEST_WORKERS ?= auto
 
 .PHONY: setup demo test lint bench gpu-wheels clean
 
@@ -29,7 +32,8 @@ lint: setup
 test: setup lint
 	@set -e; for b in $(BACKENDS); do \
 	  echo "=== KERAS_BACKEND=$$b ==="; \
-	  KERAS_BACKEND=$$b $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); \
+	  KERAS_BACKEND=$$b $(BIN)/python -m pytest -q -p no:cacheprovider \
+	    -n $(PYTEST_WORKERS) --maxprocesses 4 $(PYTEST_ARGS); \
 	done
 
 bench: setup
