@@ -1,5 +1,6 @@
 """The one place that knows about backend differences: one small adapter module."""
 
+import contextlib
 import importlib
 
 import keras
@@ -253,3 +254,26 @@ def cudnn_bidirectional_lstm(inputs, forward_weights, backward_weights):
         unroll=False,
     )
     return forward, backward
+
+
+# Keras' saving keeps an id()-keyed ObjectSharingScope open for the whole of load_model. A model
+# that builds fresh layers in from_config (keras.layers.Bidirectional serializes and deserializes
+# its layer) then records them in that scope, and a fresh object whose id() is that of one freed
+# earlier in the load can be swapped for another: a Bidirectional got its forward layer back as its
+# backward layer. Nothing a fresh build makes is shared, so it runs outside the scope.
+_SHARING_MAPS = ("shared_objects/id_to_obj_map", "shared_objects/id_to_config_map")
+
+
+@contextlib.contextmanager
+def outside_object_sharing():
+    """Suspend Keras' object-sharing scope of ``load_model`` (restored on exit)."""
+    from keras.src.backend.common import global_state
+
+    saved = [global_state.get_global_attribute(key) for key in _SHARING_MAPS]
+    for key in _SHARING_MAPS:
+        global_state.set_global_attribute(key, None)
+    try:
+        yield
+    finally:
+        for key, value in zip(_SHARING_MAPS, saved):
+            global_state.set_global_attribute(key, value)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import keras
 
+from keras_rnnreg import _backend
 from keras_rnnreg._api import serializable
 from keras_rnnreg.zoo import _builders, _registry
 
@@ -60,7 +61,9 @@ class ZooModel(keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        return cls(**config)
+        # A fresh build shares nothing with the file being loaded (_backend.outside_object_sharing).
+        with _backend.outside_object_sharing():
+            return cls(**config)
 
     @classmethod
     def from_preset(cls, preset, compile=True, **overrides):

@@ -79,3 +79,18 @@ def test_from_preset_errors_name_what_was_expected(tmp_path):
         ZooModel.from_preset(tmp_path / "x.keras", units=3)
     with pytest.raises(zoo.ConfigError, match="units"):
         ZooModel({"name": "mine", "model": {"units": 0}})
+
+
+def test_from_config_builds_outside_the_object_sharing_of_load_model():
+    """load_model matches objects by id() in a sharing scope; the fresh layers of a zoo build
+    (Bidirectional re-creates its layer through serialization) must not enter it, or a reused id()
+    can swap one layer for another (seen: a Bidirectional given its forward layer twice)."""
+    from keras.src.backend.common import global_state
+    from keras.src.saving.serialization_lib import ObjectSharingScope
+
+    config = zoo.build("timit_blstm_ns", **TINY).get_config()
+    with ObjectSharingScope():
+        model = ZooModel.from_config(config)
+        recorded = global_state.get_global_attribute("shared_objects/id_to_config_map")
+        assert recorded == {}
+    assert model.zoo_name == "timit_blstm_ns"
