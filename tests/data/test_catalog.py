@@ -13,11 +13,10 @@ import re
 import shutil
 import threading
 
-import numpy as np
 import pytest
 
 from keras_rnnreg import data
-from keras_rnnreg.data import _batching, catalog, polyphonic, ptb, timit
+from keras_rnnreg.data import catalog, polyphonic, ptb, timit
 from tests.conftest import SHARED_DATA
 
 POLYPHONIC = os.path.join(SHARED_DATA, "polyphonic")
@@ -208,19 +207,3 @@ def test_names_and_families(tmp_path):
     shutil.copytree(os.path.join(SHARED_DATA, "ptb"), tmp_path / "ptb")
     with pytest.warns(UserWarning, match="smoke-test"):
         assert len(ptb.load("ptb", vocab_from="valid", data_root=tmp_path)["vocab"]) == 50
-
-
-@pytest.mark.parametrize("padding", ["post", "pre"])
-def test_pad_stack(padding):
-    """keras.utils.pad_sequences does what the hand-written padding did."""
-    rng = np.random.default_rng(0)
-    for shape in [(), (3,), (2, 4)]:
-        items = [rng.integers(0, 5, (t, *shape)).astype(np.uint8) for t in (4, 0, 7, 1)]
-        expected = np.zeros((4, 9, *shape), np.float32)
-        for i, item in enumerate(items):
-            t = len(item)
-            expected[i, slice(0, t) if padding == "post" else slice(9 - t, 9)] = item
-        got = _batching.pad_stack(items, 9, padding=padding)
-        assert got.dtype == np.float32
-        np.testing.assert_array_equal(got, expected)
-    assert _batching.pad_stack([np.arange(3)], 5, dtype="int32").dtype == np.int32
