@@ -34,7 +34,7 @@ class Corpus:
             None for a licensed corpus.
         origin: where the data comes from, and its licence.
 
-    Example:
+    Examples:
         >>> from keras_rnnreg import data
         >>> data.CORPORA["jsb_chorales"].path
         'polyphonic/JSB_Chorales.mat'
@@ -49,12 +49,9 @@ class Corpus:
 
 class DataNotFoundError(FileNotFoundError):
     """A corpus is not in the data root; the message names the path, the command that downloads
-    it and where it comes from.
+    it and where it comes from (one line).
 
-    Args:
-        message: the one-line explanation.
-
-    Example:
+    Examples:
         >>> from keras_rnnreg import data
         >>> try:
         ...     data.locate("jsb_chorales", data_root="/nonexistent")
