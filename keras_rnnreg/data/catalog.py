@@ -209,7 +209,9 @@ def fetch(name, data_root=None, mirror=None):
 
 def resolve(source, family, download=False, data_root=None):
     """A loader's ``source``: a catalog name (a str) of ``family`` becomes its path under the data
-    root, fetched first with ``download=True``; any other source is returned unchanged.
+    root, fetched first with ``download=True``; any other source is returned unchanged, and so is
+    a name that is also an existing path (unless ``download=True``), as the zoo searches the
+    current folder first.
 
     Args:
         source: a corpus name, or a path or named source the loader reads itself.
@@ -218,7 +220,7 @@ def resolve(source, family, download=False, data_root=None):
         data_root: the explicit data root (see :func:`data_root`), or None.
     """
     names = [n for n, c in CORPORA.items() if c.family == family]
-    if isinstance(source, str) and source in CORPORA:
+    if isinstance(source, str) and source in CORPORA and (download or not Path(source).exists()):
         if source not in names:
             raise ValueError(f"{source!r} is a {CORPORA[source].family} corpus, not a {family} "
                              "one")

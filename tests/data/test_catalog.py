@@ -197,7 +197,7 @@ def test_timit_is_licensed(tmp_path):
     assert data.fetch("timit", data_root=tmp_path) == tmp_path / "TIMIT"
 
 
-def test_names_and_families(tmp_path):
+def test_names_and_families(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown corpus 'jsb'.*jsb_chorales, nottingham"):
         data.fetch("jsb", data_root=tmp_path)
     with pytest.raises(ValueError, match="'ptb' is a ptb corpus, not a polyphonic one"):
@@ -207,3 +207,7 @@ def test_names_and_families(tmp_path):
     shutil.copytree(os.path.join(SHARED_DATA, "ptb"), tmp_path / "ptb")
     with pytest.warns(UserWarning, match="smoke-test"):
         assert len(ptb.load("ptb", vocab_from="valid", data_root=tmp_path)["vocab"]) == 50
+    monkeypatch.chdir(tmp_path / "ptb")
+    os.mkdir("timit")  # a folder of that name in the current folder is read, not the data root's
+    with pytest.raises(FileNotFoundError, match="not a TIMIT corpus"):
+        timit.load("timit", data_root=tmp_path)
