@@ -96,6 +96,7 @@ CORPORA = {
                     "https://catalog.ldc.upenn.edu/LDC93S1 and put its TRAIN/ and TEST/ folders in "
                     "TIMIT/ under the data root"),
 }
+"""The corpora by name (``rnnreg data fetch NAME``): a :class:`Corpus` each."""
 
 
 def data_root(explicit=None):
