@@ -10,7 +10,7 @@ BACKENDS ?= tensorflow jax torch
 # `make PYTEST_WORKERS=0 test` runs the suite in one process.
 PYTEST_WORKERS ?= auto
 
-.PHONY: setup demo test lint bench gpu-wheels clean
+.PHONY: setup demo test lint docs doctest bench gpu-wheels clean
 
 setup: $(VENV)/.installed
 
@@ -35,6 +35,19 @@ test: setup lint
 	  KERAS_BACKEND=$$b $(BIN)/python -m pytest -q -p no:cacheprovider \
 	    -n $(PYTEST_WORKERS) --maxprocesses 4 $(PYTEST_ARGS); \
 	done
+
+# The API reference (mkdocs.yml, pages in docs/): built offline into build/site, warnings as errors.
+$(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install -q -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	$(BIN)/mkdocs build --strict
+
+# The docstrings' examples as doctests, on one backend (JAX); private modules (_*.py) are skipped.
+doctest: setup
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -p no:cacheprovider --doctest-modules \
+	  -o doctest_optionflags="NORMALIZE_WHITESPACE ELLIPSIS" --ignore-glob='*/_[!_]*.py' keras_rnnreg
 
 bench: setup
 	@for b in $(BACKENDS); do KERAS_BACKEND=$$b $(BIN)/python -m benchmarks.layers; done

@@ -16,7 +16,16 @@ __all__ = ["get", "serialize", "trec"]
 
 @serializable
 def trec(x, threshold=0.0):
-    """Thresholded rectifier: ``x`` where ``x > threshold``, else 0."""
+    """Thresholded rectifier: ``x`` where ``x > threshold``, else 0.
+
+    Examples:
+        >>> import keras
+        >>> from keras_rnnreg.activations import trec
+        >>> keras.ops.convert_to_numpy(trec(keras.ops.convert_to_tensor([-1.0, 0.5, 2.0]), 1.0))
+        array([0., 0., 2.], dtype=float32)
+        >>> from keras_rnnreg import layers
+        >>> rnn = layers.SimpleRNN(8, activation="trec")  # by name, in this package's layers
+    """
     x = ops.convert_to_tensor(x)
     return ops.where(x > threshold, x, ops.zeros_like(x))
 

@@ -48,6 +48,15 @@ class SpectralRadiusLimit(keras.constraints.Constraint):
         max_radius: the limit, > 0.
         method: "power" or "exact".
         iterations: power-iteration steps (``method="power"`` only), ≥ 1.
+
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_rnnreg.constraints import SpectralRadiusLimit
+        >>> from keras_rnnreg.initializers import spectral_radius
+        >>> limit = SpectralRadiusLimit(max_radius=1.0, method="exact")
+        >>> round(spectral_radius(limit(np.diag([2.0, 0.5]).astype("float32"))), 5)
+        1.0
+        >>> layer = keras.layers.SimpleRNN(8, recurrent_constraint=SpectralRadiusLimit(1.1))
     """
 
     def __init__(self, max_radius=1.1, method="power", iterations=20):

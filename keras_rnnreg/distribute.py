@@ -87,17 +87,37 @@ KINDS = ("data-parallel", "tpu", "multi-worker")
 
 
 class DistributeError(RuntimeError):
-    """A distribution that cannot be set up here (backend, devices, cluster settings)."""
+    """A distribution that cannot be set up here (backend, devices, cluster settings).
+
+    Examples:
+        >>> from keras_rnnreg import distribute
+        >>> try:
+        ...     distribute.get("gpu-cluster")
+        ... except distribute.DistributeError as err:
+        ...     print(err)
+        unknown distribution 'gpu-cluster': expected one of data-parallel, tpu, multi-worker
+    """
 
 
 class Strategy:
-    """A kind of distribution bound to the backend's engine.
+    """A kind of distribution bound to the backend's engine; :func:`get` makes one.
 
-    Attributes:
+    Args:
         kind: one of :data:`KINDS`.
         backend: ``"jax"`` or ``"tensorflow"``.
         engine: the ``keras.distribution.DataParallel`` (JAX) or ``tf.distribute.Strategy`` (TF).
         num_replicas: devices the global batch is split over (all processes together).
+        num_processes: processes of a multi-worker run (1 otherwise).
+        process_id: this process' index among them.
+
+    Examples:
+        >>> import keras
+        >>> from keras_rnnreg import distribute, layers
+        >>> strategy = distribute.get("data-parallel")  # every device of this machine
+        >>> strategy.kind, strategy.num_replicas >= 1
+        ('data-parallel', True)
+        >>> with strategy.scope():  # build (and, on JAX, fit) inside the scope
+        ...     model = keras.Sequential([keras.Input((None, 3)), layers.LSTM(8)])
     """
 
     def __init__(self, kind, backend, engine, num_replicas, num_processes=1, process_id=0):
@@ -149,7 +169,24 @@ class Strategy:
 
 class ShardedBatches(keras.utils.PyDataset):
     """A PyDataset's batches, padded to split evenly over ``replicas`` devices and cut to one
-    process's rows (see :meth:`Strategy.shard_data`). ``on_epoch_end`` is forwarded."""
+    process's rows (see :meth:`Strategy.shard_data`). ``on_epoch_end`` is forwarded.
+
+    Args:
+        dataset: a ``keras.utils.PyDataset`` of ``(x, y[, sample_weight])`` batches.
+        replicas: the devices of the global batch; each batch is padded to a multiple of it with
+            rows of sample weight 0.
+        processes: the processes of a multi-worker run; each gets its share of every batch.
+        process_id: this process' index among them.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_rnnreg.data import ptb
+        >>> from keras_rnnreg.distribute import ShardedBatches
+        >>> batches = ptb.make_dataset(np.arange(301) % 7, batch_size=6, shuffle=False)
+        >>> x, y, weights = ShardedBatches(batches, replicas=4)[0]
+        >>> x.shape, weights[:, 0]  # 6 sequences padded to 8, the padding with weight 0
+        ((8, 50), array([1., 1., 1., 1., 1., 1., 0., 0.], dtype=float32))
+    """
 
     def __init__(self, dataset, replicas, processes=1, process_id=0):
         super().__init__()
@@ -213,9 +250,12 @@ def get(kind, *, devices=None, tpu=None, job_addresses=None, num_processes=None,
             ``"cpu:0"``-style names; TF device strings); default every device of the machine.
         tpu: TensorFlow TPU name or address for ``TPUClusterResolver`` (default: from the
             environment, e.g. a Cloud TPU VM).
-        job_addresses, num_processes, process_id: JAX multi-worker settings (default: the
-            ``KERAS_DISTRIBUTION_JOB_ADDRESSES`` / ``_NUM_PROCESSES`` / ``_PROCESS_ID``
-            environment variables).
+        job_addresses: JAX multi-worker: the coordinator's ``host:port`` (default:
+            ``$KERAS_DISTRIBUTION_JOB_ADDRESSES``).
+        num_processes: JAX multi-worker: the number of processes (default:
+            ``$KERAS_DISTRIBUTION_NUM_PROCESSES``).
+        process_id: JAX multi-worker: this process' index (default:
+            ``$KERAS_DISTRIBUTION_PROCESS_ID``).
     """
     if isinstance(kind, Strategy):
         return kind

@@ -230,6 +230,21 @@ class NLLPerTimestep(_SumCountMetric):
     batches, so ``model.evaluate`` over a split gives
     :func:`keras_rnnreg.metrics.nll_per_timestep` of the whole split. Pass it in
     ``compile(weighted_metrics=[...])``: Keras gives sample weights to no other metrics.
+
+    Args:
+        name: the metric's name in the logs.
+        from_logits: ``y_pred`` holds logits instead of probabilities.
+        dtype: the dtype of the running sums.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_rnnreg.metrics import NLLPerTimestep
+        >>> y_true = np.zeros((1, 2, 88), "float32")
+        >>> y_prob = np.full((1, 2, 88), 0.5, "float32")
+        >>> metric = NLLPerTimestep()
+        >>> metric.update_state(y_true, y_prob, sample_weight=np.array([[1.0, 0.0]]))
+        >>> round(float(metric.result()), 3)  # 88 ln 2 nats; the padded step does not count
+        60.997
     """
 
     def __init__(self, name="nll_per_timestep", from_logits=False, dtype=None):
@@ -259,6 +274,23 @@ class FrameAccuracy(keras.metrics.Metric):
 
     Counts are summed across batches; ``sample_weight`` (N, T) excludes padded timesteps (pass
     it in ``compile(weighted_metrics=[...])``, like :class:`NLLPerTimestep`).
+
+    Args:
+        name: the metric's name in the logs.
+        threshold: a note is predicted on when its probability is above this (0 < threshold < 1).
+        from_logits: ``y_pred`` holds logits instead of probabilities.
+        dtype: the dtype of the running counts.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_rnnreg.metrics import FrameAccuracy
+        >>> y_true, y_prob = np.zeros((1, 1, 88), "float32"), np.zeros((1, 1, 88), "float32")
+        >>> y_true[0, 0, [40, 44]] = 1.0
+        >>> y_prob[0, 0, [40, 47]] = 0.9
+        >>> metric = FrameAccuracy()
+        >>> metric.update_state(y_true, y_prob)
+        >>> round(float(metric.result()), 4)  # TP 1, FP 1, FN 1
+        0.3333
     """
 
     def __init__(self, name="frame_accuracy", threshold=0.5, from_logits=False, dtype=None):
@@ -306,6 +338,19 @@ class BitsPerCharacter(_SumCountMetric):
     ``y_true``: (N, T) character ids; ``y_pred``: (N, T, V) probabilities (or logits with
     ``from_logits=True``); ``sample_weight``: (N, T), 0 on padding (pass it in
     ``compile(weighted_metrics=[...])``).
+
+    Args:
+        name: the metric's name in the logs.
+        from_logits: ``y_pred`` holds logits instead of probabilities.
+        dtype: the dtype of the running sums.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_rnnreg.metrics import BitsPerCharacter
+        >>> metric = BitsPerCharacter()
+        >>> metric.update_state(np.array([[0, 3]]), np.full((1, 2, 4), 0.25, "float32"))
+        >>> round(float(metric.result()), 4)  # four equally likely symbols: 2 bits each
+        2.0
     """
 
     def __init__(self, name="bits_per_character", from_logits=False, dtype=None):

@@ -39,7 +39,17 @@ class CliminRMSprop(keras.optimizers.Optimizer):
         momentum: β; 0 gives plain RMSprop with the accumulator starting at 1.
         epsilon: added to the mean square inside the square root (climin: 1e-8).
         initial_accumulator_value: the mean square's starting value (climin: 1).
-        **kwargs: ``keras.optimizers.Optimizer``'s (``global_clipnorm``, ``name``, ...).
+        name: the optimizer's name.
+        **kwargs: ``keras.optimizers.Optimizer``'s (``global_clipnorm``, ...).
+
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_rnnreg.optimizers import CliminRMSprop
+        >>> weights = keras.Variable([1.0, 1.0])
+        >>> optimizer = CliminRMSprop(learning_rate=0.1)
+        >>> _ = optimizer.apply_gradients([(keras.ops.convert_to_tensor([0.01, 1.0]), weights)])
+        >>> np.round(keras.ops.convert_to_numpy(weights), 4)  # steps of about 0.1 * g at first
+        array([0.9989, 0.9   ], dtype=float32)
     """
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-8,

@@ -19,11 +19,27 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     is not counted — it will be trained again.
 
     Args:
-        monitor, mode: as in ``keras.callbacks.EarlyStopping``.
+        monitor: the log key to watch, as in ``keras.callbacks.EarlyStopping``.
+        mode: ``"min"`` or ``"max"``, as in ``keras.callbacks.EarlyStopping``.
         patience: epochs without improvement before stopping; None never stops (the callback
             still tracks the best epoch).
-        wait, best, best_epoch: the state to start from (e.g. a run's commit record).
+        wait: epochs without improvement so far (the state to start from, e.g. a run's commit
+            record).
+        best: the best value so far, or None.
+        best_epoch: the 0-based epoch of ``best``.
         skip: a callback whose ``triggered`` attribute marks an epoch to leave out.
+
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_rnnreg import callbacks, layers
+        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn"),
+        ...                           keras.layers.Dense(1)])
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 1), "float32")
+        >>> stop = callbacks.ResumableEarlyStopping(monitor="loss", patience=4, wait=2, best=0.0)
+        >>> history = model.fit(x, y + 1.0, epochs=10, verbose=0, callbacks=[stop])
+        >>> len(history.history["loss"]), stop.wait  # from wait=2, two epochs reach patience 4
+        (2, 4)
     """
 
     def __init__(self, monitor="val_loss", mode="min", patience=None, wait=0, best=None,

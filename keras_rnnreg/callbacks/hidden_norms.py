@@ -227,6 +227,20 @@ class HiddenNormProbe(keras.callbacks.Callback):
             input (an error at the start of training if that is not fixed).
         cells: also probe the LSTM memory cells.
         mask: optional (batch, time) mask for the batch average.
+
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_rnnreg import callbacks, layers
+        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn"),
+        ...                           keras.layers.Dense(1)])
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 1), "float32")
+        >>> probe = callbacks.HiddenNormProbe(np.ones((2, 30, 3), "float32"), "rnn")
+        >>> history = model.fit(x, y, epochs=1, verbose=0, callbacks=[probe])
+        >>> probe.history[0].shape  # the mean norm at each of the 30 probe steps
+        (30,)
+        >>> sorted(k for k in history.history if k.startswith("hidden_norm"))
+        ['hidden_norm/rnn/at_training_length', 'hidden_norm/rnn/last']
     """
 
     def __init__(self, inputs, layer_name, every=1, training_length=None, cells=False, mask=None):

@@ -18,7 +18,13 @@ __all__ = ["NaNRestart", "NonFiniteLossError", "fit_with_restarts"]
 
 
 class NonFiniteLossError(RuntimeError):
-    """Raised by :class:`NaNRestart` when the loss is still not finite after ``max_restarts``."""
+    """Raised by :class:`NaNRestart` when the loss is still not finite after ``max_restarts``.
+
+    Examples:
+        >>> from keras_rnnreg.callbacks import NonFiniteLossError
+        >>> issubclass(NonFiniteLossError, RuntimeError)  # NaNRestart's example raises one
+        True
+    """
 
 
 def _finite(value):
@@ -54,6 +60,22 @@ class NaNRestart(keras.callbacks.TerminateOnNaN):
         factor: learning-rate multiplier on every restart (0 < factor < 1; the paper's 1/2).
         max_restarts: restarts allowed in all (≥ 0).
         monitor: the log key to check (default "loss").
+
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_rnnreg import callbacks, layers
+        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn"),
+        ...                           keras.layers.Dense(1)])
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 1), "float32")
+        >>> restart = callbacks.NaNRestart(factor=0.5, max_restarts=2)
+        >>> try:  # targets of NaN: every epoch's loss is NaN
+        ...     callbacks.fit_with_restarts(model, x, restart, y=y * np.nan, verbose=0)
+        ... except callbacks.NonFiniteLossError as err:
+        ...     print(err)
+        NaNRestart: non-finite loss in epoch 1 after 2 restart(s) (max_restarts=2); giving up
+        >>> [(epoch, round(rate, 4)) for epoch, rate in restart.events]  # halved each time
+        [(0, 0.005), (0, 0.0025)]
     """
 
     def __init__(self, factor=0.5, max_restarts=10, monitor="loss"):

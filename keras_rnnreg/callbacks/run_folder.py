@@ -31,6 +31,24 @@ class RunFolderCheckpoint(keras.callbacks.ModelCheckpoint):
         state: the current commit record (a dict, updated in place at each commit).
         early_stopping: the run's ResumableEarlyStopping.
         nan_restart: the run's NaNRestart, or None.
+
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_rnnreg import callbacks, layers
+        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn"),
+        ...                           keras.layers.Dense(1)])
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 1), "float32")
+        >>> import pathlib, shutil, tempfile
+        >>> run_dir = pathlib.Path(tempfile.mkdtemp())
+        >>> (run_dir / "checkpoints").mkdir()  # training.train makes the run folder's layout
+        >>> stop = callbacks.ResumableEarlyStopping(monitor="loss")
+        >>> state = {"history": []}
+        >>> commit = callbacks.RunFolderCheckpoint(run_dir, state, stop)
+        >>> _ = model.fit(x, y, epochs=2, verbose=0, callbacks=[stop, commit])
+        >>> state["epoch"], state["last_checkpoint"], len(state["history"])
+        (2, 'epoch-0002.keras', 2)
+        >>> shutil.rmtree(run_dir)
     """
 
     def __init__(self, run_dir, state, early_stopping, nan_restart=None):

@@ -78,6 +78,18 @@ class SpectralRadiusLogger(keras.callbacks.Callback):
     Args:
         layers: None (every recurrent layer of the model), or a list of keys / layer names /
             layer objects to restrict it to (a Bidirectional's name selects both directions).
+
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_rnnreg import callbacks, layers
+        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn"),
+        ...                           keras.layers.Dense(1)])
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 1), "float32")
+        >>> history = model.fit(x, y, epochs=2, verbose=0,
+        ...                     callbacks=[callbacks.SpectralRadiusLogger()])
+        >>> len(history.history["spectral_radius/rnn"])  # one value per epoch
+        2
     """
 
     def __init__(self, layers=None):

@@ -18,6 +18,23 @@ class StopOnSignal(keras.callbacks.Callback):
 
     Args:
         log: called with one line when the first signal arrives.
+
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_rnnreg import callbacks, layers
+        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn"),
+        ...                           keras.layers.Dense(1)])
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 1), "float32")
+        >>> import os, signal
+        >>> with callbacks.StopOnSignal() as stopper:
+        ...     os.kill(os.getpid(), signal.SIGINT)  # as if Ctrl-C were pressed
+        ...     try:
+        ...         model.fit(x, y, epochs=5, verbose=0, callbacks=[stopper])
+        ...     except KeyboardInterrupt:
+        ...         print("stopped")
+        SIGINT: stopping after this batch (again to stop at once)
+        stopped
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)

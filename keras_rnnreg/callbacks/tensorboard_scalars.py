@@ -36,6 +36,21 @@ class TensorBoardScalars(keras.callbacks.Callback):
 
     Args:
         log_dir: the folder of the event files.
+
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_rnnreg import callbacks, layers
+        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn"),
+        ...                           keras.layers.Dense(1)])
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 1), "float32")
+        >>> import os, shutil, tempfile
+        >>> log_dir = tempfile.mkdtemp()
+        >>> _ = model.fit(x, y, validation_data=(x, y), epochs=1, verbose=0,
+        ...               callbacks=[callbacks.TensorBoardScalars(log_dir)])
+        >>> sorted(os.listdir(log_dir))
+        ['train', 'validation']
+        >>> shutil.rmtree(log_dir)
     """
 
     def __init__(self, log_dir):

@@ -7,17 +7,22 @@
 * :mod:`~keras_rnnreg.data.adding` — the adding problem (norm-stabilizer paper, 2.3).
 
 Every pipeline is a ``keras.utils.PyDataset`` that ``model.fit`` / ``evaluate`` take on
-TensorFlow, JAX and PyTorch. Parsed corpora and features are cached under :func:`cache_dir`
-(``$RNNREG_CACHE`` or ``~/.cache/keras-rnnreg``). Submodules are imported on first use.
+TensorFlow, JAX and PyTorch. The corpora live under :func:`data_root`; :data:`CORPORA` says
+where each comes from and :func:`fetch` downloads the public ones, checking their hashes
+(:mod:`~keras_rnnreg.data.catalog`). Parsed corpora and features are cached under
+:func:`cache_dir` (``$RNNREG_CACHE`` or ``~/.cache/keras-rnnreg``). Submodules are imported on
+first use.
 """
 
 import importlib
 
 from keras_rnnreg.data._cache import cache_dir
+from keras_rnnreg.data.catalog import CORPORA, DataNotFoundError, data_root, fetch, locate
 
-_SUBMODULES = ("adding", "polyphonic", "ptb", "timit")
+_SUBMODULES = ("adding", "catalog", "polyphonic", "ptb", "timit")
 
-__all__ = ["cache_dir", *_SUBMODULES]
+__all__ = ["CORPORA", "DataNotFoundError", "cache_dir", "data_root", "fetch", "locate",
+           *_SUBMODULES]
 
 
 def __getattr__(name):

@@ -15,11 +15,7 @@
 import keras
 import numpy as np
 
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer; got {value!r}")
-    return int(value)
+from keras_rnnreg._api import check_int
 
 
 class EpochBatches(keras.utils.PyDataset):
@@ -30,7 +26,7 @@ class EpochBatches(keras.utils.PyDataset):
         self.n = int(n)
         if self.n < 1:
             raise ValueError("the dataset is empty: there is nothing to batch")
-        self.batch_size = _check_positive_int(batch_size, "batch_size")
+        self.batch_size = check_int("batch_size", batch_size)
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
         self.epoch = 0
@@ -83,15 +79,7 @@ class ArrayBatches(EpochBatches):
 
 def pad_stack(items, length, padding="post", dtype="float32"):
     """Stack arrays of shape (T_i, ...) into (N, length, ...), zero-padded at the end or front."""
-    items = list(items)
-    out = np.zeros((len(items), length) + items[0].shape[1:], dtype=dtype)
-    for i, item in enumerate(items):
-        t = len(item)
-        if padding == "post":
-            out[i, :t] = item
-        elif t:
-            out[i, length - t :] = item
-    return out
+    return keras.utils.pad_sequences(items, maxlen=length, dtype=dtype, padding=padding)
 
 
 class PaddedBatches(EpochBatches):
@@ -106,8 +94,8 @@ class PaddedBatches(EpochBatches):
                  pad_multiple=1, **kwargs):
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.make_batch = make_batch
-        self.pool = _check_positive_int(pool, "pool")
-        self.pad_multiple = _check_positive_int(pad_multiple, "pad_multiple")
+        self.pool = check_int("pool", pool)
+        self.pad_multiple = check_int("pad_multiple", pad_multiple)
         super().__init__(len(self.lengths), batch_size, shuffle=shuffle, seed=seed, **kwargs)
 
     def _make_plan(self):

@@ -19,6 +19,7 @@ Baselines for reports (mean squared error), with U, V independent U[0, 1] marked
 
 import numpy as np
 
+from keras_rnnreg._api import check_int
 from keras_rnnreg.data import _batching
 
 LENGTH = 400
@@ -34,8 +35,8 @@ def generate(n, length=LENGTH, seed=0):
 
     Deterministic for a given ``seed`` (NumPy ``default_rng``).
     """
-    n = _batching._check_positive_int(n, "n")
-    length = _batching._check_positive_int(length, "length")
+    n = check_int("n", n)
+    length = check_int("length", length)
     if length < 2:
         raise ValueError(f"`length` must be at least 2 (two marked positions); got {length}")
     rng = np.random.default_rng(seed)

@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from keras_rnnreg import metrics as metrics_lib
-from keras_rnnreg.data import _batching, _cache
+from keras_rnnreg._api import check_int
+from keras_rnnreg.data import _batching, _cache, catalog
 
 N_NOTES = 88
 LOWEST_PITCH = 21
@@ -58,18 +59,24 @@ __all__ = ["CHORALES", "evaluate", "load", "make_chunks", "make_dataset", "music
 # Readers
 
 
-def load(source, *, grid=None, limit=None, cache=True):
+def load(source, *, grid=None, limit=None, cache=True, download=False, data_root=None):
     """Read a polyphonic-music dataset as ``{"train": [...], "valid": [...], "test": [...]}``.
 
     Each split is a list of (T, 88) uint8 piano rolls. ``source`` is a ``.pickle`` / ``.pkl``
-    file, a ``.mat`` file, a folder of MIDI files, or ``"music21-chorales"`` (the embedded
-    default; not the benchmark's split). ``grid`` (MIDI only): ``"quarter"`` or ``"eighth"``;
-    by default quarter notes when the folder's name mentions chorales or JSB, else eighth notes.
-    ``limit`` (``"music21-chorales"`` only): parse just that many chorales, for quick tests.
-    ``cache`` (``"music21-chorales"`` only): reuse / write the parsed rolls in the cache folder.
+    file, a ``.mat`` file, a folder of MIDI files, ``"music21-chorales"`` (the embedded
+    default; not the benchmark's split), or a corpus name of :data:`~keras_rnnreg.data.CORPORA`
+    (``"jsb_chorales"``, ``"nottingham"``, ``"musedata"``, ``"piano_midi"``), looked up in the
+    data root. ``grid`` (MIDI only): ``"quarter"`` or ``"eighth"``; by default quarter notes when
+    the folder's name mentions chorales or JSB, else eighth notes. ``limit``
+    (``"music21-chorales"`` only): parse just that many chorales, for quick tests. ``cache``
+    (``"music21-chorales"`` only): reuse / write the parsed rolls in the cache folder.
+    ``download`` (corpus names only): download the file first when it is missing, checking its
+    sha256 (:func:`keras_rnnreg.data.fetch`). ``data_root``: the data root to look in (see
+    :func:`keras_rnnreg.data.data_root`).
     """
     if isinstance(source, str) and source == CHORALES:
         return music21_chorales(limit=limit, cache=cache)
+    source = catalog.resolve(source, "polyphonic", download, data_root)
     if limit is not None:
         raise ValueError(f"`limit` applies to {CHORALES!r} only; got source {str(source)!r}")
     path = Path(source).expanduser()
@@ -426,7 +433,7 @@ def make_chunks(sequences, length=CHUNK):
     (N, length): a chunk shorter than ``length`` is zero-padded at the front, where ``weights``
     is 0. Sequences of fewer than two timesteps give no chunk.
     """
-    length = _batching._check_positive_int(length, "chunk")
+    length = check_int("chunk", length)
     xs, ys, ws = [], [], []
     for i, seq in enumerate(sequences):
         x, y = next_step(_as_roll(seq, i))
@@ -482,8 +489,8 @@ def evaluate(model, sequences, batch_size=32, causal=True, from_logits=False, pa
 
     Returns ``{"nll": ..., "frame_accuracy": ..., "timesteps": ...}``.
     """
-    batch_size = _batching._check_positive_int(batch_size, "batch_size")
-    pad_multiple = _batching._check_positive_int(pad_multiple, "pad_multiple")
+    batch_size = check_int("batch_size", batch_size)
+    pad_multiple = check_int("pad_multiple", pad_multiple)
     pairs = [next_step(_as_roll(s, i)) for i, s in enumerate(sequences)]
     pairs = [p for p in pairs if len(p[0])]
     if not pairs:

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from keras_rnnreg import metrics as metrics_lib
-from keras_rnnreg.data import _batching
+from keras_rnnreg._api import check_int
+from keras_rnnreg.data import _batching, catalog
 
 SPLITS = ("train", "valid", "test")
 EOS = "\n"
@@ -100,8 +101,8 @@ def encode(sentences, vocab, path, eos=True, vocab_file="the vocabulary split"):
     return np.asarray(ids, dtype=np.int32)
 
 
-def load(path, vocab_from="train", level="auto", eos=True):
-    """Read character-level PTB from a folder.
+def load(path, vocab_from="train", level="auto", eos=True, download=False, data_root=None):
+    """Read character-level PTB from a folder, or from the data root's ``ptb/`` (``path="ptb"``).
 
     Returns ``{"train": ids or None, "valid": ids, "test": ids, "vocab": [...],
     "vocab_from": ..., "files": {...}}``, each split one int32 stream of symbol ids.
@@ -110,9 +111,11 @@ def load(path, vocab_from="train", level="auto", eos=True):
     ``../shared/data/ptb``) is accepted only with ``vocab_from="valid"`` (or ``"test"``): the
     vocabulary is then built from that split, ``"train"`` is None, and a warning says this is
     not the paper's set-up. ``level``: ``"auto"`` (character file, else word file), ``"char"``
-    or ``"word"``.
+    or ``"word"``. ``download=True`` (with ``path="ptb"``) downloads the word files first when
+    they are missing, checking their hashes (:func:`keras_rnnreg.data.fetch`); ``data_root``: the
+    data root to look in (see :func:`keras_rnnreg.data.data_root`).
     """
-    folder = Path(path).expanduser()
+    folder = Path(catalog.resolve(path, "ptb", download, data_root)).expanduser()
     if level not in LEVELS:
         raise ValueError(f"`level` must be one of {LEVELS}; got {level!r}")
     if vocab_from not in SPLITS:
@@ -164,7 +167,7 @@ def make_sequences(ids, seq_len=SEQ_LEN):
 
     The last sequence is padded at the end (ids 0, weight 0) when the stream does not divide.
     """
-    seq_len = _batching._check_positive_int(seq_len, "seq_len")
+    seq_len = check_int("seq_len", seq_len)
     ids = np.asarray(ids)
     if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"`ids` must be a 1-D stream of integer ids; got {ids.dtype} {ids.shape}")
@@ -199,7 +202,7 @@ def evaluate(model, ids, seq_len=SEQ_LEN, batch_size=128, from_logits=False):
     "characters": ...}``.
     """
     x, y, w = make_sequences(ids, seq_len)
-    batch_size = _batching._check_positive_int(batch_size, "batch_size")
+    batch_size = check_int("batch_size", batch_size)
     bits = count = 0.0
     for start in range(0, len(x), batch_size):
         sl = slice(start, start + batch_size)

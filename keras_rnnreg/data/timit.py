@@ -43,7 +43,8 @@ import keras
 import numpy as np
 
 from keras_rnnreg import metrics as metrics_lib
-from keras_rnnreg.data import _batching, _cache
+from keras_rnnreg._api import check_int
+from keras_rnnreg.data import _batching, _cache, catalog
 
 PHONES_61 = (
     "aa", "ae", "ah", "ao", "aw", "ax", "ax-h", "axr", "ay", "b", "bcl", "ch", "d", "dcl",
@@ -348,7 +349,7 @@ def _unpack(packed):
     return out
 
 
-def load(root, cache=True):
+def load(root, cache=True, data_root=None):
     """Read a TIMIT tree into normalised features and 61-phone labels, by split.
 
     Returns ``{"train": split, "valid": split, "test": split, "phones": PHONES_61,
@@ -356,7 +357,10 @@ def load(root, cache=True):
     (frames, 123) float32, normalised with the training mean and standard deviation),
     ``"labels"`` (list of int32 ids 1..61 in :data:`PHONES_61` order; 0 is the CTC blank) and
     ``"ids"`` (``"<SPEAKER>_<SENTENCE>"``). The features are cached (see the module docstring).
+    ``root="timit"`` is the data root's ``TIMIT/`` (see :func:`keras_rnnreg.data.data_root`;
+    TIMIT is licensed, so it is never downloaded: a missing one says where to obtain it).
     """
+    root = catalog.resolve(root, "timit", data_root=data_root)
     splits = find_utterances(root)
     path = _cache.cache_dir() / f"timit-{_fingerprint(root, splits)}.npz"
     if cache:
@@ -443,7 +447,7 @@ def evaluate(model, split, batch_size=1):
     Returns ``{"per": ..., "edits": ..., "reference_phones": ..., "utterances": ...}``.
     """
     features, labels = _check_split(split)
-    batch_size = _batching._check_positive_int(batch_size, "batch_size")
+    batch_size = check_int("batch_size", batch_size)
     order = sorted(range(len(features)), key=lambda i: len(features[i]))
     references, hypotheses = [], []
     for start in range(0, len(order), batch_size):

@@ -26,7 +26,7 @@ def test_generate_is_seeded():
     assert not np.array_equal(a[0], c[0])
     with pytest.raises(ValueError, match="length"):
         adding.generate(4, length=1)
-    with pytest.raises(ValueError, match="`n`"):
+    with pytest.raises(ValueError, match="argument n=0"):
         adding.generate(0)
 
 
