@@ -277,3 +277,39 @@ def outside_object_sharing():
     finally:
         for key, value in zip(_SHARING_MAPS, saved):
             global_state.set_global_attribute(key, value)
+
+
+# ------------------------------------------------------------------------- multi-worker start-up
+# keras_rnnreg.distribute calls ``jax.distributed.initialize`` itself (Keras' ``initialize`` does
+# not pass ``initialization_timeout``) and configures TensorFlow's coordination service before
+# ``MultiWorkerMirroredStrategy`` does (the strategy has no start-up timeout). The contract relied
+# on (checked by tests/test_distribute_startup.py): Keras' ``keras.src.backend.jax.
+# distribution_lib.initialize`` is ``jax.distributed.initialize`` then ``initialize_rng()``; TF's
+# strategy configures the service only when ``context.context().coordination_service`` is None.
+
+
+def keras_after_jax_distributed_initialize():
+    """What ``keras.distribution.initialize`` does after ``jax.distributed.initialize``: where no
+    global seed is set, one seed for every process (each draws one, they are summed), so that all
+    of them initialize the same weights (Keras' private ``initialize_rng``)."""
+    from keras.src.backend.jax import distribution_lib
+
+    distribution_lib.initialize_rng()
+
+
+def tf_bound_cluster_registration(leader, jobs, seconds):
+    """Configure TensorFlow's coordination service as ``MultiWorkerMirroredStrategy`` would
+    (``leader`` like ``/job:worker/replica:0/task:0``; ``jobs``: name -> number of tasks), plus a
+    registration barrier of ``seconds``: without it a task that never registers keeps the others
+    waiting forever; with it they raise ``DeadlineExceededError`` naming the tasks that did not."""
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.eager import context
+
+    ctx = context.context()
+    if ctx.coordination_service is not None:  # configured by the caller: leave it alone
+        return
+    ctx.configure_coordination_service(
+        "standalone", service_leader=leader, cluster_register_timeout_in_ms=int(seconds * 1000),
+        coordinated_jobs=[coordination_config_pb2.CoordinatedJob(name=name, num_tasks=count)
+                          for name, count in jobs.items()])
+    ctx.coordination_service.cluster_register_with_barrier = True

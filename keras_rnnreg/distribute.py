@@ -72,14 +72,33 @@ a tuple of per-replica batches, and ``axis=0`` on scalar logs); the strategy ret
 reduces leaf by leaf and scalars without an axis, nothing else. Every worker runs the same
 command with the same seed (the same batches) and writes its own run folder: give each its own
 ``--out`` (what was checked over 127.0.0.1 is in the README).
+
+**Cluster start-up** (README, "Cluster start-up": the failures and signals). The settings are
+checked before JAX or TensorFlow is touched. Neither framework's own wait can be relied on: JAX's
+``initialize`` kills the process (``LOG(FATAL)``) when its timeout expires, TensorFlow's waits
+forever holding the GIL and takes SIGTERM for a preemption notice. So every process first waits in
+Python, for at most ``timeout`` seconds, until the whole cluster has answered over TCP (JAX: each
+process says hello to process 0 on the coordinator's port and waits for its go-ahead; TF: each
+task listens on its own port and connects to every other's), then hands over to the framework,
+bounded by the same timeout (``initialization_timeout``; a registration barrier of TensorFlow's
+coordination service), and puts the SIGINT / SIGTERM handlers from before back afterwards.
 """
 
 import contextlib
+import json
+import math
 import os
+import re
+import signal
+import socket
+import threading
+import time
 import warnings
 
 import keras
 import numpy as np
+
+from keras_rnnreg import _backend
 
 __all__ = ["KINDS", "DistributeError", "ShardedBatches", "Strategy", "get", "scope"]
 
@@ -240,7 +259,8 @@ class ShardedBatches(keras.utils.PyDataset):
 
 
 # ----------------------------------------------------------------------------------------- get
-def get(kind, *, devices=None, tpu=None, job_addresses=None, num_processes=None, process_id=None):
+def get(kind, *, devices=None, tpu=None, job_addresses=None, num_processes=None, process_id=None,
+        timeout=None):
     """A :class:`Strategy` for ``kind`` on the current Keras backend.
 
     Args:
@@ -256,14 +276,24 @@ def get(kind, *, devices=None, tpu=None, job_addresses=None, num_processes=None,
             ``$KERAS_DISTRIBUTION_NUM_PROCESSES``).
         process_id: JAX multi-worker: this process' index (default:
             ``$KERAS_DISTRIBUTION_PROCESS_ID``).
+        timeout: multi-worker: seconds to wait for every process of the cluster to answer
+            (default ``$RNNREG_CLUSTER_TIMEOUT``, else :data:`DEFAULT_TIMEOUT`).
+
+    Raises:
+        DistributeError: not available here, bad cluster settings, or a process of the cluster
+            that did not answer within the timeout (the message names its address).
     """
     if isinstance(kind, Strategy):
         return kind
     if kind not in KINDS:
         raise DistributeError(f"unknown distribution {kind!r}: expected one of {', '.join(KINDS)}")
     backend = keras.backend.backend()
+    if backend == "jax" and kind == "multi-worker":
+        return _jax_multi_worker(job_addresses, num_processes, process_id, timeout)
     if backend == "jax":
-        return _jax(kind, devices, job_addresses, num_processes, process_id)
+        return _jax(kind, devices)
+    if backend == "tensorflow" and kind == "multi-worker":
+        return _tf_multi_worker(timeout)
     if backend == "tensorflow":
         return _tensorflow(kind, devices, tpu)
     raise DistributeError(f"distribute={kind!r} is not available on the {backend} backend: Keras "
@@ -280,32 +310,10 @@ def scope(strategy):
     return get(strategy).scope()
 
 
-# ----------------------------------------------------------------------------------------- JAX
-def _jax(kind, devices, job_addresses, num_processes, process_id):
+# ------------------------------------------------------------------------------------- JAX
+def _jax(kind, devices):
     import jax
 
-    if kind == "multi-worker":
-        if not jax.distributed.is_initialized():  # (jax.process_count() would start the backend)
-            env = {k: os.environ.get(f"KERAS_DISTRIBUTION_{k.upper()}")
-                   for k in ("job_addresses", "num_processes", "process_id")}
-            job_addresses = job_addresses or env["job_addresses"]
-            num_processes = num_processes if num_processes is not None else env["num_processes"]
-            process_id = process_id if process_id is not None else env["process_id"]
-            if not job_addresses or num_processes is None or process_id is None:
-                raise DistributeError(
-                    "distribute='multi-worker' on JAX needs the coordinator address, the number of "
-                    "processes and this process's id: set KERAS_DISTRIBUTION_JOB_ADDRESSES "
-                    "(e.g. 10.0.0.1:1234), KERAS_DISTRIBUTION_NUM_PROCESSES and "
-                    "KERAS_DISTRIBUTION_PROCESS_ID, or pass them to distribute.get")
-            try:
-                keras.distribution.initialize(job_addresses, int(num_processes), int(process_id))
-            except RuntimeError as err:
-                raise DistributeError(f"jax.distributed.initialize failed ({err}); it must run "
-                                      "before any JAX computation: create the multi-worker "
-                                      "strategy first thing in the program") from err
-        engine = keras.distribution.DataParallel(devices=jax.devices(), auto_shard_dataset=False)
-        return Strategy(kind, "jax", engine, len(jax.devices()), jax.process_count(),
-                        jax.process_index())
     if kind == "tpu":
         try:
             devices = jax.devices("tpu")
@@ -319,6 +327,132 @@ def _jax(kind, devices, job_addresses, num_processes, process_id):
     return Strategy(kind, "jax", engine, len(devices))
 
 
+def _jax_multi_worker(job_addresses, num_processes, process_id, timeout):
+    import jax
+
+    if not jax.distributed.is_initialized():  # (jax.process_count() would start the backend)
+        addresses, labels, n, pid = _jax_settings(job_addresses, num_processes, process_id)
+        seconds = _timeout(timeout)
+        where = f"{addresses[0]} ({labels[0]})"
+        if n > 1 and pid == 0:
+            _gather(addresses[0], where, addresses, n, seconds)
+        elif n > 1:
+            _join(addresses[0], where, n, pid, seconds)
+        try:
+            with _own_signal_handlers():
+                # keras.distribution.initialize without its timeout: what it does, with one
+                jax.distributed.initialize(addresses[0], n, pid,
+                                           initialization_timeout=max(1, math.ceil(seconds)))
+                _backend.keras_after_jax_distributed_initialize()
+        except RuntimeError as err:
+            raise DistributeError(f"jax.distributed.initialize failed ({err}); it must run "
+                                  "before any JAX computation: create the multi-worker "
+                                  "strategy first thing in the program") from err
+    engine = keras.distribution.DataParallel(devices=jax.devices(), auto_shard_dataset=False)
+    return Strategy("multi-worker", "jax", engine, len(jax.devices()), jax.process_count(),
+                    jax.process_index())
+
+
+def _jax_settings(job_addresses, num_processes, process_id):
+    """``([coordinator, ...], [label, ...], num_processes, process_id)`` from the arguments or
+    ``KERAS_DISTRIBUTION_*``, checked; a label names the argument or variable a value came from."""
+    values, labels = [], []
+    for key, value in (("job_addresses", job_addresses), ("num_processes", num_processes),
+                       ("process_id", process_id)):
+        label = key if value is not None else f"KERAS_DISTRIBUTION_{key.upper()}"
+        values.append(value if value is not None else os.environ.get(label))
+        labels.append(label)
+    if any(v is None or str(v).strip() == "" for v in values):
+        raise DistributeError(
+            "distribute='multi-worker' on JAX needs the coordinator address, the number of "
+            "processes and this process's id: set KERAS_DISTRIBUTION_JOB_ADDRESSES "
+            "(e.g. 10.0.0.1:1234), KERAS_DISTRIBUTION_NUM_PROCESSES and "
+            "KERAS_DISTRIBUTION_PROCESS_ID, or pass them to distribute.get")
+    n = _whole(labels[1], values[1], 1)
+    pid = _whole(labels[2], values[2], 0, n - 1, f" ({labels[1]}={n})")
+    addresses = [a.strip() for a in str(values[0]).split(",")]
+    for address in addresses:
+        _address(labels[0], address)
+    if len(addresses) > 1 and len(addresses) != n:  # Keras' reading: one address per process
+        raise DistributeError(f"{labels[0]}={values[0]!r} lists {len(addresses)} addresses for "
+                              f"{labels[1]}={n}: expected the coordinator's host:port alone, or "
+                              "one per process (the coordinator first)")
+    return addresses, labels, n, pid
+
+
+def _gather(coordinator, where, addresses, n, seconds):
+    """Process 0: wait until processes 1 .. n-1 have said hello on the coordinator's port (the
+    port JAX's coordination service will use), then tell each to go on."""
+    deadline = time.monotonic() + seconds
+    joined = {}
+    server = _listen(coordinator, f"the coordinator {where}")
+    server.settimeout(0.5)
+    try:
+        with server:
+            while len(joined) < n - 1:
+                if time.monotonic() >= deadline:
+                    missing = ", ".join(f"process {i}" + (f" ({addresses[i]})" if addresses[1:]
+                                                          else "")
+                                        for i in range(1, n) if i not in joined)
+                    raise DistributeError(
+                        f"cluster start-up: {missing} of {n} did not connect to this coordinator "
+                        f"{where} within {seconds:g} s: start every process, or allow longer "
+                        f"with {TIMEOUT_VARIABLE}")
+                try:
+                    conn = server.accept()[0]
+                except TimeoutError:
+                    continue
+                hello = (_read_line(conn, min(deadline, time.monotonic() + 5)) or "").split()
+                if len(hello) != 3 or hello[0] != _HELLO or not hello[2].isdigit():
+                    conn.close()  # not one of ours
+                    continue
+                their_n, their_pid = hello[1], int(hello[2])
+                if their_n != str(n) or not 0 < their_pid < n:
+                    conn.sendall(f"no: this coordinator has {n} processes (ids 0 to {n - 1}); "
+                                 f"this process says {their_n} and {their_pid}\n".encode())
+                    conn.close()
+                    continue
+                if their_pid in joined:  # the same id again (restarted): the newest one counts
+                    joined.pop(their_pid).close()
+                joined[their_pid] = conn
+            for conn in joined.values():
+                conn.sendall(b"go\n")
+            for conn in joined.values():  # each closes first: no TIME_WAIT on the port JAX binds
+                _read_line(conn, time.monotonic() + 2)
+    finally:
+        for conn in joined.values():
+            conn.close()
+
+
+def _join(coordinator, where, n, pid, seconds):
+    """Process ``pid`` > 0: say hello to the coordinator (retrying until it listens) and wait for
+    its go-ahead, which comes when every process has said hello."""
+    deadline = time.monotonic() + seconds
+    hint = f"this is process {pid} of {n}: start process 0 there, or allow longer with " \
+           f"{TIMEOUT_VARIABLE}"
+    while True:  # short blocking calls: SIGINT / SIGTERM act at once
+        try:
+            conn = socket.create_connection(_address("", coordinator), timeout=1.0)
+            break
+        except OSError as err:
+            if time.monotonic() >= deadline:
+                raise DistributeError(f"cluster start-up: the JAX coordinator {where} did not "
+                                      f"answer within {seconds:g} s ({err.strerror or err}); "
+                                      f"{hint}") from None
+        time.sleep(0.25)
+    with conn:
+        conn.sendall(f"{_HELLO} {n} {pid}\n".encode())
+        reply = _read_line(conn, deadline)
+    if reply == "go":
+        return
+    if reply and reply.startswith("no: "):
+        raise DistributeError(f"cluster start-up: the coordinator {where} refused this process: "
+                              f"{reply[4:]}")
+    raise DistributeError(f"cluster start-up: the coordinator {where} answered, but not every one "
+                          f"of the {n} processes joined within {seconds:g} s"
+                          + (" (it gave up: see its log)" if reply == "" else f"; {hint}"))
+
+
 # ---------------------------------------------------------------------------------- TensorFlow
 def _tensorflow(kind, devices, tpu):
     import tensorflow as tf
@@ -328,7 +462,7 @@ def _tensorflow(kind, devices, tpu):
             gpus = tf.config.list_logical_devices("GPU")
             devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         engine = tf.distribute.MirroredStrategy(devices=list(devices))
-    elif kind == "tpu":
+    else:
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
             tf.config.experimental_connect_to_cluster(resolver)
@@ -339,18 +473,199 @@ def _tensorflow(kind, devices, tpu):
                                   "pass tpu=NAME_OR_ADDRESS, or use distribute='data-parallel' "
                                   "(GPUs or CPU devices)") from err
         engine = tf.distribute.TPUStrategy(resolver)
-    else:
-        if not os.environ.get("TF_CONFIG"):
-            raise DistributeError("distribute='multi-worker' on TensorFlow needs TF_CONFIG, e.g. "
-                                  '{"cluster": {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]}, '
-                                  '"task": {"type": "worker", "index": 0}} on the first worker')
-        engine = _multi_worker_strategy()
-    workers, task = 1, 0
-    if kind == "multi-worker":
-        resolver = engine.cluster_resolver
-        workers = max(1, len(resolver.cluster_spec().as_dict().get("worker", [])))
-        task = resolver.task_id or 0
-    return Strategy(kind, "tensorflow", engine, engine.num_replicas_in_sync, workers, task)
+    return Strategy(kind, "tensorflow", engine, engine.num_replicas_in_sync)
+
+
+def _tf_multi_worker(timeout):
+    tasks, own = _tf_settings()
+    seconds = _timeout(timeout)
+    name = f"{tasks[own][0]} {tasks[own][1]}"
+    if len(tasks) > 1:
+        _probe(tasks, own, seconds)
+    import tensorflow as tf
+
+    jobs = {}
+    for job, *_ in tasks:  # tasks[0] leads: the chief, else worker 0 (as TensorFlow picks it)
+        jobs[job] = jobs.get(job, 0) + 1
+    _backend.tf_bound_cluster_registration(f"/job:{tasks[0][0]}/replica:0/task:0", jobs, seconds)
+    try:
+        with _own_signal_handlers():
+            engine = _multi_worker_strategy()
+    except tf.errors.OpError as err:  # a task answered the probe, then did not register
+        named = set(re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", str(err)))
+        late = [t for k, t in enumerate(tasks) if (t[0], str(t[1])) in named and k != own]
+        late = late or ([t for k, t in enumerate(tasks) if k != own] if own == 0 else tasks[:1])
+        who = ", ".join(f"{job} {index} ({address})" for job, index, address in late)
+        first = str(err).splitlines()[0]
+        raise DistributeError(f"cluster start-up: TF_CONFIG's {who} answered but did not join "
+                              f"TensorFlow's coordination service within {seconds:g} s (this is "
+                              f"{name}; {type(err).__name__}: {first})") from None
+    return Strategy("multi-worker", "tensorflow", engine, engine.num_replicas_in_sync, len(tasks),
+                    own)
+
+
+def _tf_settings():
+    """TF_CONFIG's tasks ``[(job, index, "host:port"), ...]`` (chief first, then the workers: the
+    order of TensorFlow's ids in the cluster) and this task's position in that list, checked."""
+    text = os.environ.get("TF_CONFIG", "")
+    if not text.strip():
+        raise DistributeError(f"distribute='multi-worker' on TensorFlow needs TF_CONFIG, e.g. "
+                              f"{TF_CONFIG_EXAMPLE} on the first worker")
+    try:
+        config = json.loads(text)
+    except ValueError as err:
+        raise DistributeError(f"TF_CONFIG={text!r} is not JSON ({err}): expected e.g. "
+                              f"{TF_CONFIG_EXAMPLE}") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not cluster:
+        raise DistributeError(f"TF_CONFIG={text!r}: expected a 'cluster' naming the workers' "
+                              f"addresses, e.g. {TF_CONFIG_EXAMPLE}")
+    tasks, seen = [], {}
+    for job in sorted(cluster, key=lambda j: (j != "chief", j)):
+        addresses = cluster[job]
+        if job not in ("chief", "worker"):
+            raise DistributeError(f"TF_CONFIG cluster job {job!r}: expected 'worker' (and at most "
+                                  "one 'chief'): MultiWorkerMirroredStrategy runs no other task")
+        if not isinstance(addresses, list) or not addresses or (job == "chief" and
+                                                                  len(addresses) > 1):
+            raise DistributeError(f"TF_CONFIG cluster.{job}={addresses!r}: expected a list of "
+                                  + ("one host:port" if job == "chief" else "host:port addresses"))
+        for index, address in enumerate(addresses):
+            where = _address(f"TF_CONFIG cluster.{job}[{index}]", address)
+            if where in seen:
+                raise DistributeError(f"TF_CONFIG: cluster.{job}[{index}] and {seen[where]} are "
+                                      f"both {address!r}: expected one address per task")
+            seen[where] = f"cluster.{job}[{index}]"
+            tasks.append((job, index, address))
+    task = config.get("task")
+    if not isinstance(task, dict) or task.get("type") not in cluster:
+        raise DistributeError(f"TF_CONFIG task={task!r}: expected {{'type': one of "
+                              f"{', '.join(map(repr, cluster))}, 'index': N}} (this task)")
+    n = len(cluster[task["type"]])
+    index = _whole(f"TF_CONFIG task.index (a {task['type']})", task.get("index"), 0, n - 1)
+    return tasks, next(k for k, t in enumerate(tasks) if t[:2] == (task["type"], index))
+
+
+def _probe(tasks, own, seconds):
+    """Listen on this task's port and connect to every other task's until each has answered:
+    every task is up (listening here, or TensorFlow's server there) before TensorFlow waits."""
+    deadline = time.monotonic() + seconds
+    job, index, address = tasks[own]
+    pending, why = {k: t for k, t in enumerate(tasks) if k != own}, {}
+    with _listen(address, f"TF_CONFIG's {job} {index} (this task)") as server:
+        server.setblocking(False)
+        while pending:
+            with contextlib.suppress(BlockingIOError):
+                while True:  # answer the others' probes
+                    server.accept()[0].close()
+            for k, (_, _, peer) in list(pending.items()):
+                try:
+                    socket.create_connection(_address("", peer), timeout=0.5).close()
+                    del pending[k]
+                except OSError as err:
+                    why[k] = err.strerror or str(err)
+            if pending and time.monotonic() >= deadline:
+                who = ", ".join(f"{j} {i} at {a} ({why[k]})" for k, (j, i, a) in pending.items())
+                raise DistributeError(
+                    f"cluster start-up: TF_CONFIG's {who} did not answer within {seconds:g} s "
+                    f"(this is {job} {index}): start every task of the cluster, or allow longer "
+                    f"with {TIMEOUT_VARIABLE}")
+            time.sleep(0.2 if pending else 0)
+
+
+# --------------------------------------------------------------------- settings and sockets
+TIMEOUT_VARIABLE = "RNNREG_CLUSTER_TIMEOUT"
+DEFAULT_TIMEOUT = 300.0  # seconds: JAX's own default initialization_timeout
+TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]}, '
+                     '"task": {"type": "worker", "index": 0}}')
+_HELLO = "rnnreg-cluster"  # the JAX processes' hello to the coordinator: "rnnreg-cluster N ID"
+
+
+def _timeout(timeout):
+    label = "timeout" if timeout is not None else TIMEOUT_VARIABLE
+    value = timeout if timeout is not None else os.environ.get(TIMEOUT_VARIABLE, "")
+    if isinstance(value, str) and not value.strip():
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise DistributeError(f"{label}={value!r}: expected a number of seconds > 0 (the "
+                              f"cluster start-up timeout; default {DEFAULT_TIMEOUT:g})")
+    return seconds
+
+
+def _whole(label, value, low, high=None, why=""):
+    text = str(value).strip()
+    if isinstance(value, (bool, float)) or not text.isdigit() or not low <= int(text) <= (
+            high if high is not None else math.inf):
+        expected = f"from {low} to {high}" if high is not None else f">= {low}"
+        raise DistributeError(f"{label}={value!r}: expected a whole number {expected}{why}")
+    return int(text)
+
+
+def _address(label, address):
+    """``(host, port)`` of ``"host:port"`` (IPv6 hosts in brackets or not)."""
+    host, _, port = address.strip().rpartition(":") if isinstance(address, str) else ("", "", "")
+    if not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+        raise DistributeError(f"{label}={address!r}: expected host:port with a port from 1 to "
+                              "65535 (e.g. 10.0.0.1:1234)")
+    return host.strip("[]"), int(port)
+
+
+def _listen(address, what):
+    port = _address("", address)[1]
+    try:
+        if socket.has_dualstack_ipv6():
+            return socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True)
+        return socket.create_server(("", port))
+    except OSError as err:
+        raise DistributeError(f"cluster start-up: cannot listen on port {port} for {what}: "
+                              f"{err.strerror or err}") from None
+
+
+def _read_line(conn, deadline):
+    """The first line ``conn`` sends before ``deadline``: ``None`` at the deadline, ``""`` when
+    the peer closes first."""
+    data = b""
+    while b"\n" not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        conn.settimeout(min(remaining, 1.0))
+        try:
+            chunk = conn.recv(256)
+        except TimeoutError:
+            continue
+        except OSError:
+            return ""
+        if not chunk:
+            return ""
+        data += chunk
+    return data.split(b"\n", 1)[0].decode(errors="replace").strip()
+
+
+@contextlib.contextmanager
+def _own_signal_handlers():
+    """Around the frameworks' own connection calls: the SIGINT / SIGTERM handlers in place before
+    are put back afterwards.
+
+    Both install a SIGTERM "preemption notifier" of their own (TensorFlow's coordination agent
+    before it waits, JAX's preemption sync manager once connected) that swallows the signal for the
+    rest of the process: a ``timeout 60`` could not stop a waiting TensorFlow worker. Only on the
+    main thread (the only one where Python sets handlers).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in handlers.items():
+            if handler is not None:  # None: not set from Python; nothing to put back
+                signal.signal(s, handler)
 
 
 def _multi_worker_strategy():

@@ -4,6 +4,8 @@ workers, and writes what it measured to a JSON file (the test asserts on it).
     python -m tests.distribute_checks devices OUT.json     # 4 simulated devices vs 1, in-process
     python -m tests.distribute_checks reference OUT.json   # the single-process run of `worker`
     python -m tests.distribute_checks worker OUT.json      # one worker of a loopback cluster
+    python -m tests.distribute_checks startup OUT.json     # cluster start-up alone (exit 2: its
+                                                           # DistributeError on stderr)
 
 The backend comes from KERAS_BACKEND. Simulated devices need settings made before JAX / TF
 start: the test sets XLA_FLAGS=--xla_force_host_platform_device_count=4 for JAX; for TensorFlow
@@ -13,6 +15,7 @@ by KERAS_DISTRIBUTION_* (JAX) or TF_CONFIG (TF), as in production.
 
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -265,14 +268,31 @@ def main(argv):
     if mode == "worker":
         from keras_rnnreg import distribute
 
+        received = []
+        signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
         strategy = distribute.get("multi-worker")  # before any other JAX / TF work
-        result = _cluster_fit(strategy)
+        # the frameworks' SIGTERM "preemption notifiers" must not outlive the start-up
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+        result = {**_cluster_fit(strategy), "sigterm_reaches_python": received == [signal.SIGTERM]}
+    elif mode == "startup":
+        from keras_rnnreg import distribute
+
+        print("READY", flush=True)  # the test times the start-up (and signals it) from here
+        try:
+            strategy = distribute.get("multi-worker")
+        except distribute.DistributeError as err:
+            print(err, file=sys.stderr)
+            raise SystemExit(2) from None
+        except KeyboardInterrupt:
+            raise SystemExit(130) from None
+        result = {"processes": strategy.num_processes, "process_id": strategy.process_id}
     elif mode == "reference":
         result = _cluster_fit(None)
     elif mode == "devices":
         result = devices()
     else:
-        raise SystemExit(f"unknown mode {mode!r}: expected devices, reference or worker")
+        raise SystemExit(f"unknown mode {mode!r}: expected devices, reference, worker or startup")
     with open(out_path, "w") as f:
         json.dump(result, f)
 

@@ -183,6 +183,7 @@ def test_two_workers_on_loopback_agree_with_one_process(tmp_path):
         with open(out) as f:
             worker = json.load(f)
         assert (worker["processes"], worker["process_id"], worker["replicas"]) == (2, i, 2)
+        assert worker["sigterm_reaches_python"]  # no framework notifier swallows it afterwards
         for key in ("loss", "nll_per_timestep"):
             assert len(worker["history"][key]) == 2
             _close(reference["history"][key], worker["history"][key])
