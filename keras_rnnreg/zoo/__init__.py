@@ -11,7 +11,8 @@ model.zoo_name, model.zoo_config          # 'timit_blstm_ns', the resolved confi
 model = zoo.build("jsb_rnn_plain", units=8, **{"optimizer.learning_rate": 0.01})
 ```
 
-``build`` loads no data. The presets are plain data (Keras objects as serialized configs):
+``build`` loads no data. The presets are plain data (Keras objects as serialized configs), loaded
+on the registry's first use (``import keras_rnnreg`` imports no framework beyond Keras'):
 
 * :mod:`keras_rnnreg.zoo.noise_study` — Table 1 of "Regularizing Recurrent Networks" (40 names,
   ``{jsb,nottingham,pianomidi,musedata}_rnn_{plain,fd,nbr,n,ns,mn,mns,do,dos,ff}``);
@@ -24,7 +25,6 @@ value raises :class:`ConfigError` naming the key, the value and what was expecte
 raises :class:`UnknownModelError` (a ``KeyError``) listing the closest names.
 """
 
-from keras_rnnreg.zoo import noise_study, norm_stabilizer  # noqa: F401  (register the presets)
 from keras_rnnreg.zoo._builders import build_network, compile_model
 from keras_rnnreg.zoo._registry import UnknownModelError, get_config, list_models, register, resolve
 from keras_rnnreg.zoo.model import ZooModel

@@ -3,12 +3,27 @@
 import copy
 import difflib
 import fnmatch
+import importlib
 
 from keras_rnnreg.zoo import schema
 
 __all__ = ["UnknownModelError", "get_config", "list_models", "register", "resolve", "unregister"]
 
 _PRESETS = {}
+# The papers' presets, imported on the registry's first use rather than with the package: building
+# them serializes Keras objects, and keras.saving.serialize_keras_object imports TensorFlow
+# whenever it is installed (also on JAX and PyTorch), which `import keras_rnnreg` must not do.
+PRESET_MODULES = ("keras_rnnreg.zoo.noise_study", "keras_rnnreg.zoo.norm_stabilizer")
+_loaded = False
+
+
+def _presets():
+    global _loaded
+    if not _loaded:
+        _loaded = True  # set first: the preset modules call register() while they load
+        for module in PRESET_MODULES:
+            importlib.import_module(module)
+    return _PRESETS
 
 
 class UnknownModelError(KeyError):
@@ -26,7 +41,7 @@ def register(name, config):
     """
     if not isinstance(name, str) or not name or name != name.strip():
         raise ValueError(f"invalid zoo name {name!r}")
-    if name in _PRESETS:
+    if name in _presets():
         raise ValueError(f"zoo name {name!r} is already registered; names must be unique")
     partial = dict(config)
     partial["name"] = name
@@ -42,11 +57,11 @@ def unregister(name):
 
 def list_models(pattern="*"):
     """Sorted registered names matching a shell-style ``pattern`` (``"jsb_*"``, ``"*_ns"``)."""
-    return sorted(n for n in _PRESETS if fnmatch.fnmatchcase(n, pattern))
+    return sorted(n for n in _presets() if fnmatch.fnmatchcase(n, pattern))
 
 
 def _lookup(name):
-    if name in _PRESETS:
+    if name in _presets():
         return _PRESETS[name]
     close = difflib.get_close_matches(str(name), list(_PRESETS), n=5, cutoff=0.5)
     if not close:  # prefix / substring matches help with names like "jsb" or "blstm"
