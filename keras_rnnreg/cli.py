@@ -11,6 +11,8 @@ import argparse
 import json
 import sys
 
+from keras_rnnreg import __version__
+
 __all__ = ["main"]
 
 EPILOG = """examples:
@@ -19,7 +21,7 @@ EPILOG = """examples:
   rnnreg train jsb_rnn_ns --data ../shared/data/polyphonic/JSB_Chorales.mat --set training.epochs=50
   rnnreg evaluate runs/jsb_rnn_plain
   rnnreg reproduce zoo/noise_table1.toml --quick
-  rnnreg reproduce zoo/normstab_adding.toml --jobs 18      # 2 x 9 seeds at once on one GPU
+  rnnreg reproduce zoo/noise_table1.toml --jobs 4   # 4 runs at once (processes / GPUs)
   rnnreg tune tuning/jsb_rnn_ns.toml --quick
   rnnreg tune tuning/jsb_rnn_ns.toml --workers 4          # KerasTuner chief + 4 workers
   rnnreg figure --list
@@ -44,6 +46,8 @@ def _parser():
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=f"rnnreg {__version__}",
+                   help="print the version of keras-rnnreg and exit")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
