@@ -95,6 +95,29 @@ def test_quick_job_runs_two_tiny_trials(tmp_path):
     zoo.resolve("jsb_rnn_ns", result["overrides"])
 
 
+def _trial_values(out):
+    trials = sorted(out.glob("trial_*/trial.json"))
+    return [json.loads(t.read_text())["hyperparameters"]["values"] for t in trials]
+
+
+def test_a_seeded_search_repeats_and_seed_zero_is_refused(tmp_path):
+    """KerasTuner takes `seed or random.randint(1, 10000)`: the seed is honoured and recorded."""
+    from keras_rnnreg.tuning.jobs import JobError
+
+    job = tmp_path / "seeded.toml"
+    shipped = (ROOT / "tuning" / "jsb_rnn_ns.toml").read_text()
+    job.write_text(shipped.replace("seed = 1", "seed = 7"))
+    runs = [run_job(job, quick=True, out_dir=tmp_path / f"t{i}", log=lambda m: None)
+            for i in range(2)]
+    assert runs[0]["seed"] == runs[1]["seed"] == 7
+    assert json.loads((tmp_path / "t0" / "oracle.json").read_text())["seed"] == 7
+    first = _trial_values(tmp_path / "t0")
+    assert len(first) == 2 and first == _trial_values(tmp_path / "t1")
+    job.write_text(job.read_text().replace("seed = 7", "seed = 0"))
+    with pytest.raises(JobError, match=r"seed = 0: expected an integer >= 1 \(KerasTuner"):
+        load_job(job)
+
+
 def test_cli_tune_quick(tmp_path):
     import io
 

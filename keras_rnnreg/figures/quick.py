@@ -55,7 +55,7 @@ def searches(work):
             shutil.rmtree(out, ignore_errors=True)
             job = folder / f"{model}.toml"
             job.write_text(f'model = "{model}"\nspace = "noise_study_table2"\ndata = "synthetic"\n'
-                           f'tuner = "random"\nmax_trials = {SEARCH_TRIALS}\nepochs = 1\nseed = 0\n'
+                           f'tuner = "random"\nmax_trials = {SEARCH_TRIALS}\nepochs = 1\nseed = 1\n'
                            'set = ["model.units=4", "data.limit=4"]\n')
             jobs.run_job(job, out_dir=out, log=lambda message: None)
         paths.append(out)

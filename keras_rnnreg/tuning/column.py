@@ -102,7 +102,7 @@ def run(job_path, job, quick=False, out_dir=None, data_root=None, log=print, wor
                               data_root=data_root, log=log, workers=workers, entry=entry["key"])
         results[entry["key"]] = result
         report = {**result["best_trial_test"], "paper": entry.get("paper"),
-                  "seed": job.get("seed", 0), "name": entry["name"], "data": result["data"]}
+                  "seed": result["seed"], "name": entry["name"], "data": result["data"]}
         log(f"    best trial {report['trial_id']} (validation {result['best_score']:.4g}): "
             f"test {report['metric']} = {report['ours']:.4g} (paper {entry.get('paper')})")
         reports.append(({"key": entry["key"], "seed": report["seed"]}, report))

@@ -13,7 +13,7 @@ and its budget::
     objective = "val_nll_per_timestep"    # default: training.monitor
     direction = "min"                     # default: training.mode
     patience = 20                         # early stopping in a trial (default training.patience)
-    seed = 0
+    seed = 1                              # default 1; KerasTuner draws a random one for 0
     set = ["training.patience=20"]        # fixed overrides
 
     [quick]                               # seconds, for CI
@@ -51,6 +51,7 @@ JOB_KEYS = {"model", "space", "param", "data", "data_root", "tuner", "max_trials
             "executions_per_trial", "card", "column"}
 QUICK_KEYS = {"data", "max_trials", "epochs", "set", "patience", "only"}
 TUNERS = ("random", "bayesian", "hyperband")
+DEFAULT_SEED = 1  # of a job without `seed`: the search repeats (KerasTuner draws one for 0)
 
 
 def _tuner_class(base):
@@ -97,7 +98,9 @@ VALUE_CHECKS = {
     "max_trials": schema.integer_at_least(1),
     "epochs": schema.integer_at_least(1),
     "patience": schema.integer_at_least(1),
-    "seed": schema.integer_at_least(0),
+    # KerasTuner's oracles take `seed or random.randint(1, 10000)`: 0 would be a random search.
+    "seed": (schema.integer_at_least(1)[0], "an integer >= 1 (KerasTuner turns 0 into a random "
+             "seed, so a search with seed 0 would not repeat)"),
     "executions_per_trial": schema.integer_at_least(1),
     "set": schema.list_of_text('a list of "key=value" strings'),
     "param": (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
@@ -162,13 +165,13 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print, workers=
     direction = job.get("direction", base["training"]["mode"])
     objective = keras_tuner.Objective(objective_name, direction=direction)
     hypermodel = hypermodels.ZooHyperModel(base, space=job["space_entries"], data=data,
-                                           epochs=epochs, seed=job.get("seed", 0))
+                                           epochs=epochs, seed=job.get("seed", DEFAULT_SEED))
     kind = job.get("tuner", "random")
     base_class = {"hyperband": keras_tuner.Hyperband, "random": keras_tuner.RandomSearch,
                   "bayesian": keras_tuner.BayesianOptimization}[kind]
     budget = {"max_epochs": epochs} if kind == "hyperband" else {"max_trials": max_trials}
     tuner = _tuner_class(base_class)(hypermodel, objective=objective, directory=str(out.parent),
-                                     project_name=out.name, seed=job.get("seed", 0),
+                                     project_name=out.name, seed=job.get("seed", DEFAULT_SEED),
                                      overwrite=False, **budget)
     patience = q.get("patience", job.get("patience", base["training"]["patience"]))
     callbacks = []
@@ -205,6 +208,7 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print, workers=
         "trials": len(tuner.oracle.trials),
         "trials_by_worker": _count_workers(out),
         "max_trials": max_trials,
+        "seed": job.get("seed", DEFAULT_SEED),
         "overrides": best_overrides,
         "train_command": f"rnnreg train {job['model']} "
         + " ".join(f"--set {o}" for o in overrides + best_overrides),
