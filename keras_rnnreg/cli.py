@@ -21,13 +21,15 @@ EPILOG = """examples:
   rnnreg train jsb_rnn_ns --data ../shared/data/polyphonic/JSB_Chorales.mat --set training.epochs=50
   rnnreg evaluate runs/jsb_rnn_plain
   rnnreg reproduce zoo/noise_table1.toml --quick
-  rnnreg reproduce zoo/noise_table1.toml --jobs 4   # 4 runs at once (processes / GPUs)
+  rnnreg reproduce zoo/normstab_adding.toml --jobs 18      # 2 x 9 seeds at once on one GPU
   rnnreg tune tuning/jsb_rnn_ns.toml --quick
   rnnreg tune tuning/jsb_rnn_ns.toml --workers 4          # KerasTuner chief + 4 workers
   rnnreg figure --list
   rnnreg figure noise_loss_surface --out figures           # computed, no data needed
   rnnreg figure noise_spectral_radius --runs runs/jsb_rnn_do runs/jsb_rnn_n --out figures
   rnnreg figure ns_norm_horizon --quick --out figures     # from tiny synthetic runs
+  rnnreg data list                                        # the corpora, and which are present
+  rnnreg data fetch jsb_chorales                          # opt-in download, sha256 checked
 """
 
 
@@ -126,6 +128,21 @@ def _parser():
                     help="timesteps of the probe sequences (norm figures; default 1000)")
     fg.add_argument("--quick", action="store_true",
                     help="draw from tiny synthetic runs made in OUT/quick-inputs (seconds)")
+
+    root_help = "the data root (default $RNNREG_DATA, else $KERAS_HOME/datasets/keras-rnnreg)"
+    dt = sub.add_parser("data", help="the corpora: list them, or download a public one (opt-in; "
+                        "every file's sha256 is checked)")
+    dsub = dt.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    dsub.required = True
+    dl = dsub.add_parser("list", help="every corpus: its path under the data root, whether it is "
+                         "there, and where it comes from")
+    dl.add_argument("--data-root", help=root_help)
+    df = dsub.add_parser("fetch", help="download a corpus into the data root (nothing is kept "
+                         "unless every file's hash is the catalog's)")
+    df.add_argument("name", help="a corpus name (rnnreg data list)")
+    df.add_argument("--data-root", help=root_help)
+    df.add_argument("--mirror", metavar="URL",
+                    help="a base URL (or a folder) under which each file is found by its own name")
     return p
 
 
@@ -235,6 +252,23 @@ def _cmd_tune(args, out):
     return 0
 
 
+def _cmd_data(args, out):
+    from keras_rnnreg.data import catalog
+
+    root = catalog.data_root(args.data_root)
+    if args.action == "list":
+        for name, corpus in catalog.CORPORA.items():
+            there = "present" if (root / corpus.path).exists() else "missing"
+            print(f"{name:14} {there:8} {root / corpus.path}  ({corpus.origin})", file=out)
+        return 0
+    try:
+        print(catalog.fetch(args.name, data_root=root, mirror=args.mirror), file=out)
+    except (ValueError, OSError) as err:  # an unknown name, a refused hash, a failed download
+        print(f"rnnreg data fetch: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _cmd_figure(args, out):
     from keras_rnnreg import figures
 
@@ -258,7 +292,8 @@ def _cmd_figure(args, out):
 
 
 COMMANDS = {"list": _cmd_list, "show": _cmd_show, "train": _cmd_train, "evaluate": _cmd_evaluate,
-            "reproduce": _cmd_reproduce, "tune": _cmd_tune, "figure": _cmd_figure}
+            "reproduce": _cmd_reproduce, "tune": _cmd_tune, "figure": _cmd_figure,
+            "data": _cmd_data}
 
 
 def user_errors():

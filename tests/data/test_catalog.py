@@ -211,3 +211,32 @@ def test_names_and_families(tmp_path, monkeypatch):
     os.mkdir("timit")  # a folder of that name in the current folder is read, not the data root's
     with pytest.raises(FileNotFoundError, match="not a TIMIT corpus"):
         timit.load("timit", data_root=tmp_path)
+
+
+def test_cli_data_list_and_fetch(serve, tmp_path, capsys):
+    import io
+
+    from keras_rnnreg import cli
+
+    root, out = tmp_path / "root", io.StringIO()
+    assert cli.main(["data", "list", "--data-root", str(root)], out=out) == 0
+    lines = out.getvalue().splitlines()
+    assert [line.split()[:2] for line in lines] == [[n, "missing"] for n in data.CORPORA]
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    blob = bytearray(open(os.path.join(POLYPHONIC, "JSB_Chorales.mat"), "rb").read())
+    blob[1000] ^= 0xFF
+    (mirror / "JSB_Chorales.mat").write_bytes(bytes(blob))
+    argv = ["data", "fetch", "jsb_chorales", "--data-root", str(root), "--mirror", serve(mirror)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rnnreg data fetch: error: ") and err.count("\n") == 1 and "hash" in err
+    assert not root.exists() or _files(root) == []
+    argv[-1] = serve(POLYPHONIC)
+    out = io.StringIO()
+    assert cli.main(argv, out=out) == 0
+    assert out.getvalue().strip() == str(root / "polyphonic" / "JSB_Chorales.mat")
+    assert _sha256(root / "polyphonic" / "JSB_Chorales.mat") == data.CORPORA["jsb_chorales"].files[
+        "polyphonic/JSB_Chorales.mat"]
+    assert cli.main(["data", "fetch", "nope", "--data-root", str(root)]) == 2
+    assert "unknown corpus 'nope'" in capsys.readouterr().err
