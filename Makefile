@@ -22,9 +22,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 # The noise study's plain RNN on JSB-like chorales built from music21's bundled Bach chorales (no
-# data needed); each run gets its own folder under runs/.
+# download; a substitute, asked for by name); each run gets its own folder under runs/.
 demo: setup
-	$(BIN)/rnnreg train jsb_rnn_plain --out runs/demo-$$(date +%Y%m%d-%H%M%S)
+	$(BIN)/rnnreg train jsb_rnn_plain --data music21-chorales --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 lint: setup
 	$(BIN)/ruff check .

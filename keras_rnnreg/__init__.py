@@ -7,10 +7,14 @@ Activations"), written with ``keras.ops`` only so they run on TensorFlow, JAX an
 ``import keras_rnnreg`` registers every serializable class (layers, perturbations, penalties,
 initializers, constraints, metrics, the zoo's losses and heads) with ``keras.saving``, so that a
 saved model loads with ``keras.saving.load_model`` after this import alone. The other submodules
-(``callbacks``, ``data``, ``tuning``, ``cli``) are imported on first use.
+(``callbacks``, ``data``, ``tuning``, ``cli``) are imported on first use. The ``rnnreg`` command
+is the exception: it parses its arguments before Keras is imported (so that ``rnnreg --help``
+answers at once) and then registers them.
 """
 
 import importlib
+import os
+import sys
 
 __version__ = "0.1.0"
 
@@ -20,18 +24,19 @@ _SUBMODULES = ("activations", "callbacks", "cli", "constraints", "data", "distri
 
 __all__ = list(_SUBMODULES)
 
-# Importing these registers their classes for deserialization (see the module docstring).
-from keras_rnnreg import (  # noqa: E402, F401
-    activations,
-    constraints,
-    initializers,
-    layers,
-    metrics,
-    optimizers,
-    perturbations,
-    regularizers,
-    zoo,
-)
+_REGISTERING = ("activations", "constraints", "initializers", "layers", "metrics", "optimizers",
+                "perturbations", "regularizers", "zoo")
+
+
+def _register():
+    """Import the submodules whose classes are registered for deserialization (see above)."""
+    for name in _REGISTERING:
+        importlib.import_module(f"{__name__}.{name}")
+
+
+# The rnnreg script imports this package to reach keras_rnnreg.cli; it registers after parsing.
+if os.path.basename(sys.argv[0] if sys.argv else "") != "rnnreg":
+    _register()
 
 
 def __getattr__(name):

@@ -17,19 +17,20 @@ __all__ = ["main"]
 
 EPILOG = """examples:
   rnnreg list 'jsb_*'
-  rnnreg train jsb_rnn_plain                      # embedded Bach chorales, no data needed
-  rnnreg train jsb_rnn_ns --data ../shared/data/polyphonic/JSB_Chorales.mat --set training.epochs=50
+  rnnreg list --cards                                     # the experiment cards (rnnreg reproduce)
+  rnnreg train jsb_rnn_plain --data music21-chorales      # music21's Bach chorales, no download
+  rnnreg data fetch jsb_chorales                          # opt-in download, sha256 checked
+  rnnreg train jsb_rnn_ns --set training.epochs=50        # the JSB benchmark from the data root
   rnnreg evaluate runs/jsb_rnn_plain
-  rnnreg reproduce zoo/noise_table1.toml --quick
-  rnnreg reproduce zoo/normstab_adding.toml --jobs 18      # 2 x 9 seeds at once on one GPU
-  rnnreg tune tuning/jsb_rnn_ns.toml --quick
-  rnnreg tune tuning/jsb_rnn_ns.toml --workers 4          # KerasTuner chief + 4 workers
+  rnnreg reproduce noise_table1 --quick
+  rnnreg reproduce normstab_adding --jobs 18              # 2 x 9 seeds at once on one GPU
+  rnnreg tune jsb_rnn_ns --quick
+  rnnreg tune jsb_rnn_ns --workers 4                      # KerasTuner chief + 4 workers
   rnnreg figure --list
   rnnreg figure noise_loss_surface --out figures           # computed, no data needed
   rnnreg figure noise_spectral_radius --runs runs/jsb_rnn_do runs/jsb_rnn_n --out figures
   rnnreg figure ns_norm_horizon --quick --out figures     # from tiny synthetic runs
   rnnreg data list                                        # the corpora, and which are present
-  rnnreg data fetch jsb_chorales                          # opt-in download, sha256 checked
 """
 
 
@@ -54,15 +55,22 @@ def _parser():
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    ls = sub.add_parser("list", help="list zoo names (with a shell pattern)")
+    ls = sub.add_parser("list", help="list zoo names (with a shell pattern), experiment cards or "
+                        "tuner jobs")
     ls.add_argument("pattern", nargs="?", default="*", help="e.g. 'jsb_*', '*_ns', 'timit*'")
     ls.add_argument("--long", "-l", action="store_true",
                     help="with description and the paper's number")
-    ls.add_argument("--keys", action="store_true", help="list every configuration key instead")
+    what = ls.add_mutually_exclusive_group()
+    what.add_argument("--keys", action="store_true", help="list every configuration key instead")
+    what.add_argument("--cards", action="store_true",
+                      help="list the shipped experiment cards (rnnreg reproduce NAME) instead")
+    what.add_argument("--jobs", action="store_true",
+                      help="list the shipped tuner jobs (rnnreg tune NAME) instead")
 
     show = sub.add_parser("show", help="print the resolved configuration of a name as JSON")
-    show.add_argument("name")
-    show.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    show.add_argument("name", help="zoo name (rnnreg list)")
+    show.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a configuration key before printing")
 
     tr = sub.add_parser("train", help="train a zoo configuration")
     tr.add_argument("name", help="zoo name (rnnreg list)")
@@ -83,13 +91,14 @@ def _parser():
                            help="one line per epoch instead of progress bars")
 
     ev = sub.add_parser("evaluate", help="evaluate a run folder's best checkpoint")
-    ev.add_argument("run_dir")
+    ev.add_argument("run_dir", help="a run folder of rnnreg train")
     ev.add_argument("--data", help="data file or folder (default: the run's)")
-    ev.add_argument("--data-root")
-    ev.add_argument("--split", default="test", choices=("test", "valid", "train"))
+    ev.add_argument("--data-root", help="folder to look up relative data paths in ($RNNREG_DATA)")
+    ev.add_argument("--split", default="test", choices=("test", "valid", "train"),
+                    help="the split to evaluate (default test)")
 
-    rp = sub.add_parser("reproduce", help="run an experiment card (zoo/*.toml) and write the table")
-    rp.add_argument("card")
+    rp = sub.add_parser("reproduce", help="run an experiment card and write the table")
+    rp.add_argument("card", help="a shipped card's name (rnnreg list --cards) or a TOML file")
     rp.add_argument("--quick", action="store_true",
                     help="the card's quick variant (seconds, synthetic data)")
     rp.add_argument("--out", help="folder for the runs and the table (default runs/<card>[-quick])")
@@ -107,11 +116,11 @@ def _parser():
     rp.add_argument("--devices", type=_device_list,
                     help="comma-separated GPU ids to spread the runs over (CUDA_VISIBLE_DEVICES)")
 
-    tu = sub.add_parser("tune", help="run a KerasTuner job (tuning/*.toml)")
-    tu.add_argument("job")
+    tu = sub.add_parser("tune", help="run a KerasTuner job")
+    tu.add_argument("job", help="a shipped job's name (rnnreg list --jobs) or a TOML file")
     tu.add_argument("--quick", action="store_true", help="the job's quick variant")
     tu.add_argument("--out", help="tuner folder (default runs/tune-<job>)")
-    tu.add_argument("--data-root")
+    tu.add_argument("--data-root", help="folder the job's data paths are relative to")
     tu.add_argument("--workers", type=_count(0), default=0,
                     help="KerasTuner's distributed mode: a chief oracle and N worker processes on "
                     "127.0.0.1")
@@ -182,8 +191,13 @@ def _printer(out):
 
 
 def _cmd_list(args, out):
-    from keras_rnnreg import zoo
+    from keras_rnnreg import _shipped, zoo
 
+    if args.cards or args.jobs:
+        kind = "card" if args.cards else "job"
+        for name in _shipped.names(kind):
+            print(name, file=out)
+        return 0
     if args.keys:
         for line in zoo.describe_keys():
             print(line, file=out)
@@ -315,9 +329,58 @@ def _one_line(err):
     return text
 
 
+def _backend_name():
+    """The backend Keras will load, read as Keras reads it ($KERAS_BACKEND, else keras.json),
+    without importing Keras."""
+    import os
+    from pathlib import Path
+
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+    try:
+        return json.loads((home / "keras.json").read_text()).get("backend", "tensorflow")
+    except (OSError, ValueError, AttributeError):
+        return "tensorflow"
+
+
+def _quiet_tensorflow():
+    """Import TensorFlow (when it is the backend) with its C++ start-up lines (absl's "All log
+    messages before absl::InitializeLog()", cuda stubs, cuInit) captured, unless the user set
+    ``TF_CPP_MIN_LOG_LEVEL``; the lines are shown if the import fails."""
+    import os
+    import tempfile
+
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+        return
+    if _backend_name() != "tensorflow":
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # the platforms' start-up lines come here
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def main(argv=None, out=None):
     out = out or sys.stdout
     args = _parser().parse_args(argv)
+    _quiet_tensorflow()
+    import keras_rnnreg
+
+    keras_rnnreg._register()  # the package's classes, for the runs' .keras files
     expected = user_errors()
     try:
         return COMMANDS[args.command](args, out)

@@ -9,6 +9,10 @@ import pytest
 SHARED_DATA = os.path.normpath(
     os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 )
+# The cards and jobs name no data root: the tests' benchmark data is found through $RNNREG_DATA,
+# as a user's is.
+if os.path.isdir(SHARED_DATA):
+    os.environ.setdefault("RNNREG_DATA", SHARED_DATA)
 
 
 def pytest_collection_modifyitems(config, items):

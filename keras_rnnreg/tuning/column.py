@@ -30,8 +30,10 @@ __all__ = ["card_path", "entries", "entry_job", "evaluate_best", "run"]
 
 
 def card_path(job, job_path):
-    path = Path(job["card"])
-    return path if path.is_absolute() else Path(job_path).resolve().parent / path
+    """The job's card: a path relative to the job file, or a shipped card's name."""
+    path = Path(job["card"]).expanduser()
+    beside = path if path.is_absolute() else Path(job.get("path", job_path)).resolve().parent / path
+    return beside if beside.is_file() else job["card"]
 
 
 def entries(job, job_path, quick=False):

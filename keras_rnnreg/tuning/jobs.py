@@ -1,4 +1,5 @@
-"""Tuner jobs (top-level ``tuning/*.toml``), run by ``rnnreg tune JOB.toml``.
+"""Tuner jobs (top-level ``tuning/*.toml``), run by ``rnnreg tune JOB`` (a shipped job's name or
+a TOML path).
 
 A job names a zoo configuration, a search space (:mod:`keras_rnnreg.tuning.spaces`), the tuner
 and its budget::
@@ -6,7 +7,8 @@ and its budget::
     model = "jsb_rnn_ns"
     space = "noise_study_table2"          # or [[param]] tables (search-space entries)
     data = "polyphonic/JSB_Chorales.mat"  # default: the configuration's data.source
-    data_root = "../shared/data"
+    data_root = "~/corpora"               # optional (default: --data-root, $RNNREG_DATA, or
+                                          # the data folder)
     tuner = "random"                      # random | bayesian | hyperband
     max_trials = 50
     epochs = 200                          # per trial (hyperband: the maximum)
@@ -110,8 +112,7 @@ VALUE_CHECKS = {
 
 
 def load_job(path):
-    path = Path(path)
-    job = schema.load_toml(path, JobError, "tuner job", "tuning/*.toml")
+    path, job = schema.load_toml(path, JobError, "job")
     schema.check_table(job, JOB_KEYS, {}, str(path), JobError)
     if "model" not in job and not ("card" in job and "column" in job):
         raise JobError(f"{path}: missing 'model' (a zoo name), or 'card' and 'column' (a Table 1 "
@@ -124,7 +125,7 @@ def load_job(path):
         job["space_entries"] = spaces_lib.get(space)
     except ValueError as err:
         raise JobError(f"{path}: {err}") from None
-    job["stem"] = path.stem
+    job.update(stem=path.stem, path=str(path))
     return job
 
 

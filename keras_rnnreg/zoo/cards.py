@@ -7,8 +7,9 @@ beyond per-entry overrides (e.g. Table 2's learning-rate / clipping columns)::
     title = "Noise study, Table 1: test NLL per timestep (nats)"
     paper = "Regularizing Recurrent Networks"
     table = "Table 1"
-    command = "rnnreg reproduce zoo/noise_table1.toml"
-    data_root = "../shared/data"        # relative entry data paths are looked up here
+    command = "rnnreg reproduce noise_table1"
+    data_root = "~/corpora"             # optional: relative entry data paths are looked up here
+                                        # (default: --data-root, $RNNREG_DATA, the data folder)
     seeds = [0]
     rows = ["RNN-plain", "RNN-FD"]      # optional grid layout of the markdown table
     columns = ["JSB", "Nottingham"]
@@ -85,8 +86,7 @@ ENTRY_VALUE_CHECKS = {
 
 def load_card(path):
     """Parse and check a card; returns a dict with ``entries`` (each with a unique ``key``)."""
-    path = Path(path)
-    card = schema.load_toml(path, CardError, "card", "zoo/*.toml")
+    path, card = schema.load_toml(path, CardError, "card")
     schema.check_table(card, CARD_KEYS, VALUE_CHECKS, str(path), CardError)
     entries = card.get("entry")
     if not entries or not isinstance(entries, list):

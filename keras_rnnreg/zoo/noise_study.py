@@ -235,9 +235,6 @@ def preset(dataset, model):
     if "dropout" in hp:
         notes.append(f"'Dropout {hp['dropout']}' read as the drop probability p (Sec. 10.3), "
                      "classic scaling ((1 - p) W at test time), climin's RMSprop")
-    if dataset == "jsb":
-        notes.append("without --data, trains on the embedded music21 chorales (not the benchmark "
-                     "split)")
     return {
         "task": "polyphonic",
         "description": f"{model.replace('_', '-').upper()} on {column} (noise study, Table 1)",
@@ -256,7 +253,7 @@ def preset(dataset, model):
         "optimizer": keras_object(
             CliminRMSprop if model in ("rnn_do", "rnn_dos") else keras.optimizers.RMSprop,
             learning_rate=hp["step_rate"], momentum=hp["momentum"], rho=0.9),
-        "data": {"source": "music21-chorales" if dataset == "jsb" else f"polyphonic/{filename}",
+        "data": {"source": f"polyphonic/{filename}",
                  "batch_size": hp["batch_size"], "chunk": 100},
         "training": {**SCHEDULE[dataset], "monitor": "val_nll_per_timestep", "mode": "min"},
         "paper": {"reference": PAPER, "metric": "test NLL per timestep (nats)", "value": value,

@@ -29,11 +29,10 @@ import numbers
 import random
 import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 
-from keras_rnnreg import perturbations, regularizers
+from keras_rnnreg import _shipped, perturbations, regularizers
 from keras_rnnreg._api import PACKAGE
 from keras_rnnreg.zoo import tasks
 
@@ -343,13 +342,13 @@ def check_table(table, keys, checks, where, error=ConfigError):
     return table
 
 
-def load_toml(path, error, what, folder):
-    """The table of a TOML file: FileNotFoundError if it is missing, ``error`` if not TOML."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{what} {str(path)!r} not found ({what}s live in {folder})")
+def load_toml(path, error, kind):
+    """``(the file, its table)`` of a card or tuner job (``kind`` ``"card"`` / ``"job"``) named by
+    path or by its shipped name: FileNotFoundError if there is none, ``error`` if not TOML."""
+    path = _shipped.find(kind, path)
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            return path, tomllib.load(f)
     except tomllib.TOMLDecodeError as err:
         raise error(f"{path}: not valid TOML: {err}") from None
 

@@ -14,21 +14,19 @@ registering its ``Task`` (its corpus parsing, if any, in :mod:`keras_rnnreg.data
 """
 
 import importlib
-import os
 import pkgutil
 from pathlib import Path
 
 import keras
 
+from keras_rnnreg.data import catalog
+from keras_rnnreg.data.catalog import DataNotFoundError
+
 __all__ = ["DATA_ROOT_ENV", "SYNTHETIC", "DataError", "DataNotFoundError", "FirstBatches", "TASKS",
            "Task", "get", "pipelines", "register", "resolve_source"]
 
 SYNTHETIC = "synthetic"
-DATA_ROOT_ENV = "RNNREG_DATA"
-
-
-class DataNotFoundError(FileNotFoundError):
-    """A configuration's data could not be found; the message says where we looked."""
+DATA_ROOT_ENV = catalog.ENV_VAR
 
 
 class DataError(ValueError):
@@ -129,17 +127,27 @@ def resolve_source(source, data_root=None, name="", named=(SYNTHETIC,)):
                                 "PATH (or data.source) pointing at the corpus")
     if source in named:
         return source
+    if source in catalog.CORPORA and not Path(source).exists():  # a corpus name: its path
+        source = catalog.CORPORA[source].path
     path = Path(source).expanduser()
-    roots = [r for r in (data_root, os.environ.get(DATA_ROOT_ENV)) if r]
+    roots = list(dict.fromkeys(str(r) for r in (data_root, catalog.data_root()) if r))
     candidates = [path] if path.is_absolute() else [path] + [Path(r).expanduser() / path
                                                             for r in roots]
     for candidate in candidates:
         if candidate.exists():
             return str(candidate)
     looked = ", ".join(str(c) for c in candidates)
+    corpus = next((n for n, c in catalog.CORPORA.items() if c.path == source), None)
+    if corpus and catalog.CORPORA[corpus].url:
+        where = (f"`rnnreg data fetch {corpus}` downloads it from "
+                 f"{catalog.CORPORA[corpus].origin}; or pass --data PATH")
+    elif corpus:
+        where = f"{catalog.CORPORA[corpus].origin}; or pass --data PATH"
+    else:
+        where = "pass --data PATH"
     raise DataNotFoundError(f"data for {name or 'this configuration'} not found: {source!r} "
-                            f"(looked at {looked}). Pass --data PATH, or --data-root / "
-                            f"${DATA_ROOT_ENV} = the folder holding {source}")
+                            f"(looked at {looked}); {where}, or --data-root / ${DATA_ROOT_ENV} = "
+                            f"the folder holding {source}")
 
 
 # Every module of this package registers its Task on import: a new dataset is one module here.
