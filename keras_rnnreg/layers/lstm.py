@@ -175,7 +175,7 @@ class LSTM(FusedRNN):
                     f"per-timestep perturbation {per_step[0]!r} (a new weight draw every step; "
                     "per='sequence' keeps cuDNN)"
                 )
-        if self.state_regularizer is not None and self.state_regularizer.on == "cell":
+        if any(reg.on == "cell" for reg in self._state_regularizers):
             return "state_regularizer on='cell' (cuDNN returns no cell sequence)"
         if self.return_cell_sequence:
             return "return_cell_sequence=True (cuDNN returns no cell sequence)"
