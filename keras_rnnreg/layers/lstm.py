@@ -25,7 +25,8 @@ class LSTM(FusedRNN):
       when it penalizes hidden states (Sec. 2.1, after Gers & Schmidhuber 2000);
     * ``return_cell_sequence=True`` also returns the memory-cell sequence (B, T, units), right
       after the main output, for probes and penalties on the cells;
-    * ``state_regularizer`` with ``on="cell"`` penalizes the memory cells;
+    * ``state_regularizer`` with ``on="cell"`` penalizes the memory cells (one penalty or a list,
+      each with its own ``on``);
     * ``perturbations``, masks, ``stateful`` and speed as :class:`keras_rnnreg.layers.SimpleRNN`;
     * ``use_cudnn="auto" | True | False`` (Keras' argument): the same equations through Keras'
       own cuDNN kernel on TensorFlow and PyTorch with a GPU, with per-sequence weight noise or

@@ -191,3 +191,15 @@ def test_cudnn_rule_for_lists_and_bad_entries():
     with pytest.raises(ValueError, match="state_regularizer"):
         layers.LSTM(4, state_regularizer=[NormStabilizer(1.0), "l2"])
     assert layers.LSTM(4, state_regularizer=[]).state_regularizer is None
+
+
+def test_bidirectional_adds_each_penalty_of_each_direction():
+    x, _ = _masked_inputs(6)
+    bi = layers.Bidirectional(layers.LSTM(
+        3, return_sequences=True,
+        state_regularizer=[NormStabilizer(5.0), TemporalActivationRegularization(1.0)]))
+    bi(x)
+    assert len(bi.losses) == 4
+    restored = layers.Bidirectional.from_config(bi.get_config())
+    assert len(restored.forward_layer.state_regularizer) == 2
+    assert len(restored.backward_layer.state_regularizer) == 2
