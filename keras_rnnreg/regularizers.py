@@ -46,6 +46,12 @@ and the alternative costs of Sec. 2.1.1 / Table 3. How the passages are read her
 :meth:`NormStabilizer.penalty` on the state sequence after the loop and ``add_loss`` the result)
 and a standalone Keras layer: ``NormStabilizer(500.0)(sequence)`` inside any model adds the
 penalty with ``add_loss`` and returns its input unchanged, with its mask.
+
+``ActivationRegularization`` (AR, α · mean(h_t²)) and ``TemporalActivationRegularization`` (TAR,
+β · mean((h_t − h_{t−1})²)) of AWD-LSTM (Merity et al. 2017, "Regularizing and Optimizing LSTM
+Language Models") follow the same pattern and the same mask rules (AR: valid steps; TAR: pairs of
+valid steps); their means are also over the units, as AWD-LSTM's ``.pow(2).mean()``. A recurrent
+layer's ``state_regularizer=`` takes one penalty or a list of them, each added with ``add_loss``.
 """
 
 import numbers
@@ -107,6 +113,30 @@ def _weighted_mean(values, weights):
     return ops.where(count > 0, total / safe_count, ops.zeros_like(total))
 
 
+def _prepare(sequence, mask, caller):
+    """The sequence (float32 when float16/bfloat16), a float (batch, time) mask, their dtype."""
+    sequence = ops.convert_to_tensor(sequence)
+    if len(sequence.shape) != 3:
+        raise ValueError(
+            f"{caller} expects a sequence of rank 3 (batch, time, units); received shape "
+            f"{tuple(sequence.shape)}."
+        )
+    dtype = keras.backend.standardize_dtype(sequence.dtype)
+    if dtype in ("float16", "bfloat16") or not dtype.startswith("float"):
+        dtype = "float32"
+        sequence = ops.cast(sequence, dtype)
+    if mask is None:
+        mask = ops.ones(ops.shape(sequence)[:2], dtype=dtype)
+    else:
+        mask = ops.cast(mask, dtype)
+        if len(mask.shape) != 2:
+            raise ValueError(
+                f"{caller} expects a mask of rank 2 (batch, time); received shape "
+                f"{tuple(mask.shape)}."
+            )
+    return sequence, mask, dtype
+
+
 def state_penalty(sequence, cost="norm_diff", mask=None, target=5.0):
     """The unscaled mean cost of a state sequence (see the module docstring for each ``cost``).
 
@@ -120,25 +150,7 @@ def state_penalty(sequence, cost="norm_diff", mask=None, target=5.0):
         A scalar float tensor (float32 when the sequence is float16/bfloat16).
     """
     _check_cost(cost)
-    sequence = ops.convert_to_tensor(sequence)
-    if len(sequence.shape) != 3:
-        raise ValueError(
-            "state_penalty expects a sequence of rank 3 (batch, time, units); received shape "
-            f"{tuple(sequence.shape)}."
-        )
-    dtype = keras.backend.standardize_dtype(sequence.dtype)
-    if dtype in ("float16", "bfloat16") or not dtype.startswith("float"):
-        dtype = "float32"
-        sequence = ops.cast(sequence, dtype)
-    if mask is None:
-        mask = ops.ones(ops.shape(sequence)[:2], dtype=dtype)
-    else:
-        mask = ops.cast(mask, dtype)
-        if len(mask.shape) != 2:
-            raise ValueError(
-                f"state_penalty expects a mask of rank 2 (batch, time); received shape "
-                f"{tuple(mask.shape)}."
-            )
+    sequence, mask, dtype = _prepare(sequence, mask, "state_penalty")
 
     if cost == "state_diff":
         diff = sequence[:, 1:] - sequence[:, :-1]
@@ -239,4 +251,176 @@ class NormStabilizer(keras.layers.Layer):
         return config
 
 
-__all__ = ["COSTS", "NormStabilizer", "safe_l2_norm", "state_penalty"]
+def activation_penalty(sequence, mask=None):
+    """The unscaled AR cost mean(h_t²) of AWD-LSTM (Merity et al. 2017): the mean of the squared
+    entries over the valid steps of the batch and over the units,
+    Σ_{b,t valid} Σ_u h_{b,t,u}² / (units · number of valid steps); 0 when no step is valid.
+
+    Args:
+        sequence: (batch, time, units) hidden states (or memory cells).
+        mask: None, or (batch, time) with 1 for valid and 0 for padded steps (bool or float).
+
+    Returns:
+        A scalar float tensor (float32 when the sequence is float16/bfloat16).
+    """
+    sequence, mask, _ = _prepare(sequence, mask, "activation_penalty")
+    return _weighted_mean(ops.mean(ops.square(sequence), axis=-1), mask)
+
+
+def temporal_activation_penalty(sequence, mask=None):
+    """The unscaled TAR cost mean((h_t − h_{t−1})²) of AWD-LSTM (Merity et al. 2017): the mean of
+    the squared entries of the T−1 differences of consecutive output states, over the pairs whose
+    *both* steps are valid and over the units,
+    Σ_{b,t: t, t−1 valid} Σ_u (h_{b,t,u} − h_{b,t−1,u})² / (units · number of valid pairs); 0 when
+    no pair is valid (e.g. T = 1).
+
+    Args:
+        sequence: (batch, time, units) hidden states (or memory cells).
+        mask: None, or (batch, time) with 1 for valid and 0 for padded steps (bool or float).
+
+    Returns:
+        A scalar float tensor (float32 when the sequence is float16/bfloat16).
+    """
+    sequence, mask, _ = _prepare(sequence, mask, "temporal_activation_penalty")
+    diff = sequence[:, 1:] - sequence[:, :-1]
+    return _weighted_mean(ops.mean(ops.square(diff), axis=-1), mask[:, 1:] * mask[:, :-1])
+
+
+class _SequencePenalty(keras.layers.Layer):
+    """A weight-scaled penalty on a state sequence: a recurrent layer's ``state_regularizer=``
+    (the layer calls :meth:`penalty` after the loop with its mask) or a standalone layer that adds
+    the penalty with ``add_loss`` and returns its input unchanged, with its mask."""
+
+    _weight_name = None  # the constructor argument holding the weight
+
+    def __init__(self, scale, on="hidden", **kwargs):
+        super().__init__(**kwargs)
+        self._scale = _check_real(self._weight_name, scale, minimum=0.0)
+        if on not in ON:
+            raise ValueError(f"Unknown on={on!r}: expected 'hidden' or 'cell'.")
+        self.on = on
+        self.supports_masking = True
+        self.built = True  # no weights (see NormStabilizer)
+
+    def _cost(self, sequence, mask):
+        raise NotImplementedError
+
+    def penalty(self, sequence, mask=None):
+        """The weight times the unscaled cost: a scalar tensor, ready for ``add_loss``."""
+        return self._cost(sequence, mask) * self._scale
+
+    def call(self, inputs, mask=None):
+        self.add_loss(self.penalty(inputs, mask=mask))
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({self._weight_name: self._scale, "on": self.on})
+        return config
+
+
+@serializable
+class ActivationRegularization(_SequencePenalty):
+    """Activation regularization (AR) of AWD-LSTM (Merity et al. 2017): α · mean(h_t²).
+
+    The mean is over the batch, the valid steps and the units: with a (batch, time) mask,
+    α · Σ_{b,t valid} Σ_u h_{b,t,u}² / (units · number of valid steps), padded steps excluded as
+    the norm-stabilizer excludes them (0 when no step is valid); unmasked, exactly AWD-LSTM's
+    ``alpha * h.pow(2).mean()``. AWD-LSTM applies AR to the *dropped* output of the last layer;
+    as a ``state_regularizer=`` it sees the layer's state sequence (put the standalone layer after
+    a ``Dropout`` for AWD-LSTM's placement).
+
+    Two uses, as :class:`NormStabilizer`: ``state_regularizer=ActivationRegularization(2.0)`` of a
+    :mod:`keras_rnnreg.layers` recurrent layer (alone or in a list of penalties, computed on the
+    returned sequence after the loop, so ``on="hidden"`` keeps the cuDNN path), or as a layer on
+    any sequence, ``y = ActivationRegularization(2.0)(h_seq)``, which adds the penalty with
+    ``add_loss`` and returns ``h_seq`` unchanged, with its mask.
+
+    Args:
+        alpha: α ≥ 0, the weight of the penalty (AWD-LSTM uses 2).
+        on: "hidden" or "cell": which state sequence a recurrent layer hands to :meth:`penalty`.
+            Ignored by the standalone layer, which penalizes whatever it is given.
+
+    Example:
+
+    >>> import numpy as np
+    >>> ar = ActivationRegularization(2.0)
+    >>> h = np.ones((2, 3, 4), "float32")
+    >>> float(ar.penalty(h))
+    2.0
+    """
+
+    _weight_name = "alpha"
+
+    def __init__(self, alpha, on="hidden", **kwargs):
+        super().__init__(alpha, on=on, **kwargs)
+
+    @property
+    def alpha(self):
+        return self._scale
+
+    def _cost(self, sequence, mask):
+        return activation_penalty(sequence, mask=mask)
+
+
+@serializable
+class TemporalActivationRegularization(_SequencePenalty):
+    """Temporal activation regularization (TAR) of AWD-LSTM (Merity et al. 2017):
+    β · mean((h_t − h_{t−1})²).
+
+    The mean is over the batch, the T−1 consecutive pairs of output states (the initial state is
+    not part of the sequence, as for the norm-stabilizer) and the units: with a (batch, time)
+    mask, a pair counts only if both its steps are valid,
+    β · Σ_{b,t: t, t−1 valid} Σ_u (h_{b,t,u} − h_{b,t−1,u})² / (units · number of valid pairs)
+    (0 when no pair is valid); unmasked, exactly AWD-LSTM's
+    ``beta * (h[1:] - h[:-1]).pow(2).mean()`` on the undropped output.
+
+    Two uses, as :class:`NormStabilizer`: ``state_regularizer=TemporalActivationRegularization(1.)``
+    of a :mod:`keras_rnnreg.layers` recurrent layer (alone or combined,
+    ``state_regularizer=[NormStabilizer(50.0), TemporalActivationRegularization(1.0)]``; computed
+    on the returned sequence, so ``on="hidden"`` keeps the cuDNN path), or as a layer on any
+    sequence, which adds the penalty with ``add_loss`` and returns its input and mask unchanged.
+
+    Args:
+        beta: β ≥ 0, the weight of the penalty (AWD-LSTM uses 1).
+        on: "hidden" or "cell": which state sequence a recurrent layer hands to :meth:`penalty`.
+            Ignored by the standalone layer, which penalizes whatever it is given.
+
+    Example:
+
+    >>> import numpy as np
+    >>> tar = TemporalActivationRegularization(1.0)
+    >>> h = np.arange(3, dtype="float32").reshape(1, 3, 1)  # steps 0, 1, 2
+    >>> float(tar.penalty(h))
+    1.0
+    """
+
+    _weight_name = "beta"
+
+    def __init__(self, beta, on="hidden", **kwargs):
+        super().__init__(beta, on=on, **kwargs)
+
+    @property
+    def beta(self):
+        return self._scale
+
+    def _cost(self, sequence, mask):
+        return temporal_activation_penalty(sequence, mask=mask)
+
+
+__all__ = [
+    "COSTS",
+    "ActivationRegularization",
+    "NormStabilizer",
+    "TemporalActivationRegularization",
+    "activation_penalty",
+    "safe_l2_norm",
+    "state_penalty",
+    "temporal_activation_penalty",
+]

@@ -1,10 +1,19 @@
-"""NormStabilizer and state_penalty: NumPy references for every cost, masks, fit on each backend."""
+"""NormStabilizer and state_penalty: NumPy references for every cost, masks, fit on each backend;
+AR / TAR (AWD-LSTM) against NumPy with and without masks."""
 
 import keras
 import numpy as np
 import pytest
 
-from keras_rnnreg.regularizers import COSTS, NormStabilizer, state_penalty
+from keras_rnnreg.regularizers import (
+    COSTS,
+    ActivationRegularization,
+    NormStabilizer,
+    TemporalActivationRegularization,
+    activation_penalty,
+    state_penalty,
+    temporal_activation_penalty,
+)
 from tests.conftest import to_numpy
 
 B, T, U = 3, 6, 4
@@ -257,3 +266,93 @@ def test_state_regularizer_leaves_the_model_built():
     outputs = LSTM(U, return_sequences=True, state_regularizer=regularizer)(inputs)
     model = keras.Model(inputs, outputs)
     assert all(layer.built for layer in model._flatten_layers())
+
+
+# ------------------------------------------------------------------------- AR / TAR (AWD-LSTM)
+def _reference_ar_tar(seq, kind, mask=None):
+    """NumPy loops: AR over valid steps, TAR over pairs of valid steps; means over the units."""
+    seq = np.asarray(seq, dtype=np.float64)
+    if mask is None:
+        mask = np.ones(seq.shape[:2])
+    values = []
+    for b in range(seq.shape[0]):
+        for t in range(seq.shape[1]):
+            if kind == "ar" and mask[b, t]:
+                values.append(np.mean(seq[b, t] ** 2))
+            if kind == "tar" and t > 0 and mask[b, t] and mask[b, t - 1]:
+                values.append(np.mean((seq[b, t] - seq[b, t - 1]) ** 2))
+    return float(np.mean(values)) if values else 0.0
+
+
+@pytest.mark.parametrize("kind", ["ar", "tar"])
+@pytest.mark.parametrize("mask_name", ["none", "right", "left"])
+def test_ar_tar_match_numpy(kind, mask_name):
+    seq = _sequence(4)
+    mask = _masks()[mask_name]
+    if mask is not None:
+        seq = np.where(mask[..., None] > 0, seq, 100.0).astype("float32")  # padding must not count
+    reg = ActivationRegularization(2.0) if kind == "ar" else TemporalActivationRegularization(0.5)
+    weight = 2.0 if kind == "ar" else 0.5
+    got = to_numpy(reg.penalty(seq, mask=mask))
+    expected = weight * _reference_ar_tar(seq, kind, mask)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_ar_tar_unmasked_are_awd_lstm_formulas():
+    seq = _sequence(5)
+    np.testing.assert_allclose(
+        to_numpy(ActivationRegularization(2.0).penalty(seq)), 2.0 * np.mean(seq**2), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        to_numpy(TemporalActivationRegularization(1.0).penalty(seq)),
+        np.mean((seq[:, 1:] - seq[:, :-1]) ** 2),
+        rtol=1e-5,
+    )
+    assert float(to_numpy(temporal_activation_penalty(seq[:, :1]))) == 0.0
+    assert float(to_numpy(activation_penalty(seq, mask=np.zeros((B, T))))) == 0.0
+
+
+def test_ar_tar_arguments_and_serialization():
+    with pytest.raises(ValueError, match="alpha"):
+        ActivationRegularization(-1.0)
+    with pytest.raises(ValueError, match="beta"):
+        TemporalActivationRegularization("one")
+    with pytest.raises(ValueError, match="on='gates'"):
+        TemporalActivationRegularization(1.0, on="gates")
+    seq = _sequence()
+    for reg, name in (
+        (ActivationRegularization(3.0, on="cell"), "ActivationRegularization"),
+        (TemporalActivationRegularization(0.25), "TemporalActivationRegularization"),
+    ):
+        config = keras.saving.serialize_keras_object(reg)
+        assert config["registered_name"] == f"keras_rnnreg>{name}"
+        restored = keras.saving.deserialize_keras_object(config)
+        assert type(restored) is type(reg) and restored.on == reg.on
+        assert restored.get_config() == reg.get_config()
+        np.testing.assert_allclose(
+            to_numpy(restored.penalty(seq)), to_numpy(reg.penalty(seq)), rtol=1e-6
+        )
+    assert ActivationRegularization(3.0).alpha == 3.0
+    assert TemporalActivationRegularization(0.25).beta == 0.25
+
+
+@pytest.mark.parametrize("cls", ["ar", "tar"])
+def test_ar_tar_standalone_layer_with_mask_and_save(cls, tmp_path):
+    penalty_cls = ActivationRegularization if cls == "ar" else TemporalActivationRegularization
+    inputs = keras.Input((T, 2))
+    masked = keras.layers.Masking(0.0)(inputs)
+    seq = keras.layers.SimpleRNN(U, return_sequences=True)(masked)
+    seq = penalty_cls(4.0)(seq)
+    model = keras.Model(inputs, keras.layers.Dense(1)(seq))
+    x = _left_padded_inputs()
+    model(x)
+    assert len(model.losses) == 1
+    mask = (np.abs(x).sum(-1) > 0).astype("float32")
+    hidden = to_numpy(model.layers[2](x, mask=mask))
+    expected = 4.0 * _reference_ar_tar(hidden, cls, mask)
+    np.testing.assert_allclose(to_numpy(model.losses[0]), expected, rtol=1e-4, atol=1e-7)
+    path = str(tmp_path / f"{cls}.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    np.testing.assert_allclose(to_numpy(restored(x)), to_numpy(model(x)), rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(restored.losses[0]), to_numpy(model.losses[0]), rtol=1e-6)

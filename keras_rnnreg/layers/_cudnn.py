@@ -9,8 +9,9 @@ of our loop, so it is taken whenever the configuration allows (``use_cudnn="auto
 * no ``recurrent_dropout``, no ``unroll``;
 * perturbations drawn per sequence (``WeightNoise`` / ``DropConnect`` with ``per="sequence"``, on
   the recurrent or the input kernel); input ``dropout`` is fine;
-* ``state_regularizer`` on the hidden state (computed from the returned sequence); no cell
-  penalty and no ``return_cell_sequence`` (cuDNN returns no cell sequence);
+* ``state_regularizer`` on the hidden state (computed from the returned sequence: the
+  norm-stabilizer, AR, TAR, or a list of them); no cell penalty in the list and no
+  ``return_cell_sequence`` (cuDNN returns no cell sequence);
 * TensorFlow or PyTorch with a GPU. On JAX Keras' kernel (``jax.experimental.rnn``) is taken only
   with ``use_cudnn=True``: measured on one H100 (forward, backward and update, ms per batch) it is
   faster than our scan for one 1000-unit LSTM (5.3 against 7.0) but slower on the 3×500

@@ -147,7 +147,7 @@ class FusedRNN(keras.layers.Layer):
         self.perturbations = _deserialize_list(perturbations, "perturbations")
         for target in ("input", "recurrent"):
             split_by_target(self.perturbations, target)  # raises on an invalid combination
-        self.state_regularizer = _deserialize_one(state_regularizer)
+        self.state_regularizer = _deserialize_state_regularizer(state_regularizer)
         self._check_state_regularizer()
         self.supports_masking = True
         if self._keras_use_cudnn_arg:
@@ -194,13 +194,18 @@ class FusedRNN(keras.layers.Layer):
     def output_size(self):
         return self.units
 
+    @property
+    def _state_regularizers(self):
+        """The penalties of ``state_regularizer=`` as a list (empty, one, or several)."""
+        return state_regularizer_list(self.state_regularizer)
+
     def _check_state_regularizer(self):
-        reg = self.state_regularizer
-        if reg is not None and reg.on == "cell" and "cell" not in self._sequences_available:
-            raise ValueError(
-                f"state_regularizer on='cell' needs memory cells, which {type(self).__name__} "
-                "does not have; use on='hidden'."
-            )
+        for reg in self._state_regularizers:
+            if reg.on == "cell" and "cell" not in self._sequences_available:
+                raise ValueError(
+                    f"state_regularizer on='cell' needs memory cells, which "
+                    f"{type(self).__name__} does not have; use on='hidden'."
+                )
 
     # Names of the carried states, in carry order ("hidden" first).
     _sequences_available = ("hidden",)
@@ -215,9 +220,7 @@ class FusedRNN(keras.layers.Layer):
             stateful=self.stateful,
             zero_output_for_mask=self.zero_output_for_mask,
             unroll=self.unroll,
-            state_regularizer=None
-            if self.state_regularizer is None
-            else keras.saving.serialize_keras_object(self.state_regularizer),
+            state_regularizer=_serialize_state_regularizer(self.state_regularizer),
         )
         if self._keras_use_cudnn_arg:
             config["use_cudnn"] = self.use_cudnn
@@ -500,8 +503,7 @@ class FusedRNN(keras.layers.Layer):
         needed = set(self._extra_sequence_outputs())
         if self.return_sequences:
             needed.update(("hidden",) + self._paired_outputs())
-        if self.state_regularizer is not None:
-            needed.add(self.state_regularizer.on)
+        needed.update(reg.on for reg in self._state_regularizers)
         ys = {}
         if state_seqs is None:  # cuDNN: the hidden (output) sequence only, batch-major
             ys["hidden"] = hidden
@@ -511,10 +513,9 @@ class FusedRNN(keras.layers.Layer):
             seq = self._output_sequence(seq, float_mask)
             ys[name] = ops.transpose(seq, (1, 0, 2))  # back to batch-major
 
-        if self.state_regularizer is not None:
-            on = self.state_regularizer.on
-            seq_mask = None if mask is None else ops.cast(mask, ys[on].dtype)
-            self.add_loss(self.state_regularizer.penalty(ys[on], mask=seq_mask))
+        for reg in self._state_regularizers:  # each penalty its own add_loss
+            seq_mask = None if mask is None else ops.cast(mask, ys[reg.on].dtype)
+            self.add_loss(reg.penalty(ys[reg.on], mask=seq_mask))
 
         if self.stateful:
             for variable, state in zip(self.states, final_states):
@@ -735,6 +736,43 @@ def _deserialize_one(value):
     if isinstance(value, dict):
         return keras.saving.deserialize_keras_object(value)
     return value
+
+
+def _check_penalty(value):
+    if not (hasattr(value, "penalty") and hasattr(value, "on")):
+        raise ValueError(
+            f"Invalid state_regularizer entry {value!r}: expected a keras_rnnreg.regularizers "
+            "penalty such as NormStabilizer, ActivationRegularization or "
+            "TemporalActivationRegularization (or a list of them)."
+        )
+    return value
+
+
+def _deserialize_state_regularizer(value):
+    """None, one penalty, or a list of penalties (an empty list is None); configs deserialized."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        penalties = [_check_penalty(_deserialize_one(v)) for v in value]
+        return penalties or None
+    return _check_penalty(_deserialize_one(value))
+
+
+def _serialize_state_regularizer(value):
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [keras.saving.serialize_keras_object(v) for v in value]
+    return keras.saving.serialize_keras_object(value)
+
+
+def state_regularizer_list(value):
+    """A layer's ``state_regularizer`` (None, one penalty or a list) as a list."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
 
 
 __all__ = ["FusedRNN"]

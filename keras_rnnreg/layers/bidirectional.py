@@ -104,8 +104,8 @@ class Bidirectional(keras.layers.Bidirectional):
         # Penalties as the two-call path computes them: the backward layer's on its sequence in
         # its processing order (reversed time).
         for layer, seq in ((fwd, y), (bwd, ops.flip(y_rev, axis=1))):
-            if layer.state_regularizer is not None:
-                self.add_loss(layer.state_regularizer.penalty(seq))
+            for reg in layer._state_regularizers:
+                self.add_loss(reg.penalty(seq))
         if not self.return_sequences:
             y, y_rev = y[:, -1], y_rev[:, 0]
         y = ops.cast(y, self.compute_dtype)

@@ -278,7 +278,8 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
         unroll: passed to the loop (``keras.ops.scan``).
         inference: "mean" (default) or "marginal" (module docstring, **Inference**).
         perturbations: weight noise / DropConnect with ``sampling="weight"``, in training only.
-        state_regularizer: a penalty on the mean hidden-state sequence (e.g. ``NormStabilizer``).
+        state_regularizer: a penalty on the mean hidden-state sequence (e.g. ``NormStabilizer``),
+            or a list of penalties.
         return_state, stateful, seed, zero_output_for_mask, activity_regularizer: as
             :class:`~keras_rnnreg.layers.SimpleRNN`; the states are ``[mean, variance]``.
         kernel_initializer, recurrent_initializer, bias_initializer, *_regularizer,

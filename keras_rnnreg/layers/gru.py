@@ -29,7 +29,8 @@ class GRU(FusedRNN):
     to and from ``keras.layers.GRU``. Beyond Keras, as :class:`keras_rnnreg.layers.SimpleRNN`:
     ``perturbations=[...]`` (weight noise / DropConnect on the input and recurrent kernels, drawn
     before the loop; under ``reset_after=False`` a perturbed ``U_h`` acts on ``r ⊙ h_{t-1}``),
-    ``state_regularizer=`` (the norm-stabilizer on the hidden sequence), masks, ``unroll``.
+    ``state_regularizer=`` (the norm-stabilizer, AR / TAR on the hidden sequence, or a list of
+    them), masks, ``unroll``.
     ``use_cudnn="auto" | True | False``: Keras' own cuDNN GRU kernel on TensorFlow and PyTorch with
     a GPU (``reset_after=True``, tanh / sigmoid, per-sequence perturbations only, no
     ``recurrent_dropout``; :func:`keras_rnnreg.layers.cudnn_path` names the reason otherwise).

@@ -25,7 +25,8 @@ class LSTM(FusedRNN):
       when it penalizes hidden states (Sec. 2.1, after Gers & Schmidhuber 2000);
     * ``return_cell_sequence=True`` also returns the memory-cell sequence (B, T, units), right
       after the main output, for probes and penalties on the cells;
-    * ``state_regularizer`` with ``on="cell"`` penalizes the memory cells;
+    * ``state_regularizer`` with ``on="cell"`` penalizes the memory cells (one penalty or a list,
+      each with its own ``on``);
     * ``perturbations``, masks, ``stateful`` and speed as :class:`keras_rnnreg.layers.SimpleRNN`;
     * ``use_cudnn="auto" | True | False`` (Keras' argument): the same equations through Keras'
       own cuDNN kernel on TensorFlow and PyTorch with a GPU, with per-sequence weight noise or
@@ -175,7 +176,7 @@ class LSTM(FusedRNN):
                     f"per-timestep perturbation {per_step[0]!r} (a new weight draw every step; "
                     "per='sequence' keeps cuDNN)"
                 )
-        if self.state_regularizer is not None and self.state_regularizer.on == "cell":
+        if any(reg.on == "cell" for reg in self._state_regularizers):
             return "state_regularizer on='cell' (cuDNN returns no cell sequence)"
         if self.return_cell_sequence:
             return "return_cell_sequence=True (cuDNN returns no cell sequence)"

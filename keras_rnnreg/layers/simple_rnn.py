@@ -19,7 +19,9 @@ class SimpleRNN(FusedRNN):
     * ``perturbations=[...]``: weight noise / DropConnect (:mod:`keras_rnnreg.perturbations`),
       active in training only;
     * ``state_regularizer=``: a penalty on the hidden-state sequence, e.g.
-      :class:`keras_rnnreg.regularizers.NormStabilizer`, added with ``add_loss`` after the loop;
+      :class:`keras_rnnreg.regularizers.NormStabilizer`, added with ``add_loss`` after the loop,
+      or a list of penalties (e.g. ``[NormStabilizer(50.0),
+      TemporalActivationRegularization(1.0)]``), each added with its own ``add_loss``;
 
     Masks, ``zero_output_for_mask`` and ``stateful`` as Keras (:class:`FusedRNN`). Like Keras'
     SimpleRNN it takes no ``implementation`` and has no ``use_cudnn`` (``"auto"`` and ``False``
