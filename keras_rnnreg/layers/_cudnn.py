@@ -77,6 +77,11 @@ def config_reason(layer, training=True):
     name = type(layer).__name__
     if getattr(layer, "use_cudnn", "auto") is False:
         return "use_cudnn=False"
+    if any(getattr(layer, "_zoneout_rates", ())):
+        return (
+            f"zoneout={layer.zoneout!r} (each unit mixed with its previous value at every step, "
+            "in training and inference; cuDNN cannot: our loop runs)"
+        )
     static = getattr(layer, "_cudnn_config_reason", None)
     if static is None:
         return f"{name} has no cuDNN path"

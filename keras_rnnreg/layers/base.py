@@ -94,6 +94,7 @@ class FusedRNN(keras.layers.Layer):
         perturbations=None,
         state_regularizer=None,
         use_cudnn="auto",
+        zoneout=0.0,
         **kwargs,
     ):
         if self._keras_implementation_arg:
@@ -149,6 +150,7 @@ class FusedRNN(keras.layers.Layer):
             split_by_target(self.perturbations, target)  # raises on an invalid combination
         self.state_regularizer = _deserialize_state_regularizer(state_regularizer)
         self._check_state_regularizer()
+        self.zoneout, self._zoneout_rates = self._check_zoneout(zoneout)
         self.supports_masking = True
         if self._keras_use_cudnn_arg:
             self.use_cudnn = _cudnn.check_use_cudnn(use_cudnn)
@@ -159,6 +161,59 @@ class FusedRNN(keras.layers.Layer):
             )
         if not self._defers_cudnn_check:
             self._check_use_cudnn()
+
+    # Whether ``zoneout=`` applies (FastDropoutRNN carries a variance, which zoneout would not
+    # mix as the paper's equations do: it takes only 0).
+    _supports_zoneout = True
+
+    def _check_zoneout(self, zoneout):
+        """(``zoneout`` as given, normalized; the rate of each carried state in carry order).
+
+        A number is the rate of every state; a layer with several states (the LSTM) also takes
+        a pair ``(cell_rate, hidden_rate)``, the paper's notation z_c, z_h."""
+        name = type(self).__name__
+        multi = len(self._sequences_available) > 1
+        expected = "a rate 0 <= zoneout < 1" + (
+            " or a pair (cell_rate, hidden_rate) of such rates" if multi else ""
+        )
+
+        def rate(value):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(
+                    f"Invalid value for argument zoneout={zoneout!r} of {name}: expected "
+                    f"{expected}."
+                )
+            value = float(value)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(
+                    f"Invalid value for argument zoneout={zoneout!r} of {name}: expected "
+                    f"{expected}."
+                )
+            return value
+
+        if isinstance(zoneout, (list, tuple)):
+            if not multi or len(zoneout) != 2:
+                raise ValueError(
+                    f"Invalid value for argument zoneout={zoneout!r} of {name}: expected "
+                    f"{expected}."
+                )
+            cell_rate, hidden_rate = rate(zoneout[0]), rate(zoneout[1])
+            normalized = (cell_rate, hidden_rate)
+            rates = {"hidden": hidden_rate, "cell": cell_rate}
+            rates = tuple(rates[s] for s in self._sequences_available)
+        else:
+            normalized = rate(zoneout)
+            rates = (normalized,) * len(self._sequences_available)
+        if any(rates) and not self._supports_zoneout:
+            raise ValueError(
+                f"Invalid value for argument zoneout={zoneout!r}: {name} does not support "
+                "zoneout (expected 0)."
+            )
+        return normalized, rates
+
+    @property
+    def _zoneout_active(self):
+        return any(getattr(self, "_zoneout_rates", ()))
 
     # Subclasses whose __init__ sets more attributes call _check_use_cudnn() themselves.
     _defers_cudnn_check = False
@@ -221,6 +276,7 @@ class FusedRNN(keras.layers.Layer):
             zero_output_for_mask=self.zero_output_for_mask,
             unroll=self.unroll,
             state_regularizer=_serialize_state_regularizer(self.state_regularizer),
+            zoneout=list(self.zoneout) if isinstance(self.zoneout, tuple) else self.zoneout,
         )
         if self._keras_use_cudnn_arg:
             config["use_cudnn"] = self.use_cudnn
@@ -444,14 +500,33 @@ class FusedRNN(keras.layers.Layer):
                     seed=self.seed_generator,
                 )
 
-            fused = recurrent_keep is None and recurrent_local is None and not in_loop
+            # Zoneout (Krueger et al. 2016, Eq. 4 / Sec. 3.2 for the LSTM): in training one
+            # Bernoulli(z) mask per timestep, unit and example for each zoned state, drawn here,
+            # before the loop, (T, B, units); at inference the expectation (no draw).
+            zoneout_masks = {}
+            if self._zoneout_active and training:
+                shape = tuple(ops.shape(projected)[:2]) + (self.units,)
+                for i, z in enumerate(self._zoneout_rates):
+                    if z > 0:
+                        u = keras.random.uniform(
+                            shape, dtype=self.compute_dtype, seed=self.seed_generator
+                        )
+                        zoneout_masks[f"zoneout_{i}"] = ops.cast(u < z, self.compute_dtype)
+            zoneout_rates = self._zoneout_rates if self._zoneout_active else ()
+
+            fused = (
+                recurrent_keep is None
+                and recurrent_local is None
+                and not in_loop
+                and not self._zoneout_active  # the hand-written backward has no zoneout
+            )
             if fused and self._use_fused():
                 # Fast path: hand-written backward pass (layers/_fused.py).
                 state_seqs = self._fused_states(
                     projected, recurrent_kernel, states, float_mask, recurrent_bias
                 )
             else:
-                step_inputs = {"projected": projected}
+                step_inputs = {"projected": projected, **zoneout_masks}
                 if float_mask is not None:
                     step_inputs["mask"] = float_mask
                 if len(recurrent_kernel.shape) == 3:
@@ -480,6 +555,8 @@ class FusedRNN(keras.layers.Layer):
                     new_carry = self._recurrent_step(
                         inputs["projected"], h_in, u, carry, recurrent_bias, noise
                     )
+                    if zoneout_rates:
+                        new_carry = _zone_out(new_carry, carry, zoneout_rates, inputs, training)
                     if "mask" in inputs:  # masked steps keep the previous state
                         m = inputs["mask"]
                         new_carry = [o + m * (n - o) for n, o in zip(new_carry, carry)]
@@ -687,6 +764,20 @@ class FusedRNN(keras.layers.Layer):
         Returns the new carried states: ``[h]``, or ``[h, c]`` for the LSTM.
         """
         raise NotImplementedError
+
+
+def _zone_out(new_carry, carry, rates, inputs, training):
+    """Zoneout of each carried state (Krueger et al. 2016, Eq. 4):
+    training ``s_t = d_t ⊙ s_{t-1} + (1 - d_t) ⊙ s̃_t`` with ``d_t ~ Bernoulli(z)`` (the masks
+    ``inputs["zoneout_i"]``, drawn before the loop); inference the expectation
+    ``s_t = z s_{t-1} + (1 - z) s̃_t`` (the paper's test-time rule, Sec. 3)."""
+    out = []
+    for i, (new, old, z) in enumerate(zip(new_carry, carry, rates)):
+        if z > 0:
+            d = inputs[f"zoneout_{i}"] if training else z
+            new = new + d * (old - new)
+        out.append(new)
+    return out
 
 
 def activation_config(layer, argument):

@@ -293,6 +293,7 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
     _keras_implementation_arg = False
     _keras_use_cudnn_arg = False
     _sequences_available = ("hidden", "variance")
+    _supports_zoneout = False  # zoneout would mix the variance too: not the paper's method
 
     def __init__(
         self,
