@@ -56,6 +56,33 @@ class FusedRNN(keras.layers.Layer):
       zeroed by ``reset_state()``), part of ``variables`` (so ``fit`` / ``predict`` carry them
       on every backend) but not of ``weights`` (so ``get_weights()`` is Keras'); ``.keras``
       files keep them.
+
+    Zoneout (Krueger et al. 2016, "Zoneout: Regularizing RNNs by Randomly Preserving Hidden
+    Activations"), ``zoneout=`` keyword-only: a rate ``0 <= z < 1`` for every carried state, or
+    for the LSTM a pair ``(cell_rate, hidden_rate)`` (the paper's z_c, z_h). Each step first
+    computes the plain update s̃_t (the layer's usual equations from the zoned-out s_{t-1}),
+    then:
+
+    * training (the paper's zoneout update, Sec. 3, ``s_t = d_t ⊙ s_{t-1} + (1 - d_t) ⊙ s̃_t``,
+      cited by section: the equation numbers were not checked against the paper): ``d_t ~
+      Bernoulli(z)`` per timestep, unit and example, one independent mask per state, all drawn
+      before the loop with ``seed_generator`` as (T, B, units) tensors that the loop reads like an
+      input (nothing random in the scan);
+    * inference: the expectation ``s_t = z s_{t-1} + (1 - z) s̃_t``, the paper's test-time rule
+      (as dropout's, Sec. 3), without a draw.
+
+    How the ambiguities were read: the LSTM's h zoneout is applied to ``h̃_t = o_t ⊙
+    g_out(c̃_t)``, after the output gate and from the *un-zoned* candidate cell c̃_t (the
+    paper's two LSTM zoneout equations, ``c_t = d^c_t ⊙ c_{t-1} + (1 - d^c_t) ⊙ (f_t ⊙ c_{t-1}
+    + i_t ⊙ g_t)`` and ``h_t = d^h_t ⊙ h_{t-1} + (1 - d^h_t) ⊙ (o_t ⊙ tanh(f_t ⊙ c_{t-1} + i_t ⊙
+    g_t))``: c and h zoned independently, each from its own candidate), and the next step reads
+    the zoned c_t and h_t; the single state h of the GRU and SimpleRNN is zoned by the general
+    rule after the whole update (for the GRU after its own interpolation by its gate z).
+    ``recurrent_dropout`` acts on the h the recurrent matmul reads, never on the carried value
+    zoneout keeps. A masked step (Keras mask) keeps its state
+    whatever the draw. A zoneout layer with any rate > 0 runs the generic loop with autodiff:
+    never cuDNN (``cudnn_path`` names zoneout), never the hand-written backward of
+    ``layers/_fused.py``. FastDropoutRNN takes only ``zoneout=0``.
     """
 
     _gates = 1
@@ -500,7 +527,7 @@ class FusedRNN(keras.layers.Layer):
                     seed=self.seed_generator,
                 )
 
-            # Zoneout (Krueger et al. 2016, Eq. 4 / Sec. 3.2 for the LSTM): in training one
+            # Zoneout (Krueger et al. 2016, Sec. 3; FusedRNN's docstring): in training one
             # Bernoulli(z) mask per timestep, unit and example for each zoned state, drawn here,
             # before the loop, (T, B, units); at inference the expectation (no draw).
             zoneout_masks = {}
@@ -767,7 +794,7 @@ class FusedRNN(keras.layers.Layer):
 
 
 def _zone_out(new_carry, carry, rates, inputs, training):
-    """Zoneout of each carried state (Krueger et al. 2016, Eq. 4):
+    """Zoneout of each carried state (Krueger et al. 2016, Sec. 3):
     training ``s_t = d_t ⊙ s_{t-1} + (1 - d_t) ⊙ s̃_t`` with ``d_t ~ Bernoulli(z)`` (the masks
     ``inputs["zoneout_i"]``, drawn before the loop); inference the expectation
     ``s_t = z s_{t-1} + (1 - z) s̃_t`` (the paper's test-time rule, Sec. 3)."""

@@ -39,6 +39,11 @@ class GRU(FusedRNN):
     On PyTorch, with ``reset_after=True`` and tanh / sigmoid / relu / linear gates, the backward
     pass is hand-written (``layers/_fused.py``, as the LSTM's); elsewhere autodiff runs through
     the loop (faster there: docs/benchmarks.md).
+
+    ``zoneout=z`` (Krueger et al. 2016): each unit of h keeps its previous value with probability
+    z in training, after the GRU's update; the expectation at inference (details in
+    :class:`~keras_rnnreg.layers.base.FusedRNN`). A zoneout layer runs our loop with autodiff:
+    no cuDNN, no hand-written backward.
     """
 
     _gates = 3

@@ -28,6 +28,11 @@ class LSTM(FusedRNN):
     * ``state_regularizer`` with ``on="cell"`` penalizes the memory cells (one penalty or a list,
       each with its own ``on``);
     * ``perturbations``, masks, ``stateful`` and speed as :class:`keras_rnnreg.layers.SimpleRNN`;
+    * ``zoneout=z`` or ``(cell_rate, hidden_rate)`` (Krueger et al. 2016): c and h each keep
+      their previous value with their own probability in training (h after the output gate,
+      from the un-zoned candidate cell), the expectation at inference; details in
+      :class:`~keras_rnnreg.layers.base.FusedRNN`. Runs our loop with autodiff (no cuDNN, no
+      hand-written backward);
     * ``use_cudnn="auto" | True | False`` (Keras' argument): the same equations through Keras'
       own cuDNN kernel on TensorFlow and PyTorch with a GPU, with per-sequence weight noise or
       DropConnect drawn once and the perturbed kernels handed to cuDNN (AWD-LSTM's weight-dropped

@@ -22,6 +22,10 @@ class SimpleRNN(FusedRNN):
       :class:`keras_rnnreg.regularizers.NormStabilizer`, added with ``add_loss`` after the loop,
       or a list of penalties (e.g. ``[NormStabilizer(50.0),
       TemporalActivationRegularization(1.0)]``), each added with its own ``add_loss``;
+    * ``zoneout=z`` (Krueger et al. 2016): each unit keeps its previous value with probability z
+      in training (masks drawn before the loop), the expectation at inference (details in
+      :class:`~keras_rnnreg.layers.base.FusedRNN`); runs the autodiff loop, not the
+      hand-written backward;
 
     Masks, ``zero_output_for_mask`` and ``stateful`` as Keras (:class:`FusedRNN`). Like Keras'
     SimpleRNN it takes no ``implementation`` and has no ``use_cudnn`` (``"auto"`` and ``False``
