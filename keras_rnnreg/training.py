@@ -450,9 +450,11 @@ def format_report(report):
                  "network's predictions overflowed)"]
     else:
         lines = [f"{report['name']}: {report['metric_label']} = {ours:.4g}"]
-        if report.get("paper") is not None and report.get("relative_difference") is not None:
-            diff = report["relative_difference"]
-            lines[0] += f"  (paper: {report['paper']:g}, {diff:+.1%}; {report['paper_table']})"
+        diff = report.get("relative_difference")
+        if report.get("paper") is not None and diff is not None:
+            # a percentage only against the paper's data: on a substitute it would mean nothing
+            vs = f", {diff:+.1%}" if report.get("comparable", True) else ""
+            lines[0] += f"  (paper: {report['paper']:g}{vs}; {report['paper_table']})"
     if not report.get("comparable", True):
         lines.append("  note: not the paper's data; the numbers are not comparable")
     lines.append(f"  best epoch {report['best_epoch']} of {report['epochs_run']}; report: "

@@ -357,7 +357,8 @@ def markdown(card, results, quick=False, command=""):
         ours = _fmt(e["ours"]) + (f" ± {_fmt(e['std'])}" if e["std"] is not None else "")
         if not e["comparable"]:
             ours += "*"
-        diff = f"{e['relative_difference']:+.1%}" if e["relative_difference"] is not None else "–"
+        diff = e["relative_difference"]
+        diff = f"{diff:+.1%}" if diff is not None and e["comparable"] else "–"
         epochs = ", ".join(f"{a} ({b})" for a, b in zip(e["epochs_run"], e["best_epoch"]))
         cells = [e["key"], f"`{e['name']}`", ours, _fmt(e["paper"]), diff, str(len(e["seeds"])),
                  _every_seed(e), epochs]
