@@ -28,6 +28,7 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports  # the one direction of dependencies and no cycles (.importlinter)
 
 test: setup lint
 	@set -e; for b in $(BACKENDS); do \

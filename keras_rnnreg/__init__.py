@@ -34,8 +34,15 @@ def _register():
         importlib.import_module(f"{__name__}.{name}")
 
 
-# The rnnreg script imports this package to reach keras_rnnreg.cli; it registers after parsing.
-if os.path.basename(sys.argv[0] if sys.argv else "") != "rnnreg":
+def _is_command_line():
+    """Started as ``rnnreg`` or ``python -m keras_rnnreg``: keras_rnnreg.cli registers after
+    parsing its arguments."""
+    argv = getattr(sys, "orig_argv", sys.argv)
+    return (os.path.basename(sys.argv[0] if sys.argv else "") == "rnnreg"
+            or any(a == "-m" and b == __name__ for a, b in zip(argv, argv[1:])))
+
+
+if not _is_command_line():
     _register()
 
 

@@ -1,5 +1,5 @@
 """Child processes of the parallel runs and the distributed tuner: their environment, SIGTERM
-handling, orphan detection and stopping (used by :mod:`keras_rnnreg.zoo._parallel` and
+handling, orphan detection and stopping (used by :mod:`keras_rnnreg.experiments._parallel` and
 :mod:`keras_rnnreg.tuning.distributed`)."""
 
 import contextlib
@@ -61,6 +61,19 @@ def child_env(device=None, shared=True, base=None):
         env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def visible_gpus():
+    """The GPU ids a child can be given (``CUDA_VISIBLE_DEVICES``): those of this process's
+    ``CUDA_VISIBLE_DEVICES`` when it is set, else the GPUs NVIDIA's driver lists (none without)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        return [d.strip() for d in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(listing.stdout.splitlines())
+            if line.startswith("GPU ")]
 
 
 def last_lines(path, n, skip="\0"):

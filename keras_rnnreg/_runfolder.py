@@ -33,6 +33,8 @@ REPORT = "report.json"
 CHECKPOINTS = "checkpoints"
 LAST = "last.keras"
 BEST = "best.keras"
+EPOCH_FILE = "epoch-{epoch:04d}.keras"  # checkpoints/EPOCH_FILE: the model after that epoch
+STATE_VERSION = 2
 FAULT_ENV = "RNNREG_FAULT"
 _TMP_MARK = ".tmp-"
 
@@ -56,6 +58,53 @@ def read_json(path, what="run file"):
     return data
 
 
+def epoch_of(checkpoint):
+    """The epoch of a checkpoint's file name (``EPOCH_FILE``): ``epoch-0007.keras`` -> 7."""
+    return int(Path(checkpoint).name[len("epoch-") : -len(".keras")])
+
+
+def check_state(run_dir, state):
+    """``state`` (the run's ``state.json``) is of this version, complete, and its files exist."""
+    where = Path(run_dir) / STATE
+    if state.get("version") != STATE_VERSION:
+        raise RunError(f"{where}: written by another version of keras-rnnreg (state version "
+                       f"{state.get('version')!r}, expected {STATE_VERSION}); start a new run")
+    keys = ("epoch", "last_checkpoint", "best_checkpoint", "history", "rng", "wait", "restarts")
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise RunError(f"{where}: missing {', '.join(missing)}; the commit record is damaged")
+    for key in ("last_checkpoint", "best_checkpoint"):
+        name = state[key]
+        if name is not None and not (Path(run_dir) / CHECKPOINTS / name).is_file():
+            raise RunError(
+                f"{where} says {state['epoch']} epoch(s) are done but {CHECKPOINTS}/{name} ({key}) "
+                "is missing: the run folder is damaged; nothing was changed (restore the file, or "
+                "start a new run with another --out)")
+
+
+def best_checkpoint(run_dir):
+    """``(path, "best.keras" or "last.keras", epoch)`` of a run's best committed checkpoint.
+
+    The one rule for "the model of a run folder": the best epoch's checkpoint that ``state.json``
+    names, else its last one; :class:`RunError` when no epoch is committed.
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / STATE).exists():
+        state = read_json(run_dir / STATE, "commit record")
+        check_state(run_dir, state)
+        for key, label in (("best_checkpoint", BEST), ("last_checkpoint", LAST)):
+            if state.get(key):
+                return run_dir / CHECKPOINTS / state[key], label, epoch_of(state[key])
+    raise RunError(f"{run_dir}: no committed epoch yet ({STATE} names no checkpoint; one is "
+                   "written at the end of the first epoch)")
+
+
+def finished_report(run_dir):
+    """The report (``report.json``) of a finished run, else None."""
+    path = Path(run_dir) / REPORT
+    return read_json(path, "run report") if path.exists() else None
+
+
 def tidy(run_dir, state):
     """Make the derived files agree with the committed ``state``.
 
@@ -70,7 +119,7 @@ def tidy(run_dir, state):
             link_or_copy(checkpoints / state[name], checkpoints / link)
         else:
             (checkpoints / link).unlink(missing_ok=True)
-    for path in checkpoints.glob("epoch-*.keras"):
+    for path in checkpoints.glob(EPOCH_FILE.replace("{epoch:04d}", "*")):
         if path.name not in keep:
             path.unlink(missing_ok=True)
     sweep_temporaries(run_dir, checkpoints)

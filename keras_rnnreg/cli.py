@@ -31,6 +31,9 @@ EPILOG = """examples:
   rnnreg figure noise_spectral_radius --runs runs/jsb_rnn_do runs/jsb_rnn_n --out figures
   rnnreg figure ns_norm_horizon --quick --out figures     # from tiny synthetic runs
   rnnreg data list                                        # the corpora, and which are present
+
+exit status: 0 done; 1 a card ran but some of its runs failed (the same command retries them);
+2 bad input (a name, a value, a file, a busy folder; one line says which); 130 Ctrl-C.
 """
 
 
@@ -54,7 +57,13 @@ def _parser():
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    for add in (_add_list, _add_show, _add_train, _add_evaluate, _add_reproduce, _add_tune,
+                _add_figure, _add_data):
+        add(sub)
+    return p
 
+
+def _add_list(sub):
     ls = sub.add_parser("list", help="list zoo names (with a shell pattern), experiment cards or "
                         "tuner jobs")
     ls.add_argument("pattern", nargs="?", default="*", help="e.g. 'jsb_*', '*_ns', 'timit*'")
@@ -67,11 +76,15 @@ def _parser():
     what.add_argument("--jobs", action="store_true",
                       help="list the shipped tuner jobs (rnnreg tune NAME) instead")
 
+
+def _add_show(sub):
     show = sub.add_parser("show", help="print the resolved configuration of a name as JSON")
     show.add_argument("name", help="zoo name (rnnreg list)")
     show.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                       help="override a configuration key before printing")
 
+
+def _add_train(sub):
     tr = sub.add_parser("train", help="train a zoo configuration")
     tr.add_argument("name", help="zoo name (rnnreg list)")
     tr.add_argument("--data", help="data file or folder (default: the configuration's data.source)")
@@ -90,6 +103,8 @@ def _parser():
     verbosity.add_argument("--lines", action="store_true",
                            help="one line per epoch instead of progress bars")
 
+
+def _add_evaluate(sub):
     ev = sub.add_parser("evaluate", help="evaluate a run folder's best checkpoint")
     ev.add_argument("run_dir", help="a run folder of rnnreg train")
     ev.add_argument("--data", help="data file or folder (default: the run's)")
@@ -97,6 +112,8 @@ def _parser():
     ev.add_argument("--split", default="test", choices=("test", "valid", "train"),
                     help="the split to evaluate (default test)")
 
+
+def _add_reproduce(sub):
     rp = sub.add_parser("reproduce", help="run an experiment card and write the table")
     rp.add_argument("card", help="a shipped card's name (rnnreg list --cards) or a TOML file")
     rp.add_argument("--quick", action="store_true",
@@ -116,6 +133,8 @@ def _parser():
     rp.add_argument("--devices", type=_device_list,
                     help="comma-separated GPU ids to spread the runs over (CUDA_VISIBLE_DEVICES)")
 
+
+def _add_tune(sub):
     tu = sub.add_parser("tune", help="run a KerasTuner job")
     tu.add_argument("job", help="a shipped job's name (rnnreg list --jobs) or a TOML file")
     tu.add_argument("--quick", action="store_true", help="the job's quick variant")
@@ -125,6 +144,8 @@ def _parser():
                     help="KerasTuner's distributed mode: a chief oracle and N worker processes on "
                     "127.0.0.1")
 
+
+def _add_figure(sub):
     fg = sub.add_parser("figure", help="draw one of the papers' figures (NAME.png and NAME.csv)")
     fg.add_argument("name", nargs="?", help="figure name (rnnreg figure --list)")
     fg.add_argument("--list", action="store_true", help="list the figures and what they draw from")
@@ -138,6 +159,8 @@ def _parser():
     fg.add_argument("--quick", action="store_true",
                     help="draw from tiny synthetic runs made in OUT/quick-inputs (seconds)")
 
+
+def _add_data(sub):
     root_help = "the data root (default $RNNREG_DATA, else $KERAS_HOME/datasets/keras-rnnreg)"
     dt = sub.add_parser("data", help="the corpora: list them, or download a public one (opt-in; "
                         "every file's sha256 is checked)")
@@ -152,7 +175,6 @@ def _parser():
     df.add_argument("--data-root", help=root_help)
     df.add_argument("--mirror", metavar="URL",
                     help="a base URL (or a folder) under which each file is found by its own name")
-    return p
 
 
 def _count(minimum):
@@ -226,9 +248,8 @@ def _cmd_show(args, out):
 
 
 def _cmd_train(args, out):
-    from keras_rnnreg import training, zoo
+    from keras_rnnreg import training
 
-    zoo.resolve(args.name, args.overrides)  # fail fast on a bad name / key / value
     verbose = 0 if args.quiet else (2 if args.lines or not sys.stdout.isatty() else 1)
     report = training.train(
         args.name, args.out or f"runs/{args.name}" + (f"-s{args.seed}" if args.seed else ""),
@@ -247,14 +268,19 @@ def _cmd_evaluate(args, out):
 
 
 def _cmd_reproduce(args, out):
-    from keras_rnnreg.zoo import cards
+    from keras_rnnreg.experiments import cards
 
     path = cards.reproduce(
         args.card, quick=args.quick, out_dir=args.out, data_root=args.data_root, only=args.only,
         epochs=args.epochs, seeds=args.seeds, verbose=2 if args.lines else 0, log=_printer(out),
         table_only=args.table_only, jobs=args.jobs, devices=args.devices, stream=out)
     print(f"table: {path}", file=out)
-    return 0
+    failures = json.loads((path.parent / "results.json").read_text())["failures"]
+    if failures:  # exit status 1: the card ran, but not every run finished
+        runs = ", ".join(f"{f['key']} seed {f['seed']}" for f in failures)
+        print(f"{len(failures)} run(s) failed ({runs}); their errors are in {path.parent}/"
+              "results.json and the table; the same command retries them", file=out)
+    return 1 if failures else 0
 
 
 def _cmd_tune(args, out):

@@ -49,8 +49,6 @@ from keras_rnnreg._runfolder import (  # noqa: F401  (the layout names: cli, car
 )
 from keras_rnnreg.zoo import tasks as _tasks
 
-STATE_VERSION = 2
-
 #: Configuration keys that ``resume=True`` may change (they change neither the network nor the data
 #: nor what was trained so far).
 RESUME_SAFE = ("training.epochs", "training.patience", "training.max_restarts")
@@ -110,7 +108,8 @@ def _changed(before, after, prefix=()):
 
 # ------------------------------------------------------------------------------------ train
 def load_task_data(config, data=None, data_root=None):
-    """(task, data splits, resolved source, notes) for a config; ``data`` overrides the source."""
+    """(task, data splits, resolved source, notes, config) for a config; ``data`` overrides the
+    source; the config returned holds what the data impose (PTB's vocabulary size)."""
     task = _tasks.get(config)
     source = data if data is not None else config["data"]["source"]
     source = _tasks.resolve_source(source, data_root=data_root, name=config["name"],
@@ -122,8 +121,8 @@ def load_task_data(config, data=None, data_root=None):
     except (ValueError, KeyError, OSError, EOFError) as err:
         text = str(err).strip("'\"")
         raise _tasks.DataError(text if str(source) in text else f"{source}: {text}") from err
-    notes = task.adjust(config, splits)
-    return task, splits, source, notes
+    changes, notes = task.adjust(config, splits)
+    return task, splits, source, notes, zoo.resolve(config, changes) if changes else config
 
 
 def _check_count(name, value, minimum):
@@ -189,6 +188,15 @@ def train(name_or_config, out_dir, *, data=None, data_root=None, epochs=None, se
             _runfolder.remove_empty_run_folder(run_dir)
 
 
+def _with_epochs(overrides, epochs):
+    """``overrides`` (a dict or ``key=value`` strings) and ``training.epochs`` (None: as is)."""
+    if epochs is None:
+        return overrides
+    if isinstance(overrides, dict):
+        return {**overrides, "training.epochs": epochs}
+    return [*(overrides or ()), f"training.epochs={epochs}"]
+
+
 def _resume_settings(name_or_config, run_dir, overrides, epochs, seed):
     saved = read_json(run_dir / CONFIG, "run configuration")
     if not isinstance(saved.get("config"), dict) or not isinstance(saved.get("run"), dict):
@@ -204,9 +212,7 @@ def _resume_settings(name_or_config, run_dir, overrides, epochs, seed):
         config = zoo.resolve(config)
     except zoo.ConfigError as err:
         raise RunError(f"{run_dir / CONFIG}: {err}; the file is damaged") from None
-    new = zoo.apply_overrides(config, overrides) if overrides else config
-    if epochs is not None:
-        new = zoo.apply_overrides(new, {"training.epochs": epochs})
+    new = zoo.resolve(config, _with_epochs(overrides, epochs))
     changed = _changed(config, new)
     unsafe = {k: v for k, v in changed.items() if k not in RESUME_SAFE}
     if unsafe:
@@ -234,18 +240,16 @@ def _train_locked(name_or_config, run_dir, *, data, data_root, epochs, seed, ove
         if (run_dir / CONFIG).exists() or (run_dir / STATE).exists():
             raise RunError(f"{run_dir} already holds a run; pass --resume to continue it or choose "
                            "another --out")
-        config = zoo.resolve(name_or_config, overrides)
-        if epochs is not None:
-            config = zoo.apply_overrides(config, {"training.epochs": epochs})
+        config = zoo.resolve(name_or_config, _with_epochs(overrides, epochs))
         seed = 0 if seed is None else seed
         run_info, state = None, None
     check_monitor(config)
     if state is not None:
-        _check_state(run_dir, state)
+        _runfolder.check_state(run_dir, state)
 
     keras.utils.set_random_seed(seed)
     wanted = data if data is not None else (run_info["data"] if run_info else None)
-    task, splits, source, notes = load_task_data(config, wanted, data_root)
+    task, splits, source, notes, config = load_task_data(config, wanted, data_root)
     if run_info is not None and str(source) != str(run_info["data"]):
         raise RunError(f"cannot resume {run_dir} on data {source!r}: the run was trained on "
                        f"{run_info['data']!r}")
@@ -271,6 +275,24 @@ def _train_locked(name_or_config, run_dir, *, data, data_root, epochs, seed, ove
     train_data, valid_data = _tasks.pipelines(task, config, splits, seed)
     if strategy is not None:
         train_data, valid_data = strategy.shard_data(train_data), strategy.shard_data(valid_data)
+    model, state, initial_epoch = _model_and_state(run_dir, config, state, strategy, train_data,
+                                                   log)
+
+    total_epochs = config["training"]["epochs"]
+    if state.get("stopped_early") or initial_epoch >= total_epochs:
+        log(f"{run_dir}: training already finished ({state['epoch']} epochs)")
+    else:
+        with distribute_lib.scope(strategy):
+            _fit(model, run_dir, config, state, task.epoch_callbacks(config, splits), train_data,
+                 valid_data, initial_epoch, verbose, callbacks, log)
+
+    report = _report(run_dir, config, run_info, state, task, splits, started)
+    log(format_report(report))
+    return report
+
+
+def _model_and_state(run_dir, config, state, strategy, train_data, log):
+    """The model and commit record to train on: the last checkpoint's (resume) or fresh ones."""
     t = config["training"]
     if state is not None:
         _runfolder.tidy(run_dir, state)
@@ -288,42 +310,13 @@ def _train_locked(name_or_config, run_dir, *, data, data_root, epochs, seed, ove
     else:
         with distribute_lib.scope(strategy):
             model = zoo.build(config)
-        state = {"version": STATE_VERSION, "epoch": 0, "best": None, "best_epoch": None, "wait": 0,
-                 "restarts": 0, "stopped_early": False, "finished": False,
+        state = {"version": _runfolder.STATE_VERSION, "epoch": 0, "best": None, "best_epoch": None,
+                 "wait": 0, "restarts": 0, "stopped_early": False, "finished": False,
                  "learning_rate": zoo.get_value(config, "optimizer.learning_rate"),
                  "last_checkpoint": None, "best_checkpoint": None, "history": [], "rng": None}
         initial_epoch = 0
         _runfolder.tidy(run_dir, state)  # files of a first epoch that was never committed
-
-    total_epochs = t["epochs"]
-    if state.get("stopped_early") or initial_epoch >= total_epochs:
-        log(f"{run_dir}: training already finished ({state['epoch']} epochs)")
-    else:
-        with distribute_lib.scope(strategy):
-            _fit(model, run_dir, config, state, task.epoch_callbacks(config, splits), train_data,
-                 valid_data, initial_epoch, verbose, callbacks, log)
-
-    report = _report(run_dir, config, run_info, state, task, splits, started)
-    log(format_report(report))
-    return report
-
-
-def _check_state(run_dir, state):
-    where = run_dir / STATE
-    if state.get("version") != STATE_VERSION:
-        raise RunError(f"{where}: written by another version of keras-rnnreg (state version "
-                       f"{state.get('version')!r}, expected {STATE_VERSION}); start a new run")
-    keys = ("epoch", "last_checkpoint", "best_checkpoint", "history", "rng", "wait", "restarts")
-    missing = [k for k in keys if k not in state]
-    if missing:
-        raise RunError(f"{where}: missing {', '.join(missing)}; the commit record is damaged")
-    for key in ("last_checkpoint", "best_checkpoint"):
-        name = state[key]
-        if name is not None and not (run_dir / CHECKPOINTS / name).is_file():
-            raise RunError(
-                f"{where} says {state['epoch']} epoch(s) are done but {CHECKPOINTS}/{name} ({key}) "
-                "is missing: the run folder is damaged; nothing was changed (restore the file, or "
-                "start a new run with another --out)")
+    return model, state, initial_epoch
 
 
 def _fit(model, run_dir, config, state, task_callbacks, train_data, valid_data, initial_epoch,
@@ -385,19 +378,11 @@ def _tensorboard(run_dir, wanted):
 def best_model(run_dir):
     """(model, "best.keras" or "last.keras", epoch) of a run's best committed checkpoint.
 
-    The best epoch's checkpoint, else the last one; :class:`RunError` when none is committed.
+    The best epoch's checkpoint, else the last one (:func:`_runfolder.best_checkpoint`);
+    :class:`RunError` when none is committed.
     """
-    run_dir = Path(run_dir)
-    state_path = run_dir / STATE
-    if state_path.exists():
-        state = read_json(state_path, "commit record")
-        _check_state(run_dir, state)
-        for key, label in (("best_checkpoint", BEST), ("last_checkpoint", LAST)):
-            if state.get(key):
-                model = _load_checkpoint(run_dir / CHECKPOINTS / state[key])
-                return model, label, int(state[key][len("epoch-") : -len(".keras")])
-    raise RunError(f"{run_dir}: no committed epoch yet ({STATE} names no checkpoint; one is "
-                   "written at the end of the first epoch)")
+    path, label, epoch = _runfolder.best_checkpoint(run_dir)
+    return _load_checkpoint(path), label, epoch
 
 
 def compare_with_paper(ours, paper):
@@ -488,7 +473,7 @@ def evaluate_run(run_dir, data=None, data_root=None, split="test", log=print):
     saved = read_json(run_dir / CONFIG, "run configuration")
     config, run_info = saved["config"], saved["run"]
     wanted = data if data is not None else run_info["data"]
-    task, splits, source, _ = load_task_data(config, wanted, data_root)
+    task, splits, source, _, config = load_task_data(config, wanted, data_root)
     if split not in splits or splits[split] is None:
         raise RunError(f"the data at {source!r} has no {split!r} split")
     model, checkpoint, checkpoint_epoch = best_model(run_dir)

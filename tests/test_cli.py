@@ -205,3 +205,22 @@ def test_reproduce_jobs_ctrl_c_stops_the_runs_and_the_same_command_resumes(tmp_p
     assert code == 0 and text.count("resuming") == 2, text
     assert all((s.parent / "report.json").exists() for s in states)
     assert "adding_irnn_ns" in (out / "normstab_adding.md").read_text()
+
+
+def test_one_train_checks_its_configuration_once(tmp_path, monkeypatch):
+    """One ``rnnreg train`` (with --set and --epochs, training, the best checkpoint reloaded for
+    the test numbers) validates its configuration once: zoo.resolve's Config is passed on."""
+    from keras_rnnreg.zoo import schema
+
+    zoo.list_models()  # the presets are checked when they are registered, not by the run
+    checks = []
+    real = schema._check_conflicts
+    monkeypatch.setattr(schema, "_check_conflicts", lambda c: checks.append(c) or real(c))
+    schema._CHECKED.clear()
+    code, _ = run(["train", "jsb_rnn_plain", "--data", "synthetic", "--epochs", "1", "--out",
+                   str(tmp_path / "run"), "--quiet", *TINY])
+    assert code == 0 and len(checks) == 1
+    config = zoo.resolve("jsb_rnn_plain", ["model.units=4"])
+    assert zoo.resolve(config) is config  # a resolved config is not checked again
+    with pytest.raises(TypeError, match="read-only"):
+        config["model"]["units"] = 5

@@ -281,3 +281,13 @@ def test_bad_inputs(capsys, drawn, work, tmp_path):
         row.pop("val_nll_per_timestep")
     (old / training.STATE).write_text(json.dumps(state))
     fails(capsys, ["figure", "ns_learning_curves", "--runs", old], "val_nll_per_timestep")
+
+
+def test_out_naming_a_file_is_a_one_line_error(tmp_path, capsys):
+    from keras_rnnreg import cli
+
+    (tmp_path / "taken").write_text("not a folder")
+    assert cli.main(["figure", "noise_loss_surface", "--out", str(tmp_path / "taken")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "taken is a file; expected a folder" in err and len(err.splitlines()) == 1
+    assert (tmp_path / "taken").read_text() == "not a folder"

@@ -53,7 +53,7 @@ class RunFolderCheckpoint(keras.callbacks.ModelCheckpoint):
 
     def __init__(self, run_dir, state, early_stopping, nan_restart=None):
         self.run_dir = Path(run_dir)
-        super().__init__(str(self.run_dir / _runfolder.CHECKPOINTS / "epoch-{epoch:04d}.keras"),
+        super().__init__(str(self.run_dir / _runfolder.CHECKPOINTS / _runfolder.EPOCH_FILE),
                          monitor=early_stopping.monitor, mode=early_stopping.mode)
         self.state = state
         self.early_stopping = early_stopping

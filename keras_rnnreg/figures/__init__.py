@@ -68,12 +68,19 @@ def get(name):
     return FIGURES[name]
 
 
+def _check_out(out_dir):
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise FigureError(f"--out {out_dir} is a file; expected a folder for the figure's .png "
+                          "and .csv")
+
+
 def draw(name, out_dir, runs=(), searches=(), **options):
     """Draw figure ``name`` into ``out_dir`` from run folders or search folders.
 
     ``options``: the figure's keyword options (e.g. ``length`` of the norm probes).
     """
     figure = get(name)
+    _check_out(out_dir)
     given = {"runs": list(runs or ()), "search": list(searches or ())}
     takes = {"none": "no input", "runs": "--runs DIR ...", "search": "--search DIR"}[figure.inputs]
     for kind, what in (("runs", "run folders (--runs)"), ("search", "searches (--search)")):
@@ -91,6 +98,7 @@ def draw_quick(name, out_dir, work=None):
     """Draw ``name`` from its quick inputs (tiny synthetic runs / searches, made once in
     ``work``, default ``out_dir/quick-inputs``)."""
     figure = get(name)
+    _check_out(out_dir)
     work = Path(work) if work is not None else Path(out_dir) / "quick-inputs"
     runs = quick.runs(figure.quick_groups, work) if figure.inputs == "runs" else ()
     searches = quick.searches(work) if figure.inputs == "search" else ()

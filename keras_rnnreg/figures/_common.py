@@ -162,7 +162,7 @@ def long_inputs(run, length, batch=16, seed=0):
     if task not in ("ptb", "polyphonic"):
         raise FigureError(f"{run.path}: long probe sequences are made for ptb, polyphonic and "
                           f"adding runs; this run's task is {task!r}")
-    _, splits, _, _ = training.load_task_data(run.config, run.info["data"])
+    _, splits, _, _, _ = training.load_task_data(run.config, run.info["data"])
     if task == "ptb":
         stream = np.asarray(splits["test"], dtype=np.int32)
     else:

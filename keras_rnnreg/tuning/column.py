@@ -24,7 +24,7 @@ reloaded, not repeated.
 import copy
 from pathlib import Path
 
-from keras_rnnreg.zoo import cards
+from keras_rnnreg.experiments import cards
 
 __all__ = ["card_path", "entries", "entry_job", "evaluate_best", "run"]
 

@@ -82,7 +82,9 @@ class ZooHyperModel(keras_tuner.HyperModel):
             source = tasks.resolve_source(self.base["data"]["source"], data_root=self.data_root,
                                            name=self.base["name"], named=self.task.named_sources)
             self.data = self.task.load(self.base, source)
-            self.task.adjust(self.base, self.data)
+            changes, _ = self.task.adjust(self.base, self.data)
+            if changes:  # what the data impose (PTB's vocabulary size)
+                self.base = zoo.resolve(self.base, changes)
         return self.data
 
     def fit(self, hp, model, *args, callbacks=None, verbose=0, **kwargs):

@@ -154,7 +154,8 @@ def run_job(path, quick=False, out_dir=None, data_root=None, log=print, workers=
     except schema.ConfigError as err:
         raise JobError(f"{path}: {err}") from None
     source = q.get("data", job.get("data", base["data"]["source"]))
-    task, data, source, _ = training.load_task_data(base, source, data_root or job.get("data_root"))
+    task, data, source, _, base = training.load_task_data(base, source,
+                                                          data_root or job.get("data_root"))
     out = Path(out_dir or f"runs/tune-{job['stem']}" + ("-quick" if quick else ""))
     if workers:  # then reload the finished search and summarize it
         from keras_rnnreg.tuning import distributed

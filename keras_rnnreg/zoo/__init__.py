@@ -25,6 +25,7 @@ value raises :class:`ConfigError` naming the key, the value and what was expecte
 raises :class:`UnknownModelError` (a ``KeyError``) listing the closest names.
 """
 
+from keras_rnnreg import distribute as distribute_lib
 from keras_rnnreg.zoo._builders import build_network, compile_model
 from keras_rnnreg.zoo._registry import UnknownModelError, get_config, list_models, register, resolve
 from keras_rnnreg.zoo.model import ZooModel
@@ -54,8 +55,6 @@ def build(name, compile=True, distribute=None, **overrides):
     """
     config = resolve(name, overrides)
     if distribute is not None:
-        from keras_rnnreg import distribute as distribute_lib
-
         return distribute_lib.get(distribute).build(lambda: build(config, compile=compile))
     model = ZooModel(config)
     return compile_model(model, config) if compile else model

@@ -68,17 +68,16 @@ def _recurrent_layer(config, index, return_sequences):
                   name=f"recurrent_{index}")
     extra = dict(perturbations=_perturbations(reg), state_regularizer=_state_regularizer(reg))
     if m["cell"] == "fast_dropout":
-        fd = reg.get("fast_dropout") or {}
-        return layers.FastDropoutRNN(m["units"], rate=fd.get("input_rate", 0.0),
-                                     recurrent_rate=fd.get("recurrent_rate", 0.0),
-                                     activation=m["activation"],
-                                     moments=fd.get("moments", "quadrature"),
-                                     inference=fd.get("inference", "marginal"),
-                                     return_variance=True, **common, **extra)
+        fd = reg["fast_dropout"]  # present: schema.validate checks it
+        return layers.FastDropoutRNN(m["units"], rate=fd["input_rate"],
+                                     recurrent_rate=fd["recurrent_rate"],
+                                     activation=m["activation"], moments=fd["moments"],
+                                     inference=fd["inference"], return_variance=True, **common,
+                                     **extra)
     if m["cell"] == "lstm":
         return layers.LSTM(
             m["units"],
-            activation="tanh" if m["activation"] in ("relu", "trec") else m["activation"],
+            activation=m["activation"],  # relu / trec: refused by schema.validate
             output_activation="same" if m["lstm_output_tanh"] else None,
             **common,
             **extra,
@@ -86,7 +85,7 @@ def _recurrent_layer(config, index, return_sequences):
     if m["cell"] == "gru":
         return layers.GRU(
             m["units"],
-            activation="tanh" if m["activation"] in ("relu", "trec") else m["activation"],
+            activation=m["activation"],
             **common,
             **extra,
         )
@@ -102,10 +101,7 @@ def build_network(config):
         last = i == m["layers"] - 1
         return_sequences = not (last and m["readout"] == "last")
         layer = _recurrent_layer(config, i, return_sequences)
-        if m["bidirectional"]:
-            if m["cell"] == "fast_dropout":
-                raise ValueError("model.bidirectional is not available with "
-                                 "model.cell='fast_dropout'")
+        if m["bidirectional"]:  # not with fast dropout (schema.validate)
             # One cuDNN call where it can.
             layer = layers.Bidirectional(layer, name=f"bidirectional_{i}")
         out = layer(x)
@@ -119,14 +115,10 @@ def build_network(config):
                 bias_initializer=keras.initializers.Constant(m["bias_init"]),
                 kernel_regularizer=_penalty(reg), name="output")
     if m["cell"] == "fast_dropout":
-        fd = reg.get("fast_dropout") or {}
-        act = m["output_activation"]
-        if act not in ("sigmoid", "linear"):
-            raise ValueError(f"model.output_activation={act!r} is not available with fast dropout")
+        fd = reg["fast_dropout"]
         outputs = layers.FastDropoutDense(
-            m["output_dim"], rate=fd.get("output_rate", 0.0), activation=act,
-            moments=fd.get("moments", "quadrature"), inference=fd.get("inference", "marginal"),
-            **head,
+            m["output_dim"], rate=fd["output_rate"], activation=m["output_activation"],
+            moments=fd["moments"], inference=fd["inference"], **head,
         )([x, variance])
     else:
         outputs = keras.layers.Dense(m["output_dim"], activation=m["output_activation"], **head)(x)

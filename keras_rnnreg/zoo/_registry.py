@@ -84,11 +84,13 @@ def get_config(name, **overrides):
 
 
 def resolve(name_or_config, overrides=None):
-    """A config from a zoo name or a config dict, with overrides (dict or ``key=value`` list)."""
-    if isinstance(name_or_config, dict):
+    """The resolved :class:`~keras_rnnreg.zoo.schema.Config` of a zoo name or a config dict,
+    with overrides (dict or ``key=value`` list); a ``Config`` without overrides is returned as it
+    is (it was checked when it was made)."""
+    if isinstance(name_or_config, schema.Config):
+        config = name_or_config
+    elif isinstance(name_or_config, dict):
         config = schema.validate(schema.complete(copy.deepcopy(name_or_config)))
     else:
-        config = get_config(name_or_config)
-    if overrides:
-        config = schema.apply_overrides(config, overrides)
-    return config
+        config = _lookup(name_or_config)
+    return schema.apply_overrides(config, overrides) if overrides else config

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import keras
 
-from keras_rnnreg import _backend
+from keras_rnnreg import _backend, _runfolder
 from keras_rnnreg._api import serializable
 from keras_rnnreg.zoo import _builders, _registry
 
@@ -93,15 +93,10 @@ class ZooModel(keras.Model):
 def _saved_model_path(path):
     """The ``.keras`` file behind a ``from_preset`` path (a file, or a run folder's best)."""
     if path.is_dir():
-        from keras_rnnreg import training
-
-        checkpoints = path / training.CHECKPOINTS
-        for link in (training.BEST, training.LAST):
-            if (checkpoints / link).exists():
-                return checkpoints / link
-        raise FileNotFoundError(f"{path}: not a run folder with a checkpoint (expected "
-                                f"{training.CHECKPOINTS}/{training.BEST} or {training.LAST}; a run "
-                                "writes one at the end of its first epoch)")
+        try:
+            return _runfolder.best_checkpoint(path)[0]
+        except _runfolder.RunError as err:
+            raise FileNotFoundError(f"{path}: not a run folder with a checkpoint ({err})") from None
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such saved model (.keras file)")
     return path

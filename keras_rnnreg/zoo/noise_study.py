@@ -173,6 +173,7 @@ UNLISTED_OPTIMIZER = {
     "musedata": {"step_rate": 1e-4, "momentum": 0.9, "batch_size": 81},
 }
 FAST_DROPOUT_RATES = {"input_rate": 0.2, "recurrent_rate": 0.5, "output_rate": 0.5}
+FAST_DROPOUT_INFERENCE = "marginal"  # see "RNN-FD at test time" above
 
 # Training schedule (not in the paper): maximum epochs and early-stopping patience per dataset.
 SCHEDULE = {
@@ -219,7 +220,7 @@ def _regularization(model, hp):
             perturbations.DropConnect, rate=hp["dropout"],
             per="sequence" if model == "rnn_dos" else "timestep", scale="inference")
     elif model == "rnn_fd":
-        reg["fast_dropout"] = dict(FAST_DROPOUT_RATES)
+        reg["fast_dropout"] = {**FAST_DROPOUT_RATES, "inference": FAST_DROPOUT_INFERENCE}
     return reg
 
 

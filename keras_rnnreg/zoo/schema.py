@@ -25,6 +25,7 @@ import contextlib
 import copy
 import difflib
 import inspect
+import json
 import numbers
 import random
 import tomllib
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 
 import keras
 
-from keras_rnnreg import _shipped, perturbations, regularizers
+from keras_rnnreg import _shipped, layers, perturbations, regularizers
 from keras_rnnreg._api import PACKAGE
 from keras_rnnreg.zoo import tasks
 
@@ -43,6 +44,36 @@ __all__ = ["BOOLEAN", "SCHEMA", "SEEDS", "ConfigError", "KerasObject", "apply_ov
 
 class ConfigError(ValueError):
     """An invalid configuration key or value (a ``ValueError``)."""
+
+
+class Config(dict):
+    """A resolved configuration: complete, checked once (:func:`validate`), read-only.
+
+    What :func:`keras_rnnreg.zoo.resolve` returns and what ``build``, ``ZooModel``, training,
+    cards and tuner jobs take without checking again. It is a ``dict`` (JSON, ``==``, reading
+    as before) whose sections are read-only too; ``copy.deepcopy`` gives a plain, editable dict,
+    and ``zoo.resolve(config, overrides)`` a changed, checked ``Config``.
+    """
+
+    def __init__(self, checked):
+        super().__init__({k: _freeze(v) for k, v in checked.items()})
+
+    def __deepcopy__(self, memo):
+        return {k: copy.deepcopy(v, memo) for k, v in self.items()}
+
+    def __reduce__(self):  # copy.copy and pickle: another Config of the same (checked) content
+        return Config, (dict(self),)
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("a resolved configuration is read-only; zoo.resolve(config, overrides) "
+                        "(or copy.deepcopy for a plain dict) makes a changed one")
+
+    __setitem__ = __delitem__ = update = pop = popitem = setdefault = clear = _read_only
+    __ior__ = _read_only
+
+
+def _freeze(value):
+    return Config(value) if isinstance(value, dict) and not isinstance(value, Config) else value
 
 
 @contextlib.contextmanager
@@ -203,6 +234,14 @@ def _init(doc, cls):
 
 
 _RATE = {"minimum": 0.0, "maximum": 0.99}
+
+
+def _default(cls, argument):
+    """The default of a constructor argument: the one place it is written."""
+    return inspect.signature(cls).parameters[argument].default
+
+
+_FD_RNN, _FD_DENSE = layers.FastDropoutRNN, layers.FastDropoutDense
 SCHEMA = Section("a zoo configuration", {
     "name": Field(str, "", "the zoo name"),
     "task": Field(str, "polyphonic", "data family: data, input, loss, metrics, evaluation",
@@ -243,15 +282,21 @@ SCHEMA = Section("a zoo configuration", {
                 "kind": Field(str, "l2", "L1 or L2 (Tikhonov)", choices=("l1", "l2")),
                 "strength": Field(float, 1e-4, "λ", minimum=0.0),
             }, optional=True),
-        "fast_dropout": Section("fast dropout (model.cell = 'fast_dropout')", {
-            "input_rate": Field(float, 0.2, "dropout rate of the inputs", **_RATE),
-            "recurrent_rate": Field(float, 0.5, "dropout rate of the recurrent inputs", **_RATE),
-            "output_rate": Field(float, 0.5, "dropout rate of the output layer's inputs", **_RATE),
-            "moments": Field(str, "quadrature", "Gaussian moments",
-                             choices=("quadrature", "probit")),
-            "inference": Field(str, "marginal", "'marginal': predict with the propagated moments "
-                               "(the trained objective); 'mean': the deterministic mean network",
-                               choices=("marginal", "mean")),
+        # the defaults are the layers' (FastDropoutRNN / FastDropoutDense); presets set theirs
+        "fast_dropout": Section("fast dropout (needed by model.cell = 'fast_dropout')", {
+            "input_rate": Field(float, _default(_FD_RNN, "rate"), "dropout rate of the inputs",
+                                **_RATE),
+            "recurrent_rate": Field(float, _default(_FD_RNN, "recurrent_rate"), "dropout rate "
+                                    "of the recurrent inputs (none: input_rate)", nullable=True,
+                                    **_RATE),
+            "output_rate": Field(float, _default(_FD_DENSE, "rate"), "dropout rate of the "
+                                 "output layer's inputs", **_RATE),
+            "moments": Field(str, _default(_FD_RNN, "moments"), "Gaussian moments",
+                             choices=layers.fast_dropout.MOMENTS),
+            "inference": Field(str, _default(_FD_RNN, "inference"), "'marginal': predict with the "
+                               "propagated moments (the trained objective); 'mean': the "
+                               "deterministic mean network",
+                               choices=layers.fast_dropout.INFERENCE),
         }, optional=True),
         "norm_stabilizer": KerasObject(
             (regularizers.NormStabilizer, {"beta": 500.0}),
@@ -440,8 +485,53 @@ def complete(partial, section=SCHEMA, prefix=()):
     return out
 
 
-def validate(config, section=SCHEMA, prefix=()):
-    """Check every value of a complete config (Keras objects: by building them); returns it."""
+# Combinations the network cannot honour: (predicate on a complete config, keys, what is wrong).
+_CONFLICTS = (
+    (lambda c: c["model"]["cell"] == "fast_dropout" and c["regularization"]["fast_dropout"] is None,
+     ("model.cell", "regularization.fast_dropout"),
+     "model.cell='fast_dropout' needs the regularization.fast_dropout section (its rates); set "
+     "one of its keys, e.g. --set regularization.fast_dropout.input_rate=0.2"),
+    (lambda c: c["model"]["cell"] in ("lstm", "gru")
+     and c["model"]["activation"] in ("relu", "trec"),
+     ("model.cell", "model.activation"),
+     "model.activation={activation!r} is for simple_rnn and fast_dropout cells; an {cell} "
+     "takes tanh, sigmoid or linear"),
+    (lambda c: c["model"]["cell"] == "fast_dropout" and c["model"]["bidirectional"],
+     ("model.cell", "model.bidirectional"),
+     "model.bidirectional is not available with model.cell='fast_dropout'"),
+    (lambda c: c["model"]["cell"] == "fast_dropout"
+     and c["model"]["output_activation"] not in ("sigmoid", "linear"),
+     ("model.cell", "model.output_activation"),
+     "model.output_activation={output_activation!r} is not available with fast dropout "
+     "(sigmoid or linear)"),
+)
+
+
+def _check_conflicts(config):
+    for conflicts, keys, message in _CONFLICTS:
+        if conflicts(config):
+            raise ConfigError(f"{' and '.join(keys)}: " + message.format(**config["model"]))
+
+
+def validate(config):
+    """The :class:`Config` of a complete config dict: every value checked (Keras objects: by
+    building them), and that the network can honour their combination."""
+    if isinstance(config, Config):
+        return config  # checked when it was made
+    key = json.dumps(config, sort_keys=True, default=repr)
+    if key not in _CHECKED:  # the same content (a checkpoint's copy of it) is checked once
+        _check_section(config, SCHEMA, ())
+        _check_conflicts(config)
+        if len(_CHECKED) >= 256:
+            _CHECKED.pop(next(iter(_CHECKED)))
+        _CHECKED[key] = Config(config)
+    return _CHECKED[key]
+
+
+_CHECKED = {}  # JSON of a checked config -> its Config (they are read-only, so shared)
+
+
+def _check_section(config, section, prefix):
     for key, node in section.fields.items():
         value = config.get(key) if isinstance(config, dict) else None
         path = prefix + (key,)
@@ -451,10 +541,9 @@ def validate(config, section=SCHEMA, prefix=()):
             if not node.optional:
                 raise ConfigError(f"{dotted(path)} is missing")
         elif isinstance(node, Section):
-            validate(value, node, path)
+            _check_section(value, node, path)
         else:
             _build(node, path, value)
-    return config
 
 
 def _build(node, path, value, where=None):

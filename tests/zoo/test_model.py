@@ -60,12 +60,17 @@ def test_from_preset_takes_a_name_a_saved_file_or_a_run_folder(tmp_path):
     model.save(tmp_path / "saved.keras")
     assert ZooModel.from_preset(tmp_path / "saved.keras").zoo_name == "jsb_rnn_plain"
 
-    from keras_rnnreg import training
+    from keras_rnnreg import _runfolder
 
-    checkpoints = tmp_path / "run" / training.CHECKPOINTS
+    # a run folder's model is the checkpoint its commit record names (_runfolder.best_checkpoint)
+    checkpoints = tmp_path / "run" / _runfolder.CHECKPOINTS
     checkpoints.mkdir(parents=True)
-    model.save(checkpoints / training.BEST)
+    model.save(checkpoints / "epoch-0003.keras")
+    state = {"version": _runfolder.STATE_VERSION, "epoch": 3, "last_checkpoint": "epoch-0003.keras",
+             "best_checkpoint": None, "history": [], "rng": [], "wait": 0, "restarts": 0}
+    _runfolder.write_json_atomic(tmp_path / "run" / _runfolder.STATE, state)
     assert ZooModel.from_preset(tmp_path / "run").zoo_config == model.zoo_config
+    assert _runfolder.best_checkpoint(tmp_path / "run")[1:] == (_runfolder.LAST, 3)
 
 
 def test_from_preset_errors_name_what_was_expected(tmp_path):

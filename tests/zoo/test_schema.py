@@ -187,3 +187,35 @@ def test_optimizer_arguments_are_checked_against_the_signature():
     built = zoo.build("ptb_lstm_ns", units=2, **{"optimizer.class_name": "CliminRMSprop"})
     assert type(built.optimizer).__name__ == "CliminRMSprop"
     assert built.optimizer.global_clipnorm == 1.0
+
+
+def test_a_combination_the_network_cannot_honour_is_an_error_naming_the_keys():
+    # fast dropout without its rates: no silent rate 0 (the section is created only when asked)
+    with pytest.raises(zoo.ConfigError, match=r"model\.cell and regularization\.fast_dropout"):
+        zoo.resolve("jsb_rnn_plain", ["model.cell=fast_dropout"])
+    # relu / trec are for simple RNNs: an LSTM or GRU is never quietly given tanh
+    for cell in ("lstm", "gru"):
+        with pytest.raises(zoo.ConfigError, match=r"model\.cell and model\.activation.*'relu'"):
+            zoo.resolve("jsb_rnn_plain", [f"model.cell={cell}", "model.activation=relu"])
+    with pytest.raises(zoo.ConfigError, match="model.bidirectional"):
+        zoo.resolve("jsb_rnn_fd", ["model.bidirectional=true"])
+
+
+def test_fast_dropout_defaults_are_the_layers_and_the_preset_sets_its_own():
+    import inspect
+
+    from keras_rnnreg import layers
+    from keras_rnnreg.zoo import noise_study
+
+    made = zoo.resolve("jsb_rnn_plain", ["model.cell=fast_dropout",
+                                         "regularization.fast_dropout.moments=probit"])
+    fd, rnn = made["regularization"]["fast_dropout"], inspect.signature(layers.FastDropoutRNN)
+    assert fd["input_rate"] == rnn.parameters["rate"].default
+    assert fd["inference"] == rnn.parameters["inference"].default
+    dense = inspect.signature(layers.FastDropoutDense)
+    assert fd["output_rate"] == dense.parameters["rate"].default
+    preset = zoo.get_config("jsb_rnn_fd")["regularization"]["fast_dropout"]
+    assert {k: preset[k] for k in noise_study.FAST_DROPOUT_RATES} == noise_study.FAST_DROPOUT_RATES
+    assert preset["inference"] == noise_study.FAST_DROPOUT_INFERENCE
+    network = zoo.build_network(made)
+    assert network.get_layer("recurrent_0").rate == fd["input_rate"]

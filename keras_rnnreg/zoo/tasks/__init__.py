@@ -55,8 +55,9 @@ class Task:
         return []
 
     def adjust(self, config, data):
-        """Config changes the data impose (PTB's vocabulary size); returns notes."""
-        return []
+        """``(overrides, notes)``: the config changes the data impose (PTB's vocabulary size,
+        ``{"model.input_dim": 50}``) and what to tell the user about them."""
+        return {}, []
 
     def extra_logs(self, config):
         """Epoch-log keys that :meth:`epoch_callbacks` add (possible ``training.monitor``

@@ -63,16 +63,16 @@ class PTB(Task):
 
     def adjust(self, config, data):
         size = len(data["vocab"])
-        notes = []
+        notes, changes = [], {}
         if config["model"]["input_dim"] != size or config["model"]["output_dim"] != size:
             notes.append(f"vocabulary of {size} symbols: model.input_dim = model.output_dim = "
                          f"{size}")
-            config["model"]["input_dim"] = config["model"]["output_dim"] = size
+            changes = {"model.input_dim": size, "model.output_dim": size}
         if data.get("smoke"):
             notes.append("no PTB training split: trained on 90% of the validation split, "
                          "validated on the other 10%, tested on the test split (a smoke test, not "
                          "the paper's set-up)")
-        return notes
+        return changes, notes
 
     def pipelines(self, config, data, seed):
         from keras_rnnreg.data import ptb

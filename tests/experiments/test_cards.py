@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from keras_rnnreg import zoo
-from keras_rnnreg.zoo import cards
+from keras_rnnreg.experiments import cards
 
 ROOT = Path(__file__).resolve().parents[2]
 CARDS = sorted((ROOT / "zoo").glob("*.toml"))
@@ -163,7 +163,7 @@ def test_parallel_display_rewrites_lines_on_a_terminal(tmp_path, monkeypatch):
     import io
 
     from keras_rnnreg import _processes
-    from keras_rnnreg.zoo import _parallel
+    from keras_rnnreg.experiments import _parallel
 
     job = _parallel.Job({"key": "a", "seed": 0}, tmp_path)
     job.state, job.epoch, job.total, job.logs = "training", 3, 10, {"loss": 1.0, "val_loss": 0.5}
@@ -184,3 +184,60 @@ def test_parallel_display_rewrites_lines_on_a_terminal(tmp_path, monkeypatch):
     assert compact.stream.getvalue().splitlines()[-1].endswith("1 training, 3 waiting")
     assert _processes.child_env("1", base={})["CUDA_VISIBLE_DEVICES"] == "1"
     assert _processes.child_env(None, base={})["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+
+
+SEQUENTIAL_CARD = PARALLEL_CARD.replace("seeds = [0, 1]", "seeds = [0]")
+
+
+def test_failed_runs_make_reproduce_exit_1_and_a_rerun_retries_them(tmp_path, capsys):
+    from keras_rnnreg import cli
+
+    card, out = _write(tmp_path, SEQUENTIAL_CARD), tmp_path / "out"
+    code = cli.main(["reproduce", str(card), "--out", str(out), "--jobs", "2"])
+    text = capsys.readouterr().out
+    assert code == 1 and "1 run(s) failed (broken seed 0)" in text
+    assert (out / "jsb_rnn_plain" / "seed0" / "report.json").is_file()  # the good run is kept
+    # the rerun retries the failed run only (it fails again: its data file does not exist)
+    assert cli.main(["reproduce", str(card), "--out", str(out), "--jobs", "2"]) == 1
+    assert "1 run(s) failed (broken seed 0)" in capsys.readouterr().out
+
+
+def test_a_busy_card_folder_is_refused_up_front(tmp_path, capsys):
+    from keras_rnnreg import _runfolder, cli
+
+    card, out = _write(tmp_path, SEQUENTIAL_CARD), tmp_path / "out"
+    out.mkdir()
+    holder = _runfolder.RunLock(out).acquire()  # flock: another open file, as another process
+    try:
+        assert cli.main(["reproduce", str(card), "--out", str(out)]) == 2
+    finally:
+        holder.release()
+    err = capsys.readouterr().err
+    assert f"{out} is in use by another run (pid" in err and len(err.strip().splitlines()) == 1
+    assert not (out / "jsb_rnn_plain").exists() and not (out / "results.json").exists()
+
+
+def test_devices_are_checked_against_the_visible_gpus_and_deduplicated(tmp_path, monkeypatch):
+    from keras_rnnreg import _processes
+
+    monkeypatch.setattr(_processes, "visible_gpus", lambda: ["0", "1"])
+    assert cards._check_devices(["0", "0", "1", "0"]) == ["0", "1"]
+    with pytest.raises(cards.CardError, match=r"--devices 7: 7 not visible \(this machine shows "
+                                              r"GPUs 0, 1\)"):
+        cards.reproduce(_write(tmp_path, SEQUENTIAL_CARD), out_dir=tmp_path / "o", devices=["7"])
+    monkeypatch.setattr(_processes, "visible_gpus", lambda: [])
+    with pytest.raises(cards.CardError, match="shows no GPU"):
+        cards._check_devices(["0"])
+    assert not (tmp_path / "o").exists()  # checked before anything is made
+    monkeypatch.undo()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # a child is given one of this process's
+    assert _processes.visible_gpus() == ["2", "3"]
+
+
+def test_the_quick_header_says_how_many_epochs():
+    card = {"stem": "c", "entries": []}
+    entry = {"key": "a", "name": "n", "row": None, "column": None, "ours": 1.0, "std": None,
+             "paper": 2.0, "relative_difference": 0.5, "comparable": False, "seeds": [0],
+             "values": [1.0], "epochs_run": [3], "best_epoch": [3], "metric": "m"}
+    text = cards.markdown(card, {"entries": [entry], "failures": []}, quick=True)
+    assert "3 epochs at most" in text and "one epoch" not in text

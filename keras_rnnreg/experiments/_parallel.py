@@ -1,11 +1,11 @@
 """Many runs of a card at once: ``rnnreg reproduce CARD --jobs N [--devices 0,1]`` (README, "Many
 runs at once", says what the user sees).
 
-Each run (an entry x seed) is one child process (``python -m keras_rnnreg.zoo._parallel SPEC``)
-that trains into its run folder (:func:`keras_rnnreg.zoo.cards.train_run`) with its output in
-``RUN_DIR/train.log``, where the parent reads the progress lines (``MARK``) its live display shows;
-:mod:`keras_rnnreg._processes` gives each child its device and memory flags and stops them on
-Ctrl-C.
+Each run (an entry x seed) is one child process (``python -m keras_rnnreg.experiments._parallel
+SPEC``) that trains into its run folder (:func:`keras_rnnreg.experiments._runs.train_run`) with its
+output in ``RUN_DIR/train.log``, where the parent reads the progress lines (``MARK``) its live
+display shows; :mod:`keras_rnnreg._processes` gives each child its device and memory flags and
+stops them on Ctrl-C.
 """
 
 import contextlib
@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from keras_rnnreg import _processes, _runfolder
+from keras_rnnreg import _processes, _runfolder, zoo
+from keras_rnnreg.experiments import _runs
 
 LOG = "train.log"
 MARK = "[rnnreg-progress] "
@@ -38,19 +39,16 @@ def _progress_callback(total):
 
 def _child(spec_json):
     """Train one run (the child process); the report gets ``wall_s`` like a sequential run's."""
-    from keras_rnnreg import training, zoo
-    from keras_rnnreg.zoo import cards
-
     spec = json.loads(spec_json)
     run, run_dir = spec["run"], Path(spec["run_dir"])
 
     _processes.stop_on_sigterm()
     _processes.stop_when_orphaned()
-    resume = (run_dir / training.CONFIG).exists()
+    resume = (run_dir / _runfolder.CONFIG).exists()
     config = None if run["epochs"] else zoo.resolve(run["name"], run["overrides"] or None)
     total = run["epochs"] or config["training"]["epochs"]
     print(MARK + json.dumps({"start": True, "resume": resume, "total": total}), flush=True)
-    cards.train_run(run, run_dir, resume, verbose=2, log=lambda msg: print(msg, flush=True),
+    _runs.train_run(run, run_dir, resume, verbose=2, log=lambda msg: print(msg, flush=True),
                     callbacks=[_progress_callback(total)])
     return 0
 
@@ -71,17 +69,15 @@ class Job:
         self.resume = False
 
     def start(self, device, shared):
-        from keras_rnnreg import training
-
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.resume = (self.run_dir / training.CONFIG).exists()
+        self.resume = (self.run_dir / _runfolder.CONFIG).exists()
         self.device = device
         log_path = self.run_dir / LOG
         self.log = open(log_path, "ab")
         self.offset = log_path.stat().st_size
         spec = json.dumps({"run": self.run, "run_dir": str(self.run_dir)})
         self.proc = subprocess.Popen(  # a new session: Ctrl-C reaches the parent, which stops it
-            [sys.executable, "-m", "keras_rnnreg.zoo._parallel", spec], stdout=self.log,
+            [sys.executable, "-m", "keras_rnnreg.experiments._parallel", spec], stdout=self.log,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=_processes.child_env(device, shared), start_new_session=True)
         self.state = "resuming" if self.resume else "training"
@@ -183,23 +179,22 @@ class Display:
 
 
 def run(runs, out, jobs=2, devices=None, verbose=0, log=print, stream=None, poll=0.5):
-    """Train ``runs`` (of :func:`keras_rnnreg.zoo.cards.plan`) in up to ``jobs`` processes.
+    """Train ``runs`` (of :func:`keras_rnnreg.experiments.cards.plan`) in up to ``jobs`` processes.
 
     Returns ``(reports, failures)`` as the sequential loop of ``cards.reproduce`` makes them:
     ``[(run, report), ...]`` and ``[{"key", "seed", "error"}, ...]``. Runs with a ``report.json``
     are not run again.
     """
-    from keras_rnnreg.zoo import cards
 
     devices = [str(d) for d in devices] if devices else [None]
     reports, failures, todo = [], [], []
     for run in runs:
-        report = cards.finished_report(cards.run_folder(out, run))
+        report = _runfolder.finished_report(_runs.run_folder(out, run))
         if report is not None:
             log(f"{run['key']} seed {run['seed']}: done before ({report['ours']:.4g})")
             reports.append((run, report))
         else:
-            todo.append(Job(run, cards.run_folder(out, run)))
+            todo.append(Job(run, _runs.run_folder(out, run)))
     if not todo:
         return reports, failures
     jobs = max(1, int(jobs))
@@ -231,7 +226,7 @@ def run(runs, out, jobs=2, devices=None, verbose=0, log=print, stream=None, poll
                 job.ended = time.time()
                 running.remove(job)
                 per_device[job.device] -= 1
-                job.result = cards.finished_report(job.run_dir) if code == 0 else None
+                job.result = _runfolder.finished_report(job.run_dir) if code == 0 else None
                 if job.result is not None:
                     job.state = "done"
                     reports.append((job.run, job.result))

@@ -35,18 +35,18 @@ beyond per-entry overrides (e.g. Table 2's learning-rate / clipping columns)::
 ``reproduce`` runs every entry × seed into ``OUT/<key>/seed<S>`` (a finished run, one with a
 ``report.json``, is not run again; an interrupted one resumes), then writes ``OUT/<card>.md`` (our
 numbers beside the paper's) and ``OUT/results.json``. ``--jobs N`` / ``--devices`` run the entries x
-seeds in child processes (:mod:`keras_rnnreg.zoo._parallel`); with several seeds a cell is the
-mean ± std and the details list every seed's number.
+seeds in child processes (:mod:`keras_rnnreg.experiments._parallel`); with several seeds a cell is
+the mean ± std and the details list every seed's number.
 """
 
 import fnmatch
-import json
 import math
 import statistics
-import time
 from pathlib import Path
 
-from keras_rnnreg import training
+from keras_rnnreg import _processes, _runfolder, training
+from keras_rnnreg.experiments import _parallel
+from keras_rnnreg.experiments._runs import print_nothing, run_folder, train_run
 from keras_rnnreg.zoo import _registry, schema
 
 __all__ = ["CardError", "card_names", "load_card", "markdown", "plan", "reproduce", "summarize"]
@@ -170,34 +170,64 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
     """Run a card (see the module docstring); returns the path of the markdown table.
 
     The table holds every finished run of the card in ``out_dir`` (also those of earlier calls with
-    another ``only``). ``table_only=True`` trains nothing and only rewrites the table. ``jobs > 1``
-    or ``devices`` run the entries x seeds in child processes, up to ``jobs`` at a time, spread over
-    ``devices`` (see :mod:`keras_rnnreg.zoo._parallel`; ``stream`` gets the live progress lines).
+    another ``only``); ``OUT/results.json`` lists them and the runs that failed. ``table_only=True``
+    trains nothing and only rewrites the table. ``jobs > 1`` or ``devices`` (GPU ids, checked
+    against the visible GPUs) run the entries x seeds in child processes, up to ``jobs`` at a time
+    (see :mod:`keras_rnnreg.experiments._parallel`; ``stream`` gets the live progress lines). The
+    card's folder has one writer at a time: a second command on it is refused up front.
     """
     card = load_card(card_path)
     if epochs is not None and not VALUE_CHECKS["epochs"][0](epochs):
         raise CardError(f"epochs={epochs!r}: expected an integer >= 1")
     if seeds is not None and not VALUE_CHECKS["seeds"][0](list(seeds)):
         raise CardError(f"seeds={seeds!r}: expected {VALUE_CHECKS['seeds'][1]}")
+    devices = _check_devices(devices)
     out = Path(out_dir or f"runs/{card['stem']}" + ("-quick" if quick else ""))
     if out.exists() and not out.is_dir():
         raise CardError(f"--out {out} is a file; expected a folder for the card's runs and table")
     out.mkdir(parents=True, exist_ok=True)
-    runs = [] if table_only else plan(card, quick=quick, only=only, epochs=epochs, seeds=seeds,
-                                      data_root=data_root)
-    if not runs and not table_only:
-        raise CardError(f"{card_path}: no entry matches --only {only!r}")
-    reports, failures = [], []
-    if runs and (jobs > 1 or devices):
-        from keras_rnnreg.zoo import _parallel
+    lock = _runfolder.RunLock(out)
+    try:
+        lock.acquire()
+    except _runfolder.RunLockedError as err:
+        raise CardError(str(err)) from None
+    try:
+        runs = [] if table_only else plan(card, quick=quick, only=only, epochs=epochs,
+                                          seeds=seeds, data_root=data_root)
+        if not runs and not table_only:
+            raise CardError(f"{card_path}: no entry matches --only {only!r}")
+        if runs and (jobs > 1 or devices):
+            reports, failures = _parallel.run(runs, out, jobs=jobs, devices=devices,
+                                              verbose=verbose, log=log, stream=stream)
+        else:
+            reports, failures = _run_in_turn(runs, out, verbose, log)
+        return _write_table(card, card_path, out, reports, failures, quick, epochs, seeds,
+                            data_root)
+    finally:
+        lock.release()
 
-        reports, failures = _parallel.run(runs, out, jobs=jobs, devices=devices, verbose=verbose,
-                                          log=log, stream=stream)
-        runs = []
+
+def _check_devices(devices):
+    """``devices`` without repeats, each one a GPU this machine shows; a one-line error if not."""
+    if not devices:
+        return devices
+    devices = list(dict.fromkeys(str(d) for d in devices))
+    visible = _processes.visible_gpus()
+    missing = [d for d in devices if d not in visible]
+    if missing:
+        shown = f"GPUs {', '.join(visible)}" if visible else "no GPU"
+        raise CardError(f"--devices {','.join(devices)}: {', '.join(missing)} not visible (this "
+                        f"machine shows {shown}); leave --devices out to use the default device")
+    return devices
+
+
+def _run_in_turn(runs, out, verbose, log):
+    """Train ``runs`` one after the other in this process; ``(reports, failures)``."""
+    reports, failures = [], []
     for i, run in enumerate(runs):
         run_dir = run_folder(out, run)
         head = f"[{i + 1}/{len(runs)}] {run['key']} seed {run['seed']}"
-        report = finished_report(run_dir)
+        report = _runfolder.finished_report(run_dir)
         if report is not None:
             log(f"{head}: done before ({report['ours']:.4g})")
         else:
@@ -217,9 +247,14 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
                 f"{report['wall_s']} s, best epoch {report['best_epoch']} of "
                 f"{report['epochs_run']}")
         reports.append((run, report))
+    return reports, failures
+
+
+def _write_table(card, card_path, out, reports, failures, quick, epochs, seeds, data_root):
+    """``OUT/results.json`` and ``OUT/<card>.md`` from these and the card's earlier runs."""
     done = {(run["key"], run["seed"]) for run, _ in reports}
     for run in plan(card, quick=quick, seeds=seeds, data_root=data_root):  # the card's earlier runs
-        report = finished_report(run_folder(out, run))
+        report = _runfolder.finished_report(run_folder(out, run))
         if (run["key"], run["seed"]) not in done and report is not None:
             reports.append((run, report))
     order = {e["key"]: i for i, e in enumerate(card["entries"])}
@@ -229,35 +264,8 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
     training.write_json_atomic(out / "results.json", results)
     table = out / f"{card['stem']}.md"
     command = _command(card_path, quick, epochs, seeds)
-    table.write_text(markdown(card, results, quick=quick, command=command))
+    _runfolder.atomic_write(table, markdown(card, results, quick=quick, command=command))
     return table
-
-
-def print_nothing(msg):
-    pass
-
-
-def run_folder(out, run):
-    """The run folder of a run of :func:`plan` in the card's folder ``out``."""
-    return Path(out) / run["key"] / f"seed{run['seed']}"
-
-
-def finished_report(run_dir):
-    """The report of a finished run (its ``report.json``), else None."""
-    path = Path(run_dir) / "report.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def train_run(run, run_dir, resume, verbose=0, log=print, callbacks=()):
-    """Train (or resume) a run of :func:`plan`; its report (with ``wall_s``) is saved too."""
-    started = time.time()
-    report = training.train(
-        run["name"], run_dir, data=run["data"], data_root=run["data_root"], epochs=run["epochs"],
-        seed=run["seed"], overrides=run["overrides"] or None, resume=resume, verbose=verbose,
-        callbacks=callbacks, log=log)
-    report["wall_s"] = round(time.time() - started, 1)
-    training.write_json_atomic(Path(run_dir) / training.REPORT, report)
-    return report
 
 
 def _command(card_path, quick, epochs, seeds):
@@ -324,8 +332,10 @@ def markdown(card, results, quick=False, command=""):
     details."""
     lines = [f"# {card.get('title', card['stem'])}", ""]
     if quick:
-        lines += ["**Quick variant**: synthetic data, tiny networks, one epoch — a smoke test of "
-                  "the pipeline; the numbers mean nothing.", ""]
+        epochs = max((n for e in results["entries"] for n in e["epochs_run"]), default=1)
+        lines += [f"**Quick variant**: synthetic data, tiny networks, {epochs} epoch"
+                  f"{'s' if epochs != 1 else ''} at most — a smoke test of the pipeline; the "
+                  "numbers mean nothing.", ""]
     if command:
         lines += [f"Command: `{command}`", ""]
     entries = results["entries"]
