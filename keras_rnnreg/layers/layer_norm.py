@@ -28,13 +28,10 @@ _REASON = (
 )
 
 
-def _normalize(a, gain, epsilon):
-    """``gain ⊙ (a − μ) / sqrt(σ² + ε)`` over the last axis; the statistics in float32 under
-    mixed precision (as ``keras.layers.LayerNormalization``)."""
-    wide = ops.cast(a, "float32")
-    centered = wide - ops.mean(wide, axis=-1, keepdims=True)
-    variance = ops.mean(ops.square(centered), axis=-1, keepdims=True)
-    return ops.cast(centered * ops.rsqrt(variance + epsilon), a.dtype) * ops.cast(gain, a.dtype)
+def _normalize(a, gain, epsilon, bias=None):
+    """``gain ⊙ (a − μ) / sqrt(σ² + ε) (+ bias)`` over the last axis: ``keras.ops``' layer
+    normalization (statistics in float32 under mixed precision; PyTorch's fused kernel)."""
+    return ops.layer_normalization(a, gamma=gain, beta=bias, epsilon=epsilon)
 
 
 def _check_epsilon(layer, epsilon):
@@ -159,9 +156,7 @@ class LayerNormLSTM(_LayerNormFused, LSTM):
         zi, zf, zc, zo = ops.split(projected + recurrent, 4, axis=-1)
         i, f, o = (self.recurrent_activation(v) for v in (zi, zf, zo))
         c = f * c_prev + i * self.activation(zc)
-        n = _normalize(c, self.cell_gamma, self.layer_norm_epsilon) + ops.cast(
-            self.cell_beta, c.dtype
-        )
+        n = _normalize(c, self.cell_gamma, self.layer_norm_epsilon, self.cell_beta)
         h = o * (n if self.output_activation is None else self.output_activation(n))
         return [h, c]
 
