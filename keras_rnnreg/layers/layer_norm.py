@@ -1,17 +1,18 @@
 """Layer-normalized LSTM and GRU (Ba, Kiros & Hinton 2016, "Layer Normalization", arXiv
-1607.06450), as fused layers and as cells.
+1607.06450), as fused layers and as cells. Cited by section: no copy of the paper is at hand here
+and equation numbers were not checked.
 
 Layer normalization of a vector ``a`` of ``n`` entries with gain ``g`` and bias ``β``:
-``LN(a; g, β) = g ⊙ (a − μ) / sqrt(σ² + ε) + β``, ``μ`` and ``σ²`` the mean and variance of the
-entries of ``a`` (one pair per example and timestep, shared by every unit of the layer: the paper's
-Eqs. 3-4 applied to a recurrent layer's summed inputs, Sec. 3.1).
+``LN(a; g, β) = g ⊙ (a − μ) / sqrt(σ² + ε) + β``, ``μ`` and ``σ²`` the mean and (biased)
+variance of the entries of ``a``: one pair per example and timestep, shared by every unit of the
+layer (Sec. 3; Sec. 3.1 for recurrent layers).
 
 Everything the plain layers do happens here through the same machinery (``FusedRNN``): dropout,
 perturbations drawn before the loop, zoneout masks, masks, ``stateful``, penalties on the state
 sequence after the loop. Only the step and the input projection differ. Gradients: autodiff
-through our loop (no hand-written backward: ``layers/_fused.py`` has no normalization, and the
-extra reductions of every step are the same ops either way, so it was not written); never cuDNN
-(``cudnn_path`` says why).
+through our loop. No hand-written backward was written (the plain layers' in ``layers/_fused.py``
+has no normalization), so none was measured against autodiff; never cuDNN (``cudnn_path`` says
+why).
 """
 
 from keras import ops
@@ -115,14 +116,17 @@ class LayerNormLSTM(_LayerNormFused, LSTM):
     * ``c_t = σ(z_f) ⊙ c_{t-1} + σ(z_i) ⊙ g(z_c)`` (the carried cell is not normalized);
     * ``h_t = σ(z_o) ⊙ g_out(LN(c_t; g_c, β_c))``.
 
-    Which variant and why: the paper's. The input and recurrent projections are normalized
-    separately (their scales differ and change differently in training: the point of the paper's
-    RNN formulation) and each *as a whole*, one mean and variance over all 4·units gate
-    pre-activations of the example and step, as the paper's equations write ``LN(W_h h_{t-1})``
-    (not per gate, as some implementations do); the cell is normalized before the output
-    nonlinearity, not in the carry, so the cell's memory is what the plain LSTM's is. The paper's
-    two LN biases of the gate pre-activations and ``b`` add up to one bias: it is Keras' ``bias``
-    (with ``unit_forget_bias``), not two more vectors of the same function.
+    Which variant and why: the paper's layer-normalized LSTM (its supplementary material:
+    ``LN(W_h h_{t-1}; α1, β1) + LN(W_x x_t; α2, β2) + b`` and ``h_t = σ(o_t) ⊙
+    tanh(LN(c_t; α3, β3))``), not its Sec. 3.1 plain-RNN form, which normalizes the sum ``W_hh
+    h_{t-1} + W_xh x_t`` as one vector. The two projections are normalized separately because
+    their scales differ and drift independently in training (one normalization of their sum would
+    let the larger drown the smaller), each *as a whole*: one mean and variance over all
+    4·units gate pre-activations of the example and step, as the paper writes ``LN(W_h
+    h_{t-1})`` (not per gate, as some implementations do). The cell is normalized on its way to
+    the output, not in the carry, so the memory is carried as in the plain LSTM. The paper's
+    biases β1, β2 and b add up to one bias: it is Keras' ``bias`` (with ``unit_forget_bias``),
+    not two more vectors of the same function.
 
     Weights: Keras' ``kernel`` (F, 4·units), ``recurrent_kernel`` (units, 4·units), ``bias``
     (4·units,), gate order i, f, c, o; then ``input_gamma`` (4·units,), ``recurrent_gamma``
