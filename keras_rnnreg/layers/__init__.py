@@ -1,6 +1,7 @@
-"""Recurrent layers. The fused ones (SimpleRNN, LSTM, GRU, FastDropoutRNN) compute the input
-projection before the loop and only the recurrent work inside it; the cells compute the same steps
-inside keras.layers.RNN; FastDropoutRNN carries a mean and a variance through time."""
+"""Recurrent layers. The fused ones (SimpleRNN, LSTM, GRU, LayerNormLSTM, LayerNormGRU,
+FastDropoutRNN) compute the input projection before the loop and only the recurrent work inside
+it; the cells compute the same steps inside keras.layers.RNN; FastDropoutRNN carries a mean and a
+variance through time."""
 
 from keras_rnnreg.layers._cudnn import cudnn_path
 from keras_rnnreg.layers.base import FusedRNN
@@ -8,10 +9,17 @@ from keras_rnnreg.layers.bidirectional import Bidirectional
 from keras_rnnreg.layers.cells import GRUCell, LSTMCell, SimpleRNNCell
 from keras_rnnreg.layers.fast_dropout import FastDropoutDense, FastDropoutRNN
 from keras_rnnreg.layers.gru import GRU
+from keras_rnnreg.layers.layer_norm import (
+    LayerNormGRU,
+    LayerNormGRUCell,
+    LayerNormLSTM,
+    LayerNormLSTMCell,
+)
 from keras_rnnreg.layers.lstm import LSTM
 from keras_rnnreg.layers.simple_rnn import SimpleRNN
 
 __all__ = [
     "Bidirectional", "cudnn_path", "FastDropoutDense", "FastDropoutRNN", "FusedRNN", "GRU",
-    "GRUCell", "LSTM", "LSTMCell", "SimpleRNN", "SimpleRNNCell",
+    "GRUCell", "LayerNormGRU", "LayerNormGRUCell", "LayerNormLSTM", "LayerNormLSTMCell", "LSTM",
+    "LSTMCell", "SimpleRNN", "SimpleRNNCell",
 ]
