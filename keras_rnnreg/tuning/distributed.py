@@ -180,6 +180,15 @@ def search(spec, out, workers, data_root=None, log=print, poll=1.0, chief_grace=
     return searching.summarize(prepared)
 
 
+def _exit_now(signum, frame):
+    """SIGTERM in a chief or worker: leave at once. Nothing is lost: KerasTuner's state files are
+    written atomically (:mod:`keras_rnnreg.tuning.search`) and a running trial runs again when the
+    search continues. (A ``KeyboardInterrupt`` could be swallowed inside Keras' ``fit``, and the
+    chief's gRPC threads would keep it alive.)"""
+    sys.stdout.flush()
+    os._exit(130)
+
+
 def _main(argv=None):
     p = argparse.ArgumentParser(
         description="one process of a distributed search (started by rnnreg tune)")
@@ -187,7 +196,7 @@ def _main(argv=None):
     p.add_argument("--data-root")
     args = p.parse_args(argv)
 
-    _processes.stop_on_sigterm()
+    signal.signal(signal.SIGTERM, _exit_now)
     _processes.stop_when_orphaned()
     spec = _runfolder.read_json(Path(args.out) / folder.JOB_FILE, "record of the search's job")
     searching.search(spec["spec"], args.out, data_root=args.data_root,

@@ -128,6 +128,7 @@ def claim(out, spec, workers=0):
     try:
         check_files(out)
         _record(out, spec, workers, check_job(out, spec))
+        _runfolder.sweep_temporaries(out, *out.glob("trial_*"))  # of writes a kill interrupted
         yield lock
     except BaseException:
         if created and not (out / ORACLE).exists():
