@@ -1,7 +1,7 @@
 """KerasTuner's distributed mode on one machine: ``rnnreg tune JOB.toml --workers N``.
 
 No scheduler of our own (README, "Distributed tuning"): this module only starts KerasTuner's
-processes on the loopback address, each a ``python -m keras_rnnreg.tuning.distributed OUT`` that
+processes on the loopback address, each a ``python -m keras_rnnreg.tuning._child OUT`` that
 runs :func:`keras_rnnreg.tuning.search.search` on the spec recorded in ``OUT/job.json``: the
 chief (``KERASTUNER_TUNER_ID=chief``) serving the oracle over gRPC on ``127.0.0.1:<free port>``,
 and N workers (``tuner0 .. tunerN-1``) that each write ``worker.json`` (its id) into the trials
@@ -13,15 +13,12 @@ summarizes it (:func:`keras_rnnreg.tuning.search.summarize`); a trial whose work
 unfinished: the command fails naming it, and the next one runs it again.
 """
 
-import argparse
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 
 from keras_rnnreg import _processes, _runfolder
@@ -78,7 +75,7 @@ class _Launch:
     def __init__(self, out, workers, data_root=None, lock=None):
         self.out, self.port = Path(out), free_port()
         self.names = [f"tuner{i}" for i in range(workers)]
-        self.argv = [sys.executable, "-m", "keras_rnnreg.tuning.distributed", str(self.out)]
+        self.argv = [sys.executable, "-m", "keras_rnnreg.tuning._child", str(self.out)]
         if data_root:
             self.argv += ["--data-root", str(data_root)]
         self.barrier = f"{self.out}|{self.port}-{os.getpid()}|{workers}"
@@ -151,11 +148,6 @@ def search(spec, out, workers, data_root=None, log=print, poll=1.0, chief_grace=
     (:func:`keras_rnnreg.tuning.search.summarize`). ``lock``: the folder's, passed to them."""
     out = Path(out)
     prepared = searching.prepare(spec, out, data_root)  # data errors before any process starts
-    if ((out / "oracle.json").exists() and (out / "tuner0.json").exists()
-            and not (out / f"{CHIEF}.json").exists()):
-        # a search begun without workers: the chief reloads the oracle only when it finds its
-        # own file
-        shutil.copyfile(out / "tuner0.json", out / f"{CHIEF}.json")
     folder.settle_oracle(out)
     launch = _Launch(out, workers, data_root, lock)
     log(f"KerasTuner distributed search: chief oracle on 127.0.0.1:{launch.port}, {workers} "
@@ -178,46 +170,3 @@ def search(spec, out, workers, data_root=None, log=print, poll=1.0, chief_grace=
     if error is not None:
         raise error
     return searching.summarize(prepared)
-
-
-def _exit_now(signum, frame):
-    """SIGTERM in a chief or worker: leave at once. Nothing is lost: KerasTuner's state files are
-    written atomically (:mod:`keras_rnnreg.tuning.search`) and a running trial runs again when the
-    search continues. (A ``KeyboardInterrupt`` could be swallowed inside Keras' ``fit``, and the
-    chief's gRPC threads would keep it alive.)"""
-    sys.stdout.flush()
-    os._exit(130)
-
-
-def _main(argv=None):
-    p = argparse.ArgumentParser(
-        description="one process of a distributed search (started by rnnreg tune)")
-    p.add_argument("out", help="the tuner folder: its job.json holds the spec")
-    p.add_argument("--data-root")
-    args = p.parse_args(argv)
-
-    signal.signal(signal.SIGTERM, _exit_now)
-    _processes.stop_when_orphaned()
-    spec = _runfolder.read_json(Path(args.out) / folder.JOB_FILE, "record of the search's job")
-    searching.search(spec["spec"], args.out, data_root=args.data_root,
-                     log=lambda msg: print(msg, flush=True))
-    return 0
-
-
-if __name__ == "__main__":
-    code = 1
-    try:
-        code = _main()
-    except KeyboardInterrupt:
-        code = 130
-    except SystemExit as err:  # argparse
-        code = err.code if isinstance(err.code, int) else 2
-    except BaseException as err:  # the traceback, then one line that the parent reports
-        traceback.print_exc()
-        print(f"error: {type(err).__name__}: {' '.join(str(err).split())}", flush=True)
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # KerasTuner's gRPC server threads would keep the chief alive after its search ended or
-        # was interrupted; the state files are written atomically, so leaving now loses nothing.
-        os._exit(code)

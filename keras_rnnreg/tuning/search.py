@@ -109,6 +109,12 @@ class Prepared:
     def tuner(self):
         """The spec's KerasTuner tuner over ``out`` (reloading the search found there)."""
         spec = self.spec
+        own = self.out / f"{os.environ.get('KERASTUNER_TUNER_ID', 'tuner0')}.json"
+        if (self.out / "oracle.json").exists() and not own.exists():
+            # KerasTuner reloads a search only when it finds this process's own state file (its
+            # content is {}); without it, a search begun with other tuner ids (--workers, or none)
+            # would start again from trial 0, overwriting the finished trials
+            _runfolder.atomic_write(own, "{}")
         budget = ({"max_epochs": spec["epochs"]} if spec["tuner"] == "hyperband"
                   else {"max_trials": spec["max_trials"]})
         objective = keras_tuner.Objective(spec["objective"], direction=spec["direction"])
