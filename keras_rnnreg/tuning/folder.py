@@ -69,6 +69,8 @@ def check_files(out):
             _read(path, "KerasTuner trial record", TRIAL_KEYS)
         for path in sorted(out.glob(f"trial_*/{WORKER_FILE}")):
             _read(path, "record of the process that ran the trial", ("tuner_id",))
+        for path in sorted(out.glob("trial_*/build_config.json")):
+            _read(path, "KerasTuner build record of the trial's model")
     except RunError as err:
         raise RunError(f"{err}{hint}") from None
 
