@@ -87,6 +87,7 @@ def check_job(out, spec):
     if not path.exists():
         return {}
     old = _runfolder.read_json(path)["spec"]
+    spec = json.loads(json.dumps(_runfolder.jsonable(spec)))  # as recorded (tuples are lists)
     keys = sorted((set(old) | set(spec)) - set(NOT_COMPARED))
     changed = {k: [old.get(k), spec.get(k)] for k in keys if old.get(k) != spec.get(k)}
     unsafe = {k: v for k, v in changed.items() if k not in CONTINUE_SAFE}
