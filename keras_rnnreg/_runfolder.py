@@ -291,6 +291,10 @@ class RunLock:
             f"{info.get('command', '')}".strip()
         )
 
+    def fileno(self):
+        """The locked file's descriptor (a child given it by ``pass_fds`` holds the lock too)."""
+        return self._fd
+
     def release(self):
         if self._fd is not None:
             import fcntl

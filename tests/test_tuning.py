@@ -216,6 +216,17 @@ def test_table1_column_job_puts_each_best_trials_test_nll_into_the_table(tmp_pat
         and "/ 8.58 |" in table
         and "best of 2 random-search trials" in table
     )
+    # A damaged checkpoint of a best trial (read to evaluate it on test) is one error naming it.
+    from keras_rnnreg._runfolder import RunError
+
+    best = json.loads((tmp_path / "col" / "jsb_rnn_ns" / "best.json").read_text())
+    weights = tmp_path / "col" / "jsb_rnn_ns" / f"trial_{best['best_trial_test']['trial_id']}" / (
+        "checkpoint.weights.h5")
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(RunError, match=r"checkpoint.weights.h5: cannot load the best trial's "
+                       r"weights .*the checkpoint is damaged"):
+        run_job(ROOT / "tuning" / "noise_table1_jsb.toml", quick=True, out_dir=tmp_path / "col",
+                log=lambda m: None)
     from keras_rnnreg.tuning.jobs import JobError
 
     bad = tmp_path / "bad.toml"

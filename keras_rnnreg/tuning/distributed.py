@@ -1,19 +1,20 @@
 """KerasTuner's distributed mode on one machine: ``rnnreg tune JOB.toml --workers N``.
 
 No scheduler of our own (README, "Distributed tuning"): this module only starts KerasTuner's
-processes on the loopback address, each a ``python -m keras_rnnreg.tuning.distributed JOB ...``
-that builds the same tuner as ``rnnreg tune`` and calls ``tuner.search``: the chief
-(``KERASTUNER_TUNER_ID=chief``) serving the oracle over gRPC on ``127.0.0.1:<free port>``, and N
-workers (``tuner0 .. tunerN-1``) that each write ``worker.json`` (its id) into the trials it runs.
+processes on the loopback address, each a ``python -m keras_rnnreg.tuning._child OUT`` that
+runs :func:`keras_rnnreg.tuning.search.search` on the spec recorded in ``OUT/job.json``: the
+chief (``KERASTUNER_TUNER_ID=chief``) serving the oracle over gRPC on ``127.0.0.1:<free port>``,
+and N workers (``tuner0 .. tunerN-1``) that each write ``worker.json`` (its id) into the trials
+they run. The processes inherit the folder's lock (:func:`keras_rnnreg.tuning.folder.claim`).
 KerasTuner's chief stops serving once a worker was told the search is over and no trial is running
 (it polls every 20 s); the oracle's state is on disk after every trial, so when every worker has
-exited this stops the chief at once. Then the parent reloads the search from ``OUT`` (as ``rnnreg
-tune`` without workers does) and writes ``best.json``.
+exited this stops the chief at once. Then the parent reloads the search from ``OUT`` and
+summarizes it (:func:`keras_rnnreg.tuning.search.summarize`); a trial whose worker died is
+unfinished: the command fails naming it, and the next one runs it again.
 """
 
-import json
 import os
-import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -21,29 +22,14 @@ import time
 from pathlib import Path
 
 from keras_rnnreg import _processes, _runfolder
+from keras_rnnreg.tuning import folder
+from keras_rnnreg.tuning import search as searching
+from keras_rnnreg.tuning.search import BARRIER, CHIEF
 
-__all__ = ["search", "settle_oracle", "start_together", "trial_workers", "tuner_env"]
+__all__ = ["free_port", "search", "tuner_env"]
 
-CHIEF = "chief"
-WORKER_FILE = "worker.json"
-BARRIER = "RNNREG_TUNE_START_TOGETHER"  # "<folder>|<launch id>|<workers>", set by search()
-
-
-def start_together(timeout=300.0):
-    """In a worker: wait until every worker of the launch has built its tuner (or ``timeout``).
-
-    Not scheduling: KerasTuner still hands out the trials. Without it the worker that finishes
-    importing first may take several trials before the others have connected.
-    """
-    spec = os.environ.get(BARRIER)
-    if not spec or os.environ.get("KERASTUNER_TUNER_ID", CHIEF) == CHIEF:
-        return
-    folder, launch, count = spec.rsplit("|", 2)
-    Path(folder, f".ready-{launch}-{os.environ['KERASTUNER_TUNER_ID']}").touch()
-    deadline = time.time() + timeout
-    while (len(list(Path(folder).glob(f".ready-{launch}-*"))) < int(count)
-           and time.time() < deadline):
-        time.sleep(0.2)
+BANNERS = ("I0000", "W0000", "E0000", "WARNING: All log messages", "To enable the following")
+STOP_GRACE = 3.0  # seconds a process has to stop on SIGTERM before SIGKILL (its files are atomic)
 
 
 def free_port(host="127.0.0.1"):
@@ -63,154 +49,124 @@ def tuner_env(tuner_id, port, base=None, host="127.0.0.1", barrier=None):
     return env
 
 
-def trial_workers(project_dir):
-    """``{trial_id: tuner_id}`` of the trials that a worker started (from ``worker.json``)."""
-    found = {}
-    for path in sorted(Path(project_dir).glob(f"trial_*/{WORKER_FILE}")):
-        found[path.parent.name[len("trial_"):]] = json.loads(path.read_text())["tuner_id"]
-    return found
+def _last_error(path):
+    """The child's own last error line (``error: ...``, see the end of this module), else its log's
+    last line that is not a backend's start-up banner."""
+    lines = _processes.last_lines(path, 200, skip=BANNERS)
+    errors = [x for x in lines if x.startswith("error: ")]
+    return (errors or lines or ["(no output)"])[-1]
 
 
-def _trial_states(project_dir):
-    states = {}
-    for path in Path(project_dir).glob("trial_*/trial.json"):
-        try:
-            trial = json.loads(path.read_text())
-        except (OSError, ValueError):  # being written
-            continue
-        states[trial["trial_id"]] = (trial.get("status"), trial.get("score"))
-    return states
+def _exit_text(code):
+    if code < 0:
+        return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with status {code}"
 
 
-def settle_oracle(project_dir):
-    """Drop the trials that ended from the chief's saved ``ongoing_trials``; returns their ids.
-
-    KerasTuner's chief saves ``oracle.json`` in ``end_trial`` before it removes the trial from
-    ``ongoing_trials``, and (unlike a tuner without workers) nothing saves it afterwards, so the
-    last trial to end stays "ongoing" on disk. A reloading oracle sends ongoing trials for retry:
-    that finished trial would be run again. Called before the chief starts and after it stopped.
-    """
-    path = Path(project_dir) / "oracle.json"
-    if not path.exists():
-        return []
-    state = json.loads(path.read_text())
-    statuses = {trial_id: status for trial_id, (status, _) in _trial_states(project_dir).items()}
-    ended = {t: i for t, i in state.get("ongoing_trials", {}).items()
-             if statuses.get(i, "RUNNING") != "RUNNING"}
-    if ended:
-        state["ongoing_trials"] = {t: i for t, i in state["ongoing_trials"].items()
-                                   if t not in ended}
-        _runfolder.atomic_write(path, json.dumps(state))
-    return sorted(ended.values())
+def _process_failure(out, name, code):
+    """``worker tuner1 exited with status 1: error: ...`` (a killed one has no last word)."""
+    text = f"{'the KerasTuner chief' if name == CHIEF else 'worker ' + name} {_exit_text(code)}"
+    return text if code < 0 else f"{text}: {_last_error(out / f'{name}.log')}"
 
 
-def _tail(path, n=5):
-    return "\n".join(_processes.last_lines(path, n))
+class _Launch:
+    """The chief and worker processes of one distributed search over ``out``."""
+
+    def __init__(self, out, workers, data_root=None, lock=None):
+        self.out, self.port = Path(out), free_port()
+        self.names = [f"tuner{i}" for i in range(workers)]
+        self.argv = [sys.executable, "-m", "keras_rnnreg.tuning._child", str(self.out)]
+        if data_root:
+            self.argv += ["--data-root", str(data_root)]
+        self.barrier = f"{self.out}|{self.port}-{os.getpid()}|{workers}"
+        self.lock_fds = () if lock is None or lock.fileno() is None else (lock.fileno(),)
+        self.logs, self.procs = {}, {}
+
+    def start(self, tuner_id):
+        self.logs[tuner_id] = open(self.out / f"{tuner_id}.log", "ab")
+        self.procs[tuner_id] = subprocess.Popen(
+            self.argv, stdout=self.logs[tuner_id], stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, pass_fds=self.lock_fds, start_new_session=True,
+            env=tuner_env(tuner_id, self.port, barrier=self.barrier))
+
+    def running(self, name):
+        return self.procs[name].poll() is None
+
+    def stop(self):
+        _processes.stop_processes(list(self.procs.values()), grace=STOP_GRACE)
+        for f in self.logs.values():
+            f.close()
+        for path in self.out.glob(".ready-*"):
+            path.unlink(missing_ok=True)
 
 
-def search(job_path, workers, out, quick=False, data_root=None, log=print, poll=1.0,
-           chief_grace=3.0, entry=None):
-    """Run the search of a job with a chief and ``workers`` worker processes; returns when done."""
-    from keras_rnnreg.tuning.jobs import JobError
+def _report_trials(out, seen, log):
+    by_worker = folder.trial_workers(out)
+    for trial_id, (status, score) in sorted(folder.trial_states(out).items()):
+        if seen.get(trial_id) != status and status in ("COMPLETED", "FAILED", "INVALID"):
+            score_text = f", score {score:.4g}" if isinstance(score, (int, float)) else ""
+            log(f"trial {trial_id} ({by_worker.get(trial_id, '?')}): {status.lower()}{score_text}")
+        seen[trial_id] = status
 
+
+def _wait(launch, log, poll, chief_grace):
+    """Until every worker has exited (the chief's failure first); returns the failed workers."""
+    seen = {t: status for t, (status, _) in folder.trial_states(launch.out).items()}
+    while any(launch.running(n) for n in launch.names):
+        time.sleep(poll)
+        _report_trials(launch.out, seen, log)
+        chief = launch.procs[CHIEF]
+        if chief.poll() is not None and chief.returncode != 0:
+            raise _runfolder.RunError(f"{_process_failure(launch.out, CHIEF, chief.returncode)} "
+                                      f"(log: {launch.out / 'chief.log'})")
+    _report_trials(launch.out, seen, log)
+    try:  # the oracle is saved after every trial; the chief would wait up to 20 s more
+        launch.procs[CHIEF].wait(timeout=chief_grace)
+    except subprocess.TimeoutExpired:
+        pass
+    return {n: launch.procs[n].returncode for n in launch.names if launch.procs[n].returncode}
+
+
+def _failure(out, failed, names):
+    """The error of a search whose workers failed (None when the others finished every trial)."""
+    lines = [_process_failure(out, n, code) for n, code in failed.items()]
+    left = folder.unfinished(out)
+    if left:
+        by_worker = folder.trial_workers(out)
+        trials = ", ".join(f"{t} (run by {by_worker.get(t, '?')})" for t in left)
+        return folder.SearchIncomplete(f"the search in {out} is not finished: trial(s) {trials} "
+                                       f"did not end ({'; '.join(lines) or 'no worker failed'}); "
+                                       "run the same command again to run them")
+    if len(failed) == len(names):
+        return _runfolder.RunError(f"every worker failed: {'; '.join(lines)} (logs: "
+                                   f"{out}/tuner<i>.log)")
+    return None
+
+
+def search(spec, out, workers, data_root=None, log=print, poll=1.0, chief_grace=3.0, lock=None):
+    """Run the search of ``spec`` with a chief and ``workers`` worker processes, then summarize it
+    (:func:`keras_rnnreg.tuning.search.summarize`). ``lock``: the folder's, passed to them."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if ((out / "oracle.json").exists() and (out / "tuner0.json").exists()
-            and not (out / f"{CHIEF}.json").exists()):
-        # a search begun without workers: the chief reloads the oracle only when it finds its
-        # own file
-        shutil.copyfile(out / "tuner0.json", out / f"{CHIEF}.json")
-    settle_oracle(out)
-    port = free_port()
-    argv = [sys.executable, "-m", "keras_rnnreg.tuning.distributed", str(job_path), "--out",
-            str(out)]
-    if quick:
-        argv.append("--quick")
-    if data_root:
-        argv += ["--data-root", str(data_root)]
-    if entry:
-        argv += ["--entry", entry]
-    logs, procs = {}, {}
-    barrier = f"{out}|{port}-{os.getpid()}|{workers}"
-
-    def start(tuner_id):
-        logs[tuner_id] = open(out / f"{tuner_id}.log", "ab")
-        procs[tuner_id] = subprocess.Popen(
-            argv, stdout=logs[tuner_id], stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=tuner_env(tuner_id, port, barrier=barrier), start_new_session=True)
-
-    log(f"KerasTuner distributed search: chief oracle on 127.0.0.1:{port}, {workers} workers; "
-        f"logs in {out}/chief.log, {out}/tuner<i>.log")
-    seen = {trial_id: status for trial_id, (status, _) in _trial_states(out).items()}
+    prepared = searching.prepare(spec, out, data_root)  # data errors before any process starts
+    folder.settle_oracle(out)
+    launch = _Launch(out, workers, data_root, lock)
+    log(f"KerasTuner distributed search: chief oracle on 127.0.0.1:{launch.port}, {workers} "
+        f"workers; logs in {out}/chief.log, {out}/tuner<i>.log")
     try:
-        start(CHIEF)
-        for i in range(workers):
-            start(f"tuner{i}")
-        names = [f"tuner{i}" for i in range(workers)]
-        while True:
-            time.sleep(poll)
-            by_worker = trial_workers(out)
-            for trial_id, (status, score) in sorted(_trial_states(out).items()):
-                if seen.get(trial_id) != status and status in ("COMPLETED", "FAILED", "INVALID"):
-                    score_text = f", score {score:.4g}" if isinstance(score, (int, float)) else ""
-                    log(f"trial {trial_id} ({by_worker.get(trial_id, '?')}): "
-                        f"{status.lower()}{score_text}")
-                seen[trial_id] = status
-            chief = procs[CHIEF]
-            if chief.poll() is not None and any(procs[n].poll() is None for n in names):
-                if chief.returncode != 0:
-                    raise JobError(f"the KerasTuner chief exited with status {chief.returncode}:\n"
-                                   + _tail(out / "chief.log"))
-            if all(procs[n].poll() is not None for n in names):
-                break
-        failed = [n for n in names if procs[n].returncode != 0]
-        for name in failed:
-            log(f"worker {name} exited with status {procs[name].returncode}: "
-                f"{_tail(out / f'{name}.log', 1)}")
-        try:  # the oracle is saved after every trial; the chief would wait up to 20 s more
-            procs[CHIEF].wait(timeout=chief_grace)
-        except subprocess.TimeoutExpired:
-            pass
-        if len(failed) == len(names):
-            raise JobError(f"every worker failed; see {out}/tuner0.log:\n"
-                           + _tail(out / "tuner0.log"))
+        launch.start(CHIEF)
+        for name in launch.names:
+            launch.start(name)
+        failed = _wait(launch, log, poll, chief_grace)
+        for name, code in failed.items():
+            log(_process_failure(out, name, code))
     except KeyboardInterrupt:
         log("interrupted: stopping the chief and the workers. Run the same command again to "
             "continue the search (finished trials are kept; running ones start again).")
         raise
     finally:
-        _processes.stop_processes(list(procs.values()))
-        settle_oracle(out)
-        for f in logs.values():
-            f.close()
-        for path in out.glob(".ready-*"):
-            path.unlink()
-    return trial_workers(out)
-
-
-def _main(argv=None):
-    import argparse
-
-    from keras_rnnreg.tuning import jobs
-
-    p = argparse.ArgumentParser(
-        description="one process of a distributed search (started by rnnreg tune)")
-    p.add_argument("job")
-    p.add_argument("--out", required=True)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--data-root")
-    p.add_argument("--entry", help="the entry of a column job")
-    args = p.parse_args(argv)
-
-    _processes.stop_on_sigterm()
-    _processes.stop_when_orphaned()
-    jobs.run_job(args.job, quick=args.quick, out_dir=args.out, data_root=args.data_root,
-                 log=lambda msg: print(msg, flush=True), entry=args.entry)
-    return 0
-
-
-if __name__ == "__main__":
-    try:
-        raise SystemExit(_main())
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
+        launch.stop()
+        folder.settle_oracle(out)
+    error = _failure(out, failed, launch.names)
+    if error is not None:
+        raise error
+    return searching.summarize(prepared)

@@ -1,4 +1,4 @@
-"""KerasTuner HyperModels over the zoo (the only module importing ``keras_tuner``, with jobs.py).
+"""KerasTuner HyperModels over the zoo (with search.py, the only modules importing ``keras_tuner``).
 
 :class:`ZooHyperModel` follows KerasTuner's split: fixed arguments in ``__init__`` (the zoo name,
 the search space, fixed overrides, the data), the search space in ``build(hp)`` (a compiled zoo

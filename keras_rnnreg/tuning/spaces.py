@@ -21,6 +21,8 @@ leaves no recurrent weight; Appendix B's largest is MuseData's 0.93), with the s
 preset being tuned (classic for RNN-DO / RNN-DOS); the noise σ ∈ [0.01, 0.1].
 """
 
+from keras_rnnreg.zoo import schema
+
 __all__ = ["NOISE_STUDY_TABLE_2", "NORM_STABILIZER_GRID", "SPACES", "check_entry", "get"]
 
 NOISE_STUDY_TABLE_2 = [
@@ -79,8 +81,6 @@ def get(name_or_entries):
 
 
 def check_entry(entry):
-    from keras_rnnreg.zoo import schema
-
     where = f"search-space entry {entry.get('name', entry)!r}"
     for field in ("name", "key", "type"):
         if field not in entry:

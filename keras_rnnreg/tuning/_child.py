@@ -1,0 +1,59 @@
+"""One process of a distributed search: ``python -m keras_rnnreg.tuning._child OUT``, started by
+:mod:`keras_rnnreg.tuning.distributed` with ``KERASTUNER_TUNER_ID`` set (the chief or a worker).
+
+It runs :func:`keras_rnnreg.tuning.search.search` on the spec recorded in ``OUT/job.json``. A
+module of its own, which the package does not import, so that ``python -m`` runs it once.
+"""
+
+import argparse
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+from keras_rnnreg import _processes, _runfolder
+from keras_rnnreg.tuning import folder, search
+
+
+def _exit_now(signum, frame):
+    """SIGTERM in a chief or worker: leave at once. Nothing is lost: KerasTuner's state files are
+    written atomically (:mod:`keras_rnnreg.tuning.search`) and a running trial runs again when the
+    search continues. (A ``KeyboardInterrupt`` could be swallowed inside Keras' ``fit``, and the
+    chief's gRPC threads would keep it alive.)"""
+    sys.stdout.flush()
+    os._exit(130)
+
+
+def _main(argv=None):
+    p = argparse.ArgumentParser(
+        description="one process of a distributed search (started by rnnreg tune)")
+    p.add_argument("out", help="the tuner folder: its job.json holds the spec")
+    p.add_argument("--data-root")
+    args = p.parse_args(argv)
+
+    signal.signal(signal.SIGTERM, _exit_now)
+    _processes.stop_when_orphaned()
+    spec = _runfolder.read_json(Path(args.out) / folder.JOB_FILE, "record of the search's job")
+    search.search(spec["spec"], args.out, data_root=args.data_root,
+                  log=lambda msg: print(msg, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    code = 1
+    try:
+        code = _main()
+    except KeyboardInterrupt:
+        code = 130
+    except SystemExit as err:  # argparse
+        code = err.code if isinstance(err.code, int) else 2
+    except BaseException as err:  # the traceback, then one line that the parent reports
+        traceback.print_exc()
+        print(f"error: {type(err).__name__}: {' '.join(str(err).split())}", flush=True)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # KerasTuner's gRPC server threads would keep the chief alive after its search ended or
+        # was interrupted; the state files are written atomically, so leaving now loses nothing.
+        os._exit(code)

@@ -1,0 +1,149 @@
+"""Tuner jobs as data: the TOML file checked (:func:`load_job`) and merged once into a search spec
+(:func:`plan`), the way :func:`keras_rnnreg.experiments.cards.plan` makes the runs of a card.
+
+A spec is a plain dict (JSON, recorded in the tuner folder as ``job.json``): the zoo name, the
+fixed overrides, the data, the search space, the tuner and its budget, with the ``[quick]`` table
+and the configuration's defaults already applied. Everything below it (the search, its folder, the
+distributed processes, a column's entries) reads the spec, never the job file.
+"""
+
+import copy
+from pathlib import Path
+
+from keras_rnnreg import training, zoo
+from keras_rnnreg.experiments import cards
+from keras_rnnreg.tuning import spaces as spaces_lib
+from keras_rnnreg.zoo import schema
+
+__all__ = ["DEFAULT_SEED", "JobError", "card_path", "column_entries", "default_out", "load_job",
+           "plan"]
+
+JOB_KEYS = {"model", "space", "param", "data", "data_root", "tuner", "max_trials", "epochs",
+            "objective", "direction", "patience", "seed", "set", "quick", "description",
+            "executions_per_trial", "card", "column"}
+QUICK_KEYS = {"data", "max_trials", "epochs", "set", "patience", "only"}
+TUNERS = ("random", "bayesian", "hyperband")
+DEFAULT_SEED = 1  # of a job without `seed`: the search repeats (KerasTuner draws one for 0)
+DEFAULT_TRIALS = 10
+
+
+class JobError(schema.ConfigError):
+    """A malformed tuner job: the message names the file and the key."""
+
+
+_STRING = schema.text()
+#: key -> (check, what is expected), for the job and its [quick] table.
+VALUE_CHECKS = {
+    **{key: _STRING for key in ("model", "space", "data", "data_root", "description", "objective",
+                                "card", "column")},
+    "tuner": (lambda v: v in TUNERS, "one of " + ", ".join(TUNERS)),
+    "direction": (lambda v: v in ("min", "max"), "'min' or 'max'"),
+    "max_trials": schema.integer_at_least(1),
+    "epochs": schema.integer_at_least(1),
+    "patience": schema.integer_at_least(1),
+    # KerasTuner's oracles take `seed or random.randint(1, 10000)`: 0 would be a random search.
+    "seed": (schema.integer_at_least(1)[0], "an integer >= 1 (KerasTuner turns 0 into a random "
+             "seed, so a search with seed 0 would not repeat)"),
+    "executions_per_trial": schema.integer_at_least(1),
+    "set": schema.list_of_text('a list of "key=value" strings'),
+    "param": (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
+              "[[param]] tables"),
+    "only": schema.list_of_text("a list of entry keys"),
+}
+
+
+def load_job(path):
+    """The checked job table of a TOML file (or a shipped job's name); :class:`JobError` else."""
+    argument = str(path)
+    path, job = schema.load_toml(path, JobError, "job")
+    schema.check_table(job, JOB_KEYS, {}, str(path), JobError)
+    if "model" not in job and not ("card" in job and "column" in job):
+        raise JobError(f"{path}: missing 'model' (a zoo name), or 'card' and 'column' (a Table 1 "
+                       "column)")
+    schema.check_table(job, JOB_KEYS, VALUE_CHECKS, str(path), JobError)
+    if "quick" in job:
+        schema.check_table(job["quick"], QUICK_KEYS, VALUE_CHECKS, f"{path}: [quick]", JobError)
+    try:
+        space = job.get("param") or job.get("space", "noise_study_table2")
+        job["space_entries"] = spaces_lib.get(space)
+    except ValueError as err:
+        raise JobError(f"{path}: {err}") from None
+    job.update(stem=path.stem, path=str(path), argument=argument)
+    return job
+
+
+def default_out(job, quick=False):
+    """``runs/tune-<job>`` (``-quick`` for the quick variant)."""
+    return Path(f"runs/tune-{job['stem']}" + ("-quick" if quick else ""))
+
+
+def card_path(job, job_path=None):
+    """The job's card: a path relative to the job file, or a shipped card's name."""
+    path = Path(job["card"]).expanduser()
+    beside = path if path.is_absolute() else Path(job.get("path", job_path)).resolve().parent / path
+    return beside if beside.is_file() else job["card"]
+
+
+def column_entries(job, quick=False):
+    """(card, the card entries of the job's column): the ``[quick] only`` ones when ``quick``."""
+    card = cards.load_card(card_path(job))
+    chosen = [e for e in card["entries"] if e.get("column") == job["column"]]
+    if not chosen:
+        columns = sorted({e.get("column") for e in card["entries"] if e.get("column")})
+        raise JobError(f"{job['path']}: column={job['column']!r} is not a column of "
+                       f"{card['path']}; expected one of {columns}")
+    only = job.get("quick", {}).get("only") if quick else None
+    if only:
+        unknown = set(only) - {e["key"] for e in chosen}
+        if unknown:
+            raise JobError(f"{job['path']}: [quick] only: {sorted(unknown)} are not entries of "
+                           f"column {job['column']!r}")
+        chosen = [e for e in chosen if e["key"] in only]
+    return card, chosen
+
+
+def _entry(job, key, quick):
+    _, chosen = column_entries(job, quick)
+    entry = next((e for e in chosen if e["key"] == key), None)
+    if entry is None:
+        raise JobError(f"{job['path']}: {key!r} is not an entry of column {job['column']!r}")
+    return entry
+
+
+def plan(job, quick=False, entry=None):
+    """The search spec of a job (of the ``entry`` of a column job), ``[quick]`` merged in.
+
+    Every value the search uses is here, defaults of the zoo configuration included
+    (``training.epochs``, ``monitor``, ``mode``, ``patience``, ``data.source``).
+    """
+    q = job.get("quick", {}) if quick else {}
+    model, data, entry_sets = job.get("model"), job.get("data"), []
+    if "column" in job:
+        if entry is None:
+            raise JobError(f"{job['path']}: a column job searches each entry; name one")
+        card_entry = _entry(job, entry, quick)
+        model, entry_sets = card_entry["name"], list(card_entry.get("set", []))
+        data = card_entry.get("data") or data
+    overrides = entry_sets + list(job.get("set", [])) + list(q.get("set", []))
+    base = zoo.resolve(model, overrides)
+    t = base["training"]
+    spec = {
+        "job": job["argument"], "stem": job["stem"], "quick": bool(quick), "entry": entry,
+        "model": model, "overrides": overrides,
+        "data": q.get("data", data or base["data"]["source"]),
+        "data_root": job.get("data_root"),
+        "space": copy.deepcopy(job["space_entries"]),
+        "tuner": job.get("tuner", "random"),
+        "max_trials": q.get("max_trials", job.get("max_trials", DEFAULT_TRIALS)),
+        "epochs": q.get("epochs", job.get("epochs", t["epochs"])),
+        "patience": q.get("patience", job.get("patience", t["patience"])),
+        "objective": job.get("objective", t["monitor"]),
+        "direction": job.get("direction", t["mode"]),
+        "seed": job.get("seed", DEFAULT_SEED),
+        "executions_per_trial": job.get("executions_per_trial", 1),
+    }
+    try:
+        training.check_monitor(base, "objective", spec["objective"])
+    except schema.ConfigError as err:
+        raise JobError(f"{job['path']}: {err}") from None
+    return spec
