@@ -76,6 +76,24 @@ def visible_gpus():
             if line.startswith("GPU ")]
 
 
+# Start-up lines of the backends (TensorFlow's C++ logging): never a child's reason for failing.
+BANNERS = ("I0000", "W0000", "E0000", "WARNING: All log messages", "To enable the following")
+ERROR_MARK = "error: "  # a failing child's last word: ERROR_MARK + "Type: message"
+
+
+def error_line(err):
+    """The one line a failing child prints last, for its parent (:func:`last_error`)."""
+    return f"{ERROR_MARK}{type(err).__name__}: {' '.join(str(err).split())}"
+
+
+def last_error(path, skip=()):
+    """A child's own last error line (:func:`error_line`), else its log's last line that is not a
+    start-up banner (nor starts with one of ``skip``)."""
+    lines = last_lines(path, 200, skip=BANNERS + tuple(skip))
+    errors = [x for x in lines if x.startswith(ERROR_MARK)]
+    return (errors or lines or ["(no output)"])[-1]
+
+
 def last_lines(path, n, skip="\0"):
     """The last ``n`` lines of a child's log that are not blank and do not start with ``skip``."""
     try:

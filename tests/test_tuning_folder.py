@@ -21,9 +21,8 @@ from pathlib import Path
 import keras
 import pytest
 
-from keras_rnnreg import _runfolder, cli
+from keras_rnnreg import _processes, _runfolder, cli
 from keras_rnnreg.tuning import folder, run_job
-from keras_rnnreg.tuning.distributed import _last_error
 from tests.conftest import stderr_lines
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +149,7 @@ def test_a_childs_failure_is_its_own_last_error_line(tmp_path):
                    "ValueError: bad\nerror: ValueError: bad value for x\n"
                    "I0000 00:00:1.0 12 cpu_feature_guard.cc:227] This TensorFlow binary\n"
                    "WARNING: All log messages before absl::InitializeLog() is called\n")
-    assert _last_error(log) == "error: ValueError: bad value for x"
+    assert _processes.last_error(log) == "error: ValueError: bad value for x"
 
 
 # ------------------------------------------------------------------------------- processes

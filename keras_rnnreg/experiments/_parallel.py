@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from keras_rnnreg import _processes, _runfolder, zoo
@@ -232,7 +233,8 @@ def run(runs, out, jobs=2, devices=None, verbose=0, log=print, stream=None, poll
                     reports.append((job.run, job.result))
                 else:
                     job.state = "failed"
-                    job.error = f"exit status {code}: {job.last_lines(1)}"
+                    job.error = (f"exit status {code}: "
+                                 f"{_processes.last_error(job.run_dir / LOG, skip=(MARK,))}")
                     failures.append({"key": job.run["key"], "seed": job.run["seed"],
                                      "error": f"{job.error} (log: {job.run_dir / LOG})"})
                 display.event(job, job.state)
@@ -258,3 +260,7 @@ if __name__ == "__main__":
     except KeyboardInterrupt:
         print("interrupted; the run resumes from its last finished epoch", flush=True)
         raise SystemExit(130) from None
+    except Exception as err:  # the traceback, then the one line the parent reports
+        traceback.print_exc()
+        print(_processes.error_line(err), flush=True)
+        raise SystemExit(1) from None

@@ -50,7 +50,7 @@ if __name__ == "__main__":
         code = err.code if isinstance(err.code, int) else 2
     except BaseException as err:  # the traceback, then one line that the parent reports
         traceback.print_exc()
-        print(f"error: {type(err).__name__}: {' '.join(str(err).split())}", flush=True)
+        print(_processes.error_line(err), flush=True)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

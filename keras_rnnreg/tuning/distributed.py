@@ -28,7 +28,6 @@ from keras_rnnreg.tuning.search import BARRIER, CHIEF
 
 __all__ = ["free_port", "search", "tuner_env"]
 
-BANNERS = ("I0000", "W0000", "E0000", "WARNING: All log messages", "To enable the following")
 STOP_GRACE = 3.0  # seconds a process has to stop on SIGTERM before SIGKILL (its files are atomic)
 
 
@@ -49,14 +48,6 @@ def tuner_env(tuner_id, port, base=None, host="127.0.0.1", barrier=None):
     return env
 
 
-def _last_error(path):
-    """The child's own last error line (``error: ...``, see the end of this module), else its log's
-    last line that is not a backend's start-up banner."""
-    lines = _processes.last_lines(path, 200, skip=BANNERS)
-    errors = [x for x in lines if x.startswith("error: ")]
-    return (errors or lines or ["(no output)"])[-1]
-
-
 def _exit_text(code):
     if code < 0:
         return f"was killed by {signal.Signals(-code).name}"
@@ -66,7 +57,7 @@ def _exit_text(code):
 def _process_failure(out, name, code):
     """``worker tuner1 exited with status 1: error: ...`` (a killed one has no last word)."""
     text = f"{'the KerasTuner chief' if name == CHIEF else 'worker ' + name} {_exit_text(code)}"
-    return text if code < 0 else f"{text}: {_last_error(out / f'{name}.log')}"
+    return text if code < 0 else f"{text}: {_processes.last_error(out / f'{name}.log')}"
 
 
 class _Launch:

@@ -1,6 +1,7 @@
 """Experiment cards (zoo/*.toml): in step with the registry; quick variants run; tables written."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -140,7 +141,9 @@ def test_parallel_runs_survive_a_crashed_run_and_report_every_seed(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert [(e["key"], e["seeds"]) for e in results["entries"]] == [("jsb_rnn_plain", [0, 1])]
     assert [(f["key"], f["seed"]) for f in results["failures"]] == [("broken", 0)]
-    assert "no/such/file.mat" in results["failures"][0]["error"]
+    error = results["failures"][0]["error"]
+    assert "no/such/file.mat" in error and re.search(r"error: \w+Error: ", error)  # its last word
+    assert "I0000" not in error and "WARNING" not in error  # not a backend's start-up banner
     for seed in (0, 1):
         run_dir = out / "jsb_rnn_plain" / f"seed{seed}"
         assert "wall_s" in json.loads((run_dir / "report.json").read_text())
