@@ -149,6 +149,21 @@ def _regularizer_variants(units):
         "LSTM+norm-stabilizer/cell": lstm(state_regularizer=R.NormStabilizer(500.0, on="cell")),
         "LSTM+noise/timestep": lstm(perturbations=[P.WeightNoise(0.05)]),
         "LSTM+noise/timestep, local": lstm(perturbations=[P.WeightNoise(0.05, sampling="local")]),
+        # beyond the papers: zoneout (our loop), AR / TAR (after the loop), layer normalization
+        "SimpleRNN+zoneout 0.1": srnn(zoneout=0.1),
+        "LSTM+zoneout (0.5, 0.05)": lstm(zoneout=(0.5, 0.05)),
+        "LSTM+AR": lstm(state_regularizer=R.ActivationRegularization(2.0)),
+        "LSTM+TAR": lstm(state_regularizer=R.TemporalActivationRegularization(1.0)),
+        "LSTM+AR+TAR": lstm(state_regularizer=[R.ActivationRegularization(2.0),
+                                               R.TemporalActivationRegularization(1.0)]),
+        "LSTM+norm-stabilizer+TAR": lstm(state_regularizer=[
+            R.NormStabilizer(50.0), R.TemporalActivationRegularization(1.0)]),
+        "LayerNormLSTM": lambda: L.LayerNormLSTM(units, return_sequences=True),
+        "LayerNormLSTM+zoneout (0.5, 0.05)": lambda: L.LayerNormLSTM(
+            units, return_sequences=True, zoneout=(0.5, 0.05)),
+        "ours.GRU": lambda: L.GRU(units, return_sequences=True),
+        "GRU+zoneout 0.1": lambda: L.GRU(units, return_sequences=True, zoneout=0.1),
+        "LayerNormGRU": lambda: L.LayerNormGRU(units, return_sequences=True),
     }
 
 
@@ -160,9 +175,13 @@ REFERENCE = {
 
 
 def _regularizer_reference(name):
-    if name in ("ours.SimpleRNN", "ours.LSTM"):
+    """The plain layer a variant is timed against (None: it is one)."""
+    if name.startswith("ours."):
         return None
-    return "ours.LSTM" if name.startswith("LSTM") else "ours.SimpleRNN"
+    for kind in ("LSTM", "GRU"):
+        if name.startswith((kind, f"LayerNorm{kind}")):
+            return f"ours.{kind}"
+    return "ours.SimpleRNN"
 
 
 # The papers' GPU workloads (docs/benchmarks.md, GPU table): name -> (batch, length, inputs, units,

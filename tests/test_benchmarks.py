@@ -67,3 +67,15 @@ def test_gpu_check_script_parses_and_benchmarks_every_paper_shape():
     subprocess.run(["bash", "-n", str(script)], check=True)
     shapes = re.search(r"--only (\S+)", script.read_text()).group(1).split(",")
     assert sorted(shapes) == sorted(bench.PAPER_SHAPES)
+
+
+def test_the_regularizers_beyond_the_papers_are_timed_against_their_plain_layer():
+    variants = bench._regularizer_variants(4)
+    beyond = {name: variants[name] for name in ("LSTM+zoneout (0.5, 0.05)", "LSTM+AR+TAR",
+                                               "LayerNormGRU", "SimpleRNN+zoneout 0.1")}
+    rates = bench.measure(beyond, batch=2, length=3, features=88, steps=1, repeats=1)
+    assert set(rates) == set(beyond) and all(rate > 0 for rate in rates.values())
+    assert [bench._regularizer_reference(n) for n in beyond] == [
+        "ours.LSTM", "ours.LSTM", "ours.GRU", "ours.SimpleRNN"]
+    assert all(bench._regularizer_reference(n) in variants for n in variants
+               if not n.startswith("ours."))
