@@ -380,8 +380,7 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
     def _paired_outputs(self):
         return ("variance",) if self.return_variance else ()
 
-    def _cudnn_config_reason(self, training=True):
-        return "FastDropoutRNN has no cuDNN path (it propagates a mean and a variance)"
+    _no_cudnn_reason = "FastDropoutRNN has no cuDNN path (it propagates a mean and a variance)"
 
     def call(self, sequences, initial_state=None, mask=None, training=None):
         if initial_state is not None:
