@@ -66,7 +66,7 @@ def cudnn_path(layer, training=True):
     if reason is not None:
         return False, reason
     backend = keras.backend.backend()
-    how = f"cuDNN: Keras' {backend} {_kernel_name(layer).upper()} kernel"
+    how = f"cuDNN: Keras' {backend} {layer._cudnn_kernel.upper()} kernel"
     if training and any(p.per == "sequence" for p in getattr(layer, "perturbations", ())):
         how += ", with the kernels perturbed once per sequence"
     return True, how
@@ -92,9 +92,8 @@ def no_cudnn_reason(layer):
 
 
 def _kernel_rules(layer, training):
-    """The rules that Keras' cuDNN LSTM and GRU kernels share, and the layer's own
-    (``_cudnn_equation_reasons`` after the activations, ``_cudnn_output_reasons`` last): each
-    broken rule's reason, in the order they are reported."""
+    """The reason of each broken rule, in report order: those Keras' cuDNN LSTM and GRU share,
+    the layer's own (``_cudnn_equation_reasons`` after the activations, ``_output_`` last)."""
     if layer.activation_name != "tanh":
         yield f"activation={layer.activation_name!r} (cuDNN computes tanh)"
     if layer.recurrent_activation_name != "sigmoid":
@@ -119,13 +118,9 @@ def _kernel_rules(layer, training):
     yield from layer._cudnn_output_reasons()
 
 
-def _kernel_name(layer):
-    return getattr(layer, "_cudnn_kernel", None) or "lstm"
-
-
 def _runtime_reason(layer):
     backend = keras.backend.backend()
-    name = _kernel_name(layer)
+    name = layer._cudnn_kernel
     if backend not in _backend.CUDNN_BACKENDS:
         return f"the {backend} backend has no cuDNN kernel"
     if name == "gru" and backend not in _backend.CUDNN_GRU_BACKENDS:

@@ -1,38 +1,26 @@
-"""The recurrences: one pure step function per cell type, the registry that names them, and the
-loops with a hand-written backward pass.
+"""The recurrences: one pure step function per cell type (run by the layers' scan, the cells and
+the forward loops below: one copy of each equation), the registry :data:`RECURRENCES` (a layer's
+or cell's ``_kind`` -> step, bias split, loop with a hand-written backward), and those loops.
 
-**Steps.** ``step(config, projected, h_in, u, carry, recurrent_bias=None, noise=None)`` returns
-``(new_carry, saved)``: ``projected`` is ``x_t W + b_in`` (B, gates·units), ``h_in`` the hidden
-state the recurrent matmul reads (recurrent dropout applied), ``u`` this step's recurrent kernel,
-``carry`` the carried states (``[h]``, ``[h, c]``), ``noise(h)`` the local reparameterization's
-pre-activation noise of ``h U`` (or None), ``config`` a :class:`StepConfig`; ``saved`` are the
-intermediates a hand-written backward pass reads. The same function runs in the layers' scan, in
-the cells (``keras.layers.RNN``) and in the forward loops below: one copy of each equation.
+A step is ``step(config, projected, h_in, u, carry, recurrent_bias=None, noise=None) ->
+(new_carry, saved)``: ``projected = x_t W + b_in``, ``h_in`` the h that the recurrent matmul reads
+(recurrent dropout applied), ``u`` this step's recurrent kernel, ``carry`` ``[h]`` or ``[h, c]``,
+``noise(h)`` the local reparameterization's noise on ``h U`` (or None), ``config`` a
+:class:`StepConfig`; ``saved``: what a hand-written backward pass reads.
 
-**Registry.** :data:`RECURRENCES` maps a layer's ``_kind`` to its :class:`Recurrence`: the step,
-how the bias splits between the projection and the step, and the loop with a hand-written
-backward (None: autodiff only). A new cell type is one step function and one entry here.
-
-**Hand-written backward.** Autodiff through ``keras.ops.scan`` computes the weight gradient
-``Σ_t h_{t-1}ᵀ δ_t`` inside the reverse loop, one small matmul per timestep, and keeps per-step
-residuals. Here the forward loop emits only the state sequence (and the step's ``saved``); the
-backward pass
-
-1. recomputes every pre-activation at once, ``Z = P + S_prev U`` (one large matmul),
-2. runs a reverse loop that does only what must be sequential (``δ_{t-1} = (δ_t ⊙ f'(·)) Uᵀ`` and,
-   for the LSTM, the cell carry),
-3. forms the recurrent-kernel gradient as one large matmul ``S_prevᵀ δ`` after the loop.
-
-Only activations whose derivative is a function of their output are covered (tanh, sigmoid,
-relu, trec, linear); anything else uses plain autodiff (``base.plan_call`` decides). The
-recurrent kernel may carry a time axis (T, units, width): per-timestep weight perturbations
-(``per_timestep=True``). Masks are float (T, B, 1) tensors: masked steps carry the previous state.
+Hand-written backward: autodiff through ``keras.ops.scan`` computes ``Σ_t h_{t-1}ᵀ δ_t`` inside
+the reverse loop, one small matmul per timestep, and keeps per-step residuals. Here the forward
+loop emits only the states (and ``saved``); the backward pass recomputes every pre-activation at
+once (``Z = P + S_prev U``), runs a reverse loop doing only what is sequential (``δ_{t-1} = (δ_t ⊙
+f'(·)) Uᵀ``, the LSTM's cell carry) and forms the kernel gradient as one matmul ``S_prevᵀ δ``.
+Activations covered: those whose derivative is a function of their output (tanh, sigmoid, relu,
+trec, linear); else autodiff (``base.plan_call`` decides). ``per_timestep=True``: the kernel has
+a time axis (T, units, width). Masks are float (T, B, 1): masked steps carry the state over.
 """
 
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import keras
 from keras import ops
 
 from keras_rnnreg._backend import scan_states
@@ -45,16 +33,9 @@ from keras_rnnreg._backend import scan_states
 FASTER_THAN_AUTODIFF = {"simple_rnn": ("jax", "torch"), "lstm": ("jax", "torch"), "gru": ("torch",)}
 
 
-def pays(kind):
-    """Whether the hand-written backward pass of ``kind`` (a FASTER_THAN_AUTODIFF key) is the
-    faster one on the current backend."""
-    return keras.backend.backend() in FASTER_THAN_AUTODIFF.get(kind, ())
-
-
 class StepConfig(NamedTuple):
-    """What a step function reads besides tensors of the step: the activations (callables),
-    the GRU's ``reset_after`` and, for a step with weights of its own (e.g. layer-norm scales),
-    those tensors in ``params``."""
+    """What a step reads besides its tensors: the activations (callables), the GRU's
+    ``reset_after``, and in ``params`` the tensors of a step with weights of its own."""
 
     activation: Callable
     recurrent_activation: Callable = None
@@ -72,11 +53,9 @@ def step_config(owner):
 
 
 class StepWeights(NamedTuple):
-    """The weights a call's steps read, drawn before the loop (``FusedRNN._weights``): plain
-    tensors, each kernel (rows, cols) or, under a per-timestep perturbation, (T, rows, cols) with
-    ``per_timestep_kernel`` / ``per_timestep_recurrent`` saying so; ``bias`` as the layer stores
-    it (for cuDNN) and split into the part added to the projection and the part the step adds;
-    the local-reparameterization perturbations (not applied: they add pre-activation noise)."""
+    """A call's weights, drawn before the loop (``FusedRNN._weights``): kernels (rows, cols), or
+    (T, rows, cols) under a per-timestep perturbation (``per_timestep_*``); ``bias`` as stored
+    (for cuDNN) and split (projection, step); the local perturbations, not applied."""
 
     kernel: Any
     recurrent_kernel: Any
@@ -173,8 +152,7 @@ def _act(name):
 
 
 def _config(names):
-    """The :class:`StepConfig` of the hand-written loops: ``names`` (activation, recurrent
-    activation, output activation) as ops, positionally."""
+    """The hand-written loops' :class:`StepConfig`: the activations ``names`` as ops."""
     return StepConfig(*(_act(name)[0] for name in names))
 
 
@@ -426,5 +404,5 @@ RECURRENCES = {
 
 __all__ = [
     "FASTER_THAN_AUTODIFF", "RECURRENCES", "Recurrence", "StepConfig", "StepWeights", "covered",
-    "gru", "gru_step", "lstm", "lstm_step", "pays", "simple_rnn", "simple_rnn_step", "step_config",
+    "gru", "gru_step", "lstm", "lstm_step", "simple_rnn", "simple_rnn_step", "step_config",
 ]

@@ -1,27 +1,14 @@
-"""The recurrent loop shared by SimpleRNN, LSTM, GRU and FastDropoutRNN (:class:`FusedRNN`).
+"""The recurrent loop shared by SimpleRNN, LSTM, GRU and FastDropoutRNN (:class:`FusedRNN`;
+"fused": the input projection of all timesteps is one matmul before the loop).
 
-"Fused" in ``FusedRNN`` means one thing: the input projection ``x_t W + b`` of every timestep
-is fused into one matmul before the loop. The hand-written backward passes live in
-``layers/_steps.py`` (with the step functions), the one-call bidirectional cuDNN path in
-``layers/bidirectional.py``.
-
-Design:
-
-* a call is three stages: ``_prepare`` (inputs, initial states, weights with their perturbations
-  drawn, the plan), ``_run`` (Keras' cuDNN kernel or our loop), ``_assemble`` (outputs, state
-  penalties, stateful states); :func:`plan_call` alone decides the path;
-* the input projection for every timestep is one matmul before the loop; the loop
-  (``keras.ops.scan``) does only the recurrent part ``h_{t-1} U`` and the nonlinearity, except
-  where :data:`PROJECT_IN_LOOP` measured an in-loop ``x_t W`` faster;
-* each timestep is the pure step function of the layer's kind (``_steps.RECURRENCES``), the same
-  one the cells and the hand-written backward passes run;
-* nothing random inside the loop: dropout masks and the weight perturbations of
-  :mod:`keras_rnnreg.perturbations` are drawn before it (a :class:`~._steps.StepWeights`),
-  per-timestep ones as tensors with a time axis that the loop reads like an input;
-* penalties on the state sequence (:mod:`keras_rnnreg.regularizers`) are computed after the loop
-  and added with ``add_loss`` from the layer's ``call``, never from inside the loop;
-* weights are named and shaped like ``keras.layers.SimpleRNN`` / ``LSTM`` / ``GRU`` so that
-  ``ours.set_weights(theirs.get_weights())`` gives the same function.
+A call is ``_prepare`` (inputs, states, the weights with every random draw made before the loop,
+the path from :func:`plan_call`), ``_run`` (Keras' cuDNN kernel or our loop: ``keras.ops.scan``
+over the step function of the layer's kind, ``_steps.RECURRENCES``, shared with the cells and the
+hand-written backward passes; the projection inside it where :data:`PROJECT_IN_LOOP` measured
+that faster) and ``_assemble`` (outputs; state penalties, :mod:`keras_rnnreg.regularizers`, added
+with ``add_loss`` after the loop; stateful states). Per-timestep draws are tensors with a time
+axis that the loop reads like an input. Weights are named and shaped like Keras' SimpleRNN /
+LSTM / GRU: ``ours.set_weights(theirs.get_weights())`` gives the same function.
 """
 
 from typing import Any, NamedTuple
@@ -187,26 +174,19 @@ class FusedRNN(keras.layers.Layer):
             " or a pair (cell_rate, hidden_rate) of such rates" if multi else ""
         )
 
+        invalid = ValueError(
+            f"Invalid value for argument zoneout={zoneout!r} of {name}: expected {expected}."
+        )
+
         def rate(value):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(
-                    f"Invalid value for argument zoneout={zoneout!r} of {name}: expected "
-                    f"{expected}."
-                )
-            value = float(value)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(
-                    f"Invalid value for argument zoneout={zoneout!r} of {name}: expected "
-                    f"{expected}."
-                )
-            return value
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number and 0.0 <= value < 1.0):
+                raise invalid
+            return float(value)
 
         if isinstance(zoneout, (list, tuple)):
             if not multi or len(zoneout) != 2:
-                raise ValueError(
-                    f"Invalid value for argument zoneout={zoneout!r} of {name}: expected "
-                    f"{expected}."
-                )
+                raise invalid
             cell_rate, hidden_rate = rate(zoneout[0]), rate(zoneout[1])
             normalized = (cell_rate, hidden_rate)
             rates = {"hidden": hidden_rate, "cell": cell_rate}
@@ -241,7 +221,6 @@ class FusedRNN(keras.layers.Layer):
         # training=False: the wider set (per-timestep perturbations leave cuDNN in training only).
         if keras.backend.backend() == "tensorflow" and _cudnn.cudnn_path(self, training=False)[0]:
             self.supports_jit = False
-
 
     @property
     def _use_cudnn(self):
@@ -294,11 +273,7 @@ class FusedRNN(keras.layers.Layer):
     # ------------------------------------------------------------------------------------ build
     def build(self, sequences_shape, initial_state_shape=None):
         sequences_shape = tuple(sequences_shape)
-        if len(sequences_shape) != 3:
-            raise ValueError(
-                f"{type(self).__name__} expects inputs of rank 3 (batch, timesteps, features); "
-                f"received inputs with shape {sequences_shape}."
-            )
+        self._check_rank(sequences_shape)
         input_dim = sequences_shape[-1]
         if input_dim is None:
             raise ValueError(
@@ -409,9 +384,8 @@ class FusedRNN(keras.layers.Layer):
 
     # ------------------------------------------------------------------------ call: prepare
     def _prepare(self, sequences, initial_state, mask, training):
-        """Everything before the loop, as a :class:`_Call`: the checks, the initial states, the
-        inputs in processing order with input dropout, the weights with their perturbations drawn
-        (:meth:`_weights`), the time-major float mask and the :func:`plan_call`."""
+        """Everything before the loop (a :class:`_Call`): checks, initial states, inputs in
+        processing order with input dropout, weights drawn, the float mask, the plan."""
         self._check_inputs(sequences)
         states = self._initial_states(sequences, initial_state)
         x = sequences
@@ -430,12 +404,15 @@ class FusedRNN(keras.layers.Layer):
         plan = plan_call(self, training, mask, weights)
         return _Call(x, states, mask, float_mask, weights, plan, training)
 
-    def _check_inputs(self, sequences):
-        if len(sequences.shape) != 3:
+    def _check_rank(self, shape):
+        if len(shape) != 3:
             raise ValueError(
                 f"{type(self).__name__} expects inputs of rank 3 (batch, timesteps, features); "
-                f"received inputs with shape {tuple(sequences.shape)}."
+                f"received inputs with shape {tuple(shape)}."
             )
+
+    def _check_inputs(self, sequences):
+        self._check_rank(sequences.shape)
         if self.stateful and self._expected_batch_size is not None:
             if sequences.shape[0] is not None and sequences.shape[0] != self._expected_batch_size:
                 raise ValueError(
@@ -498,10 +475,9 @@ class FusedRNN(keras.layers.Layer):
         return None, hidden, final_states
 
     def _run_loop(self, call):
-        """The state sequences (T, B, units) from our loop, time-major: the input projection for
-        all timesteps (one matmul, (T, B, F) @ (F, G), or a batched (T, B, F) @ (T, F, G) under
-        per-timestep input-weight noise) unless each step computes its own, then the loop with
-        the hand-written backward pass or the scan (autodiff)."""
+        """The state sequences (T, B, units) from our loop: the input projection for all
+        timesteps (unless each step makes its own), then the hand-written backward's loop or the
+        scan (autodiff)."""
         x_tm = ops.transpose(call.x, (1, 0, 2))
         w = call.weights
         if call.plan.project_in_loop:
@@ -573,7 +549,7 @@ class FusedRNN(keras.layers.Layer):
         the layer's step, then zoneout, then the Keras mask (masked steps keep the state)."""
         w, in_loop, training = call.weights, call.plan.project_in_loop, call.training
         zoneout_rates = self._zoneout_rates if self._zoneout_active else ()
-        local = w.recurrent_local
+        local, step = w.recurrent_local, self._step_function()
 
         def body(carry, inputs):
             u = inputs["recurrent_kernel"] if w.per_timestep_recurrent else w.recurrent_kernel
@@ -589,7 +565,7 @@ class FusedRNN(keras.layers.Layer):
                 def noise(h):
                     return local.local_noise(h, local_factors, inputs["local_normal"])
 
-            new_carry = self._recurrent_step(projected, h_in, u, carry, w.recurrent_bias, noise)
+            new_carry = step(projected, h_in, u, carry, w.recurrent_bias, noise)
             if zoneout_rates:
                 new_carry = _zone_out(new_carry, carry, zoneout_rates, inputs, training)
             if "mask" in inputs:  # masked steps keep the previous state
@@ -691,12 +667,10 @@ class FusedRNN(keras.layers.Layer):
     _cudnn_kernel = None  # which of Keras' cuDNN kernels the layer runs ("lstm", "gru")
     _no_cudnn_reason = None  # what cudnn_path says for a layer type without one
 
-    def _cudnn_equation_reasons(self):
-        """The layer's own cuDNN rules on its equations (``_cudnn._kernel_rules``)."""
+    def _cudnn_equation_reasons(self):  # the layer's own cuDNN rules (_cudnn._kernel_rules)
         return ()
 
     def _cudnn_output_reasons(self):
-        """The layer's own cuDNN rules on its outputs (``_cudnn._kernel_rules``)."""
         return ()
 
     def _project(self, x_tm, kernel, training):
@@ -717,7 +691,8 @@ class FusedRNN(keras.layers.Layer):
         """Whether the hand-written backward pass covers this configuration and is the faster
         one here (``_steps.FASTER_THAN_AUTODIFF``)."""
         names = self._backward_activations()
-        return names is not None and _steps.pays(self._kind) and all(map(_steps.covered, names))
+        pays = keras.backend.backend() in _steps.FASTER_THAN_AUTODIFF.get(self._kind, ())
+        return names is not None and pays and all(map(_steps.covered, names))
 
     def _projects_in_loop(self):
         """Whether the steps compute ``x_t W + b`` themselves (:data:`PROJECT_IN_LOOP`); never
@@ -736,12 +711,12 @@ class FusedRNN(keras.layers.Layer):
         the step), as the layer's kind splits it (the GRU with ``reset_after=True`` has both)."""
         return _steps.RECURRENCES[self._kind].split_bias(self._step_config(), bias)
 
-    def _recurrent_step(self, projected, h_in, u, carry, recurrent_bias, noise):
-        """One timestep of the scan: the step function of the layer's kind (``_steps``) from
-        ``projected = x_t W + b``, the (recurrent-dropped) hidden state ``h_in`` and the step's
-        recurrent kernel ``u``; returns the new carried states. FastDropoutRNN overrides it."""
-        step = _steps.RECURRENCES[self._kind].step
-        return step(self._step_config(), projected, h_in, u, carry, recurrent_bias, noise)[0]
+    def _step_function(self):
+        """The scan's step, ``(projected, h_in, u, carry, recurrent_bias, noise) -> new carry``,
+        made once per call: the step of the layer's kind (``_steps.RECURRENCES``) with its
+        ``_step_config()``. FastDropoutRNN returns its own."""
+        step, config = _steps.RECURRENCES[self._kind].step, self._step_config()
+        return lambda *args: step(config, *args)[0]
 
 
 def _zone_out(new_carry, carry, rates, inputs, training):
@@ -866,16 +841,12 @@ class _Call(NamedTuple):
 
 
 def plan_call(layer, training, mask, weights):
-    """The one place where a call's path is chosen: Keras' cuDNN kernel (the rules of
-    ``_cudnn.cudnn_path``, the mask), else our loop, with the input projection in or before it
-    (:data:`PROJECT_IN_LOOP`, ``layer._projects_in_loop()``) and the hand-written or automatic
-    backward (``_steps.FASTER_THAN_AUTODIFF``, ``layer._manual_backward()``). The loop choices
-    also hold for the loop a ``"cudnn_if_right_padded"`` call runs when its mask is not."""
-    in_loop = (
-        weights.input_local is None
-        and not weights.per_timestep_kernel
-        and layer._projects_in_loop()
-    )
+    """The one place a call's path is chosen: Keras' cuDNN kernel (``_cudnn.cudnn_path``, the
+    mask), else our loop with the projection in or before it (:data:`PROJECT_IN_LOOP` via
+    ``layer._projects_in_loop()``) and a hand-written or automatic backward (FASTER_THAN_AUTODIFF
+    via ``layer._manual_backward()``), also for the loop of a "cudnn_if_right_padded" route."""
+    in_loop = weights.input_local is None and not weights.per_timestep_kernel
+    in_loop = in_loop and layer._projects_in_loop()
     manual = (
         not in_loop
         and weights.recurrent_local is None

@@ -39,19 +39,17 @@ import keras
 from keras import ops
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
-from keras_rnnreg import activations as activations_lib
 from keras_rnnreg._api import serializable
 from keras_rnnreg._backend import plain_tensor
 from keras_rnnreg.layers import _steps
 from keras_rnnreg.layers.base import (
     _deserialize_list,
-    activation_config,
     build_weights,
     set_weight_arguments,
     weight_config,
 )
-from keras_rnnreg.layers.gru import gru_bias_shape
-from keras_rnnreg.layers.lstm import lstm_bias_initializer
+from keras_rnnreg.layers.gru import gru_bias_shape, gru_config, set_gru_arguments
+from keras_rnnreg.layers.lstm import lstm_bias_initializer, lstm_config, set_lstm_arguments
 from keras_rnnreg.perturbations import kernels_for_step
 
 
@@ -166,7 +164,7 @@ class _Cell(keras.layers.Layer, DropoutRNNCell):
         if training and self.recurrent_dropout > 0:
             h_in = h_in * self.get_recurrent_dropout_mask(h_in)
         projected = ops.matmul(inputs, kernel)
-        recurrence, config = _steps.RECURRENCES[self._kind], _steps.step_config(self)
+        recurrence, config = _steps.RECURRENCES[self._kind], self._step_config()
         input_bias, recurrent_bias = recurrence.split_bias(config, self.bias)
         if input_bias is not None:
             projected = projected + input_bias
@@ -175,11 +173,12 @@ class _Cell(keras.layers.Layer, DropoutRNNCell):
             return new[0], new[0]
         return new[0], new
 
+    def _step_config(self):  # a cell with weights of its own adds them (StepConfig.params)
+        return _steps.step_config(self)
+
     # ------------------------------------------------------------------------------- config
     def get_config(self):
-        config = super().get_config()
-        config.update(weight_config(self))
-        return config
+        return {**super().get_config(), **weight_config(self)}
 
 
 @serializable
@@ -208,27 +207,10 @@ class LSTMCell(_Cell):
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
                  output_activation="same", unit_forget_bias=True, **kwargs):
         super().__init__(units, activation=activation, **kwargs)
-        self.recurrent_activation_name = recurrent_activation
-        self.recurrent_activation = activations_lib.get(
-            recurrent_activation, "recurrent_activation"
-        )
-        self.output_activation_name = output_activation
-        if output_activation == "same":
-            self.output_activation = self.activation
-        elif output_activation is None:
-            self.output_activation = None
-        else:
-            self.output_activation = activations_lib.get(output_activation, "output_activation")
-        self.unit_forget_bias = bool(unit_forget_bias)
+        set_lstm_arguments(self, recurrent_activation, output_activation, unit_forget_bias)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            recurrent_activation=activation_config(self, "recurrent_activation"),
-            output_activation=activation_config(self, "output_activation"),
-            unit_forget_bias=self.unit_forget_bias,
-        )
-        return config
+        return {**super().get_config(), **lstm_config(self)}
 
 
 @serializable
@@ -244,23 +226,10 @@ class GRUCell(_Cell):
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
                  reset_after=True, **kwargs):
         super().__init__(units, activation=activation, **kwargs)
-        self.recurrent_activation_name = recurrent_activation
-        self.recurrent_activation = activations_lib.get(
-            recurrent_activation, "recurrent_activation"
-        )
-        if not isinstance(reset_after, bool):
-            raise ValueError(
-                f"Invalid value for argument reset_after={reset_after!r}: expected True or False."
-            )
-        self.reset_after = reset_after
+        set_gru_arguments(self, recurrent_activation, reset_after)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {"recurrent_activation": activation_config(self, "recurrent_activation"),
-             "reset_after": self.reset_after}
-        )
-        return config
+        return {**super().get_config(), **gru_config(self)}
 
 
 __all__ = ["GRUCell", "LSTMCell", "SimpleRNNCell"]

@@ -412,7 +412,10 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
     def _split_bias(self, bias):
         return None, bias  # added to the mean inside the step (the projection may hold both)
 
-    def _recurrent_step(self, projected, h_in, u, carry, recurrent_bias, noise):
+    def _step_function(self):
+        return self._moments_step
+
+    def _moments_step(self, projected, h_in, u, carry, recurrent_bias, noise):
         mean, variance = carry
         if projected.shape[-1] == 2 * self.units:  # moments (see _project)
             input_mean, input_variance = projected[..., : self.units], projected[..., self.units :]

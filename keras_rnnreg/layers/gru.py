@@ -6,6 +6,24 @@ from keras_rnnreg._api import serializable
 from keras_rnnreg.layers.base import FusedRNN, activation_config
 
 
+def set_gru_arguments(owner, recurrent_activation, reset_after):
+    """The GRU's own arguments, on a layer or a cell: σ and ``reset_after``."""
+    owner.recurrent_activation_name = recurrent_activation
+    owner.recurrent_activation = activations_lib.get(recurrent_activation, "recurrent_activation")
+    if not isinstance(reset_after, bool):
+        raise ValueError(
+            f"Invalid value for argument reset_after={reset_after!r}: expected True or False."
+        )
+    owner.reset_after = reset_after
+
+
+def gru_config(owner):
+    return {
+        "recurrent_activation": activation_config(owner, "recurrent_activation"),
+        "reset_after": owner.reset_after,
+    }
+
+
 def gru_bias_shape(owner):
     """The bias of a GRU layer or cell: (2, 3·units) with ``reset_after`` (input, recurrent),
     else (3·units,)."""
@@ -108,15 +126,7 @@ class GRU(FusedRNN):
             use_cudnn=use_cudnn,
             **kwargs,
         )
-        self.recurrent_activation_name = recurrent_activation
-        self.recurrent_activation = activations_lib.get(
-            recurrent_activation, "recurrent_activation"
-        )
-        if not isinstance(reset_after, bool):
-            raise ValueError(
-                f"Invalid value for argument reset_after={reset_after!r}: expected True or False."
-            )
-        self.reset_after = reset_after
+        set_gru_arguments(self, recurrent_activation, reset_after)
         self._check_use_cudnn()
 
     _bias_shape = gru_bias_shape
@@ -137,11 +147,8 @@ class GRU(FusedRNN):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            recurrent_activation=activation_config(self, "recurrent_activation"),
-            reset_after=self.reset_after,
-        )
+        config.update(gru_config(self))
         return config
 
 
-__all__ = ["GRU", "gru_bias_shape"]
+__all__ = ["GRU", "gru_bias_shape", "gru_config", "set_gru_arguments"]

@@ -9,6 +9,29 @@ from keras_rnnreg._api import serializable
 from keras_rnnreg.layers.base import FusedRNN, activation_config
 
 
+def set_lstm_arguments(owner, recurrent_activation, output_activation, unit_forget_bias):
+    """The LSTM's own arguments, on a layer or a cell: σ, g_out (``"same"``: the activation;
+    None: none) and ``unit_forget_bias``."""
+    owner.recurrent_activation_name = recurrent_activation
+    owner.recurrent_activation = activations_lib.get(recurrent_activation, "recurrent_activation")
+    owner.output_activation_name = output_activation
+    if output_activation == "same":
+        owner.output_activation = owner.activation
+    elif output_activation is not None:
+        owner.output_activation = activations_lib.get(output_activation, "output_activation")
+    else:
+        owner.output_activation = None
+    owner.unit_forget_bias = bool(unit_forget_bias)
+
+
+def lstm_config(owner):
+    return {
+        "recurrent_activation": activation_config(owner, "recurrent_activation"),
+        "output_activation": activation_config(owner, "output_activation"),
+        "unit_forget_bias": owner.unit_forget_bias,
+    }
+
+
 def lstm_bias_initializer(owner):
     """The bias initializer of an LSTM layer or cell: with ``unit_forget_bias`` (Keras') ones
     for the forget gate's block (i, f, c, o), ``bias_initializer`` elsewhere."""
@@ -123,18 +146,7 @@ class LSTM(FusedRNN):
             use_cudnn=use_cudnn,
             **kwargs,
         )
-        self.recurrent_activation_name = recurrent_activation
-        self.recurrent_activation = activations_lib.get(
-            recurrent_activation, "recurrent_activation"
-        )
-        self.output_activation_name = output_activation
-        if output_activation == "same":
-            self.output_activation = self.activation
-        elif output_activation is None:
-            self.output_activation = None
-        else:
-            self.output_activation = activations_lib.get(output_activation, "output_activation")
-        self.unit_forget_bias = bool(unit_forget_bias)
+        set_lstm_arguments(self, recurrent_activation, output_activation, unit_forget_bias)
         self.return_cell_sequence = bool(return_cell_sequence)
         self._check_use_cudnn()
 
@@ -181,13 +193,8 @@ class LSTM(FusedRNN):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            recurrent_activation=activation_config(self, "recurrent_activation"),
-            output_activation=activation_config(self, "output_activation"),
-            unit_forget_bias=self.unit_forget_bias,
-            return_cell_sequence=self.return_cell_sequence,
-        )
+        config.update(lstm_config(self), return_cell_sequence=self.return_cell_sequence)
         return config
 
 
-__all__ = ["LSTM", "lstm_bias_initializer"]
+__all__ = ["LSTM", "lstm_bias_initializer", "lstm_config", "set_lstm_arguments"]
