@@ -66,7 +66,7 @@ def cudnn_path(layer, training=True):
     if reason is not None:
         return False, reason
     backend = keras.backend.backend()
-    how = f"cuDNN: Keras' {backend} {_kernel_name(layer).upper()} kernel"
+    how = f"cuDNN: Keras' {backend} {layer._cudnn_kernel.upper()} kernel"
     if training and any(p.per == "sequence" for p in getattr(layer, "perturbations", ())):
         how += ", with the kernels perturbed once per sequence"
     return True, how
@@ -74,7 +74,6 @@ def cudnn_path(layer, training=True):
 
 def config_reason(layer, training=True):
     """Why the configuration of ``layer`` excludes the cuDNN path (None when it does not)."""
-    name = type(layer).__name__
     if getattr(layer, "use_cudnn", "auto") is False:
         return "use_cudnn=False"
     if any(getattr(layer, "_zoneout_rates", ())):
@@ -82,19 +81,46 @@ def config_reason(layer, training=True):
             f"zoneout={layer.zoneout!r} (each unit mixed with its previous value at every step, "
             "in training and inference; cuDNN cannot: our loop runs)"
         )
-    static = getattr(layer, "_cudnn_config_reason", None)
-    if static is None:
-        return f"{name} has no cuDNN path"
-    return static(training)
+    if getattr(layer, "_cudnn_kernel", None) is None:
+        return no_cudnn_reason(layer)
+    return next(_kernel_rules(layer, training), None)
 
 
-def _kernel_name(layer):
-    return layer._cudnn_kernel_name() if hasattr(layer, "_cudnn_kernel_name") else "lstm"
+def no_cudnn_reason(layer):
+    """The reason a layer type without a cuDNN kernel gives."""
+    return getattr(layer, "_no_cudnn_reason", None) or f"{type(layer).__name__} has no cuDNN path"
+
+
+def _kernel_rules(layer, training):
+    """The reason of each broken rule, in report order: those Keras' cuDNN LSTM and GRU share,
+    the layer's own (``_cudnn_equation_reasons`` after the activations, ``_output_`` last)."""
+    if layer.activation_name != "tanh":
+        yield f"activation={layer.activation_name!r} (cuDNN computes tanh)"
+    if layer.recurrent_activation_name != "sigmoid":
+        yield (
+            f"recurrent_activation={layer.recurrent_activation_name!r} "
+            "(cuDNN computes sigmoid gates)"
+        )
+    yield from layer._cudnn_equation_reasons()
+    if layer.unroll:
+        yield f"unroll={layer.unroll!r}"
+    if layer.recurrent_dropout:
+        yield (
+            f"recurrent_dropout={layer.recurrent_dropout} (a fresh mask inside the loop; "
+            "DropConnect(per='sequence') regularizes the recurrent weights and keeps cuDNN)"
+        )
+    per_step = [p for p in layer.perturbations if p.per == "timestep"] if training else []
+    if per_step:
+        yield (
+            f"per-timestep perturbation {per_step[0]!r} (a new weight draw every step; "
+            "per='sequence' keeps cuDNN)"
+        )
+    yield from layer._cudnn_output_reasons()
 
 
 def _runtime_reason(layer):
     backend = keras.backend.backend()
-    name = _kernel_name(layer)
+    name = layer._cudnn_kernel
     if backend not in _backend.CUDNN_BACKENDS:
         return f"the {backend} backend has no cuDNN kernel"
     if name == "gru" and backend not in _backend.CUDNN_GRU_BACKENDS:
@@ -117,4 +143,4 @@ def _runtime_reason(layer):
     return None
 
 
-__all__ = ["USE_CUDNN", "check_use_cudnn", "config_reason", "cudnn_path"]
+__all__ = ["USE_CUDNN", "check_use_cudnn", "config_reason", "cudnn_path", "no_cudnn_reason"]

@@ -1,18 +1,17 @@
-"""The fused recurrent loop shared by SimpleRNN, LSTM, GRU and FastDropoutRNN.
+"""The recurrent loop shared by SimpleRNN, LSTM, GRU and FastDropoutRNN (:class:`FusedRNN`;
+"fused": the input projection of all timesteps is one matmul before the loop).
 
-Design:
-
-* the input projection ``x_t W + b`` for every timestep is one matmul before the loop; the loop
-  (``keras.ops.scan``) does only the recurrent part ``h_{t-1} U`` and the nonlinearity, except
-  where :data:`PROJECT_IN_LOOP` measured an in-loop ``x_t W`` faster;
-* nothing random inside the loop: dropout masks and the weight perturbations of
-  :mod:`keras_rnnreg.perturbations` are drawn before it, per-timestep ones as tensors with a time
-  axis that the loop reads like an input;
-* penalties on the state sequence (:mod:`keras_rnnreg.regularizers`) are computed after the loop
-  and added with ``add_loss`` from the layer's ``call``, never from inside the loop;
-* weights are named and shaped like ``keras.layers.SimpleRNN`` / ``LSTM`` / ``GRU`` so that
-  ``ours.set_weights(theirs.get_weights())`` gives the same function.
+A call is ``_prepare`` (inputs, states, the weights with every random draw made before the loop,
+the path from :func:`plan_call`), ``_run`` (Keras' cuDNN kernel or our loop: ``keras.ops.scan``
+over the step function of the layer's kind, ``_steps.RECURRENCES``, shared with the cells and the
+hand-written backward passes; the projection inside it where :data:`PROJECT_IN_LOOP` measured
+that faster) and ``_assemble`` (outputs; state penalties, :mod:`keras_rnnreg.regularizers`, added
+with ``add_loss`` after the loop; stateful states). Per-timestep draws are tensors with a time
+axis that the loop reads like an input. Weights are named and shaped like Keras' SimpleRNN /
+LSTM / GRU: ``ours.set_weights(theirs.get_weights())`` gives the same function.
 """
+
+from typing import Any, NamedTuple
 
 import keras
 from keras import ops
@@ -21,7 +20,7 @@ from keras.src.utils import tracking
 from keras_rnnreg import _backend
 from keras_rnnreg import activations as activations_lib
 from keras_rnnreg._backend import plain_tensor, scan_states
-from keras_rnnreg.layers import _cudnn
+from keras_rnnreg.layers import _cudnn, _steps
 from keras_rnnreg.perturbations import kernels_for_step, split_by_target
 
 # Where each step computes its own x_t W + b (autodiff through a scan unrolled IN_LOOP_UNROLL
@@ -41,8 +40,10 @@ IN_LOOP_UNROLL = 2
 class FusedRNN(keras.layers.Layer):
     """Base class of the fused recurrent layers; not used directly.
 
-    Subclasses define ``_gates`` (how many ``units``-wide blocks the kernels have),
-    ``state_size`` and ``_step``, and may override ``_bias_initializer_value``.
+    Subclasses set ``_kind`` (their entry in ``_steps.RECURRENCES``: the step function), ``_gates``
+    (how many ``units``-wide blocks the kernels have) and ``state_size``, and may override
+    ``_bias_shape``, ``_bias_initializer_value`` and, for the hand-written backward pass,
+    ``_backward_activations``; one with a cuDNN kernel sets ``_cudnn_kernel`` and ``_cudnn_run``.
 
     Arguments, their order and defaults are those of ``keras.layers.SimpleRNN`` (the subclasses'
     are their Keras namesakes'); ours come after them, keyword-only. As in ``keras.layers.RNN``:
@@ -82,11 +83,12 @@ class FusedRNN(keras.layers.Layer):
     zoneout keeps. A masked step (Keras mask) keeps its state
     whatever the draw. A zoneout layer with any rate > 0 runs the generic loop with autodiff:
     never cuDNN (``cudnn_path`` names zoneout), never the hand-written backward of
-    ``layers/_fused.py``. FastDropoutRNN takes only ``zoneout=0``.
+    ``layers/_steps.py``. FastDropoutRNN takes only ``zoneout=0``.
     """
 
     _gates = 1
-    # Which recurrence this is (a key of _fused.FASTER_THAN_AUTODIFF and PROJECT_IN_LOOP).
+    # Which recurrence this is: a key of _steps.RECURRENCES (the step function),
+    # _steps.FASTER_THAN_AUTODIFF and PROJECT_IN_LOOP.
     _kind = None
     # Whether the Keras namesake takes ``implementation`` (LSTM, GRU: a speed choice of the cell,
     # same function; accepted here and without effect) and ``use_cudnn`` (SimpleRNN takes neither).
@@ -125,45 +127,13 @@ class FusedRNN(keras.layers.Layer):
         **kwargs,
     ):
         if self._keras_implementation_arg:
-            implementation = kwargs.pop("implementation", 2)
-            if implementation not in (0, 1, 2):
-                raise ValueError(
-                    f"Invalid value for argument implementation={implementation!r}: expected 0, "
-                    "1 or 2 (Keras' legacy choice of matmuls; our fused loop computes the same "
-                    "function)."
-                )
+            _check_implementation(kwargs.pop("implementation", 2))
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
-            raise ValueError(
-                f"Invalid value for argument units={units!r}: expected a positive integer."
-            )
-        for arg, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
-            if not 0.0 <= float(value) < 1.0:
-                raise ValueError(
-                    f"Invalid value for argument {arg}={value!r}: expected 0 <= {arg} < 1."
-                )
+        set_weight_arguments(self, locals())
         if not (isinstance(unroll, bool) or (isinstance(unroll, int) and unroll >= 1)):
             raise ValueError(
                 f"Invalid value for argument unroll={unroll!r}: expected a bool or a positive int."
             )
-        self.units = units
-        self.activation_name = activation
-        self.activation = activations_lib.get(activation, "activation")
-        # "trec" is the *zero-bias* thresholded rectifier: the layer has no hidden bias.
-        self.use_bias = bool(use_bias) and activation != "trec"
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = keras.regularizers.get(recurrent_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.recurrent_constraint = keras.constraints.get(recurrent_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
-        self.dropout = float(dropout)
-        self.recurrent_dropout = float(recurrent_dropout)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
@@ -184,7 +154,7 @@ class FusedRNN(keras.layers.Layer):
         elif _cudnn.check_use_cudnn(use_cudnn) is True:
             # "auto" / False (configs saved before the argument was dropped here) mean our loop.
             raise ValueError(
-                f"{type(self).__name__}: use_cudnn=True, but {self._cudnn_config_reason()}."
+                f"{type(self).__name__}: use_cudnn=True, but {_cudnn.no_cudnn_reason(self)}."
             )
         if not self._defers_cudnn_check:
             self._check_use_cudnn()
@@ -204,26 +174,19 @@ class FusedRNN(keras.layers.Layer):
             " or a pair (cell_rate, hidden_rate) of such rates" if multi else ""
         )
 
+        invalid = ValueError(
+            f"Invalid value for argument zoneout={zoneout!r} of {name}: expected {expected}."
+        )
+
         def rate(value):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(
-                    f"Invalid value for argument zoneout={zoneout!r} of {name}: expected "
-                    f"{expected}."
-                )
-            value = float(value)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(
-                    f"Invalid value for argument zoneout={zoneout!r} of {name}: expected "
-                    f"{expected}."
-                )
-            return value
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number and 0.0 <= value < 1.0):
+                raise invalid
+            return float(value)
 
         if isinstance(zoneout, (list, tuple)):
             if not multi or len(zoneout) != 2:
-                raise ValueError(
-                    f"Invalid value for argument zoneout={zoneout!r} of {name}: expected "
-                    f"{expected}."
-                )
+                raise invalid
             cell_rate, hidden_rate = rate(zoneout[0]), rate(zoneout[1])
             normalized = (cell_rate, hidden_rate)
             rates = {"hidden": hidden_rate, "cell": cell_rate}
@@ -258,10 +221,6 @@ class FusedRNN(keras.layers.Layer):
         # training=False: the wider set (per-timestep perturbations leave cuDNN in training only).
         if keras.backend.backend() == "tensorflow" and _cudnn.cudnn_path(self, training=False)[0]:
             self.supports_jit = False
-
-    def _cudnn_config_reason(self, training=True):
-        """Why this configuration excludes the cuDNN kernel (None when it does not)."""
-        return f"{type(self).__name__} has no cuDNN path"
 
     @property
     def _use_cudnn(self):
@@ -314,42 +273,14 @@ class FusedRNN(keras.layers.Layer):
     # ------------------------------------------------------------------------------------ build
     def build(self, sequences_shape, initial_state_shape=None):
         sequences_shape = tuple(sequences_shape)
-        if len(sequences_shape) != 3:
-            raise ValueError(
-                f"{type(self).__name__} expects inputs of rank 3 (batch, timesteps, features); "
-                f"received inputs with shape {sequences_shape}."
-            )
+        self._check_rank(sequences_shape)
         input_dim = sequences_shape[-1]
         if input_dim is None:
             raise ValueError(
                 f"{type(self).__name__}: the last axis of the inputs (features) must be known; "
                 f"received inputs with shape {sequences_shape}."
             )
-        width = self._gates * self.units
-        self.kernel = self.add_weight(
-            shape=(input_dim, width),
-            name="kernel",
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-        )
-        self.recurrent_kernel = self.add_weight(
-            shape=(self.units, width),
-            name="recurrent_kernel",
-            initializer=self.recurrent_initializer,
-            regularizer=self.recurrent_regularizer,
-            constraint=self.recurrent_constraint,
-        )
-        if self.use_bias:
-            self.bias = self.add_weight(
-                shape=self._bias_shape(),
-                name="bias",
-                initializer=self._bias_initializer_value(),
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
-        else:
-            self.bias = None
+        build_weights(self, input_dim)
         if self.stateful:
             if self.states is not None:
                 self.reset_state()
@@ -446,14 +377,42 @@ class FusedRNN(keras.layers.Layer):
         return ()
 
     def call(self, sequences, initial_state=None, mask=None, training=None):
-        if len(sequences.shape) != 3:
-            raise ValueError(
-                f"{type(self).__name__} expects inputs of rank 3 (batch, timesteps, features); "
-                f"received inputs with shape {tuple(sequences.shape)}."
-            )
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
-        batch_size = ops.shape(sequences)[0]
+        prepared = self._prepare(sequences, initial_state, mask, training)
+        return self._assemble(prepared, *self._run(prepared))
+
+    # ------------------------------------------------------------------------ call: prepare
+    def _prepare(self, sequences, initial_state, mask, training):
+        """Everything before the loop (a :class:`_Call`): checks, initial states, inputs in
+        processing order with input dropout, weights drawn, the float mask, the plan."""
+        self._check_inputs(sequences)
+        states = self._initial_states(sequences, initial_state)
+        x = sequences
+        if self.go_backwards:
+            x = ops.flip(x, axis=1)
+            mask = None if mask is None else ops.flip(mask, axis=1)
+        if training and self.dropout > 0:
+            keep = keras.random.dropout(
+                ops.ones((ops.shape(x)[0], 1, ops.shape(x)[-1]), dtype=x.dtype),
+                self.dropout,
+                seed=self.seed_generator,
+            )
+            x = x * keep
+        weights = self._weights(training, ops.shape(x)[1])
+        float_mask = None if mask is None else _time_major_mask(mask, x.dtype)
+        plan = plan_call(self, training, mask, weights)
+        return _Call(x, states, mask, float_mask, weights, plan, training)
+
+    def _check_rank(self, shape):
+        if len(shape) != 3:
+            raise ValueError(
+                f"{type(self).__name__} expects inputs of rank 3 (batch, timesteps, features); "
+                f"received inputs with shape {tuple(shape)}."
+            )
+
+    def _check_inputs(self, sequences):
+        self._check_rank(sequences.shape)
         if self.stateful and self._expected_batch_size is not None:
             if sequences.shape[0] is not None and sequences.shape[0] != self._expected_batch_size:
                 raise ValueError(
@@ -462,148 +421,204 @@ class FusedRNN(keras.layers.Layer):
                     f"inputs with batch size {sequences.shape[0]}. Rebuild the model with the "
                     "new batch size or pass stateful=False."
                 )
+
+    def _initial_states(self, sequences, initial_state):
         if initial_state is None and self.stateful:
             # A copy: PyTorch would otherwise see the variable change under its autograd graph.
-            states = [ops.copy(ops.cast(s.value, self.compute_dtype)) for s in self.states]
-        elif initial_state is None:
-            states = self.get_initial_state(batch_size)
-        else:
-            if not isinstance(initial_state, (list, tuple)):
-                initial_state = [initial_state]
-            if len(initial_state) != len(self.state_size):
-                raise ValueError(
-                    f"{type(self).__name__} expects {len(self.state_size)} initial state "
-                    f"tensor(s); received initial_state with {len(initial_state)}."
-                )
-            states = [ops.cast(s, self.compute_dtype) for s in initial_state]
-
-        x = sequences
-        if self.go_backwards:
-            x = ops.flip(x, axis=1)
-            if mask is not None:
-                mask = ops.flip(mask, axis=1)
-        if training and self.dropout > 0:
-            keep = keras.random.dropout(
-                ops.ones((batch_size, 1, ops.shape(x)[-1]), dtype=x.dtype),
-                self.dropout,
-                seed=self.seed_generator,
+            return [ops.copy(ops.cast(s.value, self.compute_dtype)) for s in self.states]
+        if initial_state is None:
+            return self.get_initial_state(ops.shape(sequences)[0])
+        if not isinstance(initial_state, (list, tuple)):
+            initial_state = [initial_state]
+        if len(initial_state) != len(self.state_size):
+            raise ValueError(
+                f"{type(self).__name__} expects {len(self.state_size)} initial state "
+                f"tensor(s); received initial_state with {len(initial_state)}."
             )
-            x = x * keep
-        route = self._route(training, mask)
-        time_steps = ops.shape(x)[1]
+        return [ops.cast(s, self.compute_dtype) for s in initial_state]
 
-        kernel, recurrent_kernel, bias, input_local, recurrent_local = self._weights(
-            training, time_steps
+    def _weights(self, training, time_steps):
+        """The :class:`~._steps.StepWeights` of a call: plain tensors (autocast to the compute
+        dtype under mixed precision), everything random drawn here, before the loop: weight-level
+        perturbations replace a kernel by a perturbed copy, (rows, cols), or (T, rows, cols) when
+        drawn per timestep; a local one (kept, not applied) adds pre-activation noise
+        (perturbations.py). Input kernel first, then recurrent."""
+        bias = None if self.bias is None else plain_tensor(self.bias)
+        kernel, recurrent_kernel, input_local, recurrent_local = kernels_for_step(
+            self.perturbations, plain_tensor(self.kernel), plain_tensor(self.recurrent_kernel),
+            training, time_steps, self.seed_generator,
+        )
+        per_timestep = [
+            bool(training)
+            and any(p.per == "timestep" for p in split_by_target(self.perturbations, target)[0])
+            for target in ("input", "recurrent")
+        ]
+        return _steps.StepWeights(
+            kernel, recurrent_kernel, bias, *self._split_bias(bias), input_local,
+            recurrent_local, *per_timestep,
         )
 
-        float_mask = None  # (T, B, 1)
-        if mask is not None:
-            float_mask = ops.expand_dims(ops.transpose(ops.cast(mask, x.dtype), (1, 0)), -1)
+    def _cudnn_weights(self, training):
+        """(kernel, recurrent_kernel, bias) as ``call`` hands them to cuDNN: per-sequence
+        perturbations drawn once. Only for configurations on the cuDNN path (no per-timestep
+        draws, no local noise)."""
+        return self._weights(training, None)[:3]
 
-        def run_loop():
-            """The state sequences (T, B, units) from our loop (fused or plain scan)."""
-            # ---- The input projection for all timesteps: one matmul ((T, B, F) @ (F, G), or a
-            # batched (T, B, F) @ (T, F, G) under per-timestep input-weight noise), unless each
-            # step computes its own (_projects_in_loop). Time-major from here on: (T, B, ...).
-            x_tm = ops.transpose(x, (1, 0, 2))
-            input_bias, recurrent_bias = self._split_bias(bias)
-            in_loop = input_local is None and len(kernel.shape) == 2 and self._projects_in_loop()
-            if in_loop:
-                projected = x_tm  # the step computes x_t W + b
-            else:
-                projected = self._project(x_tm, kernel, training)
-                if input_local is not None:
-                    factors = input_local.variance_factors(kernel)
-                    normal = self._normal(ops.shape(projected))
-                    projected = projected + input_local.local_noise(x_tm, factors, normal)
-                if input_bias is not None:
-                    projected = projected + input_bias
+    # ---------------------------------------------------------------------------- call: run
+    def _run(self, call):
+        """(state sequences (T, B, units) from our loop, or None; the hidden sequence
+        (B, T, units) from cuDNN, or None; the final states), the path as ``call.plan`` says."""
+        if call.plan.route == "loop":
+            state_seqs = self._run_loop(call)
+            return state_seqs, None, [seq[-1] for seq in state_seqs]
+        hidden, final_states = self._cudnn_or_loop(call)
+        return None, hidden, final_states
 
-            recurrent_keep = None
-            if training and self.recurrent_dropout > 0:
-                recurrent_keep = keras.random.dropout(
-                    ops.ones((batch_size, self.units), dtype=self.compute_dtype),
-                    self.recurrent_dropout,
-                    seed=self.seed_generator,
-                )
-
-            # Zoneout (Krueger et al. 2016, Sec. 3; FusedRNN's docstring): in training one
-            # Bernoulli(z) mask per timestep, unit and example for each zoned state, drawn here,
-            # before the loop, (T, B, units); at inference the expectation (no draw).
-            zoneout_masks = {}
-            if self._zoneout_active and training:
-                shape = tuple(ops.shape(projected)[:2]) + (self.units,)
-                for i, z in enumerate(self._zoneout_rates):
-                    if z > 0:
-                        u = keras.random.uniform(
-                            shape, dtype=self.compute_dtype, seed=self.seed_generator
-                        )
-                        zoneout_masks[f"zoneout_{i}"] = ops.cast(u < z, self.compute_dtype)
-            zoneout_rates = self._zoneout_rates if self._zoneout_active else ()
-
-            fused = (
-                recurrent_keep is None
-                and recurrent_local is None
-                and not in_loop
-                and not self._zoneout_active  # the hand-written backward has no zoneout
-            )
-            if fused and self._use_fused():
-                # Fast path: hand-written backward pass (layers/_fused.py).
-                state_seqs = self._fused_states(
-                    projected, recurrent_kernel, states, float_mask, recurrent_bias
-                )
-            else:
-                step_inputs = {"projected": projected, **zoneout_masks}
-                if float_mask is not None:
-                    step_inputs["mask"] = float_mask
-                if len(recurrent_kernel.shape) == 3:
-                    step_inputs["recurrent_kernel"] = recurrent_kernel
-                if recurrent_local is not None:
-                    local_factors = recurrent_local.variance_factors(recurrent_kernel)
-                    step_inputs["local_normal"] = self._normal(
-                        tuple(ops.shape(projected)[:2]) + (recurrent_kernel.shape[-1],)
-                    )
-
-                def body(carry, inputs):
-                    u = inputs.get("recurrent_kernel", recurrent_kernel)
-                    if in_loop:
-                        inputs = dict(inputs, projected=ops.matmul(inputs["projected"], kernel))
-                        if input_bias is not None:
-                            inputs["projected"] = inputs["projected"] + input_bias
-                    h_in = carry[0] if recurrent_keep is None else carry[0] * recurrent_keep
-                    noise = None
-                    if recurrent_local is not None:
-
-                        def noise(h):
-                            return recurrent_local.local_noise(
-                                h, local_factors, inputs["local_normal"]
-                            )
-
-                    new_carry = self._recurrent_step(
-                        inputs["projected"], h_in, u, carry, recurrent_bias, noise
-                    )
-                    if zoneout_rates:
-                        new_carry = _zone_out(new_carry, carry, zoneout_rates, inputs, training)
-                    if "mask" in inputs:  # masked steps keep the previous state
-                        m = inputs["mask"]
-                        new_carry = [o + m * (n - o) for n, o in zip(new_carry, carry)]
-                    # The loop emits the carried states; outputs are formed after the loop.
-                    return new_carry
-
-                unroll = self.unroll or (IN_LOOP_UNROLL if in_loop else 1)
-                state_seqs = scan_states(body, states, step_inputs, unroll=unroll)
-
-            return state_seqs
-
-        if route == "loop":
-            state_seqs = run_loop()
-            final_states = [seq[-1] for seq in state_seqs]
+    def _run_loop(self, call):
+        """The state sequences (T, B, units) from our loop: the input projection for all
+        timesteps (unless each step makes its own), then the hand-written backward's loop or the
+        scan (autodiff)."""
+        x_tm = ops.transpose(call.x, (1, 0, 2))
+        w = call.weights
+        if call.plan.project_in_loop:
+            projected = x_tm  # the step computes x_t W + b
         else:
-            state_seqs = None
-            hidden, final_states = self._cudnn_or_loop(
-                route, x, states, kernel, recurrent_kernel, bias, mask, run_loop
-            )
+            projected = self._project_inputs(x_tm, w, call.training)
+        if call.plan.manual_backward:
+            loop = _steps.RECURRENCES[self._kind].manual_backward
+            return list(loop(
+                projected, w.recurrent_kernel, call.states, w.recurrent_bias, call.float_mask,
+                self._backward_activations(), unroll=self.unroll,
+                per_timestep=w.per_timestep_recurrent,
+            ))
+        return self._scan(call, projected)
 
+    def _project_inputs(self, x_tm, w, training):
+        projected = self._project(x_tm, w.kernel, training)
+        if w.input_local is not None:
+            factors = w.input_local.variance_factors(w.kernel)
+            normal = self._normal(ops.shape(projected))
+            projected = projected + w.input_local.local_noise(x_tm, factors, normal)
+        if w.input_bias is not None:
+            projected = projected + w.input_bias
+        return projected
+
+    def _scan(self, call, projected):
+        """The state sequences from the scan (autodiff through it). Its draws come first:
+        the recurrent dropout mask, the zoneout masks, the local noise of ``h U``."""
+        w = call.weights
+        keep = None
+        if call.training and self.recurrent_dropout > 0:
+            keep = keras.random.dropout(
+                ops.ones((ops.shape(call.x)[0], self.units), dtype=self.compute_dtype),
+                self.recurrent_dropout,
+                seed=self.seed_generator,
+            )
+        xs = {"projected": projected, **self._zoneout_masks(projected, call.training)}
+        if call.float_mask is not None:
+            xs["mask"] = call.float_mask
+        if w.per_timestep_recurrent:
+            xs["recurrent_kernel"] = w.recurrent_kernel
+        factors = None
+        if w.recurrent_local is not None:
+            factors = w.recurrent_local.variance_factors(w.recurrent_kernel)
+            xs["local_normal"] = self._normal(
+                tuple(ops.shape(projected)[:2]) + (w.recurrent_kernel.shape[-1],)
+            )
+        unroll = self.unroll or (IN_LOOP_UNROLL if call.plan.project_in_loop else 1)
+        return scan_states(self._scan_body(call, keep, factors), call.states, xs, unroll=unroll)
+
+    def _zoneout_masks(self, projected, training):
+        """Zoneout (Krueger et al. 2016, Sec. 3; the class docstring): in training one
+        Bernoulli(z) mask per timestep, unit and example for each zoned state, (T, B, units),
+        drawn before the loop; at inference none (the step takes the expectation)."""
+        masks = {}
+        if self._zoneout_active and training:
+            shape = tuple(ops.shape(projected)[:2]) + (self.units,)
+            for i, z in enumerate(self._zoneout_rates):
+                if z > 0:
+                    u = keras.random.uniform(
+                        shape, dtype=self.compute_dtype, seed=self.seed_generator
+                    )
+                    masks[f"zoneout_{i}"] = ops.cast(u < z, self.compute_dtype)
+        return masks
+
+    def _scan_body(self, call, recurrent_keep, local_factors):
+        """The scan's body: from the step's slice of the inputs (the projection or, projecting
+        in the loop, x_t; zoneout and Keras masks; a per-timestep kernel; the local-noise draw)
+        the layer's step, then zoneout, then the Keras mask (masked steps keep the state)."""
+        w, in_loop, training = call.weights, call.plan.project_in_loop, call.training
+        zoneout_rates = self._zoneout_rates if self._zoneout_active else ()
+        local, step = w.recurrent_local, self._step_function()
+
+        def body(carry, inputs):
+            u = inputs["recurrent_kernel"] if w.per_timestep_recurrent else w.recurrent_kernel
+            projected = inputs["projected"]
+            if in_loop:
+                projected = ops.matmul(projected, w.kernel)
+                if w.input_bias is not None:
+                    projected = projected + w.input_bias
+            h_in = carry[0] if recurrent_keep is None else carry[0] * recurrent_keep
+            noise = None
+            if local is not None:
+
+                def noise(h):
+                    return local.local_noise(h, local_factors, inputs["local_normal"])
+
+            new_carry = step(projected, h_in, u, carry, w.recurrent_bias, noise)
+            if zoneout_rates:
+                new_carry = _zone_out(new_carry, carry, zoneout_rates, inputs, training)
+            if "mask" in inputs:  # masked steps keep the previous state
+                m = inputs["mask"]
+                new_carry = [o + m * (n - o) for n, o in zip(new_carry, carry)]
+            # The loop emits the carried states; outputs are formed after the loop.
+            return new_carry
+
+        return body
+
+    def _cudnn_or_loop(self, call):
+        """(hidden sequence (B, T, units), final states) from Keras' cuDNN kernel, or under a mask
+        that is not strictly right-padded from our loop (``ops.cond`` on the mask)."""
+        mask, w = call.mask, call.weights
+
+        def cudnn():
+            hidden, *final_states = self._cudnn_run(
+                call.x, call.states, w.kernel, w.recurrent_kernel, w.bias, mask
+            )
+            if mask is not None and not self.zero_output_for_mask:
+                # Right padding: every padded step repeats the last valid output, h.
+                padded = 1.0 - ops.expand_dims(ops.cast(mask, hidden.dtype), -1)
+                hidden = hidden + padded * ops.expand_dims(final_states[0], 1)
+            return (hidden, *final_states)
+
+        def loop():
+            seqs = self._run_loop(call)
+            hidden = seqs[0]
+            if mask is not None:
+                # Built inside the branch: multiplying by the caller's float mask here breaks
+                # TensorFlow's gradient of the cond (tests/layers/test_cudnn.py, graph-mode fit).
+                hidden = self._output_sequence(hidden, _time_major_mask(mask, call.x.dtype))
+            return (ops.transpose(hidden, (1, 0, 2)),) + tuple(seq[-1] for seq in seqs)
+
+        try:
+            if call.plan.route == "cudnn":
+                hidden, *final_states = cudnn()
+            else:
+                hidden, *final_states = ops.cond(_backend.right_padded(mask), cudnn, loop)
+        except NotImplementedError as error:  # Keras' kernel refused (e.g. cuDNN not loadable)
+            if self._use_cudnn is True:
+                raise ValueError(
+                    f"{type(self).__name__}: use_cudnn=True, but Keras' cuDNN kernel cannot run "
+                    f"here ({error!r}). Pass use_cudnn='auto' to run our loop instead."
+                ) from error
+            hidden, *final_states = loop()
+        return hidden, final_states
+
+    # ----------------------------------------------------------------------- call: assemble
+    def _assemble(self, call, state_seqs, hidden, final_states):
+        """The layer's outputs from the state sequences (or cuDNN's hidden sequence) and the
+        final states; the state penalties added; a stateful layer's states assigned."""
+        float_mask = call.float_mask
         needed = set(self._extra_sequence_outputs())
         if self.return_sequences:
             needed.update(("hidden",) + self._paired_outputs())
@@ -612,13 +627,12 @@ class FusedRNN(keras.layers.Layer):
         if state_seqs is None:  # cuDNN: the hidden (output) sequence only, batch-major
             ys["hidden"] = hidden
         for name, seq in zip(self._sequences_available, state_seqs or ()):
-            if name not in needed:
-                continue
-            seq = self._output_sequence(seq, float_mask)
-            ys[name] = ops.transpose(seq, (1, 0, 2))  # back to batch-major
+            if name in needed:
+                seq = self._output_sequence(seq, float_mask)
+                ys[name] = ops.transpose(seq, (1, 0, 2))  # back to batch-major
 
         for reg in self._state_regularizers:  # each penalty its own add_loss
-            seq_mask = None if mask is None else ops.cast(mask, ys[reg.on].dtype)
+            seq_mask = None if call.mask is None else ops.cast(call.mask, ys[reg.on].dtype)
             self.add_loss(reg.penalty(ys[reg.on], mask=seq_mask))
 
         if self.stateful:
@@ -649,100 +663,15 @@ class FusedRNN(keras.layers.Layer):
             return seq * float_mask
         return seq * ops.minimum(ops.cumsum(float_mask, axis=0), 1.0)
 
-    def _route(self, training, mask):
-        """"loop", "cudnn", or "cudnn_if_right_padded" (decided per batch from the mask)."""
-        if self._use_cudnn is False:
-            return "loop"
-        taken, reason = _cudnn.cudnn_path(self, training=bool(training))
-        if not taken:
-            if self._use_cudnn is True:
-                raise ValueError(
-                    f"{type(self).__name__}: use_cudnn=True, but the cuDNN kernel cannot run: "
-                    f"{reason}. Pass use_cudnn='auto' to run our loop instead."
-                )
-            return "loop"
-        if mask is None:
-            return "cudnn"
-        if (
-            (self.return_state or self.stateful)
-            and not _backend.kernel_takes_mask()
-            and len(self.state_size) > 1
-        ):
-            return "loop"  # the final cell state of a padded row is not in the returned sequence
-        return "cudnn_if_right_padded"
+    # ---------------------------------------------------------- the hooks of the subclasses
+    _cudnn_kernel = None  # which of Keras' cuDNN kernels the layer runs ("lstm", "gru")
+    _no_cudnn_reason = None  # what cudnn_path says for a layer type without one
 
-    def _weights(self, training, time_steps):
-        """(kernel, recurrent_kernel, bias, input_local, recurrent_local) as the step uses them.
+    def _cudnn_equation_reasons(self):  # the layer's own cuDNN rules (_cudnn._kernel_rules)
+        return ()
 
-        Plain tensors (autocast to the compute dtype under mixed precision). Everything random is
-        drawn here, before the loop: weight-level perturbations replace a kernel by a perturbed
-        copy, (rows, cols), or (T, rows, cols) when drawn per timestep; a local one (returned, not
-        applied) adds pre-activation noise (perturbations.py). Input kernel first, then recurrent.
-        """
-        kernel = plain_tensor(self.kernel)
-        recurrent_kernel = plain_tensor(self.recurrent_kernel)
-        bias = None if self.bias is None else plain_tensor(self.bias)
-        kernel, recurrent_kernel, input_local, recurrent_local = kernels_for_step(
-            self.perturbations, kernel, recurrent_kernel, training, time_steps, self.seed_generator
-        )
-        return kernel, recurrent_kernel, bias, input_local, recurrent_local
-
-    def _cudnn_weights(self, training):
-        """(kernel, recurrent_kernel, bias) as ``call`` hands them to cuDNN: per-sequence
-        perturbations drawn once. Only for configurations on the cuDNN path (no per-timestep
-        draws, no local noise)."""
-        return self._weights(training, None)[:3]
-
-    def _cudnn_or_loop(self, route, x, states, kernel, recurrent_kernel, bias, mask, run_loop):
-        """(hidden sequence (B, T, units), final states) from Keras' cuDNN kernel, or under a mask
-        that is not strictly right-padded from our loop (``ops.cond`` on the mask)."""
-
-        def cudnn():
-            hidden, *final_states = self._cudnn_run(x, states, kernel, recurrent_kernel, bias, mask)
-            if mask is not None and not self.zero_output_for_mask:
-                # Right padding: every padded step repeats the last valid output, h.
-                padded = 1.0 - ops.expand_dims(ops.cast(mask, hidden.dtype), -1)
-                hidden = hidden + padded * ops.expand_dims(final_states[0], 1)
-            return (hidden, *final_states)
-
-        def loop():
-            seqs = run_loop()
-            hidden = seqs[0]
-            if mask is not None:
-                # Built inside the branch: multiplying by the caller's float mask here breaks
-                # TensorFlow's gradient of the cond (tests/layers/test_cudnn.py, graph-mode fit).
-                float_mask = ops.expand_dims(ops.transpose(ops.cast(mask, x.dtype), (1, 0)), -1)
-                hidden = self._output_sequence(hidden, float_mask)
-            return (ops.transpose(hidden, (1, 0, 2)),) + tuple(seq[-1] for seq in seqs)
-
-        try:
-            if route == "cudnn":
-                hidden, *final_states = cudnn()
-            else:
-                hidden, *final_states = ops.cond(_backend.right_padded(mask), cudnn, loop)
-        except NotImplementedError as error:  # Keras' kernel refused (e.g. cuDNN not loadable)
-            if self._use_cudnn is True:
-                raise ValueError(
-                    f"{type(self).__name__}: use_cudnn=True, but Keras' cuDNN kernel cannot run "
-                    f"here ({error!r}). Pass use_cudnn='auto' to run our loop instead."
-                ) from error
-            hidden, *final_states = loop()
-        return hidden, final_states
-
-    def _cudnn_kernel_name(self):
-        """Which of Keras' backend kernels the cuDNN path calls
-        (``keras.src.backend.<b>.rnn.*``)."""
-        return "lstm"
-
-    def _cudnn_run(self, x, states, kernel, recurrent_kernel, bias, mask):
-        """(hidden sequence (B, T, units), *final states) from Keras' cuDNN kernel (the LSTM's
-        here; the GRU overrides it)."""
-        hidden, h, c = _backend.cudnn_lstm(
-            x, states[0], states[1], kernel, recurrent_kernel, bias, mask=mask
-        )
-        # Without return_state or stateful the final cell state is never read (None where the
-        # kernel cannot give it under a mask).
-        return hidden, h, ops.zeros_like(h) if c is None else c
+    def _cudnn_output_reasons(self):
+        return ()
 
     def _project(self, x_tm, kernel, training):
         """The input part of every timestep's pre-activation, before the loop: ``x_t W`` for all
@@ -753,9 +682,17 @@ class FusedRNN(keras.layers.Layer):
     def _normal(self, shape):
         return keras.random.normal(shape, dtype=self.compute_dtype, seed=self.seed_generator)
 
-    def _use_fused(self):
-        """Whether the hand-written backward pass covers this configuration."""
-        return False
+    def _backward_activations(self):
+        """The activations' names in ``StepConfig`` order when the hand-written backward pass of
+        ``_steps.RECURRENCES`` can cover this configuration, else None."""
+        return None
+
+    def _manual_backward(self):
+        """Whether the hand-written backward pass covers this configuration and is the faster
+        one here (``_steps.FASTER_THAN_AUTODIFF``)."""
+        names = self._backward_activations()
+        pays = keras.backend.backend() in _steps.FASTER_THAN_AUTODIFF.get(self._kind, ())
+        return names is not None and pays and all(map(_steps.covered, names))
 
     def _projects_in_loop(self):
         """Whether the steps compute ``x_t W + b`` themselves (:data:`PROJECT_IN_LOOP`); never
@@ -766,31 +703,20 @@ class FusedRNN(keras.layers.Layer):
             and type(self)._project is FusedRNN._project
         )
 
-    def _fused_states(self, projected, recurrent_kernel, states, float_mask, recurrent_bias=None):
-        """State sequences (T, B, units) from the fused implementation."""
-        raise NotImplementedError
+    def _step_config(self):
+        return _steps.step_config(self)
 
     def _split_bias(self, bias):
         """(input bias, added to the projection before the loop; recurrent bias, added inside
-        the step). The GRU with ``reset_after=True`` has both; the others only the first."""
-        return bias, None
+        the step), as the layer's kind splits it (the GRU with ``reset_after=True`` has both)."""
+        return _steps.RECURRENCES[self._kind].split_bias(self._step_config(), bias)
 
-    def _recurrent_step(self, projected, h_in, u, carry, recurrent_bias, noise):
-        """One timestep of the plain loop from the (recurrent-dropped) hidden state ``h_in`` and
-        the step's recurrent kernel ``u``: ``recurrent = h_in U`` (+ ``noise(h_in)``, the local
-        reparameterization's pre-activation noise, when given), then :meth:`_step`. The GRU
-        overrides it (its candidate reads ``r ⊙ h`` or adds a recurrent bias)."""
-        recurrent = ops.matmul(h_in, u)
-        if noise is not None:
-            recurrent = recurrent + noise(h_in)
-        return self._step(projected, recurrent, carry)
-
-    def _step(self, projected, recurrent, carry):
-        """One timestep given ``projected = x_t W + b`` and ``recurrent = h_{t-1} U``.
-
-        Returns the new carried states: ``[h]``, or ``[h, c]`` for the LSTM.
-        """
-        raise NotImplementedError
+    def _step_function(self):
+        """The scan's step, ``(projected, h_in, u, carry, recurrent_bias, noise) -> new carry``,
+        made once per call: the step of the layer's kind (``_steps.RECURRENCES``) with its
+        ``_step_config()``. FastDropoutRNN returns its own."""
+        step, config = _steps.RECURRENCES[self._kind].step, self._step_config()
+        return lambda *args: step(config, *args)[0]
 
 
 def _zone_out(new_carry, carry, rates, inputs, training):
@@ -819,14 +745,11 @@ def activation_config(layer, argument):
 def weight_config(layer):
     """The config entries that the fused layers and the cells share (Keras' weight arguments,
     dropout, seed and our perturbations)."""
-    serialize = {"initializer": keras.initializers.serialize,
-                 "regularizer": keras.regularizers.serialize,
-                 "constraint": keras.constraints.serialize}
     config = {"units": layer.units, "activation": activation_config(layer, "activation"),
               "use_bias": layer.use_bias}
-    for kind, function in serialize.items():
+    for kind, (_, serialize) in _WEIGHT_ARGUMENTS.items():
         for weight in ("kernel", "recurrent", "bias"):
-            config[f"{weight}_{kind}"] = function(getattr(layer, f"{weight}_{kind}"))
+            config[f"{weight}_{kind}"] = serialize(getattr(layer, f"{weight}_{kind}"))
     return {**config, "dropout": layer.dropout, "recurrent_dropout": layer.recurrent_dropout,
             "seed": layer.seed,
             "perturbations": [keras.saving.serialize_keras_object(p) for p in layer.perturbations]}
@@ -892,5 +815,132 @@ def state_regularizer_list(value):
         return list(value)
     return [value]
 
+def _time_major_mask(mask, dtype):
+    """A (B, T) mask as a float (T, B, 1) tensor."""
+    return ops.expand_dims(ops.transpose(ops.cast(mask, dtype), (1, 0)), -1)
 
-__all__ = ["FusedRNN"]
+
+class CallPlan(NamedTuple):
+    """The path of one call (:func:`plan_call`)."""
+
+    route: str  # "loop", "cudnn", or "cudnn_if_right_padded" (decided per batch from the mask)
+    project_in_loop: bool  # each step computes its own x_t W + b (PROJECT_IN_LOOP)
+    manual_backward: bool  # the hand-written backward pass of _steps (FASTER_THAN_AUTODIFF)
+
+
+class _Call(NamedTuple):
+    """A call after ``FusedRNN._prepare``: what ``_run`` and ``_assemble`` read."""
+
+    x: Any  # (B, T, F) in processing order, input dropout applied
+    states: list
+    mask: Any  # (B, T) in processing order, or None
+    float_mask: Any  # (T, B, 1), or None
+    weights: _steps.StepWeights
+    plan: CallPlan
+    training: Any
+
+
+def plan_call(layer, training, mask, weights):
+    """The one place a call's path is chosen: Keras' cuDNN kernel (``_cudnn.cudnn_path``, the
+    mask), else our loop with the projection in or before it (:data:`PROJECT_IN_LOOP` via
+    ``layer._projects_in_loop()``) and a hand-written or automatic backward (FASTER_THAN_AUTODIFF
+    via ``layer._manual_backward()``), also for the loop of a "cudnn_if_right_padded" route."""
+    in_loop = weights.input_local is None and not weights.per_timestep_kernel
+    in_loop = in_loop and layer._projects_in_loop()
+    manual = (
+        not in_loop
+        and weights.recurrent_local is None
+        and not (training and layer.recurrent_dropout > 0)  # a mask inside the loop
+        and not layer._zoneout_active  # the hand-written backward has no zoneout
+        and layer._manual_backward()
+    )
+    return CallPlan(_cudnn_route(layer, training, mask), in_loop, manual)
+
+
+def _cudnn_route(layer, training, mask):
+    if layer._use_cudnn is False:
+        return "loop"
+    taken, reason = _cudnn.cudnn_path(layer, training=bool(training))
+    if not taken:
+        if layer._use_cudnn is True:
+            raise ValueError(
+                f"{type(layer).__name__}: use_cudnn=True, but the cuDNN kernel cannot run: "
+                f"{reason}. Pass use_cudnn='auto' to run our loop instead."
+            )
+        return "loop"
+    if mask is None:
+        return "cudnn"
+    if (
+        (layer.return_state or layer.stateful)
+        and not _backend.kernel_takes_mask()
+        and len(layer.state_size) > 1
+    ):
+        return "loop"  # the final cell state of a padded row is not in the returned sequence
+    return "cudnn_if_right_padded"
+
+
+def _check_implementation(implementation):
+    if implementation not in (0, 1, 2):
+        raise ValueError(
+            f"Invalid value for argument implementation={implementation!r}: expected 0, "
+            "1 or 2 (Keras' legacy choice of matmuls; our loop computes the same function)."
+        )
+
+
+_WEIGHT_ARGUMENTS = {
+    "initializer": (keras.initializers.get, keras.initializers.serialize),
+    "regularizer": (keras.regularizers.get, keras.regularizers.serialize),
+    "constraint": (keras.constraints.get, keras.constraints.serialize),
+}
+
+
+def set_weight_arguments(owner, args):
+    """Check and set the arguments that the layers and the cells share, from ``args`` (the
+    ``__init__``'s ``locals()``): units, activation, use_bias, each weight's initializer,
+    regularizer and constraint, dropout rates, seed."""
+    units = args["units"]
+    if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+        raise ValueError(
+            f"Invalid value for argument units={units!r}: expected a positive integer."
+        )
+    for arg in ("dropout", "recurrent_dropout"):
+        if not 0.0 <= float(args[arg]) < 1.0:
+            raise ValueError(
+                f"Invalid value for argument {arg}={args[arg]!r}: expected 0 <= {arg} < 1."
+            )
+    owner.units = units
+    owner.activation_name = args["activation"]
+    owner.activation = activations_lib.get(args["activation"], "activation")
+    # "trec" is the *zero-bias* thresholded rectifier: the layer has no hidden bias.
+    owner.use_bias = bool(args["use_bias"]) and args["activation"] != "trec"
+    for kind, (get, _) in _WEIGHT_ARGUMENTS.items():
+        for weight in ("kernel", "recurrent", "bias"):
+            setattr(owner, f"{weight}_{kind}", get(args[f"{weight}_{kind}"]))
+    owner.dropout = float(args["dropout"])
+    owner.recurrent_dropout = float(args["recurrent_dropout"])
+    owner.seed = args["seed"]
+    owner.seed_generator = keras.random.SeedGenerator(args["seed"])
+
+
+def build_weights(owner, input_dim):
+    """Keras' weights of a layer or cell: ``kernel`` (F, gates·units), ``recurrent_kernel``
+    (units, gates·units) and, with ``use_bias``, ``bias`` (``owner._bias_shape()``)."""
+    width = owner._gates * owner.units
+
+    def add(name, weight, shape, initializer):
+        return owner.add_weight(
+            shape=shape, name=name, initializer=initializer,
+            regularizer=getattr(owner, f"{weight}_regularizer"),
+            constraint=getattr(owner, f"{weight}_constraint"),
+        )
+
+    owner.kernel = add("kernel", "kernel", (input_dim, width), owner.kernel_initializer)
+    owner.recurrent_kernel = add(
+        "recurrent_kernel", "recurrent", (owner.units, width), owner.recurrent_initializer
+    )
+    owner.bias = None
+    if owner.use_bias:
+        owner.bias = add("bias", "bias", owner._bias_shape(), owner._bias_initializer_value())
+
+
+__all__ = ["CallPlan", "FusedRNN", "plan_call"]

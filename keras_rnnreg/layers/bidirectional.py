@@ -64,7 +64,7 @@ class Bidirectional(keras.layers.Bidirectional):
                 raise NotImplementedError(reason)
         if _backend.keras_lstm_kernel("bidirectional_lstm") is None:
             raise NotImplementedError("no bidirectional_lstm kernel in this Keras backend")
-        return self._call_fused(sequences, training)
+        return self._call_bidirectional_cudnn(sequences, training)
 
     def _can_attempt_fused_gru(self, mask, initial_state=None):
         """Keras' hook (3.15), answered for our GRU by configuration: both directions GRUs with
@@ -95,7 +95,8 @@ class Bidirectional(keras.layers.Bidirectional):
         outputs = (mask, mask) if self.merge_mode is None else (mask,)
         return (*outputs, *(None for _ in self.states))
 
-    def _call_fused(self, sequences, training):
+    def _call_bidirectional_cudnn(self, sequences, training):
+        """Both directions in one bidirectional cuDNN call (the path Keras calls "fused")."""
         fwd, bwd = self.forward_layer, self.backward_layer
         x = ops.convert_to_tensor(sequences, dtype=fwd.compute_dtype)
         y, y_rev = _backend.cudnn_bidirectional_lstm(

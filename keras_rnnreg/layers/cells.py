@@ -4,10 +4,10 @@
 ``output_size``, ``call(inputs, states, training) -> (output, new_states)``,
 ``get_initial_state``) and Keras' weights (names, shapes, gate order), and compute one step with
 *the same code* as :class:`~keras_rnnreg.layers.SimpleRNN`, :class:`~keras_rnnreg.layers.LSTM` and
-:class:`~keras_rnnreg.layers.GRU` (they borrow the layers' step methods): with the same weights and
-no randomness ``keras.layers.RNN(LSTMCell(n))`` computes ``LSTM(n)``. The fused layers are faster
-(their input projection is one matmul before the loop; docs/benchmarks.md); the cells are for
-models built from cells.
+:class:`~keras_rnnreg.layers.GRU` (the step functions of ``layers/_steps.py``, which the layers'
+loops run too): with the same weights and no randomness ``keras.layers.RNN(LSTMCell(n))``
+computes ``LSTM(n)``. The fused layers are faster (their input projection is one matmul before
+the loop; docs/benchmarks.md); the cells are for models built from cells.
 
 Randomness is drawn before the loop, through the hook by which ``keras.layers.RNN`` prepares a
 cell's dropout masks (``DropoutRNNCell``: ``RNN.call`` calls ``get_dropout_mask`` /
@@ -39,25 +39,28 @@ import keras
 from keras import ops
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
-from keras_rnnreg import activations as activations_lib
 from keras_rnnreg._api import serializable
 from keras_rnnreg._backend import plain_tensor
-from keras_rnnreg.layers.base import FusedRNN, _deserialize_list, activation_config, weight_config
-from keras_rnnreg.layers.gru import GRU
-from keras_rnnreg.layers.lstm import LSTM
-from keras_rnnreg.layers.simple_rnn import SimpleRNN
+from keras_rnnreg.layers import _steps
+from keras_rnnreg.layers.base import (
+    _deserialize_list,
+    build_weights,
+    set_weight_arguments,
+    weight_config,
+)
+from keras_rnnreg.layers.gru import gru_bias_shape, gru_config, set_gru_arguments
+from keras_rnnreg.layers.lstm import lstm_bias_initializer, lstm_config, set_lstm_arguments
 from keras_rnnreg.perturbations import kernels_for_step
 
 
 class _Cell(keras.layers.Layer, DropoutRNNCell):
-    """Shared cell machinery; subclasses set ``_gates``, the state layout and the step."""
+    """Shared cell machinery; subclasses set ``_kind`` (their entry in ``_steps.RECURRENCES``:
+    the step function the layer of that kind runs too), ``_gates`` and the state layout."""
 
+    _kind = None
     _gates = 1
     _n_states = 1
     _single_state = True  # Keras' SimpleRNNCell / GRUCell: state_size is an int
-    # The step math, borrowed from the fused layer (one copy of each equation).
-    _recurrent_step = FusedRNN._recurrent_step
-    _split_bias = FusedRNN._split_bias
 
     def __init__(
         self,
@@ -82,15 +85,7 @@ class _Cell(keras.layers.Layer, DropoutRNNCell):
     ):
         super().__init__(**kwargs)
         name = type(self).__name__
-        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
-            raise ValueError(
-                f"Invalid value for argument units={units!r}: expected a positive integer."
-            )
-        for arg, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
-            if not 0.0 <= float(value) < 1.0:
-                raise ValueError(
-                    f"Invalid value for argument {arg}={value!r}: expected 0 <= {arg} < 1."
-                )
+        set_weight_arguments(self, locals())
         if state_regularizer is not None:
             raise ValueError(
                 f"{name} takes no state_regularizer: a cell never sees the state sequence. Put "
@@ -107,23 +102,6 @@ class _Cell(keras.layers.Layer, DropoutRNNCell):
                     "per='sequence', or the fused layers (keras_rnnreg.layers.SimpleRNN / LSTM "
                     "/ GRU) for per-timestep perturbations."
                 )
-        self.units = units
-        self.activation_name = activation
-        self.activation = activations_lib.get(activation, "activation")
-        self.use_bias = bool(use_bias) and activation != "trec"
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = keras.regularizers.get(recurrent_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.recurrent_constraint = keras.constraints.get(recurrent_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
-        self.dropout = float(dropout)
-        self.recurrent_dropout = float(recurrent_dropout)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
         self._perturbed = None
 
     # ----------------------------------------------------------------------------- Keras' API
@@ -142,24 +120,7 @@ class _Cell(keras.layers.Layer, DropoutRNNCell):
         return [ops.zeros((batch_size, size), dtype=self.compute_dtype) for size in sizes]
 
     def build(self, input_shape):
-        input_dim = input_shape[-1]
-        width = self._gates * self.units
-        self.kernel = self.add_weight(
-            shape=(input_dim, width), name="kernel", initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer, constraint=self.kernel_constraint,
-        )
-        self.recurrent_kernel = self.add_weight(
-            shape=(self.units, width), name="recurrent_kernel",
-            initializer=self.recurrent_initializer, regularizer=self.recurrent_regularizer,
-            constraint=self.recurrent_constraint,
-        )
-        if self.use_bias:
-            self.bias = self.add_weight(
-                shape=self._bias_shape(), name="bias", initializer=self._bias_initializer_value(),
-                regularizer=self.bias_regularizer, constraint=self.bias_constraint,
-            )
-        else:
-            self.bias = None
+        build_weights(self, input_shape[-1])
 
     def _bias_shape(self):
         return (self._gates * self.units,)
@@ -203,19 +164,21 @@ class _Cell(keras.layers.Layer, DropoutRNNCell):
         if training and self.recurrent_dropout > 0:
             h_in = h_in * self.get_recurrent_dropout_mask(h_in)
         projected = ops.matmul(inputs, kernel)
-        input_bias, recurrent_bias = self._split_bias(self.bias)
+        recurrence, config = _steps.RECURRENCES[self._kind], self._step_config()
+        input_bias, recurrent_bias = recurrence.split_bias(config, self.bias)
         if input_bias is not None:
             projected = projected + input_bias
-        new = self._recurrent_step(projected, h_in, recurrent_kernel, carry, recurrent_bias, None)
+        new, _ = recurrence.step(config, projected, h_in, recurrent_kernel, carry, recurrent_bias)
         if self._single_state and not nested:
             return new[0], new[0]
         return new[0], new
 
+    def _step_config(self):  # a cell with weights of its own adds them (StepConfig.params)
+        return _steps.step_config(self)
+
     # ------------------------------------------------------------------------------- config
     def get_config(self):
-        config = super().get_config()
-        config.update(weight_config(self))
-        return config
+        return {**super().get_config(), **weight_config(self)}
 
 
 @serializable
@@ -225,7 +188,7 @@ class SimpleRNNCell(_Cell):
     ``perturbations=`` (per sequence) and the activations ``"relu"`` / ``"trec"``. Randomness and
     restrictions: module docstring."""
 
-    _step = SimpleRNN._step
+    _kind = "simple_rnn"
 
 
 @serializable
@@ -235,36 +198,19 @@ class LSTMCell(_Cell):
     sequence). ``keras.layers.RNN(LSTMCell(n))`` computes ``LSTM(n)`` given the same weights.
     Randomness and restrictions: module docstring."""
 
+    _kind = "lstm"
     _gates = 4
     _n_states = 2
     _single_state = False
-    _step = LSTM._step
-    _bias_initializer_value = LSTM._bias_initializer_value
+    _bias_initializer_value = lstm_bias_initializer
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
                  output_activation="same", unit_forget_bias=True, **kwargs):
         super().__init__(units, activation=activation, **kwargs)
-        self.recurrent_activation_name = recurrent_activation
-        self.recurrent_activation = activations_lib.get(
-            recurrent_activation, "recurrent_activation"
-        )
-        self.output_activation_name = output_activation
-        if output_activation == "same":
-            self.output_activation = self.activation
-        elif output_activation is None:
-            self.output_activation = None
-        else:
-            self.output_activation = activations_lib.get(output_activation, "output_activation")
-        self.unit_forget_bias = bool(unit_forget_bias)
+        set_lstm_arguments(self, recurrent_activation, output_activation, unit_forget_bias)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            recurrent_activation=activation_config(self, "recurrent_activation"),
-            output_activation=activation_config(self, "output_activation"),
-            unit_forget_bias=self.unit_forget_bias,
-        )
-        return config
+        return {**super().get_config(), **lstm_config(self)}
 
 
 @serializable
@@ -273,31 +219,17 @@ class GRUCell(_Cell):
     drop-in for ``keras.layers.GRUCell`` with ``perturbations=`` (per sequence). Randomness and
     restrictions: module docstring."""
 
+    _kind = "gru"
     _gates = 3
-    _recurrent_step = GRU._recurrent_step
-    _split_bias = GRU._split_bias
-    _bias_shape = GRU._bias_shape
+    _bias_shape = gru_bias_shape
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
                  reset_after=True, **kwargs):
         super().__init__(units, activation=activation, **kwargs)
-        self.recurrent_activation_name = recurrent_activation
-        self.recurrent_activation = activations_lib.get(
-            recurrent_activation, "recurrent_activation"
-        )
-        if not isinstance(reset_after, bool):
-            raise ValueError(
-                f"Invalid value for argument reset_after={reset_after!r}: expected True or False."
-            )
-        self.reset_after = reset_after
+        set_gru_arguments(self, recurrent_activation, reset_after)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {"recurrent_activation": activation_config(self, "recurrent_activation"),
-             "reset_after": self.reset_after}
-        )
-        return config
+        return {**super().get_config(), **gru_config(self)}
 
 
 __all__ = ["GRUCell", "LSTMCell", "SimpleRNNCell"]

@@ -380,8 +380,7 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
     def _paired_outputs(self):
         return ("variance",) if self.return_variance else ()
 
-    def _cudnn_config_reason(self, training=True):
-        return "FastDropoutRNN has no cuDNN path (it propagates a mean and a variance)"
+    _no_cudnn_reason = "FastDropoutRNN has no cuDNN path (it propagates a mean and a variance)"
 
     def call(self, sequences, initial_state=None, mask=None, training=None):
         if initial_state is not None:
@@ -413,7 +412,10 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
     def _split_bias(self, bias):
         return None, bias  # added to the mean inside the step (the projection may hold both)
 
-    def _recurrent_step(self, projected, h_in, u, carry, recurrent_bias, noise):
+    def _step_function(self):
+        return self._moments_step
+
+    def _moments_step(self, projected, h_in, u, carry, recurrent_bias, noise):
         mean, variance = carry
         if projected.shape[-1] == 2 * self.units:  # moments (see _project)
             input_mean, input_variance = projected[..., : self.units], projected[..., self.units :]

@@ -1,12 +1,33 @@
 """Fused GRU, weight-compatible with ``keras.layers.GRU``."""
 
-from keras import ops
-
 from keras_rnnreg import _backend
 from keras_rnnreg import activations as activations_lib
 from keras_rnnreg._api import serializable
-from keras_rnnreg.layers import _fused
 from keras_rnnreg.layers.base import FusedRNN, activation_config
+
+
+def set_gru_arguments(owner, recurrent_activation, reset_after):
+    """The GRU's own arguments, on a layer or a cell: σ and ``reset_after``."""
+    owner.recurrent_activation_name = recurrent_activation
+    owner.recurrent_activation = activations_lib.get(recurrent_activation, "recurrent_activation")
+    if not isinstance(reset_after, bool):
+        raise ValueError(
+            f"Invalid value for argument reset_after={reset_after!r}: expected True or False."
+        )
+    owner.reset_after = reset_after
+
+
+def gru_config(owner):
+    return {
+        "recurrent_activation": activation_config(owner, "recurrent_activation"),
+        "reset_after": owner.reset_after,
+    }
+
+
+def gru_bias_shape(owner):
+    """The bias of a GRU layer or cell: (2, 3·units) with ``reset_after`` (input, recurrent),
+    else (3·units,)."""
+    return (2, 3 * owner.units) if owner.reset_after else (3 * owner.units,)
 
 
 @serializable
@@ -37,7 +58,7 @@ class GRU(FusedRNN):
     Keras' JAX backend has no cuDNN GRU (its ``gru`` is a ``lax.scan``), so JAX runs our loop.
 
     On PyTorch, with ``reset_after=True`` and tanh / sigmoid / relu / linear gates, the backward
-    pass is hand-written (``layers/_fused.py``, as the LSTM's); elsewhere autodiff runs through
+    pass is hand-written (``layers/_steps.py``, as the LSTM's); elsewhere autodiff runs through
     the loop (faster there: docs/benchmarks.md).
 
     ``zoneout=z`` (Krueger et al. 2016): each unit of h keeps its previous value with probability
@@ -105,104 +126,20 @@ class GRU(FusedRNN):
             use_cudnn=use_cudnn,
             **kwargs,
         )
-        self.recurrent_activation_name = recurrent_activation
-        self.recurrent_activation = activations_lib.get(
-            recurrent_activation, "recurrent_activation"
-        )
-        if not isinstance(reset_after, bool):
-            raise ValueError(
-                f"Invalid value for argument reset_after={reset_after!r}: expected True or False."
-            )
-        self.reset_after = reset_after
+        set_gru_arguments(self, recurrent_activation, reset_after)
         self._check_use_cudnn()
 
-    def _bias_shape(self):
-        if self.reset_after:
-            return (2, 3 * self.units)
-        return (3 * self.units,)
+    _bias_shape = gru_bias_shape
+    _cudnn_kernel = "gru"
 
-    def _split_bias(self, bias):
-        if bias is None or not self.reset_after:
-            return bias, None
-        return bias[0], bias[1]
-
-    def _recurrent_step(self, projected, h_in, u, carry, recurrent_bias, noise):
-        (h_prev,) = carry
-        units = self.units
-        xz, xr, xh = ops.split(projected, 3, axis=-1)
-        if self.reset_after:
-            a = ops.matmul(h_in, u)
-            if noise is not None:
-                a = a + noise(h_in)
-            if recurrent_bias is not None:
-                a = a + recurrent_bias
-            az, ar, ah = ops.split(a, 3, axis=-1)
-            z = self.recurrent_activation(xz + az)
-            r = self.recurrent_activation(xr + ar)
-            candidate = self.activation(xh + r * ah)
-        else:
-            a = ops.matmul(h_in, u[..., : 2 * units])
-            if noise is not None:
-                a = a + noise(h_in)[..., : 2 * units]
-            az, ar = ops.split(a, 2, axis=-1)
-            z = self.recurrent_activation(xz + az)
-            r = self.recurrent_activation(xr + ar)
-            reset = r * h_in
-            ah = ops.matmul(reset, u[..., 2 * units :])
-            if noise is not None:
-                # Local reparameterization: the noise that U_h's perturbation induces on
-                # (r ⊙ h) U_h, from the columns of this step's draw that the z, r blocks left.
-                ah = ah + noise(reset)[..., 2 * units :]
-            candidate = self.activation(xh + ah)
-        return [z * h_prev + (1.0 - z) * candidate]
-
-    def _use_fused(self):
-        if not _fused.pays(self._kind):  # PyTorch only (measured: _fused.FASTER_THAN_AUTODIFF)
-            return False
-        return self.reset_after and all(
-            _fused.fusable(name) for name in (self.activation_name, self.recurrent_activation_name)
-        )
-
-    def _fused_states(self, projected, recurrent_kernel, states, float_mask, recurrent_bias=None):
-        if recurrent_bias is None:
-            recurrent_bias = ops.zeros((3 * self.units,), dtype=projected.dtype)
-        return [
-            _fused.gru(
-                projected, recurrent_kernel, states[0], recurrent_bias, float_mask,
-                activation=self.activation_name,
-                recurrent_activation=self.recurrent_activation_name,
-                unroll=self.unroll,
-            )
-        ]
-
-    def _cudnn_config_reason(self, training=True):
-        if self.activation_name != "tanh":
-            return f"activation={self.activation_name!r} (cuDNN computes tanh)"
-        if self.recurrent_activation_name != "sigmoid":
-            return (
-                f"recurrent_activation={self.recurrent_activation_name!r} "
-                "(cuDNN computes sigmoid gates)"
-            )
+    def _backward_activations(self):
         if not self.reset_after:
-            return "reset_after=False (cuDNN's GRU applies the reset gate after the matmul)"
-        if self.unroll:
-            return f"unroll={self.unroll!r}"
-        if self.recurrent_dropout:
-            return (
-                f"recurrent_dropout={self.recurrent_dropout} (a fresh mask inside the loop; "
-                "DropConnect(per='sequence') regularizes the recurrent weights and keeps cuDNN)"
-            )
-        if training:
-            per_step = [p for p in self.perturbations if p.per == "timestep"]
-            if per_step:
-                return (
-                    f"per-timestep perturbation {per_step[0]!r} (a new weight draw every step; "
-                    "per='sequence' keeps cuDNN)"
-                )
-        return None
+            return None
+        return (self.activation_name, self.recurrent_activation_name)
 
-    def _cudnn_kernel_name(self):
-        return "gru"
+    def _cudnn_equation_reasons(self):
+        if not self.reset_after:
+            yield "reset_after=False (cuDNN's GRU applies the reset gate after the matmul)"
 
     def _cudnn_run(self, x, states, kernel, recurrent_kernel, bias, mask):
         hidden, h = _backend.cudnn_gru(x, states[0], kernel, recurrent_kernel, bias, mask=mask)
@@ -210,11 +147,8 @@ class GRU(FusedRNN):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            recurrent_activation=activation_config(self, "recurrent_activation"),
-            reset_after=self.reset_after,
-        )
+        config.update(gru_config(self))
         return config
 
 
-__all__ = ["GRU"]
+__all__ = ["GRU", "gru_bias_shape", "gru_config", "set_gru_arguments"]

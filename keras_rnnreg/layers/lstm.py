@@ -3,10 +3,52 @@
 import keras
 from keras import ops
 
+from keras_rnnreg import _backend
 from keras_rnnreg import activations as activations_lib
 from keras_rnnreg._api import serializable
-from keras_rnnreg.layers import _fused
 from keras_rnnreg.layers.base import FusedRNN, activation_config
+
+
+def set_lstm_arguments(owner, recurrent_activation, output_activation, unit_forget_bias):
+    """The LSTM's own arguments, on a layer or a cell: σ, g_out (``"same"``: the activation;
+    None: none) and ``unit_forget_bias``."""
+    owner.recurrent_activation_name = recurrent_activation
+    owner.recurrent_activation = activations_lib.get(recurrent_activation, "recurrent_activation")
+    owner.output_activation_name = output_activation
+    if output_activation == "same":
+        owner.output_activation = owner.activation
+    elif output_activation is not None:
+        owner.output_activation = activations_lib.get(output_activation, "output_activation")
+    else:
+        owner.output_activation = None
+    owner.unit_forget_bias = bool(unit_forget_bias)
+
+
+def lstm_config(owner):
+    return {
+        "recurrent_activation": activation_config(owner, "recurrent_activation"),
+        "output_activation": activation_config(owner, "output_activation"),
+        "unit_forget_bias": owner.unit_forget_bias,
+    }
+
+
+def lstm_bias_initializer(owner):
+    """The bias initializer of an LSTM layer or cell: with ``unit_forget_bias`` (Keras') ones
+    for the forget gate's block (i, f, c, o), ``bias_initializer`` elsewhere."""
+    if not owner.unit_forget_bias:
+        return owner.bias_initializer
+    base, units = owner.bias_initializer, owner.units
+
+    def initializer(shape, dtype=None):
+        return ops.concatenate(
+            [
+                base((units,), dtype=dtype),
+                keras.initializers.get("ones")((units,), dtype=dtype),
+                base((units * 2,), dtype=dtype),
+            ]
+        )
+
+    return initializer
 
 
 @serializable
@@ -104,18 +146,7 @@ class LSTM(FusedRNN):
             use_cudnn=use_cudnn,
             **kwargs,
         )
-        self.recurrent_activation_name = recurrent_activation
-        self.recurrent_activation = activations_lib.get(
-            recurrent_activation, "recurrent_activation"
-        )
-        self.output_activation_name = output_activation
-        if output_activation == "same":
-            self.output_activation = self.activation
-        elif output_activation is None:
-            self.output_activation = None
-        else:
-            self.output_activation = activations_lib.get(output_activation, "output_activation")
-        self.unit_forget_bias = bool(unit_forget_bias)
+        set_lstm_arguments(self, recurrent_activation, output_activation, unit_forget_bias)
         self.return_cell_sequence = bool(return_cell_sequence)
         self._check_use_cudnn()
 
@@ -126,101 +157,44 @@ class LSTM(FusedRNN):
     def _extra_sequence_outputs(self):
         return ("cell",) if self.return_cell_sequence else ()
 
-    def _bias_initializer_value(self):
-        if not self.unit_forget_bias:
-            return self.bias_initializer
-        base = self.bias_initializer
-        units = self.units
+    _bias_initializer_value = lstm_bias_initializer
+    _cudnn_kernel = "lstm"
 
-        def initializer(shape, dtype=None):
-            return ops.concatenate(
-                [
-                    base((units,), dtype=dtype),
-                    keras.initializers.get("ones")((units,), dtype=dtype),
-                    base((units * 2,), dtype=dtype),
-                ]
-            )
-
-        return initializer
-
-    def _step(self, projected, recurrent, carry):
-        _, c_prev = carry
-        z = projected + recurrent
-        zi, zf, zc, zo = ops.split(z, 4, axis=-1)
-        i = self.recurrent_activation(zi)
-        f = self.recurrent_activation(zf)
-        c = f * c_prev + i * self.activation(zc)
-        o = self.recurrent_activation(zo)
-        h = o * c if self.output_activation is None else o * self.output_activation(c)
-        return [h, c]
-
-    def _cudnn_config_reason(self, training=True):
-        if self.activation_name != "tanh":
-            return f"activation={self.activation_name!r} (cuDNN computes tanh)"
-        if self.recurrent_activation_name != "sigmoid":
-            return (
-                f"recurrent_activation={self.recurrent_activation_name!r} "
-                "(cuDNN computes sigmoid gates)"
-            )
+    def _cudnn_equation_reasons(self):
         if self._output_activation_key() != "tanh":
-            return (
+            yield (
                 f"output_activation={self.output_activation_name!r} "
                 "(cuDNN always applies tanh to the cell)"
             )
-        if self.unroll:
-            return f"unroll={self.unroll!r}"
-        if self.recurrent_dropout:
-            return (
-                f"recurrent_dropout={self.recurrent_dropout} (a fresh mask inside the loop; "
-                "DropConnect(per='sequence') regularizes the recurrent weights and keeps cuDNN)"
-            )
-        if training:
-            per_step = [p for p in self.perturbations if p.per == "timestep"]
-            if per_step:
-                return (
-                    f"per-timestep perturbation {per_step[0]!r} (a new weight draw every step; "
-                    "per='sequence' keeps cuDNN)"
-                )
+
+    def _cudnn_output_reasons(self):
         if any(reg.on == "cell" for reg in self._state_regularizers):
-            return "state_regularizer on='cell' (cuDNN returns no cell sequence)"
+            yield "state_regularizer on='cell' (cuDNN returns no cell sequence)"
         if self.return_cell_sequence:
-            return "return_cell_sequence=True (cuDNN returns no cell sequence)"
-        return None
+            yield "return_cell_sequence=True (cuDNN returns no cell sequence)"
+
+    def _cudnn_run(self, x, states, kernel, recurrent_kernel, bias, mask):
+        """(hidden sequence (B, T, units), h, c) from Keras' cuDNN LSTM kernel."""
+        hidden, h, c = _backend.cudnn_lstm(
+            x, states[0], states[1], kernel, recurrent_kernel, bias, mask=mask
+        )
+        # Without return_state or stateful the final cell state is never read (None where the
+        # kernel cannot give it under a mask).
+        return hidden, h, ops.zeros_like(h) if c is None else c
 
     def _output_activation_key(self):
         if self.output_activation_name == "same":
             return self.activation_name
         return self.output_activation_name
 
-    def _use_fused(self):
-        return _fused.pays(self._kind) and all(
-            _fused.fusable(name)
-            for name in (
-                self.activation_name,
-                self.recurrent_activation_name,
-                self._output_activation_key(),
-            )
-        )
-
-    def _fused_states(self, projected, recurrent_kernel, states, float_mask, recurrent_bias=None):
-        both = _fused.lstm(
-            projected, recurrent_kernel, states[0], states[1], float_mask,
-            activation=self.activation_name,
-            recurrent_activation=self.recurrent_activation_name,
-            output_activation=self._output_activation_key(),
-            unroll=self.unroll,
-        )
-        return ops.split(both, 2, axis=-1)
+    def _backward_activations(self):
+        names = (self.activation_name, self.recurrent_activation_name)
+        return names + (self._output_activation_key(),)
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            recurrent_activation=activation_config(self, "recurrent_activation"),
-            output_activation=activation_config(self, "output_activation"),
-            unit_forget_bias=self.unit_forget_bias,
-            return_cell_sequence=self.return_cell_sequence,
-        )
+        config.update(lstm_config(self), return_cell_sequence=self.return_cell_sequence)
         return config
 
 
-__all__ = ["LSTM"]
+__all__ = ["LSTM", "lstm_bias_initializer", "lstm_config", "set_lstm_arguments"]

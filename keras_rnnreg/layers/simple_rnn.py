@@ -1,7 +1,6 @@
 """Fused fully-connected RNN, weight-compatible with ``keras.layers.SimpleRNN``."""
 
 from keras_rnnreg._api import serializable
-from keras_rnnreg.layers import _fused
 from keras_rnnreg.layers.base import FusedRNN
 
 
@@ -39,25 +38,13 @@ class SimpleRNN(FusedRNN):
     _kind = "simple_rnn"
     _keras_use_cudnn_arg = False
 
-    def _cudnn_config_reason(self, training=True):
-        return (
-            "SimpleRNN has no cuDNN path (our fused loop is faster than Keras' SimpleRNN; "
-            "docs/benchmarks.md)"
-        )
+    _no_cudnn_reason = (
+        "SimpleRNN has no cuDNN path (our fused loop is faster than Keras' SimpleRNN; "
+        "docs/benchmarks.md)"
+    )
 
-    def _step(self, projected, recurrent, carry):
-        return [self.activation(projected + recurrent)]
-
-    def _use_fused(self):
-        return _fused.pays(self._kind) and _fused.fusable(self.activation_name)
-
-    def _fused_states(self, projected, recurrent_kernel, states, float_mask, recurrent_bias=None):
-        return [
-            _fused.simple_rnn(
-                projected, recurrent_kernel, states[0], float_mask,
-                activation=self.activation_name, unroll=self.unroll,
-            )
-        ]
+    def _backward_activations(self):
+        return (self.activation_name,)
 
 
 __all__ = ["SimpleRNN"]

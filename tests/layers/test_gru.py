@@ -319,6 +319,6 @@ def test_gpu_cudnn_equals_our_loop(mask_kind):
 # ------------------------------------------------------------------------ fused backward pass
 # test_layers.py::test_fused_backward_equals_autodiff covers the GRU with the other layers.
 def test_fused_only_where_it_applies():
-    assert GRU(N)._use_fused() == (BACKEND == "torch")  # where it pays (docs/benchmarks.md)
-    assert not GRU(N, reset_after=False)._use_fused()
-    assert not GRU(N, recurrent_activation="hard_sigmoid")._use_fused()
+    assert GRU(N)._manual_backward() == (BACKEND == "torch")  # where it pays (docs/benchmarks.md)
+    assert not GRU(N, reset_after=False)._manual_backward()
+    assert not GRU(N, recurrent_activation="hard_sigmoid")._manual_backward()

@@ -238,7 +238,7 @@ class _Wrapped(keras.layers.Layer):
 @pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM, L.GRU])
 def test_loop_variants_agree(cls, kwargs, mask_kind, monkeypatch):
     """The three ways our loop can run, on every backend whichever the layers take there: the
-    hand-written backward pass (layers/_fused.py; taken where _fused.FASTER_THAN_AUTODIFF) and
+    hand-written backward pass (layers/_steps.py; taken where _steps.FASTER_THAN_AUTODIFF) and
     the input projection computed inside the loop (base.PROJECT_IN_LOOP), each against autodiff
     through the loop over a projection made before it: outputs, final states and the gradients
     of the weights, the initial states and the inputs."""
@@ -253,7 +253,7 @@ def test_loop_variants_agree(cls, kwargs, mask_kind, monkeypatch):
         layer.build(x.shape)
     for name, (use_fused, in_loop) in variants.items():
         layers[name].set_weights(layers["plain"].get_weights())
-        monkeypatch.setattr(layers[name].rnn, "_use_fused", lambda v=use_fused: v)
+        monkeypatch.setattr(layers[name].rnn, "_manual_backward", lambda v=use_fused: v)
         monkeypatch.setattr(layers[name].rnn, "_projects_in_loop", lambda v=in_loop: v)
     mask = None
     if mask_kind is not None:
