@@ -6,6 +6,12 @@ import importlib
 import keras
 from keras import ops
 
+# Keras' private API, reached from here only (the cuDNN kernels below, and these two): the base
+# class of RNN cells that keras.layers.RNN draws dropout masks through, and the decorator that
+# keeps Keras from tracking a layer's plain attributes as dependencies.
+from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell  # noqa: F401
+from keras.src.utils.tracking import no_automatic_dependency_tracking  # noqa: F401
+
 
 def plain_tensor(x):
     """A tensor holding a variable's current value, not the variable itself.

@@ -15,7 +15,6 @@ from typing import Any, NamedTuple
 
 import keras
 from keras import ops
-from keras.src.utils import tracking
 
 from keras_rnnreg import _backend
 from keras_rnnreg import activations as activations_lib
@@ -293,7 +292,7 @@ class FusedRNN(keras.layers.Layer):
                     )
                 self._create_state_variables(sequences_shape[0])
 
-    @tracking.no_automatic_dependency_tracking
+    @_backend.no_automatic_dependency_tracking
     def _create_state_variables(self, batch_size):
         # Untracked (not weights: get_weights() stays Keras'); listed in ``variables`` below.
         with keras.name_scope(self.name, caller=self):

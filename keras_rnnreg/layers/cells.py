@@ -37,8 +37,8 @@ Not available in cells, each raising a ValueError that says so:
 
 import keras
 from keras import ops
-from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
+from keras_rnnreg import _backend
 from keras_rnnreg._api import serializable
 from keras_rnnreg._backend import plain_tensor
 from keras_rnnreg.layers import _steps
@@ -53,7 +53,7 @@ from keras_rnnreg.layers.lstm import lstm_bias_initializer, lstm_config, set_lst
 from keras_rnnreg.perturbations import kernels_for_step
 
 
-class _Cell(keras.layers.Layer, DropoutRNNCell):
+class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
     """Shared cell machinery; subclasses set ``_kind`` (their entry in ``_steps.RECURRENCES``:
     the step function the layer of that kind runs too), ``_gates`` and the state layout."""
 

@@ -9,19 +9,22 @@ layer (Sec. 3; Sec. 3.1 for recurrent layers).
 
 Everything the plain layers do happens here through the same machinery (``FusedRNN``): dropout,
 perturbations drawn before the loop, zoneout masks, masks, ``stateful``, penalties on the state
-sequence after the loop. Only the step and the input projection differ. Gradients: autodiff
-through our loop. No hand-written backward was written (the plain layers' in ``layers/_fused.py``
-has no normalization), so none was measured against autodiff; never cuDNN (``cudnn_path`` says
-why).
+sequence after the loop. Only the step differs: :func:`layer_norm_lstm_step` and
+:func:`layer_norm_gru_step`, registered in ``_steps.RECURRENCES`` (one copy of each equation for
+the layers and the cells; the step normalizes ``x_t W`` and then adds the bias, so the projection
+before the loop is the bare matmul, plus the local reparameterization's noise: inside LN).
+Gradients: autodiff through our loop. No hand-written backward was written (the plain layers' in
+``layers/_steps.py`` has no normalization), so none was measured against autodiff; never cuDNN
+(``cudnn_path`` says why).
 """
 
 from keras import ops
 
 from keras_rnnreg._api import serializable
+from keras_rnnreg.layers import _steps
 from keras_rnnreg.layers.cells import GRUCell, LSTMCell
 from keras_rnnreg.layers.gru import GRU
 from keras_rnnreg.layers.lstm import LSTM
-from keras_rnnreg.perturbations import split_by_target
 
 _REASON = (
     "layer normalization of the input and recurrent projections{} at every step, which Keras' "
@@ -33,6 +36,46 @@ def _normalize(a, gain, epsilon, bias=None):
     """``gain ⊙ (a − μ) / sqrt(σ² + ε) (+ bias)`` over the last axis: ``keras.ops``' layer
     normalization (statistics in float32 under mixed precision; PyTorch's fused kernel)."""
     return ops.layer_normalization(a, gamma=gain, beta=bias, epsilon=epsilon)
+
+
+def layer_norm_lstm_step(config, projected, h_in, u, carry, recurrent_bias=None, noise=None):
+    """:class:`LayerNormLSTM`'s step; ``projected = x_t W`` (no bias), ``recurrent_bias`` the
+    whole bias, ``config.params = (g_x, g_h, g_c, β_c, ε)``."""
+    g_x, g_h, g_c, b_c, eps = config.params
+    z = _normalize(projected, g_x, eps) + _normalize(_steps._recurrent(h_in, u, noise), g_h, eps)
+    if recurrent_bias is not None:
+        z = z + recurrent_bias
+    zi, zf, zc, zo = ops.split(z, 4, axis=-1)
+    sigma = config.recurrent_activation
+    c = sigma(zf) * carry[1] + sigma(zi) * config.activation(zc)
+    n = _normalize(c, g_c, eps, b_c)
+    out = n if config.output_activation is None else config.output_activation(n)
+    return [sigma(zo) * out, c], ()
+
+
+def layer_norm_gru_step(config, projected, h_in, u, carry, recurrent_bias=None, noise=None):
+    """:class:`LayerNormGRU`'s step; ``projected = x_t W`` (no bias), ``recurrent_bias`` the
+    whole (2, 3·units) bias, ``config.params = (g_x, g_h, ε)``."""
+    g_x, g_h, eps = config.params
+    p = _normalize(projected, g_x, eps)
+    a = _normalize(_steps._recurrent(h_in, u, noise), g_h, eps)
+    if recurrent_bias is not None:
+        p, a = p + recurrent_bias[0], a + recurrent_bias[1]
+    xz, xr, xh = ops.split(p, 3, axis=-1)
+    az, ar, ah = ops.split(a, 3, axis=-1)
+    sigma = config.recurrent_activation
+    z, r = sigma(xz + az), sigma(xr + ar)
+    return [z * carry[0] + (1.0 - z) * config.activation(xh + r * ah)], ()
+
+
+def _bias_in_step(config, bias):
+    return None, bias  # the step adds the bias after normalizing x W
+
+
+_steps.RECURRENCES.update(
+    layer_norm_lstm=_steps.Recurrence(layer_norm_lstm_step, _bias_in_step),
+    layer_norm_gru=_steps.Recurrence(layer_norm_gru_step, _bias_in_step),
+)
 
 
 def _check_epsilon(layer, epsilon):
@@ -71,44 +114,45 @@ def _add_norm_weights(layer, cell):
         )
 
 
-class _LayerNormFused:
-    """What the fused layers share: the normalized input projection, the weights, the paths."""
+class _LayerNorm:
+    """What the layers and cells share: the norm weights, their place in the step's config,
+    ``layer_norm_epsilon``; the fused layers: never cuDNN, autodiff."""
 
     _keras_implementation_arg = False  # no Keras namesake: no legacy ``implementation``,
     _keras_use_cudnn_arg = False  # and no ``use_cudnn`` ("auto" / False accepted, True raises)
+    _cudnn_kernel = None
 
-    def build(self, sequences_shape, initial_state_shape=None):
-        super().build(sequences_shape, initial_state_shape)
-        _add_norm_weights(self, cell=len(self.state_size) > 1)
+    def _step_config(self):
+        gains = [self.input_gamma, self.recurrent_gamma]
+        if self._gates == 4:
+            gains += [self.cell_gamma, self.cell_beta]
+        return super()._step_config()._replace(params=(*gains, self.layer_norm_epsilon))
 
-    def _weights(self, training, time_steps):
-        # The input kernel's local noise (sampling="local") is drawn in _project, inside the
-        # normalization (it is noise on x W); the loop gets none.
-        kernel, recurrent_kernel, bias, _, recurrent_local = super()._weights(training, time_steps)
-        return kernel, recurrent_kernel, bias, None, recurrent_local
+    @property
+    def _no_cudnn_reason(self):
+        return _REASON.format(" and of the cell" if self._gates == 4 else "")
 
-    def _project(self, x_tm, kernel, training):
-        """``LN(x_t W; g_x)`` for all timesteps before the loop (the input bias is added after
-        it by the loop's set-up)."""
-        projected = ops.matmul(x_tm, kernel)
-        local = split_by_target(self.perturbations, "input")[1] if training else None
-        if local is not None:
-            normal = self._normal(ops.shape(projected))
-            projected = projected + local.local_noise(x_tm, local.variance_factors(kernel), normal)
-        return _normalize(projected, self.input_gamma, self.layer_norm_epsilon)
-
-    def _use_fused(self):
-        return False  # autodiff through our loop (module docstring)
-
-    def _cudnn_config_reason(self, training=True):
-        return _REASON.format(" and of the cell" if len(self.state_size) > 1 else "")
+    def _backward_activations(self):
+        return None  # autodiff through our loop (module docstring)
 
     def get_config(self):
         return {**super().get_config(), "layer_norm_epsilon": self.layer_norm_epsilon}
 
 
+class _LayerNormLayer(_LayerNorm):
+    def build(self, sequences_shape, initial_state_shape=None):  # Keras passes them by name
+        super().build(sequences_shape, initial_state_shape)
+        _add_norm_weights(self, cell=self._gates == 4)
+
+
+class _LayerNormCell(_LayerNorm):
+    def build(self, input_shape):
+        super().build(input_shape)
+        _add_norm_weights(self, cell=self._gates == 4)
+
+
 @serializable
-class LayerNormLSTM(_LayerNormFused, LSTM):
+class LayerNormLSTM(_LayerNormLayer, LSTM):
     """LSTM with layer normalization (Ba et al. 2016, Sec. 3.1 and the layer-normalized LSTM of
     its supplementary material): with ``σ = recurrent_activation``, ``g = activation``,
 
@@ -144,29 +188,15 @@ class LayerNormLSTM(_LayerNormFused, LSTM):
     There is no ``use_cudnn`` argument (``True`` raises) and no ``implementation``.
     """
 
+    _kind = "layer_norm_lstm"
+
     def __init__(self, units, *args, layer_norm_epsilon=1e-3, **kwargs):
         super().__init__(units, *args, **kwargs)
         _check_epsilon(self, layer_norm_epsilon)
 
-    def _recurrent_step(self, projected, h_in, u, carry, recurrent_bias, noise):
-        recurrent = ops.matmul(h_in, u)
-        if noise is not None:
-            recurrent = recurrent + noise(h_in)
-        recurrent = _normalize(recurrent, self.recurrent_gamma, self.layer_norm_epsilon)
-        return self._step(projected, recurrent, carry)
-
-    def _step(self, projected, recurrent, carry):
-        _, c_prev = carry
-        zi, zf, zc, zo = ops.split(projected + recurrent, 4, axis=-1)
-        i, f, o = (self.recurrent_activation(v) for v in (zi, zf, zo))
-        c = f * c_prev + i * self.activation(zc)
-        n = _normalize(c, self.cell_gamma, self.layer_norm_epsilon, self.cell_beta)
-        h = o * (n if self.output_activation is None else self.output_activation(n))
-        return [h, c]
-
 
 @serializable
-class LayerNormGRU(_LayerNormFused, GRU):
+class LayerNormGRU(_LayerNormLayer, GRU):
     """GRU with layer normalization, our reading of Ba et al. 2016 (whose paper normalizes the
     LSTM; there is no GRU in it) in Keras' ``reset_after=True`` convention: with
     ``σ = recurrent_activation``, ``g = activation``,
@@ -198,44 +228,7 @@ class LayerNormGRU(_LayerNormFused, GRU):
         _check_reset_after(self, self.reset_after)
         _check_epsilon(self, layer_norm_epsilon)
 
-    def _recurrent_step(self, projected, h_in, u, carry, recurrent_bias, noise):
-        (h_prev,) = carry
-        a = ops.matmul(h_in, u)
-        if noise is not None:
-            a = a + noise(h_in)
-        a = _normalize(a, self.recurrent_gamma, self.layer_norm_epsilon)
-        if recurrent_bias is not None:
-            a = a + recurrent_bias
-        xz, xr, xh = ops.split(projected, 3, axis=-1)
-        az, ar, ah = ops.split(a, 3, axis=-1)
-        z = self.recurrent_activation(xz + az)
-        r = self.recurrent_activation(xr + ar)
-        candidate = self.activation(xh + r * ah)
-        return [z * h_prev + (1.0 - z) * candidate]
-
-
-class _LayerNormCell:
-    """The cells: the fused layer's step, with the input normalized inside the step (a cell
-    sees one timestep) and the input bias added after that normalization."""
-
-    _layer = None  # the fused layer whose step this is
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        _add_norm_weights(self, cell=self._n_states > 1)
-
-    def _split_bias(self, bias):
-        return None, bias  # all of it to the step, which splits it after normalizing x W
-
-    def _recurrent_step(self, projected, h_in, u, carry, bias, noise):
-        input_bias, recurrent_bias = self._layer._split_bias(self, bias)
-        projected = _normalize(projected, self.input_gamma, self.layer_norm_epsilon)
-        if input_bias is not None:
-            projected = projected + input_bias
-        return self._layer._recurrent_step(self, projected, h_in, u, carry, recurrent_bias, noise)
-
-    def get_config(self):
-        return {**super().get_config(), "layer_norm_epsilon": self.layer_norm_epsilon}
+    _kind = "layer_norm_gru"
 
 
 @serializable
@@ -244,8 +237,7 @@ class LayerNormLSTMCell(_LayerNormCell, LSTMCell):
     for ``keras.layers.RNN`` and hand-written loops; as :class:`~keras_rnnreg.layers.LSTMCell`
     per-sequence perturbations only, no ``state_regularizer`` (``layers.cells``' docstring)."""
 
-    _layer = LayerNormLSTM
-    _step = LayerNormLSTM._step
+    _kind = "layer_norm_lstm"
 
     def __init__(self, units, *args, layer_norm_epsilon=1e-3, **kwargs):
         super().__init__(units, *args, **kwargs)
@@ -257,7 +249,7 @@ class LayerNormGRUCell(_LayerNormCell, GRUCell):
     """The cell of :class:`LayerNormGRU` (``reset_after=True`` only), as
     :class:`LayerNormLSTMCell` is :class:`LayerNormLSTM`'s."""
 
-    _layer = LayerNormGRU
+    _kind = "layer_norm_gru"
 
     def __init__(self, units, *args, layer_norm_epsilon=1e-3, **kwargs):
         super().__init__(units, *args, **kwargs)

@@ -216,7 +216,7 @@ def test_never_cudnn_and_says_why(kind):
             assert ("zoneout" if kwargs else "layer normalization") in reason
     with pytest.raises(ValueError, match="layer normalization"):
         LAYERS[kind](N, use_cudnn=True)
-    assert LAYERS[kind](N, use_cudnn=False)._use_fused() is False  # autodiff through our loop
+    assert LAYERS[kind](N, use_cudnn=False)._manual_backward() is False  # autodiff through our loop
 
 
 def test_bad_arguments():
