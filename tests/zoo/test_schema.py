@@ -1,5 +1,6 @@
 """Overrides: nested and bare keys, type checks, unknown keys, optional sections."""
 
+import copy
 import random
 
 import keras
@@ -58,8 +59,10 @@ def test_keras_objects_are_serialized_configs_built_by_their_constructors():
     drawn = random.random()
     random.seed(0)
     assert random.random() == drawn
-    c = zoo.resolve("jsb_rnn_ns", ["optimizer=adam"])
-    assert isinstance(keras.optimizers.get(c["optimizer"]), keras.optimizers.Adam)
+    c = zoo.resolve("jsb_rnn_ns", ["optimizer=adam"])  # read-only; Keras' get edits its argument
+    assert isinstance(keras.optimizers.get(copy.deepcopy(c["optimizer"])), keras.optimizers.Adam)
+    with pytest.raises(TypeError, match="read-only"):
+        keras.optimizers.get(c["optimizer"])
 
 
 def test_int_is_accepted_for_float_but_not_the_reverse():
