@@ -336,6 +336,9 @@ SCHEMA = Section("a zoo configuration", {
                         nullable=True),
         "batch_size": Field(int, 32, "training batch size", minimum=1),
         "chunk": Field(int, 100, "polyphonic: training chunk length", minimum=1),
+        "mask_padding": Field(bool, False, "polyphonic: mask the leading all-zero steps (the "
+                              "chunks' front padding; FrontPaddingMask), needed by "
+                              "layer-normalized cells"),
         "seq_len": Field(int, 50, "ptb: sequence length", minimum=1),
         "length": Field(int, 400, "adding: sequence length", minimum=2),
         "train_size": Field(int, 100_000, "adding: training sequences", minimum=1),
@@ -528,6 +531,12 @@ _CONFLICTS = (
      ("model.cell", "model.output_activation"),
      "model.output_activation={output_activation!r} is not available with fast dropout "
      "(sigmoid or linear)"),
+    (lambda c: c["model"]["cell"] in ("layer_norm_lstm", "layer_norm_gru")
+     and c["task"] == "polyphonic" and not c["data"]["mask_padding"],
+     ("model.cell", "data.mask_padding"),
+     "model.cell={cell!r} on front-padded polyphonic chunks needs data.mask_padding=true: the "
+     "normalized zero state of the padded steps multiplies the gradient by gain/sqrt(ε) at every "
+     "step (it overflows within ~20 steps)"),
     (lambda c: c["model"]["cell"] == "fast_dropout" and c["regularization"]["zoneout"] is not None,
      ("model.cell", "regularization.zoneout"),
      "zoneout is not available with model.cell='fast_dropout' (it carries a variance that "
