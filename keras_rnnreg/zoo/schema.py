@@ -2,14 +2,16 @@
 
 A resolved configuration is a plain nested dict with the sections below. Its Keras objects (the
 initializers ``model.*_init``, the perturbations ``regularization.weight_noise`` /
-``dropconnect``, the state regularizer ``regularization.norm_stabilizer`` and the ``optimizer``)
+``dropconnect``, the state regularizers ``regularization.norm_stabilizer`` /
+``activation_regularization`` / ``temporal_activation_regularization`` and the ``optimizer``)
 are Keras-serialized configs (``keras.saving.serialize_keras_object`` form, holding the arguments
 a preset gives; the others are the constructor's defaults): their constructors are their schema,
 and :func:`validate` builds each one (an optimizer: checks its signature, see :func:`_unbuilt`),
 turning a rejected argument into a :class:`ConfigError`.
 The rest (the network's shape, data, training, the paper's metadata) is declared here.
 
-Presets (:mod:`keras_rnnreg.zoo.noise_study`, :mod:`keras_rnnreg.zoo.norm_stabilizer`) give only
+Presets (:mod:`keras_rnnreg.zoo.noise_study`, :mod:`keras_rnnreg.zoo.norm_stabilizer`,
+:mod:`keras_rnnreg.zoo.zoneout`) give only
 what differs from the defaults; :func:`complete` fills in the rest. Overrides (``build(name,
 units=8)``, ``rnnreg train NAME --set optimizer.learning_rate=0.01``) go through
 :func:`apply_overrides`: a key inside a Keras object sets that constructor argument
