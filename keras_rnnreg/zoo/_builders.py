@@ -55,8 +55,8 @@ STATE_PENALTIES = ("norm_stabilizer", "activation_regularization",
 
 
 def _state_regularizer(reg):
-    """None, the one penalty the configuration sets (as before there were several), or the list
-    of them, each added to the loss."""
+    """None, the one penalty the configuration sets (passed alone, as before AR / TAR existed:
+    the recorded networks stay as they were), or the list of them, each added to the loss."""
     penalties = [_get(keras.saving.deserialize_keras_object, reg[key])
                  for key in STATE_PENALTIES if reg.get(key) is not None]
     if not penalties:
