@@ -233,3 +233,35 @@ def test_table1_column_job_puts_each_best_trials_test_nll_into_the_table(tmp_pat
     bad.write_text(f'card = "{ROOT / "zoo" / "noise_table1.toml"}"\ncolumn = "JSC"\n')
     with pytest.raises(JobError, match="column='JSC' is not a column"):
         run_job(bad, log=lambda m: None)
+
+
+@pytest.mark.parametrize("space", ["beyond_table1", "beyond_table1_rnn"])
+def test_the_beyond_table1_space_samples_zoneout_ar_tar_and_the_learning_rate(space):
+    cell = "lstm" if space == "beyond_table1" else "simple_rnn"
+    base = zoo.resolve("jsb_rnn_plain", [
+        f"model.cell={cell}", "model.units=3", "model.kernel_init=GlorotUniform",
+        "model.recurrent_init=Orthogonal", "regularization.zoneout.hidden=0.05",
+        "regularization.activation_regularization.alpha=2",
+        "regularization.temporal_activation_regularization.beta=1"])
+    hypermodel = ZooHyperModel(base, space=space)
+    names = {e["name"] for e in hypermodel.active_entries()}
+    assert {"zoneout_hidden", "ar_alpha", "tar_beta", "learning_rate"} <= names
+    assert ("zoneout_cell" in names) == (cell == "lstm")
+    hp = keras_tuner.HyperParameters()
+    hypermodel.config(hp)  # registers the entries (their defaults)
+    for values in ({}, {"zoneout_hidden": 0.3, "ar_alpha": 4.0, "learning_rate": 0.005}):
+        hp.values.update(values)
+        config = hypermodel.config(hp)
+        if values:
+            assert config["regularization"]["zoneout"]["hidden"] == 0.3
+            assert zoo.get_value(config, "optimizer.learning_rate") == 0.005
+        assert 0.0 <= config["regularization"]["zoneout"]["hidden"] <= 0.5
+        assert zoo.get_value(config, "regularization.activation_regularization.alpha") in (
+            0.0, 0.5, 1.0, 2.0, 4.0)
+        assert zoo.get_value(config, "regularization.temporal_activation_regularization.beta") in (
+            0.0, 0.5, 1.0, 2.0)
+        assert 1e-4 <= zoo.get_value(config, "optimizer.learning_rate") <= 1e-2
+        assert hypermodel.build(hp).get_layer("recurrent_0").units == 3
+    # a model without the regularizers tunes only the learning rate
+    plain = {e["name"] for e in ZooHyperModel("jsb_rnn_plain", space=space).active_entries()}
+    assert plain == {"learning_rate"}

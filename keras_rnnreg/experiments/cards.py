@@ -20,7 +20,8 @@ beyond per-entry overrides (e.g. Table 2's learning-rate / clipping columns)::
     row = "RNN-plain"
     column = "JSB"
     paper = "lr=0.1, clipping=1e+06"   # optional: a key of the preset's paper.other, for an
-                                        # entry with overrides (default: the preset's paper.value)
+                                        # entry with overrides (default: the preset's paper.value);
+                                        # false: no paper has this cell (shown as "–")
     data = "polyphonic/JSB_Chorales.mat"   # optional: default the configuration's data.source
     epochs = 300                        # optional
     set = ["training.patience=40"]      # optional overrides
@@ -80,7 +81,9 @@ VALUE_CHECKS = {
 }
 ENTRY_VALUE_CHECKS = {
     **VALUE_CHECKS,
-    "paper": schema.text("a key of the preset's paper.other (the paper's number lives there)"),
+    "paper": (lambda v: isinstance(v, str) or v is False,
+              "a key of the preset's paper.other (the paper's number lives there), or false (no "
+              "paper has this cell)"),
 }
 
 
@@ -121,8 +124,11 @@ def load_card(path):
 
 def _paper_number(entry, where):
     """The paper's number of an entry, from its preset: ``paper.value``, or the ``paper.other``
-    value that the entry's ``paper`` names (a cell the preset reaches through overrides)."""
+    value that the entry's ``paper`` names (a cell the preset reaches through overrides); None
+    for ``paper = false``, a combination no paper reports."""
     paper = _registry.get_config(entry["name"])["paper"]
+    if entry.get("paper") is False:
+        return None
     if "paper" not in entry:
         return paper["value"]
     other = paper["other"] or {}

@@ -23,7 +23,8 @@ preset being tuned (classic for RNN-DO / RNN-DOS); the noise σ ∈ [0.01, 0.1].
 
 from keras_rnnreg.zoo import schema
 
-__all__ = ["NOISE_STUDY_TABLE_2", "NORM_STABILIZER_GRID", "SPACES", "check_entry", "get"]
+__all__ = ["BEYOND_TABLE_1", "BEYOND_TABLE_1_RNN", "NOISE_STUDY_TABLE_2", "NORM_STABILIZER_GRID",
+           "SPACES", "check_entry", "get"]
 
 NOISE_STUDY_TABLE_2 = [
     {"name": "sigma_in", "key": "model.kernel_init.stddev", "type": "choice",
@@ -60,7 +61,30 @@ NORM_STABILIZER_GRID = [
      "values": [1.0, 1e6]},
 ]
 
-SPACES = {"noise_study_table2": NOISE_STUDY_TABLE_2, "norm_stabilizer_grid": NORM_STABILIZER_GRID}
+# Beyond Table 1 (zoo/beyond_table1.toml): zoneout rates (Krueger et al. 2016), AR α and TAR β
+# (Merity et al. 2017) and the learning rate. No paper searched these on the polyphonic benchmarks:
+# the ranges are ours, around the published settings (zoneout (0.5, 0.05) on char-PTB; AWD-LSTM's
+# α = 2, β = 1). Each entry tunes only a model that has its regularizer (``requires``);
+# ``zoneout_cell`` is the LSTM's memory-cell rate (on another cell it is a configuration conflict:
+# use ``beyond_table1_rnn``, without it).
+BEYOND_TABLE_1 = [
+    {"name": "zoneout_cell", "key": "regularization.zoneout.cell", "type": "float",
+     "min": 0.0, "max": 0.7, "requires": "regularization.zoneout"},
+    {"name": "zoneout_hidden", "key": "regularization.zoneout.hidden", "type": "float",
+     "min": 0.0, "max": 0.5, "requires": "regularization.zoneout"},
+    {"name": "ar_alpha", "key": "regularization.activation_regularization.alpha",
+     "type": "choice", "values": [0.0, 0.5, 1.0, 2.0, 4.0],
+     "requires": "regularization.activation_regularization"},
+    {"name": "tar_beta", "key": "regularization.temporal_activation_regularization.beta",
+     "type": "choice", "values": [0.0, 0.5, 1.0, 2.0],
+     "requires": "regularization.temporal_activation_regularization"},
+    {"name": "learning_rate", "key": "optimizer.learning_rate", "type": "float",
+     "min": 1e-4, "max": 1e-2, "sampling": "log"},
+]
+BEYOND_TABLE_1_RNN = [e for e in BEYOND_TABLE_1 if e["name"] != "zoneout_cell"]
+
+SPACES = {"noise_study_table2": NOISE_STUDY_TABLE_2, "norm_stabilizer_grid": NORM_STABILIZER_GRID,
+          "beyond_table1": BEYOND_TABLE_1, "beyond_table1_rnn": BEYOND_TABLE_1_RNN}
 
 FIT_KEYS = ("data.batch_size", "training.epochs")
 TYPES = ("choice", "float", "int")

@@ -17,7 +17,9 @@ on the registry's first use (``import keras_rnnreg`` imports no framework beyond
 * :mod:`keras_rnnreg.zoo.noise_study` — Table 1 of "Regularizing Recurrent Networks" (40 names,
   ``{jsb,nottingham,pianomidi,musedata}_rnn_{plain,fd,nbr,n,ns,mn,mns,do,dos,ff}``);
 * :mod:`keras_rnnreg.zoo.norm_stabilizer` — Krueger & Memisevic's PTB (Tables 1-3), TIMIT (Tables
-  4-5) and adding-problem configurations.
+  4-5) and adding-problem configurations;
+* :mod:`keras_rnnreg.zoo.zoneout` — the zoneout paper's character-level PTB LSTM and its baselines
+  (``ptb_char_lstm_zoneout{,_baseline,_wn,_ns}``).
 
 Overrides (``units=8``, ``**{"optimizer.learning_rate": 0.01}``; see :mod:`keras_rnnreg.zoo.schema`)
 are checked against the schema and the Keras objects' constructors: an unknown key or an ill-typed

@@ -1,12 +1,14 @@
 """Graph code of the zoo: a resolved configuration (:mod:`~keras_rnnreg.zoo.schema`) -> a
 compiled ``keras.Model``.
 
-Nothing here knows about a particular paper; the presets are data in ``noise_study.py`` and
-``norm_stabilizer.py``. The pieces:
+Nothing here knows about a particular paper; the presets are data in ``noise_study.py``,
+``norm_stabilizer.py`` and ``zoneout.py``. The pieces:
 
-* recurrent stack: ``model.layers`` layers of ``model.cell`` (SimpleRNN / LSTM from
-  :mod:`keras_rnnreg.layers`, or FastDropoutRNN), optionally ``Bidirectional``, with the
-  perturbations, penalties, initializers and constraints of ``regularization`` / ``model``;
+* recurrent stack: ``model.layers`` layers of ``model.cell`` (SimpleRNN / LSTM / GRU /
+  LayerNormLSTM / LayerNormGRU from :mod:`keras_rnnreg.layers`, or FastDropoutRNN), optionally
+  ``Bidirectional``, with the perturbations, penalties (weight penalties; the state penalties
+  norm-stabilizer, AR, TAR: one object, or a list when several are set), zoneout, initializers
+  and constraints of ``regularization`` / ``model``;
 * inputs: the task's (:meth:`keras_rnnreg.zoo.tasks.Task.inputs`);
 * outputs: a ``Dense(output_dim)`` every timestep (``readout="sequence"``) or on the last state
   (``"last"``), or :class:`~keras_rnnreg.layers.FastDropoutDense` for fast dropout;
@@ -47,9 +49,30 @@ def _perturbations(reg):
             and issubclass(node.base, perturbations.Perturbation) and reg.get(key) is not None]
 
 
+#: The state penalties, in the order a layer's list of them holds them.
+STATE_PENALTIES = ("norm_stabilizer", "activation_regularization",
+                   "temporal_activation_regularization")
+
+
 def _state_regularizer(reg):
-    ns = reg.get("norm_stabilizer")
-    return None if ns is None else _get(keras.saving.deserialize_keras_object, ns)
+    """None, the one penalty the configuration sets (passed alone, as before AR / TAR existed:
+    the recorded networks stay as they were), or the list of them, each added to the loss."""
+    penalties = [_get(keras.saving.deserialize_keras_object, reg[key])
+                 for key in STATE_PENALTIES if reg.get(key) is not None]
+    if not penalties:
+        return None
+    return penalties[0] if len(penalties) == 1 else penalties
+
+
+def _zoneout(config):
+    """The layers' ``zoneout=``: (cell rate, hidden rate) for an LSTM, the hidden rate for the
+    other cells (a cell rate there is refused by schema.validate); None when unset."""
+    zo = config["regularization"].get("zoneout")
+    if zo is None:
+        return None
+    if config["model"]["cell"] in ("lstm", "layer_norm_lstm"):
+        return (zo["cell"], zo["hidden"])
+    return zo["hidden"]
 
 
 def _recurrent_layer(config, index, return_sequences):
@@ -67,6 +90,8 @@ def _recurrent_layer(config, index, return_sequences):
                   recurrent_constraint=constraint, return_sequences=return_sequences,
                   name=f"recurrent_{index}")
     extra = dict(perturbations=_perturbations(reg), state_regularizer=_state_regularizer(reg))
+    if _zoneout(config) is not None:  # not with fast dropout (schema.validate)
+        extra["zoneout"] = _zoneout(config)
     if m["cell"] == "fast_dropout":
         fd = reg["fast_dropout"]  # present: schema.validate checks it
         return layers.FastDropoutRNN(m["units"], rate=fd["input_rate"],
@@ -74,16 +99,18 @@ def _recurrent_layer(config, index, return_sequences):
                                      activation=m["activation"], moments=fd["moments"],
                                      inference=fd["inference"], return_variance=True, **common,
                                      **extra)
-    if m["cell"] == "lstm":
-        return layers.LSTM(
+    if m["cell"] in ("lstm", "layer_norm_lstm"):
+        cls = layers.LSTM if m["cell"] == "lstm" else layers.LayerNormLSTM
+        return cls(
             m["units"],
             activation=m["activation"],  # relu / trec: refused by schema.validate
             output_activation="same" if m["lstm_output_tanh"] else None,
             **common,
             **extra,
         )
-    if m["cell"] == "gru":
-        return layers.GRU(
+    if m["cell"] in ("gru", "layer_norm_gru"):
+        cls = layers.GRU if m["cell"] == "gru" else layers.LayerNormGRU
+        return cls(
             m["units"],
             activation=m["activation"],
             **common,

@@ -13,7 +13,8 @@ _PRESETS = {}
 # The papers' presets, imported on the registry's first use rather than with the package: building
 # them serializes Keras objects, and keras.saving.serialize_keras_object imports TensorFlow
 # whenever it is installed (also on JAX and PyTorch), which `import keras_rnnreg` must not do.
-PRESET_MODULES = ("keras_rnnreg.zoo.noise_study", "keras_rnnreg.zoo.norm_stabilizer")
+PRESET_MODULES = ("keras_rnnreg.zoo.noise_study", "keras_rnnreg.zoo.norm_stabilizer",
+                  "keras_rnnreg.zoo.zoneout")
 _loaded = False
 
 

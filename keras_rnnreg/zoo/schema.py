@@ -2,14 +2,16 @@
 
 A resolved configuration is a plain nested dict with the sections below. Its Keras objects (the
 initializers ``model.*_init``, the perturbations ``regularization.weight_noise`` /
-``dropconnect``, the state regularizer ``regularization.norm_stabilizer`` and the ``optimizer``)
+``dropconnect``, the state regularizers ``regularization.norm_stabilizer`` /
+``activation_regularization`` / ``temporal_activation_regularization`` and the ``optimizer``)
 are Keras-serialized configs (``keras.saving.serialize_keras_object`` form, holding the arguments
 a preset gives; the others are the constructor's defaults): their constructors are their schema,
 and :func:`validate` builds each one (an optimizer: checks its signature, see :func:`_unbuilt`),
 turning a rejected argument into a :class:`ConfigError`.
 The rest (the network's shape, data, training, the paper's metadata) is declared here.
 
-Presets (:mod:`keras_rnnreg.zoo.noise_study`, :mod:`keras_rnnreg.zoo.norm_stabilizer`) give only
+Presets (:mod:`keras_rnnreg.zoo.noise_study`, :mod:`keras_rnnreg.zoo.norm_stabilizer`,
+:mod:`keras_rnnreg.zoo.zoneout`) give only
 what differs from the defaults; :func:`complete` fills in the rest. Overrides (``build(name,
 units=8)``, ``rnnreg train NAME --set optimizer.learning_rate=0.01``) go through
 :func:`apply_overrides`: a key inside a Keras object sets that constructor argument
@@ -181,6 +183,7 @@ class Field:
     nullable: bool = False
     minimum: float | None = None
     maximum: float | None = None
+    bare: bool = True  # whether the bare leaf name may mean this key (False: another key owns it)
 
     def expected(self):
         names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
@@ -248,8 +251,10 @@ SCHEMA = Section("a zoo configuration", {
                   choices=tuple(tasks.TASKS)),
     "description": Field(str, "", "one line"),
     "model": Section("the network", {
-        "cell": Field(str, "simple_rnn", "recurrent layer (gru: Keras' GRU, reset_after=True)",
-                      choices=("simple_rnn", "lstm", "gru", "fast_dropout")),
+        "cell": Field(str, "simple_rnn", "recurrent layer (gru: Keras' GRU, reset_after=True; "
+                      "layer_norm_*: layers.LayerNormLSTM / LayerNormGRU)",
+                      choices=("simple_rnn", "lstm", "gru", "fast_dropout", "layer_norm_lstm",
+                               "layer_norm_gru")),
         "units": Field(int, 200, "hidden units (per direction)", minimum=1),
         "layers": Field(int, 1, "stacked recurrent layers", minimum=1),
         "bidirectional": Field(bool, False, "wrap each layer in Bidirectional"),
@@ -302,6 +307,24 @@ SCHEMA = Section("a zoo configuration", {
             (regularizers.NormStabilizer, {"beta": 500.0}),
             "norm-stabilizer (keras_rnnreg.regularizers.NormStabilizer), on every recurrent layer",
             ("beta", "cost", "on", "target"), optional=True),
+        "activation_regularization": KerasObject(
+            (regularizers.ActivationRegularization, {"alpha": 2.0}),
+            "AR α·mean(h_t²) of AWD-LSTM (keras_rnnreg.regularizers.ActivationRegularization), "
+            "on every recurrent layer", ("alpha",), optional=True),
+        "temporal_activation_regularization": KerasObject(
+            (regularizers.TemporalActivationRegularization, {"beta": 1.0}),
+            "TAR β·mean((h_t − h_{t−1})²) of AWD-LSTM "
+            "(keras_rnnreg.regularizers.TemporalActivationRegularization), on every recurrent "
+            "layer; β: regularization.temporal_activation_regularization.beta (bare beta is the "
+            "norm-stabilizer's)", optional=True),
+        # the defaults are the layers' (zoneout=0: no zoneout); presets set theirs
+        "zoneout": Section("zoneout (Krueger et al. 2016) on every recurrent layer", {
+            "cell": Field(float, _default(layers.SimpleRNN, "zoneout"), "LSTM: the rate at which "
+                          "a memory-cell unit keeps its previous value (other cells: 0)",
+                          bare=False, **_RATE),  # bare `cell` stays model.cell
+            "hidden": Field(float, _default(layers.SimpleRNN, "zoneout"), "the rate at which a "
+                            "hidden-state unit keeps its previous value", **_RATE),
+        }, optional=True),
         "dropout": Field(float, 0.0, "dropout on the outputs of every recurrent layer", **_RATE),
         "spectral_radius_limit": Field(float, None, "SpectralRadiusLimit constraint on the "
                                        "recurrent kernel", nullable=True, minimum=0.0),
@@ -315,6 +338,9 @@ SCHEMA = Section("a zoo configuration", {
                         nullable=True),
         "batch_size": Field(int, 32, "training batch size", minimum=1),
         "chunk": Field(int, 100, "polyphonic: training chunk length", minimum=1),
+        "mask_padding": Field(bool, False, "polyphonic: mask the leading all-zero steps (the "
+                              "chunks' front padding; FrontPaddingMask), needed by "
+                              "layer-normalized cells"),
         "seq_len": Field(int, 50, "ptb: sequence length", minimum=1),
         "length": Field(int, 400, "adding: sequence length", minimum=2),
         "train_size": Field(int, 100_000, "adding: training sequences", minimum=1),
@@ -485,17 +511,20 @@ def complete(partial, section=SCHEMA, prefix=()):
     return out
 
 
+_GATED = ("lstm", "gru", "layer_norm_lstm", "layer_norm_gru")
+_WITH_CELL_STATE = ("lstm", "layer_norm_lstm")
+
 # Combinations the network cannot honour: (predicate on a complete config, keys, what is wrong).
 _CONFLICTS = (
     (lambda c: c["model"]["cell"] == "fast_dropout" and c["regularization"]["fast_dropout"] is None,
      ("model.cell", "regularization.fast_dropout"),
      "model.cell='fast_dropout' needs the regularization.fast_dropout section (its rates); set "
      "one of its keys, e.g. --set regularization.fast_dropout.input_rate=0.2"),
-    (lambda c: c["model"]["cell"] in ("lstm", "gru")
+    (lambda c: c["model"]["cell"] in _GATED
      and c["model"]["activation"] in ("relu", "trec"),
      ("model.cell", "model.activation"),
-     "model.activation={activation!r} is for simple_rnn and fast_dropout cells; an {cell} "
-     "takes tanh, sigmoid or linear"),
+     "model.activation={activation!r} is for simple_rnn and fast_dropout cells; "
+     "model.cell={cell!r} takes tanh, sigmoid or linear"),
     (lambda c: c["model"]["cell"] == "fast_dropout" and c["model"]["bidirectional"],
      ("model.cell", "model.bidirectional"),
      "model.bidirectional is not available with model.cell='fast_dropout'"),
@@ -504,6 +533,21 @@ _CONFLICTS = (
      ("model.cell", "model.output_activation"),
      "model.output_activation={output_activation!r} is not available with fast dropout "
      "(sigmoid or linear)"),
+    (lambda c: c["model"]["cell"] in ("layer_norm_lstm", "layer_norm_gru")
+     and c["task"] == "polyphonic" and not c["data"]["mask_padding"],
+     ("model.cell", "data.mask_padding"),
+     "model.cell={cell!r} on front-padded polyphonic chunks needs data.mask_padding=true: the "
+     "normalized zero state of the padded steps multiplies the gradient by gain/sqrt(ε) at every "
+     "step (it overflows within ~20 steps)"),
+    (lambda c: c["model"]["cell"] == "fast_dropout" and c["regularization"]["zoneout"] is not None,
+     ("model.cell", "regularization.zoneout"),
+     "zoneout is not available with model.cell='fast_dropout' (it carries a variance that "
+     "zoneout would not mix); set regularization.zoneout=none"),
+    (lambda c: c["model"]["cell"] not in _WITH_CELL_STATE and c["regularization"]["zoneout"]
+     and c["regularization"]["zoneout"]["cell"] > 0,
+     ("model.cell", "regularization.zoneout.cell"),
+     "regularization.zoneout.cell is the LSTM's memory-cell rate; a {cell} has no memory cell: "
+     "set regularization.zoneout.hidden (and zoneout.cell=0)"),
 )
 
 
@@ -634,7 +678,8 @@ def resolve_key(key):
     if _split(parts)[0] is not None:
         return parts
     if len(parts) == 1:
-        matches = [p for p, _ in _paths() if p[-1] == parts[0] and p[0] not in READ_ONLY]
+        matches = [p for p, node in _paths() if p[-1] == parts[0] and p[0] not in READ_ONLY
+                   and getattr(node, "bare", True)]
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:

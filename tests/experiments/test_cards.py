@@ -23,6 +23,8 @@ def test_there_is_a_card_per_paper_table():
         "normstab_table4",
         "normstab_table5",
         "normstab_adding",
+        "beyond_table1",
+        "zoneout_char_ptb",
     } <= stems
 
 
@@ -34,6 +36,9 @@ def test_cards_and_registry_are_in_step():
         in_cards |= set(cards.card_names(card))
         for entry in card["entries"]:  # the paper's numbers come from the presets
             paper = zoo.get_config(entry["name"])["paper"]
+            if entry["paper"] is None and paper["value"] is not None:  # `paper = false`
+                assert "set" in entry, (path.name, entry["key"])  # a cell no paper has
+                continue
             assert entry["paper"] in [paper["value"], *(paper["other"] or {}).values()]
             if "set" not in entry:
                 assert entry["paper"] == paper["value"], (path.name, entry["key"])
@@ -99,6 +104,10 @@ def test_bad_cards_name_the_problem(tmp_path):
     with pytest.raises(cards.CardError, match=r"paper = 1.0: expected a key of the preset"):
         cards.load_card(
             _write(tmp_path, '[[entry]]\nname = "jsb_rnn_plain"\npaper = 1.0\n' + QUICK)
+        )
+    with pytest.raises(cards.CardError, match=r"paper = True: expected a key of the preset"):
+        cards.load_card(
+            _write(tmp_path, '[[entry]]\nname = "jsb_rnn_plain"\npaper = true\n' + QUICK)
         )
     with pytest.raises(FileNotFoundError, match="nowhere.toml"):
         cards.load_card(tmp_path / "nowhere.toml")
@@ -244,3 +253,20 @@ def test_the_quick_header_says_how_many_epochs():
              "values": [1.0], "epochs_run": [3], "best_epoch": [3], "metric": "m"}
     text = cards.markdown(card, {"entries": [entry], "failures": []}, quick=True)
     assert "3 epochs at most" in text and "one epoch" not in text
+
+
+def test_an_entry_no_paper_has_shows_no_paper_number(tmp_path):
+    """``paper = false``: a combination no paper reports; the cell and the details show "–"."""
+    card = _write(tmp_path, '[[entry]]\nname = "jsb_rnn_plain"\nkey = "zo"\nrow = "r"\n'
+                  'column = "c"\npaper = false\nset = ["regularization.zoneout.hidden=0.1"]\n'
+                  + QUICK)
+    loaded = cards.load_card(card)
+    assert loaded["entries"][0]["paper"] is None
+    assert cards.plan(loaded)[0]["paper"] is None
+    results = {"entries": [{"key": "zo", "name": "jsb_rnn_plain", "row": "r", "column": "c",
+                            "ours": 9.1, "std": None, "seeds": [0], "values": [9.1],
+                            "paper": None, "relative_difference": None, "comparable": True,
+                            "epochs_run": [3], "best_epoch": [2]}]}
+    text = cards.markdown({**loaded, "rows": ["r"], "columns": ["c"]}, results)
+    assert "| r | 9.10 / – |" in text
+    assert "| zo | `jsb_rnn_plain` | 9.10 | – | – |" in text

@@ -28,6 +28,8 @@ def test_registry_holds_every_paper_configuration():
         "timit_blstm_dropout",
         "adding_irnn",
         "adding_irnn_ns",
+        "ptb_char_lstm_zoneout",
+        "ptb_char_lstm_zoneout_baseline",
     ):
         assert name in ALL
     assert zoo.list_models("timit_blstm999_*") == [
@@ -57,7 +59,8 @@ def test_every_name_builds_and_trains_one_step(name):
     assert np.isfinite(logs["loss"]), logs
     paper = config["paper"]
     assert paper["reference"] and paper["table"] and paper["metric"]
-    assert paper["value"] is not None
+    # a number, or notes that say why there is none (the zoneout paper's baselines)
+    assert paper["value"] is not None or "no paper number" in paper["notes"]
 
 
 @pytest.mark.parametrize("name", ["jsb_rnn_ns", "ptb_lstm_ns", "timit_blstm_wn"])
@@ -277,3 +280,64 @@ def test_every_task_module_registers_its_task():
 
     modules = {m.name for m in pkgutil.iter_modules(tasks.__path__)}
     assert modules == set(tasks.TASKS) == set(schema.SCHEMA.fields["task"].choices)
+
+
+def test_the_zoneout_presets_hold_the_reference_codes_settings():
+    from keras_rnnreg.zoo import zoneout
+
+    config = zoo.get_config("ptb_char_lstm_zoneout")
+    assert config["regularization"]["zoneout"] == {"cell": 0.5, "hidden": 0.05}
+    assert (config["model"]["cell"], config["model"]["units"], config["data"]["seq_len"],
+            config["data"]["batch_size"], config["training"]["patience"]) == (
+                "lstm", 1000, 100, 32, 25)
+    assert zoo.get_value(config, "optimizer.learning_rate") == 0.002
+    assert zoo.get_value(config, "optimizer.global_clipnorm") == 1.0
+    assert config["paper"]["value"] == 1.27
+    assert zoneout.REFERENCE_CODE in config["paper"]["notes"]
+    for name in ("ptb_char_lstm_zoneout_baseline", "ptb_char_lstm_zoneout_wn",
+                 "ptb_char_lstm_zoneout_ns"):
+        assert zoo.get_config(name)["paper"]["value"] is None
+        assert zoo.get_config(name)["regularization"]["zoneout"] is None
+    assert zoo.get_value(zoo.get_config("ptb_char_lstm_zoneout_wn"),
+                         "regularization.weight_noise.stddev") == 0.075
+    assert zoo.get_value(zoo.get_config("ptb_char_lstm_zoneout_ns"),
+                         "regularization.norm_stabilizer.beta") == 50.0
+    layer = _recurrent_layers(zoo.build("ptb_char_lstm_zoneout", units=4))[0]
+    assert layer.zoneout == (0.5, 0.05)
+
+
+@pytest.mark.parametrize("cell", ["layer_norm_lstm", "layer_norm_gru", "lstm", "simple_rnn"])
+def test_zoneout_ar_tar_and_layer_norm_cells_build_and_train_one_step(cell):
+    lstm = cell in ("lstm", "layer_norm_lstm")
+    overrides = [f"model.cell={cell}", "model.units=4", "data.mask_padding=true",
+                 "model.kernel_init=GlorotUniform", "model.recurrent_init=Orthogonal",
+                 "regularization.zoneout.hidden=0.1",
+                 "regularization.activation_regularization.alpha=2",
+                 "regularization.temporal_activation_regularization.beta=1"]
+    if lstm:
+        overrides.append("regularization.zoneout.cell=0.5")
+    config = zoo.resolve("jsb_rnn_plain", overrides)
+    model = zoo.build(config)
+    model.run_eagerly = keras.backend.backend() == "tensorflow"
+    (layer,) = _recurrent_layers(model)
+    expected = {"layer_norm_lstm": layers.LayerNormLSTM, "layer_norm_gru": layers.LayerNormGRU,
+                "lstm": layers.LSTM, "simple_rnn": layers.SimpleRNN}[cell]
+    assert type(layer) is expected
+    assert layer.zoneout == ((0.5, 0.1) if lstm else 0.1)
+    assert [type(r) for r in layer.state_regularizer] == [
+        regularizers.ActivationRegularization, regularizers.TemporalActivationRegularization]
+    assert [r.alpha if i == 0 else r.beta for i, r in enumerate(layer.state_regularizer)] == [2, 1]
+    x, y, w = tasks.get(config).batch(config)
+    x[:, :3] = 0.0  # front padding: masked (data.mask_padding), the LN recurrence stays finite
+    logs = model.train_on_batch(x, y, sample_weight=w, return_dict=True)
+    assert np.isfinite(logs["loss"]), logs
+    assert all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.weights)
+
+
+def test_one_state_penalty_is_passed_alone_as_before():
+    (layer,) = _recurrent_layers(zoo.build("jsb_rnn_plain", units=4, beta=5.0))
+    assert isinstance(layer.state_regularizer, regularizers.NormStabilizer)
+    (layer,) = _recurrent_layers(zoo.build(
+        "jsb_rnn_plain", units=4, beta=5.0, alpha=2.0))  # bare alpha: AR's (its default 2)
+    assert [type(r).__name__ for r in layer.state_regularizer] == [
+        "NormStabilizer", "ActivationRegularization"]

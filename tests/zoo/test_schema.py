@@ -222,3 +222,57 @@ def test_fast_dropout_defaults_are_the_layers_and_the_preset_sets_its_own():
     assert preset["inference"] == noise_study.FAST_DROPOUT_INFERENCE
     network = zoo.build_network(made)
     assert network.get_layer("recurrent_0").rate == fd["input_rate"]
+
+
+def test_zoneout_ar_tar_and_layer_norm_keys():
+    c = zoo.resolve("jsb_rnn_plain", ["regularization.zoneout.cell=0.5", "model.cell=lstm",
+                                      "regularization.zoneout.hidden=0.05"])
+    assert c["regularization"]["zoneout"] == {"cell": 0.5, "hidden": 0.05}
+    c = zoo.resolve("jsb_rnn_plain", ["regularization.zoneout.hidden=0.1"])
+    assert c["regularization"]["zoneout"] == {"cell": 0.0, "hidden": 0.1}  # the layers' default
+    c = zoo.resolve("jsb_rnn_plain", ["hidden=0.2"])  # bare hidden: unambiguous
+    assert c["regularization"]["zoneout"]["hidden"] == 0.2
+    assert zoo.get_config("jsb_rnn_plain", cell="gru")["model"]["cell"] == "gru"  # bare: model's
+    c = zoo.resolve("jsb_rnn_plain", ["regularization.activation_regularization.alpha=3",
+                                      "regularization.temporal_activation_regularization.beta=2"])
+    assert c["regularization"]["activation_regularization"]["config"] == {"alpha": 3.0}
+    assert c["regularization"]["temporal_activation_regularization"]["config"] == {"beta": 2.0}
+    c = zoo.get_config("jsb_rnn_plain", **{"regularization.activation_regularization.on": "hidden"})
+    assert zoo.get_value(c, "regularization.activation_regularization.alpha") == 2.0  # AWD-LSTM's
+    c = zoo.get_config("jsb_rnn_plain", **{"regularization.temporal_activation_regularization.on":
+                                           "hidden"})
+    assert zoo.get_value(c, "regularization.temporal_activation_regularization.beta") == 1.0
+    assert zoo.get_config("jsb_rnn_plain", beta=5)["regularization"]["norm_stabilizer"]  # bare
+    for cell in ("layer_norm_lstm", "layer_norm_gru"):
+        c = zoo.resolve("jsb_rnn_plain", [f"model.cell={cell}", "data.mask_padding=true"])
+        assert c["model"]["cell"] == cell
+    with pytest.raises(zoo.ConfigError, match=r"regularization\.zoneout\.hidden=1\.5"):
+        zoo.resolve("jsb_rnn_plain", ["regularization.zoneout.hidden=1.5"])
+    with pytest.raises(zoo.ConfigError, match="Activation.*refused it"):
+        zoo.resolve("jsb_rnn_plain", ["regularization.activation_regularization.alpha=-1"])
+    lines = zoo.describe_keys()
+    for key in ("regularization.zoneout.cell ", "regularization.zoneout.hidden ",
+                "regularization.activation_regularization ",
+                "regularization.activation_regularization.alpha ",
+                "regularization.temporal_activation_regularization "):
+        assert any(line.startswith(key) for line in lines), key
+    assert any("layer_norm_lstm" in line for line in lines if line.startswith("model.cell "))
+
+
+def test_zoneout_conflicts_name_the_keys():
+    for cell in ("simple_rnn", "gru", "layer_norm_gru"):
+        with pytest.raises(zoo.ConfigError,
+                           match=r"model\.cell and regularization\.zoneout\.cell: .*no memory"):
+            zoo.resolve("jsb_rnn_plain", [f"model.cell={cell}", "data.mask_padding=true",
+                                          "regularization.zoneout.cell=0.5"])
+    with pytest.raises(zoo.ConfigError, match=r"model\.cell and regularization\.zoneout: "):
+        zoo.resolve("jsb_rnn_fd", ["regularization.zoneout.hidden=0.1"])
+    with pytest.raises(zoo.ConfigError, match=r"model\.cell and data\.mask_padding"):
+        zoo.resolve("jsb_rnn_plain", ["model.cell=layer_norm_lstm"])
+    for cell in ("layer_norm_lstm", "layer_norm_gru"):
+        with pytest.raises(zoo.ConfigError, match=r"model\.cell and model\.activation"):
+            zoo.resolve("jsb_rnn_plain", [f"model.cell={cell}", "data.mask_padding=true",
+                                          "model.activation=relu"])
+    # unset, or zero: no conflict (a GRU with zoneout on h only)
+    zoo.resolve("jsb_rnn_plain", ["model.cell=gru", "regularization.zoneout.hidden=0.1"])
+    assert zoo.resolve("jsb_rnn_fd", ["regularization.zoneout=none"])
