@@ -28,6 +28,10 @@ Not available in cells, each raising a ValueError that says so:
   per timestep made before the loop, and ``keras.layers.RNN`` tells a cell neither the sequence
   length before its loop nor the step inside it; drawing inside the loop is randomness inside a
   JAX scan. The fused layers draw them as a (T, rows, cols) tensor before their loop.
+* ``zoneout=``: its Bernoulli masks are one per timestep, unit and example (Krueger et al.
+  2016), drawn before the loop; as for per-timestep perturbations a cell has no hook for that
+  (``get_dropout_mask`` is once per sequence) and drawing inside the loop would be randomness
+  inside the scan. The layers have it (``LSTM(n, zoneout=(0.5, 0.05))``).
 * ``state_regularizer=``: the norm-stabilizer penalizes the whole state sequence, which a cell
   never sees (its ``call`` runs inside the loop, where ``add_loss`` cannot be used). Put the
   :class:`keras_rnnreg.regularizers.NormStabilizer` layer on the RNN's output instead:
@@ -81,11 +85,18 @@ class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
         seed=None,
         perturbations=None,
         state_regularizer=None,
+        zoneout=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         name = type(self).__name__
         set_weight_arguments(self, locals())
+        if zoneout:
+            raise ValueError(
+                f"{name} takes no zoneout: its masks are drawn per timestep before the loop, and "
+                "keras.layers.RNN prepares a cell's masks once per sequence; use the layers "
+                "(keras_rnnreg.layers.LSTM(n, zoneout=...) and the others)."
+            )
         if state_regularizer is not None:
             raise ValueError(
                 f"{name} takes no state_regularizer: a cell never sees the state sequence. Put "

@@ -219,6 +219,8 @@ def test_restrictions_raise(name):
         ours_cell(N, perturbations=[WeightNoise(0.1, sampling="local")])
     with pytest.raises(ValueError, match="NormStabilizer on the RNN's output"):
         ours_cell(N, state_regularizer=NormStabilizer(1.0))
+    with pytest.raises(ValueError, match="takes no zoneout.*use the layers"):
+        ours_cell(N, zoneout=0.1)
     with pytest.raises(ValueError, match="units"):
         ours_cell(0)
     with pytest.raises(ValueError, match="recurrent_dropout"):
