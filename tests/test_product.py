@@ -59,3 +59,13 @@ def test_python_m_and_version():
     assert done.returncode == 0 and done.stdout.split() == ["jsb_rnn_n", "jsb_rnn_nbr",
                                                             "jsb_rnn_ns"], done.stderr
     assert keras.backend.backend()  # the suite's backend is the subprocesses' (KERAS_BACKEND)
+
+
+def test_the_wheel_lists_every_package_of_the_tree():
+    """pyproject's explicit ``packages`` (needed for the cards' and jobs' package-dir mapping)
+    names every package folder of keras_rnnreg/: a new one is not left out of the wheel."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts)
+             for p in (ROOT / "keras_rnnreg").rglob("__init__.py")}
+    assert found - listed == set(), f"packages missing from pyproject.toml: {found - listed}"
