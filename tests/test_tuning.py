@@ -114,7 +114,7 @@ def test_a_seeded_search_repeats_and_seed_zero_is_refused(tmp_path):
     first = _trial_values(tmp_path / "t0")
     assert len(first) == 2 and first == _trial_values(tmp_path / "t1")
     job.write_text(job.read_text().replace("seed = 7", "seed = 0"))
-    with pytest.raises(JobError, match=r"seed = 0: expected an integer >= 1 \(KerasTuner"):
+    with pytest.raises(JobError, match=r"seed = 0: expected an integer >= 1 \[seed: KerasTuner"):
         load_job(job)
 
 
@@ -149,7 +149,7 @@ def test_bad_job(tmp_path):
 
     bad = tmp_path / "bad.toml"
     bad.write_text('model = "jsb_rnn_ns"\ntuner = "grid"\n')
-    with pytest.raises(JobError, match="tuner = 'grid': expected one of random"):
+    with pytest.raises(JobError, match="tuner = 'grid': expected one of 'random', 'bayesian'"):
         load_job(bad)
     bad.write_text('model = "jsb_rnn_ns"\nmax_trial = 3\n')
     with pytest.raises(JobError, match="unknown key"):

@@ -47,61 +47,52 @@ from pathlib import Path
 
 from keras_rnnreg import _processes, _runfolder, training
 from keras_rnnreg.experiments import _parallel
-from keras_rnnreg.experiments._runs import print_nothing, run_folder, train_run
+from keras_rnnreg.experiments._runs import run_folder, train_run
 from keras_rnnreg.zoo import _registry, schema
+from keras_rnnreg.zoo.schema import Field, Section
 
-__all__ = ["CardError", "card_names", "load_card", "markdown", "plan", "reproduce", "summarize"]
-
-CARD_KEYS = {"title", "paper", "table", "metric", "command", "data_root", "seeds", "rows",
-             "columns", "entry", "quick", "notes", "count", "lower_is_better", "epochs"}
-ENTRY_KEYS = {"name", "key", "row", "column", "paper", "data", "epochs", "set", "seeds", "note"}
-QUICK_KEYS = {"data", "epochs", "set", "only", "seeds"}
+__all__ = ["CARD", "ENTRY", "QUICK", "CardError", "card_names", "load_card", "markdown", "plan",
+           "reproduce", "summarize"]
 
 
 class CardError(schema.ConfigError):
     """A malformed card: the message names the file, the entry and the key."""
 
 
-#: key -> (check, what is expected); for the card, its entries and [quick].
-VALUE_CHECKS = {
-    **{key: schema.text() for key in ("title", "table", "metric", "command", "notes", "key", "row",
-                                      "column", "note")},
-    "paper": schema.text("a string (the paper's title)"),
-    "data_root": schema.text("a folder path (string)"),
-    "lower_is_better": schema.BOOLEAN,
-    "seeds": schema.SEEDS,
-    "epochs": schema.integer_at_least(1),
-    "rows": schema.list_of_text(),
-    "columns": schema.list_of_text(),
-    "count": schema.list_of_text("a list of strings (keys of the test report)"),
-    "set": schema.list_of_text('a list of "key=value" strings'),
-    "only": schema.list_of_text("a list of entry keys"),
-    "name": schema.text("a zoo name (string)"),
-    "data": schema.text("a data path or source name (string)"),
-}
-ENTRY_VALUE_CHECKS = {
-    **VALUE_CHECKS,
-    "paper": (lambda v: isinstance(v, str) or v is False,
-              "a key of the preset's paper.other (the paper's number lives there), or false (no "
-              "paper has this cell)"),
-}
+_TEXT, _TEXTS = Field(str), Field(list, item=str)
+_SEEDS = Field(list, item=int, minimum=0, distinct=True,
+               what="a non-empty list of distinct integers >= 0, e.g. [0, 1, 2]")
+_SHARED = {"data": Field(str, doc="a data path or source name"), "epochs": Field(int, minimum=1),
+           "set": Field(list, item=str, doc='"key=value" overrides'), "seeds": _SEEDS}
+#: The tables of a card (module docstring): the card, each [[entry]] and [quick].
+CARD = Section("an experiment card", {
+    **{k: _TEXT for k in ("title", "table", "metric", "command", "notes")},
+    "paper": Field(str, doc="the paper's title"), "data_root": Field(str, doc="a folder path"),
+    "lower_is_better": Field(bool), "seeds": _SEEDS, "epochs": _SHARED["epochs"],
+    "rows": _TEXTS, "columns": _TEXTS, "count": Field(list, item=str, doc="test report keys"),
+    "entry": Field(list, item=dict, what="[[entry]] tables"), "quick": Field(dict)})
+ENTRY = Section("an entry of a card", {
+    **_SHARED, **{k: _TEXT for k in ("key", "row", "column", "note")},
+    "name": Field(str, doc="a zoo name"),
+    "paper": Field(str, also=(False,), what="a key of the preset's paper.other (the paper's number "
+                   "lives there), or false (no paper has this cell)")})
+QUICK = Section("the quick variant of a card", {
+    **_SHARED, "only": Field(list, item=str, doc="entry keys")})
 
 
 def load_card(path):
     """Parse and check a card; returns a dict with ``entries`` (each with a unique ``key``)."""
     path, card = schema.load_toml(path, CardError, "card")
-    schema.check_table(card, CARD_KEYS, VALUE_CHECKS, str(path), CardError)
+    schema.check_table(card, CARD, str(path), CardError)
     entries = card.get("entry")
-    if not entries or not isinstance(entries, list):
+    if not entries:
         raise CardError(f"{path}: no [[entry]] tables")
     seen = set()
     for i, entry in enumerate(entries):
-        where = f"{path}: entry {i + 1}"
-        schema.check_table(entry, ENTRY_KEYS, {}, where, CardError)
+        where = f"{path}: entry {i + 1}" + (f" ({entry['name']!r})" if "name" in entry else "")
+        schema.check_table(entry, ENTRY, where, CardError)
         if "name" not in entry:
             raise CardError(f"{where}: missing 'name' (a zoo name)")
-        schema.check_table(entry, ENTRY_KEYS, ENTRY_VALUE_CHECKS, f"{where} ({entry['name']!r})",
-                           CardError)
         _registry._lookup(entry["name"])  # UnknownModelError with close matches
         entry.setdefault("key", entry["name"])
         if entry["key"] in seen:
@@ -114,7 +105,7 @@ def load_card(path):
     quick = card.get("quick")
     if quick is None:
         raise CardError(f"{path}: missing the [quick] variant")
-    schema.check_table(quick, QUICK_KEYS, VALUE_CHECKS, f"{path}: [quick]", CardError)
+    schema.check_table(quick, QUICK, f"{path}: [quick]", CardError)
     for key in quick.get("only", []):
         if key not in seen:
             raise CardError(f"{path}: [quick] only: {key!r} is not an entry key of the card")
@@ -147,21 +138,14 @@ def plan(card, quick=False, only=None, epochs=None, seeds=None, data_root=None):
             continue
         if only and not any(fnmatch.fnmatchcase(entry[k], only) for k in ("key", "name")):
             continue
-        entry_seeds = _first(seeds, q.get("seeds") if quick else None, entry.get("seeds"),
-                             card.get("seeds"), [0])
+        entry_seeds = _first(seeds, q.get("seeds"), entry.get("seeds"), card.get("seeds"), [0])
         overrides = list(entry.get("set", [])) + list(q.get("set", []))
         for seed in entry_seeds:
-            runs.append({
-                "key": entry["key"],
-                "name": entry["name"],
-                "paper": entry.get("paper"),  # the cell's number (an override entry's own)
-                "seed": int(seed),
-                "data": q.get("data") if quick and "data" in q else entry.get("data"),
-                "epochs": _first(epochs, q.get("epochs") if quick else None, entry.get("epochs"),
-                                 card.get("epochs")),
-                "overrides": overrides,
-                "data_root": data_root or card.get("data_root"),
-            })
+            runs.append({  # paper: the cell's number (an override entry's own)
+                "key": entry["key"], "name": entry["name"], "paper": entry.get("paper"),
+                "seed": int(seed), "data": q.get("data", entry.get("data")),
+                "epochs": _first(epochs, q.get("epochs"), entry.get("epochs"), card.get("epochs")),
+                "overrides": overrides, "data_root": data_root or card.get("data_root")})
     return runs
 
 
@@ -183,10 +167,9 @@ def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, e
     card's folder has one writer at a time: a second command on it is refused up front.
     """
     card = load_card(card_path)
-    if epochs is not None and not VALUE_CHECKS["epochs"][0](epochs):
-        raise CardError(f"epochs={epochs!r}: expected an integer >= 1")
-    if seeds is not None and not VALUE_CHECKS["seeds"][0](list(seeds)):
-        raise CardError(f"seeds={seeds!r}: expected {VALUE_CHECKS['seeds'][1]}")
+    for key, value in (("epochs", epochs), ("seeds", None if seeds is None else list(seeds))):
+        if value is not None:
+            schema.check_value((key,), QUICK.fields[key], value, error=CardError)
     devices = _check_devices(devices)
     out = Path(out_dir or f"runs/{card['stem']}" + ("-quick" if quick else ""))
     if out.exists() and not out.is_dir():
@@ -227,6 +210,10 @@ def _check_devices(devices):
     return devices
 
 
+def _quiet(message):
+    pass
+
+
 def _run_in_turn(runs, out, verbose, log):
     """Train ``runs`` one after the other in this process; ``(reports, failures)``."""
     reports, failures = [], []
@@ -241,13 +228,13 @@ def _run_in_turn(runs, out, verbose, log):
             log(f"{head}: " + ("resuming" if resume else "training")
                 + (f" (epochs {run['epochs']})" if run["epochs"] else ""))
             try:
-                report = train_run(run, run_dir, resume, verbose, log if verbose else print_nothing)
+                report = train_run(run, run_dir, resume, verbose, log if verbose else _quiet)
             except (KeyboardInterrupt, schema.ConfigError, FileNotFoundError):
                 raise
             except Exception as err:  # one failed run (e.g. NaNs beyond the restarts) goes on
-                log(f"    FAILED: {type(err).__name__}: {err}")
-                failures.append({"key": run["key"], "seed": run["seed"],
-                                 "error": f"{type(err).__name__}: {err}"})
+                error = f"{type(err).__name__}: {err}"
+                log(f"    FAILED: {error}")
+                failures.append({"key": run["key"], "seed": run["seed"], "error": error})
                 continue
             log(f"    {report['metric']} = {report['ours']:.4g} (paper {run.get('paper')}) in "
                 f"{report['wall_s']} s, best epoch {report['best_epoch']} of "
@@ -269,20 +256,11 @@ def _write_table(card, card_path, out, reports, failures, quick, epochs, seeds, 
     results["failures"] = failures
     training.write_json_atomic(out / "results.json", results)
     table = out / f"{card['stem']}.md"
-    command = _command(card_path, quick, epochs, seeds)
+    command = (f"rnnreg reproduce {card_path}" + (" --quick" if quick else "")
+               + (f" --epochs {epochs}" if epochs else "")
+               + (f" --seeds {','.join(map(str, seeds))}" if seeds else ""))
     _runfolder.atomic_write(table, markdown(card, results, quick=quick, command=command))
     return table
-
-
-def _command(card_path, quick, epochs, seeds):
-    parts = ["rnnreg reproduce", str(card_path)]
-    if quick:
-        parts.append("--quick")
-    if epochs:
-        parts.append(f"--epochs {epochs}")
-    if seeds:
-        parts.append("--seeds " + ",".join(map(str, seeds)))
-    return " ".join(parts)
 
 
 def summarize(card, reports):
@@ -297,23 +275,14 @@ def summarize(card, reports):
         values = [r["ours"] for r in items]
         mean = statistics.fmean(values)
         paper = entry.get("paper", items[0].get("paper"))
-        row = {
-            "key": key,
-            "name": entry["name"],
-            "row": entry.get("row"),
-            "column": entry.get("column"),
-            "metric": items[0]["metric"],
-            "ours": mean,
-            "std": statistics.stdev(values) if len(values) > 1 else None,
-            "seeds": [r["seed"] for r in items],
-            "values": values,
-            "paper": paper,
-            **training.compare_with_paper(mean, paper),
-            "comparable": all(r.get("comparable", True) for r in items),
-            "epochs_run": [r["epochs_run"] for r in items],
-            "best_epoch": [r["best_epoch"] for r in items],
-            "data": items[0].get("data"),
-        }
+        row = {"key": key, "name": entry["name"], "row": entry.get("row"),
+               "column": entry.get("column"), "metric": items[0]["metric"], "ours": mean,
+               "std": statistics.stdev(values) if len(values) > 1 else None,
+               "seeds": [r["seed"] for r in items], "values": values, "paper": paper,
+               **training.compare_with_paper(mean, paper),
+               "comparable": all(r.get("comparable", True) for r in items),
+               "epochs_run": [r["epochs_run"] for r in items],
+               "best_epoch": [r["best_epoch"] for r in items], "data": items[0].get("data")}
         for flag in card.get("count", []):
             row[flag] = f"{sum(bool(r['test'].get(flag)) for r in items)}/{len(items)}"
         rows.append(row)
@@ -334,8 +303,7 @@ def _every_seed(entry):
 
 
 def markdown(card, results, quick=False, command=""):
-    """Our numbers beside the paper's: a grid (rows x columns) when the card has one, and
-    details."""
+    """Our numbers beside the paper's: a grid (rows x columns) when the card has one, details."""
     lines = [f"# {card.get('title', card['stem'])}", ""]
     if quick:
         epochs = max((n for e in results["entries"] for n in e["epochs_run"]), default=1)
@@ -347,12 +315,11 @@ def markdown(card, results, quick=False, command=""):
     entries = results["entries"]
     by_cell = {(e["row"], e["column"]): e for e in entries if e["row"] and e["column"]}
     if card.get("rows") and card.get("columns") and by_cell:
-        lines += ["ours / paper:", ""]
-        lines.append("| | " + " | ".join(card["columns"]) + " |")
-        lines.append("|---|" + "---|" * len(card["columns"]))
+        cols = card["columns"]
+        lines += ["ours / paper:", "", f"| | {' | '.join(cols)} |", "|---|" + "---|" * len(cols)]
         for row in card["rows"]:
             cells = []
-            for column in card["columns"]:
+            for column in cols:
                 e = by_cell.get((row, column))
                 if e is None:
                     paper = next((x.get("paper") for x in card["entries"]
@@ -367,18 +334,15 @@ def markdown(card, results, quick=False, command=""):
     count = card.get("count", [])
     header = ["entry", "zoo name", "ours", "paper", "diff", "seeds", "every seed", "epochs (best)",
               *count]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "---|" * len(header))
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in entries:
         ours = _fmt(e["ours"]) + (f" ± {_fmt(e['std'])}" if e["std"] is not None else "")
-        if not e["comparable"]:
-            ours += "*"
+        ours += "" if e["comparable"] else "*"
         diff = e["relative_difference"]
         diff = f"{diff:+.1%}" if diff is not None and e["comparable"] else "–"
         epochs = ", ".join(f"{a} ({b})" for a, b in zip(e["epochs_run"], e["best_epoch"]))
         cells = [e["key"], f"`{e['name']}`", ours, _fmt(e["paper"]), diff, str(len(e["seeds"])),
-                 _every_seed(e), epochs]
-        cells += [str(e.get(flag, "")) for flag in count]
+                 _every_seed(e), epochs, *(str(e.get(flag, "")) for flag in count)]
         lines.append("| " + " | ".join(cells) + " |")
     for failure in results.get("failures", []):
         cells = [failure["key"], "–", f"failed (seed {failure['seed']})"] + [""] * (len(header) - 3)

@@ -1,10 +1,7 @@
 """Tuner jobs as data: the TOML file checked (:func:`load_job`) and merged once into a search spec
-(:func:`plan`), the way :func:`keras_rnnreg.experiments.cards.plan` makes the runs of a card.
-
-A spec is a plain dict (JSON, recorded in the tuner folder as ``job.json``): the zoo name, the
-fixed overrides, the data, the search space, the tuner and its budget, with the ``[quick]`` table
-and the configuration's defaults already applied. Everything below it (the search, its folder, the
-distributed processes, a column's entries) reads the spec, never the job file.
+(:func:`plan`): a plain dict (recorded as ``job.json``) of the zoo name, fixed overrides, data,
+search space, tuner and budget, ``[quick]`` and the configuration's defaults applied. The search,
+its folder and processes read the spec, never the job file.
 """
 
 import copy
@@ -14,14 +11,11 @@ from keras_rnnreg import training, zoo
 from keras_rnnreg.experiments import cards
 from keras_rnnreg.tuning import spaces as spaces_lib
 from keras_rnnreg.zoo import schema
+from keras_rnnreg.zoo.schema import Field, Section
 
-__all__ = ["DEFAULT_SEED", "JobError", "card_path", "column_entries", "default_out", "load_job",
-           "plan"]
+__all__ = ["DEFAULT_SEED", "JOB", "QUICK", "JobError", "card_path", "column_entries", "default_out",
+           "load_job", "plan"]
 
-JOB_KEYS = {"model", "space", "param", "data", "data_root", "tuner", "max_trials", "epochs",
-            "objective", "direction", "patience", "seed", "set", "quick", "description",
-            "executions_per_trial", "card", "column"}
-QUICK_KEYS = {"data", "max_trials", "epochs", "set", "patience", "only"}
 TUNERS = ("random", "bayesian", "hyperband")
 DEFAULT_SEED = 1  # of a job without `seed`: the search repeats (KerasTuner draws one for 0)
 DEFAULT_TRIALS = 10
@@ -31,38 +25,33 @@ class JobError(schema.ConfigError):
     """A malformed tuner job: the message names the file and the key."""
 
 
-_STRING = schema.text()
-#: key -> (check, what is expected), for the job and its [quick] table.
-VALUE_CHECKS = {
-    **{key: _STRING for key in ("model", "space", "data", "data_root", "description", "objective",
-                                "card", "column")},
-    "tuner": (lambda v: v in TUNERS, "one of " + ", ".join(TUNERS)),
-    "direction": (lambda v: v in ("min", "max"), "'min' or 'max'"),
-    "max_trials": schema.integer_at_least(1),
-    "epochs": schema.integer_at_least(1),
-    "patience": schema.integer_at_least(1),
+_TEXT, _COUNT = Field(str), Field(int, minimum=1)
+_QUICK = {"data": _TEXT, "max_trials": _COUNT, "epochs": _COUNT, "patience": _COUNT,
+          "set": Field(list, item=str, doc='"key=value" overrides')}
+#: The tables of a tuner job (:mod:`keras_rnnreg.tuning.jobs`): the job and its [quick].
+QUICK = Section("the quick variant of a tuner job", {
+    **_QUICK, "only": Field(list, item=str, doc="entry keys")})
+JOB = Section("a tuner job", {
+    **_QUICK, **{k: _TEXT for k in ("model", "space", "data_root", "description", "objective",
+                                     "card", "column")},
+    "param": Field(list, item=dict, what="[[param]] tables"),
+    "tuner": Field(str, choices=TUNERS), "direction": Field(str, choices=("min", "max")),
     # KerasTuner's oracles take `seed or random.randint(1, 10000)`: 0 would be a random search.
-    "seed": (schema.integer_at_least(1)[0], "an integer >= 1 (KerasTuner turns 0 into a random "
-             "seed, so a search with seed 0 would not repeat)"),
-    "executions_per_trial": schema.integer_at_least(1),
-    "set": schema.list_of_text('a list of "key=value" strings'),
-    "param": (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
-              "[[param]] tables"),
-    "only": schema.list_of_text("a list of entry keys"),
-}
+    "seed": Field(int, minimum=1, doc="KerasTuner turns 0 into a random seed, so a search with "
+                  "seed 0 would not repeat"),
+    "executions_per_trial": _COUNT, "quick": Field(dict)})
 
 
 def load_job(path):
     """The checked job table of a TOML file (or a shipped job's name); :class:`JobError` else."""
     argument = str(path)
     path, job = schema.load_toml(path, JobError, "job")
-    schema.check_table(job, JOB_KEYS, {}, str(path), JobError)
+    schema.check_table(job, JOB, str(path), JobError)
     if "model" not in job and not ("card" in job and "column" in job):
         raise JobError(f"{path}: missing 'model' (a zoo name), or 'card' and 'column' (a Table 1 "
                        "column)")
-    schema.check_table(job, JOB_KEYS, VALUE_CHECKS, str(path), JobError)
     if "quick" in job:
-        schema.check_table(job["quick"], QUICK_KEYS, VALUE_CHECKS, f"{path}: [quick]", JobError)
+        schema.check_table(job["quick"], QUICK, f"{path}: [quick]", JobError)
     try:
         space = job.get("param") or job.get("space", "noise_study_table2")
         job["space_entries"] = spaces_lib.get(space)
@@ -127,21 +116,17 @@ def plan(job, quick=False, entry=None):
     overrides = entry_sets + list(job.get("set", [])) + list(q.get("set", []))
     base = zoo.resolve(model, overrides)
     t = base["training"]
-    spec = {
-        "job": job["argument"], "stem": job["stem"], "quick": bool(quick), "entry": entry,
-        "model": model, "overrides": overrides,
-        "data": q.get("data", data or base["data"]["source"]),
-        "data_root": job.get("data_root"),
-        "space": copy.deepcopy(job["space_entries"]),
-        "tuner": job.get("tuner", "random"),
-        "max_trials": q.get("max_trials", job.get("max_trials", DEFAULT_TRIALS)),
-        "epochs": q.get("epochs", job.get("epochs", t["epochs"])),
-        "patience": q.get("patience", job.get("patience", t["patience"])),
-        "objective": job.get("objective", t["monitor"]),
-        "direction": job.get("direction", t["mode"]),
-        "seed": job.get("seed", DEFAULT_SEED),
-        "executions_per_trial": job.get("executions_per_trial", 1),
-    }
+    spec = {"job": job["argument"], "stem": job["stem"], "quick": bool(quick), "entry": entry,
+            "model": model, "overrides": overrides,
+            "data": q.get("data", data or base["data"]["source"]),
+            "data_root": job.get("data_root"), "space": copy.deepcopy(job["space_entries"]),
+            "tuner": job.get("tuner", "random"),
+            "max_trials": q.get("max_trials", job.get("max_trials", DEFAULT_TRIALS)),
+            "epochs": q.get("epochs", job.get("epochs", t["epochs"])),
+            "patience": q.get("patience", job.get("patience", t["patience"])),
+            "objective": job.get("objective", t["monitor"]),
+            "direction": job.get("direction", t["mode"]), "seed": job.get("seed", DEFAULT_SEED),
+            "executions_per_trial": job.get("executions_per_trial", 1)}
     try:
         training.check_monitor(base, "objective", spec["objective"])
     except schema.ConfigError as err:

@@ -1,26 +1,20 @@
 """The configuration schema of the zoo: the keys a preset holds that no Keras constructor checks.
 
-A resolved configuration is a plain nested dict with the sections below. Its Keras objects (the
-initializers ``model.*_init``, the perturbations ``regularization.weight_noise`` /
-``dropconnect``, the state regularizers ``regularization.norm_stabilizer`` /
-``activation_regularization`` / ``temporal_activation_regularization`` and the ``optimizer``)
-are Keras-serialized configs (``keras.saving.serialize_keras_object`` form, holding the arguments
-a preset gives; the others are the constructor's defaults): their constructors are their schema,
-and :func:`validate` builds each one (an optimizer: checks its signature, see :func:`_unbuilt`),
-turning a rejected argument into a :class:`ConfigError`.
-The rest (the network's shape, data, training, the paper's metadata) is declared here.
+A resolved configuration is a nested dict of the sections below. Its Keras objects (the
+initializers ``model.*_init``, the perturbations and state regularizers of ``regularization``, the
+``optimizer``) are Keras-serialized configs holding the arguments a preset gives: their
+constructors are their schema, and :func:`validate` builds each one (an optimizer: checks its
+signature, see :func:`_unbuilt`). The rest is declared here; a ``model`` key that configures a
+layer argument takes its default from the layers' constructors (:data:`CELLS`).
 
-Presets (:mod:`keras_rnnreg.zoo.noise_study`, :mod:`keras_rnnreg.zoo.norm_stabilizer`,
-:mod:`keras_rnnreg.zoo.zoneout`) give only
-what differs from the defaults; :func:`complete` fills in the rest. Overrides (``build(name,
-units=8)``, ``rnnreg train NAME --set optimizer.learning_rate=0.01``) go through
+Presets give only what differs from the defaults; :func:`complete` fills in the rest. Overrides
+(``build(name, units=8)``, ``--set optimizer.learning_rate=0.01``) go through
 :func:`apply_overrides`: a key inside a Keras object sets that constructor argument
-(``regularization.weight_noise.stddev``, ``model.recurrent_init.stddev`` reaches the initializer
-that ``SpectralRadius`` wraps, ``optimizer.class_name=Adam`` swaps the class and keeps the
-arguments it accepts); an unambiguous bare leaf name (``units``, ``learning_rate``) works too; an
-error names the key, the value and what was expected. Optional objects and sections are ``None``
-when unused; setting one of their keys creates them from their defaults, and setting them to
-``None`` (``--set regularization.weight_noise=none``) removes them.
+(``model.recurrent_init.stddev`` reaches the initializer that ``SpectralRadius`` wraps,
+``optimizer.class_name=Adam`` swaps the class keeping the arguments it accepts); an unambiguous bare
+leaf name (``units``) works too; an error names the key, the value and what was expected. Optional
+objects and sections are ``None`` when unused: setting one of their keys creates them from their
+defaults, setting them to ``none`` removes them.
 """
 
 import contextlib
@@ -39,9 +33,9 @@ from keras_rnnreg import _shipped, layers, perturbations, regularizers
 from keras_rnnreg._api import PACKAGE
 from keras_rnnreg.zoo import tasks
 
-__all__ = ["BOOLEAN", "SCHEMA", "SEEDS", "ConfigError", "KerasObject", "apply_overrides",
-           "arguments", "check_table", "complete", "describe_keys", "get_value", "integer_at_least",
-           "keras_object", "list_of_text", "load_toml", "resolve_key", "text", "validate"]
+__all__ = ["CELLS", "SCHEMA", "ConfigError", "Field", "KerasObject", "Section", "apply_overrides",
+           "arguments", "check_table", "check_value", "complete", "describe_keys", "get_value",
+           "keras_object", "load_toml", "resolve_key", "validate"]
 
 
 class ConfigError(ValueError):
@@ -174,7 +168,12 @@ def arguments(value):
 
 @dataclass(frozen=True)
 class Field:
-    """One leaf of the schema: its type, default and what it means."""
+    """One leaf of the schema (or of a card's or tuner job's table): its type, default, meaning.
+
+    A ``list`` holds ``item`` values (``minimum`` / ``maximum`` bound each one; ``distinct``: not
+    empty, no repeats); ``also``: other values accepted as they are (``False``); ``what``: the
+    expected value in words, when the type does not say it.
+    """
 
     type: type
     default: object = None
@@ -184,11 +183,17 @@ class Field:
     minimum: float | None = None
     maximum: float | None = None
     bare: bool = True  # whether the bare leaf name may mean this key (False: another key owns it)
+    item: type = None
+    distinct: bool = False
+    also: tuple = ()
+    what: str = ""
 
     def expected(self):
-        names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-                 dict: "a table of key = value"}
-        text = names.get(self.type, self.type.__name__)
+        if self.what:
+            return self.what
+        text = _NAMES.get(self.type, self.type.__name__)
+        if self.type is list and self.item is not None:
+            text = f"a list of {_PLURALS[self.item]}"
         if self.choices:
             text = "one of " + ", ".join(repr(c) for c in self.choices)
         bounds = [f">= {self.minimum}"] if self.minimum is not None else []
@@ -196,6 +201,11 @@ class Field:
         if bounds:
             text += " " + " and ".join(bounds)
         return text + (" (or none)" if self.nullable else "")
+
+
+_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+          dict: "a table of key = value", list: "a list"}
+_PLURALS = {int: "integers", float: "numbers", str: "strings", dict: "tables"}
 
 
 @dataclass(frozen=True)
@@ -231,46 +241,62 @@ class KerasObject:
         return f"a Keras-serialized {self.base.__name__} (or a name)"
 
 
-def _init(doc, cls):
-    return KerasObject((cls, {}), doc, base=keras.initializers.Initializer,
-                       get=keras.initializers.get)
+def _default(cls, argument):
+    """The default of a constructor argument (of ``cls`` or a base its ``**kwargs`` reach): the one
+    place it is written."""
+    return _named_arguments(cls)[argument]
+
+
+#: ``model.cell`` -> its layer: the builder dispatches through it; the cell choices come from it.
+CELLS = {"simple_rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU,
+         "fast_dropout": layers.FastDropoutRNN, "layer_norm_lstm": layers.LayerNormLSTM,
+         "layer_norm_gru": layers.LayerNormGRU}
+_WITH_CELL_STATE = tuple(k for k, cls in CELLS.items() if issubclass(cls, layers.LSTM))
+_GATED = tuple(k for k, cls in CELLS.items() if issubclass(cls, (layers.LSTM, layers.GRU)))
+
+
+def _cell_default(argument):
+    """The default every cell's constructor gives ``argument`` (they agree, or import fails)."""
+    (value,) = {_default(cls, argument) for cls in CELLS.values()}
+    return value
+
+
+def _init(doc, name):
+    """An initializer key whose default is the layer's (``"glorot_uniform"``: GlorotUniform())."""
+    return KerasObject((type(keras.initializers.get(name)), {}), doc,
+                       base=keras.initializers.Initializer, get=keras.initializers.get)
 
 
 _RATE = {"minimum": 0.0, "maximum": 0.99}
-
-
-def _default(cls, argument):
-    """The default of a constructor argument: the one place it is written."""
-    return inspect.signature(cls).parameters[argument].default
-
-
 _FD_RNN, _FD_DENSE = layers.FastDropoutRNN, layers.FastDropoutDense
 SCHEMA = Section("a zoo configuration", {
     "name": Field(str, "", "the zoo name"),
     "task": Field(str, "polyphonic", "data family: data, input, loss, metrics, evaluation",
                   choices=tuple(tasks.TASKS)),
     "description": Field(str, "", "one line"),
+    # a layer argument's default is its constructor's, except bias_init (a constant, the layers'
+    # "zeros") and output_activation (Dense's is linear)
     "model": Section("the network", {
         "cell": Field(str, "simple_rnn", "recurrent layer (gru: Keras' GRU, reset_after=True; "
-                      "layer_norm_*: layers.LayerNormLSTM / LayerNormGRU)",
-                      choices=("simple_rnn", "lstm", "gru", "fast_dropout", "layer_norm_lstm",
-                               "layer_norm_gru")),
+                      "layer_norm_*: layers.LayerNormLSTM / LayerNormGRU)", choices=tuple(CELLS)),
         "units": Field(int, 200, "hidden units (per direction)", minimum=1),
         "layers": Field(int, 1, "stacked recurrent layers", minimum=1),
         "bidirectional": Field(bool, False, "wrap each layer in Bidirectional"),
-        "activation": Field(str, "tanh", "hidden nonlinearity",
+        "activation": Field(str, _cell_default("activation"), "hidden nonlinearity",
                             choices=("tanh", "relu", "trec", "sigmoid", "linear")),
-        "lstm_output_tanh": Field(bool, True, "LSTM: keep the output tanh (False: h = o * c, Gers "
-                                  "& Schmidhuber)"),
+        "lstm_output_tanh": Field(bool, _default(layers.LSTM, "output_activation") == "same",
+                                  "LSTM: keep the output tanh (output_activation='same'; False: "
+                                  "h = o * c, Gers & Schmidhuber)"),
         "input_dim": Field(int, 88, "features per timestep (vocabulary size for ptb)", minimum=1),
         "output_dim": Field(int, 88, "outputs per timestep", minimum=1),
         "output_activation": Field(str, "sigmoid", "output nonlinearity",
                                    choices=("sigmoid", "softmax", "linear")),
         "readout": Field(str, "sequence", "'sequence': an output every step; 'last': only the last",
                          choices=("sequence", "last")),
-        "kernel_init": _init("input-to-hidden weights", keras.initializers.GlorotUniform),
-        "recurrent_init": _init("hidden-to-hidden weights", keras.initializers.Orthogonal),
-        "output_init": _init("hidden-to-output weights", keras.initializers.GlorotUniform),
+        "kernel_init": _init("input-to-hidden weights", _cell_default("kernel_initializer")),
+        "recurrent_init": _init("hidden-to-hidden weights", _cell_default("recurrent_initializer")),
+        "output_init": _init("hidden-to-output weights",
+                             _default(keras.layers.Dense, "kernel_initializer")),
         "bias_init": Field(float, 0.0, "constant initial hidden / output bias"),
     }),
     "regularization": Section("regularizers", {
@@ -375,41 +401,17 @@ SCHEMA = Section("a zoo configuration", {
 READ_ONLY = ("paper", "name")
 
 
-# ------------------------------------------------------ value checks of cards and tuner jobs
-# (TOML tables that are not configurations): key -> (predicate, what is expected).
-def _integer(value, minimum):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def integer_at_least(minimum):
-    return (lambda v: _integer(v, minimum), f"an integer >= {minimum}")
-
-
-def text(expected="a string"):
-    return (lambda v: isinstance(v, str), expected)
-
-
-def list_of_text(expected="a list of strings"):
-    return (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), expected)
-
-
-BOOLEAN = (lambda v: isinstance(v, bool), "true or false")
-SEEDS = (lambda v: isinstance(v, list) and bool(v) and all(_integer(x, 0) for x in v)
-         and len(set(v)) == len(v), "a non-empty list of distinct integers >= 0, e.g. [0, 1, 2]")
-
-
-def check_table(table, keys, checks, where, error=ConfigError):
-    """Raise ``error`` naming ``where`` and the key for a key not in ``keys``, or for the first
-    value that fails its check; returns ``table``."""
+def check_table(table, section, where, error=ConfigError):
+    """A card's or tuner job's TOML ``table`` checked against ``section`` (the keys it gives):
+    ``error`` naming ``where``, the key, the value and what was expected; returns ``table``."""
     if not isinstance(table, dict):
         raise error(f"{where}: expected a table")
-    unknown = set(table) - set(keys)
+    unknown = set(table) - set(section.fields)
     if unknown:
-        raise error(f"{where}: unknown key(s) {sorted(unknown)}; expected some of {sorted(keys)}")
+        raise error(f"{where}: unknown key(s) {sorted(unknown)}; expected some of "
+                    f"{sorted(section.fields)}")
     for key, value in table.items():
-        ok, expected = checks.get(key, (lambda v: True, ""))
-        if not ok(value):
-            raise error(f"{where}: {key} = {value!r}: expected {expected}")
+        table[key] = check_value((key,), section.fields[key], value, where, error)
     return table
 
 
@@ -510,9 +512,6 @@ def complete(partial, section=SCHEMA, prefix=()):
             out[key] = copy.deepcopy(value)
     return out
 
-
-_GATED = ("lstm", "gru", "layer_norm_lstm", "layer_norm_gru")
-_WITH_CELL_STATE = ("lstm", "layer_norm_lstm")
 
 # Combinations the network cannot honour: (predicate on a complete config, keys, what is wrong).
 _CONFLICTS = (
@@ -622,18 +621,26 @@ def _about(where, node):
     return f" [{where}: {node.doc}]" if node.doc else ""
 
 
-def check_value(path, node, value):
-    """The value, converted where lossless (int -> float); ConfigError otherwise."""
-    where = dotted(path)
+def check_value(path, node, value, where=None, error=ConfigError):
+    """The value, converted where lossless (int -> float); ``error`` otherwise (``where``: the
+    file of a card's or job's table)."""
+    key = dotted(path)
 
     def fail(reason=None):
-        got = f"{value!r} ({type(value).__name__})"
-        raise ConfigError(f"{where}={got}: expected {node.expected()}"
-                          + (f"; {reason}" if reason else "") + _about(where, node))
+        got = f"{where}: {key} = {value!r}" if where else \
+            f"{key}={value!r} ({type(value).__name__})"
+        raise error(f"{got}: expected {node.expected()}" + (f"; {reason}" if reason else "")
+                    + _about(key, node))
 
+    if value is None and node.nullable or any(value is v for v in node.also):
+        return value
+    if node.type is list:
+        inner = Field(node.item, minimum=node.minimum, maximum=node.maximum)
+        if not isinstance(value, list) or not all(_fits(inner, v) for v in value) \
+                or node.distinct and (not value or len(set(value)) != len(value)):
+            fail()
+        return value
     if value is None:
-        if node.nullable:
-            return None
         fail()
     numeric = not isinstance(value, bool) and isinstance(value, numbers.Real)
     if node.type is bool and not isinstance(value, bool):
@@ -658,6 +665,14 @@ def check_value(path, node, value):
     if node.maximum is not None and value > node.maximum:
         fail()
     return value
+
+
+def _fits(node, value):
+    try:
+        check_value((), node, value)
+        return True
+    except ConfigError:
+        return False
 
 
 def _unknown_key_message(path):

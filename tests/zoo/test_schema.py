@@ -2,6 +2,7 @@
 
 import copy
 import random
+import re
 
 import keras
 import pytest
@@ -222,6 +223,45 @@ def test_fast_dropout_defaults_are_the_layers_and_the_preset_sets_its_own():
     assert preset["inference"] == noise_study.FAST_DROPOUT_INFERENCE
     network = zoo.build_network(made)
     assert network.get_layer("recurrent_0").rate == fd["input_rate"]
+
+
+def test_model_defaults_and_cell_choices_come_from_the_layers():
+    import inspect
+
+    from keras_rnnreg import layers
+
+    model = schema.SCHEMA.fields["model"].fields
+    assert model["cell"].choices == tuple(schema.CELLS)
+    for cls in schema.CELLS.values():
+        named = schema._named_arguments(cls)
+        assert named["activation"] == model["activation"].default
+        for key, argument in (("kernel_init", "kernel_initializer"),
+                              ("recurrent_init", "recurrent_initializer")):
+            default = type(keras.initializers.get(named[argument]))
+            assert model[key].default == (default, {})
+    output = inspect.signature(layers.LSTM).parameters["output_activation"].default
+    assert model["lstm_output_tanh"].default is (output == "same")
+    mask = "data.mask_padding=true"
+    needs = {"layer_norm_lstm": mask, "layer_norm_gru": mask,
+             "fast_dropout": "regularization.fast_dropout.moments=probit"}
+    for name, cls in schema.CELLS.items():  # the builder dispatches through the table
+        config = zoo.resolve("jsb_rnn_plain", [f"model.cell={name}", "model.units=3",
+                                               *([needs[name]] if name in needs else [])])
+        assert type(zoo.build_network(config).get_layer("recurrent_0")) is cls
+
+
+def test_card_and_job_tables_use_the_schema_fields():
+    card = schema.Section("t", {"seeds": schema.Field(list, item=int, minimum=0, distinct=True),
+                                "set": schema.Field(list, item=str),
+                                "paper": schema.Field(str, also=(False,))})
+    assert schema.check_table({"seeds": [0, 1], "set": ["a=1"], "paper": False}, card, "f.toml")
+    for bad, shown in (({"seeds": []}, "seeds = []"), ({"seeds": [1, 1]}, "seeds = [1, 1]"),
+                       ({"seeds": [-1]}, "seeds = [-1]"), ({"seeds": [True]}, "seeds = [True]"),
+                       ({"set": ["a", 1]}, "set = ['a', 1]: expected a list of strings"),
+                       ({"paper": True}, "paper = True: expected a string"),
+                       ({"sed": 1}, "unknown key(s) ['sed']")):
+        with pytest.raises(zoo.ConfigError, match=f"^f.toml: {re.escape(shown)}"):
+            schema.check_table(bad, card, "f.toml")
 
 
 def test_zoneout_ar_tar_and_layer_norm_keys():
