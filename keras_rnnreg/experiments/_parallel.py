@@ -1,13 +1,12 @@
-"""Many runs of a card at once: ``rnnreg reproduce CARD --jobs N [--devices 0,1]`` (README, "Many
-runs at once", says what the user sees).
+"""Many runs of a card at once: ``rnnreg reproduce CARD --jobs N [--devices 0,1]``.
 
-Each run (an entry x seed) is one child process (``python -m keras_rnnreg.experiments._parallel
-SPEC``) that trains into its run folder (:func:`keras_rnnreg.experiments._runs.train_run`) with its
-output in ``RUN_DIR/train.log``, where the parent reads the progress lines (``MARK``) its live
-display shows; :mod:`keras_rnnreg._processes` gives each child its device and memory flags and
-stops them on Ctrl-C.
+Each run (entry x seed) is a child process (``python -m keras_rnnreg.experiments._parallel SPEC``)
+training into its run folder (:func:`keras_rnnreg.experiments._runs.train_run`) with its output in
+``RUN_DIR/train.log``, whose progress lines (``MARK``) the parent's live display reads;
+:mod:`keras_rnnreg._processes` gives each child its device and stops them on Ctrl-C.
 """
 
+import collections
 import contextlib
 import json
 import os
@@ -59,36 +58,26 @@ class Job:
     def __init__(self, run, run_dir):
         self.run, self.run_dir = run, Path(run_dir)
         self.label = f"{run['key']} s{run['seed']}"
-        self.state = "waiting"
-        self.proc = self.log = None
-        self.device = None
-        self.epoch = self.total = None
-        self.logs = {}
-        self.started = self.ended = None
-        self.offset = 0
-        self.error = None
-        self.resume = False
+        self.state, self.resume, self.logs, self.offset = "waiting", False, {}, 0
+        self.proc = self.log = self.device = self.epoch = self.total = None
+        self.started = self.ended = self.error = self.result = None
 
     def start(self, device, shared):
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.resume = (self.run_dir / _runfolder.CONFIG).exists()
-        self.device = device
-        log_path = self.run_dir / LOG
-        self.log = open(log_path, "ab")
-        self.offset = log_path.stat().st_size
+        self.resume, self.device = (self.run_dir / _runfolder.CONFIG).exists(), device
+        self.log = open(self.run_dir / LOG, "ab")
+        self.offset = (self.run_dir / LOG).stat().st_size
         spec = json.dumps({"run": self.run, "run_dir": str(self.run_dir)})
         self.proc = subprocess.Popen(  # a new session: Ctrl-C reaches the parent, which stops it
             [sys.executable, "-m", "keras_rnnreg.experiments._parallel", spec], stdout=self.log,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=_processes.child_env(device, shared), start_new_session=True)
-        self.state = "resuming" if self.resume else "training"
-        self.started = time.time()
+        self.state, self.started = "resuming" if self.resume else "training", time.time()
 
     def read(self):
         """Parse the new progress lines of the log; True when something changed."""
-        path = self.run_dir / LOG
         try:
-            with open(path, "rb") as f:
+            with open(self.run_dir / LOG, "rb") as f:
                 f.seek(self.offset)
                 data = f.read()
         except OSError:
@@ -124,20 +113,17 @@ class Job:
     def line(self, width):
         parts = [f"{self.label:<{width}}", f"{self.state:<9}"]
         if self.epoch:
-            parts.append(f"epoch {self.epoch}/{self.total}")
-            val = {k: v for k, v in self.logs.items() if k.startswith("val_")}
-            shown = list(val.items())[:2] or list(self.logs.items())[:1]
-            parts += [f"{k} {v:.4g}" for k, v in shown]
+            val = [(k, v) for k, v in self.logs.items() if k.startswith("val_")]
+            shown = val[:2] or list(self.logs.items())[:1]
+            parts += [f"epoch {self.epoch}/{self.total}", *(f"{k} {v:.4g}" for k, v in shown)]
         elif self.state in ("training", "resuming"):
             parts.append("starting")
-        if self.state == "done" and self.error is None and hasattr(self, "result"):
+        if self.state == "done" and self.result is not None:
             parts.append(f"{self.result['metric']} = {self.result['ours']:.4g} "
                          f"(paper {self.run.get('paper')})")
         if self.state == "failed":
             parts.append(self.error or "")
-        if self.device is not None:
-            parts.append(f"device {self.device}")
-        parts.append(self.elapsed())
+        parts += [f"device {self.device}" if self.device is not None else "", self.elapsed()]
         return "  ".join(p for p in parts if p)
 
 
@@ -152,9 +138,8 @@ class Display:
         self.drawn = 0
 
     def event(self, job, what=None):
-        if not self.tty:
-            if what is not None or self.every_epoch:
-                self.log(job.line(self.width))
+        if not self.tty and (what is not None or self.every_epoch):
+            self.log(job.line(self.width))
 
     def draw(self):
         if not self.tty:
@@ -165,16 +150,12 @@ class Display:
         jobs = self.jobs
         summary = []
         if len(jobs) > rows - 2:  # more runs than lines: the running ones and a count of the others
-            jobs = [j for j in jobs if j.state in ("training", "resuming", "stopped")][
-                : max(1, rows - 3)
-            ]
-            counts = {}
-            for j in self.jobs:
-                counts[j.state] = counts.get(j.state, 0) + 1
+            jobs = [j for j in jobs if j.state in ("training", "resuming", "stopped")]
+            jobs = jobs[: max(1, rows - 3)]
+            counts = collections.Counter(j.state for j in self.jobs)
             summary = [", ".join(f"{n} {state}" for state, n in sorted(counts.items()))]
         lines = [j.line(self.width)[: cols - 1] for j in jobs] + summary
-        out = ("\x1b[F" * self.drawn) + "\x1b[J" + "".join(f"{x}\n" for x in lines)
-        self.stream.write(out)
+        self.stream.write("\x1b[F" * self.drawn + "\x1b[J" + "".join(f"{x}\n" for x in lines))
         self.stream.flush()
         self.drawn = len(lines)
 
@@ -186,7 +167,6 @@ def run(runs, out, jobs=2, devices=None, verbose=0, log=print, stream=None, poll
     ``[(run, report), ...]`` and ``[{"key", "seed", "error"}, ...]``. Runs with a ``report.json``
     are not run again.
     """
-
     devices = [str(d) for d in devices] if devices else [None]
     reports, failures, todo = [], [], []
     for run in runs:
@@ -208,11 +188,9 @@ def run(runs, out, jobs=2, devices=None, verbose=0, log=print, stream=None, poll
     try:
         while waiting or running:
             while waiting and len(running) < jobs:
-                job = waiting.pop(0)
-                device = min(devices, key=lambda d: per_device[d])
+                job, device = waiting.pop(0), min(devices, key=lambda d: per_device[d])
                 per_device[device] += 1
-                shared = jobs > len(devices)
-                job.start(device, shared)
+                job.start(device, shared=jobs > len(devices))
                 running.append(job)
                 display.event(job, "start")
             time.sleep(poll)

@@ -8,10 +8,6 @@ from pathlib import Path
 from keras_rnnreg import _runfolder, training
 
 
-def print_nothing(msg):
-    pass
-
-
 def run_folder(out, run):
     """The folder of a run (see :func:`keras_rnnreg.experiments.cards.plan`) in ``out``."""
     return Path(out) / run["key"] / f"seed{run['seed']}"

@@ -1,8 +1,6 @@
-"""One process of a distributed search: ``python -m keras_rnnreg.tuning._child OUT``, started by
-:mod:`keras_rnnreg.tuning.distributed` with ``KERASTUNER_TUNER_ID`` set (the chief or a worker).
-
-It runs :func:`keras_rnnreg.tuning.search.search` on the spec recorded in ``OUT/job.json``. A
-module of its own, which the package does not import, so that ``python -m`` runs it once.
+"""One process of a distributed search: ``python -m keras_rnnreg.tuning._child OUT`` (started by
+:mod:`keras_rnnreg.tuning.distributed` with ``KERASTUNER_TUNER_ID`` set), running
+:func:`keras_rnnreg.tuning.search.search` on ``OUT/job.json``; a module the package does not import.
 """
 
 import argparse

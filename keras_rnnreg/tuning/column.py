@@ -1,24 +1,19 @@
-"""Appendix B's protocol for a whole column of the noise study's Table 1, run by ``rnnreg tune``.
+"""Appendix B's protocol for a column of the noise study's Table 1, run by ``rnnreg tune``.
 
 "For each of the eight RNN models ... we generate 50 experiments with model hyper parameters chosen
-from the ranges given in Tab. 2" and report the best one's test NLL. A column job names a card and
-one of its columns instead of a ``model``::
+from the ranges given in Tab. 2". A column job names a card and a column instead of a ``model``::
 
     card = "../zoo/noise_table1.toml"     # relative to the job file
     column = "JSB"                        # every entry of this column is searched
     space = "noise_study_table2"
-    tuner = "random"
     max_trials = 50
-    ...
     [quick]
     only = ["jsb_rnn_plain", "jsb_rnn_ns"]  # entry keys (default: all of the column)
 
-Each entry gets its own search in ``OUT/<key>/`` (the entry's zoo name, data and overrides, the
-job's space and budget; ``--workers N`` runs each search distributed). The best trial (by the
-objective, on validation data) is reloaded from its best-epoch checkpoint and evaluated on the test
-split; ``OUT/<job>.md`` is the card's table for that column (ours / paper) and ``OUT/results.json``
-holds the numbers and the chosen hyperparameters. Re-running continues: finished searches are
-reloaded, not repeated.
+Each entry gets its own search in ``OUT/<key>/`` (``--workers N``: distributed); its best trial
+(on validation) is reloaded from its best-epoch checkpoint and evaluated on test. ``OUT/<job>.md``
+is the card's table for the column, ``OUT/results.json`` the numbers and chosen hyperparameters.
+Re-running continues: finished searches are reloaded, not repeated.
 """
 
 from pathlib import Path
@@ -26,18 +21,13 @@ from pathlib import Path
 from keras_rnnreg import _runfolder
 from keras_rnnreg.experiments import cards
 from keras_rnnreg.tuning import distributed, folder, search, specs
-from keras_rnnreg.tuning.search import evaluate_best
-from keras_rnnreg.tuning.specs import card_path
 
-__all__ = ["card_path", "entries", "evaluate_best", "run"]
+__all__ = ["entries", "run"]
 
 
 def entries(job, job_path=None, quick=False):
-    """(card, the card entries of the job's column): the ``[quick] only`` ones when ``quick``.
-
-    ``job_path``: where the job file is, when ``job`` did not come from
-    :func:`~keras_rnnreg.tuning.specs.load_job` (which records it).
-    """
+    """(card, the card entries of the job's column): the ``[quick] only`` ones when ``quick``;
+    ``job_path``: the job file, for a ``job`` that ``specs.load_job`` did not make."""
     return specs.column_entries(job if job_path is None else {"path": str(job_path), **job}, quick)
 
 

@@ -1,16 +1,12 @@
 """KerasTuner's distributed mode on one machine: ``rnnreg tune JOB.toml --workers N``.
 
-No scheduler of our own (README, "Distributed tuning"): this module only starts KerasTuner's
-processes on the loopback address, each a ``python -m keras_rnnreg.tuning._child OUT`` that
-runs :func:`keras_rnnreg.tuning.search.search` on the spec recorded in ``OUT/job.json``: the
-chief (``KERASTUNER_TUNER_ID=chief``) serving the oracle over gRPC on ``127.0.0.1:<free port>``,
-and N workers (``tuner0 .. tunerN-1``) that each write ``worker.json`` (its id) into the trials
-they run. The processes inherit the folder's lock (:func:`keras_rnnreg.tuning.folder.claim`).
-KerasTuner's chief stops serving once a worker was told the search is over and no trial is running
-(it polls every 20 s); the oracle's state is on disk after every trial, so when every worker has
-exited this stops the chief at once. Then the parent reloads the search from ``OUT`` and
-summarizes it (:func:`keras_rnnreg.tuning.search.summarize`); a trial whose worker died is
-unfinished: the command fails naming it, and the next one runs it again.
+No scheduler of our own: the chief (``KERASTUNER_TUNER_ID=chief``, the oracle served over gRPC on
+``127.0.0.1:<free port>``) and N workers (``tuner0 ..``, each writing ``worker.json`` into the
+trials it runs) are ``python -m keras_rnnreg.tuning._child OUT`` processes running
+:func:`keras_rnnreg.tuning.search.search` on ``OUT/job.json``; they inherit the folder's lock.
+The oracle is on disk after every trial, so once every worker has exited the chief is stopped (it
+would poll 20 s more) and the parent summarizes the search from ``OUT``; a trial whose worker died
+is unfinished: the command fails naming it, and the next one runs it again.
 """
 
 import os
@@ -48,16 +44,12 @@ def tuner_env(tuner_id, port, base=None, host="127.0.0.1", barrier=None):
     return env
 
 
-def _exit_text(code):
-    if code < 0:
-        return f"was killed by {signal.Signals(-code).name}"
-    return f"exited with status {code}"
-
-
 def _process_failure(out, name, code):
     """``worker tuner1 exited with status 1: error: ...`` (a killed one has no last word)."""
-    text = f"{'the KerasTuner chief' if name == CHIEF else 'worker ' + name} {_exit_text(code)}"
-    return text if code < 0 else f"{text}: {_processes.last_error(out / f'{name}.log')}"
+    who = "the KerasTuner chief" if name == CHIEF else f"worker {name}"
+    if code < 0:
+        return f"{who} was killed by {signal.Signals(-code).name}"
+    return f"{who} exited with status {code}: {_processes.last_error(out / f'{name}.log')}"
 
 
 class _Launch:
@@ -80,9 +72,6 @@ class _Launch:
             stdin=subprocess.DEVNULL, pass_fds=self.lock_fds, start_new_session=True,
             env=tuner_env(tuner_id, self.port, barrier=self.barrier))
 
-    def running(self, name):
-        return self.procs[name].poll() is None
-
     def stop(self):
         _processes.stop_processes(list(self.procs.values()), grace=STOP_GRACE)
         for f in self.logs.values():
@@ -103,7 +92,7 @@ def _report_trials(out, seen, log):
 def _wait(launch, log, poll, chief_grace):
     """Until every worker has exited (the chief's failure first); returns the failed workers."""
     seen = {t: status for t, (status, _) in folder.trial_states(launch.out).items()}
-    while any(launch.running(n) for n in launch.names):
+    while any(launch.procs[n].poll() is None for n in launch.names):
         time.sleep(poll)
         _report_trials(launch.out, seen, log)
         chief = launch.procs[CHIEF]

@@ -1,14 +1,11 @@
 """The tuner folder (``rnnreg tune --out``): one writer, the job it was made with, files checked.
 
-KerasTuner's files (``oracle.json``, ``<tuner id>.json``, ``trial_*/trial.json``, the trials'
-checkpoints) plus ours: ``run.lock`` (:class:`keras_rnnreg._runfolder.RunLock`, held by the
-``rnnreg tune`` process; the processes of a distributed search inherit it, so they hold it
-together and it dies with the last of them), ``job.json`` (the search spec of
-:func:`keras_rnnreg.tuning.specs.plan` and a record of every start), ``trial_*/worker.json``
-(which tuner process ran the trial) and, when every trial has finished, ``best.json``.
-
-:func:`claim` is the way in: lock, every file read back and checked (a damaged one is a
-:class:`RunError` naming it, before anything is written), the job compared with the recorded one.
+Besides KerasTuner's files: ``run.lock`` (:class:`keras_rnnreg._runfolder.RunLock`, held by
+``rnnreg tune`` and inherited by the processes of a distributed search), ``job.json`` (the spec of
+:func:`keras_rnnreg.tuning.specs.plan` and a record of every start), ``trial_*/worker.json`` (the
+process that ran the trial) and, once every trial has finished, ``best.json``. :func:`claim` is
+the way in: lock, every file read back (a damaged one is a :class:`RunError` naming it, before
+anything is written), the job compared with the recorded one.
 """
 
 import contextlib

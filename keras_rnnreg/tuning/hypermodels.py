@@ -1,9 +1,6 @@
-"""KerasTuner HyperModels over the zoo (with search.py, the only modules importing ``keras_tuner``).
-
-:class:`ZooHyperModel` follows KerasTuner's split: fixed arguments in ``__init__`` (the zoo name,
-the search space, fixed overrides, the data), the search space in ``build(hp)`` (a compiled zoo
-model with the sampled overrides), batch size and epochs in ``fit(hp, model, ...)`` (the
-pipelines are made there, with the sampled batch size).
+"""KerasTuner HyperModels over the zoo: :class:`ZooHyperModel` takes its fixed arguments in
+``__init__`` (zoo name, space, overrides, data), draws the space in ``build(hp)`` and the batch size
+and epochs in ``fit(hp, model, ...)``, where the pipelines are made.
 """
 
 import keras_tuner
@@ -13,15 +10,6 @@ from keras_rnnreg.tuning import spaces as spaces_lib
 from keras_rnnreg.zoo import tasks
 
 __all__ = ["ZooHyperModel", "sample"]
-
-
-def _has_section(config, dotted):
-    node = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or node.get(part) is None:
-            return False
-        node = node[part]
-    return True
 
 
 def sample(hp, entry):
@@ -51,17 +39,13 @@ class ZooHyperModel(keras_tuner.HyperModel):
                  seed=0, data_root=None, **kwargs):
         super().__init__(name=kwargs.pop("hypermodel_name", None), tunable=True)
         self.base = zoo.resolve(name, overrides)
-        self.space = spaces_lib.get(space)
-        self.task = tasks.get(self.base)
-        self.data = data
-        self.data_root = data_root
-        self.epochs = epochs
-        self.seed = seed
+        self.space, self.task = spaces_lib.get(space), tasks.get(self.base)
+        self.data, self.data_root, self.epochs, self.seed = data, data_root, epochs, seed
 
     def active_entries(self):
         """The entries that apply to this configuration (``requires`` satisfied)."""
         return [e for e in self.space
-                if not e.get("requires") or _has_section(self.base, e["requires"])]
+                if not e.get("requires") or zoo.get_value(self.base, e["requires"]) is not None]
 
     def config(self, hp):
         """The configuration of a trial: the base with the sampled values of the build-time keys."""

@@ -7,8 +7,7 @@ and its budget::
     model = "jsb_rnn_ns"
     space = "noise_study_table2"          # or [[param]] tables (search-space entries)
     data = "polyphonic/JSB_Chorales.mat"  # default: the configuration's data.source
-    data_root = "~/corpora"               # optional (default: --data-root, $RNNREG_DATA, or
-                                          # the data folder)
+    data_root = "~/corpora"               # optional (default: --data-root, $RNNREG_DATA, ...)
     tuner = "random"                      # random | bayesian | hyperband
     max_trials = 50
     epochs = 200                          # per trial (hyperband: the maximum)
@@ -27,14 +26,10 @@ and its budget::
 The tuner writes into ``OUT`` (``runs/tune-<job>`` by default; an existing search is continued);
 ``OUT/best.json`` holds the best hyperparameters, their score and the overrides to train them with
 ``rnnreg train NAME --set ...``. ``--workers N`` runs the search in KerasTuner's distributed mode
-(:mod:`keras_rnnreg.tuning.distributed`); a job with ``card`` and ``column`` instead of ``model`` is
-Appendix B's protocol for a Table 1 column (:mod:`keras_rnnreg.tuning.column`).
-
-The modules, each importing only those before it: :mod:`~keras_rnnreg.tuning.specs` (the job file
-checked and merged into a search spec), :mod:`~keras_rnnreg.tuning.folder` (the tuner folder's
-lock, record and checks), :mod:`~keras_rnnreg.tuning.search` (the one search),
-:mod:`~keras_rnnreg.tuning.distributed` (its processes), :mod:`~keras_rnnreg.tuning.column` (a
-search per entry) and this one, which picks among them.
+(:mod:`~keras_rnnreg.tuning.distributed`); a job with ``card`` and ``column`` instead of ``model``
+is Appendix B's protocol for a Table 1 column (:mod:`~keras_rnnreg.tuning.column`). The spec, the
+folder and the search are :mod:`~keras_rnnreg.tuning.specs`, :mod:`~keras_rnnreg.tuning.folder`
+and :mod:`~keras_rnnreg.tuning.search`.
 """
 
 from pathlib import Path

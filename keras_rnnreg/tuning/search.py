@@ -1,14 +1,10 @@
-"""The search of a spec (:func:`keras_rnnreg.tuning.specs.plan`) over its tuner folder.
+"""The one search of a spec (:func:`keras_rnnreg.tuning.specs.plan`) over its tuner folder.
 
-:func:`search` is the one search: the KerasTuner tuner of the spec, built over ``OUT`` (an
-existing search is continued), ``tuner.search``, then :func:`summarize` writes ``best.json``. In
-a process of a distributed search (``KERASTUNER_TUNER_ID`` set by
-:mod:`keras_rnnreg.tuning.distributed`) the same call is the chief or a worker, and the parent
-summarizes; a column job (:mod:`keras_rnnreg.tuning.column`) calls it once per entry.
-
-KerasTuner writes its state files with a plain ``open(..., "w")``: here they are written
-atomically (:func:`keras_rnnreg._runfolder.atomic_write`), so a process killed at any instant
-leaves each file whole, the old one or the new one.
+:func:`search` builds the spec's KerasTuner tuner over ``OUT`` (continuing a search found there),
+runs it, and :func:`summarize` writes ``best.json``; in a distributed process
+(``KERASTUNER_TUNER_ID``) the same call is the chief or a worker, and the parent summarizes.
+KerasTuner's state files are written atomically here (:func:`keras_rnnreg._runfolder.atomic_write`):
+a killed process leaves each file whole.
 """
 
 import json
@@ -52,11 +48,8 @@ def in_distributed_process():
 
 
 def start_together(timeout=300.0):
-    """In a worker: wait until every worker of the launch has built its tuner (or ``timeout``).
-
-    Not scheduling: KerasTuner still hands out the trials. Without it the worker that finishes
-    importing first may take several trials before the others have connected.
-    """
+    """In a worker: wait until every worker of the launch has built its tuner (or ``timeout``),
+    so that the first one up does not take several trials before the others connect."""
     spec = os.environ.get(BARRIER)
     if not spec or os.environ.get("KERASTUNER_TUNER_ID", CHIEF) == CHIEF:
         return
@@ -69,11 +62,7 @@ def start_together(timeout=300.0):
 
 def _tuner_class(base):
     """``base`` that records which process ran each trial, starts workers together and skips its
-    TensorBoard hook when the ``tensorboard`` package is missing.
-
-    On the TensorFlow backend KerasTuner imports ``tensorboard`` in every trial
-    (``Tuner._configure_tensorboard_dir``), which TensorFlow 2.21 does not install.
-    """
+    TensorBoard hook without the ``tensorboard`` package (TensorFlow 2.21 does not install it)."""
 
     class Tuner(base):
         def on_trial_begin(self, trial):
@@ -143,23 +132,18 @@ def search(spec, out, data_root=None, log=print):
         f"{spec['tuner']}, {spec['max_trials']} trials, {spec['epochs']} epochs each; results in "
         f"{out}")
     tuner = prepared.tuner()
-    callbacks = []
-    if spec["patience"]:
-        callbacks.append(keras.callbacks.EarlyStopping(spec["objective"],
-                                                       patience=spec["patience"],
-                                                       mode=spec["direction"]))
-    tuner.search(callbacks=callbacks, verbose=0)
+    stop = [keras.callbacks.EarlyStopping(spec["objective"], patience=spec["patience"],
+                                          mode=spec["direction"])] if spec["patience"] else []
+    tuner.search(callbacks=stop, verbose=0)
     if in_distributed_process():  # the parent summarizes
         return None
     return summarize(prepared, tuner)
 
 
 def summarize(prepared, tuner=None):
-    """The result of a search whose every trial finished (``best.json``, also returned):
-    :class:`~keras_rnnreg.tuning.folder.SearchIncomplete` naming the unfinished trials else.
-
-    ``tuner`` None: build one and reload the search from the folder (after a distributed search).
-    """
+    """The result of a search whose every trial finished (``best.json``, also returned), else
+    :class:`~keras_rnnreg.tuning.folder.SearchIncomplete` naming the unfinished trials. ``tuner``
+    None: build one and reload the search from the folder (after a distributed search)."""
     spec, out = prepared.spec, prepared.out
     if tuner is None:
         tuner = prepared.tuner()
@@ -175,15 +159,13 @@ def summarize(prepared, tuner=None):
         raise JobError(f"{spec['job']}: no trial finished with a score for {spec['objective']!r} "
                        f"(see the trials' errors above and in {out})")
     best, finished = best_trials[0], folder.trial_states(out)
-    best_overrides = []
-    for entry in prepared.hypermodel.active_entries():
-        if entry["name"] in best.hyperparameters.values:
-            for key in [entry["key"], *entry.get("also", [])]:
-                best_overrides.append(f"{key}={best.hyperparameters.values[entry['name']]}")
+    values = best.hyperparameters.values
+    best_overrides = [f"{key}={values[e['name']]}" for e in prepared.hypermodel.active_entries()
+                      if e["name"] in values for key in [e["key"], *e.get("also", [])]]
     workers = {t: w for t, w in folder.trial_workers(out).items() if t in finished}
     result = {
         "job": spec["job"], "model": spec["model"], "data": prepared.source,
-        "best_hyperparameters": best.hyperparameters.values, "best_score": best.score,
+        "best_hyperparameters": values, "best_score": best.score,
         "objective": spec["objective"], "trials": len(finished),
         "trials_by_worker": dict(sorted(Counter(workers.values()).items())),
         "max_trials": spec["max_trials"], "seed": spec["seed"], "overrides": best_overrides,

@@ -1,18 +1,12 @@
 """Presets of the noise study, "Regularizing Recurrent Networks" (../shared/papers/noise_study.txt).
 
-Forty names, ``{jsb, nottingham, pianomidi, musedata}_{model}`` with the ten models of Table 1:
-
-========  ==============================================================================
-model     what it is (Sec. 8-10)
-========  ==============================================================================
-rnn_plain plain tanh RNN, well initialised (sparse init, spectral radius; Sec. 6.1) rnn_fd
-fast-dropout RNN (Sec. 6.5; Bayer et al. 2013) rnn_nbr   norm-based regularizer: L1 / L2 on input,
-recurrent and output weights (Sec. 7) rnn_n     additive Gaussian noise on the recurrent weights,
-per timestep (Sec. 8.1, Eq. 11) rnn_ns    additive noise, per sequence rnn_mn    multiplicative
-noise, per timestep (Eq. 12) rnn_mns   multiplicative noise, per sequence rnn_do    DropConnect on
-the recurrent weights, per timestep (Sec. 9) rnn_dos   DropConnect, per sequence rnn_ff    noise on
-the feed-forward (input-to-hidden) weights, per timestep (Sec. 8.2)
-========  ==============================================================================
+Forty names, ``{jsb, nottingham, pianomidi, musedata}_{model}`` with the ten models of Table 1
+(Sec. 8-10): ``rnn_plain`` (plain tanh RNN, well initialised: sparse init, spectral radius,
+Sec. 6.1), ``rnn_fd`` (fast dropout, Sec. 6.5, Bayer et al. 2013), ``rnn_nbr`` (L1 / L2 on the
+input, recurrent and output weights, Sec. 7), ``rnn_n`` / ``rnn_ns`` (additive Gaussian noise on
+the recurrent weights per timestep / per sequence, Sec. 8.1, Eq. 11), ``rnn_mn`` / ``rnn_mns``
+(multiplicative noise, Eq. 12), ``rnn_do`` / ``rnn_dos`` (DropConnect on the recurrent weights,
+Sec. 9), ``rnn_ff`` (noise on the input-to-hidden weights per timestep, Sec. 8.2).
 
 Every network (Sec. 10.2): 88 inputs, one tanh hidden layer, 88 sigmoid outputs; loss: the
 cross-entropy summed over the 88 notes of a timestep and averaged over timesteps, so the number is
@@ -240,15 +234,14 @@ def preset(dataset, model):
         "task": "polyphonic",
         "description": f"{model.replace('_', '-').upper()} on {column} (noise study, Table 1)",
         "model": {
+            # tanh, 88 inputs, 88 sigmoid outputs, Glorot-uniform output weights: the defaults
             "cell": "fast_dropout" if model == "rnn_fd" else "simple_rnn", "units": units,
-            "activation": "tanh", "input_dim": 88, "output_dim": 88, "output_activation": "sigmoid",
             "kernel_init": keras_object(initializers.Sparse, connections=hp["sparsify"],
                                         stddev=hp["sigma_in"]),
             "recurrent_init": keras_object(
                 initializers.SpectralRadius, radius=hp["rho"],
                 base=keras_object(initializers.Sparse, connections=hp["sparsify"],
                                   stddev=hp["sigma_rec"])),
-            "output_init": keras_object(keras.initializers.GlorotUniform),
         },
         "regularization": _regularization(model, hp),
         "optimizer": keras_object(

@@ -12,8 +12,8 @@ with the end-of-sentence symbol, ``keras_rnnreg.data.ptb``), softmax out, bits p
   tanh removed), ``ptb_lstm_ns`` / ``ptb_lstm_ns_b50`` (β on the hidden states, output tanh
   removed "as in Gers & Schmidhuber"), ``ptb_lstm_ns_cell`` / ``ptb_lstm_ns_cell_b50`` (β on the
   memory cells, standard LSTM). Reading: the two β = 0 numbers of Table 1 are the two LSTM
-  variants (the hidden-state row is the net without the
-  output tanh, which the text says gave "a slight improvement").
+  variants (the hidden-state row is the net without the output tanh, which the text says gave "a
+  slight improvement").
 * ``ptb_srnn_{tanh,relu,trec}`` and ``_ns`` (β = 500): Table 2's first column (lr .1, gradient
   clipping 1); its other columns are the card's overrides of ``optimizer.learning_rate`` and
   ``optimizer.global_clipnorm`` (10^6 = effectively no clipping). TRec is the zero-bias ReLU (the
@@ -109,23 +109,15 @@ for _name, (_on, _beta, _value) in TABLE_1.items():
     PTB_PRESETS[_name] = _ptb(
         f"LSTM{' without output tanh' if _hidden else ''}, β = {_beta}"
         + (f" on the {'hidden states' if _hidden else 'memory cells'}" if _beta else ""),
-        f"Table 1, {'hidden-state' if _hidden else 'memory-cell'} row, β = {_beta}",
-        _value,
+        f"Table 1, {'hidden-state' if _hidden else 'memory-cell'} row, β = {_beta}", _value,
         model={"lstm_output_tanh": False} if _hidden else None,
         ns={"beta": float(_beta), "on": _on} if _beta else None,
-        notes="output tanh removed when the hidden states are penalized (Sec. 2.1)"
-        if _hidden else "",
-    )
+        notes="output tanh removed when the hidden states are penalized (Sec. 2.1)" * _hidden)
 
 # Table 2: columns (lr, clipping) = (.1, 1), (.1, 1e6), (.01, 1), (.01, 1e6).
-TABLE_2 = {
-    ("tanh", 0): (1.71, 1.55, 2.15, 2.15),
-    ("tanh", 500): (1.57, 2.70, 1.79, 1.80),
-    ("relu", 0): (1.78, 1.69, 1.93, 1.93),
-    ("relu", 500): (1.74, 1.73, 1.65, 2.04),
-    ("trec", 0): (1.62, 1.63, 1.95, 1.88),
-    ("trec", 500): (1.48, 1.49, 1.56, 1.56),
-}
+TABLE_2 = {("tanh", 0): (1.71, 1.55, 2.15, 2.15), ("tanh", 500): (1.57, 2.70, 1.79, 1.80),
+           ("relu", 0): (1.78, 1.69, 1.93, 1.93), ("relu", 500): (1.74, 1.73, 1.65, 2.04),
+           ("trec", 0): (1.62, 1.63, 1.95, 1.88), ("trec", 500): (1.48, 1.49, 1.56, 1.56)}
 TABLE_2_COLUMNS = ((0.1, 1.0), (0.1, 1e6), (0.01, 1.0), (0.01, 1e6))
 
 _SRNN_MODEL = {"cell": "simple_rnn", "units": 1600,
@@ -138,13 +130,10 @@ for _act in ("tanh", "relu", "trec"):
         _name = f"ptb_srnn_{_act}" + ("_ns" if _beta else "")
         PTB_PRESETS[_name] = _ptb(
             f"SRNN ({_act}), 1600 units, identity W_hh, β = {_beta}",
-            f"Table 2, {_act}, β = {_beta}, lr = .1, clipping = 1",
-            _values[0],
+            f"Table 2, {_act}, β = {_beta}, lr = .1, clipping = 1", _values[0],
             model={**_SRNN_MODEL, "activation": _act},
-            ns={"beta": 500.0, "on": "hidden"} if _beta else None,
-            other=_other,
-            notes="identity recurrent initialisation (footnote 1); TRec = ReLU without hidden bias",
-        )
+            ns={"beta": 500.0, "on": "hidden"} if _beta else None, other=_other,
+            notes="identity recurrent initialisation (footnote 1); TRec = ReLU without hidden bias")
 
 # Table 3: alternative costs at β = 500 (and β = 50) on the TRec SRNN.
 TABLE_3 = {
@@ -159,15 +148,11 @@ for _cost, (_b50, _b500) in TABLE_3.items():
     if _cost == "norm_diff":
         continue  # that is ptb_srnn_trec_ns
     PTB_PRESETS[f"ptb_srnn_trec_ns_{_cost}"] = _ptb(
-        f"SRNN (TRec), alternative cost {_cost}, β = 500",
-        f"Table 3, cost {_cost}, β = 500",
-        _b500,
-        model={**_SRNN_MODEL, "activation": "trec"},
-        ns={"beta": 500.0, "on": "hidden", "cost": _cost, "target": 5.0},
-        other={"beta=50": _b50},
+        f"SRNN (TRec), alternative cost {_cost}, β = 500", f"Table 3, cost {_cost}, β = 500",
+        _b500, model={**_SRNN_MODEL, "activation": "trec"},
+        ns={"beta": 500.0, "on": "hidden", "cost": _cost, "target": 5.0}, other={"beta=50": _b50},
         notes="Table 3 read as on the TRec SRNN (its norm-stabilizer entry equals Table 2's TRec "
-              "value)",
-    )
+              "value)")
 
 
 # -------------------------------------------------------------------------------------- TIMIT
@@ -218,8 +203,7 @@ def _timit_reg(beta, sigma, p):
 TIMIT_PRESETS = {}
 for _name, (_beta, _sigma, _p, _test, _dev) in TABLE_4.items():
     TIMIT_PRESETS[_name] = _merge(
-        TIMIT_BASE,
-        description=f"3x500 BLSTM + CTC, β = {_beta}, σ = {_sigma}, p = {_p}",
+        TIMIT_BASE, description=f"3x500 BLSTM + CTC, β = {_beta}, σ = {_sigma}, p = {_p}",
         regularization=_timit_reg(_beta, _sigma, _p),
         paper={"reference": PAPER,
                "table": f"Table 4, β = {_beta}, σ = {_sigma}, p = {_p} (mean of 5 runs)",
@@ -229,8 +213,7 @@ for _name, (_beta, _sigma, _p, _test, _dev) in TABLE_4.items():
     )
 for _name, (_units, _beta, _sigma, _test, _dev) in TABLE_5.items():
     TIMIT_PRESETS[_name] = _merge(
-        TIMIT_BASE,
-        description=f"3x{_units} BLSTM + CTC, β = {_beta}, σ = {_sigma}, patience 100",
+        TIMIT_BASE, description=f"3x{_units} BLSTM + CTC, β = {_beta}, σ = {_sigma}, patience 100",
         model={**TIMIT_BASE["model"], "units": _units},
         regularization=_timit_reg(_beta, _sigma, 0.0),
         training={**TIMIT_BASE["training"], "patience": 100},
@@ -261,14 +244,12 @@ _ADDING_PAPER = {"reference": PAPER, "table": "Sec. 2.3 (mean over 9 seeds)", "m
                           "SGD (Le et al.)"}
 ADDING_PRESETS = {
     "adding_irnn": _merge(
-        ADDING_BASE,
-        description="IRNN on the adding problem, length 400, no penalty",
+        ADDING_BASE, description="IRNN on the adding problem, length 400, no penalty",
         paper={**_ADDING_PAPER, "value": 0.105,
                "other": {"seeds_below_1/12": "4/9", "seeds_no_better_than_constant": "4/9"}},
     ),
     "adding_irnn_ns": _merge(
-        ADDING_BASE,
-        description="IRNN on the adding problem, length 400, norm-stabilizer β = 1",
+        ADDING_BASE, description="IRNN on the adding problem, length 400, norm-stabilizer β = 1",
         regularization={"norm_stabilizer": keras_object(regularizers.NormStabilizer, beta=1.0,
                                                         on="hidden")},
         paper={**_ADDING_PAPER, "value": 0.059, "other": {"seeds_below_1/12": "8/9"}},

@@ -45,10 +45,9 @@ class ConfigError(ValueError):
 class Config(dict):
     """A resolved configuration: complete, checked once (:func:`validate`), read-only.
 
-    What :func:`keras_rnnreg.zoo.resolve` returns and what ``build``, ``ZooModel``, training,
-    cards and tuner jobs take without checking again. It is a ``dict`` (JSON, ``==``, reading
-    as before) whose sections are read-only too; ``copy.deepcopy`` gives a plain, editable dict,
-    and ``zoo.resolve(config, overrides)`` a changed, checked ``Config``.
+    What :func:`keras_rnnreg.zoo.resolve` returns and ``build``, ``ZooModel``, training, cards and
+    tuner jobs take without checking again: a ``dict`` with read-only sections; ``copy.deepcopy``
+    gives a plain dict, ``zoo.resolve(config, overrides)`` a changed, checked ``Config``.
     """
 
     def __init__(self, checked):
@@ -133,11 +132,9 @@ def _check_signature(cls, config):
 
 
 def keras_object(obj, **config):
-    """The Keras-serialized config of ``obj`` (a class or an instance) called with ``config``.
-
-    Holds only the arguments given (``config``, or all of an instance's); the constructor checks
-    them here (an optimizer's signature: see :func:`_unbuilt`), so a broken preset fails on import.
-    """
+    """The Keras-serialized config of ``obj`` (a class or an instance) called with ``config``:
+    only the arguments given (all of an instance's), checked by the constructor here (an
+    optimizer's signature: see :func:`_unbuilt`), so a broken preset fails on import."""
     if _unbuilt(obj):
         _check_signature(obj, config)
         custom = keras.saving.get_registered_name(obj)
@@ -219,9 +216,9 @@ class Section:
 
 @dataclass(frozen=True)
 class KerasObject:
-    """A Keras object, held as its serialized config; ``default`` (a class and arguments) when
-    unset or first set; ``keys``: its arguments that bare override names may mean. ``get`` builds
-    it, and it must be a ``base`` (default: the default class)."""
+    """A Keras object held as its serialized config: ``default`` (class, arguments) when unset or
+    first set; ``keys``: arguments bare override names may mean; ``get`` builds it, and it must be
+    a ``base`` (default: the default's class)."""
 
     default: tuple
     doc: str = ""
@@ -428,8 +425,7 @@ def load_toml(path, error, kind):
 
 # ------------------------------------------------------------------------------------------ paths
 def _split(path):
-    """``(schema node, its path, the rest)``: the rest is a path inside a Keras object's config;
-    the node is ``None`` for an unknown key."""
+    """``(schema node or None, its path, the rest: a path inside a Keras object's config)``."""
     node = SCHEMA
     for i, part in enumerate(path):
         if isinstance(node, KerasObject):
@@ -441,8 +437,7 @@ def _split(path):
 
 
 def _paths(section=SCHEMA, prefix=()):
-    """Every key of the schema as a tuple path (sections, leaves, and the named arguments of
-    Keras objects), with its node."""
+    """``(path, node)`` of every key: sections, leaves, the named arguments of Keras objects."""
     out = []
     for key, node in section.fields.items():
         out.append((prefix + (key,), node))
@@ -590,8 +585,8 @@ def _check_section(config, section, prefix):
 
 
 def _build(node, path, value, where=None):
-    """The Keras object of a config (ConfigError naming the key if its constructor refuses); for
-    an optimizer, only its signature is checked (see :func:`_unbuilt`) and None returned."""
+    """The Keras object of a config (ConfigError naming the key if its constructor refuses); an
+    optimizer's signature is only checked (:func:`_unbuilt`) and None returned."""
     where = where or f"{dotted(path)}={value!r}"
     if not isinstance(value, dict) or not isinstance(value.get("config"), dict):
         raise ConfigError(f"{where}: expected {node.expected()}")
@@ -772,9 +767,8 @@ def flatten_overrides(overrides, prefix=()):
 
 
 def _argument_slot(obj, inner, path):
-    """The dict and key that ``inner`` (a path of arguments) names inside a serialized object:
-    a key it does not hold is looked up in the objects it wraps (``SpectralRadius``' base), and
-    is otherwise a new argument of the outer object."""
+    """The object and key that ``inner`` (a path of arguments) names in a serialized object: a key
+    it lacks is looked up in the objects it wraps (``SpectralRadius``' base), else added to it."""
     config = obj["config"]
     for part in inner[:-1]:
         child = config.get(part)

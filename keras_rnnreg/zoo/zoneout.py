@@ -1,11 +1,10 @@
 """Presets of Krueger et al. 2016, "Zoneout: Regularizing RNNs by Randomly Preserving Hidden
 Activations" (arXiv 1606.01305): the character-level Penn Treebank LSTM and its baselines.
 
-No copy of the paper is at hand here; the settings are read from the authors' reference code,
-github.com/teganmaharaj/zoneout at commit 07a3ef2: its README (the commands of the char-PTB
-experiments and "We set state of the art on character-level Penn Treebank with 1.27 BPC") and the
-parameters of its zoneout run, ``drop_prob_cells=0.5_drop_prob_states=0.95.4/exp_params.txt``
-(the defaults of ``zoneout_char_ptb.py``).
+Read from the authors' reference code (no copy of the paper is at hand),
+github.com/teganmaharaj/zoneout at 07a3ef2: its README (the char-PTB commands and "We set state of
+the art on character-level Penn Treebank with 1.27 BPC") and the parameters of its zoneout run,
+``drop_prob_cells=0.5_drop_prob_states=0.95.4/exp_params.txt``.
 
 * ``ptb_char_lstm_zoneout``: one LSTM layer of 1000 units, 50 one-hot characters in, softmax out,
   sequences of 100, batch 32, Adam with learning rate 0.002, clipping 1, orthogonal
@@ -13,11 +12,9 @@ parameters of its zoneout run, ``drop_prob_cells=0.5_drop_prob_states=0.95.4/exp
   validation NLL; we monitor the validation bits per character, the same ordering), within 2000
   epochs; zoneout 0.5 on the memory cells and 0.05 on the hidden states. Paper number: 1.27 test
   BPC (the README's).
-* ``ptb_char_lstm_zoneout_baseline`` (unregularized), ``ptb_char_lstm_zoneout_wn`` (weight noise
-  0.075) and ``ptb_char_lstm_zoneout_ns`` (norm-stabilizer, coefficient 50 on the hidden states):
-  the README's char-PTB baselines, on the same network and schedule. They have **no paper number
-  here** (``paper.value`` none): the README gives none, and without the paper at hand we do not
-  quote its table.
+* ``ptb_char_lstm_zoneout_baseline`` (unregularized), ``_wn`` (weight noise 0.075) and ``_ns``
+  (norm-stabilizer, 50 on the hidden states): the README's baselines, same network and schedule,
+  with **no paper number here** (the README gives none; we do not quote the paper's table).
 
 Our readings:
 

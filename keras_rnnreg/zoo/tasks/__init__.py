@@ -1,5 +1,4 @@
-"""The zoo's tasks, one module per data family: data, the network's input, loss, metrics,
-evaluation.
+"""The zoo's tasks, one module per data family: data, network input, loss, metrics, evaluation.
 
 A :class:`Task` (``TASKS[config["task"]]``, :func:`get`) gives the zoo what a data family needs
 besides the recurrent stack: ``load(config, source)`` -> the splits (``source`` resolved by
@@ -60,8 +59,7 @@ class Task:
         return {}, []
 
     def extra_logs(self, config):
-        """Epoch-log keys that :meth:`epoch_callbacks` add (possible ``training.monitor``
-        values)."""
+        """Epoch-log keys :meth:`epoch_callbacks` add (possible ``training.monitor`` values)."""
         return ()
 
 
@@ -85,20 +83,14 @@ def get(config_or_name):
 
 
 class FirstBatches(keras.utils.PyDataset):
-    """The first ``steps`` batches of every epoch of a pipeline
-    (``training.max_steps_per_epoch``)."""
+    """The first ``steps`` batches of every epoch (``training.max_steps_per_epoch``)."""
 
     def __init__(self, data, steps):
         super().__init__()
-        self.data = data
-        self.steps = int(steps)
+        self.data, self.steps = data, int(steps)
 
     def __len__(self):
         return min(len(self.data), self.steps)
-
-    @property
-    def num_batches(self):
-        return len(self)
 
     def __getitem__(self, index):
         if index >= len(self):
@@ -138,14 +130,11 @@ def resolve_source(source, data_root=None, name="", named=(SYNTHETIC,)):
         if candidate.exists():
             return str(candidate)
     looked = ", ".join(str(c) for c in candidates)
-    corpus = next((n for n, c in catalog.CORPORA.items() if c.path == source), None)
-    if corpus and catalog.CORPORA[corpus].url:
-        where = (f"`rnnreg data fetch {corpus}` downloads it from "
-                 f"{catalog.CORPORA[corpus].origin}; or pass --data PATH")
-    elif corpus:
-        where = f"{catalog.CORPORA[corpus].origin}; or pass --data PATH"
-    else:
-        where = "pass --data PATH"
+    name = next((n for n, c in catalog.CORPORA.items() if c.path == source), None)
+    corpus = catalog.CORPORA.get(name)
+    where = "pass --data PATH" if corpus is None else f"{corpus.origin}; or pass --data PATH"
+    if corpus is not None and corpus.url:
+        where = f"`rnnreg data fetch {name}` downloads it from {where}"
     raise DataNotFoundError(f"data for {name or 'this configuration'} not found: {source!r} "
                             f"(looked at {looked}); {where}, or --data-root / ${DATA_ROOT_ENV} = "
                             f"the folder holding {source}")

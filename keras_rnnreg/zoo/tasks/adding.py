@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from keras_rnnreg.data import _batching, adding
 from keras_rnnreg.zoo.tasks import SYNTHETIC, Task, register
 
 __all__ = ["Adding"]
@@ -15,8 +16,6 @@ class Adding(Task):
     named_sources = (SYNTHETIC, "generated")
 
     def load(self, config, source):
-        from keras_rnnreg.data import adding
-
         d = config["data"]
         sizes = {"train": d["train_size"], "valid": d["valid_size"], "test": d["test_size"]}
         if source == SYNTHETIC:
@@ -26,19 +25,14 @@ class Adding(Task):
                 for split, n in sizes.items()}
 
     def pipelines(self, config, data, seed):
-        from keras_rnnreg.data import _batching
-
         b = config["data"]["batch_size"]
         return (_batching.ArrayBatches(data["train"], b, seed=seed),
                 _batching.ArrayBatches(data["valid"], max(b, 256), shuffle=False))
 
     def compile_args(self, config):
-        return {"loss": keras.losses.MeanSquaredError(), "weighted_metrics": None,
-                "metrics": None}
+        return {"loss": keras.losses.MeanSquaredError(), "weighted_metrics": None, "metrics": None}
 
     def evaluate(self, model, config, data, split="test"):
-        from keras_rnnreg.data import adding
-
         x, y = data[split]
         pred = np.asarray(model.predict(x, batch_size=256, verbose=0)).reshape(-1)
         mse = float(np.mean((pred - y.reshape(-1)) ** 2))
@@ -52,8 +46,6 @@ class Adding(Task):
         return self.load(config, SYNTHETIC)
 
     def batch(self, config, batch_size=2, seed=0):
-        from keras_rnnreg.data import adding
-
         x, y = adding.generate(batch_size, length=config["data"]["length"], seed=seed)
         return x, y, None
 

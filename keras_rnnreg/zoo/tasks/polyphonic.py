@@ -6,6 +6,7 @@ from keras import ops
 
 from keras_rnnreg import metrics
 from keras_rnnreg._api import serializable
+from keras_rnnreg.data import polyphonic
 from keras_rnnreg.zoo.tasks import SYNTHETIC, Task, register
 
 __all__ = ["FrontPaddingMask", "NoteCrossEntropy", "Polyphonic"]
@@ -73,13 +74,9 @@ class Polyphonic(Task):
         return inputs, x
 
     def comparable(self, source, data):
-        from keras_rnnreg.data import polyphonic
-
         return source not in (SYNTHETIC, polyphonic.CHORALES)
 
     def load(self, config, source):
-        from keras_rnnreg.data import polyphonic
-
         if source == SYNTHETIC:
             return self.synthetic(config)
         if source == polyphonic.CHORALES:
@@ -87,8 +84,6 @@ class Polyphonic(Task):
         return polyphonic.load(source)
 
     def pipelines(self, config, data, seed):
-        from keras_rnnreg.data import polyphonic
-
         d = config["data"]
         train = polyphonic.make_dataset(data["train"], batch_size=d["batch_size"],
                                         chunk=d["chunk"], seed=seed)
@@ -101,8 +96,6 @@ class Polyphonic(Task):
                 "weighted_metrics": [metrics.NLLPerTimestep(), metrics.FrameAccuracy()]}
 
     def evaluate(self, model, config, data, split="test"):
-        from keras_rnnreg.data import polyphonic
-
         return polyphonic.evaluate(model, data[split])
 
     def synthetic(self, config, seed=0):

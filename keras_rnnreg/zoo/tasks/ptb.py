@@ -9,6 +9,7 @@ from keras import ops
 
 from keras_rnnreg import metrics
 from keras_rnnreg._api import serializable
+from keras_rnnreg.data import ptb
 from keras_rnnreg.zoo.tasks import SYNTHETIC, Task, register
 
 __all__ = ["OneHot", "PTB"]
@@ -41,8 +42,6 @@ class PTB(Task):
         return source != SYNTHETIC and not data.get("smoke", False)
 
     def load(self, config, source):
-        from keras_rnnreg.data import ptb
-
         if source == SYNTHETIC:
             return self.synthetic(config)
         folder = Path(source)
@@ -75,8 +74,6 @@ class PTB(Task):
         return changes, notes
 
     def pipelines(self, config, data, seed):
-        from keras_rnnreg.data import ptb
-
         d = config["data"]
         train = ptb.make_dataset(data["train"], batch_size=d["batch_size"], seq_len=d["seq_len"],
                                  seed=seed)
@@ -94,8 +91,6 @@ class PTB(Task):
         return {"loss": loss, "weighted_metrics": [metrics.BitsPerCharacter()], "metrics": None}
 
     def evaluate(self, model, config, data, split="test"):
-        from keras_rnnreg.data import ptb
-
         return ptb.evaluate(model, data[split], seq_len=config["data"]["seq_len"])
 
     def synthetic(self, config, seed=0):

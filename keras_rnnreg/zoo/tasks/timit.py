@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from keras_rnnreg.data import timit
 from keras_rnnreg.zoo.tasks import SYNTHETIC, Task, register
 
 __all__ = ["TIMIT", "ValidationPER"]
@@ -17,8 +18,6 @@ class ValidationPER(keras.callbacks.Callback):
         self.split = split
 
     def on_epoch_end(self, epoch, logs=None):
-        from keras_rnnreg.data import timit
-
         if logs is not None:
             logs["val_per"] = 100.0 * timit.evaluate(self.model, self.split)["per"]
 
@@ -29,15 +28,11 @@ class TIMIT(Task):
     metric_label = "test phone error rate (%)"
 
     def load(self, config, source):
-        from keras_rnnreg.data import timit
-
         if source == SYNTHETIC:
             return self.synthetic(config)
         return timit.load(source)
 
     def pipelines(self, config, data, seed):
-        from keras_rnnreg.data import timit
-
         b = config["data"]["batch_size"]
         return (timit.make_dataset(data["train"], b, seed=seed),
                 timit.make_dataset(data["valid"], b, shuffle=False))
@@ -54,8 +49,6 @@ class TIMIT(Task):
         return ("val_per",)
 
     def evaluate(self, model, config, data, split="test"):
-        from keras_rnnreg.data import timit
-
         out = timit.evaluate(model, data[split])
         out["per"] = 100.0 * out["per"]
         return out
