@@ -2,27 +2,15 @@
 
 ``rnnreg train NAME`` is :func:`train`; ``rnnreg evaluate RUN_DIR`` is :func:`evaluate_run`.
 
-A run folder holds ``config.json`` (the resolved configuration and the run's settings: seed, data,
-the backend that started it, one record per resume); ``state.json``, the commit record (finished
-epochs, the history, best value and epoch, early-stopping counter, NaN restarts, the random
-generators' states, the names of the last and best checkpoints); ``checkpoints/epoch-NNNN.keras``
-(model + optimizer state) of the last and the best committed epoch, linked as ``last.keras`` and
-``best.keras``; ``history.csv``, one row per committed epoch rewritten from ``state.json`` (the
-epoch logs and the spectral radius of every recurrent kernel,
-``spectral_radius/<layer>[/<gate>]``); ``tensorboard/`` logs with the ``tensorboard`` extra (not
-part of the commit); ``report.json``, the test numbers beside the paper's, written at the end; and
-``run.lock``, the writer's lock.
-
-The README ("What a run folder guarantees") tells what a run folder guarantees: one commit point
-per epoch, one writer, a resume continues the same run, Ctrl-C keeps every committed epoch. The
-commit is :class:`keras_rnnreg.callbacks.RunFolderCheckpoint` (the checkpoint written whole, then
-``state.json`` replaced in one ``os.replace``); the lock and atomic files are in
-:mod:`keras_rnnreg._runfolder`; :data:`RESUME_SAFE` names what a resume may change. Early stopping
-(:class:`keras_rnnreg.callbacks.ResumableEarlyStopping`) uses ``training.monitor`` / ``mode`` /
-``patience``; the norm-stabilizer paper's NaN policy is :class:`keras_rnnreg.callbacks.NaNRestart`
-in :func:`keras_rnnreg.callbacks.fit_with_restarts`; gradient clipping is the optimizer's
-``global_clipnorm``. The test number is computed with the best epoch's weights by the task's
-whole-split evaluation.
+A run folder holds ``config.json`` (the resolved configuration, seed, data, backend, one record
+per resume); ``state.json``, the commit record (finished epochs, history, best value and epoch,
+early-stopping counter, NaN restarts, random generators' states, the last and best checkpoints);
+``checkpoints/epoch-NNNN.keras`` of the last and best committed epoch, linked as ``last.keras`` /
+``best.keras``; ``history.csv`` (the epoch logs, with ``spectral_radius/<layer>[/<gate>]``);
+``tensorboard/`` (with the ``tensorboard`` extra); ``report.json``, the test numbers beside the
+paper's (from the best epoch's weights); and ``run.lock``, the writer's lock. The README ("What a
+run folder guarantees") says what it guarantees; the commit is
+:class:`~keras_rnnreg.callbacks.RunFolderCheckpoint`.
 """
 
 import math
@@ -72,8 +60,8 @@ def _load_checkpoint(path):
     except Exception as err:
         text = " ".join(str(err).split())
         text = text[:200] + "..." if len(text) > 200 else text
-        raise RunError(f"{path}: cannot load the checkpoint ({type(err).__name__}: {text})") \
-            from err
+        raise RunError(f"{path}: cannot load the checkpoint ({type(err).__name__}: "
+                       f"{text})") from err
 
 
 def log_names(config):

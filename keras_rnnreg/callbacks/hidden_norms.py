@@ -149,10 +149,9 @@ def _norms(probe, inputs, mask=None, batch_size=None):
 def hidden_norms(model_or_layer, inputs, layer_name=None, cells=False, mask=None, batch_size=None):
     """Batch-averaged ‖h_t‖₂ per timestep of a recurrent layer (norm-stabilizer paper, Figs. 3–5).
 
-    A copy of the layer is built from its config with ``return_sequences=True`` (and, with
-    ``cells=True``, ``return_cell_sequence=True``; no ``state_regularizer``), the weights are
-    copied, and it runs in inference mode (``training=False``: no dropout or weight noise) over
-    ``inputs`` — which may be longer than the training sequences.
+    A copy of the layer (from its config, returning sequences, without ``state_regularizer``)
+    runs with the layer's weights in inference mode (no dropout or weight noise) over ``inputs``,
+    which may be longer than the training sequences.
 
     Args:
         model_or_layer: a ``keras.Model`` (the layer is found by ``layer_name``, default: the

@@ -1,39 +1,13 @@
 """TIMIT phoneme recognition (norm-stabilizer paper, section 2.2, after Graves et al. 2013).
 
-Corpus: the LDC layout ``TRAIN|TEST/DR1..DR8/<speaker>/<utterance>.WAV`` (NIST SPHERE, read
-through soundfile / libsndfile) with ``<utterance>.PHN`` label files (``start end phone`` per
-line). Folder and file names are matched case-insensitively, so lower-case copies work too; a
-root holding the ``TIMIT/`` folder is accepted as well.
-
-Splits (the standard ones): the SA sentences (SA1, SA2: the same two texts for every speaker)
-are dropped; ``train`` is every TRAIN utterance (3696 on the full corpus); ``valid`` the 50
-speakers of the standard development set (400 utterances) and ``test`` the 24-speaker core test
-set (192 utterances), both from TEST (:data:`DEV_SPEAKERS`, :data:`CORE_TEST_SPEAKERS`, the lists
-of Halberstadt 1998 that Kaldi's ``egs/timit`` uses).
-
-Labels: the 61 TIMIT phones for training, as ids 1..61 in :data:`PHONES_61` order; id 0 is the
-CTC blank (``keras.losses.CTC`` and ``keras.ops.ctc_decode`` both use ``mask_index=0``), so an
-output layer has 62 units. Scoring folds to 39 phones (Lee & Hon 1989, :data:`FOLD_39`):
-closures, pauses and epenthetic silence to ``sil``, ``q`` deleted, and the merges aa/ao,
-ah/ax/ax-h, er/axr, hh/hv, ih/ix, l/el, m/em, n/en/nx, ng/eng, sh/zh, uw/ux. Folding is applied to
-decoded and reference strings alike; repeated symbols created by folding are kept (Kaldi's
-scoring does the same).
-
-Features (Graves et al. 2013: "40 coefficients (plus energy) distributed on a mel-scale, together
-with their first and second temporal derivatives ... normalised ... over the training set"),
-computed in NumPy, our reading of the details: pre-emphasis 0.97; 25 ms Hamming windows every 10 ms
-(400 / 160 samples at 16 kHz; a frame every 10 ms while a whole window fits); a 512-point FFT power
-spectrum; 40 triangular filters evenly spaced on the HTK mel scale ``2595 log10(1 + f / 700)`` from
-0 Hz to the Nyquist frequency; natural log of each filter's energy and of the frame's energy
-(floored at 1e-10); first and second derivatives by the HTK regression formula over ±2 frames (edges
-repeated). Layout per frame: 40 log filterbank energies, log energy, then their deltas, then their
-delta-deltas (123 numbers). Every dimension is normalised with the mean and standard deviation of
-all training frames. The features of a corpus are computed once and cached (``.npz``, written
-atomically), keyed on the corpus' path, file sizes and modification times.
-
-Evaluation: phone error rate after folding, from greedy CTC decoding (``keras.ops.ctc_decode``)
-and the Levenshtein distance, summed over the split (:func:`evaluate`). The paper uses no beam
-search, and neither do we.
+The layout, splits, labels, features and scoring are described in the documentation's "Data
+sources and metrics" page. Our reading of the details it leaves open: folding to 39 phones keeps
+the repeated symbols it creates (as Kaldi's scoring does); frames every 10 ms while a whole
+400-sample window fits; 40 filters on the HTK mel scale ``2595 log10(1 + f / 700)`` from 0 Hz to
+Nyquist; natural log of filter and frame energies floored at 1e-10; derivatives by the HTK
+regression over ±2 frames, edges repeated. Per frame: 40 log filterbank energies, log energy,
+their deltas, their delta-deltas (123 numbers). The features are cached (``.npz``, atomically)
+keyed on the corpus' path, file sizes and modification times.
 """
 
 import warnings
