@@ -133,9 +133,8 @@ class Strategy:
             return fn()
 
     def shard_data(self, data):
-        """The batches this process feeds: each ``(x, y, sample_weight)`` batch padded to a
-        multiple of :attr:`num_replicas` with zero-weight rows; on JAX with several processes,
-        then this process's rows (``tf.distribute`` shards between workers by itself)."""
+        """``data`` as :class:`ShardedBatches` (on TensorFlow without the cut between processes,
+        which ``tf.distribute`` makes by itself)."""
         if data is None:
             return data
         if not isinstance(data, keras.utils.PyDataset):
@@ -198,9 +197,7 @@ class ShardedBatches(keras.utils.PyDataset):
                     f"a batch of {size} rows is padded to {padded} for {self.replicas} replicas; "
                     "on TensorFlow the loss is the mean of the replicas' means, so zero-weight "
                     "rows scale it down: for exact global-batch losses use a batch size that is a "
-                    f"multiple of {self.replicas} (metrics stay exact)",
-                    stacklevel=2,
-                )
+                    f"multiple of {self.replicas} (metrics stay exact)", stacklevel=2)
             arrays = [np.concatenate([a, np.repeat(a[-1:], extra, axis=0)]) for a in arrays[:2]] + [
                 np.concatenate([w, np.zeros((extra,) + w.shape[1:], w.dtype)]) for w in arrays[2:]
             ]
@@ -218,20 +215,20 @@ def get(kind, *, devices=None, tpu=None, job_addresses=None, num_processes=None,
     Args:
         kind: ``"data-parallel"``, ``"tpu"`` or ``"multi-worker"`` (or a :class:`Strategy`,
             returned as is).
-        devices: data-parallel only: the devices to use (JAX device objects or
-            ``"cpu:0"``-style names; TF device strings); default every device of the machine.
+        devices: data-parallel only: the devices to use (JAX devices or names; TF device
+            strings); default every device of the machine.
         tpu: TensorFlow TPU name or address for ``TPUClusterResolver`` (default: from the
             environment).
         job_addresses: JAX multi-worker: the coordinator's ``host:port`` (default:
             ``$KERAS_DISTRIBUTION_JOB_ADDRESSES``; likewise for the next two).
         num_processes: JAX multi-worker: the number of processes (``..._NUM_PROCESSES``).
         process_id: JAX multi-worker: this process' index (``..._PROCESS_ID``).
-        timeout: multi-worker: seconds to wait for every process of the cluster to answer
-            (default ``$RNNREG_CLUSTER_TIMEOUT``, else :data:`DEFAULT_TIMEOUT`).
+        timeout: multi-worker: seconds to wait for the cluster (default
+            ``$RNNREG_CLUSTER_TIMEOUT``, else :data:`DEFAULT_TIMEOUT`).
 
     Raises:
-        DistributeError: not available here, bad cluster settings, or a process of the cluster
-            that did not answer within the timeout (the message names its address).
+        DistributeError: not available here, bad cluster settings, or a process that did not
+            answer within the timeout (the message names its address).
     """
     if isinstance(kind, Strategy):
         return kind

@@ -81,11 +81,10 @@ class _Probe:
         try:
             symbolic_input = layer.input
         except (AttributeError, ValueError) as err:
-            raise ValueError(
-                f"hidden_norms: cannot locate the input of layer {layer.name!r} in model "
-                f"{model.name!r} (a model built without keras.Input, or a shared layer); pass "
-                "the layer itself and its input sequences."
-            ) from err
+            raise ValueError(f"hidden_norms: cannot locate the input of layer {layer.name!r} in "
+                             f"model {model.name!r} (a model built without keras.Input, or a "
+                             "shared layer); pass the layer itself and its input "
+                             "sequences.") from err
         if isinstance(symbolic_input, (list, tuple)):
             # [sequences, mask or initial states...] when the layer got more than one tensor; the
             # sequences carry their Keras mask, which the copy picks up when called on them.

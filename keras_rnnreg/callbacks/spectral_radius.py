@@ -101,11 +101,8 @@ class SpectralRadiusLogger(keras.callbacks.Callback):
             return found
         selected = {}
         for item in self.layers:
-            matches = {
-                key: layer
-                for key, layer in found.items()
-                if item is layer or item in (key, layer.name, key.rsplit("/", 1)[0])
-            }
+            matches = {key: layer for key, layer in found.items()
+                       if item is layer or item in (key, layer.name, key.rsplit("/", 1)[0])}
             if not matches:
                 raise ValueError(f"SpectralRadiusLogger: no recurrent layer matches {item!r} in "
                                  f"layers=; the model's recurrent layers are {sorted(found)}.")

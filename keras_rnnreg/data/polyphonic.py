@@ -426,11 +426,8 @@ def make_dataset(sequences, batch_size, chunk=CHUNK, shuffle=True, seed=0, **kwa
     """A ``keras.utils.PyDataset`` of ``(inputs, targets, sample_weight)`` batches for ``fit``.
 
     ``chunk=100`` (training and validation, section 10.1): fixed-length chunks, front-padded.
-    ``chunk=None``: whole sequences (test), padded at the *end* to the longest in the batch —
-    exact for a causal (left-to-right) model, whose outputs never depend on later padding.
-    Shuffling is seeded (``seed``), reshuffled every epoch; with ``chunk=None`` and shuffling,
-    sequences of similar length are batched together. ``kwargs`` go to ``PyDataset``
-    (``workers``, ``use_multiprocessing``, ``max_queue_size``).
+    ``chunk=None``: whole sequences, padded at the *end* to the longest in the batch (exact for a
+    causal model). Shuffling is seeded and differs every epoch. ``kwargs`` go to ``PyDataset``.
     """
     if chunk is not None:
         arrays = make_chunks(sequences, chunk)
@@ -453,13 +450,11 @@ def make_dataset(sequences, batch_size, chunk=CHUNK, shuffle=True, seed=0, **kwa
 def evaluate(model, sequences, batch_size=32, causal=True, from_logits=False, pad_multiple=64):
     """Whole-split NLL per timestep (nats) and frame accuracy, test sequences run whole.
 
-    Every sequence is fed entire (no chunking, no front padding) and its T - 1 next-step
-    predictions are scored; the NLL is averaged over all predicted timesteps of the split, each
-    weighted equally (the number of the noise study's Table 1). With ``causal=True`` sequences
-    are batched by length and padded at the end (to a multiple of ``pad_multiple``), which
-    cannot change a left-to-right model's outputs; with ``causal=False`` only sequences of
-    identical length share a batch. The model must accept inputs of shape (batch, None, 88) and
-    output probabilities (``from_logits=True``: logits) of the same shape.
+    Every sequence's T - 1 next-step predictions are scored; the NLL is averaged over all predicted
+    timesteps of the split (Table 1's number). With ``causal=True`` sequences are batched by
+    length and padded at the end (to a multiple of ``pad_multiple``); with ``causal=False`` only
+    sequences of identical length share a batch. The model maps (batch, None, 88) inputs to
+    probabilities (``from_logits=True``: logits) of the same shape.
 
     Returns ``{"nll": ..., "frame_accuracy": ..., "timesteps": ...}``.
     """

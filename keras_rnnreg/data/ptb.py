@@ -128,18 +128,14 @@ def load(path, vocab_from="train", level="auto", eos=True, download=False, data_
                                     "instead (a smoke test, not the paper's set-up)")
         if split != "train" or vocab_from == split:
             raise FileNotFoundError(f"{folder}: no {split} split (looked for {looked})")
-    sentences = {
-        split: read_sentences(p, kind) if p is not None else None
-        for split, (p, kind) in found.items()
-    }
+    sentences = {split: read_sentences(p, kind) if p is not None else None
+                 for split, (p, kind) in found.items()}
     symbols = {c for _, chars in sentences[vocab_from] for c in chars}
     vocab = sorted(symbols | ({EOS} if eos else set()))
-    out = {
-        split: None
-        if sentences[split] is None
-        else encode(sentences[split], vocab, p, eos, vocab_file=found[vocab_from][0].name)
-        for split, (p, _) in found.items()
-    }
+    vocab_file = found[vocab_from][0].name
+    out = {split: None if sentences[split] is None
+           else encode(sentences[split], vocab, p, eos, vocab_file=vocab_file)
+           for split, (p, _) in found.items()}
     if vocab_from != "train":
         missing = "no training split; " if out["train"] is None else ""
         warnings.warn(f"PTB at {folder}: {missing}vocabulary built from the {vocab_from} split "

@@ -84,10 +84,9 @@ def read_sphere(path):
     try:
         audio, rate = soundfile.read(str(path), dtype="float64", always_2d=False)
     except Exception as err:
-        raise ValueError(
-            f"{path}: libsndfile cannot read this audio ({err}); expected NIST SPHERE with "
-            "uncompressed PCM (decompress 'shorten' files with sph2pipe first)"
-        ) from err
+        raise ValueError(f"{path}: libsndfile cannot read this audio ({err}); expected NIST SPHERE "
+                         "with uncompressed PCM (decompress 'shorten' files with sph2pipe "
+                         "first)") from err
     if audio.ndim == 2:
         audio = audio.mean(axis=1)
     if audio.size == 0:
@@ -310,14 +309,10 @@ def _unpack(packed):
     out = {}
     for split in SPLITS:
         frames, label_lengths = packed[f"{split}_frames"], packed[f"{split}_label_lengths"]
-        out[split] = {
-            "features": np.split(packed[f"{split}_features"], np.cumsum(frames)[:-1]),
-            "labels": [
-                a.astype(np.int32)
-                for a in np.split(packed[f"{split}_labels"], np.cumsum(label_lengths)[:-1])
-            ],
-            "ids": [str(i) for i in packed[f"{split}_ids"]],
-        }
+        labels = np.split(packed[f"{split}_labels"], np.cumsum(label_lengths)[:-1])
+        out[split] = {"features": np.split(packed[f"{split}_features"], np.cumsum(frames)[:-1]),
+                      "labels": [a.astype(np.int32) for a in labels],
+                      "ids": [str(i) for i in packed[f"{split}_ids"]]}
     out["phones"] = PHONES_61
     out["mean"], out["std"] = packed["mean"], packed["std"]
     return out
@@ -327,12 +322,9 @@ def load(root, cache=True, data_root=None):
     """Read a TIMIT tree into normalised features and 61-phone labels, by split.
 
     Returns ``{"train": split, "valid": split, "test": split, "phones": PHONES_61,
-    "mean": (123,), "std": (123,)}``, each ``split`` a dict of ``"features"`` (list of
-    (frames, 123) float32, normalised with the training mean and standard deviation),
-    ``"labels"`` (list of int32 ids 1..61 in :data:`PHONES_61` order; 0 is the CTC blank) and
-    ``"ids"`` (``"<SPEAKER>_<SENTENCE>"``). The features are cached (see the module docstring).
-    ``root="timit"`` is the data root's ``TIMIT/`` (see :func:`keras_rnnreg.data.data_root`;
-    TIMIT is licensed, so it is never downloaded: a missing one says where to obtain it).
+    "mean": (123,), "std": (123,)}``, each ``split`` a dict of ``"features"`` (list of normalised
+    (frames, 123) float32), ``"labels"`` (list of int32 ids 1..61 in :data:`PHONES_61` order) and
+    ``"ids"`` (``"<SPEAKER>_<SENTENCE>"``). ``root="timit"`` is the data root's ``TIMIT/``.
     """
     root = catalog.resolve(root, "timit", data_root=data_root)
     splits = find_utterances(root)
@@ -362,11 +354,8 @@ def _check_split(split):
 def make_dataset(split, batch_size, shuffle=True, seed=0, pad_multiple=8, **kwargs):
     """A ``keras.utils.PyDataset`` of ``(features, labels)`` batches for a CTC model.
 
-    ``features``: (batch, frames, 123) float32, zero-padded at the end (utterances of similar
-    length batched together when shuffling); ``labels``: (batch, L) int32 phone ids 1..61,
-    padded with 0 to the longest label sequence of the split — what ``keras.losses.CTC`` expects
-    (0 is its blank / padding id). Keras' CTC loss counts every output frame, so the model also
-    learns to emit blanks on the padded frames; length bucketing keeps them few.
+    ``features``: (batch, frames, 123) float32, zero-padded at the end; ``labels``: (batch, L)
+    int32 phone ids 1..61, padded with 0 (``keras.losses.CTC``'s blank) to the split's longest.
     """
     features, labels = _check_split(split)
     label_length = max(len(a) for a in labels)
@@ -415,10 +404,9 @@ def evaluate(model, split, batch_size=1):
     """Phone error rate of ``model`` on a split, after folding to 39 phones.
 
     The model maps (batch, frames, 123) features to (batch, frames, 62) CTC outputs (logits or
-    probabilities: greedy decoding only takes the arg-max). With ``batch_size=1`` each utterance
-    is run alone, which is exact for any model; larger batches pad at the end, which leaves a
-    causal model's outputs unchanged but not a bidirectional one's unless it masks the padding.
-    Returns ``{"per": ..., "edits": ..., "reference_phones": ..., "utterances": ...}``.
+    probabilities). ``batch_size=1`` runs each utterance alone (exact for any model); larger
+    batches pad at the end, which changes an unmasked bidirectional model's outputs. Returns
+    ``{"per": ..., "edits": ..., "reference_phones": ..., "utterances": ...}``.
     """
     features, labels = _check_split(split)
     batch_size = check_int("batch_size", batch_size)

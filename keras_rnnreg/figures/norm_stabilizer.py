@@ -69,8 +69,7 @@ def ns_learning_curves(runs, out_dir):
         _curves(ax, [r for r in rows if r["panel"] == panel])
         ax.set_title(f"penalty on the {'hidden states' if panel == 'hidden' else 'memory cells'}",
                      fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(rows[0]["metric"] + " (solid) / training (dashed)")
+        ax.set(xlabel="epoch", ylabel=rows[0]["metric"] + " (solid) / training (dashed)")
     columns = ["run", "name", "label", "beta", "panel", "split", "epoch", "value", "metric"]
     return save(fig, out_dir, "ns_learning_curves", columns, rows)
 
@@ -146,8 +145,7 @@ def ns_norm_horizon(runs, out_dir, *, length=LENGTH, batch=16):
         ax.axvline(max(horizon), color="gray", ls=":", lw=1)
         name = {"h": "‖h_t‖", "c": "‖c_t‖"}[quantity]
         ax.set_title(f"{cell}: mean {name}" + (f", cost {cost}" if cost else ""), fontsize=10)
-        ax.set_xlabel("timestep (dotted: training length)")
-        ax.set_ylabel(f"mean {name}")
+        ax.set(xlabel="timestep (dotted: training length)", ylabel=f"mean {name}")
         _legend(ax)
     curves = list(dict.fromkeys(f"{r['run']}:{r['quantity']}" for r in rows))
     wide = {}
@@ -183,11 +181,9 @@ def ns_irnn_lognorm(runs, out_dir, *, length=LENGTH, batch=16):
         h = hidden_sequences(run, x)
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             lognorm = np.log(np.linalg.norm(h, axis=-1)).mean(0)
-        probs = np.concatenate([
-            np.asarray(keras.ops.convert_to_numpy(run.model()(x[i : i + 8], training=False)),
-                       np.float64)
-            for i in range(0, len(x), 8)
-        ])
+        model = run.model()
+        probs = np.concatenate([keras.ops.convert_to_numpy(model(x[i : i + 8], training=False))
+                                for i in range(0, len(x), 8)]).astype(np.float64)
         picked = np.take_along_axis(probs, y[..., None].astype(int), axis=-1)[..., 0]
         with np.errstate(divide="ignore", invalid="ignore"):
             cost = (-np.log2(picked)).mean(0)
@@ -211,8 +207,7 @@ def ns_irnn_lognorm(runs, out_dir, *, length=LENGTH, batch=16):
         ax.axvline(horizon, color="gray", ls=":", lw=1)
     top.set_ylabel("mean log ‖h_t‖")
     _legend(top, below=False)
-    bottom.set_ylabel("cost (bits per character)")
-    bottom.set_xlabel("timestep (dotted: training length)")
+    bottom.set(ylabel="cost (bits per character)", xlabel="timestep (dotted: training length)")
     columns = ["run", "name", "label", "beta", "t", "mean_log_norm", "cost_bits"]
     return save(fig, out_dir, "ns_irnn_lognorm", columns, rows)
 
@@ -294,8 +289,7 @@ def _sorted_figure(runs, out_dir, name, cells, values_of, key, ylabel, title):
         points = [r for r in rows if r["run"] == run]
         ax.plot([p["rank"] for p in points], [p[key] for p in points], lw=1.2,
                 label=f"{points[0]['name']}: {points[0]['label']}")
-    ax.set_xlabel("unit (sorted)")
-    ax.set_ylabel(ylabel)
+    ax.set(xlabel="unit (sorted)", ylabel=ylabel)
     ax.set_title(title, fontsize=10)
     _legend(ax)
     columns = ["run", "name", "label", "beta", "rank", key]
