@@ -61,11 +61,8 @@ class _Probe:
     """
 
     def __init__(self, model, layer, cells):
-        self.layer = layer
-        self.cells = cells
-        self.copy = _sequence_copy(layer, cells)
-        self.model = None
-        self.source, self.clone = None, None
+        self.layer, self.cells, self.copy = layer, cells, _sequence_copy(layer, cells)
+        self.model = self.source = self.clone = None
         if model is not None:
             symbolic_input = self._layer_input(model, layer)
             if not any(symbolic_input is t for t in model.inputs):
@@ -225,13 +222,9 @@ class HiddenNormProbe(keras.callbacks.Callback):
         self.every = check_int("every", every)
         if training_length is not None:
             training_length = check_int("training_length", training_length)
-        self.inputs = inputs
-        self.layer_name = layer_name
-        self.training_length = training_length
-        self.cells = bool(cells)
-        self.mask = mask
-        self.history = {}
-        self._probe = None
+        self.inputs, self.layer_name, self.mask = inputs, layer_name, mask
+        self.training_length, self.cells = training_length, bool(cells)
+        self.history, self._probe = {}, None
 
     def on_train_begin(self, logs=None):
         model, layer = _find_layer(self.model, self.layer_name)

@@ -76,13 +76,9 @@ class NaNRestart(keras.callbacks.TerminateOnNaN):
                              "< 1.")
         self.factor = float(factor)
         self.max_restarts = check_int("max_restarts", max_restarts, minimum=0)
-        self.monitor = monitor
-        self.restarts = 0
-        self.triggered = False
-        self.restart_epoch = None
+        self.monitor, self.restarts, self.triggered, self.restart_epoch = monitor, 0, False, None
         self.events = []  # (epoch, new learning rate)
-        self._epoch = 0
-        self._snapshot = None
+        self._epoch, self._snapshot = 0, None
 
     def on_train_begin(self, logs=None):
         self.triggered = False

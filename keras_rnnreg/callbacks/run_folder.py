@@ -50,9 +50,7 @@ class RunFolderCheckpoint(keras.callbacks.ModelCheckpoint):
         self.run_dir = Path(run_dir)
         super().__init__(str(self.run_dir / _runfolder.CHECKPOINTS / _runfolder.EPOCH_FILE),
                          monitor=early_stopping.monitor, mode=early_stopping.mode)
-        self.state = state
-        self.early_stopping = early_stopping
-        self.nan_restart = nan_restart
+        self.state, self.early_stopping, self.nan_restart = state, early_stopping, nan_restart
 
     def on_epoch_end(self, epoch, logs=None):
         if self.nan_restart is not None and self.nan_restart.triggered:

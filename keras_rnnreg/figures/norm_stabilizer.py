@@ -44,9 +44,8 @@ def _panel(run):
 def ns_learning_curves(runs, out_dir):
     """Norm-stabilizer Fig. 1: learning curves for several β, penalty on h (left), on c (right).
 
-    The runs' monitored metric per epoch (``training.monitor``, e.g. validation bits per
-    character) and its training value (dashed). A β = 0 LSTM goes beside the hidden-state
-    penalties when it has no output tanh (as the paper's hidden-state runs), else beside the
+    The monitored metric per epoch and its training value (dashed). A β = 0 LSTM goes beside the
+    hidden-state penalties when it has no output tanh (as the paper's), else beside the
     memory-cell ones. Columns: run, name, label, beta, panel, split, epoch, value.
     """
     runs = runs_of(runs, "ns_learning_curves")
@@ -95,16 +94,11 @@ def ns_norm_horizon(runs, out_dir, *, length=LENGTH, batch=16):
     """Norm-stabilizer Figs. 3 and 5: mean ‖h_t‖₂ (and ‖c_t‖₂ of LSTMs) per timestep, far past
     the training horizon.
 
-    Each run's best checkpoint runs (inference mode) over ``batch`` sequences of ``length``
-    steps of its data (:func:`~keras_rnnreg.figures._common.long_inputs`). Panels: LSTM hidden
-    states and memory cells (Fig. 3), and one panel per penalty of simple RNNs — the
-    norm-stabilizer and each alternative cost, with the β = 0 runs in every panel (Fig. 5). The
-    dotted line is the training length (``data.seq_len``).
-
-    The CSV is wide (one row per timestep, to stay small): ``t`` and one column per curve,
-    ``<run folder>:h`` or ``<run folder>:c``. The returned dict's ``"curves"`` holds the same
-    points in long form with each run's name, label, beta, cost, quantity (h or c) and cell
-    ("lstm", or "simple_rnn/<activation>": one panel group each).
+    Each run's best checkpoint runs over ``batch`` sequences of ``length`` steps of its data.
+    Panels: LSTM hidden states and memory cells (Fig. 3); one per cost of simple RNNs, with the
+    β = 0 runs in each (Fig. 5); the dotted line is the training length. The CSV is wide: ``t``
+    and one column per curve (``<run folder>:h`` or ``:c``); the returned ``"curves"`` holds the
+    same points in long form (name, label, beta, cost, quantity, cell).
     """
     runs = runs_of(runs, "ns_norm_horizon")
     rows, horizon = [], []
@@ -162,10 +156,9 @@ def ns_irnn_lognorm(runs, out_dir, *, length=LENGTH, batch=16):
     """Norm-stabilizer Fig. 4: average log ‖h_t‖₂ (top) and average cost (bottom) per timestep
     of IRNNs (ReLU, W_hh = I at the start) with and without the penalty, past the horizon.
 
-    Character-level runs (task ``ptb``): the cost at step t is the cross-entropy of the next
-    character in bits, averaged over ``batch`` sequences of ``length`` steps of the run's test
-    split. Non-finite values (exploded activations) are kept as inf / nan in the CSV. Columns:
-    run, name, label, beta, t, mean_log_norm, cost_bits.
+    PTB runs: the cost at step t is the next character's cross-entropy in bits, averaged over
+    ``batch`` test sequences of ``length`` steps; non-finite values stay inf / nan in the CSV.
+    Columns: run, name, label, beta, t, mean_log_norm, cost_bits.
     """
     import keras
 
