@@ -78,10 +78,9 @@ def check_state(run_dir, state):
 
 
 def best_checkpoint(run_dir):
-    """``(path, "best.keras" or "last.keras", epoch)`` of a run's best committed checkpoint.
+    """``(path, "best.keras" or "last.keras", epoch)``: "the model of a run folder".
 
-    The one rule for "the model of a run folder": the best epoch's checkpoint that ``state.json``
-    names, else its last one; :class:`RunError` when no epoch is committed.
+    The best epoch's checkpoint ``state.json`` names, else the last; RunError when there is none.
     """
     run_dir = Path(run_dir)
     if (run_dir / STATE).exists():
@@ -101,11 +100,8 @@ def finished_report(run_dir):
 
 
 def tidy(run_dir, state):
-    """Make the derived files agree with the committed ``state``.
-
-    Rewrites ``history.csv``, points ``last.keras`` / ``best.keras`` at the committed checkpoints,
-    deletes checkpoints the state does not name and temporary files of interrupted writes.
-    """
+    """Make ``history.csv``, the ``last`` / ``best`` links and the checkpoints agree with ``state``
+    (and remove temporary files of interrupted writes)."""
     run_dir = Path(run_dir)
     checkpoints = run_dir / CHECKPOINTS
     keep = {state.get("last_checkpoint"), state.get("best_checkpoint")} - {None}
@@ -237,12 +233,8 @@ class RunLockedError(RuntimeError):
 
 
 class RunLock:
-    """An exclusive lock on a run folder (``run.lock``), for ``with`` blocks.
-
-    Raises :class:`RunLockedError` naming the holder when another process has it. The lock is an
-    ``flock`` of an open file, so the operating system drops it when the holder exits or is killed;
-    the file itself stays and is simply locked again by the next writer.
-    """
+    """An exclusive ``flock`` of ``run.lock`` (dropped by the OS when its holder ends), for
+    ``with`` blocks; :class:`RunLockedError` names the holder when another process has it."""
 
     def __init__(self, run_dir):
         self.path = Path(run_dir) / LOCK
