@@ -4,12 +4,10 @@ Layers, perturbations, penalties, initializers and constraints from two papers o
 ("Regularizing Recurrent Networks", and Krueger & Memisevic, "Regularizing RNNs by Stabilizing
 Activations"), written with ``keras.ops`` only so they run on TensorFlow, JAX and PyTorch.
 
-``import keras_rnnreg`` registers every serializable class (layers, perturbations, penalties,
-initializers, constraints, metrics, the zoo's losses and heads) with ``keras.saving``, so that a
-saved model loads with ``keras.saving.load_model`` after this import alone. The other submodules
-(``callbacks``, ``data``, ``tuning``, ``cli``) are imported on first use. The ``rnnreg`` command
-is the exception: it parses its arguments before Keras is imported (so that ``rnnreg --help``
-answers at once) and then registers them.
+``import keras_rnnreg`` registers every serializable class with ``keras.saving``, so that a saved
+model loads with ``keras.saving.load_model`` after this import alone; the other submodules are
+imported on first use. The ``rnnreg`` command registers after parsing its arguments (so that
+``rnnreg --help`` answers before Keras is imported).
 """
 
 import importlib

@@ -18,10 +18,7 @@ _STOP = []  # set by SIGTERM in a child
 def stop_on_sigterm():
     """In a child: SIGTERM raises ``KeyboardInterrupt``; a second one exits at once.
 
-    This covers the child outside ``model.fit`` (loading data, the test evaluation); during ``fit``,
-    :func:`keras_rnnreg.training.train` handles SIGTERM itself and stops at the next batch boundary
-    (a ``KeyboardInterrupt`` raised inside Keras can be swallowed by its bare ``except:`` clauses).
-    Run files are committed atomically, so an exit at any point leaves them whole.
+    Outside ``model.fit``; during it :func:`keras_rnnreg.training.train` stops at the next batch.
     """
 
     def on_term(signum, frame):

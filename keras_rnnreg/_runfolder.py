@@ -1,14 +1,9 @@
 """Run-folder primitives: the layout, atomic files, the writer's lock, RNG state, fault points.
 
-Used by :mod:`keras_rnnreg.training` and :class:`keras_rnnreg.callbacks.RunFolderCheckpoint`,
-kept apart so that the guarantees are easy to read: the layout (:data:`CONFIG`, :data:`STATE`,
-... described in :mod:`keras_rnnreg.training`); files that appear whole or not at all
-(:func:`atomic_write`, :func:`save_model_atomic`: a temporary ``.<name>.tmp-<random>`` in the
-same folder, flushed, moved into place with ``os.replace``, with the permissions an ordinary
-``open`` gives); :class:`RunLock`, an exclusive ``flock`` that the kernel drops when its holder
-ends in any way (``kill -9`` included); the states of a model's ``keras.random`` seed generators,
-which ``model.save`` does not store; and :func:`fault_point`, the tests' way to ``SIGKILL`` a run
-at the narrow instants of a checkpoint (``RNNREG_FAULT=<point>:<epoch>``).
+Files that appear whole or not at all (a temporary ``.<name>.tmp-<random>`` beside the target,
+flushed, then ``os.replace``); :class:`RunLock`, an ``flock`` the kernel drops when its holder
+ends in any way; the ``keras.random`` seed-generator states ``model.save`` does not store; and
+:func:`fault_point`, the tests' way to ``SIGKILL`` a run mid-checkpoint (``RNNREG_FAULT``).
 """
 
 import contextlib
@@ -83,10 +78,9 @@ def check_state(run_dir, state):
 
 
 def best_checkpoint(run_dir):
-    """``(path, "best.keras" or "last.keras", epoch)`` of a run's best committed checkpoint.
+    """``(path, "best.keras" or "last.keras", epoch)``: "the model of a run folder".
 
-    The one rule for "the model of a run folder": the best epoch's checkpoint that ``state.json``
-    names, else its last one; :class:`RunError` when no epoch is committed.
+    The best epoch's checkpoint ``state.json`` names, else the last; RunError when there is none.
     """
     run_dir = Path(run_dir)
     if (run_dir / STATE).exists():
@@ -106,11 +100,8 @@ def finished_report(run_dir):
 
 
 def tidy(run_dir, state):
-    """Make the derived files agree with the committed ``state``.
-
-    Rewrites ``history.csv``, points ``last.keras`` / ``best.keras`` at the committed checkpoints,
-    deletes checkpoints the state does not name and temporary files of interrupted writes.
-    """
+    """Make ``history.csv``, the ``last`` / ``best`` links and the checkpoints agree with ``state``
+    (and remove temporary files of interrupted writes)."""
     run_dir = Path(run_dir)
     checkpoints = run_dir / CHECKPOINTS
     keep = {state.get("last_checkpoint"), state.get("best_checkpoint")} - {None}
@@ -140,16 +131,12 @@ def _umask():
 
 
 def _fsync_dir(folder):
-    try:
+    with contextlib.suppress(OSError):  # platforms without directory fds
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _temporary(path):
@@ -246,12 +233,8 @@ class RunLockedError(RuntimeError):
 
 
 class RunLock:
-    """An exclusive lock on a run folder (``run.lock``), for ``with`` blocks.
-
-    Raises :class:`RunLockedError` naming the holder when another process has it. The lock is an
-    ``flock`` of an open file, so the operating system drops it when the holder exits or is killed;
-    the file itself stays and is simply locked again by the next writer.
-    """
+    """An exclusive ``flock`` of ``run.lock`` (dropped by the OS when its holder ends), for
+    ``with`` blocks; :class:`RunLockedError` names the holder when another process has it."""
 
     def __init__(self, run_dir):
         self.path = Path(run_dir) / LOCK
@@ -286,10 +269,8 @@ class RunLock:
             info = {}
         if not info:
             return "holder unknown"
-        return (
-            f"pid {info.get('pid')} on {info.get('host')} since {info.get('since')}: "
-            f"{info.get('command', '')}".strip()
-        )
+        return (f"pid {info.get('pid')} on {info.get('host')} since {info.get('since')}: "
+                f"{info.get('command', '')}".strip())
 
     def fileno(self):
         """The locked file's descriptor (a child given it by ``pass_fds`` holds the lock too)."""
@@ -354,10 +335,8 @@ def rng_state(model):
     """The seed generators' states of ``model``, in layer order, as lists of ints."""
     import keras
 
-    return [
-        np.asarray(keras.ops.convert_to_numpy(g.state.value)).tolist()
-        for g in _seed_generators(model)
-    ]
+    return [np.asarray(keras.ops.convert_to_numpy(g.state.value)).tolist()
+            for g in _seed_generators(model)]
 
 
 def restore_rng_state(model, states):

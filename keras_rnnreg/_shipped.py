@@ -1,9 +1,7 @@
-"""The experiment cards (``zoo/*.toml``) and tuner jobs (``tuning/*.toml``) that ship with the
-package, found by name.
+"""The shipped experiment cards (``zoo/*.toml``) and tuner jobs (``tuning/*.toml``), by name.
 
-One copy of each file: in a checkout they are the repository's top-level ``zoo/`` and ``tuning/``
-folders; a wheel installs those same files as ``keras_rnnreg/_cards`` and ``keras_rnnreg/_jobs``
-(``pyproject.toml`` maps the folders onto these data packages).
+In a checkout: the repository's ``zoo/`` and ``tuning/``; in a wheel, the same files as
+``keras_rnnreg/_cards`` and ``keras_rnnreg/_jobs`` (``pyproject.toml`` maps them).
 """
 
 from pathlib import Path

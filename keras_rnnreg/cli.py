@@ -356,8 +356,7 @@ def _one_line(err):
 
 
 def _backend_name():
-    """The backend Keras will load, read as Keras reads it ($KERAS_BACKEND, else keras.json),
-    without importing Keras."""
+    """The backend Keras will load ($KERAS_BACKEND, else keras.json), without importing Keras."""
     import os
     from pathlib import Path
 
@@ -371,9 +370,8 @@ def _backend_name():
 
 
 def _quiet_tensorflow():
-    """Import TensorFlow (when it is the backend) with its C++ start-up lines (absl's "All log
-    messages before absl::InitializeLog()", cuda stubs, cuInit) captured, unless the user set
-    ``TF_CPP_MIN_LOG_LEVEL``; the lines are shown if the import fails."""
+    """Import TensorFlow (when it is the backend) with its C++ start-up lines captured, unless
+    ``TF_CPP_MIN_LOG_LEVEL`` is set; the lines are shown if the import fails."""
     import os
     import tempfile
 

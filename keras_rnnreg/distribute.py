@@ -1,87 +1,54 @@
 """Scaling out: one way to say "data parallel", "TPU" or "multi-worker" on every backend.
 
 ```python
-from keras_rnnreg import distribute, zoo
-
 strategy = distribute.get("data-parallel")       # every device of this machine
 with strategy.scope():                             # build *and* fit inside it
     model = zoo.build("jsb_rnn_ns")
     model.fit(strategy.shard_data(train_batches), epochs=10)
-
-model = zoo.build("jsb_rnn_ns", distribute="data-parallel")   # the same for the zoo
 ```
 
-``rnnreg train NAME --distribute data-parallel|tpu|multi-worker`` is
-``training.train(..., distribute=...)``. Nothing here is a distribution engine of its own; each
-kind maps to the one that exists (README, "Data parallel, TPU, multi-worker"): on JAX
-``keras.distribution.DataParallel`` over the devices (the TPU ones for ``"tpu"``; every process's
-after ``keras.distribution.initialize`` for ``"multi-worker"``), on TensorFlow
-``MirroredStrategy`` over the GPUs (else the logical CPU devices), ``TPUStrategy``
-(``TPUClusterResolver``) or ``MultiWorkerMirroredStrategy`` (``TF_CONFIG``). PyTorch has none:
-:func:`get` raises :class:`DistributeError` saying what to use instead, as it does without a TPU.
+Each kind maps to the engine that exists (README, "Data parallel, TPU, multi-worker"): on JAX
+``keras.distribution.DataParallel`` (over the TPU devices for ``"tpu"``, every process's after
+``jax.distributed.initialize`` for ``"multi-worker"``); on TensorFlow ``MirroredStrategy``,
+``TPUStrategy`` or ``MultiWorkerMirroredStrategy`` (``TF_CONFIG``). PyTorch has none: :func:`get`
+raises :class:`DistributeError` saying what to use instead, as it does without a TPU.
 
 **What is exact and what is not** (checked by ``tests/test_distribute.py`` on 4 simulated devices
 and on two processes over 127.0.0.1):
 
-* JAX: a training step is *one* jitted computation over the global batch (GSPMD); the batch is
-  sharded over the devices, the weights are replicated. Losses, penalties (the norm-stabilizer's
-  mean over time and batch), metrics and gradients are those of the global batch: the same as on
-  one device up to float rounding. The global batch must split evenly over the devices:
-  :meth:`Strategy.shard_data` pads a batch ``(x, y, sample_weight)`` with rows of weight 0 (which
-  the zoo's ``mean_with_sample_weight`` losses and weighted metrics ignore; the epoch-mean loss in
-  the logs then weights each batch by its padded size), and in a multi-process run gives each
-  process its rows of every batch. A batch without sample weights that does not split evenly
-  raises :class:`DistributeError`. Inference with a batch that does not split evenly (e.g. the
-  polyphonic task's whole-sequence test evaluation) must run without the distribution:
-  ``training.train`` evaluates the reloaded best checkpoint on one device.
-* TensorFlow: each replica runs the step on its slice of the batch; Keras divides each replica's
-  loss (and penalty) by the number of replicas and sums the gradients, so the loss is the mean of
-  the replicas' means: the global-batch mean when every replica holds the same sample-weight sum
-  (equal slices of an evenly weighted batch), not otherwise (padded sequences of unequal lengths).
-  Metrics (NLL per timestep, frame accuracy, ...) keep sums and counts in variables summed over
-  replicas, so they are global-batch means in every case; nothing is summed over replicas.
-  Keras' ``fit`` reduces the first batch's per-replica slices to build the model, which fails on
-  unequal slices, so :meth:`Strategy.shard_data` pads here too (with a warning): a replica that
-  holds only padding then adds a loss of 0 to the mean (a batch of 6 on 4 replicas: 3/4 of the
-  loss and gradient). Use batch sizes that are multiples of the replica count on TensorFlow.
-* Randomness. Weight noise and DropConnect draw weight matrices, ``(rows, cols)`` or
-  ``(T, rows, cols)``, whose shape does not depend on the batch. ``per="sequence"`` means one
-  draw per training step shared by every timestep and *every sequence of the global batch*;
-  ``per="timestep"`` one draw per timestep shared by every sequence of the global batch — on any
-  number of devices. On JAX the draw is made once for the global step; on TensorFlow every replica
-  draws it itself from a copy of the layer's seed-generator state (a mirrored variable, advanced
-  identically on every replica), so all replicas perturb with the same matrix. Both give the same
-  numbers as one device with the same seed. Per-example draws (``dropout``, ``recurrent_dropout``,
-  ``sampling="local"``) are drawn over the global batch on JAX (the same numbers as on one
-  device); on TensorFlow each replica draws for its own slice from the same seed, so the k-th
-  example of every replica gets the same noise (correlated across replicas: a known limitation).
+* JAX: a training step is *one* jitted computation over the global batch, sharded over the
+  devices with the weights replicated: losses, penalties, metrics and gradients equal one
+  device's up to float rounding. :meth:`Strategy.shard_data` pads a batch that does not split
+  evenly with rows of sample weight 0 (ignored by the zoo's losses and weighted metrics) and, with
+  several processes, gives each its rows; a batch without sample weights that does not split
+  raises :class:`DistributeError`. Such inference (the polyphonic whole-sequence test) runs
+  without the distribution: ``training.train`` evaluates the best checkpoint on one device.
+* TensorFlow: Keras divides each replica's loss by the number of replicas and sums the gradients,
+  so the loss is the mean of the replicas' means: the global-batch mean only when every replica
+  holds the same sample-weight sum. Metrics are global-batch means in every case. Batches are
+  padded here too (with a warning; a replica of padding only adds a loss of 0 to the mean): use
+  batch sizes that are multiples of the replica count.
+* Randomness: weight noise and DropConnect draw batch-independent matrices, shared by *every
+  sequence of the global batch* (``per="sequence"``: one per step; ``per="timestep"``: one per
+  timestep); on JAX once for the global step, on TensorFlow by each replica from the same mirrored
+  seed-generator state: the same numbers as one device with the same seed. Per-example draws
+  (``dropout``, ``recurrent_dropout``, ``sampling="local"``) equal one device's on JAX; on
+  TensorFlow each replica draws for its slice from the same seed, so the k-th example of every
+  replica gets the same noise (a known limitation).
 * :class:`keras_rnnreg.constraints.SpectralRadiusLimit` is applied to the replicated weights after
-  the update (TF: in the cross-replica update of the mirrored variable), so every replica keeps
-  identical weights.
-* A ``.keras`` file saved under a strategy holds plain arrays and reloads on one device.
+  the update, so every replica keeps identical weights; a ``.keras`` file saved under a strategy
+  reloads on one device.
 
-**Multi-worker.** JAX: start one process per host (here: per loopback port) with
-``KERAS_DISTRIBUTION_JOB_ADDRESSES=host0:port`` (the coordinator),
-``KERAS_DISTRIBUTION_NUM_PROCESSES`` and ``KERAS_DISTRIBUTION_PROCESS_ID`` (or pass them to
-:func:`get`); :func:`get` must run before any JAX computation. On CPU the cross-process
-collectives are JAX's ``gloo`` implementation (its default). Every process feeds the same
-pipeline; :meth:`Strategy.shard_data` hands each its rows. TensorFlow: ``TF_CONFIG`` names the
-workers and this one's index; create the strategy first thing in the program. Keras 3's
-``fit`` under ``MultiWorkerMirroredStrategy`` fails in ``strategy.reduce`` (keras-team/keras#20585:
-a tuple of per-replica batches, and ``axis=0`` on scalar logs); the strategy returned here
-reduces leaf by leaf and scalars without an axis, nothing else. Every worker runs the same
-command with the same seed (the same batches) and writes its own run folder: give each its own
-``--out`` (what was checked over 127.0.0.1 is in the README).
-
-**Cluster start-up** (README, "Cluster start-up": the failures and signals). The settings are
-checked before JAX or TensorFlow is touched. Neither framework's own wait can be relied on: JAX's
-``initialize`` kills the process (``LOG(FATAL)``) when its timeout expires, TensorFlow's waits
-forever holding the GIL and takes SIGTERM for a preemption notice. So every process first waits in
-Python, for at most ``timeout`` seconds, until the whole cluster has answered over TCP (JAX: each
-process says hello to process 0 on the coordinator's port and waits for its go-ahead; TF: each
-task listens on its own port and connects to every other's), then hands over to the framework,
-bounded by the same timeout (``initialization_timeout``; a registration barrier of TensorFlow's
-coordination service), and puts the SIGINT / SIGTERM handlers from before back afterwards.
+**Multi-worker.** JAX: one process per host with ``KERAS_DISTRIBUTION_JOB_ADDRESSES`` (the
+coordinator's ``host:port``), ``KERAS_DISTRIBUTION_NUM_PROCESSES`` and
+``KERAS_DISTRIBUTION_PROCESS_ID`` (or the arguments of :func:`get`, which must run before any JAX
+computation); every process feeds the same pipeline. TensorFlow: ``TF_CONFIG``; create the
+strategy first thing. Keras 3's ``fit`` fails in ``strategy.reduce`` under
+``MultiWorkerMirroredStrategy`` (keras-team/keras#20585); the strategy returned here reduces leaf
+by leaf and scalars without an axis. Give every worker its own ``--out``. Before handing over to
+the framework, every process waits in Python, at most ``timeout`` seconds, until the whole
+cluster has answered over TCP, and puts back the SIGINT / SIGTERM handlers the framework replaces
+(README, "Cluster start-up").
 """
 
 import contextlib
@@ -140,11 +107,8 @@ class Strategy:
     """
 
     def __init__(self, kind, backend, engine, num_replicas, num_processes=1, process_id=0):
-        self.kind = kind
-        self.backend = backend
-        self.engine = engine
-        self.num_replicas = int(num_replicas)
-        self.num_processes = int(num_processes)
+        self.kind, self.backend, self.engine = kind, backend, engine
+        self.num_replicas, self.num_processes = int(num_replicas), int(num_processes)
         self.process_id = int(process_id)
 
     def __repr__(self):
@@ -158,24 +122,19 @@ class Strategy:
             yield self
 
     def activate(self):
-        """Make the distribution process-wide (JAX: ``keras.distribution.set_distribution``).
-
-        On TensorFlow a model built under :meth:`scope` keeps its strategy, so this does nothing.
-        """
+        """JAX: ``keras.distribution.set_distribution``; nothing on TensorFlow."""
         if self.backend == "jax":
             keras.distribution.set_distribution(self.engine)
 
     def build(self, fn):
-        """``fn()`` (which builds and compiles a model) under the strategy; on JAX the
-        distribution stays set afterwards (see :meth:`activate`), so that ``fit`` uses it."""
+        """``fn()`` (build and compile a model) in :meth:`scope`, after :meth:`activate`."""
         self.activate()
         with self.scope():
             return fn()
 
     def shard_data(self, data):
-        """The batches this process feeds: each ``(x, y, sample_weight)`` batch padded to a
-        multiple of :attr:`num_replicas` with zero-weight rows; on JAX with several processes,
-        then this process's rows (``tf.distribute`` shards between workers by itself)."""
+        """``data`` as :class:`ShardedBatches` (on TensorFlow without the cut between processes,
+        which ``tf.distribute`` makes by itself)."""
         if data is None:
             return data
         if not isinstance(data, keras.utils.PyDataset):
@@ -187,8 +146,7 @@ class Strategy:
 
 
 class ShardedBatches(keras.utils.PyDataset):
-    """A PyDataset's batches, padded to split evenly over ``replicas`` devices and cut to one
-    process's rows (see :meth:`Strategy.shard_data`). ``on_epoch_end`` is forwarded.
+    """A PyDataset's batches padded to split over ``replicas`` and cut to one process's rows.
 
     Args:
         dataset: a ``keras.utils.PyDataset`` of ``(x, y[, sample_weight])`` batches.
@@ -209,17 +167,11 @@ class ShardedBatches(keras.utils.PyDataset):
 
     def __init__(self, dataset, replicas, processes=1, process_id=0):
         super().__init__()
-        self.dataset = dataset
-        self.replicas = int(replicas)
-        self.processes = int(processes)
-        self.process_id = int(process_id)
+        self.dataset, self.replicas = dataset, int(replicas)
+        self.processes, self.process_id = int(processes), int(process_id)
         self._warned = False
 
     def __len__(self):
-        return len(self.dataset)
-
-    @property
-    def num_batches(self):
         return len(self.dataset)
 
     def on_epoch_end(self):
@@ -243,12 +195,9 @@ class ShardedBatches(keras.utils.PyDataset):
                 self._warned = True
                 warnings.warn(
                     f"a batch of {size} rows is padded to {padded} for {self.replicas} replicas; "
-                    "on "
-                    "TensorFlow the loss is the mean of the replicas' means, so zero-weight rows "
-                    "scale it down: for exact global-batch losses use a batch size that is a "
-                    f"multiple of {self.replicas} (metrics stay exact)",
-                    stacklevel=2,
-                )
+                    "on TensorFlow the loss is the mean of the replicas' means, so zero-weight "
+                    "rows scale it down: for exact global-batch losses use a batch size that is a "
+                    f"multiple of {self.replicas} (metrics stay exact)", stacklevel=2)
             arrays = [np.concatenate([a, np.repeat(a[-1:], extra, axis=0)]) for a in arrays[:2]] + [
                 np.concatenate([w, np.zeros((extra,) + w.shape[1:], w.dtype)]) for w in arrays[2:]
             ]
@@ -266,22 +215,20 @@ def get(kind, *, devices=None, tpu=None, job_addresses=None, num_processes=None,
     Args:
         kind: ``"data-parallel"``, ``"tpu"`` or ``"multi-worker"`` (or a :class:`Strategy`,
             returned as is).
-        devices: data-parallel only: the devices to use (JAX device objects or
-            ``"cpu:0"``-style names; TF device strings); default every device of the machine.
+        devices: data-parallel only: the devices to use (JAX devices or names; TF device
+            strings); default every device of the machine.
         tpu: TensorFlow TPU name or address for ``TPUClusterResolver`` (default: from the
-            environment, e.g. a Cloud TPU VM).
+            environment).
         job_addresses: JAX multi-worker: the coordinator's ``host:port`` (default:
-            ``$KERAS_DISTRIBUTION_JOB_ADDRESSES``).
-        num_processes: JAX multi-worker: the number of processes (default:
-            ``$KERAS_DISTRIBUTION_NUM_PROCESSES``).
-        process_id: JAX multi-worker: this process' index (default:
-            ``$KERAS_DISTRIBUTION_PROCESS_ID``).
-        timeout: multi-worker: seconds to wait for every process of the cluster to answer
-            (default ``$RNNREG_CLUSTER_TIMEOUT``, else :data:`DEFAULT_TIMEOUT`).
+            ``$KERAS_DISTRIBUTION_JOB_ADDRESSES``; likewise for the next two).
+        num_processes: JAX multi-worker: the number of processes (``..._NUM_PROCESSES``).
+        process_id: JAX multi-worker: this process' index (``..._PROCESS_ID``).
+        timeout: multi-worker: seconds to wait for the cluster (default
+            ``$RNNREG_CLUSTER_TIMEOUT``, else :data:`DEFAULT_TIMEOUT`).
 
     Raises:
-        DistributeError: not available here, bad cluster settings, or a process of the cluster
-            that did not answer within the timeout (the message names its address).
+        DistributeError: not available here, bad cluster settings, or a process that did not
+            answer within the timeout (the message names its address).
     """
     if isinstance(kind, Strategy):
         return kind
@@ -648,13 +595,10 @@ def _read_line(conn, deadline):
 
 @contextlib.contextmanager
 def _own_signal_handlers():
-    """Around the frameworks' own connection calls: the SIGINT / SIGTERM handlers in place before
-    are put back afterwards.
+    """Put back the SIGINT / SIGTERM handlers after the frameworks' connection calls.
 
-    Both install a SIGTERM "preemption notifier" of their own (TensorFlow's coordination agent
-    before it waits, JAX's preemption sync manager once connected) that swallows the signal for the
-    rest of the process: a ``timeout 60`` could not stop a waiting TensorFlow worker. Only on the
-    main thread (the only one where Python sets handlers).
+    Both install a SIGTERM "preemption notifier" that swallows the signal for the rest of the
+    process (a ``timeout 60`` could not stop a waiting TensorFlow worker). Main thread only.
     """
     if threading.current_thread() is not threading.main_thread():
         yield

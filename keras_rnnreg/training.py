@@ -2,27 +2,15 @@
 
 ``rnnreg train NAME`` is :func:`train`; ``rnnreg evaluate RUN_DIR`` is :func:`evaluate_run`.
 
-A run folder holds ``config.json`` (the resolved configuration and the run's settings: seed, data,
-the backend that started it, one record per resume); ``state.json``, the commit record (finished
-epochs, the history, best value and epoch, early-stopping counter, NaN restarts, the random
-generators' states, the names of the last and best checkpoints); ``checkpoints/epoch-NNNN.keras``
-(model + optimizer state) of the last and the best committed epoch, linked as ``last.keras`` and
-``best.keras``; ``history.csv``, one row per committed epoch rewritten from ``state.json`` (the
-epoch logs and the spectral radius of every recurrent kernel,
-``spectral_radius/<layer>[/<gate>]``); ``tensorboard/`` logs with the ``tensorboard`` extra (not
-part of the commit); ``report.json``, the test numbers beside the paper's, written at the end; and
-``run.lock``, the writer's lock.
-
-The README ("What a run folder guarantees") tells what a run folder guarantees: one commit point
-per epoch, one writer, a resume continues the same run, Ctrl-C keeps every committed epoch. The
-commit is :class:`keras_rnnreg.callbacks.RunFolderCheckpoint` (the checkpoint written whole, then
-``state.json`` replaced in one ``os.replace``); the lock and atomic files are in
-:mod:`keras_rnnreg._runfolder`; :data:`RESUME_SAFE` names what a resume may change. Early stopping
-(:class:`keras_rnnreg.callbacks.ResumableEarlyStopping`) uses ``training.monitor`` / ``mode`` /
-``patience``; the norm-stabilizer paper's NaN policy is :class:`keras_rnnreg.callbacks.NaNRestart`
-in :func:`keras_rnnreg.callbacks.fit_with_restarts`; gradient clipping is the optimizer's
-``global_clipnorm``. The test number is computed with the best epoch's weights by the task's
-whole-split evaluation.
+A run folder holds ``config.json`` (the resolved configuration, seed, data, backend, one record
+per resume); ``state.json``, the commit record (finished epochs, history, best value and epoch,
+early-stopping counter, NaN restarts, random generators' states, the last and best checkpoints);
+``checkpoints/epoch-NNNN.keras`` of the last and best committed epoch, linked as ``last.keras`` /
+``best.keras``; ``history.csv`` (the epoch logs, with ``spectral_radius/<layer>[/<gate>]``);
+``tensorboard/`` (with the ``tensorboard`` extra); ``report.json``, the test numbers beside the
+paper's (from the best epoch's weights); and ``run.lock``, the writer's lock. The README ("What a
+run folder guarantees") says what it guarantees; the commit is
+:class:`~keras_rnnreg.callbacks.RunFolderCheckpoint`.
 """
 
 import math
@@ -72,8 +60,8 @@ def _load_checkpoint(path):
     except Exception as err:
         text = " ".join(str(err).split())
         text = text[:200] + "..." if len(text) > 200 else text
-        raise RunError(f"{path}: cannot load the checkpoint ({type(err).__name__}: {text})") \
-            from err
+        raise RunError(f"{path}: cannot load the checkpoint ({type(err).__name__}: "
+                       f"{text})") from err
 
 
 def log_names(config):
@@ -139,23 +127,21 @@ def train(name_or_config, out_dir, *, data=None, data_root=None, epochs=None, se
     """Train a zoo configuration into ``out_dir``; returns the report dict (also ``report.json``).
 
     Args:
-        name_or_config: a zoo name or a config dict. With ``resume`` it must be the run's name.
-        out_dir: the run folder (created). Without ``resume`` it must not hold a run already.
-        data: the data source (a path, or "synthetic", "music21-chorales", ...); default
-            ``data.source`` of the configuration, looked up under ``data_root`` / ``$RNNREG_DATA``.
+        name_or_config: a zoo name or a config dict (with ``resume``: the run's name).
+        out_dir: the run folder (created); without ``resume`` it must not hold a run already.
+        data: the data source (a path, "synthetic", ...); default the configuration's
+            ``data.source``, looked up under ``data_root`` / ``$RNNREG_DATA``.
         epochs: overrides ``training.epochs`` (≥ 1).
         seed: seeds Keras (weights, noise) and the data order (≥ 0; default 0, or the run's).
         overrides: dict or ``["key=value", ...]`` (see :func:`keras_rnnreg.zoo.apply_overrides`);
             with ``resume`` only the keys of :data:`RESUME_SAFE` may change.
         resume: continue the run in ``out_dir`` from its last committed epoch.
-        distribute: ``"data-parallel"``, ``"tpu"`` or ``"multi-worker"`` (keras_rnnreg.distribute):
-            build and fit under that strategy (recorded in ``config.json``; a resume may use
-            another); the test evaluation runs on one device.
+        distribute: ``"data-parallel"``, ``"tpu"`` or ``"multi-worker"``: build and fit under
+            that strategy (a resume may use another); the test evaluation runs on one device.
         verbose: ``model.fit`` verbosity (1 progress bar, 2 one line per epoch, 0 silent).
         callbacks: extra Keras callbacks.
-        tensorboard: write TensorBoard logs to ``tensorboard/``: None when the ``tensorboard``
-            package is installed, True always (ImportError with the install command when it is
-            not), False never.
+        tensorboard: write TensorBoard logs to ``tensorboard/``: None when ``tensorboard`` is
+            installed, True always (else ImportError), False never.
 
     Raises:
         RunError: the folder is in use, holds another run, is damaged, or the resume would change
@@ -260,13 +246,12 @@ def _train_locked(name_or_config, run_dir, *, data, data_root, epochs, seed, ove
     here = {"backend": keras.backend.backend(), "keras": keras.__version__,
             "python": platform.python_version(), "distribute": distribute}
     if run_info is None:
-        run_info = dict(seed=seed, data=source, **here, comparable=comparable, notes=notes)
-        run_info["resumes"] = []
+        run_info = dict(seed=seed, data=source, **here, comparable=comparable, notes=notes,
+                        resumes=[])
     else:
         run_info.setdefault("resumes", []).append({
             "after_epoch": state["epoch"] if state else 0, **here,
-            "time": time.strftime("%Y-%m-%d %H:%M:%S"), "changed": changes,
-        })
+            "time": time.strftime("%Y-%m-%d %H:%M:%S"), "changed": changes})
     (run_dir / CHECKPOINTS).mkdir(exist_ok=True)
     write_json_atomic(run_dir / CONFIG, {"config": config, "run": run_info})
 
@@ -330,18 +315,12 @@ def _fit(model, run_dir, config, state, task_callbacks, train_data, valid_data, 
     best = state["best_epoch"]
     stopper = callbacks_lib.ResumableEarlyStopping(
         t["monitor"], t["mode"], t["patience"], wait=state["wait"], best=state["best"],
-        best_epoch=0 if best is None else best - 1, skip=nan,
-    )
+        best_epoch=0 if best is None else best - 1, skip=nan)
     interrupt = callbacks_lib.StopOnSignal(log)
-    cbs = [
-        *task_callbacks,
-        # spectral_radius/<layer>[/<gate>] into every epoch's row (noise study, Figs. 5-7)
-        callbacks_lib.SpectralRadiusLogger(),
-        stopper,
-        callbacks_lib.RunFolderCheckpoint(run_dir, state, stopper, nan_restart=nan),
-        *callbacks,
-        interrupt,
-    ]
+    # SpectralRadiusLogger: spectral_radius/<layer>[/<gate>] in every epoch's row (noise study)
+    cbs = [*task_callbacks, callbacks_lib.SpectralRadiusLogger(), stopper,
+           callbacks_lib.RunFolderCheckpoint(run_dir, state, stopper, nan_restart=nan), *callbacks,
+           interrupt]
     fit = dict(x=train_data, validation_data=valid_data, epochs=t["epochs"],
                initial_epoch=initial_epoch, verbose=verbose, shuffle=False)
 
@@ -376,9 +355,8 @@ def _tensorboard(run_dir, wanted):
 
 
 def best_model(run_dir):
-    """(model, "best.keras" or "last.keras", epoch) of a run's best committed checkpoint.
+    """(model, "best.keras" or "last.keras", epoch) of the best (else last) committed checkpoint.
 
-    The best epoch's checkpoint, else the last one (:func:`_runfolder.best_checkpoint`);
     :class:`RunError` when none is committed.
     """
     path, label, epoch = _runfolder.best_checkpoint(run_dir)
@@ -400,29 +378,16 @@ def _report(run_dir, config, run_info, state, task, splits, started):
     ours = float(test[task.metric])
     paper = config["paper"]["value"]
     report = {
-        "name": config["name"],
-        "description": config["description"],
-        "run_dir": str(run_dir),
-        "metric": task.metric,
-        "metric_label": task.metric_label,
-        "ours": ours,
-        "paper": paper,
-        "paper_table": config["paper"]["table"],
-        **compare_with_paper(ours, paper),
-        "comparable": run_info["comparable"],
-        "test": test,
-        "checkpoint": checkpoint,
-        "checkpoint_epoch": checkpoint_epoch,
-        "epochs_run": state["epoch"],
+        "name": config["name"], "description": config["description"], "run_dir": str(run_dir),
+        "metric": task.metric, "metric_label": task.metric_label, "ours": ours, "paper": paper,
+        "paper_table": config["paper"]["table"], **compare_with_paper(ours, paper),
+        "comparable": run_info["comparable"], "test": test, "checkpoint": checkpoint,
+        "checkpoint_epoch": checkpoint_epoch, "epochs_run": state["epoch"],
         "best_epoch": state["best_epoch"],
         "best_validation": {config["training"]["monitor"]: state["best"]},
-        "stopped_early": state["stopped_early"],
-        "nan_restarts": state["restarts"],
-        "seed": run_info["seed"],
-        "data": run_info["data"],
-        "backend": run_info["backend"],
-        "notes": run_info["notes"],
-        "evaluated_in_s": round(time.time() - started, 1),
+        "stopped_early": state["stopped_early"], "nan_restarts": state["restarts"],
+        "seed": run_info["seed"], "data": run_info["data"], "backend": run_info["backend"],
+        "notes": run_info["notes"], "evaluated_in_s": round(time.time() - started, 1),
     }
     write_json_atomic(Path(run_dir) / REPORT, report)
     return report

@@ -1,8 +1,4 @@
-"""Keras callbacks for regularized RNNs: diagnostics, the NaN policy, run folders, TensorBoard.
-
-One module per callback, each built on Keras' own where one fits (the README's "What a run folder
-guarantees" says which Keras callback each extends, and why).
-"""
+"""Keras callbacks for regularized RNNs: diagnostics, the NaN policy, run folders, TensorBoard."""
 
 from keras_rnnreg.callbacks.early_stopping import ResumableEarlyStopping
 from keras_rnnreg.callbacks.hidden_norms import HiddenNormProbe, hidden_norms, hidden_sequences

@@ -8,23 +8,18 @@ __all__ = ["ResumableEarlyStopping"]
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """Keras' early stopping (its patience count and improvement test) across ``fit`` calls.
+    """Keras' early stopping whose ``wait``, ``best`` and ``best_epoch`` carry over ``fit`` calls.
 
-    Keras' ``EarlyStopping`` starts afresh in every ``on_train_begin``; a run resumed from its
-    run folder, or ``fit`` called again by :func:`~keras_rnnreg.callbacks.fit_with_restarts`,
-    must go on with the counter and best value it had. So ``wait``, ``best`` and ``best_epoch``
-    (0-based) start from the arguments and carry over between ``fit`` calls. Differences from
-    Keras': a non-finite value is never an improvement (Keras takes a NaN first value as the
-    best), and an epoch that ``skip`` (a :class:`~keras_rnnreg.callbacks.NaNRestart`) flagged
-    is not counted — it will be trained again.
+    They start from the arguments (a resumed run, or :func:`fit_with_restarts` calling ``fit``
+    again) instead of afresh. Unlike Keras', a non-finite value is never an improvement, and an
+    epoch that ``skip`` (a :class:`NaNRestart`) flagged is not counted: it will be trained again.
 
     Args:
         monitor: the log key to watch, as in ``keras.callbacks.EarlyStopping``.
         mode: ``"min"`` or ``"max"``, as in ``keras.callbacks.EarlyStopping``.
         patience: epochs without improvement before stopping; None never stops (the callback
             still tracks the best epoch).
-        wait: epochs without improvement so far (the state to start from, e.g. a run's commit
-            record).
+        wait: epochs without improvement so far (e.g. from a run's commit record).
         best: the best value so far, or None.
         best_epoch: the 0-based epoch of ``best``.
         skip: a callback whose ``triggered`` attribute marks an epoch to leave out.
@@ -44,9 +39,8 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
     def __init__(self, monitor="val_loss", mode="min", patience=None, wait=0, best=None,
                  best_epoch=0, skip=None):
-        super().__init__(
-            monitor=monitor, mode=mode, patience=math.inf if patience is None else patience
-        )
+        super().__init__(monitor=monitor, mode=mode,
+                         patience=math.inf if patience is None else patience)
         self.skip = skip
         self._carried = (wait, best, best_epoch)
 

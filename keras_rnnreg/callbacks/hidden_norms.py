@@ -1,11 +1,4 @@
-"""Hidden-state norms beyond the training horizon (norm-stabilizer paper, Sec. 2.4, Figs. 3-5).
-
-* :func:`hidden_norms` runs a recurrent layer over (possibly much longer than training) sequences
-  and returns the batch-averaged ‖h_t‖₂ at every timestep, and for the LSTM optionally ‖c_t‖₂;
-  :func:`hidden_sequences` returns the sequences themselves.
-* :class:`HiddenNormProbe` calls it at epoch ends and logs the mean norm at the training length
-  and at the last timestep.
-"""
+"""Hidden-state norms beyond the training horizon (norm-stabilizer paper, Sec. 2.4, Figs. 3-5)."""
 
 import keras
 import numpy as np
@@ -47,12 +40,8 @@ def _sequence_copy(layer, cells):
         raise ValueError(f"hidden_norms: layer {layer.name!r} is not a recurrent layer.")
     config = layer.get_config()
     config.update({"return_sequences": True, "return_state": False})
-    if "stateful" in config:
-        config["stateful"] = False
-    if "state_regularizer" in config:
-        config["state_regularizer"] = None
-    if "return_variance" in config:
-        config["return_variance"] = False
+    off = {"stateful": False, "state_regularizer": None, "return_variance": False}
+    config.update({key: value for key, value in off.items() if key in config})
     if cells:
         if "return_cell_sequence" not in config:
             raise ValueError("hidden_norms(cells=True) needs a layer with return_cell_sequence "
@@ -72,11 +61,8 @@ class _Probe:
     """
 
     def __init__(self, model, layer, cells):
-        self.layer = layer
-        self.cells = cells
-        self.copy = _sequence_copy(layer, cells)
-        self.model = None
-        self.source, self.clone = None, None
+        self.layer, self.cells, self.copy = layer, cells, _sequence_copy(layer, cells)
+        self.model = self.source = self.clone = None
         if model is not None:
             symbolic_input = self._layer_input(model, layer)
             if not any(symbolic_input is t for t in model.inputs):
@@ -92,11 +78,10 @@ class _Probe:
         try:
             symbolic_input = layer.input
         except (AttributeError, ValueError) as err:
-            raise ValueError(
-                f"hidden_norms: cannot locate the input of layer {layer.name!r} in model "
-                f"{model.name!r} (a model built without keras.Input, or a shared layer); pass "
-                "the layer itself and its input sequences."
-            ) from err
+            raise ValueError(f"hidden_norms: cannot locate the input of layer {layer.name!r} in "
+                             f"model {model.name!r} (a model built without keras.Input, or a "
+                             "shared layer); pass the layer itself and its input "
+                             "sequences.") from err
         if isinstance(symbolic_input, (list, tuple)):
             # [sequences, mask or initial states...] when the layer got more than one tensor; the
             # sequences carry their Keras mask, which the copy picks up when called on them.
@@ -145,29 +130,24 @@ def _norms(probe, inputs, mask=None, batch_size=None):
     batch = int(inputs.shape[0])
     mask_np = None if mask is None else np.asarray(keras.ops.convert_to_numpy(mask), np.float64)
     step = batch if batch_size is None else int(batch_size)
-    totals, counts = None, None
+    totals = counts = 0.0
     for start in range(0, batch, step):
         chunk_mask = None if mask is None else mask_np[start : start + step]
         outs = probe(inputs[start : start + step], mask=None if mask is None else chunk_mask > 0)
         parts = [_batch_mean_norms(o, chunk_mask) for o in outs[: 2 if probe.cells else 1]]
-        if totals is None:
-            totals = [p[0] for p in parts]
-            counts = [p[1] for p in parts]
-        else:
-            totals = [t + p[0] for t, p in zip(totals, parts)]
-            counts = [c + p[1] for c, p in zip(counts, parts)]
+        totals = totals + np.stack([p[0] for p in parts])
+        counts = counts + np.stack([p[1] for p in parts])
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = [t / c for t, c in zip(totals, counts)]
+        means = totals / counts
     return (means[0], means[1]) if probe.cells else means[0]
 
 
 def hidden_norms(model_or_layer, inputs, layer_name=None, cells=False, mask=None, batch_size=None):
     """Batch-averaged ‖h_t‖₂ per timestep of a recurrent layer (norm-stabilizer paper, Figs. 3–5).
 
-    A copy of the layer is built from its config with ``return_sequences=True`` (and, with
-    ``cells=True``, ``return_cell_sequence=True``; no ``state_regularizer``), the weights are
-    copied, and it runs in inference mode (``training=False``: no dropout or weight noise) over
-    ``inputs`` — which may be longer than the training sequences.
+    A copy of the layer (from its config, returning sequences, without ``state_regularizer``)
+    runs with the layer's weights in inference mode (no dropout or weight noise) over ``inputs``,
+    which may be longer than the training sequences.
 
     Args:
         model_or_layer: a ``keras.Model`` (the layer is found by ``layer_name``, default: the
@@ -191,8 +171,7 @@ def hidden_norms(model_or_layer, inputs, layer_name=None, cells=False, mask=None
 def hidden_sequences(model_or_layer, inputs, layer_name=None, cells=False, batch_size=None):
     """The hidden (and, with ``cells=True``, cell) sequences behind :func:`hidden_norms`.
 
-    Same arguments and inference-mode copy of the layer (``layer_name`` may also be the layer
-    object of the model); returns float64 arrays
+    Same arguments (``layer_name`` may also be the layer object); returns float64 arrays
     (batch, time, units): ``h``, or ``(h, c)`` with ``cells=True``.
     """
     model, layer = _find_layer(model_or_layer, layer_name)
@@ -209,15 +188,10 @@ def hidden_sequences(model_or_layer, inputs, layer_name=None, cells=False, batch
 class HiddenNormProbe(keras.callbacks.Callback):
     """Log hidden-state norms beyond the training horizon at epoch ends (norm-stabilizer, Sec. 2.4).
 
-    Every ``every`` epochs (after epochs every−1, 2·every−1, …; 0-based), runs
-    :func:`hidden_norms` on ``inputs`` for ``layer_name`` and writes into ``logs``:
-
-    * ``"hidden_norm/<layer>/last"``: mean ‖h_T‖₂ at the last timestep of ``inputs``;
-    * ``"hidden_norm/<layer>/at_training_length"``: mean ‖h_t‖₂ at t = ``training_length``;
-    * with ``cells=True``, the same for ``"cell_norm/<layer>/..."``.
-
-    The whole curves are kept in ``self.history``: ``{epoch: norms}`` (``(hidden, cell)`` with
-    cells), for plots like the paper's Figs. 3–5.
+    After every ``every``-th epoch, runs :func:`hidden_norms` on ``inputs`` and logs the mean
+    ‖h_t‖₂ at the last timestep (``"hidden_norm/<layer>/last"``) and at t = ``training_length``
+    (``".../at_training_length"``), with ``cells=True`` also ``"cell_norm/<layer>/..."``. The
+    whole curves are kept in ``self.history``: ``{epoch: norms}`` (``(hidden, cell)`` with cells).
 
     Args:
         inputs: probe sequences for the model's input, typically longer than the training ones.
@@ -248,13 +222,9 @@ class HiddenNormProbe(keras.callbacks.Callback):
         self.every = check_int("every", every)
         if training_length is not None:
             training_length = check_int("training_length", training_length)
-        self.inputs = inputs
-        self.layer_name = layer_name
-        self.training_length = training_length
-        self.cells = bool(cells)
-        self.mask = mask
-        self.history = {}
-        self._probe = None
+        self.inputs, self.layer_name, self.mask = inputs, layer_name, mask
+        self.training_length, self.cells = training_length, bool(cells)
+        self.history, self._probe = {}, None
 
     def on_train_begin(self, logs=None):
         model, layer = _find_layer(self.model, self.layer_name)

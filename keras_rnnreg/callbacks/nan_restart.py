@@ -1,10 +1,7 @@
 """The NaN policy of the norm-stabilizer paper, and the one ``fit`` loop that restarts on NaN.
 
 Sec. 2.1: "When we encounter a NaN, we divide the learning rate by 2, and restart with the
-previous epochs parameters." :class:`NaNRestart` is Keras' ``TerminateOnNaN`` (stop ``fit`` at
-the batch whose loss is not finite) that also puts back the previous epoch's weights and
-optimizer state and lowers the learning rate; :func:`fit_with_restarts` calls ``fit`` again from
-that epoch. :func:`keras_rnnreg.training.train` uses the same loop.
+previous epochs parameters." :func:`keras_rnnreg.training.train` uses the same loop.
 """
 
 import numbers
@@ -42,19 +39,13 @@ def _variables(model):
 class NaNRestart(keras.callbacks.TerminateOnNaN):
     """Halve the learning rate and restart from the previous epoch's parameters on NaN.
 
-    At the start of every epoch the callback keeps a copy of the model's weights and the
-    optimizer's state. When the monitored loss of a batch (or of the epoch) is NaN or infinite it
-    stops ``fit`` like ``TerminateOnNaN``; at the end of that ``fit`` it restores the copy — the
-    parameters of the previous epoch — multiplies the learning rate by ``factor`` and sets
-    :attr:`restart_epoch` to the epoch to train again; :func:`fit_with_restarts` goes on from
-    there::
-
-        fit_with_restarts(model, data, NaNRestart(), epochs=100)
-
-    Restoring in ``on_train_end`` (after ``fit`` has written its state back to the variables)
-    works the same on TensorFlow, JAX and PyTorch. After ``max_restarts`` restarts a further NaN
-    raises :class:`NonFiniteLossError`. Place it *first* in the callbacks list, so that callbacks
-    after it can check :attr:`triggered` and skip checkpointing a NaN epoch.
+    Keeps a copy of the weights and optimizer state at every epoch start. A batch (or epoch) loss
+    that is not finite stops ``fit`` like ``TerminateOnNaN``; at the end of that ``fit`` (where
+    restoring works on every backend) the copy is put back, the learning rate multiplied by
+    ``factor`` and :attr:`restart_epoch` set, from which :func:`fit_with_restarts` goes on. After
+    ``max_restarts`` restarts a further NaN raises :class:`NonFiniteLossError`. Place it *first*
+    among the callbacks, so that later ones can check :attr:`triggered` (e.g. to skip a
+    checkpoint).
 
     Args:
         factor: learning-rate multiplier on every restart (0 < factor < 1; the paper's 1/2).
@@ -81,17 +72,13 @@ class NaNRestart(keras.callbacks.TerminateOnNaN):
     def __init__(self, factor=0.5, max_restarts=10, monitor="loss"):
         super().__init__()
         if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not 0 < factor < 1:
-            raise ValueError(f"Invalid value for argument factor={factor!r}: expected 0 < factor < "
-                             "1.")
+            raise ValueError(f"Invalid value for argument factor={factor!r}: expected 0 < factor "
+                             "< 1.")
         self.factor = float(factor)
         self.max_restarts = check_int("max_restarts", max_restarts, minimum=0)
-        self.monitor = monitor
-        self.restarts = 0
-        self.triggered = False
-        self.restart_epoch = None
+        self.monitor, self.restarts, self.triggered, self.restart_epoch = monitor, 0, False, None
         self.events = []  # (epoch, new learning rate)
-        self._epoch = 0
-        self._snapshot = None
+        self._epoch, self._snapshot = 0, None
 
     def on_train_begin(self, logs=None):
         self.triggered = False
@@ -102,17 +89,12 @@ class NaNRestart(keras.callbacks.TerminateOnNaN):
         self._snapshot = [[np.array(keras.ops.convert_to_numpy(v)) for v in variables]
                           for variables in _variables(self.model)]
 
-    def _check(self, logs):
-        if logs and self.monitor in logs and not _finite(logs[self.monitor]):
-            if not self.triggered:
-                self.triggered = True
-                self.model.stop_training = True
-
     def on_batch_end(self, batch, logs=None):
-        self._check(logs)
+        if logs and self.monitor in logs and not _finite(logs[self.monitor]):
+            self.triggered = self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
-        self._check(logs)
+        self.on_batch_end(epoch, logs)
 
     def on_train_end(self, logs=None):
         if not self.triggered:

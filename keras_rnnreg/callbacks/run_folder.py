@@ -13,18 +13,13 @@ __all__ = ["RunFolderCheckpoint"]
 class RunFolderCheckpoint(keras.callbacks.ModelCheckpoint):
     """Every epoch: the model to ``checkpoints/epoch-NNNN.keras``, then the commit record.
 
-    A ``ModelCheckpoint`` (``save_freq="epoch"``, the model with its optimizer state) whose save
-    is atomic and followed by the commit (see :mod:`keras_rnnreg.training`): Keras'
-    ``model.save`` writes the file in place, so a process killed during the save would leave a
-    half file under the final name. Here the file is written whole beside its final name and
-    moved into place; then ``state.json`` — the epoch's logs, ``early_stopping``'s counter and
-    best, the NaN restarts, the seed generators' states and the checkpoint names — replaces the
-    old one in one ``os.replace``: the commit. Then ``history.csv`` and the ``last.keras`` /
-    ``best.keras`` links are refreshed and checkpoints no longer named are deleted.
-
-    Place it after ``early_stopping`` (a :class:`~keras_rnnreg.callbacks.ResumableEarlyStopping`,
-    which also decides the best epoch) and after every callback that adds to the logs. An epoch
-    that ``nan_restart`` flagged is not committed.
+    A ``ModelCheckpoint`` (the model with its optimizer state) whose file is written whole beside
+    its final name and moved into place (Keras' ``model.save`` writes in place: a kill would leave
+    half a file); then ``state.json`` (the epoch's logs, the early-stopping counter and best, NaN
+    restarts, seed-generator states, checkpoint names) replaces the old one in one ``os.replace``:
+    the commit. Then ``history.csv`` and the ``last.keras`` / ``best.keras`` links are refreshed
+    and checkpoints no longer named are deleted. Place it after ``early_stopping`` and every
+    callback that adds to the logs; an epoch that ``nan_restart`` flagged is not committed.
 
     Args:
         run_dir: the run folder.
@@ -55,9 +50,7 @@ class RunFolderCheckpoint(keras.callbacks.ModelCheckpoint):
         self.run_dir = Path(run_dir)
         super().__init__(str(self.run_dir / _runfolder.CHECKPOINTS / _runfolder.EPOCH_FILE),
                          monitor=early_stopping.monitor, mode=early_stopping.mode)
-        self.state = state
-        self.early_stopping = early_stopping
-        self.nan_restart = nan_restart
+        self.state, self.early_stopping, self.nan_restart = state, early_stopping, nan_restart
 
     def on_epoch_end(self, epoch, logs=None):
         if self.nan_restart is not None and self.nan_restart.triggered:

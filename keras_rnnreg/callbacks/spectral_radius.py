@@ -1,10 +1,8 @@
 """The spectral radius of every recurrent kernel in the epoch logs (noise study, Figs. 5-7).
 
-The largest |eigenvalue| of W_hh over training: stuck low under noise / DropConnect, still
-growing under norm-based penalties. Callbacks run eagerly, so the eigenvalues are exact
-(``numpy.linalg.eigvals``). Place :class:`SpectralRadiusLogger` *before* ``CSVLogger`` /
-``TensorBoard`` in the ``callbacks`` list: Keras hands the same ``logs`` dict to the callbacks in
-order.
+The largest |eigenvalue| of W_hh over training (exact: ``numpy.linalg.eigvals``). Place
+:class:`SpectralRadiusLogger` *before* ``CSVLogger`` / ``TensorBoard`` among the callbacks: Keras
+hands them the same ``logs`` dict in order.
 """
 
 import keras
@@ -50,7 +48,7 @@ def recurrent_layers(model):
 def spectral_radii(kernel):
     """Spectral radius of a recurrent kernel: a float for (n, n), a list per gate for (n, k·n).
 
-    NaN for a block with a non-finite entry.
+    NaN for a block with a non-finite entry (a diverged kernel has no eigenvalues).
     """
     w = np.asarray(keras.ops.convert_to_numpy(kernel), dtype=np.float64)
     if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] % w.shape[0]:
@@ -58,7 +56,6 @@ def spectral_radii(kernel):
                          f"shape={w.shape}.")
     n = w.shape[0]
     blocks = [w[:, j * n : (j + 1) * n] for j in range(w.shape[1] // n)]
-    # A diverged kernel (NaN / inf, e.g. the epoch NaNRestart throws away) has no eigenvalues.
     radii = [
         float(np.max(np.abs(np.linalg.eigvals(b)))) if np.isfinite(b).all() else float("nan")
         for b in blocks
@@ -69,11 +66,9 @@ def spectral_radii(kernel):
 class SpectralRadiusLogger(keras.callbacks.Callback):
     """Log the spectral radius (largest |eigenvalue|, exact) of recurrent kernels each epoch.
 
-    Keys in ``logs``: ``"spectral_radius/<key>"`` for a square recurrent kernel (SimpleRNN), with
-    ``<key>`` as in :func:`recurrent_layers` (both directions of a ``Bidirectional``). For
-    gate-stacked kernels every gate's square block is logged:
-    ``"spectral_radius/<key>/<gate>"`` with gates i, f, c, o (LSTM) or z, r, h (GRU) — the
-    candidate block ("c" / "h") is the one that plays W_hh's part in a plain RNN.
+    Keys in ``logs``: ``"spectral_radius/<key>"`` (``<key>`` as in :func:`recurrent_layers`) for
+    a square kernel; for gate-stacked kernels ``"spectral_radius/<key>/<gate>"`` with gates i, f,
+    c, o (LSTM) or z, r, h (GRU): the candidate block ("c" / "h") plays W_hh's part.
 
     Args:
         layers: None (every recurrent layer of the model), or a list of keys / layer names /
@@ -106,11 +101,8 @@ class SpectralRadiusLogger(keras.callbacks.Callback):
             return found
         selected = {}
         for item in self.layers:
-            matches = {
-                key: layer
-                for key, layer in found.items()
-                if item is layer or item in (key, layer.name, key.rsplit("/", 1)[0])
-            }
+            matches = {key: layer for key, layer in found.items()
+                       if item is layer or item in (key, layer.name, key.rsplit("/", 1)[0])}
             if not matches:
                 raise ValueError(f"SpectralRadiusLogger: no recurrent layer matches {item!r} in "
                                  f"layers=; the model's recurrent layers are {sorted(found)}.")

@@ -11,10 +11,9 @@ __all__ = ["StopOnSignal"]
 class StopOnSignal(keras.callbacks.Callback):
     """Inside ``with stopper:``, the first SIGINT or SIGTERM stops at the next batch boundary.
 
-    The signal handler only sets a flag, and the callback raises ``KeyboardInterrupt`` at the
-    next batch, epoch or validation boundary: Keras' own log handling has bare ``except:``
-    clauses that would swallow one raised inside them. A second signal interrupts at once.
-    Outside the ``with`` block (or off the main thread) the handlers are left alone.
+    The handler only sets a flag; ``KeyboardInterrupt`` is raised at the next batch, epoch or
+    validation boundary (Keras' log handling has bare ``except:`` clauses that would swallow it).
+    A second signal interrupts at once. Off the main thread the handlers are left alone.
 
     Args:
         log: called with one line when the first signal arrives.

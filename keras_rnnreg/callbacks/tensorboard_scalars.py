@@ -1,9 +1,7 @@
 """Epoch logs as TensorBoard scalars, written with the ``tensorboard`` package (any backend).
 
-``keras.callbacks.TensorBoard`` writes through ``tf.summary`` and so needs TensorFlow; this writes
-the same layout (``train/`` and ``validation/`` folders, ``epoch_<name>`` tags, the epoch as the
-step) with ``tensorboard.summary.Writer``, which needs no TensorFlow, so it works on JAX and
-PyTorch too. ``tensorboard`` is an optional extra: ``pip install "keras-rnnreg[tensorboard]"``.
+The layout of ``keras.callbacks.TensorBoard``, which needs TensorFlow, through
+``tensorboard.summary.Writer``, which does not. An optional extra: ``keras-rnnreg[tensorboard]``.
 """
 
 from pathlib import Path
@@ -31,8 +29,7 @@ class TensorBoardScalars(keras.callbacks.Callback):
     """Write every scalar of the epoch logs as a TensorBoard scalar.
 
     ``val_<name>`` goes to ``<log_dir>/validation`` as ``epoch_<name>``, the others to
-    ``<log_dir>/train``, as ``keras.callbacks.TensorBoard`` names them. Raises ``ImportError``
-    with the install command when ``tensorboard`` is missing.
+    ``<log_dir>/train``, the epoch as the step. ``ImportError`` without ``tensorboard``.
 
     Args:
         log_dir: the folder of the event files.

@@ -6,12 +6,9 @@
 * :mod:`~keras_rnnreg.data.timit` — TIMIT phoneme recognition (norm-stabilizer paper, 2.2).
 * :mod:`~keras_rnnreg.data.adding` — the adding problem (norm-stabilizer paper, 2.3).
 
-Every pipeline is a ``keras.utils.PyDataset`` that ``model.fit`` / ``evaluate`` take on
-TensorFlow, JAX and PyTorch. The corpora live under :func:`data_root`; :data:`CORPORA` says
-where each comes from and :func:`fetch` downloads the public ones, checking their hashes
-(:mod:`~keras_rnnreg.data.catalog`). Parsed corpora and features are cached under
-:func:`cache_dir` (``$RNNREG_CACHE`` or ``~/.cache/keras-rnnreg``). Submodules are imported on
-first use.
+Every pipeline is a ``keras.utils.PyDataset`` (any backend). The corpora live under
+:func:`data_root` (:mod:`~keras_rnnreg.data.catalog`); parsed corpora and features are cached
+under :func:`cache_dir`. Submodules are imported on first use.
 """
 
 import importlib

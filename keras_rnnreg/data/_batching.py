@@ -1,15 +1,10 @@
-"""Batching shared by the pipelines: ``keras.utils.PyDataset`` subclasses that ``model.fit``,
-``evaluate`` and ``predict`` take on TensorFlow, JAX and PyTorch.
+"""Batching shared by the pipelines: ``keras.utils.PyDataset`` subclasses (any backend).
 
-* Seeded shuffling: the order of epoch ``e`` is drawn from ``numpy.random.default_rng([seed, e])``,
-  so a run is reproducible and every epoch differs. ``model.fit(..., shuffle=True)`` (its default)
-  additionally permutes the order of whole batches with Python's ``random``, which
-  ``keras.utils.set_random_seed`` seeds; pass ``shuffle=False`` to ``fit`` to use our order alone.
-* Variable lengths (:class:`PaddedBatches`): each batch is padded to its longest item; when
-  shuffling, items are first sorted by length inside pools of ``pool`` batches so little padding
-  is wasted. TensorFlow fixes the batch shapes from the first two batches it reads
-  (``tf.data.Dataset.from_generator``); so that it infers a variable time axis, the second
-  batch is padded a few extra steps when it would otherwise have the first one's length.
+The order of epoch ``e`` is drawn from ``numpy.random.default_rng([seed, e])`` (``fit``'s own
+``shuffle=True`` would also permute whole batches). :class:`PaddedBatches` pads each batch to its
+longest item, sorting by length inside pools of batches when shuffling. TensorFlow fixes the batch
+shapes from the first two batches it reads, so the second is padded a few extra steps when it
+would otherwise have the first one's length (a variable time axis is then inferred).
 """
 
 import keras
@@ -40,10 +35,6 @@ class EpochBatches(keras.utils.PyDataset):
         return [order[i : i + self.batch_size] for i in range(0, self.n, self.batch_size)]
 
     def __len__(self):
-        return len(self._plan)
-
-    @property
-    def num_batches(self):
         return len(self._plan)
 
     def __getitem__(self, index):

@@ -1,9 +1,7 @@
 """The on-disk cache of parsed corpora and computed features.
 
-The cache folder is ``$RNNREG_CACHE`` when set, else ``~/.cache/keras-rnnreg``. Every file is
-written atomically: the content goes to a temporary file in the same folder, which is then moved
-over the target with ``os.replace``, so an interrupted build leaves no half-written cache behind
-(at worst a ``*.tmp`` file that is removed on the way out).
+``$RNNREG_CACHE``, else ``~/.cache/keras-rnnreg``; every file is written atomically (a temporary
+file in the same folder, then ``os.replace``).
 """
 
 import contextlib

@@ -1,20 +1,11 @@
 """The adding problem (norm-stabilizer paper, section 2.3; Le, Jaitly & Hinton 2015).
 
-Each input sequence has two channels: channel 0 a value drawn from U[0, 1], channel 1 a marker,
-0 everywhere but at two positions, where it is 1. The target is the sum of the two marked
-values; the paper uses length 400.
-
-Marker placement (Le et al. 2015, section 4.1): the first marker is placed uniformly at random in
-the first half of the sequence (positions ``0 .. length // 2 - 1``), the second uniformly in the
-second half (``length // 2 .. length - 1``).
-
-Baselines for reports (mean squared error), with U, V independent U[0, 1] marked values:
-
-* predicting the constant 1 (the target's mean): ``Var(U + V) = 2 / 12 = 1/6``;
-* "short-sighted", remembering one number (the paper's 1/12): predict the second marked value
-  plus 0.5 (the first's mean); the error is ``Var(U) = 1/12``.
-
-:func:`baselines` computes both on a generated set, beside the expected values.
+Channel 0 holds values from U[0, 1], channel 1 is 1 at two marked positions (0 elsewhere); the
+target is the sum of the two marked values (length 400 in the paper). As in Le et al. 2015,
+Sec. 4.1, the first marker is uniform in positions ``0 .. length // 2 - 1``, the second in
+``length // 2 .. length - 1``. Baseline MSEs, with U, V the marked values: predicting the
+constant 1, ``Var(U + V) = 1/6``; "short-sighted" (the paper's 1/12), predicting the second value
+plus 0.5, ``Var(U) = 1/12``.
 """
 
 import numpy as np
@@ -31,10 +22,7 @@ __all__ = ["CONSTANT_BASELINE_MSE", "SHORT_SIGHTED_BASELINE_MSE", "baselines", "
 
 
 def generate(n, length=LENGTH, seed=0):
-    """``n`` adding-problem sequences: inputs (n, length, 2) and targets (n, 1), float32.
-
-    Deterministic for a given ``seed`` (NumPy ``default_rng``).
-    """
+    """``n`` sequences: inputs (n, length, 2) and targets (n, 1), float32, fixed by ``seed``."""
     n = check_int("n", n)
     length = check_int("length", length)
     if length < 2:

@@ -149,12 +149,10 @@ def _hash(path, expected):
 def fetch(name, data_root=None, mirror=None):
     """Download corpus ``name`` into the data root, checking every file's hash; its path.
 
-    Files already present are checked, not downloaded again. Each missing file is downloaded
-    with ``keras.utils.get_file`` into a temporary folder inside the data root, its hash checked,
-    and only when every file of the corpus is right are they moved into place: a file whose hash
-    differs is refused with a ValueError naming the file and both hashes, and nothing is left in
-    the data root. A licensed corpus (TIMIT) is only located: a DataNotFoundError says where to
-    obtain it.
+    Files already present are checked, not downloaded again. Missing files are downloaded
+    (``keras.utils.get_file``) into a temporary folder and moved into place only when every hash
+    is right; otherwise a ValueError names the file and both hashes, and nothing is left. A
+    licensed corpus (TIMIT) is only located.
 
     Args:
         name: a key of :data:`CORPORA`.
@@ -179,8 +177,8 @@ def fetch(name, data_root=None, mirror=None):
         if not target.is_file():
             missing[rel] = expected
         elif (actual := _hash(target, expected)) != expected:
-            raise ValueError(f"{target}: hash {actual} is not the catalog's "
-                             f"{expected}; remove the file to download it again")
+            raise ValueError(f"{target}: hash {actual} is not the catalog's {expected}; remove "
+                             "the file to download it again")
     if not missing:
         return root / corpus.path
     import keras
@@ -209,10 +207,9 @@ def fetch(name, data_root=None, mirror=None):
 
 
 def resolve(source, family, download=False, data_root=None):
-    """A loader's ``source``: a catalog name (a str) of ``family`` becomes its path under the data
-    root, fetched first with ``download=True``; any other source is returned unchanged, and so is
-    a name that is also an existing path (unless ``download=True``), as the zoo searches the
-    current folder first.
+    """A loader's ``source``: a catalog name of ``family`` becomes its path under the data root
+    (fetched with ``download=True``); any other source, or a name that is also an existing path
+    (without ``download``), is returned unchanged.
 
     Args:
         source: a corpus name, or a path or named source the loader reads itself.

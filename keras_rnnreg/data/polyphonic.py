@@ -1,31 +1,16 @@
 """Polyphonic music: the four benchmarks of the noise study (section 10.1) and their metrics.
 
 JSB Chorales, Nottingham, MuseData and Piano-midi.de (Boulanger-Lewandowski et al. 2012) as
-88-wide binary piano rolls: column 0 is MIDI pitch 21 (A0), column 87 is MIDI 108 (C8).
-:func:`load` reads
-
-* the original pickles: a dict ``train`` / ``valid`` / ``test``, each a list of sequences, each
-  timestep a list or tuple of the sounding MIDI pitches (read with a restricted unpickler that
-  only rebuilds lists, tuples, dicts, sets, numbers and NumPy scalars / arrays);
-* the ``.mat`` copies (TCN repository): ``traindata`` / ``validdata`` / ``testdata``, 1×N cell
-  arrays of T×88 rolls;
-* a folder of MIDI files (through pretty_midi), either with ``train/``, ``valid/``, ``test/``
-  subfolders or flat (then split 60/20/20 by a fixed permutation of the sorted file names). Each
-  file is sampled on a beat grid — quarter notes for chorales, eighth notes otherwise: the roll
-  at grid point ``k`` holds the notes sounding at that instant (``start <= t_k < end``), not
-  every note that sounds somewhere in the interval;
-* ``"music21-chorales"``: a JSB-like default built from the Bach chorales bundled with music21
-  (350 distinct pieces), sampled the same way on the quarter-note grid, with a fixed 60/20/20
-  split (210 / 70 / 70). It is *not* the benchmark's JSB split and its numbers are not Table 1's.
+88-wide binary piano rolls (column 0 is MIDI pitch 21), read from the original pickles, the
+``.mat`` copies, a folder of MIDI files, or ``"music21-chorales"`` (a JSB-like default, not the
+benchmark's split); the documentation's "Data sources and metrics" page describes each.
 
 Preprocessing (section 10.1): "we split the training and validation samples into chunks of 100
 timesteps each ... For samples that are smaller than 100 steps long, we pad them with zeros at
-the front. We do no such splitting or prefixing for the test dataset". Our reading: the model
-predicts the next timestep, so a sequence ``s`` of length T gives T - 1 (input, target) pairs
-``(s[t], s[t + 1])``; those pairs are cut into consecutive chunks of 100; a shorter chunk (a
-short sequence, or the remainder at a sequence's end) is padded with zeros at the front, and the
-padded timesteps carry sample weight 0. Test sequences are run whole (:func:`evaluate`).
-The first timestep of every sequence is never a target (no prediction from an empty past).
+the front. We do no such splitting or prefixing for the test dataset". Our reading: a sequence
+``s`` of length T gives T - 1 next-step pairs ``(s[t], s[t + 1])`` (the first timestep is never a
+target), cut into consecutive chunks of 100; a shorter chunk is zero-padded at the front with
+sample weight 0. Test sequences are run whole (:func:`evaluate`).
 """
 
 import math
@@ -63,16 +48,11 @@ def load(source, *, grid=None, limit=None, cache=True, download=False, data_root
     """Read a polyphonic-music dataset as ``{"train": [...], "valid": [...], "test": [...]}``.
 
     Each split is a list of (T, 88) uint8 piano rolls. ``source`` is a ``.pickle`` / ``.pkl``
-    file, a ``.mat`` file, a folder of MIDI files, ``"music21-chorales"`` (the embedded
-    default; not the benchmark's split), or a corpus name of :data:`~keras_rnnreg.data.CORPORA`
-    (``"jsb_chorales"``, ``"nottingham"``, ``"musedata"``, ``"piano_midi"``), looked up in the
-    data root. ``grid`` (MIDI only): ``"quarter"`` or ``"eighth"``; by default quarter notes when
-    the folder's name mentions chorales or JSB, else eighth notes. ``limit``
-    (``"music21-chorales"`` only): parse just that many chorales, for quick tests. ``cache``
-    (``"music21-chorales"`` only): reuse / write the parsed rolls in the cache folder.
-    ``download`` (corpus names only): download the file first when it is missing, checking its
-    sha256 (:func:`keras_rnnreg.data.fetch`). ``data_root``: the data root to look in (see
-    :func:`keras_rnnreg.data.data_root`).
+    file, a ``.mat`` file, a folder of MIDI files, ``"music21-chorales"``, or a corpus name of
+    :data:`~keras_rnnreg.data.CORPORA` looked up in ``data_root`` (and, with ``download``, fetched
+    when missing). ``grid`` (MIDI only): ``"quarter"`` or ``"eighth"``; by default quarter notes
+    when the folder's name mentions chorales or JSB. ``limit`` and ``cache`` (music21 only): parse
+    just that many chorales; reuse / write the parsed rolls in the cache folder.
     """
     if isinstance(source, str) and source == CHORALES:
         return music21_chorales(limit=limit, cache=cache)
@@ -122,16 +102,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
     for anything else is refused rather than allowed to run code."""
 
     _ALLOWED = (
-        {
-            ("builtins", name)
-            for name in ("list", "tuple", "dict", "set", "frozenset", "int", "float")
-        }
-        | {
-            (module, name)
-            for module in ("numpy.core.multiarray", "numpy._core.multiarray")
-            for name in ("scalar", "_reconstruct")
-        }
-        | {(module, "_frombuffer") for module in ("numpy.core.numeric", "numpy._core.numeric")}
+        {("builtins", n) for n in ("list", "tuple", "dict", "set", "frozenset", "int", "float")}
+        | {(f"numpy.{core}.{module}", name) for core in ("core", "_core")
+           for module, name in (("multiarray", "scalar"), ("multiarray", "_reconstruct"),
+                                ("numeric", "_frombuffer"))}
         | {("numpy", "dtype"), ("numpy", "ndarray")}
     )
 
@@ -452,11 +426,8 @@ def make_dataset(sequences, batch_size, chunk=CHUNK, shuffle=True, seed=0, **kwa
     """A ``keras.utils.PyDataset`` of ``(inputs, targets, sample_weight)`` batches for ``fit``.
 
     ``chunk=100`` (training and validation, section 10.1): fixed-length chunks, front-padded.
-    ``chunk=None``: whole sequences (test), padded at the *end* to the longest in the batch —
-    exact for a causal (left-to-right) model, whose outputs never depend on later padding.
-    Shuffling is seeded (``seed``), reshuffled every epoch; with ``chunk=None`` and shuffling,
-    sequences of similar length are batched together. ``kwargs`` go to ``PyDataset``
-    (``workers``, ``use_multiprocessing``, ``max_queue_size``).
+    ``chunk=None``: whole sequences, padded at the *end* to the longest in the batch (exact for a
+    causal model). Shuffling is seeded and differs every epoch. ``kwargs`` go to ``PyDataset``.
     """
     if chunk is not None:
         arrays = make_chunks(sequences, chunk)
@@ -479,13 +450,11 @@ def make_dataset(sequences, batch_size, chunk=CHUNK, shuffle=True, seed=0, **kwa
 def evaluate(model, sequences, batch_size=32, causal=True, from_logits=False, pad_multiple=64):
     """Whole-split NLL per timestep (nats) and frame accuracy, test sequences run whole.
 
-    Every sequence is fed entire (no chunking, no front padding) and its T - 1 next-step
-    predictions are scored; the NLL is averaged over all predicted timesteps of the split, each
-    weighted equally (the number of the noise study's Table 1). With ``causal=True`` sequences
-    are batched by length and padded at the end (to a multiple of ``pad_multiple``), which
-    cannot change a left-to-right model's outputs; with ``causal=False`` only sequences of
-    identical length share a batch. The model must accept inputs of shape (batch, None, 88) and
-    output probabilities (``from_logits=True``: logits) of the same shape.
+    Every sequence's T - 1 next-step predictions are scored; the NLL is averaged over all predicted
+    timesteps of the split (Table 1's number). With ``causal=True`` sequences are batched by
+    length and padded at the end (to a multiple of ``pad_multiple``); with ``causal=False`` only
+    sequences of identical length share a batch. The model maps (batch, None, 88) inputs to
+    probabilities (``from_logits=True``: logits) of the same shape.
 
     Returns ``{"nll": ..., "frame_accuracy": ..., "timesteps": ...}``.
     """
@@ -498,11 +467,8 @@ def evaluate(model, sequences, batch_size=32, causal=True, from_logits=False, pa
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))
     batches = []
     for i in order:
-        if (
-            batches
-            and len(batches[-1]) < batch_size
-            and (causal or len(pairs[batches[-1][0]][0]) == len(pairs[i][0]))
-        ):
+        if batches and len(batches[-1]) < batch_size and (
+                causal or len(pairs[batches[-1][0]][0]) == len(pairs[i][0])):
             batches[-1].append(i)
         else:
             batches.append([i])

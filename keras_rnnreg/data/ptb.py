@@ -1,23 +1,12 @@
 """Character-level Penn Treebank (norm-stabilizer paper, section 2.1).
 
-Files (Mikolov's "simple-examples"): ``ptb.char.{train,valid,test}.txt`` — characters separated
-by single spaces, ``_`` between words, one sentence a line — or the word-level
-``ptb.{train,valid,test}.txt``, from which the same characters are derived (each line stripped,
-spaces replaced by ``_``). :func:`load` prefers the character file of a split and falls back to
-the word file.
-
-Our reading of the paper ("sequences of length 50 taken without overlap"):
-
-* each line (sentence) ends with an end-of-sentence symbol, written ``"\\n"`` in the vocabulary,
-  so the model also predicts sentence ends (``eos=False`` drops it); with it the vocabulary
-  built from the validation split has 50 symbols;
-* the vocabulary is the sorted set of symbols of the training split; a symbol of another split
-  outside it is an error (there is no unknown-character symbol; ``<unk>`` is five characters);
-* a split is one stream of symbols cut into consecutive, non-overlapping sequences of 50
-  inputs; sequence ``i`` has inputs ``ids[50 i : 50 i + 50]`` and targets shifted by one, so
-  every symbol but the first is predicted once; the last, shorter sequence is padded at the end
-  with weight 0. Sequences are independent (each starts from the initial state), in training and
-  in :func:`evaluate` alike.
+Mikolov's "simple-examples" files (character or word level; the documentation's "Data sources
+and metrics" page). Our reading of "sequences of length 50 taken without overlap": each sentence
+ends with an end-of-sentence symbol (``"\\n"``; ``eos=False`` drops it); the vocabulary is the
+sorted symbols of the training split (a symbol outside it is an error; ``<unk>`` is five
+characters); a split is one stream cut into consecutive sequences of 50 inputs with the targets
+shifted by one (every symbol but the first predicted once), the last padded at the end with
+weight 0; every sequence starts from the initial state, in training and :func:`evaluate` alike.
 """
 
 import warnings
@@ -139,18 +128,14 @@ def load(path, vocab_from="train", level="auto", eos=True, download=False, data_
                                     "instead (a smoke test, not the paper's set-up)")
         if split != "train" or vocab_from == split:
             raise FileNotFoundError(f"{folder}: no {split} split (looked for {looked})")
-    sentences = {
-        split: read_sentences(p, kind) if p is not None else None
-        for split, (p, kind) in found.items()
-    }
+    sentences = {split: read_sentences(p, kind) if p is not None else None
+                 for split, (p, kind) in found.items()}
     symbols = {c for _, chars in sentences[vocab_from] for c in chars}
     vocab = sorted(symbols | ({EOS} if eos else set()))
-    out = {
-        split: None
-        if sentences[split] is None
-        else encode(sentences[split], vocab, p, eos, vocab_file=found[vocab_from][0].name)
-        for split, (p, _) in found.items()
-    }
+    vocab_file = found[vocab_from][0].name
+    out = {split: None if sentences[split] is None
+           else encode(sentences[split], vocab, p, eos, vocab_file=vocab_file)
+           for split, (p, _) in found.items()}
     if vocab_from != "train":
         missing = "no training split; " if out["train"] is None else ""
         warnings.warn(f"PTB at {folder}: {missing}vocabulary built from the {vocab_from} split "

@@ -1,39 +1,13 @@
 """TIMIT phoneme recognition (norm-stabilizer paper, section 2.2, after Graves et al. 2013).
 
-Corpus: the LDC layout ``TRAIN|TEST/DR1..DR8/<speaker>/<utterance>.WAV`` (NIST SPHERE, read
-through soundfile / libsndfile) with ``<utterance>.PHN`` label files (``start end phone`` per
-line). Folder and file names are matched case-insensitively, so lower-case copies work too; a
-root holding the ``TIMIT/`` folder is accepted as well.
-
-Splits (the standard ones): the SA sentences (SA1, SA2: the same two texts for every speaker)
-are dropped; ``train`` is every TRAIN utterance (3696 on the full corpus); ``valid`` the 50
-speakers of the standard development set (400 utterances) and ``test`` the 24-speaker core test
-set (192 utterances), both from TEST (:data:`DEV_SPEAKERS`, :data:`CORE_TEST_SPEAKERS`, the lists
-of Halberstadt 1998 that Kaldi's ``egs/timit`` uses).
-
-Labels: the 61 TIMIT phones for training, as ids 1..61 in :data:`PHONES_61` order; id 0 is the
-CTC blank (``keras.losses.CTC`` and ``keras.ops.ctc_decode`` both use ``mask_index=0``), so an
-output layer has 62 units. Scoring folds to 39 phones (Lee & Hon 1989, :data:`FOLD_39`):
-closures, pauses and epenthetic silence to ``sil``, ``q`` deleted, and the merges aa/ao,
-ah/ax/ax-h, er/axr, hh/hv, ih/ix, l/el, m/em, n/en/nx, ng/eng, sh/zh, uw/ux. Folding is applied to
-decoded and reference strings alike; repeated symbols created by folding are kept (Kaldi's
-scoring does the same).
-
-Features (Graves et al. 2013: "40 coefficients (plus energy) distributed on a mel-scale, together
-with their first and second temporal derivatives ... normalised ... over the training set"),
-computed in NumPy, our reading of the details: pre-emphasis 0.97; 25 ms Hamming windows every 10 ms
-(400 / 160 samples at 16 kHz; a frame every 10 ms while a whole window fits); a 512-point FFT power
-spectrum; 40 triangular filters evenly spaced on the HTK mel scale ``2595 log10(1 + f / 700)`` from
-0 Hz to the Nyquist frequency; natural log of each filter's energy and of the frame's energy
-(floored at 1e-10); first and second derivatives by the HTK regression formula over ±2 frames (edges
-repeated). Layout per frame: 40 log filterbank energies, log energy, then their deltas, then their
-delta-deltas (123 numbers). Every dimension is normalised with the mean and standard deviation of
-all training frames. The features of a corpus are computed once and cached (``.npz``, written
-atomically), keyed on the corpus' path, file sizes and modification times.
-
-Evaluation: phone error rate after folding, from greedy CTC decoding (``keras.ops.ctc_decode``)
-and the Levenshtein distance, summed over the split (:func:`evaluate`). The paper uses no beam
-search, and neither do we.
+The layout, splits, labels, features and scoring are described in the documentation's "Data
+sources and metrics" page. Our reading of the details it leaves open: folding to 39 phones keeps
+the repeated symbols it creates (as Kaldi's scoring does); frames every 10 ms while a whole
+400-sample window fits; 40 filters on the HTK mel scale ``2595 log10(1 + f / 700)`` from 0 Hz to
+Nyquist; natural log of filter and frame energies floored at 1e-10; derivatives by the HTK
+regression over ±2 frames, edges repeated. Per frame: 40 log filterbank energies, log energy,
+their deltas, their delta-deltas (123 numbers). The features are cached (``.npz``, atomically)
+keyed on the corpus' path, file sizes and modification times.
 """
 
 import warnings
@@ -110,10 +84,9 @@ def read_sphere(path):
     try:
         audio, rate = soundfile.read(str(path), dtype="float64", always_2d=False)
     except Exception as err:
-        raise ValueError(
-            f"{path}: libsndfile cannot read this audio ({err}); expected NIST SPHERE with "
-            "uncompressed PCM (decompress 'shorten' files with sph2pipe first)"
-        ) from err
+        raise ValueError(f"{path}: libsndfile cannot read this audio ({err}); expected NIST SPHERE "
+                         "with uncompressed PCM (decompress 'shorten' files with sph2pipe "
+                         "first)") from err
     if audio.ndim == 2:
         audio = audio.mean(axis=1)
     if audio.size == 0:
@@ -336,14 +309,10 @@ def _unpack(packed):
     out = {}
     for split in SPLITS:
         frames, label_lengths = packed[f"{split}_frames"], packed[f"{split}_label_lengths"]
-        out[split] = {
-            "features": np.split(packed[f"{split}_features"], np.cumsum(frames)[:-1]),
-            "labels": [
-                a.astype(np.int32)
-                for a in np.split(packed[f"{split}_labels"], np.cumsum(label_lengths)[:-1])
-            ],
-            "ids": [str(i) for i in packed[f"{split}_ids"]],
-        }
+        labels = np.split(packed[f"{split}_labels"], np.cumsum(label_lengths)[:-1])
+        out[split] = {"features": np.split(packed[f"{split}_features"], np.cumsum(frames)[:-1]),
+                      "labels": [a.astype(np.int32) for a in labels],
+                      "ids": [str(i) for i in packed[f"{split}_ids"]]}
     out["phones"] = PHONES_61
     out["mean"], out["std"] = packed["mean"], packed["std"]
     return out
@@ -353,12 +322,9 @@ def load(root, cache=True, data_root=None):
     """Read a TIMIT tree into normalised features and 61-phone labels, by split.
 
     Returns ``{"train": split, "valid": split, "test": split, "phones": PHONES_61,
-    "mean": (123,), "std": (123,)}``, each ``split`` a dict of ``"features"`` (list of
-    (frames, 123) float32, normalised with the training mean and standard deviation),
-    ``"labels"`` (list of int32 ids 1..61 in :data:`PHONES_61` order; 0 is the CTC blank) and
-    ``"ids"`` (``"<SPEAKER>_<SENTENCE>"``). The features are cached (see the module docstring).
-    ``root="timit"`` is the data root's ``TIMIT/`` (see :func:`keras_rnnreg.data.data_root`;
-    TIMIT is licensed, so it is never downloaded: a missing one says where to obtain it).
+    "mean": (123,), "std": (123,)}``, each ``split`` a dict of ``"features"`` (list of normalised
+    (frames, 123) float32), ``"labels"`` (list of int32 ids 1..61 in :data:`PHONES_61` order) and
+    ``"ids"`` (``"<SPEAKER>_<SENTENCE>"``). ``root="timit"`` is the data root's ``TIMIT/``.
     """
     root = catalog.resolve(root, "timit", data_root=data_root)
     splits = find_utterances(root)
@@ -388,11 +354,8 @@ def _check_split(split):
 def make_dataset(split, batch_size, shuffle=True, seed=0, pad_multiple=8, **kwargs):
     """A ``keras.utils.PyDataset`` of ``(features, labels)`` batches for a CTC model.
 
-    ``features``: (batch, frames, 123) float32, zero-padded at the end (utterances of similar
-    length batched together when shuffling); ``labels``: (batch, L) int32 phone ids 1..61,
-    padded with 0 to the longest label sequence of the split — what ``keras.losses.CTC`` expects
-    (0 is its blank / padding id). Keras' CTC loss counts every output frame, so the model also
-    learns to emit blanks on the padded frames; length bucketing keeps them few.
+    ``features``: (batch, frames, 123) float32, zero-padded at the end; ``labels``: (batch, L)
+    int32 phone ids 1..61, padded with 0 (``keras.losses.CTC``'s blank) to the split's longest.
     """
     features, labels = _check_split(split)
     label_length = max(len(a) for a in labels)
@@ -441,10 +404,9 @@ def evaluate(model, split, batch_size=1):
     """Phone error rate of ``model`` on a split, after folding to 39 phones.
 
     The model maps (batch, frames, 123) features to (batch, frames, 62) CTC outputs (logits or
-    probabilities: greedy decoding only takes the arg-max). With ``batch_size=1`` each utterance
-    is run alone, which is exact for any model; larger batches pad at the end, which leaves a
-    causal model's outputs unchanged but not a bidirectional one's unless it masks the padding.
-    Returns ``{"per": ..., "edits": ..., "reference_phones": ..., "utterances": ...}``.
+    probabilities). ``batch_size=1`` runs each utterance alone (exact for any model); larger
+    batches pad at the end, which changes an unmasked bidirectional model's outputs. Returns
+    ``{"per": ..., "edits": ..., "reference_phones": ..., "utterances": ...}``.
     """
     features, labels = _check_split(split)
     batch_size = check_int("batch_size", batch_size)

@@ -1,11 +1,9 @@
 """The papers' figures as commands: ``rnnreg figure NAME`` writes ``NAME.png`` and ``NAME.csv``.
 
-Every figure is a function (in :mod:`~keras_rnnreg.figures.noise_study` and
-:mod:`~keras_rnnreg.figures.norm_stabilizer`) that takes its inputs — nothing, run folders of
-``rnnreg train``, or search folders of ``rnnreg tune`` — and an output folder, writes the PNG
-(matplotlib, Agg) and the data behind it (CSV) atomically, and returns
-``{"png", "csv", "columns", "rows"}``. :data:`FIGURES` lists them; :func:`draw` draws one by
-name; :func:`draw_quick` draws it from tiny synthetic runs (:mod:`~keras_rnnreg.figures.quick`).
+Every figure is a function of its inputs (nothing, run folders, or search folders of ``rnnreg
+tune``) and an output folder; it writes the PNG and its data (CSV) atomically and returns
+``{"png", "csv", "columns", "rows"}``. :func:`draw` draws one of :data:`FIGURES` by name,
+:func:`draw_quick` from tiny synthetic runs.
 """
 
 from dataclasses import dataclass, field

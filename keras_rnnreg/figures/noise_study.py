@@ -17,12 +17,10 @@ def unit_rnn_loss(w, b, steps=50, target=0.7, sigma=0.0, per="sequence", samples
     """Squared loss (h_T − target)² of a one-unit RNN over a grid of (w, b) (Sec. 5).
 
     The noise study's "simple regime": Eq. 2 with no input and one unit, h_0 = 0,
-    h_t = tanh(w·h_{t−1} + b), T = ``steps``. With ``sigma`` > 0 both parameters get additive
-    Gaussian noise (Sec. 8.1), w + σ·ε_w and b + σ·ε_b, drawn once per sequence
-    (``per="sequence"``: the expected loss is the noiseless surface blurred by a Gaussian of
-    width σ) or at every timestep (``per="timestep"``), and the loss is its Monte-Carlo mean
-    over ``samples`` draws (the same draws at every grid point) — the surface that noisy
-    training descends (Appendix A: the noise acts as a penalty on the loss).
+    h_t = tanh(w·h_{t−1} + b), T = ``steps``. With ``sigma`` > 0, w and b get additive Gaussian
+    noise (Sec. 8.1) drawn once per sequence (``per="sequence"``) or every timestep, and the loss
+    is its Monte-Carlo mean over ``samples`` draws (the same at every grid point): the surface
+    that noisy training descends (Appendix A).
 
     Args:
         w, b: arrays of the same shape (e.g. from ``numpy.meshgrid``).
@@ -64,9 +62,7 @@ def noise_loss_surface(out_dir, *, grid=60, steps=50, target=0.7, sigma=0.3, per
     for i, (surface, title) in enumerate(zip((plain, noisy), titles)):
         ax = fig.add_subplot(1, 2, i + 1, projection="3d")
         ax.plot_surface(W, B, surface, cmap="viridis", linewidth=0, antialiased=False)
-        ax.set_xlabel("w (recurrent weight)")
-        ax.set_ylabel("b (bias)")
-        ax.set_zlabel("loss")
+        ax.set(xlabel="w (recurrent weight)", ylabel="b (bias)", zlabel="loss")
         ax.set_title(title, fontsize=10)
         ax.view_init(elev=35, azim=-125)
     fig.suptitle(f"One-unit RNN h_t = tanh(w·h_(t-1) + b), h_0 = 0: loss (h_{steps} - "
@@ -126,8 +122,7 @@ def noise_spectral_radius(runs, out_dir):
             ax.plot([p["epoch"] for p in points], [p["spectral_radius"] for p in points],
                     label=label)
         ax.set_title(family, fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("spectral radius of W_hh")
+        ax.set(xlabel="epoch", ylabel="spectral radius of W_hh")
         ax.legend(fontsize=7)
     columns = ["run", "name", "label", "family", "key", "epoch", "spectral_radius"]
     return save(fig, out_dir, "noise_spectral_radius", columns, rows)
@@ -209,8 +204,7 @@ def noise_sweep(searches, out_dir):
 
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel(SWEPT[name])
-        ax.set_ylabel("trial score (search objective)")
+        ax.set(xlabel=SWEPT[name], ylabel="trial score (search objective)")
         ax.legend(fontsize=7)
     columns = ["search", "model", "trial", "parameter", "value", "regularizer", "score"]
     return save(fig, out_dir, "noise_sweep", columns, rows)

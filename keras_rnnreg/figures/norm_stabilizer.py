@@ -44,9 +44,8 @@ def _panel(run):
 def ns_learning_curves(runs, out_dir):
     """Norm-stabilizer Fig. 1: learning curves for several β, penalty on h (left), on c (right).
 
-    The runs' monitored metric per epoch (``training.monitor``, e.g. validation bits per
-    character) and its training value (dashed). A β = 0 LSTM goes beside the hidden-state
-    penalties when it has no output tanh (as the paper's hidden-state runs), else beside the
+    The monitored metric per epoch and its training value (dashed). A β = 0 LSTM goes beside the
+    hidden-state penalties when it has no output tanh (as the paper's), else beside the
     memory-cell ones. Columns: run, name, label, beta, panel, split, epoch, value.
     """
     runs = runs_of(runs, "ns_learning_curves")
@@ -69,8 +68,7 @@ def ns_learning_curves(runs, out_dir):
         _curves(ax, [r for r in rows if r["panel"] == panel])
         ax.set_title(f"penalty on the {'hidden states' if panel == 'hidden' else 'memory cells'}",
                      fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(rows[0]["metric"] + " (solid) / training (dashed)")
+        ax.set(xlabel="epoch", ylabel=rows[0]["metric"] + " (solid) / training (dashed)")
     columns = ["run", "name", "label", "beta", "panel", "split", "epoch", "value", "metric"]
     return save(fig, out_dir, "ns_learning_curves", columns, rows)
 
@@ -96,16 +94,11 @@ def ns_norm_horizon(runs, out_dir, *, length=LENGTH, batch=16):
     """Norm-stabilizer Figs. 3 and 5: mean ‖h_t‖₂ (and ‖c_t‖₂ of LSTMs) per timestep, far past
     the training horizon.
 
-    Each run's best checkpoint runs (inference mode) over ``batch`` sequences of ``length``
-    steps of its data (:func:`~keras_rnnreg.figures._common.long_inputs`). Panels: LSTM hidden
-    states and memory cells (Fig. 3), and one panel per penalty of simple RNNs — the
-    norm-stabilizer and each alternative cost, with the β = 0 runs in every panel (Fig. 5). The
-    dotted line is the training length (``data.seq_len``).
-
-    The CSV is wide (one row per timestep, to stay small): ``t`` and one column per curve,
-    ``<run folder>:h`` or ``<run folder>:c``. The returned dict's ``"curves"`` holds the same
-    points in long form with each run's name, label, beta, cost, quantity (h or c) and cell
-    ("lstm", or "simple_rnn/<activation>": one panel group each).
+    Each run's best checkpoint runs over ``batch`` sequences of ``length`` steps of its data.
+    Panels: LSTM hidden states and memory cells (Fig. 3); one per cost of simple RNNs, with the
+    β = 0 runs in each (Fig. 5); the dotted line is the training length. The CSV is wide: ``t``
+    and one column per curve (``<run folder>:h`` or ``:c``); the returned ``"curves"`` holds the
+    same points in long form (name, label, beta, cost, quantity, cell).
     """
     runs = runs_of(runs, "ns_norm_horizon")
     rows, horizon = [], []
@@ -146,8 +139,7 @@ def ns_norm_horizon(runs, out_dir, *, length=LENGTH, batch=16):
         ax.axvline(max(horizon), color="gray", ls=":", lw=1)
         name = {"h": "‖h_t‖", "c": "‖c_t‖"}[quantity]
         ax.set_title(f"{cell}: mean {name}" + (f", cost {cost}" if cost else ""), fontsize=10)
-        ax.set_xlabel("timestep (dotted: training length)")
-        ax.set_ylabel(f"mean {name}")
+        ax.set(xlabel="timestep (dotted: training length)", ylabel=f"mean {name}")
         _legend(ax)
     curves = list(dict.fromkeys(f"{r['run']}:{r['quantity']}" for r in rows))
     wide = {}
@@ -164,10 +156,9 @@ def ns_irnn_lognorm(runs, out_dir, *, length=LENGTH, batch=16):
     """Norm-stabilizer Fig. 4: average log ‖h_t‖₂ (top) and average cost (bottom) per timestep
     of IRNNs (ReLU, W_hh = I at the start) with and without the penalty, past the horizon.
 
-    Character-level runs (task ``ptb``): the cost at step t is the cross-entropy of the next
-    character in bits, averaged over ``batch`` sequences of ``length`` steps of the run's test
-    split. Non-finite values (exploded activations) are kept as inf / nan in the CSV. Columns:
-    run, name, label, beta, t, mean_log_norm, cost_bits.
+    PTB runs: the cost at step t is the next character's cross-entropy in bits, averaged over
+    ``batch`` test sequences of ``length`` steps; non-finite values stay inf / nan in the CSV.
+    Columns: run, name, label, beta, t, mean_log_norm, cost_bits.
     """
     import keras
 
@@ -183,11 +174,9 @@ def ns_irnn_lognorm(runs, out_dir, *, length=LENGTH, batch=16):
         h = hidden_sequences(run, x)
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             lognorm = np.log(np.linalg.norm(h, axis=-1)).mean(0)
-        probs = np.concatenate([
-            np.asarray(keras.ops.convert_to_numpy(run.model()(x[i : i + 8], training=False)),
-                       np.float64)
-            for i in range(0, len(x), 8)
-        ])
+        model = run.model()
+        probs = np.concatenate([keras.ops.convert_to_numpy(model(x[i : i + 8], training=False))
+                                for i in range(0, len(x), 8)]).astype(np.float64)
         picked = np.take_along_axis(probs, y[..., None].astype(int), axis=-1)[..., 0]
         with np.errstate(divide="ignore", invalid="ignore"):
             cost = (-np.log2(picked)).mean(0)
@@ -211,8 +200,7 @@ def ns_irnn_lognorm(runs, out_dir, *, length=LENGTH, batch=16):
         ax.axvline(horizon, color="gray", ls=":", lw=1)
     top.set_ylabel("mean log ‖h_t‖")
     _legend(top, below=False)
-    bottom.set_ylabel("cost (bits per character)")
-    bottom.set_xlabel("timestep (dotted: training length)")
+    bottom.set(ylabel="cost (bits per character)", xlabel="timestep (dotted: training length)")
     columns = ["run", "name", "label", "beta", "t", "mean_log_norm", "cost_bits"]
     return save(fig, out_dir, "ns_irnn_lognorm", columns, rows)
 
@@ -294,8 +282,7 @@ def _sorted_figure(runs, out_dir, name, cells, values_of, key, ylabel, title):
         points = [r for r in rows if r["run"] == run]
         ax.plot([p["rank"] for p in points], [p[key] for p in points], lw=1.2,
                 label=f"{points[0]['name']}: {points[0]['label']}")
-    ax.set_xlabel("unit (sorted)")
-    ax.set_ylabel(ylabel)
+    ax.set(xlabel="unit (sorted)", ylabel=ylabel)
     ax.set_title(title, fontsize=10)
     _legend(ax)
     columns = ["run", "name", "label", "beta", "rank", key]

@@ -1,8 +1,5 @@
-"""Tiny synthetic inputs for every figure (``rnnreg figure NAME --quick``; what CI draws).
-
-Runs of a few epochs of tiny networks on the zoo's synthetic data, and tiny random searches,
-written once under a work folder and reused by the figures that need them.
-"""
+"""Tiny synthetic runs and searches for every figure (``rnnreg figure NAME --quick``), made once
+under a work folder and reused."""
 
 import shutil
 from pathlib import Path
