@@ -26,3 +26,18 @@ def check_positive(name, value):
         raise ValueError(f"Invalid value for argument {name}={value!r}: expected a positive "
                          "number.")
     return float(value)
+
+
+def check_rate(name, value):
+    """``float(value)``; a ValueError in Keras' wording unless it is a number in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
+        raise ValueError(f"Invalid value for argument {name}={value!r}: expected 0 <= {name} < 1.")
+    return float(value)
+
+
+def check_choice(name, value, choices):
+    """``value``; a ValueError in Keras' wording unless it is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"Invalid value for argument {name}={value!r}: expected one of "
+                         f"{', '.join(map(repr, choices))}.")
+    return value

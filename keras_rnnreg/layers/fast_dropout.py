@@ -1,87 +1,56 @@
 """Fast dropout for recurrent networks (noise study Sec. 6.5: RNN-FD of Table 1).
 
 Wang & Manning (2013), "Fast dropout training", replace the sampled dropout of a unit's incoming
-connections by a Gaussian approximation of the pre-activation; Bayer et al. (2013), "On fast
-dropout and its applicability to recurrent networks", apply it to RNNs "by concatenating the
-input-to-hidden and hidden-to-hidden weights into a single array, and applying the same
-approximation to the incoming connections" (noise study Sec. 6.5, ../shared/papers/
-noise_study.txt). What is computed here, and how each choice was made:
+connections by a Gaussian approximation of the pre-activation; Bayer et al. (2013) apply it to
+RNNs "by concatenating the input-to-hidden and hidden-to-hidden weights into a single array, and
+applying the same approximation to the incoming connections" (noise study Sec. 6.5).
 
-**Pre-activation.** Unit k receives ``a_k = Σ_j (d_j / p) w_jk z_j + b_k`` over the concatenated
-incoming vector z = [x_t, h_{t−1}], with d_j ~ Bernoulli(p), p = 1 − rate (``recurrent_rate`` for
-the h part). The 1/p scaling is applied during training ("inverted" dropout, as
-``keras.layers.Dropout``), which is the same model as Wang & Manning's unscaled training with
-weights scaled by p at test time: the trained weights are directly those of the deterministic
-inference network. The input x_t is deterministic; h_{t−1} has mean μ and variance s² (carried
-through time). With the d_j independent of each other and of z, and the z_j treated as
-independent (the usual fast-dropout assumption; units of h_{t−1} are in fact correlated),
+**Pre-activation.** Unit k receives ``a_k = Σ_j (d_j / p) w_jk z_j + b_k`` over z = [x_t, h_{t−1}],
+d_j ~ Bernoulli(p), p = 1 − rate (``recurrent_rate`` for the h part). The 1/p scaling is applied
+in training ("inverted" dropout, as ``keras.layers.Dropout``): the same model as Wang & Manning's
+weights scaled by p at test time, so the trained weights are those of the inference network.
+x_t is deterministic; h_{t−1} has mean μ and variance s² (carried through time). With the d_j
+independent and the z_j treated as independent (the usual fast-dropout assumption),
 
     E[a_k]   = Σ_j w_jk μ_j + b_k
     Var[a_k] = Σ_j w_jk² (s_j² + (1 − p) μ_j²) / p            (s_j = 0, μ_j = x_j for the input)
 
-exact for these two moments; a_k is then taken to be Gaussian N(E, Var) (central limit over the
-fan-in). The input parts — ``x W + b`` and ``((1 − p)/p) x² W²`` — are computed for all timesteps
-before the loop, one matmul each; the loop adds ``μ U`` and ``((s² + (1 − q) μ²)/q) U²``. The
-layer itself draws no samples.
+exact for these two moments; a_k is then taken to be Gaussian N(E, Var). The input parts are
+computed for all timesteps before the loop, the recurrent parts inside it; no samples are drawn.
 
 **Through the nonlinearity** (``moments=``), h = f(a) with a ~ N(m, v):
 
 * ``"quadrature"`` (default): E[f(a)] and Var[f(a)] by K-point Gauss–Hermite quadrature
-  (K = ``quadrature_points``, 16 by default; nodes computed in plain Python). Exact for the
-  Gaussian up to the rule's error, which grows with v (tanh becomes step-like on the scale of the
-  nodes): with K = 16, for m ∈ [−4, 4], the variance error is < 1e-3 for v ≤ 1, 0.004 at v = 2,
-  0.02 at v = 4, 0.1 at v = 16 (K = 32: < 1e-3 up to v = 2, 0.04 at v = 16).
-* ``"probit"``: closed forms from σ(x) ≈ Φ(√(π/8) x) (MacKay 1992; used by Wang & Manning), with
+  (K = ``quadrature_points``, 16 by default). The error grows with v: with K = 16, for
+  m ∈ [−4, 4], the variance error is < 1e-3 for v ≤ 1, 0.02 at v = 4, 0.1 at v = 16.
+* ``"probit"``: closed forms from σ(x) ≈ Φ(√(π/8) x) (MacKay 1992; Wang & Manning), with
   tanh(x) = 2σ(2x) − 1: E[σ(a)] ≈ σ(κ m), κ = (1 + π v / 8)^(−1/2); E[tanh(a)] ≈ tanh(κ' m),
-  κ' = (1 + π v / 2)^(−1/2). The variance uses the Gaussian identity E[f'(a)] = ∂E[f(a)]/∂m
-  applied to those approximations, with σ' = σ − σ² and tanh' = 1 − tanh²:
-  Var[σ(a)] ≈ (1 − κ) σ(κm)(1 − σ(κm)), Var[tanh(a)] ≈ (1 − κ') (1 − tanh²(κ'm)). Errors against
-  the exact Gaussian expectations (m ∈ [−4, 4], v ≤ 16): tanh mean ≤ 0.03, variance ≤ 0.055;
-  sigmoid mean ≤ 0.009, variance ≤ 0.011.
+  κ' = (1 + π v / 2)^(−1/2); from E[f'(a)] = ∂E[f(a)]/∂m, Var[σ(a)] ≈ (1 − κ) σ(κm)(1 − σ(κm)),
+  Var[tanh(a)] ≈ (1 − κ') (1 − tanh²(κ'm)). Errors (m ∈ [−4, 4], v ≤ 16): tanh mean ≤ 0.03,
+  variance ≤ 0.055; sigmoid mean ≤ 0.009, variance ≤ 0.011.
 * ``activation="linear"``: (m, v) unchanged, exactly.
 
-**The output and the loss.** :class:`FastDropoutRNN` returns the hidden *mean* sequence, and with
-``return_variance=True`` also the variance sequence. :class:`FastDropoutDense` is the companion
-output layer: fast dropout on its incoming connections (taking ``[mean, variance]`` or a
-deterministic input), and in training it returns E[σ(a)] — the predictive probability with the
-dropout noise integrated out. Plain binary cross-entropy on that probability is then
-−log E_d[p(y | x, d)] exactly (a Bernoulli likelihood is linear in σ(a)), i.e. the negative log
-*marginal* likelihood of the dropout-noise model under the Gaussian approximation, one output unit
-at a time (the "integrate, then take the log" objective; not the expected log-likelihood
-E_d[−log p], which is larger by Jensen's inequality). So RNN-FD on the polyphonic-music data is
-``FastDropoutRNN(..., return_variance=True)`` → ``FastDropoutDense(88)`` with
-``loss="binary_crossentropy"``.
+**The output and the loss.** :class:`FastDropoutRNN` returns the hidden mean sequence (and with
+``return_variance=True`` the variance). :class:`FastDropoutDense` returns, in training, E[σ(a)]:
+binary cross-entropy on it is −log E_d[p(y | x, d)] exactly (a Bernoulli likelihood is linear in
+σ(a)), the negative log *marginal* likelihood under the Gaussian approximation, one output unit at
+a time (not E_d[−log p], larger by Jensen). RNN-FD on the polyphonic-music data is
+``FastDropoutRNN(..., return_variance=True)`` → ``FastDropoutDense(88)``, ``binary_crossentropy``.
 
-**Inference** (``training=False``, i.e. ``predict`` / ``evaluate``), chosen by ``inference=``:
+**Inference** (``training=False``), ``inference=``: ``"mean"`` (default), the deterministic mean
+network h_t = f(x_t W + h_{t−1} U + b) (Wang & Manning's weight-scaled net; variance outputs are
+zeros; with ``activation="tanh"`` exactly ``keras.layers.SimpleRNN`` with the same weights, which
+have its names, shapes and order); ``"marginal"``, the training computation (with the
+perturbations' inference weights), scoring the model that was trained.
 
-* ``"mean"`` (default): the deterministic mean network, h_t = f(x_t W + h_{t−1} U + b), output
-  σ(h W_o + b_o) — Wang & Manning's weight-scaled net (the scaling is already in the weights, see
-  above). The variance outputs are then zeros. With ``activation="tanh"`` this is exactly
-  ``keras.layers.SimpleRNN`` with the same weights: the weights (``kernel`` (F, units),
-  ``recurrent_kernel`` (units, units), ``bias`` (units,)) have the names, shapes and order of
-  ``keras.layers.SimpleRNN`` and ``keras_rnnreg.layers.SimpleRNN``, so ``set_weights`` moves them
-  both ways.
-* ``"marginal"``: the moments are propagated at inference too (the same computation as in
-  training, with the perturbations' inference weights), so that evaluation scores the model that
-  was trained (the marginal likelihood above), where the mean network is over-confident.
+**Weight perturbations** (``perturbations=``, noise study Secs. 8-9): the drawn W̃ (Ũ) replaces W
+(U) in the moment equations, i.e. the moments of the dropout noise given the drawn weights; outside
+training their inference weights are used. ``sampling="local"`` is refused: its noise depends on
+sampled incoming units, which this layer never samples.
 
-**Weight perturbations** (``perturbations=[WeightNoise(...), DropConnect(...)]``,
-:mod:`keras_rnnreg.perturbations`, noise study Secs. 8-9) compose with fast dropout: the kernel
-drawn for the sequence or timestep, W̃ (and Ũ), *replaces* W (U) in the moment equations above,
-i.e. the moments are those of the dropout noise given the drawn weights (weight noise and
-dropout masks are independent): E[a_k | W̃] = Σ_j w̃_jk μ_j + b_k, Var[a_k | W̃] =
-Σ_j w̃_jk² (s_j² + (1 − p) μ_j²) / p. Outside training the perturbations' inference weights are used
-(the clean W, or (1 − rate) W for ``DropConnect(scale="inference")``). ``sampling="local"`` is not
-available here: its per-example pre-activation noise depends on the sampled incoming units, which
-this layer never samples.
-
-**State regularizer** (``state_regularizer=``, e.g. :class:`keras_rnnreg.regularizers.
-NormStabilizer`): the penalty sees the *mean* hidden-state sequence μ_1..μ_T (the layer's output
-sequence), never the variance; ``on="cell"`` raises (no memory cells).
-
-Masks, ``zero_output_for_mask``, ``stateful`` (the state is the pair (mean, variance)),
-``return_state``, ``go_backwards`` and ``unroll`` are those of the fused layers
-(:class:`~keras_rnnreg.layers.FusedRNN`): masked timesteps keep the previous (mean, variance).
+**State regularizer**: the penalty sees the mean hidden-state sequence, never the variance;
+``on="cell"`` raises. Masks, ``stateful`` (the state is (mean, variance)), ``return_state``,
+``go_backwards`` and ``unroll`` are those of :class:`~keras_rnnreg.layers.FusedRNN`.
 """
 
 import math
@@ -90,7 +59,7 @@ import numbers
 import keras
 from keras import ops
 
-from keras_rnnreg._api import serializable
+from keras_rnnreg._api import check_choice, check_int, check_rate, serializable
 from keras_rnnreg.layers.base import FusedRNN
 
 ACTIVATIONS = ("tanh", "sigmoid", "linear")
@@ -98,12 +67,10 @@ MOMENTS = ("quadrature", "probit")
 INFERENCE = ("mean", "marginal")
 
 
-# ----------------------------------------------------------------------------- moment helpers
 def hermite_gauss(points):
     """Nodes and weights of the ``points``-point Gauss–Hermite rule, ∫ e^{−x²} f(x) dx ≈ Σ wᵢ f(xᵢ).
 
-    Plain-Python Newton iteration on the orthonormal Hermite recurrence (Numerical Recipes,
-    ``gauher``), so no NumPy is needed by the layers. Returns two lists of floats.
+    Plain-Python Newton iteration (Numerical Recipes, ``gauher``). Returns two lists of floats.
     """
     n = int(points)
     nodes, weights = [0.0] * n, [0.0] * n
@@ -147,10 +114,8 @@ def _activation_fn(name):
 
 
 def gaussian_moments(mean, variance, activation="tanh", moments="quadrature", quadrature_points=16):
-    """Mean and variance of f(a) for a ~ N(mean, variance), f = tanh, sigmoid or linear.
-
-    See the module docstring for the two approximations (``moments="quadrature"`` / ``"probit"``).
-    """
+    """Mean and variance of f(a) for a ~ N(mean, variance), f = tanh, sigmoid or linear
+    (``moments="quadrature"`` / ``"probit"``: module docstring)."""
     if activation == "linear":
         return mean, variance
     if moments == "probit":
@@ -173,33 +138,15 @@ def gaussian_moments(mean, variance, activation="tanh", moments="quadrature", qu
 
 
 def dropout_moments(mean, variance, kernel, keep):
-    """Mean and variance of ``(d / keep · z) @ kernel`` with d ~ Bernoulli(keep) per incoming unit.
-
-    ``z`` has independent entries with the given ``mean`` and ``variance`` (None: deterministic).
-    Returns (mean @ kernel, ((variance + (1 − keep) mean²) / keep) @ kernel²).
-    """
-    out_mean = ops.matmul(mean, kernel)
+    """Mean and variance of ``(d / keep · z) @ kernel`` with d ~ Bernoulli(keep) per incoming unit
+    and z independent with ``mean`` and ``variance`` (None: deterministic): (mean @ kernel,
+    ((variance + (1 − keep) mean²) / keep) @ kernel²)."""
     spread = (1.0 - keep) * ops.square(mean)
     if variance is not None:
         spread = spread + variance
     if keep != 1.0:
         spread = spread / keep
-    return out_mean, ops.matmul(spread, ops.square(kernel))
-
-
-# ------------------------------------------------------------------------------ argument checks
-def _check_rate(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
-        raise ValueError(f"Invalid value for argument {name}={value!r}: expected 0 <= {name} < 1.")
-    return float(value)
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(
-            f"Unknown {name}={value!r}: expected one of {', '.join(map(repr, choices))}."
-        )
-    return value
+    return ops.matmul(mean, kernel), ops.matmul(spread, ops.square(kernel))
 
 
 def _check_points(points):
@@ -211,37 +158,23 @@ def _check_points(points):
     return int(points)
 
 
-def _activation_name(activation):
-    return "linear" if activation is None else activation
-
-
-
-def _check_units(units):
-    if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units <= 0:
-        raise ValueError(
-            f"Invalid value for argument units={units!r}: expected a positive integer."
-        )
-    return int(units)
+def _check_activation(activation):
+    return check_choice("activation", "linear" if activation is None else activation, ACTIVATIONS)
 
 
 class _FastDropoutArgs:
     """The fast-dropout arguments of both layers: checked, stored and configured in one place."""
 
     def _set_fast_dropout_args(self, rate, moments, quadrature_points, return_variance, inference):
-        self.rate = _check_rate("rate", rate)
-        self.moments = _check_choice("moments", moments, MOMENTS)
+        self.rate = check_rate("rate", rate)
+        self.moments = check_choice("moments", moments, MOMENTS)
         self.quadrature_points = _check_points(quadrature_points)
         self.return_variance = bool(return_variance)
-        self.inference = _check_choice("inference", inference, INFERENCE)
+        self.inference = check_choice("inference", inference, INFERENCE)
 
     def _fast_dropout_config(self):
-        return {
-            "rate": self.rate,
-            "moments": self.moments,
-            "quadrature_points": self.quadrature_points,
-            "return_variance": self.return_variance,
-            "inference": self.inference,
-        }
+        keys = ("rate", "moments", "quadrature_points", "return_variance", "inference")
+        return {key: getattr(self, key) for key in keys}
 
     def _propagates_moments(self, training):
         """Moments in training, and at inference with ``inference="marginal"``."""
@@ -259,10 +192,7 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
 
     ``h_t = f(x_t W + h_{t−1} U + b)`` with dropout on the concatenated incoming connections
     [x_t, h_{t−1}] replaced, in training, by the propagation of each unit's mean and variance
-    through time (module docstring: formulas, assumptions, approximations, how perturbations and
-    the state regularizer enter). At inference the mean network (``inference="mean"``, with
-    ``activation="tanh"`` exactly ``keras.layers.SimpleRNN`` with the same weights) or the same
-    moment propagation (``"marginal"``).
+    through time (``E[a_k]``, ``Var[a_k]`` of the module docstring).
 
     Args:
         units: number of hidden units.
@@ -272,19 +202,15 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
         moments: "quadrature" (Gauss–Hermite, default) or "probit" (closed forms).
         quadrature_points: points of the Gauss–Hermite rule (2–100; 16 by default).
         return_sequences: return the whole mean sequence (B, T, units), not only the last step.
-        return_variance: also return the variance (shaped like the mean output), as a second
-            output: ``[mean, variance]`` — feed both to :class:`FastDropoutDense`.
-        go_backwards: process the sequence in reverse (outputs in processing order, as Keras).
-        unroll: passed to the loop (``keras.ops.scan``).
+        return_variance: also return the variance, as a second output: ``[mean, variance]``.
+        go_backwards, unroll: as ``keras.layers.SimpleRNN``.
         inference: "mean" (default) or "marginal" (module docstring, **Inference**).
         perturbations: weight noise / DropConnect with ``sampling="weight"``, in training only.
-        state_regularizer: a penalty on the mean hidden-state sequence (e.g. ``NormStabilizer``),
-            or a list of penalties.
+        state_regularizer: a penalty (or a list) on the mean hidden-state sequence.
         return_state, stateful, seed, zero_output_for_mask, activity_regularizer: as
             :class:`~keras_rnnreg.layers.SimpleRNN`; the states are ``[mean, variance]``.
         kernel_initializer, recurrent_initializer, bias_initializer, *_regularizer,
-        *_constraint: as ``keras.layers.SimpleRNN`` (e.g. ``keras_rnnreg.initializers.Sparse``,
-        ``SpectralRadius``, ``keras_rnnreg.constraints.SpectralRadiusLimit``).
+        *_constraint: as ``keras.layers.SimpleRNN``.
 
     Call arguments: ``sequences`` (B, T, F); ``initial_state``: None, ``h0`` (variance zero) or
     ``[h0_mean, h0_variance]``; ``mask`` (B, T); ``training``.
@@ -294,41 +220,18 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
     _keras_use_cudnn_arg = False
     _sequences_available = ("hidden", "variance")
     _supports_zoneout = False  # zoneout would mix the variance too: not the paper's method
+    _no_cudnn_reason = "FastDropoutRNN has no cuDNN path (it propagates a mean and a variance)"
 
-    def __init__(
-        self,
-        units,
-        rate=0.5,
-        recurrent_rate=None,
-        activation="tanh",
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        recurrent_regularizer=None,
-        bias_regularizer=None,
-        kernel_constraint=None,
-        recurrent_constraint=None,
-        bias_constraint=None,
-        moments="quadrature",
-        quadrature_points=16,
-        return_sequences=False,
-        return_variance=False,
-        go_backwards=False,
-        unroll=False,
-        *,
-        inference="mean",
-        return_state=False,
-        stateful=False,
-        seed=None,
-        zero_output_for_mask=False,
-        perturbations=None,
-        state_regularizer=None,
-        activity_regularizer=None,
-        **kwargs,
-    ):
-        activation = _check_choice("activation", _activation_name(activation), ACTIVATIONS)
+    def __init__(self, units, rate=0.5, recurrent_rate=None, activation="tanh", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
+                 bias_constraint=None, moments="quadrature", quadrature_points=16,
+                 return_sequences=False, return_variance=False, go_backwards=False, unroll=False,
+                 *, inference="mean", return_state=False, stateful=False, seed=None,
+                 zero_output_for_mask=False, perturbations=None, state_regularizer=None,
+                 activity_regularizer=None, **kwargs):
+        activation = _check_activation(activation)
         for key in ("dropout", "recurrent_dropout"):
             if key in kwargs:
                 raise ValueError(
@@ -336,34 +239,21 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
                     f"{key}={kwargs[key]!r}): its dropout rates are rate= and recurrent_rate=."
                 )
         super().__init__(
-            units,
-            activation=activation,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            recurrent_regularizer=recurrent_regularizer,
-            bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer,
-            kernel_constraint=kernel_constraint,
-            recurrent_constraint=recurrent_constraint,
-            bias_constraint=bias_constraint,
-            return_sequences=return_sequences,
-            return_state=return_state,
-            go_backwards=go_backwards,
-            stateful=stateful,
-            unroll=unroll,
-            seed=seed,
-            zero_output_for_mask=zero_output_for_mask,
-            perturbations=perturbations,
-            state_regularizer=state_regularizer,
-            **kwargs,
+            units, activation=activation, use_bias=use_bias,
+            kernel_initializer=kernel_initializer, recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint,
+            return_sequences=return_sequences, return_state=return_state,
+            go_backwards=go_backwards, stateful=stateful, unroll=unroll, seed=seed,
+            zero_output_for_mask=zero_output_for_mask, perturbations=perturbations,
+            state_regularizer=state_regularizer, **kwargs,
         )
         self._set_fast_dropout_args(rate, moments, quadrature_points, return_variance, inference)
         self._recurrent_rate_arg = recurrent_rate
         self.recurrent_rate = (
-            self.rate if recurrent_rate is None else _check_rate("recurrent_rate", recurrent_rate)
+            self.rate if recurrent_rate is None else check_rate("recurrent_rate", recurrent_rate)
         )
         local = [p for p in self.perturbations if p.sampling == "local"]
         if local:
@@ -380,14 +270,10 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
     def _paired_outputs(self):
         return ("variance",) if self.return_variance else ()
 
-    _no_cudnn_reason = "FastDropoutRNN has no cuDNN path (it propagates a mean and a variance)"
-
     def call(self, sequences, initial_state=None, mask=None, training=None):
         if initial_state is not None:
-            states = (
-                list(initial_state) if isinstance(initial_state, (list, tuple))
-                else [initial_state]
-            )
+            nested = isinstance(initial_state, (list, tuple))
+            states = list(initial_state) if nested else [initial_state]
             if len(states) not in (1, 2):
                 raise ValueError(
                     "FastDropoutRNN: initial_state is h0 or [h0_mean, h0_variance]; received "
@@ -400,8 +286,7 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
 
     def _project(self, x_tm, kernel, training):
         """``x W`` for every timestep, and when moments are propagated the input part of the
-        pre-activation variance ``((1 − p)/p) x² W²`` appended on the last axis (T, B, 2 units).
-        ``kernel`` is the drawn kernel under perturbations (module docstring)."""
+        variance ``((1 − p)/p) x² W²`` appended on the last axis (T, B, 2 units)."""
         mean = ops.matmul(x_tm, kernel)
         if not self._propagates_moments(training):
             return mean
@@ -426,12 +311,9 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
         if input_variance is None:
             h = self.activation(input_mean + ops.matmul(mean, u))
             return [h, ops.zeros_like(h)]
-        recurrent_mean, recurrent_variance = dropout_moments(
-            mean, variance, u, 1.0 - self.recurrent_rate
-        )
-        return list(
-            self._moments(input_mean + recurrent_mean, input_variance + recurrent_variance)
-        )
+        keep = 1.0 - self.recurrent_rate
+        recurrent_mean, recurrent_variance = dropout_moments(mean, variance, u, keep)
+        return list(self._moments(input_mean + recurrent_mean, input_variance + recurrent_variance))
 
     def get_config(self):
         config = super().get_config()
@@ -446,19 +328,14 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
 class FastDropoutDense(_FastDropoutArgs, keras.layers.Layer):
     """Fast-dropout output layer: y = f(z W + b) with dropout on z, integrated out in training.
 
-    Input: ``[mean, variance]`` (e.g. from ``FastDropoutRNN(return_variance=True)``) or a single
-    deterministic tensor; any rank ≥ 2, the last axis is the features. In training the
-    pre-activation's mean and variance follow the module docstring's formulas (with dropout rate
-    ``rate`` on the incoming connections; the input variance included), and the output is
-    E[f(a)] — for ``activation="sigmoid"`` the marginal probability of a 1, so that
-    ``binary_crossentropy`` on it is −log of the dropout-marginal likelihood (module docstring).
-    ``return_variance=True`` also returns Var[f(a)] (for stacking fast-dropout layers). At
-    inference: with ``inference="mean"`` (default) f(mean W + b), the deterministic mean network
-    (variance output zeros); with ``"marginal"`` the training computation.
-
-    ``activation="linear"``: the mean output is unaffected by the noise; train a regression head
-    with ``return_variance=True`` and a loss that adds the variance ((y − m)² + v is the expected
-    squared error).
+    Input: ``[mean, variance]`` (e.g. from ``FastDropoutRNN(return_variance=True)``) or one
+    deterministic tensor, rank ≥ 2, features last. In training the pre-activation's moments follow
+    the module docstring (dropout rate ``rate`` on the incoming connections) and the output is
+    E[f(a)] — with ``activation="sigmoid"`` the marginal probability of a 1.
+    ``return_variance=True`` also returns Var[f(a)]. At inference: f(mean W + b) with
+    ``inference="mean"`` (variance output zeros), the training computation with ``"marginal"``.
+    With ``activation="linear"`` the mean output is unaffected by the noise: train a regression
+    head with ``return_variance=True`` and a loss adding the variance ((y − m)² + v).
 
     Args:
         units, rate, activation ("sigmoid" default, "tanh", "linear"), use_bias, initializers,
@@ -466,30 +343,14 @@ class FastDropoutDense(_FastDropoutArgs, keras.layers.Layer):
         :class:`FastDropoutRNN`.
     """
 
-    def __init__(
-        self,
-        units,
-        rate=0.5,
-        activation="sigmoid",
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        kernel_constraint=None,
-        bias_constraint=None,
-        moments="quadrature",
-        quadrature_points=16,
-        return_variance=False,
-        *,
-        inference="mean",
-        **kwargs,
-    ):
+    def __init__(self, units, rate=0.5, activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, kernel_constraint=None,
+                 bias_constraint=None, moments="quadrature", quadrature_points=16,
+                 return_variance=False, *, inference="mean", **kwargs):
         super().__init__(**kwargs)
-        self.units = _check_units(units)
-        self.activation_name = _check_choice(
-            "activation", _activation_name(activation), ACTIVATIONS
-        )
+        self.units = check_int("units", units)
+        self.activation_name = _check_activation(activation)
         self.activation = _activation_fn(self.activation_name)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -503,11 +364,8 @@ class FastDropoutDense(_FastDropoutArgs, keras.layers.Layer):
 
     @staticmethod
     def _features_shape(input_shape):
-        if (
-            isinstance(input_shape, (list, tuple))
-            and input_shape
-            and isinstance(input_shape[0], (list, tuple))
-        ):
+        if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(
+                input_shape[0], (list, tuple)):
             return tuple(input_shape[0])  # [mean, variance]
         return tuple(input_shape)
 
@@ -519,21 +377,14 @@ class FastDropoutDense(_FastDropoutArgs, keras.layers.Layer):
                 f"shape {input_shape}."
             )
         self.kernel = self.add_weight(
-            shape=(input_shape[-1], self.units),
-            name="kernel",
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
+            shape=(input_shape[-1], self.units), name="kernel",
+            initializer=self.kernel_initializer, regularizer=self.kernel_regularizer,
             constraint=self.kernel_constraint,
         )
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(
-                shape=(self.units,),
-                name="bias",
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
+        self.bias = None if not self.use_bias else self.add_weight(
+            shape=(self.units,), name="bias", initializer=self.bias_initializer,
+            regularizer=self.bias_regularizer, constraint=self.bias_constraint,
+        )
 
     def compute_output_shape(self, input_shape):
         shape = self._features_shape(input_shape)[:-1] + (self.units,)
@@ -573,31 +424,19 @@ class FastDropoutDense(_FastDropoutArgs, keras.layers.Layer):
         return [out, out_var] if self.return_variance else out
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "units": self.units,
-                "activation": self.activation_name,
-                "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-                "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
-                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
-                **self._fast_dropout_config(),
-            }
-        )
-        return config
+        serialize = {"initializer": keras.initializers.serialize,
+                     "regularizer": keras.regularizers.serialize,
+                     "constraint": keras.constraints.serialize}
+        return {
+            **super().get_config(), "units": self.units, "activation": self.activation_name,
+            "use_bias": self.use_bias,
+            **{f"{w}_{kind}": fn(getattr(self, f"{w}_{kind}"))
+               for kind, fn in serialize.items() for w in ("kernel", "bias")},
+            **self._fast_dropout_config(),
+        }
 
 
 __all__ = [
-    "ACTIVATIONS",
-    "FastDropoutDense",
-    "FastDropoutRNN",
-    "INFERENCE",
-    "MOMENTS",
-    "dropout_moments",
-    "gaussian_moments",
-    "hermite_gauss",
+    "ACTIVATIONS", "FastDropoutDense", "FastDropoutRNN", "INFERENCE", "MOMENTS",
+    "dropout_moments", "gaussian_moments", "hermite_gauss",
 ]
