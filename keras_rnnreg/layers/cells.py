@@ -1,42 +1,25 @@
 """Recurrent cells for ``keras.layers.RNN``, ``keras.layers.StackedRNNCells`` and custom loops.
 
-``SimpleRNNCell``, ``LSTMCell`` and ``GRUCell`` have Keras' cell API (``state_size``,
-``output_size``, ``call(inputs, states, training) -> (output, new_states)``,
-``get_initial_state``) and Keras' weights (names, shapes, gate order), and compute one step with
-*the same code* as :class:`~keras_rnnreg.layers.SimpleRNN`, :class:`~keras_rnnreg.layers.LSTM` and
-:class:`~keras_rnnreg.layers.GRU` (the step functions of ``layers/_steps.py``, which the layers'
-loops run too): with the same weights and no randomness ``keras.layers.RNN(LSTMCell(n))``
-computes ``LSTM(n)``. The fused layers are faster (their input projection is one matmul before
-the loop; docs/benchmarks.md); the cells are for models built from cells.
+``SimpleRNNCell``, ``LSTMCell`` and ``GRUCell`` have Keras' cell API and weights (names, shapes,
+gate order) and compute one step with *the same code* as the fused
+:class:`~keras_rnnreg.layers.SimpleRNN`, :class:`~keras_rnnreg.layers.LSTM` and
+:class:`~keras_rnnreg.layers.GRU` (``layers/_steps.py``): with the same weights and no randomness
+``keras.layers.RNN(LSTMCell(n))`` computes ``LSTM(n)``. The fused layers are faster
+(docs/benchmarks.md); the cells are for models built from cells.
 
 Randomness is drawn before the loop, through the hook by which ``keras.layers.RNN`` prepares a
-cell's dropout masks (``DropoutRNNCell``: ``RNN.call`` calls ``get_dropout_mask`` /
-``get_recurrent_dropout_mask`` before its loop, "so that the inner loop is stateless", and
-``reset_dropout_mask`` after it; ``StackedRNNCells`` and ``Bidirectional`` pass it on to each
-cell):
+cell's dropout masks (``get_dropout_mask`` before its loop, ``reset_dropout_mask`` after it):
+``dropout`` / ``recurrent_dropout`` one mask per sequence, as Keras; ``perturbations=[...]`` with
+``per="sequence"`` (RNN-NS, RNN-MNS, RNN-DOS; AWD-LSTM's weight drop) one draw of the kernels
+per call of the RNN layer, used by every step in training. In a hand-written loop, call
+``reset_dropout_mask()`` between sequences.
 
-* ``dropout`` / ``recurrent_dropout``: one mask per sequence, as the fused layers (and Keras);
-* ``perturbations=[...]`` with ``per="sequence"`` (RNN-NS, RNN-MNS, RNN-DOS of the noise study;
-  AWD-LSTM's weight drop): the perturbed kernels are drawn in ``get_dropout_mask``, once per call
-  of the RNN layer, and used by every step of that call in training; ``reset_dropout_mask``
-  discards them. In a hand-written loop, call ``reset_dropout_mask()`` between sequences, as for
-  Keras' cells' dropout masks.
-
-Not available in cells, each raising a ValueError that says so:
-
-* per-timestep perturbations (``per="timestep"``, hence ``sampling="local"``): they need one draw
-  per timestep made before the loop, and ``keras.layers.RNN`` tells a cell neither the sequence
-  length before its loop nor the step inside it; drawing inside the loop is randomness inside a
-  JAX scan. The fused layers draw them as a (T, rows, cols) tensor before their loop.
-* ``zoneout=``: its Bernoulli masks are one per timestep, unit and example (Krueger et al.
-  2016), drawn before the loop; as for per-timestep perturbations a cell has no hook for that
-  (``get_dropout_mask`` is once per sequence) and drawing inside the loop would be randomness
-  inside the scan. The layers have it (``LSTM(n, zoneout=(0.5, 0.05))``).
-* ``state_regularizer=``: the norm-stabilizer penalizes the whole state sequence, which a cell
-  never sees (its ``call`` runs inside the loop, where ``add_loss`` cannot be used). Put the
-  :class:`keras_rnnreg.regularizers.NormStabilizer` layer on the RNN's output instead:
-  ``NormStabilizer(β)(keras.layers.RNN(cell, return_sequences=True)(x))`` adds the same penalty
-  as ``state_regularizer=NormStabilizer(β)`` (masks included; tests/layers/test_cells.py).
+Not available in cells (each raises a ValueError): per-timestep perturbations and ``zoneout=``
+(one draw per timestep before the loop, and ``keras.layers.RNN`` tells a cell neither the
+sequence length nor the step; drawing inside the loop would be randomness inside a JAX scan),
+and ``state_regularizer=`` (a cell never sees the state sequence). For the latter,
+``NormStabilizer(β)(keras.layers.RNN(cell, return_sequences=True)(x))`` adds the same penalty
+as ``state_regularizer=NormStabilizer(β)`` (masks included).
 """
 
 import keras
@@ -66,28 +49,12 @@ class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
     _n_states = 1
     _single_state = True  # Keras' SimpleRNNCell / GRUCell: state_size is an int
 
-    def __init__(
-        self,
-        units,
-        activation="tanh",
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        recurrent_regularizer=None,
-        bias_regularizer=None,
-        kernel_constraint=None,
-        recurrent_constraint=None,
-        bias_constraint=None,
-        dropout=0.0,
-        recurrent_dropout=0.0,
-        seed=None,
-        perturbations=None,
-        state_regularizer=None,
-        zoneout=None,
-        **kwargs,
-    ):
+    def __init__(self, units, activation="tanh", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
+                 bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
+                 perturbations=None, state_regularizer=None, zoneout=None, **kwargs):
         super().__init__(**kwargs)
         name = type(self).__name__
         set_weight_arguments(self, locals())
@@ -118,9 +85,7 @@ class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
     # ----------------------------------------------------------------------------- Keras' API
     @property
     def state_size(self):
-        if self._single_state:
-            return self.units
-        return [self.units] * self._n_states
+        return self.units if self._single_state else [self.units] * self._n_states
 
     @property
     def output_size(self):
@@ -141,8 +106,8 @@ class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
 
     # ------------------------------------------------------------- draws before the loop
     def get_dropout_mask(self, step_input):
-        """Keras' hook, called by ``keras.layers.RNN`` before its loop: the input dropout mask,
-        and here also the per-sequence perturbed kernels (cached until ``reset_dropout_mask``)."""
+        """Keras' hook before the loop: the input dropout mask, and here also the per-sequence
+        perturbed kernels (cached until ``reset_dropout_mask``)."""
         self._perturbed_kernels()
         return super().get_dropout_mask(step_input)
 
@@ -195,9 +160,8 @@ class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
 @serializable
 class SimpleRNNCell(_Cell):
     """The cell of :class:`keras_rnnreg.layers.SimpleRNN` (``h_t = f(x_t W + h_{t-1} U + b)``),
-    a drop-in for ``keras.layers.SimpleRNNCell`` (same arguments and weights) with
-    ``perturbations=`` (per sequence) and the activations ``"relu"`` / ``"trec"``. Randomness and
-    restrictions: module docstring."""
+    a drop-in for ``keras.layers.SimpleRNNCell`` with ``perturbations=`` (per sequence) and
+    ``"trec"``. Randomness and restrictions: module docstring."""
 
     _kind = "simple_rnn"
 
@@ -206,8 +170,7 @@ class SimpleRNNCell(_Cell):
 class LSTMCell(_Cell):
     """The cell of :class:`keras_rnnreg.layers.LSTM` (gates i, f, c, o; ``output_activation``;
     ``unit_forget_bias``), a drop-in for ``keras.layers.LSTMCell`` with ``perturbations=`` (per
-    sequence). ``keras.layers.RNN(LSTMCell(n))`` computes ``LSTM(n)`` given the same weights.
-    Randomness and restrictions: module docstring."""
+    sequence). Randomness and restrictions: module docstring."""
 
     _kind = "lstm"
     _gates = 4
