@@ -1,18 +1,13 @@
 """The noise study's optimizer: RMSprop as climin computes it.
 
-The noise study names its optimizer "rmsprop" with a "step rate", a "momentum" and a decay
-(Appendix B, Table 2): the vocabulary of climin (Bayer et al.'s optimizer library, with which the
-fast-dropout RNNs the paper builds on were trained). climin's ``RmsProp`` differs from
-``keras.optimizers.RMSprop`` in three ways that matter early in training:
+The noise study's "rmsprop" with a "step rate", a "momentum" and a decay (Appendix B, Table 2)
+is climin's (Bayer et al.'s optimizer library). It differs from ``keras.optimizers.RMSprop``:
 
-* the mean-square accumulator starts at **1**, not 0, so while it warms up (``ρ^t`` of it
-  remains after ``t`` steps) a small gradient gives a step of about ``step_rate · g``, where Keras'
-  first step is about ``step_rate · sign(g) / sqrt(1 − ρ)`` for every weight whose gradient is not
-  tiny against ε; on the paper's sparse, spectrally scaled initializations those first full-size
-  steps on every entry of the recurrent matrix can throw the network out of its initial regime;
+* the mean-square accumulator starts at **1**, not 0, so early on a small gradient gives a step of
+  about ``step_rate · g`` where Keras' first step is about ``step_rate · sign(g) / sqrt(1 − ρ)``
+  on every weight (full-size steps that can throw a sparse, spectrally scaled init off);
 * ε is 1e-8 (Keras: 1e-7; both inside the square root);
-* the momentum is Nesterov's: the gradient is taken after the momentum step (Keras' RMSprop
-  uses plain momentum).
+* the momentum is Nesterov's (Keras' RMSprop uses plain momentum).
 
 With ``θ`` the weights climin reports, climin's iteration is ``θ½ = θ − β s``, ``g = ∇f(θ½)``,
 ``ms ← ρ ms + (1 − ρ) g²``, ``d = α g / sqrt(ms + ε)``, ``θ ← θ½ − d``, ``s ← β s + d``. Keras
@@ -96,13 +91,5 @@ class CliminRMSprop(keras.optimizers.Optimizer):
         self.assign_sub(variable, d + self.momentum * step)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "rho": self.rho,
-                "momentum": self.momentum,
-                "epsilon": self.epsilon,
-                "initial_accumulator_value": self.initial_accumulator_value,
-            }
-        )
-        return config
+        keys = ("rho", "momentum", "epsilon", "initial_accumulator_value")
+        return {**super().get_config(), **{key: getattr(self, key) for key in keys}}
