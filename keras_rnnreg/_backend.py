@@ -109,10 +109,15 @@ def right_padded(mask):
     """Scalar bool tensor: every row of the (B, T) ``mask`` is k ≥ 1 valid steps then padding
     (what cuDNN's sequence lengths can express; Keras' TensorFlow kernel asserts the same)."""
     valid = ops.cast(mask, "int32")
-    lengths = ops.sum(valid, axis=1)
-    steps = ops.arange(ops.shape(valid)[1], dtype="int32")
-    expected = ops.cast(ops.expand_dims(steps, 0) < ops.expand_dims(lengths, 1), "int32")
+    steps, lengths = _steps_and_lengths(mask)
+    expected = ops.cast(steps < lengths, "int32")
     return ops.logical_and(ops.all(ops.equal(valid, expected)), ops.all(lengths > 0))
+
+
+def _steps_and_lengths(mask):
+    """(1, T) step indices and (B, 1) valid lengths of a (B, T) ``mask``."""
+    steps = ops.expand_dims(ops.arange(ops.shape(mask)[1], dtype="int32"), 0)
+    return steps, ops.expand_dims(ops.sum(ops.cast(mask, "int32"), axis=1), 1)
 
 
 def _bias_or_zeros(bias, kernel, rows=()):
@@ -149,10 +154,8 @@ def cudnn_lstm(inputs, h0, c0, kernel, recurrent_kernel, bias, mask=None):
     """
     kernel_fn = keras_lstm_kernel()
     if kernel_fn is None:
-        raise NotImplementedError(
-            f"keras.src.backend.{keras.backend.backend()}.rnn.lstm is not in Keras "
-            f"{keras.__version__}"
-        )
+        raise NotImplementedError(f"keras.src.backend.{keras.backend.backend()}.rnn.lstm is not "
+                                  f"in Keras {keras.__version__}")
     sequence, (h, c) = _run_kernel(
         kernel_fn, inputs, (h0, c0), kernel, recurrent_kernel, _bias_or_zeros(bias, kernel), mask
     )
@@ -167,9 +170,8 @@ def cudnn_gru(inputs, h0, kernel, recurrent_kernel, bias, mask=None):
     """
     kernel_fn = keras_lstm_kernel("gru")
     if kernel_fn is None:
-        raise NotImplementedError(
-            f"no cuDNN GRU kernel in Keras {keras.__version__}'s {keras.backend.backend()} backend"
-        )
+        raise NotImplementedError(f"no cuDNN GRU kernel in Keras {keras.__version__}'s "
+                                  f"{keras.backend.backend()} backend")
     bias = _bias_or_zeros(bias, kernel, rows=(2,))
     sequence, (h,) = _run_kernel(
         kernel_fn, inputs, (h0,), kernel, recurrent_kernel, bias, mask, reset_after=True
@@ -179,10 +181,8 @@ def cudnn_gru(inputs, h0, kernel, recurrent_kernel, bias, mask=None):
 
 def _last_valid(sequence, mask):
     """Each row's state at its last valid step of a right-padded (B, T) ``mask``."""
-    lengths = ops.sum(ops.cast(mask, "int32"), axis=1)
-    steps = ops.arange(ops.shape(sequence)[1], dtype="int32")
-    last = ops.cast(ops.equal(ops.expand_dims(steps, 0), ops.expand_dims(lengths - 1, 1)),
-                    sequence.dtype)
+    steps, lengths = _steps_and_lengths(mask)
+    last = ops.cast(ops.equal(steps, lengths - 1), sequence.dtype)
     return ops.sum(sequence * ops.expand_dims(last, -1), axis=1)
 
 
@@ -199,18 +199,14 @@ def cudnn_bidirectional_lstm(inputs, forward_weights, backward_weights):
         raise NotImplementedError("no bidirectional_lstm kernel in this Keras backend")
     units = forward_weights[1].shape[0]
     zeros = ops.zeros((ops.shape(inputs)[0], units), dtype=forward_weights[0].dtype)
+    (fwd_kernel, fwd_recurrent, fwd_bias), (bwd_kernel, bwd_recurrent, bwd_bias) = (
+        forward_weights, backward_weights)
     (_, forward, _), (_, backward, _) = kernel_fn(
-        inputs, zeros, zeros, zeros, zeros, None,
-        fwd_kernel=forward_weights[0],
-        fwd_recurrent_kernel=forward_weights[1],
-        fwd_bias=_bias_or_zeros(forward_weights[2], forward_weights[0]),
-        bwd_kernel=backward_weights[0],
-        bwd_recurrent_kernel=backward_weights[1],
-        bwd_bias=_bias_or_zeros(backward_weights[2], backward_weights[0]),
-        activation=keras.activations.tanh,
-        recurrent_activation=keras.activations.sigmoid,
-        return_sequences=True,
-        unroll=False,
+        inputs, zeros, zeros, zeros, zeros, None, fwd_kernel=fwd_kernel,
+        fwd_recurrent_kernel=fwd_recurrent, fwd_bias=_bias_or_zeros(fwd_bias, fwd_kernel),
+        bwd_kernel=bwd_kernel, bwd_recurrent_kernel=bwd_recurrent,
+        bwd_bias=_bias_or_zeros(bwd_bias, bwd_kernel), activation=keras.activations.tanh,
+        recurrent_activation=keras.activations.sigmoid, return_sequences=True, unroll=False,
     )
     return forward, backward
 

@@ -80,8 +80,7 @@ def _bernoulli_log_likelihood(y_true, y_prob, from_logits):
 
 
 def nll_sums(y_true, y_prob, mask=None, from_logits=False):
-    """``(summed NLL in nats, number of counted timesteps)`` — the two totals behind
-    :func:`nll_per_timestep`, for accumulating over batches of a split."""
+    """``(summed NLL in nats, counted timesteps)``, behind :func:`nll_per_timestep`."""
     y_true, y_prob = _rolls(y_true, y_prob)
     nll = -_bernoulli_log_likelihood(y_true, y_prob, from_logits).sum(axis=-1)
     weights = _timestep_mask(mask, nll.shape)
@@ -124,8 +123,7 @@ def frame_accuracy(y_true, y_prob, mask=None, threshold=0.5, from_logits=False):
 
 
 def bpc_sums(y_true, y_prob, mask=None, from_logits=False):
-    """``(summed -log2 p in bits, number of counted characters)``, behind
-    :func:`bits_per_character`."""
+    """``(summed -log2 p in bits, counted characters)``, behind :func:`bits_per_character`."""
     y_prob = _numpy(y_prob, "y_prob")
     y_true = _numpy(y_true, "y_true", dtype=np.int64)
     if y_prob.shape[:-1] != y_true.shape:
@@ -177,10 +175,8 @@ def phone_error_rate(references, hypotheses):
         raise ValueError(f"got {len(references)} references but {len(hypotheses)} hypotheses; "
                          "expected one hypothesis per reference")
     edits = sum(edit_distance(r, h) for r, h in zip(references, hypotheses))
-    length = sum(len(r) for r in references)
-    if length == 0:
-        raise ValueError("the references are empty: the phone error rate is undefined")
-    return edits / length
+    return _mean((edits, sum(len(r) for r in references)),
+                 "the references are empty: the phone error rate is undefined")
 
 
 def _timestep_weights(sample_weight, values):
@@ -214,8 +210,8 @@ class _SumCountMetric(keras.metrics.Metric):
         return ops.divide_no_nan(self.total, self.count)
 
     def reset_state(self):
-        self.total.assign(ops.zeros((), dtype=self.total.dtype))
-        self.count.assign(ops.zeros((), dtype=self.count.dtype))
+        for v in (self.total, self.count):
+            v.assign(ops.zeros((), dtype=v.dtype))
 
     def get_config(self):
         return {**super().get_config(), "from_logits": self.from_logits}

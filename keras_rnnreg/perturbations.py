@@ -6,9 +6,8 @@
 * multiplicative noise ``W̃ = W ⊙ (1 + σ ε)`` (Eq. 12; Eq. 14), ``ε ~ N(0, 1)`` elementwise,
 * DropConnect (Wan et al. 2013): each weight zeroed with probability ``rate``.
 
-RNN-N / RNN-NS (additive, per timestep / per sequence), RNN-MN / RNN-MNS (multiplicative),
-RNN-DO / RNN-DOS (DropConnect on the recurrent weights) and RNN-FF (noise on the input weights,
-per timestep) are these objects given to a layer as ``perturbations=[...]``.
+Its RNN-N / NS, MN / MNS, DO / DOS and FF models are these objects given to a layer as
+``perturbations=[...]``.
 
 Semantics (Sec. 8.1: "the perturbation of the weight matrix is done only during the optimization
 period... the original values of the weight matrices are preserved"):
@@ -22,13 +21,10 @@ period... the original values of the weight matrices are preserved"):
   one target compose in list order.
 
 ``sampling="local"`` (per-timestep only) is the local reparameterization trick (Kingma, Salimans &
-Welling 2015): it samples the noise the weight noise induces on each pre-activation,
-independently per example. For ``a_j = Σ_i h_i W̃_ij`` that noise is exactly
-``N(0, Σ_i h_i² v_ij)`` given h, independent across j, with ``v = σ²`` (additive) or ``σ² W²``
-(multiplicative): ``sqrt(h² @ v) ⊙ z``, ``z ~ N(0, 1)``, has each example's exact marginal, but
-unlike the weight-level draw it is not shared across the batch. For DropConnect the induced noise
-is not Gaussian; ``sampling="local"`` uses the Gaussian with the same moments,
-``v = W² rate / (1 − rate)`` (an approximation). Memory: (T, B, cols) instead of (T, rows, cols).
+Welling 2015): for ``a_j = Σ_i h_i W̃_ij`` the weight noise is exactly ``N(0, Σ_i h_i² v_ij)``
+given h, ``v = σ²`` (additive) or ``σ² W²`` (multiplicative), drawn as ``sqrt(h² @ v) ⊙ z``
+independently per example (exact marginals, not shared across the batch; memory (T, B, cols)).
+For DropConnect it is the Gaussian with the same moments, ``v = W² rate / (1 − rate)``.
 """
 
 import keras
@@ -49,16 +45,13 @@ class Perturbation:
         self.target = check_choice("target", target, _TARGETS)
         self.sampling = check_choice("sampling", sampling, _SAMPLING)
         if sampling == "local" and per != "timestep":
-            raise ValueError(
-                f"sampling='local' needs per='timestep' (received per={per!r}): a per-sequence "
-                "draw correlates the noise of all timesteps, which per-example pre-activation "
-                "noise cannot reproduce."
-            )
+            raise ValueError(f"sampling='local' needs per='timestep' (received per={per!r}): a "
+                             "per-sequence draw correlates the noise of all timesteps, which "
+                             "per-example pre-activation noise cannot reproduce.")
 
     def applies_to(self, target):
         return self.target in (target, "both")
 
-    # -- weight-level sampling -------------------------------------------------------------------
     def perturb(self, weight, time_steps, seed_generator):
         """A perturbed copy of ``weight``: (T, rows, cols) per timestep, else (rows, cols)."""
         shape = tuple(weight.shape[-2:])
@@ -70,10 +63,9 @@ class Perturbation:
         raise NotImplementedError
 
     def deterministic(self, weight):
-        """The weight inference uses: the clean one (``DropConnect(scale="inference")``: less)."""
+        """The weight inference uses: the clean one, or the expected one (``DropConnect``)."""
         return weight
 
-    # -- local reparameterization ----------------------------------------------------------------
     def variance_factors(self, weight):
         """``v`` with ``Var[noise on Σ_i h_i W̃_ij] = Σ_i h_i² v_ij``."""
         raise NotImplementedError
@@ -109,23 +101,19 @@ class WeightNoise(Perturbation):
         sampling: ``"weight"`` (draw the weights) or ``"local"`` (module docstring).
     """
 
-    def __init__(
-        self, stddev, mode="additive", per="timestep", target="recurrent", sampling="weight"
-    ):
+    def __init__(self, stddev, mode="additive", per="timestep", target="recurrent",
+                 sampling="weight"):
         super().__init__(per=per, target=target, sampling=sampling)
         if isinstance(stddev, bool) or not isinstance(stddev, (int, float)) or stddev < 0:
-            raise ValueError(
-                f"Invalid value for argument stddev={stddev!r}: expected a number >= 0."
-            )
+            raise ValueError(f"Invalid value for argument stddev={stddev!r}: expected a "
+                             "number >= 0.")
         self.mode = check_choice("mode", mode, ("additive", "multiplicative"))
         self.stddev = float(stddev)
 
     def _apply(self, weight, shape, seed_generator):
         noise = keras.random.normal(shape, stddev=self.stddev, dtype=weight.dtype,
                                     seed=seed_generator)
-        if self.mode == "additive":
-            return weight + noise
-        return weight * (1.0 + noise)
+        return weight + noise if self.mode == "additive" else weight * (1.0 + noise)
 
     def variance_factors(self, weight):
         if self.mode == "additive":
@@ -160,15 +148,13 @@ class DropConnect(Perturbation):
         super().__init__(per=per, target=target, sampling=sampling)
         self.rate = check_rate("rate", rate)
         if scale not in (True, False, "inference"):
-            raise ValueError(
-                f"Invalid value for argument scale={scale!r}: expected True, False or 'inference'."
-            )
+            raise ValueError(f"Invalid value for argument scale={scale!r}: expected True, False "
+                             "or 'inference'.")
         self.scale = scale
         if sampling == "local" and self.scale is not True:
-            raise ValueError(
-                "DropConnect(sampling='local') needs scale=True: the unscaled masks change the "
-                "mean pre-activation, which the zero-mean local noise does not model."
-            )
+            raise ValueError("DropConnect(sampling='local') needs scale=True: the unscaled masks "
+                             "change the mean pre-activation, which the zero-mean local noise "
+                             "does not model.")
 
     def _apply(self, weight, shape, seed_generator):
         draw = keras.random.uniform(shape, dtype=weight.dtype, seed=seed_generator)
@@ -178,9 +164,7 @@ class DropConnect(Perturbation):
         return weight * keep
 
     def deterministic(self, weight):
-        if self.scale == "inference":
-            return weight * (1.0 - self.rate)
-        return weight
+        return weight * (1.0 - self.rate) if self.scale == "inference" else weight
 
     def variance_factors(self, weight):
         return ops.square(weight) * (self.rate / (1.0 - self.rate))
@@ -217,8 +201,6 @@ def split_by_target(perturbations, target):
     chosen = [p for p in perturbations if p.applies_to(target)]
     local = [p for p in chosen if p.sampling == "local"]
     if local and len(chosen) > 1:
-        raise ValueError(
-            f"A perturbation with sampling='local' must be the only one on the {target} kernel; "
-            f"received {chosen}."
-        )
+        raise ValueError("A perturbation with sampling='local' must be the only one on the "
+                         f"{target} kernel; received {chosen}.")
     return [p for p in chosen if p.sampling == "weight"], (local[0] if local else None)

@@ -26,9 +26,8 @@ USE_CUDNN = ("auto", True, False)
 
 def check_use_cudnn(value):
     if not (value is True or value is False or (isinstance(value, str) and value == "auto")):
-        raise ValueError(
-            f"Invalid value for argument use_cudnn={value!r}: expected 'auto', True or False."
-        )
+        raise ValueError(f"Invalid value for argument use_cudnn={value!r}: expected 'auto', True "
+                         "or False.")
     return value
 
 

@@ -103,15 +103,9 @@ class Bidirectional(keras.layers.Bidirectional):
         if not self.return_sequences:
             y, y_rev = y[:, -1], y_rev[:, 0]
         y, y_rev = ops.cast(y, self.compute_dtype), ops.cast(y_rev, self.compute_dtype)
-        if self.merge_mode == "concat":
-            return ops.concatenate([y, y_rev], axis=-1)
-        if self.merge_mode == "sum":
-            return y + y_rev
-        if self.merge_mode == "ave":
-            return (y + y_rev) / 2
-        if self.merge_mode == "mul":
-            return y * y_rev
-        return (y, y_rev)
+        merge = {"concat": lambda: ops.concatenate([y, y_rev], axis=-1), "sum": lambda: y + y_rev,
+                 "ave": lambda: (y + y_rev) / 2, "mul": lambda: y * y_rev}
+        return merge[self.merge_mode]() if self.merge_mode in merge else (y, y_rev)
 
 
 __all__ = ["Bidirectional"]

@@ -1,17 +1,12 @@
 """Recurrent cells for ``keras.layers.RNN``, ``keras.layers.StackedRNNCells`` and custom loops.
 
-``SimpleRNNCell``, ``LSTMCell`` and ``GRUCell`` have Keras' cell API and weights (names, shapes,
-gate order) and compute one step with *the same code* as the fused
-:class:`~keras_rnnreg.layers.SimpleRNN`, :class:`~keras_rnnreg.layers.LSTM` and
-:class:`~keras_rnnreg.layers.GRU` (``layers/_steps.py``): with the same weights and no randomness
-``keras.layers.RNN(LSTMCell(n))`` computes ``LSTM(n)``. The fused layers are faster
-(docs/benchmarks.md); the cells are for models built from cells.
+``SimpleRNNCell``, ``LSTMCell`` and ``GRUCell`` have Keras' cell API and weights and compute one
+step with *the same code* as our fused layers: with the same weights and no randomness
+``keras.layers.RNN(LSTMCell(n))`` computes ``LSTM(n)``; the fused layers are faster.
 
 Randomness is drawn before the loop, through the hook by which ``keras.layers.RNN`` prepares a
-cell's dropout masks (``get_dropout_mask`` before its loop, ``reset_dropout_mask`` after it):
-``dropout`` / ``recurrent_dropout`` one mask per sequence, as Keras; ``perturbations=[...]`` with
-``per="sequence"`` (RNN-NS, RNN-MNS, RNN-DOS; AWD-LSTM's weight drop) one draw of the kernels
-per call of the RNN layer, used by every step in training. In a hand-written loop, call
+cell's dropout masks: one dropout mask per sequence, as Keras, and one draw of the kernels per call
+for ``perturbations=[...]`` with ``per="sequence"``. In a hand-written loop, call
 ``reset_dropout_mask()`` between sequences.
 
 Not available in cells (each raises a ValueError): per-timestep perturbations and ``zoneout=``
@@ -59,30 +54,21 @@ class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
         name = type(self).__name__
         set_weight_arguments(self, locals())
         if zoneout:
-            raise ValueError(
-                f"{name} takes no zoneout: its masks are drawn per timestep before the loop, and "
-                "keras.layers.RNN prepares a cell's masks once per sequence; use the layers "
-                "(keras_rnnreg.layers.LSTM(n, zoneout=...) and the others)."
-            )
+            raise ValueError(f"{name} takes no zoneout (its masks are drawn per timestep, a cell's "
+                             "once per sequence): use the layers, e.g. "
+                             "keras_rnnreg.layers.LSTM(n, zoneout=...).")
         if state_regularizer is not None:
-            raise ValueError(
-                f"{name} takes no state_regularizer: a cell never sees the state sequence. Put "
-                "keras_rnnreg.regularizers.NormStabilizer on the RNN's output sequence "
-                "(return_sequences=True) instead, or use the fused layers."
-            )
+            raise ValueError(f"{name} takes no state_regularizer (a cell never sees the state "
+                             "sequence): put keras_rnnreg.regularizers.NormStabilizer on the RNN's "
+                             "output sequence instead, or use the fused layers.")
         self.perturbations = _deserialize_list(perturbations, "perturbations")
         for p in self.perturbations:
             if p.per != "sequence":
-                raise ValueError(
-                    f"{name}: perturbation {p!r} is drawn per timestep, which a cell cannot do "
-                    "without randomness inside the loop (keras.layers.RNN gives a cell neither "
-                    "the sequence length before the loop nor the step index). Use "
-                    "per='sequence', or the fused layers (keras_rnnreg.layers.SimpleRNN / LSTM "
-                    "/ GRU) for per-timestep perturbations."
-                )
+                raise ValueError(f"{name}: perturbation {p!r} is drawn per timestep, which needs "
+                                 "randomness inside keras.layers.RNN's loop: use "
+                                 "per='sequence', or the fused layers.")
         self._perturbed = None
 
-    # ----------------------------------------------------------------------------- Keras' API
     @property
     def state_size(self):
         return self.units if self._single_state else [self.units] * self._n_states
@@ -104,7 +90,6 @@ class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
     def _bias_initializer_value(self):
         return self.bias_initializer
 
-    # ------------------------------------------------------------- draws before the loop
     def get_dropout_mask(self, step_input):
         """Keras' hook before the loop: the input dropout mask, and here also the per-sequence
         perturbed kernels (cached until ``reset_dropout_mask``)."""
@@ -124,7 +109,6 @@ class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
             )[:2]
         return self._perturbed
 
-    # --------------------------------------------------------------------------------- step
     def call(self, inputs, states, training=False):
         nested = isinstance(states, (list, tuple))
         carry = list(states) if nested else [states]
@@ -152,7 +136,6 @@ class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
     def _step_config(self):  # a cell with weights of its own adds them (StepConfig.params)
         return _steps.step_config(self)
 
-    # ------------------------------------------------------------------------------- config
     def get_config(self):
         return {**super().get_config(), **weight_config(self)}
 

@@ -7,16 +7,14 @@ applying the same approximation to the incoming connections" (noise study Sec. 6
 
 **Pre-activation.** Unit k receives ``a_k = Σ_j (d_j / p) w_jk z_j + b_k`` over z = [x_t, h_{t−1}],
 d_j ~ Bernoulli(p), p = 1 − rate (``recurrent_rate`` for the h part). The 1/p scaling is applied
-in training ("inverted" dropout, as ``keras.layers.Dropout``): the same model as Wang & Manning's
-weights scaled by p at test time, so the trained weights are those of the inference network.
-x_t is deterministic; h_{t−1} has mean μ and variance s² (carried through time). With the d_j
-independent and the z_j treated as independent (the usual fast-dropout assumption),
+in training ("inverted" dropout), so the trained weights are those of the inference network (Wang
+& Manning scale by p at test time instead). h_{t−1} has mean μ and variance s² (carried through
+time). With the d_j independent and the z_j treated as independent (the usual assumption),
 
     E[a_k]   = Σ_j w_jk μ_j + b_k
     Var[a_k] = Σ_j w_jk² (s_j² + (1 − p) μ_j²) / p            (s_j = 0, μ_j = x_j for the input)
 
-exact for these two moments; a_k is then taken to be Gaussian N(E, Var). The input parts are
-computed for all timesteps before the loop, the recurrent parts inside it; no samples are drawn.
+exact for these two moments; a_k is then taken to be Gaussian N(E, Var). No samples are drawn.
 
 **Through the nonlinearity** (``moments=``), h = f(a) with a ~ N(m, v):
 
@@ -44,9 +42,8 @@ have its names, shapes and order); ``"marginal"``, the training computation (wit
 perturbations' inference weights), scoring the model that was trained.
 
 **Weight perturbations** (``perturbations=``, noise study Secs. 8-9): the drawn W̃ (Ũ) replaces W
-(U) in the moment equations, i.e. the moments of the dropout noise given the drawn weights; outside
-training their inference weights are used. ``sampling="local"`` is refused: its noise depends on
-sampled incoming units, which this layer never samples.
+(U) in the moment equations (the moments of the dropout noise given the drawn weights).
+``sampling="local"`` is refused: this layer never samples the incoming units.
 
 **State regularizer**: the penalty sees the mean hidden-state sequence, never the variance;
 ``on="cell"`` raises. Masks, ``stateful`` (the state is (mean, variance)), ``return_state``,
@@ -68,10 +65,8 @@ INFERENCE = ("mean", "marginal")
 
 
 def hermite_gauss(points):
-    """Nodes and weights of the ``points``-point Gauss–Hermite rule, ∫ e^{−x²} f(x) dx ≈ Σ wᵢ f(xᵢ).
-
-    Plain-Python Newton iteration (Numerical Recipes, ``gauher``). Returns two lists of floats.
-    """
+    """Nodes and weights (two lists of floats) of the ``points``-point Gauss–Hermite rule,
+    ∫ e^{−x²} f(x) dx ≈ Σ wᵢ f(xᵢ), by Newton iteration (Numerical Recipes' ``gauher``)."""
     n = int(points)
     nodes, weights = [0.0] * n, [0.0] * n
     pim4 = math.pi ** -0.25
@@ -152,9 +147,8 @@ def dropout_moments(mean, variance, kernel, keep):
 def _check_points(points):
     integral = not isinstance(points, bool) and isinstance(points, numbers.Integral)
     if not integral or not 2 <= points <= 100:
-        raise ValueError(
-            f"Invalid value for argument quadrature_points={points!r}: expected an int in [2, 100]."
-        )
+        raise ValueError(f"Invalid value for argument quadrature_points={points!r}: expected an "
+                         "int in [2, 100].")
     return int(points)
 
 
@@ -181,9 +175,8 @@ class _FastDropoutArgs:
         return bool(training) or self.inference == "marginal"
 
     def _moments(self, mean, variance):
-        return gaussian_moments(
-            mean, variance, self.activation_name, self.moments, self.quadrature_points
-        )
+        args = (self.activation_name, self.moments, self.quadrature_points)
+        return gaussian_moments(mean, variance, *args)
 
 
 @serializable
@@ -203,14 +196,12 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
         quadrature_points: points of the Gauss–Hermite rule (2–100; 16 by default).
         return_sequences: return the whole mean sequence (B, T, units), not only the last step.
         return_variance: also return the variance, as a second output: ``[mean, variance]``.
-        go_backwards, unroll: as ``keras.layers.SimpleRNN``.
         inference: "mean" (default) or "marginal" (module docstring, **Inference**).
         perturbations: weight noise / DropConnect with ``sampling="weight"``, in training only.
         state_regularizer: a penalty (or a list) on the mean hidden-state sequence.
-        return_state, stateful, seed, zero_output_for_mask, activity_regularizer: as
+        go_backwards, unroll, return_state, stateful, seed, zero_output_for_mask, use_bias,
+            *_initializer, *_regularizer, *_constraint: as
             :class:`~keras_rnnreg.layers.SimpleRNN`; the states are ``[mean, variance]``.
-        kernel_initializer, recurrent_initializer, bias_initializer, *_regularizer,
-        *_constraint: as ``keras.layers.SimpleRNN``.
 
     Call arguments: ``sequences`` (B, T, F); ``initial_state``: None, ``h0`` (variance zero) or
     ``[h0_mean, h0_variance]``; ``mask`` (B, T); ``training``.
@@ -234,10 +225,9 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
         activation = _check_activation(activation)
         for key in ("dropout", "recurrent_dropout"):
             if key in kwargs:
-                raise ValueError(
-                    f"FastDropoutRNN takes no {key}= (sampled dropout; received "
-                    f"{key}={kwargs[key]!r}): its dropout rates are rate= and recurrent_rate=."
-                )
+                raise ValueError(f"FastDropoutRNN takes no {key}= (sampled dropout; received "
+                                 f"{key}={kwargs[key]!r}): its dropout rates are rate= and "
+                                 "recurrent_rate=.")
         super().__init__(
             units, activation=activation, use_bias=use_bias,
             kernel_initializer=kernel_initializer, recurrent_initializer=recurrent_initializer,
@@ -257,11 +247,10 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
         )
         local = [p for p in self.perturbations if p.sampling == "local"]
         if local:
-            raise ValueError(
-                f"FastDropoutRNN takes perturbations with sampling='weight' only; received "
-                f"{local[0]!r}: local noise depends on sampled incoming units, which fast dropout "
-                "never samples (it propagates their mean and variance)."
-            )
+            raise ValueError("FastDropoutRNN takes perturbations with sampling='weight' only; "
+                             f"received {local[0]!r}: local noise depends on sampled incoming "
+                             "units, which fast dropout never samples (it propagates their mean "
+                             "and variance).")
 
     @property
     def state_size(self):
@@ -275,10 +264,8 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
             nested = isinstance(initial_state, (list, tuple))
             states = list(initial_state) if nested else [initial_state]
             if len(states) not in (1, 2):
-                raise ValueError(
-                    "FastDropoutRNN: initial_state is h0 or [h0_mean, h0_variance]; received "
-                    f"{len(states)} tensors."
-                )
+                raise ValueError("FastDropoutRNN: initial_state is h0 or [h0_mean, h0_variance]; "
+                                 f"received {len(states)} tensors.")
             if len(states) == 1:
                 states.append(ops.zeros_like(states[0]))
             initial_state = states
@@ -328,14 +315,11 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
 class FastDropoutDense(_FastDropoutArgs, keras.layers.Layer):
     """Fast-dropout output layer: y = f(z W + b) with dropout on z, integrated out in training.
 
-    Input: ``[mean, variance]`` (e.g. from ``FastDropoutRNN(return_variance=True)``) or one
-    deterministic tensor, rank ≥ 2, features last. In training the pre-activation's moments follow
-    the module docstring (dropout rate ``rate`` on the incoming connections) and the output is
-    E[f(a)] — with ``activation="sigmoid"`` the marginal probability of a 1.
-    ``return_variance=True`` also returns Var[f(a)]. At inference: f(mean W + b) with
-    ``inference="mean"`` (variance output zeros), the training computation with ``"marginal"``.
-    With ``activation="linear"`` the mean output is unaffected by the noise: train a regression
-    head with ``return_variance=True`` and a loss adding the variance ((y − m)² + v).
+    Input: ``[mean, variance]`` (``FastDropoutRNN(return_variance=True)``) or one deterministic
+    tensor, rank ≥ 2. In training the output is E[f(a)] (``E[a_k]``, ``Var[a_k]`` of the module
+    docstring), and with ``return_variance=True`` also Var[f(a)]; inference as the RNN's. With
+    ``activation="linear"`` the mean is unaffected by the noise: train a regression head with
+    ``return_variance=True`` and a loss adding the variance ((y − m)² + v).
 
     Args:
         units, rate, activation ("sigmoid" default, "tanh", "linear"), use_bias, initializers,
@@ -372,10 +356,8 @@ class FastDropoutDense(_FastDropoutArgs, keras.layers.Layer):
     def build(self, input_shape):
         input_shape = self._features_shape(input_shape)
         if len(input_shape) < 2 or input_shape[-1] is None:
-            raise ValueError(
-                "FastDropoutDense expects inputs of rank >= 2 with a known last axis; received "
-                f"shape {input_shape}."
-            )
+            raise ValueError("FastDropoutDense expects inputs of rank >= 2 with a known last "
+                             f"axis; received shape {input_shape}.")
         self.kernel = self.add_weight(
             shape=(input_shape[-1], self.units), name="kernel",
             initializer=self.kernel_initializer, regularizer=self.kernel_regularizer,
@@ -398,10 +380,8 @@ class FastDropoutDense(_FastDropoutArgs, keras.layers.Layer):
     def call(self, inputs, training=None):
         if isinstance(inputs, (list, tuple)):
             if len(inputs) != 2:
-                raise ValueError(
-                    "FastDropoutDense takes a tensor or [mean, variance]; received "
-                    f"{len(inputs)} tensors."
-                )
+                raise ValueError("FastDropoutDense takes a tensor or [mean, variance]; received "
+                                 f"{len(inputs)} tensors.")
             mean, variance = inputs
         else:
             mean, variance = inputs, None
@@ -412,14 +392,10 @@ class FastDropoutDense(_FastDropoutArgs, keras.layers.Layer):
         if self._propagates_moments(training):
             variance = None if variance is None else ops.cast(variance, dtype)
             a_mean, a_var = dropout_moments(mean, variance, kernel, 1.0 - self.rate)
-            if bias is not None:
-                a_mean = a_mean + bias
-            out, out_var = self._moments(a_mean, a_var)
+            out, out_var = self._moments(a_mean if bias is None else a_mean + bias, a_var)
         else:
             a_mean = ops.matmul(mean, kernel)
-            if bias is not None:
-                a_mean = a_mean + bias
-            out = self.activation(a_mean)
+            out = self.activation(a_mean if bias is None else a_mean + bias)
             out_var = ops.zeros_like(out)
         return [out, out_var] if self.return_variance else out
 
@@ -436,7 +412,5 @@ class FastDropoutDense(_FastDropoutArgs, keras.layers.Layer):
         }
 
 
-__all__ = [
-    "ACTIVATIONS", "FastDropoutDense", "FastDropoutRNN", "INFERENCE", "MOMENTS",
-    "dropout_moments", "gaussian_moments", "hermite_gauss",
-]
+__all__ = ["ACTIVATIONS", "FastDropoutDense", "FastDropoutRNN", "INFERENCE", "MOMENTS",
+           "dropout_moments", "gaussian_moments", "hermite_gauss"]

@@ -93,12 +93,11 @@ class _LayerNorm:
     def __init__(self, units, *args, layer_norm_epsilon=1e-3, **kwargs):
         super().__init__(units, *args, **kwargs)
         if self._gates == 3 and self.reset_after is not True:
-            raise ValueError(
-                f"Invalid value for argument reset_after={self.reset_after!r} of "
-                f"{type(self).__name__}: expected True (the reset gate multiplies the normalized "
-                "recurrent candidate projection; with reset_after=False that projection would "
-                "read r ⊙ h and need a normalization of its own)."
-            )
+            raise ValueError(f"Invalid value for argument reset_after={self.reset_after!r} of "
+                             f"{type(self).__name__}: expected True (the reset gate multiplies "
+                             "the normalized recurrent candidate projection; with "
+                             "reset_after=False that projection would read r ⊙ h and need a "
+                             "normalization of its own).")
         self.layer_norm_epsilon = check_positive("layer_norm_epsilon", layer_norm_epsilon)
 
     def _step_config(self):
@@ -145,14 +144,11 @@ class LayerNormLSTM(_LayerNormLayer, LSTM):
     pre-activations, not per gate); the cell normalized on its way to the output, not in the
     carry. β1, β2 and b add up to one bias: Keras' ``bias`` (with ``unit_forget_bias``).
 
-    Weights: Keras' ``kernel``, ``recurrent_kernel``, ``bias`` (gate order i, f, c, o); then
-    ``input_gamma``, ``recurrent_gamma`` (4·units,), ``cell_gamma`` (units,) (ones) and
-    ``cell_beta`` (units,) (zeros). Arguments: :class:`~keras_rnnreg.layers.LSTM`'s and
-    ``layer_norm_epsilon`` (ε, 1e-3 as ``keras.layers.LayerNormalization``), keyword-only.
-    ``perturbations`` act on W and U before the normalization (``LN(x W̃)``; local noise is added
-    to ``x W`` inside LN); ``recurrent_dropout``, ``zoneout``, masks, ``stateful``,
-    ``state_regularizer`` (``on="cell"``: the carried cells) and ``return_cell_sequence`` as the
-    LSTM. Autodiff through our loop, never cuDNN: no ``use_cudnn`` (``True`` raises), no
+    Weights: Keras' ``kernel``, ``recurrent_kernel``, ``bias`` (i, f, c, o); then ``input_gamma``,
+    ``recurrent_gamma`` (4·units,), ``cell_gamma`` (units,), ones, and ``cell_beta``, zeros.
+    Arguments: :class:`~keras_rnnreg.layers.LSTM`'s and ``layer_norm_epsilon`` (ε, 1e-3),
+    keyword-only. Perturbations act on W and U before the normalization (``LN(x W̃)``);
+    ``on="cell"`` penalties see the carried cells. Never cuDNN: no ``use_cudnn``, no
     ``implementation``.
     """
 
