@@ -27,10 +27,9 @@ def scan_states(body, init, xs, unroll=1, reverse=False):
     """Run ``body(carry, x_t) -> new_carry`` over the leading axis of ``xs``; return the stacked
     carries, one (T, ...) tensor per entry of ``init`` (in time order also when ``reverse=True``).
 
-    Every recurrent loop of the library goes through here. On TensorFlow it is ``tf.scan``, whose
-    carry is a loop variable (``keras.ops.scan`` round-trips it through a TensorArray every step)
-    and whose loop is bounded (``keras.ops.scan``'s cannot be differentiated under XLA, which
-    Keras turns on where a GPU is present); elsewhere ``keras.ops.scan``.
+    Every recurrent loop of the library runs here: on TensorFlow ``tf.scan`` (a loop-variable carry,
+    and a bounded loop, which XLA can differentiate unlike ``keras.ops.scan``'s), elsewhere
+    ``keras.ops.scan``.
     """
     init = list(init)
     if keras.backend.backend() == "tensorflow":
@@ -46,12 +45,10 @@ def scan_states(body, init, xs, unroll=1, reverse=False):
 
 
 # ----------------------------------------------------------------------------------- cuDNN path
-# Keras' private backend kernels, reached only from here; the contract relied on (Keras 3.x) is
-# checked by tests/layers/test_cudnn.py: ``keras.src.backend.<backend>.rnn.lstm`` takes the
-# arguments of KERAS_LSTM_KERNEL_ARGS (``gru``: one initial state, ``reset_after=``) with Keras'
-# weight layout and returns ``(last_output, outputs, states)``, or raises NotImplementedError.
-# Only TensorFlow's kernel takes a mask (strictly right-padded, no empty sequence); we hand the
-# others none and fix the padded steps up afterwards.
+# Keras' private backend kernels, reached only from here (contract checked by
+# tests/layers/test_cudnn.py): ``keras.src.backend.<backend>.rnn.lstm`` takes the arguments of
+# KERAS_LSTM_KERNEL_ARGS (``gru``: one initial state, ``reset_after=``) and returns
+# ``(last_output, outputs, states)`` or raises NotImplementedError. Only TensorFlow's takes a mask.
 
 CUDNN_BACKENDS = ("tensorflow", "torch", "jax")
 # Keras' JAX ``gru`` is a ``lax.scan`` (jax.experimental.rnn has no GRU): not a cuDNN kernel.
@@ -145,12 +142,11 @@ def _run_kernel(kernel_fn, inputs, states, kernel, recurrent_kernel, bias, mask,
 
 def cudnn_lstm(inputs, h0, c0, kernel, recurrent_kernel, bias, mask=None):
     """Run Keras' cuDNN LSTM kernel on batch-major ``inputs`` (B, T, F) with the given (possibly
-    perturbed) kernels; tanh / sigmoid / output tanh, gates (i, f, c, o) as ``keras.layers.LSTM``.
+    perturbed) kernels, as ``keras.layers.LSTM``; ``mask`` right-padded (:func:`right_padded`).
 
-    Returns ``(sequence, h_T, c_T)``: the hidden sequence (B, T, N) with zeros at padded steps, the
-    state at each row's last valid step, and the cell state there, which is None when the kernel
-    took no mask (PyTorch, JAX). ``mask`` must be right-padded (:func:`right_padded`). Raises
-    NotImplementedError when the kernel cannot run (moved, no GPU on TensorFlow / JAX).
+    Returns ``(sequence, h_T, c_T)``: the hidden sequence with zeros at padded steps and the states
+    at each row's last valid step (``c_T`` None where the kernel took no mask: PyTorch, JAX).
+    Raises NotImplementedError when the kernel cannot run (moved, no GPU on TensorFlow / JAX).
     """
     kernel_fn = keras_lstm_kernel()
     if kernel_fn is None:
@@ -188,11 +184,9 @@ def _last_valid(sequence, mask):
 
 def cudnn_bidirectional_lstm(inputs, forward_weights, backward_weights):
     """Both directions of a bidirectional LSTM in one cuDNN call (Keras' ``bidirectional_lstm``,
-    PyTorch and JAX in Keras 3.15), zero initial states, no mask. ``*_weights`` are (kernel,
-    recurrent_kernel, bias or None), possibly perturbed.
-
-    Returns ``(forward_sequence, backward_sequence)``, (B, T, N) each, in the original time order.
-    Raises NotImplementedError where the kernel cannot run (TensorFlow, no GPU, moved).
+    PyTorch and JAX), zero initial states, no mask; ``*_weights`` are (kernel, recurrent_kernel,
+    bias or None). Returns ``(forward_sequence, backward_sequence)``, both in time order. Raises
+    NotImplementedError where the kernel cannot run (TensorFlow, no GPU, moved).
     """
     kernel_fn = keras_lstm_kernel("bidirectional_lstm")
     if kernel_fn is None:

@@ -24,10 +24,9 @@ class SpectralRadiusLimit(keras.constraints.Constraint):
 
     Methods for ρ:
 
-    * ``"power"`` (default): the spectral norm σ_max(W) ≥ ρ by ``iterations`` steps of power
-      iteration on WᵀW from a fixed dense start vector (nothing random in the train step): an
-      *upper bound* of ρ is limited (for non-normal matrices ρ can be well below the limit); with
-      too few iterations the estimate is a little low and σ_max can exceed the limit slightly.
+    * ``"power"`` (default): limits the spectral norm σ_max(W) ≥ ρ, an *upper bound* of ρ, found
+      by ``iterations`` steps of power iteration on WᵀW from a fixed start vector (too few steps
+      underestimate it slightly).
     * ``"exact"``: the largest |eigenvalue| by ``keras.ops.eig``. TensorFlow's XLA has no
       non-symmetric eigendecomposition: with ``jit_compile=True`` on TensorFlow (the "auto" choice
       with a GPU) compilation fails ("Detected unsupported operations ... Eig"); compile with
@@ -59,22 +58,18 @@ class SpectralRadiusLimit(keras.constraints.Constraint):
         if len(shape) != 2 or not shape[0] or shape[1] % shape[0]:
             raise ValueError("SpectralRadiusLimit expects a square recurrent kernel (n, n) or a "
                              f"gate-stacked one (n, k*n); received shape={shape}.")
-        n, width = shape
-        k = width // n
+        (n, width), k = shape, shape[1] // shape[0]
         blocks = ops.transpose(ops.reshape(w, (n, k, n)), (1, 0, 2))  # (k, n, n)
-        exact = self.method == "exact"
-        radius = self._exact_radius(blocks) if exact else self._spectral_norm(blocks)
+        if self.method == "exact":
+            radius = ops.max(ops.abs(ops.eig(blocks)[0]), axis=-1)
+        else:
+            radius = self._spectral_norm(blocks)
         radius = ops.cast(radius, w.dtype)
         limit = ops.cast(self.max_radius, w.dtype)
         over = radius > limit
         scale = ops.where(over, limit / ops.where(over, radius, ops.ones_like(radius)), 1.0)
         blocks = blocks * ops.reshape(scale, (k, 1, 1))
         return ops.reshape(ops.transpose(blocks, (1, 0, 2)), (n, width))
-
-    @staticmethod
-    def _exact_radius(blocks):
-        eigenvalues, _ = ops.eig(blocks)
-        return ops.max(ops.abs(eigenvalues), axis=-1)
 
     def _spectral_norm(self, blocks):
         k, n, _ = blocks.shape

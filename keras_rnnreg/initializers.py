@@ -80,8 +80,7 @@ class Sparse(keras.initializers.Initializer):
         # Rank of uniform noise within each column: the `connections` smallest ranks stay.
         noise = keras.random.uniform((fan_in, width), seed=position_seed)
         ranks = ops.argsort(ops.argsort(noise, axis=0), axis=0)
-        keep = ops.cast(ranks < self.connections, dtype)
-        return values * keep
+        return values * ops.cast(ranks < self.connections, dtype)
 
     def get_config(self):
         seed = self._init_seed

@@ -1,14 +1,11 @@
 """The papers' evaluation numbers, as plain functions and as Keras metrics.
 
-* Negative log-likelihood per timestep, in nats (noise study, section 10.3 and Table 1): the
-  Bernoulli log-likelihood summed over the 88 notes, averaged over every predicted timestep of the
-  split (each timestep weighted equally, not each sequence), padding excluded.
-* Frame-level accuracy (Bay, Ehmann & Downie 2009, as used by Boulanger-Lewandowski et al. 2012):
-  ``TP / (TP + FP + FN)`` with the counts summed over the split (not averaged per frame); a note
-  is predicted on when its probability is ``> threshold`` (0.5); 0 when nothing is on.
-* Bits per character (norm-stabilizer paper, section 2.1): mean of ``-log2 p(next character)``.
-* Phone error rate (norm-stabilizer paper, section 2.2): the summed Levenshtein distance between
-  decoded and reference phone strings over the split, divided by the summed reference length.
+* NLL per timestep in nats (noise study, Sec. 10.3, Table 1): the Bernoulli NLL summed over the
+  88 notes, averaged over every predicted timestep of the split (not per sequence), no padding.
+* Frame-level accuracy (Bay, Ehmann & Downie 2009, as Boulanger-Lewandowski et al. 2012):
+  ``TP / (TP + FP + FN)``, counts summed over the split (not averaged per frame).
+* Bits per character (norm-stabilizer paper, Sec. 2.1): mean of ``-log2 p(next character)``.
+* Phone error rate (Sec. 2.2): summed edit distances over summed reference lengths.
 
 The functions take NumPy arrays or backend tensors and compute in float64. Probabilities are
 clipped to ``[1e-7, 1 - 1e-7]`` (Keras' clip for cross-entropies) before logs, in the functions
@@ -184,10 +181,9 @@ def _timestep_weights(sample_weight, values):
     if sample_weight is None:
         return ops.ones_like(values)
     weights = ops.cast(sample_weight, values.dtype)
-    rank, target = len(weights.shape), len(values.shape)
-    if rank == target + 1:
+    if len(weights.shape) == len(values.shape) + 1:
         weights = ops.squeeze(weights, axis=-1)
-    while len(weights.shape) < target:
+    while len(weights.shape) < len(values.shape):
         weights = ops.expand_dims(weights, axis=-1)
     return ops.broadcast_to(weights, ops.shape(values))
 
@@ -260,8 +256,7 @@ class NLLPerTimestep(_SumCountMetric):
 class FrameAccuracy(keras.metrics.Metric):
     """Frame-level accuracy ``TP / (TP + FP + FN)`` (Bay et al. 2009) as a Keras metric.
 
-    Counts are summed across batches; ``sample_weight`` (N, T) excludes padded timesteps (pass
-    it in ``compile(weighted_metrics=[...])``, like :class:`NLLPerTimestep`).
+    Counts are summed across batches; ``sample_weight`` (N, T) as :class:`NLLPerTimestep`'s.
 
     Args:
         name: the metric's name in the logs.
@@ -287,9 +282,8 @@ class FrameAccuracy(keras.metrics.Metric):
             raise ValueError(f"`threshold` must lie strictly between 0 and 1; got {threshold!r}")
         self.threshold = float(threshold)
         self.from_logits = bool(from_logits)
-        self.true_positives = self.add_variable(shape=(), initializer="zeros", name="tp")
-        self.false_positives = self.add_variable(shape=(), initializer="zeros", name="fp")
-        self.false_negatives = self.add_variable(shape=(), initializer="zeros", name="fn")
+        self.true_positives, self.false_positives, self.false_negatives = (
+            self.add_variable(shape=(), initializer="zeros", name=n) for n in ("tp", "fp", "fn"))
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_pred = ops.cast(y_pred, self.dtype)
@@ -321,8 +315,7 @@ class BitsPerCharacter(_SumCountMetric):
     """Bits per character (norm-stabilizer paper, 2.1) as a Keras metric.
 
     ``y_true``: (N, T) character ids; ``y_pred``: (N, T, V) probabilities (or logits with
-    ``from_logits=True``); ``sample_weight``: (N, T), 0 on padding (pass it in
-    ``compile(weighted_metrics=[...])``).
+    ``from_logits=True``); ``sample_weight`` (N, T) as :class:`NLLPerTimestep`'s.
 
     Args:
         name: the metric's name in the logs.

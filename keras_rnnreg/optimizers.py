@@ -9,11 +9,10 @@ is climin's (Bayer et al.'s optimizer library). It differs from ``keras.optimize
 * ε is 1e-8 (Keras: 1e-7; both inside the square root);
 * the momentum is Nesterov's (Keras' RMSprop uses plain momentum).
 
-With ``θ`` the weights climin reports, climin's iteration is ``θ½ = θ − β s``, ``g = ∇f(θ½)``,
-``ms ← ρ ms + (1 − ρ) g²``, ``d = α g / sqrt(ms + ε)``, ``θ ← θ½ − d``, ``s ← β s + d``. Keras
-evaluates the gradient at the variables, so the variables here hold the look-ahead point
-``φ = θ½`` and take ``φ ← φ − d − β s_new`` (the same re-parameterisation as Keras' SGD with
-``nesterov=True``); ``φ`` and climin's ``θ`` differ by ``β s``, one momentum step.
+climin's iteration: ``θ½ = θ − β s``, ``g = ∇f(θ½)``, ``ms ← ρ ms + (1 − ρ) g²``,
+``d = α g / sqrt(ms + ε)``, ``θ ← θ½ − d``, ``s ← β s + d``. Keras takes the gradient at the
+variables, so they hold the look-ahead point ``φ = θ½`` and take ``φ ← φ − d − β s_new`` (as
+Keras' SGD with ``nesterov=True``); ``φ`` and climin's ``θ`` differ by one momentum step.
 """
 
 import keras
@@ -50,8 +49,8 @@ class CliminRMSprop(keras.optimizers.Optimizer):
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-8,
                  initial_accumulator_value=1.0, name="climin_rmsprop", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        for arg, value, high in (("rho", rho, 1.0), ("momentum", momentum, 1.0)):
-            if not 0.0 <= float(value) < high:
+        for arg, value in (("rho", rho), ("momentum", momentum)):
+            if not 0.0 <= float(value) < 1.0:
                 raise ValueError(f"Invalid value for argument {arg}={value!r}: expected 0 <= {arg} "
                                  "< 1.")
         if float(epsilon) < 0 or float(initial_accumulator_value) < 0:
@@ -76,9 +75,7 @@ class CliminRMSprop(keras.optimizers.Optimizer):
             self._steps = [self.add_variable_from_reference(v, name="step") for v in var_list]
 
     def update_step(self, gradient, variable, learning_rate):
-        dtype = variable.dtype
-        lr = ops.cast(learning_rate, dtype)
-        g = ops.cast(gradient, dtype)
+        lr, g = ops.cast(learning_rate, variable.dtype), ops.cast(gradient, variable.dtype)
         index = self._get_variable_index(variable)
         ms = self._mean_squares[index]
         self.assign(ms, self.rho * ms + (1.0 - self.rho) * ops.square(g))

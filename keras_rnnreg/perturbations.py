@@ -12,8 +12,8 @@ Its RNN-N / NS, MN / MNS, DO / DOS and FF models are these objects given to a la
 Semantics (Sec. 8.1: "the perturbation of the weight matrix is done only during the optimization
 period... the original values of the weight matrices are preserved"):
 
-* active only with ``training=True``; inference uses the clean weights (``DropConnect(scale=
-  "inference")``: the expected ones, ``Perturbation.deterministic``); stored weights never change;
+* active only with ``training=True``; inference uses ``Perturbation.deterministic`` (the clean
+  weights, or the expected ones); stored weights never change;
 * ``per="sequence"``: one draw per training step, shared by every timestep and sequence of the
   batch; ``per="timestep"``: a fresh draw per timestep (shared by the batch), made before the loop
   as a ``(T, rows, cols)`` tensor;
@@ -133,8 +133,7 @@ class DropConnect(Perturbation):
       1/(1 − rate), so the expected matrix is W and inference uses the clean W;
     * ``"inference"`` (classic dropout, Hinton et al. 2012; Wan et al.'s mean inference): training
       uses the unscaled masks ``W ⊙ m`` and inference the expected matrix (1 − rate) W (the same
-      function class as ``True``, but initial matrix and optimizer steps are 1/(1 − rate) times
-      larger relative to the weights the network computes with);
+      functions as ``True``, but the weights and their steps are 1/(1 − rate) times larger);
     * ``False``: unscaled masks in training and the clean W at inference.
 
     Args:
@@ -174,11 +173,9 @@ class DropConnect(Perturbation):
 
 
 def kernels_for_step(perturbations, kernel, recurrent_kernel, training, time_steps, seed_generator):
-    """``(kernel, recurrent_kernel, input_local, recurrent_local)`` as a recurrent step uses them.
-
-    In training the weight-level perturbations replace each kernel by a perturbed copy (drawn here,
-    before any loop; input kernel first) and the local ones are returned, not applied; outside
-    training each perturbation's :meth:`Perturbation.deterministic` weight.
+    """``(kernel, recurrent_kernel, input_local, recurrent_local)`` as a recurrent step uses them:
+    in training the kernels perturbed here (input first) and the local perturbations (returned,
+    not applied); outside training each perturbation's :meth:`Perturbation.deterministic` weight.
     """
     if not training:
         for p in perturbations:

@@ -1,20 +1,15 @@
 """Which path a recurrent layer takes: Keras' cuDNN kernel or our fused loop, and why.
 
-The cuDNN path (``_backend.cudnn_lstm`` / ``cudnn_gru``) runs Keras' own backend kernel with the
-layer's kernels, perturbed *once per sequence* before the call (AWD-LSTM's weight-dropped LSTM,
-Merity et al. 2018). It computes exactly our loop's function, so ``use_cudnn="auto"`` takes it
-whenever the configuration allows: tanh / sigmoid activations (the output tanh kept), no
-``recurrent_dropout``, no ``unroll``, no zoneout, perturbations per sequence only, a hidden-state
-``state_regularizer`` only (no cell penalty, no ``return_cell_sequence``), GRU with
-``reset_after=True``; TensorFlow or PyTorch with a GPU. On JAX Keras' LSTM kernel is taken only
-with ``use_cudnn=True`` (one H100: faster than our scan for one 1000-unit LSTM, 5.3 against 7.0 ms
-per batch, slower on the 3×500 bidirectional LSTM, 77.9 against 58.3; docs/benchmarks.md), and
-Keras' JAX ``gru`` is a ``lax.scan``, so the GRU runs our loop there.
+The cuDNN path runs Keras' own backend kernel with the layer's kernels, perturbed *once per
+sequence* before the call (AWD-LSTM's weight-dropped LSTM, Merity et al. 2018). It computes our
+loop's function, so ``use_cudnn="auto"`` takes it where allowed: tanh / sigmoid activations (the
+output tanh kept), no ``recurrent_dropout``, ``unroll`` or zoneout, perturbations per sequence
+only, a hidden-state ``state_regularizer`` only (no cell penalty, no ``return_cell_sequence``),
+GRU with ``reset_after=True``; TensorFlow or PyTorch with a GPU. On JAX the LSTM kernel is taken
+only with ``use_cudnn=True`` (not faster at the papers' shapes: docs/benchmarks.md), the GRU never.
 
-Masks are data, checked on every call: a strictly right-padded mask with no empty row takes the
-cuDNN path; anything else (left padding, gaps, ``go_backwards``, and on PyTorch / JAX
-``return_state=True`` or ``stateful=True``, whose final cell state of a padded row their kernels
-cannot give) runs our loop.
+Masks are checked on every call: a strictly right-padded mask with no empty row, without
+``go_backwards`` (on PyTorch / JAX without ``return_state`` / ``stateful``), takes the cuDNN path.
 """
 
 import keras
@@ -73,8 +68,7 @@ def no_cudnn_reason(layer):
 
 
 def _kernel_rules(layer, training):
-    """The reason of each broken rule, in report order: those Keras' cuDNN LSTM and GRU share,
-    the layer's own (``_cudnn_equation_reasons`` after the activations, ``_output_`` last)."""
+    """The reason of each broken rule, in report order (the layer's own after the activations)."""
     if layer.activation_name != "tanh":
         yield f"activation={layer.activation_name!r} (cuDNN computes tanh)"
     if layer.recurrent_activation_name != "sigmoid":

@@ -17,13 +17,11 @@ class Bidirectional(keras.layers.Bidirectional):
     bidirectional cuDNN call, as Keras does for its own LSTM (the norm-stabilizer paper's TIMIT
     network, Sec. 2.2: three bidirectional layers of 500 units, after Graves et al. 2013).
 
-    Each direction's per-sequence perturbations are drawn once (forward layer first) and its
-    ``state_regularizer`` penalizes its own hidden sequence in its own processing order. Anything
-    else (a mask, initial states, ``return_state``, ``stateful``, input ``dropout`` in training,
-    TensorFlow, no GPU) runs the two layers one after the other, as ``keras.layers.Bidirectional``.
-    Around our :class:`~keras_rnnreg.layers.GRU` the directions are always two calls (each on
-    cuDNN where :func:`~keras_rnnreg.layers.cudnn_path` allows): Keras' one-call GRU path reads a
-    ``keras.layers.GRU``'s cell weights and would skip our perturbations.
+    Each direction's perturbations are drawn once (forward first) and its ``state_regularizer``
+    sees its own sequence in its processing order. A mask, initial states, ``return_state``,
+    ``stateful``, input ``dropout`` in training, TensorFlow or no GPU run the two layers one after
+    the other, as ``keras.layers.Bidirectional``; so does our :class:`~keras_rnnreg.layers.GRU`
+    always (Keras' one-call GRU path would skip our perturbations).
     """
 
     def call(self, sequences, initial_state=None, mask=None, training=None):
@@ -38,13 +36,10 @@ class Bidirectional(keras.layers.Bidirectional):
         """Keras' hook (3.15): whether the configuration allows the one-call path (the device is
         checked by :meth:`_call_fused_lstm`); ``training=None`` (Keras' call) judges training."""
         fwd, bwd = self.forward_layer, self.backward_layer
-        if mask is not None or initial_state is not None or self.stateful or self.return_state:
-            return False
-        if not (isinstance(fwd, LSTM) and isinstance(bwd, LSTM)) or fwd.units != bwd.units:
-            return False
-        if (training or training is None) and (fwd.dropout or bwd.dropout):
-            return False
-        if not (fwd.built and bwd.built):
+        if (mask is not None or initial_state is not None or self.stateful or self.return_state
+                or not (isinstance(fwd, LSTM) and isinstance(bwd, LSTM)) or fwd.units != bwd.units
+                or ((training or training is None) and (fwd.dropout or bwd.dropout))
+                or not (fwd.built and bwd.built)):
             return False
         training = training is not False
         return config_reason(fwd, training) is None and config_reason(bwd, training) is None
@@ -65,13 +60,10 @@ class Bidirectional(keras.layers.Bidirectional):
         """Keras' hook (3.15), answered by configuration; :meth:`_call_fused_gru` then takes the
         two-call path."""
         fwd, bwd = self.forward_layer, self.backward_layer
-        if mask is not None or self.stateful:
-            return False
-        if initial_state is not None and len(initial_state) != 2:
-            return False
-        if not (isinstance(fwd, GRU) and isinstance(bwd, GRU)) or fwd.units != bwd.units:
-            return False
-        if fwd.dropout or bwd.dropout:
+        if (mask is not None or self.stateful
+                or (initial_state is not None and len(initial_state) != 2)
+                or not (isinstance(fwd, GRU) and isinstance(bwd, GRU)) or fwd.units != bwd.units
+                or fwd.dropout or bwd.dropout):
             return False
         return config_reason(fwd, True) is None and config_reason(bwd, True) is None
 

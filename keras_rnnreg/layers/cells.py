@@ -36,8 +36,7 @@ from keras_rnnreg.perturbations import kernels_for_step
 
 
 class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
-    """Shared cell machinery; subclasses set ``_kind`` (their entry in ``_steps.RECURRENCES``:
-    the step function the layer of that kind runs too), ``_gates`` and the state layout."""
+    """Shared cell machinery; subclasses set ``_kind`` (their step), ``_gates``, the states."""
 
     _kind = None
     _gates = 1
@@ -91,8 +90,7 @@ class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
         return self.bias_initializer
 
     def get_dropout_mask(self, step_input):
-        """Keras' hook before the loop: the input dropout mask, and here also the per-sequence
-        perturbed kernels (cached until ``reset_dropout_mask``)."""
+        """Keras' hook before the loop: the dropout mask, and here the perturbed kernels too."""
         self._perturbed_kernels()
         return super().get_dropout_mask(step_input)
 

@@ -1,9 +1,8 @@
 """Fast dropout for recurrent networks (noise study Sec. 6.5: RNN-FD of Table 1).
 
-Wang & Manning (2013), "Fast dropout training", replace the sampled dropout of a unit's incoming
-connections by a Gaussian approximation of the pre-activation; Bayer et al. (2013) apply it to
-RNNs "by concatenating the input-to-hidden and hidden-to-hidden weights into a single array, and
-applying the same approximation to the incoming connections" (noise study Sec. 6.5).
+Wang & Manning (2013) replace sampled dropout by a Gaussian approximation of the pre-activation;
+Bayer et al. (2013) apply it to RNNs "by concatenating the input-to-hidden and hidden-to-hidden
+weights into a single array, and applying the same approximation to the incoming connections".
 
 **Pre-activation.** Unit k receives ``a_k = Σ_j (d_j / p) w_jk z_j + b_k`` over z = [x_t, h_{t−1}],
 d_j ~ Bernoulli(p), p = 1 − rate (``recurrent_rate`` for the h part). The 1/p scaling is applied
@@ -18,9 +17,8 @@ exact for these two moments; a_k is then taken to be Gaussian N(E, Var). No samp
 
 **Through the nonlinearity** (``moments=``), h = f(a) with a ~ N(m, v):
 
-* ``"quadrature"`` (default): E[f(a)] and Var[f(a)] by K-point Gauss–Hermite quadrature
-  (K = ``quadrature_points``, 16 by default). The error grows with v: with K = 16, for
-  m ∈ [−4, 4], the variance error is < 1e-3 for v ≤ 1, 0.02 at v = 4, 0.1 at v = 16.
+* ``"quadrature"`` (default): K-point Gauss–Hermite quadrature (K = ``quadrature_points``); with
+  K = 16 and m ∈ [−4, 4] the variance error is < 1e-3 for v ≤ 1, 0.02 at v = 4, 0.1 at v = 16.
 * ``"probit"``: closed forms from σ(x) ≈ Φ(√(π/8) x) (MacKay 1992; Wang & Manning), with
   tanh(x) = 2σ(2x) − 1: E[σ(a)] ≈ σ(κ m), κ = (1 + π v / 8)^(−1/2); E[tanh(a)] ≈ tanh(κ' m),
   κ' = (1 + π v / 2)^(−1/2); from E[f'(a)] = ∂E[f(a)]/∂m, Var[σ(a)] ≈ (1 − κ) σ(κm)(1 − σ(κm)),
@@ -36,22 +34,19 @@ a time (not E_d[−log p], larger by Jensen). RNN-FD on the polyphonic-music dat
 ``FastDropoutRNN(..., return_variance=True)`` → ``FastDropoutDense(88)``, ``binary_crossentropy``.
 
 **Inference** (``training=False``), ``inference=``: ``"mean"`` (default), the deterministic mean
-network h_t = f(x_t W + h_{t−1} U + b) (Wang & Manning's weight-scaled net; variance outputs are
-zeros; with ``activation="tanh"`` exactly ``keras.layers.SimpleRNN`` with the same weights, which
-have its names, shapes and order); ``"marginal"``, the training computation (with the
-perturbations' inference weights), scoring the model that was trained.
+network h_t = f(x_t W + h_{t−1} U + b), variance outputs zeros (with ``activation="tanh"`` exactly
+``keras.layers.SimpleRNN``, whose weights it has); ``"marginal"``, the training computation.
 
 **Weight perturbations** (``perturbations=``, noise study Secs. 8-9): the drawn W̃ (Ũ) replaces W
 (U) in the moment equations (the moments of the dropout noise given the drawn weights).
 ``sampling="local"`` is refused: this layer never samples the incoming units.
 
-**State regularizer**: the penalty sees the mean hidden-state sequence, never the variance;
-``on="cell"`` raises. Masks, ``stateful`` (the state is (mean, variance)), ``return_state``,
-``go_backwards`` and ``unroll`` are those of :class:`~keras_rnnreg.layers.FusedRNN`.
+A **state regularizer** sees the mean hidden-state sequence (``on="cell"`` raises). Masks,
+``stateful`` (the state is (mean, variance)), ``return_state``, ``go_backwards`` and ``unroll``
+are those of :class:`~keras_rnnreg.layers.FusedRNN`.
 """
 
 import math
-import numbers
 
 import keras
 from keras import ops
@@ -62,6 +57,8 @@ from keras_rnnreg.layers.base import FusedRNN
 ACTIVATIONS = ("tanh", "sigmoid", "linear")
 MOMENTS = ("quadrature", "probit")
 INFERENCE = ("mean", "marginal")
+_WEIGHT_ARGS = {"initializer": keras.initializers, "regularizer": keras.regularizers,
+                "constraint": keras.constraints}  # FastDropoutDense's kernel_* and bias_*
 
 
 def hermite_gauss(points):
@@ -76,12 +73,9 @@ def hermite_gauss(points):
             z = math.sqrt(2 * n + 1) - 1.85575 * (2 * n + 1) ** (-0.16667)
         elif i == 1:
             z -= 1.14 * n**0.426 / z
-        elif i == 2:
-            z = 1.86 * z - 0.86 * nodes[0]
-        elif i == 3:
-            z = 1.91 * z - 0.91 * nodes[1]
-        else:
-            z = 2.0 * z - nodes[i - 2]
+        else:  # from the two previous roots
+            a, b = {2: (1.86, 0.86), 3: (1.91, 0.91)}.get(i, (2.0, 1.0))
+            z = a * z - b * nodes[i - 2]
         pp = 1.0
         for _ in range(200):
             p1, p2 = pim4, 0.0
@@ -133,23 +127,14 @@ def gaussian_moments(mean, variance, activation="tanh", moments="quadrature", qu
 
 
 def dropout_moments(mean, variance, kernel, keep):
-    """Mean and variance of ``(d / keep · z) @ kernel`` with d ~ Bernoulli(keep) per incoming unit
-    and z independent with ``mean`` and ``variance`` (None: deterministic): (mean @ kernel,
-    ((variance + (1 − keep) mean²) / keep) @ kernel²)."""
+    """Mean and variance of ``(d / keep · z) @ kernel``, d ~ Bernoulli(keep) per incoming unit, z
+    independent with ``mean`` and ``variance`` (None: deterministic); module docstring."""
     spread = (1.0 - keep) * ops.square(mean)
     if variance is not None:
         spread = spread + variance
     if keep != 1.0:
         spread = spread / keep
     return ops.matmul(mean, kernel), ops.matmul(spread, ops.square(kernel))
-
-
-def _check_points(points):
-    integral = not isinstance(points, bool) and isinstance(points, numbers.Integral)
-    if not integral or not 2 <= points <= 100:
-        raise ValueError(f"Invalid value for argument quadrature_points={points!r}: expected an "
-                         "int in [2, 100].")
-    return int(points)
 
 
 def _check_activation(activation):
@@ -162,7 +147,7 @@ class _FastDropoutArgs:
     def _set_fast_dropout_args(self, rate, moments, quadrature_points, return_variance, inference):
         self.rate = check_rate("rate", rate)
         self.moments = check_choice("moments", moments, MOMENTS)
-        self.quadrature_points = _check_points(quadrature_points)
+        self.quadrature_points = check_int("quadrature_points", quadrature_points, 2, 100)
         self.return_variance = bool(return_variance)
         self.inference = check_choice("inference", inference, INFERENCE)
 
@@ -170,8 +155,7 @@ class _FastDropoutArgs:
         keys = ("rate", "moments", "quadrature_points", "return_variance", "inference")
         return {key: getattr(self, key) for key in keys}
 
-    def _propagates_moments(self, training):
-        """Moments in training, and at inference with ``inference="marginal"``."""
+    def _propagates_moments(self, training):  # in training, and with inference="marginal"
         return bool(training) or self.inference == "marginal"
 
     def _moments(self, mean, variance):
@@ -223,11 +207,10 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
                  zero_output_for_mask=False, perturbations=None, state_regularizer=None,
                  activity_regularizer=None, **kwargs):
         activation = _check_activation(activation)
-        for key in ("dropout", "recurrent_dropout"):
-            if key in kwargs:
-                raise ValueError(f"FastDropoutRNN takes no {key}= (sampled dropout; received "
-                                 f"{key}={kwargs[key]!r}): its dropout rates are rate= and "
-                                 "recurrent_rate=.")
+        for key in sorted({"dropout", "recurrent_dropout"} & kwargs.keys()):
+            raise ValueError(f"FastDropoutRNN takes no {key}= (sampled dropout; received "
+                             f"{key}={kwargs[key]!r}): its dropout rates are rate= and "
+                             "recurrent_rate=.")
         super().__init__(
             units, activation=activation, use_bias=use_bias,
             kernel_initializer=kernel_initializer, recurrent_initializer=recurrent_initializer,
@@ -266,9 +249,7 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
             if len(states) not in (1, 2):
                 raise ValueError("FastDropoutRNN: initial_state is h0 or [h0_mean, h0_variance]; "
                                  f"received {len(states)} tensors.")
-            if len(states) == 1:
-                states.append(ops.zeros_like(states[0]))
-            initial_state = states
+            initial_state = states if len(states) == 2 else [states[0], ops.zeros_like(states[0])]
         return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
 
     def _project(self, x_tm, kernel, training):
@@ -303,12 +284,9 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
         return list(self._moments(input_mean + recurrent_mean, input_variance + recurrent_variance))
 
     def get_config(self):
-        config = super().get_config()
-        for key in ("dropout", "recurrent_dropout"):  # fast dropout's rates are rate= & co.
-            del config[key]
-        config.update(self._fast_dropout_config())
-        config["recurrent_rate"] = self._recurrent_rate_arg
-        return config
+        drop = ("dropout", "recurrent_dropout")  # fast dropout's rates are rate= & co.
+        config = {k: v for k, v in super().get_config().items() if k not in drop}
+        return {**config, **self._fast_dropout_config(), "recurrent_rate": self._recurrent_rate_arg}
 
 
 @serializable
@@ -332,17 +310,15 @@ class FastDropoutDense(_FastDropoutArgs, keras.layers.Layer):
                  kernel_regularizer=None, bias_regularizer=None, kernel_constraint=None,
                  bias_constraint=None, moments="quadrature", quadrature_points=16,
                  return_variance=False, *, inference="mean", **kwargs):
+        args = locals()
         super().__init__(**kwargs)
         self.units = check_int("units", units)
         self.activation_name = _check_activation(activation)
         self.activation = _activation_fn(self.activation_name)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
+        for kind, module in _WEIGHT_ARGS.items():
+            for weight in ("kernel", "bias"):
+                setattr(self, f"{weight}_{kind}", module.get(args[f"{weight}_{kind}"]))
         self._set_fast_dropout_args(rate, moments, quadrature_points, return_variance, inference)
         self.supports_masking = True
 
@@ -400,16 +376,10 @@ class FastDropoutDense(_FastDropoutArgs, keras.layers.Layer):
         return [out, out_var] if self.return_variance else out
 
     def get_config(self):
-        serialize = {"initializer": keras.initializers.serialize,
-                     "regularizer": keras.regularizers.serialize,
-                     "constraint": keras.constraints.serialize}
-        return {
-            **super().get_config(), "units": self.units, "activation": self.activation_name,
-            "use_bias": self.use_bias,
-            **{f"{w}_{kind}": fn(getattr(self, f"{w}_{kind}"))
-               for kind, fn in serialize.items() for w in ("kernel", "bias")},
-            **self._fast_dropout_config(),
-        }
+        weights = {f"{w}_{kind}": module.serialize(getattr(self, f"{w}_{kind}"))
+                   for kind, module in _WEIGHT_ARGS.items() for w in ("kernel", "bias")}
+        return {**super().get_config(), "units": self.units, "activation": self.activation_name,
+                "use_bias": self.use_bias, **weights, **self._fast_dropout_config()}
 
 
 __all__ = ["ACTIVATIONS", "FastDropoutDense", "FastDropoutRNN", "INFERENCE", "MOMENTS",

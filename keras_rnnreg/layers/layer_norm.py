@@ -4,11 +4,9 @@
 ``LN(a; g, β) = g ⊙ (a − μ) / sqrt(σ² + ε) + β``, ``μ`` and ``σ²`` the mean and (biased) variance
 of the entries of ``a``: one pair per example and timestep, shared by every unit (Sec. 3; 3.1).
 
-Everything else (dropout, perturbations, zoneout, masks, ``stateful``, state penalties) is the
-plain layers' machinery (``FusedRNN``); only the step differs (:func:`layer_norm_lstm_step`,
-:func:`layer_norm_gru_step`, shared by layers and cells). The step normalizes ``x_t W`` and then
-adds the bias, so the projection before the loop is the bare matmul (plus the local
-reparameterization's noise: inside LN). Gradients: autodiff through our loop; never cuDNN.
+Only the step differs from the plain layers (:func:`layer_norm_lstm_step`,
+:func:`layer_norm_gru_step`, shared by layers and cells); it normalizes ``x_t W`` and then adds
+the bias. Gradients: autodiff through our loop; never cuDNN.
 """
 
 from keras import ops
@@ -18,11 +16,6 @@ from keras_rnnreg.layers import _steps
 from keras_rnnreg.layers.cells import GRUCell, LSTMCell
 from keras_rnnreg.layers.gru import GRU
 from keras_rnnreg.layers.lstm import LSTM
-
-_REASON = (
-    "layer normalization of the input and recurrent projections{} at every step, which Keras' "
-    "cuDNN kernels do not compute: our loop runs, with autodiff"
-)
 
 
 def _normalize(a, gain, epsilon, bias=None):
@@ -72,8 +65,7 @@ _steps.RECURRENCES.update(
 
 
 def _add_norm_weights(layer):
-    """The gains (ones) of the input and recurrent normalizations, and for the LSTM the gain
-    (ones) and bias (zeros) of the cell's, after Keras' kernel, recurrent_kernel and bias."""
+    """The gains of the input and recurrent normalizations (and the LSTM cell's gain and bias)."""
     width = layer._gates * layer.units
     names = [("input_gamma", width, "ones"), ("recurrent_gamma", width, "ones")]
     if layer._gates == 4:
@@ -83,8 +75,7 @@ def _add_norm_weights(layer):
 
 
 class _LayerNorm:
-    """What the layers and cells share: ``layer_norm_epsilon``, the norm weights and their place
-    in the step's config; the fused layers: never cuDNN, autodiff."""
+    """What the layers and cells share: ``layer_norm_epsilon``, the norm weights, never cuDNN."""
 
     _keras_implementation_arg = False  # no Keras namesake: no legacy ``implementation``,
     _keras_use_cudnn_arg = False  # and no ``use_cudnn`` ("auto" / False accepted, True raises)
@@ -108,7 +99,9 @@ class _LayerNorm:
 
     @property
     def _no_cudnn_reason(self):
-        return _REASON.format(" and of the cell" if self._gates == 4 else "")
+        cell = " and of the cell" if self._gates == 4 else ""
+        return (f"layer normalization of the input and recurrent projections{cell} at every step, "
+                "which Keras' cuDNN kernels do not compute: our loop runs, with autodiff")
 
     def _backward_activations(self):
         return None  # autodiff through our loop (module docstring)
@@ -164,16 +157,12 @@ class LayerNormGRU(_LayerNormLayer, GRU):
     * ``z = σ(p_z + a_z)``, ``r = σ(p_r + a_r)``, ``h̃ = g(p_h + r ⊙ a_h)``;
     * ``h_t = z ⊙ h_{t-1} + (1 − z) ⊙ h̃``.
 
-    As the LSTM, the two projections are normalized separately, each over its whole 3·units
-    vector; the reset gate multiplies the *normalized* recurrent candidate projection ``a_h``, so
-    one normalization covers ``h_{t-1} U`` (under ``reset_after=False`` the candidate would read
-    ``r ⊙ h_{t-1}`` and need its own: only ``True`` is accepted). Keras' two bias rows are
-    ``b_in`` and ``b_rec`` (not redundant: ``b_rec``'s candidate block is multiplied by r).
-
-    Weights: Keras' ``kernel``, ``recurrent_kernel``, ``bias`` (2, 3·units), gate order z, r, h;
-    then ``input_gamma`` and ``recurrent_gamma`` (3·units,), ones. Arguments:
-    :class:`~keras_rnnreg.layers.GRU`'s and ``layer_norm_epsilon`` (1e-3), keyword-only; the rest
-    as :class:`LayerNormLSTM`.
+    As the LSTM, each projection is normalized as a whole; the reset gate multiplies the
+    *normalized* recurrent candidate projection ``a_h`` (under ``reset_after=False``, not accepted,
+    it would read ``r ⊙ h_{t-1}`` and need its own normalization). Keras' two bias rows are
+    ``b_in`` and ``b_rec``. Weights: Keras' (gate order z, r, h), then ``input_gamma`` and
+    ``recurrent_gamma`` (3·units,), ones. Arguments: :class:`~keras_rnnreg.layers.GRU`'s and
+    ``layer_norm_epsilon`` (1e-3), keyword-only; the rest as :class:`LayerNormLSTM`.
     """
 
     _kind = "layer_norm_gru"
