@@ -6,20 +6,15 @@ import importlib
 import keras
 from keras import ops
 
-# Keras' private API, reached from here only (the cuDNN kernels below, and these two): the base
-# class of RNN cells that keras.layers.RNN draws dropout masks through, and the decorator that
-# keeps Keras from tracking a layer's plain attributes as dependencies.
+# Keras' private API, reached from here only: the base class of RNN cells that keras.layers.RNN
+# draws dropout masks through, and the decorator that keeps Keras from tracking plain attributes.
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell  # noqa: F401
 from keras.src.utils.tracking import no_automatic_dependency_tracking  # noqa: F401
 
 
 def plain_tensor(x):
-    """A tensor holding a variable's current value, not the variable itself.
-
-    ``tf.custom_gradient`` treats a ``tf.Variable`` argument as a captured variable and then
-    demands a ``variables=`` gradient; reading it into a tensor first avoids that. JAX and
-    PyTorch need no copy.
-    """
+    """A tensor holding a variable's current value, not the variable itself (on TensorFlow:
+    ``tf.custom_gradient`` would treat a ``tf.Variable`` as captured and demand its gradient)."""
     x = ops.convert_to_tensor(x)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -29,23 +24,18 @@ def plain_tensor(x):
 
 
 def scan_states(body, init, xs, unroll=1, reverse=False):
-    """Run ``body(carry, x_t) -> new_carry`` over the leading axis of ``xs`` and return the stacked
-    carries: a list of (T, ...) tensors, one per entry of the ``init`` list (in time order also
-    when ``reverse=True``).
+    """Run ``body(carry, x_t) -> new_carry`` over the leading axis of ``xs``; return the stacked
+    carries, one (T, ...) tensor per entry of ``init`` (in time order also when ``reverse=True``).
 
-    Every recurrent loop of the library goes through here. On TensorFlow it is ``tf.scan``: a
-    ``tf.while_loop`` whose carry is a loop variable (``keras.ops.scan`` round-trips the carry
-    through a TensorArray every step: more ops per step in graph mode) with bounded iterations
-    (``keras.ops.scan``'s unbounded loop cannot be differentiated under XLA, which Keras turns on by
-    itself where a GPU is present). Elsewhere it is ``keras.ops.scan``.
+    Every recurrent loop of the library runs here: on TensorFlow ``tf.scan`` (a loop-variable carry,
+    and a bounded loop, which XLA can differentiate unlike ``keras.ops.scan``'s), elsewhere
+    ``keras.ops.scan``.
     """
     init = list(init)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        return list(
-            tf.scan(lambda carry, x: list(body(carry, x)), xs, initializer=init, reverse=reverse)
-        )
+        return list(tf.scan(lambda c, x: list(body(c, x)), xs, initializer=init, reverse=reverse))
 
     def step(carry, x):
         new = list(body(carry, x))
@@ -55,14 +45,10 @@ def scan_states(body, init, xs, unroll=1, reverse=False):
 
 
 # ----------------------------------------------------------------------------------- cuDNN path
-# The project's one planned exception: Keras' private backend kernels, reached only from here. The
-# contract relied on (Keras 3.x, checked by tests/layers/test_cudnn.py so that a release that moves
-# or reshapes them fails loudly): ``keras.src.backend.<backend>.rnn.lstm(inputs, initial_state_h,
-# initial_state_c, mask, kernel, recurrent_kernel, bias, activation, recurrent_activation,
-# return_sequences=..., go_backwards=..., unroll=...)`` with Keras' weight layout (gates i, f, c, o)
-# returning ``(last_output, outputs, [h, c])``, or raising NotImplementedError when it cannot run.
-# Only TensorFlow's kernel takes a mask (strictly right-padded, no empty sequence); PyTorch's and
-# JAX's raise on any mask, so we hand them none and fix the padded steps up afterwards.
+# Keras' private backend kernels, reached only from here (contract checked by
+# tests/layers/test_cudnn.py): ``keras.src.backend.<backend>.rnn.lstm`` takes the arguments of
+# KERAS_LSTM_KERNEL_ARGS (``gru``: one initial state, ``reset_after=``) and returns
+# ``(last_output, outputs, states)`` or raises NotImplementedError. Only TensorFlow's takes a mask.
 
 CUDNN_BACKENDS = ("tensorflow", "torch", "jax")
 # Keras' JAX ``gru`` is a ``lax.scan`` (jax.experimental.rnn has no GRU): not a cuDNN kernel.
@@ -71,7 +57,6 @@ KERAS_LSTM_KERNEL_ARGS = (
     "inputs", "initial_state_h", "initial_state_c", "mask", "kernel", "recurrent_kernel", "bias",
     "activation", "recurrent_activation", "return_sequences", "go_backwards", "unroll",
 )
-
 KERAS_BILSTM_KERNEL_ARGS = (
     "inputs", "fwd_initial_state_h", "fwd_initial_state_c", "bwd_initial_state_h",
     "bwd_initial_state_c", "mask", "fwd_kernel", "fwd_recurrent_kernel", "fwd_bias",
@@ -81,9 +66,8 @@ KERAS_BILSTM_KERNEL_ARGS = (
 
 
 def keras_lstm_kernel(name="lstm"):
-    """Keras' fused LSTM kernel of the running backend (``keras.src.backend.<name>.rnn.lstm``, or
-    ``bidirectional_lstm``, or ``gru``), or None where this backend has none (as a cuDNN kernel)
-    or this Keras release moved it."""
+    """Keras' kernel ``keras.src.backend.<backend>.rnn.<name>`` (``lstm``, ``bidirectional_lstm``,
+    ``gru``), or None where this backend has no such cuDNN kernel or this Keras release moved it."""
     backend = keras.backend.backend()
     if backend not in (CUDNN_GRU_BACKENDS if name == "gru" else CUDNN_BACKENDS):
         return None
@@ -100,8 +84,7 @@ def gpu_available():
     if backend == "tensorflow":
         import tensorflow as tf
 
-        # Physical devices: listing them does not initialize the runtime (logical devices would,
-        # and then virtual-device configuration is refused).
+        # Physical devices: listing them does not initialize the runtime (logical ones would).
         return bool(tf.config.list_physical_devices("GPU"))
     if backend == "torch":
         import torch
@@ -123,150 +106,109 @@ def right_padded(mask):
     """Scalar bool tensor: every row of the (B, T) ``mask`` is k ≥ 1 valid steps then padding
     (what cuDNN's sequence lengths can express; Keras' TensorFlow kernel asserts the same)."""
     valid = ops.cast(mask, "int32")
-    lengths = ops.sum(valid, axis=1)
-    steps = ops.arange(ops.shape(valid)[1], dtype="int32")
-    expected = ops.cast(ops.expand_dims(steps, 0) < ops.expand_dims(lengths, 1), "int32")
+    steps, lengths = _steps_and_lengths(mask)
+    expected = ops.cast(steps < lengths, "int32")
     return ops.logical_and(ops.all(ops.equal(valid, expected)), ops.all(lengths > 0))
 
 
-def _bias_or_zeros(bias, kernel):
+def _steps_and_lengths(mask):
+    """(1, T) step indices and (B, 1) valid lengths of a (B, T) ``mask``."""
+    steps = ops.expand_dims(ops.arange(ops.shape(mask)[1], dtype="int32"), 0)
+    return steps, ops.expand_dims(ops.sum(ops.cast(mask, "int32"), axis=1), 1)
+
+
+def _bias_or_zeros(bias, kernel, rows=()):
     """cuDNN always adds a bias: zeros for a layer without one (``use_bias=False``)."""
-    return ops.zeros((kernel.shape[-1],), dtype=kernel.dtype) if bias is None else bias
+    return ops.zeros((*rows, kernel.shape[-1]), dtype=kernel.dtype) if bias is None else bias
+
+
+def _run_kernel(kernel_fn, inputs, states, kernel, recurrent_kernel, bias, mask, **extra):
+    """``(sequence, final_states)`` of a Keras kernel, zeros at padded steps; where the kernel took
+    no mask, the hidden state at each row's last valid step and None for the others."""
+    pass_mask = mask is not None and kernel_takes_mask()
+    _, sequence, final = kernel_fn(
+        inputs, *states, mask if pass_mask else None, kernel=kernel,
+        recurrent_kernel=recurrent_kernel, bias=bias, activation=keras.activations.tanh,
+        recurrent_activation=keras.activations.sigmoid, return_sequences=True,
+        go_backwards=False, unroll=False, **extra,
+    )
+    final = list(final)
+    if mask is not None:
+        sequence = sequence * ops.expand_dims(ops.cast(mask, sequence.dtype), -1)
+        if not pass_mask:  # right padding: the last valid state is in the sequence
+            final = [_last_valid(sequence, mask)] + [None] * (len(final) - 1)
+    return sequence, final
 
 
 def cudnn_lstm(inputs, h0, c0, kernel, recurrent_kernel, bias, mask=None):
     """Run Keras' cuDNN LSTM kernel on batch-major ``inputs`` (B, T, F) with the given (possibly
-    perturbed) kernels; tanh / sigmoid / output tanh, gates (i, f, c, o) as ``keras.layers.LSTM``.
+    perturbed) kernels, as ``keras.layers.LSTM``; ``mask`` right-padded (:func:`right_padded`).
 
-    Returns ``(sequence, h_T, c_T)``: the hidden sequence (B, T, N) with zeros at padded steps, the
-    state at each row's last valid step, and the cell state there, which is None when the kernel
-    took no mask (PyTorch, JAX: the cell state of a padded row is not available). ``mask`` must be
-    right-padded (:func:`right_padded`). Raises NotImplementedError when the kernel cannot run
-    (moved in this Keras release, no GPU on TensorFlow / JAX).
+    Returns ``(sequence, h_T, c_T)``: the hidden sequence with zeros at padded steps and the states
+    at each row's last valid step (``c_T`` None where the kernel took no mask: PyTorch, JAX).
+    Raises NotImplementedError when the kernel cannot run (moved, no GPU on TensorFlow / JAX).
     """
     kernel_fn = keras_lstm_kernel()
     if kernel_fn is None:
-        raise NotImplementedError(
-            f"keras.src.backend.{keras.backend.backend()}.rnn.lstm is not in Keras "
-            f"{keras.__version__}"
-        )
-    bias = _bias_or_zeros(bias, kernel)
-    pass_mask = mask is not None and kernel_takes_mask()
-    _, sequence, (h, c) = kernel_fn(
-        inputs,
-        h0,
-        c0,
-        mask if pass_mask else None,
-        kernel=kernel,
-        recurrent_kernel=recurrent_kernel,
-        bias=bias,
-        activation=keras.activations.tanh,
-        recurrent_activation=keras.activations.sigmoid,
-        return_sequences=True,
-        go_backwards=False,
-        unroll=False,
+        raise NotImplementedError(f"keras.src.backend.{keras.backend.backend()}.rnn.lstm is not "
+                                  f"in Keras {keras.__version__}")
+    sequence, (h, c) = _run_kernel(
+        kernel_fn, inputs, (h0, c0), kernel, recurrent_kernel, _bias_or_zeros(bias, kernel), mask
     )
-    if mask is not None:
-        valid = ops.cast(mask, sequence.dtype)
-        sequence = sequence * ops.expand_dims(valid, -1)
-        if not pass_mask:
-            # Right padding: the state after each row's last valid step is in the sequence.
-            h = _last_valid(sequence, mask)
-            c = None
     return sequence, h, c
 
 
 def cudnn_gru(inputs, h0, kernel, recurrent_kernel, bias, mask=None):
-    """Run Keras' cuDNN GRU kernel (``keras.src.backend.<name>.rnn.gru``, TensorFlow and
-    PyTorch) on batch-major ``inputs`` (B, T, F) with the given (possibly perturbed) kernels;
-    tanh / sigmoid, ``reset_after=True``, gates (z, r, h) and bias (2, 3N) as
-    ``keras.layers.GRU``. The contract relied on: ``gru(inputs, initial_state, mask, kernel,
-    recurrent_kernel, bias, activation, recurrent_activation, return_sequences=...,
-    go_backwards=..., unroll=..., reset_after=...)`` returning ``(last_output, outputs, [h])``.
+    """Run Keras' cuDNN GRU kernel (TensorFlow and PyTorch) as :func:`cudnn_lstm`: tanh /
+    sigmoid, ``reset_after=True``, gates (z, r, h) and bias (2, 3N) as ``keras.layers.GRU``.
 
-    Returns ``(sequence, h_T)``: the hidden sequence (B, T, N) with zeros at padded steps and the
-    state at each row's last valid step. ``mask`` must be right-padded; only TensorFlow's kernel
-    takes it, elsewhere the final state is read from the sequence. Raises NotImplementedError
-    when the kernel cannot run.
+    Returns ``(sequence, h_T)``. Raises NotImplementedError when the kernel cannot run.
     """
     kernel_fn = keras_lstm_kernel("gru")
     if kernel_fn is None:
-        raise NotImplementedError(
-            f"no cuDNN GRU kernel in Keras {keras.__version__}'s {keras.backend.backend()} backend"
-        )
-    if bias is None:
-        bias = ops.zeros((2, kernel.shape[-1]), dtype=kernel.dtype)
-    pass_mask = mask is not None and kernel_takes_mask()
-    _, sequence, (h,) = kernel_fn(
-        inputs,
-        h0,
-        mask if pass_mask else None,
-        kernel=kernel,
-        recurrent_kernel=recurrent_kernel,
-        bias=bias,
-        activation=keras.activations.tanh,
-        recurrent_activation=keras.activations.sigmoid,
-        return_sequences=True,
-        go_backwards=False,
-        unroll=False,
-        reset_after=True,
+        raise NotImplementedError(f"no cuDNN GRU kernel in Keras {keras.__version__}'s "
+                                  f"{keras.backend.backend()} backend")
+    bias = _bias_or_zeros(bias, kernel, rows=(2,))
+    sequence, (h,) = _run_kernel(
+        kernel_fn, inputs, (h0,), kernel, recurrent_kernel, bias, mask, reset_after=True
     )
-    if mask is not None:
-        sequence = sequence * ops.expand_dims(ops.cast(mask, sequence.dtype), -1)
-        if not pass_mask:
-            h = _last_valid(sequence, mask)
     return sequence, h
 
 
 def _last_valid(sequence, mask):
     """Each row's state at its last valid step of a right-padded (B, T) ``mask``."""
-    lengths = ops.sum(ops.cast(mask, "int32"), axis=1)
-    steps = ops.arange(ops.shape(sequence)[1], dtype="int32")
-    last = ops.cast(ops.equal(ops.expand_dims(steps, 0), ops.expand_dims(lengths - 1, 1)),
-                    sequence.dtype)
+    steps, lengths = _steps_and_lengths(mask)
+    last = ops.cast(ops.equal(steps, lengths - 1), sequence.dtype)
     return ops.sum(sequence * ops.expand_dims(last, -1), axis=1)
 
 
 def cudnn_bidirectional_lstm(inputs, forward_weights, backward_weights):
-    """Both directions of a bidirectional LSTM in one cuDNN call: Keras'
-    ``keras.src.backend.<name>.rnn.bidirectional_lstm`` (PyTorch and JAX in Keras 3.15; cuDNN runs
-    the two directions concurrently), zero initial states, no mask. ``*_weights`` are (kernel,
-    recurrent_kernel, bias or None), possibly perturbed.
-
-    Returns ``(forward_sequence, backward_sequence)``, (B, T, N) each, both in the original time
-    order. Raises NotImplementedError where the kernel cannot run (TensorFlow, no GPU, moved).
+    """Both directions of a bidirectional LSTM in one cuDNN call (Keras' ``bidirectional_lstm``,
+    PyTorch and JAX), zero initial states, no mask; ``*_weights`` are (kernel, recurrent_kernel,
+    bias or None). Returns ``(forward_sequence, backward_sequence)``, both in time order. Raises
+    NotImplementedError where the kernel cannot run (TensorFlow, no GPU, moved).
     """
     kernel_fn = keras_lstm_kernel("bidirectional_lstm")
     if kernel_fn is None:
         raise NotImplementedError("no bidirectional_lstm kernel in this Keras backend")
     units = forward_weights[1].shape[0]
     zeros = ops.zeros((ops.shape(inputs)[0], units), dtype=forward_weights[0].dtype)
+    (fwd_kernel, fwd_recurrent, fwd_bias), (bwd_kernel, bwd_recurrent, bwd_bias) = (
+        forward_weights, backward_weights)
     (_, forward, _), (_, backward, _) = kernel_fn(
-        inputs,
-        zeros,
-        zeros,
-        zeros,
-        zeros,
-        None,
-        fwd_kernel=forward_weights[0],
-        fwd_recurrent_kernel=forward_weights[1],
-        fwd_bias=_bias_or_zeros(forward_weights[2], forward_weights[0]),
-        bwd_kernel=backward_weights[0],
-        bwd_recurrent_kernel=backward_weights[1],
-        bwd_bias=_bias_or_zeros(backward_weights[2], backward_weights[0]),
-        activation=keras.activations.tanh,
-        recurrent_activation=keras.activations.sigmoid,
-        return_sequences=True,
-        unroll=False,
+        inputs, zeros, zeros, zeros, zeros, None, fwd_kernel=fwd_kernel,
+        fwd_recurrent_kernel=fwd_recurrent, fwd_bias=_bias_or_zeros(fwd_bias, fwd_kernel),
+        bwd_kernel=bwd_kernel, bwd_recurrent_kernel=bwd_recurrent,
+        bwd_bias=_bias_or_zeros(bwd_bias, bwd_kernel), activation=keras.activations.tanh,
+        recurrent_activation=keras.activations.sigmoid, return_sequences=True, unroll=False,
     )
     return forward, backward
 
 
-# Keras' saving keeps an id()-keyed ObjectSharingScope open for the whole of load_model. A model
-# that builds fresh layers in from_config (keras.layers.Bidirectional serializes and deserializes
-# its layer) then records them in that scope, and a fresh object whose id() is that of one freed
-# earlier in the load can be swapped for another: a Bidirectional got its forward layer back as its
-# backward layer. Nothing a fresh build makes is shared, so it runs outside the scope.
+# Keras' load_model keeps an id()-keyed ObjectSharingScope open: layers built fresh in from_config
+# are recorded there, and one whose id() is that of an object freed earlier can be swapped for it
+# (a Bidirectional got its forward layer back as its backward layer). Fresh builds share nothing,
+# so they run outside the scope.
 _SHARING_MAPS = ("shared_objects/id_to_obj_map", "shared_objects/id_to_config_map")
 
 
@@ -286,18 +228,16 @@ def outside_object_sharing():
 
 
 # ------------------------------------------------------------------------- multi-worker start-up
-# keras_rnnreg.distribute calls ``jax.distributed.initialize`` itself (Keras' ``initialize`` does
-# not pass ``initialization_timeout``) and configures TensorFlow's coordination service before
-# ``MultiWorkerMirroredStrategy`` does (the strategy has no start-up timeout). The contract relied
-# on (checked by tests/test_distribute_startup.py): Keras' ``keras.src.backend.jax.
-# distribution_lib.initialize`` is ``jax.distributed.initialize`` then ``initialize_rng()``; TF's
-# strategy configures the service only when ``context.context().coordination_service`` is None.
+# keras_rnnreg.distribute calls ``jax.distributed.initialize`` itself (to pass a timeout) and
+# configures TensorFlow's coordination service before ``MultiWorkerMirroredStrategy`` does (which
+# has no start-up timeout). Contract (tests/test_distribute_startup.py): Keras' JAX ``initialize``
+# is ``jax.distributed.initialize`` then ``initialize_rng()``; the strategy configures the service
+# only when ``context.context().coordination_service`` is None.
 
 
 def keras_after_jax_distributed_initialize():
-    """What ``keras.distribution.initialize`` does after ``jax.distributed.initialize``: where no
-    global seed is set, one seed for every process (each draws one, they are summed), so that all
-    of them initialize the same weights (Keras' private ``initialize_rng``)."""
+    """What ``keras.distribution.initialize`` does after ``jax.distributed.initialize``: one seed
+    for every process where no global seed is set (Keras' private ``initialize_rng``)."""
     from keras.src.backend.jax import distribution_lib
 
     distribution_lib.initialize_rng()

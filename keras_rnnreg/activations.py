@@ -1,9 +1,8 @@
 """Activations used by the recurrent layers, beyond Keras' own.
 
-``"trec"`` is the thresholded rectifier of Konda, Memisevic & Krueger (2014), "Zero-bias
-autoencoders": f(x) = x where x > θ, else 0. With θ = 0 (the norm-stabilizer paper, Sec. 2.1: "the
-zero-bias ReLU (i.e. TRec with threshold 0)") its values are those of ReLU; what makes a TRec layer
-is that it has no hidden bias, so the recurrent layers drop their bias when given ``"trec"``.
+``"trec"``: the thresholded rectifier of Konda, Memisevic & Krueger (2014), f(x) = x where x > θ,
+else 0. With θ = 0 (norm-stabilizer paper, Sec. 2.1: "the zero-bias ReLU (i.e. TRec with threshold
+0)") its values are ReLU's; a TRec layer has no hidden bias, so our layers drop theirs for it.
 """
 
 import keras
@@ -34,10 +33,8 @@ _EXTRA = {"trec": trec}
 
 
 def get(identifier, argument="activation"):
-    """Resolve an activation name or callable; ``None`` means linear.
-
-    Raises ValueError naming ``argument`` and the value when the name is unknown.
-    """
+    """Resolve an activation name or callable (``None``: linear); ValueError naming ``argument``
+    and the value for an unknown name."""
     if identifier is None:
         return keras.activations.linear
     if isinstance(identifier, str) and identifier in _EXTRA:
@@ -56,7 +53,4 @@ def get(identifier, argument="activation"):
 
 def serialize(fn):
     """Name of an activation for get_config (Keras' names, or 'trec')."""
-    for name, extra in _EXTRA.items():
-        if fn is extra:
-            return name
-    return keras.activations.serialize(fn)
+    return "trec" if fn is trec else keras.activations.serialize(fn)

@@ -1,25 +1,14 @@
 """Initializers of the "well-initialised plain RNN" (noise study Sec. 6.1, 6.2 and Appendix B).
 
-* :class:`Sparse` — the sparse initialization of Martens (2010) as used for RNNs by Sutskever et
-  al. (2013): every unit has exactly ``connections`` nonzero incoming weights drawn from
-  N(0, stddev²), the rest are zero (noise study Sec. 6.1: "all but 15 (or some) connection weights
-  are set to zero, and the rest are sampled from a Gaussian"; Appendix B's "Sparsify" ∈
-  {15, 25, 50} and the σ of W_in / W_hh).
-* :class:`SpectralRadius` — any initializer, rescaled so the recurrent matrix has a given spectral
-  radius (largest |eigenvalue|): Sec. 6.1 "the spectral radius is kept close to 1", Sec. 6.2
-  "restricted to be close to 1 (1.1, 0.9 etc.)", Appendix B's "ρ limit" ∈ {0.9, 1.0, 1.1}. The
-  usual recipe is ``SpectralRadius(Sparse(15, stddev=...), radius=1.1)``.
+* :class:`Sparse` — Martens (2010) as used for RNNs by Sutskever et al. (2013): "all but 15 (or
+  some) connection weights are set to zero, and the rest are sampled from a Gaussian" (Sec. 6.1;
+  Appendix B's "Sparsify" ∈ {15, 25, 50}).
+* :class:`SpectralRadius` — any initializer rescaled to a spectral radius (largest |eigenvalue|):
+  "restricted to be close to 1 (1.1, 0.9 etc.)" (Sec. 6.2; Appendix B's "ρ limit"). The usual
+  recipe is ``SpectralRadius(Sparse(15, stddev=...), radius=1.1)``.
 
-Two initializations of the norm-stabilizer paper are Keras' own and are not re-implemented:
-
-* IRNN (Le et al. 2015; norm-stabilizer paper footnote 1: "we initialize W_hh to be an identity
-  matrix"): ``recurrent_initializer=keras.initializers.Identity()`` (or ``"identity"``);
-* the adding task's "uniform initialization in [−.01, .01]" (Sec. 2.3):
-  ``keras.initializers.RandomUniform(-0.01, 0.01)``.
-
-These initializers run eagerly when a layer builds its weights, on every backend; ``Sparse`` uses
-``keras.random`` and ``keras.ops`` (so it also works where Keras defers initialization), and
-``SpectralRadius`` computes eigenvalues with NumPy on the base initializer's output.
+The norm-stabilizer paper's IRNN (identity W_hh, footnote 1) and the adding task's uniform
+[−.01, .01] (Sec. 2.3) are Keras' ``"identity"`` and ``RandomUniform(-0.01, 0.01)``.
 """
 
 import numbers
@@ -52,20 +41,16 @@ def _check_matrix_shape(shape, name):
 class Sparse(keras.initializers.Initializer):
     """Sparse initialization (Martens 2010; Sutskever et al. 2013; noise study Sec. 6.1).
 
-    For a kernel of shape (fan_in, width), each of the ``width`` columns — one unit's incoming
-    weights — gets exactly ``connections`` nonzero entries at positions drawn uniformly without
-    replacement, with values from N(0, stddev²). Gate-stacked kernels (an LSTM's (F, 4·units))
-    are treated column by column, so every gate of every unit has ``connections`` inputs. When
-    ``fan_in < connections`` every incoming weight is nonzero (the column is dense Gaussian).
+    For a kernel (fan_in, width), each column — one unit's (or gate's) incoming weights — gets
+    exactly ``connections`` nonzero entries at positions drawn uniformly without replacement, with
+    values from N(0, stddev²); when ``fan_in <= connections`` the column is dense Gaussian.
 
     Args:
         connections: nonzero incoming weights per unit (15 in Martens 2010; Appendix B: 15, 25, 50).
-        stddev: standard deviation σ of the nonzero weights (Martens and Sutskever et al. draw
-            from a unit Gaussian and then rescale the spectral radius; Appendix B tunes σ).
-        seed: None, an int, or a ``keras.random.SeedGenerator``. As with Keras' initializers, an
-            int or None gives the same matrix on every call (None draws one seed at construction,
-            from the generator that ``keras.utils.set_random_seed`` seeds); a SeedGenerator gives
-            a new matrix on each call.
+        stddev: standard deviation σ of the nonzero weights (Appendix B tunes σ).
+        seed: None, an int, or a ``keras.random.SeedGenerator``. As Keras' initializers, an int
+            or None gives the same matrix on every call (None: a seed drawn at construction); a
+            SeedGenerator a new matrix on each call.
 
     Examples:
         >>> import keras, numpy as np
@@ -82,26 +67,20 @@ class Sparse(keras.initializers.Initializer):
         self._init_seed = _check_seed(seed)
         self.seed = python_random.randint(1, int(1e9)) if seed is None else self._init_seed
 
-    def _seeds(self):
-        if isinstance(self.seed, keras.random.SeedGenerator):
-            return self.seed, self.seed
-        # Two different int seeds for the two draws (positions, values).
-        return self.seed, self.seed + 1
-
     def __call__(self, shape, dtype=None):
         fan_in, width = _check_matrix_shape(shape, "Sparse")
         dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
-        position_seed, value_seed = self._seeds()
-        values = keras.random.normal(
-            (fan_in, width), stddev=self.stddev, seed=value_seed, dtype=dtype
-        )
+        position_seed = value_seed = self.seed
+        if not isinstance(self.seed, keras.random.SeedGenerator):  # two different int seeds
+            value_seed = self.seed + 1
+        values = keras.random.normal((fan_in, width), stddev=self.stddev, seed=value_seed,
+                                     dtype=dtype)
         if fan_in <= self.connections:
             return values
         # Rank of uniform noise within each column: the `connections` smallest ranks stay.
         noise = keras.random.uniform((fan_in, width), seed=position_seed)
         ranks = ops.argsort(ops.argsort(noise, axis=0), axis=0)
-        keep = ops.cast(ranks < self.connections, dtype)
-        return values * keep
+        return values * ops.cast(ranks < self.connections, dtype)
 
     def get_config(self):
         seed = self._init_seed
@@ -136,10 +115,8 @@ def square_blocks(shape):
 class SpectralRadius(keras.initializers.Initializer):
     """Any initializer, rescaled to a spectral radius (noise study Sec. 6.1, 6.2; Appendix B).
 
-    Calls ``base`` and multiplies the (n, n) result by ``radius / ρ`` where ρ is its largest
-    |eigenvalue| (computed with NumPy in float64 at initialization time). A gate-stacked recurrent
-    kernel (n, k·n) — an LSTM's (units, 4·units) — is rescaled block by block: each (n, n) gate
-    block ``[:, j·n:(j+1)·n]`` gets spectral radius ``radius``.
+    Multiplies ``base``'s (n, n) matrix by ``radius / ρ``, ρ its largest |eigenvalue| (NumPy,
+    float64). A gate-stacked kernel (n, k·n) is rescaled block by block (each (n, n) gate block).
 
     Args:
         base: a Keras initializer, or its name or config (e.g. ``Sparse(15)``, ``"orthogonal"``).
@@ -159,21 +136,18 @@ class SpectralRadius(keras.initializers.Initializer):
     """
 
     def __init__(self, base="glorot_uniform", radius=1.1):
-        check_positive("radius", radius)
+        self.radius = check_positive("radius", radius)
         try:
             self.base = keras.initializers.get(base)
         except (ValueError, TypeError) as err:
             raise ValueError(f"Invalid value for argument base={base!r}: expected a Keras "
                              "initializer, its name or its config.") from err
-        self.radius = float(radius)
 
     def __call__(self, shape, dtype=None):
         rows, cols = _check_matrix_shape(shape, "SpectralRadius")
         blocks = square_blocks((rows, cols))
         dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
-        matrix = np.array(
-            ops.convert_to_numpy(self.base((rows, cols), dtype=dtype)), dtype=np.float64
-        )
+        matrix = np.array(ops.convert_to_numpy(self.base((rows, cols), dtype=dtype)), np.float64)
         for j in range(blocks):
             block = matrix[:, j * rows : (j + 1) * rows]
             rho = spectral_radius(block)

@@ -1,25 +1,17 @@
 """The papers' evaluation numbers, as plain functions and as Keras metrics.
 
-* Negative log-likelihood per timestep, in nats (noise study, section 10.3 and Table 1, e.g. a
-  plain RNN on JSB Chorales: 8.58): at each predicted timestep the Bernoulli log-likelihood is
-  summed over the 88 notes; the split's number is the mean over every predicted timestep of the
-  split, each timestep weighted equally (not each sequence), padding excluded.
-* Frame-level accuracy (Bay, Ehmann & Downie 2009, as used by Boulanger-Lewandowski et al. 2012):
-  ``TP / (TP + FP + FN)`` with the counts summed over every note of every counted timestep of the
-  split (not averaged per frame); a note is predicted on when its probability is ``> threshold``
-  (0.5), the Keras convention. When nothing is on in either roll the ratio is 0/0 and we return 0.
-* Bits per character (norm-stabilizer paper, section 2.1): mean of ``-log2 p(next character)``.
-* Phone error rate (norm-stabilizer paper, section 2.2): the summed Levenshtein distance between
-  decoded and reference phone strings over the split, divided by the summed reference length.
+* NLL per timestep in nats (noise study, Sec. 10.3, Table 1): the Bernoulli NLL summed over the
+  88 notes, averaged over every predicted timestep of the split (not per sequence), no padding.
+* Frame-level accuracy (Bay, Ehmann & Downie 2009, as Boulanger-Lewandowski et al. 2012):
+  ``TP / (TP + FP + FN)``, counts summed over the split (not averaged per frame).
+* Bits per character (norm-stabilizer paper, Sec. 2.1): mean of ``-log2 p(next character)``.
+* Phone error rate (Sec. 2.2): summed edit distances over summed reference lengths.
 
-The functions work on NumPy arrays or backend tensors and compute in float64. Probabilities are
-clipped to ``[epsilon, 1 - epsilon]`` with ``epsilon = 1e-7`` (Keras' own clip for
-cross-entropies) before taking logs, in the functions and the metric classes alike. ``mask``
-(the functions) and ``sample_weight`` (the metrics) have one entry per timestep, shape (N, T);
-padded timesteps carry 0 and count for nothing.
-
-Keras passes sample weights only to the metrics given as ``compile(weighted_metrics=[...])``;
-under ``compile(metrics=[...])`` they would see no weights and count the padding. Hence::
+The functions take NumPy arrays or backend tensors and compute in float64. Probabilities are
+clipped to ``[1e-7, 1 - 1e-7]`` (Keras' clip for cross-entropies) before logs, in the functions
+and the metrics alike. ``mask`` (functions) and ``sample_weight`` (metrics) have one entry per
+timestep, shape (N, T), 0 on padding. Keras passes sample weights only to
+``compile(weighted_metrics=[...])``, so::
 
     model.compile(loss="binary_crossentropy",
                   weighted_metrics=[NLLPerTimestep(), FrameAccuracy()])
@@ -37,9 +29,6 @@ EPSILON = 1e-7
 
 __all__ = ["BitsPerCharacter", "FrameAccuracy", "NLLPerTimestep", "bits_per_character",
            "edit_distance", "frame_accuracy", "nll_per_timestep", "phone_error_rate"]
-
-
-# NumPy functions (whole-split evaluation)
 
 
 def _numpy(x, name, dtype=np.float64):
@@ -62,12 +51,21 @@ def _timestep_mask(mask, shape):
                          f"{mask.shape}") from err
 
 
-def _check_rolls(y_true, y_prob):
+def _rolls(y_true, y_prob):
+    y_true, y_prob = _numpy(y_true, "y_true"), _numpy(y_prob, "y_prob")
     if y_true.shape != y_prob.shape:
         raise ValueError(f"`y_true` and `y_prob` must have the same shape; got {y_true.shape} and "
                          f"{y_prob.shape}")
     if y_true.ndim < 2:
         raise ValueError(f"expected piano rolls of shape (N, T, 88) or (T, 88); got {y_true.shape}")
+    return y_true, y_prob
+
+
+def _mean(sums, message):
+    total, count = sums
+    if count <= 0:
+        raise ValueError(message)
+    return total / count
 
 
 def _bernoulli_log_likelihood(y_true, y_prob, from_logits):
@@ -79,10 +77,8 @@ def _bernoulli_log_likelihood(y_true, y_prob, from_logits):
 
 
 def nll_sums(y_true, y_prob, mask=None, from_logits=False):
-    """``(summed NLL in nats, number of counted timesteps)`` — the two totals behind
-    :func:`nll_per_timestep`, for accumulating over batches of a split."""
-    y_true, y_prob = _numpy(y_true, "y_true"), _numpy(y_prob, "y_prob")
-    _check_rolls(y_true, y_prob)
+    """``(summed NLL in nats, counted timesteps)``, behind :func:`nll_per_timestep`."""
+    y_true, y_prob = _rolls(y_true, y_prob)
     nll = -_bernoulli_log_likelihood(y_true, y_prob, from_logits).sum(axis=-1)
     weights = _timestep_mask(mask, nll.shape)
     return float((nll * weights).sum()), float(weights.sum())
@@ -95,21 +91,17 @@ def nll_per_timestep(y_true, y_prob, mask=None, from_logits=False):
     (logits with ``from_logits=True``); ``mask``: (N, T), nonzero where a timestep counts
     (a weight, in general). Returns ``sum_t mask_t * (-sum_notes log p) / sum_t mask_t``.
     """
-    total, count = nll_sums(y_true, y_prob, mask, from_logits)
-    if count <= 0:
-        raise ValueError("`mask` selects no timestep: the NLL per timestep is undefined")
-    return total / count
+    return _mean(nll_sums(y_true, y_prob, mask, from_logits),
+                 "`mask` selects no timestep: the NLL per timestep is undefined")
 
 
 def frame_counts(y_true, y_prob, mask=None, threshold=0.5, from_logits=False):
     """``(TP, FP, FN)`` summed over the counted timesteps, behind :func:`frame_accuracy`."""
-    y_true, y_prob = _numpy(y_true, "y_true"), _numpy(y_prob, "y_prob")
-    _check_rolls(y_true, y_prob)
+    y_true, y_prob = _rolls(y_true, y_prob)
     if from_logits:
         y_prob = 1.0 / (1.0 + np.exp(-y_prob))
     weights = _timestep_mask(mask, y_true.shape[:-1])[..., None]
-    on_true = y_true > 0.5
-    on_pred = y_prob > threshold
+    on_true, on_pred = y_true > 0.5, y_prob > threshold
     tp = float((weights * (on_true & on_pred)).sum())
     fp = float((weights * (~on_true & on_pred)).sum())
     fn = float((weights * (on_true & ~on_pred)).sum())
@@ -128,8 +120,7 @@ def frame_accuracy(y_true, y_prob, mask=None, threshold=0.5, from_logits=False):
 
 
 def bpc_sums(y_true, y_prob, mask=None, from_logits=False):
-    """``(summed -log2 p in bits, number of counted characters)``, behind
-    :func:`bits_per_character`."""
+    """``(summed -log2 p in bits, counted characters)``, behind :func:`bits_per_character`."""
     y_prob = _numpy(y_prob, "y_prob")
     y_true = _numpy(y_true, "y_true", dtype=np.int64)
     if y_prob.shape[:-1] != y_true.shape:
@@ -154,10 +145,8 @@ def bits_per_character(y_true, y_prob, mask=None, from_logits=False):
     ``y_true``: (N, T) character ids; ``y_prob``: (N, T, V) probabilities (logits with
     ``from_logits=True``); ``mask``: (N, T).
     """
-    total, count = bpc_sums(y_true, y_prob, mask, from_logits)
-    if count <= 0:
-        raise ValueError("`mask` selects no character: bits per character are undefined")
-    return total / count
+    return _mean(bpc_sums(y_true, y_prob, mask, from_logits),
+                 "`mask` selects no character: bits per character are undefined")
 
 
 def edit_distance(reference, hypothesis):
@@ -183,13 +172,8 @@ def phone_error_rate(references, hypotheses):
         raise ValueError(f"got {len(references)} references but {len(hypotheses)} hypotheses; "
                          "expected one hypothesis per reference")
     edits = sum(edit_distance(r, h) for r, h in zip(references, hypotheses))
-    length = sum(len(r) for r in references)
-    if length == 0:
-        raise ValueError("the references are empty: the phone error rate is undefined")
-    return edits / length
-
-
-# Keras metrics (fit / evaluate)
+    return _mean((edits, sum(len(r) for r in references)),
+                 "the references are empty: the phone error rate is undefined")
 
 
 def _timestep_weights(sample_weight, values):
@@ -197,10 +181,9 @@ def _timestep_weights(sample_weight, values):
     if sample_weight is None:
         return ops.ones_like(values)
     weights = ops.cast(sample_weight, values.dtype)
-    rank, target = len(weights.shape), len(values.shape)
-    if rank == target + 1:
+    if len(weights.shape) == len(values.shape) + 1:
         weights = ops.squeeze(weights, axis=-1)
-    while len(weights.shape) < target:
+    while len(weights.shape) < len(values.shape):
         weights = ops.expand_dims(weights, axis=-1)
     return ops.broadcast_to(weights, ops.shape(values))
 
@@ -208,17 +191,26 @@ def _timestep_weights(sample_weight, values):
 class _SumCountMetric(keras.metrics.Metric):
     """A ratio of two running sums, so that the result over many batches is the split's."""
 
-    def __init__(self, name, dtype=None):
+    def __init__(self, name, from_logits, dtype):
         super().__init__(name=name, dtype=dtype)
+        self.from_logits = bool(from_logits)
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def _accumulate(self, values, sample_weight):
+        weights = _timestep_weights(sample_weight, values)
+        self.total.assign_add(ops.sum(values * weights))
+        self.count.assign_add(ops.sum(weights))
 
     def result(self):
         return ops.divide_no_nan(self.total, self.count)
 
     def reset_state(self):
-        self.total.assign(ops.zeros((), dtype=self.total.dtype))
-        self.count.assign(ops.zeros((), dtype=self.count.dtype))
+        for v in (self.total, self.count):
+            v.assign(ops.zeros((), dtype=v.dtype))
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits}
 
 
 @serializable
@@ -226,10 +218,9 @@ class NLLPerTimestep(_SumCountMetric):
     """NLL per timestep in nats (noise study, Table 1) as a Keras metric.
 
     ``y_true``, ``y_pred``: (N, T, 88); ``sample_weight``: (N, T), 0 on padded timesteps (the
-    third element the ``keras_rnnreg.data`` pipelines yield). Sums and counts are kept across
-    batches, so ``model.evaluate`` over a split gives
-    :func:`keras_rnnreg.metrics.nll_per_timestep` of the whole split. Pass it in
-    ``compile(weighted_metrics=[...])``: Keras gives sample weights to no other metrics.
+    third element the ``keras_rnnreg.data`` pipelines yield); pass it in
+    ``compile(weighted_metrics=[...])``. Sums and counts are kept across batches, so
+    ``model.evaluate`` over a split gives :func:`nll_per_timestep` of the whole split.
 
     Args:
         name: the metric's name in the logs.
@@ -248,8 +239,7 @@ class NLLPerTimestep(_SumCountMetric):
     """
 
     def __init__(self, name="nll_per_timestep", from_logits=False, dtype=None):
-        super().__init__(name=name, dtype=dtype)
-        self.from_logits = bool(from_logits)
+        super().__init__(name, from_logits, dtype)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_pred = ops.cast(y_pred, self.dtype)
@@ -259,21 +249,14 @@ class NLLPerTimestep(_SumCountMetric):
         else:
             p = ops.clip(y_pred, EPSILON, 1.0 - EPSILON)
             log_lik = y_true * ops.log(p) + (1.0 - y_true) * ops.log1p(-p)
-        nll = -ops.sum(log_lik, axis=-1)
-        weights = _timestep_weights(sample_weight, nll)
-        self.total.assign_add(ops.sum(nll * weights))
-        self.count.assign_add(ops.sum(weights))
-
-    def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits}
+        self._accumulate(-ops.sum(log_lik, axis=-1), sample_weight)
 
 
 @serializable
 class FrameAccuracy(keras.metrics.Metric):
     """Frame-level accuracy ``TP / (TP + FP + FN)`` (Bay et al. 2009) as a Keras metric.
 
-    Counts are summed across batches; ``sample_weight`` (N, T) excludes padded timesteps (pass
-    it in ``compile(weighted_metrics=[...])``, like :class:`NLLPerTimestep`).
+    Counts are summed across batches; ``sample_weight`` (N, T) as :class:`NLLPerTimestep`'s.
 
     Args:
         name: the metric's name in the logs.
@@ -299,9 +282,8 @@ class FrameAccuracy(keras.metrics.Metric):
             raise ValueError(f"`threshold` must lie strictly between 0 and 1; got {threshold!r}")
         self.threshold = float(threshold)
         self.from_logits = bool(from_logits)
-        self.true_positives = self.add_variable(shape=(), initializer="zeros", name="tp")
-        self.false_positives = self.add_variable(shape=(), initializer="zeros", name="fp")
-        self.false_negatives = self.add_variable(shape=(), initializer="zeros", name="fn")
+        self.true_positives, self.false_positives, self.false_negatives = (
+            self.add_variable(shape=(), initializer="zeros", name=n) for n in ("tp", "fp", "fn"))
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_pred = ops.cast(y_pred, self.dtype)
@@ -324,11 +306,8 @@ class FrameAccuracy(keras.metrics.Metric):
             v.assign(ops.zeros(v.shape, dtype=v.dtype))
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "threshold": self.threshold,
-            "from_logits": self.from_logits,
-        }
+        config = {"threshold": self.threshold, "from_logits": self.from_logits}
+        return {**super().get_config(), **config}
 
 
 @serializable
@@ -336,8 +315,7 @@ class BitsPerCharacter(_SumCountMetric):
     """Bits per character (norm-stabilizer paper, 2.1) as a Keras metric.
 
     ``y_true``: (N, T) character ids; ``y_pred``: (N, T, V) probabilities (or logits with
-    ``from_logits=True``); ``sample_weight``: (N, T), 0 on padding (pass it in
-    ``compile(weighted_metrics=[...])``).
+    ``from_logits=True``); ``sample_weight`` (N, T) as :class:`NLLPerTimestep`'s.
 
     Args:
         name: the metric's name in the logs.
@@ -354,8 +332,7 @@ class BitsPerCharacter(_SumCountMetric):
     """
 
     def __init__(self, name="bits_per_character", from_logits=False, dtype=None):
-        super().__init__(name=name, dtype=dtype)
-        self.from_logits = bool(from_logits)
+        super().__init__(name, from_logits, dtype)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_pred = ops.cast(y_pred, self.dtype)
@@ -367,10 +344,4 @@ class BitsPerCharacter(_SumCountMetric):
         if len(ids.shape) == len(log_p.shape):
             ids = ops.squeeze(ids, axis=-1)
         picked = ops.take_along_axis(log_p, ops.expand_dims(ids, axis=-1), axis=-1)[..., 0]
-        bits = -picked / math.log(2.0)
-        weights = _timestep_weights(sample_weight, bits)
-        self.total.assign_add(ops.sum(bits * weights))
-        self.count.assign_add(ops.sum(weights))
-
-    def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits}
+        self._accumulate(-picked / math.log(2.0), sample_weight)

@@ -1,24 +1,18 @@
 """The noise study's optimizer: RMSprop as climin computes it.
 
-The noise study names its optimizer "rmsprop" with a "step rate", a "momentum" and a decay
-(Appendix B, Table 2): the vocabulary of climin (Bayer et al.'s optimizer library, with which the
-fast-dropout RNNs the paper builds on were trained). climin's ``RmsProp`` differs from
-``keras.optimizers.RMSprop`` in three ways that matter early in training:
+The noise study's "rmsprop" with a "step rate", a "momentum" and a decay (Appendix B, Table 2)
+is climin's (Bayer et al.'s optimizer library). It differs from ``keras.optimizers.RMSprop``:
 
-* the mean-square accumulator starts at **1**, not 0, so while it warms up (``ρ^t`` of it
-  remains after ``t`` steps) a small gradient gives a step of about ``step_rate · g``, where Keras'
-  first step is about ``step_rate · sign(g) / sqrt(1 − ρ)`` for every weight whose gradient is not
-  tiny against ε; on the paper's sparse, spectrally scaled initializations those first full-size
-  steps on every entry of the recurrent matrix can throw the network out of its initial regime;
+* the mean-square accumulator starts at **1**, not 0, so early on a small gradient gives a step of
+  about ``step_rate · g`` where Keras' first step is about ``step_rate · sign(g) / sqrt(1 − ρ)``
+  on every weight (full-size steps that can throw a sparse, spectrally scaled init off);
 * ε is 1e-8 (Keras: 1e-7; both inside the square root);
-* the momentum is Nesterov's: the gradient is taken after the momentum step (Keras' RMSprop
-  uses plain momentum).
+* the momentum is Nesterov's (Keras' RMSprop uses plain momentum).
 
-With ``θ`` the weights climin reports, climin's iteration is ``θ½ = θ − β s``, ``g = ∇f(θ½)``,
-``ms ← ρ ms + (1 − ρ) g²``, ``d = α g / sqrt(ms + ε)``, ``θ ← θ½ − d``, ``s ← β s + d``. Keras
-evaluates the gradient at the variables, so the variables here hold the look-ahead point
-``φ = θ½`` and take ``φ ← φ − d − β s_new`` (the same re-parameterisation as Keras' SGD with
-``nesterov=True``); ``φ`` and climin's ``θ`` differ by ``β s``, one momentum step.
+climin's iteration: ``θ½ = θ − β s``, ``g = ∇f(θ½)``, ``ms ← ρ ms + (1 − ρ) g²``,
+``d = α g / sqrt(ms + ε)``, ``θ ← θ½ − d``, ``s ← β s + d``. Keras takes the gradient at the
+variables, so they hold the look-ahead point ``φ = θ½`` and take ``φ ← φ − d − β s_new`` (as
+Keras' SGD with ``nesterov=True``); ``φ`` and climin's ``θ`` differ by one momentum step.
 """
 
 import keras
@@ -55,8 +49,8 @@ class CliminRMSprop(keras.optimizers.Optimizer):
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-8,
                  initial_accumulator_value=1.0, name="climin_rmsprop", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        for arg, value, high in (("rho", rho, 1.0), ("momentum", momentum, 1.0)):
-            if not 0.0 <= float(value) < high:
+        for arg, value in (("rho", rho), ("momentum", momentum)):
+            if not 0.0 <= float(value) < 1.0:
                 raise ValueError(f"Invalid value for argument {arg}={value!r}: expected 0 <= {arg} "
                                  "< 1.")
         if float(epsilon) < 0 or float(initial_accumulator_value) < 0:
@@ -81,9 +75,7 @@ class CliminRMSprop(keras.optimizers.Optimizer):
             self._steps = [self.add_variable_from_reference(v, name="step") for v in var_list]
 
     def update_step(self, gradient, variable, learning_rate):
-        dtype = variable.dtype
-        lr = ops.cast(learning_rate, dtype)
-        g = ops.cast(gradient, dtype)
+        lr, g = ops.cast(learning_rate, variable.dtype), ops.cast(gradient, variable.dtype)
         index = self._get_variable_index(variable)
         ms = self._mean_squares[index]
         self.assign(ms, self.rho * ms + (1.0 - self.rho) * ops.square(g))
@@ -96,13 +88,5 @@ class CliminRMSprop(keras.optimizers.Optimizer):
         self.assign_sub(variable, d + self.momentum * step)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "rho": self.rho,
-                "momentum": self.momentum,
-                "epsilon": self.epsilon,
-                "initial_accumulator_value": self.initial_accumulator_value,
-            }
-        )
-        return config
+        keys = ("rho", "momentum", "epsilon", "initial_accumulator_value")
+        return {**super().get_config(), **{key: getattr(self, key) for key in keys}}

@@ -6,44 +6,31 @@
 * multiplicative noise ``W̃ = W ⊙ (1 + σ ε)`` (Eq. 12; Eq. 14), ``ε ~ N(0, 1)`` elementwise,
 * DropConnect (Wan et al. 2013): each weight zeroed with probability ``rate``.
 
-The models RNN-N / RNN-NS (additive, per timestep / per sequence), RNN-MN / RNN-MNS
-(multiplicative), RNN-DO / RNN-DOS (DropConnect on the recurrent weights) and RNN-FF (noise on the
-input weights, "we only work with per-timestep noise model for feed-forward layers") are these
-objects given to a layer as ``perturbations=[...]``.
+Its RNN-N / NS, MN / MNS, DO / DOS and FF models are these objects given to a layer as
+``perturbations=[...]``.
 
 Semantics (Sec. 8.1: "the perturbation of the weight matrix is done only during the optimization
 period... the original values of the weight matrices are preserved"):
 
-* active only when the layer is called with ``training=True``; inference and evaluation use the
-  clean weights (``DropConnect(scale="inference")``: the expected ones,
-  ``Perturbation.deterministic``),
-  and the stored weights are never modified;
-* ``per="sequence"``: one draw per training step, shared by every timestep and every sequence of
-  the batch; ``per="timestep"``: a fresh draw for every timestep of the unrolled net (shared by the
-  sequences of the batch, as one weight matrix per timestep). Per-timestep draws are made *before*
-  the recurrent loop as a tensor with a time axis, ``(T, rows, cols)``, which the loop reads;
-* ``target``: ``"recurrent"`` (the recurrent kernel U), ``"input"`` (the input kernel W: RNN-FF) or
-  ``"both"``. Several perturbations on one target compose in list order.
+* active only with ``training=True``; inference uses ``Perturbation.deterministic`` (the clean
+  weights, or the expected ones); stored weights never change;
+* ``per="sequence"``: one draw per training step, shared by every timestep and sequence of the
+  batch; ``per="timestep"``: a fresh draw per timestep (shared by the batch), made before the loop
+  as a ``(T, rows, cols)`` tensor;
+* ``target``: ``"recurrent"`` (U), ``"input"`` (W: RNN-FF) or ``"both"``. Several perturbations on
+  one target compose in list order.
 
 ``sampling="local"`` (per-timestep only) is the local reparameterization trick (Kingma, Salimans &
-Welling 2015): instead of a (T, rows, cols) weight draw it samples the noise that the weight noise
-induces on each pre-activation, independently per example. For a pre-activation
-``a_j = Σ_i h_i W̃_ij`` the weight noise adds ``Σ_i h_i (W̃_ij − W_ij)``, whose distribution given h
-is exactly ``N(0, Σ_i h_i² v_ij)`` with ``v = σ²`` (additive) or ``σ² W²`` (multiplicative), and
-independent across units j. Drawing ``sqrt(h² @ v) ⊙ z`` with ``z ~ N(0, 1)`` therefore reproduces
-each example's marginal distribution exactly. What differs from the weight-level version: the
-weight-level draw is shared by the sequences of a batch (their noise is correlated), the local draw
-is independent per example (lower-variance gradients). For DropConnect the induced noise is not
-Gaussian; ``sampling="local"`` then uses the Gaussian with the same mean and variance,
-``v = W² rate / (1 − rate)`` (scaled) — an approximation, as in Wang & Manning's fast dropout.
-Memory: a (T, B, cols) draw instead of (T, rows, cols), e.g. 700×32×4000 instead of 700×1000×4000
-for a 1000-unit LSTM over 700 TIMIT frames.
+Welling 2015): for ``a_j = Σ_i h_i W̃_ij`` the weight noise is exactly ``N(0, Σ_i h_i² v_ij)``
+given h, ``v = σ²`` (additive) or ``σ² W²`` (multiplicative), drawn as ``sqrt(h² @ v) ⊙ z``
+independently per example (exact marginals, not shared across the batch; memory (T, B, cols)).
+For DropConnect it is the Gaussian with the same moments, ``v = W² rate / (1 − rate)``.
 """
 
 import keras
 from keras import ops
 
-from keras_rnnreg._api import serializable
+from keras_rnnreg._api import check_choice, check_rate, serializable
 
 _PER = ("timestep", "sequence")
 _TARGETS = ("recurrent", "input", "both")
@@ -54,44 +41,31 @@ class Perturbation:
     """Base class: a random transformation of a weight matrix, used in training only."""
 
     def __init__(self, per="timestep", target="recurrent", sampling="weight"):
-        _check_choice("per", per, _PER)
-        _check_choice("target", target, _TARGETS)
-        _check_choice("sampling", sampling, _SAMPLING)
+        self.per = check_choice("per", per, _PER)
+        self.target = check_choice("target", target, _TARGETS)
+        self.sampling = check_choice("sampling", sampling, _SAMPLING)
         if sampling == "local" and per != "timestep":
-            raise ValueError(
-                f"sampling='local' needs per='timestep' (received per={per!r}): a per-sequence "
-                "draw correlates the noise of all timesteps, which per-example pre-activation "
-                "noise cannot reproduce."
-            )
-        self.per = per
-        self.target = target
-        self.sampling = sampling
+            raise ValueError(f"sampling='local' needs per='timestep' (received per={per!r}): a "
+                             "per-sequence draw correlates the noise of all timesteps, which "
+                             "per-example pre-activation noise cannot reproduce.")
 
     def applies_to(self, target):
         return self.target in (target, "both")
 
-    # -- weight-level sampling -------------------------------------------------------------------
     def perturb(self, weight, time_steps, seed_generator):
-        """A perturbed copy of ``weight`` ((rows, cols) or (T, rows, cols)).
-
-        ``per="timestep"`` returns (T, rows, cols); ``per="sequence"`` keeps ``weight``'s shape.
-        """
-        rows, cols = weight.shape[-2], weight.shape[-1]
+        """A perturbed copy of ``weight``: (T, rows, cols) per timestep, else (rows, cols)."""
+        shape = tuple(weight.shape[-2:])
         if self.per == "timestep":
-            shape = (time_steps, rows, cols)
-        else:
-            shape = (rows, cols)
+            shape = (time_steps, *shape)
         return self._apply(weight, shape, seed_generator)
 
     def _apply(self, weight, shape, seed_generator):
         raise NotImplementedError
 
     def deterministic(self, weight):
-        """The weight that inference and evaluation use in place of the random ones (the clean
-        weight, except for ``DropConnect(scale="inference")``)."""
+        """The weight inference uses: the clean one, or the expected one (``DropConnect``)."""
         return weight
 
-    # -- local reparameterization ----------------------------------------------------------------
     def variance_factors(self, weight):
         """``v`` with ``Var[noise on Σ_i h_i W̃_ij] = Σ_i h_i² v_ij``."""
         raise NotImplementedError
@@ -119,34 +93,27 @@ class WeightNoise(Perturbation):
     ``W ⊙ (1 + σε)`` (Eqs. 12, 14), ``ε ~ N(0, 1)``.
 
     Args:
-        stddev: σ (≥ 0). The noise study's Appendix B uses 0.01-0.09; the norm-stabilizer paper's
-            TIMIT runs use σ = 0.05 (additive).
+        stddev: σ (≥ 0); the noise study's Appendix B uses 0.01-0.09, the norm-stabilizer paper's
+            TIMIT runs 0.05 (additive).
         mode: ``"additive"`` or ``"multiplicative"``.
         per: ``"timestep"`` (RNN-N, RNN-MN, RNN-FF) or ``"sequence"`` (RNN-NS, RNN-MNS).
         target: ``"recurrent"``, ``"input"`` (feed-forward noise, RNN-FF) or ``"both"``.
-        sampling: ``"weight"`` (draw the weights) or ``"local"`` (the local reparameterization
-            trick, see the module docstring; exact marginals, per-example draws).
+        sampling: ``"weight"`` (draw the weights) or ``"local"`` (module docstring).
     """
 
-    def __init__(
-        self, stddev, mode="additive", per="timestep", target="recurrent", sampling="weight"
-    ):
+    def __init__(self, stddev, mode="additive", per="timestep", target="recurrent",
+                 sampling="weight"):
         super().__init__(per=per, target=target, sampling=sampling)
         if isinstance(stddev, bool) or not isinstance(stddev, (int, float)) or stddev < 0:
-            raise ValueError(
-                f"Invalid value for argument stddev={stddev!r}: expected a number >= 0."
-            )
-        _check_choice("mode", mode, ("additive", "multiplicative"))
+            raise ValueError(f"Invalid value for argument stddev={stddev!r}: expected a "
+                             "number >= 0.")
+        self.mode = check_choice("mode", mode, ("additive", "multiplicative"))
         self.stddev = float(stddev)
-        self.mode = mode
 
     def _apply(self, weight, shape, seed_generator):
-        noise = keras.random.normal(
-            shape, stddev=self.stddev, dtype=weight.dtype, seed=seed_generator
-        )
-        if self.mode == "additive":
-            return weight + noise
-        return weight * (1.0 + noise)
+        noise = keras.random.normal(shape, stddev=self.stddev, dtype=weight.dtype,
+                                    seed=seed_generator)
+        return weight + noise if self.mode == "additive" else weight * (1.0 + noise)
 
     def variance_factors(self, weight):
         if self.mode == "additive":
@@ -165,12 +132,9 @@ class DropConnect(Perturbation):
     * ``True`` (default, "inverted"): in training the kept weights are multiplied by
       1/(1 − rate), so the expected matrix is W and inference uses the clean W;
     * ``"inference"`` (classic dropout, Hinton et al. 2012; Wan et al.'s mean inference): training
-      uses the unscaled masks ``W ⊙ m`` and inference the expected matrix (1 − rate) W. The same
-      function class as ``True`` under ``W' = (1 − rate) W``, but not the same training: the
-      initial matrix and every optimizer step are 1/(1 − rate) times larger relative to the
-      weights the network computes with;
-    * ``False``: unscaled masks in training and the clean W at inference (the expected matrix in
-      training is then (1 − rate) W, not W).
+      uses the unscaled masks ``W ⊙ m`` and inference the expected matrix (1 − rate) W (the same
+      functions as ``True``, but the weights and their steps are 1/(1 − rate) times larger);
+    * ``False``: unscaled masks in training and the clean W at inference.
 
     Args:
         rate: drop probability, in [0, 1).
@@ -181,33 +145,25 @@ class DropConnect(Perturbation):
 
     def __init__(self, rate, per="timestep", target="recurrent", scale=True, sampling="weight"):
         super().__init__(per=per, target=target, sampling=sampling)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-            raise ValueError(f"Invalid value for argument rate={rate!r}: expected 0 <= rate < 1.")
+        self.rate = check_rate("rate", rate)
         if scale not in (True, False, "inference"):
-            raise ValueError(
-                f"Invalid value for argument scale={scale!r}: expected True, False or 'inference'."
-            )
-        self.rate = float(rate)
+            raise ValueError(f"Invalid value for argument scale={scale!r}: expected True, False "
+                             "or 'inference'.")
         self.scale = scale
         if sampling == "local" and self.scale is not True:
-            raise ValueError(
-                "DropConnect(sampling='local') needs scale=True: the unscaled masks change the "
-                "mean pre-activation, which the zero-mean local noise does not model."
-            )
+            raise ValueError("DropConnect(sampling='local') needs scale=True: the unscaled masks "
+                             "change the mean pre-activation, which the zero-mean local noise "
+                             "does not model.")
 
     def _apply(self, weight, shape, seed_generator):
-        keep = ops.cast(
-            keras.random.uniform(shape, dtype=weight.dtype, seed=seed_generator) >= self.rate,
-            weight.dtype,
-        )
+        draw = keras.random.uniform(shape, dtype=weight.dtype, seed=seed_generator)
+        keep = ops.cast(draw >= self.rate, weight.dtype)
         if self.scale is True and self.rate > 0:
             keep = keep / (1.0 - self.rate)
         return weight * keep
 
     def deterministic(self, weight):
-        if self.scale == "inference":
-            return weight * (1.0 - self.rate)
-        return weight
+        return weight * (1.0 - self.rate) if self.scale == "inference" else weight
 
     def variance_factors(self, weight):
         return ops.square(weight) * (self.rate / (1.0 - self.rate))
@@ -216,21 +172,10 @@ class DropConnect(Perturbation):
         return {"rate": self.rate, "scale": self.scale, **super().get_config()}
 
 
-def _check_choice(argument, value, choices):
-    if value not in choices:
-        raise ValueError(
-            f"Invalid value for argument {argument}={value!r}: expected one of "
-            f"{', '.join(map(repr, choices))}."
-        )
-
-
 def kernels_for_step(perturbations, kernel, recurrent_kernel, training, time_steps, seed_generator):
-    """``(kernel, recurrent_kernel, input_local, recurrent_local)`` as a recurrent step uses them.
-
-    In training the weight-level perturbations replace each kernel by a perturbed copy (drawn
-    here, before any loop; (T, rows, cols) when per timestep) and the local ones are returned, not
-    applied; outside training every perturbation's :meth:`Perturbation.deterministic` weight.
-    Input kernel first, then recurrent (the order of the draws).
+    """``(kernel, recurrent_kernel, input_local, recurrent_local)`` as a recurrent step uses them:
+    in training the kernels perturbed here (input first) and the local perturbations (returned,
+    not applied); outside training each perturbation's :meth:`Perturbation.deterministic` weight.
     """
     if not training:
         for p in perturbations:
@@ -253,8 +198,6 @@ def split_by_target(perturbations, target):
     chosen = [p for p in perturbations if p.applies_to(target)]
     local = [p for p in chosen if p.sampling == "local"]
     if local and len(chosen) > 1:
-        raise ValueError(
-            f"A perturbation with sampling='local' must be the only one on the {target} kernel; "
-            f"received {chosen}."
-        )
+        raise ValueError("A perturbation with sampling='local' must be the only one on the "
+                         f"{target} kernel; received {chosen}.")
     return [p for p in chosen if p.sampling == "weight"], (local[0] if local else None)

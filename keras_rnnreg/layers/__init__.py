@@ -1,7 +1,5 @@
-"""Recurrent layers. The fused ones (SimpleRNN, LSTM, GRU, LayerNormLSTM, LayerNormGRU,
-FastDropoutRNN) compute the input projection before the loop and only the recurrent work inside
-it; the cells compute the same steps inside keras.layers.RNN; FastDropoutRNN carries a mean and a
-variance through time."""
+"""Recurrent layers: the fused ones compute the input projection before the loop and only the
+recurrent work inside it; the cells compute the same steps inside keras.layers.RNN."""
 
 from keras_rnnreg.layers._cudnn import cudnn_path
 from keras_rnnreg.layers.base import FusedRNN

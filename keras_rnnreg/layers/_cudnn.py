@@ -1,35 +1,15 @@
 """Which path a recurrent layer takes: Keras' cuDNN kernel or our fused loop, and why.
 
-The cuDNN path (``_backend.cudnn_lstm``) runs Keras' own backend LSTM kernel with the layer's
-kernels, perturbed *once per sequence* before the kernel is called (AWD-LSTM's weight-dropped LSTM,
-Merity et al. 2018: perturb the weight matrix, then run cuDNN). It computes exactly the function
-of our loop, so it is taken whenever the configuration allows (``use_cudnn="auto"``):
+The cuDNN path runs Keras' own backend kernel with the layer's kernels, perturbed *once per
+sequence* before the call (AWD-LSTM's weight-dropped LSTM, Merity et al. 2018). It computes our
+loop's function, so ``use_cudnn="auto"`` takes it where allowed: tanh / sigmoid activations (the
+output tanh kept), no ``recurrent_dropout``, ``unroll`` or zoneout, perturbations per sequence
+only, a hidden-state ``state_regularizer`` only (no cell penalty, no ``return_cell_sequence``),
+GRU with ``reset_after=True``; TensorFlow or PyTorch with a GPU. On JAX the LSTM kernel is taken
+only with ``use_cudnn=True`` (not faster at the papers' shapes: docs/benchmarks.md), the GRU never.
 
-* ``activation="tanh"``, ``recurrent_activation="sigmoid"``, the output tanh kept;
-* no ``recurrent_dropout``, no ``unroll``;
-* perturbations drawn per sequence (``WeightNoise`` / ``DropConnect`` with ``per="sequence"``, on
-  the recurrent or the input kernel); input ``dropout`` is fine;
-* ``state_regularizer`` on the hidden state (computed from the returned sequence: the
-  norm-stabilizer, AR, TAR, or a list of them); no cell penalty in the list and no
-  ``return_cell_sequence`` (cuDNN returns no cell sequence);
-* TensorFlow or PyTorch with a GPU. On JAX Keras' kernel (``jax.experimental.rnn``) is taken only
-  with ``use_cudnn=True``: measured on one H100 (forward, backward and update, ms per batch) it is
-  faster than our scan for one 1000-unit LSTM (5.3 against 7.0) but slower on the 3×500
-  bidirectional LSTM (77.9 against 58.3); ``python -m benchmarks.layers --shapes paper`` measures
-  both on a GPU to settle the default (docs/benchmarks.md).
-
-The GRU (``_backend.cudnn_gru``) follows the same rules with Keras' GRU kernel, which cuDNN runs
-only with ``reset_after=True`` (the reset gate applied after the recurrent matmul); Keras' JAX
-backend has no cuDNN GRU (its ``gru`` is a ``lax.scan``), so on JAX the GRU always runs our loop.
-
-Around a bidirectional LSTM, :class:`keras_rnnreg.layers.Bidirectional` runs both directions in
-one bidirectional cuDNN call where Keras' backend has that kernel (PyTorch, JAX).
-
-Masks are data, checked on every call: a strictly right-padded mask with no empty row takes the
-cuDNN path (padded steps output zeros with ``zero_output_for_mask=True``, else the last valid
-output, as Keras' RNN), anything else (left padding, gaps, ``go_backwards`` which turns right
-padding into left padding, and on PyTorch / JAX ``return_state=True`` or ``stateful=True``, whose
-final cell state their kernels cannot give for a padded row) runs our loop.
+Masks are checked on every call: a strictly right-padded mask with no empty row, without
+``go_backwards`` (on PyTorch / JAX without ``return_state`` / ``stateful``), takes the cuDNN path.
 """
 
 import keras
@@ -40,11 +20,9 @@ USE_CUDNN = ("auto", True, False)
 
 
 def check_use_cudnn(value):
-    # Identity for the booleans: 1 == True would pass a plain membership test.
-    if not (value is True or value is False or (isinstance(value, str) and value in USE_CUDNN)):
-        raise ValueError(
-            f"Invalid value for argument use_cudnn={value!r}: expected 'auto', True or False."
-        )
+    if not (value is True or value is False or (isinstance(value, str) and value == "auto")):
+        raise ValueError(f"Invalid value for argument use_cudnn={value!r}: expected 'auto', True "
+                         "or False.")
     return value
 
 
@@ -77,10 +55,8 @@ def config_reason(layer, training=True):
     if getattr(layer, "use_cudnn", "auto") is False:
         return "use_cudnn=False"
     if any(getattr(layer, "_zoneout_rates", ())):
-        return (
-            f"zoneout={layer.zoneout!r} (each unit mixed with its previous value at every step, "
-            "in training and inference; cuDNN cannot: our loop runs)"
-        )
+        return (f"zoneout={layer.zoneout!r} (each unit mixed with its previous value at every "
+                "step, in training and inference; cuDNN cannot: our loop runs)")
     if getattr(layer, "_cudnn_kernel", None) is None:
         return no_cudnn_reason(layer)
     return next(_kernel_rules(layer, training), None)
@@ -92,29 +68,22 @@ def no_cudnn_reason(layer):
 
 
 def _kernel_rules(layer, training):
-    """The reason of each broken rule, in report order: those Keras' cuDNN LSTM and GRU share,
-    the layer's own (``_cudnn_equation_reasons`` after the activations, ``_output_`` last)."""
+    """The reason of each broken rule, in report order (the layer's own after the activations)."""
     if layer.activation_name != "tanh":
         yield f"activation={layer.activation_name!r} (cuDNN computes tanh)"
     if layer.recurrent_activation_name != "sigmoid":
-        yield (
-            f"recurrent_activation={layer.recurrent_activation_name!r} "
-            "(cuDNN computes sigmoid gates)"
-        )
+        name = layer.recurrent_activation_name
+        yield f"recurrent_activation={name!r} (cuDNN computes sigmoid gates)"
     yield from layer._cudnn_equation_reasons()
     if layer.unroll:
         yield f"unroll={layer.unroll!r}"
     if layer.recurrent_dropout:
-        yield (
-            f"recurrent_dropout={layer.recurrent_dropout} (a fresh mask inside the loop; "
-            "DropConnect(per='sequence') regularizes the recurrent weights and keeps cuDNN)"
-        )
+        yield (f"recurrent_dropout={layer.recurrent_dropout} (a fresh mask inside the loop; "
+               "DropConnect(per='sequence') regularizes the recurrent weights and keeps cuDNN)")
     per_step = [p for p in layer.perturbations if p.per == "timestep"] if training else []
     if per_step:
-        yield (
-            f"per-timestep perturbation {per_step[0]!r} (a new weight draw every step; "
-            "per='sequence' keeps cuDNN)"
-        )
+        yield (f"per-timestep perturbation {per_step[0]!r} (a new weight draw every step; "
+               "per='sequence' keeps cuDNN)")
     yield from layer._cudnn_output_reasons()
 
 
@@ -124,20 +93,14 @@ def _runtime_reason(layer):
     if backend not in _backend.CUDNN_BACKENDS:
         return f"the {backend} backend has no cuDNN kernel"
     if name == "gru" and backend not in _backend.CUDNN_GRU_BACKENDS:
-        return (
-            f"Keras' {backend} backend has no cuDNN GRU kernel (its rnn.gru is a scan; "
-            "jax.experimental.rnn has no GRU)"
-        )
+        return (f"Keras' {backend} backend has no cuDNN GRU kernel (its rnn.gru is a scan; "
+                "jax.experimental.rnn has no GRU)")
     if _backend.keras_lstm_kernel(name) is None:
-        return (
-            f"keras.src.backend.{backend}.rnn.{name} is not in Keras {keras.__version__} "
-            "(a Keras release moved it; our loop runs instead)"
-        )
+        return (f"keras.src.backend.{backend}.rnn.{name} is not in Keras {keras.__version__} "
+                "(a Keras release moved it; our loop runs instead)")
     if backend == "jax" and layer.use_cudnn == "auto":
-        return (
-            "on JAX our scan is the default (as fast as cuDNN at the papers' shapes; "
-            "use_cudnn=True takes jax.experimental.rnn)"
-        )
+        return ("on JAX our scan is the default (as fast as cuDNN at the papers' shapes; "
+                "use_cudnn=True takes jax.experimental.rnn)")
     if not _backend.gpu_available():
         return f"no GPU with cuDNN visible to {backend}"
     return None

@@ -14,19 +14,14 @@ from keras_rnnreg.layers.lstm import LSTM
 class Bidirectional(keras.layers.Bidirectional):
     """``keras.layers.Bidirectional`` (same arguments, weights and outputs) that, around a
     :class:`keras_rnnreg.layers.LSTM` on the cuDNN path, runs both directions in *one*
-    bidirectional cuDNN call, as Keras does for its own LSTM: cuDNN then computes the two
-    directions concurrently. This is the bidirectional LSTM of the norm-stabilizer paper's TIMIT
-    experiments (Sec. 2.2: three layers of 500 units per direction, after Graves et al. 2013).
+    bidirectional cuDNN call, as Keras does for its own LSTM (the norm-stabilizer paper's TIMIT
+    network, Sec. 2.2: three bidirectional layers of 500 units, after Graves et al. 2013).
 
-    Each direction's per-sequence perturbations are drawn once (forward layer first, as the
-    two-call path draws them) and its ``state_regularizer`` penalizes its own hidden sequence in
-    its own processing order. Anything else (a mask, initial states, ``return_state``,
-    ``stateful``, input ``dropout`` in training, which draws a different input mask per
-    direction, TensorFlow, whose Keras backend has no bidirectional kernel, no GPU) runs the two
-    layers one after the other, exactly as ``keras.layers.Bidirectional``. Around our
-    :class:`~keras_rnnreg.layers.GRU` the two directions are always two calls (each on cuDNN where
-    :func:`~keras_rnnreg.layers.cudnn_path` allows); Keras' one-call GRU path reads the weights
-    of a ``keras.layers.GRU``'s cell and would skip our perturbations.
+    Each direction's perturbations are drawn once (forward first) and its ``state_regularizer``
+    sees its own sequence in its processing order. A mask, initial states, ``return_state``,
+    ``stateful``, input ``dropout`` in training, TensorFlow or no GPU run the two layers one after
+    the other, as ``keras.layers.Bidirectional``; so does our :class:`~keras_rnnreg.layers.GRU`
+    always (Keras' one-call GRU path would skip our perturbations).
     """
 
     def call(self, sequences, initial_state=None, mask=None, training=None):
@@ -38,25 +33,20 @@ class Bidirectional(keras.layers.Bidirectional):
         return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
 
     def _can_attempt_fused_lstm(self, mask, initial_state=None, training=None):
-        """Keras' hook (3.15): whether the layers' configuration allows the one-call path; the
-        device is checked by :meth:`_call_fused_lstm`. ``training=None`` (Keras' own call)
-        judges a training call, where input dropout excludes it."""
+        """Keras' hook (3.15): whether the configuration allows the one-call path (the device is
+        checked by :meth:`_call_fused_lstm`); ``training=None`` (Keras' call) judges training."""
         fwd, bwd = self.forward_layer, self.backward_layer
-        if mask is not None or initial_state is not None or self.stateful or self.return_state:
-            return False
-        if not (isinstance(fwd, LSTM) and isinstance(bwd, LSTM)) or fwd.units != bwd.units:
-            return False
-        if (training or training is None) and (fwd.dropout or bwd.dropout):
-            return False
-        if not (fwd.built and bwd.built):
+        if (mask is not None or initial_state is not None or self.stateful or self.return_state
+                or not (isinstance(fwd, LSTM) and isinstance(bwd, LSTM)) or fwd.units != bwd.units
+                or ((training or training is None) and (fwd.dropout or bwd.dropout))
+                or not (fwd.built and bwd.built)):
             return False
         training = training is not False
         return config_reason(fwd, training) is None and config_reason(bwd, training) is None
 
     def _call_fused_lstm(self, sequences, initial_state, training=None):
         if training is None:
-            # keras.layers.Bidirectional.call passes no ``training``; our call() has already
-            # tried this path with it, so Keras' dispatch takes the two-call path.
+            # Keras' dispatch (no ``training``): our call() has tried this path already.
             raise NotImplementedError("the one-call path is taken from our call() only")
         for layer in (self.forward_layer, self.backward_layer):
             taken, reason = cudnn_path(layer, training)
@@ -67,17 +57,13 @@ class Bidirectional(keras.layers.Bidirectional):
         return self._call_bidirectional_cudnn(sequences, training)
 
     def _can_attempt_fused_gru(self, mask, initial_state=None):
-        """Keras' hook (3.15), answered for our GRU by configuration: both directions GRUs with
-        ``reset_after=True`` that ``cudnn_path`` admits, no mask, no stateful, one state per
-        direction. :meth:`_call_fused_gru` then takes the two-call path."""
+        """Keras' hook (3.15), answered by configuration; :meth:`_call_fused_gru` then takes the
+        two-call path."""
         fwd, bwd = self.forward_layer, self.backward_layer
-        if mask is not None or self.stateful:
-            return False
-        if initial_state is not None and len(initial_state) != 2:
-            return False
-        if not (isinstance(fwd, GRU) and isinstance(bwd, GRU)) or fwd.units != bwd.units:
-            return False
-        if fwd.dropout or bwd.dropout:
+        if (mask is not None or self.stateful
+                or (initial_state is not None and len(initial_state) != 2)
+                or not (isinstance(fwd, GRU) and isinstance(bwd, GRU)) or fwd.units != bwd.units
+                or fwd.dropout or bwd.dropout):
             return False
         return config_reason(fwd, True) is None and config_reason(bwd, True) is None
 
@@ -102,24 +88,16 @@ class Bidirectional(keras.layers.Bidirectional):
         y, y_rev = _backend.cudnn_bidirectional_lstm(
             x, fwd._cudnn_weights(training), bwd._cudnn_weights(training)
         )
-        # Penalties as the two-call path computes them: the backward layer's on its sequence in
-        # its processing order (reversed time).
+        # The backward layer's penalty on its sequence in its processing order (reversed time).
         for layer, seq in ((fwd, y), (bwd, ops.flip(y_rev, axis=1))):
             for reg in layer._state_regularizers:
                 self.add_loss(reg.penalty(seq))
         if not self.return_sequences:
             y, y_rev = y[:, -1], y_rev[:, 0]
-        y = ops.cast(y, self.compute_dtype)
-        y_rev = ops.cast(y_rev, self.compute_dtype)
-        if self.merge_mode == "concat":
-            return ops.concatenate([y, y_rev], axis=-1)
-        if self.merge_mode == "sum":
-            return y + y_rev
-        if self.merge_mode == "ave":
-            return (y + y_rev) / 2
-        if self.merge_mode == "mul":
-            return y * y_rev
-        return (y, y_rev)
+        y, y_rev = ops.cast(y, self.compute_dtype), ops.cast(y_rev, self.compute_dtype)
+        merge = {"concat": lambda: ops.concatenate([y, y_rev], axis=-1), "sum": lambda: y + y_rev,
+                 "ave": lambda: (y + y_rev) / 2, "mul": lambda: y * y_rev}
+        return merge[self.merge_mode]() if self.merge_mode in merge else (y, y_rev)
 
 
 __all__ = ["Bidirectional"]

@@ -1,42 +1,20 @@
 """Recurrent cells for ``keras.layers.RNN``, ``keras.layers.StackedRNNCells`` and custom loops.
 
-``SimpleRNNCell``, ``LSTMCell`` and ``GRUCell`` have Keras' cell API (``state_size``,
-``output_size``, ``call(inputs, states, training) -> (output, new_states)``,
-``get_initial_state``) and Keras' weights (names, shapes, gate order), and compute one step with
-*the same code* as :class:`~keras_rnnreg.layers.SimpleRNN`, :class:`~keras_rnnreg.layers.LSTM` and
-:class:`~keras_rnnreg.layers.GRU` (the step functions of ``layers/_steps.py``, which the layers'
-loops run too): with the same weights and no randomness ``keras.layers.RNN(LSTMCell(n))``
-computes ``LSTM(n)``. The fused layers are faster (their input projection is one matmul before
-the loop; docs/benchmarks.md); the cells are for models built from cells.
+``SimpleRNNCell``, ``LSTMCell`` and ``GRUCell`` have Keras' cell API and weights and compute one
+step with *the same code* as our fused layers: with the same weights and no randomness
+``keras.layers.RNN(LSTMCell(n))`` computes ``LSTM(n)``; the fused layers are faster.
 
 Randomness is drawn before the loop, through the hook by which ``keras.layers.RNN`` prepares a
-cell's dropout masks (``DropoutRNNCell``: ``RNN.call`` calls ``get_dropout_mask`` /
-``get_recurrent_dropout_mask`` before its loop, "so that the inner loop is stateless", and
-``reset_dropout_mask`` after it; ``StackedRNNCells`` and ``Bidirectional`` pass it on to each
-cell):
+cell's dropout masks: one dropout mask per sequence, as Keras, and one draw of the kernels per call
+for ``perturbations=[...]`` with ``per="sequence"``. In a hand-written loop, call
+``reset_dropout_mask()`` between sequences.
 
-* ``dropout`` / ``recurrent_dropout``: one mask per sequence, as the fused layers (and Keras);
-* ``perturbations=[...]`` with ``per="sequence"`` (RNN-NS, RNN-MNS, RNN-DOS of the noise study;
-  AWD-LSTM's weight drop): the perturbed kernels are drawn in ``get_dropout_mask``, once per call
-  of the RNN layer, and used by every step of that call in training; ``reset_dropout_mask``
-  discards them. In a hand-written loop, call ``reset_dropout_mask()`` between sequences, as for
-  Keras' cells' dropout masks.
-
-Not available in cells, each raising a ValueError that says so:
-
-* per-timestep perturbations (``per="timestep"``, hence ``sampling="local"``): they need one draw
-  per timestep made before the loop, and ``keras.layers.RNN`` tells a cell neither the sequence
-  length before its loop nor the step inside it; drawing inside the loop is randomness inside a
-  JAX scan. The fused layers draw them as a (T, rows, cols) tensor before their loop.
-* ``zoneout=``: its Bernoulli masks are one per timestep, unit and example (Krueger et al.
-  2016), drawn before the loop; as for per-timestep perturbations a cell has no hook for that
-  (``get_dropout_mask`` is once per sequence) and drawing inside the loop would be randomness
-  inside the scan. The layers have it (``LSTM(n, zoneout=(0.5, 0.05))``).
-* ``state_regularizer=``: the norm-stabilizer penalizes the whole state sequence, which a cell
-  never sees (its ``call`` runs inside the loop, where ``add_loss`` cannot be used). Put the
-  :class:`keras_rnnreg.regularizers.NormStabilizer` layer on the RNN's output instead:
-  ``NormStabilizer(β)(keras.layers.RNN(cell, return_sequences=True)(x))`` adds the same penalty
-  as ``state_regularizer=NormStabilizer(β)`` (masks included; tests/layers/test_cells.py).
+Not available in cells (each raises a ValueError): per-timestep perturbations and ``zoneout=``
+(one draw per timestep before the loop, and ``keras.layers.RNN`` tells a cell neither the
+sequence length nor the step; drawing inside the loop would be randomness inside a JAX scan),
+and ``state_regularizer=`` (a cell never sees the state sequence). For the latter,
+``NormStabilizer(β)(keras.layers.RNN(cell, return_sequences=True)(x))`` adds the same penalty
+as ``state_regularizer=NormStabilizer(β)`` (masks included).
 """
 
 import keras
@@ -58,69 +36,41 @@ from keras_rnnreg.perturbations import kernels_for_step
 
 
 class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
-    """Shared cell machinery; subclasses set ``_kind`` (their entry in ``_steps.RECURRENCES``:
-    the step function the layer of that kind runs too), ``_gates`` and the state layout."""
+    """Shared cell machinery; subclasses set ``_kind`` (their step), ``_gates``, the states."""
 
     _kind = None
     _gates = 1
     _n_states = 1
     _single_state = True  # Keras' SimpleRNNCell / GRUCell: state_size is an int
 
-    def __init__(
-        self,
-        units,
-        activation="tanh",
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        recurrent_regularizer=None,
-        bias_regularizer=None,
-        kernel_constraint=None,
-        recurrent_constraint=None,
-        bias_constraint=None,
-        dropout=0.0,
-        recurrent_dropout=0.0,
-        seed=None,
-        perturbations=None,
-        state_regularizer=None,
-        zoneout=None,
-        **kwargs,
-    ):
+    def __init__(self, units, activation="tanh", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
+                 bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
+                 perturbations=None, state_regularizer=None, zoneout=None, **kwargs):
         super().__init__(**kwargs)
         name = type(self).__name__
         set_weight_arguments(self, locals())
         if zoneout:
-            raise ValueError(
-                f"{name} takes no zoneout: its masks are drawn per timestep before the loop, and "
-                "keras.layers.RNN prepares a cell's masks once per sequence; use the layers "
-                "(keras_rnnreg.layers.LSTM(n, zoneout=...) and the others)."
-            )
+            raise ValueError(f"{name} takes no zoneout (its masks are drawn per timestep, a cell's "
+                             "once per sequence): use the layers, e.g. "
+                             "keras_rnnreg.layers.LSTM(n, zoneout=...).")
         if state_regularizer is not None:
-            raise ValueError(
-                f"{name} takes no state_regularizer: a cell never sees the state sequence. Put "
-                "keras_rnnreg.regularizers.NormStabilizer on the RNN's output sequence "
-                "(return_sequences=True) instead, or use the fused layers."
-            )
+            raise ValueError(f"{name} takes no state_regularizer (a cell never sees the state "
+                             "sequence): put keras_rnnreg.regularizers.NormStabilizer on the RNN's "
+                             "output sequence instead, or use the fused layers.")
         self.perturbations = _deserialize_list(perturbations, "perturbations")
         for p in self.perturbations:
             if p.per != "sequence":
-                raise ValueError(
-                    f"{name}: perturbation {p!r} is drawn per timestep, which a cell cannot do "
-                    "without randomness inside the loop (keras.layers.RNN gives a cell neither "
-                    "the sequence length before the loop nor the step index). Use "
-                    "per='sequence', or the fused layers (keras_rnnreg.layers.SimpleRNN / LSTM "
-                    "/ GRU) for per-timestep perturbations."
-                )
+                raise ValueError(f"{name}: perturbation {p!r} is drawn per timestep, which needs "
+                                 "randomness inside keras.layers.RNN's loop: use "
+                                 "per='sequence', or the fused layers.")
         self._perturbed = None
 
-    # ----------------------------------------------------------------------------- Keras' API
     @property
     def state_size(self):
-        if self._single_state:
-            return self.units
-        return [self.units] * self._n_states
+        return self.units if self._single_state else [self.units] * self._n_states
 
     @property
     def output_size(self):
@@ -139,10 +89,8 @@ class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
     def _bias_initializer_value(self):
         return self.bias_initializer
 
-    # ------------------------------------------------------------- draws before the loop
     def get_dropout_mask(self, step_input):
-        """Keras' hook, called by ``keras.layers.RNN`` before its loop: the input dropout mask,
-        and here also the per-sequence perturbed kernels (cached until ``reset_dropout_mask``)."""
+        """Keras' hook before the loop: the dropout mask, and here the perturbed kernels too."""
         self._perturbed_kernels()
         return super().get_dropout_mask(step_input)
 
@@ -159,7 +107,6 @@ class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
             )[:2]
         return self._perturbed
 
-    # --------------------------------------------------------------------------------- step
     def call(self, inputs, states, training=False):
         nested = isinstance(states, (list, tuple))
         carry = list(states) if nested else [states]
@@ -187,7 +134,6 @@ class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
     def _step_config(self):  # a cell with weights of its own adds them (StepConfig.params)
         return _steps.step_config(self)
 
-    # ------------------------------------------------------------------------------- config
     def get_config(self):
         return {**super().get_config(), **weight_config(self)}
 
@@ -195,9 +141,8 @@ class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
 @serializable
 class SimpleRNNCell(_Cell):
     """The cell of :class:`keras_rnnreg.layers.SimpleRNN` (``h_t = f(x_t W + h_{t-1} U + b)``),
-    a drop-in for ``keras.layers.SimpleRNNCell`` (same arguments and weights) with
-    ``perturbations=`` (per sequence) and the activations ``"relu"`` / ``"trec"``. Randomness and
-    restrictions: module docstring."""
+    a drop-in for ``keras.layers.SimpleRNNCell`` with ``perturbations=`` (per sequence) and
+    ``"trec"``. Randomness and restrictions: module docstring."""
 
     _kind = "simple_rnn"
 
@@ -206,8 +151,7 @@ class SimpleRNNCell(_Cell):
 class LSTMCell(_Cell):
     """The cell of :class:`keras_rnnreg.layers.LSTM` (gates i, f, c, o; ``output_activation``;
     ``unit_forget_bias``), a drop-in for ``keras.layers.LSTMCell`` with ``perturbations=`` (per
-    sequence). ``keras.layers.RNN(LSTMCell(n))`` computes ``LSTM(n)`` given the same weights.
-    Randomness and restrictions: module docstring."""
+    sequence). Randomness and restrictions: module docstring."""
 
     _kind = "lstm"
     _gates = 4

@@ -1,110 +1,69 @@
 """Fast dropout for recurrent networks (noise study Sec. 6.5: RNN-FD of Table 1).
 
-Wang & Manning (2013), "Fast dropout training", replace the sampled dropout of a unit's incoming
-connections by a Gaussian approximation of the pre-activation; Bayer et al. (2013), "On fast
-dropout and its applicability to recurrent networks", apply it to RNNs "by concatenating the
-input-to-hidden and hidden-to-hidden weights into a single array, and applying the same
-approximation to the incoming connections" (noise study Sec. 6.5, ../shared/papers/
-noise_study.txt). What is computed here, and how each choice was made:
+Wang & Manning (2013) replace sampled dropout by a Gaussian approximation of the pre-activation;
+Bayer et al. (2013) apply it to RNNs "by concatenating the input-to-hidden and hidden-to-hidden
+weights into a single array, and applying the same approximation to the incoming connections".
 
-**Pre-activation.** Unit k receives ``a_k = Σ_j (d_j / p) w_jk z_j + b_k`` over the concatenated
-incoming vector z = [x_t, h_{t−1}], with d_j ~ Bernoulli(p), p = 1 − rate (``recurrent_rate`` for
-the h part). The 1/p scaling is applied during training ("inverted" dropout, as
-``keras.layers.Dropout``), which is the same model as Wang & Manning's unscaled training with
-weights scaled by p at test time: the trained weights are directly those of the deterministic
-inference network. The input x_t is deterministic; h_{t−1} has mean μ and variance s² (carried
-through time). With the d_j independent of each other and of z, and the z_j treated as
-independent (the usual fast-dropout assumption; units of h_{t−1} are in fact correlated),
+**Pre-activation.** Unit k receives ``a_k = Σ_j (d_j / p) w_jk z_j + b_k`` over z = [x_t, h_{t−1}],
+d_j ~ Bernoulli(p), p = 1 − rate (``recurrent_rate`` for the h part). The 1/p scaling is applied
+in training ("inverted" dropout), so the trained weights are those of the inference network (Wang
+& Manning scale by p at test time instead). h_{t−1} has mean μ and variance s² (carried through
+time). With the d_j independent and the z_j treated as independent (the usual assumption),
 
     E[a_k]   = Σ_j w_jk μ_j + b_k
     Var[a_k] = Σ_j w_jk² (s_j² + (1 − p) μ_j²) / p            (s_j = 0, μ_j = x_j for the input)
 
-exact for these two moments; a_k is then taken to be Gaussian N(E, Var) (central limit over the
-fan-in). The input parts — ``x W + b`` and ``((1 − p)/p) x² W²`` — are computed for all timesteps
-before the loop, one matmul each; the loop adds ``μ U`` and ``((s² + (1 − q) μ²)/q) U²``. The
-layer itself draws no samples.
+exact for these two moments; a_k is then taken to be Gaussian N(E, Var). No samples are drawn.
 
 **Through the nonlinearity** (``moments=``), h = f(a) with a ~ N(m, v):
 
-* ``"quadrature"`` (default): E[f(a)] and Var[f(a)] by K-point Gauss–Hermite quadrature
-  (K = ``quadrature_points``, 16 by default; nodes computed in plain Python). Exact for the
-  Gaussian up to the rule's error, which grows with v (tanh becomes step-like on the scale of the
-  nodes): with K = 16, for m ∈ [−4, 4], the variance error is < 1e-3 for v ≤ 1, 0.004 at v = 2,
-  0.02 at v = 4, 0.1 at v = 16 (K = 32: < 1e-3 up to v = 2, 0.04 at v = 16).
-* ``"probit"``: closed forms from σ(x) ≈ Φ(√(π/8) x) (MacKay 1992; used by Wang & Manning), with
+* ``"quadrature"`` (default): K-point Gauss–Hermite quadrature (K = ``quadrature_points``); with
+  K = 16 and m ∈ [−4, 4] the variance error is < 1e-3 for v ≤ 1, 0.02 at v = 4, 0.1 at v = 16.
+* ``"probit"``: closed forms from σ(x) ≈ Φ(√(π/8) x) (MacKay 1992; Wang & Manning), with
   tanh(x) = 2σ(2x) − 1: E[σ(a)] ≈ σ(κ m), κ = (1 + π v / 8)^(−1/2); E[tanh(a)] ≈ tanh(κ' m),
-  κ' = (1 + π v / 2)^(−1/2). The variance uses the Gaussian identity E[f'(a)] = ∂E[f(a)]/∂m
-  applied to those approximations, with σ' = σ − σ² and tanh' = 1 − tanh²:
-  Var[σ(a)] ≈ (1 − κ) σ(κm)(1 − σ(κm)), Var[tanh(a)] ≈ (1 − κ') (1 − tanh²(κ'm)). Errors against
-  the exact Gaussian expectations (m ∈ [−4, 4], v ≤ 16): tanh mean ≤ 0.03, variance ≤ 0.055;
-  sigmoid mean ≤ 0.009, variance ≤ 0.011.
+  κ' = (1 + π v / 2)^(−1/2); from E[f'(a)] = ∂E[f(a)]/∂m, Var[σ(a)] ≈ (1 − κ) σ(κm)(1 − σ(κm)),
+  Var[tanh(a)] ≈ (1 − κ') (1 − tanh²(κ'm)). Errors (m ∈ [−4, 4], v ≤ 16): tanh mean ≤ 0.03,
+  variance ≤ 0.055; sigmoid mean ≤ 0.009, variance ≤ 0.011.
 * ``activation="linear"``: (m, v) unchanged, exactly.
 
-**The output and the loss.** :class:`FastDropoutRNN` returns the hidden *mean* sequence, and with
-``return_variance=True`` also the variance sequence. :class:`FastDropoutDense` is the companion
-output layer: fast dropout on its incoming connections (taking ``[mean, variance]`` or a
-deterministic input), and in training it returns E[σ(a)] — the predictive probability with the
-dropout noise integrated out. Plain binary cross-entropy on that probability is then
-−log E_d[p(y | x, d)] exactly (a Bernoulli likelihood is linear in σ(a)), i.e. the negative log
-*marginal* likelihood of the dropout-noise model under the Gaussian approximation, one output unit
-at a time (the "integrate, then take the log" objective; not the expected log-likelihood
-E_d[−log p], which is larger by Jensen's inequality). So RNN-FD on the polyphonic-music data is
-``FastDropoutRNN(..., return_variance=True)`` → ``FastDropoutDense(88)`` with
-``loss="binary_crossentropy"``.
+**The output and the loss.** :class:`FastDropoutRNN` returns the hidden mean sequence (and with
+``return_variance=True`` the variance). :class:`FastDropoutDense` returns, in training, E[σ(a)]:
+binary cross-entropy on it is −log E_d[p(y | x, d)] exactly (a Bernoulli likelihood is linear in
+σ(a)), the negative log *marginal* likelihood under the Gaussian approximation, one output unit at
+a time (not E_d[−log p], larger by Jensen). RNN-FD on the polyphonic-music data is
+``FastDropoutRNN(..., return_variance=True)`` → ``FastDropoutDense(88)``, ``binary_crossentropy``.
 
-**Inference** (``training=False``, i.e. ``predict`` / ``evaluate``), chosen by ``inference=``:
+**Inference** (``training=False``), ``inference=``: ``"mean"`` (default), the deterministic mean
+network h_t = f(x_t W + h_{t−1} U + b), variance outputs zeros (with ``activation="tanh"`` exactly
+``keras.layers.SimpleRNN``, whose weights it has); ``"marginal"``, the training computation.
 
-* ``"mean"`` (default): the deterministic mean network, h_t = f(x_t W + h_{t−1} U + b), output
-  σ(h W_o + b_o) — Wang & Manning's weight-scaled net (the scaling is already in the weights, see
-  above). The variance outputs are then zeros. With ``activation="tanh"`` this is exactly
-  ``keras.layers.SimpleRNN`` with the same weights: the weights (``kernel`` (F, units),
-  ``recurrent_kernel`` (units, units), ``bias`` (units,)) have the names, shapes and order of
-  ``keras.layers.SimpleRNN`` and ``keras_rnnreg.layers.SimpleRNN``, so ``set_weights`` moves them
-  both ways.
-* ``"marginal"``: the moments are propagated at inference too (the same computation as in
-  training, with the perturbations' inference weights), so that evaluation scores the model that
-  was trained (the marginal likelihood above), where the mean network is over-confident.
+**Weight perturbations** (``perturbations=``, noise study Secs. 8-9): the drawn W̃ (Ũ) replaces W
+(U) in the moment equations (the moments of the dropout noise given the drawn weights).
+``sampling="local"`` is refused: this layer never samples the incoming units.
 
-**Weight perturbations** (``perturbations=[WeightNoise(...), DropConnect(...)]``,
-:mod:`keras_rnnreg.perturbations`, noise study Secs. 8-9) compose with fast dropout: the kernel
-drawn for the sequence or timestep, W̃ (and Ũ), *replaces* W (U) in the moment equations above,
-i.e. the moments are those of the dropout noise given the drawn weights (weight noise and
-dropout masks are independent): E[a_k | W̃] = Σ_j w̃_jk μ_j + b_k, Var[a_k | W̃] =
-Σ_j w̃_jk² (s_j² + (1 − p) μ_j²) / p. Outside training the perturbations' inference weights are used
-(the clean W, or (1 − rate) W for ``DropConnect(scale="inference")``). ``sampling="local"`` is not
-available here: its per-example pre-activation noise depends on the sampled incoming units, which
-this layer never samples.
-
-**State regularizer** (``state_regularizer=``, e.g. :class:`keras_rnnreg.regularizers.
-NormStabilizer`): the penalty sees the *mean* hidden-state sequence μ_1..μ_T (the layer's output
-sequence), never the variance; ``on="cell"`` raises (no memory cells).
-
-Masks, ``zero_output_for_mask``, ``stateful`` (the state is the pair (mean, variance)),
-``return_state``, ``go_backwards`` and ``unroll`` are those of the fused layers
-(:class:`~keras_rnnreg.layers.FusedRNN`): masked timesteps keep the previous (mean, variance).
+A **state regularizer** sees the mean hidden-state sequence (``on="cell"`` raises). Masks,
+``stateful`` (the state is (mean, variance)), ``return_state``, ``go_backwards`` and ``unroll``
+are those of :class:`~keras_rnnreg.layers.FusedRNN`.
 """
 
 import math
-import numbers
 
 import keras
 from keras import ops
 
-from keras_rnnreg._api import serializable
+from keras_rnnreg._api import check_choice, check_int, check_rate, serializable
 from keras_rnnreg.layers.base import FusedRNN
 
 ACTIVATIONS = ("tanh", "sigmoid", "linear")
 MOMENTS = ("quadrature", "probit")
 INFERENCE = ("mean", "marginal")
+_WEIGHT_ARGS = {"initializer": keras.initializers, "regularizer": keras.regularizers,
+                "constraint": keras.constraints}  # FastDropoutDense's kernel_* and bias_*
 
 
-# ----------------------------------------------------------------------------- moment helpers
 def hermite_gauss(points):
-    """Nodes and weights of the ``points``-point Gauss–Hermite rule, ∫ e^{−x²} f(x) dx ≈ Σ wᵢ f(xᵢ).
-
-    Plain-Python Newton iteration on the orthonormal Hermite recurrence (Numerical Recipes,
-    ``gauher``), so no NumPy is needed by the layers. Returns two lists of floats.
-    """
+    """Nodes and weights (two lists of floats) of the ``points``-point Gauss–Hermite rule,
+    ∫ e^{−x²} f(x) dx ≈ Σ wᵢ f(xᵢ), by Newton iteration (Numerical Recipes' ``gauher``)."""
     n = int(points)
     nodes, weights = [0.0] * n, [0.0] * n
     pim4 = math.pi ** -0.25
@@ -114,12 +73,9 @@ def hermite_gauss(points):
             z = math.sqrt(2 * n + 1) - 1.85575 * (2 * n + 1) ** (-0.16667)
         elif i == 1:
             z -= 1.14 * n**0.426 / z
-        elif i == 2:
-            z = 1.86 * z - 0.86 * nodes[0]
-        elif i == 3:
-            z = 1.91 * z - 0.91 * nodes[1]
-        else:
-            z = 2.0 * z - nodes[i - 2]
+        else:  # from the two previous roots
+            a, b = {2: (1.86, 0.86), 3: (1.91, 0.91)}.get(i, (2.0, 1.0))
+            z = a * z - b * nodes[i - 2]
         pp = 1.0
         for _ in range(200):
             p1, p2 = pim4, 0.0
@@ -147,10 +103,8 @@ def _activation_fn(name):
 
 
 def gaussian_moments(mean, variance, activation="tanh", moments="quadrature", quadrature_points=16):
-    """Mean and variance of f(a) for a ~ N(mean, variance), f = tanh, sigmoid or linear.
-
-    See the module docstring for the two approximations (``moments="quadrature"`` / ``"probit"``).
-    """
+    """Mean and variance of f(a) for a ~ N(mean, variance), f = tanh, sigmoid or linear
+    (``moments="quadrature"`` / ``"probit"``: module docstring)."""
     if activation == "linear":
         return mean, variance
     if moments == "probit":
@@ -173,84 +127,40 @@ def gaussian_moments(mean, variance, activation="tanh", moments="quadrature", qu
 
 
 def dropout_moments(mean, variance, kernel, keep):
-    """Mean and variance of ``(d / keep · z) @ kernel`` with d ~ Bernoulli(keep) per incoming unit.
-
-    ``z`` has independent entries with the given ``mean`` and ``variance`` (None: deterministic).
-    Returns (mean @ kernel, ((variance + (1 − keep) mean²) / keep) @ kernel²).
-    """
-    out_mean = ops.matmul(mean, kernel)
+    """Mean and variance of ``(d / keep · z) @ kernel``, d ~ Bernoulli(keep) per incoming unit, z
+    independent with ``mean`` and ``variance`` (None: deterministic); module docstring."""
     spread = (1.0 - keep) * ops.square(mean)
     if variance is not None:
         spread = spread + variance
     if keep != 1.0:
         spread = spread / keep
-    return out_mean, ops.matmul(spread, ops.square(kernel))
+    return ops.matmul(mean, kernel), ops.matmul(spread, ops.square(kernel))
 
 
-# ------------------------------------------------------------------------------ argument checks
-def _check_rate(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
-        raise ValueError(f"Invalid value for argument {name}={value!r}: expected 0 <= {name} < 1.")
-    return float(value)
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(
-            f"Unknown {name}={value!r}: expected one of {', '.join(map(repr, choices))}."
-        )
-    return value
-
-
-def _check_points(points):
-    integral = not isinstance(points, bool) and isinstance(points, numbers.Integral)
-    if not integral or not 2 <= points <= 100:
-        raise ValueError(
-            f"Invalid value for argument quadrature_points={points!r}: expected an int in [2, 100]."
-        )
-    return int(points)
-
-
-def _activation_name(activation):
-    return "linear" if activation is None else activation
-
-
-
-def _check_units(units):
-    if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units <= 0:
-        raise ValueError(
-            f"Invalid value for argument units={units!r}: expected a positive integer."
-        )
-    return int(units)
+def _check_activation(activation):
+    return check_choice("activation", "linear" if activation is None else activation, ACTIVATIONS)
 
 
 class _FastDropoutArgs:
     """The fast-dropout arguments of both layers: checked, stored and configured in one place."""
 
     def _set_fast_dropout_args(self, rate, moments, quadrature_points, return_variance, inference):
-        self.rate = _check_rate("rate", rate)
-        self.moments = _check_choice("moments", moments, MOMENTS)
-        self.quadrature_points = _check_points(quadrature_points)
+        self.rate = check_rate("rate", rate)
+        self.moments = check_choice("moments", moments, MOMENTS)
+        self.quadrature_points = check_int("quadrature_points", quadrature_points, 2, 100)
         self.return_variance = bool(return_variance)
-        self.inference = _check_choice("inference", inference, INFERENCE)
+        self.inference = check_choice("inference", inference, INFERENCE)
 
     def _fast_dropout_config(self):
-        return {
-            "rate": self.rate,
-            "moments": self.moments,
-            "quadrature_points": self.quadrature_points,
-            "return_variance": self.return_variance,
-            "inference": self.inference,
-        }
+        keys = ("rate", "moments", "quadrature_points", "return_variance", "inference")
+        return {key: getattr(self, key) for key in keys}
 
-    def _propagates_moments(self, training):
-        """Moments in training, and at inference with ``inference="marginal"``."""
+    def _propagates_moments(self, training):  # in training, and with inference="marginal"
         return bool(training) or self.inference == "marginal"
 
     def _moments(self, mean, variance):
-        return gaussian_moments(
-            mean, variance, self.activation_name, self.moments, self.quadrature_points
-        )
+        args = (self.activation_name, self.moments, self.quadrature_points)
+        return gaussian_moments(mean, variance, *args)
 
 
 @serializable
@@ -259,10 +169,7 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
 
     ``h_t = f(x_t W + h_{t−1} U + b)`` with dropout on the concatenated incoming connections
     [x_t, h_{t−1}] replaced, in training, by the propagation of each unit's mean and variance
-    through time (module docstring: formulas, assumptions, approximations, how perturbations and
-    the state regularizer enter). At inference the mean network (``inference="mean"``, with
-    ``activation="tanh"`` exactly ``keras.layers.SimpleRNN`` with the same weights) or the same
-    moment propagation (``"marginal"``).
+    through time (``E[a_k]``, ``Var[a_k]`` of the module docstring).
 
     Args:
         units: number of hidden units.
@@ -272,19 +179,13 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
         moments: "quadrature" (Gauss–Hermite, default) or "probit" (closed forms).
         quadrature_points: points of the Gauss–Hermite rule (2–100; 16 by default).
         return_sequences: return the whole mean sequence (B, T, units), not only the last step.
-        return_variance: also return the variance (shaped like the mean output), as a second
-            output: ``[mean, variance]`` — feed both to :class:`FastDropoutDense`.
-        go_backwards: process the sequence in reverse (outputs in processing order, as Keras).
-        unroll: passed to the loop (``keras.ops.scan``).
+        return_variance: also return the variance, as a second output: ``[mean, variance]``.
         inference: "mean" (default) or "marginal" (module docstring, **Inference**).
         perturbations: weight noise / DropConnect with ``sampling="weight"``, in training only.
-        state_regularizer: a penalty on the mean hidden-state sequence (e.g. ``NormStabilizer``),
-            or a list of penalties.
-        return_state, stateful, seed, zero_output_for_mask, activity_regularizer: as
+        state_regularizer: a penalty (or a list) on the mean hidden-state sequence.
+        go_backwards, unroll, return_state, stateful, seed, zero_output_for_mask, use_bias,
+            *_initializer, *_regularizer, *_constraint: as
             :class:`~keras_rnnreg.layers.SimpleRNN`; the states are ``[mean, variance]``.
-        kernel_initializer, recurrent_initializer, bias_initializer, *_regularizer,
-        *_constraint: as ``keras.layers.SimpleRNN`` (e.g. ``keras_rnnreg.initializers.Sparse``,
-        ``SpectralRadius``, ``keras_rnnreg.constraints.SpectralRadiusLimit``).
 
     Call arguments: ``sequences`` (B, T, F); ``initial_state``: None, ``h0`` (variance zero) or
     ``[h0_mean, h0_variance]``; ``mask`` (B, T); ``training``.
@@ -294,84 +195,45 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
     _keras_use_cudnn_arg = False
     _sequences_available = ("hidden", "variance")
     _supports_zoneout = False  # zoneout would mix the variance too: not the paper's method
+    _no_cudnn_reason = "FastDropoutRNN has no cuDNN path (it propagates a mean and a variance)"
 
-    def __init__(
-        self,
-        units,
-        rate=0.5,
-        recurrent_rate=None,
-        activation="tanh",
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        recurrent_regularizer=None,
-        bias_regularizer=None,
-        kernel_constraint=None,
-        recurrent_constraint=None,
-        bias_constraint=None,
-        moments="quadrature",
-        quadrature_points=16,
-        return_sequences=False,
-        return_variance=False,
-        go_backwards=False,
-        unroll=False,
-        *,
-        inference="mean",
-        return_state=False,
-        stateful=False,
-        seed=None,
-        zero_output_for_mask=False,
-        perturbations=None,
-        state_regularizer=None,
-        activity_regularizer=None,
-        **kwargs,
-    ):
-        activation = _check_choice("activation", _activation_name(activation), ACTIVATIONS)
-        for key in ("dropout", "recurrent_dropout"):
-            if key in kwargs:
-                raise ValueError(
-                    f"FastDropoutRNN takes no {key}= (sampled dropout; received "
-                    f"{key}={kwargs[key]!r}): its dropout rates are rate= and recurrent_rate=."
-                )
+    def __init__(self, units, rate=0.5, recurrent_rate=None, activation="tanh", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
+                 bias_constraint=None, moments="quadrature", quadrature_points=16,
+                 return_sequences=False, return_variance=False, go_backwards=False, unroll=False,
+                 *, inference="mean", return_state=False, stateful=False, seed=None,
+                 zero_output_for_mask=False, perturbations=None, state_regularizer=None,
+                 activity_regularizer=None, **kwargs):
+        activation = _check_activation(activation)
+        for key in sorted({"dropout", "recurrent_dropout"} & kwargs.keys()):
+            raise ValueError(f"FastDropoutRNN takes no {key}= (sampled dropout; received "
+                             f"{key}={kwargs[key]!r}): its dropout rates are rate= and "
+                             "recurrent_rate=.")
         super().__init__(
-            units,
-            activation=activation,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            recurrent_regularizer=recurrent_regularizer,
-            bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer,
-            kernel_constraint=kernel_constraint,
-            recurrent_constraint=recurrent_constraint,
-            bias_constraint=bias_constraint,
-            return_sequences=return_sequences,
-            return_state=return_state,
-            go_backwards=go_backwards,
-            stateful=stateful,
-            unroll=unroll,
-            seed=seed,
-            zero_output_for_mask=zero_output_for_mask,
-            perturbations=perturbations,
-            state_regularizer=state_regularizer,
-            **kwargs,
+            units, activation=activation, use_bias=use_bias,
+            kernel_initializer=kernel_initializer, recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint,
+            return_sequences=return_sequences, return_state=return_state,
+            go_backwards=go_backwards, stateful=stateful, unroll=unroll, seed=seed,
+            zero_output_for_mask=zero_output_for_mask, perturbations=perturbations,
+            state_regularizer=state_regularizer, **kwargs,
         )
         self._set_fast_dropout_args(rate, moments, quadrature_points, return_variance, inference)
         self._recurrent_rate_arg = recurrent_rate
         self.recurrent_rate = (
-            self.rate if recurrent_rate is None else _check_rate("recurrent_rate", recurrent_rate)
+            self.rate if recurrent_rate is None else check_rate("recurrent_rate", recurrent_rate)
         )
         local = [p for p in self.perturbations if p.sampling == "local"]
         if local:
-            raise ValueError(
-                f"FastDropoutRNN takes perturbations with sampling='weight' only; received "
-                f"{local[0]!r}: local noise depends on sampled incoming units, which fast dropout "
-                "never samples (it propagates their mean and variance)."
-            )
+            raise ValueError("FastDropoutRNN takes perturbations with sampling='weight' only; "
+                             f"received {local[0]!r}: local noise depends on sampled incoming "
+                             "units, which fast dropout never samples (it propagates their mean "
+                             "and variance).")
 
     @property
     def state_size(self):
@@ -380,28 +242,19 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
     def _paired_outputs(self):
         return ("variance",) if self.return_variance else ()
 
-    _no_cudnn_reason = "FastDropoutRNN has no cuDNN path (it propagates a mean and a variance)"
-
     def call(self, sequences, initial_state=None, mask=None, training=None):
         if initial_state is not None:
-            states = (
-                list(initial_state) if isinstance(initial_state, (list, tuple))
-                else [initial_state]
-            )
+            nested = isinstance(initial_state, (list, tuple))
+            states = list(initial_state) if nested else [initial_state]
             if len(states) not in (1, 2):
-                raise ValueError(
-                    "FastDropoutRNN: initial_state is h0 or [h0_mean, h0_variance]; received "
-                    f"{len(states)} tensors."
-                )
-            if len(states) == 1:
-                states.append(ops.zeros_like(states[0]))
-            initial_state = states
+                raise ValueError("FastDropoutRNN: initial_state is h0 or [h0_mean, h0_variance]; "
+                                 f"received {len(states)} tensors.")
+            initial_state = states if len(states) == 2 else [states[0], ops.zeros_like(states[0])]
         return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
 
     def _project(self, x_tm, kernel, training):
         """``x W`` for every timestep, and when moments are propagated the input part of the
-        pre-activation variance ``((1 − p)/p) x² W²`` appended on the last axis (T, B, 2 units).
-        ``kernel`` is the drawn kernel under perturbations (module docstring)."""
+        variance ``((1 − p)/p) x² W²`` appended on the last axis (T, B, 2 units)."""
         mean = ops.matmul(x_tm, kernel)
         if not self._propagates_moments(training):
             return mean
@@ -426,39 +279,25 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
         if input_variance is None:
             h = self.activation(input_mean + ops.matmul(mean, u))
             return [h, ops.zeros_like(h)]
-        recurrent_mean, recurrent_variance = dropout_moments(
-            mean, variance, u, 1.0 - self.recurrent_rate
-        )
-        return list(
-            self._moments(input_mean + recurrent_mean, input_variance + recurrent_variance)
-        )
+        keep = 1.0 - self.recurrent_rate
+        recurrent_mean, recurrent_variance = dropout_moments(mean, variance, u, keep)
+        return list(self._moments(input_mean + recurrent_mean, input_variance + recurrent_variance))
 
     def get_config(self):
-        config = super().get_config()
-        for key in ("dropout", "recurrent_dropout"):  # fast dropout's rates are rate= & co.
-            del config[key]
-        config.update(self._fast_dropout_config())
-        config["recurrent_rate"] = self._recurrent_rate_arg
-        return config
+        drop = ("dropout", "recurrent_dropout")  # fast dropout's rates are rate= & co.
+        config = {k: v for k, v in super().get_config().items() if k not in drop}
+        return {**config, **self._fast_dropout_config(), "recurrent_rate": self._recurrent_rate_arg}
 
 
 @serializable
 class FastDropoutDense(_FastDropoutArgs, keras.layers.Layer):
     """Fast-dropout output layer: y = f(z W + b) with dropout on z, integrated out in training.
 
-    Input: ``[mean, variance]`` (e.g. from ``FastDropoutRNN(return_variance=True)``) or a single
-    deterministic tensor; any rank ≥ 2, the last axis is the features. In training the
-    pre-activation's mean and variance follow the module docstring's formulas (with dropout rate
-    ``rate`` on the incoming connections; the input variance included), and the output is
-    E[f(a)] — for ``activation="sigmoid"`` the marginal probability of a 1, so that
-    ``binary_crossentropy`` on it is −log of the dropout-marginal likelihood (module docstring).
-    ``return_variance=True`` also returns Var[f(a)] (for stacking fast-dropout layers). At
-    inference: with ``inference="mean"`` (default) f(mean W + b), the deterministic mean network
-    (variance output zeros); with ``"marginal"`` the training computation.
-
-    ``activation="linear"``: the mean output is unaffected by the noise; train a regression head
-    with ``return_variance=True`` and a loss that adds the variance ((y − m)² + v is the expected
-    squared error).
+    Input: ``[mean, variance]`` (``FastDropoutRNN(return_variance=True)``) or one deterministic
+    tensor, rank ≥ 2. In training the output is E[f(a)] (``E[a_k]``, ``Var[a_k]`` of the module
+    docstring), and with ``return_variance=True`` also Var[f(a)]; inference as the RNN's. With
+    ``activation="linear"`` the mean is unaffected by the noise: train a regression head with
+    ``return_variance=True`` and a loss adding the variance ((y − m)² + v).
 
     Args:
         units, rate, activation ("sigmoid" default, "tanh", "linear"), use_bias, initializers,
@@ -466,74 +305,44 @@ class FastDropoutDense(_FastDropoutArgs, keras.layers.Layer):
         :class:`FastDropoutRNN`.
     """
 
-    def __init__(
-        self,
-        units,
-        rate=0.5,
-        activation="sigmoid",
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        kernel_constraint=None,
-        bias_constraint=None,
-        moments="quadrature",
-        quadrature_points=16,
-        return_variance=False,
-        *,
-        inference="mean",
-        **kwargs,
-    ):
+    def __init__(self, units, rate=0.5, activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, kernel_constraint=None,
+                 bias_constraint=None, moments="quadrature", quadrature_points=16,
+                 return_variance=False, *, inference="mean", **kwargs):
+        args = locals()
         super().__init__(**kwargs)
-        self.units = _check_units(units)
-        self.activation_name = _check_choice(
-            "activation", _activation_name(activation), ACTIVATIONS
-        )
+        self.units = check_int("units", units)
+        self.activation_name = _check_activation(activation)
         self.activation = _activation_fn(self.activation_name)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
+        for kind, module in _WEIGHT_ARGS.items():
+            for weight in ("kernel", "bias"):
+                setattr(self, f"{weight}_{kind}", module.get(args[f"{weight}_{kind}"]))
         self._set_fast_dropout_args(rate, moments, quadrature_points, return_variance, inference)
         self.supports_masking = True
 
     @staticmethod
     def _features_shape(input_shape):
-        if (
-            isinstance(input_shape, (list, tuple))
-            and input_shape
-            and isinstance(input_shape[0], (list, tuple))
-        ):
+        if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(
+                input_shape[0], (list, tuple)):
             return tuple(input_shape[0])  # [mean, variance]
         return tuple(input_shape)
 
     def build(self, input_shape):
         input_shape = self._features_shape(input_shape)
         if len(input_shape) < 2 or input_shape[-1] is None:
-            raise ValueError(
-                "FastDropoutDense expects inputs of rank >= 2 with a known last axis; received "
-                f"shape {input_shape}."
-            )
+            raise ValueError("FastDropoutDense expects inputs of rank >= 2 with a known last "
+                             f"axis; received shape {input_shape}.")
         self.kernel = self.add_weight(
-            shape=(input_shape[-1], self.units),
-            name="kernel",
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
+            shape=(input_shape[-1], self.units), name="kernel",
+            initializer=self.kernel_initializer, regularizer=self.kernel_regularizer,
             constraint=self.kernel_constraint,
         )
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(
-                shape=(self.units,),
-                name="bias",
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
+        self.bias = None if not self.use_bias else self.add_weight(
+            shape=(self.units,), name="bias", initializer=self.bias_initializer,
+            regularizer=self.bias_regularizer, constraint=self.bias_constraint,
+        )
 
     def compute_output_shape(self, input_shape):
         shape = self._features_shape(input_shape)[:-1] + (self.units,)
@@ -547,10 +356,8 @@ class FastDropoutDense(_FastDropoutArgs, keras.layers.Layer):
     def call(self, inputs, training=None):
         if isinstance(inputs, (list, tuple)):
             if len(inputs) != 2:
-                raise ValueError(
-                    "FastDropoutDense takes a tensor or [mean, variance]; received "
-                    f"{len(inputs)} tensors."
-                )
+                raise ValueError("FastDropoutDense takes a tensor or [mean, variance]; received "
+                                 f"{len(inputs)} tensors.")
             mean, variance = inputs
         else:
             mean, variance = inputs, None
@@ -561,43 +368,19 @@ class FastDropoutDense(_FastDropoutArgs, keras.layers.Layer):
         if self._propagates_moments(training):
             variance = None if variance is None else ops.cast(variance, dtype)
             a_mean, a_var = dropout_moments(mean, variance, kernel, 1.0 - self.rate)
-            if bias is not None:
-                a_mean = a_mean + bias
-            out, out_var = self._moments(a_mean, a_var)
+            out, out_var = self._moments(a_mean if bias is None else a_mean + bias, a_var)
         else:
             a_mean = ops.matmul(mean, kernel)
-            if bias is not None:
-                a_mean = a_mean + bias
-            out = self.activation(a_mean)
+            out = self.activation(a_mean if bias is None else a_mean + bias)
             out_var = ops.zeros_like(out)
         return [out, out_var] if self.return_variance else out
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "units": self.units,
-                "activation": self.activation_name,
-                "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-                "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
-                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
-                **self._fast_dropout_config(),
-            }
-        )
-        return config
+        weights = {f"{w}_{kind}": module.serialize(getattr(self, f"{w}_{kind}"))
+                   for kind, module in _WEIGHT_ARGS.items() for w in ("kernel", "bias")}
+        return {**super().get_config(), "units": self.units, "activation": self.activation_name,
+                "use_bias": self.use_bias, **weights, **self._fast_dropout_config()}
 
 
-__all__ = [
-    "ACTIVATIONS",
-    "FastDropoutDense",
-    "FastDropoutRNN",
-    "INFERENCE",
-    "MOMENTS",
-    "dropout_moments",
-    "gaussian_moments",
-    "hermite_gauss",
-]
+__all__ = ["ACTIVATIONS", "FastDropoutDense", "FastDropoutRNN", "INFERENCE", "MOMENTS",
+           "dropout_moments", "gaussian_moments", "hermite_gauss"]
