@@ -79,10 +79,10 @@ class FusedRNN(keras.layers.Layer):
     the zoned c_t and h_t; the single state h of the GRU and SimpleRNN is zoned by the general
     rule after the whole update (for the GRU after its own interpolation by its gate z).
     ``recurrent_dropout`` acts on the h the recurrent matmul reads, never on the carried value
-    zoneout keeps. A masked step (Keras mask) keeps its state
-    whatever the draw. A zoneout layer with any rate > 0 runs the generic loop with autodiff:
-    never cuDNN (``cudnn_path`` names zoneout), never the hand-written backward of
-    ``layers/_steps.py``. FastDropoutRNN takes only ``zoneout=0``.
+    zoneout keeps. A masked step (Keras mask) keeps its state whatever the draw. A zoneout layer
+    never runs cuDNN (``cudnn_path`` names zoneout); in training it keeps the hand-written
+    backward of ``layers/_steps.py`` where the plain layer has it. FastDropoutRNN takes only
+    ``zoneout=0``.
     """
 
     _gates = 1
@@ -95,35 +95,13 @@ class FusedRNN(keras.layers.Layer):
     _keras_use_cudnn_arg = True
 
     def __init__(
-        self,
-        units,
-        activation="tanh",
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        recurrent_regularizer=None,
-        bias_regularizer=None,
-        activity_regularizer=None,
-        kernel_constraint=None,
-        recurrent_constraint=None,
-        bias_constraint=None,
-        dropout=0.0,
-        recurrent_dropout=0.0,
-        return_sequences=False,
-        return_state=False,
-        go_backwards=False,
-        stateful=False,
-        unroll=False,
-        seed=None,
-        *,
-        zero_output_for_mask=False,
-        perturbations=None,
-        state_regularizer=None,
-        use_cudnn="auto",
-        zoneout=0.0,
-        **kwargs,
+        self, units, activation="tanh", use_bias=True, kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal", bias_initializer="zeros", kernel_regularizer=None,
+        recurrent_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+        kernel_constraint=None, recurrent_constraint=None, bias_constraint=None, dropout=0.0,
+        recurrent_dropout=0.0, return_sequences=False, return_state=False, go_backwards=False,
+        stateful=False, unroll=False, seed=None, *, zero_output_for_mask=False,
+        perturbations=None, state_regularizer=None, use_cudnn="auto", zoneout=0.0, **kwargs,
     ):
         if self._keras_implementation_arg:
             _check_implementation(kwargs.pop("implementation", 2))
@@ -486,9 +464,9 @@ class FusedRNN(keras.layers.Layer):
         if call.plan.manual_backward:
             loop = _steps.RECURRENCES[self._kind].manual_backward
             return list(loop(
-                projected, w.recurrent_kernel, call.states, w.recurrent_bias, call.float_mask,
-                self._backward_activations(), unroll=self.unroll,
-                per_timestep=w.per_timestep_recurrent,
+                projected, w.recurrent_kernel, call.states, w.recurrent_bias,
+                self._update_gates(call, projected), self._backward_activations(),
+                unroll=self.unroll, per_timestep=w.per_timestep_recurrent,
             ))
         return self._scan(call, projected)
 
@@ -504,7 +482,7 @@ class FusedRNN(keras.layers.Layer):
 
     def _scan(self, call, projected):
         """The state sequences from the scan (autodiff through it). Its draws come first:
-        the recurrent dropout mask, the zoneout masks, the local noise of ``h U``."""
+        the recurrent dropout mask, the zoneout masks (``_update_gates``), the local noise."""
         w = call.weights
         keep = None
         if call.training and self.recurrent_dropout > 0:
@@ -513,9 +491,8 @@ class FusedRNN(keras.layers.Layer):
                 self.recurrent_dropout,
                 seed=self.seed_generator,
             )
-        xs = {"projected": projected, **self._zoneout_masks(projected, call.training)}
-        if call.float_mask is not None:
-            xs["mask"] = call.float_mask
+        gates = self._update_gates(call, projected)
+        xs = {"projected": projected, **{f"a{i}": a for i, a in enumerate(gates) if a is not None}}
         if w.per_timestep_recurrent:
             xs["recurrent_kernel"] = w.recurrent_kernel
         factors = None
@@ -527,27 +504,29 @@ class FusedRNN(keras.layers.Layer):
         unroll = self.unroll or (IN_LOOP_UNROLL if call.plan.project_in_loop else 1)
         return scan_states(self._scan_body(call, keep, factors), call.states, xs, unroll=unroll)
 
-    def _zoneout_masks(self, projected, training):
-        """Zoneout (Krueger et al. 2016, Sec. 3; the class docstring): in training one
-        Bernoulli(z) mask per timestep, unit and example for each zoned state, (T, B, units),
-        drawn before the loop; at inference none (the step takes the expectation)."""
-        masks = {}
-        if self._zoneout_active and training:
-            shape = tuple(ops.shape(projected)[:2]) + (self.units,)
-            for i, z in enumerate(self._zoneout_rates):
-                if z > 0:
-                    u = keras.random.uniform(
-                        shape, dtype=self.compute_dtype, seed=self.seed_generator
-                    )
-                    masks[f"zoneout_{i}"] = ops.cast(u < z, self.compute_dtype)
-        return masks
+    def _update_gates(self, call, projected):
+        """Per carried state, its update gate a_t (None: 1) of ``s_t = s_{t-1} + a_t ⊙ (s̃_t −
+        s_{t-1})``: the Keras mask (masked steps keep the state) times zoneout's ``1 − d_t``,
+        ``d_t ~ Bernoulli(z)`` (T, B, units) drawn here, before the loop, in training, or
+        ``1 − z`` at inference (Krueger et al. 2016, Sec. 3; the class docstring)."""
+        gates, dtype, seed = [], self.compute_dtype, self.seed_generator
+        shape = tuple(ops.shape(projected)[:2])
+        for z in self._zoneout_rates:  # one per carried state
+            a = call.float_mask
+            if z > 0 and call.training:
+                keep = ops.cast(keras.random.uniform(shape + (self.units,), dtype=dtype, seed=seed)
+                                >= z, dtype)
+                a = keep if a is None else a * keep
+            elif z > 0:
+                a = ops.full(shape + (1,), 1.0 - z, dtype=dtype) if a is None else a * (1.0 - z)
+            gates.append(a)
+        return gates
 
     def _scan_body(self, call, recurrent_keep, local_factors):
         """The scan's body: from the step's slice of the inputs (the projection or, projecting
         in the loop, x_t; zoneout and Keras masks; a per-timestep kernel; the local-noise draw)
-        the layer's step, then zoneout, then the Keras mask (masked steps keep the state)."""
-        w, in_loop, training = call.weights, call.plan.project_in_loop, call.training
-        zoneout_rates = self._zoneout_rates if self._zoneout_active else ()
+        the layer's step, then the update gates (zoneout and the Keras mask)."""
+        w, in_loop = call.weights, call.plan.project_in_loop
         local, step = w.recurrent_local, self._step_function()
 
         def body(carry, inputs):
@@ -564,14 +543,9 @@ class FusedRNN(keras.layers.Layer):
                 def noise(h):
                     return local.local_noise(h, local_factors, inputs["local_normal"])
 
-            new_carry = step(projected, h_in, u, carry, w.recurrent_bias, noise)
-            if zoneout_rates:
-                new_carry = _zone_out(new_carry, carry, zoneout_rates, inputs, training)
-            if "mask" in inputs:  # masked steps keep the previous state
-                m = inputs["mask"]
-                new_carry = [o + m * (n - o) for n, o in zip(new_carry, carry)]
             # The loop emits the carried states; outputs are formed after the loop.
-            return new_carry
+            return _steps.update(step(projected, h_in, u, carry, w.recurrent_bias, noise),
+                                 carry, inputs)
 
         return body
 
@@ -718,20 +692,6 @@ class FusedRNN(keras.layers.Layer):
         return lambda *args: step(config, *args)[0]
 
 
-def _zone_out(new_carry, carry, rates, inputs, training):
-    """Zoneout of each carried state (Krueger et al. 2016, Sec. 3):
-    training ``s_t = d_t ⊙ s_{t-1} + (1 - d_t) ⊙ s̃_t`` with ``d_t ~ Bernoulli(z)`` (the masks
-    ``inputs["zoneout_i"]``, drawn before the loop); inference the expectation
-    ``s_t = z s_{t-1} + (1 - z) s̃_t`` (the paper's test-time rule, Sec. 3)."""
-    out = []
-    for i, (new, old, z) in enumerate(zip(new_carry, carry, rates)):
-        if z > 0:
-            d = inputs[f"zoneout_{i}"] if training else z
-            new = new + d * (old - new)
-        out.append(new)
-    return out
-
-
 def activation_config(layer, argument):
     """The config entry of an activation ``argument`` of ``layer``: the name it was given (or
     None), else the serialized function."""
@@ -850,7 +810,9 @@ def plan_call(layer, training, mask, weights):
         not in_loop
         and weights.recurrent_local is None
         and not (training and layer.recurrent_dropout > 0)  # a mask inside the loop
-        and not layer._zoneout_active  # the hand-written backward has no zoneout
+        # zoneout's expectation (inference) makes fractional update gates: SimpleRNN's
+        # backward reads f'(z_t) from h_t, so it takes 0/1 gates only
+        and not (layer._zoneout_active and not training)
         and layer._manual_backward()
     )
     return CallPlan(_cudnn_route(layer, training, mask), in_loop, manual)
