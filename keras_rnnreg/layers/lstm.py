@@ -73,8 +73,7 @@ class LSTM(FusedRNN):
     * ``zoneout=z`` or ``(cell_rate, hidden_rate)`` (Krueger et al. 2016): c and h each keep
       their previous value with their own probability in training (h after the output gate,
       from the un-zoned candidate cell), the expectation at inference; details in
-      :class:`~keras_rnnreg.layers.base.FusedRNN`. Runs our loop with autodiff (no cuDNN, no
-      hand-written backward);
+      :class:`~keras_rnnreg.layers.base.FusedRNN` (never cuDNN);
     * ``use_cudnn="auto" | True | False`` (Keras' argument): the same equations through Keras'
       own cuDNN kernel on TensorFlow and PyTorch with a GPU, with per-sequence weight noise or
       DropConnect drawn once and the perturbed kernels handed to cuDNN (AWD-LSTM's weight-dropped
@@ -89,61 +88,26 @@ class LSTM(FusedRNN):
     _sequences_available = ("hidden", "cell")
 
     def __init__(
-        self,
-        units,
-        activation="tanh",
-        recurrent_activation="sigmoid",
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
-        unit_forget_bias=True,
-        kernel_regularizer=None,
-        recurrent_regularizer=None,
-        bias_regularizer=None,
-        activity_regularizer=None,
-        kernel_constraint=None,
-        recurrent_constraint=None,
-        bias_constraint=None,
-        dropout=0.0,
-        recurrent_dropout=0.0,
-        seed=None,
-        return_sequences=False,
-        return_state=False,
-        go_backwards=False,
-        stateful=False,
-        unroll=False,
-        use_cudnn="auto",
-        *,
-        output_activation="same",
-        return_cell_sequence=False,
-        **kwargs,
+        self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+        kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+        bias_initializer="zeros", unit_forget_bias=True, kernel_regularizer=None,
+        recurrent_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+        kernel_constraint=None, recurrent_constraint=None, bias_constraint=None, dropout=0.0,
+        recurrent_dropout=0.0, seed=None, return_sequences=False, return_state=False,
+        go_backwards=False, stateful=False, unroll=False, use_cudnn="auto", *,
+        output_activation="same", return_cell_sequence=False, **kwargs,
     ):
-        # keras.layers.LSTM's arguments in its order; ours (and zero_output_for_mask,
-        # perturbations, state_regularizer through **kwargs) keyword-only after them.
+        # keras.layers.LSTM's arguments in its order; ours (and those of FusedRNN, through
+        # **kwargs) keyword-only after them.
         super().__init__(
-            units,
-            activation=activation,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            recurrent_regularizer=recurrent_regularizer,
-            bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer,
-            kernel_constraint=kernel_constraint,
-            recurrent_constraint=recurrent_constraint,
-            bias_constraint=bias_constraint,
-            dropout=dropout,
-            recurrent_dropout=recurrent_dropout,
-            seed=seed,
-            return_sequences=return_sequences,
-            return_state=return_state,
-            go_backwards=go_backwards,
-            stateful=stateful,
-            unroll=unroll,
-            use_cudnn=use_cudnn,
+            units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint, recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint, dropout=dropout, recurrent_dropout=recurrent_dropout,
+            seed=seed, return_sequences=return_sequences, return_state=return_state,
+            go_backwards=go_backwards, stateful=stateful, unroll=unroll, use_cudnn=use_cudnn,
             **kwargs,
         )
         set_lstm_arguments(self, recurrent_activation, output_activation, unit_forget_bias)
