@@ -9,10 +9,9 @@ A step is ``step(config, projected, h_in, u, carry, recurrent_bias=None, noise=N
 :class:`StepConfig`; ``saved``: what a hand-written backward pass reads.
 
 Hand-written backward: autodiff through ``keras.ops.scan`` computes ``Σ_t h_{t-1}ᵀ δ_t`` inside
-the reverse loop, one small matmul per timestep, and keeps per-step residuals. Here the forward
-loop emits only the states (and ``saved``); the backward pass recomputes every pre-activation at
-once (``Z = P + S_prev U``), runs a reverse loop doing only what is sequential (``δ_{t-1} = (δ_t ⊙
-f'(·)) Uᵀ``, the LSTM's cell carry) and forms the kernel gradient as one matmul ``S_prevᵀ δ``.
+the reverse loop, one small matmul per step. Here the forward loop emits only the states (and
+``saved``); the reverse loop does only what is sequential (``δ_{t-1} = (δ_t ⊙ f'(·)) Uᵀ``, the
+LSTM's cell carry) and the kernel gradient is one matmul ``S_prevᵀ δ``.
 Activations covered: those whose derivative is a function of their output (tanh, sigmoid, relu,
 trec, linear); else autodiff (``base.plan_call`` decides). ``per_timestep=True``: the kernel has
 a time axis (T, units, width). The Keras mask and zoneout's draws come as 0/1 update gates.
@@ -127,9 +126,7 @@ def input_bias_only(config, bias):
 
 def gru_split_bias(config, bias):
     """``reset_after=True`` stores (2, 3·units): row 0 the input bias, row 1 the recurrent one."""
-    if bias is None or not config.reset_after:
-        return bias, None
-    return bias[0], bias[1]
+    return (bias, None) if bias is None or not config.reset_after else (bias[0], bias[1])
 
 
 # name -> (function, derivative expressed through the function's output)

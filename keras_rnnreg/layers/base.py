@@ -59,30 +59,23 @@ class FusedRNN(keras.layers.Layer):
 
     Zoneout (Krueger et al. 2016, "Zoneout: Regularizing RNNs by Randomly Preserving Hidden
     Activations"), ``zoneout=`` keyword-only: a rate ``0 <= z < 1`` for every carried state, or
-    for the LSTM a pair ``(cell_rate, hidden_rate)`` (the paper's z_c, z_h). Each step first
-    computes the plain update s̃_t (the layer's usual equations from the zoned-out s_{t-1}),
-    then:
+    for the LSTM a pair ``(cell_rate, hidden_rate)`` (the paper's z_c, z_h). Each step computes
+    the plain update s̃_t (from the zoned-out s_{t-1}), then:
 
-    * training (the paper's zoneout update, Sec. 3, ``s_t = d_t ⊙ s_{t-1} + (1 - d_t) ⊙ s̃_t``,
-      cited by section: the equation numbers were not checked against the paper): ``d_t ~
-      Bernoulli(z)`` per timestep, unit and example, one independent mask per state, all drawn
-      before the loop with ``seed_generator`` as (T, B, units) tensors that the loop reads like an
-      input (nothing random in the scan);
-    * inference: the expectation ``s_t = z s_{t-1} + (1 - z) s̃_t``, the paper's test-time rule
-      (as dropout's, Sec. 3), without a draw.
+    * training (Sec. 3, ``s_t = d_t ⊙ s_{t-1} + (1 - d_t) ⊙ s̃_t``; cited by section, the
+      equation numbers were not checked): ``d_t ~ Bernoulli(z)`` per timestep, unit and example,
+      one mask per state, all drawn before the loop as (T, B, units) tensors;
+    * inference: the expectation ``s_t = z s_{t-1} + (1 - z) s̃_t`` (the paper's test-time rule).
 
-    How the ambiguities were read: the LSTM's h zoneout is applied to ``h̃_t = o_t ⊙
-    g_out(c̃_t)``, after the output gate and from the *un-zoned* candidate cell c̃_t (the
-    paper's two LSTM zoneout equations, ``c_t = d^c_t ⊙ c_{t-1} + (1 - d^c_t) ⊙ (f_t ⊙ c_{t-1}
-    + i_t ⊙ g_t)`` and ``h_t = d^h_t ⊙ h_{t-1} + (1 - d^h_t) ⊙ (o_t ⊙ tanh(f_t ⊙ c_{t-1} + i_t ⊙
-    g_t))``: c and h zoned independently, each from its own candidate), and the next step reads
-    the zoned c_t and h_t; the single state h of the GRU and SimpleRNN is zoned by the general
-    rule after the whole update (for the GRU after its own interpolation by its gate z).
-    ``recurrent_dropout`` acts on the h the recurrent matmul reads, never on the carried value
-    zoneout keeps. A masked step (Keras mask) keeps its state whatever the draw. A zoneout layer
-    never runs cuDNN (``cudnn_path`` names zoneout); in training it keeps the hand-written
-    backward of ``layers/_steps.py`` where the plain layer has it. FastDropoutRNN takes only
-    ``zoneout=0``.
+    How the ambiguities were read: the LSTM's h zoneout applies to ``h̃_t = o_t ⊙ g_out(c̃_t)``,
+    from the *un-zoned* candidate cell c̃_t (the paper's LSTM equations, ``c_t = d^c_t ⊙ c_{t-1}
+    + (1 - d^c_t) ⊙ (f_t ⊙ c_{t-1} + i_t ⊙ g_t)``, ``h_t = d^h_t ⊙ h_{t-1} + (1 - d^h_t) ⊙ (o_t
+    ⊙ tanh(f_t ⊙ c_{t-1} + i_t ⊙ g_t))``: c and h zoned independently, each from its own
+    candidate); the next step reads the zoned c_t and h_t; the GRU's h is zoned after its own
+    interpolation by z. ``recurrent_dropout`` acts on the h the recurrent matmul reads, never on
+    the value zoneout keeps. A masked step (Keras mask) keeps its state whatever the draw. A
+    zoneout layer never runs cuDNN (``cudnn_path`` names zoneout); in training it keeps the
+    hand-written backward of ``layers/_steps.py``. FastDropoutRNN takes only ``zoneout=0``.
     """
 
     _gates = 1
@@ -136,46 +129,33 @@ class FusedRNN(keras.layers.Layer):
         if not self._defers_cudnn_check:
             self._check_use_cudnn()
 
-    # Whether ``zoneout=`` applies (FastDropoutRNN carries a variance, which zoneout would not
-    # mix as the paper's equations do: it takes only 0).
-    _supports_zoneout = True
+    _supports_zoneout = True  # FastDropoutRNN: False (zoneout would mix its variance)
 
     def _check_zoneout(self, zoneout):
-        """(``zoneout`` as given, normalized; the rate of each carried state in carry order).
-
-        A number is the rate of every state; a layer with several states (the LSTM) also takes
-        a pair ``(cell_rate, hidden_rate)``, the paper's notation z_c, z_h."""
-        name = type(self).__name__
-        multi = len(self._sequences_available) > 1
-        expected = "a rate 0 <= zoneout < 1" + (
-            " or a pair (cell_rate, hidden_rate) of such rates" if multi else ""
-        )
-
-        invalid = ValueError(
-            f"Invalid value for argument zoneout={zoneout!r} of {name}: expected {expected}."
-        )
+        """(``zoneout`` normalized; the rate of each carried state in carry order): one rate for
+        every state or, with several states (the LSTM), a pair ``(cell_rate, hidden_rate)``."""
+        name, multi = type(self).__name__, len(self._sequences_available) > 1
+        pair = " or a pair (cell_rate, hidden_rate) of such rates" if multi else ""
+        invalid = ValueError(f"Invalid value for argument zoneout={zoneout!r} of {name}: "
+                             f"expected a rate 0 <= zoneout < 1{pair}.")
 
         def rate(value):
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not (number and 0.0 <= value < 1.0):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
                 raise invalid
             return float(value)
 
         if isinstance(zoneout, (list, tuple)):
             if not multi or len(zoneout) != 2:
                 raise invalid
-            cell_rate, hidden_rate = rate(zoneout[0]), rate(zoneout[1])
-            normalized = (cell_rate, hidden_rate)
-            rates = {"hidden": hidden_rate, "cell": cell_rate}
-            rates = tuple(rates[s] for s in self._sequences_available)
+            normalized = (rate(zoneout[0]), rate(zoneout[1]))
+            by_name = {"cell": normalized[0], "hidden": normalized[1]}
+            rates = tuple(by_name[s] for s in self._sequences_available)
         else:
             normalized = rate(zoneout)
             rates = (normalized,) * len(self._sequences_available)
         if any(rates) and not self._supports_zoneout:
-            raise ValueError(
-                f"Invalid value for argument zoneout={zoneout!r}: {name} does not support "
-                "zoneout (expected 0)."
-            )
+            raise ValueError(f"Invalid value for argument zoneout={zoneout!r}: {name} does not "
+                             "support zoneout (expected 0).")
         return normalized, rates
 
     @property
@@ -231,13 +211,9 @@ class FusedRNN(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            weight_config(self),
-            return_sequences=self.return_sequences,
-            return_state=self.return_state,
-            go_backwards=self.go_backwards,
-            stateful=self.stateful,
-            zero_output_for_mask=self.zero_output_for_mask,
-            unroll=self.unroll,
+            weight_config(self), return_sequences=self.return_sequences,
+            return_state=self.return_state, go_backwards=self.go_backwards, stateful=self.stateful,
+            zero_output_for_mask=self.zero_output_for_mask, unroll=self.unroll,
             state_regularizer=_serialize_state_regularizer(self.state_regularizer),
             zoneout=list(self.zoneout) if isinstance(self.zoneout, tuple) else self.zoneout,
         )
@@ -258,27 +234,24 @@ class FusedRNN(keras.layers.Layer):
                 f"received inputs with shape {sequences_shape}."
             )
         build_weights(self, input_dim)
-        if self.stateful:
-            if self.states is not None:
-                self.reset_state()
-            else:
-                if sequences_shape[0] is None:
-                    raise ValueError(
-                        f"{type(self).__name__}: stateful=True needs a fixed batch size (e.g. "
-                        "keras.Input(batch_shape=(batch, timesteps, features))); received inputs "
-                        f"with shape {sequences_shape}."
-                    )
-                self._create_state_variables(sequences_shape[0])
+        if self.stateful and self.states is not None:
+            self.reset_state()
+        elif self.stateful:
+            if sequences_shape[0] is None:
+                raise ValueError(
+                    f"{type(self).__name__}: stateful=True needs a fixed batch size (e.g. "
+                    "keras.Input(batch_shape=(batch, timesteps, features))); received inputs "
+                    f"with shape {sequences_shape}."
+                )
+            self._create_state_variables(sequences_shape[0])
 
     @_backend.no_automatic_dependency_tracking
     def _create_state_variables(self, batch_size):
         # Untracked (not weights: get_weights() stays Keras'); listed in ``variables`` below.
         with keras.name_scope(self.name, caller=self):
             self.states = [
-                keras.Variable(
-                    ops.zeros((batch_size, size)), trainable=False, dtype=self.variable_dtype,
-                    name="rnn_state",
-                )
+                keras.Variable(ops.zeros((batch_size, size)), trainable=False,
+                               dtype=self.variable_dtype, name="rnn_state")
                 for size in self.state_size
             ]
         self._expected_batch_size = int(batch_size)
@@ -292,9 +265,7 @@ class FusedRNN(keras.layers.Layer):
         for state in self.states or ():
             state.assign(ops.zeros_like(state.value))
 
-    def reset_states(self):
-        """Alias of :meth:`reset_state` (Keras keeps both names)."""
-        self.reset_state()
+    reset_states = reset_state  # Keras keeps both names
 
     def save_own_variables(self, store):
         super().save_own_variables(store)
@@ -324,10 +295,7 @@ class FusedRNN(keras.layers.Layer):
 
     def compute_output_shape(self, sequences_shape, initial_state_shape=None):
         batch, length = sequences_shape[0], sequences_shape[1]
-        if self.return_sequences:
-            output = (batch, length, self.output_size)
-        else:
-            output = (batch, self.output_size)
+        output = (batch,) + ((length,) if self.return_sequences else ()) + (self.output_size,)
         outputs = [output] * (1 + len(self._paired_outputs()))
         outputs += [(batch, length, self.units) for _ in self._extra_sequence_outputs()]
         if self.return_state:
@@ -337,8 +305,7 @@ class FusedRNN(keras.layers.Layer):
     def compute_mask(self, inputs, mask=None):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
-        output_mask = mask if self.return_sequences else None
-        masks = [output_mask] * (1 + len(self._paired_outputs()))
+        masks = [mask if self.return_sequences else None] * (1 + len(self._paired_outputs()))
         masks += [mask for _ in self._extra_sequence_outputs()]
         masks += [None] * (len(self.state_size) if self.return_state else 0)
         return masks[0] if len(masks) == 1 else masks
@@ -370,12 +337,8 @@ class FusedRNN(keras.layers.Layer):
             x = ops.flip(x, axis=1)
             mask = None if mask is None else ops.flip(mask, axis=1)
         if training and self.dropout > 0:
-            keep = keras.random.dropout(
-                ops.ones((ops.shape(x)[0], 1, ops.shape(x)[-1]), dtype=x.dtype),
-                self.dropout,
-                seed=self.seed_generator,
-            )
-            x = x * keep
+            ones = ops.ones((ops.shape(x)[0], 1, ops.shape(x)[-1]), dtype=x.dtype)
+            x = x * keras.random.dropout(ones, self.dropout, seed=self.seed_generator)
         weights = self._weights(training, ops.shape(x)[1])
         float_mask = None if mask is None else _time_major_mask(mask, x.dtype)
         plan = plan_call(self, training, mask, weights)
@@ -390,14 +353,13 @@ class FusedRNN(keras.layers.Layer):
 
     def _check_inputs(self, sequences):
         self._check_rank(sequences.shape)
-        if self.stateful and self._expected_batch_size is not None:
-            if sequences.shape[0] is not None and sequences.shape[0] != self._expected_batch_size:
-                raise ValueError(
-                    f"{type(self).__name__} is stateful with batch size "
-                    f"{self._expected_batch_size} (the batch size it was built for); received "
-                    f"inputs with batch size {sequences.shape[0]}. Rebuild the model with the "
-                    "new batch size or pass stateful=False."
-                )
+        batch, expected = sequences.shape[0], self._expected_batch_size
+        if self.stateful and None not in (batch, expected) and batch != expected:
+            raise ValueError(
+                f"{type(self).__name__} is stateful with batch size {expected} (the batch size it "
+                f"was built for); received inputs with batch size {batch}. Rebuild the model "
+                "with the new batch size or pass stateful=False."
+            )
 
     def _initial_states(self, sequences, initial_state):
         if initial_state is None and self.stateful:
@@ -486,11 +448,8 @@ class FusedRNN(keras.layers.Layer):
         w = call.weights
         keep = None
         if call.training and self.recurrent_dropout > 0:
-            keep = keras.random.dropout(
-                ops.ones((ops.shape(call.x)[0], self.units), dtype=self.compute_dtype),
-                self.recurrent_dropout,
-                seed=self.seed_generator,
-            )
+            ones = ops.ones((ops.shape(call.x)[0], self.units), dtype=self.compute_dtype)
+            keep = keras.random.dropout(ones, self.recurrent_dropout, seed=self.seed_generator)
         gates = self._update_gates(call, projected)
         xs = {"projected": projected, **{f"a{i}": a for i, a in enumerate(gates) if a is not None}}
         if w.per_timestep_recurrent:
@@ -671,10 +630,8 @@ class FusedRNN(keras.layers.Layer):
         """Whether the steps compute ``x_t W + b`` themselves (:data:`PROJECT_IN_LOOP`); never
         where ``_project`` does more than a matmul (FastDropoutRNN's variance part)."""
         device = "gpu" if _backend.gpu_available() else "cpu"
-        return (
-            keras.backend.backend() in PROJECT_IN_LOOP[device].get(self._kind, ())
-            and type(self)._project is FusedRNN._project
-        )
+        listed = keras.backend.backend() in PROJECT_IN_LOOP[device].get(self._kind, ())
+        return listed and type(self)._project is FusedRNN._project
 
     def _step_config(self):
         return _steps.step_config(self)
@@ -696,9 +653,8 @@ def activation_config(layer, argument):
     """The config entry of an activation ``argument`` of ``layer``: the name it was given (or
     None), else the serialized function."""
     name = getattr(layer, f"{argument}_name")
-    if name is None or isinstance(name, str):
-        return name
-    return activations_lib.serialize(getattr(layer, argument))
+    return name if name is None or isinstance(name, str) else activations_lib.serialize(
+        getattr(layer, argument))
 
 
 def weight_config(layer):
@@ -715,14 +671,9 @@ def weight_config(layer):
 
 
 def _deserialize_list(values, argument):
-    if values is None:
-        return []
-    if not isinstance(values, (list, tuple)):
-        values = [values]
     out = []
-    for value in values:
-        if isinstance(value, dict):
-            value = keras.saving.deserialize_keras_object(value)
+    for value in state_regularizer_list(values):  # None, one or several, as a list
+        value = _deserialize_one(value)
         if not hasattr(value, "applies_to"):
             raise ValueError(
                 f"Invalid entry in {argument}: {value!r}; expected keras_rnnreg.perturbations "
@@ -733,9 +684,7 @@ def _deserialize_list(values, argument):
 
 
 def _deserialize_one(value):
-    if isinstance(value, dict):
-        return keras.saving.deserialize_keras_object(value)
-    return value
+    return keras.saving.deserialize_keras_object(value) if isinstance(value, dict) else value
 
 
 def _check_penalty(value):
@@ -750,29 +699,21 @@ def _check_penalty(value):
 
 def _deserialize_state_regularizer(value):
     """None, one penalty, or a list of penalties (an empty list is None); configs deserialized."""
-    if value is None:
-        return None
     if isinstance(value, (list, tuple)):
-        penalties = [_check_penalty(_deserialize_one(v)) for v in value]
-        return penalties or None
-    return _check_penalty(_deserialize_one(value))
+        return [_check_penalty(_deserialize_one(v)) for v in value] or None
+    return None if value is None else _check_penalty(_deserialize_one(value))
 
 
 def _serialize_state_regularizer(value):
-    if value is None:
-        return None
     if isinstance(value, (list, tuple)):
         return [keras.saving.serialize_keras_object(v) for v in value]
-    return keras.saving.serialize_keras_object(value)
+    return None if value is None else keras.saving.serialize_keras_object(value)
 
 
 def state_regularizer_list(value):
     """A layer's ``state_regularizer`` (None, one penalty or a list) as a list."""
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value]
+    return list(value) if isinstance(value, (list, tuple)) else [] if value is None else [value]
+
 
 def _time_major_mask(mask, dtype):
     """A (B, T) mask as a float (T, B, 1) tensor."""
@@ -831,11 +772,8 @@ def _cudnn_route(layer, training, mask):
         return "loop"
     if mask is None:
         return "cudnn"
-    if (
-        (layer.return_state or layer.stateful)
-        and not _backend.kernel_takes_mask()
-        and len(layer.state_size) > 1
-    ):
+    if (layer.return_state or layer.stateful) and not _backend.kernel_takes_mask() and len(
+            layer.state_size) > 1:
         return "loop"  # the final cell state of a padded row is not in the returned sequence
     return "cudnn_if_right_padded"
 
@@ -861,14 +799,12 @@ def set_weight_arguments(owner, args):
     regularizer and constraint, dropout rates, seed."""
     units = args["units"]
     if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
-        raise ValueError(
-            f"Invalid value for argument units={units!r}: expected a positive integer."
-        )
+        raise ValueError(f"Invalid value for argument units={units!r}: expected a positive "
+                         "integer.")
     for arg in ("dropout", "recurrent_dropout"):
         if not 0.0 <= float(args[arg]) < 1.0:
-            raise ValueError(
-                f"Invalid value for argument {arg}={args[arg]!r}: expected 0 <= {arg} < 1."
-            )
+            raise ValueError(f"Invalid value for argument {arg}={args[arg]!r}: expected 0 <= "
+                             f"{arg} < 1.")
     owner.units = units
     owner.activation_name = args["activation"]
     owner.activation = activations_lib.get(args["activation"], "activation")
@@ -896,12 +832,10 @@ def build_weights(owner, input_dim):
         )
 
     owner.kernel = add("kernel", "kernel", (input_dim, width), owner.kernel_initializer)
-    owner.recurrent_kernel = add(
-        "recurrent_kernel", "recurrent", (owner.units, width), owner.recurrent_initializer
-    )
-    owner.bias = None
-    if owner.use_bias:
-        owner.bias = add("bias", "bias", owner._bias_shape(), owner._bias_initializer_value())
+    owner.recurrent_kernel = add("recurrent_kernel", "recurrent", (owner.units, width),
+                                 owner.recurrent_initializer)
+    owner.bias = (add("bias", "bias", owner._bias_shape(), owner._bias_initializer_value())
+                  if owner.use_bias else None)
 
 
 __all__ = ["CallPlan", "FusedRNN", "plan_call"]

@@ -11,17 +11,14 @@ def set_gru_arguments(owner, recurrent_activation, reset_after):
     owner.recurrent_activation_name = recurrent_activation
     owner.recurrent_activation = activations_lib.get(recurrent_activation, "recurrent_activation")
     if not isinstance(reset_after, bool):
-        raise ValueError(
-            f"Invalid value for argument reset_after={reset_after!r}: expected True or False."
-        )
+        raise ValueError(f"Invalid value for argument reset_after={reset_after!r}: expected True "
+                         "or False.")
     owner.reset_after = reset_after
 
 
 def gru_config(owner):
-    return {
-        "recurrent_activation": activation_config(owner, "recurrent_activation"),
-        "reset_after": owner.reset_after,
-    }
+    return {"recurrent_activation": activation_config(owner, "recurrent_activation"),
+            "reset_after": owner.reset_after}
 
 
 def gru_bias_shape(owner):
@@ -98,9 +95,7 @@ class GRU(FusedRNN):
     _cudnn_kernel = "gru"
 
     def _backward_activations(self):
-        if not self.reset_after:
-            return None
-        return (self.activation_name, self.recurrent_activation_name)
+        return (self.activation_name, self.recurrent_activation_name) if self.reset_after else None
 
     def _cudnn_equation_reasons(self):
         if not self.reset_after:
@@ -111,9 +106,7 @@ class GRU(FusedRNN):
         return hidden, h
 
     def get_config(self):
-        config = super().get_config()
-        config.update(gru_config(self))
-        return config
+        return {**super().get_config(), **gru_config(self)}
 
 
 __all__ = ["GRU", "gru_bias_shape", "gru_config", "set_gru_arguments"]

@@ -15,12 +15,9 @@ def set_lstm_arguments(owner, recurrent_activation, output_activation, unit_forg
     owner.recurrent_activation_name = recurrent_activation
     owner.recurrent_activation = activations_lib.get(recurrent_activation, "recurrent_activation")
     owner.output_activation_name = output_activation
-    if output_activation == "same":
-        owner.output_activation = owner.activation
-    elif output_activation is not None:
-        owner.output_activation = activations_lib.get(output_activation, "output_activation")
-    else:
-        owner.output_activation = None
+    owner.output_activation = (
+        owner.activation if output_activation == "same" else None if output_activation is None
+        else activations_lib.get(output_activation, "output_activation"))
     owner.unit_forget_bias = bool(unit_forget_bias)
 
 
@@ -40,13 +37,8 @@ def lstm_bias_initializer(owner):
     base, units = owner.bias_initializer, owner.units
 
     def initializer(shape, dtype=None):
-        return ops.concatenate(
-            [
-                base((units,), dtype=dtype),
-                keras.initializers.get("ones")((units,), dtype=dtype),
-                base((units * 2,), dtype=dtype),
-            ]
-        )
+        ones = keras.initializers.get("ones")((units,), dtype=dtype)
+        return ops.concatenate([base((units,), dtype=dtype), ones, base((units * 2,), dtype=dtype)])
 
     return initializer
 
@@ -126,10 +118,8 @@ class LSTM(FusedRNN):
 
     def _cudnn_equation_reasons(self):
         if self._output_activation_key() != "tanh":
-            yield (
-                f"output_activation={self.output_activation_name!r} "
-                "(cuDNN always applies tanh to the cell)"
-            )
+            yield (f"output_activation={self.output_activation_name!r} (cuDNN always applies "
+                   "tanh to the cell)")
 
     def _cudnn_output_reasons(self):
         if any(reg.on == "cell" for reg in self._state_regularizers):
@@ -142,14 +132,12 @@ class LSTM(FusedRNN):
         hidden, h, c = _backend.cudnn_lstm(
             x, states[0], states[1], kernel, recurrent_kernel, bias, mask=mask
         )
-        # Without return_state or stateful the final cell state is never read (None where the
-        # kernel cannot give it under a mask).
+        # None where the kernel cannot give it under a mask: then never read (no return_state)
         return hidden, h, ops.zeros_like(h) if c is None else c
 
     def _output_activation_key(self):
-        if self.output_activation_name == "same":
-            return self.activation_name
-        return self.output_activation_name
+        same = self.output_activation_name == "same"
+        return self.activation_name if same else self.output_activation_name
 
     def _backward_activations(self):
         names = (self.activation_name, self.recurrent_activation_name)
