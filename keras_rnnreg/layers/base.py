@@ -166,9 +166,8 @@ class FusedRNN(keras.layers.Layer):
     _defers_cudnn_check = False
 
     def _check_use_cudnn(self):
-        """use_cudnn=True with a configuration that excludes cuDNN raises (Keras raises too, at
-        call time; the configuration is known here). On TensorFlow a layer that will run the
-        cuDNN kernel opts out of XLA, as keras.layers.LSTM does (cuDNN ops do not compile)."""
+        """use_cudnn=True with a configuration that excludes cuDNN raises (Keras does, at call
+        time). On TensorFlow a layer that will run cuDNN opts out of XLA, as keras.layers.LSTM."""
         reason = _cudnn.config_reason(self, training=True)
         if self._use_cudnn is True and reason is not None:
             raise ValueError(
@@ -377,11 +376,9 @@ class FusedRNN(keras.layers.Layer):
         return [ops.cast(s, self.compute_dtype) for s in initial_state]
 
     def _weights(self, training, time_steps):
-        """The :class:`~._steps.StepWeights` of a call: plain tensors (autocast to the compute
-        dtype under mixed precision), everything random drawn here, before the loop: weight-level
-        perturbations replace a kernel by a perturbed copy, (rows, cols), or (T, rows, cols) when
-        drawn per timestep; a local one (kept, not applied) adds pre-activation noise
-        (perturbations.py). Input kernel first, then recurrent."""
+        """The :class:`~._steps.StepWeights` of a call, every draw made here (input kernel first):
+        a perturbed kernel (rows, cols), or (T, rows, cols) drawn per timestep; a local
+        perturbation is kept, not applied (pre-activation noise, perturbations.py)."""
         bias = None if self.bias is None else plain_tensor(self.bias)
         kernel, recurrent_kernel, input_local, recurrent_local = kernels_for_step(
             self.perturbations, plain_tensor(self.kernel), plain_tensor(self.recurrent_kernel),
@@ -392,15 +389,11 @@ class FusedRNN(keras.layers.Layer):
             and any(p.per == "timestep" for p in split_by_target(self.perturbations, target)[0])
             for target in ("input", "recurrent")
         ]
-        return _steps.StepWeights(
-            kernel, recurrent_kernel, bias, *self._split_bias(bias), input_local,
-            recurrent_local, *per_timestep,
-        )
+        return _steps.StepWeights(kernel, recurrent_kernel, bias, *self._split_bias(bias),
+                                  input_local, recurrent_local, *per_timestep)
 
     def _cudnn_weights(self, training):
-        """(kernel, recurrent_kernel, bias) as ``call`` hands them to cuDNN: per-sequence
-        perturbations drawn once. Only for configurations on the cuDNN path (no per-timestep
-        draws, no local noise)."""
+        """(kernel, recurrent_kernel, bias) for cuDNN (per-sequence perturbations drawn once)."""
         return self._weights(training, None)[:3]
 
     # ---------------------------------------------------------------------------- call: run
@@ -414,14 +407,11 @@ class FusedRNN(keras.layers.Layer):
         return None, hidden, final_states
 
     def _run_loop(self, call):
-        """The state sequences (T, B, units) from our loop: the input projection for all
-        timesteps (unless each step makes its own), then the hand-written backward's loop or the
-        scan (autodiff)."""
-        x_tm = ops.transpose(call.x, (1, 0, 2))
-        w = call.weights
-        if call.plan.project_in_loop:
-            projected = x_tm  # the step computes x_t W + b
-        else:
+        """The state sequences (T, B, units) from our loop: the projection (unless each step makes
+        its own), then the hand-written backward's loop or the scan (autodiff)."""
+        x_tm, w = ops.transpose(call.x, (1, 0, 2)), call.weights
+        projected = x_tm  # projecting in the loop, the step computes x_t W + b
+        if not call.plan.project_in_loop:
             projected = self._project_inputs(x_tm, w, call.training)
         if call.plan.manual_backward:
             loop = _steps.RECURRENCES[self._kind].manual_backward
@@ -482,9 +472,8 @@ class FusedRNN(keras.layers.Layer):
         return gates
 
     def _scan_body(self, call, recurrent_keep, local_factors):
-        """The scan's body: from the step's slice of the inputs (the projection or, projecting
-        in the loop, x_t; zoneout and Keras masks; a per-timestep kernel; the local-noise draw)
-        the layer's step, then the update gates (zoneout and the Keras mask)."""
+        """The scan's body: the layer's step on this step's slices (the projection or x_t, a
+        per-timestep kernel, the local-noise draw), then the update gates."""
         w, in_loop = call.weights, call.plan.project_in_loop
         local, step = w.recurrent_local, self._step_function()
 
