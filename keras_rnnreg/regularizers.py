@@ -140,26 +140,18 @@ def state_penalty(sequence, cost="norm_diff", mask=None, target=5.0):
     _check_cost(cost)
     sequence, mask, dtype = _prepare(sequence, mask, "state_penalty")
 
+    pairs = mask[:, 1:] * mask[:, :-1]
     if cost == "state_diff":
         diff = sequence[:, 1:] - sequence[:, :-1]
-        values = ops.sum(ops.square(diff), axis=-1)
-        return _weighted_mean(values, mask[:, 1:] * mask[:, :-1])
-
-    if cost == "l1_norm_diff":
-        norms = ops.sum(ops.abs(sequence), axis=-1)
-    else:
-        norms = safe_l2_norm(sequence)  # (batch, time)
-
+        return _weighted_mean(ops.sum(ops.square(diff), axis=-1), pairs)
+    l1 = cost == "l1_norm_diff"
+    norms = ops.sum(ops.abs(sequence), axis=-1) if l1 else safe_l2_norm(sequence)  # (batch, time)
     if cost in _PAIR_COSTS:
-        pair_weights = mask[:, 1:] * mask[:, :-1]
         delta = norms[:, 1:] - norms[:, :-1]
-        if cost in ("norm_diff", "l1_norm_diff"):
-            values = ops.square(delta)
-        elif cost == "relative":
-            values = ops.square(delta / ops.maximum(norms[:, 1:], _RELATIVE_EPSILON))
-        else:  # abs_norm_diff
-            values = ops.abs(delta)
-        return _weighted_mean(values, pair_weights)
+        if cost == "relative":
+            delta = delta / ops.maximum(norms[:, 1:], _RELATIVE_EPSILON)
+        values = ops.abs(delta) if cost == "abs_norm_diff" else ops.square(delta)
+        return _weighted_mean(values, pairs)
 
     if cost == "target":
         return _weighted_mean(ops.square(norms - ops.cast(target, dtype)), mask)
@@ -169,10 +161,8 @@ def state_penalty(sequence, cost="norm_diff", mask=None, target=5.0):
     # first_last: one-hot of the first / last valid step of each sequence via cumulative counts.
     counts = ops.cumsum(mask, axis=1)
     totals = counts[:, -1:]
-    first = mask * ops.cast(ops.equal(counts, 1.0), dtype)
-    last = mask * ops.cast(ops.equal(counts, totals), dtype)
-    first_norm = ops.sum(norms * first, axis=1)
-    last_norm = ops.sum(norms * last, axis=1)
+    first_norm = ops.sum(norms * mask * ops.cast(ops.equal(counts, 1.0), dtype), axis=1)
+    last_norm = ops.sum(norms * mask * ops.cast(ops.equal(counts, totals), dtype), axis=1)
     has_steps = ops.cast(totals[:, 0] > 0, dtype)
     return _weighted_mean(ops.square(first_norm - last_norm), has_steps)
 
