@@ -117,35 +117,28 @@ def _regularizer_variants(units):
 
     return {
         "ours.SimpleRNN": srnn(),
-        "SimpleRNN+noise/sequence (RNN-NS)": srnn(
-            perturbations=[P.WeightNoise(0.04, per="sequence")]
-        ),
+        "SimpleRNN+noise/sequence (RNN-NS)": srnn(perturbations=[P.WeightNoise(0.04,
+                                                                               per="sequence")]),
         "SimpleRNN+mult.noise/sequence (RNN-MNS)": srnn(
-            perturbations=[P.WeightNoise(0.04, mode="multiplicative", per="sequence")]
-        ),
+            perturbations=[P.WeightNoise(0.04, mode="multiplicative", per="sequence")]),
         "SimpleRNN+dropconnect/sequence (RNN-DOS)": srnn(
-            perturbations=[P.DropConnect(0.5, per="sequence")]
-        ),
+            perturbations=[P.DropConnect(0.5, per="sequence")]),
         "SimpleRNN+noise/timestep (RNN-N)": srnn(perturbations=[P.WeightNoise(0.04)]),
         "SimpleRNN+mult.noise/timestep (RNN-MN)": srnn(
-            perturbations=[P.WeightNoise(0.04, mode="multiplicative")]
-        ),
+            perturbations=[P.WeightNoise(0.04, mode="multiplicative")]),
         "SimpleRNN+dropconnect/timestep (RNN-DO)": srnn(perturbations=[P.DropConnect(0.5)]),
         "SimpleRNN+input noise/timestep (RNN-FF)": srnn(
-            perturbations=[P.WeightNoise(0.04, target="input")]
-        ),
-        "SimpleRNN+noise/timestep, local": srnn(
-            perturbations=[P.WeightNoise(0.04, sampling="local")]
-        ),
+            perturbations=[P.WeightNoise(0.04, target="input")]),
+        "SimpleRNN+noise/timestep, local": srnn(perturbations=[P.WeightNoise(0.04,
+                                                                             sampling="local")]),
         "SimpleRNN+norm-stabilizer": srnn(state_regularizer=R.NormStabilizer(500.0)),
         "FastDropoutRNN (RNN-FD)": lambda: (
             L.FastDropoutRNN(units, rate=0.2, return_sequences=True, return_variance=True),
             L.FastDropoutDense(88, rate=0.2),
         ),
         "ours.LSTM": lstm(),
-        "LSTM+norm-stabilizer/hidden": lstm(
-            state_regularizer=R.NormStabilizer(500.0), output_activation=None
-        ),
+        "LSTM+norm-stabilizer/hidden": lstm(state_regularizer=R.NormStabilizer(500.0),
+                                            output_activation=None),
         "LSTM+norm-stabilizer/cell": lstm(state_regularizer=R.NormStabilizer(500.0, on="cell")),
         "LSTM+noise/timestep": lstm(perturbations=[P.WeightNoise(0.05)]),
         "LSTM+noise/timestep, local": lstm(perturbations=[P.WeightNoise(0.05, sampling="local")]),
@@ -215,10 +208,8 @@ def _paper_variants(kind, units):
         "ours+noise/step": ours(perturbations=[P.WeightNoise(0.04)]),
         "ours+dropconnect/seq": ours(perturbations=[P.DropConnect(0.5, per="sequence")]),
         "ours+normstab": ours(state_regularizer=R.NormStabilizer(50.0)),
-        "ours+dropconnect/seq+normstab": ours(
-            perturbations=[P.DropConnect(0.5, per="sequence")],
-            state_regularizer=R.NormStabilizer(50.0),
-        ),
+        "ours+dropconnect/seq+normstab": ours(perturbations=[P.DropConnect(0.5, per="sequence")],
+                                              state_regularizer=R.NormStabilizer(50.0)),
     }
     if kind == "lstm":
         variants["ours, loop (use_cudnn=False)"] = ours(use_cudnn=False)
@@ -249,32 +240,20 @@ def measure_paper(shapes=None, steps=20, repeats=3, clock="wall", sizes=None):
     for shape in shapes or list(sizes):
         batch, length, features, units, kind, depth = sizes[shape]
         variants = _paper_variants(kind, units)
-        rates = measure(
-            variants,
-            batch=batch,
-            length=length,
-            features=features,
-            steps=steps,
-            repeats=repeats,
-            clock=clock,
-            depth=depth,
-        )
+        rates = measure(variants, batch=batch, length=length, features=features, steps=steps,
+                        repeats=repeats, clock=clock, depth=depth)
         for name, rate in rates.items():
             vs_keras = f"{rate / rates['keras']:.2f}x"
             vs_ours = "" if name in ("keras", "ours") else f"{rates['ours'] / rate:.2f}x"
-            print(
-                f"| {backend} | {shape} | {name} | {rate:,.0f} | {vs_keras} | {vs_ours} | "
-                f"{_path(variants[name])} |",
-                flush=True,
-            )
+            print(f"| {backend} | {shape} | {name} | {rate:,.0f} | {vs_keras} | {vs_ours} | "
+                  f"{_path(variants[name])} |", flush=True)
             results[(shape, name)] = rate
         keras.backend.clear_session()
     return results
 
 
-def measure(
-    variants, batch=81, length=100, features=88, steps=20, repeats=3, seed=0, clock="wall", depth=0
-):
+def measure(variants, batch=81, length=100, features=88, steps=20, repeats=3, seed=0, clock="wall",
+            depth=0):
     """Return {name: median timesteps/s}. Variants are timed round-robin to share drift.
 
     ``clock="cpu"`` divides by the process's CPU time (all threads) instead of wall time: on a
@@ -304,100 +283,75 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--units", type=int, default=200)
     parser.add_argument(
-        "--suite",
-        choices=["keras", "cells", "regularizers", "projection", "all"],
-        default="all",
+        "--suite", choices=["keras", "cells", "regularizers", "projection", "all"], default="all",
         help="keras: ours vs Keras' layers; cells: our cells in keras.layers.RNN vs Keras' cells "
         "and vs our fused layers; regularizers: each regularizer vs our plain layer; projection: "
         "ours with the input projection before / in the loop vs Keras' layers (not in 'all')",
     )
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall time, or process CPU time (steadier on a shared machine)")
     parser.add_argument(
-        "--clock",
-        choices=["wall", "cpu"],
-        default="wall",
-        help="wall time, or process CPU time (steadier on a shared machine)",
-    )
-    parser.add_argument(
-        "--shapes",
-        choices=["jsb", "paper"],
-        default="jsb",
+        "--shapes", choices=["jsb", "paper"], default="jsb",
         help="jsb: the noise study's JSB setup (default, the CPU table); paper: the papers' four "
         "GPU workloads (" + ", ".join(PAPER_SHAPES) + ") with every regularizer",
     )
     parser.add_argument(
-        "--only",
-        default=None,
-        help="with --shapes paper: a comma-separated subset of the shapes",
+        "--only", default=None,
+        help="with --shapes paper: a comma-separated subset of the shapes; with --suite "
+        "regularizers: comma-separated prefixes of the variants to time (and the plain layers)",
     )
     args = parser.parse_args(argv)
-    backend = keras.backend.backend()
-    device = _device_name()
+    backend, opts = keras.backend.backend(), {
+        "steps": args.steps, "repeats": args.repeats, "clock": args.clock}
+    head = (f"# backend={backend} device={_device_name()} keras={keras.__version__} "
+            f"steps={args.steps} repeats={args.repeats} clock={args.clock}")
     if args.shapes == "paper":
-        print(
-            f"# backend={backend} device={device} keras={keras.__version__} "
-            f"steps={args.steps} repeats={args.repeats} clock={args.clock}"
-        )
+        print(head)
         if not _has_gpu():
-            print(
-                "# no GPU: these are the GPU workloads measured on a CPU; the GPU figures are "
-                "to be taken on a GPU machine"
-            )
-        measure_paper(
-            args.only.split(",") if args.only else None,
-            steps=args.steps,
-            repeats=args.repeats,
-            clock=args.clock,
-        )
+            print("# no GPU: these are the GPU workloads measured on a CPU; the GPU figures are "
+                  "to be taken on a GPU machine")
+        measure_paper(args.only.split(",") if args.only else None, **opts)
         return
-    print(
-        f"# backend={backend} device={device} keras={keras.__version__} "
-        f"machine={platform.machine()} cpus={os.cpu_count()} batch=81 length=100 inputs=88 "
-        f"units={args.units} steps={args.steps} repeats={args.repeats} clock={args.clock}"
-    )
-    if args.suite in ("keras", "all"):
-        rates = measure(
-            _keras_variants(args.units), steps=args.steps, repeats=args.repeats, clock=args.clock
-        )
-        print("| backend | layer | timesteps/s | speed-up vs Keras |")
-        print("|---|---|---|---|")
-        for name, rate in rates.items():
-            ref = REFERENCE.get(name)
-            ratio = f"{rate / rates[ref]:.2f}x" if ref else "(reference)"
-            print(f"| {backend} | {name} | {rate:,.0f} | {ratio} |", flush=True)
-    if args.suite in ("cells", "all"):
-        rates = measure(
-            _cell_variants(args.units), steps=args.steps, repeats=args.repeats, clock=args.clock
-        )
-        print("| backend | layer | timesteps/s | speed vs Keras' cell | speed vs our fused layer |")
-        print("|---|---|---|---|---|")
-        for name, rate in rates.items():
-            kind = name.split("(")[-1].removesuffix("Cell)") if "(" in name else name[5:]
-            vs_keras = f"{rate / rates[f'keras.RNN({kind}Cell)']:.2f}x"
-            vs_fused = f"{rate / rates[f'ours.{kind}']:.2f}x"
-            print(f"| {backend} | {name} | {rate:,.0f} | {vs_keras} | {vs_fused} |", flush=True)
-    if args.suite == "projection":
-        rates = measure(
-            _projection_variants(args.units), steps=args.steps, repeats=args.repeats,
-            clock=args.clock,
-        )
-        print("| backend | layer | timesteps/s | speed vs Keras |")
-        print("|---|---|---|---|")
-        for name, rate in rates.items():
-            keras_rate = rates[f"keras.{name.split('.')[1].split(' ')[0]}"]
-            print(f"| {backend} | {name} | {rate:,.0f} | {rate / keras_rate:.2f}x |", flush=True)
-    if args.suite in ("regularizers", "all"):
-        rates = measure(
-            _regularizer_variants(args.units),
-            steps=args.steps,
-            repeats=args.repeats,
-            clock=args.clock,
-        )
-        print("| backend | variant | timesteps/s | time vs our plain layer |")
-        print("|---|---|---|---|")
-        for name, rate in rates.items():
-            ref = _regularizer_reference(name)
-            ratio = f"{rates[ref] / rate:.2f}x" if ref else "(reference)"
-            print(f"| {backend} | {name} | {rate:,.0f} | {ratio} |", flush=True)
+    print(f"{head} machine={platform.machine()} cpus={os.cpu_count()} batch=81 length=100 "
+          f"inputs=88 units={args.units}")
+    for suite, (variants, columns, ratio) in _SUITES.items():
+        if args.suite == suite or (args.suite == "all" and suite != "projection"):
+            variants = variants(args.units)
+            if suite == "regularizers" and args.only:
+                prefixes = ("ours.", *args.only.split(","))
+                variants = {name: v for name, v in variants.items() if name.startswith(prefixes)}
+            rates = measure(variants, **opts)
+            print(f"| backend | {columns} |\n" + "|---" * (columns.count("|") + 2) + "|")
+            for name, rate in rates.items():
+                print(f"| {backend} | {name} | {rate:,.0f} | {ratio(name, rate, rates)} |",
+                      flush=True)
+
+
+def _ratio(rate, ref, rates, inverse=False):
+    if ref is None:
+        return "(reference)"
+    return f"{rates[ref] / rate if inverse else rate / rates[ref]:.2f}x"
+
+
+def _cell_ratios(name, rate, rates):
+    kind = name.split("(")[-1].removesuffix("Cell)") if "(" in name else name[5:]
+    return (f"{_ratio(rate, f'keras.RNN({kind}Cell)', rates)} | "
+            f"{_ratio(rate, f'ours.{kind}', rates)}")
+
+
+# suite -> (variants(units), its columns after the backend, the ratio column(s) of a row)
+_SUITES = {
+    "keras": (_keras_variants, "layer | timesteps/s | speed-up vs Keras",
+              lambda name, rate, rates: _ratio(rate, REFERENCE.get(name), rates)),
+    "cells": (_cell_variants, "layer | timesteps/s | speed vs Keras' cell | speed vs our fused "
+              "layer", _cell_ratios),
+    "projection": (_projection_variants, "layer | timesteps/s | speed vs Keras",
+                   lambda name, rate, rates: _ratio(
+                       rate, f"keras.{name.split('.')[1].split(' ')[0]}", rates)),
+    "regularizers": (_regularizer_variants, "variant | timesteps/s | time vs our plain layer",
+                     lambda name, rate, rates: _ratio(rate, _regularizer_reference(name), rates,
+                                                      inverse=True)),
+}
 
 
 def _device_name():

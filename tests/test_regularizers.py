@@ -150,16 +150,11 @@ def test_serialization_round_trip():
     assert config["registered_name"] == "keras_rnnreg>NormStabilizer"
     restored = keras.saving.deserialize_keras_object(config)
     assert isinstance(restored, NormStabilizer)
-    assert (restored.beta, restored.cost, restored.on, restored.target) == (
-        50.0,
-        "target",
-        "cell",
-        3.0,
-    )
+    assert (restored.beta, restored.cost, restored.on, restored.target) == (50.0, "target",
+                                                                           "cell", 3.0)
     seq = _sequence()
-    np.testing.assert_allclose(
-        to_numpy(restored.penalty(seq)), to_numpy(reg.penalty(seq)), rtol=1e-6
-    )
+    np.testing.assert_allclose(to_numpy(restored.penalty(seq)), to_numpy(reg.penalty(seq)),
+                               rtol=1e-6)
 
 
 def _standalone_model(beta, cost="norm_diff"):
@@ -238,12 +233,8 @@ def test_as_state_regularizer_of_the_recurrent_layers(on):
         layer = SimpleRNN(U, return_sequences=True, state_regularizer=NormStabilizer(3.0))
         seq = to_numpy(layer(x, mask=mask))
     else:
-        layer = LSTM(
-            U,
-            return_sequences=True,
-            return_cell_sequence=True,
-            state_regularizer=NormStabilizer(3.0, on="cell"),
-        )
+        layer = LSTM(U, return_sequences=True, return_cell_sequence=True,
+                     state_regularizer=NormStabilizer(3.0, on="cell"))
         _, seq = layer(x, mask=mask)
         seq = to_numpy(seq)
     assert len(layer.losses) == 1
@@ -300,14 +291,10 @@ def test_ar_tar_match_numpy(kind, mask_name):
 
 def test_ar_tar_unmasked_are_awd_lstm_formulas():
     seq = _sequence(5)
-    np.testing.assert_allclose(
-        to_numpy(ActivationRegularization(2.0).penalty(seq)), 2.0 * np.mean(seq**2), rtol=1e-5
-    )
-    np.testing.assert_allclose(
-        to_numpy(TemporalActivationRegularization(1.0).penalty(seq)),
-        np.mean((seq[:, 1:] - seq[:, :-1]) ** 2),
-        rtol=1e-5,
-    )
+    np.testing.assert_allclose(to_numpy(ActivationRegularization(2.0).penalty(seq)),
+                               2.0 * np.mean(seq**2), rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(TemporalActivationRegularization(1.0).penalty(seq)),
+                               np.mean((seq[:, 1:] - seq[:, :-1]) ** 2), rtol=1e-5)
     assert float(to_numpy(temporal_activation_penalty(seq[:, :1]))) == 0.0
     assert float(to_numpy(activation_penalty(seq, mask=np.zeros((B, T))))) == 0.0
 
@@ -329,9 +316,8 @@ def test_ar_tar_arguments_and_serialization():
         restored = keras.saving.deserialize_keras_object(config)
         assert type(restored) is type(reg) and restored.on == reg.on
         assert restored.get_config() == reg.get_config()
-        np.testing.assert_allclose(
-            to_numpy(restored.penalty(seq)), to_numpy(reg.penalty(seq)), rtol=1e-6
-        )
+        np.testing.assert_allclose(to_numpy(restored.penalty(seq)), to_numpy(reg.penalty(seq)),
+                                   rtol=1e-6)
     assert ActivationRegularization(3.0).alpha == 3.0
     assert TemporalActivationRegularization(0.25).beta == 0.25
 

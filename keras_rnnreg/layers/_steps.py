@@ -9,13 +9,12 @@ A step is ``step(config, projected, h_in, u, carry, recurrent_bias=None, noise=N
 :class:`StepConfig`; ``saved``: what a hand-written backward pass reads.
 
 Hand-written backward: autodiff through ``keras.ops.scan`` computes ``Σ_t h_{t-1}ᵀ δ_t`` inside
-the reverse loop, one small matmul per timestep, and keeps per-step residuals. Here the forward
-loop emits only the states (and ``saved``); the backward pass recomputes every pre-activation at
-once (``Z = P + S_prev U``), runs a reverse loop doing only what is sequential (``δ_{t-1} = (δ_t ⊙
-f'(·)) Uᵀ``, the LSTM's cell carry) and forms the kernel gradient as one matmul ``S_prevᵀ δ``.
+the reverse loop, one small matmul per step. Here the forward loop emits only the states (and
+``saved``); the reverse loop does only what is sequential (``δ_{t-1} = (δ_t ⊙ f'(·)) Uᵀ``, the
+LSTM's cell carry) and the kernel gradient is one matmul ``S_prevᵀ δ``.
 Activations covered: those whose derivative is a function of their output (tanh, sigmoid, relu,
 trec, linear); else autodiff (``base.plan_call`` decides). ``per_timestep=True``: the kernel has
-a time axis (T, units, width). Masks are float (T, B, 1): masked steps carry the state over.
+a time axis (T, units, width). The Keras mask and zoneout's draws come as 0/1 update gates.
 """
 
 from collections.abc import Callable
@@ -127,9 +126,7 @@ def input_bias_only(config, bias):
 
 def gru_split_bias(config, bias):
     """``reset_after=True`` stores (2, 3·units): row 0 the input bias, row 1 the recurrent one."""
-    if bias is None or not config.reset_after:
-        return bias, None
-    return bias[0], bias[1]
+    return (bias, None) if bias is None or not config.reset_after else (bias[0], bias[1])
 
 
 # name -> (function, derivative expressed through the function's output)
@@ -175,191 +172,183 @@ def _transposed(u):
     return ops.swapaxes(u, -1, -2)
 
 
-def _step_xs(inputs, u, mask, per_timestep):
+def _step_xs(inputs, u, gates, per_timestep):
     xs = dict(inputs)
     if per_timestep:
         xs["u"] = u
-    if mask is not None:
-        xs["m"] = mask
+    xs.update({f"a{i}": a for i, a in enumerate(gates) if a is not None})
     return xs
 
 
-def _masked(new, old, xs):
-    """Masked steps keep the previous state."""
-    return [o + xs["m"] * (n - o) for n, o in zip(new, old)] if "m" in xs else new
+def update(new, old, xs):
+    """``s_t = s_{t-1} + a_t ⊙ (s̃_t − s_{t-1})`` for each state with an update gate ``xs["a{i}"]``
+    (the Keras mask times zoneout's ``1 − d_t``, ``base.FusedRNN._update_gates``), else ``s̃_t``."""
+    return [n if f"a{i}" not in xs else o + xs[f"a{i}"] * (n - o)
+            for i, (n, o) in enumerate(zip(new, old))]
+
+
+def _split_gates(gates):
+    """(the gate tensors to hand custom_gradient, a function giving the per-state list back)."""
+    present = [a is not None for a in gates]
+
+    def unpack(args):
+        args = iter(args)
+        return [next(args) if p else None for p in present]
+
+    return tuple(a for a in gates if a is not None), unpack
 
 
 # The loops with a hand-written backward pass, one per registered kind: ``loop(projected, u,
-# states, recurrent_bias, mask, names, unroll=1, per_timestep=False)`` -> the list of state
-# sequences (T, B, N), ``names`` the activations' names in StepConfig order.
+# states, recurrent_bias, gates, names, unroll=1, per_timestep=False)`` -> the list of state
+# sequences (T, B, N); ``gates``: per state its update gate (T, B, 1 or N) of 0/1 values, or None
+# (always updates); ``names`` the activations' names in StepConfig order. A state that keeps its
+# value (a_t = 0) hands its gradient to s_{t-1}; one that updates sends it through the step.
 
 
-def simple_rnn(projected, u, states, recurrent_bias, mask, names, unroll=1, per_timestep=False):
+def simple_rnn(projected, u, states, recurrent_bias, gates, names, unroll=1, per_timestep=False):
     """State sequence of ``h_t = f(P_t + h_{t-1} U)`` with a hand-written backward pass."""
     config, dfn = _config(names), _act(names[0])[1]
-    has_mask = mask is not None
-    args = (projected, u, states[0]) + ((mask,) if has_mask else ())
+    gate_args, unpack = _split_gates(gates)
 
-    def forward(*args):
-        p, u, h0 = args[:3]
-        m = args[3] if has_mask else None
+    def forward(p, u, h0, *gate_args):
+        (a,) = unpack(gate_args)
 
         def body(carry, xs):
-            new, _ = simple_rnn_step(config, xs["p"], carry[0], xs.get("u", u), carry)
-            return _masked(new, carry, xs)
+            return update(simple_rnn_step(config, xs["p"], carry[0], xs.get("u", u), carry)[0],
+                          carry, xs)
 
-        xs = _step_xs({"p": p}, u, m, per_timestep)
-        (states,) = scan_states(body, [h0], xs, unroll=unroll)
+        (states,) = scan_states(body, [h0], _step_xs({"p": p}, u, [a], per_timestep),
+                                unroll=unroll)
 
         def grad(*grad_args, upstream=None):
-            d_states = grad_args[0] if upstream is None else upstream
-            s_prev = _shift(states, h0)
-
-            # Everything that does not depend on the carried gradient is computed here for all
-            # timesteps at once: f'(z_t) from the output h_t = f(z_t), with the mask folded in
-            # (at masked steps the carried state makes that value wrong, and dz must be 0).
+            # f'(z_t) from h_t = f(z_t) for all timesteps at once; where a_t = 0, h_t is the kept
+            # state and the value wrong, but a_t zeroes it (gates are 0/1: base.plan_call).
             deriv = dfn(states)
-            xs = {"d": d_states}
-            if has_mask:
-                xs["deriv"] = deriv * m
-                xs["pass"] = 1.0 - m  # masked steps hand the gradient to the previous state
-            else:
-                xs["deriv"] = deriv
+            xs = {"d": grad_args[0] if upstream is None else upstream,
+                  "deriv": deriv if a is None else deriv * a}
+            if a is not None:
+                xs["pass"] = 1.0 - a
 
             def back(carry, xs):
                 g = xs["d"] + carry[0]
                 dz = g * xs["deriv"]
                 carry_prev = ops.matmul(dz, xs.get("u", ut))
-                if has_mask:
-                    carry_prev = carry_prev + xs["pass"] * g
-                return [carry_prev, dz]
+                return [carry_prev + xs["pass"] * g if "pass" in xs else carry_prev, dz]
 
             ut = _transposed(u)
             d_carries, dz = scan_states(
-                back,
-                [ops.zeros_like(h0), ops.zeros_like(h0)],
-                _step_xs(xs, ut, None, per_timestep),
-                unroll=unroll,
-                reverse=True,
+                back, [ops.zeros_like(h0), ops.zeros_like(h0)], _step_xs(xs, ut, (), per_timestep),
+                unroll=unroll, reverse=True,
             )
             # The carry after the first timestep's backward step is the gradient of h0.
-            grads = (dz, _kernel_grad(s_prev, dz, u, per_timestep), d_carries[0])
-            return grads + ((ops.zeros_like(m),) if has_mask else ())
+            grads = (dz, _kernel_grad(_shift(states, h0), dz, u, per_timestep), d_carries[0])
+            return grads + tuple(map(ops.zeros_like, gate_args))
 
         return states, grad
 
-    return [ops.custom_gradient(forward)(*args)]
+    return [ops.custom_gradient(forward)(projected, u, states[0], *gate_args)]
 
 
-def lstm(projected, u, states, recurrent_bias, mask, names, unroll=1, per_timestep=False):
+def lstm(projected, u, states, recurrent_bias, gates, names, unroll=1, per_timestep=False):
     """Hidden and cell sequences of the LSTM ``z = P_t + h_{t-1} U``, gates (i, f, c, o) as
-    Keras, with a hand-written backward pass."""
+    Keras, with a hand-written backward pass; ``gates`` (a_h, a_c)."""
     config = _config(names)
     (_, g_d), (_, s_d), (o_fn, o_d) = (_act(name) for name in names)
-    has_mask = mask is not None
-    args = (projected, u, *states) + ((mask,) if has_mask else ())
+    gate_args, unpack = _split_gates(gates)
 
-    def forward(*args):
-        p, u, h0, c0 = args[:4]
-        m = args[4] if has_mask else None
+    def forward(p, u, h0, c0, *gate_args):
+        a_h, a_c = unpack(gate_args)
 
         def body(carry, xs):
             h, c, _ = carry
-            new, gates = lstm_step(config, xs["p"], h, xs.get("u", u), carry)
+            new, acts = lstm_step(config, xs["p"], h, xs.get("u", u), carry)
             # The activated gates ride along (as a carry slot) for the backward pass.
-            return _masked(new, [h, c], xs) + [ops.concatenate(gates, axis=-1)]
+            return update(new, [h, c], xs) + [ops.concatenate(acts, axis=-1)]
 
-        xs = _step_xs({"p": p}, u, m, per_timestep)
+        xs = _step_xs({"p": p}, u, (a_h, a_c), per_timestep)
         hs, cs, acts = scan_states(body, [h0, c0, ops.zeros_like(p[0])], xs, unroll=unroll)
 
         def grad(*grad_args, upstream=None):
-            d_out = grad_args[0] if upstream is None else upstream
-            d_hs, d_cs = ops.split(d_out, 2, axis=-1)
-            h_prev = _shift(hs, h0)
+            d_hs, d_cs = ops.split(grad_args[0] if upstream is None else upstream, 2, axis=-1)
             c_prev = _shift(cs, c0)
-
-            # Everything that does not depend on the carried gradients is computed here, for all
-            # timesteps at once (few ops per step: TensorFlow and PyTorch run the loop op by op).
+            # Everything that does not depend on the carried gradients, for all timesteps at once
+            # (few ops per step: TensorFlow and PyTorch run the loop op by op). The step's
+            # candidates c̃_t (the carried c_t unless a gate kept c_{t-1}) and h̃_t = o g_out(c̃_t).
             i, f, g, o = ops.split(acts, 4, axis=-1)
-            oc = o_fn(cs)  # at masked steps cs is the carried cell: wrong, but masked out below
-            dc_from_h = o * o_d(oc)
-            gate_factors = ops.concatenate(
-                [g * s_d(i), c_prev * s_d(f), i * g_d(g), oc * s_d(o)], axis=-1
-            )
-            keep_cell = f
-            if has_mask:
-                dc_from_h = dc_from_h * m
-                gate_factors = gate_factors * m
-                keep_cell = f * m + (1.0 - m)  # masked steps pass the cell gradient through
-            xs = {"dh": d_hs, "dc": d_cs, "dc_from_h": dc_from_h, "gates": gate_factors,
-                  "keep_cell": keep_cell}
-            if has_mask:
-                xs["pass"] = 1.0 - m
+            oc = o_fn(cs if a_c is None else f * c_prev + i * g)
+            dc_from_h, d_o = o * o_d(oc), oc * s_d(o)  # ∂h̃/∂c̃, ∂h̃/∂(pre-o)
+            if a_h is not None:
+                dc_from_h, d_o = dc_from_h * a_h, d_o * a_h
+            xs = {"dh": d_hs, "dc": d_cs, "dc_from_h": dc_from_h, "f": f, "gates":
+                  ops.concatenate([g * s_d(i), c_prev * s_d(f), i * g_d(g), d_o], axis=-1)}
+            for name, a in (("h", a_h), ("c", a_c)):
+                if a is not None:
+                    xs[f"a_{name}"], xs[f"pass_{name}"] = a, 1.0 - a
 
             def back(carry, xs):
-                dh_next, dc_next, _ = carry
-                dh = xs["dh"] + dh_next
-                dc = xs["dc"] + dc_next + dh * xs["dc_from_h"]
-                dz = ops.concatenate([dc, dc, dc, dh], axis=-1) * xs["gates"]
-                dh_prev = ops.matmul(dz, xs.get("u", ut))
-                if has_mask:
-                    dh_prev = dh_prev + xs["pass"] * dh
-                return [dh_prev, dc * xs["keep_cell"], dz]
+                dh = xs["dh"] + carry[0]
+                dc = xs["dc"] + carry[1]
+                dc_tilde = (dc * xs["a_c"] if "a_c" in xs else dc) + dh * xs["dc_from_h"]
+                dz = ops.concatenate([dc_tilde, dc_tilde, dc_tilde, dh], axis=-1) * xs["gates"]
+                dh_prev, dc_prev = ops.matmul(dz, xs.get("u", ut)), dc_tilde * xs["f"]
+                if "pass_h" in xs:
+                    dh_prev = dh_prev + xs["pass_h"] * dh
+                if "pass_c" in xs:
+                    dc_prev = dc_prev + xs["pass_c"] * dc
+                return [dh_prev, dc_prev, dz]
 
             ut = _transposed(u)
             zeros = [ops.zeros_like(h0), ops.zeros_like(c0), ops.zeros_like(p[0])]
-            xs = _step_xs(xs, ut, None, per_timestep)
+            xs = _step_xs(xs, ut, (), per_timestep)
             dhs, dcs, dz = scan_states(back, zeros, xs, unroll=unroll, reverse=True)
-            grads = (dz, _kernel_grad(h_prev, dz, u, per_timestep), dhs[0], dcs[0])
-            return grads + ((ops.zeros_like(m),) if has_mask else ())
+            grads = (dz, _kernel_grad(_shift(hs, h0), dz, u, per_timestep), dhs[0], dcs[0])
+            return grads + tuple(map(ops.zeros_like, gate_args))
 
         return ops.concatenate([hs, cs], axis=-1), grad
 
-    return ops.split(ops.custom_gradient(forward)(*args), 2, axis=-1)
+    out = ops.custom_gradient(forward)(projected, u, *states, *gate_args)
+    return ops.split(out, 2, axis=-1)
 
 
-def gru(projected, u, states, recurrent_bias, mask, names, unroll=1, per_timestep=False):
+def gru(projected, u, states, recurrent_bias, gates, names, unroll=1, per_timestep=False):
     """Hidden sequence of Keras' GRU with ``reset_after=True`` (:func:`gru_step`) with a
     hand-written backward pass; ``recurrent_bias`` (3N,) or None."""
     config = _config(names)
     (_, g_d), (_, s_d) = (_act(name) for name in names)
-    has_mask = mask is not None
     if recurrent_bias is None:
         recurrent_bias = ops.zeros((u.shape[-1],), dtype=projected.dtype)
-    args = (projected, u, states[0], recurrent_bias) + ((mask,) if has_mask else ())
+    gate_args, unpack = _split_gates(gates)
 
-    def forward(*args):
-        p, u, h0, b = args[:4]
-        m = args[4] if has_mask else None
+    def forward(p, u, h0, b, *gate_args):
+        (a,) = unpack(gate_args)
 
         def body(carry, xs):
             h, _ = carry
             new, saved = gru_step(config, xs["p"], h, xs.get("u", u), [h], b)
             # The gates and a_h ride along (as a carry slot) for the backward pass.
-            return _masked(new, [h], xs) + [ops.concatenate(saved, axis=-1)]
+            return update(new, [h], xs) + [ops.concatenate(saved, axis=-1)]
 
         width = ops.shape(h0)[-1]
         hs, acts = scan_states(
             body, [h0, ops.zeros((ops.shape(h0)[0], 4 * width), dtype=h0.dtype)],
-            _step_xs({"p": p}, u, m, per_timestep), unroll=unroll,
+            _step_xs({"p": p}, u, [a], per_timestep), unroll=unroll,
         )
 
         def grad(*grad_args, upstream=None):
-            d_hs = grad_args[0] if upstream is None else upstream
             h_prev = _shift(hs, h0)
             z, r, n, ah = ops.split(acts, 4, axis=-1)
-            # Factors of the carried gradient g = ∂L/∂h_t, for all timesteps at once:
+            # Factors of the gradient g = a_t ∂L/∂h_t that reaches h̃_t, for all timesteps:
             # ∂/∂(pre-z) = g (h_{t-1} − n) σ'(z), ∂/∂(pre-n) = g (1 − z) g'(n),
             # ∂/∂(pre-r) = ∂/∂(pre-n) · a_h σ'(r), ∂/∂a_h = ∂/∂(pre-n) · r.
-            dn_factor = (1.0 - z) * g_d(n)
+            dn_factor, dz_factor = (1.0 - z) * g_d(n), (h_prev - n) * s_d(z)
+            if a is not None:
+                dn_factor, dz_factor = dn_factor * a, dz_factor * a
             factors = ops.concatenate(
-                [(h_prev - n) * s_d(z), dn_factor * ah * s_d(r), dn_factor * r], axis=-1
+                [dz_factor, dn_factor * ah * s_d(r), dn_factor * r], axis=-1
             )
-            keep = z
-            if has_mask:
-                factors = factors * m
-                keep = z * m + (1.0 - m)  # masked steps pass the gradient through
-            xs = {"d": d_hs, "factors": factors, "keep": keep}
+            keep = z if a is None else z * a + (1.0 - a)  # kept steps pass the gradient on
+            xs = {"d": grad_args[0] if upstream is None else upstream, "factors": factors,
+                  "keep": keep}
 
             def back(carry, xs):
                 g = xs["d"] + carry[0]
@@ -369,19 +358,18 @@ def gru(projected, u, states, recurrent_bias, mask, names, unroll=1, per_timeste
             ut = _transposed(u)
             zeros = ops.zeros_like(h0)
             dh_prev, da, gs = scan_states(
-                back, [zeros, ops.zeros_like(p[0]), zeros], _step_xs(xs, ut, None, per_timestep),
+                back, [zeros, ops.zeros_like(p[0]), zeros], _step_xs(xs, ut, (), per_timestep),
                 unroll=unroll, reverse=True,
             )
-            da_z, da_r, da_h = ops.split(da, 3, axis=-1)
-            dpn = gs * dn_factor * (m if has_mask else 1.0)
-            dp = ops.concatenate([da_z, da_r, dpn], axis=-1)
+            da_z, da_r, _ = ops.split(da, 3, axis=-1)
+            dp = ops.concatenate([da_z, da_r, gs * dn_factor], axis=-1)
             db = ops.sum(ops.reshape(da, (-1, ops.shape(da)[-1])), axis=0)
             grads = (dp, _kernel_grad(h_prev, da, u, per_timestep), dh_prev[0], db)
-            return grads + ((ops.zeros_like(m),) if has_mask else ())
+            return grads + tuple(map(ops.zeros_like, gate_args))
 
         return hs, grad
 
-    return [ops.custom_gradient(forward)(*args)]
+    return [ops.custom_gradient(forward)(projected, u, states[0], recurrent_bias, *gate_args)]
 
 
 class Recurrence(NamedTuple):

@@ -59,30 +59,23 @@ class FusedRNN(keras.layers.Layer):
 
     Zoneout (Krueger et al. 2016, "Zoneout: Regularizing RNNs by Randomly Preserving Hidden
     Activations"), ``zoneout=`` keyword-only: a rate ``0 <= z < 1`` for every carried state, or
-    for the LSTM a pair ``(cell_rate, hidden_rate)`` (the paper's z_c, z_h). Each step first
-    computes the plain update s̃_t (the layer's usual equations from the zoned-out s_{t-1}),
-    then:
+    for the LSTM a pair ``(cell_rate, hidden_rate)`` (the paper's z_c, z_h). Each step computes
+    the plain update s̃_t (from the zoned-out s_{t-1}), then:
 
-    * training (the paper's zoneout update, Sec. 3, ``s_t = d_t ⊙ s_{t-1} + (1 - d_t) ⊙ s̃_t``,
-      cited by section: the equation numbers were not checked against the paper): ``d_t ~
-      Bernoulli(z)`` per timestep, unit and example, one independent mask per state, all drawn
-      before the loop with ``seed_generator`` as (T, B, units) tensors that the loop reads like an
-      input (nothing random in the scan);
-    * inference: the expectation ``s_t = z s_{t-1} + (1 - z) s̃_t``, the paper's test-time rule
-      (as dropout's, Sec. 3), without a draw.
+    * training (Sec. 3, ``s_t = d_t ⊙ s_{t-1} + (1 - d_t) ⊙ s̃_t``; cited by section, the
+      equation numbers were not checked): ``d_t ~ Bernoulli(z)`` per timestep, unit and example,
+      one mask per state, all drawn before the loop as (T, B, units) tensors;
+    * inference: the expectation ``s_t = z s_{t-1} + (1 - z) s̃_t`` (the paper's test-time rule).
 
-    How the ambiguities were read: the LSTM's h zoneout is applied to ``h̃_t = o_t ⊙
-    g_out(c̃_t)``, after the output gate and from the *un-zoned* candidate cell c̃_t (the
-    paper's two LSTM zoneout equations, ``c_t = d^c_t ⊙ c_{t-1} + (1 - d^c_t) ⊙ (f_t ⊙ c_{t-1}
-    + i_t ⊙ g_t)`` and ``h_t = d^h_t ⊙ h_{t-1} + (1 - d^h_t) ⊙ (o_t ⊙ tanh(f_t ⊙ c_{t-1} + i_t ⊙
-    g_t))``: c and h zoned independently, each from its own candidate), and the next step reads
-    the zoned c_t and h_t; the single state h of the GRU and SimpleRNN is zoned by the general
-    rule after the whole update (for the GRU after its own interpolation by its gate z).
-    ``recurrent_dropout`` acts on the h the recurrent matmul reads, never on the carried value
-    zoneout keeps. A masked step (Keras mask) keeps its state
-    whatever the draw. A zoneout layer with any rate > 0 runs the generic loop with autodiff:
-    never cuDNN (``cudnn_path`` names zoneout), never the hand-written backward of
-    ``layers/_steps.py``. FastDropoutRNN takes only ``zoneout=0``.
+    How the ambiguities were read: the LSTM's h zoneout applies to ``h̃_t = o_t ⊙ g_out(c̃_t)``,
+    from the *un-zoned* candidate cell c̃_t (the paper's LSTM equations, ``c_t = d^c_t ⊙ c_{t-1}
+    + (1 - d^c_t) ⊙ (f_t ⊙ c_{t-1} + i_t ⊙ g_t)``, ``h_t = d^h_t ⊙ h_{t-1} + (1 - d^h_t) ⊙ (o_t
+    ⊙ tanh(f_t ⊙ c_{t-1} + i_t ⊙ g_t))``: c and h zoned independently, each from its own
+    candidate); the next step reads the zoned c_t and h_t; the GRU's h is zoned after its own
+    interpolation by z. ``recurrent_dropout`` acts on the h the recurrent matmul reads, never on
+    the value zoneout keeps. A masked step (Keras mask) keeps its state whatever the draw. A
+    zoneout layer never runs cuDNN (``cudnn_path`` names zoneout); in training it keeps the
+    hand-written backward of ``layers/_steps.py``. FastDropoutRNN takes only ``zoneout=0``.
     """
 
     _gates = 1
@@ -95,35 +88,13 @@ class FusedRNN(keras.layers.Layer):
     _keras_use_cudnn_arg = True
 
     def __init__(
-        self,
-        units,
-        activation="tanh",
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        recurrent_regularizer=None,
-        bias_regularizer=None,
-        activity_regularizer=None,
-        kernel_constraint=None,
-        recurrent_constraint=None,
-        bias_constraint=None,
-        dropout=0.0,
-        recurrent_dropout=0.0,
-        return_sequences=False,
-        return_state=False,
-        go_backwards=False,
-        stateful=False,
-        unroll=False,
-        seed=None,
-        *,
-        zero_output_for_mask=False,
-        perturbations=None,
-        state_regularizer=None,
-        use_cudnn="auto",
-        zoneout=0.0,
-        **kwargs,
+        self, units, activation="tanh", use_bias=True, kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal", bias_initializer="zeros", kernel_regularizer=None,
+        recurrent_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+        kernel_constraint=None, recurrent_constraint=None, bias_constraint=None, dropout=0.0,
+        recurrent_dropout=0.0, return_sequences=False, return_state=False, go_backwards=False,
+        stateful=False, unroll=False, seed=None, *, zero_output_for_mask=False,
+        perturbations=None, state_regularizer=None, use_cudnn="auto", zoneout=0.0, **kwargs,
     ):
         if self._keras_implementation_arg:
             _check_implementation(kwargs.pop("implementation", 2))
@@ -158,46 +129,33 @@ class FusedRNN(keras.layers.Layer):
         if not self._defers_cudnn_check:
             self._check_use_cudnn()
 
-    # Whether ``zoneout=`` applies (FastDropoutRNN carries a variance, which zoneout would not
-    # mix as the paper's equations do: it takes only 0).
-    _supports_zoneout = True
+    _supports_zoneout = True  # FastDropoutRNN: False (zoneout would mix its variance)
 
     def _check_zoneout(self, zoneout):
-        """(``zoneout`` as given, normalized; the rate of each carried state in carry order).
-
-        A number is the rate of every state; a layer with several states (the LSTM) also takes
-        a pair ``(cell_rate, hidden_rate)``, the paper's notation z_c, z_h."""
-        name = type(self).__name__
-        multi = len(self._sequences_available) > 1
-        expected = "a rate 0 <= zoneout < 1" + (
-            " or a pair (cell_rate, hidden_rate) of such rates" if multi else ""
-        )
-
-        invalid = ValueError(
-            f"Invalid value for argument zoneout={zoneout!r} of {name}: expected {expected}."
-        )
+        """(``zoneout`` normalized; the rate of each carried state in carry order): one rate for
+        every state or, with several states (the LSTM), a pair ``(cell_rate, hidden_rate)``."""
+        name, multi = type(self).__name__, len(self._sequences_available) > 1
+        pair = " or a pair (cell_rate, hidden_rate) of such rates" if multi else ""
+        invalid = ValueError(f"Invalid value for argument zoneout={zoneout!r} of {name}: "
+                             f"expected a rate 0 <= zoneout < 1{pair}.")
 
         def rate(value):
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not (number and 0.0 <= value < 1.0):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
                 raise invalid
             return float(value)
 
         if isinstance(zoneout, (list, tuple)):
             if not multi or len(zoneout) != 2:
                 raise invalid
-            cell_rate, hidden_rate = rate(zoneout[0]), rate(zoneout[1])
-            normalized = (cell_rate, hidden_rate)
-            rates = {"hidden": hidden_rate, "cell": cell_rate}
-            rates = tuple(rates[s] for s in self._sequences_available)
+            normalized = (rate(zoneout[0]), rate(zoneout[1]))
+            by_name = {"cell": normalized[0], "hidden": normalized[1]}
+            rates = tuple(by_name[s] for s in self._sequences_available)
         else:
             normalized = rate(zoneout)
             rates = (normalized,) * len(self._sequences_available)
         if any(rates) and not self._supports_zoneout:
-            raise ValueError(
-                f"Invalid value for argument zoneout={zoneout!r}: {name} does not support "
-                "zoneout (expected 0)."
-            )
+            raise ValueError(f"Invalid value for argument zoneout={zoneout!r}: {name} does not "
+                             "support zoneout (expected 0).")
         return normalized, rates
 
     @property
@@ -208,9 +166,8 @@ class FusedRNN(keras.layers.Layer):
     _defers_cudnn_check = False
 
     def _check_use_cudnn(self):
-        """use_cudnn=True with a configuration that excludes cuDNN raises (Keras raises too, at
-        call time; the configuration is known here). On TensorFlow a layer that will run the
-        cuDNN kernel opts out of XLA, as keras.layers.LSTM does (cuDNN ops do not compile)."""
+        """use_cudnn=True with a configuration that excludes cuDNN raises (Keras does, at call
+        time). On TensorFlow a layer that will run cuDNN opts out of XLA, as keras.layers.LSTM."""
         reason = _cudnn.config_reason(self, training=True)
         if self._use_cudnn is True and reason is not None:
             raise ValueError(
@@ -253,13 +210,9 @@ class FusedRNN(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            weight_config(self),
-            return_sequences=self.return_sequences,
-            return_state=self.return_state,
-            go_backwards=self.go_backwards,
-            stateful=self.stateful,
-            zero_output_for_mask=self.zero_output_for_mask,
-            unroll=self.unroll,
+            weight_config(self), return_sequences=self.return_sequences,
+            return_state=self.return_state, go_backwards=self.go_backwards, stateful=self.stateful,
+            zero_output_for_mask=self.zero_output_for_mask, unroll=self.unroll,
             state_regularizer=_serialize_state_regularizer(self.state_regularizer),
             zoneout=list(self.zoneout) if isinstance(self.zoneout, tuple) else self.zoneout,
         )
@@ -280,27 +233,24 @@ class FusedRNN(keras.layers.Layer):
                 f"received inputs with shape {sequences_shape}."
             )
         build_weights(self, input_dim)
-        if self.stateful:
-            if self.states is not None:
-                self.reset_state()
-            else:
-                if sequences_shape[0] is None:
-                    raise ValueError(
-                        f"{type(self).__name__}: stateful=True needs a fixed batch size (e.g. "
-                        "keras.Input(batch_shape=(batch, timesteps, features))); received inputs "
-                        f"with shape {sequences_shape}."
-                    )
-                self._create_state_variables(sequences_shape[0])
+        if self.stateful and self.states is not None:
+            self.reset_state()
+        elif self.stateful:
+            if sequences_shape[0] is None:
+                raise ValueError(
+                    f"{type(self).__name__}: stateful=True needs a fixed batch size (e.g. "
+                    "keras.Input(batch_shape=(batch, timesteps, features))); received inputs "
+                    f"with shape {sequences_shape}."
+                )
+            self._create_state_variables(sequences_shape[0])
 
     @_backend.no_automatic_dependency_tracking
     def _create_state_variables(self, batch_size):
         # Untracked (not weights: get_weights() stays Keras'); listed in ``variables`` below.
         with keras.name_scope(self.name, caller=self):
             self.states = [
-                keras.Variable(
-                    ops.zeros((batch_size, size)), trainable=False, dtype=self.variable_dtype,
-                    name="rnn_state",
-                )
+                keras.Variable(ops.zeros((batch_size, size)), trainable=False,
+                               dtype=self.variable_dtype, name="rnn_state")
                 for size in self.state_size
             ]
         self._expected_batch_size = int(batch_size)
@@ -314,9 +264,7 @@ class FusedRNN(keras.layers.Layer):
         for state in self.states or ():
             state.assign(ops.zeros_like(state.value))
 
-    def reset_states(self):
-        """Alias of :meth:`reset_state` (Keras keeps both names)."""
-        self.reset_state()
+    reset_states = reset_state  # Keras keeps both names
 
     def save_own_variables(self, store):
         super().save_own_variables(store)
@@ -346,10 +294,7 @@ class FusedRNN(keras.layers.Layer):
 
     def compute_output_shape(self, sequences_shape, initial_state_shape=None):
         batch, length = sequences_shape[0], sequences_shape[1]
-        if self.return_sequences:
-            output = (batch, length, self.output_size)
-        else:
-            output = (batch, self.output_size)
+        output = (batch,) + ((length,) if self.return_sequences else ()) + (self.output_size,)
         outputs = [output] * (1 + len(self._paired_outputs()))
         outputs += [(batch, length, self.units) for _ in self._extra_sequence_outputs()]
         if self.return_state:
@@ -359,8 +304,7 @@ class FusedRNN(keras.layers.Layer):
     def compute_mask(self, inputs, mask=None):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
-        output_mask = mask if self.return_sequences else None
-        masks = [output_mask] * (1 + len(self._paired_outputs()))
+        masks = [mask if self.return_sequences else None] * (1 + len(self._paired_outputs()))
         masks += [mask for _ in self._extra_sequence_outputs()]
         masks += [None] * (len(self.state_size) if self.return_state else 0)
         return masks[0] if len(masks) == 1 else masks
@@ -392,12 +336,8 @@ class FusedRNN(keras.layers.Layer):
             x = ops.flip(x, axis=1)
             mask = None if mask is None else ops.flip(mask, axis=1)
         if training and self.dropout > 0:
-            keep = keras.random.dropout(
-                ops.ones((ops.shape(x)[0], 1, ops.shape(x)[-1]), dtype=x.dtype),
-                self.dropout,
-                seed=self.seed_generator,
-            )
-            x = x * keep
+            ones = ops.ones((ops.shape(x)[0], 1, ops.shape(x)[-1]), dtype=x.dtype)
+            x = x * keras.random.dropout(ones, self.dropout, seed=self.seed_generator)
         weights = self._weights(training, ops.shape(x)[1])
         float_mask = None if mask is None else _time_major_mask(mask, x.dtype)
         plan = plan_call(self, training, mask, weights)
@@ -412,14 +352,13 @@ class FusedRNN(keras.layers.Layer):
 
     def _check_inputs(self, sequences):
         self._check_rank(sequences.shape)
-        if self.stateful and self._expected_batch_size is not None:
-            if sequences.shape[0] is not None and sequences.shape[0] != self._expected_batch_size:
-                raise ValueError(
-                    f"{type(self).__name__} is stateful with batch size "
-                    f"{self._expected_batch_size} (the batch size it was built for); received "
-                    f"inputs with batch size {sequences.shape[0]}. Rebuild the model with the "
-                    "new batch size or pass stateful=False."
-                )
+        batch, expected = sequences.shape[0], self._expected_batch_size
+        if self.stateful and None not in (batch, expected) and batch != expected:
+            raise ValueError(
+                f"{type(self).__name__} is stateful with batch size {expected} (the batch size it "
+                f"was built for); received inputs with batch size {batch}. Rebuild the model "
+                "with the new batch size or pass stateful=False."
+            )
 
     def _initial_states(self, sequences, initial_state):
         if initial_state is None and self.stateful:
@@ -437,11 +376,9 @@ class FusedRNN(keras.layers.Layer):
         return [ops.cast(s, self.compute_dtype) for s in initial_state]
 
     def _weights(self, training, time_steps):
-        """The :class:`~._steps.StepWeights` of a call: plain tensors (autocast to the compute
-        dtype under mixed precision), everything random drawn here, before the loop: weight-level
-        perturbations replace a kernel by a perturbed copy, (rows, cols), or (T, rows, cols) when
-        drawn per timestep; a local one (kept, not applied) adds pre-activation noise
-        (perturbations.py). Input kernel first, then recurrent."""
+        """The :class:`~._steps.StepWeights` of a call, every draw made here (input kernel first):
+        a perturbed kernel (rows, cols), or (T, rows, cols) drawn per timestep; a local
+        perturbation is kept, not applied (pre-activation noise, perturbations.py)."""
         bias = None if self.bias is None else plain_tensor(self.bias)
         kernel, recurrent_kernel, input_local, recurrent_local = kernels_for_step(
             self.perturbations, plain_tensor(self.kernel), plain_tensor(self.recurrent_kernel),
@@ -452,15 +389,11 @@ class FusedRNN(keras.layers.Layer):
             and any(p.per == "timestep" for p in split_by_target(self.perturbations, target)[0])
             for target in ("input", "recurrent")
         ]
-        return _steps.StepWeights(
-            kernel, recurrent_kernel, bias, *self._split_bias(bias), input_local,
-            recurrent_local, *per_timestep,
-        )
+        return _steps.StepWeights(kernel, recurrent_kernel, bias, *self._split_bias(bias),
+                                  input_local, recurrent_local, *per_timestep)
 
     def _cudnn_weights(self, training):
-        """(kernel, recurrent_kernel, bias) as ``call`` hands them to cuDNN: per-sequence
-        perturbations drawn once. Only for configurations on the cuDNN path (no per-timestep
-        draws, no local noise)."""
+        """(kernel, recurrent_kernel, bias) for cuDNN (per-sequence perturbations drawn once)."""
         return self._weights(training, None)[:3]
 
     # ---------------------------------------------------------------------------- call: run
@@ -474,21 +407,18 @@ class FusedRNN(keras.layers.Layer):
         return None, hidden, final_states
 
     def _run_loop(self, call):
-        """The state sequences (T, B, units) from our loop: the input projection for all
-        timesteps (unless each step makes its own), then the hand-written backward's loop or the
-        scan (autodiff)."""
-        x_tm = ops.transpose(call.x, (1, 0, 2))
-        w = call.weights
-        if call.plan.project_in_loop:
-            projected = x_tm  # the step computes x_t W + b
-        else:
+        """The state sequences (T, B, units) from our loop: the projection (unless each step makes
+        its own), then the hand-written backward's loop or the scan (autodiff)."""
+        x_tm, w = ops.transpose(call.x, (1, 0, 2)), call.weights
+        projected = x_tm  # projecting in the loop, the step computes x_t W + b
+        if not call.plan.project_in_loop:
             projected = self._project_inputs(x_tm, w, call.training)
         if call.plan.manual_backward:
             loop = _steps.RECURRENCES[self._kind].manual_backward
             return list(loop(
-                projected, w.recurrent_kernel, call.states, w.recurrent_bias, call.float_mask,
-                self._backward_activations(), unroll=self.unroll,
-                per_timestep=w.per_timestep_recurrent,
+                projected, w.recurrent_kernel, call.states, w.recurrent_bias,
+                self._update_gates(call, projected), self._backward_activations(),
+                unroll=self.unroll, per_timestep=w.per_timestep_recurrent,
             ))
         return self._scan(call, projected)
 
@@ -504,18 +434,14 @@ class FusedRNN(keras.layers.Layer):
 
     def _scan(self, call, projected):
         """The state sequences from the scan (autodiff through it). Its draws come first:
-        the recurrent dropout mask, the zoneout masks, the local noise of ``h U``."""
+        the recurrent dropout mask, the zoneout masks (``_update_gates``), the local noise."""
         w = call.weights
         keep = None
         if call.training and self.recurrent_dropout > 0:
-            keep = keras.random.dropout(
-                ops.ones((ops.shape(call.x)[0], self.units), dtype=self.compute_dtype),
-                self.recurrent_dropout,
-                seed=self.seed_generator,
-            )
-        xs = {"projected": projected, **self._zoneout_masks(projected, call.training)}
-        if call.float_mask is not None:
-            xs["mask"] = call.float_mask
+            ones = ops.ones((ops.shape(call.x)[0], self.units), dtype=self.compute_dtype)
+            keep = keras.random.dropout(ones, self.recurrent_dropout, seed=self.seed_generator)
+        gates = self._update_gates(call, projected)
+        xs = {"projected": projected, **{f"a{i}": a for i, a in enumerate(gates) if a is not None}}
         if w.per_timestep_recurrent:
             xs["recurrent_kernel"] = w.recurrent_kernel
         factors = None
@@ -527,27 +453,28 @@ class FusedRNN(keras.layers.Layer):
         unroll = self.unroll or (IN_LOOP_UNROLL if call.plan.project_in_loop else 1)
         return scan_states(self._scan_body(call, keep, factors), call.states, xs, unroll=unroll)
 
-    def _zoneout_masks(self, projected, training):
-        """Zoneout (Krueger et al. 2016, Sec. 3; the class docstring): in training one
-        Bernoulli(z) mask per timestep, unit and example for each zoned state, (T, B, units),
-        drawn before the loop; at inference none (the step takes the expectation)."""
-        masks = {}
-        if self._zoneout_active and training:
-            shape = tuple(ops.shape(projected)[:2]) + (self.units,)
-            for i, z in enumerate(self._zoneout_rates):
-                if z > 0:
-                    u = keras.random.uniform(
-                        shape, dtype=self.compute_dtype, seed=self.seed_generator
-                    )
-                    masks[f"zoneout_{i}"] = ops.cast(u < z, self.compute_dtype)
-        return masks
+    def _update_gates(self, call, projected):
+        """Per carried state, its update gate a_t (None: 1) of ``s_t = s_{t-1} + a_t ⊙ (s̃_t −
+        s_{t-1})``: the Keras mask (masked steps keep the state) times zoneout's ``1 − d_t``,
+        ``d_t ~ Bernoulli(z)`` (T, B, units) drawn here, before the loop, in training, or
+        ``1 − z`` at inference (Krueger et al. 2016, Sec. 3; the class docstring)."""
+        gates, dtype, seed = [], self.compute_dtype, self.seed_generator
+        shape = tuple(ops.shape(projected)[:2])
+        for z in self._zoneout_rates:  # one per carried state
+            a = call.float_mask
+            if z > 0 and call.training:
+                keep = ops.cast(keras.random.uniform(shape + (self.units,), dtype=dtype, seed=seed)
+                                >= z, dtype)
+                a = keep if a is None else a * keep
+            elif z > 0:
+                a = ops.full(shape + (1,), 1.0 - z, dtype=dtype) if a is None else a * (1.0 - z)
+            gates.append(a)
+        return gates
 
     def _scan_body(self, call, recurrent_keep, local_factors):
-        """The scan's body: from the step's slice of the inputs (the projection or, projecting
-        in the loop, x_t; zoneout and Keras masks; a per-timestep kernel; the local-noise draw)
-        the layer's step, then zoneout, then the Keras mask (masked steps keep the state)."""
-        w, in_loop, training = call.weights, call.plan.project_in_loop, call.training
-        zoneout_rates = self._zoneout_rates if self._zoneout_active else ()
+        """The scan's body: the layer's step on this step's slices (the projection or x_t, a
+        per-timestep kernel, the local-noise draw), then the update gates."""
+        w, in_loop = call.weights, call.plan.project_in_loop
         local, step = w.recurrent_local, self._step_function()
 
         def body(carry, inputs):
@@ -564,14 +491,9 @@ class FusedRNN(keras.layers.Layer):
                 def noise(h):
                     return local.local_noise(h, local_factors, inputs["local_normal"])
 
-            new_carry = step(projected, h_in, u, carry, w.recurrent_bias, noise)
-            if zoneout_rates:
-                new_carry = _zone_out(new_carry, carry, zoneout_rates, inputs, training)
-            if "mask" in inputs:  # masked steps keep the previous state
-                m = inputs["mask"]
-                new_carry = [o + m * (n - o) for n, o in zip(new_carry, carry)]
             # The loop emits the carried states; outputs are formed after the loop.
-            return new_carry
+            return _steps.update(step(projected, h_in, u, carry, w.recurrent_bias, noise),
+                                 carry, inputs)
 
         return body
 
@@ -697,10 +619,8 @@ class FusedRNN(keras.layers.Layer):
         """Whether the steps compute ``x_t W + b`` themselves (:data:`PROJECT_IN_LOOP`); never
         where ``_project`` does more than a matmul (FastDropoutRNN's variance part)."""
         device = "gpu" if _backend.gpu_available() else "cpu"
-        return (
-            keras.backend.backend() in PROJECT_IN_LOOP[device].get(self._kind, ())
-            and type(self)._project is FusedRNN._project
-        )
+        listed = keras.backend.backend() in PROJECT_IN_LOOP[device].get(self._kind, ())
+        return listed and type(self)._project is FusedRNN._project
 
     def _step_config(self):
         return _steps.step_config(self)
@@ -718,27 +638,12 @@ class FusedRNN(keras.layers.Layer):
         return lambda *args: step(config, *args)[0]
 
 
-def _zone_out(new_carry, carry, rates, inputs, training):
-    """Zoneout of each carried state (Krueger et al. 2016, Sec. 3):
-    training ``s_t = d_t ⊙ s_{t-1} + (1 - d_t) ⊙ s̃_t`` with ``d_t ~ Bernoulli(z)`` (the masks
-    ``inputs["zoneout_i"]``, drawn before the loop); inference the expectation
-    ``s_t = z s_{t-1} + (1 - z) s̃_t`` (the paper's test-time rule, Sec. 3)."""
-    out = []
-    for i, (new, old, z) in enumerate(zip(new_carry, carry, rates)):
-        if z > 0:
-            d = inputs[f"zoneout_{i}"] if training else z
-            new = new + d * (old - new)
-        out.append(new)
-    return out
-
-
 def activation_config(layer, argument):
     """The config entry of an activation ``argument`` of ``layer``: the name it was given (or
     None), else the serialized function."""
     name = getattr(layer, f"{argument}_name")
-    if name is None or isinstance(name, str):
-        return name
-    return activations_lib.serialize(getattr(layer, argument))
+    return name if name is None or isinstance(name, str) else activations_lib.serialize(
+        getattr(layer, argument))
 
 
 def weight_config(layer):
@@ -755,14 +660,9 @@ def weight_config(layer):
 
 
 def _deserialize_list(values, argument):
-    if values is None:
-        return []
-    if not isinstance(values, (list, tuple)):
-        values = [values]
     out = []
-    for value in values:
-        if isinstance(value, dict):
-            value = keras.saving.deserialize_keras_object(value)
+    for value in state_regularizer_list(values):  # None, one or several, as a list
+        value = _deserialize_one(value)
         if not hasattr(value, "applies_to"):
             raise ValueError(
                 f"Invalid entry in {argument}: {value!r}; expected keras_rnnreg.perturbations "
@@ -773,9 +673,7 @@ def _deserialize_list(values, argument):
 
 
 def _deserialize_one(value):
-    if isinstance(value, dict):
-        return keras.saving.deserialize_keras_object(value)
-    return value
+    return keras.saving.deserialize_keras_object(value) if isinstance(value, dict) else value
 
 
 def _check_penalty(value):
@@ -790,29 +688,21 @@ def _check_penalty(value):
 
 def _deserialize_state_regularizer(value):
     """None, one penalty, or a list of penalties (an empty list is None); configs deserialized."""
-    if value is None:
-        return None
     if isinstance(value, (list, tuple)):
-        penalties = [_check_penalty(_deserialize_one(v)) for v in value]
-        return penalties or None
-    return _check_penalty(_deserialize_one(value))
+        return [_check_penalty(_deserialize_one(v)) for v in value] or None
+    return None if value is None else _check_penalty(_deserialize_one(value))
 
 
 def _serialize_state_regularizer(value):
-    if value is None:
-        return None
     if isinstance(value, (list, tuple)):
         return [keras.saving.serialize_keras_object(v) for v in value]
-    return keras.saving.serialize_keras_object(value)
+    return None if value is None else keras.saving.serialize_keras_object(value)
 
 
 def state_regularizer_list(value):
     """A layer's ``state_regularizer`` (None, one penalty or a list) as a list."""
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value]
+    return list(value) if isinstance(value, (list, tuple)) else [] if value is None else [value]
+
 
 def _time_major_mask(mask, dtype):
     """A (B, T) mask as a float (T, B, 1) tensor."""
@@ -850,7 +740,9 @@ def plan_call(layer, training, mask, weights):
         not in_loop
         and weights.recurrent_local is None
         and not (training and layer.recurrent_dropout > 0)  # a mask inside the loop
-        and not layer._zoneout_active  # the hand-written backward has no zoneout
+        # zoneout's expectation (inference) makes fractional update gates: SimpleRNN's
+        # backward reads f'(z_t) from h_t, so it takes 0/1 gates only
+        and not (layer._zoneout_active and not training)
         and layer._manual_backward()
     )
     return CallPlan(_cudnn_route(layer, training, mask), in_loop, manual)
@@ -869,11 +761,8 @@ def _cudnn_route(layer, training, mask):
         return "loop"
     if mask is None:
         return "cudnn"
-    if (
-        (layer.return_state or layer.stateful)
-        and not _backend.kernel_takes_mask()
-        and len(layer.state_size) > 1
-    ):
+    if (layer.return_state or layer.stateful) and not _backend.kernel_takes_mask() and len(
+            layer.state_size) > 1:
         return "loop"  # the final cell state of a padded row is not in the returned sequence
     return "cudnn_if_right_padded"
 
@@ -899,14 +788,12 @@ def set_weight_arguments(owner, args):
     regularizer and constraint, dropout rates, seed."""
     units = args["units"]
     if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
-        raise ValueError(
-            f"Invalid value for argument units={units!r}: expected a positive integer."
-        )
+        raise ValueError(f"Invalid value for argument units={units!r}: expected a positive "
+                         "integer.")
     for arg in ("dropout", "recurrent_dropout"):
         if not 0.0 <= float(args[arg]) < 1.0:
-            raise ValueError(
-                f"Invalid value for argument {arg}={args[arg]!r}: expected 0 <= {arg} < 1."
-            )
+            raise ValueError(f"Invalid value for argument {arg}={args[arg]!r}: expected 0 <= "
+                             f"{arg} < 1.")
     owner.units = units
     owner.activation_name = args["activation"]
     owner.activation = activations_lib.get(args["activation"], "activation")
@@ -934,12 +821,10 @@ def build_weights(owner, input_dim):
         )
 
     owner.kernel = add("kernel", "kernel", (input_dim, width), owner.kernel_initializer)
-    owner.recurrent_kernel = add(
-        "recurrent_kernel", "recurrent", (owner.units, width), owner.recurrent_initializer
-    )
-    owner.bias = None
-    if owner.use_bias:
-        owner.bias = add("bias", "bias", owner._bias_shape(), owner._bias_initializer_value())
+    owner.recurrent_kernel = add("recurrent_kernel", "recurrent", (owner.units, width),
+                                 owner.recurrent_initializer)
+    owner.bias = (add("bias", "bias", owner._bias_shape(), owner._bias_initializer_value())
+                  if owner.use_bias else None)
 
 
 __all__ = ["CallPlan", "FusedRNN", "plan_call"]

@@ -11,17 +11,14 @@ def set_gru_arguments(owner, recurrent_activation, reset_after):
     owner.recurrent_activation_name = recurrent_activation
     owner.recurrent_activation = activations_lib.get(recurrent_activation, "recurrent_activation")
     if not isinstance(reset_after, bool):
-        raise ValueError(
-            f"Invalid value for argument reset_after={reset_after!r}: expected True or False."
-        )
+        raise ValueError(f"Invalid value for argument reset_after={reset_after!r}: expected True "
+                         "or False.")
     owner.reset_after = reset_after
 
 
 def gru_config(owner):
-    return {
-        "recurrent_activation": activation_config(owner, "recurrent_activation"),
-        "reset_after": owner.reset_after,
-    }
+    return {"recurrent_activation": activation_config(owner, "recurrent_activation"),
+            "reset_after": owner.reset_after}
 
 
 def gru_bias_shape(owner):
@@ -63,8 +60,7 @@ class GRU(FusedRNN):
 
     ``zoneout=z`` (Krueger et al. 2016): each unit of h keeps its previous value with probability
     z in training, after the GRU's update; the expectation at inference (details in
-    :class:`~keras_rnnreg.layers.base.FusedRNN`). A zoneout layer runs our loop with autodiff:
-    no cuDNN, no hand-written backward.
+    :class:`~keras_rnnreg.layers.base.FusedRNN`; never cuDNN).
     """
 
     _gates = 3
@@ -72,58 +68,24 @@ class GRU(FusedRNN):
     _defers_cudnn_check = True
 
     def __init__(
-        self,
-        units,
-        activation="tanh",
-        recurrent_activation="sigmoid",
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        recurrent_regularizer=None,
-        bias_regularizer=None,
-        activity_regularizer=None,
-        kernel_constraint=None,
-        recurrent_constraint=None,
-        bias_constraint=None,
-        dropout=0.0,
-        recurrent_dropout=0.0,
-        seed=None,
-        return_sequences=False,
-        return_state=False,
-        go_backwards=False,
-        stateful=False,
-        unroll=False,
-        reset_after=True,
-        use_cudnn="auto",
-        **kwargs,
+        self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+        kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+        bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+        bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+        recurrent_constraint=None, bias_constraint=None, dropout=0.0, recurrent_dropout=0.0,
+        seed=None, return_sequences=False, return_state=False, go_backwards=False,
+        stateful=False, unroll=False, reset_after=True, use_cudnn="auto", **kwargs,
     ):
-        # keras.layers.GRU's arguments in its order; ours (zero_output_for_mask, perturbations,
-        # state_regularizer) keyword-only through **kwargs.
+        # keras.layers.GRU's arguments in its order; those of FusedRNN keyword-only (**kwargs).
         super().__init__(
-            units,
-            activation=activation,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            recurrent_regularizer=recurrent_regularizer,
-            bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer,
-            kernel_constraint=kernel_constraint,
-            recurrent_constraint=recurrent_constraint,
-            bias_constraint=bias_constraint,
-            dropout=dropout,
-            recurrent_dropout=recurrent_dropout,
-            seed=seed,
-            return_sequences=return_sequences,
-            return_state=return_state,
-            go_backwards=go_backwards,
-            stateful=stateful,
-            unroll=unroll,
-            use_cudnn=use_cudnn,
+            units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint, recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint, dropout=dropout, recurrent_dropout=recurrent_dropout,
+            seed=seed, return_sequences=return_sequences, return_state=return_state,
+            go_backwards=go_backwards, stateful=stateful, unroll=unroll, use_cudnn=use_cudnn,
             **kwargs,
         )
         set_gru_arguments(self, recurrent_activation, reset_after)
@@ -133,9 +95,7 @@ class GRU(FusedRNN):
     _cudnn_kernel = "gru"
 
     def _backward_activations(self):
-        if not self.reset_after:
-            return None
-        return (self.activation_name, self.recurrent_activation_name)
+        return (self.activation_name, self.recurrent_activation_name) if self.reset_after else None
 
     def _cudnn_equation_reasons(self):
         if not self.reset_after:
@@ -146,9 +106,7 @@ class GRU(FusedRNN):
         return hidden, h
 
     def get_config(self):
-        config = super().get_config()
-        config.update(gru_config(self))
-        return config
+        return {**super().get_config(), **gru_config(self)}
 
 
 __all__ = ["GRU", "gru_bias_shape", "gru_config", "set_gru_arguments"]

@@ -15,12 +15,9 @@ def set_lstm_arguments(owner, recurrent_activation, output_activation, unit_forg
     owner.recurrent_activation_name = recurrent_activation
     owner.recurrent_activation = activations_lib.get(recurrent_activation, "recurrent_activation")
     owner.output_activation_name = output_activation
-    if output_activation == "same":
-        owner.output_activation = owner.activation
-    elif output_activation is not None:
-        owner.output_activation = activations_lib.get(output_activation, "output_activation")
-    else:
-        owner.output_activation = None
+    owner.output_activation = (
+        owner.activation if output_activation == "same" else None if output_activation is None
+        else activations_lib.get(output_activation, "output_activation"))
     owner.unit_forget_bias = bool(unit_forget_bias)
 
 
@@ -40,13 +37,8 @@ def lstm_bias_initializer(owner):
     base, units = owner.bias_initializer, owner.units
 
     def initializer(shape, dtype=None):
-        return ops.concatenate(
-            [
-                base((units,), dtype=dtype),
-                keras.initializers.get("ones")((units,), dtype=dtype),
-                base((units * 2,), dtype=dtype),
-            ]
-        )
+        ones = keras.initializers.get("ones")((units,), dtype=dtype)
+        return ops.concatenate([base((units,), dtype=dtype), ones, base((units * 2,), dtype=dtype)])
 
     return initializer
 
@@ -73,8 +65,7 @@ class LSTM(FusedRNN):
     * ``zoneout=z`` or ``(cell_rate, hidden_rate)`` (Krueger et al. 2016): c and h each keep
       their previous value with their own probability in training (h after the output gate,
       from the un-zoned candidate cell), the expectation at inference; details in
-      :class:`~keras_rnnreg.layers.base.FusedRNN`. Runs our loop with autodiff (no cuDNN, no
-      hand-written backward);
+      :class:`~keras_rnnreg.layers.base.FusedRNN` (never cuDNN);
     * ``use_cudnn="auto" | True | False`` (Keras' argument): the same equations through Keras'
       own cuDNN kernel on TensorFlow and PyTorch with a GPU, with per-sequence weight noise or
       DropConnect drawn once and the perturbed kernels handed to cuDNN (AWD-LSTM's weight-dropped
@@ -89,61 +80,26 @@ class LSTM(FusedRNN):
     _sequences_available = ("hidden", "cell")
 
     def __init__(
-        self,
-        units,
-        activation="tanh",
-        recurrent_activation="sigmoid",
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
-        unit_forget_bias=True,
-        kernel_regularizer=None,
-        recurrent_regularizer=None,
-        bias_regularizer=None,
-        activity_regularizer=None,
-        kernel_constraint=None,
-        recurrent_constraint=None,
-        bias_constraint=None,
-        dropout=0.0,
-        recurrent_dropout=0.0,
-        seed=None,
-        return_sequences=False,
-        return_state=False,
-        go_backwards=False,
-        stateful=False,
-        unroll=False,
-        use_cudnn="auto",
-        *,
-        output_activation="same",
-        return_cell_sequence=False,
-        **kwargs,
+        self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+        kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+        bias_initializer="zeros", unit_forget_bias=True, kernel_regularizer=None,
+        recurrent_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+        kernel_constraint=None, recurrent_constraint=None, bias_constraint=None, dropout=0.0,
+        recurrent_dropout=0.0, seed=None, return_sequences=False, return_state=False,
+        go_backwards=False, stateful=False, unroll=False, use_cudnn="auto", *,
+        output_activation="same", return_cell_sequence=False, **kwargs,
     ):
-        # keras.layers.LSTM's arguments in its order; ours (and zero_output_for_mask,
-        # perturbations, state_regularizer through **kwargs) keyword-only after them.
+        # keras.layers.LSTM's arguments in its order; ours (and those of FusedRNN, through
+        # **kwargs) keyword-only after them.
         super().__init__(
-            units,
-            activation=activation,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            recurrent_regularizer=recurrent_regularizer,
-            bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer,
-            kernel_constraint=kernel_constraint,
-            recurrent_constraint=recurrent_constraint,
-            bias_constraint=bias_constraint,
-            dropout=dropout,
-            recurrent_dropout=recurrent_dropout,
-            seed=seed,
-            return_sequences=return_sequences,
-            return_state=return_state,
-            go_backwards=go_backwards,
-            stateful=stateful,
-            unroll=unroll,
-            use_cudnn=use_cudnn,
+            units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint, recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint, dropout=dropout, recurrent_dropout=recurrent_dropout,
+            seed=seed, return_sequences=return_sequences, return_state=return_state,
+            go_backwards=go_backwards, stateful=stateful, unroll=unroll, use_cudnn=use_cudnn,
             **kwargs,
         )
         set_lstm_arguments(self, recurrent_activation, output_activation, unit_forget_bias)
@@ -162,10 +118,8 @@ class LSTM(FusedRNN):
 
     def _cudnn_equation_reasons(self):
         if self._output_activation_key() != "tanh":
-            yield (
-                f"output_activation={self.output_activation_name!r} "
-                "(cuDNN always applies tanh to the cell)"
-            )
+            yield (f"output_activation={self.output_activation_name!r} (cuDNN always applies "
+                   "tanh to the cell)")
 
     def _cudnn_output_reasons(self):
         if any(reg.on == "cell" for reg in self._state_regularizers):
@@ -178,14 +132,12 @@ class LSTM(FusedRNN):
         hidden, h, c = _backend.cudnn_lstm(
             x, states[0], states[1], kernel, recurrent_kernel, bias, mask=mask
         )
-        # Without return_state or stateful the final cell state is never read (None where the
-        # kernel cannot give it under a mask).
+        # None where the kernel cannot give it under a mask: then never read (no return_state)
         return hidden, h, ops.zeros_like(h) if c is None else c
 
     def _output_activation_key(self):
-        if self.output_activation_name == "same":
-            return self.activation_name
-        return self.output_activation_name
+        same = self.output_activation_name == "same"
+        return self.activation_name if same else self.output_activation_name
 
     def _backward_activations(self):
         names = (self.activation_name, self.recurrent_activation_name)

@@ -23,8 +23,7 @@ class SimpleRNN(FusedRNN):
       TemporalActivationRegularization(1.0)]``), each added with its own ``add_loss``;
     * ``zoneout=z`` (Krueger et al. 2016): each unit keeps its previous value with probability z
       in training (masks drawn before the loop), the expectation at inference (details in
-      :class:`~keras_rnnreg.layers.base.FusedRNN`); runs the autodiff loop, not the
-      hand-written backward;
+      :class:`~keras_rnnreg.layers.base.FusedRNN`);
 
     Masks, ``zero_output_for_mask`` and ``stateful`` as Keras (:class:`FusedRNN`). Like Keras'
     SimpleRNN it takes no ``implementation`` and has no ``use_cudnn`` (``"auto"`` and ``False``

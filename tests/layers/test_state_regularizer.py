@@ -101,11 +101,8 @@ def test_lstm_ar_and_tar_equal_numpy_on_the_state_sequence(on, use_mask):
     x, mask = _masked_inputs()
     if not use_mask:
         mask = np.ones_like(mask)
-    layer = layers.LSTM(
-        5,
-        state_regularizer=[ActivationRegularization(2.0, on=on),
-                           TemporalActivationRegularization(0.5, on=on)],
-    )
+    layer = layers.LSTM(5, state_regularizer=[ActivationRegularization(2.0, on=on),
+                                              TemporalActivationRegularization(0.5, on=on)])
     probe = layers.LSTM(5, return_sequences=True, return_cell_sequence=True)
     layer(x)
     probe(x)
@@ -120,11 +117,8 @@ def test_lstm_ar_and_tar_equal_numpy_on_the_state_sequence(on, use_mask):
 
 
 def _penalties():
-    return [
-        NormStabilizer(50.0),
-        TemporalActivationRegularization(1.0),
-        ActivationRegularization(2.0, on="cell"),
-    ]
+    return [NormStabilizer(50.0), TemporalActivationRegularization(1.0),
+            ActivationRegularization(2.0, on="cell")]
 
 
 @pytest.mark.parametrize("cls", [layers.SimpleRNN, layers.GRU, layers.LSTM])

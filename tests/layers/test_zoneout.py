@@ -8,7 +8,9 @@ import pytest
 from keras import ops
 
 from keras_rnnreg import layers
+from keras_rnnreg.layers.base import plan_call
 from keras_rnnreg.perturbations import WeightNoise
+from tests.gradients import value_and_grads
 
 UNITS = 4
 
@@ -214,3 +216,66 @@ def test_cudnn_reason_mentions_zoneout(kind):
         assert not taken and "zoneout" in reason
     with pytest.raises(ValueError, match="zoneout"):
         make(kind, rate(kind), use_cudnn=True)
+
+
+class _Wrapped(keras.layers.Layer):
+    """A Dense before the layer and trainable initial states, so that the gradients of the
+    projected inputs and of the initial states show up as weight gradients."""
+
+    def __init__(self, rnn, training):
+        super().__init__()
+        self.pre, self.rnn, self.training_mode = keras.layers.Dense(4), rnn, training
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.pre.build(input_shape)
+        self.initial = [self.add_weight(shape=(1, UNITS), initializer="random_normal")
+                        for _ in self.rnn.state_size]
+        self.rnn.build(tuple(input_shape[:-1]) + (4,))
+
+    def call(self, x, mask=None):
+        states = [ops.broadcast_to(s, (ops.shape(x)[0], UNITS)) for s in self.initial]
+        return self.rnn(self.pre(x), initial_state=states, mask=mask,
+                        training=self.training_mode)
+
+
+HAND_WRITTEN_CASES = [("simple_rnn", 0.3), ("gru", 0.3), ("lstm", (0.5, 0.0)),
+                      ("lstm", (0.0, 0.4)), ("lstm", (0.5, 0.3))]
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("perturbation", [None, "sequence", "timestep"])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("kind,z", HAND_WRITTEN_CASES)
+def test_hand_written_backward_matches_autodiff(kind, z, masked, perturbation, training,
+                                                monkeypatch):
+    """Zoneout (and a Keras mask) in the hand-written backward pass of layers/_steps.py: the
+    outputs, final states and gradients of the weights, initial states and inputs are those of
+    autodiff through the scan, with the same draws (the LSTM with a cell rate, a hidden rate and
+    both). At inference (zoneout's expectation: fractional gates) the plan takes autodiff."""
+    x = np.random.default_rng(2).normal(size=(3, 7, 5)).astype("float32")
+    kw = {}
+    if perturbation:
+        kw["perturbations"] = [WeightNoise(0.2, per=perturbation)]
+    wrapped = {}
+    for manual in (True, False):
+        rnn = make(kind, z, return_sequences=True, return_state=True,
+                   bias_initializer="random_normal", **kw)
+        monkeypatch.setattr(rnn, "_manual_backward", lambda v=manual: v)
+        monkeypatch.setattr(rnn, "_projects_in_loop", lambda: False)
+        wrapped[manual] = _Wrapped(rnn, training)
+        wrapped[manual].build(x.shape)
+    wrapped[True].set_weights(wrapped[False].get_weights())
+    mask = None
+    if masked:
+        mask = np.ones((3, 7), dtype=bool)
+        mask[0, :2] = mask[1, 3:5] = mask[2, 6] = False
+        mask = ops.convert_to_tensor(mask)
+    out_a, grads_a = value_and_grads(wrapped[False], x, mask=mask)
+    out_m, grads_m = value_and_grads(wrapped[True], x, mask=mask)
+    np.testing.assert_allclose(out_m, out_a, atol=1e-5)
+    assert len(grads_m) == len(grads_a) == len(wrapped[True].trainable_variables)
+    for g_m, g_a in zip(grads_m, grads_a):
+        np.testing.assert_allclose(g_m, g_a, atol=1e-5)
+    rnn = wrapped[True].rnn  # (after the calls: drawing the weights moves the seed)
+    assert plan_call(rnn, training, None, rnn._weights(training, 7)).manual_backward is training
