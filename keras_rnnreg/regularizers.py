@@ -140,10 +140,9 @@ def state_penalty(sequence, cost="norm_diff", mask=None, target=5.0):
     _check_cost(cost)
     sequence, mask, dtype = _prepare(sequence, mask, "state_penalty")
 
-    pairs = mask[:, 1:] * mask[:, :-1]
     if cost == "state_diff":
-        diff = sequence[:, 1:] - sequence[:, :-1]
-        return _weighted_mean(ops.sum(ops.square(diff), axis=-1), pairs)
+        return _weighted_mean(*_squared_steps(sequence, mask))
+    pairs = mask[:, 1:] * mask[:, :-1]
     l1 = cost == "l1_norm_diff"
     norms = ops.sum(ops.abs(sequence), axis=-1) if l1 else safe_l2_norm(sequence)  # (batch, time)
     if cost in _PAIR_COSTS:
@@ -269,10 +268,18 @@ def temporal_activation_penalty(sequence, mask=None):
     Σ_{b,t: t, t−1 valid} Σ_u (h_{b,t,u} − h_{b,t−1,u})² / (units · number of valid pairs); 0 when
     no pair is valid (e.g. T = 1). Arguments and result as :func:`activation_penalty`."""
     sequence, mask, _ = _prepare(sequence, mask, "temporal_activation_penalty")
-    diff = sequence[:, 1:] - sequence[:, :-1]
-    # x * x summed, then / units: a third cheaper than mean(square(x)) on PyTorch's CPU (backward)
-    pairs = mask[:, 1:] * mask[:, :-1]
-    return _weighted_mean(ops.sum(diff * diff, axis=-1), pairs) / ops.shape(sequence)[-1]
+    return _weighted_mean(*_squared_steps(sequence, mask)) / ops.shape(sequence)[-1]
+
+
+def _squared_steps(sequence, mask):
+    """(Σ_u (h_t − h_{t−1})², the weight of each pair: 1 where both steps are valid), (B, T) each.
+
+    The differences come from a roll, the wrapped-around step 0 weighted 0: two slices of the
+    (B, T, units) sequence made TensorFlow's backward 5x slower (StridedSliceGrad, 24 ms against
+    4 ms at 81 x 100 x 200 on CPU); x * x summed is a third cheaper than square on PyTorch."""
+    diff = sequence - ops.roll(sequence, 1, axis=1)
+    pairs = ops.concatenate([ops.zeros_like(mask[:, :1]), mask[:, 1:] * mask[:, :-1]], axis=1)
+    return ops.sum(diff * diff, axis=-1), pairs
 
 
 @serializable
