@@ -18,6 +18,7 @@ from keras import ops
 
 from keras_rnnreg import _backend
 from keras_rnnreg import activations as activations_lib
+from keras_rnnreg._api import check_int, check_rate
 from keras_rnnreg._backend import plain_tensor, scan_states
 from keras_rnnreg.layers import _cudnn, _steps
 from keras_rnnreg.perturbations import kernels_for_step, split_by_target
@@ -786,14 +787,9 @@ def set_weight_arguments(owner, args):
     """Check and set the arguments that the layers and the cells share, from ``args`` (the
     ``__init__``'s ``locals()``): units, activation, use_bias, each weight's initializer,
     regularizer and constraint, dropout rates, seed."""
-    units = args["units"]
-    if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
-        raise ValueError(f"Invalid value for argument units={units!r}: expected a positive "
-                         "integer.")
+    units = check_int("units", args["units"])
     for arg in ("dropout", "recurrent_dropout"):
-        if not 0.0 <= float(args[arg]) < 1.0:
-            raise ValueError(f"Invalid value for argument {arg}={args[arg]!r}: expected 0 <= "
-                             f"{arg} < 1.")
+        check_rate(arg, args[arg])
     owner.units = units
     owner.activation_name = args["activation"]
     owner.activation = activations_lib.get(args["activation"], "activation")
