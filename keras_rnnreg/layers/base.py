@@ -464,8 +464,7 @@ class FusedRNN(keras.layers.Layer):
         for z in self._zoneout_rates:  # one per carried state
             a = call.float_mask
             if z > 0 and call.training:
-                keep = ops.cast(keras.random.uniform(shape + (self.units,), dtype=dtype, seed=seed)
-                                >= z, dtype)
+                keep = _backend.keep_mask(shape + (self.units,), z, dtype, seed)
                 a = keep if a is None else a * keep
             elif z > 0:
                 a = ops.full(shape + (1,), 1.0 - z, dtype=dtype) if a is None else a * (1.0 - z)
