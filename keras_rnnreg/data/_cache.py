@@ -52,6 +52,23 @@ def atomic_save_npz(path, **arrays):
     return path
 
 
+def cached(name, build, use=True):
+    """The arrays of cache file ``name``; when it is absent or unreadable, or ``use`` is False,
+    those of ``build()``, saved under ``name`` when ``use``."""
+    path = cache_dir() / name
+    stored = load_npz(path) if use else None
+    if stored is None:
+        stored = build()
+        if use:
+            atomic_save_npz(path, **stored)
+    return stored
+
+
+def split(flat, lengths):
+    """``flat`` cut into consecutive pieces of ``lengths`` (the inverse of concatenating them)."""
+    return np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else []
+
+
 def load_npz(path):
     """The arrays of the cache file ``path`` as a dict, or None when it is absent or unreadable.
 
@@ -65,5 +82,5 @@ def load_npz(path):
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        warnings.warn(f"cache file {path} is unreadable ({err}); rebuilding it", stacklevel=3)
+        warnings.warn(f"cache file {path} is unreadable ({err}); rebuilding it", stacklevel=4)
         return None

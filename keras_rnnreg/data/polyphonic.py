@@ -1,9 +1,6 @@
-"""Polyphonic music: the four benchmarks of the noise study (section 10.1) and their metrics.
-
-JSB Chorales, Nottingham, MuseData and Piano-midi.de (Boulanger-Lewandowski et al. 2012) as
-88-wide binary piano rolls (column 0 is MIDI pitch 21), read from the original pickles, the
-``.mat`` copies, a folder of MIDI files, or ``"music21-chorales"`` (a JSB-like default, not the
-benchmark's split); the documentation's "Data sources and metrics" page describes each.
+"""Polyphonic music: JSB Chorales, Nottingham, MuseData and Piano-midi.de (Boulanger-Lewandowski
+et al. 2012), the noise study's benchmarks, as 88-wide binary piano rolls (column 0 is MIDI pitch
+21). The documentation's "Data sources and metrics" page describes each source.
 
 Preprocessing (section 10.1): "we split the training and validation samples into chunks of 100
 timesteps each ... For samples that are smaller than 100 steps long, we pad them with zeros at
@@ -344,44 +341,26 @@ def music21_chorales(limit=None, cache=True):
 
     names = chorale_split(limit)
     key = _cache.fingerprint(_CHORALES_VERSION, music21.__version__, sorted(names.items()))
-    path = _cache.cache_dir() / f"music21-chorales-{key}.npz"
-    if cache:
-        stored = _cache.load_npz(path)
-        if stored is not None:
-            return _unpack_rolls(stored)
-    rolls, skipped = {}, []
-    for split in SPLITS:
-        rolls[split] = []
-        for name in names[split]:
-            try:
-                rolls[split].append(_chorale_roll(name))
-            except Exception as err:  # music21 raises many kinds of errors on odd files
-                skipped.append(f"{name} ({type(err).__name__}: {err})")
-    if skipped:
-        warnings.warn(f"skipped {len(skipped)} chorale(s) music21 could not turn into a roll: "
-                      + "; ".join(skipped), stacklevel=2)
-    if cache:
-        _cache.atomic_save_npz(path, **_pack_rolls(rolls))
-    return rolls
 
+    def parse():
+        packed, skipped = {}, []
+        for split in SPLITS:
+            rolls = []
+            for name in names[split]:
+                try:
+                    rolls.append(_chorale_roll(name))
+                except Exception as err:  # music21 raises many kinds of errors on odd files
+                    skipped.append(f"{name} ({type(err).__name__}: {err})")
+            packed[f"{split}_lengths"] = np.array([len(r) for r in rolls], dtype=np.int64)
+            packed[f"{split}_rolls"] = np.concatenate([np.zeros((0, N_NOTES), np.uint8), *rolls])
+        if skipped:
+            warnings.warn(f"skipped {len(skipped)} chorale(s) music21 could not turn into a roll: "
+                          + "; ".join(skipped), stacklevel=4)
+        return packed
 
-def _pack_rolls(splits):
-    packed = {}
-    for split in SPLITS:
-        seqs = splits[split]
-        packed[f"{split}_lengths"] = np.array([len(s) for s in seqs], dtype=np.int64)
-        packed[f"{split}_rolls"] = (np.concatenate(seqs).astype(np.uint8) if seqs
-                                    else np.zeros((0, N_NOTES), np.uint8))
-    return packed
-
-
-def _unpack_rolls(packed):
-    out = {}
-    for split in SPLITS:
-        lengths = packed[f"{split}_lengths"]
-        rolls = packed[f"{split}_rolls"]
-        out[split] = list(np.split(rolls, np.cumsum(lengths)[:-1])) if len(lengths) else []
-    return out
+    packed = _cache.cached(f"music21-chorales-{key}.npz", parse, cache)
+    return {split: _cache.split(packed[f"{split}_rolls"], packed[f"{split}_lengths"])
+            for split in SPLITS}
 
 
 # Preprocessing and pipelines
@@ -392,6 +371,23 @@ def _as_roll(sequence, i):
     if roll.ndim != 2 or roll.shape[1] != N_NOTES:
         raise ValueError(f"sequence {i} has shape {roll.shape}; expected (T, 88)")
     return roll
+
+
+def _pairs(sequences, what):
+    """The :func:`next_step` pairs of the sequences that have at least one."""
+    pairs = [next_step(_as_roll(s, i)) for i, s in enumerate(sequences)]
+    pairs = [p for p in pairs if len(p[0])]
+    if not pairs:
+        raise ValueError(f"no sequence has two or more timesteps: nothing to {what}")
+    return pairs
+
+
+def _padded(pairs, indices, length):
+    """(inputs, targets, weights) of ``pairs[indices]``, padded at the end to ``length``."""
+    chosen = [pairs[i] for i in indices]
+    return (_batching.pad_stack([x for x, _ in chosen], length),
+            _batching.pad_stack([y for _, y in chosen], length),
+            _batching.pad_stack([np.ones(len(x), np.float32) for x, _ in chosen], length))
 
 
 def next_step(sequence):
@@ -432,19 +428,10 @@ def make_dataset(sequences, batch_size, chunk=CHUNK, shuffle=True, seed=0, **kwa
     if chunk is not None:
         arrays = make_chunks(sequences, chunk)
         return _batching.ArrayBatches(arrays, batch_size, shuffle=shuffle, seed=seed, **kwargs)
-    pairs = [next_step(_as_roll(s, i)) for i, s in enumerate(sequences)]
-    pairs = [p for p in pairs if len(p[0])]
-    if not pairs:
-        raise ValueError("no sequence has two or more timesteps: nothing to predict")
-
-    def make_batch(indices, length):
-        x = _batching.pad_stack([pairs[i][0] for i in indices], length)
-        y = _batching.pad_stack([pairs[i][1] for i in indices], length)
-        w = _batching.pad_stack([np.ones(len(pairs[i][0]), np.float32) for i in indices], length)
-        return x, y, w
-
-    return _batching.PaddedBatches([len(p[0]) for p in pairs], make_batch, batch_size,
-                                   shuffle=shuffle, seed=seed, **kwargs)
+    pairs = _pairs(sequences, "predict")
+    return _batching.PaddedBatches([len(p[0]) for p in pairs],
+                                   lambda indices, length: _padded(pairs, indices, length),
+                                   batch_size, shuffle=shuffle, seed=seed, **kwargs)
 
 
 def evaluate(model, sequences, batch_size=32, causal=True, from_logits=False, pad_multiple=64):
@@ -460,10 +447,7 @@ def evaluate(model, sequences, batch_size=32, causal=True, from_logits=False, pa
     """
     batch_size = check_int("batch_size", batch_size)
     pad_multiple = check_int("pad_multiple", pad_multiple)
-    pairs = [next_step(_as_roll(s, i)) for i, s in enumerate(sequences)]
-    pairs = [p for p in pairs if len(p[0])]
-    if not pairs:
-        raise ValueError("no sequence has two or more timesteps: nothing to evaluate")
+    pairs = _pairs(sequences, "evaluate")
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))
     batches = []
     for i in order:
@@ -472,22 +456,19 @@ def evaluate(model, sequences, batch_size=32, causal=True, from_logits=False, pa
             batches[-1].append(i)
         else:
             batches.append([i])
-    nll_total = count = tp = fp = fn = 0.0
+    sums = np.zeros(5)  # NLL, timesteps, TP, FP, FN
     for batch in batches:
         longest = max(len(pairs[i][0]) for i in batch)
         length = -(-longest // pad_multiple) * pad_multiple if causal else longest
-        x = _batching.pad_stack([pairs[i][0] for i in batch], length)
-        y = _batching.pad_stack([pairs[i][1] for i in batch], length)
-        mask = _batching.pad_stack([np.ones(len(pairs[i][0])) for i in batch], length)
+        x, y, mask = _padded(pairs, batch, length)
         prob = _batching.predict_batch(model, x)
         if prob.shape != x.shape:
             raise ValueError(f"the model's output has shape {prob.shape} for inputs of shape "
                              f"{x.shape}; expected one 88-wide prediction per timestep "
                              "(return_sequences=True)")
-        total, n = metrics_lib.nll_sums(y, prob, mask, from_logits=from_logits)
-        counts = metrics_lib.frame_counts(y, prob, mask, from_logits=from_logits)
-        nll_total, count = nll_total + total, count + n
-        tp, fp, fn = tp + counts[0], fp + counts[1], fn + counts[2]
+        sums += (*metrics_lib.nll_sums(y, prob, mask, from_logits=from_logits),
+                 *metrics_lib.frame_counts(y, prob, mask, from_logits=from_logits))
+    nll, count, tp, fp, fn = sums
     denominator = tp + fp + fn
-    return {"nll": nll_total / count, "frame_accuracy": tp / denominator if denominator else 0.0,
+    return {"nll": nll / count, "frame_accuracy": tp / denominator if denominator else 0.0,
             "timesteps": int(count)}

@@ -308,14 +308,12 @@ def _compute(splits):
 def _unpack(packed):
     out = {}
     for split in SPLITS:
-        frames, label_lengths = packed[f"{split}_frames"], packed[f"{split}_label_lengths"]
-        labels = np.split(packed[f"{split}_labels"], np.cumsum(label_lengths)[:-1])
-        out[split] = {"features": np.split(packed[f"{split}_features"], np.cumsum(frames)[:-1]),
+        labels = _cache.split(packed[f"{split}_labels"], packed[f"{split}_label_lengths"])
+        out[split] = {"features": _cache.split(packed[f"{split}_features"],
+                                               packed[f"{split}_frames"]),
                       "labels": [a.astype(np.int32) for a in labels],
                       "ids": [str(i) for i in packed[f"{split}_ids"]]}
-    out["phones"] = PHONES_61
-    out["mean"], out["std"] = packed["mean"], packed["std"]
-    return out
+    return {**out, "phones": PHONES_61, "mean": packed["mean"], "std": packed["std"]}
 
 
 def load(root, cache=True, data_root=None):
@@ -328,15 +326,8 @@ def load(root, cache=True, data_root=None):
     """
     root = catalog.resolve(root, "timit", data_root=data_root)
     splits = find_utterances(root)
-    path = _cache.cache_dir() / f"timit-{_fingerprint(root, splits)}.npz"
-    if cache:
-        stored = _cache.load_npz(path)
-        if stored is not None:
-            return _unpack(stored)
-    packed = _compute(splits)
-    if cache:
-        _cache.atomic_save_npz(path, **packed)
-    return _unpack(packed)
+    name = f"timit-{_fingerprint(root, splits)}.npz"
+    return _unpack(_cache.cached(name, lambda: _compute(splits), cache))
 
 
 # Pipelines, decoding, evaluation
