@@ -152,46 +152,42 @@ def find_utterances(root):
     found = {}
     for name, folder in (("TRAIN", train_dir), ("TEST", test_dir)):
         utterances = []
-        for region in _children(folder):
-            if not (region.is_dir() and region.name.lower().startswith("dr")):
-                continue
-            for speaker in _children(region):
-                if not speaker.is_dir():
-                    continue
-                files = {p.name.lower(): p for p in speaker.iterdir() if p.is_file()}
-                for lower, wav in sorted(files.items()):
-                    stem, dot, suffix = lower.partition(".")
-                    if suffix != "wav" or stem.startswith("sa"):
-                        continue  # "x.wav.wav" conversions have suffix "wav.wav": skipped
-                    phn = files.get(f"{stem}.phn")
-                    if phn is None:
-                        raise FileNotFoundError(f"{wav}: no matching label file {stem.upper()}.PHN "
-                                                f"in {speaker}; every TIMIT utterance needs its "
-                                                ".PHN phone labels")
-                    utt_id = f"{speaker.name.upper()}_{stem.upper()}"
-                    utterances.append((speaker.name.lower(), utt_id, wav, phn))
+        speakers = [speaker for region in _children(folder)
+                    if region.is_dir() and region.name.lower().startswith("dr")
+                    for speaker in _children(region) if speaker.is_dir()]
+        for speaker in speakers:
+            files = {p.name.lower(): p for p in speaker.iterdir() if p.is_file()}
+            for lower, wav in sorted(files.items()):
+                stem, _, suffix = lower.partition(".")
+                if suffix != "wav" or stem.startswith("sa"):
+                    continue  # "x.wav.wav" conversions have suffix "wav.wav": skipped
+                phn = files.get(f"{stem}.phn")
+                if phn is None:
+                    raise FileNotFoundError(f"{wav}: no matching label file {stem.upper()}.PHN in "
+                                            f"{speaker}; every TIMIT utterance needs its .PHN "
+                                            "phone labels")
+                utt_id = f"{speaker.name.upper()}_{stem.upper()}"
+                utterances.append((speaker.name.lower(), utt_id, wav, phn))
         if not utterances:
             raise FileNotFoundError(f"{folder}: no utterances (expected "
                                     "DR1..DR8/<speaker>/<sentence>.WAV with .PHN labels beside "
                                     "them)")
         found[name] = utterances
-    core, dev = set(CORE_TEST_SPEAKERS), set(DEV_SPEAKERS)
-    splits = {
-        "train": [u[1:] for u in found["TRAIN"]],
-        "valid": [u[1:] for u in found["TEST"] if u[0] in dev],
-        "test": [u[1:] for u in found["TEST"] if u[0] in core],
-    }
+    splits = {"train": [u[1:] for u in found["TRAIN"]]}
+    present = {u[0] for u in found["TEST"]}
+    missing = {}
     for split, speakers in (("valid", DEV_SPEAKERS), ("test", CORE_TEST_SPEAKERS)):
+        splits[split] = [u[1:] for u in found["TEST"] if u[0] in speakers]
         if not splits[split]:
             raise FileNotFoundError(f"{test_dir}: none of the {len(speakers)} speakers of the "
                                     f"{split} split ({', '.join(s.upper() for s in speakers[:3])}, "
                                     "...) is present")
-    present = {u[0] for u in found["TEST"]}
-    missing_dev, missing_core = len(dev - present), len(core - present)
-    if missing_dev or missing_core:
-        warnings.warn(f"TIMIT at {root}: {missing_dev} of the {len(dev)} development speakers and "
-                      f"{missing_core} of the {len(core)} core-test speakers are missing; the "
-                      "numbers will not be comparable with the paper's", stacklevel=2)
+        missing[split] = len(set(speakers) - present)
+    if any(missing.values()):
+        warnings.warn(f"TIMIT at {root}: {missing['valid']} of the {len(DEV_SPEAKERS)} development "
+                      f"speakers and {missing['test']} of the {len(CORE_TEST_SPEAKERS)} core-test "
+                      "speakers are missing; the numbers will not be comparable with the paper's",
+                      stacklevel=2)
     return splits
 
 
@@ -279,18 +275,13 @@ def _compute(splits):
         raw[split] = (feats, labels, ids)
     # Training-set mean and standard deviation, accumulated in float64 around a shift (the
     # first utterance's mean) so that no second copy of the whole training set is needed.
-    shift = raw["train"][0][0].mean(axis=0, dtype=np.float64)
-    total = np.zeros(FEATURE_DIM)
-    squares = np.zeros(FEATURE_DIM)
-    count = 0
-    for f in raw["train"][0]:
-        centred = f - shift
-        total += centred.sum(axis=0)
-        squares += (centred.astype(np.float64) ** 2).sum(axis=0)
-        count += len(f)
+    train = raw["train"][0]
+    shift = train[0].mean(axis=0, dtype=np.float64)
+    count = sum(len(f) for f in train)
+    total = sum((f - shift).sum(axis=0) for f in train)
+    squares = sum(((f - shift) ** 2).sum(axis=0) for f in train)
     mean = shift + total / count
-    std = np.sqrt(np.maximum(squares / count - (total / count) ** 2, 0.0))
-    std = np.maximum(std, 1e-8)
+    std = np.maximum(np.sqrt(np.maximum(squares / count - (total / count) ** 2, 0.0)), 1e-8)
     packed = {"mean": mean.astype(np.float32), "std": std.astype(np.float32)}
     scale = (1.0 / std).astype(np.float32)
     for split, (feats, labels, ids) in raw.items():
