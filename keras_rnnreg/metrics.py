@@ -65,18 +65,15 @@ def _mean(sums, message):
     return total / count
 
 
-def _bernoulli_log_likelihood(y_true, y_prob, from_logits):
-    if from_logits:
-        # log sigmoid(z) = -softplus(-z), log(1 - sigmoid(z)) = -softplus(z)
-        return -(y_true * np.logaddexp(0.0, -y_prob) + (1.0 - y_true) * np.logaddexp(0.0, y_prob))
-    p = np.clip(y_prob, EPSILON, 1.0 - EPSILON)
-    return y_true * np.log(p) + (1.0 - y_true) * np.log1p(-p)
-
-
 def nll_sums(y_true, y_prob, mask=None, from_logits=False):
     """``(summed NLL in nats, counted timesteps)``, behind :func:`nll_per_timestep`."""
     y_true, y_prob = _rolls(y_true, y_prob)
-    nll = -_bernoulli_log_likelihood(y_true, y_prob, from_logits).sum(axis=-1)
+    if from_logits:  # -log sigmoid(z) = softplus(-z), -log(1 - sigmoid(z)) = softplus(z)
+        nll = y_true * np.logaddexp(0.0, -y_prob) + (1.0 - y_true) * np.logaddexp(0.0, y_prob)
+    else:
+        p = np.clip(y_prob, EPSILON, 1.0 - EPSILON)
+        nll = -(y_true * np.log(p) + (1.0 - y_true) * np.log1p(-p))
+    nll = nll.sum(axis=-1)
     weights = _timestep_mask(mask, nll.shape)
     return float((nll * weights).sum()), float(weights.sum())
 

@@ -102,22 +102,24 @@ class PaddedBatches(EpochBatches):
             batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
         return [batches[i] for i in rng.permutation(len(batches))]
 
-    def _padded_length(self, position):
+    def _batch(self, indices, position):
         def rounded(indices):
             t = int(self.lengths[indices].max())
             return -(-t // self.pad_multiple) * self.pad_multiple
 
-        length = rounded(self._plan[position])
-        if position == 1 and self.lengths.min() != self.lengths.max():
-            if length == rounded(self._plan[0]):
-                length += self.pad_multiple
-        return length
-
-    def _batch(self, indices, position):
-        return self.make_batch(indices, self._padded_length(position))
+        length = rounded(indices)
+        if (position == 1 and self.lengths.min() != self.lengths.max()
+                and length == rounded(self._plan[0])):
+            length += self.pad_multiple  # see the module docstring
+        return self.make_batch(indices, length)
 
 
-def predict_batch(model, x):
-    """Run ``model`` on one batch and return NumPy (``predict_on_batch`` when available)."""
+def predict_batch(model, x, expected, same=2):
+    """``model``'s output on one batch as NumPy (``predict_on_batch`` when available); a
+    ValueError saying ``expected`` unless it is 3-D with the first ``same`` dimensions of ``x``."""
     out = model.predict_on_batch(x) if hasattr(model, "predict_on_batch") else model(x)
-    return np.asarray(keras.ops.convert_to_numpy(out))
+    out = np.asarray(keras.ops.convert_to_numpy(out))
+    if out.ndim != 3 or out.shape[:same] != x.shape[:same]:
+        raise ValueError(f"the model's output has shape {out.shape} for inputs of shape "
+                         f"{x.shape}; expected {expected}")
+    return out

@@ -10,6 +10,7 @@ target), cut into consecutive chunks of 100; a shorter chunk is zero-padded at t
 sample weight 0. Test sequences are run whole (:func:`evaluate`).
 """
 
+import itertools
 import math
 import operator
 import pickle
@@ -244,10 +245,8 @@ def read_midi_folder(path, grid=None):
     _grid_step(grid, path)
     subfolders = {p.name.lower(): p for p in path.iterdir() if p.is_dir()}
     aliases = {"train": ("train",), "valid": ("valid", "validation", "val"), "test": ("test",)}
-    found = {
-        split: next((subfolders[a] for a in names if a in subfolders), None)
-        for split, names in aliases.items()
-    }
+    found = {split: next((subfolders[a] for a in names if a in subfolders), None)
+             for split, names in aliases.items()}
     if all(found.values()):
         files = {}
         for split, folder in found.items():
@@ -269,11 +268,9 @@ def _split_counts(n):
 
 
 def _fixed_split(items):
-    """60/20/20 split of ``items`` by a fixed permutation (seed 0)."""
-    items = list(items)
-    order = np.random.default_rng(_SPLIT_SEED).permutation(len(items))
+    """60/20/20 split of the list ``items`` by a fixed permutation (seed 0)."""
     n_train, n_valid, _ = _split_counts(len(items))
-    ranked = [items[i] for i in order]
+    ranked = [items[i] for i in np.random.default_rng(_SPLIT_SEED).permutation(len(items))]
     return {"train": ranked[:n_train], "valid": ranked[n_train : n_train + n_valid],
             "test": ranked[n_train + n_valid :]}
 
@@ -312,13 +309,8 @@ def _chorale_roll(name):
     from music21 import corpus
 
     score = corpus.parse(name)
-    flat = score.flatten()
-    intervals = []
-    for element in flat.notes:
-        start = float(element.offset)
-        end = start + float(element.quarterLength)
-        for pitch in element.pitches:
-            intervals.append((int(round(pitch.ps)), start, end))
+    intervals = [(int(round(p.ps)), float(n.offset), float(n.offset) + float(n.quarterLength))
+                 for n in score.flatten().notes for p in n.pitches]
     # Align the quarter-note grid with the beats: an anacrusis of half a beat shifts it by 0.5.
     shift = 0.0
     parts = getattr(score, "parts", None)
@@ -449,23 +441,16 @@ def evaluate(model, sequences, batch_size=32, causal=True, from_logits=False, pa
     pad_multiple = check_int("pad_multiple", pad_multiple)
     pairs = _pairs(sequences, "evaluate")
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))
-    batches = []
-    for i in order:
-        if batches and len(batches[-1]) < batch_size and (
-                causal or len(pairs[batches[-1][0]][0]) == len(pairs[i][0])):
-            batches[-1].append(i)
-        else:
-            batches.append([i])
+    groups = [order] if causal else [list(group) for _, group in itertools.groupby(
+        order, key=lambda i: len(pairs[i][0]))]
+    batches = [g[k : k + batch_size] for g in groups for k in range(0, len(g), batch_size)]
     sums = np.zeros(5)  # NLL, timesteps, TP, FP, FN
     for batch in batches:
         longest = max(len(pairs[i][0]) for i in batch)
         length = -(-longest // pad_multiple) * pad_multiple if causal else longest
         x, y, mask = _padded(pairs, batch, length)
-        prob = _batching.predict_batch(model, x)
-        if prob.shape != x.shape:
-            raise ValueError(f"the model's output has shape {prob.shape} for inputs of shape "
-                             f"{x.shape}; expected one 88-wide prediction per timestep "
-                             "(return_sequences=True)")
+        prob = _batching.predict_batch(model, x, "one 88-wide prediction per timestep "
+                                       "(return_sequences=True)", same=3)
         sums += (*metrics_lib.nll_sums(y, prob, mask, from_logits=from_logits),
                  *metrics_lib.frame_counts(y, prob, mask, from_logits=from_logits))
     nll, count, tp, fp, fn = sums

@@ -185,10 +185,7 @@ def evaluate(model, ids, seq_len=SEQ_LEN, batch_size=128, from_logits=False):
     bits = count = 0.0
     for start in range(0, len(x), batch_size):
         sl = slice(start, start + batch_size)
-        prob = _batching.predict_batch(model, x[sl])
-        if prob.shape[:2] != x[sl].shape or prob.ndim != 3:
-            raise ValueError(f"the model's output has shape {prob.shape} for inputs of shape "
-                             f"{x[sl].shape}; expected (batch, seq_len, vocabulary size)")
+        prob = _batching.predict_batch(model, x[sl], "(batch, seq_len, vocabulary size)")
         total, n = metrics_lib.bpc_sums(y[sl], prob, w[sl], from_logits=from_logits)
         bits, count = bits + total, count + n
     return {"bpc": bits / count, "nll": bits / count * np.log(2.0), "characters": int(count)}

@@ -198,14 +198,8 @@ def mel_filterbank(n_filters=N_FILTERS, n_fft=512, sample_rate=SAMPLE_RATE, low_
                    high_hz=None):
     """(n_filters, n_fft // 2 + 1) triangular filters evenly spaced on the HTK mel scale."""
     high_hz = sample_rate / 2.0 if high_hz is None else float(high_hz)
-
-    def to_mel(hz):
-        return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
-
-    def to_hz(mel):
-        return 700.0 * (10.0 ** (np.asarray(mel) / 2595.0) - 1.0)
-
-    edges = to_hz(np.linspace(to_mel(low_hz), to_mel(high_hz), n_filters + 2))
+    low_mel, high_mel = 2595.0 * np.log10(1.0 + np.array([low_hz, high_hz]) / 700.0)
+    edges = 700.0 * (10.0 ** (np.linspace(low_mel, high_mel, n_filters + 2) / 2595.0) - 1.0)
     freqs = np.arange(n_fft // 2 + 1) * sample_rate / n_fft
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (freqs[None] - lower) / (centre - lower)
@@ -246,10 +240,6 @@ def filterbank_features(audio, sample_rate=SAMPLE_RATE):
     return np.hstack([static, first, deltas(first)])
 
 
-def _phone_ids(labels):
-    return np.array([_PHONE_IDS[phone] for _, _, phone in labels], dtype=np.int32)
-
-
 # Loading (with the cache)
 
 
@@ -270,7 +260,7 @@ def _compute(splits):
         for utt_id, wav, phn in splits[split]:
             audio, rate = read_sphere(wav)
             feats.append(filterbank_features(audio, rate).astype(np.float32))
-            labels.append(_phone_ids(read_phn(phn)))
+            labels.append(np.array([_PHONE_IDS[p] for _, _, p in read_phn(phn)], np.int32))
             ids.append(utt_id)
         raw[split] = (feats, labels, ids)
     # Training-set mean and standard deviation, accumulated in float64 around a shift (the
@@ -398,10 +388,7 @@ def evaluate(model, split, batch_size=1):
         batch = order[start : start + batch_size]
         lengths = [len(features[i]) for i in batch]
         x = _batching.pad_stack([features[i] for i in batch], max(lengths))
-        out = _batching.predict_batch(model, x)
-        if out.ndim != 3 or out.shape[:2] != x.shape[:2]:
-            raise ValueError(f"the model's output has shape {out.shape} for inputs of shape "
-                             f"{x.shape}; expected (batch, frames, {NUM_CLASSES})")
+        out = _batching.predict_batch(model, x, f"(batch, frames, {NUM_CLASSES})")
         for i, ids in zip(batch, decode(out, lengths)):
             hypotheses.append(fold(ids))
             references.append(fold(labels[i]))

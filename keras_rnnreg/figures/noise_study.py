@@ -73,15 +73,14 @@ def noise_loss_surface(out_dir, *, grid=60, steps=50, target=0.7, sigma=0.3, per
 
 
 # ------------------------------------------------------------------------------ Figs. 5 to 7
+# The panels of Figs. 5-7 by the regularization section a run sets (the first that applies).
+_FAMILIES = {"dropconnect": "DropConnect (Fig. 5)", "weight_noise": "weight noise (Fig. 6)",
+            "weight_penalty": "norm-based penalty (Fig. 7)"}
+
+
 def _family(run):
     reg = run.config["regularization"]
-    if reg.get("dropconnect"):
-        return "DropConnect (Fig. 5)"
-    if reg.get("weight_noise"):
-        return "weight noise (Fig. 6)"
-    if reg.get("weight_penalty"):
-        return "norm-based penalty (Fig. 7)"
-    return "other"
+    return next((family for key, family in _FAMILIES.items() if reg.get(key)), "other")
 
 
 def noise_spectral_radius(runs, out_dir):
@@ -105,9 +104,7 @@ def noise_spectral_radius(runs, out_dir):
             rows += [{"run": str(run.path), "name": run.name, "label": run.label(),
                       "family": _family(run), "key": key, "epoch": e, "spectral_radius": v}
                      for e, v in zip(epochs, values)]
-    order = ("DropConnect (Fig. 5)", "weight noise (Fig. 6)", "norm-based penalty (Fig. 7)",
-             "other")
-    families = [f for f in order if any(r["family"] == f for r in rows)]
+    families = [f for f in (*_FAMILIES.values(), "other") if any(r["family"] == f for r in rows)]
     plt = pyplot()
     fig, axes = plt.subplots(1, len(families), figsize=(4.6 * len(families), 3.6), squeeze=False)
     for ax, family in zip(axes[0], families):
