@@ -374,12 +374,11 @@ def _pairs(sequences, what):
     return pairs
 
 
-def _padded(pairs, indices, length):
-    """(inputs, targets, weights) of ``pairs[indices]``, padded at the end to ``length``."""
-    chosen = [pairs[i] for i in indices]
-    return (_batching.pad_stack([x for x, _ in chosen], length),
-            _batching.pad_stack([y for _, y in chosen], length),
-            _batching.pad_stack([np.ones(len(x), np.float32) for x, _ in chosen], length))
+def _padded(pairs, length, padding="post"):
+    """(inputs, targets, weights) of ``pairs`` zero-padded to ``length`` (weight 0 on padding)."""
+    return (_batching.pad_stack([x for x, _ in pairs], length, padding),
+            _batching.pad_stack([y for _, y in pairs], length, padding),
+            _batching.pad_stack([np.ones(len(x)) for x, _ in pairs], length, padding))
 
 
 def next_step(sequence):
@@ -396,18 +395,9 @@ def make_chunks(sequences, length=CHUNK):
     is 0. Sequences of fewer than two timesteps give no chunk.
     """
     length = check_int("chunk", length)
-    xs, ys, ws = [], [], []
-    for i, seq in enumerate(sequences):
-        x, y = next_step(_as_roll(seq, i))
-        for start in range(0, len(x), length):
-            xc, yc = x[start : start + length], y[start : start + length]
-            pad = length - len(xc)
-            xs.append(np.pad(xc, ((pad, 0), (0, 0))))
-            ys.append(np.pad(yc, ((pad, 0), (0, 0))))
-            ws.append(np.concatenate([np.zeros(pad, np.float32), np.ones(len(xc), np.float32)]))
-    if not xs:
-        raise ValueError("no sequence has two or more timesteps: nothing to predict")
-    return np.stack(xs), np.stack(ys), np.stack(ws)
+    chunks = [(x[start : start + length], y[start : start + length])
+              for x, y in _pairs(sequences, "predict") for start in range(0, len(x), length)]
+    return _padded(chunks, length, padding="pre")
 
 
 def make_dataset(sequences, batch_size, chunk=CHUNK, shuffle=True, seed=0, **kwargs):
@@ -421,9 +411,12 @@ def make_dataset(sequences, batch_size, chunk=CHUNK, shuffle=True, seed=0, **kwa
         arrays = make_chunks(sequences, chunk)
         return _batching.ArrayBatches(arrays, batch_size, shuffle=shuffle, seed=seed, **kwargs)
     pairs = _pairs(sequences, "predict")
-    return _batching.PaddedBatches([len(p[0]) for p in pairs],
-                                   lambda indices, length: _padded(pairs, indices, length),
-                                   batch_size, shuffle=shuffle, seed=seed, **kwargs)
+
+    def make_batch(indices, length):
+        return _padded([pairs[i] for i in indices], length)
+
+    return _batching.PaddedBatches([len(x) for x, _ in pairs], make_batch, batch_size,
+                                   shuffle=shuffle, seed=seed, **kwargs)
 
 
 def evaluate(model, sequences, batch_size=32, causal=True, from_logits=False, pad_multiple=64):
@@ -448,7 +441,7 @@ def evaluate(model, sequences, batch_size=32, causal=True, from_logits=False, pa
     for batch in batches:
         longest = max(len(pairs[i][0]) for i in batch)
         length = -(-longest // pad_multiple) * pad_multiple if causal else longest
-        x, y, mask = _padded(pairs, batch, length)
+        x, y, mask = _padded([pairs[i] for i in batch], length)
         prob = _batching.predict_batch(model, x, "one 88-wide prediction per timestep "
                                        "(return_sequences=True)", same=3)
         sums += (*metrics_lib.nll_sums(y, prob, mask, from_logits=from_logits),

@@ -182,10 +182,10 @@ def evaluate(model, ids, seq_len=SEQ_LEN, batch_size=128, from_logits=False):
     """
     x, y, w = make_sequences(ids, seq_len)
     batch_size = check_int("batch_size", batch_size)
-    bits = count = 0.0
+    sums = np.zeros(2)  # bits, characters
     for start in range(0, len(x), batch_size):
         sl = slice(start, start + batch_size)
         prob = _batching.predict_batch(model, x[sl], "(batch, seq_len, vocabulary size)")
-        total, n = metrics_lib.bpc_sums(y[sl], prob, w[sl], from_logits=from_logits)
-        bits, count = bits + total, count + n
+        sums += metrics_lib.bpc_sums(y[sl], prob, w[sl], from_logits=from_logits)
+    bits, count = sums
     return {"bpc": bits / count, "nll": bits / count * np.log(2.0), "characters": int(count)}

@@ -348,12 +348,11 @@ def decode(outputs, lengths=None):
     utterance's number of valid frames (all frames when None).
     """
     outputs = keras.ops.convert_to_tensor(outputs, dtype="float32")
-    batch, frames = outputs.shape[0], outputs.shape[1]
     if outputs.shape[-1] != NUM_CLASSES:
         raise ValueError(f"expected outputs with {NUM_CLASSES} classes (blank + 61 phones) on the "
                          f"last axis; got shape {tuple(outputs.shape)}")
     if lengths is None:
-        lengths = np.full((batch,), frames, dtype=np.int32)
+        lengths = [outputs.shape[1]] * outputs.shape[0]
     lengths = keras.ops.convert_to_tensor(np.asarray(lengths, dtype=np.int32))
     decoded, _ = keras.ops.ctc_decode(outputs, lengths, strategy="greedy", mask_index=BLANK)
     decoded = np.asarray(keras.ops.convert_to_numpy(decoded))[0]

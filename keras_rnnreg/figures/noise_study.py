@@ -50,9 +50,7 @@ def noise_loss_surface(out_dir, *, grid=60, steps=50, target=0.7, sigma=0.3, per
     A ``grid`` × ``grid`` set of initial weights (the paper: 100 × 100), loss from
     :func:`unit_rnn_loss`. Columns: w, b, loss (no noise), loss_noisy (mean over the noise).
     """
-    ws = np.linspace(*w_range, grid)
-    bs = np.linspace(*b_range, grid)
-    W, B = np.meshgrid(ws, bs)
+    W, B = np.meshgrid(np.linspace(*w_range, grid), np.linspace(*b_range, grid))
     plain = unit_rnn_loss(W, B, steps, target)
     noisy = unit_rnn_loss(W, B, steps, target, sigma=sigma, per=per, samples=samples, seed=seed)
     plt = pyplot()
@@ -189,10 +187,10 @@ def noise_sweep(searches, out_dir):
     plt = pyplot()
     fig, axes = plt.subplots(1, len(present), figsize=(4.4 * len(present), 3.6), squeeze=False)
     for ax, name in zip(axes[0], present):
-        points = [r for r in rows if r["parameter"] == name]
         groups = {}
-        for r in points:
-            groups.setdefault((r["model"], r["regularizer"]), []).append(r)
+        for r in rows:
+            if r["parameter"] == name:
+                groups.setdefault((r["model"], r["regularizer"]), []).append(r)
         for (model, regularizer), group in sorted(groups.items()):
             label = model + (f" ({regularizer.upper()})" if regularizer else "")
             ax.scatter([r["value"] for r in group], [r["score"] for r in group], s=18, label=label)

@@ -105,15 +105,14 @@ def ns_norm_horizon(runs, out_dir, *, length=LENGTH, batch=16):
     same points in long form (name, label, beta, cost, quantity, cell).
     """
     runs = runs_of(runs, "ns_norm_horizon")
-    rows, horizon = [], []
+    rows = []
     for run in runs:
         x, _ = long_inputs(run, length, batch)
         cells = run.cell == "lstm"
         out = hidden_sequences(run, x, cells=cells)
-        seqs = {"h": out[0], "c": out[1]} if cells else {"h": out}
+        seqs = dict(zip("hc", out)) if cells else {"h": out}
         ns = arguments(run.config["regularization"].get("norm_stabilizer"))
         cost = ns["cost"] if ns and ns["beta"] > 0 else ""
-        horizon.append(run.config["data"]["seq_len"])
         network = "lstm" if cells else f"{run.cell}/{run.config['model']['activation']}"
         first = {**_row(run), "cost": cost, "cell": network}
         for quantity, seq in seqs.items():
@@ -127,6 +126,7 @@ def ns_norm_horizon(runs, out_dir, *, length=LENGTH, batch=16):
         costs = sorted({r["cost"] for r in mine if r["cost"]}) if cell != "lstm" else []
         for quantity in [q for q in ("h", "c") if any(r["quantity"] == q for r in mine)]:
             panels += [(cell, quantity, cost) for cost in costs or [None]]
+    horizon = max(r.config["data"]["seq_len"] for r in runs)
     plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
     for ax, (cell, quantity, cost) in zip(axes[0], panels):
@@ -138,7 +138,7 @@ def ns_norm_horizon(runs, out_dir, *, length=LENGTH, batch=16):
         values = [r["mean_norm"] for r in chosen if math.isfinite(r["mean_norm"])]
         if values and min(values) > 0 and max(values) / min(values) > 100:
             ax.set_yscale("log")
-        ax.axvline(max(horizon), color="gray", ls=":", lw=1)
+        ax.axvline(horizon, color="gray", ls=":", lw=1)
         name = {"h": "‖h_t‖", "c": "‖c_t‖"}[quantity]
         ax.set_title(f"{cell}: mean {name}" + (f", cost {cost}" if cost else ""), fontsize=10)
         ax.set(xlabel="timestep (dotted: training length)", ylabel=f"mean {name}")
@@ -148,9 +148,7 @@ def ns_norm_horizon(runs, out_dir, *, length=LENGTH, batch=16):
     for r in rows:
         wide.setdefault(r["t"], {"t": r["t"]})[f"{r['run']}:{r['quantity']}"] = r["mean_norm"]
     table = [{c: row.get(c, math.nan) for c in ["t", *curves]} for _, row in sorted(wide.items())]
-    result = save(fig, out_dir, "ns_norm_horizon", ["t", *curves], table)
-    result["curves"] = rows
-    return result
+    return {**save(fig, out_dir, "ns_norm_horizon", ["t", *curves], table), "curves": rows}
 
 
 # ------------------------------------------------------------------------------------ Fig. 4
@@ -174,8 +172,7 @@ def ns_irnn_lognorm(runs, out_dir, *, length=LENGTH, batch=16):
         h = hidden_sequences(run, x)
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             lognorm = np.log(np.linalg.norm(h, axis=-1)).mean(0)
-        model = run.model()
-        probs = np.concatenate([float64(model(x[i : i + 8], training=False))
+        probs = np.concatenate([float64(run.model()(x[i : i + 8], training=False))
                                 for i in range(0, len(x), 8)])
         picked = np.take_along_axis(probs, y[..., None].astype(int), axis=-1)[..., 0]
         with np.errstate(divide="ignore", invalid="ignore"):
