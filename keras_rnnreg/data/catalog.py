@@ -160,11 +160,10 @@ def fetch(name, data_root=None, mirror=None):
     corpus, root = _corpus(name), _root(data_root)
     if corpus.url is None:
         return locate(name, root)
-    base = corpus.url
-    if mirror:
-        base = str(mirror)
-        base = (base if urllib.parse.urlsplit(base).scheme else Path(base).resolve().as_uri())
-        base = base.rstrip("/") + "/"
+    base = str(mirror or corpus.url)
+    if not urllib.parse.urlsplit(base).scheme:  # a local folder
+        base = Path(base).resolve().as_uri()
+    base = base.rstrip("/") + "/"
     missing = {}
     for rel, expected in corpus.files.items():
         target = root / rel

@@ -222,8 +222,7 @@ def read_midi(path, grid="eighth"):
     end_tick = max(midi.time_to_tick(n.end) for n in notes)
     n_steps = max(1, math.ceil(end_tick / ticks_per_step))
     times = np.array([midi.tick_to_time(round(k * ticks_per_step)) for k in range(n_steps)])
-    intervals = [(n.pitch, n.start, n.end) for n in notes]
-    return _sample_notes(intervals, times, path)
+    return _sample_notes([(n.pitch, n.start, n.end) for n in notes], times, path)
 
 
 def _midi_files(folder):
@@ -318,8 +317,7 @@ def _chorale_roll(name):
         measures = parts[0].getElementsByClass("Measure")
         if len(measures):
             shift = (-float(measures[0].paddingLeft)) % 1.0
-    end = max(e for _, _, e in intervals) if intervals else 0.0
-    times = np.arange(shift, end, GRIDS["quarter"])
+    times = np.arange(shift, max((end for *_, end in intervals), default=0.0), GRIDS["quarter"])
     return _sample_notes(intervals, times, f"music21 chorale {name}")
 
 

@@ -223,8 +223,7 @@ def filterbank_features(audio, sample_rate=SAMPLE_RATE):
     if x.ndim != 1 or x.size == 0:
         raise ValueError(f"`audio` must be a non-empty 1-D signal; got shape {x.shape}")
     x = np.concatenate([x[:1], x[1:] - PRE_EMPHASIS * x[:-1]])
-    window = int(round(WINDOW_S * sample_rate))
-    hop = int(round(HOP_S * sample_rate))
+    window, hop = (int(round(seconds * sample_rate)) for seconds in (WINDOW_S, HOP_S))
     n_fft = 1 << (window - 1).bit_length()
     if len(x) < window:
         x = np.pad(x, (0, window - len(x)))
@@ -232,8 +231,7 @@ def filterbank_features(audio, sample_rate=SAMPLE_RATE):
     index = np.arange(window)[None, :] + hop * np.arange(n_frames)[:, None]
     frames = x[index] * np.hamming(window)
     power = np.abs(np.fft.rfft(frames, n_fft)) ** 2
-    filters = mel_filterbank(N_FILTERS, n_fft, sample_rate)
-    log_fbank = np.log(np.maximum(power @ filters.T, 1e-10))
+    log_fbank = np.log(np.maximum(power @ mel_filterbank(N_FILTERS, n_fft, sample_rate).T, 1e-10))
     log_energy = np.log(np.maximum((frames**2).sum(axis=1), 1e-10))
     static = np.column_stack([log_fbank, log_energy])
     first = deltas(static)
@@ -275,10 +273,7 @@ def _compute(splits):
     packed = {"mean": mean.astype(np.float32), "std": std.astype(np.float32)}
     scale = (1.0 / std).astype(np.float32)
     for split, (feats, labels, ids) in raw.items():
-        normalised = np.concatenate(feats)
-        normalised -= mean.astype(np.float32)
-        normalised *= scale
-        packed[f"{split}_features"] = normalised
+        packed[f"{split}_features"] = (np.concatenate(feats) - mean.astype(np.float32)) * scale
         packed[f"{split}_frames"] = np.array([len(f) for f in feats], dtype=np.int64)
         packed[f"{split}_labels"] = np.concatenate(labels).astype(np.int16)
         packed[f"{split}_label_lengths"] = np.array([len(a) for a in labels], dtype=np.int64)
