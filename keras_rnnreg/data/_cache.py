@@ -4,7 +4,6 @@
 file in the same folder, then ``os.replace``).
 """
 
-import contextlib
 import hashlib
 import os
 import tempfile
@@ -27,11 +26,7 @@ def cache_dir(create=True):
 
 def fingerprint(*parts):
     """A short stable hash of ``parts`` (strings or numbers), used in cache file names."""
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(repr(part).encode("utf-8"))
-        digest.update(b"\0")
-    return digest.hexdigest()[:16]
+    return hashlib.sha256("".join(f"{part!r}\0" for part in parts).encode()).hexdigest()[:16]
 
 
 def atomic_save_npz(path, **arrays):
@@ -46,8 +41,7 @@ def atomic_save_npz(path, **arrays):
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
