@@ -322,10 +322,10 @@ def _chorale_roll(name):
 
 
 def music21_chorales(limit=None, cache=True):
-    """JSB-like rolls from music21's bundled Bach chorales, quarter-note grid, split 60/20/20.
+    """JSB-like rolls (not the benchmark's split) from music21's Bach chorales, split 60/20/20.
 
-    Parsing all 350 takes about a minute, so the rolls are cached (``.npz``, written atomically) in
-    the cache folder and reused. A chorale music21 cannot parse is skipped with a warning.
+    On the quarter-note grid. Parsing all 350 takes about a minute, so the rolls are cached
+    (``.npz``) and reused. A chorale music21 cannot parse is skipped with a warning.
     """
     import music21
 
@@ -386,11 +386,10 @@ def next_step(sequence):
 
 
 def make_chunks(sequences, length=CHUNK):
-    """Cut sequences into next-step chunks of ``length`` (section 10.1).
+    """The next-step chunks of ``length`` of section 10.1, as read in the module docstring.
 
-    Returns ``(inputs, targets, weights)`` of shapes (N, length, 88), (N, length, 88),
-    (N, length): a chunk shorter than ``length`` is zero-padded at the front, where ``weights``
-    is 0. Sequences of fewer than two timesteps give no chunk.
+    Returns ``(inputs, targets, weights)`` of shapes (N, length, 88) twice and (N, length),
+    ``weights`` 0 on the front padding. Sequences of fewer than two timesteps give no chunk.
     """
     length = check_int("chunk", length)
     chunks = [(x[start : start + length], y[start : start + length])
@@ -432,8 +431,8 @@ def evaluate(model, sequences, batch_size=32, causal=True, from_logits=False, pa
     pad_multiple = check_int("pad_multiple", pad_multiple)
     pairs = _pairs(sequences, "evaluate")
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))
-    groups = [order] if causal else [list(group) for _, group in itertools.groupby(
-        order, key=lambda i: len(pairs[i][0]))]
+    groups = ([order] if causal else
+              [list(g) for _, g in itertools.groupby(order, key=lambda i: len(pairs[i][0]))])
     batches = [g[k : k + batch_size] for g in groups for k in range(0, len(g), batch_size)]
     sums = np.zeros(5)  # NLL, timesteps, TP, FP, FN
     for batch in batches:
