@@ -300,8 +300,7 @@ def chorale_split(limit=None):
         return full
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 3:
         raise ValueError(f"`limit` must be an integer >= 3 (one chorale a split); got {limit!r}")
-    counts = _split_counts(limit)
-    return {split: full[split][:k] for split, k in zip(SPLITS, counts)}
+    return {split: full[split][:k] for split, k in zip(SPLITS, _split_counts(limit))}
 
 
 def _chorale_roll(name):

@@ -328,9 +328,8 @@ def make_dataset(split, batch_size, shuffle=True, seed=0, pad_multiple=8, **kwar
     label_length = max(len(a) for a in labels)
 
     def make_batch(indices, length):
-        x = _batching.pad_stack([features[i] for i in indices], length)
-        y = _batching.pad_stack([labels[i] for i in indices], label_length, dtype="int32")
-        return x, y
+        return (_batching.pad_stack([features[i] for i in indices], length),
+                _batching.pad_stack([labels[i] for i in indices], label_length, dtype="int32"))
 
     return _batching.PaddedBatches([len(f) for f in features], make_batch, batch_size,
                                    shuffle=shuffle, seed=seed, pad_multiple=pad_multiple, **kwargs)

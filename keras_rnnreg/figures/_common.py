@@ -171,9 +171,8 @@ def hidden_sequences(run, x, cells=False, chunk=8):
     """The recurrent layer's h (and c) sequences on ``x`` as float64 arrays (B, T, units)."""
     from keras_rnnreg import callbacks
 
-    model = run.model()
-    layer = run.recurrent_layer(model)
-    return callbacks.hidden_sequences(model, x, layer, cells=cells, batch_size=chunk)
+    return callbacks.hidden_sequences(run.model(), x, run.recurrent_layer(), cells=cells,
+                                      batch_size=chunk)
 
 
 def float64(tensor):
