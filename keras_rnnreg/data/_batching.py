@@ -102,8 +102,8 @@ class PaddedBatches(EpochBatches):
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def _batch(self, indices, position):
-        def rounded(indices):
-            t = int(self.lengths[indices].max())
+        def rounded(batch):
+            t = int(self.lengths[batch].max())
             return -(-t // self.pad_multiple) * self.pad_multiple
 
         length = rounded(indices)

@@ -79,10 +79,10 @@ def ns_learning_curves(runs, out_dir):
 
 
 def _curves(ax, rows):
-    for run in by_run(rows):
+    for mine in by_run(rows):
         color = None
         for split, style in (("valid", "-"), ("train", "--")):
-            points = [r for r in run if r["split"] == split]
+            points = [r for r in mine if r["split"] == split]
             if not points:
                 continue
             line = ax.plot([p["epoch"] for p in points], [p["value"] for p in points], style,
@@ -114,12 +114,12 @@ def ns_norm_horizon(runs, out_dir, *, length=LENGTH, batch=16):
         ns = arguments(run.config["regularization"].get("norm_stabilizer"))
         cost = ns["cost"] if ns and ns["beta"] > 0 else ""
         network = "lstm" if cells else f"{run.cell}/{run.config['model']['activation']}"
-        first = {**_row(run), "cost": cost, "cell": network}
+        first = {**_row(run), "cost": cost}
         for quantity, seq in seqs.items():
             with np.errstate(over="ignore", invalid="ignore"):
                 norms = np.linalg.norm(seq, axis=-1).mean(0)
-            rows += [{**first, "quantity": quantity, "t": t + 1, "mean_norm": float(v)}
-                     for t, v in enumerate(norms)]
+            rows += [{**first, "quantity": quantity, "cell": network, "t": t + 1,
+                      "mean_norm": float(v)} for t, v in enumerate(norms)]
     panels = []  # (cell, quantity, cost): LSTM h and c; simple RNNs one panel per cost
     for cell in sorted({r["cell"] for r in rows}):
         mine = [r for r in rows if r["cell"] == cell]
