@@ -130,17 +130,15 @@ def read_pickle(path):
                          f"sequences); found {found}")
     out = {}
     for split in SPLITS:
-        sequences = data[split]
-        if not isinstance(sequences, (list, tuple)):
+        if not isinstance(data[split], (list, tuple)):
             raise ValueError(f"{path}: {split!r} must be a list of sequences; got "
-                             f"{type(sequences).__name__}")
-        rolls = []
-        for i, steps in enumerate(sequences):
+                             f"{type(data[split]).__name__}")
+        out[split] = []
+        for i, steps in enumerate(data[split]):
+            where = f"{path}: {split}[{i}]"
             if not isinstance(steps, (list, tuple)):
-                raise ValueError(f"{path}: {split}[{i}] must be a list of timesteps; got "
-                                 f"{type(steps).__name__}")
-            rolls.append(roll_from_pitches(steps, where=f"{path}: {split}[{i}]"))
-        out[split] = rolls
+                raise ValueError(f"{where} must be a list of timesteps; got {type(steps).__name__}")
+            out[split].append(roll_from_pitches(steps, where=where))
     return out
 
 
@@ -166,15 +164,14 @@ def read_mat(path):
         cells = np.asarray(contents[key])
         if cells.dtype != object:
             raise ValueError(f"{path}: {key} must be a cell array of Tx88 rolls; got {cells.dtype}")
-        rolls = []
+        out[split] = []
         for i, cell in enumerate(cells.ravel()):
             roll = np.asarray(cell)
             if roll.ndim != 2 or roll.shape[1] != N_NOTES:
                 raise ValueError(f"{path}: {key}[{i}] has shape {roll.shape}; expected (T, 88)")
             if roll.size and not np.isin(roll, (0, 1)).all():
                 raise ValueError(f"{path}: {key}[{i}] is not a binary (0/1) piano roll")
-            rolls.append(roll.astype(np.uint8))
-        out[split] = rolls
+            out[split].append(roll.astype(np.uint8))
     return out
 
 
