@@ -439,7 +439,7 @@ def evaluate(model, sequences, batch_size=32, causal=True, from_logits=False, pa
                                        "(return_sequences=True)", same=3)
         sums += (*metrics_lib.nll_sums(y, prob, mask, from_logits=from_logits),
                  *metrics_lib.frame_counts(y, prob, mask, from_logits=from_logits))
-    nll, count, tp, fp, fn = sums
+    nll, count, tp, fp, fn = map(float, sums)
     denominator = tp + fp + fn
     return {"nll": nll / count, "frame_accuracy": tp / denominator if denominator else 0.0,
             "timesteps": int(count)}

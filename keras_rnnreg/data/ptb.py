@@ -187,5 +187,5 @@ def evaluate(model, ids, seq_len=SEQ_LEN, batch_size=128, from_logits=False):
         sl = slice(start, start + batch_size)
         prob = _batching.predict_batch(model, x[sl], "(batch, seq_len, vocabulary size)")
         sums += metrics_lib.bpc_sums(y[sl], prob, w[sl], from_logits=from_logits)
-    bits, count = sums
+    bits, count = map(float, sums)
     return {"bpc": bits / count, "nll": bits / count * np.log(2.0), "characters": int(count)}
