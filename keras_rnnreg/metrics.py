@@ -8,13 +8,10 @@
 * Phone error rate (Sec. 2.2): summed edit distances over summed reference lengths.
 
 The functions take NumPy arrays or backend tensors and compute in float64. Probabilities are
-clipped to ``[1e-7, 1 - 1e-7]`` (Keras' clip for cross-entropies) before logs, in the functions
-and the metrics alike. ``mask`` (functions) and ``sample_weight`` (metrics) have one entry per
-timestep, shape (N, T), 0 on padding. Keras passes sample weights only to
-``compile(weighted_metrics=[...])``, so::
-
-    model.compile(loss="binary_crossentropy",
-                  weighted_metrics=[NLLPerTimestep(), FrameAccuracy()])
+clipped to ``[1e-7, 1 - 1e-7]`` (Keras' clip for cross-entropies) before logs. ``mask``
+(functions) and ``sample_weight`` (metrics) have one entry per timestep, shape (N, T), 0 on
+padding; Keras passes sample weights only to ``compile(weighted_metrics=[...])``. The metrics keep
+their sums across batches, so ``model.evaluate`` over a split gives the function of the whole split.
 """
 
 import math
@@ -33,7 +30,7 @@ __all__ = ["BitsPerCharacter", "FrameAccuracy", "NLLPerTimestep", "bits_per_char
 
 def _numpy(x, name, dtype=np.float64):
     try:
-        return np.asarray(keras.ops.convert_to_numpy(x), dtype=dtype)
+        return np.asarray(ops.convert_to_numpy(x), dtype=dtype)
     except (TypeError, ValueError) as err:
         raise ValueError(f"`{name}` must be an array of numbers; got {type(x).__name__}") from err
 
@@ -68,18 +65,15 @@ def _mean(sums, message):
     return total / count
 
 
-def _bernoulli_log_likelihood(y_true, y_prob, from_logits):
-    if from_logits:
-        # log sigmoid(z) = -softplus(-z), log(1 - sigmoid(z)) = -softplus(z)
-        return -(y_true * np.logaddexp(0.0, -y_prob) + (1.0 - y_true) * np.logaddexp(0.0, y_prob))
-    p = np.clip(y_prob, EPSILON, 1.0 - EPSILON)
-    return y_true * np.log(p) + (1.0 - y_true) * np.log1p(-p)
-
-
 def nll_sums(y_true, y_prob, mask=None, from_logits=False):
     """``(summed NLL in nats, counted timesteps)``, behind :func:`nll_per_timestep`."""
     y_true, y_prob = _rolls(y_true, y_prob)
-    nll = -_bernoulli_log_likelihood(y_true, y_prob, from_logits).sum(axis=-1)
+    if from_logits:  # -log sigmoid(z) = softplus(-z), -log(1 - sigmoid(z)) = softplus(z)
+        nll = y_true * np.logaddexp(0.0, -y_prob) + (1.0 - y_true) * np.logaddexp(0.0, y_prob)
+    else:
+        p = np.clip(y_prob, EPSILON, 1.0 - EPSILON)
+        nll = -(y_true * np.log(p) + (1.0 - y_true) * np.log1p(-p))
+    nll = nll.sum(axis=-1)
     weights = _timestep_mask(mask, nll.shape)
     return float((nll * weights).sum()), float(weights.sum())
 
@@ -88,8 +82,8 @@ def nll_per_timestep(y_true, y_prob, mask=None, from_logits=False):
     """Negative log-likelihood per timestep in nats (noise study, Table 1).
 
     ``y_true``, ``y_prob``: (N, T, 88) (or (T, 88)) binary rolls and predicted probabilities
-    (logits with ``from_logits=True``); ``mask``: (N, T), nonzero where a timestep counts
-    (a weight, in general). Returns ``sum_t mask_t * (-sum_notes log p) / sum_t mask_t``.
+    (logits with ``from_logits=True``); ``mask``: (N, T) weights, 0 where a timestep does not
+    count. Returns ``sum_t mask_t * (-sum_notes log p) / sum_t mask_t``.
     """
     return _mean(nll_sums(y_true, y_prob, mask, from_logits),
                  "`mask` selects no timestep: the NLL per timestep is undefined")
@@ -111,8 +105,8 @@ def frame_counts(y_true, y_prob, mask=None, threshold=0.5, from_logits=False):
 def frame_accuracy(y_true, y_prob, mask=None, threshold=0.5, from_logits=False):
     """Frame-level accuracy ``TP / (TP + FP + FN)`` (Bay et al. 2009) over the counted timesteps.
 
-    Same arguments as :func:`nll_per_timestep`; a note counts as predicted when its
-    probability is ``> threshold``. Returns 0.0 when nothing is on in either roll.
+    Arguments as :func:`nll_per_timestep`'s; a note is predicted when its probability is
+    ``> threshold``. Returns 0.0 when nothing is on in either roll.
     """
     tp, fp, fn = frame_counts(y_true, y_prob, mask, threshold, from_logits)
     denominator = tp + fp + fn
@@ -143,7 +137,7 @@ def bits_per_character(y_true, y_prob, mask=None, from_logits=False):
     """Bits per character (norm-stabilizer paper, 2.1): mean of ``-log2 p(y_true)``.
 
     ``y_true``: (N, T) character ids; ``y_prob``: (N, T, V) probabilities (logits with
-    ``from_logits=True``); ``mask``: (N, T).
+    ``from_logits=True``); ``mask``: (N, T) weights.
     """
     return _mean(bpc_sums(y_true, y_prob, mask, from_logits),
                  "`mask` selects no character: bits per character are undefined")
@@ -205,22 +199,16 @@ class _SumCountMetric(keras.metrics.Metric):
     def result(self):
         return ops.divide_no_nan(self.total, self.count)
 
-    def reset_state(self):
-        for v in (self.total, self.count):
-            v.assign(ops.zeros((), dtype=v.dtype))
-
     def get_config(self):
         return {**super().get_config(), "from_logits": self.from_logits}
 
 
 @serializable
 class NLLPerTimestep(_SumCountMetric):
-    """NLL per timestep in nats (noise study, Table 1) as a Keras metric.
+    """:func:`nll_per_timestep` (noise study, Table 1) as a Keras metric.
 
     ``y_true``, ``y_pred``: (N, T, 88); ``sample_weight``: (N, T), 0 on padded timesteps (the
-    third element the ``keras_rnnreg.data`` pipelines yield); pass it in
-    ``compile(weighted_metrics=[...])``. Sums and counts are kept across batches, so
-    ``model.evaluate`` over a split gives :func:`nll_per_timestep` of the whole split.
+    third element the ``keras_rnnreg.data`` pipelines yield).
 
     Args:
         name: the metric's name in the logs.
@@ -254,9 +242,9 @@ class NLLPerTimestep(_SumCountMetric):
 
 @serializable
 class FrameAccuracy(keras.metrics.Metric):
-    """Frame-level accuracy ``TP / (TP + FP + FN)`` (Bay et al. 2009) as a Keras metric.
+    """:func:`frame_accuracy` ``TP / (TP + FP + FN)`` (Bay et al. 2009) as a Keras metric.
 
-    Counts are summed across batches; ``sample_weight`` (N, T) as :class:`NLLPerTimestep`'s.
+    ``sample_weight`` (N, T) as :class:`NLLPerTimestep`'s.
 
     Args:
         name: the metric's name in the logs.
@@ -301,21 +289,17 @@ class FrameAccuracy(keras.metrics.Metric):
         denominator = self.true_positives + self.false_positives + self.false_negatives
         return ops.divide_no_nan(self.true_positives, denominator)
 
-    def reset_state(self):
-        for v in (self.true_positives, self.false_positives, self.false_negatives):
-            v.assign(ops.zeros(v.shape, dtype=v.dtype))
-
     def get_config(self):
-        config = {"threshold": self.threshold, "from_logits": self.from_logits}
-        return {**super().get_config(), **config}
+        return {**super().get_config(), "threshold": self.threshold,
+                "from_logits": self.from_logits}
 
 
 @serializable
 class BitsPerCharacter(_SumCountMetric):
-    """Bits per character (norm-stabilizer paper, 2.1) as a Keras metric.
+    """:func:`bits_per_character` (norm-stabilizer paper, 2.1) as a Keras metric.
 
-    ``y_true``: (N, T) character ids; ``y_pred``: (N, T, V) probabilities (or logits with
-    ``from_logits=True``); ``sample_weight`` (N, T) as :class:`NLLPerTimestep`'s.
+    ``y_true``: (N, T) character ids; ``y_pred``: (N, T, V); ``sample_weight`` (N, T) as
+    :class:`NLLPerTimestep`'s.
 
     Args:
         name: the metric's name in the logs.

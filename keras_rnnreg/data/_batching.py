@@ -1,9 +1,8 @@
 """Batching shared by the pipelines: ``keras.utils.PyDataset`` subclasses (any backend).
 
 The order of epoch ``e`` is drawn from ``numpy.random.default_rng([seed, e])`` (``fit``'s own
-``shuffle=True`` would also permute whole batches). :class:`PaddedBatches` pads each batch to its
-longest item, sorting by length inside pools of batches when shuffling. TensorFlow fixes the batch
-shapes from the first two batches it reads, so the second is padded a few extra steps when it
+``shuffle=True`` would also permute whole batches). TensorFlow fixes the batch shapes from the
+first two batches it reads, so :class:`PaddedBatches` pads the second a few extra steps when it
 would otherwise have the first one's length (a variable time axis is then inferred).
 """
 
@@ -57,12 +56,11 @@ class ArrayBatches(EpochBatches):
     """Batches of equally shaped arrays: ``arrays`` is a tuple (inputs, targets[, weights])."""
 
     def __init__(self, arrays, batch_size, shuffle=True, seed=0, **kwargs):
-        arrays = tuple(np.asarray(a) for a in arrays)
-        lengths = {len(a) for a in arrays}
+        self.arrays = tuple(np.asarray(a) for a in arrays)
+        lengths = {len(a) for a in self.arrays}
         if len(lengths) != 1:
             raise ValueError(f"the arrays differ in their first dimension: {sorted(lengths)}")
-        self.arrays = arrays
-        super().__init__(len(arrays[0]), batch_size, shuffle=shuffle, seed=seed, **kwargs)
+        super().__init__(lengths.pop(), batch_size, shuffle=shuffle, seed=seed, **kwargs)
 
     def _batch(self, indices, position):
         return tuple(a[indices] for a in self.arrays)
@@ -77,8 +75,9 @@ class PaddedBatches(EpochBatches):
     """Batches of variable-length items, each batch padded (at the end) to its longest item.
 
     ``make_batch(indices, length)`` builds one batch padded to ``length`` timesteps;
-    ``lengths`` gives each item's length. ``pad_multiple`` rounds padded lengths up (fewer
-    distinct shapes, fewer recompilations on JAX / TensorFlow).
+    ``lengths`` gives each item's length. Shuffling sorts by length inside pools of ``pool``
+    batches. ``pad_multiple`` rounds padded lengths up (fewer distinct shapes, fewer
+    recompilations on JAX / TensorFlow).
     """
 
     def __init__(self, lengths, make_batch, batch_size, shuffle=True, seed=0, pool=50,
@@ -102,22 +101,24 @@ class PaddedBatches(EpochBatches):
             batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
         return [batches[i] for i in rng.permutation(len(batches))]
 
-    def _padded_length(self, position):
-        def rounded(indices):
-            t = int(self.lengths[indices].max())
+    def _batch(self, indices, position):
+        def rounded(batch):
+            t = int(self.lengths[batch].max())
             return -(-t // self.pad_multiple) * self.pad_multiple
 
-        length = rounded(self._plan[position])
-        if position == 1 and self.lengths.min() != self.lengths.max():
-            if length == rounded(self._plan[0]):
-                length += self.pad_multiple
-        return length
-
-    def _batch(self, indices, position):
-        return self.make_batch(indices, self._padded_length(position))
+        length = rounded(indices)
+        if (position == 1 and self.lengths.min() != self.lengths.max()
+                and length == rounded(self._plan[0])):
+            length += self.pad_multiple  # see the module docstring
+        return self.make_batch(indices, length)
 
 
-def predict_batch(model, x):
-    """Run ``model`` on one batch and return NumPy (``predict_on_batch`` when available)."""
+def predict_batch(model, x, expected, same=2):
+    """``model``'s output on one batch as NumPy (``predict_on_batch`` when available); a
+    ValueError saying ``expected`` unless it is 3-D with the first ``same`` dimensions of ``x``."""
     out = model.predict_on_batch(x) if hasattr(model, "predict_on_batch") else model(x)
-    return np.asarray(keras.ops.convert_to_numpy(out))
+    out = np.asarray(keras.ops.convert_to_numpy(out))
+    if out.ndim != 3 or out.shape[:same] != x.shape[:same]:
+        raise ValueError(f"the model's output has shape {out.shape} for inputs of shape "
+                         f"{x.shape}; expected {expected}")
+    return out

@@ -4,7 +4,6 @@
 file in the same folder, then ``os.replace``).
 """
 
-import contextlib
 import hashlib
 import os
 import tempfile
@@ -27,11 +26,7 @@ def cache_dir(create=True):
 
 def fingerprint(*parts):
     """A short stable hash of ``parts`` (strings or numbers), used in cache file names."""
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(repr(part).encode("utf-8"))
-        digest.update(b"\0")
-    return digest.hexdigest()[:16]
+    return hashlib.sha256("".join(f"{part!r}\0" for part in parts).encode()).hexdigest()[:16]
 
 
 def atomic_save_npz(path, **arrays):
@@ -46,10 +41,26 @@ def atomic_save_npz(path, **arrays):
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def cached(name, build, use=True):
+    """The arrays of cache file ``name``; when it is absent or unreadable, or ``use`` is False,
+    those of ``build()``, saved under ``name`` when ``use``."""
+    path = cache_dir() / name
+    stored = load_npz(path) if use else None
+    if stored is None:
+        stored = build()
+        if use:
+            atomic_save_npz(path, **stored)
+    return stored
+
+
+def split(flat, lengths):
+    """``flat`` cut into consecutive pieces of ``lengths`` (the inverse of concatenating them)."""
+    return np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else []
 
 
 def load_npz(path):
@@ -65,5 +76,5 @@ def load_npz(path):
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        warnings.warn(f"cache file {path} is unreadable ({err}); rebuilding it", stacklevel=3)
+        warnings.warn(f"cache file {path} is unreadable ({err}); rebuilding it", stacklevel=4)
         return None

@@ -1,11 +1,7 @@
-"""Where the corpora live and where they come from: the data root, the catalog, opt-in downloads.
-
-The data root is the first of: the ``explicit`` argument (the command line's ``--data-root``),
-``$RNNREG_DATA``, and ``$KERAS_HOME/datasets/keras-rnnreg`` (``~/.keras/datasets/keras-rnnreg``
-without ``KERAS_HOME``), beside what ``keras.utils.get_file`` and ``keras.datasets`` download.
-Each corpus of :data:`CORPORA` has its place under it (``polyphonic/JSB_Chorales.mat``, ``ptb/``,
-``TIMIT/``, the layout of the project's shared data folder). Nothing is downloaded unless asked:
-:func:`fetch`, ``rnnreg data fetch NAME`` or a loader's ``download=True``.
+"""Where the corpora live and where they come from: the data root (:func:`data_root`), the
+catalog (:data:`CORPORA`: each corpus' place under the data root, in the layout of the project's
+shared data folder) and downloads, which happen only when asked (:func:`fetch`, ``rnnreg data
+fetch NAME`` or a loader's ``download=True``).
 """
 
 import dataclasses
@@ -101,7 +97,8 @@ CORPORA = {
 
 def data_root(explicit=None):
     """The data root: ``explicit`` (``--data-root``), else ``$RNNREG_DATA``, else
-    ``$KERAS_HOME/datasets/keras-rnnreg`` (``~/.keras/datasets/keras-rnnreg``).
+    ``$KERAS_HOME/datasets/keras-rnnreg`` (``~/.keras/datasets/keras-rnnreg``), beside what
+    ``keras.utils.get_file`` and ``keras.datasets`` download.
 
     Args:
         explicit: a folder that overrides the others, or None.
@@ -112,7 +109,7 @@ def data_root(explicit=None):
     chosen = explicit or os.environ.get(ENV_VAR)
     if not chosen:
         chosen = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "datasets"
-        chosen = chosen / "keras-rnnreg"
+        chosen /= "keras-rnnreg"
     return Path(chosen).expanduser()
 
 
@@ -139,11 +136,8 @@ def locate(name, data_root=None):
 
 
 def _hash(path, expected):
-    hasher = hashlib.sha256() if len(expected) == 64 else hashlib.md5()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            hasher.update(chunk)
-    return hasher.hexdigest()
+        return hashlib.file_digest(f, "sha256" if len(expected) == 64 else "md5").hexdigest()
 
 
 def fetch(name, data_root=None, mirror=None):
@@ -166,11 +160,10 @@ def fetch(name, data_root=None, mirror=None):
     corpus, root = _corpus(name), _root(data_root)
     if corpus.url is None:
         return locate(name, root)
-    base = corpus.url
-    if mirror:
-        base = str(mirror)
-        base = (base if urllib.parse.urlsplit(base).scheme else Path(base).resolve().as_uri())
-        base = base.rstrip("/") + "/"
+    base = str(mirror or corpus.url)
+    if not urllib.parse.urlsplit(base).scheme:  # a local folder
+        base = Path(base).resolve().as_uri()
+    base = base.rstrip("/") + "/"
     missing = {}
     for rel, expected in corpus.files.items():
         target = root / rel

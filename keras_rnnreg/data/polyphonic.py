@@ -1,9 +1,6 @@
-"""Polyphonic music: the four benchmarks of the noise study (section 10.1) and their metrics.
-
-JSB Chorales, Nottingham, MuseData and Piano-midi.de (Boulanger-Lewandowski et al. 2012) as
-88-wide binary piano rolls (column 0 is MIDI pitch 21), read from the original pickles, the
-``.mat`` copies, a folder of MIDI files, or ``"music21-chorales"`` (a JSB-like default, not the
-benchmark's split); the documentation's "Data sources and metrics" page describes each.
+"""Polyphonic music: JSB Chorales, Nottingham, MuseData and Piano-midi.de (Boulanger-Lewandowski
+et al. 2012), the noise study's benchmarks, as 88-wide binary piano rolls (column 0 is MIDI pitch
+21). The documentation's "Data sources and metrics" page describes each source.
 
 Preprocessing (section 10.1): "we split the training and validation samples into chunks of 100
 timesteps each ... For samples that are smaller than 100 steps long, we pad them with zeros at
@@ -13,6 +10,7 @@ target), cut into consecutive chunks of 100; a shorter chunk is zero-padded at t
 sample weight 0. Test sequences are run whole (:func:`evaluate`).
 """
 
+import itertools
 import math
 import operator
 import pickle
@@ -132,17 +130,15 @@ def read_pickle(path):
                          f"sequences); found {found}")
     out = {}
     for split in SPLITS:
-        sequences = data[split]
-        if not isinstance(sequences, (list, tuple)):
+        if not isinstance(data[split], (list, tuple)):
             raise ValueError(f"{path}: {split!r} must be a list of sequences; got "
-                             f"{type(sequences).__name__}")
-        rolls = []
-        for i, steps in enumerate(sequences):
+                             f"{type(data[split]).__name__}")
+        out[split] = []
+        for i, steps in enumerate(data[split]):
+            where = f"{path}: {split}[{i}]"
             if not isinstance(steps, (list, tuple)):
-                raise ValueError(f"{path}: {split}[{i}] must be a list of timesteps; got "
-                                 f"{type(steps).__name__}")
-            rolls.append(roll_from_pitches(steps, where=f"{path}: {split}[{i}]"))
-        out[split] = rolls
+                raise ValueError(f"{where} must be a list of timesteps; got {type(steps).__name__}")
+            out[split].append(roll_from_pitches(steps, where=where))
     return out
 
 
@@ -168,15 +164,14 @@ def read_mat(path):
         cells = np.asarray(contents[key])
         if cells.dtype != object:
             raise ValueError(f"{path}: {key} must be a cell array of Tx88 rolls; got {cells.dtype}")
-        rolls = []
+        out[split] = []
         for i, cell in enumerate(cells.ravel()):
             roll = np.asarray(cell)
             if roll.ndim != 2 or roll.shape[1] != N_NOTES:
                 raise ValueError(f"{path}: {key}[{i}] has shape {roll.shape}; expected (T, 88)")
             if roll.size and not np.isin(roll, (0, 1)).all():
                 raise ValueError(f"{path}: {key}[{i}] is not a binary (0/1) piano roll")
-            rolls.append(roll.astype(np.uint8))
-        out[split] = rolls
+            out[split].append(roll.astype(np.uint8))
     return out
 
 
@@ -224,8 +219,7 @@ def read_midi(path, grid="eighth"):
     end_tick = max(midi.time_to_tick(n.end) for n in notes)
     n_steps = max(1, math.ceil(end_tick / ticks_per_step))
     times = np.array([midi.tick_to_time(round(k * ticks_per_step)) for k in range(n_steps)])
-    intervals = [(n.pitch, n.start, n.end) for n in notes]
-    return _sample_notes(intervals, times, path)
+    return _sample_notes([(n.pitch, n.start, n.end) for n in notes], times, path)
 
 
 def _midi_files(folder):
@@ -247,10 +241,8 @@ def read_midi_folder(path, grid=None):
     _grid_step(grid, path)
     subfolders = {p.name.lower(): p for p in path.iterdir() if p.is_dir()}
     aliases = {"train": ("train",), "valid": ("valid", "validation", "val"), "test": ("test",)}
-    found = {
-        split: next((subfolders[a] for a in names if a in subfolders), None)
-        for split, names in aliases.items()
-    }
+    found = {split: next((subfolders[a] for a in names if a in subfolders), None)
+             for split, names in aliases.items()}
     if all(found.values()):
         files = {}
         for split, folder in found.items():
@@ -272,11 +264,9 @@ def _split_counts(n):
 
 
 def _fixed_split(items):
-    """60/20/20 split of ``items`` by a fixed permutation (seed 0)."""
-    items = list(items)
-    order = np.random.default_rng(_SPLIT_SEED).permutation(len(items))
+    """60/20/20 split of the list ``items`` by a fixed permutation (seed 0)."""
     n_train, n_valid, _ = _split_counts(len(items))
-    ranked = [items[i] for i in order]
+    ranked = [items[i] for i in np.random.default_rng(_SPLIT_SEED).permutation(len(items))]
     return {"train": ranked[:n_train], "valid": ranked[n_train : n_train + n_valid],
             "test": ranked[n_train + n_valid :]}
 
@@ -307,21 +297,15 @@ def chorale_split(limit=None):
         return full
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 3:
         raise ValueError(f"`limit` must be an integer >= 3 (one chorale a split); got {limit!r}")
-    counts = _split_counts(limit)
-    return {split: full[split][:k] for split, k in zip(SPLITS, counts)}
+    return {split: full[split][:k] for split, k in zip(SPLITS, _split_counts(limit))}
 
 
 def _chorale_roll(name):
     from music21 import corpus
 
     score = corpus.parse(name)
-    flat = score.flatten()
-    intervals = []
-    for element in flat.notes:
-        start = float(element.offset)
-        end = start + float(element.quarterLength)
-        for pitch in element.pitches:
-            intervals.append((int(round(pitch.ps)), start, end))
+    intervals = [(int(round(p.ps)), float(n.offset), float(n.offset) + float(n.quarterLength))
+                 for n in score.flatten().notes for p in n.pitches]
     # Align the quarter-note grid with the beats: an anacrusis of half a beat shifts it by 0.5.
     shift = 0.0
     parts = getattr(score, "parts", None)
@@ -329,59 +313,40 @@ def _chorale_roll(name):
         measures = parts[0].getElementsByClass("Measure")
         if len(measures):
             shift = (-float(measures[0].paddingLeft)) % 1.0
-    end = max(e for _, _, e in intervals) if intervals else 0.0
-    times = np.arange(shift, end, GRIDS["quarter"])
+    times = np.arange(shift, max((end for *_, end in intervals), default=0.0), GRIDS["quarter"])
     return _sample_notes(intervals, times, f"music21 chorale {name}")
 
 
 def music21_chorales(limit=None, cache=True):
-    """JSB-like rolls from music21's bundled Bach chorales, quarter-note grid, split 60/20/20.
+    """JSB-like rolls (not the benchmark's split) from music21's Bach chorales, split 60/20/20.
 
-    Parsing all 350 takes about a minute, so the rolls are cached (``.npz``, written atomically) in
-    the cache folder and reused. A chorale music21 cannot parse is skipped with a warning.
+    On the quarter-note grid. Parsing all 350 takes about a minute, so the rolls are cached
+    (``.npz``) and reused. A chorale music21 cannot parse is skipped with a warning.
     """
     import music21
 
     names = chorale_split(limit)
     key = _cache.fingerprint(_CHORALES_VERSION, music21.__version__, sorted(names.items()))
-    path = _cache.cache_dir() / f"music21-chorales-{key}.npz"
-    if cache:
-        stored = _cache.load_npz(path)
-        if stored is not None:
-            return _unpack_rolls(stored)
-    rolls, skipped = {}, []
-    for split in SPLITS:
-        rolls[split] = []
-        for name in names[split]:
-            try:
-                rolls[split].append(_chorale_roll(name))
-            except Exception as err:  # music21 raises many kinds of errors on odd files
-                skipped.append(f"{name} ({type(err).__name__}: {err})")
-    if skipped:
-        warnings.warn(f"skipped {len(skipped)} chorale(s) music21 could not turn into a roll: "
-                      + "; ".join(skipped), stacklevel=2)
-    if cache:
-        _cache.atomic_save_npz(path, **_pack_rolls(rolls))
-    return rolls
 
+    def parse():
+        packed, skipped = {}, []
+        for split in SPLITS:
+            rolls = []
+            for name in names[split]:
+                try:
+                    rolls.append(_chorale_roll(name))
+                except Exception as err:  # music21 raises many kinds of errors on odd files
+                    skipped.append(f"{name} ({type(err).__name__}: {err})")
+            packed[f"{split}_lengths"] = np.array([len(r) for r in rolls], dtype=np.int64)
+            packed[f"{split}_rolls"] = np.concatenate([np.zeros((0, N_NOTES), np.uint8), *rolls])
+        if skipped:
+            warnings.warn(f"skipped {len(skipped)} chorale(s) music21 could not turn into a roll: "
+                          + "; ".join(skipped), stacklevel=4)
+        return packed
 
-def _pack_rolls(splits):
-    packed = {}
-    for split in SPLITS:
-        seqs = splits[split]
-        packed[f"{split}_lengths"] = np.array([len(s) for s in seqs], dtype=np.int64)
-        packed[f"{split}_rolls"] = (np.concatenate(seqs).astype(np.uint8) if seqs
-                                    else np.zeros((0, N_NOTES), np.uint8))
-    return packed
-
-
-def _unpack_rolls(packed):
-    out = {}
-    for split in SPLITS:
-        lengths = packed[f"{split}_lengths"]
-        rolls = packed[f"{split}_rolls"]
-        out[split] = list(np.split(rolls, np.cumsum(lengths)[:-1])) if len(lengths) else []
-    return out
+    packed = _cache.cached(f"music21-chorales-{key}.npz", parse, cache)
+    return {split: _cache.split(packed[f"{split}_rolls"], packed[f"{split}_lengths"])
+            for split in SPLITS}
 
 
 # Preprocessing and pipelines
@@ -394,6 +359,22 @@ def _as_roll(sequence, i):
     return roll
 
 
+def _pairs(sequences, what):
+    """The :func:`next_step` pairs of the sequences that have at least one."""
+    pairs = [next_step(_as_roll(s, i)) for i, s in enumerate(sequences)]
+    pairs = [p for p in pairs if len(p[0])]
+    if not pairs:
+        raise ValueError(f"no sequence has two or more timesteps: nothing to {what}")
+    return pairs
+
+
+def _padded(pairs, length, padding="post"):
+    """(inputs, targets, weights) of ``pairs`` zero-padded to ``length`` (weight 0 on padding)."""
+    return (_batching.pad_stack([x for x, _ in pairs], length, padding),
+            _batching.pad_stack([y for _, y in pairs], length, padding),
+            _batching.pad_stack([np.ones(len(x)) for x, _ in pairs], length, padding))
+
+
 def next_step(sequence):
     """``(inputs, targets) = (s[:-1], s[1:])`` as float32: predict each next timestep."""
     roll = np.asarray(sequence, dtype=np.float32)
@@ -401,25 +382,15 @@ def next_step(sequence):
 
 
 def make_chunks(sequences, length=CHUNK):
-    """Cut sequences into next-step chunks of ``length`` (section 10.1).
+    """The next-step chunks of ``length`` of section 10.1, as read in the module docstring.
 
-    Returns ``(inputs, targets, weights)`` of shapes (N, length, 88), (N, length, 88),
-    (N, length): a chunk shorter than ``length`` is zero-padded at the front, where ``weights``
-    is 0. Sequences of fewer than two timesteps give no chunk.
+    Returns ``(inputs, targets, weights)`` of shapes (N, length, 88) twice and (N, length),
+    ``weights`` 0 on the front padding. Sequences of fewer than two timesteps give no chunk.
     """
     length = check_int("chunk", length)
-    xs, ys, ws = [], [], []
-    for i, seq in enumerate(sequences):
-        x, y = next_step(_as_roll(seq, i))
-        for start in range(0, len(x), length):
-            xc, yc = x[start : start + length], y[start : start + length]
-            pad = length - len(xc)
-            xs.append(np.pad(xc, ((pad, 0), (0, 0))))
-            ys.append(np.pad(yc, ((pad, 0), (0, 0))))
-            ws.append(np.concatenate([np.zeros(pad, np.float32), np.ones(len(xc), np.float32)]))
-    if not xs:
-        raise ValueError("no sequence has two or more timesteps: nothing to predict")
-    return np.stack(xs), np.stack(ys), np.stack(ws)
+    chunks = [(x[start : start + length], y[start : start + length])
+              for x, y in _pairs(sequences, "predict") for start in range(0, len(x), length)]
+    return _padded(chunks, length, padding="pre")
 
 
 def make_dataset(sequences, batch_size, chunk=CHUNK, shuffle=True, seed=0, **kwargs):
@@ -432,18 +403,12 @@ def make_dataset(sequences, batch_size, chunk=CHUNK, shuffle=True, seed=0, **kwa
     if chunk is not None:
         arrays = make_chunks(sequences, chunk)
         return _batching.ArrayBatches(arrays, batch_size, shuffle=shuffle, seed=seed, **kwargs)
-    pairs = [next_step(_as_roll(s, i)) for i, s in enumerate(sequences)]
-    pairs = [p for p in pairs if len(p[0])]
-    if not pairs:
-        raise ValueError("no sequence has two or more timesteps: nothing to predict")
+    pairs = _pairs(sequences, "predict")
 
     def make_batch(indices, length):
-        x = _batching.pad_stack([pairs[i][0] for i in indices], length)
-        y = _batching.pad_stack([pairs[i][1] for i in indices], length)
-        w = _batching.pad_stack([np.ones(len(pairs[i][0]), np.float32) for i in indices], length)
-        return x, y, w
+        return _padded([pairs[i] for i in indices], length)
 
-    return _batching.PaddedBatches([len(p[0]) for p in pairs], make_batch, batch_size,
+    return _batching.PaddedBatches([len(x) for x, _ in pairs], make_batch, batch_size,
                                    shuffle=shuffle, seed=seed, **kwargs)
 
 
@@ -460,34 +425,21 @@ def evaluate(model, sequences, batch_size=32, causal=True, from_logits=False, pa
     """
     batch_size = check_int("batch_size", batch_size)
     pad_multiple = check_int("pad_multiple", pad_multiple)
-    pairs = [next_step(_as_roll(s, i)) for i, s in enumerate(sequences)]
-    pairs = [p for p in pairs if len(p[0])]
-    if not pairs:
-        raise ValueError("no sequence has two or more timesteps: nothing to evaluate")
+    pairs = _pairs(sequences, "evaluate")
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))
-    batches = []
-    for i in order:
-        if batches and len(batches[-1]) < batch_size and (
-                causal or len(pairs[batches[-1][0]][0]) == len(pairs[i][0])):
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    nll_total = count = tp = fp = fn = 0.0
+    groups = ([order] if causal else
+              [list(g) for _, g in itertools.groupby(order, key=lambda i: len(pairs[i][0]))])
+    batches = [g[k : k + batch_size] for g in groups for k in range(0, len(g), batch_size)]
+    sums = np.zeros(5)  # NLL, timesteps, TP, FP, FN
     for batch in batches:
         longest = max(len(pairs[i][0]) for i in batch)
         length = -(-longest // pad_multiple) * pad_multiple if causal else longest
-        x = _batching.pad_stack([pairs[i][0] for i in batch], length)
-        y = _batching.pad_stack([pairs[i][1] for i in batch], length)
-        mask = _batching.pad_stack([np.ones(len(pairs[i][0])) for i in batch], length)
-        prob = _batching.predict_batch(model, x)
-        if prob.shape != x.shape:
-            raise ValueError(f"the model's output has shape {prob.shape} for inputs of shape "
-                             f"{x.shape}; expected one 88-wide prediction per timestep "
-                             "(return_sequences=True)")
-        total, n = metrics_lib.nll_sums(y, prob, mask, from_logits=from_logits)
-        counts = metrics_lib.frame_counts(y, prob, mask, from_logits=from_logits)
-        nll_total, count = nll_total + total, count + n
-        tp, fp, fn = tp + counts[0], fp + counts[1], fn + counts[2]
+        x, y, mask = _padded([pairs[i] for i in batch], length)
+        prob = _batching.predict_batch(model, x, "one 88-wide prediction per timestep "
+                                       "(return_sequences=True)", same=3)
+        sums += (*metrics_lib.nll_sums(y, prob, mask, from_logits=from_logits),
+                 *metrics_lib.frame_counts(y, prob, mask, from_logits=from_logits))
+    nll, count, tp, fp, fn = map(float, sums)
     denominator = tp + fp + fn
-    return {"nll": nll_total / count, "frame_accuracy": tp / denominator if denominator else 0.0,
+    return {"nll": nll / count, "frame_accuracy": tp / denominator if denominator else 0.0,
             "timesteps": int(count)}

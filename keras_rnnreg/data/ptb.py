@@ -22,6 +22,7 @@ SPLITS = ("train", "valid", "test")
 EOS = "\n"
 SEQ_LEN = 50
 LEVELS = ("auto", "char", "word")
+_FILES = {"char": "ptb.char.{}.txt", "word": "ptb.{}.txt"}
 
 __all__ = ["EOS", "chars_from_words", "encode", "evaluate", "load", "make_dataset",
            "make_sequences", "read_sentences"]
@@ -33,7 +34,7 @@ def chars_from_words(line):
 
 
 def read_sentences(path, level):
-    """The sentences of a PTB file as lists of characters (blank lines are skipped).
+    """The sentences of a PTB file as ``(line number, characters)`` (blank lines are skipped).
 
     ``level``: ``"char"`` (characters separated by spaces) or ``"word"`` (words separated by
     spaces; converted with :func:`chars_from_words`).
@@ -64,14 +65,12 @@ def read_sentences(path, level):
     return sentences
 
 
-def _find(folder, split, level):
-    """The file of ``split`` in ``folder`` and its level, or (None, None)."""
-    candidates = {"char": f"ptb.char.{split}.txt", "word": f"ptb.{split}.txt"}
-    order = ("char", "word") if level == "auto" else (level,)
-    for kind in order:
-        path = folder / candidates[kind]
+def _find(folder, split, levels):
+    """The first file of ``split`` in ``folder`` among ``levels`` and its level, or (None, None)."""
+    for level in levels:
+        path = folder / _FILES[level].format(split)
         if path.is_file():
-            return path, kind
+            return path, level
     return None, None
 
 
@@ -96,13 +95,11 @@ def load(path, vocab_from="train", level="auto", eos=True, download=False, data_
     Returns ``{"train": ids or None, "valid": ids, "test": ids, "vocab": [...],
     "vocab_from": ..., "files": {...}}``, each split one int32 stream of symbol ids.
 
-    The vocabulary comes from the training split. A folder without one (such as
-    ``../shared/data/ptb``) is accepted only with ``vocab_from="valid"`` (or ``"test"``): the
-    vocabulary is then built from that split, ``"train"`` is None, and a warning says this is
-    not the paper's set-up. ``level``: ``"auto"`` (character file, else word file), ``"char"``
-    or ``"word"``. ``download=True`` (with ``path="ptb"``) downloads the word files first when
-    they are missing, checking their hashes (:func:`keras_rnnreg.data.fetch`); ``data_root``: the
-    data root to look in (see :func:`keras_rnnreg.data.data_root`).
+    The vocabulary comes from ``vocab_from``: a folder without a training split (such as
+    ``../shared/data/ptb``) needs ``"valid"`` (or ``"test"``); ``"train"`` is then None and a
+    warning says this is not the paper's set-up. ``level``: ``"auto"`` (character file, else word
+    file), ``"char"`` or ``"word"``. ``download=True`` (with ``path="ptb"``) fetches missing word
+    files (:func:`keras_rnnreg.data.fetch`); ``data_root``: see :func:`keras_rnnreg.data.data_root`.
     """
     folder = Path(catalog.resolve(path, "ptb", download, data_root)).expanduser()
     if level not in LEVELS:
@@ -114,19 +111,18 @@ def load(path, vocab_from="train", level="auto", eos=True, download=False, data_
     if not folder.is_dir():
         raise ValueError(f"{folder}: expected the folder holding ptb.char.{{train,valid,test}}.txt "
                          "or ptb.{train,valid,test}.txt, not a file")
-    found = {split: _find(folder, split, level) for split in SPLITS}
-    wanted = {"char": "ptb.char.{}.txt", "word": "ptb.{}.txt"}
-    names = [wanted[k] for k in (("char", "word") if level == "auto" else (level,))]
+    levels = ("char", "word") if level == "auto" else (level,)
+    found = {split: _find(folder, split, levels) for split in SPLITS}
     for split in SPLITS:
         if found[split][0] is not None:
             continue
-        looked = " or ".join(n.format(split) for n in names)
+        looked = " or ".join(_FILES[k].format(split) for k in levels)
         if split == "train" and vocab_from == "train":
             raise FileNotFoundError(f"{folder}: no training split (looked for {looked}). The "
                                     "vocabulary comes from the training split; to run without one, "
                                     "pass vocab_from='valid' to build it from the validation split "
                                     "instead (a smoke test, not the paper's set-up)")
-        if split != "train" or vocab_from == split:
+        if split != "train":
             raise FileNotFoundError(f"{folder}: no {split} split (looked for {looked})")
     sentences = {split: read_sentences(p, kind) if p is not None else None
                  for split, (p, kind) in found.items()}
@@ -139,12 +135,10 @@ def load(path, vocab_from="train", level="auto", eos=True, download=False, data_
     if vocab_from != "train":
         missing = "no training split; " if out["train"] is None else ""
         warnings.warn(f"PTB at {folder}: {missing}vocabulary built from the {vocab_from} split "
-                      f"({found[vocab_from][0].name}), not the training split: this is a "
-                      "smoke-test set-up, not the paper's", stacklevel=2)
-    out["vocab"] = vocab
-    out["vocab_from"] = vocab_from
-    out["files"] = {split: (str(p) if p is not None else None) for split, (p, _) in found.items()}
-    return out
+                      f"({vocab_file}), not the training split: this is a smoke-test set-up, not "
+                      "the paper's", stacklevel=2)
+    files = {split: (str(p) if p is not None else None) for split, (p, _) in found.items()}
+    return {**out, "vocab": vocab, "vocab_from": vocab_from, "files": files}
 
 
 def make_sequences(ids, seq_len=SEQ_LEN):
@@ -188,13 +182,10 @@ def evaluate(model, ids, seq_len=SEQ_LEN, batch_size=128, from_logits=False):
     """
     x, y, w = make_sequences(ids, seq_len)
     batch_size = check_int("batch_size", batch_size)
-    bits = count = 0.0
+    sums = np.zeros(2)  # bits, characters
     for start in range(0, len(x), batch_size):
         sl = slice(start, start + batch_size)
-        prob = _batching.predict_batch(model, x[sl])
-        if prob.shape[:2] != x[sl].shape or prob.ndim != 3:
-            raise ValueError(f"the model's output has shape {prob.shape} for inputs of shape "
-                             f"{x[sl].shape}; expected (batch, seq_len, vocabulary size)")
-        total, n = metrics_lib.bpc_sums(y[sl], prob, w[sl], from_logits=from_logits)
-        bits, count = bits + total, count + n
+        prob = _batching.predict_batch(model, x[sl], "(batch, seq_len, vocabulary size)")
+        sums += metrics_lib.bpc_sums(y[sl], prob, w[sl], from_logits=from_logits)
+    bits, count = map(float, sums)
     return {"bpc": bits / count, "nll": bits / count * np.log(2.0), "characters": int(count)}

@@ -152,46 +152,42 @@ def find_utterances(root):
     found = {}
     for name, folder in (("TRAIN", train_dir), ("TEST", test_dir)):
         utterances = []
-        for region in _children(folder):
-            if not (region.is_dir() and region.name.lower().startswith("dr")):
-                continue
-            for speaker in _children(region):
-                if not speaker.is_dir():
-                    continue
-                files = {p.name.lower(): p for p in speaker.iterdir() if p.is_file()}
-                for lower, wav in sorted(files.items()):
-                    stem, dot, suffix = lower.partition(".")
-                    if suffix != "wav" or stem.startswith("sa"):
-                        continue  # "x.wav.wav" conversions have suffix "wav.wav": skipped
-                    phn = files.get(f"{stem}.phn")
-                    if phn is None:
-                        raise FileNotFoundError(f"{wav}: no matching label file {stem.upper()}.PHN "
-                                                f"in {speaker}; every TIMIT utterance needs its "
-                                                ".PHN phone labels")
-                    utt_id = f"{speaker.name.upper()}_{stem.upper()}"
-                    utterances.append((speaker.name.lower(), utt_id, wav, phn))
+        speakers = [speaker for region in _children(folder)
+                    if region.is_dir() and region.name.lower().startswith("dr")
+                    for speaker in _children(region) if speaker.is_dir()]
+        for speaker in speakers:
+            files = {p.name.lower(): p for p in speaker.iterdir() if p.is_file()}
+            for lower, wav in sorted(files.items()):
+                stem, _, suffix = lower.partition(".")
+                if suffix != "wav" or stem.startswith("sa"):
+                    continue  # "x.wav.wav" conversions have suffix "wav.wav": skipped
+                phn = files.get(f"{stem}.phn")
+                if phn is None:
+                    raise FileNotFoundError(f"{wav}: no matching label file {stem.upper()}.PHN in "
+                                            f"{speaker}; every TIMIT utterance needs its .PHN "
+                                            "phone labels")
+                utt_id = f"{speaker.name.upper()}_{stem.upper()}"
+                utterances.append((speaker.name.lower(), utt_id, wav, phn))
         if not utterances:
             raise FileNotFoundError(f"{folder}: no utterances (expected "
                                     "DR1..DR8/<speaker>/<sentence>.WAV with .PHN labels beside "
                                     "them)")
         found[name] = utterances
-    core, dev = set(CORE_TEST_SPEAKERS), set(DEV_SPEAKERS)
-    splits = {
-        "train": [u[1:] for u in found["TRAIN"]],
-        "valid": [u[1:] for u in found["TEST"] if u[0] in dev],
-        "test": [u[1:] for u in found["TEST"] if u[0] in core],
-    }
+    splits = {"train": [u[1:] for u in found["TRAIN"]]}
+    present = {u[0] for u in found["TEST"]}
+    missing = {}
     for split, speakers in (("valid", DEV_SPEAKERS), ("test", CORE_TEST_SPEAKERS)):
+        splits[split] = [u[1:] for u in found["TEST"] if u[0] in speakers]
         if not splits[split]:
             raise FileNotFoundError(f"{test_dir}: none of the {len(speakers)} speakers of the "
                                     f"{split} split ({', '.join(s.upper() for s in speakers[:3])}, "
                                     "...) is present")
-    present = {u[0] for u in found["TEST"]}
-    missing_dev, missing_core = len(dev - present), len(core - present)
-    if missing_dev or missing_core:
-        warnings.warn(f"TIMIT at {root}: {missing_dev} of the {len(dev)} development speakers and "
-                      f"{missing_core} of the {len(core)} core-test speakers are missing; the "
-                      "numbers will not be comparable with the paper's", stacklevel=2)
+        missing[split] = len(set(speakers) - present)
+    if any(missing.values()):
+        warnings.warn(f"TIMIT at {root}: {missing['valid']} of the {len(DEV_SPEAKERS)} development "
+                      f"speakers and {missing['test']} of the {len(CORE_TEST_SPEAKERS)} core-test "
+                      "speakers are missing; the numbers will not be comparable with the paper's",
+                      stacklevel=2)
     return splits
 
 
@@ -202,14 +198,8 @@ def mel_filterbank(n_filters=N_FILTERS, n_fft=512, sample_rate=SAMPLE_RATE, low_
                    high_hz=None):
     """(n_filters, n_fft // 2 + 1) triangular filters evenly spaced on the HTK mel scale."""
     high_hz = sample_rate / 2.0 if high_hz is None else float(high_hz)
-
-    def to_mel(hz):
-        return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
-
-    def to_hz(mel):
-        return 700.0 * (10.0 ** (np.asarray(mel) / 2595.0) - 1.0)
-
-    edges = to_hz(np.linspace(to_mel(low_hz), to_mel(high_hz), n_filters + 2))
+    low_mel, high_mel = 2595.0 * np.log10(1.0 + np.array([low_hz, high_hz]) / 700.0)
+    edges = 700.0 * (10.0 ** (np.linspace(low_mel, high_mel, n_filters + 2) / 2595.0) - 1.0)
     freqs = np.arange(n_fft // 2 + 1) * sample_rate / n_fft
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (freqs[None] - lower) / (centre - lower)
@@ -233,8 +223,7 @@ def filterbank_features(audio, sample_rate=SAMPLE_RATE):
     if x.ndim != 1 or x.size == 0:
         raise ValueError(f"`audio` must be a non-empty 1-D signal; got shape {x.shape}")
     x = np.concatenate([x[:1], x[1:] - PRE_EMPHASIS * x[:-1]])
-    window = int(round(WINDOW_S * sample_rate))
-    hop = int(round(HOP_S * sample_rate))
+    window, hop = (int(round(seconds * sample_rate)) for seconds in (WINDOW_S, HOP_S))
     n_fft = 1 << (window - 1).bit_length()
     if len(x) < window:
         x = np.pad(x, (0, window - len(x)))
@@ -242,16 +231,11 @@ def filterbank_features(audio, sample_rate=SAMPLE_RATE):
     index = np.arange(window)[None, :] + hop * np.arange(n_frames)[:, None]
     frames = x[index] * np.hamming(window)
     power = np.abs(np.fft.rfft(frames, n_fft)) ** 2
-    filters = mel_filterbank(N_FILTERS, n_fft, sample_rate)
-    log_fbank = np.log(np.maximum(power @ filters.T, 1e-10))
+    log_fbank = np.log(np.maximum(power @ mel_filterbank(N_FILTERS, n_fft, sample_rate).T, 1e-10))
     log_energy = np.log(np.maximum((frames**2).sum(axis=1), 1e-10))
     static = np.column_stack([log_fbank, log_energy])
     first = deltas(static)
     return np.hstack([static, first, deltas(first)])
-
-
-def _phone_ids(labels):
-    return np.array([_PHONE_IDS[phone] for _, _, phone in labels], dtype=np.int32)
 
 
 # Loading (with the cache)
@@ -274,30 +258,22 @@ def _compute(splits):
         for utt_id, wav, phn in splits[split]:
             audio, rate = read_sphere(wav)
             feats.append(filterbank_features(audio, rate).astype(np.float32))
-            labels.append(_phone_ids(read_phn(phn)))
+            labels.append(np.array([_PHONE_IDS[p] for _, _, p in read_phn(phn)], np.int32))
             ids.append(utt_id)
         raw[split] = (feats, labels, ids)
     # Training-set mean and standard deviation, accumulated in float64 around a shift (the
     # first utterance's mean) so that no second copy of the whole training set is needed.
-    shift = raw["train"][0][0].mean(axis=0, dtype=np.float64)
-    total = np.zeros(FEATURE_DIM)
-    squares = np.zeros(FEATURE_DIM)
-    count = 0
-    for f in raw["train"][0]:
-        centred = f - shift
-        total += centred.sum(axis=0)
-        squares += (centred.astype(np.float64) ** 2).sum(axis=0)
-        count += len(f)
+    train = raw["train"][0]
+    shift = train[0].mean(axis=0, dtype=np.float64)
+    count = sum(len(f) for f in train)
+    total = sum((f - shift).sum(axis=0) for f in train)
+    squares = sum(((f - shift) ** 2).sum(axis=0) for f in train)
     mean = shift + total / count
-    std = np.sqrt(np.maximum(squares / count - (total / count) ** 2, 0.0))
-    std = np.maximum(std, 1e-8)
+    std = np.maximum(np.sqrt(np.maximum(squares / count - (total / count) ** 2, 0.0)), 1e-8)
     packed = {"mean": mean.astype(np.float32), "std": std.astype(np.float32)}
     scale = (1.0 / std).astype(np.float32)
     for split, (feats, labels, ids) in raw.items():
-        normalised = np.concatenate(feats)
-        normalised -= mean.astype(np.float32)
-        normalised *= scale
-        packed[f"{split}_features"] = normalised
+        packed[f"{split}_features"] = (np.concatenate(feats) - mean.astype(np.float32)) * scale
         packed[f"{split}_frames"] = np.array([len(f) for f in feats], dtype=np.int64)
         packed[f"{split}_labels"] = np.concatenate(labels).astype(np.int16)
         packed[f"{split}_label_lengths"] = np.array([len(a) for a in labels], dtype=np.int64)
@@ -308,14 +284,12 @@ def _compute(splits):
 def _unpack(packed):
     out = {}
     for split in SPLITS:
-        frames, label_lengths = packed[f"{split}_frames"], packed[f"{split}_label_lengths"]
-        labels = np.split(packed[f"{split}_labels"], np.cumsum(label_lengths)[:-1])
-        out[split] = {"features": np.split(packed[f"{split}_features"], np.cumsum(frames)[:-1]),
+        labels = _cache.split(packed[f"{split}_labels"], packed[f"{split}_label_lengths"])
+        out[split] = {"features": _cache.split(packed[f"{split}_features"],
+                                               packed[f"{split}_frames"]),
                       "labels": [a.astype(np.int32) for a in labels],
                       "ids": [str(i) for i in packed[f"{split}_ids"]]}
-    out["phones"] = PHONES_61
-    out["mean"], out["std"] = packed["mean"], packed["std"]
-    return out
+    return {**out, "phones": PHONES_61, "mean": packed["mean"], "std": packed["std"]}
 
 
 def load(root, cache=True, data_root=None):
@@ -328,15 +302,8 @@ def load(root, cache=True, data_root=None):
     """
     root = catalog.resolve(root, "timit", data_root=data_root)
     splits = find_utterances(root)
-    path = _cache.cache_dir() / f"timit-{_fingerprint(root, splits)}.npz"
-    if cache:
-        stored = _cache.load_npz(path)
-        if stored is not None:
-            return _unpack(stored)
-    packed = _compute(splits)
-    if cache:
-        _cache.atomic_save_npz(path, **packed)
-    return _unpack(packed)
+    name = f"timit-{_fingerprint(root, splits)}.npz"
+    return _unpack(_cache.cached(name, lambda: _compute(splits), cache))
 
 
 # Pipelines, decoding, evaluation
@@ -361,9 +328,8 @@ def make_dataset(split, batch_size, shuffle=True, seed=0, pad_multiple=8, **kwar
     label_length = max(len(a) for a in labels)
 
     def make_batch(indices, length):
-        x = _batching.pad_stack([features[i] for i in indices], length)
-        y = _batching.pad_stack([labels[i] for i in indices], label_length, dtype="int32")
-        return x, y
+        return (_batching.pad_stack([features[i] for i in indices], length),
+                _batching.pad_stack([labels[i] for i in indices], label_length, dtype="int32"))
 
     return _batching.PaddedBatches([len(f) for f in features], make_batch, batch_size,
                                    shuffle=shuffle, seed=seed, pad_multiple=pad_multiple, **kwargs)
@@ -376,12 +342,11 @@ def decode(outputs, lengths=None):
     utterance's number of valid frames (all frames when None).
     """
     outputs = keras.ops.convert_to_tensor(outputs, dtype="float32")
-    batch, frames = outputs.shape[0], outputs.shape[1]
     if outputs.shape[-1] != NUM_CLASSES:
         raise ValueError(f"expected outputs with {NUM_CLASSES} classes (blank + 61 phones) on the "
                          f"last axis; got shape {tuple(outputs.shape)}")
     if lengths is None:
-        lengths = np.full((batch,), frames, dtype=np.int32)
+        lengths = [outputs.shape[1]] * outputs.shape[0]
     lengths = keras.ops.convert_to_tensor(np.asarray(lengths, dtype=np.int32))
     decoded, _ = keras.ops.ctc_decode(outputs, lengths, strategy="greedy", mask_index=BLANK)
     decoded = np.asarray(keras.ops.convert_to_numpy(decoded))[0]
@@ -416,10 +381,7 @@ def evaluate(model, split, batch_size=1):
         batch = order[start : start + batch_size]
         lengths = [len(features[i]) for i in batch]
         x = _batching.pad_stack([features[i] for i in batch], max(lengths))
-        out = _batching.predict_batch(model, x)
-        if out.ndim != 3 or out.shape[:2] != x.shape[:2]:
-            raise ValueError(f"the model's output has shape {out.shape} for inputs of shape "
-                             f"{x.shape}; expected (batch, frames, {NUM_CLASSES})")
+        out = _batching.predict_batch(model, x, f"(batch, frames, {NUM_CLASSES})")
         for i, ids in zip(batch, decode(out, lengths)):
             hypotheses.append(fold(ids))
             references.append(fold(labels[i]))

@@ -2,7 +2,6 @@
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 
@@ -103,17 +102,13 @@ class Run:
         """A short description of the run's regularization, e.g. "β=500 (norm_diff on cell)"."""
         reg, model = self.config["regularization"], self.config["model"]
         parts = []
-        ns = arguments(reg.get("norm_stabilizer"))
-        if ns:
+        if ns := arguments(reg.get("norm_stabilizer")):
             parts.append(f"β={ns['beta']:g} ({ns['cost']} on {ns['on']})")
-        if reg.get("weight_noise"):
-            wn = arguments(reg["weight_noise"])
+        if wn := arguments(reg.get("weight_noise")):
             parts.append(f"{wn['mode']} noise σ={wn['stddev']:g} per {wn['per']}")
-        if reg.get("dropconnect"):
-            dc = arguments(reg["dropconnect"])
+        if dc := arguments(reg.get("dropconnect")):
             parts.append(f"DropConnect p={dc['rate']:g} per {dc['per']}")
-        if reg.get("weight_penalty"):
-            wp = reg["weight_penalty"]
+        if wp := reg.get("weight_penalty"):
             parts.append(f"{wp['kind'].upper()} λ={wp['strength']:g}")
         if reg.get("fast_dropout"):
             parts.append("fast dropout")
@@ -163,13 +158,10 @@ def long_inputs(run, length, batch=16, seed=0):
         raise FigureError(f"{run.path}: long probe sequences are made for ptb, polyphonic and "
                           f"adding runs; this run's task is {task!r}")
     _, splits, _, _, _ = training.load_task_data(run.config, run.info["data"])
-    if task == "ptb":
-        stream = np.asarray(splits["test"], dtype=np.int32)
-    else:
-        pieces = splits["test"]
-        stream = np.concatenate([np.asarray(p, np.float32) for p in pieces], axis=0)
-    need = batch * (length + 1)
-    stream = np.resize(stream, (max(need, len(stream)), *stream.shape[1:]))
+    test = splits["test"]
+    stream = (np.asarray(test, np.int32) if task == "ptb"
+              else np.concatenate(test).astype(np.float32))
+    stream = np.resize(stream, (max(batch * (length + 1), len(stream)), *stream.shape[1:]))
     starts = np.linspace(0, len(stream) - length - 1, batch).astype(int)
     windows = np.stack([stream[s : s + length + 1] for s in starts])
     return windows[:, :-1], windows[:, 1:]
@@ -179,11 +171,25 @@ def hidden_sequences(run, x, cells=False, chunk=8):
     """The recurrent layer's h (and c) sequences on ``x`` as float64 arrays (B, T, units)."""
     from keras_rnnreg import callbacks
 
-    model = run.model()
-    layer = run.recurrent_layer(model)
-    return callbacks.hidden_sequences(model, x, layer, cells=cells, batch_size=chunk)
+    return callbacks.hidden_sequences(run.model(), x, run.recurrent_layer(), cells=cells,
+                                      batch_size=chunk)
 
 
-def read_json(path):
-    with open(path) as f:
-        return json.load(f)
+def float64(tensor):
+    """A backend tensor as a float64 NumPy array."""
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(tensor), np.float64)
+
+
+def by_run(rows, descending=False):
+    """The rows of each run (a list per run, in the rows' order), runs sorted by ``"beta"``."""
+    runs = {}
+    for row in rows:
+        runs.setdefault(row["run"], []).append(row)
+    return sorted(runs.values(), key=lambda points: points[0]["beta"], reverse=descending)
+
+
+def legend(ax):
+    """The legend under the axes (curves of long runs fill the plot area)."""
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)

@@ -50,9 +50,7 @@ def noise_loss_surface(out_dir, *, grid=60, steps=50, target=0.7, sigma=0.3, per
     A ``grid`` × ``grid`` set of initial weights (the paper: 100 × 100), loss from
     :func:`unit_rnn_loss`. Columns: w, b, loss (no noise), loss_noisy (mean over the noise).
     """
-    ws = np.linspace(*w_range, grid)
-    bs = np.linspace(*b_range, grid)
-    W, B = np.meshgrid(ws, bs)
+    W, B = np.meshgrid(np.linspace(*w_range, grid), np.linspace(*b_range, grid))
     plain = unit_rnn_loss(W, B, steps, target)
     noisy = unit_rnn_loss(W, B, steps, target, sigma=sigma, per=per, samples=samples, seed=seed)
     plt = pyplot()
@@ -73,15 +71,14 @@ def noise_loss_surface(out_dir, *, grid=60, steps=50, target=0.7, sigma=0.3, per
 
 
 # ------------------------------------------------------------------------------ Figs. 5 to 7
+# The panels of Figs. 5-7 by the regularization section a run sets (the first that applies).
+_FAMILIES = {"dropconnect": "DropConnect (Fig. 5)", "weight_noise": "weight noise (Fig. 6)",
+            "weight_penalty": "norm-based penalty (Fig. 7)"}
+
+
 def _family(run):
     reg = run.config["regularization"]
-    if reg.get("dropconnect"):
-        return "DropConnect (Fig. 5)"
-    if reg.get("weight_noise"):
-        return "weight noise (Fig. 6)"
-    if reg.get("weight_penalty"):
-        return "norm-based penalty (Fig. 7)"
-    return "other"
+    return next((family for key, family in _FAMILIES.items() if reg.get(key)), "other")
 
 
 def noise_spectral_radius(runs, out_dir):
@@ -105,9 +102,7 @@ def noise_spectral_radius(runs, out_dir):
             rows += [{"run": str(run.path), "name": run.name, "label": run.label(),
                       "family": _family(run), "key": key, "epoch": e, "spectral_radius": v}
                      for e, v in zip(epochs, values)]
-    order = ("DropConnect (Fig. 5)", "weight noise (Fig. 6)", "norm-based penalty (Fig. 7)",
-             "other")
-    families = [f for f in order if any(r["family"] == f for r in rows)]
+    families = [f for f in (*_FAMILIES.values(), "other") if any(r["family"] == f for r in rows)]
     plt = pyplot()
     fig, axes = plt.subplots(1, len(families), figsize=(4.6 * len(families), 3.6), squeeze=False)
     for ax, family in zip(axes[0], families):
@@ -192,10 +187,10 @@ def noise_sweep(searches, out_dir):
     plt = pyplot()
     fig, axes = plt.subplots(1, len(present), figsize=(4.4 * len(present), 3.6), squeeze=False)
     for ax, name in zip(axes[0], present):
-        points = [r for r in rows if r["parameter"] == name]
         groups = {}
-        for r in points:
-            groups.setdefault((r["model"], r["regularizer"]), []).append(r)
+        for r in rows:
+            if r["parameter"] == name:
+                groups.setdefault((r["model"], r["regularizer"]), []).append(r)
         for (model, regularizer), group in sorted(groups.items()):
             label = model + (f" ({regularizer.upper()})" if regularizer else "")
             ax.scatter([r["value"] for r in group], [r["score"] for r in group], s=18, label=label)

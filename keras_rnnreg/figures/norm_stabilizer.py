@@ -9,7 +9,10 @@ import numpy as np
 
 from keras_rnnreg.figures._common import (
     FigureError,
+    by_run,
+    float64,
     hidden_sequences,
+    legend,
     long_inputs,
     need_cell,
     pyplot,
@@ -25,9 +28,11 @@ __all__ = ["LENGTH", "forget_gate_means", "ns_forget_gates", "ns_irnn_eigenvalue
 LENGTH = 1000
 
 
-def _beta(run):
+def _row(run):
+    """The columns every CSV here starts with: run, name, label, beta."""
     ns = arguments(run.config["regularization"].get("norm_stabilizer"))
-    return 0.0 if not ns else float(ns["beta"])
+    return {"run": str(run.path), "name": run.name, "label": run.label(),
+            "beta": 0.0 if not ns else float(ns["beta"])}
 
 
 def _panel(run):
@@ -46,7 +51,7 @@ def ns_learning_curves(runs, out_dir):
 
     The monitored metric per epoch and its training value (dashed). A β = 0 LSTM goes beside the
     hidden-state penalties when it has no output tanh (as the paper's), else beside the
-    memory-cell ones. Columns: run, name, label, beta, panel, split, epoch, value.
+    memory-cell ones. Columns: run, name, label, beta, panel, split, epoch, value, metric.
     """
     runs = runs_of(runs, "ns_learning_curves")
     rows = []
@@ -56,11 +61,11 @@ def ns_learning_curves(runs, out_dir):
         train_key = monitor[4:] if monitor.startswith("val_") else None
         if train_key and any(train_key in r for r in run.history):
             splits.append(("train", train_key))
+        first = {**_row(run), "panel": _panel(run)}
         for split, key in splits:
             epochs, values = run.column(key)
-            rows += [{"run": str(run.path), "name": run.name, "label": run.label(),
-                      "beta": _beta(run), "panel": _panel(run), "split": split, "epoch": e,
-                      "value": v, "metric": monitor} for e, v in zip(epochs, values)]
+            rows += [{**first, "split": split, "epoch": e, "value": v, "metric": monitor}
+                     for e, v in zip(epochs, values)]
     panels = [p for p in ("hidden", "cell") if any(r["panel"] == p for r in rows)]
     plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
@@ -74,19 +79,18 @@ def ns_learning_curves(runs, out_dir):
 
 
 def _curves(ax, rows):
-    colors = {}
-    for run in sorted({r["run"] for r in rows}, key=lambda p: next(r["beta"] for r in rows
-                                                                    if r["run"] == p)):
+    for mine in by_run(rows):
+        color = None
         for split, style in (("valid", "-"), ("train", "--")):
-            points = [r for r in rows if r["run"] == run and r["split"] == split]
+            points = [r for r in mine if r["split"] == split]
             if not points:
                 continue
             line = ax.plot([p["epoch"] for p in points], [p["value"] for p in points], style,
-                           color=colors.get(run),
+                           color=color,
                            label=f"{points[0]['name']}: {points[0]['label']}" if split == "valid"
                            else None)
-            colors[run] = line[0].get_color()
-    _legend(ax)
+            color = line[0].get_color()
+    legend(ax)
 
 
 # ------------------------------------------------------------------------------ Figs. 3 and 5
@@ -101,54 +105,50 @@ def ns_norm_horizon(runs, out_dir, *, length=LENGTH, batch=16):
     same points in long form (name, label, beta, cost, quantity, cell).
     """
     runs = runs_of(runs, "ns_norm_horizon")
-    rows, horizon = [], []
+    rows = []
     for run in runs:
         x, _ = long_inputs(run, length, batch)
         cells = run.cell == "lstm"
         out = hidden_sequences(run, x, cells=cells)
-        seqs = {"h": out[0], "c": out[1]} if cells else {"h": out}
+        seqs = dict(zip("hc", out)) if cells else {"h": out}
         ns = arguments(run.config["regularization"].get("norm_stabilizer"))
         cost = ns["cost"] if ns and ns["beta"] > 0 else ""
-        horizon.append(run.config["data"]["seq_len"])
         network = "lstm" if cells else f"{run.cell}/{run.config['model']['activation']}"
+        first = {**_row(run), "cost": cost}
         for quantity, seq in seqs.items():
             with np.errstate(over="ignore", invalid="ignore"):
                 norms = np.linalg.norm(seq, axis=-1).mean(0)
-            rows += [{"run": str(run.path), "name": run.name, "label": run.label(),
-                      "beta": _beta(run), "cost": cost, "quantity": quantity, "cell": network,
-                      "t": t + 1, "mean_norm": float(v)} for t, v in enumerate(norms)]
+            rows += [{**first, "quantity": quantity, "cell": network, "t": t + 1,
+                      "mean_norm": float(v)} for t, v in enumerate(norms)]
     panels = []  # (cell, quantity, cost): LSTM h and c; simple RNNs one panel per cost
     for cell in sorted({r["cell"] for r in rows}):
         mine = [r for r in rows if r["cell"] == cell]
         costs = sorted({r["cost"] for r in mine if r["cost"]}) if cell != "lstm" else []
         for quantity in [q for q in ("h", "c") if any(r["quantity"] == q for r in mine)]:
             panels += [(cell, quantity, cost) for cost in costs or [None]]
+    horizon = max(r.config["data"]["seq_len"] for r in runs)
     plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
     for ax, (cell, quantity, cost) in zip(axes[0], panels):
         chosen = [r for r in rows if r["cell"] == cell and r["quantity"] == quantity
                   and (cost is None or r["cost"] in (cost, ""))]
-        for run in sorted({r["run"] for r in chosen},
-                          key=lambda p: next(r["beta"] for r in chosen if r["run"] == p)):
-            points = [r for r in chosen if r["run"] == run]
+        for points in by_run(chosen):
             ax.plot([p["t"] for p in points], [p["mean_norm"] for p in points], lw=1,
                     label=f"{points[0]['name']}: {points[0]['label']}")
         values = [r["mean_norm"] for r in chosen if math.isfinite(r["mean_norm"])]
         if values and min(values) > 0 and max(values) / min(values) > 100:
             ax.set_yscale("log")
-        ax.axvline(max(horizon), color="gray", ls=":", lw=1)
+        ax.axvline(horizon, color="gray", ls=":", lw=1)
         name = {"h": "‖h_t‖", "c": "‖c_t‖"}[quantity]
         ax.set_title(f"{cell}: mean {name}" + (f", cost {cost}" if cost else ""), fontsize=10)
         ax.set(xlabel="timestep (dotted: training length)", ylabel=f"mean {name}")
-        _legend(ax)
+        legend(ax)
     curves = list(dict.fromkeys(f"{r['run']}:{r['quantity']}" for r in rows))
     wide = {}
     for r in rows:
         wide.setdefault(r["t"], {"t": r["t"]})[f"{r['run']}:{r['quantity']}"] = r["mean_norm"]
     table = [{c: row.get(c, math.nan) for c in ["t", *curves]} for _, row in sorted(wide.items())]
-    result = save(fig, out_dir, "ns_norm_horizon", ["t", *curves], table)
-    result["curves"] = rows
-    return result
+    return {**save(fig, out_dir, "ns_norm_horizon", ["t", *curves], table), "curves": rows}
 
 
 # ------------------------------------------------------------------------------------ Fig. 4
@@ -160,8 +160,6 @@ def ns_irnn_lognorm(runs, out_dir, *, length=LENGTH, batch=16):
     ``batch`` test sequences of ``length`` steps; non-finite values stay inf / nan in the CSV.
     Columns: run, name, label, beta, t, mean_log_norm, cost_bits.
     """
-    import keras
-
     runs = runs_of(runs, "ns_irnn_lognorm")
     rows = []
     for run in runs:
@@ -174,21 +172,18 @@ def ns_irnn_lognorm(runs, out_dir, *, length=LENGTH, batch=16):
         h = hidden_sequences(run, x)
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             lognorm = np.log(np.linalg.norm(h, axis=-1)).mean(0)
-        model = run.model()
-        probs = np.concatenate([keras.ops.convert_to_numpy(model(x[i : i + 8], training=False))
-                                for i in range(0, len(x), 8)]).astype(np.float64)
+        probs = np.concatenate([float64(run.model()(x[i : i + 8], training=False))
+                                for i in range(0, len(x), 8)])
         picked = np.take_along_axis(probs, y[..., None].astype(int), axis=-1)[..., 0]
         with np.errstate(divide="ignore", invalid="ignore"):
             cost = (-np.log2(picked)).mean(0)
-        rows += [{"run": str(run.path), "name": run.name, "label": run.label(), "beta": _beta(run),
-                  "t": t + 1, "mean_log_norm": float(a), "cost_bits": float(c)}
+        first = _row(run)
+        rows += [{**first, "t": t + 1, "mean_log_norm": float(a), "cost_bits": float(c)}
                  for t, (a, c) in enumerate(zip(lognorm, cost))]
     plt = pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6), sharex=True)
     horizon = max(r.config["data"]["seq_len"] for r in runs)
-    for run in sorted({r["run"] for r in rows}, key=lambda p: -next(r["beta"] for r in rows
-                                                                   if r["run"] == p)):
-        points = [r for r in rows if r["run"] == run]
+    for points in by_run(rows, descending=True):
         style = "-" if points[0]["beta"] > 0 else "--"
         label = f"{points[0]['name']}: {points[0]['label']}"
         if all(p["mean_log_norm"] == -math.inf for p in points):
@@ -199,7 +194,7 @@ def ns_irnn_lognorm(runs, out_dir, *, length=LENGTH, batch=16):
     for ax in (top, bottom):
         ax.axvline(horizon, color="gray", ls=":", lw=1)
     top.set_ylabel("mean log ‖h_t‖")
-    _legend(top, below=False)
+    top.legend(fontsize=7)
     bottom.set(ylabel="cost (bits per character)", xlabel="timestep (dotted: training length)")
     columns = ["run", "name", "label", "beta", "t", "mean_log_norm", "cost_bits"]
     return save(fig, out_dir, "ns_irnn_lognorm", columns, rows)
@@ -216,20 +211,14 @@ def forget_gate_means(run, x):
 
     model = run.model()
     layer = run.recurrent_layer(model)
-    feed = keras.Model(model.input, layer.input)
-    inputs = np.asarray(keras.ops.convert_to_numpy(feed(x, training=False)), np.float64)
+    inputs = float64(keras.Model(model.input, layer.input)(x, training=False))
     h = hidden_sequences(run, x)
-    n = layer.units
-    kernel = np.asarray(keras.ops.convert_to_numpy(layer.kernel), np.float64)[:, n : 2 * n]
-    recurrent = np.asarray(keras.ops.convert_to_numpy(layer.recurrent_kernel), np.float64)
-    recurrent = recurrent[:, n : 2 * n]
-    bias = 0.0
-    if layer.bias is not None:
-        bias = np.asarray(keras.ops.convert_to_numpy(layer.bias), np.float64)[n : 2 * n]
+    f = slice(layer.units, 2 * layer.units)  # the forget gate's columns
+    kernel, recurrent = float64(layer.kernel)[:, f], float64(layer.recurrent_kernel)[:, f]
+    bias = float64(layer.bias)[f] if layer.bias is not None else 0.0
     previous = np.concatenate([np.zeros_like(h[:, :1]), h[:, :-1]], axis=1)
     z = inputs @ kernel + previous @ recurrent + bias
-    gate = np.asarray(keras.ops.convert_to_numpy(layer.recurrent_activation(z)), np.float64)
-    return gate.mean(axis=(0, 1))
+    return float64(layer.recurrent_activation(z)).mean(axis=(0, 1))
 
 
 def ns_forget_gates(runs, out_dir, *, batch=16):
@@ -253,11 +242,8 @@ def ns_irnn_eigenvalues(runs, out_dir):
     NumPy's eigenvalues of each run's best recurrent kernel, sorted in decreasing order.
     Columns: run, name, label, beta, rank, abs_eigenvalue.
     """
-    import keras
-
     def eigenvalues(run):
-        kernel = run.recurrent_layer().recurrent_kernel
-        w = np.asarray(keras.ops.convert_to_numpy(kernel), np.float64)
+        w = float64(run.recurrent_layer().recurrent_kernel)
         if not np.isfinite(w).all():
             raise FigureError(f"{run.path}: the best checkpoint's W_hh has non-finite entries")
         return np.abs(np.linalg.eigvals(w))
@@ -272,26 +258,16 @@ def _sorted_figure(runs, out_dir, name, cells, values_of, key, ylabel, title):
     rows = []
     for run in runs_of(runs, name):
         need_cell(run, cells, name)
-        values = np.sort(values_of(run))[::-1]
-        rows += [{"run": str(run.path), "name": run.name, "label": run.label(), "beta": _beta(run),
-                  "rank": i + 1, key: float(v)} for i, v in enumerate(values)]
+        first = _row(run)
+        rows += [{**first, "rank": i + 1, key: float(v)}
+                 for i, v in enumerate(np.sort(values_of(run))[::-1])]
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
-    for run in sorted({r["run"] for r in rows}, key=lambda p: next(r["beta"] for r in rows
-                                                                    if r["run"] == p)):
-        points = [r for r in rows if r["run"] == run]
+    for points in by_run(rows):
         ax.plot([p["rank"] for p in points], [p[key] for p in points], lw=1.2,
                 label=f"{points[0]['name']}: {points[0]['label']}")
     ax.set(xlabel="unit (sorted)", ylabel=ylabel)
     ax.set_title(title, fontsize=10)
-    _legend(ax)
+    legend(ax)
     columns = ["run", "name", "label", "beta", "rank", key]
     return save(fig, out_dir, name, columns, rows)
-
-
-def _legend(ax, below=True):
-    """The legend under the axes (curves of long runs fill the plot area)."""
-    if below:
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
-    else:
-        ax.legend(fontsize=7)

@@ -43,10 +43,9 @@ def searches(work):
     """Folders of the quick random searches (``SEARCH_MODELS``) under ``work/searches``."""
     from keras_rnnreg.tuning import jobs
 
-    paths = []
+    folder = Path(work) / "searches"
+    folder.mkdir(parents=True, exist_ok=True)
     for model in SEARCH_MODELS:
-        folder = Path(work) / "searches"
-        folder.mkdir(parents=True, exist_ok=True)
         out = folder / model
         if not (out / "best.json").is_file():
             shutil.rmtree(out, ignore_errors=True)
@@ -55,5 +54,4 @@ def searches(work):
                            f'tuner = "random"\nmax_trials = {SEARCH_TRIALS}\nepochs = 1\nseed = 1\n'
                            'set = ["model.units=4", "data.limit=4"]\n')
             jobs.run_job(job, out_dir=out, log=lambda message: None)
-        paths.append(out)
-    return paths
+    return [folder / model for model in SEARCH_MODELS]

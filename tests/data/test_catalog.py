@@ -17,9 +17,6 @@ import pytest
 
 from keras_rnnreg import data
 from keras_rnnreg.data import catalog, polyphonic, ptb, timit
-from tests.conftest import SHARED_DATA
-
-POLYPHONIC = os.path.join(SHARED_DATA, "polyphonic")
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -55,6 +52,12 @@ def serve(monkeypatch):
         server.server_close()
 
 
+@pytest.fixture
+def polyphonic_dir(shared_data):
+    """The shared copies of the .mat files (skips when ../shared/data is absent)."""
+    return os.path.join(shared_data, "polyphonic")
+
+
 def _sha256(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
@@ -76,12 +79,12 @@ def test_data_root_chain(tmp_path, monkeypatch):
     assert not (tmp_path / "home").exists()  # only named, never created
 
 
-def test_catalog_hashes_are_those_of_the_shared_copies():
+def test_catalog_hashes_are_those_of_the_shared_copies(shared_data):
     """The shared copies are the published files: their sha256 equal the catalog's."""
     checked = 0
     for corpus in data.CORPORA.values():
         for rel, expected in corpus.files.items():
-            path = os.path.join(SHARED_DATA, rel)
+            path = os.path.join(shared_data, rel)
             if os.path.exists(path):
                 assert _sha256(path) == expected, rel
                 checked += 1
@@ -104,8 +107,8 @@ def test_catalog_urls_are_pinned():
 
 
 @pytest.mark.parametrize("name", ["jsb_chorales", "piano_midi"])
-def test_fetch_from_a_mirror(serve, tmp_path, name):
-    base = serve(POLYPHONIC)
+def test_fetch_from_a_mirror(serve, tmp_path, name, polyphonic_dir):
+    base = serve(polyphonic_dir)
     root = tmp_path / "root"
     path = data.fetch(name, data_root=root, mirror=base)
     rel = data.CORPORA[name].path
@@ -117,10 +120,10 @@ def test_fetch_from_a_mirror(serve, tmp_path, name):
     assert data.locate(name, data_root=root) == path
 
 
-def test_a_corrupted_file_is_refused_and_nothing_is_left(serve, tmp_path):
+def test_a_corrupted_file_is_refused_and_nothing_is_left(serve, tmp_path, polyphonic_dir):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
-    blob = bytearray(open(os.path.join(POLYPHONIC, "JSB_Chorales.mat"), "rb").read())
+    blob = bytearray(open(os.path.join(polyphonic_dir, "JSB_Chorales.mat"), "rb").read())
     blob[1000] ^= 0xFF
     (mirror / "JSB_Chorales.mat").write_bytes(bytes(blob))
     base = serve(mirror)
@@ -135,13 +138,13 @@ def test_a_corrupted_file_is_refused_and_nothing_is_left(serve, tmp_path):
     assert _files(root) == []
 
 
-def test_a_corpus_is_moved_in_whole_or_not_at_all(serve, tmp_path, monkeypatch):
+def test_a_corpus_is_moved_in_whole_or_not_at_all(serve, tmp_path, monkeypatch, shared_data):
     """The shared PTB folder has no ptb.train.txt: with train asked for last, valid and test
     download, train is a 404, and neither of the two is left in the data root."""
     corpus = data.CORPORA["ptb"]
     files = dict(reversed(corpus.files.items()))
     monkeypatch.setitem(catalog.CORPORA, "ptb", dataclasses.replace(corpus, files=files))
-    base = serve(os.path.join(SHARED_DATA, "ptb"))
+    base = serve(os.path.join(shared_data, "ptb"))
     root = tmp_path / "root"
     with pytest.raises(OSError, match=r"^ptb: could not download .*ptb\.train\.txt .*404"):
         data.fetch("ptb", data_root=root, mirror=base)
@@ -149,24 +152,24 @@ def test_a_corpus_is_moved_in_whole_or_not_at_all(serve, tmp_path, monkeypatch):
     assert _files(root) == []
 
 
-def test_a_local_folder_as_mirror(tmp_path):
-    path = data.fetch("nottingham", data_root=tmp_path, mirror=POLYPHONIC)
-    assert _sha256(path) == _sha256(os.path.join(POLYPHONIC, "Nottingham.mat"))
+def test_a_local_folder_as_mirror(tmp_path, polyphonic_dir):
+    path = data.fetch("nottingham", data_root=tmp_path, mirror=polyphonic_dir)
+    assert _sha256(path) == _sha256(os.path.join(polyphonic_dir, "Nottingham.mat"))
 
 
-def test_a_present_file_with_another_hash_is_not_replaced(tmp_path):
+def test_a_present_file_with_another_hash_is_not_replaced(tmp_path, polyphonic_dir):
     target = tmp_path / "polyphonic" / "MuseData.mat"
     target.parent.mkdir()
     target.write_bytes(b"not the file")
     with pytest.raises(ValueError, match="MuseData.mat: hash .* is not the catalog's .*remove"):
-        data.fetch("musedata", data_root=tmp_path, mirror=POLYPHONIC)
+        data.fetch("musedata", data_root=tmp_path, mirror=polyphonic_dir)
     assert target.read_bytes() == b"not the file"
 
 
-def test_load_download_true(serve, tmp_path, monkeypatch):
+def test_load_download_true(serve, tmp_path, monkeypatch, polyphonic_dir):
     corpus = data.CORPORA["jsb_chorales"]
     monkeypatch.setitem(catalog.CORPORA, "jsb_chorales",
-                        dataclasses.replace(corpus, url=serve(POLYPHONIC)))
+                        dataclasses.replace(corpus, url=serve(polyphonic_dir)))
     with pytest.raises(data.DataNotFoundError):
         polyphonic.load("jsb_chorales", data_root=tmp_path)  # nothing fetched unless asked
     assert serve.requests == []
@@ -197,14 +200,14 @@ def test_timit_is_licensed(tmp_path):
     assert data.fetch("timit", data_root=tmp_path) == tmp_path / "TIMIT"
 
 
-def test_names_and_families(tmp_path, monkeypatch):
+def test_names_and_families(tmp_path, monkeypatch, shared_data):
     with pytest.raises(ValueError, match="unknown corpus 'jsb'.*jsb_chorales, nottingham"):
         data.fetch("jsb", data_root=tmp_path)
     with pytest.raises(ValueError, match="'ptb' is a ptb corpus, not a polyphonic one"):
         polyphonic.load("ptb", data_root=tmp_path)
     with pytest.raises(ValueError, match="download=True takes a corpus name"):
         ptb.load(tmp_path, download=True)
-    shutil.copytree(os.path.join(SHARED_DATA, "ptb"), tmp_path / "ptb")
+    shutil.copytree(os.path.join(shared_data, "ptb"), tmp_path / "ptb")
     with pytest.warns(UserWarning, match="smoke-test"):
         assert len(ptb.load("ptb", vocab_from="valid", data_root=tmp_path)["vocab"]) == 50
     monkeypatch.chdir(tmp_path / "ptb")
@@ -213,7 +216,7 @@ def test_names_and_families(tmp_path, monkeypatch):
         timit.load("timit", data_root=tmp_path)
 
 
-def test_cli_data_list_and_fetch(serve, tmp_path, capsys):
+def test_cli_data_list_and_fetch(serve, tmp_path, capsys, polyphonic_dir):
     import io
 
     from keras_rnnreg import cli
@@ -224,7 +227,7 @@ def test_cli_data_list_and_fetch(serve, tmp_path, capsys):
     assert [line.split()[:2] for line in lines] == [[n, "missing"] for n in data.CORPORA]
     mirror = tmp_path / "mirror"
     mirror.mkdir()
-    blob = bytearray(open(os.path.join(POLYPHONIC, "JSB_Chorales.mat"), "rb").read())
+    blob = bytearray(open(os.path.join(polyphonic_dir, "JSB_Chorales.mat"), "rb").read())
     blob[1000] ^= 0xFF
     (mirror / "JSB_Chorales.mat").write_bytes(bytes(blob))
     argv = ["data", "fetch", "jsb_chorales", "--data-root", str(root), "--mirror", serve(mirror)]
@@ -232,7 +235,7 @@ def test_cli_data_list_and_fetch(serve, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("rnnreg data fetch: error: ") and err.count("\n") == 1 and "hash" in err
     assert not root.exists() or _files(root) == []
-    argv[-1] = serve(POLYPHONIC)
+    argv[-1] = serve(polyphonic_dir)
     out = io.StringIO()
     assert cli.main(argv, out=out) == 0
     assert out.getvalue().strip() == str(root / "polyphonic" / "JSB_Chorales.mat")
