@@ -1,16 +1,8 @@
 """Training runs of zoo configurations: run folders, checkpoints, resume, reports.
 
-``rnnreg train NAME`` is :func:`train`; ``rnnreg evaluate RUN_DIR`` is :func:`evaluate_run`.
-
-A run folder holds ``config.json`` (the resolved configuration, seed, data, backend, one record
-per resume); ``state.json``, the commit record (finished epochs, history, best value and epoch,
-early-stopping counter, NaN restarts, random generators' states, the last and best checkpoints);
-``checkpoints/epoch-NNNN.keras`` of the last and best committed epoch, linked as ``last.keras`` /
-``best.keras``; ``history.csv`` (the epoch logs, with ``spectral_radius/<layer>[/<gate>]``);
-``tensorboard/`` (with the ``tensorboard`` extra); ``report.json``, the test numbers beside the
-paper's (from the best epoch's weights); and ``run.lock``, the writer's lock. The README ("What a
-run folder guarantees") says what it guarantees; the commit is
-:class:`~keras_rnnreg.callbacks.RunFolderCheckpoint`.
+``rnnreg train NAME`` is :func:`train`; ``rnnreg evaluate RUN_DIR`` is :func:`evaluate_run`. The
+run folder's files and what they guarantee: README, "What a run folder guarantees"; the per-epoch
+commit is :class:`~keras_rnnreg.callbacks.RunFolderCheckpoint`.
 """
 
 import math
@@ -149,7 +141,10 @@ def train(name_or_config, out_dir, *, data=None, data_root=None, epochs=None, se
     """
     strategy = distribute_lib.get(distribute) if distribute is not None else None
     run_dir = Path(out_dir)
-    callbacks = [*_tensorboard(run_dir, tensorboard), *callbacks]  # ImportError before anything
+    callbacks = list(callbacks)
+    if tensorboard or (tensorboard is None and callbacks_lib.tensorboard_available()):
+        # ImportError (tensorboard=True without the package) before anything
+        callbacks.insert(0, callbacks_lib.TensorBoardScalars(run_dir / "tensorboard"))
     _check_count("seed", seed, 0)
     _check_count("epochs", epochs, 1)
     if run_dir.exists() and not run_dir.is_dir():
@@ -346,12 +341,6 @@ def _fit(model, run_dir, config, state, task_callbacks, train_data, valid_data, 
                        "or start a new run with a smaller learning rate") from err
     state["finished"] = True
     write_json_atomic(run_dir / STATE, state)
-
-
-def _tensorboard(run_dir, wanted):
-    if wanted is False or (wanted is None and not callbacks_lib.tensorboard_available()):
-        return []
-    return [callbacks_lib.TensorBoardScalars(run_dir / "tensorboard")]
 
 
 def best_model(run_dir):

@@ -13,13 +13,10 @@ __all__ = ["RunFolderCheckpoint"]
 class RunFolderCheckpoint(keras.callbacks.ModelCheckpoint):
     """Every epoch: the model to ``checkpoints/epoch-NNNN.keras``, then the commit record.
 
-    A ``ModelCheckpoint`` (the model with its optimizer state) whose file is written whole beside
-    its final name and moved into place (Keras' ``model.save`` writes in place: a kill would leave
-    half a file); then ``state.json`` (the epoch's logs, the early-stopping counter and best, NaN
-    restarts, seed-generator states, checkpoint names) replaces the old one in one ``os.replace``:
-    the commit. Then ``history.csv`` and the ``last.keras`` / ``best.keras`` links are refreshed
-    and checkpoints no longer named are deleted. Place it after ``early_stopping`` and every
-    callback that adds to the logs; an epoch that ``nan_restart`` flagged is not committed.
+    A ``ModelCheckpoint`` whose file is written beside its final name and moved into place
+    (Keras' ``model.save`` writes in place: a kill would leave half a file); what the commit holds
+    and guarantees: README, "What a run folder guarantees". Place it after ``early_stopping`` and
+    every callback that adds to the logs; an epoch that ``nan_restart`` flagged is not committed.
 
     Args:
         run_dir: the run folder.

@@ -96,9 +96,6 @@ class Job:
                 changed = True
         return changed
 
-    def last_lines(self, n=3):
-        return " | ".join(_processes.last_lines(self.run_dir / LOG, n, skip=MARK))
-
     def close(self):
         if self.log is not None:
             self.log.close()

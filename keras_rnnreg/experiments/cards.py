@@ -32,12 +32,6 @@ beyond per-entry overrides (e.g. Table 2's learning-rate / clipping columns)::
     epochs = 1
     set = ["model.units=4", "data.limit=4"]
     only = ["jsb_rnn_plain"]            # entry keys (default: all)
-
-``reproduce`` runs every entry × seed into ``OUT/<key>/seed<S>`` (a finished run, one with a
-``report.json``, is not run again; an interrupted one resumes), then writes ``OUT/<card>.md`` (our
-numbers beside the paper's) and ``OUT/results.json``. ``--jobs N`` / ``--devices`` run the entries x
-seeds in child processes (:mod:`keras_rnnreg.experiments._parallel`); with several seeds a cell is
-the mean ± std and the details list every seed's number.
 """
 
 import fnmatch
@@ -157,14 +151,16 @@ def _first(*values):
 def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, epochs=None,
               seeds=None, verbose=0, log=print, table_only=False, jobs=1, devices=None,
               stream=None):
-    """Run a card (see the module docstring); returns the path of the markdown table.
+    """Run a card; returns the path of the markdown table, ``OUT/<card>.md``.
 
-    The table holds every finished run of the card in ``out_dir`` (also those of earlier calls with
-    another ``only``); ``OUT/results.json`` lists them and the runs that failed. ``table_only=True``
-    trains nothing and only rewrites the table. ``jobs > 1`` or ``devices`` (GPU ids, checked
-    against the visible GPUs) run the entries x seeds in child processes, up to ``jobs`` at a time
-    (see :mod:`keras_rnnreg.experiments._parallel`; ``stream`` gets the live progress lines). The
-    card's folder has one writer at a time: a second command on it is refused up front.
+    Every entry x seed trains into ``OUT/<key>/seed<S>`` (a run with a ``report.json`` is not run
+    again; an interrupted one resumes). The table holds every finished run of the card in ``OUT``
+    (also those of earlier calls with another ``only``), our numbers beside the paper's, with
+    several seeds as mean ± std and every seed's number; ``OUT/results.json`` lists them and the
+    runs that failed. ``table_only=True`` trains nothing and only rewrites the table. ``jobs > 1``
+    or ``devices`` (GPU ids, checked against the visible GPUs) run the entries x seeds in child
+    processes, up to ``jobs`` at a time (:mod:`keras_rnnreg.experiments._parallel`; ``stream``
+    gets the live progress lines). A second command on a busy ``OUT`` is refused up front.
     """
     card = load_card(card_path)
     for key, value in (("epochs", epochs), ("seeds", None if seeds is None else list(seeds))):
@@ -210,10 +206,6 @@ def _check_devices(devices):
     return devices
 
 
-def _quiet(message):
-    pass
-
-
 def _run_in_turn(runs, out, verbose, log):
     """Train ``runs`` one after the other in this process; ``(reports, failures)``."""
     reports, failures = [], []
@@ -228,7 +220,8 @@ def _run_in_turn(runs, out, verbose, log):
             log(f"{head}: " + ("resuming" if resume else "training")
                 + (f" (epochs {run['epochs']})" if run["epochs"] else ""))
             try:
-                report = train_run(run, run_dir, resume, verbose, log if verbose else _quiet)
+                report = train_run(run, run_dir, resume, verbose,
+                                   log if verbose else lambda msg: None)
             except (KeyboardInterrupt, schema.ConfigError, FileNotFoundError):
                 raise
             except Exception as err:  # one failed run (e.g. NaNs beyond the restarts) goes on
