@@ -176,7 +176,7 @@ def _add_data(sub):
 
 
 def _count(minimum):
-    """argparse type: an integer >= minimum (argparse turns the ValueError into a usage error)."""
+    """argparse type: an integer >= minimum."""
 
     def parse(text):
         try:
@@ -187,7 +187,6 @@ def _count(minimum):
             raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= {minimum}")
         return value
 
-    parse.__name__ = f"integer >= {minimum}"
     return parse
 
 
@@ -367,9 +366,8 @@ def _quiet_tensorflow():
     import os
     import tempfile
 
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
-        return
-    if _backend_name() != "tensorflow":
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules or (
+            _backend_name() != "tensorflow"):
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     sys.stderr.flush()

@@ -105,14 +105,6 @@ def load_task_data(config, data=None, data_root=None):
     return task, splits, source, notes, zoo.resolve(config, changes) if changes else config
 
 
-def _check_count(name, value, minimum):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise zoo.ConfigError(f"{name}={value!r}: expected an integer >= {minimum}")
-    return value
-
-
 def train(name_or_config, out_dir, *, data=None, data_root=None, epochs=None, seed=None,
           overrides=None, resume=False, distribute=None, verbose=1, callbacks=(), tensorboard=None,
           log=print):
@@ -145,14 +137,15 @@ def train(name_or_config, out_dir, *, data=None, data_root=None, epochs=None, se
     if tensorboard or (tensorboard is None and callbacks_lib.tensorboard_available()):
         # ImportError (tensorboard=True without the package) before anything
         callbacks.insert(0, callbacks_lib.TensorBoardScalars(run_dir / "tensorboard"))
-    _check_count("seed", seed, 0)
-    _check_count("epochs", epochs, 1)
+    for name, value, minimum in (("seed", seed, 0), ("epochs", epochs, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < minimum):
+            raise zoo.ConfigError(f"{name}={value!r}: expected an integer >= {minimum}")
     if run_dir.exists() and not run_dir.is_dir():
         raise RunError(f"--out {run_dir} is a file; expected a run folder (a new or an existing "
                        "folder)")
     if resume and not (run_dir / CONFIG).exists():
-        raise RunError(f"cannot resume {run_dir}: "
-                       + (_missing(run_dir, (CONFIG,)) or "no config.json"))
+        raise RunError(f"cannot resume {run_dir}: {_missing(run_dir)}")
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -402,23 +395,22 @@ def format_report(report):
 
 
 # --------------------------------------------------------------------------------- evaluate
-def _missing(run_dir, names):
-    run_dir = Path(run_dir)
+def _missing(run_dir):
+    """Why ``run_dir`` is not a run folder; None when it is one."""
     if not run_dir.exists():
         return f"{run_dir} does not exist"
     if not run_dir.is_dir():
         return f"{run_dir} is not a folder"
-    absent = [n for n in names if not (run_dir / n).exists()]
-    if absent:
-        return (f"{run_dir} is not a run folder of `rnnreg train`: missing {', '.join(absent)} "
-                f"(a run folder holds {CONFIG}, {STATE}, {CHECKPOINTS}/, {HISTORY})")
+    if not (run_dir / CONFIG).exists():
+        return (f"{run_dir} is not a run folder of `rnnreg train`: missing {CONFIG} (a run folder "
+                f"holds {CONFIG}, {STATE}, {CHECKPOINTS}/, {HISTORY})")
     return None
 
 
 def evaluate_run(run_dir, data=None, data_root=None, split="test", log=print):
     """Evaluate a run folder's best committed checkpoint on a split; returns the task's numbers."""
     run_dir = Path(run_dir)
-    problem = _missing(run_dir, (CONFIG,))
+    problem = _missing(run_dir)
     if problem is None and not (run_dir / STATE).exists():
         problem = (f"{run_dir} has no finished epoch yet: missing {STATE} (written at the end of "
                    "the first epoch with the checkpoint)")

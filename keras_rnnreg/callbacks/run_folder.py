@@ -27,10 +27,9 @@ class RunFolderCheckpoint(keras.callbacks.ModelCheckpoint):
     Examples:
         >>> import keras, numpy as np
         >>> from keras_rnnreg import callbacks, layers
-        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn"),
-        ...                           keras.layers.Dense(1)])
+        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn")])
         >>> model.compile(optimizer="sgd", loss="mse")
-        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 1), "float32")
+        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 8), "float32")
         >>> import pathlib, shutil, tempfile
         >>> run_dir = pathlib.Path(tempfile.mkdtemp())
         >>> (run_dir / "checkpoints").mkdir()  # training.train makes the run folder's layout

@@ -37,10 +37,9 @@ class TensorBoardScalars(keras.callbacks.Callback):
     Examples:
         >>> import keras, numpy as np
         >>> from keras_rnnreg import callbacks, layers
-        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn"),
-        ...                           keras.layers.Dense(1)])
+        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn")])
         >>> model.compile(optimizer="sgd", loss="mse")
-        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 1), "float32")
+        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 8), "float32")
         >>> import os, shutil, tempfile
         >>> log_dir = tempfile.mkdtemp()
         >>> _ = model.fit(x, y, validation_data=(x, y), epochs=1, verbose=0,

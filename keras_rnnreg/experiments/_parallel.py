@@ -25,16 +25,12 @@ MARK = "[rnnreg-progress] "
 
 # ------------------------------------------------------------------------------------ child
 def _progress_callback(total):
+    """One machine-readable line per epoch for the parent's progress display."""
     import keras
 
-    class Progress(keras.callbacks.Callback):
-        """One machine-readable line per epoch for the parent's progress display."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            event = {"epoch": epoch + 1, "total": total, "logs": _runfolder.scalars(logs)}
-            print(MARK + json.dumps(event), flush=True)
-
-    return Progress()
+    return keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: print(
+        MARK + json.dumps({"epoch": epoch + 1, "total": total, "logs": _runfolder.scalars(logs)}),
+        flush=True))
 
 
 def _child(spec_json):

@@ -289,10 +289,10 @@ def _fmt(value, digits=3):
     return f"{value:.{digits}g}" if abs(value) < 1 else f"{value:.2f}"
 
 
-def _every_seed(entry):
-    """``s0 8.81, s1 8.85``: each seed's number (mean ± std alone hides a seed that failed)."""
-    return ", ".join(f"s{seed} {_fmt(value)}"
-                     for seed, value in zip(entry["seeds"], entry["values"]))
+def _ours(entry):
+    """``8.81 ± 0.02*``: the mean over seeds, their spread, ``*`` when not the paper's data."""
+    spread = f" ± {_fmt(entry['std'])}" if entry["std"] is not None else ""
+    return f"{_fmt(entry['ours'])}{spread}{'' if entry['comparable'] else '*'}"
 
 
 def markdown(card, results, quick=False, command=""):
@@ -319,9 +319,7 @@ def markdown(card, results, quick=False, command=""):
                                   if x.get("row") == row and x.get("column") == column), None)
                     cells.append(f"– / {_fmt(paper)}" if paper is not None else "")
                 else:
-                    mark = "" if e["comparable"] else "*"
-                    spread = f" ± {_fmt(e['std'])}" if e.get("std") is not None else ""
-                    cells.append(f"{_fmt(e['ours'])}{spread}{mark} / {_fmt(e['paper'])}")
+                    cells.append(f"{_ours(e)} / {_fmt(e['paper'])}")
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
         lines.append("")
     count = card.get("count", [])
@@ -329,13 +327,13 @@ def markdown(card, results, quick=False, command=""):
               *count]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in entries:
-        ours = _fmt(e["ours"]) + (f" ± {_fmt(e['std'])}" if e["std"] is not None else "")
-        ours += "" if e["comparable"] else "*"
         diff = e["relative_difference"]
         diff = f"{diff:+.1%}" if diff is not None and e["comparable"] else "–"
         epochs = ", ".join(f"{a} ({b})" for a, b in zip(e["epochs_run"], e["best_epoch"]))
-        cells = [e["key"], f"`{e['name']}`", ours, _fmt(e["paper"]), diff, str(len(e["seeds"])),
-                 _every_seed(e), epochs, *(str(e.get(flag, "")) for flag in count)]
+        # every seed's number, "s0 8.81, s1 8.85": mean ± std alone hides a seed that failed
+        seeds = ", ".join(f"s{seed} {_fmt(value)}" for seed, value in zip(e["seeds"], e["values"]))
+        cells = [e["key"], f"`{e['name']}`", _ours(e), _fmt(e["paper"]), diff, str(len(e["seeds"])),
+                 seeds, epochs, *(str(e.get(flag, "")) for flag in count)]
         lines.append("| " + " | ".join(cells) + " |")
     for failure in results.get("failures", []):
         cells = [failure["key"], "–", f"failed (seed {failure['seed']})"] + [""] * (len(header) - 3)
