@@ -43,13 +43,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser():
-    p = _Parser(
-        prog="rnnreg",
-        description="Model zoo of two RNN-regularization papers: list, train, evaluate, reproduce, "
-        "tune, draw the papers' figures.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = _Parser(prog="rnnreg", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Model zoo of two RNN-regularization papers: list, train, evaluate, "
+                "reproduce, tune, draw the papers' figures.")
     p.add_argument("--version", action="version", version=f"rnnreg {__version__}",
                    help="print the version of keras-rnnreg and exit")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")

@@ -60,15 +60,11 @@ class RunFolderCheckpoint(keras.callbacks.ModelCheckpoint):
         state = json.loads(json.dumps(self.state))  # the next state; self.state until the commit
         if stopper.best is not None and stopper.best_epoch == epoch:
             state.update(best=stopper.best, best_epoch=done, best_checkpoint=path.name)
-        state.update(
-            epoch=done,
-            wait=stopper.wait,
-            stopped_early=epoch > 0 and stopper.stopped_epoch == epoch,
-            last_checkpoint=path.name,
-            history=[*state["history"], row],
-            learning_rate=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
-            rng=_runfolder.rng_state(self.model),
-        )
+        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        state.update(epoch=done, wait=stopper.wait, last_checkpoint=path.name,
+                     stopped_early=epoch > 0 and stopper.stopped_epoch == epoch,
+                     history=[*state["history"], row], learning_rate=rate,
+                     rng=_runfolder.rng_state(self.model))
         if self.nan_restart is not None:
             state["restarts"] = self.nan_restart.restarts
         _runfolder.save_model_atomic(self.model, path)
