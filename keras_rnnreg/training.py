@@ -15,12 +15,10 @@ import keras
 from keras_rnnreg import _runfolder, zoo
 from keras_rnnreg import callbacks as callbacks_lib
 from keras_rnnreg import distribute as distribute_lib
-from keras_rnnreg._runfolder import (  # noqa: F401  (the layout names: cli, cards, figures)
-    BEST,
+from keras_rnnreg._runfolder import (
     CHECKPOINTS,
     CONFIG,
     HISTORY,
-    LAST,
     REPORT,
     STATE,
     RunError,
