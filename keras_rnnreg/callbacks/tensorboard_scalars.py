@@ -12,9 +12,6 @@ from keras_rnnreg import _runfolder
 
 __all__ = ["TensorBoardScalars", "tensorboard_available"]
 
-_MISSING = ("TensorBoard logs need the `tensorboard` package, which is not installed; install the "
-            "extra: pip install 'keras-rnnreg[tensorboard]'")
-
 
 def tensorboard_available():
     """Whether the ``tensorboard`` package can be imported."""
@@ -52,7 +49,9 @@ class TensorBoardScalars(keras.callbacks.Callback):
     def __init__(self, log_dir):
         super().__init__()
         if not tensorboard_available():
-            raise ImportError(_MISSING)
+            raise ImportError("TensorBoard logs need the `tensorboard` package, which is not "
+                              "installed; install the extra: pip install "
+                              "'keras-rnnreg[tensorboard]'")
         self.log_dir = Path(log_dir)
         self._writers = {}
 
