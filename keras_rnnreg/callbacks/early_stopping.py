@@ -54,6 +54,5 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         self._carried = (self.wait, self.best, self.best_epoch)
 
     def _is_improvement(self, monitor_value, reference_value):
-        if not math.isfinite(float(monitor_value)):
-            return False
-        return bool(super()._is_improvement(monitor_value, reference_value))
+        return math.isfinite(float(monitor_value)) and bool(
+            super()._is_improvement(monitor_value, reference_value))

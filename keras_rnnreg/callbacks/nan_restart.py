@@ -80,8 +80,7 @@ class NaNRestart(keras.callbacks.TerminateOnNaN):
         self._epoch, self._snapshot = 0, None
 
     def on_train_begin(self, logs=None):
-        self.triggered = False
-        self.restart_epoch = None
+        self.triggered, self.restart_epoch = False, None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch

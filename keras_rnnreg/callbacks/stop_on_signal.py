@@ -39,9 +39,7 @@ class StopOnSignal(keras.callbacks.Callback):
 
     def __init__(self, log=print):
         super().__init__()
-        self.log = log
-        self.requested = False
-        self._previous = {}
+        self.log, self.requested, self._previous = log, False, {}
 
     def _check(self, *args, **kwargs):
         if self.requested:

@@ -140,11 +140,10 @@ class Display:
         cols, rows = 200, 1000
         with contextlib.suppress(OSError, ValueError, AttributeError):
             cols, rows = os.get_terminal_size(self.stream.fileno())
-        jobs = self.jobs
-        summary = []
+        jobs, summary = self.jobs, []
         if len(jobs) > rows - 2:  # more runs than lines: the running ones and a count of the others
-            jobs = [j for j in jobs if j.state in ("training", "resuming", "stopped")]
-            jobs = jobs[: max(1, rows - 3)]
+            running = [j for j in jobs if j.state in ("training", "resuming", "stopped")]
+            jobs = running[: max(1, rows - 3)]
             counts = collections.Counter(j.state for j in self.jobs)
             summary = [", ".join(f"{n} {state}" for state, n in sorted(counts.items()))]
         lines = [j.line(self.width)[: cols - 1] for j in jobs] + summary
