@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["child_env", "last_lines", "stop_on_sigterm", "stop_processes", "stop_when_orphaned"]
+__all__ = ["child_env", "last_error", "stop_on_sigterm", "stop_processes", "stop_when_orphaned"]
 
 _STOP = []  # set by SIGTERM in a child
 
@@ -84,20 +84,16 @@ def error_line(err):
 
 
 def last_error(path, skip=()):
-    """A child's own last error line (:func:`error_line`), else its log's last line that is not a
-    start-up banner (nor starts with one of ``skip``)."""
-    lines = last_lines(path, 200, skip=BANNERS + tuple(skip))
-    errors = [x for x in lines if x.startswith(ERROR_MARK)]
-    return (errors or lines or ["(no output)"])[-1]
-
-
-def last_lines(path, n, skip="\0"):
-    """The last ``n`` lines of a child's log that are not blank and do not start with ``skip``."""
+    """A child's own last error line (:func:`error_line`), else its log's last line that is not
+    blank, a start-up banner nor starts with one of ``skip`` (of the last 200 such lines)."""
     try:
         text = Path(path).read_text(errors="replace")
     except OSError:
-        return []
-    return [x for x in text.splitlines() if x.strip() and not x.startswith(skip)][-n:]
+        text = ""
+    skip = BANNERS + tuple(skip)
+    lines = [x for x in text.splitlines() if x.strip() and not x.startswith(skip)][-200:]
+    errors = [x for x in lines if x.startswith(ERROR_MARK)]
+    return (errors or lines or ["(no output)"])[-1]
 
 
 def stop_processes(procs, grace=20.0):

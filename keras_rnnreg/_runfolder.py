@@ -1,9 +1,8 @@
 """Run-folder primitives: the layout, atomic files, the writer's lock, RNG state, fault points.
 
-Files that appear whole or not at all (a temporary ``.<name>.tmp-<random>`` beside the target,
-flushed, then ``os.replace``); :class:`RunLock`, an ``flock`` the kernel drops when its holder
-ends in any way; the ``keras.random`` seed-generator states ``model.save`` does not store; and
-:func:`fault_point`, the tests' way to ``SIGKILL`` a run mid-checkpoint (``RNNREG_FAULT``).
+An atomic file is written to a temporary ``.<name>.tmp-<random>`` beside the target, flushed, then
+moved into place with ``os.replace``; the RNG state is that of the ``keras.random`` seed
+generators, which ``model.save`` does not store.
 """
 
 import contextlib
@@ -124,12 +123,6 @@ def tidy(run_dir, state):
     atomic_write(run_dir / HISTORY, buffer.getvalue())
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _fsync_dir(folder):
     with contextlib.suppress(OSError):  # platforms without directory fds
         fd = os.open(folder, os.O_RDONLY)
@@ -139,31 +132,35 @@ def _fsync_dir(folder):
             os.close(fd)
 
 
-def _temporary(path):
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TMP_MARK}", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_umask())
-    return fd, Path(tmp)
-
-
-def _publish(tmp, path):
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+@contextlib.contextmanager
+def _replacing(path, suffix=""):
+    """A temporary file beside ``path`` to write, which then replaces ``path`` (flushed, with a
+    new file's mode); removed if the write fails."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TMP_MARK}", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        mask = os.umask(0)  # mkstemp's 0o600 becomes a new file's mode
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def atomic_write(path, text):
     """Write ``text`` (str, or bytes) to ``path``: readers see the old file or the new one."""
-    path = Path(path)
-    fd, tmp = _temporary(path)
-    binary = isinstance(text, bytes)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
-            f.write(text)
-        _publish(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _replacing(path) as tmp:
+        if isinstance(text, bytes):
+            tmp.write_bytes(text)
+        else:
+            tmp.write_text(text, newline="")
 
 
 def write_json_atomic(path, data):
@@ -172,18 +169,8 @@ def write_json_atomic(path, data):
 
 def save_model_atomic(model, path):
     """``model.save`` into a temporary ``.keras`` file beside ``path``, then ``os.replace``."""
-    path = Path(path)
-    fd, tmp = _temporary(path)
-    os.close(fd)
-    tmp_keras = tmp.with_name(tmp.name + ".keras")  # model.save wants the .keras suffix
-    os.replace(tmp, tmp_keras)
-    try:
-        model.save(tmp_keras)
-        os.chmod(tmp_keras, 0o666 & ~_umask())
-        _publish(tmp_keras, path)
-    except BaseException:
-        tmp_keras.unlink(missing_ok=True)
-        raise
+    with _replacing(path, suffix=".keras") as tmp:  # model.save wants the .keras suffix
+        model.save(tmp)
 
 
 def link_or_copy(source, target):
@@ -201,17 +188,11 @@ def link_or_copy(source, target):
 
 
 def sweep_temporaries(*folders):
-    """Remove the temporary files of interrupted atomic writes; returns their names."""
-    removed = []
+    """Remove the temporary files of interrupted atomic writes from ``folders``."""
     for folder in folders:
-        folder = Path(folder)
-        if not folder.is_dir():
-            continue
-        for p in folder.iterdir():
-            if p.name.startswith(".") and _TMP_MARK in p.name and p.is_file():
+        for p in Path(folder).glob(f".*{_TMP_MARK}*"):
+            if p.is_file():
                 p.unlink(missing_ok=True)
-                removed.append(p.name)
-    return removed
 
 
 def jsonable(value):
@@ -309,13 +290,9 @@ def remove_empty_run_folder(run_dir):
 
 # ------------------------------------------------------------------------------------ RNG state
 def _seed_generators(model):
-    seen, out = set(), []
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        for generator in getattr(layer, "_seed_generators", ()):
-            if id(generator) not in seen:
-                seen.add(id(generator))
-                out.append(generator)
-    return out
+    by_id = {id(g): g for layer in model._flatten_layers(include_self=True, recursive=True)
+             for g in getattr(layer, "_seed_generators", ())}  # the first place of each
+    return list(by_id.values())
 
 
 def scalars(logs):

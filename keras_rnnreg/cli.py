@@ -1,10 +1,8 @@
 """The ``rnnreg`` command line (``rnnreg --help`` and ``rnnreg COMMAND --help`` list the options).
 
-Errors a user can cause (an unknown name, key or value, a missing or unreadable file, a damaged
-or busy run folder, a diverged run) print one line naming what is wrong and exit with status 2;
-``--debug`` (before the command) shows the traceback instead. Ctrl-C stops training within a batch,
-keeps every finished epoch, says how to resume and exits with status 130. Any other exception is
-a bug and shows its traceback.
+Errors a user can cause (:func:`user_errors`) print one line and exit with status 2 (``--debug``
+before the command shows the traceback); Ctrl-C says how to continue and exits with status 130.
+Any other exception is a bug and shows its traceback.
 """
 
 import argparse
@@ -45,13 +43,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser():
-    p = _Parser(
-        prog="rnnreg",
-        description="Model zoo of two RNN-regularization papers: list, train, evaluate, reproduce, "
-        "tune, draw the papers' figures.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = _Parser(prog="rnnreg", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Model zoo of two RNN-regularization papers: list, train, evaluate, "
+                "reproduce, tune, draw the papers' figures.")
     p.add_argument("--version", action="version", version=f"rnnreg {__version__}",
                    help="print the version of keras-rnnreg and exit")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -178,7 +172,7 @@ def _add_data(sub):
 
 
 def _count(minimum):
-    """argparse type: an integer >= minimum (argparse turns the ValueError into a usage error)."""
+    """argparse type: an integer >= minimum."""
 
     def parse(text):
         try:
@@ -189,7 +183,6 @@ def _count(minimum):
             raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= {minimum}")
         return value
 
-    parse.__name__ = f"integer >= {minimum}"
     return parse
 
 
@@ -215,13 +208,9 @@ def _printer(out):
 def _cmd_list(args, out):
     from keras_rnnreg import _shipped, zoo
 
-    if args.cards or args.jobs:
-        kind = "card" if args.cards else "job"
-        for name in _shipped.names(kind):
-            print(name, file=out)
-        return 0
-    if args.keys:
-        for line in zoo.describe_keys():
+    kind = "card" if args.cards else "job" if args.jobs else None
+    if kind or args.keys:
+        for line in _shipped.names(kind) if kind else zoo.describe_keys():
             print(line, file=out)
         return 0
     names = zoo.list_models(args.pattern)
@@ -229,13 +218,12 @@ def _cmd_list(args, out):
         print(f"no zoo name matches {args.pattern!r}", file=out)
         return 1
     for name in names:
-        if args.long:
-            c = zoo.get_config(name)
-            value = c["paper"]["value"]
-            number = f"{value:g}" if value is not None else "-"
-            print(f"{name:32s} {number:>7s}  {c['description']}  [{c['paper']['table']}]", file=out)
-        else:
+        if not args.long:
             print(name, file=out)
+            continue
+        c = zoo.get_config(name)
+        number = "-" if c["paper"]["value"] is None else f"{c['paper']['value']:g}"
+        print(f"{name:32s} {number:>7s}  {c['description']}  [{c['paper']['table']}]", file=out)
     return 0
 
 
@@ -313,9 +301,8 @@ def _cmd_figure(args, out):
     from keras_rnnreg import figures
 
     if args.list:
-        for figure in figures.FIGURES.values():
-            line = f"{figure.name:22s} {figure.paper:30s} [{figure.inputs}] {figure.title}"
-            print(line, file=out)
+        for f in figures.FIGURES.values():
+            print(f"{f.name:22s} {f.paper:30s} [{f.inputs}] {f.title}", file=out)
         return 0
     if not args.name:
         raise figures.FigureError("name a figure (rnnreg figure --list names them) or pass --list")
@@ -375,9 +362,8 @@ def _quiet_tensorflow():
     import os
     import tempfile
 
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
-        return
-    if _backend_name() != "tensorflow":
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules or (
+            _backend_name() != "tensorflow"):
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     sys.stderr.flush()

@@ -7,11 +7,10 @@ with strategy.scope():                             # build *and* fit inside it
     model.fit(strategy.shard_data(train_batches), epochs=10)
 ```
 
-Each kind maps to the engine that exists (README, "Data parallel, TPU, multi-worker"): on JAX
-``keras.distribution.DataParallel`` (over the TPU devices for ``"tpu"``, every process's after
-``jax.distributed.initialize`` for ``"multi-worker"``); on TensorFlow ``MirroredStrategy``,
-``TPUStrategy`` or ``MultiWorkerMirroredStrategy`` (``TF_CONFIG``). PyTorch has none: :func:`get`
-raises :class:`DistributeError` saying what to use instead, as it does without a TPU.
+On JAX every kind is ``keras.distribution.DataParallel`` (over the TPU devices for ``"tpu"``,
+every process's after ``jax.distributed.initialize`` for ``"multi-worker"``); on TensorFlow
+``MirroredStrategy``, ``TPUStrategy`` or ``MultiWorkerMirroredStrategy`` (``TF_CONFIG``). PyTorch
+has none: :func:`get` raises :class:`DistributeError` saying what to use instead.
 
 **What is exact and what is not** (checked by ``tests/test_distribute.py`` on 4 simulated devices
 and on two processes over 127.0.0.1):
@@ -39,18 +38,16 @@ and on two processes over 127.0.0.1):
   the update, so every replica keeps identical weights; a ``.keras`` file saved under a strategy
   reloads on one device.
 
-**Multi-worker.** JAX: one process per host with ``KERAS_DISTRIBUTION_JOB_ADDRESSES`` (the
-coordinator's ``host:port``), ``KERAS_DISTRIBUTION_NUM_PROCESSES`` and
-``KERAS_DISTRIBUTION_PROCESS_ID`` (or the arguments of :func:`get`, which must run before any JAX
-computation); every process feeds the same pipeline. TensorFlow: ``TF_CONFIG``; create the
-strategy first thing. Keras 3's ``fit`` fails in ``strategy.reduce`` under
-``MultiWorkerMirroredStrategy`` (keras-team/keras#20585); the strategy returned here reduces leaf
-by leaf and scalars without an axis. Give every worker its own ``--out``. Before handing over to
-the framework, every process waits in Python, at most ``timeout`` seconds, until the whole
-cluster has answered over TCP, and puts back the SIGINT / SIGTERM handlers the framework replaces
-(README, "Cluster start-up").
+**Multi-worker.** Create the strategy first thing in the program; every process feeds the same
+pipeline; give each its own ``--out``. Keras 3's
+``fit`` fails in ``strategy.reduce`` under ``MultiWorkerMirroredStrategy``
+(keras-team/keras#20585): the strategy returned here reduces leaf by leaf and scalars without an
+axis. Before the framework connects, every process waits in Python, at most ``timeout`` seconds,
+until the whole cluster has answered over TCP, then puts back the SIGINT / SIGTERM handlers the
+framework replaces (README, "Cluster start-up").
 """
 
+import collections
 import contextlib
 import json
 import math
@@ -179,9 +176,7 @@ class ShardedBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         batch = self.dataset[index]
-        if not isinstance(batch, tuple):
-            batch = (batch,)
-        arrays = [np.asarray(a) for a in batch]
+        arrays = [np.asarray(a) for a in (batch if isinstance(batch, tuple) else (batch,))]
         size = arrays[0].shape[0]
         padded = -(-size // self.replicas) * self.replicas
         if padded != size:
@@ -235,14 +230,13 @@ def get(kind, *, devices=None, tpu=None, job_addresses=None, num_processes=None,
     if kind not in KINDS:
         raise DistributeError(f"unknown distribution {kind!r}: expected one of {', '.join(KINDS)}")
     backend = keras.backend.backend()
-    if backend == "jax" and kind == "multi-worker":
+    multi = kind == "multi-worker"
+    if backend == "jax" and multi:
         return _jax_multi_worker(job_addresses, num_processes, process_id, timeout)
     if backend == "jax":
         return _jax(kind, devices)
-    if backend == "tensorflow" and kind == "multi-worker":
-        return _tf_multi_worker(timeout)
     if backend == "tensorflow":
-        return _tensorflow(kind, devices, tpu)
+        return _tf_multi_worker(timeout) if multi else _tensorflow(kind, devices, tpu)
     raise DistributeError(f"distribute={kind!r} is not available on the {backend} backend: Keras "
                           "has no distribution API for it. Use KERAS_BACKEND=jax "
                           "(keras.distribution) or KERAS_BACKEND=tensorflow (tf.distribute), or "
@@ -303,12 +297,10 @@ def _jax_multi_worker(job_addresses, num_processes, process_id, timeout):
 def _jax_settings(job_addresses, num_processes, process_id):
     """``([coordinator, ...], [label, ...], num_processes, process_id)`` from the arguments or
     ``KERAS_DISTRIBUTION_*``, checked; a label names the argument or variable a value came from."""
-    values, labels = [], []
-    for key, value in (("job_addresses", job_addresses), ("num_processes", num_processes),
-                       ("process_id", process_id)):
-        label = key if value is not None else f"KERAS_DISTRIBUTION_{key.upper()}"
-        values.append(value if value is not None else os.environ.get(label))
-        labels.append(label)
+    given = {"job_addresses": job_addresses, "num_processes": num_processes,
+             "process_id": process_id}
+    labels = [k if v is not None else f"KERAS_DISTRIBUTION_{k.upper()}" for k, v in given.items()]
+    values = [os.environ.get(label) if v is None else v for v, label in zip(given.values(), labels)]
     if any(v is None or str(v).strip() == "" for v in values):
         raise DistributeError(
             "distribute='multi-worker' on JAX needs the coordinator address, the number of "
@@ -431,9 +423,8 @@ def _tf_multi_worker(timeout):
         _probe(tasks, own, seconds)
     import tensorflow as tf
 
-    jobs = {}
-    for job, *_ in tasks:  # tasks[0] leads: the chief, else worker 0 (as TensorFlow picks it)
-        jobs[job] = jobs.get(job, 0) + 1
+    jobs = collections.Counter(job for job, _, _ in tasks)
+    # tasks[0] leads: the chief, else worker 0 (as TensorFlow picks it)
     _backend.tf_bound_cluster_registration(f"/job:{tasks[0][0]}/replica:0/task:0", jobs, seconds)
     try:
         with _own_signal_handlers():
@@ -600,10 +591,8 @@ def _own_signal_handlers():
     Both install a SIGTERM "preemption notifier" that swallows the signal for the rest of the
     process (a ``timeout 60`` could not stop a waiting TensorFlow worker). Main thread only.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    main = threading.current_thread() is threading.main_thread()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
         yield
     finally:
@@ -616,8 +605,7 @@ def _multi_worker_strategy():
     import tensorflow as tf
 
     class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
-        """tf.distribute's strategy; ``reduce`` goes leaf by leaf and reduces scalars without an
-        axis, which Keras 3's ``fit`` needs (keras-team/keras#20585)."""
+        """``reduce`` for Keras 3's ``fit`` (the module docstring, keras-team/keras#20585)."""
 
         def reduce(self, reduce_op, value, axis):
             parent = super()

@@ -1,16 +1,8 @@
 """Training runs of zoo configurations: run folders, checkpoints, resume, reports.
 
-``rnnreg train NAME`` is :func:`train`; ``rnnreg evaluate RUN_DIR`` is :func:`evaluate_run`.
-
-A run folder holds ``config.json`` (the resolved configuration, seed, data, backend, one record
-per resume); ``state.json``, the commit record (finished epochs, history, best value and epoch,
-early-stopping counter, NaN restarts, random generators' states, the last and best checkpoints);
-``checkpoints/epoch-NNNN.keras`` of the last and best committed epoch, linked as ``last.keras`` /
-``best.keras``; ``history.csv`` (the epoch logs, with ``spectral_radius/<layer>[/<gate>]``);
-``tensorboard/`` (with the ``tensorboard`` extra); ``report.json``, the test numbers beside the
-paper's (from the best epoch's weights); and ``run.lock``, the writer's lock. The README ("What a
-run folder guarantees") says what it guarantees; the commit is
-:class:`~keras_rnnreg.callbacks.RunFolderCheckpoint`.
+``rnnreg train NAME`` is :func:`train`; ``rnnreg evaluate RUN_DIR`` is :func:`evaluate_run`. The
+run folder's files and what they guarantee: README, "What a run folder guarantees"; the per-epoch
+commit is :class:`~keras_rnnreg.callbacks.RunFolderCheckpoint`.
 """
 
 import math
@@ -23,12 +15,10 @@ import keras
 from keras_rnnreg import _runfolder, zoo
 from keras_rnnreg import callbacks as callbacks_lib
 from keras_rnnreg import distribute as distribute_lib
-from keras_rnnreg._runfolder import (  # noqa: F401  (the layout names: cli, cards, figures)
-    BEST,
+from keras_rnnreg._runfolder import (
     CHECKPOINTS,
     CONFIG,
     HISTORY,
-    LAST,
     REPORT,
     STATE,
     RunError,
@@ -113,14 +103,6 @@ def load_task_data(config, data=None, data_root=None):
     return task, splits, source, notes, zoo.resolve(config, changes) if changes else config
 
 
-def _check_count(name, value, minimum):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise zoo.ConfigError(f"{name}={value!r}: expected an integer >= {minimum}")
-    return value
-
-
 def train(name_or_config, out_dir, *, data=None, data_root=None, epochs=None, seed=None,
           overrides=None, resume=False, distribute=None, verbose=1, callbacks=(), tensorboard=None,
           log=print):
@@ -149,15 +131,19 @@ def train(name_or_config, out_dir, *, data=None, data_root=None, epochs=None, se
     """
     strategy = distribute_lib.get(distribute) if distribute is not None else None
     run_dir = Path(out_dir)
-    callbacks = [*_tensorboard(run_dir, tensorboard), *callbacks]  # ImportError before anything
-    _check_count("seed", seed, 0)
-    _check_count("epochs", epochs, 1)
+    callbacks = list(callbacks)
+    if tensorboard or (tensorboard is None and callbacks_lib.tensorboard_available()):
+        # ImportError (tensorboard=True without the package) before anything
+        callbacks.insert(0, callbacks_lib.TensorBoardScalars(run_dir / "tensorboard"))
+    for name, value, minimum in (("seed", seed, 0), ("epochs", epochs, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < minimum):
+            raise zoo.ConfigError(f"{name}={value!r}: expected an integer >= {minimum}")
     if run_dir.exists() and not run_dir.is_dir():
         raise RunError(f"--out {run_dir} is a file; expected a run folder (a new or an existing "
                        "folder)")
     if resume and not (run_dir / CONFIG).exists():
-        raise RunError(f"cannot resume {run_dir}: "
-                       + (_missing(run_dir, (CONFIG,)) or "no config.json"))
+        raise RunError(f"cannot resume {run_dir}: {_missing(run_dir)}")
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -348,12 +334,6 @@ def _fit(model, run_dir, config, state, task_callbacks, train_data, valid_data, 
     write_json_atomic(run_dir / STATE, state)
 
 
-def _tensorboard(run_dir, wanted):
-    if wanted is False or (wanted is None and not callbacks_lib.tensorboard_available()):
-        return []
-    return [callbacks_lib.TensorBoardScalars(run_dir / "tensorboard")]
-
-
 def best_model(run_dir):
     """(model, "best.keras" or "last.keras", epoch) of the best (else last) committed checkpoint.
 
@@ -413,23 +393,22 @@ def format_report(report):
 
 
 # --------------------------------------------------------------------------------- evaluate
-def _missing(run_dir, names):
-    run_dir = Path(run_dir)
+def _missing(run_dir):
+    """Why ``run_dir`` is not a run folder; None when it is one."""
     if not run_dir.exists():
         return f"{run_dir} does not exist"
     if not run_dir.is_dir():
         return f"{run_dir} is not a folder"
-    absent = [n for n in names if not (run_dir / n).exists()]
-    if absent:
-        return (f"{run_dir} is not a run folder of `rnnreg train`: missing {', '.join(absent)} "
-                f"(a run folder holds {CONFIG}, {STATE}, {CHECKPOINTS}/, {HISTORY})")
+    if not (run_dir / CONFIG).exists():
+        return (f"{run_dir} is not a run folder of `rnnreg train`: missing {CONFIG} (a run folder "
+                f"holds {CONFIG}, {STATE}, {CHECKPOINTS}/, {HISTORY})")
     return None
 
 
 def evaluate_run(run_dir, data=None, data_root=None, split="test", log=print):
     """Evaluate a run folder's best committed checkpoint on a split; returns the task's numbers."""
     run_dir = Path(run_dir)
-    problem = _missing(run_dir, (CONFIG,))
+    problem = _missing(run_dir)
     if problem is None and not (run_dir / STATE).exists():
         problem = (f"{run_dir} has no finished epoch yet: missing {STATE} (written at the end of "
                    "the first epoch with the checkpoint)")

@@ -27,10 +27,9 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     Examples:
         >>> import keras, numpy as np
         >>> from keras_rnnreg import callbacks, layers
-        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn"),
-        ...                           keras.layers.Dense(1)])
+        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn")])
         >>> model.compile(optimizer="sgd", loss="mse")
-        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 1), "float32")
+        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 8), "float32")
         >>> stop = callbacks.ResumableEarlyStopping(monitor="loss", patience=4, wait=2, best=0.0)
         >>> history = model.fit(x, y + 1.0, epochs=10, verbose=0, callbacks=[stop])
         >>> len(history.history["loss"]), stop.wait  # from wait=2, two epochs reach patience 4
@@ -55,6 +54,5 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         self._carried = (self.wait, self.best, self.best_epoch)
 
     def _is_improvement(self, monitor_value, reference_value):
-        if not math.isfinite(float(monitor_value)):
-            return False
-        return bool(super()._is_improvement(monitor_value, reference_value))
+        return math.isfinite(float(monitor_value)) and bool(
+            super()._is_improvement(monitor_value, reference_value))

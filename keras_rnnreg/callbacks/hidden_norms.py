@@ -102,10 +102,9 @@ class _Probe:
     def sync(self):
         if self.clone is not None:
             self.clone.set_weights(self.source.get_weights())
-        if not self.copy.built:
-            return
-        self.copy.set_weights(self.layer.get_weights())
-        self.synced = True
+        if self.copy.built:
+            self.copy.set_weights(self.layer.get_weights())
+            self.synced = True
 
     def __call__(self, inputs, mask=None):
         if not self.copy.built:
@@ -119,24 +118,24 @@ class _Probe:
         return out if isinstance(out, (list, tuple)) else [out]
 
 
-def _batch_mean_norms(sequences, mask):
-    norms = np.linalg.norm(np.asarray(keras.ops.convert_to_numpy(sequences), np.float64), axis=-1)
-    weights = np.ones_like(norms) if mask is None else mask
-    return (norms * weights).sum(0), weights.sum(0)
+def _chunks(probe, inputs, batch_size, mask=None):
+    """``(mask, [h] or [h, c])`` of ``probe`` over ``batch_size`` sequences at a time, float64."""
+    step = int(inputs.shape[0]) if batch_size is None else int(batch_size)
+    for start in range(0, int(inputs.shape[0]), step):
+        part = None if mask is None else mask[start : start + step]
+        outs = probe(inputs[start : start + step], mask=None if part is None else part > 0)
+        yield part, [np.asarray(keras.ops.convert_to_numpy(o), np.float64)
+                     for o in outs[: 2 if probe.cells else 1]]
 
 
 def _norms(probe, inputs, mask=None, batch_size=None):
     inputs = np.asarray(inputs) if not hasattr(inputs, "shape") else inputs
-    batch = int(inputs.shape[0])
-    mask_np = None if mask is None else np.asarray(keras.ops.convert_to_numpy(mask), np.float64)
-    step = batch if batch_size is None else int(batch_size)
+    mask = None if mask is None else np.asarray(keras.ops.convert_to_numpy(mask), np.float64)
     totals = counts = 0.0
-    for start in range(0, batch, step):
-        chunk_mask = None if mask is None else mask_np[start : start + step]
-        outs = probe(inputs[start : start + step], mask=None if mask is None else chunk_mask > 0)
-        parts = [_batch_mean_norms(o, chunk_mask) for o in outs[: 2 if probe.cells else 1]]
-        totals = totals + np.stack([p[0] for p in parts])
-        counts = counts + np.stack([p[1] for p in parts])
+    for part, outs in _chunks(probe, inputs, batch_size, mask):
+        norms = np.linalg.norm(np.stack(outs), axis=-1)  # (h or h and c, batch, time)
+        weights = np.ones_like(norms[0]) if part is None else part
+        totals, counts = totals + (norms * weights).sum(1), counts + weights.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = totals / counts
     return (means[0], means[1]) if probe.cells else means[0]
@@ -175,14 +174,9 @@ def hidden_sequences(model_or_layer, inputs, layer_name=None, cells=False, batch
     (batch, time, units): ``h``, or ``(h, c)`` with ``cells=True``.
     """
     model, layer = _find_layer(model_or_layer, layer_name)
-    probe = _Probe(model, layer, cells)
-    step = int(inputs.shape[0]) if batch_size is None else int(batch_size)
-    parts = [[], []]
-    for start in range(0, int(inputs.shape[0]), step):
-        for i, out in enumerate(probe(inputs[start : start + step])[: 2 if cells else 1]):
-            parts[i].append(np.asarray(keras.ops.convert_to_numpy(out), np.float64))
-    hidden = np.concatenate(parts[0])
-    return (hidden, np.concatenate(parts[1])) if cells else hidden
+    chunks = [outs for _, outs in _chunks(_Probe(model, layer, cells), inputs, batch_size)]
+    hidden, *cell = [np.concatenate(parts) for parts in zip(*chunks)]
+    return (hidden, *cell) if cells else hidden
 
 
 class HiddenNormProbe(keras.callbacks.Callback):
@@ -205,10 +199,9 @@ class HiddenNormProbe(keras.callbacks.Callback):
     Examples:
         >>> import keras, numpy as np
         >>> from keras_rnnreg import callbacks, layers
-        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn"),
-        ...                           keras.layers.Dense(1)])
+        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn")])
         >>> model.compile(optimizer="sgd", loss="mse")
-        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 1), "float32")
+        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 8), "float32")
         >>> probe = callbacks.HiddenNormProbe(np.ones((2, 30, 3), "float32"), "rnn")
         >>> history = model.fit(x, y, epochs=1, verbose=0, callbacks=[probe])
         >>> probe.history[0].shape  # the mean norm at each of the 30 probe steps

@@ -55,10 +55,9 @@ class NaNRestart(keras.callbacks.TerminateOnNaN):
     Examples:
         >>> import keras, numpy as np
         >>> from keras_rnnreg import callbacks, layers
-        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn"),
-        ...                           keras.layers.Dense(1)])
+        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn")])
         >>> model.compile(optimizer="sgd", loss="mse")
-        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 1), "float32")
+        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 8), "float32")
         >>> restart = callbacks.NaNRestart(factor=0.5, max_restarts=2)
         >>> try:  # targets of NaN: every epoch's loss is NaN
         ...     callbacks.fit_with_restarts(model, x, restart, y=y * np.nan, verbose=0)
@@ -81,8 +80,7 @@ class NaNRestart(keras.callbacks.TerminateOnNaN):
         self._epoch, self._snapshot = 0, None
 
     def on_train_begin(self, logs=None):
-        self.triggered = False
-        self.restart_epoch = None
+        self.triggered, self.restart_epoch = False, None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch

@@ -13,13 +13,10 @@ __all__ = ["RunFolderCheckpoint"]
 class RunFolderCheckpoint(keras.callbacks.ModelCheckpoint):
     """Every epoch: the model to ``checkpoints/epoch-NNNN.keras``, then the commit record.
 
-    A ``ModelCheckpoint`` (the model with its optimizer state) whose file is written whole beside
-    its final name and moved into place (Keras' ``model.save`` writes in place: a kill would leave
-    half a file); then ``state.json`` (the epoch's logs, the early-stopping counter and best, NaN
-    restarts, seed-generator states, checkpoint names) replaces the old one in one ``os.replace``:
-    the commit. Then ``history.csv`` and the ``last.keras`` / ``best.keras`` links are refreshed
-    and checkpoints no longer named are deleted. Place it after ``early_stopping`` and every
-    callback that adds to the logs; an epoch that ``nan_restart`` flagged is not committed.
+    A ``ModelCheckpoint`` whose file is written beside its final name and moved into place
+    (Keras' ``model.save`` writes in place: a kill would leave half a file); what the commit holds
+    and guarantees: README, "What a run folder guarantees". Place it after ``early_stopping`` and
+    every callback that adds to the logs; an epoch that ``nan_restart`` flagged is not committed.
 
     Args:
         run_dir: the run folder.
@@ -30,10 +27,9 @@ class RunFolderCheckpoint(keras.callbacks.ModelCheckpoint):
     Examples:
         >>> import keras, numpy as np
         >>> from keras_rnnreg import callbacks, layers
-        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn"),
-        ...                           keras.layers.Dense(1)])
+        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn")])
         >>> model.compile(optimizer="sgd", loss="mse")
-        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 1), "float32")
+        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 8), "float32")
         >>> import pathlib, shutil, tempfile
         >>> run_dir = pathlib.Path(tempfile.mkdtemp())
         >>> (run_dir / "checkpoints").mkdir()  # training.train makes the run folder's layout
@@ -64,15 +60,11 @@ class RunFolderCheckpoint(keras.callbacks.ModelCheckpoint):
         state = json.loads(json.dumps(self.state))  # the next state; self.state until the commit
         if stopper.best is not None and stopper.best_epoch == epoch:
             state.update(best=stopper.best, best_epoch=done, best_checkpoint=path.name)
-        state.update(
-            epoch=done,
-            wait=stopper.wait,
-            stopped_early=epoch > 0 and stopper.stopped_epoch == epoch,
-            last_checkpoint=path.name,
-            history=[*state["history"], row],
-            learning_rate=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
-            rng=_runfolder.rng_state(self.model),
-        )
+        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        state.update(epoch=done, wait=stopper.wait, last_checkpoint=path.name,
+                     stopped_early=epoch > 0 and stopper.stopped_epoch == epoch,
+                     history=[*state["history"], row], learning_rate=rate,
+                     rng=_runfolder.rng_state(self.model))
         if self.nan_restart is not None:
             state["restarts"] = self.nan_restart.restarts
         _runfolder.save_model_atomic(self.model, path)

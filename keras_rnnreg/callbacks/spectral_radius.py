@@ -15,11 +15,10 @@ _GATE_NAMES = {4: ("i", "f", "c", "o"), 3: ("z", "r", "h")}
 
 def recurrent_kernel(layer):
     """The recurrent kernel variable of a layer (ours, or Keras' RNN layers via ``.cell``)."""
-    for owner in (layer, getattr(layer, "cell", None)):
-        kernel = getattr(owner, "recurrent_kernel", None) if owner is not None else None
-        if kernel is not None:
-            return kernel
-    return None
+    kernel = getattr(layer, "recurrent_kernel", None)
+    if kernel is None:
+        kernel = getattr(getattr(layer, "cell", None), "recurrent_kernel", None)
+    return kernel
 
 
 def _walk(layers, prefix=""):
@@ -77,10 +76,9 @@ class SpectralRadiusLogger(keras.callbacks.Callback):
     Examples:
         >>> import keras, numpy as np
         >>> from keras_rnnreg import callbacks, layers
-        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn"),
-        ...                           keras.layers.Dense(1)])
+        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn")])
         >>> model.compile(optimizer="sgd", loss="mse")
-        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 1), "float32")
+        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 8), "float32")
         >>> history = model.fit(x, y, epochs=2, verbose=0,
         ...                     callbacks=[callbacks.SpectralRadiusLogger()])
         >>> len(history.history["spectral_radius/rnn"])  # one value per epoch

@@ -21,10 +21,9 @@ class StopOnSignal(keras.callbacks.Callback):
     Examples:
         >>> import keras, numpy as np
         >>> from keras_rnnreg import callbacks, layers
-        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn"),
-        ...                           keras.layers.Dense(1)])
+        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn")])
         >>> model.compile(optimizer="sgd", loss="mse")
-        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 1), "float32")
+        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 8), "float32")
         >>> import os, signal
         >>> with callbacks.StopOnSignal() as stopper:
         ...     os.kill(os.getpid(), signal.SIGINT)  # as if Ctrl-C were pressed
@@ -40,9 +39,7 @@ class StopOnSignal(keras.callbacks.Callback):
 
     def __init__(self, log=print):
         super().__init__()
-        self.log = log
-        self.requested = False
-        self._previous = {}
+        self.log, self.requested, self._previous = log, False, {}
 
     def _check(self, *args, **kwargs):
         if self.requested:

@@ -12,9 +12,6 @@ from keras_rnnreg import _runfolder
 
 __all__ = ["TensorBoardScalars", "tensorboard_available"]
 
-_MISSING = ("TensorBoard logs need the `tensorboard` package, which is not installed; install the "
-            "extra: pip install 'keras-rnnreg[tensorboard]'")
-
 
 def tensorboard_available():
     """Whether the ``tensorboard`` package can be imported."""
@@ -37,10 +34,9 @@ class TensorBoardScalars(keras.callbacks.Callback):
     Examples:
         >>> import keras, numpy as np
         >>> from keras_rnnreg import callbacks, layers
-        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn"),
-        ...                           keras.layers.Dense(1)])
+        >>> model = keras.Sequential([keras.Input((10, 3)), layers.SimpleRNN(8, name="rnn")])
         >>> model.compile(optimizer="sgd", loss="mse")
-        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 1), "float32")
+        >>> x, y = np.zeros((4, 10, 3), "float32"), np.zeros((4, 8), "float32")
         >>> import os, shutil, tempfile
         >>> log_dir = tempfile.mkdtemp()
         >>> _ = model.fit(x, y, validation_data=(x, y), epochs=1, verbose=0,
@@ -53,7 +49,9 @@ class TensorBoardScalars(keras.callbacks.Callback):
     def __init__(self, log_dir):
         super().__init__()
         if not tensorboard_available():
-            raise ImportError(_MISSING)
+            raise ImportError("TensorBoard logs need the `tensorboard` package, which is not "
+                              "installed; install the extra: pip install "
+                              "'keras-rnnreg[tensorboard]'")
         self.log_dir = Path(log_dir)
         self._writers = {}
 

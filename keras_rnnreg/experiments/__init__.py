@@ -1,7 +1,5 @@
-"""Experiments: many runs of the zoo at once.
+"""Experiments: many runs of the zoo at once, above the zoo and training, below the tuner.
 
-:mod:`keras_rnnreg.experiments.cards` reads an experiment card (one per paper table, ``zoo/*.toml``
-in the repository, shipped in the package) and reproduces it, its runs one after the other or in
-child processes (:mod:`keras_rnnreg.experiments._parallel`); above the zoo and training, below the
-tuner and the figures.
+:mod:`keras_rnnreg.experiments.cards` reproduces an experiment card (one per paper table,
+``zoo/*.toml``), its runs in turn or in child processes (:mod:`keras_rnnreg.experiments._parallel`).
 """

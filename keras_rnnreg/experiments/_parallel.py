@@ -25,16 +25,12 @@ MARK = "[rnnreg-progress] "
 
 # ------------------------------------------------------------------------------------ child
 def _progress_callback(total):
+    """One machine-readable line per epoch for the parent's progress display."""
     import keras
 
-    class Progress(keras.callbacks.Callback):
-        """One machine-readable line per epoch for the parent's progress display."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            event = {"epoch": epoch + 1, "total": total, "logs": _runfolder.scalars(logs)}
-            print(MARK + json.dumps(event), flush=True)
-
-    return Progress()
+    return keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: print(
+        MARK + json.dumps({"epoch": epoch + 1, "total": total, "logs": _runfolder.scalars(logs)}),
+        flush=True))
 
 
 def _child(spec_json):
@@ -96,9 +92,6 @@ class Job:
                 changed = True
         return changed
 
-    def last_lines(self, n=3):
-        return " | ".join(_processes.last_lines(self.run_dir / LOG, n, skip=MARK))
-
     def close(self):
         if self.log is not None:
             self.log.close()
@@ -147,11 +140,10 @@ class Display:
         cols, rows = 200, 1000
         with contextlib.suppress(OSError, ValueError, AttributeError):
             cols, rows = os.get_terminal_size(self.stream.fileno())
-        jobs = self.jobs
-        summary = []
+        jobs, summary = self.jobs, []
         if len(jobs) > rows - 2:  # more runs than lines: the running ones and a count of the others
-            jobs = [j for j in jobs if j.state in ("training", "resuming", "stopped")]
-            jobs = jobs[: max(1, rows - 3)]
+            running = [j for j in jobs if j.state in ("training", "resuming", "stopped")]
+            jobs = running[: max(1, rows - 3)]
             counts = collections.Counter(j.state for j in self.jobs)
             summary = [", ".join(f"{n} {state}" for state, n in sorted(counts.items()))]
         lines = [j.line(self.width)[: cols - 1] for j in jobs] + summary

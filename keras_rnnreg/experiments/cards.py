@@ -32,12 +32,6 @@ beyond per-entry overrides (e.g. Table 2's learning-rate / clipping columns)::
     epochs = 1
     set = ["model.units=4", "data.limit=4"]
     only = ["jsb_rnn_plain"]            # entry keys (default: all)
-
-``reproduce`` runs every entry × seed into ``OUT/<key>/seed<S>`` (a finished run, one with a
-``report.json``, is not run again; an interrupted one resumes), then writes ``OUT/<card>.md`` (our
-numbers beside the paper's) and ``OUT/results.json``. ``--jobs N`` / ``--devices`` run the entries x
-seeds in child processes (:mod:`keras_rnnreg.experiments._parallel`); with several seeds a cell is
-the mean ± std and the details list every seed's number.
 """
 
 import fnmatch
@@ -157,14 +151,16 @@ def _first(*values):
 def reproduce(card_path, quick=False, out_dir=None, data_root=None, only=None, epochs=None,
               seeds=None, verbose=0, log=print, table_only=False, jobs=1, devices=None,
               stream=None):
-    """Run a card (see the module docstring); returns the path of the markdown table.
+    """Run a card; returns the path of the markdown table, ``OUT/<card>.md``.
 
-    The table holds every finished run of the card in ``out_dir`` (also those of earlier calls with
-    another ``only``); ``OUT/results.json`` lists them and the runs that failed. ``table_only=True``
-    trains nothing and only rewrites the table. ``jobs > 1`` or ``devices`` (GPU ids, checked
-    against the visible GPUs) run the entries x seeds in child processes, up to ``jobs`` at a time
-    (see :mod:`keras_rnnreg.experiments._parallel`; ``stream`` gets the live progress lines). The
-    card's folder has one writer at a time: a second command on it is refused up front.
+    Every entry x seed trains into ``OUT/<key>/seed<S>`` (a run with a ``report.json`` is not run
+    again; an interrupted one resumes). The table holds every finished run of the card in ``OUT``
+    (also those of earlier calls with another ``only``), our numbers beside the paper's, with
+    several seeds as mean ± std and every seed's number; ``OUT/results.json`` lists them and the
+    runs that failed. ``table_only=True`` trains nothing and only rewrites the table. ``jobs > 1``
+    or ``devices`` (GPU ids, checked against the visible GPUs) run the entries x seeds in child
+    processes, up to ``jobs`` at a time (:mod:`keras_rnnreg.experiments._parallel`; ``stream``
+    gets the live progress lines). A second command on a busy ``OUT`` is refused up front.
     """
     card = load_card(card_path)
     for key, value in (("epochs", epochs), ("seeds", None if seeds is None else list(seeds))):
@@ -210,10 +206,6 @@ def _check_devices(devices):
     return devices
 
 
-def _quiet(message):
-    pass
-
-
 def _run_in_turn(runs, out, verbose, log):
     """Train ``runs`` one after the other in this process; ``(reports, failures)``."""
     reports, failures = [], []
@@ -228,7 +220,8 @@ def _run_in_turn(runs, out, verbose, log):
             log(f"{head}: " + ("resuming" if resume else "training")
                 + (f" (epochs {run['epochs']})" if run["epochs"] else ""))
             try:
-                report = train_run(run, run_dir, resume, verbose, log if verbose else _quiet)
+                report = train_run(run, run_dir, resume, verbose,
+                                   log if verbose else lambda msg: None)
             except (KeyboardInterrupt, schema.ConfigError, FileNotFoundError):
                 raise
             except Exception as err:  # one failed run (e.g. NaNs beyond the restarts) goes on
@@ -296,10 +289,10 @@ def _fmt(value, digits=3):
     return f"{value:.{digits}g}" if abs(value) < 1 else f"{value:.2f}"
 
 
-def _every_seed(entry):
-    """``s0 8.81, s1 8.85``: each seed's number (mean ± std alone hides a seed that failed)."""
-    return ", ".join(f"s{seed} {_fmt(value)}"
-                     for seed, value in zip(entry["seeds"], entry["values"]))
+def _ours(entry):
+    """``8.81 ± 0.02*``: the mean over seeds, their spread, ``*`` when not the paper's data."""
+    spread = f" ± {_fmt(entry['std'])}" if entry["std"] is not None else ""
+    return f"{_fmt(entry['ours'])}{spread}{'' if entry['comparable'] else '*'}"
 
 
 def markdown(card, results, quick=False, command=""):
@@ -326,9 +319,7 @@ def markdown(card, results, quick=False, command=""):
                                   if x.get("row") == row and x.get("column") == column), None)
                     cells.append(f"– / {_fmt(paper)}" if paper is not None else "")
                 else:
-                    mark = "" if e["comparable"] else "*"
-                    spread = f" ± {_fmt(e['std'])}" if e.get("std") is not None else ""
-                    cells.append(f"{_fmt(e['ours'])}{spread}{mark} / {_fmt(e['paper'])}")
+                    cells.append(f"{_ours(e)} / {_fmt(e['paper'])}")
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
         lines.append("")
     count = card.get("count", [])
@@ -336,13 +327,13 @@ def markdown(card, results, quick=False, command=""):
               *count]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in entries:
-        ours = _fmt(e["ours"]) + (f" ± {_fmt(e['std'])}" if e["std"] is not None else "")
-        ours += "" if e["comparable"] else "*"
         diff = e["relative_difference"]
         diff = f"{diff:+.1%}" if diff is not None and e["comparable"] else "–"
         epochs = ", ".join(f"{a} ({b})" for a, b in zip(e["epochs_run"], e["best_epoch"]))
-        cells = [e["key"], f"`{e['name']}`", ours, _fmt(e["paper"]), diff, str(len(e["seeds"])),
-                 _every_seed(e), epochs, *(str(e.get(flag, "")) for flag in count)]
+        # every seed's number, "s0 8.81, s1 8.85": mean ± std alone hides a seed that failed
+        seeds = ", ".join(f"s{seed} {_fmt(value)}" for seed, value in zip(e["seeds"], e["values"]))
+        cells = [e["key"], f"`{e['name']}`", _ours(e), _fmt(e["paper"]), diff, str(len(e["seeds"])),
+                 seeds, epochs, *(str(e.get(flag, "")) for flag in count)]
         lines.append("| " + " | ".join(cells) + " |")
     for failure in results.get("failures", []):
         cells = [failure["key"], "–", f"failed (seed {failure['seed']})"] + [""] * (len(header) - 3)
