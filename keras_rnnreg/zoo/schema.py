@@ -239,8 +239,7 @@ class KerasObject:
 
 
 def _default(cls, argument):
-    """The default of a constructor argument (of ``cls`` or a base its ``**kwargs`` reach): the one
-    place it is written."""
+    """The default of a constructor argument: the one place it is written."""
     return _named_arguments(cls)[argument]
 
 
@@ -508,47 +507,38 @@ def complete(partial, section=SCHEMA, prefix=()):
     return out
 
 
-# Combinations the network cannot honour: (predicate on a complete config, keys, what is wrong).
-_CONFLICTS = (
-    (lambda c: c["model"]["cell"] == "fast_dropout" and c["regularization"]["fast_dropout"] is None,
-     ("model.cell", "regularization.fast_dropout"),
-     "model.cell='fast_dropout' needs the regularization.fast_dropout section (its rates); set "
-     "one of its keys, e.g. --set regularization.fast_dropout.input_rate=0.2"),
-    (lambda c: c["model"]["cell"] in _GATED
-     and c["model"]["activation"] in ("relu", "trec"),
-     ("model.cell", "model.activation"),
-     "model.activation={activation!r} is for simple_rnn and fast_dropout cells; "
-     "model.cell={cell!r} takes tanh, sigmoid or linear"),
-    (lambda c: c["model"]["cell"] == "fast_dropout" and c["model"]["bidirectional"],
-     ("model.cell", "model.bidirectional"),
-     "model.bidirectional is not available with model.cell='fast_dropout'"),
-    (lambda c: c["model"]["cell"] == "fast_dropout"
-     and c["model"]["output_activation"] not in ("sigmoid", "linear"),
-     ("model.cell", "model.output_activation"),
-     "model.output_activation={output_activation!r} is not available with fast dropout "
-     "(sigmoid or linear)"),
-    (lambda c: c["model"]["cell"] in ("layer_norm_lstm", "layer_norm_gru")
-     and c["task"] == "polyphonic" and not c["data"]["mask_padding"],
-     ("model.cell", "data.mask_padding"),
-     "model.cell={cell!r} on front-padded polyphonic chunks needs data.mask_padding=true: the "
-     "normalized zero state of the padded steps multiplies the gradient by gain/sqrt(ε) at every "
-     "step (it overflows within ~20 steps)"),
-    (lambda c: c["model"]["cell"] == "fast_dropout" and c["regularization"]["zoneout"] is not None,
-     ("model.cell", "regularization.zoneout"),
-     "zoneout is not available with model.cell='fast_dropout' (it carries a variance that "
-     "zoneout would not mix); set regularization.zoneout=none"),
-    (lambda c: c["model"]["cell"] not in _WITH_CELL_STATE and c["regularization"]["zoneout"]
-     and c["regularization"]["zoneout"]["cell"] > 0,
-     ("model.cell", "regularization.zoneout.cell"),
-     "regularization.zoneout.cell is the LSTM's memory-cell rate; a {cell} has no memory cell: "
-     "set regularization.zoneout.hidden (and zoneout.cell=0)"),
-)
-
-
-def _check_conflicts(config):
-    for conflicts, keys, message in _CONFLICTS:
-        if conflicts(config):
-            raise ConfigError(f"{' and '.join(keys)}: " + message.format(**config["model"]))
+def _check_conflicts(c):
+    """ConfigError for a combination of values the network cannot honour."""
+    m, reg = c["model"], c["regularization"]
+    cell, zoneout = m["cell"], reg["zoneout"]
+    fast = cell == "fast_dropout"
+    for broken, key, message in (
+        (fast and reg["fast_dropout"] is None, "regularization.fast_dropout",
+         "model.cell='fast_dropout' needs the regularization.fast_dropout section (its rates); set "
+         "one of its keys, e.g. --set regularization.fast_dropout.input_rate=0.2"),
+        (cell in _GATED and m["activation"] in ("relu", "trec"), "model.activation",
+         f"model.activation={m['activation']!r} is for simple_rnn and fast_dropout cells; "
+         f"model.cell={cell!r} takes tanh, sigmoid or linear"),
+        (fast and m["bidirectional"], "model.bidirectional",
+         "model.bidirectional is not available with model.cell='fast_dropout'"),
+        (fast and m["output_activation"] not in ("sigmoid", "linear"), "model.output_activation",
+         f"model.output_activation={m['output_activation']!r} is not available with fast dropout "
+         "(sigmoid or linear)"),
+        (cell in ("layer_norm_lstm", "layer_norm_gru") and c["task"] == "polyphonic"
+         and not c["data"]["mask_padding"], "data.mask_padding",
+         f"model.cell={cell!r} on front-padded polyphonic chunks needs data.mask_padding=true: the "
+         "normalized zero state of the padded steps multiplies the gradient by gain/sqrt(ε) at "
+         "every step (it overflows within ~20 steps)"),
+        (fast and zoneout is not None, "regularization.zoneout",
+         "zoneout is not available with model.cell='fast_dropout' (it carries a variance that "
+         "zoneout would not mix); set regularization.zoneout=none"),
+        (cell not in _WITH_CELL_STATE and zoneout and zoneout["cell"] > 0,
+         "regularization.zoneout.cell",
+         f"regularization.zoneout.cell is the LSTM's memory-cell rate; a {cell} has no memory "
+         "cell: set regularization.zoneout.hidden (and zoneout.cell=0)"),
+    ):
+        if broken:
+            raise ConfigError(f"model.cell and {key}: {message}")
 
 
 def validate(config):
@@ -635,29 +625,20 @@ def check_value(path, node, value, where=None, error=ConfigError):
                 or node.distinct and (not value or len(set(value)) != len(value)):
             fail()
         return value
-    if value is None:
-        fail()
     numeric = not isinstance(value, bool) and isinstance(value, numbers.Real)
-    if node.type is bool and not isinstance(value, bool):
+    fits = {bool: isinstance(value, bool), int: numeric and isinstance(value, numbers.Integral),
+            float: numeric, str: isinstance(value, str), dict: isinstance(value, dict)}
+    if not fits[node.type]:
         fail()
-    elif node.type is int:
-        if not numeric or not isinstance(value, numbers.Integral):
-            fail()
-        value = int(value)
-    elif node.type is float:
-        if not numeric:
-            fail()
-        value = float(value)
+    if numeric:
+        value = node.type(value)
         if value != value:
             fail("NaN is not allowed")
-    elif node.type in (str, dict) and not isinstance(value, node.type):
-        fail()
     if node.choices and value not in node.choices:
         close = difflib.get_close_matches(str(value), [str(c) for c in node.choices], n=3)
         fail(f"did you mean {' or '.join(map(repr, close))}?" if close else None)
-    if node.minimum is not None and value < node.minimum:
-        fail()
-    if node.maximum is not None and value > node.maximum:
+    if node.minimum is not None and value < node.minimum \
+            or node.maximum is not None and value > node.maximum:
         fail()
     return value
 
@@ -706,10 +687,8 @@ def _literal(text):
     if lowered in ("true", "false"):
         return lowered == "true"
     for kind in (int, float):
-        try:
+        with contextlib.suppress(ValueError):
             return kind(text)
-        except ValueError:
-            pass
     return text.strip()
 
 
@@ -731,21 +710,18 @@ def parse_value(path, text):
         if node.nullable:
             return None
         raise ConfigError(f"{where}={text!r}: expected {node.expected()}; it cannot be none")
-    try:
-        if node.type is bool:
-            if lowered in ("true", "1", "yes", "on"):
-                return True
-            if lowered in ("false", "0", "no", "off"):
-                return False
-            raise ValueError
-        if node.type in (int, float):
+    if node.type in (str, list):
+        return text
+    if node.type is bool and lowered in _BOOLS:
+        return _BOOLS[lowered]
+    if node.type in (int, float):
+        with contextlib.suppress(ValueError):
             return node.type(text)
-        if node.type is dict:
-            raise ValueError
-    except ValueError:
-        raise ConfigError(f"{where}={text!r}: expected {node.expected()}{_about(where, node)}") \
-            from None
-    return text
+    raise ConfigError(f"{where}={text!r}: expected {node.expected()}{_about(where, node)}")
+
+
+_BOOLS = {**dict.fromkeys(("true", "1", "yes", "on"), True),
+          **dict.fromkeys(("false", "0", "no", "off"), False)}
 
 
 def flatten_overrides(overrides, prefix=()):
@@ -784,17 +760,12 @@ def _argument_slot(obj, inner, path):
     return obj, key
 
 
-def _set_class(node, path, obj, name):
-    """``obj`` as an instance of class ``name`` keeping the arguments that class accepts."""
-    fresh = _object(node, path, name)
-    accepted = arguments(fresh)
-    fresh["config"] = {k: v for k, v in obj["config"].items() if k in accepted and k != "name"}
-    return fresh
-
-
 def _set_argument(node, path, obj, inner, value):
-    if inner == ("class_name",):
-        return _set_class(node, path, obj, value)
+    if inner == ("class_name",):  # another class, keeping the arguments it accepts
+        fresh = _object(node, path, value)
+        accepted = arguments(fresh)
+        fresh["config"] = {k: v for k, v in obj["config"].items() if k in accepted and k != "name"}
+        return fresh
     obj = copy.deepcopy(obj)
     holder, key = _argument_slot(obj, inner, path)
     old = holder["config"].get(key)
