@@ -5,7 +5,7 @@ and epochs in ``fit(hp, model, ...)``, where the pipelines are made.
 
 import keras_tuner
 
-from keras_rnnreg import zoo
+from keras_rnnreg import training, zoo
 from keras_rnnreg.tuning import spaces as spaces_lib
 from keras_rnnreg.zoo import tasks
 
@@ -62,13 +62,9 @@ class ZooHyperModel(keras_tuner.HyperModel):
         return zoo.build(self.config(hp))
 
     def _splits(self):
-        if self.data is None:
-            source = tasks.resolve_source(self.base["data"]["source"], data_root=self.data_root,
-                                           name=self.base["name"], named=self.task.named_sources)
-            self.data = self.task.load(self.base, source)
-            changes, _ = self.task.adjust(self.base, self.data)
-            if changes:  # what the data impose (PTB's vocabulary size)
-                self.base = zoo.resolve(self.base, changes)
+        if self.data is None:  # the base then holds what the data impose (PTB's vocabulary size)
+            _, self.data, _, _, self.base = training.load_task_data(self.base,
+                                                                    data_root=self.data_root)
         return self.data
 
     def fit(self, hp, model, *args, callbacks=None, verbose=0, **kwargs):

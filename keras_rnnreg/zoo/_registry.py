@@ -44,10 +44,7 @@ def register(name, config):
         raise ValueError(f"invalid zoo name {name!r}")
     if name in _presets():
         raise ValueError(f"zoo name {name!r} is already registered; names must be unique")
-    partial = dict(config)
-    partial["name"] = name
-    resolved = schema.validate(schema.complete(partial))
-    _PRESETS[name] = resolved
+    _PRESETS[name] = schema.validate(schema.complete({**config, "name": name}))
     return name
 
 
