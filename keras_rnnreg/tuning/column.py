@@ -26,8 +26,8 @@ __all__ = ["entries", "run"]
 
 
 def entries(job, job_path=None, quick=False):
-    """(card, the card entries of the job's column): the ``[quick] only`` ones when ``quick``;
-    ``job_path``: the job file, for a ``job`` that ``specs.load_job`` did not make."""
+    """:func:`~keras_rnnreg.tuning.specs.column_entries`; ``job_path``: the job file, for a
+    ``job`` that ``specs.load_job`` did not make."""
     return specs.column_entries(job if job_path is None else {"path": str(job_path), **job}, quick)
 
 

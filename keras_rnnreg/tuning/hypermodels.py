@@ -51,11 +51,9 @@ class ZooHyperModel(keras_tuner.HyperModel):
         """The configuration of a trial: the base with the sampled values of the build-time keys."""
         values = {}
         for entry in self.active_entries():
-            if entry["key"] in spaces_lib.FIT_KEYS:
-                continue
-            value = sample(hp, entry)
-            for key in [entry["key"], *entry.get("also", [])]:
-                values[key] = value
+            if entry["key"] not in spaces_lib.FIT_KEYS:
+                values.update(dict.fromkeys([entry["key"], *entry.get("also", [])],
+                                            sample(hp, entry)))
         return zoo.apply_overrides(self.base, values)
 
     def build(self, hp):

@@ -64,6 +64,7 @@ PAPER = "Krueger & Memisevic, Regularizing RNNs by Stabilizing Activations"
 
 
 def _merge(base, **sections):
+    """A copy of ``base`` with ``sections`` set (a dict section merged into the base's)."""
     out = copy.deepcopy(base)
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
@@ -88,8 +89,7 @@ PTB_BASE = {
 
 def _ptb(description, table, value, model=None, ns=None, other=None, notes=""):
     reg = {"norm_stabilizer": keras_object(regularizers.NormStabilizer, **ns)} if ns else {}
-    return _merge(PTB_BASE, description=description, model={**PTB_BASE["model"], **(model or {})},
-                  regularization=reg,
+    return _merge(PTB_BASE, description=description, model=model or {}, regularization=reg,
                   paper={"reference": PAPER, "table": table, "metric": "test bits per character",
                          "value": value, "other": other, "notes": notes})
 
@@ -213,8 +213,7 @@ for _name, (_units, _beta, _sigma, _test, _dev) in TABLE_5.items():
         f"3x{_units} BLSTM + CTC, β = {_beta}, σ = {_sigma}, patience 100",
         f"Table 5, n = {_units}, β = {_beta} (one run)", _test, _dev, _beta, _sigma, 0.0,
         "n = 999 as printed in Table 5 (the text says 1000 units)",
-        model={**TIMIT_BASE["model"], "units": _units},
-        training={**TIMIT_BASE["training"], "patience": 100})
+        model={"units": _units}, training={"patience": 100})
 
 
 # ------------------------------------------------------------------------------------- adding

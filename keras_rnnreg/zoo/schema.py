@@ -63,8 +63,7 @@ class Config(dict):
         raise TypeError("a resolved configuration is read-only; zoo.resolve(config, overrides) "
                         "(or copy.deepcopy for a plain dict) makes a changed one")
 
-    __setitem__ = __delitem__ = update = pop = popitem = setdefault = clear = _read_only
-    __ior__ = _read_only
+    __setitem__ = __delitem__ = __ior__ = update = pop = popitem = setdefault = clear = _read_only
 
 
 def _freeze(value):
