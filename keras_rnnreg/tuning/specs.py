@@ -36,7 +36,6 @@ JOB = Section("a tuner job", {
                                      "card", "column")},
     "param": Field(list, item=dict, what="[[param]] tables"),
     "tuner": Field(str, choices=TUNERS), "direction": Field(str, choices=("min", "max")),
-    # KerasTuner's oracles take `seed or random.randint(1, 10000)`: 0 would be a random search.
     "seed": Field(int, minimum=1, doc="KerasTuner turns 0 into a random seed, so a search with "
                   "seed 0 would not repeat"),
     "executions_per_trial": _COUNT, "quick": Field(dict)})

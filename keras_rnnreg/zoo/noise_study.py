@@ -155,9 +155,7 @@ APPENDIX_B = {
     },
 }
 
-# Our picks for the two models Appendix B does not list (from Table 2's ranges; module docstring):
-# the initialisation below for every dataset, and per dataset the optimizer settings that most of
-# the eight tuned models of its Appendix B table share (JSB: those of its RNN-NS column).
+# Our picks for RNN-plain and RNN-FD, which Appendix B does not list (module docstring).
 UNLISTED_INIT = {"sigma_in": 1e-3, "sigma_rec": 0.1, "sparsify": 15, "rho": 1.1}
 UNLISTED_OPTIMIZER = {
     "jsb": {"step_rate": 1e-3, "momentum": 0.9, "batch_size": 27},
@@ -181,9 +179,8 @@ def hyperparameters(dataset, model):
     """The hyperparameters of one cell of Table 1 as a flat dict (Appendix B, or our picks)."""
     table = APPENDIX_B[dataset]
     if model not in _COLUMNS:
-        hp = {**UNLISTED_INIT, **UNLISTED_OPTIMIZER[dataset]}
-        hp["source"] = "not listed in Appendix B: picked from Table 2's ranges"
-        return hp
+        return {**UNLISTED_INIT, **UNLISTED_OPTIMIZER[dataset],
+                "source": "not listed in Appendix B: picked from Table 2's ranges"}
     j = _COLUMNS.index(model)
     keys = ("sigma_in", "sigma_rec", "sparsify", "rho", "momentum", "step_rate", "batch_size")
     hp = {key: table[key][j] for key in keys}

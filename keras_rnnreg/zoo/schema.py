@@ -308,7 +308,6 @@ SCHEMA = Section("a zoo configuration", {
                 "kind": Field(str, "l2", "L1 or L2 (Tikhonov)", choices=("l1", "l2")),
                 "strength": Field(float, 1e-4, "λ", minimum=0.0),
             }, optional=True),
-        # the defaults are the layers' (FastDropoutRNN / FastDropoutDense); presets set theirs
         "fast_dropout": Section("fast dropout (needed by model.cell = 'fast_dropout')", {
             "input_rate": Field(float, _default(_FD_RNN, "rate"), "dropout rate of the inputs",
                                 **_RATE),
@@ -338,7 +337,6 @@ SCHEMA = Section("a zoo configuration", {
             "(keras_rnnreg.regularizers.TemporalActivationRegularization), on every recurrent "
             "layer; β: regularization.temporal_activation_regularization.beta (bare beta is the "
             "norm-stabilizer's)", optional=True),
-        # the defaults are the layers' (zoneout=0: no zoneout); presets set theirs
         "zoneout": Section("zoneout (Krueger et al. 2016) on every recurrent layer", {
             "cell": Field(float, _default(layers.SimpleRNN, "zoneout"), "LSTM: the rate at which "
                           "a memory-cell unit keeps its previous value (other cells: 0)",
@@ -694,20 +692,16 @@ def _literal(text):
 def parse_value(path, text):
     """Convert a command-line string to the type the key expects (ConfigError if it cannot)."""
     node, _, inner = _split(path)
-    where = dotted(path)
-    lowered = text.strip().lower()
+    where, lowered = dotted(path), text.strip().lower()
+    none = lowered in ("none", "null")
     if isinstance(node, KerasObject):
-        if inner:
-            return _literal(text)
-        return None if lowered in ("none", "null") else text.strip()
+        return _literal(text) if inner else None if none else text.strip()
+    if none and (isinstance(node, Section) or node.nullable):
+        return None
     if isinstance(node, Section):
-        if lowered in ("none", "null"):
-            return None
         raise ConfigError(f"{where} is a section; set one of its keys ({', '.join(node.fields)}) "
                           "or set it to none")
-    if lowered in ("none", "null"):
-        if node.nullable:
-            return None
+    if none:
         raise ConfigError(f"{where}={text!r}: expected {node.expected()}; it cannot be none")
     if node.type in (str, list):
         return text
