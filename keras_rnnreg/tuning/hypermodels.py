@@ -66,8 +66,7 @@ class ZooHyperModel(keras_tuner.HyperModel):
         return self.data
 
     def fit(self, hp, model, *args, callbacks=None, verbose=0, **kwargs):
-        config = dict(self.base)
-        config["data"] = dict(config["data"])
+        config = {**self.base, "data": dict(self.base["data"])}
         epochs = self.epochs or config["training"]["epochs"]
         for entry in self.active_entries():
             if entry["key"] == "data.batch_size":

@@ -88,7 +88,7 @@ def resolve(name_or_config, overrides=None):
     if isinstance(name_or_config, schema.Config):
         config = name_or_config
     elif isinstance(name_or_config, dict):
-        config = schema.validate(schema.complete(copy.deepcopy(name_or_config)))
+        config = schema.validate(schema.complete(name_or_config))
     else:
         config = _lookup(name_or_config)
     return schema.apply_overrides(config, overrides) if overrides else config

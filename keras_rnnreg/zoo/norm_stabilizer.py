@@ -33,14 +33,11 @@ with the end-of-sentence symbol, ``keras_rnnreg.data.ptb``), softmax out, bits p
 61 phones + blank = 62 outputs, Adam lr .001, gradient clipping 200, early stopping after 25
 epochs without improvement on the development set (we monitor its phone error rate), no beam
 search (greedy decoding). The penalty is on the hidden states of every layer and direction, with
-the standard output tanh. Table 4 (``TABLE_4``: β, σ, dropout p, test / dev PER, averages of 5
-runs) and Table 5 (``TABLE_5``: one run each, patience 100) are the names
-``timit_blstm{,_ns50,_ns,_wn,_dropout,_dropout_ns50,_dropout_ns,_dropout_wn}`` and
-``timit_blstm{750,999}_{wn,ns500,ns1000,ns1500}``. Readings: weight noise is additive, on the
-input and recurrent kernels of every LSTM, one draw per training step (per sequence, as Graves et
-al. 2013); dropout p = .5 is applied to the outputs of every BLSTM layer (not inside the
-recurrence); Table 5's "n = 999" is kept as printed (the text says "1000 hidden units"); batch size
-(not stated) is 32.
+the standard output tanh. ``TABLE_4`` (averages of 5 runs) and ``TABLE_5`` (one run each,
+patience 100) name the presets. Readings: weight noise is additive, on the input and recurrent
+kernels of every LSTM, one draw per training step (per sequence, as Graves et al. 2013); dropout
+p = .5 is applied to the outputs of every BLSTM layer (not inside the recurrence); Table 5's
+"n = 999" is kept as printed (the text says "1000 hidden units"); batch size (not stated) is 32.
 
 **Adding problem** (Sec. 2.3): length 400, "uniform initialization in [-.01,.01], learning
 rate=.01, gradient clipping=1", β = 1. Readings: the IRNN of Le et al. (2015) — ReLU, W_hh the

@@ -230,8 +230,7 @@ class KerasObject:
         object.__setattr__(self, "base", self.base or self.default[0])
 
     def make_default(self):
-        cls, config = self.default
-        return keras_object(cls, **config)
+        return keras_object(self.default[0], **self.default[1])
 
     def expected(self):
         return f"a Keras-serialized {self.base.__name__} (or a name)"
@@ -483,8 +482,6 @@ def _object(node, path, value):
 
 def complete(partial, section=SCHEMA, prefix=()):
     """``partial`` (nested) merged over the defaults; unknown keys raise :class:`ConfigError`."""
-    if partial is None:
-        return None if section.optional else defaults(section)
     if not isinstance(partial, dict):
         raise ConfigError(f"{dotted(prefix) or 'config'}: expected a table (dict) of keys, got "
                           f"{partial!r}")
@@ -650,8 +647,7 @@ def _fits(node, value):
 
 def _unknown_key_message(path):
     key = dotted(path)
-    candidates = [dotted(p) for p, _ in _paths()]
-    close = difflib.get_close_matches(key, candidates, n=4, cutoff=0.6)
+    close = difflib.get_close_matches(key, [dotted(p) for p, _ in _paths()], n=4, cutoff=0.6)
     by_leaf = [dotted(p) for p, _ in _paths() if p[-1] == path[-1]]
     suggestions = list(dict.fromkeys(close + by_leaf))[:5]
     hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
