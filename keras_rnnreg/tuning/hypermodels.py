@@ -1,7 +1,5 @@
-"""KerasTuner HyperModels over the zoo: :class:`ZooHyperModel` takes its fixed arguments in
-``__init__`` (zoo name, space, overrides, data), draws the space in ``build(hp)`` and the batch size
-and epochs in ``fit(hp, model, ...)``, where the pipelines are made.
-"""
+"""KerasTuner's HyperModel over the zoo (:class:`ZooHyperModel`; the pipelines are made in
+``fit``)."""
 
 import keras_tuner
 

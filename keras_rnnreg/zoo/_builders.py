@@ -1,14 +1,7 @@
 """Graph code of the zoo: a resolved configuration (:mod:`~keras_rnnreg.zoo.schema`) -> a
-compiled ``keras.Model``; nothing here knows about a paper (the presets are data).
-
-* recurrent stack: ``model.layers`` layers of ``schema.CELLS[model.cell]``, optionally
-  ``Bidirectional``, with the perturbations, penalties (weight penalties; the state penalties
-  norm-stabilizer, AR, TAR: one object, or a list when several are set), zoneout, initializers
-  and constraints that ``regularization`` / ``model`` set;
-* inputs: the task's (:meth:`keras_rnnreg.zoo.tasks.Task.inputs`);
-* outputs: a ``Dense(output_dim)`` every timestep (``readout="sequence"``) or on the last state
-  (``"last"``), or :class:`~keras_rnnreg.layers.FastDropoutDense` for fast dropout;
-* compile: the optimizer of ``optimizer`` and the task's loss and metrics.
+compiled ``keras.Model`` (the task's inputs, ``model.layers`` recurrent layers of
+``schema.CELLS[model.cell]``, a ``Dense`` or ``FastDropoutDense`` head; the task's loss and
+metrics); nothing here knows about a paper (the presets are data).
 """
 
 import copy

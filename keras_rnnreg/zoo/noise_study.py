@@ -186,10 +186,9 @@ def hyperparameters(dataset, model):
     hp = {key: table[key][j] for key in keys}
     if model == "rnn_nbr":
         hp["penalty"], hp["neg_log10_lambda"] = table["penalty"]
-    if model in table["dropout"]:
-        hp["dropout"] = table["dropout"][model]  # printed p: the drop probability (docstring)
-    if model in table["noise"]:
-        hp["noise"] = table["noise"][model]
+    for key in ("dropout", "noise"):  # dropout: the printed p, the drop probability (docstring)
+        if model in table[key]:
+            hp[key] = table[key][model]
     hp["source"] = "Appendix B"
     return hp
 
