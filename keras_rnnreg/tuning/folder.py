@@ -4,8 +4,7 @@ Besides KerasTuner's files: ``run.lock`` (:class:`keras_rnnreg._runfolder.RunLoc
 ``rnnreg tune`` and inherited by the processes of a distributed search), ``job.json`` (the spec of
 :func:`keras_rnnreg.tuning.specs.plan` and a record of every start), ``trial_*/worker.json`` (the
 process that ran the trial) and, once every trial has finished, ``best.json``. :func:`claim` is
-the way in: lock, every file read back (a damaged one is a :class:`RunError` naming it, before
-anything is written), the job compared with the recorded one.
+the way in.
 """
 
 import contextlib
@@ -112,8 +111,9 @@ def _record(out, spec, workers, changed):
 def claim(out, spec, workers=0):
     """Hold the lock of the tuner folder ``out`` (made if missing) for a search of ``spec``.
 
-    :class:`RunError` when another process holds it, a file is damaged or the job would change the
-    recorded search. A folder made here and left without a trial is removed again on failure.
+    :class:`RunError` when another process holds it, a file is damaged (all are read back before
+    anything is written) or the job would change the recorded search. A folder made here and left
+    without a trial is removed again on failure.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
