@@ -15,10 +15,7 @@ from keras_rnnreg.tuning import folder, search
 
 
 def _exit_now(signum, frame):
-    """SIGTERM in a chief or worker: leave at once. Nothing is lost: KerasTuner's state files are
-    written atomically (:mod:`keras_rnnreg.tuning.search`) and a running trial runs again when the
-    search continues. (A ``KeyboardInterrupt`` could be swallowed inside Keras' ``fit``, and the
-    chief's gRPC threads would keep it alive.)"""
+    """SIGTERM: leave at once (a ``KeyboardInterrupt`` could be swallowed inside Keras' ``fit``)."""
     sys.stdout.flush()
     os._exit(130)
 
@@ -52,6 +49,6 @@ if __name__ == "__main__":
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        # KerasTuner's gRPC server threads would keep the chief alive after its search ended or
-        # was interrupted; the state files are written atomically, so leaving now loses nothing.
+        # KerasTuner's gRPC threads would keep the chief alive. Leaving at once loses nothing: the
+        # state files are written atomically (search.py) and a running trial runs again later.
         os._exit(code)

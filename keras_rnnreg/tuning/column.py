@@ -10,10 +10,9 @@ from the ranges given in Tab. 2". A column job names a card and a column instead
     [quick]
     only = ["jsb_rnn_plain", "jsb_rnn_ns"]  # entry keys (default: all of the column)
 
-Each entry gets its own search in ``OUT/<key>/`` (``--workers N``: distributed); its best trial
-(on validation) is reloaded from its best-epoch checkpoint and evaluated on test. ``OUT/<job>.md``
-is the card's table for the column, ``OUT/results.json`` the numbers and chosen hyperparameters.
-Re-running continues: finished searches are reloaded, not repeated.
+Each entry is searched in ``OUT/<key>/`` and its best trial evaluated on test (README,
+"Distributed tuning"); ``OUT/<job>.md`` is the card's table for the column, ``OUT/results.json``
+the numbers and chosen hyperparameters. Re-running continues: finished searches are reloaded.
 """
 
 from pathlib import Path
@@ -26,8 +25,8 @@ __all__ = ["entries", "run"]
 
 
 def entries(job, job_path=None, quick=False):
-    """(card, the card entries of the job's column): the ``[quick] only`` ones when ``quick``;
-    ``job_path``: the job file, for a ``job`` that ``specs.load_job`` did not make."""
+    """:func:`~keras_rnnreg.tuning.specs.column_entries`; ``job_path``: the job file, for a
+    ``job`` that ``specs.load_job`` did not make."""
     return specs.column_entries(job if job_path is None else {"path": str(job_path), **job}, quick)
 
 

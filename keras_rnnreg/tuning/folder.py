@@ -4,8 +4,7 @@ Besides KerasTuner's files: ``run.lock`` (:class:`keras_rnnreg._runfolder.RunLoc
 ``rnnreg tune`` and inherited by the processes of a distributed search), ``job.json`` (the spec of
 :func:`keras_rnnreg.tuning.specs.plan` and a record of every start), ``trial_*/worker.json`` (the
 process that ran the trial) and, once every trial has finished, ``best.json``. :func:`claim` is
-the way in: lock, every file read back (a damaged one is a :class:`RunError` naming it, before
-anything is written), the job compared with the recorded one.
+the way in.
 """
 
 import contextlib
@@ -33,6 +32,12 @@ NOT_COMPARED = ("job", "stem", "quick", "data_root")  # where the job is, not wh
 ORACLE_KEYS = ("ongoing_trials", "hyperparameters", "start_order", "end_order", "run_times",
                "retry_queue", "seed", "seed_state", "tried_so_far", "id_to_hash", "display")
 TRIAL_KEYS = ("trial_id", "hyperparameters", "metrics", "score", "best_step", "status", "message")
+_FILES = ((ORACLE, "KerasTuner oracle state", ORACLE_KEYS),
+          ("tuner*.json", "KerasTuner tuner state", ()),
+          ("chief.json", "KerasTuner tuner state", ()),
+          ("trial_*/trial.json", "KerasTuner trial record", TRIAL_KEYS),
+          (f"trial_*/{WORKER_FILE}", "record of the process that ran the trial", ("tuner_id",)),
+          ("trial_*/build_config.json", "KerasTuner build record of the trial's model", ()))
 
 
 class SearchIncomplete(RunError):
@@ -58,16 +63,9 @@ def check_files(out):
             if not isinstance(record["spec"], dict):
                 raise RunError(f"{out / JOB_FILE}: expected 'spec' to be an object; the record of "
                                "the search's job is damaged")
-        if (out / ORACLE).exists():
-            _read(out / ORACLE, "KerasTuner oracle state", ORACLE_KEYS)
-        for path in sorted(out.glob("tuner*.json")) + sorted(out.glob("chief.json")):
-            _read(path, "KerasTuner tuner state")
-        for path in sorted(out.glob("trial_*/trial.json")):
-            _read(path, "KerasTuner trial record", TRIAL_KEYS)
-        for path in sorted(out.glob(f"trial_*/{WORKER_FILE}")):
-            _read(path, "record of the process that ran the trial", ("tuner_id",))
-        for path in sorted(out.glob("trial_*/build_config.json")):
-            _read(path, "KerasTuner build record of the trial's model")
+        for pattern, what, keys in _FILES:
+            for path in sorted(out.glob(pattern)):
+                _read(path, what, keys)
     except RunError as err:
         raise RunError(f"{err}{hint}") from None
 
@@ -113,8 +111,9 @@ def _record(out, spec, workers, changed):
 def claim(out, spec, workers=0):
     """Hold the lock of the tuner folder ``out`` (made if missing) for a search of ``spec``.
 
-    :class:`RunError` when another process holds it, a file is damaged or the job would change the
-    recorded search. A folder made here and left without a trial is removed again on failure.
+    :class:`RunError` when another process holds it, a file is damaged (all are read back before
+    anything is written) or the job would change the recorded search. A folder made here and left
+    without a trial is removed again on failure.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():

@@ -1,11 +1,9 @@
-"""KerasTuner HyperModels over the zoo: :class:`ZooHyperModel` takes its fixed arguments in
-``__init__`` (zoo name, space, overrides, data), draws the space in ``build(hp)`` and the batch size
-and epochs in ``fit(hp, model, ...)``, where the pipelines are made.
-"""
+"""KerasTuner's HyperModel over the zoo (:class:`ZooHyperModel`; the pipelines are made in
+``fit``)."""
 
 import keras_tuner
 
-from keras_rnnreg import zoo
+from keras_rnnreg import training, zoo
 from keras_rnnreg.tuning import spaces as spaces_lib
 from keras_rnnreg.zoo import tasks
 
@@ -51,29 +49,22 @@ class ZooHyperModel(keras_tuner.HyperModel):
         """The configuration of a trial: the base with the sampled values of the build-time keys."""
         values = {}
         for entry in self.active_entries():
-            if entry["key"] in spaces_lib.FIT_KEYS:
-                continue
-            value = sample(hp, entry)
-            for key in [entry["key"], *entry.get("also", [])]:
-                values[key] = value
+            if entry["key"] not in spaces_lib.FIT_KEYS:
+                values.update(dict.fromkeys([entry["key"], *entry.get("also", [])],
+                                            sample(hp, entry)))
         return zoo.apply_overrides(self.base, values)
 
     def build(self, hp):
         return zoo.build(self.config(hp))
 
     def _splits(self):
-        if self.data is None:
-            source = tasks.resolve_source(self.base["data"]["source"], data_root=self.data_root,
-                                           name=self.base["name"], named=self.task.named_sources)
-            self.data = self.task.load(self.base, source)
-            changes, _ = self.task.adjust(self.base, self.data)
-            if changes:  # what the data impose (PTB's vocabulary size)
-                self.base = zoo.resolve(self.base, changes)
+        if self.data is None:  # the base then holds what the data impose (PTB's vocabulary size)
+            _, self.data, _, _, self.base = training.load_task_data(self.base,
+                                                                    data_root=self.data_root)
         return self.data
 
     def fit(self, hp, model, *args, callbacks=None, verbose=0, **kwargs):
-        config = dict(self.base)
-        config["data"] = dict(config["data"])
+        config = {**self.base, "data": dict(self.base["data"])}
         epochs = self.epochs or config["training"]["epochs"]
         for entry in self.active_entries():
             if entry["key"] == "data.batch_size":

@@ -25,11 +25,9 @@ and its budget::
 
 The tuner writes into ``OUT`` (``runs/tune-<job>`` by default; an existing search is continued);
 ``OUT/best.json`` holds the best hyperparameters, their score and the overrides to train them with
-``rnnreg train NAME --set ...``. ``--workers N`` runs the search in KerasTuner's distributed mode
-(:mod:`~keras_rnnreg.tuning.distributed`); a job with ``card`` and ``column`` instead of ``model``
-is Appendix B's protocol for a Table 1 column (:mod:`~keras_rnnreg.tuning.column`). The spec, the
-folder and the search are :mod:`~keras_rnnreg.tuning.specs`, :mod:`~keras_rnnreg.tuning.folder`
-and :mod:`~keras_rnnreg.tuning.search`.
+``rnnreg train NAME --set ...``. The spec, the folder and the search are
+:mod:`~keras_rnnreg.tuning.specs`, :mod:`~keras_rnnreg.tuning.folder` and
+:mod:`~keras_rnnreg.tuning.search`.
 """
 
 from pathlib import Path

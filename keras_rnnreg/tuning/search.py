@@ -42,11 +42,6 @@ def _save_json(path, obj):
 _keras_tuner_utils.save_json = _save_json
 
 
-def in_distributed_process():
-    """Whether this process is the chief or a worker of a distributed search."""
-    return "KERASTUNER_ORACLE_IP" in os.environ
-
-
 def start_together(timeout=300.0):
     """In a worker: wait until every worker of the launch has built its tuner (or ``timeout``),
     so that the first one up does not take several trials before the others connect."""
@@ -135,7 +130,7 @@ def search(spec, out, data_root=None, log=print):
     stop = [keras.callbacks.EarlyStopping(spec["objective"], patience=spec["patience"],
                                           mode=spec["direction"])] if spec["patience"] else []
     tuner.search(callbacks=stop, verbose=0)
-    if in_distributed_process():  # the parent summarizes
+    if "KERASTUNER_ORACLE_IP" in os.environ:  # the chief or a worker: the parent summarizes
         return None
     return summarize(prepared, tuner)
 

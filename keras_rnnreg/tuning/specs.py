@@ -36,7 +36,6 @@ JOB = Section("a tuner job", {
                                      "card", "column")},
     "param": Field(list, item=dict, what="[[param]] tables"),
     "tuner": Field(str, choices=TUNERS), "direction": Field(str, choices=("min", "max")),
-    # KerasTuner's oracles take `seed or random.randint(1, 10000)`: 0 would be a random search.
     "seed": Field(int, minimum=1, doc="KerasTuner turns 0 into a random seed, so a search with "
                   "seed 0 would not repeat"),
     "executions_per_trial": _COUNT, "quick": Field(dict)})
@@ -91,14 +90,6 @@ def column_entries(job, quick=False):
     return card, chosen
 
 
-def _entry(job, key, quick):
-    _, chosen = column_entries(job, quick)
-    entry = next((e for e in chosen if e["key"] == key), None)
-    if entry is None:
-        raise JobError(f"{job['path']}: {key!r} is not an entry of column {job['column']!r}")
-    return entry
-
-
 def plan(job, quick=False, entry=None):
     """The search spec of a job (of the ``entry`` of a column job), ``[quick]`` merged in.
 
@@ -110,7 +101,9 @@ def plan(job, quick=False, entry=None):
     if "column" in job:
         if entry is None:
             raise JobError(f"{job['path']}: a column job searches each entry; name one")
-        card_entry = _entry(job, entry, quick)
+        card_entry = next((e for e in column_entries(job, quick)[1] if e["key"] == entry), None)
+        if card_entry is None:
+            raise JobError(f"{job['path']}: {entry!r} is not an entry of column {job['column']!r}")
         model, entry_sets = card_entry["name"], list(card_entry.get("set", []))
         data = card_entry.get("data") or data
     overrides = entry_sets + list(job.get("set", [])) + list(q.get("set", []))

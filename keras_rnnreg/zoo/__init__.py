@@ -43,9 +43,6 @@ __all__ = ["ConfigError", "NoteCrossEntropy", "OneHot", "UnknownModelError", "Zo
 def build(name, compile=True, distribute=None, **overrides):
     """A :class:`ZooModel` for a zoo name (or a config dict), compiled as in the paper.
 
-    The model remembers its configuration (``model.zoo_name``, ``model.zoo_config``), also
-    through ``model.save`` and ``keras.saving.load_model``.
-
     Optimizer, loss and metrics follow the configuration: e.g. the noise study's RMSprop with
     momentum and per-timestep NLL (``weighted_metrics=[NLLPerTimestep(), FrameAccuracy()]``; feed
     the pipelines' ``(x, y, sample_weight)`` batches), the norm-stabilizer paper's SGD with

@@ -1,14 +1,7 @@
 """Graph code of the zoo: a resolved configuration (:mod:`~keras_rnnreg.zoo.schema`) -> a
-compiled ``keras.Model``; nothing here knows about a paper (the presets are data).
-
-* recurrent stack: ``model.layers`` layers of ``schema.CELLS[model.cell]``, optionally
-  ``Bidirectional``, with the perturbations, penalties (weight penalties; the state penalties
-  norm-stabilizer, AR, TAR: one object, or a list when several are set), zoneout, initializers
-  and constraints that ``regularization`` / ``model`` set;
-* inputs: the task's (:meth:`keras_rnnreg.zoo.tasks.Task.inputs`);
-* outputs: a ``Dense(output_dim)`` every timestep (``readout="sequence"``) or on the last state
-  (``"last"``), or :class:`~keras_rnnreg.layers.FastDropoutDense` for fast dropout;
-* compile: the optimizer of ``optimizer`` and the task's loss and metrics.
+compiled ``keras.Model`` (the task's inputs, ``model.layers`` recurrent layers of
+``schema.CELLS[model.cell]``, a ``Dense`` or ``FastDropoutDense`` head; the task's loss and
+metrics); nothing here knows about a paper (the presets are data).
 """
 
 import copy
@@ -59,15 +52,6 @@ def _state_regularizer(reg):
     return penalties[0] if len(penalties) == 1 else penalties
 
 
-def _zoneout(config, cls):
-    """The layers' ``zoneout=``: (cell rate, hidden rate) for an LSTM, the hidden rate for the
-    other cells (a cell rate there is refused by schema.validate); None when unset."""
-    zo = config["regularization"].get("zoneout")
-    if zo is None:
-        return None
-    return (zo["cell"], zo["hidden"]) if issubclass(cls, layers.LSTM) else zo["hidden"]
-
-
 def _recurrent_layer(config, index, return_sequences):
     """A layer of ``schema.CELLS[model.cell]`` with the arguments the configuration sets."""
     m, reg = config["model"], config["regularization"]
@@ -82,9 +66,10 @@ def _recurrent_layer(config, index, return_sequences):
                   recurrent_constraint=constraint, return_sequences=return_sequences,
                   name=f"recurrent_{index}", perturbations=_perturbations(reg),
                   state_regularizer=_state_regularizer(reg))
-    zoneout = _zoneout(config, cls)
-    if zoneout is not None:  # not with fast dropout (schema.validate)
-        kwargs["zoneout"] = zoneout
+    zo = reg.get("zoneout")
+    if zo is not None:  # not with fast dropout; a cell rate only on an LSTM (schema.validate)
+        kwargs["zoneout"] = (zo["cell"], zo["hidden"]) if issubclass(cls, layers.LSTM) \
+            else zo["hidden"]
     if issubclass(cls, layers.LSTM):
         kwargs["output_activation"] = "same" if m["lstm_output_tanh"] else None
     if issubclass(cls, layers.FastDropoutRNN):

@@ -44,10 +44,7 @@ def register(name, config):
         raise ValueError(f"invalid zoo name {name!r}")
     if name in _presets():
         raise ValueError(f"zoo name {name!r} is already registered; names must be unique")
-    partial = dict(config)
-    partial["name"] = name
-    resolved = schema.validate(schema.complete(partial))
-    _PRESETS[name] = resolved
+    _PRESETS[name] = schema.validate(schema.complete({**config, "name": name}))
     return name
 
 
@@ -91,7 +88,7 @@ def resolve(name_or_config, overrides=None):
     if isinstance(name_or_config, schema.Config):
         config = name_or_config
     elif isinstance(name_or_config, dict):
-        config = schema.validate(schema.complete(copy.deepcopy(name_or_config)))
+        config = schema.validate(schema.complete(name_or_config))
     else:
         config = _lookup(name_or_config)
     return schema.apply_overrides(config, overrides) if overrides else config

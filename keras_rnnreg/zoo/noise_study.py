@@ -36,15 +36,14 @@ garbled or ambiguous rows**:
   with the classic dropout scaling of Hinton et al. (2012) and Wan et al. (2013): unscaled masks
   in training, the expected matrix (1 − p) W at test time (``DropConnect(scale="inference")``),
   and climin's RMSprop (``optimizer.class_name = "CliminRMSprop"``, the library whose vocabulary
-  Table 2 uses). Each of the three matters (docs/results.md, "Nottingham RNN-DO"): the keep
-  reading (rate 1 − p) does not train on Nottingham (p = 0.36: rate 0.64 per timestep, 8.1-8.4
-  nats on either optimizer, the plain RNN 3.5); inverted scaling (×1/(1 − p) in training) makes
-  JSB's p = 0.92 overflow to NaN at the first update; and with Keras' RMSprop, whose first steps
-  are about 2α·sign(g) on every weight (its mean-square accumulator starts at 0; climin's at 1),
-  Nottingham RNN-DO stops at 4.44 instead of 3.47. The other rows keep Keras' RMSprop, with
-  which they were measured. ``--set regularization.dropconnect.rate=0.08 --set
-  regularization.dropconnect.scale=true --set optimizer.class_name=RMSprop`` runs the earlier
-  keep reading. JSB's RNN-FF cell of that row is blank (no dropout).
+  Table 2 uses). Each of the three matters (measured in docs/results.md, "Nottingham RNN-DO"):
+  the keep reading (rate 1 − p) does not train on Nottingham; inverted scaling makes JSB's
+  p = 0.92 overflow to NaN at the first update; Keras' RMSprop (its mean-square accumulator
+  starts at 0, climin's at 1) stops Nottingham RNN-DO at 4.44 instead of 3.47. The other rows
+  keep Keras' RMSprop, with which they were measured. ``--set
+  regularization.dropconnect.rate=0.08 --set regularization.dropconnect.scale=true --set
+  optimizer.class_name=RMSprop`` runs the earlier keep reading. JSB's RNN-FF cell of that row is
+  blank (no dropout).
 * *"Noise σ"* — the standard deviation of the weight noise: additive for RNN-N / RNN-NS, the σ of
   (1 + σε) for RNN-MN / RNN-MNS. RNN-FF: additive (Eq. 13) noise on the input-to-hidden weights,
   per timestep ("we only work with per-timestep noise model for feed-forward layers"); the
@@ -156,9 +155,7 @@ APPENDIX_B = {
     },
 }
 
-# Our picks for the two models Appendix B does not list (from Table 2's ranges; module docstring):
-# the initialisation below for every dataset, and per dataset the optimizer settings that most of
-# the eight tuned models of its Appendix B table share (JSB: those of its RNN-NS column).
+# Our picks for RNN-plain and RNN-FD, which Appendix B does not list (module docstring).
 UNLISTED_INIT = {"sigma_in": 1e-3, "sigma_rec": 0.1, "sparsify": 15, "rho": 1.1}
 UNLISTED_OPTIMIZER = {
     "jsb": {"step_rate": 1e-3, "momentum": 0.9, "batch_size": 27},
@@ -182,18 +179,16 @@ def hyperparameters(dataset, model):
     """The hyperparameters of one cell of Table 1 as a flat dict (Appendix B, or our picks)."""
     table = APPENDIX_B[dataset]
     if model not in _COLUMNS:
-        hp = {**UNLISTED_INIT, **UNLISTED_OPTIMIZER[dataset]}
-        hp["source"] = "not listed in Appendix B: picked from Table 2's ranges"
-        return hp
+        return {**UNLISTED_INIT, **UNLISTED_OPTIMIZER[dataset],
+                "source": "not listed in Appendix B: picked from Table 2's ranges"}
     j = _COLUMNS.index(model)
     keys = ("sigma_in", "sigma_rec", "sparsify", "rho", "momentum", "step_rate", "batch_size")
     hp = {key: table[key][j] for key in keys}
     if model == "rnn_nbr":
         hp["penalty"], hp["neg_log10_lambda"] = table["penalty"]
-    if model in table["dropout"]:
-        hp["dropout"] = table["dropout"][model]  # printed p: the drop probability (docstring)
-    if model in table["noise"]:
-        hp["noise"] = table["noise"][model]
+    for key in ("dropout", "noise"):  # dropout: the printed p, the drop probability (docstring)
+        if model in table[key]:
+            hp[key] = table[key][model]
     hp["source"] = "Appendix B"
     return hp
 

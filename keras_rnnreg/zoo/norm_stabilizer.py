@@ -33,14 +33,11 @@ with the end-of-sentence symbol, ``keras_rnnreg.data.ptb``), softmax out, bits p
 61 phones + blank = 62 outputs, Adam lr .001, gradient clipping 200, early stopping after 25
 epochs without improvement on the development set (we monitor its phone error rate), no beam
 search (greedy decoding). The penalty is on the hidden states of every layer and direction, with
-the standard output tanh. Table 4 (``TABLE_4``: β, σ, dropout p, test / dev PER, averages of 5
-runs) and Table 5 (``TABLE_5``: one run each, patience 100) are the names
-``timit_blstm{,_ns50,_ns,_wn,_dropout,_dropout_ns50,_dropout_ns,_dropout_wn}`` and
-``timit_blstm{750,999}_{wn,ns500,ns1000,ns1500}``. Readings: weight noise is additive, on the
-input and recurrent kernels of every LSTM, one draw per training step (per sequence, as Graves et
-al. 2013); dropout p = .5 is applied to the outputs of every BLSTM layer (not inside the
-recurrence); Table 5's "n = 999" is kept as printed (the text says "1000 hidden units"); batch size
-(not stated) is 32.
+the standard output tanh. ``TABLE_4`` (averages of 5 runs) and ``TABLE_5`` (one run each,
+patience 100) name the presets. Readings: weight noise is additive, on the input and recurrent
+kernels of every LSTM, one draw per training step (per sequence, as Graves et al. 2013); dropout
+p = .5 is applied to the outputs of every BLSTM layer (not inside the recurrence); Table 5's
+"n = 999" is kept as printed (the text says "1000 hidden units"); batch size (not stated) is 32.
 
 **Adding problem** (Sec. 2.3): length 400, "uniform initialization in [-.01,.01], learning
 rate=.01, gradient clipping=1", β = 1. Readings: the IRNN of Le et al. (2015) — ReLU, W_hh the
@@ -64,6 +61,7 @@ PAPER = "Krueger & Memisevic, Regularizing RNNs by Stabilizing Activations"
 
 
 def _merge(base, **sections):
+    """A copy of ``base`` with ``sections`` set (a dict section merged into the base's)."""
     out = copy.deepcopy(base)
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
@@ -88,8 +86,7 @@ PTB_BASE = {
 
 def _ptb(description, table, value, model=None, ns=None, other=None, notes=""):
     reg = {"norm_stabilizer": keras_object(regularizers.NormStabilizer, **ns)} if ns else {}
-    return _merge(PTB_BASE, description=description, model={**PTB_BASE["model"], **(model or {})},
-                  regularization=reg,
+    return _merge(PTB_BASE, description=description, model=model or {}, regularization=reg,
                   paper={"reference": PAPER, "table": table, "metric": "test bits per character",
                          "value": value, "other": other, "notes": notes})
 
@@ -189,7 +186,7 @@ TABLE_5 = {
 }
 
 
-def _timit_reg(beta, sigma, p):
+def _timit(description, table, test, dev, beta, sigma, p, notes, **sections):
     reg = {"dropout": p}
     if beta:
         reg["norm_stabilizer"] = keras_object(regularizers.NormStabilizer, beta=float(beta),
@@ -197,30 +194,23 @@ def _timit_reg(beta, sigma, p):
     if sigma:
         reg["weight_noise"] = keras_object(perturbations.WeightNoise, stddev=sigma,
                                            mode="additive", per="sequence", target="both")
-    return reg
+    return _merge(TIMIT_BASE, description=description, regularization=reg, **sections,
+                  paper={"reference": PAPER, "table": table, "metric": "test phone error rate (%)",
+                         "value": test, "other": {"dev": dev}, "notes": notes})
 
 
-TIMIT_PRESETS = {}
-for _name, (_beta, _sigma, _p, _test, _dev) in TABLE_4.items():
-    TIMIT_PRESETS[_name] = _merge(
-        TIMIT_BASE, description=f"3x500 BLSTM + CTC, β = {_beta}, σ = {_sigma}, p = {_p}",
-        regularization=_timit_reg(_beta, _sigma, _p),
-        paper={"reference": PAPER,
-               "table": f"Table 4, β = {_beta}, σ = {_sigma}, p = {_p} (mean of 5 runs)",
-               "metric": "test phone error rate (%)", "value": _test, "other": {"dev": _dev},
-               "notes": "weight noise additive on input and recurrent kernels, per sequence; "
-                        "dropout between layers"},
-    )
+TIMIT_PRESETS = {
+    name: _timit(f"3x500 BLSTM + CTC, β = {beta}, σ = {sigma}, p = {p}",
+                 f"Table 4, β = {beta}, σ = {sigma}, p = {p} (mean of 5 runs)", test, dev, beta,
+                 sigma, p, "weight noise additive on input and recurrent kernels, per sequence; "
+                 "dropout between layers")
+    for name, (beta, sigma, p, test, dev) in TABLE_4.items()}
 for _name, (_units, _beta, _sigma, _test, _dev) in TABLE_5.items():
-    TIMIT_PRESETS[_name] = _merge(
-        TIMIT_BASE, description=f"3x{_units} BLSTM + CTC, β = {_beta}, σ = {_sigma}, patience 100",
-        model={**TIMIT_BASE["model"], "units": _units},
-        regularization=_timit_reg(_beta, _sigma, 0.0),
-        training={**TIMIT_BASE["training"], "patience": 100},
-        paper={"reference": PAPER, "table": f"Table 5, n = {_units}, β = {_beta} (one run)",
-               "metric": "test phone error rate (%)", "value": _test, "other": {"dev": _dev},
-               "notes": "n = 999 as printed in Table 5 (the text says 1000 units)"},
-    )
+    TIMIT_PRESETS[_name] = _timit(
+        f"3x{_units} BLSTM + CTC, β = {_beta}, σ = {_sigma}, patience 100",
+        f"Table 5, n = {_units}, β = {_beta} (one run)", _test, _dev, _beta, _sigma, 0.0,
+        "n = 999 as printed in Table 5 (the text says 1000 units)",
+        model={"units": _units}, training={"patience": 100})
 
 
 # ------------------------------------------------------------------------------------- adding
@@ -239,21 +229,23 @@ ADDING_BASE = {
              "valid_size": 1_000, "test_size": 10_000},
     "training": {"epochs": 100, "patience": 20, "monitor": "val_loss", "mode": "min"},
 }
-_ADDING_PAPER = {"reference": PAPER, "table": "Sec. 2.3 (mean over 9 seeds)", "metric": "test MSE",
-                 "notes": "identity W_hh, other weights U[-.01, .01]; 100 units, batch 16, plain "
-                          "SGD (Le et al.)"}
+
+
+def _adding(description, value, other, **regularization):
+    return _merge(ADDING_BASE, description=f"IRNN on the adding problem, length 400, {description}",
+                  regularization=regularization,
+                  paper={"reference": PAPER, "table": "Sec. 2.3 (mean over 9 seeds)",
+                         "metric": "test MSE", "value": value, "other": other,
+                         "notes": "identity W_hh, other weights U[-.01, .01]; 100 units, batch "
+                                  "16, plain SGD (Le et al.)"})
+
+
 ADDING_PRESETS = {
-    "adding_irnn": _merge(
-        ADDING_BASE, description="IRNN on the adding problem, length 400, no penalty",
-        paper={**_ADDING_PAPER, "value": 0.105,
-               "other": {"seeds_below_1/12": "4/9", "seeds_no_better_than_constant": "4/9"}},
-    ),
-    "adding_irnn_ns": _merge(
-        ADDING_BASE, description="IRNN on the adding problem, length 400, norm-stabilizer β = 1",
-        regularization={"norm_stabilizer": keras_object(regularizers.NormStabilizer, beta=1.0,
-                                                        on="hidden")},
-        paper={**_ADDING_PAPER, "value": 0.059, "other": {"seeds_below_1/12": "8/9"}},
-    ),
+    "adding_irnn": _adding("no penalty", 0.105, {"seeds_below_1/12": "4/9",
+                                                 "seeds_no_better_than_constant": "4/9"}),
+    "adding_irnn_ns": _adding(
+        "norm-stabilizer β = 1", 0.059, {"seeds_below_1/12": "8/9"},
+        norm_stabilizer=keras_object(regularizers.NormStabilizer, beta=1.0, on="hidden")),
 }
 
 for _name, _config in {**PTB_PRESETS, **TIMIT_PRESETS, **ADDING_PRESETS}.items():

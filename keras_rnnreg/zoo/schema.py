@@ -63,8 +63,7 @@ class Config(dict):
         raise TypeError("a resolved configuration is read-only; zoo.resolve(config, overrides) "
                         "(or copy.deepcopy for a plain dict) makes a changed one")
 
-    __setitem__ = __delitem__ = update = pop = popitem = setdefault = clear = _read_only
-    __ior__ = _read_only
+    __setitem__ = __delitem__ = __ior__ = update = pop = popitem = setdefault = clear = _read_only
 
 
 def _freeze(value):
@@ -231,16 +230,14 @@ class KerasObject:
         object.__setattr__(self, "base", self.base or self.default[0])
 
     def make_default(self):
-        cls, config = self.default
-        return keras_object(cls, **config)
+        return keras_object(self.default[0], **self.default[1])
 
     def expected(self):
         return f"a Keras-serialized {self.base.__name__} (or a name)"
 
 
 def _default(cls, argument):
-    """The default of a constructor argument (of ``cls`` or a base its ``**kwargs`` reach): the one
-    place it is written."""
+    """The default of a constructor argument: the one place it is written."""
     return _named_arguments(cls)[argument]
 
 
@@ -310,7 +307,6 @@ SCHEMA = Section("a zoo configuration", {
                 "kind": Field(str, "l2", "L1 or L2 (Tikhonov)", choices=("l1", "l2")),
                 "strength": Field(float, 1e-4, "λ", minimum=0.0),
             }, optional=True),
-        # the defaults are the layers' (FastDropoutRNN / FastDropoutDense); presets set theirs
         "fast_dropout": Section("fast dropout (needed by model.cell = 'fast_dropout')", {
             "input_rate": Field(float, _default(_FD_RNN, "rate"), "dropout rate of the inputs",
                                 **_RATE),
@@ -340,7 +336,6 @@ SCHEMA = Section("a zoo configuration", {
             "(keras_rnnreg.regularizers.TemporalActivationRegularization), on every recurrent "
             "layer; β: regularization.temporal_activation_regularization.beta (bare beta is the "
             "norm-stabilizer's)", optional=True),
-        # the defaults are the layers' (zoneout=0: no zoneout); presets set theirs
         "zoneout": Section("zoneout (Krueger et al. 2016) on every recurrent layer", {
             "cell": Field(float, _default(layers.SimpleRNN, "zoneout"), "LSTM: the rate at which "
                           "a memory-cell unit keeps its previous value (other cells: 0)",
@@ -487,8 +482,6 @@ def _object(node, path, value):
 
 def complete(partial, section=SCHEMA, prefix=()):
     """``partial`` (nested) merged over the defaults; unknown keys raise :class:`ConfigError`."""
-    if partial is None:
-        return None if section.optional else defaults(section)
     if not isinstance(partial, dict):
         raise ConfigError(f"{dotted(prefix) or 'config'}: expected a table (dict) of keys, got "
                           f"{partial!r}")
@@ -508,47 +501,38 @@ def complete(partial, section=SCHEMA, prefix=()):
     return out
 
 
-# Combinations the network cannot honour: (predicate on a complete config, keys, what is wrong).
-_CONFLICTS = (
-    (lambda c: c["model"]["cell"] == "fast_dropout" and c["regularization"]["fast_dropout"] is None,
-     ("model.cell", "regularization.fast_dropout"),
-     "model.cell='fast_dropout' needs the regularization.fast_dropout section (its rates); set "
-     "one of its keys, e.g. --set regularization.fast_dropout.input_rate=0.2"),
-    (lambda c: c["model"]["cell"] in _GATED
-     and c["model"]["activation"] in ("relu", "trec"),
-     ("model.cell", "model.activation"),
-     "model.activation={activation!r} is for simple_rnn and fast_dropout cells; "
-     "model.cell={cell!r} takes tanh, sigmoid or linear"),
-    (lambda c: c["model"]["cell"] == "fast_dropout" and c["model"]["bidirectional"],
-     ("model.cell", "model.bidirectional"),
-     "model.bidirectional is not available with model.cell='fast_dropout'"),
-    (lambda c: c["model"]["cell"] == "fast_dropout"
-     and c["model"]["output_activation"] not in ("sigmoid", "linear"),
-     ("model.cell", "model.output_activation"),
-     "model.output_activation={output_activation!r} is not available with fast dropout "
-     "(sigmoid or linear)"),
-    (lambda c: c["model"]["cell"] in ("layer_norm_lstm", "layer_norm_gru")
-     and c["task"] == "polyphonic" and not c["data"]["mask_padding"],
-     ("model.cell", "data.mask_padding"),
-     "model.cell={cell!r} on front-padded polyphonic chunks needs data.mask_padding=true: the "
-     "normalized zero state of the padded steps multiplies the gradient by gain/sqrt(ε) at every "
-     "step (it overflows within ~20 steps)"),
-    (lambda c: c["model"]["cell"] == "fast_dropout" and c["regularization"]["zoneout"] is not None,
-     ("model.cell", "regularization.zoneout"),
-     "zoneout is not available with model.cell='fast_dropout' (it carries a variance that "
-     "zoneout would not mix); set regularization.zoneout=none"),
-    (lambda c: c["model"]["cell"] not in _WITH_CELL_STATE and c["regularization"]["zoneout"]
-     and c["regularization"]["zoneout"]["cell"] > 0,
-     ("model.cell", "regularization.zoneout.cell"),
-     "regularization.zoneout.cell is the LSTM's memory-cell rate; a {cell} has no memory cell: "
-     "set regularization.zoneout.hidden (and zoneout.cell=0)"),
-)
-
-
-def _check_conflicts(config):
-    for conflicts, keys, message in _CONFLICTS:
-        if conflicts(config):
-            raise ConfigError(f"{' and '.join(keys)}: " + message.format(**config["model"]))
+def _check_conflicts(c):
+    """ConfigError for a combination of values the network cannot honour."""
+    m, reg = c["model"], c["regularization"]
+    cell, zoneout = m["cell"], reg["zoneout"]
+    fast = cell == "fast_dropout"
+    for broken, key, message in (
+        (fast and reg["fast_dropout"] is None, "regularization.fast_dropout",
+         "model.cell='fast_dropout' needs the regularization.fast_dropout section (its rates); set "
+         "one of its keys, e.g. --set regularization.fast_dropout.input_rate=0.2"),
+        (cell in _GATED and m["activation"] in ("relu", "trec"), "model.activation",
+         f"model.activation={m['activation']!r} is for simple_rnn and fast_dropout cells; "
+         f"model.cell={cell!r} takes tanh, sigmoid or linear"),
+        (fast and m["bidirectional"], "model.bidirectional",
+         "model.bidirectional is not available with model.cell='fast_dropout'"),
+        (fast and m["output_activation"] not in ("sigmoid", "linear"), "model.output_activation",
+         f"model.output_activation={m['output_activation']!r} is not available with fast dropout "
+         "(sigmoid or linear)"),
+        (cell in ("layer_norm_lstm", "layer_norm_gru") and c["task"] == "polyphonic"
+         and not c["data"]["mask_padding"], "data.mask_padding",
+         f"model.cell={cell!r} on front-padded polyphonic chunks needs data.mask_padding=true: the "
+         "normalized zero state of the padded steps multiplies the gradient by gain/sqrt(ε) at "
+         "every step (it overflows within ~20 steps)"),
+        (fast and zoneout is not None, "regularization.zoneout",
+         "zoneout is not available with model.cell='fast_dropout' (it carries a variance that "
+         "zoneout would not mix); set regularization.zoneout=none"),
+        (cell not in _WITH_CELL_STATE and zoneout and zoneout["cell"] > 0,
+         "regularization.zoneout.cell",
+         f"regularization.zoneout.cell is the LSTM's memory-cell rate; a {cell} has no memory "
+         "cell: set regularization.zoneout.hidden (and zoneout.cell=0)"),
+    ):
+        if broken:
+            raise ConfigError(f"model.cell and {key}: {message}")
 
 
 def validate(config):
@@ -635,29 +619,20 @@ def check_value(path, node, value, where=None, error=ConfigError):
                 or node.distinct and (not value or len(set(value)) != len(value)):
             fail()
         return value
-    if value is None:
-        fail()
     numeric = not isinstance(value, bool) and isinstance(value, numbers.Real)
-    if node.type is bool and not isinstance(value, bool):
+    fits = {bool: isinstance(value, bool), int: numeric and isinstance(value, numbers.Integral),
+            float: numeric, str: isinstance(value, str), dict: isinstance(value, dict)}
+    if not fits[node.type]:
         fail()
-    elif node.type is int:
-        if not numeric or not isinstance(value, numbers.Integral):
-            fail()
-        value = int(value)
-    elif node.type is float:
-        if not numeric:
-            fail()
-        value = float(value)
+    if numeric:
+        value = node.type(value)
         if value != value:
             fail("NaN is not allowed")
-    elif node.type in (str, dict) and not isinstance(value, node.type):
-        fail()
     if node.choices and value not in node.choices:
         close = difflib.get_close_matches(str(value), [str(c) for c in node.choices], n=3)
         fail(f"did you mean {' or '.join(map(repr, close))}?" if close else None)
-    if node.minimum is not None and value < node.minimum:
-        fail()
-    if node.maximum is not None and value > node.maximum:
+    if node.minimum is not None and value < node.minimum \
+            or node.maximum is not None and value > node.maximum:
         fail()
     return value
 
@@ -672,8 +647,7 @@ def _fits(node, value):
 
 def _unknown_key_message(path):
     key = dotted(path)
-    candidates = [dotted(p) for p, _ in _paths()]
-    close = difflib.get_close_matches(key, candidates, n=4, cutoff=0.6)
+    close = difflib.get_close_matches(key, [dotted(p) for p, _ in _paths()], n=4, cutoff=0.6)
     by_leaf = [dotted(p) for p, _ in _paths() if p[-1] == path[-1]]
     suggestions = list(dict.fromkeys(close + by_leaf))[:5]
     hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
@@ -706,46 +680,37 @@ def _literal(text):
     if lowered in ("true", "false"):
         return lowered == "true"
     for kind in (int, float):
-        try:
+        with contextlib.suppress(ValueError):
             return kind(text)
-        except ValueError:
-            pass
     return text.strip()
 
 
 def parse_value(path, text):
     """Convert a command-line string to the type the key expects (ConfigError if it cannot)."""
     node, _, inner = _split(path)
-    where = dotted(path)
-    lowered = text.strip().lower()
+    where, lowered = dotted(path), text.strip().lower()
+    none = lowered in ("none", "null")
     if isinstance(node, KerasObject):
-        if inner:
-            return _literal(text)
-        return None if lowered in ("none", "null") else text.strip()
+        return _literal(text) if inner else None if none else text.strip()
+    if none and (isinstance(node, Section) or node.nullable):
+        return None
     if isinstance(node, Section):
-        if lowered in ("none", "null"):
-            return None
         raise ConfigError(f"{where} is a section; set one of its keys ({', '.join(node.fields)}) "
                           "or set it to none")
-    if lowered in ("none", "null"):
-        if node.nullable:
-            return None
+    if none:
         raise ConfigError(f"{where}={text!r}: expected {node.expected()}; it cannot be none")
-    try:
-        if node.type is bool:
-            if lowered in ("true", "1", "yes", "on"):
-                return True
-            if lowered in ("false", "0", "no", "off"):
-                return False
-            raise ValueError
-        if node.type in (int, float):
+    if node.type in (str, list):
+        return text
+    if node.type is bool and lowered in _BOOLS:
+        return _BOOLS[lowered]
+    if node.type in (int, float):
+        with contextlib.suppress(ValueError):
             return node.type(text)
-        if node.type is dict:
-            raise ValueError
-    except ValueError:
-        raise ConfigError(f"{where}={text!r}: expected {node.expected()}{_about(where, node)}") \
-            from None
-    return text
+    raise ConfigError(f"{where}={text!r}: expected {node.expected()}{_about(where, node)}")
+
+
+_BOOLS = {**dict.fromkeys(("true", "1", "yes", "on"), True),
+          **dict.fromkeys(("false", "0", "no", "off"), False)}
 
 
 def flatten_overrides(overrides, prefix=()):
@@ -784,17 +749,12 @@ def _argument_slot(obj, inner, path):
     return obj, key
 
 
-def _set_class(node, path, obj, name):
-    """``obj`` as an instance of class ``name`` keeping the arguments that class accepts."""
-    fresh = _object(node, path, name)
-    accepted = arguments(fresh)
-    fresh["config"] = {k: v for k, v in obj["config"].items() if k in accepted and k != "name"}
-    return fresh
-
-
 def _set_argument(node, path, obj, inner, value):
-    if inner == ("class_name",):
-        return _set_class(node, path, obj, value)
+    if inner == ("class_name",):  # another class, keeping the arguments it accepts
+        fresh = _object(node, path, value)
+        accepted = arguments(fresh)
+        fresh["config"] = {k: v for k, v in obj["config"].items() if k in accepted and k != "name"}
+        return fresh
     obj = copy.deepcopy(obj)
     holder, key = _argument_slot(obj, inner, path)
     old = holder["config"].get(key)

@@ -1,15 +1,7 @@
 """The zoo's tasks, one module per data family: data, network input, loss, metrics, evaluation.
 
-A :class:`Task` (``TASKS[config["task"]]``, :func:`get`) gives the zoo what a data family needs
-besides the recurrent stack: ``load(config, source)`` -> the splits (``source`` resolved by
-:func:`resolve_source`, or one of ``named_sources``); ``pipelines(config, data, seed)`` ->
-``(train, validation)``; ``synthetic(config, seed)`` -> tiny random splits (CI, quick cards: they
-say nothing about the papers); ``batch(config)`` -> one ``(x, y, sample_weight)`` batch;
-``inputs(config)`` -> ``(keras.Input, first tensor)``; ``compile_args(config)`` -> the loss,
-``weighted_metrics`` and ``metrics``; ``evaluate(model, config, data, split)`` -> a dict with the
-headline ``metric``; ``epoch_callbacks`` / ``extra_logs`` for validation numbers Keras metrics
-cannot compute; ``adjust`` for config changes the data impose. A new family is a module here
-registering its ``Task`` (its corpus parsing, if any, in :mod:`keras_rnnreg.data`).
+A new family is a module here registering its :class:`Task` (its corpus parsing, if any, in
+:mod:`keras_rnnreg.data`); a configuration's is ``TASKS[config["task"]]`` (:func:`get`).
 """
 
 import importlib
@@ -33,8 +25,16 @@ class DataError(ValueError):
 
 
 class Task:
-    """The base of the tasks (see the module docstring): subclasses set the class attributes and
-    define ``load``, ``pipelines``, ``compile_args``, ``evaluate``, ``synthetic`` and ``batch``."""
+    """What a data family gives the zoo besides the recurrent stack.
+
+    Subclasses set the class attributes and define ``load(config, source)`` -> the splits
+    (``source`` resolved by :func:`resolve_source`, or one of ``named_sources``);
+    ``pipelines(config, data, seed)`` -> ``(train, validation)``; ``synthetic(config, seed)`` ->
+    tiny random splits (CI, quick cards: they say nothing about the papers); ``batch(config)`` ->
+    one ``(x, y, sample_weight)`` batch; ``compile_args(config)`` -> the loss,
+    ``weighted_metrics`` and ``metrics``; ``evaluate(model, config, data, split)`` -> a dict with
+    the headline ``metric``.
+    """
 
     name = ""
     metric = ""  # the headline number of evaluate()

@@ -46,9 +46,7 @@ class PTB(Task):
             return self.synthetic(config)
         folder = Path(source)
         if any((folder / f).exists() for f in ("ptb.char.train.txt", "ptb.train.txt")):
-            data = ptb.load(folder)
-            data["smoke"] = False
-            return data
+            return {**ptb.load(folder), "smoke": False}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             data = ptb.load(folder, vocab_from="valid")

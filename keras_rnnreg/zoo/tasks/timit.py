@@ -41,17 +41,14 @@ class TIMIT(Task):
         return {"loss": keras.losses.CTC(), "weighted_metrics": None, "metrics": None}
 
     def epoch_callbacks(self, config, data):
-        if config["training"]["monitor"] == "val_per":
-            return [ValidationPER(data["valid"])]
-        return []
+        return [ValidationPER(data["valid"])] if config["training"]["monitor"] == "val_per" else []
 
     def extra_logs(self, config):
         return ("val_per",)
 
     def evaluate(self, model, config, data, split="test"):
         out = timit.evaluate(model, data[split])
-        out["per"] = 100.0 * out["per"]
-        return out
+        return {**out, "per": 100.0 * out["per"]}
 
     def synthetic(self, config, seed=0):
         rng = np.random.default_rng(seed)
