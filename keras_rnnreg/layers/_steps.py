@@ -242,7 +242,7 @@ def simple_rnn(projected, u, states, recurrent_bias, gates, names, unroll=1, per
             )
             # The carry after the first timestep's backward step is the gradient of h0.
             grads = (dz, _kernel_grad(_shift(states, h0), dz, u, per_timestep), d_carries[0])
-            return grads + tuple(map(ops.zeros_like, gate_args))
+            return grads + (None,) * len(gate_args)
 
         return states, grad
 
@@ -302,7 +302,7 @@ def lstm(projected, u, states, recurrent_bias, gates, names, unroll=1, per_times
             xs = _step_xs(xs, ut, (), per_timestep)
             dhs, dcs, dz = scan_states(back, zeros, xs, unroll=unroll, reverse=True)
             grads = (dz, _kernel_grad(_shift(hs, h0), dz, u, per_timestep), dhs[0], dcs[0])
-            return grads + tuple(map(ops.zeros_like, gate_args))
+            return grads + (None,) * len(gate_args)
 
         return ops.concatenate([hs, cs], axis=-1), grad
 
@@ -365,7 +365,7 @@ def gru(projected, u, states, recurrent_bias, gates, names, unroll=1, per_timest
             dp = ops.concatenate([da_z, da_r, gs * dn_factor], axis=-1)
             db = ops.sum(ops.reshape(da, (-1, ops.shape(da)[-1])), axis=0)
             grads = (dp, _kernel_grad(h_prev, da, u, per_timestep), dh_prev[0], db)
-            return grads + tuple(map(ops.zeros_like, gate_args))
+            return grads + (None,) * len(gate_args)
 
         return hs, grad
 
