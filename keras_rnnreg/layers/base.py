@@ -46,17 +46,10 @@ class FusedRNN(keras.layers.Layer):
     ``_backward_activations``; one with a cuDNN kernel sets ``_cudnn_kernel`` and ``_cudnn_run``.
 
     Arguments, their order and defaults are those of ``keras.layers.SimpleRNN`` (the subclasses'
-    are their Keras namesakes'); ours come after them, keyword-only. As in ``keras.layers.RNN``:
-
-    * ``zero_output_for_mask=False``: a masked step outputs the previous output (zeros before
-      the first valid step), ``True``: zeros; the state is carried over masked steps either way,
-      and the last output is the last entry of the output sequence.
-      ``keras.layers.Bidirectional`` sets it to ``return_sequences``.
-    * ``stateful=True``: the final states of a batch are the initial states of the next, for a
-      fixed batch size; they live in non-trainable variables (``states``, created by ``build``,
-      zeroed by ``reset_state()``), part of ``variables`` (so ``fit`` / ``predict`` carry them
-      on every backend) but not of ``weights`` (so ``get_weights()`` is Keras'); ``.keras``
-      files keep them.
+    are their Keras namesakes'); ours come after them, keyword-only. ``zero_output_for_mask`` and
+    ``stateful`` are ``keras.layers.RNN``'s (README, "Keras compatibility": a stateful layer's
+    states are non-trainable variables, in ``variables`` but not ``weights``, kept in ``.keras``
+    files).
 
     Zoneout (Krueger et al. 2016, "Zoneout: Regularizing RNNs by Randomly Preserving Hidden
     Activations"), ``zoneout=`` keyword-only: a rate ``0 <= z < 1`` for every carried state, or
@@ -97,8 +90,12 @@ class FusedRNN(keras.layers.Layer):
         stateful=False, unroll=False, seed=None, *, zero_output_for_mask=False,
         perturbations=None, state_regularizer=None, use_cudnn="auto", zoneout=0.0, **kwargs,
     ):
-        if self._keras_implementation_arg:
-            _check_implementation(kwargs.pop("implementation", 2))
+        implementation = kwargs.pop("implementation", 2) if self._keras_implementation_arg else 2
+        if implementation not in (0, 1, 2):
+            raise ValueError(
+                f"Invalid value for argument implementation={implementation!r}: expected 0, "
+                "1 or 2 (Keras' legacy choice of matmuls; our loop computes the same function)."
+            )
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         set_weight_arguments(self, locals())
         if not (isinstance(unroll, bool) or (isinstance(unroll, int) and unroll >= 1)):
@@ -117,7 +114,10 @@ class FusedRNN(keras.layers.Layer):
         for target in ("input", "recurrent"):
             split_by_target(self.perturbations, target)  # raises on an invalid combination
         self.state_regularizer = _deserialize_state_regularizer(state_regularizer)
-        self._check_state_regularizer()
+        on_cells = any(r.on == "cell" for r in self._state_regularizers)
+        if on_cells and "cell" not in self._sequences_available:
+            raise ValueError(f"state_regularizer on='cell' needs memory cells, which "
+                             f"{type(self).__name__} does not have; use on='hidden'.")
         self.zoneout, self._zoneout_rates = self._check_zoneout(zoneout)
         self.supports_masking = True
         if self._keras_use_cudnn_arg:
@@ -194,16 +194,7 @@ class FusedRNN(keras.layers.Layer):
 
     @property
     def _state_regularizers(self):
-        """The penalties of ``state_regularizer=`` as a list (empty, one, or several)."""
         return state_regularizer_list(self.state_regularizer)
-
-    def _check_state_regularizer(self):
-        for reg in self._state_regularizers:
-            if reg.on == "cell" and "cell" not in self._sequences_available:
-                raise ValueError(
-                    f"state_regularizer on='cell' needs memory cells, which "
-                    f"{type(self).__name__} does not have; use on='hidden'."
-                )
 
     # Names of the carried states, in carry order ("hidden" first).
     _sequences_available = ("hidden",)
@@ -214,7 +205,7 @@ class FusedRNN(keras.layers.Layer):
             weight_config(self), return_sequences=self.return_sequences,
             return_state=self.return_state, go_backwards=self.go_backwards, stateful=self.stateful,
             zero_output_for_mask=self.zero_output_for_mask, unroll=self.unroll,
-            state_regularizer=_serialize_state_regularizer(self.state_regularizer),
+            state_regularizer=keras.saving.serialize_keras_object(self.state_regularizer),
             zoneout=list(self.zoneout) if isinstance(self.zoneout, tuple) else self.zoneout,
         )
         if self._keras_use_cudnn_arg:
@@ -657,47 +648,37 @@ def weight_config(layer):
             config[f"{weight}_{kind}"] = serialize(getattr(layer, f"{weight}_{kind}"))
     return {**config, "dropout": layer.dropout, "recurrent_dropout": layer.recurrent_dropout,
             "seed": layer.seed,
-            "perturbations": [keras.saving.serialize_keras_object(p) for p in layer.perturbations]}
+            "perturbations": keras.saving.serialize_keras_object(layer.perturbations)}
 
 
-def _deserialize_list(values, argument):
-    out = []
-    for value in state_regularizer_list(values):  # None, one or several, as a list
-        value = _deserialize_one(value)
-        if not hasattr(value, "applies_to"):
-            raise ValueError(
-                f"Invalid entry in {argument}: {value!r}; expected keras_rnnreg.perturbations "
-                "objects such as WeightNoise or DropConnect."
-            )
-        out.append(value)
+def inherited_arguments(args, *own):
+    """A subclass ``__init__``'s ``locals()`` less ``self``, ``kwargs`` and its ``own`` arguments:
+    the keyword arguments it hands to ``FusedRNN.__init__``."""
+    skip = {"self", "kwargs", "__class__", *own}
+    return {name: value for name, value in args.items() if name not in skip}
+
+
+def _deserialize_list(values, argument, required=("applies_to",),
+                      expected="keras_rnnreg.perturbations objects such as WeightNoise or "
+                               "DropConnect"):
+    """``values`` (None, one object or several) as a list, configs deserialized, each checked."""
+    out = [keras.saving.deserialize_keras_object(v) if isinstance(v, dict) else v
+           for v in state_regularizer_list(values)]
+    for value in out:
+        if not all(hasattr(value, name) for name in required):
+            raise ValueError(f"Invalid entry in {argument}: {value!r}; expected {expected}.")
     return out
-
-
-def _deserialize_one(value):
-    return keras.saving.deserialize_keras_object(value) if isinstance(value, dict) else value
-
-
-def _check_penalty(value):
-    if not (hasattr(value, "penalty") and hasattr(value, "on")):
-        raise ValueError(
-            f"Invalid state_regularizer entry {value!r}: expected a keras_rnnreg.regularizers "
-            "penalty such as NormStabilizer, ActivationRegularization or "
-            "TemporalActivationRegularization (or a list of them)."
-        )
-    return value
 
 
 def _deserialize_state_regularizer(value):
     """None, one penalty, or a list of penalties (an empty list is None); configs deserialized."""
+    penalties = _deserialize_list(
+        value, "state_regularizer", ("penalty", "on"), "a keras_rnnreg.regularizers penalty such "
+        "as NormStabilizer, ActivationRegularization or TemporalActivationRegularization (or a "
+        "list of them)")
     if isinstance(value, (list, tuple)):
-        return [_check_penalty(_deserialize_one(v)) for v in value] or None
-    return None if value is None else _check_penalty(_deserialize_one(value))
-
-
-def _serialize_state_regularizer(value):
-    if isinstance(value, (list, tuple)):
-        return [keras.saving.serialize_keras_object(v) for v in value]
-    return None if value is None else keras.saving.serialize_keras_object(value)
+        return penalties or None
+    return penalties[0] if penalties else None
 
 
 def state_regularizer_list(value):
@@ -766,14 +747,6 @@ def _cudnn_route(layer, training, mask):
             layer.state_size) > 1:
         return "loop"  # the final cell state of a padded row is not in the returned sequence
     return "cudnn_if_right_padded"
-
-
-def _check_implementation(implementation):
-    if implementation not in (0, 1, 2):
-        raise ValueError(
-            f"Invalid value for argument implementation={implementation!r}: expected 0, "
-            "1 or 2 (Keras' legacy choice of matmuls; our loop computes the same function)."
-        )
 
 
 _WEIGHT_ARGUMENTS = {

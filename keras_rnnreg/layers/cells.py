@@ -7,14 +7,8 @@ step with *the same code* as our fused layers: with the same weights and no rand
 Randomness is drawn before the loop, through the hook by which ``keras.layers.RNN`` prepares a
 cell's dropout masks: one dropout mask per sequence, as Keras, and one draw of the kernels per call
 for ``perturbations=[...]`` with ``per="sequence"``. In a hand-written loop, call
-``reset_dropout_mask()`` between sequences.
-
-Not available in cells (each raises a ValueError): per-timestep perturbations and ``zoneout=``
-(one draw per timestep before the loop, and ``keras.layers.RNN`` tells a cell neither the
-sequence length nor the step; drawing inside the loop would be randomness inside a JAX scan),
-and ``state_regularizer=`` (a cell never sees the state sequence). For the latter,
-``NormStabilizer(β)(keras.layers.RNN(cell, return_sequences=True)(x))`` adds the same penalty
-as ``state_regularizer=NormStabilizer(β)`` (masks included).
+``reset_dropout_mask()`` between sequences. Per-timestep perturbations, ``zoneout=`` and
+``state_regularizer=`` raise a ValueError (README, "Keras compatibility", on why).
 """
 
 import keras

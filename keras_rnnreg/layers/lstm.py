@@ -6,7 +6,7 @@ from keras import ops
 from keras_rnnreg import _backend
 from keras_rnnreg import activations as activations_lib
 from keras_rnnreg._api import serializable
-from keras_rnnreg.layers.base import FusedRNN, activation_config
+from keras_rnnreg.layers.base import FusedRNN, activation_config, inherited_arguments
 
 
 def set_lstm_arguments(owner, recurrent_activation, output_activation, unit_forget_bias):
@@ -62,16 +62,12 @@ class LSTM(FusedRNN):
     * ``state_regularizer`` with ``on="cell"`` penalizes the memory cells (one penalty or a list,
       each with its own ``on``);
     * ``perturbations``, masks, ``stateful`` and speed as :class:`keras_rnnreg.layers.SimpleRNN`;
-    * ``zoneout=z`` or ``(cell_rate, hidden_rate)`` (Krueger et al. 2016): c and h each keep
-      their previous value with their own probability in training (h after the output gate,
-      from the un-zoned candidate cell), the expectation at inference; details in
-      :class:`~keras_rnnreg.layers.base.FusedRNN` (never cuDNN);
-    * ``use_cudnn="auto" | True | False`` (Keras' argument): the same equations through Keras'
-      own cuDNN kernel on TensorFlow and PyTorch with a GPU, with per-sequence weight noise or
-      DropConnect drawn once and the perturbed kernels handed to cuDNN (AWD-LSTM's weight-dropped
-      LSTM), and the norm-stabilizer on h computed from the returned sequence. Which
-      configurations qualify: :func:`keras_rnnreg.layers.cudnn_path` and the README table;
-      ``use_cudnn=True`` with one that does not raises a ValueError naming the reason.
+    * ``zoneout=z`` or ``(cell_rate, hidden_rate)``: Krueger et al. 2016, read as
+      :class:`~keras_rnnreg.layers.base.FusedRNN` says;
+    * ``use_cudnn="auto" | True | False`` (Keras' argument): Keras' own cuDNN kernel where the
+      configuration allows, per-sequence perturbations included (drawn once: AWD-LSTM's
+      weight-dropped LSTM); :func:`keras_rnnreg.layers.cudnn_path` says which path and why, and
+      ``use_cudnn=True`` raises a ValueError naming the reason where it cannot run.
     """
 
     _gates = 4
@@ -89,19 +85,11 @@ class LSTM(FusedRNN):
         go_backwards=False, stateful=False, unroll=False, use_cudnn="auto", *,
         output_activation="same", return_cell_sequence=False, **kwargs,
     ):
-        # keras.layers.LSTM's arguments in its order; ours (and those of FusedRNN, through
-        # **kwargs) keyword-only after them.
-        super().__init__(
-            units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
-            bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
-            kernel_constraint=kernel_constraint, recurrent_constraint=recurrent_constraint,
-            bias_constraint=bias_constraint, dropout=dropout, recurrent_dropout=recurrent_dropout,
-            seed=seed, return_sequences=return_sequences, return_state=return_state,
-            go_backwards=go_backwards, stateful=stateful, unroll=unroll, use_cudnn=use_cudnn,
-            **kwargs,
-        )
+        # keras.layers.LSTM's arguments in its order; ours (and FusedRNN's, through **kwargs)
+        # keyword-only after them.
+        super().__init__(**inherited_arguments(
+            locals(), "recurrent_activation", "unit_forget_bias", "output_activation",
+            "return_cell_sequence"), **kwargs)
         set_lstm_arguments(self, recurrent_activation, output_activation, unit_forget_bias)
         self.return_cell_sequence = bool(return_cell_sequence)
         self._check_use_cudnn()
