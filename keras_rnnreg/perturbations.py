@@ -30,7 +30,7 @@ For DropConnect it is the Gaussian with the same moments, ``v = WÂ² rate / (1 âˆ
 import keras
 from keras import ops
 
-from keras_rnnreg._api import check_choice, check_rate, serializable
+from keras_rnnreg._api import check_choice, check_rate, check_real, serializable
 
 _PER = ("timestep", "sequence")
 _TARGETS = ("recurrent", "input", "both")
@@ -104,11 +104,8 @@ class WeightNoise(Perturbation):
     def __init__(self, stddev, mode="additive", per="timestep", target="recurrent",
                  sampling="weight"):
         super().__init__(per=per, target=target, sampling=sampling)
-        if isinstance(stddev, bool) or not isinstance(stddev, (int, float)) or stddev < 0:
-            raise ValueError(f"Invalid value for argument stddev={stddev!r}: expected a "
-                             "number >= 0.")
+        self.stddev = check_real("stddev", stddev, minimum=0.0)
         self.mode = check_choice("mode", mode, ("additive", "multiplicative"))
-        self.stddev = float(stddev)
 
     def _apply(self, weight, shape, seed_generator):
         noise = keras.random.normal(shape, stddev=self.stddev, dtype=weight.dtype,
@@ -146,10 +143,7 @@ class DropConnect(Perturbation):
     def __init__(self, rate, per="timestep", target="recurrent", scale=True, sampling="weight"):
         super().__init__(per=per, target=target, sampling=sampling)
         self.rate = check_rate("rate", rate)
-        if scale not in (True, False, "inference"):
-            raise ValueError(f"Invalid value for argument scale={scale!r}: expected True, False "
-                             "or 'inference'.")
-        self.scale = scale
+        self.scale = check_choice("scale", scale, (True, False, "inference"))
         if sampling == "local" and self.scale is not True:
             raise ValueError("DropConnect(sampling='local') needs scale=True: the unscaled masks "
                              "change the mean pre-activation, which the zero-mean local noise "
