@@ -1,14 +1,11 @@
 """The recurrent loop shared by SimpleRNN, LSTM, GRU and FastDropoutRNN (:class:`FusedRNN`;
 "fused": the input projection of all timesteps is one matmul before the loop).
 
-A call is ``_prepare`` (inputs, states, the weights with every random draw made before the loop,
-the path from :func:`plan_call`), ``_run`` (Keras' cuDNN kernel or our loop: ``keras.ops.scan``
-over the step function of the layer's kind, ``_steps.RECURRENCES``, shared with the cells and the
-hand-written backward passes; the projection inside it where :data:`PROJECT_IN_LOOP` measured
-that faster) and ``_assemble`` (outputs; state penalties, :mod:`keras_rnnreg.regularizers`, added
-with ``add_loss`` after the loop; stateful states). Per-timestep draws are tensors with a time
-axis that the loop reads like an input. Weights are named and shaped like Keras' SimpleRNN /
-LSTM / GRU: ``ours.set_weights(theirs.get_weights())`` gives the same function.
+A call is ``_prepare`` (every random draw made before the loop; the path from :func:`plan_call`),
+``_run`` (Keras' cuDNN kernel, or ``keras.ops.scan`` over the step of ``_steps.RECURRENCES``) and
+``_assemble`` (outputs; state penalties added with ``add_loss`` after the loop). Per-timestep
+draws are tensors with a time axis that the loop reads like an input. Weights are named and
+shaped like Keras': ``ours.set_weights(theirs.get_weights())`` gives the same function.
 """
 
 from typing import Any, NamedTuple
@@ -24,12 +21,10 @@ from keras_rnnreg.layers import _cudnn, _steps
 from keras_rnnreg.perturbations import kernels_for_step, split_by_target
 
 # Where each step computes its own x_t W + b (autodiff through a scan unrolled IN_LOOP_UNROLL
-# steps) instead of reading one (T, B, gates x units) projection made before the loop, by device,
-# layer and backend: where it measured faster in every run (`python -m benchmarks.layers --suite
-# projection`, docs/benchmarks.md). On CPUs the big projection costs more than it saves for the
-# LSTM everywhere, the GRU on JAX (XLA keeps an in-loop x_t W in cache) and the SimpleRNN on
-# TensorFlow (tf.scan moves its slices, and their gradients, through TensorArrays); elsewhere
-# the runs disagree or the fused backward wins. GPUs: not measured yet, so before the loop.
+# steps) instead of reading one projection made before the loop, by device, layer and backend:
+# where it measured faster in every run (docs/benchmarks.md; `python -m benchmarks.layers --suite
+# projection`): on CPUs the big projection can cost more than it saves (XLA keeps an in-loop
+# x_t W in cache; tf.scan moves slices and gradients through TensorArrays). GPUs: not measured.
 PROJECT_IN_LOOP = {
     "cpu": {"simple_rnn": ("tensorflow",), "lstm": ("jax", "tensorflow", "torch"), "gru": ("jax",)},
     "gpu": {},
@@ -37,13 +32,50 @@ PROJECT_IN_LOOP = {
 IN_LOOP_UNROLL = 2
 
 
-class FusedRNN(keras.layers.Layer):
+class RecurrentWeights:
+    """What the fused layers and the cells share: Keras' weights ``kernel`` (F, gates·units),
+    ``recurrent_kernel`` (units, gates·units) and, with ``use_bias``, ``bias`` (``_bias_shape()``,
+    initialized by ``_bias_initializer_value()``), and the step's :class:`~._steps.StepConfig`."""
+
+    _gates = 1  # how many ``units``-wide blocks the kernels have
+
+    @property
+    def output_size(self):
+        return self.units
+
+    def _bias_shape(self):
+        return (self._gates * self.units,)
+
+    def _bias_initializer_value(self):
+        return self.bias_initializer
+
+    def _step_config(self):  # a step with weights of its own adds them (StepConfig.params)
+        return _steps.step_config(self)
+
+    def _build_weights(self, input_dim):
+        width = self._gates * self.units
+
+        def add(name, weight, shape, initializer):
+            return self.add_weight(
+                shape=shape, name=name, initializer=initializer,
+                regularizer=getattr(self, f"{weight}_regularizer"),
+                constraint=getattr(self, f"{weight}_constraint"),
+            )
+
+        self.kernel = add("kernel", "kernel", (input_dim, width), self.kernel_initializer)
+        self.recurrent_kernel = add("recurrent_kernel", "recurrent", (self.units, width),
+                                    self.recurrent_initializer)
+        self.bias = (add("bias", "bias", self._bias_shape(), self._bias_initializer_value())
+                     if self.use_bias else None)
+
+
+class FusedRNN(RecurrentWeights, keras.layers.Layer):
     """Base class of the fused recurrent layers; not used directly.
 
     Subclasses set ``_kind`` (their entry in ``_steps.RECURRENCES``: the step function), ``_gates``
-    (how many ``units``-wide blocks the kernels have) and ``state_size``, and may override
-    ``_bias_shape``, ``_bias_initializer_value`` and, for the hand-written backward pass,
-    ``_backward_activations``; one with a cuDNN kernel sets ``_cudnn_kernel`` and ``_cudnn_run``.
+    and ``state_size``, and may override ``_bias_shape``, ``_bias_initializer_value`` and, for the
+    hand-written backward pass, ``_backward_activations``; one with a cuDNN kernel sets
+    ``_cudnn_kernel`` and ``_cudnn_run``.
 
     Arguments, their order and defaults are those of ``keras.layers.SimpleRNN`` (the subclasses'
     are their Keras namesakes'); ours come after them, keyword-only. ``zero_output_for_mask`` and
@@ -72,7 +104,6 @@ class FusedRNN(keras.layers.Layer):
     hand-written backward of ``layers/_steps.py``. FastDropoutRNN takes only ``zoneout=0``.
     """
 
-    _gates = 1
     # Which recurrence this is: a key of _steps.RECURRENCES (the step function),
     # _steps.FASTER_THAN_AUTODIFF and PROJECT_IN_LOOP.
     _kind = None
@@ -159,10 +190,6 @@ class FusedRNN(keras.layers.Layer):
                              "support zoneout (expected 0).")
         return normalized, rates
 
-    @property
-    def _zoneout_active(self):
-        return any(getattr(self, "_zoneout_rates", ()))
-
     # Subclasses whose __init__ sets more attributes call _check_use_cudnn() themselves.
     _defers_cudnn_check = False
 
@@ -187,10 +214,6 @@ class FusedRNN(keras.layers.Layer):
     @property
     def state_size(self):
         return [self.units]
-
-    @property
-    def output_size(self):
-        return self.units
 
     @property
     def _state_regularizers(self):
@@ -224,7 +247,7 @@ class FusedRNN(keras.layers.Layer):
                 f"{type(self).__name__}: the last axis of the inputs (features) must be known; "
                 f"received inputs with shape {sequences_shape}."
             )
-        build_weights(self, input_dim)
+        self._build_weights(input_dim)
         if self.stateful and self.states is not None:
             self.reset_state()
         elif self.stateful:
@@ -273,12 +296,6 @@ class FusedRNN(keras.layers.Layer):
                 state.assign(store[str(n_weights + i)])
         else:  # weights only (the states stay zero, as Keras loads them), or Keras' error
             super().load_own_variables(store)
-
-    def _bias_shape(self):
-        return (self._gates * self.units,)
-
-    def _bias_initializer_value(self):
-        return self.bias_initializer
 
     # ------------------------------------------------------------------------------------- call
     def get_initial_state(self, batch_size):
@@ -384,8 +401,7 @@ class FusedRNN(keras.layers.Layer):
         return _steps.StepWeights(kernel, recurrent_kernel, bias, *self._split_bias(bias),
                                   input_local, recurrent_local, *per_timestep)
 
-    def _cudnn_weights(self, training):
-        """(kernel, recurrent_kernel, bias) for cuDNN (per-sequence perturbations drawn once)."""
+    def _cudnn_weights(self, training):  # per-sequence perturbations drawn once
         return self._weights(training, None)[:3]
 
     # ---------------------------------------------------------------------------- call: run
@@ -414,7 +430,7 @@ class FusedRNN(keras.layers.Layer):
             ))
         return self._scan(call, projected)
 
-    def _project_inputs(self, x_tm, w, training):
+    def _project_inputs(self, x_tm, w, training):  # x_t W (+ local noise) + b_in, all t at once
         projected = self._project(x_tm, w.kernel, training)
         if w.input_local is not None:
             factors = w.input_local.variance_factors(w.kernel)
@@ -614,9 +630,6 @@ class FusedRNN(keras.layers.Layer):
         listed = keras.backend.backend() in PROJECT_IN_LOOP[device].get(self._kind, ())
         return listed and type(self)._project is FusedRNN._project
 
-    def _step_config(self):
-        return _steps.step_config(self)
-
     def _split_bias(self, bias):
         """(input bias, added to the projection before the loop; recurrent bias, added inside
         the step), as the layer's kind splits it (the GRU with ``reset_after=True`` has both)."""
@@ -724,7 +737,7 @@ def plan_call(layer, training, mask, weights):
         and not (training and layer.recurrent_dropout > 0)  # a mask inside the loop
         # zoneout's expectation (inference) makes fractional update gates: SimpleRNN's
         # backward reads f'(z_t) from h_t, so it takes 0/1 gates only
-        and not (layer._zoneout_active and not training)
+        and not (any(layer._zoneout_rates) and not training)
         and layer._manual_backward()
     )
     return CallPlan(_cudnn_route(layer, training, mask), in_loop, manual)
@@ -775,25 +788,6 @@ def set_weight_arguments(owner, args):
     owner.recurrent_dropout = float(args["recurrent_dropout"])
     owner.seed = args["seed"]
     owner.seed_generator = keras.random.SeedGenerator(args["seed"])
-
-
-def build_weights(owner, input_dim):
-    """Keras' weights of a layer or cell: ``kernel`` (F, gates·units), ``recurrent_kernel``
-    (units, gates·units) and, with ``use_bias``, ``bias`` (``owner._bias_shape()``)."""
-    width = owner._gates * owner.units
-
-    def add(name, weight, shape, initializer):
-        return owner.add_weight(
-            shape=shape, name=name, initializer=initializer,
-            regularizer=getattr(owner, f"{weight}_regularizer"),
-            constraint=getattr(owner, f"{weight}_constraint"),
-        )
-
-    owner.kernel = add("kernel", "kernel", (input_dim, width), owner.kernel_initializer)
-    owner.recurrent_kernel = add("recurrent_kernel", "recurrent", (owner.units, width),
-                                 owner.recurrent_initializer)
-    owner.bias = (add("bias", "bias", owner._bias_shape(), owner._bias_initializer_value())
-                  if owner.use_bias else None)
 
 
 __all__ = ["CallPlan", "FusedRNN", "plan_call"]

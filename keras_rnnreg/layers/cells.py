@@ -19,8 +19,8 @@ from keras_rnnreg._api import serializable
 from keras_rnnreg._backend import plain_tensor
 from keras_rnnreg.layers import _steps
 from keras_rnnreg.layers.base import (
+    RecurrentWeights,
     _deserialize_list,
-    build_weights,
     set_weight_arguments,
     weight_config,
 )
@@ -29,11 +29,10 @@ from keras_rnnreg.layers.lstm import lstm_bias_initializer, lstm_config, set_lst
 from keras_rnnreg.perturbations import kernels_for_step
 
 
-class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
+class _Cell(RecurrentWeights, keras.layers.Layer, _backend.DropoutRNNCell):
     """Shared cell machinery; subclasses set ``_kind`` (their step), ``_gates``, the states."""
 
     _kind = None
-    _gates = 1
     _n_states = 1
     _single_state = True  # Keras' SimpleRNNCell / GRUCell: state_size is an int
 
@@ -66,22 +65,12 @@ class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
     def state_size(self):
         return self.units if self._single_state else [self.units] * self._n_states
 
-    @property
-    def output_size(self):
-        return self.units
-
     def get_initial_state(self, batch_size=None):
         sizes = [self.state_size] if self._single_state else self.state_size
         return [ops.zeros((batch_size, size), dtype=self.compute_dtype) for size in sizes]
 
     def build(self, input_shape):
-        build_weights(self, input_shape[-1])
-
-    def _bias_shape(self):
-        return (self._gates * self.units,)
-
-    def _bias_initializer_value(self):
-        return self.bias_initializer
+        self._build_weights(input_shape[-1])
 
     def get_dropout_mask(self, step_input):
         """Keras' hook before the loop: the dropout mask, and here the perturbed kernels too."""
@@ -124,9 +113,6 @@ class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
         if self._single_state and not nested:
             return new[0], new[0]
         return new[0], new
-
-    def _step_config(self):  # a cell with weights of its own adds them (StepConfig.params)
-        return _steps.step_config(self)
 
     def get_config(self):
         return {**super().get_config(), **weight_config(self)}
