@@ -190,9 +190,8 @@ class NormStabilizer(_SequencePenalty):
     Args:
         beta: β ≥ 0, the weight of the penalty (the paper uses 50, 500, up to 1500; 1 for the
             adding task).
-        cost: which cost (module docstring): "norm_diff" (default, the norm-stabilizer),
-            "state_diff", "relative", "l1_norm_diff", "target", "first_last", "abs_norm_diff",
-            "squared_norm".
+        cost: one of :data:`COSTS` (module docstring); "norm_diff" (default) is the
+            norm-stabilizer.
         on: "hidden" or "cell": which state sequence a recurrent layer hands to :meth:`penalty`.
             Ignored by the standalone layer, which penalizes whatever it is given.
         target: the target norm of ``cost="target"`` (5.0 as in Table 3).

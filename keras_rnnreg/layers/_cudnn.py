@@ -10,8 +10,6 @@ import keras
 
 from keras_rnnreg import _backend
 
-USE_CUDNN = ("auto", True, False)
-
 
 def check_use_cudnn(value):
     if not (value is True or value is False or (isinstance(value, str) and value == "auto")):
@@ -100,4 +98,4 @@ def _runtime_reason(layer):
     return None
 
 
-__all__ = ["USE_CUDNN", "check_use_cudnn", "config_reason", "cudnn_path", "no_cudnn_reason"]
+__all__ = ["check_use_cudnn", "config_reason", "cudnn_path", "no_cudnn_reason"]

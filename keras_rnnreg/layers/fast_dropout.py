@@ -49,13 +49,11 @@ import numpy as np
 from keras import ops
 
 from keras_rnnreg._api import check_choice, check_int, check_rate, serializable
-from keras_rnnreg.layers.base import FusedRNN, inherited_arguments
+from keras_rnnreg.layers.base import _WEIGHT_ARGUMENTS, FusedRNN, inherited_arguments
 
 ACTIVATIONS = ("tanh", "sigmoid", "linear")
 MOMENTS = ("quadrature", "probit")
 INFERENCE = ("mean", "marginal")
-_WEIGHT_ARGS = {"initializer": keras.initializers, "regularizer": keras.regularizers,
-                "constraint": keras.constraints}  # FastDropoutDense's kernel_* and bias_*
 
 
 def hermite_gauss(points):
@@ -278,9 +276,9 @@ class FastDropoutDense(_FastDropoutArgs, keras.layers.Layer):
         self.activation_name = _check_activation(activation)
         self.activation = _activation_fn(self.activation_name)
         self.use_bias = bool(use_bias)
-        for kind, module in _WEIGHT_ARGS.items():
+        for kind, (get, _) in _WEIGHT_ARGUMENTS.items():
             for weight in ("kernel", "bias"):
-                setattr(self, f"{weight}_{kind}", module.get(args[f"{weight}_{kind}"]))
+                setattr(self, f"{weight}_{kind}", get(args[f"{weight}_{kind}"]))
         self._set_fast_dropout_args(rate, moments, quadrature_points, return_variance, inference)
         self.supports_masking = True
 
@@ -338,8 +336,9 @@ class FastDropoutDense(_FastDropoutArgs, keras.layers.Layer):
         return [out, out_var] if self.return_variance else out
 
     def get_config(self):
-        weights = {f"{w}_{kind}": module.serialize(getattr(self, f"{w}_{kind}"))
-                   for kind, module in _WEIGHT_ARGS.items() for w in ("kernel", "bias")}
+        weights = {f"{w}_{kind}": serialize(getattr(self, f"{w}_{kind}"))
+                   for kind, (_, serialize) in _WEIGHT_ARGUMENTS.items()
+                   for w in ("kernel", "bias")}
         return {**super().get_config(), "units": self.units, "activation": self.activation_name,
                 "use_bias": self.use_bias, **weights, **self._fast_dropout_config()}
 
