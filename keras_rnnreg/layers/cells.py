@@ -24,8 +24,8 @@ from keras_rnnreg.layers.base import (
     set_weight_arguments,
     weight_config,
 )
-from keras_rnnreg.layers.gru import gru_bias_shape, gru_config, set_gru_arguments
-from keras_rnnreg.layers.lstm import lstm_bias_initializer, lstm_config, set_lstm_arguments
+from keras_rnnreg.layers.gru import GRUArguments
+from keras_rnnreg.layers.lstm import LSTMArguments
 from keras_rnnreg.perturbations import kernels_for_step
 
 
@@ -128,43 +128,30 @@ class SimpleRNNCell(_Cell):
 
 
 @serializable
-class LSTMCell(_Cell):
+class LSTMCell(LSTMArguments, _Cell):
     """The cell of :class:`keras_rnnreg.layers.LSTM` (gates i, f, c, o; ``output_activation``;
     ``unit_forget_bias``), a drop-in for ``keras.layers.LSTMCell`` with ``perturbations=`` (per
     sequence). Randomness and restrictions: module docstring."""
 
-    _kind = "lstm"
-    _gates = 4
     _n_states = 2
     _single_state = False
-    _bias_initializer_value = lstm_bias_initializer
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
                  output_activation="same", unit_forget_bias=True, **kwargs):
         super().__init__(units, activation=activation, **kwargs)
-        set_lstm_arguments(self, recurrent_activation, output_activation, unit_forget_bias)
-
-    def get_config(self):
-        return {**super().get_config(), **lstm_config(self)}
+        self._set_lstm_arguments(recurrent_activation, output_activation, unit_forget_bias)
 
 
 @serializable
-class GRUCell(_Cell):
+class GRUCell(GRUArguments, _Cell):
     """The cell of :class:`keras_rnnreg.layers.GRU` (gates z, r, h; ``reset_after`` as Keras), a
     drop-in for ``keras.layers.GRUCell`` with ``perturbations=`` (per sequence). Randomness and
     restrictions: module docstring."""
 
-    _kind = "gru"
-    _gates = 3
-    _bias_shape = gru_bias_shape
-
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
                  reset_after=True, **kwargs):
         super().__init__(units, activation=activation, **kwargs)
-        set_gru_arguments(self, recurrent_activation, reset_after)
-
-    def get_config(self):
-        return {**super().get_config(), **gru_config(self)}
+        self._set_gru_arguments(recurrent_activation, reset_after)
 
 
 __all__ = ["GRUCell", "LSTMCell", "SimpleRNNCell"]

@@ -6,29 +6,33 @@ from keras_rnnreg._api import serializable
 from keras_rnnreg.layers.base import FusedRNN, activation_config, inherited_arguments
 
 
-def set_gru_arguments(owner, recurrent_activation, reset_after):
-    """The GRU's own arguments, on a layer or a cell: σ and ``reset_after``."""
-    owner.recurrent_activation_name = recurrent_activation
-    owner.recurrent_activation = activations_lib.get(recurrent_activation, "recurrent_activation")
-    if not isinstance(reset_after, bool):
-        raise ValueError(f"Invalid value for argument reset_after={reset_after!r}: expected True "
-                         "or False.")
-    owner.reset_after = reset_after
+class GRUArguments:
+    """What the GRU layer and cell share: gates (z, r, h), σ, ``reset_after`` and the bias shape,
+    (2, 3·units) with ``reset_after`` (input, recurrent), else (3·units,)."""
 
+    _kind = "gru"
+    _gates = 3
 
-def gru_config(owner):
-    return {"recurrent_activation": activation_config(owner, "recurrent_activation"),
-            "reset_after": owner.reset_after}
+    def _set_gru_arguments(self, recurrent_activation, reset_after):
+        self.recurrent_activation_name = recurrent_activation
+        self.recurrent_activation = activations_lib.get(recurrent_activation,
+                                                        "recurrent_activation")
+        if not isinstance(reset_after, bool):
+            raise ValueError(f"Invalid value for argument reset_after={reset_after!r}: expected "
+                             "True or False.")
+        self.reset_after = reset_after
 
+    def _bias_shape(self):
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
 
-def gru_bias_shape(owner):
-    """The bias of a GRU layer or cell: (2, 3·units) with ``reset_after`` (input, recurrent),
-    else (3·units,)."""
-    return (2, 3 * owner.units) if owner.reset_after else (3 * owner.units,)
+    def get_config(self):
+        return {**super().get_config(),
+                "recurrent_activation": activation_config(self, "recurrent_activation"),
+                "reset_after": self.reset_after}
 
 
 @serializable
-class GRU(FusedRNN):
+class GRU(GRUArguments, FusedRNN):
     """Gated recurrent unit with the gate order, conventions and weight layout of
     ``keras.layers.GRU`` (Cho et al. 2014; Keras' ``reset_after`` variants).
 
@@ -52,8 +56,6 @@ class GRU(FusedRNN):
     GRU, so JAX runs our loop.
     """
 
-    _gates = 3
-    _kind = "gru"
     _defers_cudnn_check = True
 
     def __init__(
@@ -69,10 +71,9 @@ class GRU(FusedRNN):
         super().__init__(
             **inherited_arguments(locals(), "recurrent_activation", "reset_after"), **kwargs
         )
-        set_gru_arguments(self, recurrent_activation, reset_after)
+        self._set_gru_arguments(recurrent_activation, reset_after)
         self._check_use_cudnn()
 
-    _bias_shape = gru_bias_shape
     _cudnn_kernel = "gru"
 
     def _backward_activations(self):
@@ -86,8 +87,5 @@ class GRU(FusedRNN):
         hidden, h = _backend.cudnn_gru(x, states[0], kernel, recurrent_kernel, bias, mask=mask)
         return hidden, h
 
-    def get_config(self):
-        return {**super().get_config(), **gru_config(self)}
 
-
-__all__ = ["GRU", "gru_bias_shape", "gru_config", "set_gru_arguments"]
+__all__ = ["GRU", "GRUArguments"]
