@@ -73,9 +73,9 @@ class FusedRNN(RecurrentWeights, keras.layers.Layer):
     """Base class of the fused recurrent layers; not used directly.
 
     Subclasses set ``_kind`` (their entry in ``_steps.RECURRENCES``: the step function), ``_gates``
-    and ``state_size``, and may override ``_bias_shape``, ``_bias_initializer_value`` and, for the
-    hand-written backward pass, ``_backward_activations``; one with a cuDNN kernel sets
-    ``_cudnn_kernel`` and ``_cudnn_run``.
+    and ``_sequences_available``, and may override ``_bias_shape``, ``_bias_initializer_value``
+    and, for the hand-written backward pass, ``_backward_activations``; one with a cuDNN kernel
+    sets ``_cudnn_kernel`` and ``_cudnn_run``.
 
     Arguments, their order and defaults are those of ``keras.layers.SimpleRNN`` (the subclasses'
     are their Keras namesakes'); ours come after them, keyword-only. ``zero_output_for_mask`` and
@@ -212,8 +212,8 @@ class FusedRNN(RecurrentWeights, keras.layers.Layer):
 
     # ----------------------------------------------------------------------------------- config
     @property
-    def state_size(self):
-        return [self.units]
+    def state_size(self):  # one (B, units) state per carried sequence
+        return [self.units] * len(self._sequences_available)
 
     @property
     def _state_regularizers(self):

@@ -195,10 +195,6 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
                              "units, which fast dropout never samples (it propagates their mean "
                              "and variance).")
 
-    @property
-    def state_size(self):
-        return [self.units, self.units]  # mean, variance
-
     def _paired_outputs(self):
         return ("variance",) if self.return_variance else ()
 

@@ -94,10 +94,6 @@ class LSTM(LSTMArguments, FusedRNN):
         self.return_cell_sequence = bool(return_cell_sequence)
         self._check_use_cudnn()
 
-    @property
-    def state_size(self):
-        return [self.units, self.units]
-
     def _extra_sequence_outputs(self):
         return ("cell",) if self.return_cell_sequence else ()
 
