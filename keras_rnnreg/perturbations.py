@@ -1,13 +1,8 @@
 """Weight perturbations of the noise study: Gaussian weight noise and DropConnect.
 
-"Regularizing Recurrent Networks" (../shared/papers/noise_study.txt), Secs. 8-9:
-
-* additive noise ``W̃ = W + σ ε`` (Eq. 11; Eq. 13 for the input weights),
-* multiplicative noise ``W̃ = W ⊙ (1 + σ ε)`` (Eq. 12; Eq. 14), ``ε ~ N(0, 1)`` elementwise,
-* DropConnect (Wan et al. 2013): each weight zeroed with probability ``rate``.
-
-Its RNN-N / NS, MN / MNS, DO / DOS and FF models are these objects given to a layer as
-``perturbations=[...]``.
+"Regularizing Recurrent Networks" (../shared/papers/noise_study.txt), Secs. 8-9: its RNN-N / NS,
+MN / MNS, DO / DOS and FF models are :class:`WeightNoise` (Eqs. 11-14) and :class:`DropConnect`
+objects given to a layer as ``perturbations=[...]``.
 
 Semantics (Sec. 8.1: "the perturbation of the weight matrix is done only during the optimization
 period... the original values of the weight matrices are preserved"):
