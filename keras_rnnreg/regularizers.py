@@ -37,10 +37,9 @@ and the alternative costs of Sec. 2.1.1 / Table 3. How the passages are read her
   first output state, as for the pairs above), under masks the first valid one; the mean is over
   the sequences with at least one valid step.
 
-* **Safe norms.** ‖h‖₂ is computed as sqrt(Σh²) with the gradient at h = 0 set to 0 (a
-  "double-where" safe square root), so an all-zero state — the initial state, or padded steps
-  with ``zero_output_for_mask`` — never produces a NaN gradient, and the value is exact. The
-  denominator of "relative" is max(‖h_t‖₂, 1e-6).
+* **Safe norms.** ‖h‖₂ is :func:`safe_l2_norm`, so an all-zero state (the initial state, or padded
+  steps with ``zero_output_for_mask``) never produces a NaN gradient. The denominator of
+  "relative" is max(‖h_t‖₂, 1e-6).
 
 AR and TAR of AWD-LSTM (Merity et al. 2017, "Regularizing and Optimizing LSTM Language Models")
 follow the same mask rules (:func:`activation_penalty`, :func:`temporal_activation_penalty`).
@@ -59,7 +58,8 @@ _RELATIVE_EPSILON = 1e-6
 
 
 def safe_l2_norm(x, axis=-1):
-    """‖x‖₂ along ``axis`` whose gradient at x = 0 is 0 instead of NaN (the value is exact)."""
+    """‖x‖₂ = sqrt(Σx²) along ``axis``, exact, with gradient 0 at x = 0 instead of NaN (a
+    "double-where" safe square root)."""
     squared = ops.sum(ops.square(x), axis=axis)
     positive = squared > 0
     # Tensors, not Python scalars, for the branches: on PyTorch a scalar becomes a fresh device
