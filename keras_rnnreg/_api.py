@@ -31,6 +31,20 @@ def check_positive(name, value):
     return float(value)
 
 
+def check_real(name, value, minimum=None):
+    """``float(value)``; a ValueError in Keras' wording unless it is a finite number >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"Invalid value for argument {name}={value!r}: expected a real number.")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"Invalid value for argument {name}={value!r}: expected a finite number.")
+    if minimum is not None and value < minimum:
+        raise ValueError(
+            f"Invalid value for argument {name}={value!r}: expected {name} >= {minimum}."
+        )
+    return value
+
+
 def check_rate(name, value):
     """``float(value)``; a ValueError in Keras' wording unless it is a number in [0, 1)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:

@@ -29,26 +29,16 @@ def trec(x, threshold=0.0):
     return ops.where(x > threshold, x, ops.zeros_like(x))
 
 
-_EXTRA = {"trec": trec}
-
-
 def get(identifier, argument="activation"):
     """Resolve an activation name or callable (``None``: linear); ValueError naming ``argument``
     and the value for an unknown name."""
-    if identifier is None:
-        return keras.activations.linear
-    if isinstance(identifier, str) and identifier in _EXTRA:
-        return _EXTRA[identifier]
-    if callable(identifier):
-        return identifier
+    if isinstance(identifier, str) and identifier == "trec":
+        return trec
     try:
-        fn = keras.activations.get(identifier)
+        return keras.activations.get(identifier)
     except (ValueError, TypeError) as err:
         raise ValueError(f"Unknown {argument}={identifier!r}: expected a Keras activation name "
                          f"(e.g. 'tanh', 'relu', 'sigmoid'), 'trec', or a callable.") from err
-    if fn is None:
-        raise ValueError(f"Unknown {argument}={identifier!r}.")
-    return fn
 
 
 def serialize(fn):

@@ -1,11 +1,9 @@
 """Initializers of the "well-initialised plain RNN" (noise study Sec. 6.1, 6.2 and Appendix B).
 
-* :class:`Sparse` — Martens (2010) as used for RNNs by Sutskever et al. (2013): "all but 15 (or
-  some) connection weights are set to zero, and the rest are sampled from a Gaussian" (Sec. 6.1;
-  Appendix B's "Sparsify" ∈ {15, 25, 50}).
-* :class:`SpectralRadius` — any initializer rescaled to a spectral radius (largest |eigenvalue|):
-  "restricted to be close to 1 (1.1, 0.9 etc.)" (Sec. 6.2; Appendix B's "ρ limit"). The usual
-  recipe is ``SpectralRadius(Sparse(15, stddev=...), radius=1.1)``.
+* :class:`Sparse`: "all but 15 (or some) connection weights are set to zero, and the rest are
+  sampled from a Gaussian" (Sec. 6.1, after Martens 2010 and Sutskever et al. 2013).
+* :class:`SpectralRadius`: any initializer rescaled to a spectral radius "restricted to be close
+  to 1 (1.1, 0.9 etc.)" (Sec. 6.2), e.g. ``SpectralRadius(Sparse(15, stddev=...), radius=1.1)``.
 
 The norm-stabilizer paper's IRNN (identity W_hh, footnote 1) and the adding task's uniform
 [−.01, .01] (Sec. 2.3) are Keras' ``"identity"`` and ``RandomUniform(-0.01, 0.01)``.

@@ -18,7 +18,7 @@ Keras' SGD with ``nesterov=True``); ``φ`` and climin's ``θ`` differ by one mom
 import keras
 from keras import ops
 
-from keras_rnnreg._api import serializable
+from keras_rnnreg._api import check_rate, check_real, serializable
 
 __all__ = ["CliminRMSprop"]
 
@@ -49,17 +49,12 @@ class CliminRMSprop(keras.optimizers.Optimizer):
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-8,
                  initial_accumulator_value=1.0, name="climin_rmsprop", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        for arg, value in (("rho", rho), ("momentum", momentum)):
-            if not 0.0 <= float(value) < 1.0:
-                raise ValueError(f"Invalid value for argument {arg}={value!r}: expected 0 <= {arg} "
-                                 "< 1.")
-        if float(epsilon) < 0 or float(initial_accumulator_value) < 0:
-            raise ValueError("Invalid value for argument epsilon or initial_accumulator_value "
-                             f"({epsilon!r}, {initial_accumulator_value!r}): expected values >= 0.")
-        self.rho = float(rho)
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
-        self.initial_accumulator_value = float(initial_accumulator_value)
+        self.rho = check_rate("rho", rho)
+        self.momentum = check_rate("momentum", momentum)
+        self.epsilon = check_real("epsilon", epsilon, minimum=0.0)
+        self.initial_accumulator_value = check_real(
+            "initial_accumulator_value", initial_accumulator_value, minimum=0.0
+        )
 
     def build(self, var_list):
         if self.built:

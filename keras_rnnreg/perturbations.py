@@ -1,13 +1,8 @@
 """Weight perturbations of the noise study: Gaussian weight noise and DropConnect.
 
-"Regularizing Recurrent Networks" (../shared/papers/noise_study.txt), Secs. 8-9:
-
-* additive noise ``W̃ = W + σ ε`` (Eq. 11; Eq. 13 for the input weights),
-* multiplicative noise ``W̃ = W ⊙ (1 + σ ε)`` (Eq. 12; Eq. 14), ``ε ~ N(0, 1)`` elementwise,
-* DropConnect (Wan et al. 2013): each weight zeroed with probability ``rate``.
-
-Its RNN-N / NS, MN / MNS, DO / DOS and FF models are these objects given to a layer as
-``perturbations=[...]``.
+"Regularizing Recurrent Networks" (../shared/papers/noise_study.txt), Secs. 8-9: its RNN-N / NS,
+MN / MNS, DO / DOS and FF models are :class:`WeightNoise` (Eqs. 11-14) and :class:`DropConnect`
+objects given to a layer as ``perturbations=[...]``.
 
 Semantics (Sec. 8.1: "the perturbation of the weight matrix is done only during the optimization
 period... the original values of the weight matrices are preserved"):
@@ -30,7 +25,7 @@ For DropConnect it is the Gaussian with the same moments, ``v = W² rate / (1 �
 import keras
 from keras import ops
 
-from keras_rnnreg._api import check_choice, check_rate, serializable
+from keras_rnnreg._api import check_choice, check_rate, check_real, serializable
 
 _PER = ("timestep", "sequence")
 _TARGETS = ("recurrent", "input", "both")
@@ -104,11 +99,8 @@ class WeightNoise(Perturbation):
     def __init__(self, stddev, mode="additive", per="timestep", target="recurrent",
                  sampling="weight"):
         super().__init__(per=per, target=target, sampling=sampling)
-        if isinstance(stddev, bool) or not isinstance(stddev, (int, float)) or stddev < 0:
-            raise ValueError(f"Invalid value for argument stddev={stddev!r}: expected a "
-                             "number >= 0.")
+        self.stddev = check_real("stddev", stddev, minimum=0.0)
         self.mode = check_choice("mode", mode, ("additive", "multiplicative"))
-        self.stddev = float(stddev)
 
     def _apply(self, weight, shape, seed_generator):
         noise = keras.random.normal(shape, stddev=self.stddev, dtype=weight.dtype,
@@ -146,10 +138,7 @@ class DropConnect(Perturbation):
     def __init__(self, rate, per="timestep", target="recurrent", scale=True, sampling="weight"):
         super().__init__(per=per, target=target, sampling=sampling)
         self.rate = check_rate("rate", rate)
-        if scale not in (True, False, "inference"):
-            raise ValueError(f"Invalid value for argument scale={scale!r}: expected True, False "
-                             "or 'inference'.")
-        self.scale = scale
+        self.scale = check_choice("scale", scale, (True, False, "inference"))
         if sampling == "local" and self.scale is not True:
             raise ValueError("DropConnect(sampling='local') needs scale=True: the unscaled masks "
                              "change the mean pre-activation, which the zero-mean local noise "

@@ -37,54 +37,29 @@ and the alternative costs of Sec. 2.1.1 / Table 3. How the passages are read her
   first output state, as for the pairs above), under masks the first valid one; the mean is over
   the sequences with at least one valid step.
 
-* **Safe norms.** ‖h‖₂ is computed as sqrt(Σh²) with the gradient at h = 0 set to 0 (a
-  "double-where" safe square root), so an all-zero state — the initial state, or padded steps
-  with ``zero_output_for_mask`` — never produces a NaN gradient, and the value is exact. The
-  denominator of "relative" is max(‖h_t‖₂, 1e-6).
+* **Safe norms.** ‖h‖₂ is :func:`safe_l2_norm`, so an all-zero state (the initial state, or padded
+  steps with ``zero_output_for_mask``) never produces a NaN gradient. The denominator of
+  "relative" is max(‖h_t‖₂, 1e-6).
 
-``NormStabilizer``, ``ActivationRegularization`` (AR, α · mean(h_t²)) and
-``TemporalActivationRegularization`` (TAR, β · mean((h_t − h_{t−1})²)) of AWD-LSTM (Merity et al.
-2017, "Regularizing and Optimizing LSTM Language Models"; same mask rules, AR: valid steps, TAR:
-pairs of valid steps; means also over the units, as AWD-LSTM's ``.pow(2).mean()``) are each a
-recurrent layer's ``state_regularizer=`` (one or a list, each added with ``add_loss`` after the
-loop) and a standalone Keras layer that adds its penalty and returns its input and mask.
+AR and TAR of AWD-LSTM (Merity et al. 2017, "Regularizing and Optimizing LSTM Language Models")
+follow the same mask rules (:func:`activation_penalty`, :func:`temporal_activation_penalty`).
 """
-
-import numbers
 
 import keras
 from keras import ops
 
-from keras_rnnreg._api import serializable
+from keras_rnnreg._api import check_choice, check_real, serializable
 
 COSTS = ("norm_diff", "state_diff", "relative", "l1_norm_diff", "target", "first_last",
          "abs_norm_diff", "squared_norm")
 _PAIR_COSTS = ("norm_diff", "state_diff", "relative", "l1_norm_diff", "abs_norm_diff")
-_STEP_COSTS = ("target", "squared_norm")
 ON = ("hidden", "cell")
 _RELATIVE_EPSILON = 1e-6
 
 
-def _check_cost(cost):
-    if cost not in COSTS:
-        raise ValueError(f"Unknown cost={cost!r}: expected one of {', '.join(map(repr, COSTS))}.")
-
-
-def _check_real(name, value, minimum=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"Invalid value for argument {name}={value!r}: expected a real number.")
-    value = float(value)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(f"Invalid value for argument {name}={value!r}: expected a finite number.")
-    if minimum is not None and value < minimum:
-        raise ValueError(
-            f"Invalid value for argument {name}={value!r}: expected {name} >= {minimum}."
-        )
-    return value
-
-
 def safe_l2_norm(x, axis=-1):
-    """‖x‖₂ along ``axis`` whose gradient at x = 0 is 0 instead of NaN (the value is exact)."""
+    """‖x‖₂ = sqrt(Σx²) along ``axis``, exact, with gradient 0 at x = 0 instead of NaN (a
+    "double-where" safe square root)."""
     squared = ops.sum(ops.square(x), axis=axis)
     positive = squared > 0
     # Tensors, not Python scalars, for the branches: on PyTorch a scalar becomes a fresh device
@@ -137,7 +112,7 @@ def state_penalty(sequence, cost="norm_diff", mask=None, target=5.0):
     Returns:
         A scalar float tensor (float32 when the sequence is float16/bfloat16).
     """
-    _check_cost(cost)
+    check_choice("cost", cost, COSTS)
     sequence, mask, dtype = _prepare(sequence, mask, "state_penalty")
 
     if cost == "state_diff":
@@ -167,24 +142,18 @@ def state_penalty(sequence, cost="norm_diff", mask=None, target=5.0):
 
 
 class _SequencePenalty(keras.layers.Layer):
-    """A weight-scaled penalty on a state sequence: a recurrent layer's ``state_regularizer=``
-    (the layer calls :meth:`penalty` after the loop, with its mask) or a standalone layer that
-    adds the penalty with ``add_loss`` (in training and inference, like Keras' activity
-    regularizers) and returns its input unchanged, with its mask."""
+    """A weight-scaled penalty on a state sequence, in the two uses :class:`NormStabilizer`
+    describes."""
 
     _weight_name = None  # the constructor argument holding the weight
 
     def __init__(self, scale, on="hidden", **kwargs):
         super().__init__(**kwargs)
-        self._scale = _check_real(self._weight_name, scale, minimum=0.0)
-        if on not in ON:
-            raise ValueError(f"Unknown on={on!r}: expected 'hidden' or 'cell'.")
-        self.on = on
+        self._scale = check_real(self._weight_name, scale, minimum=0.0)
+        self.on = check_choice("on", on, ON)
         self.supports_masking = True
-        # No weights: built from the start. Handed to a recurrent layer as state_regularizer=, it
-        # becomes a tracked sublayer that is never called; left unbuilt it made every fit() /
-        # evaluate() / predict() re-run Keras' symbolic build of the whole model (an extra
-        # forward pass per call on PyTorch): the norm-stabilizer's measured 1.3-2x cost.
+        # No weights: built from the start. As a layer's never-called state_regularizer= sublayer,
+        # unbuilt, it made every fit() / predict() rebuild the model (measured 1.3-2x on PyTorch).
         self.built = True
 
     def _cost(self, sequence, mask):
@@ -212,22 +181,17 @@ class _SequencePenalty(keras.layers.Layer):
 class NormStabilizer(_SequencePenalty):
     """Norm-stabilizer penalty β · mean(Δ‖h_t‖₂)² (Krueger & Memisevic, Sec. 1) or an alternative.
 
-    Two uses (as the other penalties):
-
-    * ``keras_rnnreg.layers.SimpleRNN(..., state_regularizer=NormStabilizer(500.0))`` /
-      ``LSTM(..., state_regularizer=NormStabilizer(500.0, on="cell"))``: the recurrent layer calls
-      :meth:`penalty` on its hidden (``on="hidden"``) or memory-cell (``on="cell"``) sequence after
-      the loop, with its mask, and adds the result with ``add_loss``.
-    * As a layer on any sequence: ``y = NormStabilizer(50.0)(h_seq)`` adds the penalty with
-      ``add_loss`` (in training and inference, like Keras' activity regularizers) and returns
-      ``h_seq`` unchanged, passing its mask on.
+    Two uses, as the other penalties: ``LSTM(..., state_regularizer=NormStabilizer(500.0,
+    on="cell"))`` (the layer calls :meth:`penalty` on its hidden or memory-cell sequence after the
+    loop, with its mask, and adds it with ``add_loss``; one penalty or a list), or a layer on any
+    sequence, ``y = NormStabilizer(50.0)(h_seq)``, which adds the penalty with ``add_loss`` (in
+    training and inference, like Keras' activity regularizers) and returns ``h_seq`` and its mask.
 
     Args:
         beta: β ≥ 0, the weight of the penalty (the paper uses 50, 500, up to 1500; 1 for the
             adding task).
-        cost: which cost (module docstring): "norm_diff" (default, the norm-stabilizer),
-            "state_diff", "relative", "l1_norm_diff", "target", "first_last", "abs_norm_diff",
-            "squared_norm".
+        cost: one of :data:`COSTS` (module docstring); "norm_diff" (default) is the
+            norm-stabilizer.
         on: "hidden" or "cell": which state sequence a recurrent layer hands to :meth:`penalty`.
             Ignored by the standalone layer, which penalizes whatever it is given.
         target: the target norm of ``cost="target"`` (5.0 as in Table 3).
@@ -236,10 +200,10 @@ class NormStabilizer(_SequencePenalty):
     _weight_name = "beta"
 
     def __init__(self, beta, cost="norm_diff", on="hidden", target=5.0, **kwargs):
-        _check_cost(cost)
+        check_choice("cost", cost, COSTS)
         super().__init__(beta, on=on, **kwargs)
         self.cost = cost
-        self.target = _check_real("target", target)
+        self.target = check_real("target", target)
 
     @property
     def beta(self):
@@ -263,8 +227,9 @@ def activation_penalty(sequence, mask=None):
 
 def temporal_activation_penalty(sequence, mask=None):
     """The unscaled TAR cost mean((h_t − h_{t−1})²) of AWD-LSTM (Merity et al. 2017): the mean of
-    the squared entries of the T−1 differences of consecutive output states, over the pairs whose
-    *both* steps are valid and over the units,
+    the squared entries of the T−1 differences of consecutive output states (the initial state
+    is not part of the sequence, as for the norm-stabilizer), over the pairs whose *both* steps
+    are valid and over the units,
     Σ_{b,t: t, t−1 valid} Σ_u (h_{b,t,u} − h_{b,t−1,u})² / (units · number of valid pairs); 0 when
     no pair is valid (e.g. T = 1). Arguments and result as :func:`activation_penalty`."""
     sequence, mask, _ = _prepare(sequence, mask, "temporal_activation_penalty")
@@ -284,18 +249,12 @@ def _squared_steps(sequence, mask):
 
 @serializable
 class ActivationRegularization(_SequencePenalty):
-    """Activation regularization (AR) of AWD-LSTM (Merity et al. 2017): α · mean(h_t²).
+    """Activation regularization (AR) of AWD-LSTM (Merity et al. 2017): α · mean(h_t²)
+    (:func:`activation_penalty`; unmasked, exactly AWD-LSTM's ``alpha * h.pow(2).mean()``).
 
-    The mean is over the batch, the valid steps and the units: with a (batch, time) mask,
-    α · Σ_{b,t valid} Σ_u h_{b,t,u}² / (units · number of valid steps), padded steps excluded as
-    the norm-stabilizer excludes them (0 when no step is valid); unmasked, exactly AWD-LSTM's
-    ``alpha * h.pow(2).mean()``. AWD-LSTM applies AR to the *dropped* output of the last layer;
-    as a ``state_regularizer=`` it sees the layer's state sequence (put the standalone layer after
-    a ``Dropout`` for AWD-LSTM's placement).
-
-    Two uses, as :class:`NormStabilizer`: a recurrent layer's ``state_regularizer=`` (alone or
-    in a list; computed on the returned sequence, so ``on="hidden"`` keeps the cuDNN path), or a
-    layer on any sequence, ``y = ActivationRegularization(2.0)(h_seq)``.
+    AWD-LSTM applies AR to the *dropped* output of the last layer; as a ``state_regularizer=`` it
+    sees the layer's state sequence (put the standalone layer after a ``Dropout`` for AWD-LSTM's
+    placement). Two uses, as :class:`NormStabilizer`.
 
     Args:
         alpha: α ≥ 0, the weight of the penalty (AWD-LSTM uses 2).
@@ -326,16 +285,10 @@ class ActivationRegularization(_SequencePenalty):
 @serializable
 class TemporalActivationRegularization(_SequencePenalty):
     """Temporal activation regularization (TAR) of AWD-LSTM (Merity et al. 2017):
-    β · mean((h_t − h_{t−1})²).
+    β · mean((h_t − h_{t−1})²) (:func:`temporal_activation_penalty`; unmasked, exactly AWD-LSTM's
+    ``beta * (h[1:] - h[:-1]).pow(2).mean()`` on the undropped output).
 
-    The mean is over the batch, the T−1 consecutive pairs of output states (the initial state is
-    not part of the sequence, as for the norm-stabilizer) and the units: with a (batch, time)
-    mask, a pair counts only if both its steps are valid,
-    β · Σ_{b,t: t, t−1 valid} Σ_u (h_{b,t,u} − h_{b,t−1,u})² / (units · number of valid pairs)
-    (0 when no pair is valid); unmasked, exactly AWD-LSTM's
-    ``beta * (h[1:] - h[:-1]).pow(2).mean()`` on the undropped output.
-
-    Two uses, as :class:`ActivationRegularization` (e.g. ``state_regularizer=[NormStabilizer(50.0),
+    Two uses, as :class:`NormStabilizer` (e.g. ``state_regularizer=[NormStabilizer(50.0),
     TemporalActivationRegularization(1.0)]``).
 
     Args:

@@ -1,22 +1,14 @@
 """Which path a recurrent layer takes: Keras' cuDNN kernel or our fused loop, and why.
 
 The cuDNN path runs Keras' own backend kernel with the layer's kernels, perturbed *once per
-sequence* before the call (AWD-LSTM's weight-dropped LSTM, Merity et al. 2018). It computes our
-loop's function, so ``use_cudnn="auto"`` takes it where allowed: tanh / sigmoid activations (the
-output tanh kept), no ``recurrent_dropout``, ``unroll`` or zoneout, perturbations per sequence
-only, a hidden-state ``state_regularizer`` only (no cell penalty, no ``return_cell_sequence``),
-GRU with ``reset_after=True``; TensorFlow or PyTorch with a GPU. On JAX the LSTM kernel is taken
-only with ``use_cudnn=True`` (not faster at the papers' shapes: docs/benchmarks.md), the GRU never.
-
-Masks are checked on every call: a strictly right-padded mask with no empty row, without
-``go_backwards`` (on PyTorch / JAX without ``return_state`` / ``stateful``), takes the cuDNN path.
+sequence* before the call (AWD-LSTM's weight-dropped LSTM, Merity et al. 2018), and computes our
+loop's function. Which configurations and masks take it: README, "GPU: the cuDNN path" (the
+rules are :func:`config_reason` and ``_runtime_reason`` below; masks are checked per call).
 """
 
 import keras
 
 from keras_rnnreg import _backend
-
-USE_CUDNN = ("auto", True, False)
 
 
 def check_use_cudnn(value):
@@ -106,4 +98,4 @@ def _runtime_reason(layer):
     return None
 
 
-__all__ = ["USE_CUDNN", "check_use_cudnn", "config_reason", "cudnn_path", "no_cudnn_reason"]
+__all__ = ["check_use_cudnn", "config_reason", "cudnn_path", "no_cudnn_reason"]

@@ -11,10 +11,9 @@ A step is ``step(config, projected, h_in, u, carry, recurrent_bias=None, noise=N
 Hand-written backward: autodiff through ``keras.ops.scan`` computes ``Σ_t h_{t-1}ᵀ δ_t`` inside
 the reverse loop, one small matmul per step. Here the forward loop emits only the states (and
 ``saved``); the reverse loop does only what is sequential (``δ_{t-1} = (δ_t ⊙ f'(·)) Uᵀ``, the
-LSTM's cell carry) and the kernel gradient is one matmul ``S_prevᵀ δ``.
-Activations covered: those whose derivative is a function of their output (tanh, sigmoid, relu,
-trec, linear); else autodiff (``base.plan_call`` decides). ``per_timestep=True``: the kernel has
-a time axis (T, units, width). The Keras mask and zoneout's draws come as 0/1 update gates.
+LSTM's cell carry) and the kernel gradient is one matmul ``S_prevᵀ δ``. Activations covered:
+those whose derivative is a function of their output (tanh, sigmoid, relu, trec, linear); else
+autodiff (``base.plan_call`` decides).
 """
 
 from collections.abc import Callable
@@ -25,9 +24,7 @@ from keras import ops
 from keras_rnnreg._backend import scan_states
 
 # The backends where the hand-written backward pass beats autodiff through the scan, measured on
-# CPU (docs/benchmarks.md, "Hand-written backward or autodiff"): TensorFlow's graph-mode autodiff
-# through tf.scan is faster for every layer; on JAX the hand-written SimpleRNN / LSTM win and the
-# GRU loses; on PyTorch (eager: fewer ops per step) all three win. It needs the projection made
+# CPU (docs/benchmarks.md, "Hand-written backward or autodiff"). It needs the projection made
 # before the loop, so where base.PROJECT_IN_LOOP puts it inside, autodiff runs instead.
 FASTER_THAN_AUTODIFF = {"simple_rnn": ("jax", "torch"), "lstm": ("jax", "torch"), "gru": ("torch",)}
 
@@ -43,8 +40,7 @@ class StepConfig(NamedTuple):
     params: tuple = ()
 
 
-def step_config(owner):
-    """The :class:`StepConfig` of a layer or a cell (they name their settings alike)."""
+def step_config(owner):  # a layer or a cell: they name their settings alike
     return StepConfig(
         owner.activation, getattr(owner, "recurrent_activation", None),
         getattr(owner, "output_activation", None), getattr(owner, "reset_after", True),
@@ -119,8 +115,7 @@ def gru_step(config, projected, h_in, u, carry, recurrent_bias=None, noise=None)
     return [z * carry[0] + (1.0 - z) * candidate], (z, r, candidate, ah)
 
 
-def input_bias_only(config, bias):
-    """(bias added to the projection before the loop, bias the step adds): all before."""
+def input_bias_only(config, bias):  # (added to the projection before the loop, by the step)
     return bias, None
 
 
@@ -140,7 +135,7 @@ _ACTIVATIONS = {
 
 
 def covered(name):
-    """Whether the hand-written backward passes cover an activation given by ``name``."""
+    """Whether the hand-written backward passes cover the activation ``name``."""
     return name is None or (isinstance(name, str) and name in _ACTIVATIONS)
 
 
@@ -148,21 +143,18 @@ def _act(name):
     return _ACTIVATIONS["linear" if name is None else name]
 
 
-def _config(names):
-    """The hand-written loops' :class:`StepConfig`: the activations ``names`` as ops."""
+def _config(names):  # the hand-written loops' StepConfig: the activations ``names`` as ops
     return StepConfig(*(_act(name)[0] for name in names))
 
 
-def _kernel_grad(s_prev, dz, u, per_timestep):
-    """Gradient of the recurrent kernel from all timesteps at once."""
+def _kernel_grad(s_prev, dz, u, per_timestep):  # from all timesteps at once
     if per_timestep:  # per-timestep kernels: (T, N, B) @ (T, B, G)
         return ops.matmul(ops.transpose(s_prev, (0, 2, 1)), dz)
     n, g = u.shape[-2], u.shape[-1]
     return ops.matmul(ops.transpose(ops.reshape(s_prev, (-1, n))), ops.reshape(dz, (-1, g)))
 
 
-def _shift(seq, first):
-    """The previous-state sequence: ``first`` then ``seq[:-1]``."""
+def _shift(seq, first):  # the previous-state sequence: ``first`` then ``seq[:-1]``
     return ops.concatenate([ops.expand_dims(first, 0), seq[:-1]], axis=0)
 
 
@@ -200,9 +192,10 @@ def _split_gates(gates):
 
 # The loops with a hand-written backward pass, one per registered kind: ``loop(projected, u,
 # states, recurrent_bias, gates, names, unroll=1, per_timestep=False)`` -> the list of state
-# sequences (T, B, N); ``gates``: per state its update gate (T, B, 1 or N) of 0/1 values, or None
-# (always updates); ``names`` the activations' names in StepConfig order. A state that keeps its
-# value (a_t = 0) hands its gradient to s_{t-1}; one that updates sends it through the step.
+# sequences (T, B, N); ``gates``: per state its update gate (T, B, 1 or N) of 0/1 values (the Keras
+# mask and zoneout's draws), or None (always updates); ``names`` the activations' names in
+# StepConfig order; ``per_timestep``: ``u`` is (T, units, width). A state that keeps its value
+# (a_t = 0) hands its gradient to s_{t-1}; one that updates sends it through the step.
 
 
 def simple_rnn(projected, u, states, recurrent_bias, gates, names, unroll=1, per_timestep=False):

@@ -1,14 +1,11 @@
 """The recurrent loop shared by SimpleRNN, LSTM, GRU and FastDropoutRNN (:class:`FusedRNN`;
 "fused": the input projection of all timesteps is one matmul before the loop).
 
-A call is ``_prepare`` (inputs, states, the weights with every random draw made before the loop,
-the path from :func:`plan_call`), ``_run`` (Keras' cuDNN kernel or our loop: ``keras.ops.scan``
-over the step function of the layer's kind, ``_steps.RECURRENCES``, shared with the cells and the
-hand-written backward passes; the projection inside it where :data:`PROJECT_IN_LOOP` measured
-that faster) and ``_assemble`` (outputs; state penalties, :mod:`keras_rnnreg.regularizers`, added
-with ``add_loss`` after the loop; stateful states). Per-timestep draws are tensors with a time
-axis that the loop reads like an input. Weights are named and shaped like Keras' SimpleRNN /
-LSTM / GRU: ``ours.set_weights(theirs.get_weights())`` gives the same function.
+A call is ``_prepare`` (every random draw made before the loop; the path from :func:`plan_call`),
+``_run`` (Keras' cuDNN kernel, or ``keras.ops.scan`` over the step of ``_steps.RECURRENCES``) and
+``_assemble`` (outputs; state penalties added with ``add_loss`` after the loop). Per-timestep
+draws are tensors with a time axis that the loop reads like an input. Weights are named and
+shaped like Keras': ``ours.set_weights(theirs.get_weights())`` gives the same function.
 """
 
 from typing import Any, NamedTuple
@@ -24,12 +21,10 @@ from keras_rnnreg.layers import _cudnn, _steps
 from keras_rnnreg.perturbations import kernels_for_step, split_by_target
 
 # Where each step computes its own x_t W + b (autodiff through a scan unrolled IN_LOOP_UNROLL
-# steps) instead of reading one (T, B, gates x units) projection made before the loop, by device,
-# layer and backend: where it measured faster in every run (`python -m benchmarks.layers --suite
-# projection`, docs/benchmarks.md). On CPUs the big projection costs more than it saves for the
-# LSTM everywhere, the GRU on JAX (XLA keeps an in-loop x_t W in cache) and the SimpleRNN on
-# TensorFlow (tf.scan moves its slices, and their gradients, through TensorArrays); elsewhere
-# the runs disagree or the fused backward wins. GPUs: not measured yet, so before the loop.
+# steps) instead of reading one projection made before the loop, by device, layer and backend:
+# where it measured faster in every run (docs/benchmarks.md; `python -m benchmarks.layers --suite
+# projection`): on CPUs the big projection can cost more than it saves (XLA keeps an in-loop
+# x_t W in cache; tf.scan moves slices and gradients through TensorArrays). GPUs: not measured.
 PROJECT_IN_LOOP = {
     "cpu": {"simple_rnn": ("tensorflow",), "lstm": ("jax", "tensorflow", "torch"), "gru": ("jax",)},
     "gpu": {},
@@ -37,26 +32,56 @@ PROJECT_IN_LOOP = {
 IN_LOOP_UNROLL = 2
 
 
-class FusedRNN(keras.layers.Layer):
+class RecurrentWeights:
+    """What the fused layers and the cells share: Keras' weights ``kernel`` (F, gates·units),
+    ``recurrent_kernel`` (units, gates·units) and, with ``use_bias``, ``bias`` (``_bias_shape()``,
+    initialized by ``_bias_initializer_value()``), and the step's :class:`~._steps.StepConfig`."""
+
+    _gates = 1  # how many ``units``-wide blocks the kernels have
+
+    @property
+    def output_size(self):
+        return self.units
+
+    def _bias_shape(self):
+        return (self._gates * self.units,)
+
+    def _bias_initializer_value(self):
+        return self.bias_initializer
+
+    def _step_config(self):  # a step with weights of its own adds them (StepConfig.params)
+        return _steps.step_config(self)
+
+    def _build_weights(self, input_dim):
+        width = self._gates * self.units
+
+        def add(name, weight, shape, initializer):
+            return self.add_weight(
+                shape=shape, name=name, initializer=initializer,
+                regularizer=getattr(self, f"{weight}_regularizer"),
+                constraint=getattr(self, f"{weight}_constraint"),
+            )
+
+        self.kernel = add("kernel", "kernel", (input_dim, width), self.kernel_initializer)
+        self.recurrent_kernel = add("recurrent_kernel", "recurrent", (self.units, width),
+                                    self.recurrent_initializer)
+        self.bias = (add("bias", "bias", self._bias_shape(), self._bias_initializer_value())
+                     if self.use_bias else None)
+
+
+class FusedRNN(RecurrentWeights, keras.layers.Layer):
     """Base class of the fused recurrent layers; not used directly.
 
     Subclasses set ``_kind`` (their entry in ``_steps.RECURRENCES``: the step function), ``_gates``
-    (how many ``units``-wide blocks the kernels have) and ``state_size``, and may override
-    ``_bias_shape``, ``_bias_initializer_value`` and, for the hand-written backward pass,
-    ``_backward_activations``; one with a cuDNN kernel sets ``_cudnn_kernel`` and ``_cudnn_run``.
+    and ``_sequences_available``, and may override ``_bias_shape``, ``_bias_initializer_value``
+    and, for the hand-written backward pass, ``_backward_activations``; one with a cuDNN kernel
+    sets ``_cudnn_kernel`` and ``_cudnn_run``.
 
     Arguments, their order and defaults are those of ``keras.layers.SimpleRNN`` (the subclasses'
-    are their Keras namesakes'); ours come after them, keyword-only. As in ``keras.layers.RNN``:
-
-    * ``zero_output_for_mask=False``: a masked step outputs the previous output (zeros before
-      the first valid step), ``True``: zeros; the state is carried over masked steps either way,
-      and the last output is the last entry of the output sequence.
-      ``keras.layers.Bidirectional`` sets it to ``return_sequences``.
-    * ``stateful=True``: the final states of a batch are the initial states of the next, for a
-      fixed batch size; they live in non-trainable variables (``states``, created by ``build``,
-      zeroed by ``reset_state()``), part of ``variables`` (so ``fit`` / ``predict`` carry them
-      on every backend) but not of ``weights`` (so ``get_weights()`` is Keras'); ``.keras``
-      files keep them.
+    are their Keras namesakes'); ours come after them, keyword-only. ``zero_output_for_mask`` and
+    ``stateful`` are ``keras.layers.RNN``'s (README, "Keras compatibility": a stateful layer's
+    states are non-trainable variables, in ``variables`` but not ``weights``, kept in ``.keras``
+    files).
 
     Zoneout (Krueger et al. 2016, "Zoneout: Regularizing RNNs by Randomly Preserving Hidden
     Activations"), ``zoneout=`` keyword-only: a rate ``0 <= z < 1`` for every carried state, or
@@ -79,7 +104,6 @@ class FusedRNN(keras.layers.Layer):
     hand-written backward of ``layers/_steps.py``. FastDropoutRNN takes only ``zoneout=0``.
     """
 
-    _gates = 1
     # Which recurrence this is: a key of _steps.RECURRENCES (the step function),
     # _steps.FASTER_THAN_AUTODIFF and PROJECT_IN_LOOP.
     _kind = None
@@ -97,8 +121,12 @@ class FusedRNN(keras.layers.Layer):
         stateful=False, unroll=False, seed=None, *, zero_output_for_mask=False,
         perturbations=None, state_regularizer=None, use_cudnn="auto", zoneout=0.0, **kwargs,
     ):
-        if self._keras_implementation_arg:
-            _check_implementation(kwargs.pop("implementation", 2))
+        implementation = kwargs.pop("implementation", 2) if self._keras_implementation_arg else 2
+        if implementation not in (0, 1, 2):
+            raise ValueError(
+                f"Invalid value for argument implementation={implementation!r}: expected 0, "
+                "1 or 2 (Keras' legacy choice of matmuls; our loop computes the same function)."
+            )
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         set_weight_arguments(self, locals())
         if not (isinstance(unroll, bool) or (isinstance(unroll, int) and unroll >= 1)):
@@ -117,7 +145,10 @@ class FusedRNN(keras.layers.Layer):
         for target in ("input", "recurrent"):
             split_by_target(self.perturbations, target)  # raises on an invalid combination
         self.state_regularizer = _deserialize_state_regularizer(state_regularizer)
-        self._check_state_regularizer()
+        on_cells = any(r.on == "cell" for r in self._state_regularizers)
+        if on_cells and "cell" not in self._sequences_available:
+            raise ValueError(f"state_regularizer on='cell' needs memory cells, which "
+                             f"{type(self).__name__} does not have; use on='hidden'.")
         self.zoneout, self._zoneout_rates = self._check_zoneout(zoneout)
         self.supports_masking = True
         if self._keras_use_cudnn_arg:
@@ -159,10 +190,6 @@ class FusedRNN(keras.layers.Layer):
                              "support zoneout (expected 0).")
         return normalized, rates
 
-    @property
-    def _zoneout_active(self):
-        return any(getattr(self, "_zoneout_rates", ()))
-
     # Subclasses whose __init__ sets more attributes call _check_use_cudnn() themselves.
     _defers_cudnn_check = False
 
@@ -185,25 +212,12 @@ class FusedRNN(keras.layers.Layer):
 
     # ----------------------------------------------------------------------------------- config
     @property
-    def state_size(self):
-        return [self.units]
-
-    @property
-    def output_size(self):
-        return self.units
+    def state_size(self):  # one (B, units) state per carried sequence
+        return [self.units] * len(self._sequences_available)
 
     @property
     def _state_regularizers(self):
-        """The penalties of ``state_regularizer=`` as a list (empty, one, or several)."""
         return state_regularizer_list(self.state_regularizer)
-
-    def _check_state_regularizer(self):
-        for reg in self._state_regularizers:
-            if reg.on == "cell" and "cell" not in self._sequences_available:
-                raise ValueError(
-                    f"state_regularizer on='cell' needs memory cells, which "
-                    f"{type(self).__name__} does not have; use on='hidden'."
-                )
 
     # Names of the carried states, in carry order ("hidden" first).
     _sequences_available = ("hidden",)
@@ -214,7 +228,7 @@ class FusedRNN(keras.layers.Layer):
             weight_config(self), return_sequences=self.return_sequences,
             return_state=self.return_state, go_backwards=self.go_backwards, stateful=self.stateful,
             zero_output_for_mask=self.zero_output_for_mask, unroll=self.unroll,
-            state_regularizer=_serialize_state_regularizer(self.state_regularizer),
+            state_regularizer=keras.saving.serialize_keras_object(self.state_regularizer),
             zoneout=list(self.zoneout) if isinstance(self.zoneout, tuple) else self.zoneout,
         )
         if self._keras_use_cudnn_arg:
@@ -233,7 +247,7 @@ class FusedRNN(keras.layers.Layer):
                 f"{type(self).__name__}: the last axis of the inputs (features) must be known; "
                 f"received inputs with shape {sequences_shape}."
             )
-        build_weights(self, input_dim)
+        self._build_weights(input_dim)
         if self.stateful and self.states is not None:
             self.reset_state()
         elif self.stateful:
@@ -282,12 +296,6 @@ class FusedRNN(keras.layers.Layer):
                 state.assign(store[str(n_weights + i)])
         else:  # weights only (the states stay zero, as Keras loads them), or Keras' error
             super().load_own_variables(store)
-
-    def _bias_shape(self):
-        return (self._gates * self.units,)
-
-    def _bias_initializer_value(self):
-        return self.bias_initializer
 
     # ------------------------------------------------------------------------------------- call
     def get_initial_state(self, batch_size):
@@ -393,8 +401,7 @@ class FusedRNN(keras.layers.Layer):
         return _steps.StepWeights(kernel, recurrent_kernel, bias, *self._split_bias(bias),
                                   input_local, recurrent_local, *per_timestep)
 
-    def _cudnn_weights(self, training):
-        """(kernel, recurrent_kernel, bias) for cuDNN (per-sequence perturbations drawn once)."""
+    def _cudnn_weights(self, training):  # per-sequence perturbations drawn once
         return self._weights(training, None)[:3]
 
     # ---------------------------------------------------------------------------- call: run
@@ -423,7 +430,7 @@ class FusedRNN(keras.layers.Layer):
             ))
         return self._scan(call, projected)
 
-    def _project_inputs(self, x_tm, w, training):
+    def _project_inputs(self, x_tm, w, training):  # x_t W (+ local noise) + b_in, all t at once
         projected = self._project(x_tm, w.kernel, training)
         if w.input_local is not None:
             factors = w.input_local.variance_factors(w.kernel)
@@ -622,9 +629,6 @@ class FusedRNN(keras.layers.Layer):
         listed = keras.backend.backend() in PROJECT_IN_LOOP[device].get(self._kind, ())
         return listed and type(self)._project is FusedRNN._project
 
-    def _step_config(self):
-        return _steps.step_config(self)
-
     def _split_bias(self, bias):
         """(input bias, added to the projection before the loop; recurrent bias, added inside
         the step), as the layer's kind splits it (the GRU with ``reset_after=True`` has both)."""
@@ -656,47 +660,37 @@ def weight_config(layer):
             config[f"{weight}_{kind}"] = serialize(getattr(layer, f"{weight}_{kind}"))
     return {**config, "dropout": layer.dropout, "recurrent_dropout": layer.recurrent_dropout,
             "seed": layer.seed,
-            "perturbations": [keras.saving.serialize_keras_object(p) for p in layer.perturbations]}
+            "perturbations": keras.saving.serialize_keras_object(layer.perturbations)}
 
 
-def _deserialize_list(values, argument):
-    out = []
-    for value in state_regularizer_list(values):  # None, one or several, as a list
-        value = _deserialize_one(value)
-        if not hasattr(value, "applies_to"):
-            raise ValueError(
-                f"Invalid entry in {argument}: {value!r}; expected keras_rnnreg.perturbations "
-                "objects such as WeightNoise or DropConnect."
-            )
-        out.append(value)
+def inherited_arguments(args, *own):
+    """A subclass ``__init__``'s ``locals()`` less ``self``, ``kwargs`` and its ``own`` arguments:
+    the keyword arguments it hands to ``FusedRNN.__init__``."""
+    skip = {"self", "kwargs", "__class__", *own}
+    return {name: value for name, value in args.items() if name not in skip}
+
+
+def _deserialize_list(values, argument, required=("applies_to",),
+                      expected="keras_rnnreg.perturbations objects such as WeightNoise or "
+                               "DropConnect"):
+    """``values`` (None, one object or several) as a list, configs deserialized, each checked."""
+    out = [keras.saving.deserialize_keras_object(v) if isinstance(v, dict) else v
+           for v in state_regularizer_list(values)]
+    for value in out:
+        if not all(hasattr(value, name) for name in required):
+            raise ValueError(f"Invalid entry in {argument}: {value!r}; expected {expected}.")
     return out
-
-
-def _deserialize_one(value):
-    return keras.saving.deserialize_keras_object(value) if isinstance(value, dict) else value
-
-
-def _check_penalty(value):
-    if not (hasattr(value, "penalty") and hasattr(value, "on")):
-        raise ValueError(
-            f"Invalid state_regularizer entry {value!r}: expected a keras_rnnreg.regularizers "
-            "penalty such as NormStabilizer, ActivationRegularization or "
-            "TemporalActivationRegularization (or a list of them)."
-        )
-    return value
 
 
 def _deserialize_state_regularizer(value):
     """None, one penalty, or a list of penalties (an empty list is None); configs deserialized."""
+    penalties = _deserialize_list(
+        value, "state_regularizer", ("penalty", "on"), "a keras_rnnreg.regularizers penalty such "
+        "as NormStabilizer, ActivationRegularization or TemporalActivationRegularization (or a "
+        "list of them)")
     if isinstance(value, (list, tuple)):
-        return [_check_penalty(_deserialize_one(v)) for v in value] or None
-    return None if value is None else _check_penalty(_deserialize_one(value))
-
-
-def _serialize_state_regularizer(value):
-    if isinstance(value, (list, tuple)):
-        return [keras.saving.serialize_keras_object(v) for v in value]
-    return None if value is None else keras.saving.serialize_keras_object(value)
+        return penalties or None
+    return penalties[0] if penalties else None
 
 
 def state_regularizer_list(value):
@@ -742,7 +736,7 @@ def plan_call(layer, training, mask, weights):
         and not (training and layer.recurrent_dropout > 0)  # a mask inside the loop
         # zoneout's expectation (inference) makes fractional update gates: SimpleRNN's
         # backward reads f'(z_t) from h_t, so it takes 0/1 gates only
-        and not (layer._zoneout_active and not training)
+        and not (any(layer._zoneout_rates) and not training)
         and layer._manual_backward()
     )
     return CallPlan(_cudnn_route(layer, training, mask), in_loop, manual)
@@ -765,14 +759,6 @@ def _cudnn_route(layer, training, mask):
             layer.state_size) > 1:
         return "loop"  # the final cell state of a padded row is not in the returned sequence
     return "cudnn_if_right_padded"
-
-
-def _check_implementation(implementation):
-    if implementation not in (0, 1, 2):
-        raise ValueError(
-            f"Invalid value for argument implementation={implementation!r}: expected 0, "
-            "1 or 2 (Keras' legacy choice of matmuls; our loop computes the same function)."
-        )
 
 
 _WEIGHT_ARGUMENTS = {
@@ -801,25 +787,6 @@ def set_weight_arguments(owner, args):
     owner.recurrent_dropout = float(args["recurrent_dropout"])
     owner.seed = args["seed"]
     owner.seed_generator = keras.random.SeedGenerator(args["seed"])
-
-
-def build_weights(owner, input_dim):
-    """Keras' weights of a layer or cell: ``kernel`` (F, gates·units), ``recurrent_kernel``
-    (units, gates·units) and, with ``use_bias``, ``bias`` (``owner._bias_shape()``)."""
-    width = owner._gates * owner.units
-
-    def add(name, weight, shape, initializer):
-        return owner.add_weight(
-            shape=shape, name=name, initializer=initializer,
-            regularizer=getattr(owner, f"{weight}_regularizer"),
-            constraint=getattr(owner, f"{weight}_constraint"),
-        )
-
-    owner.kernel = add("kernel", "kernel", (input_dim, width), owner.kernel_initializer)
-    owner.recurrent_kernel = add("recurrent_kernel", "recurrent", (owner.units, width),
-                                 owner.recurrent_initializer)
-    owner.bias = (add("bias", "bias", owner._bias_shape(), owner._bias_initializer_value())
-                  if owner.use_bias else None)
 
 
 __all__ = ["CallPlan", "FusedRNN", "plan_call"]

@@ -54,7 +54,22 @@ class Bidirectional(keras.layers.Bidirectional):
                 raise NotImplementedError(reason)
         if _backend.keras_lstm_kernel("bidirectional_lstm") is None:
             raise NotImplementedError("no bidirectional_lstm kernel in this Keras backend")
-        return self._call_bidirectional_cudnn(sequences, training)
+        # Both directions in one bidirectional cuDNN call (the path Keras calls "fused").
+        fwd, bwd = self.forward_layer, self.backward_layer
+        x = ops.convert_to_tensor(sequences, dtype=fwd.compute_dtype)
+        y, y_rev = _backend.cudnn_bidirectional_lstm(
+            x, fwd._cudnn_weights(training), bwd._cudnn_weights(training)
+        )
+        # The backward layer's penalty on its sequence in its processing order (reversed time).
+        for layer, seq in ((fwd, y), (bwd, ops.flip(y_rev, axis=1))):
+            for reg in layer._state_regularizers:
+                self.add_loss(reg.penalty(seq))
+        if not self.return_sequences:
+            y, y_rev = y[:, -1], y_rev[:, 0]
+        y, y_rev = ops.cast(y, self.compute_dtype), ops.cast(y_rev, self.compute_dtype)
+        merge = {"concat": lambda: ops.concatenate([y, y_rev], axis=-1), "sum": lambda: y + y_rev,
+                 "ave": lambda: (y + y_rev) / 2, "mul": lambda: y * y_rev}
+        return merge[self.merge_mode]() if self.merge_mode in merge else (y, y_rev)
 
     def _can_attempt_fused_gru(self, mask, initial_state=None):
         """Keras' hook (3.15), answered by configuration; :meth:`_call_fused_gru` then takes the
@@ -80,24 +95,6 @@ class Bidirectional(keras.layers.Bidirectional):
         mask = mask if self.return_sequences else None
         outputs = (mask, mask) if self.merge_mode is None else (mask,)
         return (*outputs, *(None for _ in self.states))
-
-    def _call_bidirectional_cudnn(self, sequences, training):
-        """Both directions in one bidirectional cuDNN call (the path Keras calls "fused")."""
-        fwd, bwd = self.forward_layer, self.backward_layer
-        x = ops.convert_to_tensor(sequences, dtype=fwd.compute_dtype)
-        y, y_rev = _backend.cudnn_bidirectional_lstm(
-            x, fwd._cudnn_weights(training), bwd._cudnn_weights(training)
-        )
-        # The backward layer's penalty on its sequence in its processing order (reversed time).
-        for layer, seq in ((fwd, y), (bwd, ops.flip(y_rev, axis=1))):
-            for reg in layer._state_regularizers:
-                self.add_loss(reg.penalty(seq))
-        if not self.return_sequences:
-            y, y_rev = y[:, -1], y_rev[:, 0]
-        y, y_rev = ops.cast(y, self.compute_dtype), ops.cast(y_rev, self.compute_dtype)
-        merge = {"concat": lambda: ops.concatenate([y, y_rev], axis=-1), "sum": lambda: y + y_rev,
-                 "ave": lambda: (y + y_rev) / 2, "mul": lambda: y * y_rev}
-        return merge[self.merge_mode]() if self.merge_mode in merge else (y, y_rev)
 
 
 __all__ = ["Bidirectional"]

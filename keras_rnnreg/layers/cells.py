@@ -7,14 +7,8 @@ step with *the same code* as our fused layers: with the same weights and no rand
 Randomness is drawn before the loop, through the hook by which ``keras.layers.RNN`` prepares a
 cell's dropout masks: one dropout mask per sequence, as Keras, and one draw of the kernels per call
 for ``perturbations=[...]`` with ``per="sequence"``. In a hand-written loop, call
-``reset_dropout_mask()`` between sequences.
-
-Not available in cells (each raises a ValueError): per-timestep perturbations and ``zoneout=``
-(one draw per timestep before the loop, and ``keras.layers.RNN`` tells a cell neither the
-sequence length nor the step; drawing inside the loop would be randomness inside a JAX scan),
-and ``state_regularizer=`` (a cell never sees the state sequence). For the latter,
-``NormStabilizer(β)(keras.layers.RNN(cell, return_sequences=True)(x))`` adds the same penalty
-as ``state_regularizer=NormStabilizer(β)`` (masks included).
+``reset_dropout_mask()`` between sequences. Per-timestep perturbations, ``zoneout=`` and
+``state_regularizer=`` raise a ValueError (README, "Keras compatibility", on why).
 """
 
 import keras
@@ -25,21 +19,20 @@ from keras_rnnreg._api import serializable
 from keras_rnnreg._backend import plain_tensor
 from keras_rnnreg.layers import _steps
 from keras_rnnreg.layers.base import (
+    RecurrentWeights,
     _deserialize_list,
-    build_weights,
     set_weight_arguments,
     weight_config,
 )
-from keras_rnnreg.layers.gru import gru_bias_shape, gru_config, set_gru_arguments
-from keras_rnnreg.layers.lstm import lstm_bias_initializer, lstm_config, set_lstm_arguments
+from keras_rnnreg.layers.gru import GRUArguments
+from keras_rnnreg.layers.lstm import LSTMArguments
 from keras_rnnreg.perturbations import kernels_for_step
 
 
-class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
+class _Cell(RecurrentWeights, keras.layers.Layer, _backend.DropoutRNNCell):
     """Shared cell machinery; subclasses set ``_kind`` (their step), ``_gates``, the states."""
 
     _kind = None
-    _gates = 1
     _n_states = 1
     _single_state = True  # Keras' SimpleRNNCell / GRUCell: state_size is an int
 
@@ -72,22 +65,12 @@ class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
     def state_size(self):
         return self.units if self._single_state else [self.units] * self._n_states
 
-    @property
-    def output_size(self):
-        return self.units
-
     def get_initial_state(self, batch_size=None):
         sizes = [self.state_size] if self._single_state else self.state_size
         return [ops.zeros((batch_size, size), dtype=self.compute_dtype) for size in sizes]
 
     def build(self, input_shape):
-        build_weights(self, input_shape[-1])
-
-    def _bias_shape(self):
-        return (self._gates * self.units,)
-
-    def _bias_initializer_value(self):
-        return self.bias_initializer
+        self._build_weights(input_shape[-1])
 
     def get_dropout_mask(self, step_input):
         """Keras' hook before the loop: the dropout mask, and here the perturbed kernels too."""
@@ -131,9 +114,6 @@ class _Cell(keras.layers.Layer, _backend.DropoutRNNCell):
             return new[0], new[0]
         return new[0], new
 
-    def _step_config(self):  # a cell with weights of its own adds them (StepConfig.params)
-        return _steps.step_config(self)
-
     def get_config(self):
         return {**super().get_config(), **weight_config(self)}
 
@@ -148,43 +128,30 @@ class SimpleRNNCell(_Cell):
 
 
 @serializable
-class LSTMCell(_Cell):
+class LSTMCell(LSTMArguments, _Cell):
     """The cell of :class:`keras_rnnreg.layers.LSTM` (gates i, f, c, o; ``output_activation``;
     ``unit_forget_bias``), a drop-in for ``keras.layers.LSTMCell`` with ``perturbations=`` (per
     sequence). Randomness and restrictions: module docstring."""
 
-    _kind = "lstm"
-    _gates = 4
     _n_states = 2
     _single_state = False
-    _bias_initializer_value = lstm_bias_initializer
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
                  output_activation="same", unit_forget_bias=True, **kwargs):
         super().__init__(units, activation=activation, **kwargs)
-        set_lstm_arguments(self, recurrent_activation, output_activation, unit_forget_bias)
-
-    def get_config(self):
-        return {**super().get_config(), **lstm_config(self)}
+        self._set_lstm_arguments(recurrent_activation, output_activation, unit_forget_bias)
 
 
 @serializable
-class GRUCell(_Cell):
+class GRUCell(GRUArguments, _Cell):
     """The cell of :class:`keras_rnnreg.layers.GRU` (gates z, r, h; ``reset_after`` as Keras), a
     drop-in for ``keras.layers.GRUCell`` with ``perturbations=`` (per sequence). Randomness and
     restrictions: module docstring."""
 
-    _kind = "gru"
-    _gates = 3
-    _bias_shape = gru_bias_shape
-
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
                  reset_after=True, **kwargs):
         super().__init__(units, activation=activation, **kwargs)
-        set_gru_arguments(self, recurrent_activation, reset_after)
-
-    def get_config(self):
-        return {**super().get_config(), **gru_config(self)}
+        self._set_gru_arguments(recurrent_activation, reset_after)
 
 
 __all__ = ["GRUCell", "LSTMCell", "SimpleRNNCell"]

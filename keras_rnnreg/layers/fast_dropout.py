@@ -40,55 +40,27 @@ network h_t = f(x_t W + h_{t−1} U + b), variance outputs zeros (with ``activat
 **Weight perturbations** (``perturbations=``, noise study Secs. 8-9): the drawn W̃ (Ũ) replaces W
 (U) in the moment equations (the moments of the dropout noise given the drawn weights).
 ``sampling="local"`` is refused: this layer never samples the incoming units.
-
-A **state regularizer** sees the mean hidden-state sequence (``on="cell"`` raises). Masks,
-``stateful`` (the state is (mean, variance)), ``return_state``, ``go_backwards`` and ``unroll``
-are those of :class:`~keras_rnnreg.layers.FusedRNN`.
 """
 
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_rnnreg._api import check_choice, check_int, check_rate, serializable
-from keras_rnnreg.layers.base import FusedRNN
+from keras_rnnreg.layers.base import _WEIGHT_ARGUMENTS, FusedRNN, inherited_arguments
 
 ACTIVATIONS = ("tanh", "sigmoid", "linear")
 MOMENTS = ("quadrature", "probit")
 INFERENCE = ("mean", "marginal")
-_WEIGHT_ARGS = {"initializer": keras.initializers, "regularizer": keras.regularizers,
-                "constraint": keras.constraints}  # FastDropoutDense's kernel_* and bias_*
 
 
 def hermite_gauss(points):
-    """Nodes and weights (two lists of floats) of the ``points``-point Gauss–Hermite rule,
-    ∫ e^{−x²} f(x) dx ≈ Σ wᵢ f(xᵢ), by Newton iteration (Numerical Recipes' ``gauher``)."""
-    n = int(points)
-    nodes, weights = [0.0] * n, [0.0] * n
-    pim4 = math.pi ** -0.25
-    z = 0.0
-    for i in range((n + 1) // 2):
-        if i == 0:
-            z = math.sqrt(2 * n + 1) - 1.85575 * (2 * n + 1) ** (-0.16667)
-        elif i == 1:
-            z -= 1.14 * n**0.426 / z
-        else:  # from the two previous roots
-            a, b = {2: (1.86, 0.86), 3: (1.91, 0.91)}.get(i, (2.0, 1.0))
-            z = a * z - b * nodes[i - 2]
-        pp = 1.0
-        for _ in range(200):
-            p1, p2 = pim4, 0.0
-            for j in range(1, n + 1):
-                p3, p2 = p2, p1
-                p1 = z * math.sqrt(2.0 / j) * p2 - math.sqrt((j - 1) / j) * p3
-            pp = math.sqrt(2.0 * n) * p2
-            z_old, z = z, z - p1 / pp
-            if abs(z - z_old) <= 1e-14 * max(1.0, abs(z)):
-                break
-        nodes[i], nodes[n - 1 - i] = z, -z
-        weights[i] = weights[n - 1 - i] = 2.0 / (pp * pp)
-    return nodes, weights
+    """Nodes (descending) and weights, two lists of floats, of the ``points``-point Gauss–Hermite
+    rule ∫ e^{−x²} f(x) dx ≈ Σ wᵢ f(xᵢ) (NumPy's ``hermgauss``)."""
+    nodes, weights = np.polynomial.hermite.hermgauss(int(points))
+    return nodes[::-1].tolist(), weights[::-1].tolist()
 
 
 def _safe_sqrt(x):
@@ -159,17 +131,14 @@ class _FastDropoutArgs:
         return bool(training) or self.inference == "marginal"
 
     def _moments(self, mean, variance):
-        args = (self.activation_name, self.moments, self.quadrature_points)
-        return gaussian_moments(mean, variance, *args)
+        return gaussian_moments(mean, variance, self.activation_name, self.moments,
+                                self.quadrature_points)
 
 
 @serializable
 class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
-    """Fast-dropout RNN (Bayer et al. 2013 after Wang & Manning 2013; noise study Sec. 6.5).
-
-    ``h_t = f(x_t W + h_{t−1} U + b)`` with dropout on the concatenated incoming connections
-    [x_t, h_{t−1}] replaced, in training, by the propagation of each unit's mean and variance
-    through time (``E[a_k]``, ``Var[a_k]`` of the module docstring).
+    """Fast-dropout RNN: ``h_t = f(x_t W + h_{t−1} U + b)``, dropout on [x_t, h_{t−1}] replaced in
+    training by each unit's mean and variance carried through time (module docstring).
 
     Args:
         units: number of hidden units.
@@ -184,7 +153,7 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
         perturbations: weight noise / DropConnect with ``sampling="weight"``, in training only.
         state_regularizer: a penalty (or a list) on the mean hidden-state sequence.
         go_backwards, unroll, return_state, stateful, seed, zero_output_for_mask, use_bias,
-            *_initializer, *_regularizer, *_constraint: as
+            *_initializer, *_regularizer, *_constraint, masks: as
             :class:`~keras_rnnreg.layers.SimpleRNN`; the states are ``[mean, variance]``.
 
     Call arguments: ``sequences`` (B, T, F); ``initial_state``: None, ``h0`` (variance zero) or
@@ -211,18 +180,9 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
             raise ValueError(f"FastDropoutRNN takes no {key}= (sampled dropout; received "
                              f"{key}={kwargs[key]!r}): its dropout rates are rate= and "
                              "recurrent_rate=.")
-        super().__init__(
-            units, activation=activation, use_bias=use_bias,
-            kernel_initializer=kernel_initializer, recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
-            recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
-            recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint,
-            return_sequences=return_sequences, return_state=return_state,
-            go_backwards=go_backwards, stateful=stateful, unroll=unroll, seed=seed,
-            zero_output_for_mask=zero_output_for_mask, perturbations=perturbations,
-            state_regularizer=state_regularizer, **kwargs,
-        )
+        super().__init__(**inherited_arguments(
+            locals(), "rate", "recurrent_rate", "moments", "quadrature_points", "return_variance",
+            "inference"), **kwargs)
         self._set_fast_dropout_args(rate, moments, quadrature_points, return_variance, inference)
         self._recurrent_rate_arg = recurrent_rate
         self.recurrent_rate = (
@@ -234,10 +194,6 @@ class FastDropoutRNN(_FastDropoutArgs, FusedRNN):
                              f"received {local[0]!r}: local noise depends on sampled incoming "
                              "units, which fast dropout never samples (it propagates their mean "
                              "and variance).")
-
-    @property
-    def state_size(self):
-        return [self.units, self.units]  # mean, variance
 
     def _paired_outputs(self):
         return ("variance",) if self.return_variance else ()
@@ -316,9 +272,9 @@ class FastDropoutDense(_FastDropoutArgs, keras.layers.Layer):
         self.activation_name = _check_activation(activation)
         self.activation = _activation_fn(self.activation_name)
         self.use_bias = bool(use_bias)
-        for kind, module in _WEIGHT_ARGS.items():
+        for kind, (get, _) in _WEIGHT_ARGUMENTS.items():
             for weight in ("kernel", "bias"):
-                setattr(self, f"{weight}_{kind}", module.get(args[f"{weight}_{kind}"]))
+                setattr(self, f"{weight}_{kind}", get(args[f"{weight}_{kind}"]))
         self._set_fast_dropout_args(rate, moments, quadrature_points, return_variance, inference)
         self.supports_masking = True
 
@@ -376,8 +332,9 @@ class FastDropoutDense(_FastDropoutArgs, keras.layers.Layer):
         return [out, out_var] if self.return_variance else out
 
     def get_config(self):
-        weights = {f"{w}_{kind}": module.serialize(getattr(self, f"{w}_{kind}"))
-                   for kind, module in _WEIGHT_ARGS.items() for w in ("kernel", "bias")}
+        weights = {f"{w}_{kind}": serialize(getattr(self, f"{w}_{kind}"))
+                   for kind, (_, serialize) in _WEIGHT_ARGUMENTS.items()
+                   for w in ("kernel", "bias")}
         return {**super().get_config(), "units": self.units, "activation": self.activation_name,
                 "use_bias": self.use_bias, **weights, **self._fast_dropout_config()}
 

@@ -3,32 +3,36 @@
 from keras_rnnreg import _backend
 from keras_rnnreg import activations as activations_lib
 from keras_rnnreg._api import serializable
-from keras_rnnreg.layers.base import FusedRNN, activation_config
+from keras_rnnreg.layers.base import FusedRNN, activation_config, inherited_arguments
 
 
-def set_gru_arguments(owner, recurrent_activation, reset_after):
-    """The GRU's own arguments, on a layer or a cell: σ and ``reset_after``."""
-    owner.recurrent_activation_name = recurrent_activation
-    owner.recurrent_activation = activations_lib.get(recurrent_activation, "recurrent_activation")
-    if not isinstance(reset_after, bool):
-        raise ValueError(f"Invalid value for argument reset_after={reset_after!r}: expected True "
-                         "or False.")
-    owner.reset_after = reset_after
+class GRUArguments:
+    """What the GRU layer and cell share: gates (z, r, h), σ, ``reset_after`` and the bias shape,
+    (2, 3·units) with ``reset_after`` (input, recurrent), else (3·units,)."""
 
+    _kind = "gru"
+    _gates = 3
 
-def gru_config(owner):
-    return {"recurrent_activation": activation_config(owner, "recurrent_activation"),
-            "reset_after": owner.reset_after}
+    def _set_gru_arguments(self, recurrent_activation, reset_after):
+        self.recurrent_activation_name = recurrent_activation
+        self.recurrent_activation = activations_lib.get(recurrent_activation,
+                                                        "recurrent_activation")
+        if not isinstance(reset_after, bool):
+            raise ValueError(f"Invalid value for argument reset_after={reset_after!r}: expected "
+                             "True or False.")
+        self.reset_after = reset_after
 
+    def _bias_shape(self):
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
 
-def gru_bias_shape(owner):
-    """The bias of a GRU layer or cell: (2, 3·units) with ``reset_after`` (input, recurrent),
-    else (3·units,)."""
-    return (2, 3 * owner.units) if owner.reset_after else (3 * owner.units,)
+    def get_config(self):
+        return {**super().get_config(),
+                "recurrent_activation": activation_config(self, "recurrent_activation"),
+                "reset_after": self.reset_after}
 
 
 @serializable
-class GRU(FusedRNN):
+class GRU(GRUArguments, FusedRNN):
     """Gated recurrent unit with the gate order, conventions and weight layout of
     ``keras.layers.GRU`` (Cho et al. 2014; Keras' ``reset_after`` variants).
 
@@ -45,26 +49,13 @@ class GRU(FusedRNN):
 
     ``kernel`` (F, 3·units), ``recurrent_kernel`` (units, 3·units): ``set_weights`` moves weights
     to and from ``keras.layers.GRU``. Beyond Keras, as :class:`keras_rnnreg.layers.SimpleRNN`:
-    ``perturbations=[...]`` (weight noise / DropConnect on the input and recurrent kernels, drawn
-    before the loop; under ``reset_after=False`` a perturbed ``U_h`` acts on ``r ⊙ h_{t-1}``),
-    ``state_regularizer=`` (the norm-stabilizer, AR / TAR on the hidden sequence, or a list of
-    them), masks, ``unroll``.
-    ``use_cudnn="auto" | True | False``: Keras' own cuDNN GRU kernel on TensorFlow and PyTorch with
-    a GPU (``reset_after=True``, tanh / sigmoid, per-sequence perturbations only, no
-    ``recurrent_dropout``; :func:`keras_rnnreg.layers.cudnn_path` names the reason otherwise).
-    Keras' JAX backend has no cuDNN GRU (its ``gru`` is a ``lax.scan``), so JAX runs our loop.
-
-    On PyTorch, with ``reset_after=True`` and tanh / sigmoid / relu / linear gates, the backward
-    pass is hand-written (``layers/_steps.py``, as the LSTM's); elsewhere autodiff runs through
-    the loop (faster there: docs/benchmarks.md).
-
-    ``zoneout=z`` (Krueger et al. 2016): each unit of h keeps its previous value with probability
-    z in training, after the GRU's update; the expectation at inference (details in
-    :class:`~keras_rnnreg.layers.base.FusedRNN`; never cuDNN).
+    ``perturbations=[...]`` (under ``reset_after=False`` a perturbed ``U_h`` acts on
+    ``r ⊙ h_{t-1}``), ``state_regularizer=``, ``zoneout=z`` (h zoned after the GRU's own
+    interpolation by z; :class:`~keras_rnnreg.layers.base.FusedRNN`). ``use_cudnn`` as
+    :class:`keras_rnnreg.layers.LSTM`'s, plus ``reset_after=True``; Keras' JAX backend has no cuDNN
+    GRU, so JAX runs our loop.
     """
 
-    _gates = 3
-    _kind = "gru"
     _defers_cudnn_check = True
 
     def __init__(
@@ -78,20 +69,11 @@ class GRU(FusedRNN):
     ):
         # keras.layers.GRU's arguments in its order; those of FusedRNN keyword-only (**kwargs).
         super().__init__(
-            units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
-            bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
-            kernel_constraint=kernel_constraint, recurrent_constraint=recurrent_constraint,
-            bias_constraint=bias_constraint, dropout=dropout, recurrent_dropout=recurrent_dropout,
-            seed=seed, return_sequences=return_sequences, return_state=return_state,
-            go_backwards=go_backwards, stateful=stateful, unroll=unroll, use_cudnn=use_cudnn,
-            **kwargs,
+            **inherited_arguments(locals(), "recurrent_activation", "reset_after"), **kwargs
         )
-        set_gru_arguments(self, recurrent_activation, reset_after)
+        self._set_gru_arguments(recurrent_activation, reset_after)
         self._check_use_cudnn()
 
-    _bias_shape = gru_bias_shape
     _cudnn_kernel = "gru"
 
     def _backward_activations(self):
@@ -105,8 +87,5 @@ class GRU(FusedRNN):
         hidden, h = _backend.cudnn_gru(x, states[0], kernel, recurrent_kernel, bias, mask=mask)
         return hidden, h
 
-    def get_config(self):
-        return {**super().get_config(), **gru_config(self)}
 
-
-__all__ = ["GRU", "gru_bias_shape", "gru_config", "set_gru_arguments"]
+__all__ = ["GRU", "GRUArguments"]

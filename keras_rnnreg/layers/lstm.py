@@ -6,45 +6,47 @@ from keras import ops
 from keras_rnnreg import _backend
 from keras_rnnreg import activations as activations_lib
 from keras_rnnreg._api import serializable
-from keras_rnnreg.layers.base import FusedRNN, activation_config
+from keras_rnnreg.layers.base import FusedRNN, activation_config, inherited_arguments
 
 
-def set_lstm_arguments(owner, recurrent_activation, output_activation, unit_forget_bias):
-    """The LSTM's own arguments, on a layer or a cell: σ, g_out (``"same"``: the activation;
-    None: none) and ``unit_forget_bias``."""
-    owner.recurrent_activation_name = recurrent_activation
-    owner.recurrent_activation = activations_lib.get(recurrent_activation, "recurrent_activation")
-    owner.output_activation_name = output_activation
-    owner.output_activation = (
-        owner.activation if output_activation == "same" else None if output_activation is None
-        else activations_lib.get(output_activation, "output_activation"))
-    owner.unit_forget_bias = bool(unit_forget_bias)
+class LSTMArguments:
+    """What the LSTM layer and cell share: gates (i, f, c, o); σ, g_out (``"same"``: the
+    activation; None: none) and ``unit_forget_bias`` (Keras': ones for the forget gate's bias)."""
 
+    _kind = "lstm"
+    _gates = 4
 
-def lstm_config(owner):
-    return {
-        "recurrent_activation": activation_config(owner, "recurrent_activation"),
-        "output_activation": activation_config(owner, "output_activation"),
-        "unit_forget_bias": owner.unit_forget_bias,
-    }
+    def _set_lstm_arguments(self, recurrent_activation, output_activation, unit_forget_bias):
+        self.recurrent_activation_name = recurrent_activation
+        self.recurrent_activation = activations_lib.get(recurrent_activation,
+                                                        "recurrent_activation")
+        self.output_activation_name = output_activation
+        self.output_activation = (
+            self.activation if output_activation == "same" else None if output_activation is None
+            else activations_lib.get(output_activation, "output_activation"))
+        self.unit_forget_bias = bool(unit_forget_bias)
 
+    def _bias_initializer_value(self):
+        if not self.unit_forget_bias:
+            return self.bias_initializer
+        base, units = self.bias_initializer, self.units
 
-def lstm_bias_initializer(owner):
-    """The bias initializer of an LSTM layer or cell: with ``unit_forget_bias`` (Keras') ones
-    for the forget gate's block (i, f, c, o), ``bias_initializer`` elsewhere."""
-    if not owner.unit_forget_bias:
-        return owner.bias_initializer
-    base, units = owner.bias_initializer, owner.units
+        def initializer(shape, dtype=None):
+            ones = keras.initializers.get("ones")((units,), dtype=dtype)
+            return ops.concatenate([base((units,), dtype=dtype), ones,
+                                    base((units * 2,), dtype=dtype)])
 
-    def initializer(shape, dtype=None):
-        ones = keras.initializers.get("ones")((units,), dtype=dtype)
-        return ops.concatenate([base((units,), dtype=dtype), ones, base((units * 2,), dtype=dtype)])
+        return initializer
 
-    return initializer
+    def get_config(self):
+        return {**super().get_config(),
+                "recurrent_activation": activation_config(self, "recurrent_activation"),
+                "output_activation": activation_config(self, "output_activation"),
+                "unit_forget_bias": self.unit_forget_bias}
 
 
 @serializable
-class LSTM(FusedRNN):
+class LSTM(LSTMArguments, FusedRNN):
     """Long short-term memory with the gate order and weight layout of ``keras.layers.LSTM``.
 
     ``z = x_t W + h_{t-1} U + b`` split into blocks (i, f, c, o);
@@ -62,20 +64,14 @@ class LSTM(FusedRNN):
     * ``state_regularizer`` with ``on="cell"`` penalizes the memory cells (one penalty or a list,
       each with its own ``on``);
     * ``perturbations``, masks, ``stateful`` and speed as :class:`keras_rnnreg.layers.SimpleRNN`;
-    * ``zoneout=z`` or ``(cell_rate, hidden_rate)`` (Krueger et al. 2016): c and h each keep
-      their previous value with their own probability in training (h after the output gate,
-      from the un-zoned candidate cell), the expectation at inference; details in
-      :class:`~keras_rnnreg.layers.base.FusedRNN` (never cuDNN);
-    * ``use_cudnn="auto" | True | False`` (Keras' argument): the same equations through Keras'
-      own cuDNN kernel on TensorFlow and PyTorch with a GPU, with per-sequence weight noise or
-      DropConnect drawn once and the perturbed kernels handed to cuDNN (AWD-LSTM's weight-dropped
-      LSTM), and the norm-stabilizer on h computed from the returned sequence. Which
-      configurations qualify: :func:`keras_rnnreg.layers.cudnn_path` and the README table;
-      ``use_cudnn=True`` with one that does not raises a ValueError naming the reason.
+    * ``zoneout=z`` or ``(cell_rate, hidden_rate)``: Krueger et al. 2016, read as
+      :class:`~keras_rnnreg.layers.base.FusedRNN` says;
+    * ``use_cudnn="auto" | True | False`` (Keras' argument): Keras' own cuDNN kernel where the
+      configuration allows, per-sequence perturbations included (drawn once: AWD-LSTM's
+      weight-dropped LSTM); :func:`keras_rnnreg.layers.cudnn_path` says which path and why, and
+      ``use_cudnn=True`` raises a ValueError naming the reason where it cannot run.
     """
 
-    _gates = 4
-    _kind = "lstm"
     _defers_cudnn_check = True
     _sequences_available = ("hidden", "cell")
 
@@ -89,31 +85,18 @@ class LSTM(FusedRNN):
         go_backwards=False, stateful=False, unroll=False, use_cudnn="auto", *,
         output_activation="same", return_cell_sequence=False, **kwargs,
     ):
-        # keras.layers.LSTM's arguments in its order; ours (and those of FusedRNN, through
-        # **kwargs) keyword-only after them.
-        super().__init__(
-            units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
-            bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
-            kernel_constraint=kernel_constraint, recurrent_constraint=recurrent_constraint,
-            bias_constraint=bias_constraint, dropout=dropout, recurrent_dropout=recurrent_dropout,
-            seed=seed, return_sequences=return_sequences, return_state=return_state,
-            go_backwards=go_backwards, stateful=stateful, unroll=unroll, use_cudnn=use_cudnn,
-            **kwargs,
-        )
-        set_lstm_arguments(self, recurrent_activation, output_activation, unit_forget_bias)
+        # keras.layers.LSTM's arguments in its order; ours (and FusedRNN's, through **kwargs)
+        # keyword-only after them.
+        super().__init__(**inherited_arguments(
+            locals(), "recurrent_activation", "unit_forget_bias", "output_activation",
+            "return_cell_sequence"), **kwargs)
+        self._set_lstm_arguments(recurrent_activation, output_activation, unit_forget_bias)
         self.return_cell_sequence = bool(return_cell_sequence)
         self._check_use_cudnn()
-
-    @property
-    def state_size(self):
-        return [self.units, self.units]
 
     def _extra_sequence_outputs(self):
         return ("cell",) if self.return_cell_sequence else ()
 
-    _bias_initializer_value = lstm_bias_initializer
     _cudnn_kernel = "lstm"
 
     def _cudnn_equation_reasons(self):
@@ -144,9 +127,7 @@ class LSTM(FusedRNN):
         return names + (self._output_activation_key(),)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(lstm_config(self), return_cell_sequence=self.return_cell_sequence)
-        return config
+        return {**super().get_config(), "return_cell_sequence": self.return_cell_sequence}
 
 
-__all__ = ["LSTM", "lstm_bias_initializer", "lstm_config", "set_lstm_arguments"]
+__all__ = ["LSTM", "LSTMArguments"]

@@ -17,20 +17,13 @@ class SimpleRNN(FusedRNN):
       zero-bias thresholded ReLU of Konda et al.; the layer then has no bias);
     * ``perturbations=[...]``: weight noise / DropConnect (:mod:`keras_rnnreg.perturbations`),
       active in training only;
-    * ``state_regularizer=``: a penalty on the hidden-state sequence, e.g.
-      :class:`keras_rnnreg.regularizers.NormStabilizer`, added with ``add_loss`` after the loop,
-      or a list of penalties (e.g. ``[NormStabilizer(50.0),
-      TemporalActivationRegularization(1.0)]``), each added with its own ``add_loss``;
-    * ``zoneout=z`` (Krueger et al. 2016): each unit keeps its previous value with probability z
-      in training (masks drawn before the loop), the expectation at inference (details in
-      :class:`~keras_rnnreg.layers.base.FusedRNN`);
+    * ``state_regularizer=``: a penalty on the hidden-state sequence or a list of them
+      (:mod:`keras_rnnreg.regularizers`), each added with ``add_loss`` after the loop;
+    * ``zoneout=z`` (Krueger et al. 2016; :class:`~keras_rnnreg.layers.base.FusedRNN`).
 
     Masks, ``zero_output_for_mask`` and ``stateful`` as Keras (:class:`FusedRNN`). Like Keras'
     SimpleRNN it takes no ``implementation`` and has no ``use_cudnn`` (``"auto"`` and ``False``
     are accepted, for configurations saved before, and mean our loop; ``True`` raises).
-
-    The input projection of all timesteps is one matmul before the loop; the loop does only
-    ``h_{t-1} U`` and the nonlinearity.
     """
 
     _keras_implementation_arg = False
