@@ -464,8 +464,9 @@ class FusedRNN(RecurrentWeights, keras.layers.Layer):
     def _update_gates(self, call, projected):
         """Per carried state, its update gate a_t (None: 1) of ``s_t = s_{t-1} + a_t ⊙ (s̃_t −
         s_{t-1})``: the Keras mask (masked steps keep the state) times zoneout's ``1 − d_t``,
-        ``d_t ~ Bernoulli(z)`` (T, B, units) drawn here, before the loop, in training, or
-        ``1 − z`` at inference (Krueger et al. 2016, Sec. 3; the class docstring)."""
+        ``d_t ~ Bernoulli(z)`` (T, B, units) drawn here, before the loop, in training
+        (``_backend.keep_mask``: z honoured to 2⁻¹⁷), or ``1 − z`` at inference
+        (Krueger et al. 2016, Sec. 3; the class docstring)."""
         gates, dtype, seed = [], self.compute_dtype, self.seed_generator
         shape = tuple(ops.shape(projected)[:2])
         for z in self._zoneout_rates:  # one per carried state
